@@ -1,0 +1,1 @@
+"""Shared runtime of Bud Runtime: settings, logging, gRPC plumbing and the `budrt` launcher."""

@@ -1,0 +1,141 @@
+"""`grpc.aio` server bootstrap shared by every service: rich errors, reflection, the standard
+health service and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from budrt.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+# Messages up to 64 MiB (embedding batches, long prompts); keepalive so idle watch streams survive
+# proxies and dead peers are noticed.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """A servicer, the generated function that registers it, and its descriptor."""
+
+    servicer: Any
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    descriptor: ServiceDescriptor
+
+
+async def _abort(context: grpc.aio.ServicerContext, err: ServiceError) -> None:
+    await context.abort(err.code, err.message, trailing_metadata=err.trailing_metadata())
+
+
+def _guard_unary(method: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(request, context)
+        except ServiceError as err:
+            await _abort(context, err)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            log.exception("unhandled error in %s", name)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}")
+
+    return guarded
+
+
+def _guard_stream(method: Callable[..., Any], name: str) -> Callable[..., Any]:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for item in method(request, context):
+                yield item
+        except ServiceError as err:
+            await _abort(context, err)
+        except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
+            raise
+        except Exception:
+            log.exception("unhandled error in %s", name)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}")
+
+    return guarded
+
+
+def guard_servicer(servicer: Any, descriptor: ServiceDescriptor) -> Any:
+    """Wraps the servicer's RPC methods (once, at registration) so a raised ServiceError becomes a
+    gRPC status with details and any other exception an INTERNAL status that is logged.
+    Methods the servicer leaves to its generated base class still answer UNIMPLEMENTED."""
+    for method in descriptor.methods:
+        impl = getattr(servicer, method.name, None)
+        if impl is None:
+            continue
+        owner = type(servicer).__dict__.get(method.name)
+        if owner is None:  # inherited from the generated base: the honest UNIMPLEMENTED
+            continue
+        name = f"{descriptor.full_name}/{method.name}"
+        if inspect.isasyncgenfunction(impl):
+            setattr(servicer, method.name, _guard_stream(impl, name))
+        elif inspect.iscoroutinefunction(impl):
+            setattr(servicer, method.name, _guard_unary(impl, name))
+    return servicer
+
+
+class GrpcServer:
+    """A started `grpc.aio` server hosting some services, with reflection and health."""
+
+    def __init__(self, address: str, bindings: Iterable[ServiceBinding]) -> None:
+        self.address = address
+        self.bindings = list(bindings)
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.health = health.aio.HealthServicer()
+        for binding in self.bindings:
+            binding.add_to_server(guard_servicer(binding.servicer, binding.descriptor), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [b.descriptor.full_name for b in self.bindings]
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address}")
+
+    async def start(self) -> None:
+        """Starts serving and marks every hosted service SERVING."""
+        await self.server.start()
+        for binding in self.bindings:
+            await self.health.set(binding.descriptor.full_name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.info("gRPC listening", extra={"address": self.address, "services": [b.descriptor.full_name for b in self.bindings]})
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Marks everything NOT_SERVING, then stops, letting calls in flight finish within `grace`."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Sets `stop` on SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def insecure_channel(address: str) -> grpc.aio.Channel:
+    """A client channel with the platform's message-size and keepalive options."""
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)

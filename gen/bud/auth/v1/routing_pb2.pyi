@@ -1,0 +1,98 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class WatchRoutingRequest(_message.Message):
+    __slots__ = ("since_revision", "gateway_id")
+    SINCE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    since_revision: int
+    gateway_id: str
+    def __init__(self, since_revision: _Optional[int] = ..., gateway_id: _Optional[str] = ...) -> None: ...
+
+class WatchRoutingResponse(_message.Message):
+    __slots__ = ("revision", "reset", "upsert_keys", "delete_key_ids", "upsert_deployments", "delete_deployment_ids", "upsert_projects", "delete_project_ids")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    UPSERT_KEYS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_KEY_IDS_FIELD_NUMBER: _ClassVar[int]
+    UPSERT_DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_DEPLOYMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    UPSERT_PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_PROJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    reset: bool
+    upsert_keys: _containers.RepeatedCompositeFieldContainer[RouteKey]
+    delete_key_ids: _containers.RepeatedScalarFieldContainer[str]
+    upsert_deployments: _containers.RepeatedCompositeFieldContainer[RouteDeployment]
+    delete_deployment_ids: _containers.RepeatedScalarFieldContainer[str]
+    upsert_projects: _containers.RepeatedCompositeFieldContainer[RouteProject]
+    delete_project_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[int] = ..., reset: _Optional[bool] = ..., upsert_keys: _Optional[_Iterable[_Union[RouteKey, _Mapping]]] = ..., delete_key_ids: _Optional[_Iterable[str]] = ..., upsert_deployments: _Optional[_Iterable[_Union[RouteDeployment, _Mapping]]] = ..., delete_deployment_ids: _Optional[_Iterable[str]] = ..., upsert_projects: _Optional[_Iterable[_Union[RouteProject, _Mapping]]] = ..., delete_project_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RouteKey(_message.Message):
+    __slots__ = ("id", "prefix", "key_hash", "project_id", "deployment_ids", "expire_time", "requests_per_minute", "tokens_per_minute")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    KEY_HASH_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    prefix: str
+    key_hash: bytes
+    project_id: str
+    deployment_ids: _containers.RepeatedScalarFieldContainer[str]
+    expire_time: _timestamp_pb2.Timestamp
+    requests_per_minute: int
+    tokens_per_minute: int
+    def __init__(self, id: _Optional[str] = ..., prefix: _Optional[str] = ..., key_hash: _Optional[bytes] = ..., project_id: _Optional[str] = ..., deployment_ids: _Optional[_Iterable[str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ...) -> None: ...
+
+class RouteDeployment(_message.Message):
+    __slots__ = ("id", "project_id", "name", "endpoints", "requests_per_minute", "tokens_per_minute", "ready", "create_time", "prompt_id", "prompt_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    project_id: str
+    name: str
+    endpoints: _containers.RepeatedCompositeFieldContainer[RouteEndpoint]
+    requests_per_minute: int
+    tokens_per_minute: int
+    ready: bool
+    create_time: _timestamp_pb2.Timestamp
+    prompt_id: str
+    prompt_version: int
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[RouteEndpoint, _Mapping]]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., ready: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ...) -> None: ...
+
+class RouteEndpoint(_message.Message):
+    __slots__ = ("address", "served_model_name")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SERVED_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    served_model_name: str
+    def __init__(self, address: _Optional[str] = ..., served_model_name: _Optional[str] = ...) -> None: ...
+
+class RouteProject(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
