@@ -57,9 +57,15 @@ class ServiceError(Exception):
         """Rebuilds the error a peer sent (details included when it sent them)."""
         code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
         message = (err.details() if hasattr(err, "details") else None) or code.name
-        reason = param = ""
         trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-        for key, value in trailers or ():
+        return cls.from_status(code, message, trailers)
+
+    @classmethod
+    def from_status(cls, code: grpc.StatusCode, message: str, trailing_metadata: object = None) -> ServiceError:
+        """Rebuilds an error from a status code, message and the trailing metadata carrying its
+        details (if any)."""
+        reason = param = ""
+        for key, value in trailing_metadata or ():  # type: ignore[attr-defined]
             if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
                 reason, param = _unpack_details(value)
         return cls(code=code, message=message, reason=reason, param=param)

@@ -1,0 +1,147 @@
+"""`budrt`: run the whole mesh on one machine (`budrt up`) or one service (`budrt serve NAME`).
+
+`budrt up` starts each service as its own process, exactly as `budrt serve` would run it on
+separate machines, waits until the gateway can serve, and prints where to point an OpenAI client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from budrt.logs import setup_logging
+from budrt.settings import Settings, settings
+
+SERVICES = ("app", "engine", "gateway")
+
+
+async def _run_service(name: str, conf: Settings) -> None:
+    from budrt.grpc_server import install_stop_signals
+
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    serve: Callable[..., Coroutine[Any, Any, None]]
+    if name == "app":
+        from app.server import serve as app_serve
+        from prompt.server import bindings as prompt_bindings
+        from registry.server import bindings as registry_bindings
+
+        # The prompt and registry services are co-hosted in the app process (one fewer process,
+        # one database connection pool); they have no state of their own outside the database.
+        await app_serve(conf, stop, extra_bindings=[*prompt_bindings(), *registry_bindings()])
+        return
+    if name == "engine":
+        from engine.server import serve
+    elif name == "gateway":
+        from gateway.server import serve
+    else:
+        raise SystemExit(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
+    await serve(conf, stop)
+
+
+def serve_command(name: str) -> int:
+    """Runs one service in this process until SIGTERM/SIGINT."""
+    conf = settings()
+    conf.data_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(conf.log_level, service=name)
+    import uvloop
+
+    uvloop.run(_run_service(name, conf))
+    return 0
+
+
+def _gateway_ready(conf: Settings) -> bool:
+    """Whether the gateway has its routing tables and every deployment in them is ready."""
+    url = f"http://{conf.gateway_http_host}:{conf.gateway_http_port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            state = json.loads(response.read())
+    except (OSError, ValueError):
+        return False
+    return state.get("deployments", 0) > 0 and state.get("deployments_ready") == state.get("deployments")
+
+
+def up_command(timeout: float) -> int:
+    """Starts app, engine and gateway as child processes; stops them all on SIGINT/SIGTERM or
+    when any of them exits."""
+    conf = settings()
+    conf.data_dir.mkdir(parents=True, exist_ok=True)
+    # Generate the shared secrets once, before the children race to do it.
+    conf.secret("key_hash_secret")
+    conf.secret("jwt_secret")
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop_all(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+    for name in ("app", "engine", "gateway"):
+        children[name] = subprocess.Popen([sys.executable, "-m", "budrt", "serve", name], env=os.environ.copy())
+    deadline = time.monotonic() + timeout
+    announced = False
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"budrt: {name} exited with status {child.returncode}; stopping the mesh", file=sys.stderr, flush=True)
+                exit_code = child.returncode or 1
+                stopping = True
+        if stopping:
+            break
+        if not announced and _gateway_ready(conf):
+            base = f"http://{conf.gateway_http_host}:{conf.gateway_http_port}/v1"
+            print(
+                "\nBud Runtime is up.\n"
+                f"  OpenAI base URL: OPENAI_BASE_URL={base}\n"
+                f"  gRPC (OpenAI service): {conf.gateway_grpc_address}   management gRPC: {conf.app_address}\n"
+                f"  models: {conf.default_model_name} (chat; random weights: replies are noise), "
+                f"{conf.default_embedding_model_name} (embeddings)\n"
+                "  The API key was printed once above on first start (OPENAI_API_KEY=...).\n"
+                "  Press Ctrl-C to stop.\n",
+                flush=True,
+            )
+            announced = True
+        if not announced and time.monotonic() > deadline:
+            print(f"budrt: the gateway was not ready within {timeout:.0f}s; stopping", file=sys.stderr, flush=True)
+            exit_code = 1
+            break
+        time.sleep(0.2)
+    for name in ("gateway", "app", "engine"):  # front first, so nothing new arrives
+        if children[name].poll() is None:
+            children[name].send_signal(signal.SIGTERM)
+    for name, child in children.items():
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `budrt` command."""
+    parser = argparse.ArgumentParser(prog="budrt", description="Bud Runtime launcher")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the whole mesh on this machine")
+    up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the mesh to be ready")
+    serve = sub.add_parser("serve", help="run one service (addresses from configuration)")
+    serve.add_argument("service", choices=SERVICES)
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return up_command(args.timeout)
+    return serve_command(args.service)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

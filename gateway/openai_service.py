@@ -1,0 +1,195 @@
+"""The OpenAI-compatible service: authenticates the project API key, resolves `model` to one of
+the project's deployments, forwards to an engine replica, and accounts usage. It runs inside the
+gateway process, called in-process by the transcoder (REST) and by the gateway's gRPC server."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from bud.openai.v1 import (
+    chat_pb2,
+    completion_pb2,
+    embedding_pb2,
+    model_pb2,
+    openai_service_pb2_grpc,
+)
+from budrt.errors import ServiceError
+from gateway.engines import EngineConnection, EnginePool
+from gateway.errors import http_status
+from gateway.tables import DeploymentEntry, Endpoint, KeyEntry, RoutingTables
+from gateway.usage import UsageRecorder
+
+log = logging.getLogger(__name__)
+
+
+def metadata_value(context: Any, key: str) -> str | None:
+    """A request metadata value (works for gRPC and in-process contexts)."""
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v
+    return None
+
+
+class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
+    """OpenAI operations over the engine contract."""
+
+    def __init__(self, tables: RoutingTables, engines: EnginePool, key_hash_secret: str,
+                 usage: UsageRecorder | None = None) -> None:
+        self.tables = tables
+        self.engines = engines
+        self.key_hash_secret = key_hash_secret
+        self.usage = usage
+
+    # ---- auth and routing -----------------------------------------------------------------
+    def _authenticate(self, context: Any) -> KeyEntry:
+        if not self.tables.loaded.is_set():
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, "The gateway is starting; retry shortly.", reason="NOT_READY")
+        header = metadata_value(context, "authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED,
+                               "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                               reason="INVALID_API_KEY")
+        key = self.tables.authenticate(token.strip(), self.key_hash_secret)
+        if key is None:
+            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "Incorrect API key provided.", reason="INVALID_API_KEY")
+        return key
+
+    def _route(self, key: KeyEntry, model: str) -> DeploymentEntry:
+        if not model:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "you must provide a model parameter",
+                               reason="MISSING_MODEL", param="model")
+        deployment = self.tables.resolve(key, model)
+        if deployment is None or deployment.prompt_id:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND,
+                               f"The model `{model}` does not exist or you do not have access to it.",
+                               reason="MODEL_NOT_FOUND", param="model")
+        if not deployment.ready or not deployment.endpoints:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"The model `{model}` is not ready to serve yet.",
+                               reason="MODEL_NOT_READY", param="model")
+        return deployment
+
+    def _target(self, context: Any, request: Message) -> tuple[KeyEntry, DeploymentEntry, Endpoint, EngineConnection]:
+        key = self._authenticate(context)
+        deployment = self._route(key, request.model)  # type: ignore[attr-defined]
+        endpoint, conn = self.engines.choose(deployment.endpoints)
+        return key, deployment, endpoint, conn
+
+    def _account(self, context: Any, key: KeyEntry, deployment: DeploymentEntry, operation: str, started: float,
+                 prompt_tokens: int, completion_tokens: int, code: grpc.StatusCode) -> None:
+        if self.usage is None:
+            return
+        request_id = metadata_value(context, "x-request-id") or uuid.uuid4().hex
+        self.usage.record(request_id, key.project_id, key.id, deployment.id, operation,
+                          prompt_tokens, completion_tokens, started, http_status(code))
+
+    # ---- forwarding -----------------------------------------------------------------------
+    async def _unary(self, operation: str, request: Any, context: Any) -> Any:
+        started = time.perf_counter()
+        key, deployment, endpoint, conn = self._target(context, request)
+        client_model = request.model
+        request.model = endpoint.served_model_name
+        code = grpc.StatusCode.OK
+        response = None
+        try:
+            with self.engines.lease(conn):
+                response = await getattr(conn.stub, operation)(request, metadata=_forward(context))
+        except grpc.aio.AioRpcError as err:
+            code = err.code()
+            raise _engine_error(err, client_model) from None
+        finally:
+            usage = response.usage if response is not None else None
+            self._account(context, key, deployment, operation, started,
+                          usage.prompt_tokens if usage else 0,
+                          getattr(usage, "completion_tokens", 0) if usage else 0, code)
+        response.model = client_model
+        return response
+
+    async def _stream(self, operation: str, request: Any, context: Any) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        key, deployment, endpoint, conn = self._target(context, request)
+        client_model = request.model
+        request.model = endpoint.served_model_name
+        # The gateway always asks for usage (its own accounting); the client gets it only if asked.
+        wants_usage = request.stream_options.include_usage
+        request.stream_options.include_usage = True
+        prompt_tokens = completion_tokens = 0
+        code = grpc.StatusCode.OK
+        with self.engines.lease(conn):
+            call = getattr(conn.stub, operation)(request, metadata=_forward(context))
+            try:
+                async for chunk in call:
+                    if chunk.HasField("usage"):
+                        prompt_tokens = chunk.usage.prompt_tokens
+                        completion_tokens = chunk.usage.completion_tokens
+                        if not wants_usage:
+                            if not chunk.choices:
+                                continue  # the usage-only chunk the client did not ask for
+                            chunk.ClearField("usage")
+                    chunk.model = client_model
+                    yield chunk
+            except grpc.aio.AioRpcError as err:
+                code = err.code()
+                raise _engine_error(err, client_model) from None
+            except BaseException:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                call.cancel()  # a client that went away aborts the generation
+                self._account(context, key, deployment, operation, started, prompt_tokens, completion_tokens, code)
+
+    # ---- RPCs -----------------------------------------------------------------------------
+    async def CreateChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> chat_pb2.ChatCompletion:
+        return await self._unary("CreateChatCompletion", request, context)
+
+    async def StreamChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
+        async for chunk in self._stream("StreamChatCompletion", request, context):
+            yield chunk
+
+    async def CreateCompletion(self, request: completion_pb2.CompletionRequest, context: Any) -> completion_pb2.Completion:
+        return await self._unary("CreateCompletion", request, context)
+
+    async def StreamCompletion(self, request: completion_pb2.CompletionRequest, context: Any) -> AsyncIterator[completion_pb2.Completion]:
+        async for chunk in self._stream("StreamCompletion", request, context):
+            yield chunk
+
+    async def CreateEmbedding(self, request: embedding_pb2.EmbeddingRequest, context: Any) -> embedding_pb2.EmbeddingList:
+        return await self._unary("CreateEmbedding", request, context)
+
+    async def ListModels(self, request: model_pb2.ListModelsRequest, context: Any) -> model_pb2.ModelList:
+        key = self._authenticate(context)
+        owner = self.tables.projects.get(key.project_id, key.project_id)
+        return model_pb2.ModelList(object="list", data=[
+            model_pb2.Model(id=d.name, object="model", created=d.created, owned_by=owner)
+            for d in self.tables.visible(key)
+        ])
+
+    async def GetModel(self, request: model_pb2.GetModelRequest, context: Any) -> model_pb2.Model:
+        key = self._authenticate(context)
+        d = self.tables.resolve(key, request.model)
+        if d is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND,
+                               f"The model `{request.model}` does not exist or you do not have access to it.",
+                               reason="MODEL_NOT_FOUND", param="model")
+        return model_pb2.Model(id=d.name, object="model", created=d.created,
+                               owned_by=self.tables.projects.get(key.project_id, key.project_id))
+
+
+def _forward(context: Any) -> tuple[tuple[str, str], ...]:
+    request_id = metadata_value(context, "x-request-id")
+    return (("x-request-id", request_id),) if request_id else ()
+
+
+def _engine_error(err: grpc.aio.AioRpcError, model: str) -> ServiceError:
+    error = ServiceError.from_rpc_error(err)
+    if error.code == grpc.StatusCode.UNAVAILABLE:
+        error.message = f"The model `{model}` is unavailable: {error.message}"
+        error.reason = error.reason or "MODEL_UNAVAILABLE"
+    return error

@@ -1,0 +1,80 @@
+"""The gateway process: the HTTP face (uvicorn + the transcoder) and the gRPC face of the
+OpenAI service on one event loop, the routing watch and the usage flusher beside them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import Any
+
+import orjson
+import uvicorn
+
+from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
+from budrt.grpc_server import GrpcServer, ServiceBinding
+from budrt.settings import Settings
+from gateway.backends import LocalBackend
+from gateway.engines import EnginePool
+from gateway.openai_service import OpenAiServicer
+from gateway.tables import RoutingTables, RoutingWatcher
+from gateway.transcoder import FrontedService, Transcoder
+from gateway.usage import UsageRecorder
+
+log = logging.getLogger(__name__)
+
+OPENAI_SERVICE = openai_service_pb2.DESCRIPTOR.services_by_name["OpenAiService"]
+
+
+def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables) -> Transcoder:
+    """The HTTP application: the OpenAI service in-process, plus liveness/readiness probes."""
+
+    async def healthz(scope: dict[str, Any]) -> tuple[int, bytes]:
+        return 200, b'{"status":"ok"}'
+
+    async def readyz(scope: dict[str, Any]) -> tuple[int, bytes]:
+        if not tables.loaded.is_set():
+            return 503, b'{"status":"waiting for routing tables"}'
+        ready = sum(1 for d in tables.deployments.values() if d.ready)
+        return 200, orjson.dumps({"status": "ready", "revision": tables.revision,
+                                  "deployments": len(tables.deployments), "deployments_ready": ready})
+
+    return Transcoder(
+        [FrontedService(OPENAI_SERVICE, LocalBackend(servicer), lenient=True)],
+        plain_routes={("GET", "/healthz"): healthz, ("GET", "/readyz"): readyz},
+    )
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Runs the gateway until `stop` is set."""
+    tables = RoutingTables()
+    engines = EnginePool()
+    usage = UsageRecorder(settings.app_address)
+    servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage)
+    grpc_server = GrpcServer(
+        settings.gateway_grpc_address,
+        [ServiceBinding(servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE)],
+    )
+    config = uvicorn.Config(
+        build_transcoder(servicer, tables), host=settings.gateway_http_host, port=settings.gateway_http_port,
+        loop="none", http="httptools", lifespan="off", access_log=False, log_config=None,
+        timeout_keep_alive=30, backlog=4096,
+    )
+    http_server = uvicorn.Server(config)
+    http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
+    await grpc_server.start()
+    watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, socket.gethostname()).run())
+    flusher = asyncio.create_task(usage.run())
+    http_task = asyncio.create_task(http_server.serve())
+    log.info("gateway HTTP listening", extra={"url": f"http://{settings.gateway_http_host}:{settings.gateway_http_port}/v1"})
+    stop_task = asyncio.create_task(stop.wait())
+    await asyncio.wait([stop_task, http_task], return_when=asyncio.FIRST_COMPLETED)
+    http_server.should_exit = True
+    with contextlib.suppress(Exception):
+        await http_task
+    await grpc_server.stop(5)
+    for task in (watcher, flusher):
+        task.cancel()
+    await asyncio.gather(watcher, flusher, return_exceptions=True)
+    await engines.close()

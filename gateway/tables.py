@@ -1,0 +1,171 @@
+"""The gateway's in-memory key, project and route tables, fed by the app's WatchRouting stream
+(snapshot, then changes with revisions; reconnect and resume). The request path reads these
+tables only: no database or RPC per request. When the app is unreachable the gateway keeps
+serving from the last tables it had."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+from bud.auth.v1 import routing_pb2, routing_pb2_grpc
+from budrt import keys
+from budrt.grpc_server import insecure_channel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class KeyEntry:
+    """An active API key as the gateway knows it."""
+
+    id: str
+    prefix: str
+    key_hash: bytes
+    project_id: str
+    deployment_ids: frozenset[str]
+    expire_at: float | None  # unix seconds
+    requests_per_minute: int
+    tokens_per_minute: int
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """One engine replica of a deployment."""
+
+    address: str
+    served_model_name: str
+
+
+@dataclass(slots=True)
+class DeploymentEntry:
+    """A routable deployment."""
+
+    id: str
+    project_id: str
+    name: str
+    endpoints: list[Endpoint]
+    ready: bool
+    requests_per_minute: int
+    tokens_per_minute: int
+    created: int
+    prompt_id: str = ""
+    prompt_version: int = 0
+
+
+@dataclass
+class RoutingTables:
+    """Keys by prefix, deployments by (project, name), project names; plus the revision."""
+
+    revision: int = 0
+    loaded: asyncio.Event = field(default_factory=asyncio.Event)
+    keys_by_prefix: dict[str, KeyEntry] = field(default_factory=dict)
+    key_prefix_by_id: dict[str, str] = field(default_factory=dict)
+    deployments: dict[str, DeploymentEntry] = field(default_factory=dict)
+    by_name: dict[tuple[str, str], DeploymentEntry] = field(default_factory=dict)
+    projects: dict[str, str] = field(default_factory=dict)
+
+    def apply(self, update: routing_pb2.WatchRoutingResponse) -> None:
+        """Applies a snapshot (reset) or a batch of changes."""
+        if update.reset:
+            self.keys_by_prefix.clear()
+            self.key_prefix_by_id.clear()
+            self.deployments.clear()
+            self.by_name.clear()
+            self.projects.clear()
+        for key_id in update.delete_key_ids:
+            prefix = self.key_prefix_by_id.pop(key_id, None)
+            if prefix is not None:
+                self.keys_by_prefix.pop(prefix, None)
+        for k in update.upsert_keys:
+            old_prefix = self.key_prefix_by_id.get(k.id)
+            if old_prefix is not None and old_prefix != k.prefix:
+                self.keys_by_prefix.pop(old_prefix, None)
+            self.keys_by_prefix[k.prefix] = KeyEntry(
+                id=k.id, prefix=k.prefix, key_hash=k.key_hash, project_id=k.project_id,
+                deployment_ids=frozenset(k.deployment_ids),
+                expire_at=k.expire_time.seconds + k.expire_time.nanos / 1e9 if k.HasField("expire_time") else None,
+                requests_per_minute=k.requests_per_minute, tokens_per_minute=k.tokens_per_minute,
+            )
+            self.key_prefix_by_id[k.id] = k.prefix
+        for dep_id in update.delete_deployment_ids:
+            old = self.deployments.pop(dep_id, None)
+            if old is not None:
+                self.by_name.pop((old.project_id, old.name), None)
+        for d in update.upsert_deployments:
+            old = self.deployments.get(d.id)
+            if old is not None:
+                self.by_name.pop((old.project_id, old.name), None)
+            entry = DeploymentEntry(
+                id=d.id, project_id=d.project_id, name=d.name,
+                endpoints=[Endpoint(e.address, e.served_model_name) for e in d.endpoints],
+                ready=d.ready, requests_per_minute=d.requests_per_minute, tokens_per_minute=d.tokens_per_minute,
+                created=d.create_time.seconds, prompt_id=d.prompt_id, prompt_version=d.prompt_version,
+            )
+            self.deployments[d.id] = entry
+            self.by_name[(d.project_id, d.name)] = entry
+        for project_id in update.delete_project_ids:
+            self.projects.pop(project_id, None)
+        for p in update.upsert_projects:
+            self.projects[p.id] = p.name
+        self.revision = update.revision
+        self.loaded.set()
+
+    def authenticate(self, key: str, hash_secret: str) -> KeyEntry | None:
+        """The active key matching `key`, compared by keyed hash in constant time."""
+        prefix = keys.key_prefix(key)
+        if prefix is None:
+            return None
+        entry = self.keys_by_prefix.get(prefix)
+        if entry is None or not keys.key_matches(key, entry.key_hash, hash_secret):
+            return None
+        if entry.expire_at is not None and entry.expire_at <= time.time():
+            return None
+        return entry
+
+    def resolve(self, key: KeyEntry, model: str) -> DeploymentEntry | None:
+        """The deployment `model` names in the key's project, if the key may call it."""
+        entry = self.by_name.get((key.project_id, model))
+        if entry is None or (key.deployment_ids and entry.id not in key.deployment_ids):
+            return None
+        return entry
+
+    def visible(self, key: KeyEntry) -> list[DeploymentEntry]:
+        """The deployments a key may call, by name."""
+        found = [d for d in self.deployments.values()
+                 if d.project_id == key.project_id and (not key.deployment_ids or d.id in key.deployment_ids)]
+        return sorted(found, key=lambda d: d.name)
+
+
+class RoutingWatcher:
+    """Keeps RoutingTables in step with the app: watch, apply, and on failure reconnect with
+    backoff, resuming from the last applied revision."""
+
+    def __init__(self, app_address: str, tables: RoutingTables, gateway_id: str) -> None:
+        self.app_address = app_address
+        self.tables = tables
+        self.gateway_id = gateway_id
+
+    async def run(self) -> None:
+        """Runs until cancelled."""
+        backoff = 0.1
+        channel = insecure_channel(self.app_address)
+        stub = routing_pb2_grpc.RoutingServiceStub(channel)
+        try:
+            while True:
+                try:
+                    request = routing_pb2.WatchRoutingRequest(since_revision=self.tables.revision, gateway_id=self.gateway_id)
+                    async for update in stub.WatchRouting(request):
+                        self.tables.apply(update)
+                        backoff = 0.1
+                    log.warning("routing watch ended; reconnecting")
+                except grpc.aio.AioRpcError as err:
+                    log.warning("routing watch failed: %s; serving from revision %d", err.code().name, self.tables.revision)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        finally:
+            await channel.close()

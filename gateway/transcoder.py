@@ -1,0 +1,360 @@
+"""The generic HTTP/JSON → gRPC transcoder: an ASGI app whose routes come from the annotations of
+the services it fronts. Unary RPCs answer JSON; server-streaming RPCs (and unary RPCs whose
+`bud.api.v1.sse` switch is on in the request) answer server-sent events. Every error is written as
+OpenAI error JSON with the HTTP status of the canonical gRPC mapping; an error after the stream
+started is sent as a last SSE event, never a silent truncation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import grpc
+import orjson
+from google.protobuf import message_factory
+from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
+
+from bud.api.v1 import json_pb2
+from budrt.errors import ServiceError, invalid_argument
+from gateway.backends import Backend
+from gateway.errors import error_body, error_object, http_status
+from gateway.http_rules import Route, Router, routes_for_service
+from gateway.json_face import JsonFaceError, codec_for, from_python, to_json
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+PlainHandler = Callable[[Scope], Awaitable[tuple[int, bytes]]]
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+# HTTP headers passed on to the RPC as metadata (lower case); others are dropped.
+FORWARDED_HEADERS = ("authorization", "x-request-id", "openai-organization", "openai-project")
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no")]
+
+
+@dataclass(frozen=True)
+class FrontedService:
+    """A service the transcoder fronts: its descriptor, how to call it, and its JSON leniency
+    (OpenAI-dialect services ignore unknown fields, as vLLM's server does)."""
+
+    descriptor: ServiceDescriptor
+    backend: Backend
+    lenient: bool = False
+
+
+class Transcoder:
+    """ASGI application serving the annotated routes of the fronted services."""
+
+    def __init__(self, services: list[FrontedService], plain_routes: dict[tuple[str, str], PlainHandler] | None = None) -> None:
+        routes: list[Route] = []
+        self._backends: dict[str, FrontedService] = {}
+        for service in services:
+            routes += routes_for_service(service.descriptor)
+            self._backends[service.descriptor.full_name] = service
+        self.router = Router(routes)
+        self.plain_routes = plain_routes or {}
+        self._request_classes: dict[str, type[Message]] = {}
+
+    # ---- ASGI entry -----------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        raw = scope.get("raw_path") or scope["path"].encode()
+        raw_path = raw.decode("latin-1").split("?", 1)[0]
+        method = scope["method"]
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        plain = self.plain_routes.get((method, raw_path))
+        if plain is not None:
+            status, body = await plain(scope)
+            await _respond(send, status, body, request_id)
+            return
+        found = self.router.find(method, raw_path)
+        if found is None:
+            allowed = self.router.allows(raw_path)
+            if allowed:
+                err = ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"Method {method} not allowed for {raw_path}", reason="METHOD_NOT_ALLOWED")
+                await _respond(send, 405, error_body(err), request_id, [(b"allow", ", ".join(allowed).encode())])
+            else:
+                err = ServiceError(grpc.StatusCode.NOT_FOUND, f"Unknown request URL: {method} {raw_path}", reason="UNKNOWN_URL")
+                await _respond(send, 404, error_body(err), request_id)
+            return
+        route, path_values = found
+        try:
+            body = await _read_body(receive)
+            request, streaming = self._build_request(route, path_values, scope, body)
+        except JsonFaceError as err:
+            await _respond(send, 400, error_body(invalid_argument(err.message, err.param)), request_id)
+            return
+        except ServiceError as err:
+            await _respond(send, http_status(err.code), error_body(err), request_id)
+            return
+        metadata = _metadata(scope, request_id)
+        if streaming is not None:
+            await self._serve_stream(route, streaming, request, metadata, request_id, receive, send)
+        else:
+            await self._serve_unary(route, request, metadata, request_id, send)
+
+    # ---- request building -----------------------------------------------------------------
+    def _request_class(self, method: MethodDescriptor) -> type[Message]:
+        cls = self._request_classes.get(method.full_name)
+        if cls is None:
+            cls = self._request_classes[method.full_name] = message_factory.GetMessageClass(method.input_type)
+        return cls
+
+    def _build_request(self, route: Route, path_values: dict[str, str], scope: Scope,
+                       body: bytes) -> tuple[Message, MethodDescriptor | None]:
+        request = self._request_class(route.method)()
+        lenient = self._backends[route.service.full_name].lenient
+        obj: Any = None
+        if route.body:
+            try:
+                obj = orjson.loads(body) if body.strip() else {}
+            except orjson.JSONDecodeError as err:
+                raise JsonFaceError(f"We could not parse the JSON body of your request: {err}") from None
+            if route.body == "*":
+                from_python(obj, request, lenient)
+            else:
+                fd = request.DESCRIPTOR.fields_by_name.get(route.body)
+                if fd is None:
+                    raise ServiceError(grpc.StatusCode.INTERNAL, f"{route.method.full_name}: no body field {route.body!r}")
+                sub = getattr(request, route.body)
+                sub.SetInParent()
+                codec_for(fd.message_type).decode(obj, sub, route.body, lenient)
+        if route.body != "*":
+            for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+                _set_path(request, key, value, repeated_ok=True)
+        for field_path, value in path_values.items():
+            _set_path(request, field_path, value)
+        streaming: MethodDescriptor | None = None
+        if route.server_streaming:
+            streaming = route.method
+        elif route.sse is not None and route.sse.method is not None:
+            flag = obj.get(route.sse.when_field) if isinstance(obj, dict) else None
+            if flag is True:
+                streaming = route.sse.method
+        return request, streaming
+
+    # ---- unary ----------------------------------------------------------------------------
+    async def _serve_unary(self, route: Route, request: Message, metadata: list[tuple[str, str]],
+                           request_id: str, send: Send) -> None:
+        backend = self._backends[route.service.full_name].backend
+        response_metadata: list[tuple[str, str]] = []
+        try:
+            response = await backend.unary(route.method, request, metadata, response_metadata)
+            if route.response_body:
+                payload: bytes = orjson.dumps(codec_for(response.DESCRIPTOR).encode(response)[route.response_body])
+            else:
+                payload = to_json(response)
+            status = 200
+        except ServiceError as err:
+            status, payload = http_status(err.code), error_body(err)
+        except Exception:
+            log.exception("transcoding %s failed", route.method.full_name)
+            err = ServiceError(grpc.StatusCode.INTERNAL, "internal error")
+            status, payload = 500, error_body(err)
+        await _respond(send, status, payload, request_id, _extra_headers(response_metadata))
+
+    # ---- streaming ------------------------------------------------------------------------
+    async def _serve_stream(self, route: Route, method: MethodDescriptor, request: Message,
+                            metadata: list[tuple[str, str]], request_id: str, receive: Receive, send: Send) -> None:
+        backend = self._backends[route.service.full_name].backend
+        done_data, event_field = _framing(route, method)
+        response_metadata: list[tuple[str, str]] = []
+        stream = backend.stream(method, request, metadata, response_metadata)
+        task = asyncio.current_task()
+        watcher = asyncio.create_task(_cancel_on_disconnect(receive, task))
+        started = False
+        sequence = 0
+        try:
+            async for item in stream:
+                if not started:
+                    headers = [*_SSE_HEADERS, (b"x-request-id", request_id.encode()), *_extra_headers(response_metadata)]
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                    started = True
+                if event_field:
+                    name = getattr(item, event_field)
+                    frame = b"event: " + name.encode() + b"\ndata: " + to_json(item) + b"\n\n"
+                    sequence += 1
+                else:
+                    frame = b"data: " + to_json(item) + b"\n\n"
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            if not started:  # an empty stream still answers a well-formed event stream
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [*_SSE_HEADERS, (b"x-request-id", request_id.encode())]})
+                started = True
+            tail = b"data: " + done_data.encode() + b"\n\n" if done_data else b""
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+        except asyncio.CancelledError:
+            # The client went away: closing the stream cancels the RPC (the engine aborts).
+            await stream.aclose()
+            if watcher.done():
+                return
+            raise
+        except ServiceError as err:
+            await self._stream_error(send, started, err, request_id, event_field, sequence, response_metadata)
+        except Exception:
+            log.exception("streaming %s failed", method.full_name)
+            err = ServiceError(grpc.StatusCode.INTERNAL, "internal error")
+            await self._stream_error(send, started, err, request_id, event_field, sequence, response_metadata)
+        finally:
+            watcher.cancel()
+
+    @staticmethod
+    async def _stream_error(send: Send, started: bool, err: ServiceError, request_id: str, event_field: str,
+                            sequence: int, response_metadata: list[tuple[str, str]]) -> None:
+        if not started:  # nothing sent yet: a plain HTTP error with the right status
+            await _respond(send, http_status(err.code), error_body(err), request_id, _extra_headers(response_metadata))
+            return
+        obj = error_object(err)
+        if event_field:  # Responses API style: a named error event
+            payload = orjson.dumps({"type": "error", "code": obj["code"], "message": obj["message"],
+                                    "param": obj["param"], "sequence_number": sequence})
+            frame = b"event: error\ndata: " + payload + b"\n\n"
+        else:
+            frame = b"data: " + orjson.dumps({"error": obj}) + b"\n\n"
+        await send({"type": "http.response.body", "body": frame, "more_body": False})
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def _framing(route: Route, method: MethodDescriptor) -> tuple[str, str]:
+    """(done_data, event_field) of a stream: the route's sse option, overridden by the streaming
+    method's own where it sets them."""
+    done_data = route.sse.done_data if route.sse else ""
+    event_field = route.sse.event_field if route.sse else ""
+    options = method.GetOptions()
+    if options.HasExtension(json_pb2.sse):
+        own = options.Extensions[json_pb2.sse]
+        done_data = own.done_data or done_data
+        event_field = own.event_field or event_field
+    return done_data, event_field
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any] | None) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if task is not None:
+                task.cancel()
+            return
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"request body exceeds {MAX_BODY_BYTES} bytes", reason="BODY_TOO_LARGE")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _metadata(scope: Scope, request_id: str) -> list[tuple[str, str]]:
+    metadata = [("x-request-id", request_id)]
+    for key, value in scope["headers"]:
+        name = key.decode("latin-1").lower()
+        if name in FORWARDED_HEADERS and name != "x-request-id":
+            metadata.append((name, value.decode("latin-1")))
+    return metadata
+
+
+def _extra_headers(metadata: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    # Servicers speak to HTTP clients through metadata: x-* and retry-after become headers.
+    return [(k.encode(), v.encode()) for k, v in metadata if k.startswith("x-") or k == "retry-after"]
+
+
+async def _respond(send: Send, status: int, body: bytes, request_id: str,
+                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [*_JSON_HEADERS, (b"x-request-id", request_id.encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _set_path(msg: Message, dotted: str, raw: str, repeated_ok: bool = False) -> None:
+    """Sets a (possibly nested) field from a path variable or query parameter string."""
+    parts = dotted.split(".")
+    target = msg
+    for part in parts[:-1]:
+        fd = target.DESCRIPTOR.fields_by_name.get(part)
+        if fd is None or fd.type != FieldDescriptor.TYPE_MESSAGE or fd.is_repeated:
+            raise invalid_argument(f"unknown parameter '{dotted}'", dotted)
+        target = getattr(target, part)
+    name = parts[-1]
+    fd = target.DESCRIPTOR.fields_by_name.get(name)
+    if fd is None or fd.type == FieldDescriptor.TYPE_MESSAGE and not _is_scalar_wrapper(fd):
+        raise invalid_argument(f"unknown parameter '{dotted}'", dotted)
+    value = _parse_scalar_text(fd, raw, dotted)
+    if fd.is_repeated:
+        if not repeated_ok:
+            raise invalid_argument(f"'{dotted}' cannot be bound from the path", dotted)
+        getattr(target, name).append(value)
+    elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+        getattr(target, name).value = value
+    else:
+        setattr(target, name, value)
+
+
+def _is_scalar_wrapper(fd: FieldDescriptor) -> bool:
+    return fd.message_type.full_name.startswith("google.protobuf.") and fd.message_type.full_name.endswith("Value") \
+        and "value" in fd.message_type.fields_by_name and fd.message_type.full_name != "google.protobuf.Value"
+
+
+def _parse_scalar_text(fd: FieldDescriptor, raw: str, dotted: str) -> Any:
+    target = fd.message_type.fields_by_name["value"] if fd.type == FieldDescriptor.TYPE_MESSAGE else fd
+    t = target.type
+    try:
+        if t == FieldDescriptor.TYPE_BOOL:
+            if raw.lower() in ("true", "1", ""):
+                return True
+            if raw.lower() in ("false", "0"):
+                return False
+            raise ValueError(raw)
+        if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+            return float(raw)
+        if t == FieldDescriptor.TYPE_ENUM:
+            value = target.enum_type.values_by_name.get(raw)
+            return value.number if value is not None else int(raw)
+        if t == FieldDescriptor.TYPE_STRING:
+            return raw
+        if t == FieldDescriptor.TYPE_BYTES:
+            return raw.encode()
+        return int(raw)
+    except ValueError:
+        raise invalid_argument(f"invalid value for '{dotted}': {raw!r}", dotted) from None
+
