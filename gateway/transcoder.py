@@ -25,7 +25,7 @@ from budrt.errors import ServiceError, invalid_argument
 from gateway.backends import Backend
 from gateway.errors import error_body, error_object, http_status
 from gateway.http_rules import Route, Router, routes_for_service
-from gateway.json_face import JsonFaceError, codec_for, from_python, to_json
+from budrt.json_face import JsonFaceError, codec_for, from_python, to_json
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,127 @@
+"""The models an engine process serves: load (one at a time: each start takes the machine's
+memory and cores for a while), unload, look up, and their health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2
+
+from bud.engine.v1 import engine_service_pb2 as pb
+from budrt.errors import ServiceError
+from budrt.settings import Settings
+from engine.sources import resolve_source
+from engine.vllm_model import VllmModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSlot:
+    """A model under a name, in whatever state it is."""
+
+    name: str
+    source: str
+    runner: int
+    args: pb.EngineArgs
+    state: int = pb.MODEL_STATE_LOADING
+    error: str = ""
+    model: VllmModel | None = None
+    loading: asyncio.Task[None] | None = None
+
+    def describe(self) -> pb.ServedModel:
+        """The slot as the contract's ServedModel."""
+        runner = self.model.runner if self.model is not None else self.runner
+        return pb.ServedModel(name=self.name, source=self.source, runner=runner, args=self.args, state=self.state,
+                              error=self.error, max_model_len=self.model.max_model_len if self.model else 0)
+
+
+class ModelManager:
+    """Named models of this engine."""
+
+    def __init__(self, settings: Settings, health_servicer: health.aio.HealthServicer | None = None) -> None:
+        self.settings = settings
+        self.health = health_servicer
+        self.slots: dict[str, ModelSlot] = {}
+        self._load_lock = asyncio.Lock()
+
+    async def load(self, name: str, source: str, runner: int, args: pb.EngineArgs) -> pb.ServedModel:
+        """Loads `source` as `name` and returns when it is READY or FAILED. Loading the same
+        thing again is a no-op; a different source under a loaded name is refused."""
+        if not name:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "name is required", param="name")
+        slot = self.slots.get(name)
+        if slot is not None:
+            same = slot.source == source and slot.args == args and runner in (pb.RUNNER_UNSPECIFIED, slot.runner)
+            if not same and slot.state != pb.MODEL_STATE_FAILED:
+                raise ServiceError(grpc.StatusCode.ALREADY_EXISTS,
+                                   f"model {name!r} is already served from {slot.source!r}; unload it first",
+                                   reason="MODEL_NAME_TAKEN", param="name")
+            if same and slot.state in (pb.MODEL_STATE_READY, pb.MODEL_STATE_LOADING) and slot.loading is not None:
+                await asyncio.shield(slot.loading)
+                return slot.describe()
+        slot = ModelSlot(name, source, runner, args)
+        self.slots[name] = slot
+        slot.loading = asyncio.create_task(self._load(slot))
+        await asyncio.shield(slot.loading)
+        return slot.describe()
+
+    async def _load(self, slot: ModelSlot) -> None:
+        await self._set_health(slot.name, False)
+        async with self._load_lock:
+            model = VllmModel(slot.name, slot.source, slot.runner, slot.args)
+            try:
+                path = await asyncio.to_thread(resolve_source, slot.source, self.settings)
+                log.info("loading model", extra={"model": slot.name, "source": slot.source})
+                await model.start(path)
+            except ServiceError as err:
+                slot.state, slot.error = pb.MODEL_STATE_FAILED, err.message
+            except Exception as err:  # vLLM raises many kinds; the reason goes back to the caller
+                log.exception("loading %s failed", slot.name)
+                slot.state, slot.error = pb.MODEL_STATE_FAILED, f"{type(err).__name__}: {err}"
+            else:
+                slot.model, slot.state, slot.error = model, pb.MODEL_STATE_READY, ""
+                log.info("model ready", extra={"model": slot.name, "max_model_len": model.max_model_len})
+        await self._set_health(slot.name, slot.state == pb.MODEL_STATE_READY)
+
+    async def unload(self, name: str) -> None:
+        """Stops serving `name` and frees its engine."""
+        slot = self.slots.get(name)
+        if slot is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"model {name!r} is not served here", reason="MODEL_NOT_FOUND", param="name")
+        slot.state = pb.MODEL_STATE_UNLOADING
+        await self._set_health(name, False)
+        if slot.loading is not None and not slot.loading.done():
+            await asyncio.shield(slot.loading)
+        if slot.model is not None:
+            await slot.model.stop()
+        self.slots.pop(name, None)
+
+    def ready(self, name: str) -> VllmModel:
+        """The READY model `name`, or the error a caller should get."""
+        slot = self.slots.get(name)
+        if slot is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"The model `{name}` does not exist.",
+                               reason="MODEL_NOT_FOUND", param="model")
+        if slot.state != pb.MODEL_STATE_READY or slot.model is None:
+            state = pb.ModelState.Name(slot.state)
+            detail = f": {slot.error}" if slot.error else ""
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"The model `{name}` is not ready ({state}){detail}.",
+                               reason="MODEL_NOT_READY", param="model")
+        return slot.model
+
+    async def close(self) -> None:
+        """Unloads everything."""
+        for name in list(self.slots):
+            try:
+                await self.unload(name)
+            except Exception:
+                log.exception("unloading %s failed", name)
+
+    async def _set_health(self, name: str, serving: bool) -> None:
+        if self.health is not None:
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            await self.health.set(name, status)

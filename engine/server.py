@@ -1,0 +1,27 @@
+"""The engine process: EngineService on `grpc.aio`, models loaded on request (LoadModel)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
+from budrt.grpc_server import GrpcServer, ServiceBinding
+from budrt.settings import Settings
+from engine.manager import ModelManager
+from engine.service import EngineServicer
+
+ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Runs the engine until `stop` is set, then unloads every model."""
+    servicer = EngineServicer(ModelManager(settings))
+    server = GrpcServer(settings.engine_address,
+                        [ServiceBinding(servicer, engine_service_pb2_grpc.add_EngineServiceServicer_to_server, ENGINE_SERVICE)])
+    servicer.manager.health = server.health
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(5)
+        await servicer.manager.close()

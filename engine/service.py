@@ -1,0 +1,200 @@
+"""EngineService over vLLM: the contract's OpenAI messages go to vLLM's own serving objects as
+their pydantic requests and come back as the same messages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import orjson
+import pydantic
+from google.protobuf.message import Message
+
+from bud.engine.v1 import engine_service_pb2 as pb
+from bud.engine.v1 import engine_service_pb2_grpc
+from bud.openai.v1 import chat_pb2, completion_pb2, embedding_pb2
+from budrt.errors import ServiceError, invalid_argument
+from budrt.json_face import JsonFaceError, from_json, from_python, to_json
+from engine.manager import ModelManager
+from engine.vllm_model import VllmModel, stream_lines
+
+log = logging.getLogger(__name__)
+
+_GRPC_BY_HTTP = {
+    400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND, 408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    409: grpc.StatusCode.ALREADY_EXISTS, 413: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED, 501: grpc.StatusCode.UNIMPLEMENTED, 503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def _vllm_error(error: Any) -> ServiceError:
+    """vLLM's ErrorResponse (or its `error` object as a dict) as a ServiceError."""
+    info = error.error if hasattr(error, "error") else error
+    get = info.get if isinstance(info, dict) else lambda k, d=None: getattr(info, k, d)
+    status = int(get("code", 500) or 500)
+    return ServiceError(_GRPC_BY_HTTP.get(status, grpc.StatusCode.INTERNAL), str(get("message", "engine error")),
+                        param=str(get("param") or ""))
+
+
+def _validation_error(err: pydantic.ValidationError) -> ServiceError:
+    first = err.errors()[0]
+    param = ".".join(str(p) for p in first.get("loc", ()) if not str(p).startswith("function-"))
+    return invalid_argument(f"{param}: {first.get('msg', 'invalid value')}" if param else str(err), param)
+
+
+_ADAPTERS: dict[Any, pydantic.TypeAdapter[Any]] = {}
+
+
+def _to_vllm(request_type: Any, message: Message) -> Any:
+    """The contract message as vLLM's pydantic request (some are unions: TypeAdapter handles both)."""
+    adapter = _ADAPTERS.get(request_type)
+    if adapter is None:
+        adapter = _ADAPTERS[request_type] = pydantic.TypeAdapter(request_type)
+    try:
+        return adapter.validate_json(to_json(message))
+    except pydantic.ValidationError as err:
+        raise _validation_error(err) from None
+
+
+def _exception(err: Exception) -> ServiceError:
+    from vllm.exceptions import VLLMClientError, VLLMNotFoundError
+
+    if isinstance(err, ServiceError):
+        return err
+    if isinstance(err, VLLMNotFoundError):
+        return ServiceError(grpc.StatusCode.NOT_FOUND, str(err))
+    if isinstance(err, (ValueError, TypeError, VLLMClientError)):
+        return invalid_argument(str(err), param=str(getattr(err, "parameter", "") or ""))
+    if isinstance(err, NotImplementedError):
+        return ServiceError(grpc.StatusCode.UNIMPLEMENTED, str(err) or "not supported by this model")
+    log.exception("engine call failed")
+    return ServiceError(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+
+
+class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
+    """Inference and model management for the models of one engine process."""
+
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+
+    def _handler(self, model: VllmModel, attribute: str, what: str) -> Any:
+        handler = model.handler(attribute)
+        if handler is None:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"The model `{model.name}` does not support {what}.",
+                               reason="UNSUPPORTED_OPERATION", param="model")
+        return handler
+
+    async def _generate_unary(self, request: Any, attribute: str, method: str, what: str,
+                              request_cls: Any, response: Message) -> Message:
+        model = self.manager.ready(request.model)
+        handler = self._handler(model, attribute, what)
+        request.stream = False
+        vllm_request = _to_vllm(request_cls, request)
+        model.inflight += 1
+        try:
+            result = await getattr(handler, method)(vllm_request, None)
+        except Exception as err:
+            raise _exception(err) from None
+        finally:
+            model.inflight -= 1
+        if hasattr(result, "error") and not hasattr(result, "choices"):
+            raise _vllm_error(result)
+        return from_json(result.model_dump_json(), response, lenient=True)
+
+    async def _generate_stream(self, request: Any, attribute: str, method: str, what: str,
+                               request_cls: Any, chunk_cls: type[Message]) -> AsyncIterator[Message]:
+        model = self.manager.ready(request.model)
+        handler = self._handler(model, attribute, what)
+        request.stream = True
+        vllm_request = _to_vllm(request_cls, request)
+        model.inflight += 1
+        try:
+            try:
+                result = await getattr(handler, method)(vllm_request, None)
+            except Exception as err:
+                raise _exception(err) from None
+            if hasattr(result, "error") and not hasattr(result, "__aiter__"):
+                raise _vllm_error(result)
+            async for payload in stream_lines(result):
+                obj = orjson.loads(payload)
+                if "error" in obj and "choices" not in obj:
+                    raise _vllm_error(obj["error"])
+                try:
+                    yield from_python(obj, chunk_cls(), lenient=True)
+                except JsonFaceError as err:
+                    raise ServiceError(grpc.StatusCode.INTERNAL, f"unexpected chunk from vLLM: {err.message}") from None
+        finally:
+            model.inflight -= 1
+
+    # ---- inference ----------------------------------------------------------------------------
+    async def CreateChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> chat_pb2.ChatCompletion:
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+
+        return await self._generate_unary(request, "openai_serving_chat", "create_chat_completion", "chat completions",
+                                          ChatCompletionRequest, chat_pb2.ChatCompletion())
+
+    async def StreamChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+
+        async for chunk in self._generate_stream(request, "openai_serving_chat", "create_chat_completion",
+                                                 "chat completions", ChatCompletionRequest, chat_pb2.ChatCompletionChunk):
+            yield chunk
+
+    async def CreateCompletion(self, request: completion_pb2.CompletionRequest, context: Any) -> completion_pb2.Completion:
+        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+
+        return await self._generate_unary(request, "openai_serving_completion", "create_completion", "completions",
+                                          CompletionRequest, completion_pb2.Completion())
+
+    async def StreamCompletion(self, request: completion_pb2.CompletionRequest, context: Any) -> AsyncIterator[completion_pb2.Completion]:
+        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+
+        async for chunk in self._generate_stream(request, "openai_serving_completion", "create_completion",
+                                                 "completions", CompletionRequest, completion_pb2.Completion):
+            yield chunk
+
+    async def CreateEmbedding(self, request: embedding_pb2.EmbeddingRequest, context: Any) -> embedding_pb2.EmbeddingList:
+        from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
+
+        model = self.manager.ready(request.model)
+        handler = self._handler(model, "serving_embedding", "embeddings")
+        vllm_request = _to_vllm(EmbeddingRequest, request)
+        model.inflight += 1
+        try:
+            result = await handler(vllm_request, None)
+        except Exception as err:
+            raise _exception(err) from None
+        finally:
+            model.inflight -= 1
+        body = getattr(result, "body", b"")
+        if getattr(result, "status_code", 200) != 200:
+            raise _vllm_error(orjson.loads(body).get("error", {}))
+        return from_json(body, embedding_pb2.EmbeddingList(), lenient=True)
+
+    # ---- model management -----------------------------------------------------------------
+    async def LoadModel(self, request: pb.LoadModelRequest, context: Any) -> pb.LoadModelResponse:
+        served = await self.manager.load(request.name, request.source, request.runner, request.args)
+        return pb.LoadModelResponse(model=served)
+
+    async def UnloadModel(self, request: pb.UnloadModelRequest, context: Any) -> pb.UnloadModelResponse:
+        await self.manager.unload(request.name)
+        return pb.UnloadModelResponse()
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(models=[slot.describe() for slot in self.manager.slots.values()])
+
+    async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:
+        stats = []
+        for slot in self.manager.slots.values():
+            m = slot.model
+            if m is None:
+                stats.append(pb.ModelStats(name=slot.name))
+                continue
+            stats.append(pb.ModelStats(name=slot.name, running_requests=m.running, waiting_requests=m.waiting,
+                                       kv_cache_usage=m.kv_cache_usage, prompt_tokens_total=m.prompt_tokens_total,
+                                       generation_tokens_total=m.generation_tokens_total, inflight_requests=m.inflight))
+        return pb.GetStatsResponse(models=stats)
