@@ -1,0 +1,1 @@
+"""Engine-side helpers for Bud Runtime (model fixtures, vLLM integration)."""
