@@ -72,7 +72,13 @@ class ModelManager:
     async def _load(self, slot: ModelSlot) -> None:
         await self._set_health(slot.name, False)
         async with self._load_lock:
-            model = VllmModel(slot.name, slot.source, slot.runner, slot.args)
+            args = pb.EngineArgs()
+            args.CopyFrom(slot.args)
+            if slot.source == "builtin:tiny-llama" and not args.HasField("dtype"):
+                # Its weights are float32; vLLM's "auto" would cast to bfloat16 on CPU, which this
+                # CPU emulates (slow, and greedy tokens then differ from transformers').
+                args.dtype = "float32"
+            model = VllmModel(slot.name, slot.source, slot.runner, args)
             try:
                 path = await asyncio.to_thread(resolve_source, slot.source, self.settings)
                 log.info("loading model", extra={"model": slot.name, "source": slot.source})

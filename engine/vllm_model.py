@@ -5,6 +5,7 @@ reasoning parsers and structured outputs behave exactly as in vLLM's own server.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import time
@@ -97,12 +98,17 @@ class VllmModel:
         namespace = parse_vllm_args(vllm_cli_args(self.name, model_path, self.runner, self.args))
         engine_args = AsyncEngineArgs.from_cli_args(namespace)
         try:
-            vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
-            # Stats go to our collector (GetStats), not to vLLM's periodic log lines.
-            self.engine = AsyncLLM.from_vllm_config(
-                vllm_config=vllm_config, usage_context=UsageContext.OPENAI_API_SERVER,
-                stat_loggers=[self._make_stats_logger], disable_log_stats=False,
-            )
+            def construct() -> Any:
+                vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+                # Stats go to our collector (GetStats), not to vLLM's periodic log lines.
+                return AsyncLLM.from_vllm_config(
+                    vllm_config=vllm_config, usage_context=UsageContext.OPENAI_API_SERVER,
+                    stat_loggers=[self._make_stats_logger], disable_log_stats=False,
+                )
+
+            # Starting the engine core blocks for tens of seconds; off the event loop, the other
+            # models keep serving meanwhile (AsyncLLM starts its output handler on first use).
+            self.engine = await asyncio.to_thread(construct)
             self._stack.callback(self.engine.shutdown)
             supported = await self.engine.get_supported_tasks()
             await init_app_state(self.engine, self.state, namespace, supported)

@@ -40,7 +40,7 @@ def test_chat_completion_streamed_with_and_without_usage(mesh: Mesh) -> None:
     c = client(mesh)
     chunks = list(c.chat.completions.create(
         model="tiny-llama", messages=[{"role": "user", "content": "Tell me a story"}], max_tokens=12,
-        temperature=0, ignore_eos=True, stream=True, stream_options={"include_usage": True}))  # type: ignore[call-overload]
+        temperature=0, extra_body={"ignore_eos": True}, stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
     text_chunks = [ch for ch in chunks if ch.choices]
     assert all(ch.id == chunks[0].id and ch.object == "chat.completion.chunk" for ch in chunks)
@@ -50,7 +50,7 @@ def test_chat_completion_streamed_with_and_without_usage(mesh: Mesh) -> None:
     assert usage_chunk.choices == [] and usage_chunk.usage is not None
     assert usage_chunk.usage.completion_tokens == 12
     plain = c.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "Tell me a story"}],
-                                      max_tokens=12, temperature=0, ignore_eos=True)  # type: ignore[call-overload]
+                                      max_tokens=12, temperature=0, extra_body={"ignore_eos": True})
     streamed_text = "".join(ch.choices[0].delta.content or "" for ch in text_chunks)
     assert streamed_text == plain.choices[0].message.content
     without = list(c.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "Hi"}],
