@@ -23,8 +23,12 @@ from bud.openai.v1 import (
 from budrt.errors import ServiceError
 from gateway.engines import EngineConnection, EnginePool
 from gateway.errors import http_status
+from gateway.ratelimit import Decision, Limit, RateLimiter
 from gateway.tables import DeploymentEntry, Endpoint, KeyEntry, RoutingTables
 from gateway.usage import UsageRecorder
+
+# Output tokens reserved against a tokens-per-minute limit when the request sets no maximum.
+DEFAULT_RESERVED_OUTPUT_TOKENS = 256
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +45,12 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     """OpenAI operations over the engine contract."""
 
     def __init__(self, tables: RoutingTables, engines: EnginePool, key_hash_secret: str,
-                 usage: UsageRecorder | None = None) -> None:
+                 usage: UsageRecorder | None = None, limiter: RateLimiter | None = None) -> None:
         self.tables = tables
         self.engines = engines
         self.key_hash_secret = key_hash_secret
         self.usage = usage
+        self.limiter = limiter
 
     # ---- auth and routing -----------------------------------------------------------------
     def _authenticate(self, context: Any) -> KeyEntry:
@@ -82,6 +87,30 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         endpoint, conn = self.engines.choose(deployment.endpoints)
         return key, deployment, endpoint, conn
 
+    async def _admit(self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any) -> Decision | None:
+        """Checks the key's and the deployment's limits; None when neither has any."""
+        limits: list[Limit] = []
+        for owner, rpm, tpm in ((f"key:{key.id}", key.requests_per_minute, key.tokens_per_minute),
+                                (f"dep:{deployment.id}", deployment.requests_per_minute, deployment.tokens_per_minute)):
+            if rpm:
+                limits.append(Limit(f"{owner}:req", rpm, "requests"))
+            if tpm:
+                limits.append(Limit(f"{owner}:tok", tpm, "tokens"))
+        if not limits or self.limiter is None:
+            return None
+        decision = await self.limiter.admit(limits, _reserved_tokens(request))
+        if not decision.allowed:
+            context.set_trailing_metadata(decision.headers)
+            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"Rate limit reached for {request.model}; retry after {decision.retry_after}s.",
+                               reason="RATE_LIMIT_EXCEEDED")
+        await context.send_initial_metadata(decision.headers)
+        return decision
+
+    async def _settle(self, decision: Decision | None, tokens: int) -> None:
+        if decision is not None and self.limiter is not None:
+            await self.limiter.settle(decision, tokens)
+
     def _account(self, context: Any, key: KeyEntry, deployment: DeploymentEntry, operation: str, started: float,
                  prompt_tokens: int, completion_tokens: int, code: grpc.StatusCode) -> None:
         if self.usage is None:
@@ -94,6 +123,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def _unary(self, operation: str, request: Any, context: Any) -> Any:
         started = time.perf_counter()
         key, deployment, endpoint, conn = self._target(context, request)
+        decision = await self._admit(context, key, deployment, request)
         client_model = request.model
         request.model = endpoint.served_model_name
         code = grpc.StatusCode.OK
@@ -106,15 +136,17 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             raise _engine_error(err, client_model) from None
         finally:
             usage = response.usage if response is not None else None
-            self._account(context, key, deployment, operation, started,
-                          usage.prompt_tokens if usage else 0,
-                          getattr(usage, "completion_tokens", 0) if usage else 0, code)
+            prompt_tokens = usage.prompt_tokens if usage else 0
+            completion_tokens = getattr(usage, "completion_tokens", 0) if usage else 0
+            self._account(context, key, deployment, operation, started, prompt_tokens, completion_tokens, code)
+            await self._settle(decision, prompt_tokens + completion_tokens)
         response.model = client_model
         return response
 
     async def _stream(self, operation: str, request: Any, context: Any) -> AsyncIterator[Any]:
         started = time.perf_counter()
         key, deployment, endpoint, conn = self._target(context, request)
+        decision = await self._admit(context, key, deployment, request)
         client_model = request.model
         request.model = endpoint.served_model_name
         # The gateway always asks for usage (its own accounting); the client gets it only if asked.
@@ -144,6 +176,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             finally:
                 call.cancel()  # a client that went away aborts the generation
                 self._account(context, key, deployment, operation, started, prompt_tokens, completion_tokens, code)
+                await self._settle(decision, prompt_tokens + completion_tokens)
 
     # ---- RPCs -----------------------------------------------------------------------------
     async def CreateChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> chat_pb2.ChatCompletion:
@@ -180,6 +213,18 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                                reason="MODEL_NOT_FOUND", param="model")
         return model_pb2.Model(id=d.name, object="model", created=d.created,
                                owned_by=self.tables.projects.get(key.project_id, key.project_id))
+
+
+def _reserved_tokens(request: Any) -> int:
+    """Tokens to reserve before the request runs: a prompt estimate (4 bytes a token, the usual
+    rule of thumb) plus the most it may generate."""
+    prompt = request.ByteSize() // 4
+    for name in ("max_completion_tokens", "max_tokens"):
+        if name in request.DESCRIPTOR.fields_by_name and request.HasField(name):
+            return prompt + getattr(request, name) * max(1, getattr(request, "n", 1) or 1)
+    if request.DESCRIPTOR.name == "EmbeddingRequest":
+        return prompt
+    return prompt + DEFAULT_RESERVED_OUTPUT_TOKENS
 
 
 def _forward(context: Any) -> tuple[tuple[str, str], ...]:

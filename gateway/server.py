@@ -18,6 +18,7 @@ from budrt.settings import Settings
 from gateway.backends import LocalBackend
 from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
+from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.tables import RoutingTables, RoutingWatcher
 from gateway.transcoder import FrontedService, Transcoder
 from gateway.usage import UsageRecorder
@@ -51,7 +52,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     tables = RoutingTables()
     engines = EnginePool()
     usage = UsageRecorder(settings.app_address)
-    servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage)
+    limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
+    servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage, limiter)
     grpc_server = GrpcServer(
         settings.gateway_grpc_address,
         [ServiceBinding(servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE)],
@@ -78,3 +80,5 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         task.cancel()
     await asyncio.gather(watcher, flusher, return_exceptions=True)
     await engines.close()
+    if isinstance(limiter, RedisRateLimiter):
+        await limiter.close()
