@@ -19,10 +19,12 @@ from bud.openai.v1 import (
     embedding_pb2,
     model_pb2,
     openai_service_pb2_grpc,
+    response_pb2,
 )
 from budrt.errors import ServiceError
 from gateway.engines import EngineConnection, EnginePool
 from gateway.errors import http_status
+from gateway import responses
 from gateway.ratelimit import Decision, Limit, RateLimiter
 from gateway.tables import DeploymentEntry, Endpoint, KeyEntry, RoutingTables
 from gateway.usage import UsageRecorder
@@ -195,6 +197,23 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
 
     async def CreateEmbedding(self, request: embedding_pb2.EmbeddingRequest, context: Any) -> embedding_pb2.EmbeddingList:
         return await self._unary("CreateEmbedding", request, context)
+
+    async def CreateResponse(self, request: response_pb2.ResponseRequest, context: Any) -> response_pb2.Response:
+        chat = responses.to_chat_request(request)
+        response_id, created = responses.new_ids()
+        completion = await self._unary("CreateChatCompletion", chat, context)
+        return responses.to_response(request, completion, response_id, created)
+
+    async def StreamResponse(self, request: response_pb2.ResponseRequest, context: Any) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
+        chat = responses.to_chat_request(request)
+        chat.stream_options.include_usage = True  # the completed event carries usage
+        response_id, created = responses.new_ids()
+        chunks = self._stream("StreamChatCompletion", chat, context)
+        try:
+            async for event in responses.to_events(request, chunks, response_id, created):
+                yield event
+        finally:
+            await chunks.aclose()
 
     async def ListModels(self, request: model_pb2.ListModelsRequest, context: Any) -> model_pb2.ModelList:
         key = self._authenticate(context)
