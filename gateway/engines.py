@@ -1,53 +1,65 @@
-"""Connections to engine replicas: one channel per address, least-outstanding-requests choice."""
+"""Connections to engine replicas: one channel per address, active health checks per served
+model, least-outstanding-requests choice among the healthy ones."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bud.engine.v1 import engine_service_pb2_grpc
 from budrt.grpc_server import insecure_channel
 from gateway.tables import Endpoint
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class EngineConnection:
-    """A channel and stub to one engine, and the requests in flight on it."""
+    """A channel and stub to one engine, the requests in flight on it, and which of its models
+    answered their last health check."""
 
     address: str
     channel: grpc.aio.Channel
     stub: engine_service_pb2_grpc.EngineServiceStub
+    health: health_pb2_grpc.HealthStub
     outstanding: int = 0
+    unhealthy: set[str] = field(default_factory=set)  # served model names that failed a check
 
 
 class EnginePool:
     """Engine connections by address."""
 
-    def __init__(self) -> None:
+    def __init__(self, check_interval: float = 1.0, check_timeout: float = 1.0) -> None:
         self._connections: dict[str, EngineConnection] = {}
+        self.check_interval = check_interval
+        self.check_timeout = check_timeout
 
     def connection(self, address: str) -> EngineConnection:
         """The (cached) connection to an engine."""
         conn = self._connections.get(address)
         if conn is None:
             channel = insecure_channel(address)
-            conn = EngineConnection(address, channel, engine_service_pb2_grpc.EngineServiceStub(channel))
+            conn = EngineConnection(address, channel, engine_service_pb2_grpc.EngineServiceStub(channel),
+                                    health_pb2_grpc.HealthStub(channel))
             self._connections[address] = conn
         return conn
 
-    def choose(self, endpoints: list[Endpoint]) -> tuple[Endpoint, EngineConnection]:
-        """The endpoint with the fewest requests in flight."""
-        best: tuple[Endpoint, EngineConnection] | None = None
-        for endpoint in endpoints:
-            conn = self.connection(endpoint.address)
-            if best is None or conn.outstanding < best[1].outstanding:
-                best = (endpoint, conn)
-        if best is None:
-            raise LookupError("no endpoints")
-        return best
+    def candidates(self, endpoints: list[Endpoint]) -> list[tuple[Endpoint, EngineConnection]]:
+        """Every endpoint in the order to try them: healthy before unhealthy (a failed check may be
+        stale, so they stay a last resort), then fewest requests in flight."""
+        pairs = [(e, self.connection(e.address)) for e in endpoints]
+        pairs.sort(key=lambda pair: (pair[0].served_model_name in pair[1].unhealthy, pair[1].outstanding))
+        return pairs
+
+    def healthy(self, endpoint: Endpoint) -> bool:
+        """Whether the endpoint passed its last health check (true until checked)."""
+        return endpoint.served_model_name not in self.connection(endpoint.address).unhealthy
 
     @contextlib.contextmanager
     def lease(self, conn: EngineConnection) -> Iterator[EngineConnection]:
@@ -57,6 +69,41 @@ class EnginePool:
             yield conn
         finally:
             conn.outstanding -= 1
+
+    def mark_unhealthy(self, endpoint: Endpoint) -> None:
+        """Takes an endpoint out of rotation until its next successful check."""
+        self.connection(endpoint.address).unhealthy.add(endpoint.served_model_name)
+
+    async def check(self, endpoints: list[Endpoint]) -> None:
+        """Checks every endpoint once (grpc.health.v1, service = served model name)."""
+
+        async def one(endpoint: Endpoint) -> None:
+            conn = self.connection(endpoint.address)
+            try:
+                reply = await conn.health.Check(health_pb2.HealthCheckRequest(service=endpoint.served_model_name),
+                                                timeout=self.check_timeout)
+                ok = reply.status == health_pb2.HealthCheckResponse.SERVING
+            except grpc.aio.AioRpcError:
+                ok = False
+            was_healthy = endpoint.served_model_name not in conn.unhealthy
+            if ok:
+                conn.unhealthy.discard(endpoint.served_model_name)
+            else:
+                conn.unhealthy.add(endpoint.served_model_name)
+            if ok != was_healthy:
+                log.warning("engine endpoint %s", "healthy" if ok else "unhealthy",
+                            extra={"address": endpoint.address, "model": endpoint.served_model_name})
+
+        await asyncio.gather(*(one(e) for e in endpoints))
+
+    async def run_checks(self, endpoints_of: Callable[[], list[Endpoint]]) -> None:
+        """Checks the endpoints `endpoints_of()` names every check_interval, until cancelled."""
+        while True:
+            try:
+                await self.check(endpoints_of())
+            except Exception:
+                log.exception("health checks failed")
+            await asyncio.sleep(self.check_interval)
 
     async def close(self) -> None:
         """Closes every channel."""

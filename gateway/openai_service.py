@@ -83,11 +83,9 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                                reason="MODEL_NOT_READY", param="model")
         return deployment
 
-    def _target(self, context: Any, request: Message) -> tuple[KeyEntry, DeploymentEntry, Endpoint, EngineConnection]:
+    def _target(self, context: Any, request: Message) -> tuple[KeyEntry, DeploymentEntry]:
         key = self._authenticate(context)
-        deployment = self._route(key, request.model)  # type: ignore[attr-defined]
-        endpoint, conn = self.engines.choose(deployment.endpoints)
-        return key, deployment, endpoint, conn
+        return key, self._route(key, request.model)  # type: ignore[attr-defined]
 
     async def _admit(self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any) -> Decision | None:
         """Checks the key's and the deployment's limits; None when neither has any."""
@@ -124,18 +122,25 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     # ---- forwarding -----------------------------------------------------------------------
     async def _unary(self, operation: str, request: Any, context: Any) -> Any:
         started = time.perf_counter()
-        key, deployment, endpoint, conn = self._target(context, request)
+        key, deployment = self._target(context, request)
         decision = await self._admit(context, key, deployment, request)
         client_model = request.model
-        request.model = endpoint.served_model_name
         code = grpc.StatusCode.OK
         response = None
         try:
-            with self.engines.lease(conn):
-                response = await getattr(conn.stub, operation)(request, metadata=_forward(context))
-        except grpc.aio.AioRpcError as err:
-            code = err.code()
-            raise _engine_error(err, client_model) from None
+            candidates = self.engines.candidates(deployment.endpoints)
+            for attempt, (endpoint, conn) in enumerate(candidates, start=1):
+                request.model = endpoint.served_model_name
+                try:
+                    with self.engines.lease(conn):
+                        response = await getattr(conn.stub, operation)(request, metadata=_forward(context))
+                    break
+                except grpc.aio.AioRpcError as err:
+                    if err.code() == grpc.StatusCode.UNAVAILABLE and attempt < len(candidates):
+                        self.engines.mark_unhealthy(endpoint)  # fail over: nothing reached the client yet
+                        continue
+                    code = err.code()
+                    raise _engine_error(err, client_model) from None
         finally:
             usage = response.usage if response is not None else None
             prompt_tokens = usage.prompt_tokens if usage else 0
@@ -147,38 +152,49 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
 
     async def _stream(self, operation: str, request: Any, context: Any) -> AsyncIterator[Any]:
         started = time.perf_counter()
-        key, deployment, endpoint, conn = self._target(context, request)
+        key, deployment = self._target(context, request)
         decision = await self._admit(context, key, deployment, request)
         client_model = request.model
-        request.model = endpoint.served_model_name
         # The gateway always asks for usage (its own accounting); the client gets it only if asked.
         wants_usage = request.stream_options.include_usage
         request.stream_options.include_usage = True
         prompt_tokens = completion_tokens = 0
         code = grpc.StatusCode.OK
-        with self.engines.lease(conn):
-            call = getattr(conn.stub, operation)(request, metadata=_forward(context))
-            try:
-                async for chunk in call:
-                    if chunk.HasField("usage"):
-                        prompt_tokens = chunk.usage.prompt_tokens
-                        completion_tokens = chunk.usage.completion_tokens
-                        if not wants_usage:
-                            if not chunk.choices:
-                                continue  # the usage-only chunk the client did not ask for
-                            chunk.ClearField("usage")
-                    chunk.model = client_model
-                    yield chunk
-            except grpc.aio.AioRpcError as err:
-                code = err.code()
-                raise _engine_error(err, client_model) from None
-            except BaseException:
+        candidates = self.engines.candidates(deployment.endpoints)
+        try:
+            for attempt, (endpoint, conn) in enumerate(candidates, start=1):
+                request.model = endpoint.served_model_name
+                sent = False
+                with self.engines.lease(conn):
+                    call = getattr(conn.stub, operation)(request, metadata=_forward(context))
+                    try:
+                        async for chunk in call:
+                            if chunk.HasField("usage"):
+                                prompt_tokens = chunk.usage.prompt_tokens
+                                completion_tokens = chunk.usage.completion_tokens
+                                if not wants_usage:
+                                    if not chunk.choices:
+                                        continue  # the usage-only chunk the client did not ask for
+                                    chunk.ClearField("usage")
+                            chunk.model = client_model
+                            sent = True
+                            yield chunk
+                        return
+                    except grpc.aio.AioRpcError as err:
+                        if err.code() == grpc.StatusCode.UNAVAILABLE and not sent and attempt < len(candidates):
+                            self.engines.mark_unhealthy(endpoint)  # fail over before the first byte
+                            continue
+                        code = err.code()
+                        raise _engine_error(err, client_model) from None
+                    finally:
+                        call.cancel()  # a client that went away aborts the generation
+        except BaseException as err:
+            if code == grpc.StatusCode.OK and not isinstance(err, ServiceError):
                 code = grpc.StatusCode.CANCELLED
-                raise
-            finally:
-                call.cancel()  # a client that went away aborts the generation
-                self._account(context, key, deployment, operation, started, prompt_tokens, completion_tokens, code)
-                await self._settle(decision, prompt_tokens + completion_tokens)
+            raise
+        finally:
+            self._account(context, key, deployment, operation, started, prompt_tokens, completion_tokens, code)
+            await self._settle(decision, prompt_tokens + completion_tokens)
 
     # ---- RPCs -----------------------------------------------------------------------------
     async def CreateChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> chat_pb2.ChatCompletion:

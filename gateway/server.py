@@ -68,6 +68,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await grpc_server.start()
     watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, socket.gethostname()).run())
     flusher = asyncio.create_task(usage.run())
+    checker = asyncio.create_task(engines.run_checks(
+        lambda: [e for d in tables.deployments.values() for e in d.endpoints]))
     http_task = asyncio.create_task(http_server.serve())
     log.info("gateway HTTP listening", extra={"url": f"http://{settings.gateway_http_host}:{settings.gateway_http_port}/v1"})
     stop_task = asyncio.create_task(stop.wait())
@@ -76,9 +78,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     with contextlib.suppress(Exception):
         await http_task
     await grpc_server.stop(5)
-    for task in (watcher, flusher):
+    for task in (watcher, flusher, checker):
         task.cancel()
-    await asyncio.gather(watcher, flusher, return_exceptions=True)
+    await asyncio.gather(watcher, flusher, checker, return_exceptions=True)
     await engines.close()
     if isinstance(limiter, RedisRateLimiter):
         await limiter.close()
