@@ -1,0 +1,128 @@
+"""First-start bootstrap: a default project, a chat and an embedding deployment, and one API key.
+
+Runs once per database, in one transaction: the `installation` row records that it ran, so
+later starts create nothing and print nothing (even if the defaults were deleted since). The new
+key's secret is printed once to stdout — with `print`, since logs redact keys — as a line
+``OPENAI_API_KEY=bud-...`` that tools can parse.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from bud.app.v1 import deployment_pb2
+from bud.engine.v1 import engine_service_pb2
+from sqlalchemy import select
+
+from app.db import models
+from app.db.models import SINGLETON_ID, utcnow
+from app.db.session import Database, discard
+from app.services.api_keys import create_api_key
+from app.services.deployments import insert_deployment
+from app.services.projects import create_project
+from app.validation import check_project_name
+from budrt.errors import ServiceError
+from budrt.settings import Settings
+
+DEFAULT_CHAT_BUILTIN = "tiny-llama"
+DEFAULT_EMBEDDING_BUILTIN = "all-minilm-l6-v2"
+DEFAULT_KEY_NAME = "default"
+
+
+class BootstrapError(RuntimeError):
+    """The settings describe defaults that cannot be created."""
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """What the first start created."""
+
+    project_id: str
+    deployment_ids: tuple[str, ...]
+    api_key_id: str
+    secret: str = field(repr=False)
+
+
+def model_source(setting: str, builtin: str) -> deployment_pb2.ModelSource:
+    """The source a `default_*_model_source` setting names: the builtin model when empty, an
+    existing directory as an absolute local path, anything else as a Hugging Face id."""
+    if not setting:
+        return deployment_pb2.ModelSource(builtin=builtin)
+    path = Path(setting).expanduser()
+    if path.is_dir():
+        return deployment_pb2.ModelSource(local_path=str(path.resolve()))
+    return deployment_pb2.ModelSource(hugging_face_id=setting)
+
+
+def default_deployments(settings: Settings) -> list[deployment_pb2.Deployment]:
+    """The chat and embedding deployments the settings ask for."""
+    endpoint = deployment_pb2.EngineEndpoint(address=settings.engine_address)
+    chat = deployment_pb2.Deployment(
+        name=settings.default_model_name,
+        model=model_source(settings.default_model_source, DEFAULT_CHAT_BUILTIN),
+        endpoints=[endpoint],
+        runner=engine_service_pb2.RUNNER_GENERATE,
+        engine_args=engine_service_pb2.EngineArgs(
+            max_model_len=settings.max_model_len, kv_cache_space_gib=settings.kv_cache_space_gib
+        ),
+    )
+    # No max_model_len here: the embedding model's own limit (512 for all-MiniLM-L6-v2) applies.
+    embedding = deployment_pb2.Deployment(
+        name=settings.default_embedding_model_name,
+        model=model_source(settings.default_embedding_model_source, DEFAULT_EMBEDDING_BUILTIN),
+        endpoints=[endpoint],
+        runner=engine_service_pb2.RUNNER_POOLING,
+        engine_args=engine_service_pb2.EngineArgs(kv_cache_space_gib=settings.kv_cache_space_gib),
+    )
+    return [chat, embedding]
+
+
+async def bootstrap(db: Database, settings: Settings, hash_secret: str) -> BootstrapResult | None:
+    """Creates the defaults on the first start; None on every later start.
+
+    Raises BootstrapError when the settings' defaults are invalid (nothing is created then).
+    """
+    try:
+        check_project_name(settings.default_project, "default_project")
+        async with db.mutation() as session:
+            installation = await session.scalar(
+                select(models.Installation).where(models.Installation.id == SINGLETON_ID).with_for_update()
+            )
+            if installation is None:
+                raise RuntimeError("installation row missing: run the migrations first")
+            if installation.bootstrap_time is not None:
+                discard(session)
+                return None
+            project = await session.scalar(
+                select(models.Project).where(models.Project.name == settings.default_project)
+            ) or await create_project(session, settings.default_project, "Created on first start")
+            deployment_ids = []
+            for deployment in default_deployments(settings):
+                row = await session.scalar(
+                    select(models.Deployment).where(
+                        models.Deployment.project_id == project.id, models.Deployment.name == deployment.name
+                    )
+                ) or await insert_deployment(session, project.id, deployment)
+                deployment_ids.append(row.id)
+            key, secret = await create_api_key(session, hash_secret, project.id, name=DEFAULT_KEY_NAME)
+            installation.bootstrap_time = utcnow()
+            result = BootstrapResult(project.id, tuple(deployment_ids), key.id, secret)
+    except ServiceError as err:
+        raise BootstrapError(
+            f"cannot create the first-start defaults from the settings: {err.message}"
+        ) from err
+    return result
+
+
+def announce_key(result: BootstrapResult, project_name: str, out: TextIO | None = None) -> None:
+    """Prints the new key once, for people and for tools (``OPENAI_API_KEY=...``)."""
+    out = out or sys.stdout
+    print(
+        f"Created an API key for project {project_name!r}. It is shown this once only and cannot be "
+        "recovered; store it now:",
+        file=out,
+    )
+    print(f"OPENAI_API_KEY={result.secret}", file=out, flush=True)

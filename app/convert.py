@@ -1,0 +1,133 @@
+"""Conversions between rows and protobuf messages, and of the value types they share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bud.app.v1 import deployment_pb2, project_pb2
+from bud.auth.v1 import auth_pb2
+from bud.engine.v1 import engine_service_pb2
+from google.protobuf import json_format, timestamp_pb2
+
+from app.db import models
+
+
+def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """A Timestamp of an aware datetime (None stays None, leaving the field unset)."""
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def from_timestamp(ts: timestamp_pb2.Timestamp) -> datetime:
+    """The aware UTC datetime of a Timestamp."""
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def engine_args_to_json(args: engine_service_pb2.EngineArgs) -> dict[str, Any]:
+    """EngineArgs as stored: protobuf JSON with the .proto field names, set fields only."""
+    return json_format.MessageToDict(args, preserving_proto_field_name=True)
+
+
+def engine_args_from_json(value: dict[str, Any] | None) -> engine_service_pb2.EngineArgs:
+    """The EngineArgs stored by :func:`engine_args_to_json`."""
+    return json_format.ParseDict(value or {}, engine_service_pb2.EngineArgs())
+
+
+def runner_name(runner: int) -> str:
+    """Stored form of a Runner value."""
+    return engine_service_pb2.Runner.Name(runner)
+
+
+def runner_value(name: str) -> int:
+    """Runner value of its stored form."""
+    return engine_service_pb2.Runner.Value(name)
+
+
+def status_name(status: int) -> str:
+    """Stored form of a DeploymentStatus value."""
+    return deployment_pb2.DeploymentStatus.Name(status)
+
+
+def status_value(name: str) -> int:
+    """DeploymentStatus value of its stored form."""
+    return deployment_pb2.DeploymentStatus.Value(name)
+
+
+def project_to_proto(row: models.Project) -> project_pb2.Project:
+    """The Project message of a row."""
+    return project_pb2.Project(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        create_time=to_timestamp(row.create_time),
+        update_time=to_timestamp(row.update_time),
+    )
+
+
+def model_source_to_proto(kind: str, value: str) -> deployment_pb2.ModelSource:
+    """The ModelSource with oneof field `kind` set to `value`."""
+    source = deployment_pb2.ModelSource()
+    setattr(source, kind, value)
+    return source
+
+
+def deployment_to_proto(row: models.Deployment) -> deployment_pb2.Deployment:
+    """The Deployment message of a row (its endpoints loaded)."""
+    message = deployment_pb2.Deployment(
+        id=row.id,
+        project_id=row.project_id,
+        name=row.name,
+        endpoints=[
+            deployment_pb2.EngineEndpoint(address=e.address, served_model_name=e.served_model_name)
+            for e in row.endpoints
+        ],
+        engine_args=engine_args_from_json(row.engine_args),
+        runner=runner_value(row.runner),
+        scaling=deployment_pb2.ScalingSettings(
+            min_concurrency=row.min_concurrency, max_concurrency=row.max_concurrency, autoscale=row.autoscale
+        ),
+        caching=row.caching,
+        rate_limits=deployment_pb2.RateLimits(
+            requests_per_minute=row.requests_per_minute, tokens_per_minute=row.tokens_per_minute
+        ),
+        status=status_value(row.status),
+        status_message=row.status_message,
+        create_time=to_timestamp(row.create_time),
+        update_time=to_timestamp(row.update_time),
+    )
+    if row.model_source_kind is not None:
+        message.model.CopyFrom(model_source_to_proto(row.model_source_kind, row.model_source or ""))
+    elif row.prompt_id is not None:
+        message.prompt.CopyFrom(
+            deployment_pb2.PromptTarget(prompt_id=row.prompt_id, version=row.prompt_version or 0)
+        )
+    return message
+
+
+def api_key_state(row: models.ApiKey, now: datetime) -> int:
+    """ACTIVE, REVOKED or EXPIRED (revocation wins)."""
+    if row.revoke_time is not None:
+        return auth_pb2.API_KEY_STATE_REVOKED
+    if row.expire_time is not None and row.expire_time <= now:
+        return auth_pb2.API_KEY_STATE_EXPIRED
+    return auth_pb2.API_KEY_STATE_ACTIVE
+
+
+def api_key_to_proto(row: models.ApiKey, now: datetime) -> auth_pb2.ApiKey:
+    """The ApiKey message of a row: never the secret, nor its hash."""
+    return auth_pb2.ApiKey(
+        id=row.id,
+        project_id=row.project_id,
+        name=row.name,
+        prefix=row.prefix,
+        state=api_key_state(row, now),
+        deployment_ids=list(row.deployment_ids or []),
+        create_time=to_timestamp(row.create_time),
+        expire_time=to_timestamp(row.expire_time),
+        revoke_time=to_timestamp(row.revoke_time),
+        last_used_time=to_timestamp(row.last_used_time),
+    )

@@ -1,0 +1,1 @@
+"""The app database: models, sessions and migrations."""

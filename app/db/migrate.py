@@ -1,0 +1,87 @@
+"""Schema migrations (alembic, run programmatically; the revisions live in `app/migrations/`).
+
+The app calls :func:`upgrade_database` at start, before serving. Several app processes starting
+together on one PostgreSQL database queue on an advisory lock (SQLite: on the write lock), so the
+schema is upgraded once.
+
+Developers add a revision with ``python -m app.db.migrate revision -m "what changed"`` (compared
+against the models, on the database named by the settings), then review the generated file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+
+from app.db.session import Database
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+# Arbitrary constant naming the app's migration lock among PostgreSQL advisory locks.
+_PG_MIGRATION_LOCK = 0x6275645F6D6967  # "bud_mig"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An alembic Config for the app's migrations, optionally bound to an open connection."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+async def upgrade_database(db: Database, revision: str = "head") -> None:
+    """Brings the schema to `revision` (default: the newest), in one transaction."""
+    async with db.write_engine.begin() as conn:
+        await conn.run_sync(_upgrade, revision)
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+    command.upgrade(alembic_config(connection), revision)
+
+
+async def _autogenerate(db: Database, message: str) -> None:
+    await upgrade_database(db)
+
+    def generate(connection: Connection) -> None:
+        command.revision(alembic_config(connection), message=message, autogenerate=True)
+
+    async with db.engine.begin() as conn:
+        await conn.run_sync(generate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m app.db.migrate {upgrade,revision -m MSG}`` on the configured database."""
+    from budrt.settings import settings
+
+    parser = argparse.ArgumentParser(description="app database migrations")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("upgrade", help="upgrade the schema to the newest revision")
+    rev = sub.add_parser("revision", help="autogenerate a revision from the models")
+    rev.add_argument("-m", "--message", required=True)
+    args = parser.parse_args(argv)
+
+    async def run() -> None:
+        db = Database(settings().resolved_database_url())
+        try:
+            if args.cmd == "upgrade":
+                await upgrade_database(db)
+            else:
+                await _autogenerate(db, args.message)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

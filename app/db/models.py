@@ -1,0 +1,254 @@
+"""The app's tables as SQLAlchemy 2.0 typed ORM classes.
+
+The schema itself is created and changed only by the alembic revisions in `app/migrations/`;
+these classes must match them (a test compares the two on SQLite and PostgreSQL).
+
+Enum values (runner, status, role) are stored by their protobuf *name*, which is stable in JSON
+and readable in a SQL shell. Times are timezone-aware UTC datetimes (see :class:`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Deterministic constraint names, identical on every dialect, so migrations can name them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# The single row of the single-row tables.
+SINGLETON_ID = 1
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp always handed to Python as an aware UTC datetime.
+
+    PostgreSQL keeps `timestamptz`; SQLite keeps text without a zone, so values are normalised to
+    UTC on the way in and tagged UTC on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        # SQLite compares timestamps as text: store them without an offset so they sort.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BIGINT primary keys are not auto-incremented by SQLite (only INTEGER is the rowid alias).
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every app table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+class Project(Base):
+    """A project: groups deployments and API keys."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    create_time: Mapped[datetime]
+    update_time: Mapped[datetime]
+
+
+class Deployment(Base):
+    """A deployment: a model (or, later, a prompt) callable by name within its project.
+
+    `spec_version` grows with every change of what the engines must load (source, runner, engine
+    args, endpoints); the reconciler writes status only for the spec it acted on.
+    """
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    # ModelSource oneof: which field ("hugging_face_id", "local_path", "builtin",
+    # "registry_model_id") and its value. NULL for prompt deployments.
+    model_source_kind: Mapped[str | None] = mapped_column(String(32))
+    model_source: Mapped[str | None] = mapped_column(Text)
+    # PromptTarget, for prompt deployments (not accepted yet; the columns are here so that
+    # accepting them needs no migration).
+    prompt_id: Mapped[str | None] = mapped_column(String(64))
+    prompt_version: Mapped[int | None] = mapped_column(Integer)
+    runner: Mapped[str] = mapped_column(String(32))
+    # bud.engine.v1.EngineArgs as protobuf JSON (field names as in the .proto; only set fields).
+    engine_args: Mapped[dict[str, Any]]
+    min_concurrency: Mapped[int] = mapped_column(Integer, default=0)
+    max_concurrency: Mapped[int] = mapped_column(Integer, default=0)
+    autoscale: Mapped[bool] = mapped_column(Boolean, default=False)
+    caching: Mapped[bool] = mapped_column(Boolean, default=False)
+    requests_per_minute: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_per_minute: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(32))
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    spec_version: Mapped[int] = mapped_column(Integer, default=1)
+    create_time: Mapped[datetime]
+    update_time: Mapped[datetime]
+
+    # Read side only: endpoints are written with explicit statements (replacing a list through
+    # the ORM would insert the new rows before deleting the old and trip the unique constraint).
+    endpoints: Mapped[list[DeploymentEndpoint]] = relationship(
+        order_by="DeploymentEndpoint.position", lazy="selectin", viewonly=True
+    )
+
+
+class DeploymentEndpoint(Base):
+    """One engine replica of a deployment.
+
+    (address, served_model_name) is unique across all deployments: one engine serves one model
+    under a given name.
+    """
+
+    __tablename__ = "deployment_endpoints"
+    __table_args__ = (UniqueConstraint("address", "served_model_name"),)
+
+    deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    served_model_name: Mapped[str] = mapped_column(String(255))
+
+
+class ApiKey(Base):
+    """A project API key. Only the visible prefix and the keyed hash of the key are stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(64))
+    # Deployment ids the key may call; empty means all of the project's. Ids of deployments
+    # deleted later stay in the list (they match nothing) so a restricted key never widens.
+    deployment_ids: Mapped[list[str]]
+    create_time: Mapped[datetime]
+    expire_time: Mapped[datetime | None]
+    revoke_time: Mapped[datetime | None]
+    last_used_time: Mapped[datetime | None]
+
+
+class User(Base):
+    """A platform user (used from the next increment on)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    create_time: Mapped[datetime]
+
+
+class ProjectMember(Base):
+    """A user's role in a project (used from the next increment on)."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(32))
+    create_time: Mapped[datetime]
+
+
+class UsageRecord(Base):
+    """One request's usage, as a gateway reported it. Stored once per request id.
+
+    Ids are kept as reported, without foreign keys: usage outlives the keys and deployments it
+    names. `day` is the UTC date of `time`, the grouping key of QueryUsage.
+    """
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_project_id_day", "project_id", "day"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(128), unique=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str] = mapped_column(String(64), default="")
+    deployment_id: Mapped[str] = mapped_column(String(64), default="")
+    operation: Mapped[str] = mapped_column(String(64), default="")
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    status_code: Mapped[int] = mapped_column(Integer, default=0)
+    time: Mapped[datetime]
+    day: Mapped[str] = mapped_column(String(10))
+
+
+class RoutingState(Base):
+    """The single row holding the routing revision.
+
+    Every transaction that changes projects, deployments (status included) or API keys increments
+    `revision` first (see `Database.mutation`), so the revision orders all changes and
+    WatchRouting can tell when its tables are stale. The one exception is a key's
+    `last_used_time`, usage bookkeeping that no gateway table holds.
+    """
+
+    __tablename__ = "routing_state"
+    __table_args__ = (CheckConstraint(f"id = {SINGLETON_ID}", name="singleton"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+
+class Installation(Base):
+    """The single row recording that first-start bootstrap ran (and when)."""
+
+    __tablename__ = "installation"
+    __table_args__ = (CheckConstraint(f"id = {SINGLETON_ID}", name="singleton"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bootstrap_time: Mapped[datetime | None]

@@ -1,0 +1,184 @@
+"""Database access: the async engine, the three kinds of transaction the app uses, and the
+in-process notification that the routing revision moved.
+
+- :meth:`Database.snapshot` reads a consistent view (REPEATABLE READ on PostgreSQL; one SQLite
+  read transaction), so a revision read with some tables matches them exactly.
+- :meth:`Database.mutation` changes projects, deployments or keys: it increments
+  `routing_state.revision` *first*, in the same transaction, which both orders every change and
+  serialises writers on PostgreSQL (the row lock) without deadlocks (always taken first).
+- :meth:`Database.transaction` writes without touching the revision (usage bookkeeping).
+
+SQLite specifics: the driver's own transaction handling is switched off and SQLAlchemy emits
+BEGIN itself — ``BEGIN IMMEDIATE`` for writers, so two writers queue on the busy timeout instead
+of one failing at once when both upgrade from a read lock — and WAL lets readers (watch streams)
+run beside a writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.db.models import SINGLETON_ID, RoutingState
+
+log = logging.getLogger(__name__)
+
+# How long a SQLite writer waits for another one before giving up ("database is locked").
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+_WRITE_OPTION = "bud_write"
+_ROLLBACK_INFO = "bud_rollback"
+
+
+def async_database_url(url: str) -> URL:
+    """The async-driver form of a database URL: SQLite via aiosqlite, PostgreSQL via psycopg 3.
+
+    Accepts ``sqlite:///path``, ``sqlite+aiosqlite:///path``, ``postgresql://...``,
+    ``postgres://...`` and ``postgresql+psycopg://...``.
+    """
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        if parsed.get_driver_name() not in ("psycopg", "psycopg_async", "postgresql"):
+            raise ValueError(
+                f"unsupported PostgreSQL driver {parsed.get_driver_name()!r}: use postgresql+psycopg://"
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+class ChangeNotifier:
+    """In-process broadcast: "this process committed a change of the routing revision".
+
+    A waiter takes :meth:`current` *before* reading the revision, then waits on it; a change
+    committed in between has already set that event, so nothing is missed. Changes committed by
+    other processes are seen by polling the revision.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        """The event the next :meth:`notify` sets."""
+        return self._event
+
+    def notify(self) -> None:
+        """Wakes everyone waiting on the current event."""
+        event_, self._event = self._event, asyncio.Event()
+        event_.set()
+
+
+class Database:
+    """The app's database: engine, sessions and the change notifier."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = async_database_url(url)
+        self.dialect = self.url.get_backend_name()
+        self.changes = ChangeNotifier()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            _install_sqlite_hooks(self.engine)
+            snapshot_engine = self.engine
+        else:
+            snapshot_engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
+        self._snapshot = async_sessionmaker(snapshot_engine, expire_on_commit=False)
+        # Writers: on SQLite their transactions start with BEGIN IMMEDIATE.
+        self.write_engine: AsyncEngine = self.engine.execution_options(**{_WRITE_OPTION: True})
+        self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read transaction whose statements all see the same committed state."""
+        async with self._snapshot() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction that leaves the routing revision alone; committed on success."""
+        async with self._write() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def mutation(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction that changes routing state: bumps the revision first, commits on
+        success and then wakes this process's watch streams. Call :func:`discard` on the session
+        to roll back instead (nothing changed)."""
+        async with self._write() as session:
+            await session.begin()
+            try:
+                await session.execute(
+                    update(RoutingState)
+                    .where(RoutingState.id == SINGLETON_ID)
+                    .values(revision=RoutingState.revision + 1)
+                )
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            if session.info.get(_ROLLBACK_INFO):
+                await session.rollback()
+                return
+            await session.commit()
+        self.changes.notify()
+
+    async def revision(self) -> int:
+        """The current routing revision."""
+        async with self.snapshot() as session:
+            return await current_revision(session)
+
+    async def dispose(self) -> None:
+        """Closes every pooled connection."""
+        await self.engine.dispose()
+
+
+def discard(session: AsyncSession) -> None:
+    """Marks a :meth:`Database.mutation` session to be rolled back (it changed nothing)."""
+    session.info[_ROLLBACK_INFO] = True
+
+
+async def current_revision(session: AsyncSession) -> int:
+    """The routing revision as seen by `session`."""
+    revision = await session.scalar(select(RoutingState.revision).where(RoutingState.id == SINGLETON_ID))
+    if revision is None:
+        raise RuntimeError("routing_state is empty: run the migrations first")
+    return int(revision)
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 driver (it would not BEGIN for SELECTs
+        # or DDL); the "begin" hook below emits BEGIN instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        writer = conn.get_execution_options().get(_WRITE_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")

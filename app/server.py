@@ -1,0 +1,132 @@
+"""The app process: migrations, first-start bootstrap, the gRPC services and the reconciler.
+
+:func:`serve` is what the launcher runs; :func:`start_app` starts the same thing and hands back a
+:class:`RunningApp` (tests, and hosts that co-locate other services, use it directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bud.auth.v1 import user_pb2, user_pb2_grpc
+
+from app.bootstrap import BootstrapResult, announce_key, bootstrap
+from app.db.migrate import upgrade_database
+from app.db.session import Database
+from app.reconciler import Reconciler
+from app.services import api_keys, deployments, projects, routing, usage
+from budrt.grpc_server import GrpcServer, ServiceBinding
+from budrt.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How long in-flight RPCs may finish once stopping.
+STOP_GRACE_S = 5.0
+
+
+def user_service_binding() -> ServiceBinding:
+    """UserService with only its generated base: every RPC answers UNIMPLEMENTED (users and
+    logins come in the next increment)."""
+    return ServiceBinding(
+        servicer=user_pb2_grpc.UserServiceServicer(),
+        add_to_server=user_pb2_grpc.add_UserServiceServicer_to_server,
+        descriptor=user_pb2.DESCRIPTOR.services_by_name["UserService"],
+    )
+
+
+@dataclass
+class RunningApp:
+    """A started app: its server, database and reconciler."""
+
+    settings: Settings
+    db: Database
+    server: GrpcServer
+    reconciler: Reconciler
+    bootstrapped: BootstrapResult | None
+    _closing: asyncio.Event
+    _reconciler_task: asyncio.Task[None]
+
+    @property
+    def port(self) -> int:
+        """The port the gRPC server listens on (useful when `app_address` asked for port 0)."""
+        return self.server.port
+
+    @property
+    def address(self) -> str:
+        """host:port to dial."""
+        host = self.settings.app_address.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    async def stop(self, grace: float = STOP_GRACE_S) -> None:
+        """Ends watch streams and the reconciler, lets RPCs in flight finish within `grace`, then
+        closes the database. Stopping again does nothing."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        try:
+            await self.server.stop(grace)
+            await self._reconciler_task
+        finally:
+            await self.db.dispose()
+        log.info("app stopped")
+
+
+async def start_app(
+    settings: Settings,
+    extra_bindings: Sequence[ServiceBinding] = (),
+    *,
+    reconciler_options: dict[str, Any] | None = None,
+) -> RunningApp:
+    """Migrates the database, bootstraps it on first start (printing the new API key), starts
+    the gRPC server at `settings.app_address` and the reconciler. `reconciler_options` go to
+    :class:`Reconciler` (intervals, timeouts)."""
+    db = Database(settings.resolved_database_url())
+    try:
+        await upgrade_database(db)
+        hash_secret = settings.secret("key_hash_secret")
+        created = await bootstrap(db, settings, hash_secret)
+        if created is not None:
+            announce_key(created, settings.default_project)
+        closing = asyncio.Event()
+        reconciler = Reconciler(db, **(reconciler_options or {}))
+        server = GrpcServer(
+            settings.app_address,
+            [
+                projects.binding(db, reconciler),
+                deployments.binding(db, reconciler),
+                api_keys.binding(db, hash_secret),
+                usage.binding(db),
+                routing.binding(db, closing),
+                user_service_binding(),
+                *extra_bindings,
+            ],
+        )
+        await server.start()
+    except BaseException:
+        await db.dispose()
+        raise
+    task = asyncio.create_task(reconciler.run(closing), name="reconciler")
+    log.info(
+        "app serving", extra={"address": settings.app_address, "port": server.port, "database": db.dialect}
+    )
+    return RunningApp(settings, db, server, reconciler, created, closing, task)
+
+
+async def serve(
+    settings: Settings, stop: asyncio.Event, extra_bindings: Sequence[ServiceBinding] = ()
+) -> None:
+    """Runs the app until `stop` is set, then stops gracefully.
+
+    Runs the migrations and the first-start bootstrap before serving, hosts ProjectService,
+    DeploymentService, ApiKeyService, UsageService, RoutingService and UserService (UNIMPLEMENTED
+    for now) plus `extra_bindings` at `settings.app_address`, and runs the engine reconciler.
+    """
+    app = await start_app(settings, extra_bindings)
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()

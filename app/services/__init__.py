@@ -1,0 +1,1 @@
+"""The gRPC servicers of the app service, one module per service."""

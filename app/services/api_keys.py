@@ -1,0 +1,202 @@
+"""ApiKeyService: project API keys.
+
+A key's secret (``bud-<prefix>-<random>``, from `budrt.keys.mint_key`) is returned once, by
+CreateApiKey or RotateApiKey. Only its prefix and its HMAC-SHA256 (keyed by the platform secret
+`key_hash_secret`) are stored; nothing can show the secret again. Revoked keys stay listed
+(state REVOKED) and leave the gateways' tables through WatchRouting.
+"""
+
+from __future__ import annotations
+
+import grpc
+from bud.auth.v1 import auth_pb2, auth_pb2_grpc
+from google.protobuf import timestamp_pb2
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import ids
+from app.convert import api_key_to_proto, from_timestamp
+from app.db import models
+from app.db.models import utcnow
+from app.db.session import Database, discard
+from app.services.common import failed_precondition, get_api_key, get_project
+from app.services.pagination import fetch_page
+from app.validation import MAX_KEY_DEPLOYMENTS, MAX_KEY_NAME, require
+from budrt.errors import ServiceError, invalid_argument
+from budrt.grpc_server import ServiceBinding
+from budrt.keys import NewKey, mint_key
+
+# Prefixes are 8 random alphanumerics; a clash is astronomically rare, but cheap to retry.
+_MINT_ATTEMPTS = 5
+
+
+async def _mint_unique(session: AsyncSession, hash_secret: str) -> NewKey:
+    for _ in range(_MINT_ATTEMPTS):
+        key = mint_key(hash_secret)
+        if await session.scalar(select(models.ApiKey.id).where(models.ApiKey.prefix == key.prefix)) is None:
+            return key
+    raise ServiceError(
+        grpc.StatusCode.INTERNAL, "could not mint a key with an unused prefix", reason="INTERNAL"
+    )
+
+
+async def create_api_key(
+    session: AsyncSession,
+    hash_secret: str,
+    project_id: str,
+    name: str = "",
+    deployment_ids: list[str] | None = None,
+    expire_time: timestamp_pb2.Timestamp | None = None,
+) -> tuple[models.ApiKey, str]:
+    """Validates and inserts a key; returns the row and the secret (to show once).
+
+    Raises ServiceError: INVALID_ARGUMENT, NOT_FOUND (project).
+    """
+    if len(name) > MAX_KEY_NAME:
+        raise invalid_argument(f"name is longer than {MAX_KEY_NAME} characters", param="name")
+    deployment_ids = list(dict.fromkeys(deployment_ids or []))
+    if len(deployment_ids) > MAX_KEY_DEPLOYMENTS:
+        raise invalid_argument(f"at most {MAX_KEY_DEPLOYMENTS} deployment_ids", param="deployment_ids")
+    now = utcnow()
+    expires = None
+    if expire_time is not None:
+        expires = from_timestamp(expire_time)
+        if expires <= now:
+            raise invalid_argument("expire_time is in the past", param="expire_time")
+    await get_project(session, project_id)
+    if deployment_ids:
+        known = set(
+            (
+                await session.scalars(
+                    select(models.Deployment.id).where(
+                        models.Deployment.project_id == project_id, models.Deployment.id.in_(deployment_ids)
+                    )
+                )
+            ).all()
+        )
+        unknown = [d for d in deployment_ids if d not in known]
+        if unknown:
+            raise invalid_argument(
+                f"not deployments of project {project_id!r}: {', '.join(unknown)}", param="deployment_ids"
+            )
+    key = await _mint_unique(session, hash_secret)
+    row = models.ApiKey(
+        id=ids.new_id(ids.API_KEY),
+        project_id=project_id,
+        name=name,
+        prefix=key.prefix,
+        key_hash=key.key_hash,
+        deployment_ids=deployment_ids,
+        create_time=now,
+        expire_time=expires,
+        revoke_time=None,
+        last_used_time=None,
+    )
+    session.add(row)
+    await session.flush()
+    return row, key.secret
+
+
+class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
+    """Implements bud.auth.v1.ApiKeyService."""
+
+    def __init__(self, db: Database, hash_secret: str) -> None:
+        self._db = db
+        self._hash_secret = hash_secret
+
+    async def CreateApiKey(
+        self, request: auth_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateApiKeyResponse:
+        """Mints a key; the response carries its secret, this once."""
+        require(request.project_id, "project_id")
+        try:
+            async with self._db.mutation() as session:
+                row, secret = await create_api_key(
+                    session,
+                    self._hash_secret,
+                    request.project_id,
+                    request.name,
+                    list(request.deployment_ids),
+                    request.expire_time if request.HasField("expire_time") else None,
+                )
+        except IntegrityError as err:  # a concurrent mint took the prefix
+            raise ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED") from err
+        return auth_pb2.CreateApiKeyResponse(api_key=api_key_to_proto(row, utcnow()), secret=secret)
+
+    async def GetApiKey(
+        self, request: auth_pb2.GetApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetApiKeyResponse:
+        """One key, without its secret."""
+        require(request.project_id, "project_id")
+        require(request.api_key_id, "api_key_id")
+        async with self._db.snapshot() as session:
+            row = await get_api_key(session, request.project_id, request.api_key_id)
+        return auth_pb2.GetApiKeyResponse(api_key=api_key_to_proto(row, utcnow()))
+
+    async def ListApiKeys(
+        self, request: auth_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListApiKeysResponse:
+        """A project's keys (revoked and expired ones too) in creation order, paginated."""
+        require(request.project_id, "project_id")
+        async with self._db.snapshot() as session:
+            await get_project(session, request.project_id)
+            rows, token = await fetch_page(
+                session,
+                select(models.ApiKey).where(models.ApiKey.project_id == request.project_id),
+                models.ApiKey.id,
+                f"api_keys/{request.project_id}",
+                request.page_size,
+                request.page_token,
+            )
+        now = utcnow()
+        return auth_pb2.ListApiKeysResponse(
+            api_keys=[api_key_to_proto(r, now) for r in rows], next_page_token=token
+        )
+
+    async def RevokeApiKey(
+        self, request: auth_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RevokeApiKeyResponse:
+        """Revokes a key for good (revoking it again changes nothing)."""
+        require(request.project_id, "project_id")
+        require(request.api_key_id, "api_key_id")
+        async with self._db.mutation() as session:
+            row = await get_api_key(session, request.project_id, request.api_key_id)
+            if row.revoke_time is None:
+                row.revoke_time = utcnow()
+                await session.flush()
+            else:
+                discard(session)
+            reply = auth_pb2.RevokeApiKeyResponse(api_key=api_key_to_proto(row, utcnow()))
+        return reply
+
+    async def RotateApiKey(
+        self, request: auth_pb2.RotateApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RotateApiKeyResponse:
+        """Gives a key a new secret (and prefix); the old secret stops working at once.
+        Revoked keys cannot be rotated (FAILED_PRECONDITION)."""
+        require(request.project_id, "project_id")
+        require(request.api_key_id, "api_key_id")
+        try:
+            async with self._db.mutation() as session:
+                row = await get_api_key(session, request.project_id, request.api_key_id)
+                if row.revoke_time is not None:
+                    raise failed_precondition(
+                        f"API key {row.id!r} is revoked; create a new key", reason="API_KEY_REVOKED",
+                        param="api_key_id",
+                    )
+                key = await _mint_unique(session, self._hash_secret)
+                row.prefix, row.key_hash = key.prefix, key.key_hash
+                await session.flush()
+        except IntegrityError as err:
+            raise ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED") from err
+        return auth_pb2.RotateApiKeyResponse(api_key=api_key_to_proto(row, utcnow()), secret=key.secret)
+
+
+def binding(db: Database, hash_secret: str) -> ServiceBinding:
+    """ApiKeyService, ready for `GrpcServer`."""
+    return ServiceBinding(
+        servicer=ApiKeyServicer(db, hash_secret),
+        add_to_server=auth_pb2_grpc.add_ApiKeyServiceServicer_to_server,
+        descriptor=auth_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
+    )

@@ -1,0 +1,311 @@
+"""DeploymentService: models served under a name within a project.
+
+Creating or changing what a deployment loads (source, runner, engine args, caching, endpoints)
+sets it PENDING and wakes the reconciler, which loads it on the engines; RPCs never wait for a
+load. Names are unique per project, and an engine serves one model per name, so an endpoint's
+(address, served_model_name) is unique across all deployments. `served_model_name` defaults to
+the deployment id and is stored resolved.
+"""
+
+from __future__ import annotations
+
+import grpc
+from bud.app.v1 import deployment_pb2, deployment_pb2_grpc
+from google.protobuf import field_mask_pb2
+from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import ids
+from app.convert import deployment_to_proto, engine_args_to_json, runner_name, status_name
+from app.db import models
+from app.db.models import utcnow
+from app.db.session import Database, discard
+from app.reconciler import Reconciler
+from app.services.common import already_exists, get_deployment, get_project
+from app.services.pagination import fetch_page
+from app.validation import check_deployment, require
+from budrt.errors import invalid_argument
+from budrt.grpc_server import ServiceBinding
+
+PENDING = status_name(deployment_pb2.DEPLOYMENT_STATUS_PENDING)
+WRITABLE_FIELDS = (
+    "name", "model", "prompt", "endpoints", "engine_args", "runner", "scaling", "caching", "rate_limits",
+)
+# Fields whose change means the engines must load something else.
+SPEC_FIELDS = ("model", "prompt", "endpoints", "engine_args", "runner", "caching")
+
+Endpoints = list[tuple[str, str]]
+
+
+def resolved_endpoints(deployment_id: str, endpoints: list[deployment_pb2.EngineEndpoint]) -> Endpoints:
+    """(address, served_model_name) pairs, the name defaulting to the deployment id."""
+    return [(e.address, e.served_model_name or deployment_id) for e in endpoints]
+
+
+async def _name_taken(session: AsyncSession, project_id: str, name: str, deployment_id: str = "") -> bool:
+    found = await session.scalar(
+        select(models.Deployment.id).where(
+            models.Deployment.project_id == project_id, models.Deployment.name == name
+        )
+    )
+    return found is not None and found != deployment_id
+
+
+async def _check_endpoints_free(session: AsyncSession, deployment_id: str, endpoints: Endpoints) -> None:
+    taken = (
+        await session.execute(
+            select(
+                models.DeploymentEndpoint.address,
+                models.DeploymentEndpoint.served_model_name,
+                models.DeploymentEndpoint.deployment_id,
+            ).where(
+                or_(*(
+                    and_(
+                        models.DeploymentEndpoint.address == address,
+                        models.DeploymentEndpoint.served_model_name == name,
+                    )
+                    for address, name in endpoints
+                )),
+                models.DeploymentEndpoint.deployment_id != deployment_id,
+            )
+        )
+    ).first()
+    if taken is not None:
+        raise already_exists(
+            f"engine {taken.address} already serves {taken.served_model_name!r} for deployment "
+            f"{taken.deployment_id}; choose another served_model_name",
+            param="deployment.endpoints",
+        )
+
+
+async def _write_endpoints(session: AsyncSession, deployment_id: str, endpoints: Endpoints) -> None:
+    endpoint = models.DeploymentEndpoint
+    await session.execute(delete(endpoint).where(endpoint.deployment_id == deployment_id))
+    await session.execute(
+        insert(models.DeploymentEndpoint),
+        [
+            {"deployment_id": deployment_id, "position": i, "address": address, "served_model_name": name}
+            for i, (address, name) in enumerate(endpoints)
+        ],
+    )
+
+
+def _apply(row: models.Deployment, deployment: deployment_pb2.Deployment, source: tuple[str, str]) -> None:
+    """Copies a validated message's writable fields (endpoints aside) onto a row."""
+    row.name = deployment.name
+    row.model_source_kind, row.model_source = source
+    row.prompt_id = row.prompt_version = None
+    row.runner = runner_name(deployment.runner)
+    row.engine_args = engine_args_to_json(deployment.engine_args)
+    row.min_concurrency = deployment.scaling.min_concurrency
+    row.max_concurrency = deployment.scaling.max_concurrency
+    row.autoscale = deployment.scaling.autoscale
+    row.caching = deployment.caching
+    row.requests_per_minute = deployment.rate_limits.requests_per_minute
+    row.tokens_per_minute = deployment.rate_limits.tokens_per_minute
+
+
+async def insert_deployment(
+    session: AsyncSession, project_id: str, deployment: deployment_pb2.Deployment
+) -> models.Deployment:
+    """Validates and inserts a deployment (status PENDING); returns it with its endpoints.
+
+    Raises ServiceError: INVALID_ARGUMENT, NOT_FOUND (project), ALREADY_EXISTS (name or endpoint).
+    """
+    source = check_deployment(deployment)
+    await get_project(session, project_id)
+    if await _name_taken(session, project_id, deployment.name):
+        raise _name_conflict(deployment.name)
+    deployment_id = ids.new_id(ids.DEPLOYMENT)
+    endpoints = resolved_endpoints(deployment_id, list(deployment.endpoints))
+    await _check_endpoints_free(session, deployment_id, endpoints)
+    now = utcnow()
+    row = models.Deployment(
+        id=deployment_id, project_id=project_id, status=PENDING, status_message="", spec_version=1,
+        create_time=now, update_time=now,
+    )
+    _apply(row, deployment, source)
+    session.add(row)
+    await session.flush()
+    await _write_endpoints(session, deployment_id, endpoints)
+    await session.refresh(row, ["endpoints"])
+    return row
+
+
+def _conflict(err: IntegrityError, name: str) -> Exception:
+    """ALREADY_EXISTS for a unique violation that a concurrent transaction caused."""
+    if "deployment_endpoints" in str(err.orig):
+        return already_exists(
+            "an engine endpoint of this deployment is taken by another deployment", param="deployment.endpoints"
+        )
+    return _name_conflict(name)
+
+
+def _name_conflict(name: str) -> Exception:
+    return already_exists(
+        f"a deployment named {name!r} already exists in the project", param="deployment.name"
+    )
+
+
+def _mask_paths(mask: field_mask_pb2.FieldMask) -> list[str]:
+    paths = list(mask.paths) or list(WRITABLE_FIELDS)
+    if not mask.IsValidForDescriptor(deployment_pb2.Deployment.DESCRIPTOR):
+        raise invalid_argument(
+            f"update_mask names unknown fields: {', '.join(mask.paths)}", param="update_mask"
+        )
+    for path in paths:
+        if path.split(".", 1)[0] not in WRITABLE_FIELDS:
+            raise invalid_argument(
+                f"update_mask: {path!r} cannot be updated (writable: {', '.join(WRITABLE_FIELDS)})",
+                param="update_mask",
+            )
+    return paths
+
+
+class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
+    """Implements bud.app.v1.DeploymentService."""
+
+    def __init__(self, db: Database, reconciler: Reconciler) -> None:
+        self._db = db
+        self._reconciler = reconciler
+
+    async def CreateDeployment(
+        self, request: deployment_pb2.CreateDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> deployment_pb2.CreateDeploymentResponse:
+        """Creates a deployment (PENDING) and asks the reconciler to load it."""
+        require(request.project_id, "project_id")
+        deployment = request.deployment
+        if deployment.project_id and deployment.project_id != request.project_id:
+            raise invalid_argument(
+                "deployment.project_id differs from project_id", param="deployment.project_id"
+            )
+        try:
+            async with self._db.mutation() as session:
+                row = await insert_deployment(session, request.project_id, deployment)
+                reply = deployment_pb2.CreateDeploymentResponse(deployment=deployment_to_proto(row))
+        except IntegrityError as err:
+            raise _conflict(err, deployment.name) from err
+        self._reconciler.kick()
+        return reply
+
+    async def GetDeployment(
+        self, request: deployment_pb2.GetDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> deployment_pb2.GetDeploymentResponse:
+        """One deployment."""
+        require(request.project_id, "project_id")
+        require(request.deployment_id, "deployment_id")
+        async with self._db.snapshot() as session:
+            row = await get_deployment(session, request.project_id, request.deployment_id)
+            return deployment_pb2.GetDeploymentResponse(deployment=deployment_to_proto(row))
+
+    async def ListDeployments(
+        self, request: deployment_pb2.ListDeploymentsRequest, context: grpc.aio.ServicerContext
+    ) -> deployment_pb2.ListDeploymentsResponse:
+        """A project's deployments in creation order, paginated."""
+        require(request.project_id, "project_id")
+        async with self._db.snapshot() as session:
+            await get_project(session, request.project_id)
+            rows, token = await fetch_page(
+                session,
+                select(models.Deployment).where(models.Deployment.project_id == request.project_id),
+                models.Deployment.id,
+                f"deployments/{request.project_id}",
+                request.page_size,
+                request.page_token,
+            )
+            return deployment_pb2.ListDeploymentsResponse(
+                deployments=[deployment_to_proto(r) for r in rows], next_page_token=token
+            )
+
+    async def UpdateDeployment(
+        self, request: deployment_pb2.UpdateDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> deployment_pb2.UpdateDeploymentResponse:
+        """Changes the fields named in update_mask (all writable fields when empty; nested paths
+        such as ``rate_limits.requests_per_minute`` work). A change of what the engines load sets
+        the deployment PENDING, reloads it and unloads endpoints it no longer has."""
+        patch = request.deployment
+        require(patch.id, "deployment.id")
+        require(patch.project_id, "deployment.project_id")
+        paths = _mask_paths(request.update_mask)
+        removed: Endpoints = []
+        try:
+            async with self._db.mutation() as session:
+                row = await get_deployment(session, patch.project_id, patch.id, param="deployment.id")
+                current = deployment_to_proto(row)
+                merged = deployment_pb2.Deployment()
+                merged.CopyFrom(current)
+                field_mask_pb2.FieldMask(paths=paths).MergeMessage(
+                    patch, merged, replace_message_field=True, replace_repeated_field=True
+                )
+                source = check_deployment(merged)
+                new_endpoints = resolved_endpoints(row.id, list(merged.endpoints))
+                del merged.endpoints[:]
+                merged.endpoints.extend(
+                    deployment_pb2.EngineEndpoint(address=a, served_model_name=n) for a, n in new_endpoints
+                )
+                spec_changed = any(
+                    _field_value(current, f) != _field_value(merged, f) for f in SPEC_FIELDS
+                )
+                renamed = merged.name != current.name
+                if renamed and await _name_taken(session, row.project_id, merged.name, row.id):
+                    raise _name_conflict(merged.name)
+                if merged == current:
+                    discard(session)
+                    return deployment_pb2.UpdateDeploymentResponse(deployment=current)
+                _apply(row, merged, source)
+                row.update_time = utcnow()
+                if spec_changed:
+                    old_endpoints = resolved_endpoints(row.id, list(current.endpoints))
+                    await _check_endpoints_free(session, row.id, new_endpoints)
+                    await _write_endpoints(session, row.id, new_endpoints)
+                    removed = [e for e in old_endpoints if e not in new_endpoints]
+                    row.spec_version += 1
+                    row.status, row.status_message = PENDING, ""
+                await session.flush()
+                await session.refresh(row, ["endpoints"])
+                reply = deployment_pb2.UpdateDeploymentResponse(deployment=deployment_to_proto(row))
+        except IntegrityError as err:
+            raise _conflict(err, patch.name) from err
+        if spec_changed:
+            self._reconciler.unload(removed)
+            self._reconciler.kick()
+        return reply
+
+    async def DeleteDeployment(
+        self, request: deployment_pb2.DeleteDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> deployment_pb2.DeleteDeploymentResponse:
+        """Deletes a deployment and unloads its model from its engines (in the background, best
+        effort). API keys restricted to it keep its id, which then matches nothing."""
+        require(request.project_id, "project_id")
+        require(request.deployment_id, "deployment_id")
+        async with self._db.mutation() as session:
+            row = await get_deployment(session, request.project_id, request.deployment_id)
+            endpoints = [(e.address, e.served_model_name) for e in row.endpoints]
+            await session.execute(
+                delete(models.DeploymentEndpoint).where(models.DeploymentEndpoint.deployment_id == row.id)
+            )
+            await session.execute(delete(models.Deployment).where(models.Deployment.id == row.id))
+        self._reconciler.unload(endpoints)
+        return deployment_pb2.DeleteDeploymentResponse()
+
+
+def _field_value(message: deployment_pb2.Deployment, name: str) -> object:
+    """A field's value, comparable across messages (oneof members unset compare equal)."""
+    value = getattr(message, name)
+    if name in ("model", "prompt"):
+        return value.SerializeToString(deterministic=True) if message.HasField(name) else None
+    if name == "endpoints":
+        return [(e.address, e.served_model_name) for e in value]
+    if name == "engine_args":
+        return value.SerializeToString(deterministic=True)
+    return value
+
+
+def binding(db: Database, reconciler: Reconciler) -> ServiceBinding:
+    """DeploymentService, ready for `GrpcServer`."""
+    return ServiceBinding(
+        servicer=DeploymentServicer(db, reconciler),
+        add_to_server=deployment_pb2_grpc.add_DeploymentServiceServicer_to_server,
+        descriptor=deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
+    )

@@ -1,0 +1,70 @@
+"""Page sizes and page tokens of the List RPCs.
+
+Lists are ordered by id (ids start with their creation time) and paged by keyset: a token holds
+the last id of the previous page and the listing it belongs to, so it stays valid while rows are
+added or removed and is refused by any other listing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from budrt.errors import invalid_argument
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+T = TypeVar("T")
+
+
+def page_size(requested: int) -> int:
+    """The page size to use: 50 when unset, at most 1000."""
+    if requested < 0:
+        raise invalid_argument("page_size must not be negative", param="page_size")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_page_token(scope: str, last_id: str) -> str:
+    """An opaque token resuming listing `scope` after `last_id`."""
+    return base64.urlsafe_b64encode(orjson.dumps({"s": scope, "a": last_id})).decode().rstrip("=")
+
+
+def decode_page_token(token: str, scope: str) -> str | None:
+    """The id to resume after (None for the first page); refuses tokens of other listings."""
+    if not token:
+        return None
+    try:
+        data: Any = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        data = None
+    if not isinstance(data, dict) or data.get("s") != scope or not isinstance(data.get("a"), str):
+        raise invalid_argument("invalid page_token (not from this listing)", param="page_token")
+    return str(data["a"])
+
+
+async def fetch_page(
+    session: AsyncSession,
+    stmt: Select[tuple[T]],
+    id_column: InstrumentedAttribute[str],
+    scope: str,
+    requested_size: int,
+    token: str,
+) -> tuple[Sequence[T], str]:
+    """Runs `stmt` for one page; returns the rows and the next page's token ("" at the end)."""
+    size = page_size(requested_size)
+    after = decode_page_token(token, scope)
+    if after is not None:
+        stmt = stmt.where(id_column > after)
+    rows = (await session.scalars(stmt.order_by(id_column).limit(size + 1))).all()
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    return rows, encode_page_token(scope, getattr(rows[-1], id_column.key))

@@ -1,0 +1,177 @@
+"""ProjectService: projects, which group deployments and API keys."""
+
+from __future__ import annotations
+
+import grpc
+from bud.app.v1 import project_pb2, project_pb2_grpc
+from google.protobuf import field_mask_pb2
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import ids
+from app.convert import project_to_proto
+from app.db import models
+from app.db.models import utcnow
+from app.db.session import Database, discard
+from app.reconciler import Reconciler
+from app.services.common import already_exists, failed_precondition, get_project
+from app.services.pagination import fetch_page
+from app.validation import check_description, check_project_name, require
+from budrt.errors import invalid_argument
+from budrt.grpc_server import ServiceBinding
+
+WRITABLE_FIELDS = ("name", "description")
+
+
+async def create_project(session: AsyncSession, name: str, description: str = "") -> models.Project:
+    """Inserts a project (validated by the caller); ALREADY_EXISTS when the name is taken."""
+    if await session.scalar(select(models.Project.id).where(models.Project.name == name)) is not None:
+        raise _name_taken(name)
+    now = utcnow()
+    row = models.Project(
+        id=ids.new_id(ids.PROJECT), name=name, description=description, create_time=now, update_time=now
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+def _name_taken(name: str) -> Exception:
+    return already_exists(f"a project named {name!r} already exists", param="project.name")
+
+
+def _mask_paths(mask: field_mask_pb2.FieldMask) -> list[str]:
+    paths = list(mask.paths) or list(WRITABLE_FIELDS)
+    for path in paths:
+        if path not in WRITABLE_FIELDS:
+            raise invalid_argument(
+                f"update_mask: {path!r} cannot be updated (writable: {', '.join(WRITABLE_FIELDS)})",
+                param="update_mask",
+            )
+    return paths
+
+
+class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
+    """Implements bud.app.v1.ProjectService."""
+
+    def __init__(self, db: Database, reconciler: Reconciler) -> None:
+        self._db = db
+        self._reconciler = reconciler
+
+    async def CreateProject(
+        self, request: project_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
+    ) -> project_pb2.CreateProjectResponse:
+        """Creates a project with a unique name."""
+        project = request.project
+        check_project_name(project.name, "project.name")
+        check_description(project.description, "project.description")
+        try:
+            async with self._db.mutation() as session:
+                row = await create_project(session, project.name, project.description)
+        except IntegrityError as err:  # a concurrent create took the name
+            raise _name_taken(project.name) from err
+        return project_pb2.CreateProjectResponse(project=project_to_proto(row))
+
+    async def GetProject(
+        self, request: project_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
+    ) -> project_pb2.GetProjectResponse:
+        """One project."""
+        require(request.project_id, "project_id")
+        async with self._db.snapshot() as session:
+            row = await get_project(session, request.project_id)
+        return project_pb2.GetProjectResponse(project=project_to_proto(row))
+
+    async def ListProjects(
+        self, request: project_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
+    ) -> project_pb2.ListProjectsResponse:
+        """Projects in creation order, paginated."""
+        async with self._db.snapshot() as session:
+            rows, token = await fetch_page(
+                session, select(models.Project), models.Project.id, "projects", request.page_size,
+                request.page_token,
+            )
+        return project_pb2.ListProjectsResponse(
+            projects=[project_to_proto(r) for r in rows], next_page_token=token
+        )
+
+    async def UpdateProject(
+        self, request: project_pb2.UpdateProjectRequest, context: grpc.aio.ServicerContext
+    ) -> project_pb2.UpdateProjectResponse:
+        """Changes the fields named in update_mask (name, description; both when empty)."""
+        project = request.project
+        require(project.id, "project.id")
+        paths = _mask_paths(request.update_mask)
+        if "name" in paths:
+            check_project_name(project.name, "project.name")
+        if "description" in paths:
+            check_description(project.description, "project.description")
+        try:
+            async with self._db.mutation() as session:
+                row = await get_project(session, project.id, param="project.id")
+                changed = False
+                if "name" in paths and project.name != row.name:
+                    taken = await session.scalar(
+                        select(models.Project.id).where(models.Project.name == project.name)
+                    )
+                    if taken is not None:
+                        raise _name_taken(project.name)
+                    row.name, changed = project.name, True
+                if "description" in paths and project.description != row.description:
+                    row.description, changed = project.description, True
+                if changed:
+                    row.update_time = utcnow()
+                    await session.flush()
+                else:
+                    discard(session)
+                reply = project_pb2.UpdateProjectResponse(project=project_to_proto(row))
+        except IntegrityError as err:
+            raise _name_taken(project.name) from err
+        return reply
+
+    async def DeleteProject(
+        self, request: project_pb2.DeleteProjectRequest, context: grpc.aio.ServicerContext
+    ) -> project_pb2.DeleteProjectResponse:
+        """Deletes a project with its API keys and memberships. Refused (FAILED_PRECONDITION)
+        while it has deployments, unless `force`, which deletes them too (and unloads their
+        models). Usage records are kept."""
+        require(request.project_id, "project_id")
+        async with self._db.mutation() as session:
+            await get_project(session, request.project_id)
+            project_id = request.project_id
+            deployment_ids = select(models.Deployment.id).where(models.Deployment.project_id == project_id)
+            count = await session.scalar(select(func.count()).select_from(deployment_ids.subquery()))
+            if count and not request.force:
+                raise failed_precondition(
+                    f"project {project_id!r} has {count} deployment(s); delete them first or use force",
+                    reason="PROJECT_HAS_DEPLOYMENTS",
+                    param="force",
+                )
+            endpoint = models.DeploymentEndpoint
+            endpoints = (
+                await session.execute(
+                    select(endpoint.address, endpoint.served_model_name).where(
+                        endpoint.deployment_id.in_(deployment_ids)
+                    )
+                )
+            ).all()
+            # Explicit deletes, children first: no orphans whether or not the database enforces
+            # the foreign keys' ON DELETE CASCADE.
+            await session.execute(delete(endpoint).where(endpoint.deployment_id.in_(deployment_ids)))
+            await session.execute(delete(models.Deployment).where(models.Deployment.project_id == project_id))
+            await session.execute(delete(models.ApiKey).where(models.ApiKey.project_id == project_id))
+            await session.execute(
+                delete(models.ProjectMember).where(models.ProjectMember.project_id == project_id)
+            )
+            await session.execute(delete(models.Project).where(models.Project.id == project_id))
+        self._reconciler.unload((e.address, e.served_model_name) for e in endpoints)
+        return project_pb2.DeleteProjectResponse()
+
+
+def binding(db: Database, reconciler: Reconciler) -> ServiceBinding:
+    """ProjectService, ready for `GrpcServer`."""
+    return ServiceBinding(
+        servicer=ProjectServicer(db, reconciler),
+        add_to_server=project_pb2_grpc.add_ProjectServiceServicer_to_server,
+        descriptor=project_pb2.DESCRIPTOR.services_by_name["ProjectService"],
+    )

@@ -1,0 +1,186 @@
+"""UsageService: usage records written by gateways, and daily totals.
+
+RecordUsage is idempotent: a record is stored once per `request_id` (a gateway may resend a batch
+it is unsure about); duplicates are skipped and not counted in `stored`. It also moves the keys'
+`last_used_time` forward. That is bookkeeping, not routing state, so it does not bump the routing
+revision. QueryUsage groups by UTC day, key and deployment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import grpc
+from bud.app.v1 import usage_pb2, usage_pb2_grpc
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.convert import from_timestamp
+from app.db import models
+from app.db.models import utcnow
+from app.db.session import Database
+from app.services.common import get_project
+from app.validation import require
+from budrt.errors import invalid_argument
+from budrt.grpc_server import ServiceBinding
+
+# Rows per INSERT statement: keeps the bound parameters under SQLite's limit.
+_CHUNK = 200
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MAX_ID = 64
+
+
+def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dict[str, Any]:
+    param = f"records[{index}]"
+    require(record.request_id, f"{param}.request_id")
+    require(record.project_id, f"{param}.project_id")
+    if len(record.request_id) > 128:
+        raise invalid_argument(
+            f"{param}.request_id is longer than 128 characters", param=f"{param}.request_id"
+        )
+    for field in ("project_id", "api_key_id", "deployment_id", "operation"):
+        if len(getattr(record, field)) > _MAX_ID:
+            raise invalid_argument(
+                f"{param}.{field} is longer than {_MAX_ID} characters", param=f"{param}.{field}"
+            )
+    for field in ("prompt_tokens", "completion_tokens"):
+        if getattr(record, field) < 0:
+            raise invalid_argument(f"{param}.{field} must not be negative", param=f"{param}.{field}")
+    when = from_timestamp(record.time) if record.HasField("time") else now
+    return {
+        "request_id": record.request_id,
+        "project_id": record.project_id,
+        "api_key_id": record.api_key_id,
+        "deployment_id": record.deployment_id,
+        "operation": record.operation,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "latency_ms": record.latency_ms,
+        "status_code": record.status_code,
+        "time": when,
+        "day": when.date().isoformat(),
+    }
+
+
+async def store_usage(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
+    """Inserts usage rows, skipping request ids already stored; returns how many were new."""
+    dialect = session.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stored = 0
+    # Sorted, so concurrent batches that overlap lock the same index entries in the same order.
+    ordered = sorted(rows, key=lambda r: r["request_id"])
+    for start in range(0, len(ordered), _CHUNK):
+        stmt = (
+            insert(models.UsageRecord)
+            .values(ordered[start : start + _CHUNK])
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(models.UsageRecord.request_id)
+        )
+        stored += len((await session.execute(stmt)).all())
+    latest: dict[str, datetime] = {}
+    for row in rows:
+        key_id = row["api_key_id"]
+        if key_id and (key_id not in latest or row["time"] > latest[key_id]):
+            latest[key_id] = row["time"]
+    for key_id, used in sorted(latest.items()):
+        await session.execute(
+            update(models.ApiKey)
+            .where(
+                models.ApiKey.id == key_id,
+                or_(models.ApiKey.last_used_time.is_(None), models.ApiKey.last_used_time < used),
+            )
+            .values(last_used_time=used)
+        )
+    return stored
+
+
+def _parse_day(value: str, param: str) -> str | None:
+    if not value:
+        return None
+    try:
+        if not _DATE_RE.match(value):
+            raise ValueError(value)
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise invalid_argument(f"{param} must be a date YYYY-MM-DD, got {value!r}", param=param) from None
+
+
+class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
+    """Implements bud.app.v1.UsageService."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def RecordUsage(
+        self, request: usage_pb2.RecordUsageRequest, context: grpc.aio.ServicerContext
+    ) -> usage_pb2.RecordUsageResponse:
+        """Stores a batch (all or nothing); records already stored are skipped."""
+        now = utcnow()
+        rows: dict[str, dict[str, Any]] = {}
+        for i, record in enumerate(request.records):
+            row = _record_row(record, i, now)
+            rows.setdefault(row["request_id"], row)  # a batch may repeat a record
+        if not rows:
+            return usage_pb2.RecordUsageResponse(stored=0)
+        async with self._db.transaction() as session:
+            stored = await store_usage(session, list(rows.values()))
+        return usage_pb2.RecordUsageResponse(stored=stored)
+
+    async def QueryUsage(
+        self, request: usage_pb2.QueryUsageRequest, context: grpc.aio.ServicerContext
+    ) -> usage_pb2.QueryUsageResponse:
+        """Totals per UTC day, key and deployment, ordered by date. Empty start/end dates leave
+        that side open; api_key_id and deployment_id narrow the records counted."""
+        require(request.project_id, "project_id")
+        start = _parse_day(request.start_date, "start_date")
+        end = _parse_day(request.end_date, "end_date")
+        if start and end and start > end:
+            raise invalid_argument("start_date is after end_date", param="start_date")
+        record = models.UsageRecord
+        stmt = (
+            select(
+                record.day,
+                record.api_key_id,
+                record.deployment_id,
+                func.count(),
+                func.coalesce(func.sum(record.prompt_tokens), 0),
+                func.coalesce(func.sum(record.completion_tokens), 0),
+                func.coalesce(func.sum(case((record.status_code >= 400, 1), else_=0)), 0),
+            )
+            .where(record.project_id == request.project_id)
+            .group_by(record.day, record.api_key_id, record.deployment_id)
+            .order_by(record.day, record.api_key_id, record.deployment_id)
+        )
+        if start:
+            stmt = stmt.where(record.day >= start)
+        if end:
+            stmt = stmt.where(record.day <= end)
+        if request.api_key_id:
+            stmt = stmt.where(record.api_key_id == request.api_key_id)
+        if request.deployment_id:
+            stmt = stmt.where(record.deployment_id == request.deployment_id)
+        async with self._db.snapshot() as session:
+            await get_project(session, request.project_id)
+            result = (await session.execute(stmt)).all()
+        return usage_pb2.QueryUsageResponse(
+            buckets=[
+                usage_pb2.UsageBucket(
+                    date=day, api_key_id=key, deployment_id=dep, requests=int(n), prompt_tokens=int(p),
+                    completion_tokens=int(c), errors=int(e),
+                )
+                for day, key, dep, n, p, c, e in result
+            ]
+        )
+
+
+def binding(db: Database) -> ServiceBinding:
+    """UsageService, ready for `GrpcServer`."""
+    return ServiceBinding(
+        servicer=UsageServicer(db),
+        add_to_server=usage_pb2_grpc.add_UsageServiceServicer_to_server,
+        descriptor=usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
+    )

@@ -1,0 +1,177 @@
+"""Request validation shared by the servicers and the bootstrap. Every check raises
+`budrt.errors.ServiceError` (INVALID_ARGUMENT with the offending field in `param`, or
+UNIMPLEMENTED for what this version does not support yet)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import grpc
+from bud.app.v1 import deployment_pb2
+from bud.engine.v1 import engine_service_pb2
+
+from budrt.errors import ServiceError, invalid_argument
+
+PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# What callers put in `model`: also allows "org/model", "model:tag" and "name@version" styles.
+DEPLOYMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+SERVED_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,254}$")
+HUGGING_FACE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9_.-]{1,96})?$")
+HOST_PORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):(\d{1,5})$")
+# Models an engine provides itself (LoadModel source "builtin:<name>").
+BUILTIN_MODELS = frozenset({"tiny-llama", "all-minilm-l6-v2"})
+DTYPES = frozenset({"auto", "float32", "bfloat16", "float16"})
+MAX_DESCRIPTION = 2000
+MAX_KEY_NAME = 200
+MAX_KEY_DEPLOYMENTS = 1000
+
+
+def unimplemented(message: str, param: str = "") -> ServiceError:
+    """A request this version understands but does not carry out yet."""
+    return ServiceError(grpc.StatusCode.UNIMPLEMENTED, message, reason="UNIMPLEMENTED", param=param)
+
+
+def require(value: str, param: str) -> str:
+    """`value`, refused when empty."""
+    if not value:
+        raise invalid_argument(f"{param} is required", param=param)
+    return value
+
+
+def check_project_name(name: str, param: str) -> None:
+    """Project names: 1-100 of letters, digits, '.', '_', '-', starting alphanumeric."""
+    require(name, param)
+    if not PROJECT_NAME_RE.match(name):
+        raise invalid_argument(
+            f"invalid project name {name!r}: use up to 100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            param=param,
+        )
+
+
+def check_description(description: str, param: str) -> None:
+    """Descriptions: at most 2000 characters."""
+    if len(description) > MAX_DESCRIPTION:
+        raise invalid_argument(f"{param} is longer than {MAX_DESCRIPTION} characters", param=param)
+
+
+def check_deployment_name(name: str, param: str) -> None:
+    """Deployment names (the `model` callers send)."""
+    require(name, param)
+    if not DEPLOYMENT_NAME_RE.match(name):
+        raise invalid_argument(
+            f"invalid deployment name {name!r}: use up to 128 letters, digits or '._:/@+-', "
+            "starting with a letter or digit",
+            param=param,
+        )
+
+
+def check_address(address: str, param: str) -> None:
+    """An engine address, host:port."""
+    require(address, param)
+    match = HOST_PORT_RE.match(address)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise invalid_argument(f"invalid engine address {address!r}: expected host:port", param=param)
+
+
+def check_model_source(source: deployment_pb2.ModelSource, param: str) -> tuple[str, str]:
+    """The (oneof field, value) of a model source, validated."""
+    kind = source.WhichOneof("source")
+    if kind is None:
+        raise invalid_argument(f"{param} needs one of builtin, hugging_face_id or local_path", param=param)
+    value: str = getattr(source, kind)
+    field = f"{param}.{kind}"
+    require(value, field)
+    if kind == "builtin" and value not in BUILTIN_MODELS:
+        raise invalid_argument(
+            f"unknown builtin model {value!r}; builtin models: {', '.join(sorted(BUILTIN_MODELS))}",
+            param=field,
+        )
+    if kind == "hugging_face_id" and not HUGGING_FACE_ID_RE.match(value):
+        raise invalid_argument(f"invalid Hugging Face id {value!r}: expected name or org/name", param=field)
+    if kind == "local_path" and not value.startswith("/"):
+        raise invalid_argument(
+            f"local_path must be absolute (on the engine's machine): {value!r}", param=field
+        )
+    if kind == "registry_model_id":
+        raise unimplemented(
+            "registry models cannot be deployed yet (the registry service is not built)", field
+        )
+    return kind, value
+
+
+def check_engine_args(args: engine_service_pb2.EngineArgs, param: str) -> None:
+    """Ranges of the engine arguments that are set."""
+
+    def positive(field: str) -> None:
+        if args.HasField(field) and getattr(args, field) <= 0:
+            raise invalid_argument(f"{param}.{field} must be positive", param=f"{param}.{field}")
+
+    for field in ("max_model_len", "tensor_parallel_size", "max_num_seqs", "kv_cache_space_gib"):
+        positive(field)
+    if args.HasField("kv_cache_space_gib") and not math.isfinite(args.kv_cache_space_gib):
+        raise invalid_argument(
+            f"{param}.kv_cache_space_gib must be finite", param=f"{param}.kv_cache_space_gib"
+        )
+    if args.HasField("gpu_memory_utilization") and not 0 < args.gpu_memory_utilization <= 1:
+        raise invalid_argument(
+            f"{param}.gpu_memory_utilization must be in (0, 1]", param=f"{param}.gpu_memory_utilization"
+        )
+    if args.HasField("dtype") and args.dtype not in DTYPES:
+        raise invalid_argument(
+            f"{param}.dtype must be one of {', '.join(sorted(DTYPES))}", param=f"{param}.dtype"
+        )
+
+
+def check_endpoints(endpoints: list[deployment_pb2.EngineEndpoint], param: str) -> None:
+    """At least one endpoint; valid addresses and names; no endpoint twice."""
+    if not endpoints:
+        raise invalid_argument(f"{param}: a model deployment needs at least one engine endpoint", param=param)
+    seen: set[tuple[str, str]] = set()
+    for i, endpoint in enumerate(endpoints):
+        check_address(endpoint.address, f"{param}[{i}].address")
+        name = endpoint.served_model_name
+        if name and not SERVED_MODEL_NAME_RE.match(name):
+            raise invalid_argument(
+                f"invalid served_model_name {name!r}", param=f"{param}[{i}].served_model_name"
+            )
+        if (endpoint.address, name) in seen:
+            raise invalid_argument(
+                f"engine endpoint {endpoint.address} is listed twice with the same served_model_name",
+                param=f"{param}[{i}]",
+            )
+        seen.add((endpoint.address, name))
+
+
+def check_deployment(deployment: deployment_pb2.Deployment, param: str = "deployment") -> tuple[str, str]:
+    """Validates every writable field; returns the model source as (oneof field, value)."""
+    check_deployment_name(deployment.name, f"{param}.name")
+    target = deployment.WhichOneof("target")
+    if target == "prompt":
+        raise unimplemented("prompt deployments are not supported yet (the prompt service is not built)",
+                            f"{param}.prompt")
+    if target is None:
+        raise invalid_argument(f"{param}.model is required", param=f"{param}.model")
+    source = check_model_source(deployment.model, f"{param}.model")
+    check_endpoints(list(deployment.endpoints), f"{param}.endpoints")
+    if deployment.runner not in engine_service_pb2.Runner.values():
+        raise invalid_argument(f"unknown runner {deployment.runner}", param=f"{param}.runner")
+    check_engine_args(deployment.engine_args, f"{param}.engine_args")
+    scaling = deployment.scaling
+    for field in ("min_concurrency", "max_concurrency"):
+        if getattr(scaling, field) < 0:
+            raise invalid_argument(
+                f"{param}.scaling.{field} must not be negative", param=f"{param}.scaling.{field}"
+            )
+    if scaling.max_concurrency and scaling.max_concurrency < scaling.min_concurrency:
+        raise invalid_argument(
+            f"{param}.scaling.max_concurrency is below min_concurrency",
+            param=f"{param}.scaling.max_concurrency",
+        )
+    for field in ("requests_per_minute", "tokens_per_minute"):
+        if getattr(deployment.rate_limits, field) < 0:
+            raise invalid_argument(
+                f"{param}.rate_limits.{field} must not be negative", param=f"{param}.rate_limits.{field}"
+            )
+    return source

@@ -1,0 +1,277 @@
+"""Fixtures of the app-service tests: a real gRPC server on a free loopback port, in process, on
+a real database — every database test runs on SQLite and on a throwaway PostgreSQL — and a test
+double of the engine (`EngineDouble`), since the reconciler's dependency is an engine process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from bud.app.v1 import deployment_pb2, deployment_pb2_grpc, project_pb2_grpc, usage_pb2_grpc
+from bud.auth.v1 import auth_pb2_grpc, routing_pb2_grpc, user_pb2_grpc
+from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
+
+from app.server import RunningApp, start_app
+from budrt.errors import ServiceError
+from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
+from budrt.settings import Settings
+from tests.support.postgres import PostgresCluster, postgres_cluster  # noqa: F401  (fixture)
+
+HASH_SECRET = "test-key-hash-secret"
+
+# Short periods so healing and retries show within a test.
+FAST_RECONCILER: dict[str, Any] = {
+    "interval": 0.2,
+    "min_backoff": 0.1,
+    "max_backoff": 0.4,
+    "failed_load_backoff": 60.0,
+    "list_timeout": 2.0,
+    "load_timeout": 10.0,
+    "unload_timeout": 2.0,
+}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new database in the session's PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bud.db'}"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    name = cluster.create_database()
+    try:
+        yield cluster.url(name)
+    finally:
+        cluster.drop_database(name)
+
+
+class EngineDouble(engine_service_pb2_grpc.EngineServiceServicer):
+    """Test double of an engine's model management (LoadModel, UnloadModel, ListModels).
+
+    Records the calls it gets; loads succeed (READY) unless their source is in `failures`, which
+    maps a source to the error the load reports (FAILED). Inference RPCs stay UNIMPLEMENTED.
+    """
+
+    def __init__(self) -> None:
+        self.models: dict[str, engine_service_pb2.ServedModel] = {}
+        self.load_calls: list[engine_service_pb2.LoadModelRequest] = []
+        self.unload_calls: list[str] = []
+        self.failures: dict[str, str] = {}
+        self.load_delay = 0.0
+
+    async def LoadModel(
+        self, request: engine_service_pb2.LoadModelRequest, context: grpc.aio.ServicerContext
+    ) -> engine_service_pb2.LoadModelResponse:
+        self.load_calls.append(request)
+        model = engine_service_pb2.ServedModel(
+            name=request.name, source=request.source, runner=request.runner, args=request.args,
+            state=engine_service_pb2.MODEL_STATE_LOADING,
+        )
+        self.models[request.name] = model
+        await asyncio.sleep(self.load_delay)
+        if request.source in self.failures:
+            model.state, model.error = engine_service_pb2.MODEL_STATE_FAILED, self.failures[request.source]
+        else:
+            model.state = engine_service_pb2.MODEL_STATE_READY
+        return engine_service_pb2.LoadModelResponse(model=model)
+
+    async def UnloadModel(
+        self, request: engine_service_pb2.UnloadModelRequest, context: grpc.aio.ServicerContext
+    ) -> engine_service_pb2.UnloadModelResponse:
+        self.unload_calls.append(request.name)
+        if self.models.pop(request.name, None) is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"model {request.name!r} not loaded")
+        return engine_service_pb2.UnloadModelResponse()
+
+    async def ListModels(
+        self, request: engine_service_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> engine_service_pb2.ListModelsResponse:
+        return engine_service_pb2.ListModelsResponse(models=list(self.models.values()))
+
+    def loaded_names(self) -> list[str]:
+        """Names of the LoadModel calls so far."""
+        return [c.name for c in self.load_calls]
+
+
+class EngineHost:
+    """Runs an `EngineDouble` on a loopback port; can stop and restart it on the same port."""
+
+    def __init__(self) -> None:
+        self.engine = EngineDouble()
+        self.port = 0
+        self._server: GrpcServer | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self, fresh: bool = False) -> None:
+        """Starts serving (a fresh double, as after an engine restart, when `fresh`)."""
+        if fresh:
+            self.engine = EngineDouble()
+        binding = ServiceBinding(
+            self.engine,
+            engine_service_pb2_grpc.add_EngineServiceServicer_to_server,
+            engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"],
+        )
+        self._server = GrpcServer(f"127.0.0.1:{self.port}", [binding])
+        self.port = self._server.port
+        await self._server.start()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(0)
+            self._server = None
+
+
+@pytest.fixture
+async def engine_host() -> AsyncIterator[EngineHost]:
+    """A running engine double."""
+    host = EngineHost()
+    await host.start()
+    yield host
+    await host.stop()
+
+
+@pytest.fixture
+async def engine_factory() -> AsyncIterator[Callable[[int], EngineHost]]:
+    """Makes engine hosts (not started) on a given port (0: any); stopped after the test."""
+    hosts: list[EngineHost] = []
+
+    def _make(port: int = 0) -> EngineHost:
+        host = EngineHost()
+        host.port = port
+        hosts.append(host)
+        return host
+
+    yield _make
+    for host in hosts:
+        await host.stop()
+
+
+@pytest.fixture
+def app_settings(database_url: str, tmp_path: Path, engine_host: EngineHost) -> Settings:
+    """Settings of an app on a free port, whose default deployments use the engine double."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        app_address="127.0.0.1:0",
+        engine_address=engine_host.address,
+        key_hash_secret=HASH_SECRET,
+    )
+
+
+@pytest.fixture
+async def start(app_settings: Settings) -> AsyncIterator[Callable[..., Awaitable[RunningApp]]]:
+    """Starts apps, stopped at the end of the test; keyword arguments override settings."""
+    running: list[RunningApp] = []
+
+    async def _start(**overrides: Any) -> RunningApp:
+        settings = app_settings.model_copy(update=overrides)
+        app = await start_app(settings, reconciler_options=FAST_RECONCILER)
+        running.append(app)
+        return app
+
+    yield _start
+    for app in running:
+        await app.stop(grace=0)
+
+
+@pytest.fixture
+async def app(start: Callable[..., Awaitable[RunningApp]]) -> RunningApp:
+    """A running app on a fresh database (bootstrapped: default project, two deployments, key)."""
+    return await start()
+
+
+@dataclass
+class Stubs:
+    """Clients of every service the app hosts."""
+
+    channel: grpc.aio.Channel
+    projects: project_pb2_grpc.ProjectServiceStub
+    deployments: deployment_pb2_grpc.DeploymentServiceStub
+    api_keys: auth_pb2_grpc.ApiKeyServiceStub
+    usage: usage_pb2_grpc.UsageServiceStub
+    routing: routing_pb2_grpc.RoutingServiceStub
+    users: user_pb2_grpc.UserServiceStub
+
+    @classmethod
+    def of(cls, address: str) -> Stubs:
+        channel = insecure_channel(address)
+        return cls(
+            channel,
+            project_pb2_grpc.ProjectServiceStub(channel),
+            deployment_pb2_grpc.DeploymentServiceStub(channel),
+            auth_pb2_grpc.ApiKeyServiceStub(channel),
+            usage_pb2_grpc.UsageServiceStub(channel),
+            routing_pb2_grpc.RoutingServiceStub(channel),
+            user_pb2_grpc.UserServiceStub(channel),
+        )
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Callable[[RunningApp | str], Stubs]]:
+    """Makes clients of an app (or an address); their channels close after the test."""
+    made: list[Stubs] = []
+
+    def _clients(target: RunningApp | str) -> Stubs:
+        made.append(Stubs.of(target if isinstance(target, str) else target.address))
+        return made[-1]
+
+    yield _clients
+    for client in made:
+        await client.channel.close()
+
+
+@pytest.fixture
+async def stubs(app: RunningApp) -> AsyncIterator[Stubs]:
+    """Clients of the `app` fixture's server."""
+    client = Stubs.of(app.address)
+    yield client
+    await client.channel.close()
+
+
+async def expect_error(call: Awaitable[Any], code: grpc.StatusCode, param: str | None = None) -> ServiceError:
+    """Awaits an RPC that must fail with `code` (and BadRequest field `param`, when given);
+    returns the error with its details."""
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    err = ServiceError.from_rpc_error(info.value)
+    assert err.code == code, f"expected {code.name}, got {err}"
+    if param is not None:
+        assert err.param == param, f"expected param {param!r}, got {err.param!r} ({err.message})"
+    return err
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    """Polls `check` until it holds, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def model_deployment(name: str, address: str, **fields: Any) -> deployment_pb2.Deployment:
+    """A builtin tiny-llama deployment on one engine endpoint."""
+    fields.setdefault("model", deployment_pb2.ModelSource(builtin="tiny-llama"))
+    fields.setdefault("endpoints", [deployment_pb2.EngineEndpoint(address=address)])
+    return deployment_pb2.Deployment(name=name, **fields)
+
+
+@pytest.fixture
+def helpers() -> Any:
+    """The helper functions above, for test modules (conftest modules are not importable)."""
+
+    class Helpers:
+        expect_error = staticmethod(expect_error)
+        eventually = staticmethod(eventually)
+        model_deployment = staticmethod(model_deployment)
+
+    return Helpers
