@@ -29,6 +29,9 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # Servers must accept those pings: the default (5 min) answers an idle watch stream's pings
+    # with GOAWAY "too_many_pings" after a minute.
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
 
 
