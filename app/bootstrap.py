@@ -1,13 +1,20 @@
-"""First-start bootstrap: a default project, a chat and an embedding deployment, and one API key.
+"""First-start bootstrap: a default project, a chat and an embedding deployment, one API key,
+and the platform admin.
 
 Runs once per database, in one transaction: the `installation` row records that it ran, so
 later starts create nothing and print nothing (even if the defaults were deleted since). The new
 key's secret is printed once to stdout — with `print`, since logs redact keys — as a line
 ``OPENAI_API_KEY=bud-...`` that tools can parse.
+
+The platform admin (`admin_username`) is created, in the same transaction, whenever the database
+has no user at all: on the first start, and on the first start after an upgrade from a version
+without users. Its password is `admin_password`, or, when that is empty, generated and printed
+once beside the key as a line ``BUD_ADMIN_PASSWORD=...``.
 """
 
 from __future__ import annotations
 
+import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,20 +23,26 @@ from typing import TextIO
 from bud.app.v1 import deployment_pb2
 from bud.engine.v1 import engine_service_pb2
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.authz import hash_password
 from app.db import models
 from app.db.models import SINGLETON_ID, utcnow
 from app.db.session import Database, discard
 from app.services.api_keys import create_api_key
 from app.services.deployments import insert_deployment
 from app.services.projects import create_project
-from app.validation import check_project_name
+from app.services.users import create_user
+from app.validation import check_password, check_project_name, check_username
 from budrt.errors import ServiceError
 from budrt.settings import Settings
 
 DEFAULT_CHAT_BUILTIN = "tiny-llama"
 DEFAULT_EMBEDDING_BUILTIN = "all-minilm-l6-v2"
 DEFAULT_KEY_NAME = "default"
+ADMIN_DISPLAY_NAME = "Platform admin"
+# A generated admin password: 32 URL-safe characters.
+ADMIN_PASSWORD_BYTES = 24
 
 
 class BootstrapError(RuntimeError):
@@ -44,6 +57,16 @@ class BootstrapResult:
     deployment_ids: tuple[str, ...]
     api_key_id: str
     secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AdminResult:
+    """The platform admin a start created; `generated` when its password was (and must be shown)."""
+
+    user_id: str
+    username: str
+    generated: bool
+    password: str = field(repr=False)
 
 
 def model_source(setting: str, builtin: str) -> deployment_pb2.ModelSource:
@@ -80,22 +103,40 @@ def default_deployments(settings: Settings) -> list[deployment_pb2.Deployment]:
     return [chat, embedding]
 
 
-async def bootstrap(db: Database, settings: Settings, hash_secret: str) -> BootstrapResult | None:
-    """Creates the defaults on the first start; None on every later start.
+async def _create_admin(session: AsyncSession, settings: Settings) -> AdminResult:
+    password = settings.admin_password or secrets.token_urlsafe(ADMIN_PASSWORD_BYTES)
+    password_hash = await hash_password(password)
+    user = await create_user(
+        session, settings.admin_username, password_hash, ADMIN_DISPLAY_NAME, platform_admin=True
+    )
+    return AdminResult(user.id, user.username, not settings.admin_password, password)
+
+
+async def bootstrap(
+    db: Database, settings: Settings, hash_secret: str
+) -> tuple[BootstrapResult | None, AdminResult | None]:
+    """Creates the defaults on the first start (None on every later start) and the platform admin
+    when there is no user (None when there is one).
 
     Raises BootstrapError when the settings' defaults are invalid (nothing is created then).
     """
     try:
         check_project_name(settings.default_project, "default_project")
+        check_username(settings.admin_username, "admin_username")
+        if settings.admin_password:
+            check_password(settings.admin_password, "admin_password")
         async with db.mutation() as session:
             installation = await session.scalar(
                 select(models.Installation).where(models.Installation.id == SINGLETON_ID).with_for_update()
             )
             if installation is None:
                 raise RuntimeError("installation row missing: run the migrations first")
+            has_users = await session.scalar(select(models.User.id).limit(1)) is not None
+            admin = None if has_users else await _create_admin(session, settings)
             if installation.bootstrap_time is not None:
-                discard(session)
-                return None
+                if admin is None:
+                    discard(session)
+                return None, admin
             project = await session.scalar(
                 select(models.Project).where(models.Project.name == settings.default_project)
             ) or await create_project(session, settings.default_project, "Created on first start")
@@ -114,7 +155,7 @@ async def bootstrap(db: Database, settings: Settings, hash_secret: str) -> Boots
         raise BootstrapError(
             f"cannot create the first-start defaults from the settings: {err.message}"
         ) from err
-    return result
+    return result, admin
 
 
 def announce_key(result: BootstrapResult, project_name: str, out: TextIO | None = None) -> None:
@@ -126,3 +167,17 @@ def announce_key(result: BootstrapResult, project_name: str, out: TextIO | None 
         file=out,
     )
     print(f"OPENAI_API_KEY={result.secret}", file=out, flush=True)
+
+
+def announce_admin(admin: AdminResult, out: TextIO | None = None) -> None:
+    """Prints a generated admin password once, for people and for tools (``BUD_ADMIN_PASSWORD=...``).
+    A password from the settings is not printed."""
+    if not admin.generated:
+        return
+    out = out or sys.stdout
+    print(
+        f"Created the platform admin {admin.username!r} (log in with UserService.Login). Its password is "
+        "shown this once only and cannot be recovered; store it now:",
+        file=out,
+    )
+    print(f"BUD_ADMIN_PASSWORD={admin.password}", file=out, flush=True)

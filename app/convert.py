@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bud.app.v1 import deployment_pb2, project_pb2
-from bud.auth.v1 import auth_pb2
+from bud.auth.v1 import auth_pb2, user_pb2
 from bud.engine.v1 import engine_service_pb2
 from google.protobuf import json_format, timestamp_pb2
 
@@ -131,3 +131,29 @@ def api_key_to_proto(row: models.ApiKey, now: datetime) -> auth_pb2.ApiKey:
         revoke_time=to_timestamp(row.revoke_time),
         last_used_time=to_timestamp(row.last_used_time),
     )
+
+
+def role_name(role: int) -> str:
+    """Stored form of a ProjectRole value."""
+    return user_pb2.ProjectRole.Name(role)
+
+
+def role_value(name: str) -> int:
+    """ProjectRole value of its stored form."""
+    return user_pb2.ProjectRole.Value(name)
+
+
+def user_to_proto(row: models.User) -> user_pb2.User:
+    """The User message of a row: never the password hash."""
+    return user_pb2.User(
+        id=row.id,
+        username=row.username,
+        display_name=row.display_name,
+        platform_admin=row.platform_admin,
+        create_time=to_timestamp(row.create_time),
+    )
+
+
+def member_to_proto(row: models.ProjectMember) -> user_pb2.ProjectMember:
+    """The ProjectMember message of a row."""
+    return user_pb2.ProjectMember(project_id=row.project_id, user_id=row.user_id, role=role_value(row.role))

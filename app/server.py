@@ -12,13 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bud.auth.v1 import user_pb2, user_pb2_grpc
-
-from app.bootstrap import BootstrapResult, announce_key, bootstrap
+from app.authz import Authenticator
+from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce_key, bootstrap
 from app.db.migrate import upgrade_database
 from app.db.session import Database
 from app.reconciler import Reconciler
-from app.services import api_keys, deployments, projects, routing, usage
+from app.services import api_keys, deployments, projects, routing, usage, users
 from budrt.grpc_server import GrpcServer, ServiceBinding
 from budrt.settings import Settings
 
@@ -28,25 +27,16 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0
 
 
-def user_service_binding() -> ServiceBinding:
-    """UserService with only its generated base: every RPC answers UNIMPLEMENTED (users and
-    logins come in the next increment)."""
-    return ServiceBinding(
-        servicer=user_pb2_grpc.UserServiceServicer(),
-        add_to_server=user_pb2_grpc.add_UserServiceServicer_to_server,
-        descriptor=user_pb2.DESCRIPTOR.services_by_name["UserService"],
-    )
-
-
 @dataclass
 class RunningApp:
-    """A started app: its server, database and reconciler."""
+    """A started app: its server, database and reconciler, and what its start bootstrapped."""
 
     settings: Settings
     db: Database
     server: GrpcServer
     reconciler: Reconciler
     bootstrapped: BootstrapResult | None
+    admin: AdminResult | None
     _closing: asyncio.Event
     _reconciler_task: asyncio.Task[None]
 
@@ -81,27 +71,31 @@ async def start_app(
     *,
     reconciler_options: dict[str, Any] | None = None,
 ) -> RunningApp:
-    """Migrates the database, bootstraps it on first start (printing the new API key), starts
-    the gRPC server at `settings.app_address` and the reconciler. `reconciler_options` go to
-    :class:`Reconciler` (intervals, timeouts)."""
+    """Migrates the database, bootstraps it on first start (printing the new API key and the
+    admin's generated password), starts the gRPC server at `settings.app_address` and the
+    reconciler. `reconciler_options` go to :class:`Reconciler` (intervals, timeouts)."""
     db = Database(settings.resolved_database_url())
     try:
         await upgrade_database(db)
         hash_secret = settings.secret("key_hash_secret")
-        created = await bootstrap(db, settings, hash_secret)
+        created, admin = await bootstrap(db, settings, hash_secret)
         if created is not None:
             announce_key(created, settings.default_project)
+        if admin is not None:
+            announce_admin(admin)
+            log.info("platform admin created", extra={"username": admin.username, "user_id": admin.user_id})
+        auth = Authenticator(settings.secret("jwt_secret"))
         closing = asyncio.Event()
         reconciler = Reconciler(db, **(reconciler_options or {}))
         server = GrpcServer(
             settings.app_address,
             [
-                projects.binding(db, reconciler),
-                deployments.binding(db, reconciler),
-                api_keys.binding(db, hash_secret),
-                usage.binding(db),
+                projects.binding(db, reconciler, auth),
+                deployments.binding(db, reconciler, auth),
+                api_keys.binding(db, hash_secret, auth),
+                usage.binding(db, auth),
                 routing.binding(db, closing),
-                user_service_binding(),
+                users.binding(db, auth),
                 *extra_bindings,
             ],
         )
@@ -113,7 +107,7 @@ async def start_app(
     log.info(
         "app serving", extra={"address": settings.app_address, "port": server.port, "database": db.dialect}
     )
-    return RunningApp(settings, db, server, reconciler, created, closing, task)
+    return RunningApp(settings, db, server, reconciler, created, admin, closing, task)
 
 
 async def serve(
@@ -122,8 +116,10 @@ async def serve(
     """Runs the app until `stop` is set, then stops gracefully.
 
     Runs the migrations and the first-start bootstrap before serving, hosts ProjectService,
-    DeploymentService, ApiKeyService, UsageService, RoutingService and UserService (UNIMPLEMENTED
-    for now) plus `extra_bindings` at `settings.app_address`, and runs the engine reconciler.
+    DeploymentService, ApiKeyService, UsageService, RoutingService and UserService plus
+    `extra_bindings` at `settings.app_address`, and runs the engine reconciler. Management RPCs
+    need a user's access token (`app.authz`); WatchRouting and RecordUsage, which gateways call,
+    do not.
     """
     app = await start_app(settings, extra_bindings)
     try:

@@ -14,6 +14,8 @@ from bud.engine.v1 import engine_service_pb2
 from budrt.errors import ServiceError, invalid_argument
 
 PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Lower case only, so that "Alice" and "alice" cannot be two users; e-mail addresses fit.
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,99}$")
 # What callers put in `model`: also allows "org/model", "model:tag" and "name@version" styles.
 DEPLOYMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 SERVED_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,254}$")
@@ -25,6 +27,9 @@ DTYPES = frozenset({"auto", "float32", "bfloat16", "float16"})
 MAX_DESCRIPTION = 2000
 MAX_KEY_NAME = 200
 MAX_KEY_DEPLOYMENTS = 1000
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+MAX_DISPLAY_NAME = 200
 
 
 def unimplemented(message: str, param: str = "") -> ServiceError:
@@ -48,6 +53,32 @@ def check_project_name(name: str, param: str) -> None:
             "starting with a letter or digit",
             param=param,
         )
+
+
+def check_username(username: str, param: str) -> None:
+    """Usernames: 1-100 of lower-case letters, digits, '.', '_', '@', '+', '-', starting with a
+    letter or digit."""
+    require(username, param)
+    if not USERNAME_RE.match(username):
+        raise invalid_argument(
+            f"invalid username {username!r}: use up to 100 lower-case letters, digits or '._@+-', "
+            "starting with a letter or digit",
+            param=param,
+        )
+
+
+def check_password(password: str, param: str) -> None:
+    """Passwords: 8 to 1024 characters."""
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise invalid_argument(
+            f"{param} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long", param=param
+        )
+
+
+def check_display_name(display_name: str, param: str) -> None:
+    """Display names: at most 200 characters."""
+    if len(display_name) > MAX_DISPLAY_NAME:
+        raise invalid_argument(f"{param} is longer than {MAX_DISPLAY_NAME} characters", param=param)
 
 
 def check_description(description: str, param: str) -> None:

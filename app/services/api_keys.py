@@ -3,7 +3,8 @@
 A key's secret (``bud-<prefix>-<random>``, from `budrt.keys.mint_key`) is returned once, by
 CreateApiKey or RotateApiKey. Only its prefix and its HMAC-SHA256 (keyed by the platform secret
 `key_hash_secret`) are stored; nothing can show the secret again. Revoked keys stay listed
-(state REVOKED) and leave the gateways' tables through WatchRouting.
+(state REVOKED) and leave the gateways' tables through WatchRouting. Viewers of a project read
+its keys; editors mint, revoke and rotate them (see `app.authz`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
+from app.authz import EDITOR, VIEWER, Authenticator, require_role
 from app.convert import api_key_to_proto, from_timestamp
 from app.db import models
 from app.db.models import utcnow
@@ -101,17 +103,20 @@ async def create_api_key(
 class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
     """Implements bud.auth.v1.ApiKeyService."""
 
-    def __init__(self, db: Database, hash_secret: str) -> None:
+    def __init__(self, db: Database, hash_secret: str, auth: Authenticator) -> None:
         self._db = db
         self._hash_secret = hash_secret
+        self._auth = auth
 
     async def CreateApiKey(
         self, request: auth_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.CreateApiKeyResponse:
-        """Mints a key; the response carries its secret, this once."""
+        """Mints a key; the response carries its secret, this once. Editor."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         try:
             async with self._db.mutation() as session:
+                await require_role(session, caller, request.project_id, EDITOR)
                 row, secret = await create_api_key(
                     session,
                     self._hash_secret,
@@ -127,20 +132,23 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
     async def GetApiKey(
         self, request: auth_pb2.GetApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.GetApiKeyResponse:
-        """One key, without its secret."""
+        """One key, without its secret (viewer)."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         require(request.api_key_id, "api_key_id")
         async with self._db.snapshot() as session:
+            await require_role(session, caller, request.project_id, VIEWER)
             row = await get_api_key(session, request.project_id, request.api_key_id)
         return auth_pb2.GetApiKeyResponse(api_key=api_key_to_proto(row, utcnow()))
 
     async def ListApiKeys(
         self, request: auth_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.ListApiKeysResponse:
-        """A project's keys (revoked and expired ones too) in creation order, paginated."""
+        """A project's keys (revoked and expired ones too) in creation order, paginated (viewer)."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         async with self._db.snapshot() as session:
-            await get_project(session, request.project_id)
+            await require_role(session, caller, request.project_id, VIEWER)
             rows, token = await fetch_page(
                 session,
                 select(models.ApiKey).where(models.ApiKey.project_id == request.project_id),
@@ -157,10 +165,12 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
     async def RevokeApiKey(
         self, request: auth_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RevokeApiKeyResponse:
-        """Revokes a key for good (revoking it again changes nothing)."""
+        """Revokes a key for good (revoking it again changes nothing). Editor."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         require(request.api_key_id, "api_key_id")
         async with self._db.mutation() as session:
+            await require_role(session, caller, request.project_id, EDITOR)
             row = await get_api_key(session, request.project_id, request.api_key_id)
             if row.revoke_time is None:
                 row.revoke_time = utcnow()
@@ -174,11 +184,13 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         self, request: auth_pb2.RotateApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RotateApiKeyResponse:
         """Gives a key a new secret (and prefix); the old secret stops working at once.
-        Revoked keys cannot be rotated (FAILED_PRECONDITION)."""
+        Revoked keys cannot be rotated (FAILED_PRECONDITION). Editor."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         require(request.api_key_id, "api_key_id")
         try:
             async with self._db.mutation() as session:
+                await require_role(session, caller, request.project_id, EDITOR)
                 row = await get_api_key(session, request.project_id, request.api_key_id)
                 if row.revoke_time is not None:
                     raise failed_precondition(
@@ -193,10 +205,10 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         return auth_pb2.RotateApiKeyResponse(api_key=api_key_to_proto(row, utcnow()), secret=key.secret)
 
 
-def binding(db: Database, hash_secret: str) -> ServiceBinding:
+def binding(db: Database, hash_secret: str, auth: Authenticator) -> ServiceBinding:
     """ApiKeyService, ready for `GrpcServer`."""
     return ServiceBinding(
-        servicer=ApiKeyServicer(db, hash_secret),
+        servicer=ApiKeyServicer(db, hash_secret, auth),
         add_to_server=auth_pb2_grpc.add_ApiKeyServiceServicer_to_server,
         descriptor=auth_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
     )

@@ -20,11 +20,17 @@ def failed_precondition(message: str, reason: str, param: str = "") -> ServiceEr
     return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, message, reason=reason, param=param)
 
 
+def project_not_found(project_id: str, param: str = "project_id") -> ServiceError:
+    """NOT_FOUND for a project: also what a caller with no role in an existing project gets, so
+    the two cannot be told apart."""
+    return not_found(f"project {project_id!r} not found", param=param)
+
+
 async def get_project(session: AsyncSession, project_id: str, param: str = "project_id") -> models.Project:
     """The project, or NOT_FOUND naming `param`."""
     row = await session.get(models.Project, project_id) if project_id else None
     if row is None:
-        raise not_found(f"project {project_id!r} not found", param=param)
+        raise project_not_found(project_id, param)
     return row
 
 

@@ -4,7 +4,8 @@ Creating or changing what a deployment loads (source, runner, engine args, cachi
 sets it PENDING and wakes the reconciler, which loads it on the engines; RPCs never wait for a
 load. Names are unique per project, and an engine serves one model per name, so an endpoint's
 (address, served_model_name) is unique across all deployments. `served_model_name` defaults to
-the deployment id and is stored resolved.
+the deployment id and is stored resolved. Viewers of a project read its deployments; editors
+change them (see `app.authz`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
+from app.authz import EDITOR, VIEWER, Authenticator, require_role
 from app.convert import deployment_to_proto, engine_args_to_json, runner_name, status_name
 from app.db import models
 from app.db.models import utcnow
@@ -166,14 +168,16 @@ def _mask_paths(mask: field_mask_pb2.FieldMask) -> list[str]:
 class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
     """Implements bud.app.v1.DeploymentService."""
 
-    def __init__(self, db: Database, reconciler: Reconciler) -> None:
+    def __init__(self, db: Database, reconciler: Reconciler, auth: Authenticator) -> None:
         self._db = db
         self._reconciler = reconciler
+        self._auth = auth
 
     async def CreateDeployment(
         self, request: deployment_pb2.CreateDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> deployment_pb2.CreateDeploymentResponse:
-        """Creates a deployment (PENDING) and asks the reconciler to load it."""
+        """Creates a deployment (PENDING) and asks the reconciler to load it. Editor."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         deployment = request.deployment
         if deployment.project_id and deployment.project_id != request.project_id:
@@ -182,6 +186,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
             )
         try:
             async with self._db.mutation() as session:
+                await require_role(session, caller, request.project_id, EDITOR)
                 row = await insert_deployment(session, request.project_id, deployment)
                 reply = deployment_pb2.CreateDeploymentResponse(deployment=deployment_to_proto(row))
         except IntegrityError as err:
@@ -192,20 +197,23 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
     async def GetDeployment(
         self, request: deployment_pb2.GetDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> deployment_pb2.GetDeploymentResponse:
-        """One deployment."""
+        """One deployment (viewer)."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         require(request.deployment_id, "deployment_id")
         async with self._db.snapshot() as session:
+            await require_role(session, caller, request.project_id, VIEWER)
             row = await get_deployment(session, request.project_id, request.deployment_id)
             return deployment_pb2.GetDeploymentResponse(deployment=deployment_to_proto(row))
 
     async def ListDeployments(
         self, request: deployment_pb2.ListDeploymentsRequest, context: grpc.aio.ServicerContext
     ) -> deployment_pb2.ListDeploymentsResponse:
-        """A project's deployments in creation order, paginated."""
+        """A project's deployments in creation order, paginated (viewer)."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         async with self._db.snapshot() as session:
-            await get_project(session, request.project_id)
+            await require_role(session, caller, request.project_id, VIEWER)
             rows, token = await fetch_page(
                 session,
                 select(models.Deployment).where(models.Deployment.project_id == request.project_id),
@@ -223,7 +231,8 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
     ) -> deployment_pb2.UpdateDeploymentResponse:
         """Changes the fields named in update_mask (all writable fields when empty; nested paths
         such as ``rate_limits.requests_per_minute`` work). A change of what the engines load sets
-        the deployment PENDING, reloads it and unloads endpoints it no longer has."""
+        the deployment PENDING, reloads it and unloads endpoints it no longer has. Editor."""
+        caller = self._auth.caller(context)
         patch = request.deployment
         require(patch.id, "deployment.id")
         require(patch.project_id, "deployment.project_id")
@@ -231,6 +240,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         removed: Endpoints = []
         try:
             async with self._db.mutation() as session:
+                await require_role(session, caller, patch.project_id, EDITOR, param="deployment.project_id")
                 row = await get_deployment(session, patch.project_id, patch.id, param="deployment.id")
                 current = deployment_to_proto(row)
                 merged = deployment_pb2.Deployment()
@@ -276,10 +286,12 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         self, request: deployment_pb2.DeleteDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> deployment_pb2.DeleteDeploymentResponse:
         """Deletes a deployment and unloads its model from its engines (in the background, best
-        effort). API keys restricted to it keep its id, which then matches nothing."""
+        effort). API keys restricted to it keep its id, which then matches nothing. Editor."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         require(request.deployment_id, "deployment_id")
         async with self._db.mutation() as session:
+            await require_role(session, caller, request.project_id, EDITOR)
             row = await get_deployment(session, request.project_id, request.deployment_id)
             endpoints = [(e.address, e.served_model_name) for e in row.endpoints]
             await session.execute(
@@ -302,10 +314,10 @@ def _field_value(message: deployment_pb2.Deployment, name: str) -> object:
     return value
 
 
-def binding(db: Database, reconciler: Reconciler) -> ServiceBinding:
+def binding(db: Database, reconciler: Reconciler, auth: Authenticator) -> ServiceBinding:
     """DeploymentService, ready for `GrpcServer`."""
     return ServiceBinding(
-        servicer=DeploymentServicer(db, reconciler),
+        servicer=DeploymentServicer(db, reconciler, auth),
         add_to_server=deployment_pb2_grpc.add_DeploymentServiceServicer_to_server,
         descriptor=deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
     )

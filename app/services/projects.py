@@ -1,4 +1,8 @@
-"""ProjectService: projects, which group deployments and API keys."""
+"""ProjectService: projects, which group deployments and API keys.
+
+Any user may create a project and becomes its owner; ListProjects shows the caller the projects
+they have a role in (all of them to a platform admin). See `app.authz` for the roles.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
-from app.convert import project_to_proto
+from app.authz import OWNER, VIEWER, Authenticator, require_role, visible_projects
+from app.convert import project_to_proto, role_name
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
@@ -24,8 +29,11 @@ from budrt.grpc_server import ServiceBinding
 WRITABLE_FIELDS = ("name", "description")
 
 
-async def create_project(session: AsyncSession, name: str, description: str = "") -> models.Project:
-    """Inserts a project (validated by the caller); ALREADY_EXISTS when the name is taken."""
+async def create_project(
+    session: AsyncSession, name: str, description: str = "", owner_id: str | None = None
+) -> models.Project:
+    """Inserts a project (validated by the caller), owned by user `owner_id` when given;
+    ALREADY_EXISTS when the name is taken."""
     if await session.scalar(select(models.Project.id).where(models.Project.name == name)) is not None:
         raise _name_taken(name)
     now = utcnow()
@@ -34,6 +42,11 @@ async def create_project(session: AsyncSession, name: str, description: str = ""
     )
     session.add(row)
     await session.flush()
+    if owner_id is not None:
+        session.add(
+            models.ProjectMember(project_id=row.id, user_id=owner_id, role=role_name(OWNER), create_time=now)
+        )
+        await session.flush()
     return row
 
 
@@ -55,20 +68,22 @@ def _mask_paths(mask: field_mask_pb2.FieldMask) -> list[str]:
 class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
     """Implements bud.app.v1.ProjectService."""
 
-    def __init__(self, db: Database, reconciler: Reconciler) -> None:
+    def __init__(self, db: Database, reconciler: Reconciler, auth: Authenticator) -> None:
         self._db = db
         self._reconciler = reconciler
+        self._auth = auth
 
     async def CreateProject(
         self, request: project_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.CreateProjectResponse:
-        """Creates a project with a unique name."""
+        """Creates a project with a unique name; the caller becomes its owner."""
+        caller = self._auth.caller(context)
         project = request.project
         check_project_name(project.name, "project.name")
         check_description(project.description, "project.description")
         try:
             async with self._db.mutation() as session:
-                row = await create_project(session, project.name, project.description)
+                row = await create_project(session, project.name, project.description, caller.user_id)
         except IntegrityError as err:  # a concurrent create took the name
             raise _name_taken(project.name) from err
         return project_pb2.CreateProjectResponse(project=project_to_proto(row))
@@ -76,19 +91,22 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
     async def GetProject(
         self, request: project_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.GetProjectResponse:
-        """One project."""
+        """One project (viewer)."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         async with self._db.snapshot() as session:
+            await require_role(session, caller, request.project_id, VIEWER)
             row = await get_project(session, request.project_id)
         return project_pb2.GetProjectResponse(project=project_to_proto(row))
 
     async def ListProjects(
         self, request: project_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.ListProjectsResponse:
-        """Projects in creation order, paginated."""
+        """The caller's projects (all for a platform admin) in creation order, paginated."""
+        caller = self._auth.caller(context)
         async with self._db.snapshot() as session:
             rows, token = await fetch_page(
-                session, select(models.Project), models.Project.id, "projects", request.page_size,
+                session, visible_projects(caller), models.Project.id, "projects", request.page_size,
                 request.page_token,
             )
         return project_pb2.ListProjectsResponse(
@@ -98,7 +116,8 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
     async def UpdateProject(
         self, request: project_pb2.UpdateProjectRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.UpdateProjectResponse:
-        """Changes the fields named in update_mask (name, description; both when empty)."""
+        """Changes the fields named in update_mask (name, description; both when empty). Owner."""
+        caller = self._auth.caller(context)
         project = request.project
         require(project.id, "project.id")
         paths = _mask_paths(request.update_mask)
@@ -108,6 +127,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
             check_description(project.description, "project.description")
         try:
             async with self._db.mutation() as session:
+                await require_role(session, caller, project.id, OWNER, param="project.id")
                 row = await get_project(session, project.id, param="project.id")
                 changed = False
                 if "name" in paths and project.name != row.name:
@@ -134,10 +154,11 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
     ) -> project_pb2.DeleteProjectResponse:
         """Deletes a project with its API keys and memberships. Refused (FAILED_PRECONDITION)
         while it has deployments, unless `force`, which deletes them too (and unloads their
-        models). Usage records are kept."""
+        models). Usage records are kept. Owner."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         async with self._db.mutation() as session:
-            await get_project(session, request.project_id)
+            await require_role(session, caller, request.project_id, OWNER)
             project_id = request.project_id
             deployment_ids = select(models.Deployment.id).where(models.Deployment.project_id == project_id)
             count = await session.scalar(select(func.count()).select_from(deployment_ids.subquery()))
@@ -168,10 +189,10 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         return project_pb2.DeleteProjectResponse()
 
 
-def binding(db: Database, reconciler: Reconciler) -> ServiceBinding:
+def binding(db: Database, reconciler: Reconciler, auth: Authenticator) -> ServiceBinding:
     """ProjectService, ready for `GrpcServer`."""
     return ServiceBinding(
-        servicer=ProjectServicer(db, reconciler),
+        servicer=ProjectServicer(db, reconciler, auth),
         add_to_server=project_pb2_grpc.add_ProjectServiceServicer_to_server,
         descriptor=project_pb2.DESCRIPTOR.services_by_name["ProjectService"],
     )

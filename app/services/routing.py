@@ -12,6 +12,8 @@ newer after a database restore) gets one. A revision bump that changes nothing a
 (e.g. a deployment going from PENDING to LOADING) sends nothing; the gateway's revision then
 lags and its next resume costs a snapshot. Keys that expire are dropped from the stream's tables
 at the next change, so gateways must check `expire_time` themselves.
+
+Internal: gateways call it on the internal network, without a user token (see `app.authz`).
 """
 
 from __future__ import annotations

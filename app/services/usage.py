@@ -4,6 +4,9 @@ RecordUsage is idempotent: a record is stored once per `request_id` (a gateway m
 it is unsure about); duplicates are skipped and not counted in `stored`. It also moves the keys'
 `last_used_time` forward. That is bookkeeping, not routing state, so it does not bump the routing
 revision. QueryUsage groups by UTC day, key and deployment.
+
+RecordUsage is internal — gateways call it on the internal network — and takes no user token;
+QueryUsage needs the viewer role in the project (see `app.authz`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.authz import VIEWER, Authenticator, require_role
 from app.convert import from_timestamp
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
-from app.services.common import get_project
 from app.validation import require
 from budrt.errors import invalid_argument
 from budrt.grpc_server import ServiceBinding
@@ -112,13 +115,15 @@ def _parse_day(value: str, param: str) -> str | None:
 class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
     """Implements bud.app.v1.UsageService."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, auth: Authenticator) -> None:
         self._db = db
+        self._auth = auth
 
     async def RecordUsage(
         self, request: usage_pb2.RecordUsageRequest, context: grpc.aio.ServicerContext
     ) -> usage_pb2.RecordUsageResponse:
-        """Stores a batch (all or nothing); records already stored are skipped."""
+        """Stores a batch (all or nothing); records already stored are skipped. Internal: no
+        user token."""
         now = utcnow()
         rows: dict[str, dict[str, Any]] = {}
         for i, record in enumerate(request.records):
@@ -134,7 +139,8 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         self, request: usage_pb2.QueryUsageRequest, context: grpc.aio.ServicerContext
     ) -> usage_pb2.QueryUsageResponse:
         """Totals per UTC day, key and deployment, ordered by date. Empty start/end dates leave
-        that side open; api_key_id and deployment_id narrow the records counted."""
+        that side open; api_key_id and deployment_id narrow the records counted. Viewer."""
+        caller = self._auth.caller(context)
         require(request.project_id, "project_id")
         start = _parse_day(request.start_date, "start_date")
         end = _parse_day(request.end_date, "end_date")
@@ -164,7 +170,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         if request.deployment_id:
             stmt = stmt.where(record.deployment_id == request.deployment_id)
         async with self._db.snapshot() as session:
-            await get_project(session, request.project_id)
+            await require_role(session, caller, request.project_id, VIEWER)
             result = (await session.execute(stmt)).all()
         return usage_pb2.QueryUsageResponse(
             buckets=[
@@ -177,10 +183,10 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         )
 
 
-def binding(db: Database) -> ServiceBinding:
+def binding(db: Database, auth: Authenticator) -> ServiceBinding:
     """UsageService, ready for `GrpcServer`."""
     return ServiceBinding(
-        servicer=UsageServicer(db),
+        servicer=UsageServicer(db, auth),
         add_to_server=usage_pb2_grpc.add_UsageServiceServicer_to_server,
         descriptor=usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
     )

@@ -1,6 +1,9 @@
 """Fixtures of the app-service tests: a real gRPC server on a free loopback port, in process, on
 a real database — every database test runs on SQLite and on a throwaway PostgreSQL — and a test
-double of the engine (`EngineDouble`), since the reconciler's dependency is an engine process."""
+double of the engine (`EngineDouble`), since the reconciler's dependency is an engine process.
+
+Management RPCs need a user's access token: a `Stubs` sends the token its `login` got (the
+bootstrapped admin's by default) with every unary call; `stubs` is logged in as the admin."""
 
 from __future__ import annotations
 
@@ -14,16 +17,19 @@ from typing import Any
 import grpc
 import pytest
 from bud.app.v1 import deployment_pb2, deployment_pb2_grpc, project_pb2_grpc, usage_pb2_grpc
-from bud.auth.v1 import auth_pb2_grpc, routing_pb2_grpc, user_pb2_grpc
+from bud.auth.v1 import auth_pb2_grpc, routing_pb2_grpc, user_pb2, user_pb2_grpc
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 
 from app.server import RunningApp, start_app
 from budrt.errors import ServiceError
-from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
+from budrt.grpc_server import CHANNEL_OPTIONS, GrpcServer, ServiceBinding
 from budrt.settings import Settings
 from tests.support.postgres import PostgresCluster, postgres_cluster  # noqa: F401  (fixture)
 
 HASH_SECRET = "test-key-hash-secret"
+JWT_SECRET = "test-jwt-secret-of-at-least-32-bytes"
+ADMIN_USERNAME = "admin"
+ADMIN_PASSWORD = "test-admin-password"
 
 # Short periods so healing and retries show within a test.
 FAST_RECONCILER: dict[str, Any] = {
@@ -164,6 +170,9 @@ def app_settings(database_url: str, tmp_path: Path, engine_host: EngineHost) -> 
         app_address="127.0.0.1:0",
         engine_address=engine_host.address,
         key_hash_secret=HASH_SECRET,
+        jwt_secret=JWT_SECRET,
+        admin_username=ADMIN_USERNAME,
+        admin_password=ADMIN_PASSWORD,
     )
 
 
@@ -189,11 +198,27 @@ async def app(start: Callable[..., Awaitable[RunningApp]]) -> RunningApp:
     return await start()
 
 
+class BearerToken(grpc.aio.UnaryUnaryClientInterceptor):
+    """Adds ``authorization: Bearer <token>`` to every unary call while `token` is set."""
+
+    def __init__(self, token: str = "") -> None:
+        self.token = token
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        if self.token:
+            metadata = grpc.aio.Metadata(*(details.metadata or ()))
+            metadata.add("authorization", f"Bearer {self.token}")
+            details = details._replace(metadata=metadata)
+        return await continuation(details, request)
+
+
 @dataclass
 class Stubs:
-    """Clients of every service the app hosts."""
+    """Clients of every service the app hosts, acting as one user: anonymous until `login`, or
+    sending a given token."""
 
     channel: grpc.aio.Channel
+    bearer: BearerToken
     projects: project_pb2_grpc.ProjectServiceStub
     deployments: deployment_pb2_grpc.DeploymentServiceStub
     api_keys: auth_pb2_grpc.ApiKeyServiceStub
@@ -202,10 +227,13 @@ class Stubs:
     users: user_pb2_grpc.UserServiceStub
 
     @classmethod
-    def of(cls, address: str) -> Stubs:
-        channel = insecure_channel(address)
+    def of(cls, address: str, token: str = "") -> Stubs:
+        # The platform's channel options (budrt.grpc_server.insecure_channel), plus the token.
+        bearer = BearerToken(token)
+        channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=[bearer])
         return cls(
             channel,
+            bearer,
             project_pb2_grpc.ProjectServiceStub(channel),
             deployment_pb2_grpc.DeploymentServiceStub(channel),
             auth_pb2_grpc.ApiKeyServiceStub(channel),
@@ -214,14 +242,24 @@ class Stubs:
             user_pb2_grpc.UserServiceStub(channel),
         )
 
+    async def login(
+        self, username: str = ADMIN_USERNAME, password: str = ADMIN_PASSWORD, **call: Any
+    ) -> Stubs:
+        """Logs in (the bootstrapped admin by default); later calls send the token. `call` goes
+        to the Login call (timeout, wait_for_ready)."""
+        reply = await self.users.Login(user_pb2.LoginRequest(username=username, password=password), **call)
+        self.bearer.token = reply.access_token
+        return self
+
 
 @pytest.fixture
-async def clients() -> AsyncIterator[Callable[[RunningApp | str], Stubs]]:
-    """Makes clients of an app (or an address); their channels close after the test."""
+async def clients() -> AsyncIterator[Callable[..., Stubs]]:
+    """Makes clients of an app (or an address), anonymous (`await clients(app).login()` for the
+    admin) or sending `token`; their channels close after the test."""
     made: list[Stubs] = []
 
-    def _clients(target: RunningApp | str) -> Stubs:
-        made.append(Stubs.of(target if isinstance(target, str) else target.address))
+    def _clients(target: RunningApp | str, token: str = "") -> Stubs:
+        made.append(Stubs.of(target if isinstance(target, str) else target.address, token))
         return made[-1]
 
     yield _clients
@@ -231,8 +269,8 @@ async def clients() -> AsyncIterator[Callable[[RunningApp | str], Stubs]]:
 
 @pytest.fixture
 async def stubs(app: RunningApp) -> AsyncIterator[Stubs]:
-    """Clients of the `app` fixture's server."""
-    client = Stubs.of(app.address)
+    """Clients of the `app` fixture's server, logged in as the bootstrapped platform admin."""
+    client = await Stubs.of(app.address).login()
     yield client
     await client.channel.close()
 

@@ -1,5 +1,5 @@
 """The app process on SQLite and PostgreSQL: migrations, first-start bootstrap, restarts,
-`serve`, and the UNIMPLEMENTED UserService."""
+`serve`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from bud.app.v1 import deployment_pb2, project_pb2, usage_pb2
-from bud.auth.v1 import auth_pb2, user_pb2
+from bud.auth.v1 import auth_pb2
 from bud.engine.v1 import engine_service_pb2
 from sqlalchemy import func, select
 
@@ -21,7 +20,7 @@ from app.bootstrap import BootstrapError
 from app.db import models
 from app.db.migrate import upgrade_database
 from app.db.session import Database
-from app.server import RunningApp, serve
+from app.server import serve
 from budrt.keys import key_matches
 from budrt.settings import Settings
 
@@ -93,7 +92,8 @@ async def test_bootstrap_does_not_come_back(capsys: Any, start: Any, clients: An
     """Deleting the defaults is respected: a restart does not recreate them."""
     first = await start()
     assert first.bootstrapped is not None
-    await clients(first).projects.DeleteProject(
+    admin = await clients(first).login()
+    await admin.projects.DeleteProject(
         project_pb2.DeleteProjectRequest(project_id=first.bootstrapped.project_id, force=True)
     )
     await first.stop()
@@ -152,7 +152,7 @@ async def test_invalid_defaults_refuse_to_start(capsys: Any, start: Any, app_set
 
 async def test_restart_loses_nothing(start: Any, helpers: Any, engine_host: Any, clients: Any) -> None:
     first = await start()
-    client = clients(first)
+    client = await clients(first).login()
     project = (await client.projects.CreateProject(
         project_pb2.CreateProjectRequest(project=project_pb2.Project(name="durable", description="d"))
     )).project
@@ -173,7 +173,7 @@ async def test_restart_loses_nothing(start: Any, helpers: Any, engine_host: Any,
     await first.stop()
 
     second = await start()
-    client = clients(second)
+    client = await clients(second).login()
     after = await _snapshot(client, project.id)
     assert after == before
     assert await second.db.revision() >= revision
@@ -208,15 +208,6 @@ async def test_schema_matches_models(database_url: str) -> None:
         await db.dispose()
 
 
-async def test_user_service_is_unimplemented(app: RunningApp, stubs: Any, helpers: Any) -> None:
-    await helpers.expect_error(
-        stubs.users.Login(user_pb2.LoginRequest(username="admin", password="x")), grpc.StatusCode.UNIMPLEMENTED
-    )
-    await helpers.expect_error(
-        stubs.users.ListUsers(user_pb2.ListUsersRequest()), grpc.StatusCode.UNIMPLEMENTED
-    )
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -228,8 +219,8 @@ async def test_serve_until_stopped(capsys: Any, app_settings: Settings, clients:
     stop = asyncio.Event()
     task = asyncio.create_task(serve(app_settings.model_copy(update={"app_address": address}), stop))
     try:
-        client = clients(address)
-        reply = await client.projects.ListProjects(project_pb2.ListProjectsRequest(), wait_for_ready=True, timeout=20)
+        client = await clients(address).login(wait_for_ready=True, timeout=20)
+        reply = await client.projects.ListProjects(project_pb2.ListProjectsRequest(), timeout=20)
         assert [p.name for p in reply.projects] == ["default"]
     finally:
         stop.set()

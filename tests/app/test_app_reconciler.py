@@ -116,7 +116,7 @@ async def test_engine_restart_is_healed(stubs: Any, helpers: Any, engine_host: A
 
 async def test_app_restart_adopts_loaded_models(start: Any, helpers: Any, engine_host: Any, clients: Any) -> None:
     first = await start()
-    client = clients(first)
+    client = await clients(first).login()
     project_id = await _project(client)
     created = (await client.deployments.CreateDeployment(D.CreateDeploymentRequest(
         project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
@@ -124,7 +124,7 @@ async def test_app_restart_adopts_loaded_models(start: Any, helpers: Any, engine
     await helpers.eventually(_status(client, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY")
     await first.stop()
     second: RunningApp = await start()
-    client = clients(second)
+    client = await clients(second).login()
     await asyncio.sleep(0.8)  # several passes
     assert (await _get(client, project_id, created.id)).status == D.DEPLOYMENT_STATUS_READY
     assert engine_host.engine.loaded_names().count(created.id) == 1  # not loaded again
