@@ -7,8 +7,9 @@ each new revision, only what differs from what this stream last sent (upserts an
 revoked keys and deleted rows are deletes).
 
 No history of changes is kept, so a stream can only resume without a snapshot from the *current*
-revision: a ``since_revision`` equal to it skips the snapshot, any other value (0, older, or
-newer after a database restore) gets one. A revision bump that changes nothing a gateway sees
+revision: a ``since_revision`` equal to it gets, instead of the snapshot, one empty message
+carrying that revision (so the gateway knows the stream is live and caught up); any other value
+(0, older, or newer after a database restore) gets a snapshot. A revision bump that changes nothing a gateway sees
 (e.g. a deployment going from PENDING to LOADING) sends nothing; the gateway's revision then
 lags and its next resume costs a snapshot. Keys that expire are dropped from the stream's tables
 at the next change, so gateways must check `expire_time` themselves.
@@ -154,8 +155,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
             extra={"gateway_id": request.gateway_id, "since_revision": request.since_revision,
                    "revision": sent.revision, "snapshot": not resumed},
         )
-        if not resumed:
-            yield sent.snapshot()
+        yield sent.snapshot() if not resumed else routing_pb2.WatchRoutingResponse(revision=sent.revision)
         while not self._closing.is_set():
             try:
                 await asyncio.wait_for(wake.wait(), self._poll_interval)

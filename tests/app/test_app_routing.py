@@ -90,8 +90,10 @@ async def test_resume(app: RunningApp, stubs: Any) -> None:
     await _settle(app, stubs)
     current = await app.db.revision()
 
-    # Resuming at the current revision: no snapshot; the first message is the next change.
+    # Resuming at the current revision: no snapshot, an empty acknowledgement, then the next change.
     resumed = stubs.routing.WatchRouting(routing_pb2.WatchRoutingRequest(since_revision=current))
+    ack = await _next(resumed)
+    assert ack == routing_pb2.WatchRoutingResponse(revision=current)
     project = (await stubs.projects.CreateProject(
         project_pb2.CreateProjectRequest(project=project_pb2.Project(name="later"))
     )).project
