@@ -108,7 +108,8 @@ def up_command(timeout: float) -> int:
                 f"  gRPC (OpenAI service): {conf.gateway_grpc_address}   management gRPC: {conf.app_address}\n"
                 f"  models: {conf.default_model_name} (chat; random weights: replies are noise), "
                 f"{conf.default_embedding_model_name} (embeddings)\n"
-                "  The API key was printed once above on first start (OPENAI_API_KEY=...).\n"
+                "  The API key and the admin password were printed once above on first start\n"
+                "  (OPENAI_API_KEY=..., BUD_ADMIN_PASSWORD=...); log in with POST /v1/auth/login.\n"
                 "  Press Ctrl-C to stop.\n",
                 flush=True,
             )

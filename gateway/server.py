@@ -12,10 +12,14 @@ from typing import Any
 import orjson
 import uvicorn
 
+from bud.app.v1 import deployment_pb2, project_pb2, usage_pb2
+from bud.auth.v1 import auth_pb2, user_pb2
 from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
-from budrt.grpc_server import GrpcServer, ServiceBinding
+from bud.prompt.v1 import prompt_pb2
+from bud.registry.v1 import registry_pb2
+from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
 from budrt.settings import Settings
-from gateway.backends import LocalBackend
+from gateway.backends import Backend, LocalBackend, RemoteBackend
 from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -26,10 +30,23 @@ from gateway.usage import UsageRecorder
 log = logging.getLogger(__name__)
 
 OPENAI_SERVICE = openai_service_pb2.DESCRIPTOR.services_by_name["OpenAiService"]
+# Management services the gateway fronts over gRPC (they live in the app process); their REST
+# routes come from their annotations. The app authenticates each call (JWT from /v1/auth/login).
+MANAGEMENT_SERVICES = [
+    project_pb2.DESCRIPTOR.services_by_name["ProjectService"],
+    deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
+    usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
+    auth_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
+    user_pb2.DESCRIPTOR.services_by_name["UserService"],
+    prompt_pb2.DESCRIPTOR.services_by_name["PromptService"],
+    prompt_pb2.DESCRIPTOR.services_by_name["PromptExecutionService"],
+    registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
+]
 
 
-def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables) -> Transcoder:
-    """The HTTP application: the OpenAI service in-process, plus liveness/readiness probes."""
+def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables, management: Backend | None = None) -> Transcoder:
+    """The HTTP application: the OpenAI service in-process, the management services through
+    `management` (when given), plus liveness/readiness probes."""
 
     async def healthz(scope: dict[str, Any]) -> tuple[int, bytes]:
         return 200, b'{"status":"ok"}'
@@ -41,8 +58,11 @@ def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables) -> Transco
         return 200, orjson.dumps({"status": "ready", "revision": tables.revision,
                                   "deployments": len(tables.deployments), "deployments_ready": ready})
 
+    fronted = [FrontedService(OPENAI_SERVICE, LocalBackend(servicer), lenient=True)]
+    if management is not None:
+        fronted += [FrontedService(service, management) for service in MANAGEMENT_SERVICES]
     return Transcoder(
-        [FrontedService(OPENAI_SERVICE, LocalBackend(servicer), lenient=True)],
+        fronted,
         plain_routes={("GET", "/healthz"): healthz, ("GET", "/readyz"): readyz},
     )
 
@@ -58,8 +78,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         settings.gateway_grpc_address,
         [ServiceBinding(servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE)],
     )
+    app_channel = insecure_channel(settings.app_address)
     config = uvicorn.Config(
-        build_transcoder(servicer, tables), host=settings.gateway_http_host, port=settings.gateway_http_port,
+        build_transcoder(servicer, tables, RemoteBackend(app_channel)), host=settings.gateway_http_host, port=settings.gateway_http_port,
         loop="none", http="httptools", lifespan="off", access_log=False, log_config=None,
         timeout_keep_alive=30, backlog=4096,
     )
@@ -82,5 +103,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         task.cancel()
     await asyncio.gather(watcher, flusher, checker, return_exceptions=True)
     await engines.close()
+    await app_channel.close()
     if isinstance(limiter, RedisRateLimiter):
         await limiter.close()

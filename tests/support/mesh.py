@@ -35,6 +35,7 @@ class Mesh:
     app_grpc: str
     engine_grpc: str
     api_key: str
+    admin_password: str
 
     @property
     def openai_base_url(self) -> str:
@@ -80,9 +81,10 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None, timeout:
             if match is None:
                 process.send_signal(signal.SIGTERM)
                 raise RuntimeError(f"mesh started but printed no API key:\n{text[-5000:]}")
+            admin = re.search(r"^BUD_ADMIN_PASSWORD=(\S+)$", text, re.MULTILINE)
             return Mesh(process, data_dir, log_path, env, f"http://127.0.0.1:{ports['http']}",
                         env["BUD_GATEWAY_GRPC_ADDRESS"], env["BUD_APP_ADDRESS"], env["BUD_ENGINE_ADDRESS"],
-                        match.group(1))
+                        match.group(1), admin.group(1) if admin else "")
         if process.poll() is not None:
             raise RuntimeError(f"budrt up exited with {process.returncode}:\n{text[-8000:]}")
         time.sleep(0.5)
