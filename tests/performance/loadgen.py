@@ -9,8 +9,9 @@ the property that matters:
   would add up to 1 ms of the tool's own lateness to every sample.
 - Latency is measured from the scheduled instant to the last byte of the response, so a server
   (or a tool) that stalls shows up as latency instead of as fewer requests: no coordinated
-  omission. The tool's own lateness (scheduled → written to the socket) is reported separately
-  (`send_lag`), so you can see how much of a percentile is the tool.
+  omission. The tool's own lateness (scheduled instant → the sender handling it, before any wait
+  for a free connection) is reported separately (`send_lags`), so you can see when the tool or the
+  whole machine, not the target, was stalled.
 - One pool of persistent keep-alive connections, pre-opened; a request takes an idle one, opens
   another up to `max_connections` (256: enough for 1000 rps at 250 ms; a cap keeps a stalled
   server from also paying for a connection storm), else waits (FIFO) — the wait counts as latency.
@@ -98,7 +99,7 @@ class Result:
     duration: float
     scheduled: int = 0
     ok_latencies: list[float] = field(default_factory=list)
-    send_lags: list[float] = field(default_factory=list)
+    send_lags: list[float] = field(default_factory=list)  # seconds late the sender took each request up
     errors: Counter[str] = field(default_factory=Counter)
     max_connections_used: int = 0
     wall: float = 0.0
@@ -290,10 +291,10 @@ class OpenLoop:
 
     def _send(self, conn: _Conn, scheduled: float, now: float) -> None:
         self._busy.add(conn)
-        self.result.send_lags.append(now - scheduled)
         conn.send(self.payload, scheduled)
 
     def _dispatch(self, scheduled: float) -> None:
+        self.result.send_lags.append(time.monotonic() - scheduled)  # the tool's own lateness
         self.result.scheduled += 1
         self._outstanding += 1
         self._waiting.append(scheduled)
