@@ -82,7 +82,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     config = uvicorn.Config(
         build_transcoder(servicer, tables, RemoteBackend(app_channel)), host=settings.gateway_http_host, port=settings.gateway_http_port,
         loop="none", http="httptools", lifespan="off", access_log=False, log_config=None,
-        timeout_keep_alive=30, backlog=4096,
+        timeout_keep_alive=30, backlog=4096, proxy_headers=False,
     )
     http_server = uvicorn.Server(config)
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
