@@ -1,0 +1,399 @@
+"""Engine benchmark: the mesh (through the gateway) against `vllm serve` and offline `LLM.generate`.
+
+    python -m tests.performance.bench_engine [--quick] [--concurrency 1 16 64] [--json OUT]
+
+One run, one machine, one after the other, the same model directory (the tiny model the mesh
+builds) and equivalent engine settings (float32, max_model_len 2048, the same KV-cache bytes):
+
+(a) the mesh (`budrt up` on free ports), driven through its gateway with vLLM's own load tool
+    (`vllm bench serve`: `vllm.benchmarks.serve`), backend openai-chat, random dataset with fixed
+    input/output lengths and --ignore-eos, at each concurrency level;
+(b) `python -m vllm.entrypoints.openai.api_server` with the same model and settings, same load;
+(c) offline `LLM.chat` on the same prompts (all at once): the ceiling no server can beat.
+
+Prints request throughput, output tokens/s, TTFT p50/p99 and TPOT p50/p99 per target and level,
+and the ratios mesh/vllm-serve and mesh/offline. It measures; it asserts nothing about timings.
+The load tool shares the machine's cores with the servers, so quote ratios from one run.
+
+    python -m tests.performance.bench_engine --quick --profile-mesh --profile-dir DIR
+
+instead runs only the mesh at the highest level with cProfile switched on (by signal, after the
+warm-up) in the gateway and engine processes, and prints their top costs (DIR/*.prof keep them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+GiB = 1024**3
+MODEL_NAME = "tiny-llama"
+
+METRICS = ("request_throughput", "output_throughput", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms",
+           "p99_tpot_ms", "median_itl_ms", "p99_itl_ms", "completed", "failed", "duration")
+
+
+# ---- the load tool ------------------------------------------------------------------------------
+def load_tool_args(opts: argparse.Namespace, base_url: str, model_dir: str, concurrency: int, num_prompts: int,
+                   warmups: int = 0) -> argparse.Namespace:
+    from vllm.benchmarks.serve import add_cli_args
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser()
+    add_cli_args(parser)
+    return parser.parse_args([
+        "--backend", "openai-chat", "--base-url", base_url, "--endpoint", "/v1/chat/completions",
+        "--model", MODEL_NAME, "--served-model-name", MODEL_NAME, "--tokenizer", model_dir,
+        "--dataset-name", "random", "--random-input-len", str(opts.input_len),
+        "--random-output-len", str(opts.output_len), "--num-prompts", str(num_prompts),
+        "--max-concurrency", str(concurrency), "--ignore-eos", "--temperature", "0", "--seed", str(opts.seed),
+        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
+        "--num-warmups", str(warmups), "--disable-tqdm", "--ready-check-timeout-sec", "120",
+    ])
+
+
+def run_load(opts: argparse.Namespace, base_url: str, api_key: str | None, model_dir: str, concurrency: int,
+             num_prompts: int, log: Path, warmups: int = 0) -> dict[str, Any]:
+    """One `vllm bench serve` run; its chatter goes to `log`."""
+    from vllm.benchmarks.serve import main as bench_main
+
+    args = load_tool_args(opts, base_url, model_dir, concurrency, num_prompts, warmups)
+    saved_key = os.environ.pop("OPENAI_API_KEY", None)
+    if api_key:
+        os.environ["OPENAI_API_KEY"] = api_key  # the openai-chat backend reads it from here
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            result = bench_main(args)
+    finally:
+        os.environ.pop("OPENAI_API_KEY", None)
+        if saved_key is not None:
+            os.environ["OPENAI_API_KEY"] = saved_key
+        with open(log, "a") as f:
+            f.write(f"\n===== {base_url} concurrency={concurrency} prompts={num_prompts}\n{out.getvalue()}")
+    return {k: result.get(k) for k in METRICS}
+
+
+def levels(opts: argparse.Namespace) -> list[tuple[int, int]]:
+    """(concurrency, number of prompts) per level: a few waves of requests per level."""
+    waves = 2 if opts.quick else 4
+    return [(c, opts.num_prompts or max(8 if opts.quick else 32, waves * c)) for c in opts.concurrency]
+
+
+def run_levels(opts: argparse.Namespace, label: str, base_url: str, api_key: str | None, model_dir: str,
+               log: Path) -> list[dict[str, Any]]:
+    # Warm-up (not reported): first requests pay for lazy initialisation on both servers.
+    run_load(opts, base_url, api_key, model_dir, 8, 16, log)
+    rows = []
+    for concurrency, num_prompts in levels(opts):
+        print(f"[bench] {label}: concurrency {concurrency}, {num_prompts} prompts", flush=True)
+        rows.append({"target": label, "concurrency": concurrency, "num_prompts": num_prompts,
+                     **run_load(opts, base_url, api_key, model_dir, concurrency, num_prompts, log)})
+    return rows
+
+
+# ---- targets ------------------------------------------------------------------------------------
+def bench_mesh(opts: argparse.Namespace, workdir: Path, log: Path) -> tuple[list[dict[str, Any]], Path]:
+    sys.path.insert(0, str(REPO))
+    from tests.support.mesh import start_mesh
+
+    print("[bench] starting the mesh (budrt up)", flush=True)
+    started = time.monotonic()
+    extra_env = {"BUD_KV_CACHE_SPACE_GIB": str(opts.kv_cache_gib), "BUD_MAX_MODEL_LEN": str(opts.max_model_len)}
+    if opts.profile_mesh:
+        extra_env.update(profile_env(Path(opts.profile_dir).resolve()))
+    mesh = start_mesh(workdir / "mesh", extra_env=extra_env)
+    print(f"[bench] mesh up in {time.monotonic() - started:.0f}s", flush=True)
+    model_dir = mesh.data_dir / "models" / "tiny-llama"
+    try:
+        if opts.profile_mesh:
+            return profile_mesh(opts, mesh, model_dir, log), model_dir
+        return run_levels(opts, "mesh", mesh.http_url, mesh.api_key, str(model_dir), log), model_dir
+    finally:
+        mesh.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_vllm_serve(opts: argparse.Namespace, model_dir: Path, workdir: Path, log: Path) -> list[dict[str, Any]]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+           "--served-model-name", MODEL_NAME, "--dtype", "float32", "--max-model-len", str(opts.max_model_len),
+           "--kv-cache-memory-bytes", str(int(opts.kv_cache_gib * GiB)), "--host", "127.0.0.1", "--port", str(port)]
+    print(f"[bench] starting vllm serve: {' '.join(cmd[1:])}", flush=True)
+    server_log = open(workdir / "vllm-serve.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(cmd, cwd=workdir, env=child_env(), stdout=server_log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        started = time.monotonic()
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"vllm serve exited with {process.returncode}; see {workdir / 'vllm-serve.log'}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() - started > 900:
+                raise RuntimeError("vllm serve not ready after 900s")
+            time.sleep(1)
+        print(f"[bench] vllm serve up in {time.monotonic() - started:.0f}s", flush=True)
+        return run_levels(opts, "vllm-serve", f"http://127.0.0.1:{port}", None, str(model_dir), log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        server_log.close()
+
+
+def sample_prompts(opts: argparse.Namespace, model_dir: Path, num_prompts: int) -> list[str]:
+    """The prompts the load tool sends at a level of `num_prompts` (same dataset code and seed)."""
+    import random
+
+    import numpy as np
+    from vllm.benchmarks.datasets import get_samples
+    from vllm.tokenizers import get_tokenizer
+
+    args = load_tool_args(opts, "http://unused", str(model_dir), 1, num_prompts)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    return [r.prompt for r in get_samples(args, get_tokenizer(str(model_dir)))]
+
+
+def bench_offline(opts: argparse.Namespace, model_dir: Path, workdir: Path) -> dict[str, Any]:
+    num_prompts = max(n for _, n in levels(opts))
+    spec = {"model": str(model_dir), "max_model_len": opts.max_model_len, "kv_cache_bytes": int(opts.kv_cache_gib * GiB),
+            "output_len": opts.output_len, "prompts": sample_prompts(opts, model_dir, num_prompts)}
+    spec_path, out_path = workdir / "offline.in.json", workdir / "offline.out.json"
+    spec_path.write_text(json.dumps(spec))
+    print(f"[bench] offline LLM.chat on {num_prompts} prompts", flush=True)
+    with open(workdir / "offline.log", "wb") as log:
+        subprocess.run([sys.executable, "-m", "tests.performance.bench_engine", "--offline-worker",
+                        str(spec_path), str(out_path)], cwd=REPO, env=child_env(), stdout=log,
+                       stderr=subprocess.STDOUT, check=True)
+    return json.loads(out_path.read_text())
+
+
+def offline_worker(spec_path: str, out_path: str) -> None:
+    """Runs in its own process: offline LLM.chat throughput on the given prompts."""
+    from vllm import LLM, SamplingParams
+
+    spec = json.loads(Path(spec_path).read_text())
+    llm = LLM(model=spec["model"], dtype="float32", max_model_len=spec["max_model_len"],
+              kv_cache_memory_bytes=spec["kv_cache_bytes"])
+    conversations = [[{"role": "user", "content": [{"type": "text", "text": p}]}] for p in spec["prompts"]]
+    params = SamplingParams(temperature=0, max_tokens=spec["output_len"], ignore_eos=True)
+    llm.chat(conversations[:16], params, use_tqdm=False)  # warm-up
+    started = time.perf_counter()
+    outputs = llm.chat(conversations, params, use_tqdm=False)
+    elapsed = time.perf_counter() - started
+    output_tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    Path(out_path).write_text(json.dumps({
+        "target": "offline", "concurrency": len(conversations), "num_prompts": len(conversations),
+        "request_throughput": len(conversations) / elapsed, "output_throughput": output_tokens / elapsed,
+        "duration": elapsed, "completed": len(outputs), "failed": 0,
+        "prompt_tokens": sum(len(o.prompt_token_ids or []) for o in outputs), "output_tokens": output_tokens,
+    }))
+    llm.llm_engine.engine_core.shutdown()
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Otherwise vLLM's CPU platform overrides the per-engine KV bytes (the mesh passes them as
+    # --kv-cache-memory-bytes, as vllm serve does here).
+    env.pop("VLLM_CPU_KVCACHE_SPACE", None)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# ---- profiling ----------------------------------------------------------------------------------
+# Installed into the mesh's processes through PYTHONPATH (only `budrt serve gateway|engine` act on
+# it): SIGUSR1 starts cProfile on the main thread (the event loop), SIGUSR2 stops it and writes
+# the stats, so start-up and warm-up stay out of the profile.
+PROFILE_HOOK = """
+import os, sys
+if os.environ.get("BENCH_PROFILE_DIR") and "serve" in sys.orig_argv and sys.orig_argv[-1] in ("gateway", "engine"):
+    import cProfile, signal
+    _profile = cProfile.Profile()
+    _path = os.path.join(os.environ["BENCH_PROFILE_DIR"], sys.orig_argv[-1] + ".prof")
+    def _start(*_):
+        _profile.enable()
+    def _stop(*_):
+        _profile.disable()
+        _profile.dump_stats(_path)
+    signal.signal(signal.SIGUSR1, _start)
+    signal.signal(signal.SIGUSR2, _stop)
+"""
+
+
+def profile_env(profile_dir: Path) -> dict[str, str]:
+    hook = profile_dir / "hook"
+    hook.mkdir(parents=True, exist_ok=True)
+    (hook / "sitecustomize.py").write_text(PROFILE_HOOK)
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "BENCH_PROFILE_DIR": str(profile_dir)}
+
+
+def profile_mesh(opts: argparse.Namespace, mesh: Any, model_dir: Path, log: Path) -> list[dict[str, Any]]:
+    """The highest level (4x the prompts) with cProfile on in the gateway and engine processes;
+    prints where their event loops spend the time. cProfile slows Python code down, so this
+    run's numbers are not comparable with the others."""
+    import pstats
+
+    profile_dir = Path(opts.profile_dir).resolve()
+    run_load(opts, mesh.http_url, mesh.api_key, str(model_dir), 8, 16, log)
+    pids = {name: pid for name, pid in _service_pids(mesh.process.pid).items() if name in ("gateway", "engine")}
+    concurrency, num_prompts = levels(opts)[-1]
+    num_prompts *= 4
+    for pid in pids.values():
+        os.kill(pid, signal.SIGUSR1)
+    row = {"target": "mesh+cProf", "concurrency": concurrency, "num_prompts": num_prompts,
+           **run_load(opts, mesh.http_url, mesh.api_key, str(model_dir), concurrency, num_prompts, log)}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGUSR2)
+    time.sleep(3)
+    for name in pids:
+        path = profile_dir / f"{name}.prof"
+        print(f"\n[bench] ===== {name}: {path} (run {row['duration']:.1f}s) =====", flush=True)
+        stats = pstats.Stats(str(path))
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+    return [row]
+
+
+def _service_pids(launcher_pid: int) -> dict[str, int]:
+    pids = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == launcher_pid and b"serve" in cmdline:
+            pids[cmdline[cmdline.index(b"serve") + 1].decode()] = int(proc.name)
+    return pids
+
+
+# ---- report -------------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    header = f"{'target':<12} {'conc':>5} {'reqs':>5} {'req/s':>7} {'out tok/s':>9} {'TTFT p50':>9} {'TTFT p99':>9} " \
+             f"{'TPOT p50':>9} {'TPOT p99':>9} {'failed':>6}"
+    lines += [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['target']:<12} {r['concurrency']:>5} {r['num_prompts']:>5} {_fmt(r.get('request_throughput'), 2):>7} "
+                     f"{_fmt(r.get('output_throughput')):>9} {_fmt(r.get('median_ttft_ms')):>9} {_fmt(r.get('p99_ttft_ms')):>9} "
+                     f"{_fmt(r.get('median_tpot_ms'), 2):>9} {_fmt(r.get('p99_tpot_ms'), 2):>9} {_fmt(r.get('failed')):>6}")
+    lines.append("(times in ms; TTFT = time to first token, TPOT = time per output token after the first)")
+    by = {(r["target"], r["concurrency"]): r for r in rows}
+    offline = next((r for r in rows if r["target"] == "offline"), None)
+    ratios = []
+    for (target, concurrency), mesh in by.items():
+        if target != "mesh":
+            continue
+        serve = by.get(("vllm-serve", concurrency))
+        parts = [f"conc {concurrency:>3}:"]
+        if serve:
+            parts.append("mesh/vllm-serve " + ", ".join(
+                f"{label} {mesh[k] / serve[k]:.2f}" for label, k in
+                (("req/s", "request_throughput"), ("out tok/s", "output_throughput"), ("TTFT p50", "median_ttft_ms"),
+                 ("TTFT p99", "p99_ttft_ms"), ("TPOT p50", "median_tpot_ms"), ("TPOT p99", "p99_tpot_ms"))
+                if mesh.get(k) and serve.get(k)))
+        if offline:
+            parts.append(f"| mesh/offline out tok/s {mesh['output_throughput'] / offline['output_throughput']:.2f}")
+            if serve:
+                parts.append(f"(vllm-serve/offline {serve['output_throughput'] / offline['output_throughput']:.2f})")
+        ratios.append(" ".join(parts))
+    if ratios:
+        lines += ["", "ratios (throughput: higher is better for the mesh; latency: lower is better):", *ratios]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.performance.bench_engine", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer prompts per level (about 2 waves)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--num-prompts", type=int, default=0, help="prompts per level (default: a few waves)")
+    parser.add_argument("--input-len", type=int, default=64)
+    parser.add_argument("--output-len", type=int, default=64)
+    parser.add_argument("--max-model-len", type=int, default=2048)
+    parser.add_argument("--kv-cache-gib", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--targets", default="mesh,vllm-serve,offline",
+                        help="comma-separated subset of mesh,vllm-serve,offline")
+    parser.add_argument("--json", help="also write the rows as JSON here")
+    parser.add_argument("--workdir", help="keep logs and the model here (default: a temp dir)")
+    parser.add_argument("--profile-mesh", action="store_true",
+                        help="instead of the levels, run the highest level with cProfile in gateway and engine")
+    parser.add_argument("--profile-dir", default=".", help="where --profile-mesh writes its profiles")
+    parser.add_argument("--offline-worker", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    if opts.offline_worker:
+        offline_worker(*opts.offline_worker)
+        return 0
+    os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    targets = {"mesh"} if opts.profile_mesh else set(opts.targets.split(","))
+    workdir = Path(opts.workdir or tempfile.mkdtemp(prefix="bench-engine-")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "load-tool.log"
+    print(f"[bench] logs in {workdir}", flush=True)
+    rows: list[dict[str, Any]] = []
+    if "mesh" in targets:
+        mesh_rows, model_dir = bench_mesh(opts, workdir, log)
+        rows += mesh_rows
+    else:
+        from engine.tiny_model import build_tiny_model
+
+        model_dir = build_tiny_model(workdir / "models" / "tiny-llama")
+    if "vllm-serve" in targets:
+        rows += bench_vllm_serve(opts, model_dir, workdir, log)
+    if "offline" in targets:
+        rows.append(bench_offline(opts, model_dir, workdir))
+    print("\n" + report(rows), flush=True)
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
