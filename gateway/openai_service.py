@@ -140,7 +140,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                         self.engines.mark_unhealthy(endpoint)  # fail over: nothing reached the client yet
                         continue
                     code = err.code()
-                    raise _engine_error(err, client_model) from None
+                    raise _engine_error(err, client_model, endpoint.served_model_name) from None
         finally:
             usage = response.usage if response is not None else None
             prompt_tokens = usage.prompt_tokens if usage else 0
@@ -185,7 +185,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                             self.engines.mark_unhealthy(endpoint)  # fail over before the first byte
                             continue
                         code = err.code()
-                        raise _engine_error(err, client_model) from None
+                        raise _engine_error(err, client_model, endpoint.served_model_name) from None
                     finally:
                         call.cancel()  # a client that went away aborts the generation
         except BaseException as err:
@@ -267,8 +267,12 @@ def _forward(context: Any) -> tuple[tuple[str, str], ...]:
     return (("x-request-id", request_id),) if request_id else ()
 
 
-def _engine_error(err: grpc.aio.AioRpcError, model: str) -> ServiceError:
+def _engine_error(err: grpc.aio.AioRpcError, model: str, served_name: str) -> ServiceError:
+    """The engine's error as the client should read it: about the model it named, not the engine's
+    internal name for it."""
     error = ServiceError.from_rpc_error(err)
+    if served_name and served_name != model:
+        error.message = error.message.replace(served_name, model)
     if error.code == grpc.StatusCode.UNAVAILABLE:
         error.message = f"The model `{model}` is unavailable: {error.message}"
         error.reason = error.reason or "MODEL_UNAVAILABLE"
