@@ -86,7 +86,7 @@ def test_closing_a_stream_aborts_the_generation(mesh: Mesh, kind: str) -> None:
         if received == 5:
             break
     busy = model_stats(mesh, engine_name)
-    assert busy.inflight_requests == 1 and busy.running_requests == choices, busy  # n sequences, one request
+    assert busy.inflight_requests == 1 and busy.running_requests >= 1, busy  # still generating
     stream.close()
     closed_at = time.monotonic()
     idle = wait_idle(mesh, engine_name, within=5)
