@@ -81,7 +81,7 @@ def model_source(setting: str, builtin: str) -> deployment_pb2.ModelSource:
 
 
 def default_deployments(settings: Settings) -> list[deployment_pb2.Deployment]:
-    """The chat and embedding deployments the settings ask for."""
+    """The chat and embedding deployments the settings ask for (an empty name: none of that kind)."""
     endpoint = deployment_pb2.EngineEndpoint(address=settings.engine_address)
     chat = deployment_pb2.Deployment(
         name=settings.default_model_name,
@@ -100,7 +100,7 @@ def default_deployments(settings: Settings) -> list[deployment_pb2.Deployment]:
         runner=engine_service_pb2.RUNNER_POOLING,
         engine_args=engine_service_pb2.EngineArgs(kv_cache_space_gib=settings.kv_cache_space_gib),
     )
-    return [chat, embedding]
+    return [d for d in (chat, embedding) if d.name]
 
 
 async def _create_admin(session: AsyncSession, settings: Settings) -> AdminResult:

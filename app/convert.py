@@ -130,6 +130,8 @@ def api_key_to_proto(row: models.ApiKey, now: datetime) -> auth_pb2.ApiKey:
         expire_time=to_timestamp(row.expire_time),
         revoke_time=to_timestamp(row.revoke_time),
         last_used_time=to_timestamp(row.last_used_time),
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
     )
 
 
@@ -154,6 +156,8 @@ def user_to_proto(row: models.User) -> user_pb2.User:
     )
 
 
-def member_to_proto(row: models.ProjectMember) -> user_pb2.ProjectMember:
-    """The ProjectMember message of a row."""
-    return user_pb2.ProjectMember(project_id=row.project_id, user_id=row.user_id, role=role_value(row.role))
+def member_to_proto(row: models.ProjectMember, username: str) -> user_pb2.ProjectMember:
+    """The ProjectMember message of a row and its user's username."""
+    return user_pb2.ProjectMember(
+        project_id=row.project_id, user_id=row.user_id, role=role_value(row.role), username=username
+    )

@@ -67,7 +67,19 @@ def _gateway_ready(conf: Settings) -> bool:
             state = json.loads(response.read())
     except (OSError, ValueError):
         return False
-    return state.get("deployments", 0) > 0 and state.get("deployments_ready") == state.get("deployments")
+    # Some deployment must be there unless the settings ask for no default ones.
+    least = 1 if conf.default_model_name or conf.default_embedding_model_name else 0
+    return state.get("deployments", 0) >= least and state.get("deployments_ready") == state.get("deployments")
+
+
+def _default_models(conf: Settings) -> str:
+    names = []
+    if conf.default_model_name:
+        noise = "" if conf.default_model_source else "; random weights: replies are noise"
+        names.append(f"{conf.default_model_name} (chat{noise})")
+    if conf.default_embedding_model_name:
+        names.append(f"{conf.default_embedding_model_name} (embeddings)")
+    return ", ".join(names) or "none (no default deployments)"
 
 
 def up_command(timeout: float) -> int:
@@ -106,8 +118,7 @@ def up_command(timeout: float) -> int:
                 "\nBud Runtime is up.\n"
                 f"  OpenAI base URL: OPENAI_BASE_URL={base}\n"
                 f"  gRPC (OpenAI service): {conf.gateway_grpc_address}   management gRPC: {conf.app_address}\n"
-                f"  models: {conf.default_model_name} (chat; random weights: replies are noise), "
-                f"{conf.default_embedding_model_name} (embeddings)\n"
+                f"  models: {_default_models(conf)}\n"
                 "  The API key and the admin password were printed once above on first start\n"
                 "  (OPENAI_API_KEY=..., BUD_ADMIN_PASSWORD=...); log in with POST /v1/auth/login.\n"
                 "  Press Ctrl-C to stop.\n",

@@ -352,6 +352,16 @@ _SPECIAL_DECODERS: dict[str, Callable[[Descriptor], Callable[[Any, str], Message
 }
 
 
+# Well-known types whose JSON form is one string, so a URL can carry them (query parameters).
+STRING_FORM_TYPES = frozenset({"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"})
+
+
+def well_known_from_text(descriptor: Descriptor, text: str, path: str) -> Message:
+    """A Timestamp, Duration or FieldMask (see STRING_FORM_TYPES) from its JSON string form;
+    raises JsonFaceError."""
+    return _SPECIAL_DECODERS[descriptor.full_name](descriptor)(text, path)
+
+
 def _special_encoder(descriptor: Descriptor) -> Callable[[Any], Any] | None:
     name = descriptor.full_name
     if name == "google.protobuf.Timestamp":

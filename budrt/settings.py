@@ -38,7 +38,8 @@ class Settings(BaseModel):
     admin_username: str = "admin"
     admin_password: str = Field(default="", repr=False)
 
-    # Embedded defaults created on first start.
+    # Embedded defaults created on first start. An empty model name creates no deployment of
+    # that kind (e.g. a benchmark that serves the chat model alone).
     default_project: str = "default"
     default_model_name: str = "tiny-llama"
     # Local dir or Hugging Face id of the default chat model; empty = the tiny model built locally.

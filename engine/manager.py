@@ -112,12 +112,39 @@ class ModelManager:
         if slot is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"The model `{name}` does not exist.",
                                reason="MODEL_NOT_FOUND", param="model")
+        if slot.state == pb.MODEL_STATE_READY and slot.model is not None and slot.model.dead:
+            self._mark_dead(slot)  # noticed before the watchdog: refuse now, health follows
         if slot.state != pb.MODEL_STATE_READY or slot.model is None:
             state = pb.ModelState.Name(slot.state)
             detail = f": {slot.error}" if slot.error else ""
             raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"The model `{name}` is not ready ({state}){detail}.",
                                reason="MODEL_NOT_READY", param="model")
         return slot.model
+
+    def _mark_dead(self, slot: ModelSlot) -> None:
+        slot.state = pb.MODEL_STATE_FAILED
+        slot.error = "the vLLM engine core stopped; load the model again"
+        log.error("engine core died", extra={"model": slot.name})
+        asyncio.get_running_loop().create_task(self._set_health(slot.name, False))
+
+    async def watch(self, interval: float = 2.0) -> None:
+        """Until cancelled: marks READY models whose engine core died FAILED (health NOT_SERVING,
+        ListModels says why) and frees what is left of them. The app's reconciler then loads
+        them again."""
+        while True:
+            await asyncio.sleep(interval)
+            for slot in list(self.slots.values()):
+                model = slot.model
+                if model is None or not model.dead:
+                    continue
+                if slot.state == pb.MODEL_STATE_READY:
+                    self._mark_dead(slot)
+                if slot.state == pb.MODEL_STATE_FAILED:
+                    slot.model = None
+                    try:
+                        await model.stop()
+                    except Exception:
+                        log.exception("cleaning up the dead engine of %s failed", slot.name)
 
     async def close(self) -> None:
         """Unloads everything."""

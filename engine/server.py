@@ -20,8 +20,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                         [ServiceBinding(servicer, engine_service_pb2_grpc.add_EngineServiceServicer_to_server, ENGINE_SERVICE)])
     servicer.manager.health = server.health
     await server.start()
+    watchdog = asyncio.create_task(servicer.manager.watch())
     try:
         await stop.wait()
     finally:
+        watchdog.cancel()
         await server.stop(5)
         await servicer.manager.close()

@@ -128,13 +128,11 @@ class VllmModel:
         """A vLLM serving object (openai_serving_chat, openai_serving_completion, serving_embedding)."""
         return getattr(self.state, attribute, None)
 
-    async def check_health(self) -> bool:
-        """Whether the engine core answers."""
-        try:
-            await self.engine.check_health()
-            return True
-        except Exception:
-            return False
+    @property
+    def dead(self) -> bool:
+        """Whether vLLM's engine core has died (its process exited or its output loop failed);
+        vLLM's own monitor notices a dead core process and sets this."""
+        return self.engine is not None and bool(self.engine.errored)
 
     def _make_stats_logger(self, vllm_config: Any, engine_index: int = 0) -> Any:
         from vllm.v1.metrics.loggers import StatLoggerBase

@@ -25,7 +25,7 @@ from budrt.errors import ServiceError, invalid_argument
 from gateway.backends import Backend
 from gateway.errors import error_body, error_object, http_status
 from gateway.http_rules import Route, Router, routes_for_service
-from budrt.json_face import JsonFaceError, codec_for, from_python, to_json
+from budrt.json_face import STRING_FORM_TYPES, JsonFaceError, codec_for, from_python, to_json, well_known_from_text
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +317,14 @@ def _set_path(msg: Message, dotted: str, raw: str, repeated_ok: bool = False) ->
         target = getattr(target, part)
     name = parts[-1]
     fd = target.DESCRIPTOR.fields_by_name.get(name)
+    if fd is not None and not fd.is_repeated and fd.type == FieldDescriptor.TYPE_MESSAGE \
+            and fd.message_type.full_name in STRING_FORM_TYPES:
+        # update_mask=a,b / expire_time=2026-01-01T00:00:00Z: their JSON string forms.
+        try:
+            getattr(target, name).MergeFrom(well_known_from_text(fd.message_type, raw, dotted))
+        except JsonFaceError as err:
+            raise invalid_argument(err.message, dotted) from None
+        return
     if fd is None or fd.type == FieldDescriptor.TYPE_MESSAGE and not _is_scalar_wrapper(fd):
         raise invalid_argument(f"unknown parameter '{dotted}'", dotted)
     value = _parse_scalar_text(fd, raw, dotted)

@@ -176,6 +176,9 @@ class ApiKey(Base):
     expire_time: Mapped[datetime | None]
     revoke_time: Mapped[datetime | None]
     last_used_time: Mapped[datetime | None]
+    # Per-key limits over all of the key's calls; 0 means no limit.
+    requests_per_minute: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tokens_per_minute: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class User(Base):

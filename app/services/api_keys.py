@@ -9,6 +9,8 @@ its keys; editors mint, revoke and rotate them (see `app.authz`).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import grpc
 from bud.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import timestamp_pb2
@@ -29,6 +31,9 @@ from budrt.errors import ServiceError, invalid_argument
 from budrt.grpc_server import ServiceBinding
 from budrt.keys import NewKey, mint_key
 
+# The fields UpdateApiKey may change.
+UPDATABLE_KEY_FIELDS = ("name", "deployment_ids", "expire_time", "requests_per_minute", "tokens_per_minute")
+
 # Prefixes are 8 random alphanumerics; a clash is astronomically rare, but cheap to retry.
 _MINT_ATTEMPTS = 5
 
@@ -43,30 +48,27 @@ async def _mint_unique(session: AsyncSession, hash_secret: str) -> NewKey:
     )
 
 
-async def create_api_key(
-    session: AsyncSession,
-    hash_secret: str,
-    project_id: str,
-    name: str = "",
-    deployment_ids: list[str] | None = None,
-    expire_time: timestamp_pb2.Timestamp | None = None,
-) -> tuple[models.ApiKey, str]:
-    """Validates and inserts a key; returns the row and the secret (to show once).
-
-    Raises ServiceError: INVALID_ARGUMENT, NOT_FOUND (project).
-    """
+def check_key_fields(name: str, requests_per_minute: int, tokens_per_minute: int) -> None:
+    """INVALID_ARGUMENT for a name too long or a negative limit."""
     if len(name) > MAX_KEY_NAME:
         raise invalid_argument(f"name is longer than {MAX_KEY_NAME} characters", param="name")
+    for field, value in (("requests_per_minute", requests_per_minute), ("tokens_per_minute", tokens_per_minute)):
+        if value < 0:
+            raise invalid_argument(f"{field} must not be negative (0 means no limit)", param=field)
+
+
+def _check_expiry(expire_time: timestamp_pb2.Timestamp) -> datetime:
+    expires = from_timestamp(expire_time)
+    if expires <= utcnow():
+        raise invalid_argument("expire_time is in the past", param="expire_time")
+    return expires
+
+
+async def _check_deployments(session: AsyncSession, project_id: str, deployment_ids: list[str] | None) -> list[str]:
+    """The ids without duplicates; INVALID_ARGUMENT when too many or not the project's."""
     deployment_ids = list(dict.fromkeys(deployment_ids or []))
     if len(deployment_ids) > MAX_KEY_DEPLOYMENTS:
         raise invalid_argument(f"at most {MAX_KEY_DEPLOYMENTS} deployment_ids", param="deployment_ids")
-    now = utcnow()
-    expires = None
-    if expire_time is not None:
-        expires = from_timestamp(expire_time)
-        if expires <= now:
-            raise invalid_argument("expire_time is in the past", param="expire_time")
-    await get_project(session, project_id)
     if deployment_ids:
         known = set(
             (
@@ -82,6 +84,28 @@ async def create_api_key(
             raise invalid_argument(
                 f"not deployments of project {project_id!r}: {', '.join(unknown)}", param="deployment_ids"
             )
+    return deployment_ids
+
+
+async def create_api_key(
+    session: AsyncSession,
+    hash_secret: str,
+    project_id: str,
+    name: str = "",
+    deployment_ids: list[str] | None = None,
+    expire_time: timestamp_pb2.Timestamp | None = None,
+    requests_per_minute: int = 0,
+    tokens_per_minute: int = 0,
+) -> tuple[models.ApiKey, str]:
+    """Validates and inserts a key; returns the row and the secret (to show once).
+
+    Raises ServiceError: INVALID_ARGUMENT, NOT_FOUND (project).
+    """
+    check_key_fields(name, requests_per_minute, tokens_per_minute)
+    deployment_ids = await _check_deployments(session, project_id, deployment_ids)
+    now = utcnow()
+    expires = None if expire_time is None else _check_expiry(expire_time)
+    await get_project(session, project_id)
     key = await _mint_unique(session, hash_secret)
     row = models.ApiKey(
         id=ids.new_id(ids.API_KEY),
@@ -94,6 +118,8 @@ async def create_api_key(
         expire_time=expires,
         revoke_time=None,
         last_used_time=None,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
     )
     session.add(row)
     await session.flush()
@@ -124,6 +150,8 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
                     request.name,
                     list(request.deployment_ids),
                     request.expire_time if request.HasField("expire_time") else None,
+                    request.requests_per_minute,
+                    request.tokens_per_minute,
                 )
         except IntegrityError as err:  # a concurrent mint took the prefix
             raise ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED") from err
@@ -178,6 +206,53 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
             else:
                 discard(session)
             reply = auth_pb2.RevokeApiKeyResponse(api_key=api_key_to_proto(row, utcnow()))
+        return reply
+
+    async def UpdateApiKey(
+        self, request: auth_pb2.UpdateApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.UpdateApiKeyResponse:
+        """Changes the fields named in update_mask (all writable ones when empty): name,
+        deployment_ids, expire_time (absent clears it), requests_per_minute, tokens_per_minute.
+        Gateways apply the change within a second. Revoked keys cannot change
+        (FAILED_PRECONDITION). Editor."""
+        caller = self._auth.caller(context)
+        patch = request.api_key
+        require(patch.id, "api_key.id")
+        require(patch.project_id, "api_key.project_id")
+        paths = list(dict.fromkeys(request.update_mask.paths)) or list(UPDATABLE_KEY_FIELDS)
+        unknown = [p for p in paths if p not in UPDATABLE_KEY_FIELDS]
+        if unknown:
+            raise invalid_argument(
+                f"update_mask names fields that cannot be changed: {', '.join(unknown)} "
+                f"(writable: {', '.join(UPDATABLE_KEY_FIELDS)})",
+                param="update_mask",
+            )
+        name = patch.name if "name" in paths else None
+        check_key_fields(
+            name or "",
+            patch.requests_per_minute if "requests_per_minute" in paths else 0,
+            patch.tokens_per_minute if "tokens_per_minute" in paths else 0,
+        )
+        async with self._db.mutation() as session:
+            await require_role(session, caller, patch.project_id, EDITOR, param="api_key.project_id")
+            row = await get_api_key(session, patch.project_id, patch.id, param="api_key.id")
+            if row.revoke_time is not None:
+                raise failed_precondition(
+                    f"API key {row.id!r} is revoked; create a new key", reason="API_KEY_REVOKED",
+                    param="api_key.id",
+                )
+            if name is not None:
+                row.name = name
+            if "deployment_ids" in paths:
+                row.deployment_ids = await _check_deployments(session, row.project_id, list(patch.deployment_ids))
+            if "expire_time" in paths:
+                row.expire_time = _check_expiry(patch.expire_time) if patch.HasField("expire_time") else None
+            if "requests_per_minute" in paths:
+                row.requests_per_minute = patch.requests_per_minute
+            if "tokens_per_minute" in paths:
+                row.tokens_per_minute = patch.tokens_per_minute
+            await session.flush()
+            reply = auth_pb2.UpdateApiKeyResponse(api_key=api_key_to_proto(row, utcnow()))
         return reply
 
     async def RotateApiKey(

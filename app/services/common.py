@@ -49,12 +49,14 @@ async def get_deployment(
     return row
 
 
-async def get_api_key(session: AsyncSession, project_id: str, api_key_id: str) -> models.ApiKey:
+async def get_api_key(
+    session: AsyncSession, project_id: str, api_key_id: str, param: str = "api_key_id"
+) -> models.ApiKey:
     """The project's API key, or NOT_FOUND (also when it belongs to another project)."""
     await get_project(session, project_id)
     row = await session.scalar(
         select(models.ApiKey).where(models.ApiKey.id == api_key_id, models.ApiKey.project_id == project_id)
     )
     if row is None:
-        raise not_found(f"API key {api_key_id!r} not found in project {project_id!r}", param="api_key_id")
+        raise not_found(f"API key {api_key_id!r} not found in project {project_id!r}", param=param)
     return row

@@ -74,7 +74,7 @@ class RoutingTables:
 
 
 def route_key(row: models.ApiKey) -> routing_pb2.RouteKey:
-    """What a gateway needs of a key. Per-key rate limits cannot be set yet: 0, no limit."""
+    """What a gateway needs of a key."""
     return routing_pb2.RouteKey(
         id=row.id,
         prefix=row.prefix,
@@ -82,6 +82,8 @@ def route_key(row: models.ApiKey) -> routing_pb2.RouteKey:
         project_id=row.project_id,
         deployment_ids=list(row.deployment_ids or []),
         expire_time=to_timestamp(row.expire_time),
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
     )
 
 

@@ -68,6 +68,21 @@ def _username_taken(username: str) -> Exception:
     return already_exists(f"a user named {username!r} already exists", param="username")
 
 
+async def _member_user(session: AsyncSession, user_id: str, username: str) -> models.User:
+    """The user named by id or, when the id is empty, by username; NOT_FOUND otherwise (also when
+    both are given and disagree). An owner learns no more than whether the name exists, which
+    adding a colleague needs."""
+    if user_id:
+        user = await session.get(models.User, user_id)
+        if user is None or (username and user.username != username):
+            raise _user_not_found(user_id)
+        return user
+    user = await session.scalar(select(models.User).where(models.User.username == username))
+    if user is None:
+        raise not_found(f"no user named {username!r}", param="username")
+    return user
+
+
 def _user_not_found(user_id: str) -> Exception:
     return not_found(f"user {user_id!r} not found", param="user_id")
 
@@ -188,18 +203,18 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         """Gives a user a role in a project, or changes it. Owner."""
         caller = self._auth.caller(context)
         require(request.project_id, "project_id")
-        require(request.user_id, "user_id")
+        if not request.user_id and not request.username:
+            raise invalid_argument("user_id or username is required", param="user_id")
         if request.role not in ROLES:
             raise invalid_argument("role must be viewer, editor or owner", param="role")
         async with self._db.transaction() as session:
             await _lock_project(session, request.project_id)
             await require_role(session, caller, request.project_id, OWNER)
-            if await session.get(models.User, request.user_id) is None:
-                raise _user_not_found(request.user_id)
-            row = await session.get(models.ProjectMember, (request.project_id, request.user_id))
+            user = await _member_user(session, request.user_id, request.username)
+            row = await session.get(models.ProjectMember, (request.project_id, user.id))
             if row is None:
                 row = models.ProjectMember(
-                    project_id=request.project_id, user_id=request.user_id, role=role_name(request.role),
+                    project_id=request.project_id, user_id=user.id, role=role_name(request.role),
                     create_time=utcnow(),
                 )
                 session.add(row)
@@ -207,7 +222,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
                 await _keep_an_owner(session, caller, row)
                 row.role = role_name(request.role)
             await session.flush()
-            reply = user_pb2.SetProjectMemberResponse(member=member_to_proto(row))
+            reply = user_pb2.SetProjectMemberResponse(member=member_to_proto(row, user.username))
         return reply
 
     async def RemoveProjectMember(
@@ -239,13 +254,14 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         async with self._db.snapshot() as session:
             await require_role(session, caller, request.project_id, OWNER)
             rows = (
-                await session.scalars(
-                    select(models.ProjectMember)
+                await session.execute(
+                    select(models.ProjectMember, models.User.username)
+                    .join(models.User, models.User.id == models.ProjectMember.user_id)
                     .where(models.ProjectMember.project_id == request.project_id)
                     .order_by(models.ProjectMember.create_time, models.ProjectMember.user_id)
                 )
             ).all()
-        return user_pb2.ListProjectMembersResponse(members=[member_to_proto(r) for r in rows])
+        return user_pb2.ListProjectMembersResponse(members=[member_to_proto(r, name) for r, name in rows])
 
 
 def binding(db: Database, auth: Authenticator) -> ServiceBinding:

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from bud.app.v1 import deployment_pb2, project_pb2
 from bud.auth.v1 import auth_pb2
-from google.protobuf import timestamp_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 from sqlalchemy import select
 
 from app.db import models
@@ -135,6 +135,65 @@ async def test_revoke_and_rotate(app: RunningApp, stubs: Any, helpers: Any) -> N
     assert err.reason == "API_KEY_REVOKED"
     listed = await stubs.api_keys.ListApiKeys(auth_pb2.ListApiKeysRequest(project_id=project_id))
     assert [k.state for k in listed.api_keys] == [auth_pb2.API_KEY_STATE_REVOKED]
+
+
+async def test_rate_limits_and_update(stubs: Any, helpers: Any, engine_host: Any) -> None:
+    project_id = await _project(stubs)
+    key = (await stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(
+        project_id=project_id, name="limited", requests_per_minute=60, tokens_per_minute=1000
+    ))).api_key
+    assert (key.requests_per_minute, key.tokens_per_minute) == (60, 1000)
+    for field in ("requests_per_minute", "tokens_per_minute"):
+        await helpers.expect_error(
+            stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id, **{field: -1})),
+            grpc.StatusCode.INVALID_ARGUMENT, field,
+        )
+
+    # Only the fields in the mask change.
+    updated = (await stubs.api_keys.UpdateApiKey(auth_pb2.UpdateApiKeyRequest(
+        api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, requests_per_minute=5, name="ignored"),
+        update_mask=field_mask_pb2.FieldMask(paths=["requests_per_minute"]),
+    ))).api_key
+    assert (updated.requests_per_minute, updated.tokens_per_minute, updated.name) == (5, 1000, "limited")
+    assert updated.prefix == key.prefix and updated.state == auth_pb2.API_KEY_STATE_ACTIVE
+
+    deployment = (await stubs.deployments.CreateDeployment(deployment_pb2.CreateDeploymentRequest(
+        project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
+    ))).deployment
+    # An empty mask writes every writable field: unset limits and expiry mean none.
+    replaced = (await stubs.api_keys.UpdateApiKey(auth_pb2.UpdateApiKeyRequest(
+        api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, name="renamed", deployment_ids=[deployment.id])
+    ))).api_key
+    assert (replaced.name, list(replaced.deployment_ids)) == ("renamed", [deployment.id])
+    assert (replaced.requests_per_minute, replaced.tokens_per_minute) == (0, 0)
+    got = (await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key.id))).api_key
+    assert got == replaced
+
+    for request, code, param in (
+        (auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id),
+                                      update_mask=field_mask_pb2.FieldMask(paths=["prefix"])),
+         grpc.StatusCode.INVALID_ARGUMENT, "update_mask"),
+        (auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, tokens_per_minute=-5),
+                                      update_mask=field_mask_pb2.FieldMask(paths=["tokens_per_minute"])),
+         grpc.StatusCode.INVALID_ARGUMENT, "tokens_per_minute"),
+        (auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id,
+                                                              deployment_ids=["dep_nope"]),
+                                      update_mask=field_mask_pb2.FieldMask(paths=["deployment_ids"])),
+         grpc.StatusCode.INVALID_ARGUMENT, "deployment_ids"),
+        (auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id="key_missing", project_id=project_id)),
+         grpc.StatusCode.NOT_FOUND, "api_key.id"),
+    ):
+        await helpers.expect_error(stubs.api_keys.UpdateApiKey(request), code, param)
+
+    await stubs.api_keys.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=key.id))
+    err = await helpers.expect_error(
+        stubs.api_keys.UpdateApiKey(auth_pb2.UpdateApiKeyRequest(
+            api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, requests_per_minute=1),
+            update_mask=field_mask_pb2.FieldMask(paths=["requests_per_minute"]),
+        )),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert err.reason == "API_KEY_REVOKED"
 
 
 async def test_only_hashes_are_stored(

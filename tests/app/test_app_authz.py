@@ -46,8 +46,15 @@ async def test_role_matrix(app: RunningApp, stubs: Any, clients: Any, helpers: A
         user_pb2.ListProjectMembersRequest(project_id=project_id)
     )).members] == [(owner_id, OWNER)]
     member = await _set(owner, project_id, editor_id, EDITOR)
-    assert (member.project_id, member.user_id, member.role) == (project_id, editor_id, EDITOR)
-    await _set(owner, project_id, viewer_id, VIEWER)
+    assert (member.project_id, member.user_id, member.role, member.username) == (project_id, editor_id, EDITOR, "ed")
+    # Owners add colleagues by the name they log in with.
+    by_name = (await owner.users.SetProjectMember(
+        user_pb2.SetProjectMemberRequest(project_id=project_id, username="vic", role=VIEWER)
+    )).member
+    assert (by_name.user_id, by_name.role, by_name.username) == (viewer_id, VIEWER, "vic")
+    assert [(m.username, m.role) for m in (await owner.users.ListProjectMembers(
+        user_pb2.ListProjectMembersRequest(project_id=project_id)
+    )).members] == [("olga", OWNER), ("ed", EDITOR), ("vic", VIEWER)]
 
     # Viewer: reads everything, changes nothing.
     get_project = project_pb2.GetProjectRequest(project_id=project_id)
@@ -208,6 +215,10 @@ async def test_members(app: RunningApp, stubs: Any, clients: Any, helpers: Any) 
          "role"),
         (user_pb2.SetProjectMemberRequest(project_id=project_id, user_id="usr_missing", role=VIEWER),
          grpc.StatusCode.NOT_FOUND, "user_id"),
+        (user_pb2.SetProjectMemberRequest(project_id=project_id, username="nobody", role=VIEWER),
+         grpc.StatusCode.NOT_FOUND, "username"),
+        (user_pb2.SetProjectMemberRequest(project_id=project_id, role=VIEWER), grpc.StatusCode.INVALID_ARGUMENT,
+         "user_id"),
         (user_pb2.SetProjectMemberRequest(project_id="prj_missing", user_id=other_id, role=VIEWER),
          grpc.StatusCode.NOT_FOUND, "project_id"),
     ):

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from bud.app.v1 import deployment_pb2, project_pb2
 from bud.auth.v1 import auth_pb2, routing_pb2
+from google.protobuf import field_mask_pb2
 
 from app.db.session import Database
 from app.server import RunningApp
@@ -52,10 +53,21 @@ async def test_snapshot_then_changes(capsys: Any, app: RunningApp, stubs: Any, h
         assert deployment.endpoints[0].served_model_name == deployment.id
     revision = snapshot.revision
 
-    # A new key, then its revocation: an upsert, then a delete.
-    created = await stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id, name="gw"))
+    # A new key, a change of its limits, then its revocation: upserts, then a delete.
+    created = await stubs.api_keys.CreateApiKey(
+        auth_pb2.CreateApiKeyRequest(project_id=project_id, name="gw", requests_per_minute=3)
+    )
     message = await _next_matching(call, lambda m: len(m.upsert_keys) > 0)
     assert [k.id for k in message.upsert_keys] == [created.api_key.id] and message.revision > revision
+    assert (message.upsert_keys[0].requests_per_minute, message.upsert_keys[0].tokens_per_minute) == (3, 0)
+    await stubs.api_keys.UpdateApiKey(auth_pb2.UpdateApiKeyRequest(
+        api_key=auth_pb2.ApiKey(id=created.api_key.id, project_id=project_id, tokens_per_minute=500),
+        update_mask=field_mask_pb2.FieldMask(paths=["tokens_per_minute"]),
+    ))
+    message = await _next_matching(call, lambda m: len(m.upsert_keys) > 0)
+    assert [(k.id, k.requests_per_minute, k.tokens_per_minute) for k in message.upsert_keys] == [
+        (created.api_key.id, 3, 500)
+    ]
     await stubs.api_keys.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=created.api_key.id))
     message = await _next_matching(call, lambda m: len(m.delete_key_ids) > 0)
     assert list(message.delete_key_ids) == [created.api_key.id] and not message.upsert_keys

@@ -129,7 +129,7 @@ async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any,
             )
             await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
             checked.append(path)
-    assert len(checked) == 5 + 5 + 5 + 1 + 6  # projects, deployments, keys, QueryUsage, users
+    assert len(checked) == 5 + 5 + 6 + 1 + 6  # projects, deployments, keys, QueryUsage, users
 
     # The internal RPCs answer without a token.
     anonymous = clients(app)

@@ -32,7 +32,11 @@ def make_servicer(pb2: Any, pb2_grpc: Any) -> Any:
         async def ListBooks(self, request: Any, context: Any) -> Any:
             books = [pb2.Book(id=f"b{i}", title=f"t{i}", authors=list(request.author), genre=request.genre,
                               shelf_id=request.shelf_id) for i in range(request.page_size)]
-            return pb2.ListBooksResponse(books=books, next_page_token="yes" if request.include_archived else "")
+            if request.HasField("read_mask"):  # echo the well-known query parameters
+                token = f"{','.join(request.read_mask.paths)}@{request.since.seconds}"
+            else:
+                token = "yes" if request.include_archived else ""
+            return pb2.ListBooksResponse(books=books, next_page_token=token)
 
         async def CreateBook(self, request: Any, context: Any) -> Any:
             book = pb2.Book()
@@ -117,6 +121,11 @@ async def test_query_parameters_repeated_enum_bool(base_url: str) -> None:
         assert r.json()["error"]["param"] == "page_size"
         r = await client.get("/v1/shelves/s1/books?nope=1")
         assert r.status_code == 400 and r.json()["error"]["param"] == "nope"
+        # Well-known types with a string JSON form: FieldMask (comma-separated, or repeated) and Timestamp.
+        r = await client.get("/v1/shelves/s1/books?read_mask=title,authors&read_mask=genre&since=2023-11-14T22:13:20Z")
+        assert r.status_code == 200 and r.json()["next_page_token"] == "title,authors,genre@1700000000", r.text
+        r = await client.get("/v1/shelves/s1/books?since=yesterday")
+        assert r.status_code == 400 and r.json()["error"]["param"] == "since"
 
 
 async def test_body_field_and_request_id_metadata(base_url: str) -> None:

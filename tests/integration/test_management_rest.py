@@ -76,6 +76,23 @@ def test_lifecycle_project_deployment_key_call_revoke(mesh: Mesh) -> None:
         with pytest.raises(openai.NotFoundError):
             default_client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
 
+        # Per-key limit, set after the fact: one request a minute. Fixed windows let at most two
+        # calls through across a window boundary; a third is refused with Retry-After.
+        limited = admin.patch(f"/v1/projects/{project_id}/api_keys/{key_id}",
+                              params={"update_mask": "requests_per_minute"}, json={"requests_per_minute": 1})
+        assert limited.status_code == 200 and limited.json()["api_key"]["requests_per_minute"] == 1, limited.text
+        deadline = time.monotonic() + 10  # the change reaches the gateway through its watch stream
+        raw = httpx.Client(base_url=mesh.openai_base_url, headers={"authorization": f"Bearer {secret}"}, timeout=60)
+        while True:
+            r = raw.post("/chat/completions", json={"model": "chat-a", "max_tokens": 1,
+                                                    "messages": [{"role": "user", "content": "hi"}]})
+            if r.status_code == 429:
+                break
+            assert r.status_code == 200 and time.monotonic() < deadline, r.text
+            time.sleep(0.2)
+        assert int(r.headers["retry-after"]) >= 1 and r.json()["error"]["type"]
+        assert r.headers["x-ratelimit-limit-requests"] == "1"
+
         revoked = admin.post(f"/v1/projects/{project_id}/api_keys/{key_id}:revoke", json={})
         assert revoked.status_code == 200 and revoked.json()["api_key"]["state"] == "API_KEY_STATE_REVOKED"
         started = time.monotonic()

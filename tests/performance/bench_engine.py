@@ -93,15 +93,59 @@ def levels(opts: argparse.Namespace) -> list[tuple[int, int]]:
 
 
 def run_levels(opts: argparse.Namespace, label: str, base_url: str, api_key: str | None, model_dir: str,
-               log: Path) -> list[dict[str, Any]]:
+               log: Path, server_pids: dict[str, int]) -> list[dict[str, Any]]:
+    """Each level, plus the CPU time the server processes used during it: `server_pids` (the
+    serving front: HTTP, OpenAI layer) and their descendants (vLLM's EngineCore and Worker, the
+    same in both servers). CPU seconds per request hold up on a busy machine, where wall-clock
+    latencies do not."""
     # Warm-up (not reported): first requests pay for lazy initialisation on both servers.
     run_load(opts, base_url, api_key, model_dir, 8, 16, log)
     rows = []
     for concurrency, num_prompts in levels(opts):
         print(f"[bench] {label}: concurrency {concurrency}, {num_prompts} prompts", flush=True)
-        rows.append({"target": label, "concurrency": concurrency, "num_prompts": num_prompts,
-                     **run_load(opts, base_url, api_key, model_dir, concurrency, num_prompts, log)})
+        before = {name: cpu_seconds([pid]) for name, pid in server_pids.items()}
+        row = {"target": label, "concurrency": concurrency, "num_prompts": num_prompts,
+               **run_load(opts, base_url, api_key, model_dir, concurrency, num_prompts, log)}
+        after = {name: cpu_seconds([pid]) for name, pid in server_pids.items()}
+        completed = row.get("completed") or num_prompts
+        per_req = {name: ((after[name][0] - before[name][0]) * 1000 / completed,
+                          (after[name][1] - before[name][1]) * 1000 / completed) for name in server_pids}
+        row["front_cpu_ms_per_req"] = sum(front for front, _ in per_req.values())
+        row["core_cpu_ms_per_req"] = sum(core for _, core in per_req.values())
+        row["front_cpu_ms_per_req_by_process"] = {name: front for name, (front, _) in per_req.items()}
+        rows.append(row)
     return rows
+
+
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (ppid, CPU seconds used so far) for every process."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(proc.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    return table
+
+
+def cpu_seconds(roots: list[int]) -> tuple[float, float]:
+    """(CPU seconds of the `roots` processes, of all their descendants)."""
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    front = sum(table[p][1] for p in roots if p in table)
+    core = 0.0
+    todo = [c for p in roots for c in children.get(p, [])]
+    while todo:
+        pid = todo.pop()
+        core += table[pid][1]
+        todo += children.get(pid, [])
+    return front, core
 
 
 # ---- targets ------------------------------------------------------------------------------------
@@ -111,7 +155,9 @@ def bench_mesh(opts: argparse.Namespace, workdir: Path, log: Path) -> tuple[list
 
     print("[bench] starting the mesh (budrt up)", flush=True)
     started = time.monotonic()
-    extra_env = {"BUD_KV_CACHE_SPACE_GIB": str(opts.kv_cache_gib), "BUD_MAX_MODEL_LEN": str(opts.max_model_len)}
+    # The chat model alone, as `vllm serve` runs it: no default embedding model beside it.
+    extra_env = {"BUD_KV_CACHE_SPACE_GIB": str(opts.kv_cache_gib), "BUD_MAX_MODEL_LEN": str(opts.max_model_len),
+                 "BUD_DEFAULT_EMBEDDING_MODEL_NAME": ""}
     if opts.profile_mesh:
         extra_env.update(profile_env(Path(opts.profile_dir).resolve()))
     mesh = start_mesh(workdir / "mesh", extra_env=extra_env)
@@ -120,7 +166,10 @@ def bench_mesh(opts: argparse.Namespace, workdir: Path, log: Path) -> tuple[list
     try:
         if opts.profile_mesh:
             return profile_mesh(opts, mesh, model_dir, log), model_dir
-        return run_levels(opts, "mesh", mesh.http_url, mesh.api_key, str(model_dir), log), model_dir
+        # The mesh's serving front: gateway, the engine process (its vLLM serving objects) and
+        # the app (usage records arrive there).
+        front = _service_pids(mesh.process.pid)
+        return run_levels(opts, "mesh", mesh.http_url, mesh.api_key, str(model_dir), log, front), model_dir
     finally:
         mesh.stop()
 
@@ -157,7 +206,7 @@ def bench_vllm_serve(opts: argparse.Namespace, model_dir: Path, workdir: Path, l
                 raise RuntimeError("vllm serve not ready after 900s")
             time.sleep(1)
         print(f"[bench] vllm serve up in {time.monotonic() - started:.0f}s", flush=True)
-        return run_levels(opts, "vllm-serve", f"http://127.0.0.1:{port}", None, str(model_dir), log)
+        return run_levels(opts, "vllm-serve", f"http://127.0.0.1:{port}", None, str(model_dir), log, {"api_server": process.pid})
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -312,13 +361,21 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def report(rows: list[dict[str, Any]]) -> str:
     lines = []
     header = f"{'target':<12} {'conc':>5} {'reqs':>5} {'req/s':>7} {'out tok/s':>9} {'TTFT p50':>9} {'TTFT p99':>9} " \
-             f"{'TPOT p50':>9} {'TPOT p99':>9} {'failed':>6}"
+             f"{'TPOT p50':>9} {'TPOT p99':>9} {'failed':>6} {'front CPU':>9} {'core CPU':>9}"
     lines += [header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r['target']:<12} {r['concurrency']:>5} {r['num_prompts']:>5} {_fmt(r.get('request_throughput'), 2):>7} "
                      f"{_fmt(r.get('output_throughput')):>9} {_fmt(r.get('median_ttft_ms')):>9} {_fmt(r.get('p99_ttft_ms')):>9} "
-                     f"{_fmt(r.get('median_tpot_ms'), 2):>9} {_fmt(r.get('p99_tpot_ms'), 2):>9} {_fmt(r.get('failed')):>6}")
-    lines.append("(times in ms; TTFT = time to first token, TPOT = time per output token after the first)")
+                     f"{_fmt(r.get('median_tpot_ms'), 2):>9} {_fmt(r.get('p99_tpot_ms'), 2):>9} {_fmt(r.get('failed')):>6} "
+                     f"{_fmt(r.get('front_cpu_ms_per_req')):>9} {_fmt(r.get('core_cpu_ms_per_req')):>9}")
+    lines.append("(times in ms; TTFT = time to first token, TPOT = time per output token after the first;\n"
+                 " front/core CPU = CPU ms per request of the serving processes (mesh: gateway + engine + app;\n"
+                 " vllm serve: its API server) / of vLLM's EngineCore+Worker under them)")
+    for r in rows:
+        split = r.get("front_cpu_ms_per_req_by_process") or {}
+        if len(split) > 1:
+            lines.append(f"{r['target']} conc {r['concurrency']}: front CPU ms/request by process: "
+                         + ", ".join(f"{name} {value:.1f}" for name, value in sorted(split.items())))
     by = {(r["target"], r["concurrency"]): r for r in rows}
     offline = next((r for r in rows if r["target"] == "offline"), None)
     ratios = []
@@ -331,7 +388,8 @@ def report(rows: list[dict[str, Any]]) -> str:
             parts.append("mesh/vllm-serve " + ", ".join(
                 f"{label} {mesh[k] / serve[k]:.2f}" for label, k in
                 (("req/s", "request_throughput"), ("out tok/s", "output_throughput"), ("TTFT p50", "median_ttft_ms"),
-                 ("TTFT p99", "p99_ttft_ms"), ("TPOT p50", "median_tpot_ms"), ("TPOT p99", "p99_tpot_ms"))
+                 ("TTFT p99", "p99_ttft_ms"), ("TPOT p50", "median_tpot_ms"), ("TPOT p99", "p99_tpot_ms"),
+                 ("front CPU/req", "front_cpu_ms_per_req"))
                 if mesh.get(k) and serve.get(k)))
         if offline:
             parts.append(f"| mesh/offline out tok/s {mesh['output_throughput'] / offline['output_throughput']:.2f}")

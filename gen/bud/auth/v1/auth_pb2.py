@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ud/auth/v1/auth.proto\x12\x0b\x62ud.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x02\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.bud.auth.v1.ApiKeyState\x12\x16\n\x0e\x64\x65ployment_ids\x18\x06 \x03(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_used_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x80\x01\n\x13\x43reateApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65ployment_ids\x18\x03 \x03(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x14\x43reateApiKeyResponse\x12$\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.bud.auth.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\":\n\x10GetApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\"9\n\x11GetApiKeyResponse\x12$\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.bud.auth.v1.ApiKey\"O\n\x12ListApiKeysRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x13ListApiKeysResponse\x12%\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x13.bud.auth.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x13RevokeApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\"<\n\x14RevokeApiKeyResponse\x12$\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.bud.auth.v1.ApiKey\"=\n\x13RotateApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\"L\n\x14RotateApiKeyResponse\x12$\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.bud.auth.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t*|\n\x0b\x41piKeyState\x12\x1d\n\x19\x41PI_KEY_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41PI_KEY_STATE_ACTIVE\x10\x01\x12\x19\n\x15\x41PI_KEY_STATE_REVOKED\x10\x02\x12\x19\n\x15\x41PI_KEY_STATE_EXPIRED\x10\x03\x32\xca\x05\n\rApiKeyService\x12\x82\x01\n\x0c\x43reateApiKey\x12 .bud.auth.v1.CreateApiKeyRequest\x1a!.bud.auth.v1.CreateApiKeyResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/projects/{project_id}/api_keys:\x01*\x12\x83\x01\n\tGetApiKey\x12\x1d.bud.auth.v1.GetApiKeyRequest\x1a\x1e.bud.auth.v1.GetApiKeyResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/projects/{project_id}/api_keys/{api_key_id}\x12|\n\x0bListApiKeys\x12\x1f.bud.auth.v1.ListApiKeysRequest\x1a .bud.auth.v1.ListApiKeysResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/projects/{project_id}/api_keys\x12\x96\x01\n\x0cRevokeApiKey\x12 .bud.auth.v1.RevokeApiKeyRequest\x1a!.bud.auth.v1.RevokeApiKeyResponse\"A\x82\xd3\xe4\x93\x02;\"6/v1/projects/{project_id}/api_keys/{api_key_id}:revoke:\x01*\x12\x96\x01\n\x0cRotateApiKey\x12 .bud.auth.v1.RotateApiKeyRequest\x1a!.bud.auth.v1.RotateApiKeyResponse\"A\x82\xd3\xe4\x93\x02;\"6/v1/projects/{project_id}/api_keys/{api_key_id}:rotate:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ud/auth/v1/auth.proto\x12\x0b\x62ud.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x03\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.bud.auth.v1.ApiKeyState\x12\x16\n\x0e\x64\x65ployment_ids\x18\x06 \x03(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_used_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13requests_per_minute\x18\x0b \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x0c \x01(\x05\"\xb8\x01\n\x13\x43reateApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65ployment_ids\x18\x03 \x03(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13requests_per_minute\x18\x05 \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x06 \x01(\x05\"L\n\x14\x43reateApiKeyResponse\x12$\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.bud.auth.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\":\n\x10GetApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\"9\n\x11GetApiKeyResponse\x12$\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.bud.auth.v1.ApiKey\"O\n\x12ListApiKeysRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x13ListApiKeysResponse\x12%\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x13.bud.auth.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x13RevokeApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\"<\n\x14RevokeApiKeyResponse\x12$\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.bud.auth.v1.ApiKey\"l\n\x13UpdateApiKeyRequest\x12$\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.bud.auth.v1.ApiKey\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"<\n\x14UpdateApiKeyResponse\x12$\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.bud.auth.v1.ApiKey\"=\n\x13RotateApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\"L\n\x14RotateApiKeyResponse\x12$\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x13.bud.auth.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t*|\n\x0b\x41piKeyState\x12\x1d\n\x19\x41PI_KEY_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41PI_KEY_STATE_ACTIVE\x10\x01\x12\x19\n\x15\x41PI_KEY_STATE_REVOKED\x10\x02\x12\x19\n\x15\x41PI_KEY_STATE_EXPIRED\x10\x03\x32\xea\x06\n\rApiKeyService\x12\x82\x01\n\x0c\x43reateApiKey\x12 .bud.auth.v1.CreateApiKeyRequest\x1a!.bud.auth.v1.CreateApiKeyResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/projects/{project_id}/api_keys:\x01*\x12\x83\x01\n\tGetApiKey\x12\x1d.bud.auth.v1.GetApiKeyRequest\x1a\x1e.bud.auth.v1.GetApiKeyResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/projects/{project_id}/api_keys/{api_key_id}\x12|\n\x0bListApiKeys\x12\x1f.bud.auth.v1.ListApiKeysRequest\x1a .bud.auth.v1.ListApiKeysResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/projects/{project_id}/api_keys\x12\x96\x01\n\x0cRevokeApiKey\x12 .bud.auth.v1.RevokeApiKeyRequest\x1a!.bud.auth.v1.RevokeApiKeyResponse\"A\x82\xd3\xe4\x93\x02;\"6/v1/projects/{project_id}/api_keys/{api_key_id}:revoke:\x01*\x12\x9d\x01\n\x0cUpdateApiKey\x12 .bud.auth.v1.UpdateApiKeyRequest\x1a!.bud.auth.v1.UpdateApiKeyResponse\"H\x82\xd3\xe4\x93\x02\x42\x32\x37/v1/projects/{api_key.project_id}/api_keys/{api_key.id}:\x07\x61pi_key\x12\x96\x01\n\x0cRotateApiKey\x12 .bud.auth.v1.RotateApiKeyRequest\x1a!.bud.auth.v1.RotateApiKeyResponse\"A\x82\xd3\xe4\x93\x02;\"6/v1/projects/{project_id}/api_keys/{api_key_id}:rotate:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,32 +42,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APIKEYSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\202\323\344\223\002$\022\"/v1/projects/{project_id}/api_keys'
   _globals['_APIKEYSERVICE'].methods_by_name['RevokeApiKey']._loaded_options = None
   _globals['_APIKEYSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\202\323\344\223\002;\"6/v1/projects/{project_id}/api_keys/{api_key_id}:revoke:\001*'
+  _globals['_APIKEYSERVICE'].methods_by_name['UpdateApiKey']._loaded_options = None
+  _globals['_APIKEYSERVICE'].methods_by_name['UpdateApiKey']._serialized_options = b'\202\323\344\223\002B27/v1/projects/{api_key.project_id}/api_keys/{api_key.id}:\007api_key'
   _globals['_APIKEYSERVICE'].methods_by_name['RotateApiKey']._loaded_options = None
   _globals['_APIKEYSERVICE'].methods_by_name['RotateApiKey']._serialized_options = b'\202\323\344\223\002;\"6/v1/projects/{project_id}/api_keys/{api_key_id}:rotate:\001*'
-  _globals['_APIKEYSTATE']._serialized_start=1201
-  _globals['_APIKEYSTATE']._serialized_end=1325
-  _globals['_APIKEY']._serialized_start=103
-  _globals['_APIKEY']._serialized_end=437
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=440
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=568
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=570
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=646
-  _globals['_GETAPIKEYREQUEST']._serialized_start=648
-  _globals['_GETAPIKEYREQUEST']._serialized_end=706
-  _globals['_GETAPIKEYRESPONSE']._serialized_start=708
-  _globals['_GETAPIKEYRESPONSE']._serialized_end=765
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=767
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=846
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=848
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=933
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=935
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=996
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=998
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=1058
-  _globals['_ROTATEAPIKEYREQUEST']._serialized_start=1060
-  _globals['_ROTATEAPIKEYREQUEST']._serialized_end=1121
-  _globals['_ROTATEAPIKEYRESPONSE']._serialized_start=1123
-  _globals['_ROTATEAPIKEYRESPONSE']._serialized_end=1199
-  _globals['_APIKEYSERVICE']._serialized_start=1328
-  _globals['_APIKEYSERVICE']._serialized_end=2042
+  _globals['_APIKEYSTATE']._serialized_start=1519
+  _globals['_APIKEYSTATE']._serialized_end=1643
+  _globals['_APIKEY']._serialized_start=137
+  _globals['_APIKEY']._serialized_end=527
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=530
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=714
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=716
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=792
+  _globals['_GETAPIKEYREQUEST']._serialized_start=794
+  _globals['_GETAPIKEYREQUEST']._serialized_end=852
+  _globals['_GETAPIKEYRESPONSE']._serialized_start=854
+  _globals['_GETAPIKEYRESPONSE']._serialized_end=911
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=913
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=992
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=994
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1079
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1081
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1142
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=1144
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=1204
+  _globals['_UPDATEAPIKEYREQUEST']._serialized_start=1206
+  _globals['_UPDATEAPIKEYREQUEST']._serialized_end=1314
+  _globals['_UPDATEAPIKEYRESPONSE']._serialized_start=1316
+  _globals['_UPDATEAPIKEYRESPONSE']._serialized_end=1376
+  _globals['_ROTATEAPIKEYREQUEST']._serialized_start=1378
+  _globals['_ROTATEAPIKEYREQUEST']._serialized_end=1439
+  _globals['_ROTATEAPIKEYRESPONSE']._serialized_start=1441
+  _globals['_ROTATEAPIKEYRESPONSE']._serialized_end=1517
+  _globals['_APIKEYSERVICE']._serialized_start=1646
+  _globals['_APIKEYSERVICE']._serialized_end=2520
 # @@protoc_insertion_point(module_scope)

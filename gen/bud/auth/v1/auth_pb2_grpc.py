@@ -57,6 +57,11 @@ class ApiKeyServiceStub:
                 request_serializer=bud_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=bud_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyResponse.FromString,
                 _registered_method=True)
+        self.UpdateApiKey = channel.unary_unary(
+                '/bud.auth.v1.ApiKeyService/UpdateApiKey',
+                request_serializer=bud_dot_auth_dot_v1_dot_auth__pb2.UpdateApiKeyRequest.SerializeToString,
+                response_deserializer=bud_dot_auth_dot_v1_dot_auth__pb2.UpdateApiKeyResponse.FromString,
+                _registered_method=True)
         self.RotateApiKey = channel.unary_unary(
                 '/bud.auth.v1.ApiKeyService/RotateApiKey',
                 request_serializer=bud_dot_auth_dot_v1_dot_auth__pb2.RotateApiKeyRequest.SerializeToString,
@@ -98,6 +103,13 @@ class ApiKeyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateApiKey(self, request, context):
+        """Changes a key's name, deployments, expiry or rate limits (the fields named in update_mask).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RotateApiKey(self, request, context):
         """Replaces a key's secret; the old secret stops working.
         """
@@ -127,6 +139,11 @@ def add_ApiKeyServiceServicer_to_server(servicer, server):
                     servicer.RevokeApiKey,
                     request_deserializer=bud_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=bud_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'UpdateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateApiKey,
+                    request_deserializer=bud_dot_auth_dot_v1_dot_auth__pb2.UpdateApiKeyRequest.FromString,
+                    response_serializer=bud_dot_auth_dot_v1_dot_auth__pb2.UpdateApiKeyResponse.SerializeToString,
             ),
             'RotateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.RotateApiKey,
@@ -245,6 +262,33 @@ class ApiKeyService:
             '/bud.auth.v1.ApiKeyService/RevokeApiKey',
             bud_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.SerializeToString,
             bud_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.auth.v1.ApiKeyService/UpdateApiKey',
+            bud_dot_auth_dot_v1_dot_auth__pb2.UpdateApiKeyRequest.SerializeToString,
+            bud_dot_auth_dot_v1_dot_auth__pb2.UpdateApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ud/auth/v1/user.proto\x12\x0b\x62ud.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x16\n\x0eplatform_admin\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"M\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\"e\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x16\n\x0eplatform_admin\x18\x04 \x01(\x08\"5\n\x12\x43reateUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.bud.auth.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"2\n\x0fGetUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.bud.auth.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListUsersResponse\x12 \n\x05users\x18\x01 \x03(\x0b\x32\x11.bud.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\rProjectMember\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.bud.auth.v1.ProjectRole\"f\n\x17SetProjectMemberRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.bud.auth.v1.ProjectRole\"F\n\x18SetProjectMemberResponse\x12*\n\x06member\x18\x01 \x01(\x0b\x32\x1a.bud.auth.v1.ProjectMember\"A\n\x1aRemoveProjectMemberRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x1d\n\x1bRemoveProjectMemberResponse\"/\n\x19ListProjectMembersRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"I\n\x1aListProjectMembersResponse\x12+\n\x07members\x18\x01 \x03(\x0b\x32\x1a.bud.auth.v1.ProjectMember*u\n\x0bProjectRole\x12\x1c\n\x18PROJECT_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13PROJECT_ROLE_VIEWER\x10\x01\x12\x17\n\x13PROJECT_ROLE_EDITOR\x10\x02\x12\x16\n\x12PROJECT_ROLE_OWNER\x10\x03\x32\xdc\x06\n\x0bUserService\x12Y\n\x05Login\x12\x19.bud.auth.v1.LoginRequest\x1a\x1a.bud.auth.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\x63\n\nCreateUser\x12\x1e.bud.auth.v1.CreateUserRequest\x1a\x1f.bud.auth.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12\x61\n\x07GetUser\x12\x1b.bud.auth.v1.GetUserRequest\x1a\x1c.bud.auth.v1.GetUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12]\n\tListUsers\x12\x1d.bud.auth.v1.ListUsersRequest\x1a\x1e.bud.auth.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/users\x12\x97\x01\n\x10SetProjectMember\x12$.bud.auth.v1.SetProjectMemberRequest\x1a%.bud.auth.v1.SetProjectMemberResponse\"6\x82\xd3\xe4\x93\x02\x30\x1a+/v1/projects/{project_id}/members/{user_id}:\x01*\x12\x9d\x01\n\x13RemoveProjectMember\x12\'.bud.auth.v1.RemoveProjectMemberRequest\x1a(.bud.auth.v1.RemoveProjectMemberResponse\"3\x82\xd3\xe4\x93\x02-*+/v1/projects/{project_id}/members/{user_id}\x12\x90\x01\n\x12ListProjectMembers\x12&.bud.auth.v1.ListProjectMembersRequest\x1a\'.bud.auth.v1.ListProjectMembersResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/projects/{project_id}/membersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ud/auth/v1/user.proto\x12\x0b\x62ud.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x16\n\x0eplatform_admin\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"M\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\"e\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x16\n\x0eplatform_admin\x18\x04 \x01(\x08\"5\n\x12\x43reateUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.bud.auth.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"2\n\x0fGetUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.bud.auth.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListUsersResponse\x12 \n\x05users\x18\x01 \x03(\x0b\x32\x11.bud.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\rProjectMember\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.bud.auth.v1.ProjectRole\x12\x10\n\x08username\x18\x04 \x01(\t\"x\n\x17SetProjectMemberRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.bud.auth.v1.ProjectRole\x12\x10\n\x08username\x18\x04 \x01(\t\"F\n\x18SetProjectMemberResponse\x12*\n\x06member\x18\x01 \x01(\x0b\x32\x1a.bud.auth.v1.ProjectMember\"A\n\x1aRemoveProjectMemberRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x1d\n\x1bRemoveProjectMemberResponse\"/\n\x19ListProjectMembersRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"I\n\x1aListProjectMembersResponse\x12+\n\x07members\x18\x01 \x03(\x0b\x32\x1a.bud.auth.v1.ProjectMember*u\n\x0bProjectRole\x12\x1c\n\x18PROJECT_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13PROJECT_ROLE_VIEWER\x10\x01\x12\x17\n\x13PROJECT_ROLE_EDITOR\x10\x02\x12\x16\n\x12PROJECT_ROLE_OWNER\x10\x03\x32\xdc\x06\n\x0bUserService\x12Y\n\x05Login\x12\x19.bud.auth.v1.LoginRequest\x1a\x1a.bud.auth.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\x63\n\nCreateUser\x12\x1e.bud.auth.v1.CreateUserRequest\x1a\x1f.bud.auth.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12\x61\n\x07GetUser\x12\x1b.bud.auth.v1.GetUserRequest\x1a\x1c.bud.auth.v1.GetUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12]\n\tListUsers\x12\x1d.bud.auth.v1.ListUsersRequest\x1a\x1e.bud.auth.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/users\x12\x97\x01\n\x10SetProjectMember\x12$.bud.auth.v1.SetProjectMemberRequest\x1a%.bud.auth.v1.SetProjectMemberResponse\"6\x82\xd3\xe4\x93\x02\x30\x1a+/v1/projects/{project_id}/members/{user_id}:\x01*\x12\x9d\x01\n\x13RemoveProjectMember\x12\'.bud.auth.v1.RemoveProjectMemberRequest\x1a(.bud.auth.v1.RemoveProjectMemberResponse\"3\x82\xd3\xe4\x93\x02-*+/v1/projects/{project_id}/members/{user_id}\x12\x90\x01\n\x12ListProjectMembers\x12&.bud.auth.v1.ListProjectMembersRequest\x1a\'.bud.auth.v1.ListProjectMembersResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/projects/{project_id}/membersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,8 +47,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['RemoveProjectMember']._serialized_options = b'\202\323\344\223\002-*+/v1/projects/{project_id}/members/{user_id}'
   _globals['_USERSERVICE'].methods_by_name['ListProjectMembers']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['ListProjectMembers']._serialized_options = b'\202\323\344\223\002#\022!/v1/projects/{project_id}/members'
-  _globals['_PROJECTROLE']._serialized_start=1243
-  _globals['_PROJECTROLE']._serialized_end=1360
+  _globals['_PROJECTROLE']._serialized_start=1279
+  _globals['_PROJECTROLE']._serialized_end=1396
   _globals['_USER']._serialized_start=103
   _globals['_USER']._serialized_end=234
   _globals['_LOGINREQUEST']._serialized_start=236
@@ -68,19 +68,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTUSERSRESPONSE']._serialized_start=671
   _globals['_LISTUSERSRESPONSE']._serialized_end=749
   _globals['_PROJECTMEMBER']._serialized_start=751
-  _globals['_PROJECTMEMBER']._serialized_end=843
-  _globals['_SETPROJECTMEMBERREQUEST']._serialized_start=845
-  _globals['_SETPROJECTMEMBERREQUEST']._serialized_end=947
-  _globals['_SETPROJECTMEMBERRESPONSE']._serialized_start=949
-  _globals['_SETPROJECTMEMBERRESPONSE']._serialized_end=1019
-  _globals['_REMOVEPROJECTMEMBERREQUEST']._serialized_start=1021
-  _globals['_REMOVEPROJECTMEMBERREQUEST']._serialized_end=1086
-  _globals['_REMOVEPROJECTMEMBERRESPONSE']._serialized_start=1088
-  _globals['_REMOVEPROJECTMEMBERRESPONSE']._serialized_end=1117
-  _globals['_LISTPROJECTMEMBERSREQUEST']._serialized_start=1119
-  _globals['_LISTPROJECTMEMBERSREQUEST']._serialized_end=1166
-  _globals['_LISTPROJECTMEMBERSRESPONSE']._serialized_start=1168
-  _globals['_LISTPROJECTMEMBERSRESPONSE']._serialized_end=1241
-  _globals['_USERSERVICE']._serialized_start=1363
-  _globals['_USERSERVICE']._serialized_end=2223
+  _globals['_PROJECTMEMBER']._serialized_end=861
+  _globals['_SETPROJECTMEMBERREQUEST']._serialized_start=863
+  _globals['_SETPROJECTMEMBERREQUEST']._serialized_end=983
+  _globals['_SETPROJECTMEMBERRESPONSE']._serialized_start=985
+  _globals['_SETPROJECTMEMBERRESPONSE']._serialized_end=1055
+  _globals['_REMOVEPROJECTMEMBERREQUEST']._serialized_start=1057
+  _globals['_REMOVEPROJECTMEMBERREQUEST']._serialized_end=1122
+  _globals['_REMOVEPROJECTMEMBERRESPONSE']._serialized_start=1124
+  _globals['_REMOVEPROJECTMEMBERRESPONSE']._serialized_end=1153
+  _globals['_LISTPROJECTMEMBERSREQUEST']._serialized_start=1155
+  _globals['_LISTPROJECTMEMBERSREQUEST']._serialized_end=1202
+  _globals['_LISTPROJECTMEMBERSRESPONSE']._serialized_start=1204
+  _globals['_LISTPROJECTMEMBERSRESPONSE']._serialized_end=1277
+  _globals['_USERSERVICE']._serialized_start=1399
+  _globals['_USERSERVICE']._serialized_end=2259
 # @@protoc_insertion_point(module_scope)

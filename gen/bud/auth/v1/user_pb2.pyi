@@ -101,24 +101,28 @@ class ListUsersResponse(_message.Message):
     def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ProjectMember(_message.Message):
-    __slots__ = ("project_id", "user_id", "role")
+    __slots__ = ("project_id", "user_id", "role", "username")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     user_id: str
     role: ProjectRole
-    def __init__(self, project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[_Union[ProjectRole, str]] = ...) -> None: ...
+    username: str
+    def __init__(self, project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[_Union[ProjectRole, str]] = ..., username: _Optional[str] = ...) -> None: ...
 
 class SetProjectMemberRequest(_message.Message):
-    __slots__ = ("project_id", "user_id", "role")
+    __slots__ = ("project_id", "user_id", "role", "username")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     user_id: str
     role: ProjectRole
-    def __init__(self, project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[_Union[ProjectRole, str]] = ...) -> None: ...
+    username: str
+    def __init__(self, project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[_Union[ProjectRole, str]] = ..., username: _Optional[str] = ...) -> None: ...
 
 class SetProjectMemberResponse(_message.Message):
     __slots__ = ("member",)
