@@ -100,7 +100,10 @@ def up_command(timeout: float) -> int:
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     for name in ("app", "engine", "gateway"):
-        children[name] = subprocess.Popen([sys.executable, "-m", "budrt", "serve", name], env=os.environ.copy())
+        # Each service in a process group of its own, so that vLLM's engine-core and worker
+        # processes go with their engine even when it has to be killed (e.g. mid-load).
+        children[name] = subprocess.Popen([sys.executable, "-m", "budrt", "serve", name], env=os.environ.copy(),
+                                          start_new_session=True)
     deadline = time.monotonic() + timeout
     announced = False
     exit_code = 0
@@ -137,7 +140,14 @@ def up_command(timeout: float) -> int:
         try:
             child.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            child.kill()
+            print(f"budrt: {name} did not stop within 30s; killing it", file=sys.stderr, flush=True)
+        # Whatever is left of the service's group (the process itself, or processes it spawned
+        # and could not stop) goes too.
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.wait()
     return exit_code
 
 

@@ -18,7 +18,7 @@ from bud.openai.v1 import chat_pb2, completion_pb2, embedding_pb2
 from budrt.errors import ServiceError, invalid_argument
 from budrt.json_face import JsonFaceError, from_json, from_python, to_json
 from engine.manager import ModelManager
-from engine.vllm_model import VllmModel, stream_lines
+from engine.vllm_model import VllmModel, sse_payloads
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +119,19 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
                 raise _exception(err) from None
             if hasattr(result, "error") and not hasattr(result, "__aiter__"):
                 raise _vllm_error(result)
-            async for payload in stream_lines(result):
-                obj = orjson.loads(payload)
-                if "error" in obj and "choices" not in obj:
-                    raise _vllm_error(obj["error"])
-                try:
-                    yield from_python(obj, chunk_cls(), lenient=True)
-                except JsonFaceError as err:
-                    raise ServiceError(grpc.StatusCode.INTERNAL, f"unexpected chunk from vLLM: {err.message}") from None
+            async for item in result:
+                if isinstance(item, Message):  # built directly by engine.fast_stream
+                    yield item
+                    continue
+                for payload in sse_payloads(item):
+                    obj = orjson.loads(payload)
+                    if "error" in obj and "choices" not in obj:
+                        raise _vllm_error(obj["error"])
+                    try:
+                        yield from_python(obj, chunk_cls(), lenient=True)
+                    except JsonFaceError as err:
+                        raise ServiceError(grpc.StatusCode.INTERNAL,
+                                           f"unexpected chunk from vLLM: {err.message}") from None
         finally:
             model.inflight -= 1
 

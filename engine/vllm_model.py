@@ -9,12 +9,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.datastructures import State
 
 from bud.engine.v1 import engine_service_pb2 as pb
+from engine import fast_stream
 
 log = logging.getLogger(__name__)
 GiB = 1024**3
@@ -112,6 +112,9 @@ class VllmModel:
             self._stack.callback(self.engine.shutdown)
             supported = await self.engine.get_supported_tasks()
             await init_app_state(self.engine, self.state, namespace, supported)
+            chat = getattr(self.state, "openai_serving_chat", None)
+            if chat is not None:
+                fast_stream.install(chat)
         except BaseException:
             await self._stack.aclose()
             raise
@@ -161,11 +164,6 @@ class VllmModel:
         return StatsCollector(vllm_config, engine_index)
 
 
-async def stream_lines(generator: AsyncIterator[str]) -> AsyncIterator[bytes]:
-    """The JSON payloads of vLLM's SSE strings (`data: {...}`), `[DONE]` dropped."""
-    async for text in generator:
-        for line in text.split("\n"):
-            if line.startswith("data: "):
-                payload = line[6:]
-                if payload != "[DONE]":
-                    yield payload.encode()
+def sse_payloads(text: str) -> list[str]:
+    """The JSON payloads of one of vLLM's SSE strings (`data: {...}`), `[DONE]` dropped."""
+    return [line[6:] for line in text.split("\n") if line.startswith("data: ") and line[6:] != "[DONE]"]

@@ -178,6 +178,9 @@ def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing
     admin.post(f"/v1/projects/{project_id}/api_keys/{minted.json()['api_key']['id']}:revoke", json={})
     _wait("the revocation at the gateway", lambda: not _models_ok(clients[1]), timeout=5)
 
+    # Leave the shared engine as it was: deleting the deployment unloads its model there.
+    assert admin.delete(f"/v1/projects/{project_id}/deployments/{deployments[0]['id']}").status_code == 200
+
 
 def _models_ok(client: openai.OpenAI) -> bool:
     try:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import jsonschema
 import numpy as np
 import openai
@@ -373,6 +374,64 @@ def test_streaming_gives_the_same_tokens_as_non_streaming(mesh: Mesh, case: str)
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
     assert chunks[-1].usage.prompt_tokens == whole.usage.prompt_tokens
+
+
+def _sse_chunks(mesh: Mesh, body: dict[str, Any]) -> list[dict[str, Any]]:
+    chunks = []
+    with httpx.stream("POST", f"{mesh.openai_base_url}/chat/completions", json=body, timeout=120,
+                      headers={"authorization": f"Bearer {mesh.api_key}"}) as r:
+        assert r.status_code == 200, r.read()
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunks.append(json.loads(line[6:]))
+    return chunks
+
+
+def _stream_summary(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a stream says, independent of how vLLM happened to batch tokens into chunks: per
+    choice its role chunks, text, finish and stop reasons; the JSON keys of each kind of chunk;
+    the usage chunk; where system_fingerprint appears."""
+    out: dict[str, Any] = {"choices": {}, "shapes": set(), "usage": None, "fingerprints": []}
+    for chunk in chunks:
+        out["shapes"].add((tuple(sorted(chunk)), tuple(sorted(k for c in chunk["choices"] for k in c)),
+                           tuple(sorted(k for c in chunk["choices"] for k in c["delta"]))))
+        out["fingerprints"].append(("system_fingerprint" in chunk, bool(chunk["choices"])))
+        if not chunk["choices"]:
+            out["usage"] = chunk["usage"]
+        for c in chunk["choices"]:
+            seen = out["choices"].setdefault(c["index"], {"roles": [], "text": "", "finish": [], "stop": []})
+            if "role" in c["delta"]:
+                seen["roles"].append((c["delta"]["role"], c["delta"].get("content")))
+            seen["text"] += c["delta"].get("content") or ""
+            if c["finish_reason"] is not None:
+                seen["finish"].append(c["finish_reason"])
+                seen["stop"].append(c.get("stop_reason"))
+    out["fingerprints"] = sorted(set(out["fingerprints"]))
+    return out
+
+
+@pytest.mark.parametrize("stream_options", [None, {"include_usage": True},
+                                            {"include_usage": True, "continuous_usage_stats": True}])
+@pytest.mark.parametrize("sampling", [{"temperature": 0.0}, {"temperature": 1.0, "seed": 7, "n": 2}])
+def test_lean_chat_stream_says_what_vllms_own_generator_says(
+        mesh: Mesh, sampling: dict[str, Any], stream_options: dict[str, Any] | None) -> None:
+    """Plain chat streams take engine.fast_stream; asking for logprobs sends the same request
+    through vLLM's own generator. Apart from the logprobs, clients must see the same thing."""
+    body: dict[str, Any] = {"model": "tiny-llama", "messages": CHAT_MESSAGES, "max_tokens": 12, "stream": True,
+                            **sampling}
+    if stream_options:
+        body["stream_options"] = stream_options
+    lean = _sse_chunks(mesh, body)
+    vllms = _sse_chunks(mesh, {**body, "logprobs": True})
+    assert all(c.get("logprobs") is None for ch in lean for c in ch["choices"])
+    assert any(c.get("logprobs") for ch in vllms for c in ch["choices"])  # it did take vLLM's generator
+    a, b = _stream_summary(lean), _stream_summary(vllms)
+    assert a["choices"] == b["choices"]
+    assert a["shapes"] == b["shapes"]
+    assert a["usage"] == b["usage"] and a["fingerprints"] == b["fingerprints"]
+    if stream_options and stream_options.get("continuous_usage_stats"):
+        assert all(ch.get("usage") for ch in lean)
+        assert [ch["usage"]["prompt_tokens"] for ch in lean] == [ch["usage"]["prompt_tokens"] for ch in lean[:1]] * len(lean)
 
 
 def test_sampling_extras_reach_vllm(mesh: Mesh) -> None:

@@ -48,7 +48,7 @@ class Mesh:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=60)
+                self.process.wait(timeout=150)  # budrt up stops its services one by one
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
