@@ -19,35 +19,16 @@ from bud.engine.v1 import engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2
 from tests.integration.test_engine_cancellation import client
 from tests.support.mesh import Mesh
+from tests.support.procs import descendants, process_table
 
 pytestmark = pytest.mark.mesh
 
 DOOMED = "doomed-tiny"
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            tree.setdefault(ppid, []).append(int(proc.name))
-    return tree
-
-
-def _descendants(pid: int) -> set[int]:
-    tree, found, todo = _children(), set(), [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
 def _engine_pid(mesh: Mesh) -> int:
-    for pid in _children().get(mesh.process.pid, []):
+    table = process_table()
+    for pid in (p.pid for p in table.values() if p.ppid == mesh.process.pid):
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         if b"serve" in cmdline and cmdline[cmdline.index(b"serve") + 1] == b"engine":
             return pid
@@ -56,7 +37,7 @@ def _engine_pid(mesh: Mesh) -> int:
 
 def test_a_dead_engine_core_is_noticed_and_the_rest_keeps_serving(mesh: Mesh) -> None:
     engine_pid = _engine_pid(mesh)
-    before = _descendants(engine_pid)
+    before = descendants(engine_pid)
     with grpc.insecure_channel(mesh.engine_grpc) as channel:
         engine = engine_service_pb2_grpc.EngineServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
@@ -65,7 +46,7 @@ def test_a_dead_engine_core_is_noticed_and_the_rest_keeps_serving(mesh: Mesh) ->
             args=engine_pb.EngineArgs(max_model_len=256, kv_cache_space_gib=0.1)), timeout=600).model
         assert loaded.state == engine_pb.MODEL_STATE_READY, loaded.error
         try:
-            core = _descendants(engine_pid) - before
+            core = descendants(engine_pid) - before
             assert core, "the load started no process"
             for pid in core:
                 os.kill(pid, signal.SIGKILL)

@@ -117,35 +117,15 @@ def run_levels(opts: argparse.Namespace, label: str, base_url: str, api_key: str
     return rows
 
 
-def _proc_table() -> dict[int, tuple[int, float]]:
-    """pid -> (ppid, CPU seconds used so far) for every process."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    table = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        table[int(proc.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
-    return table
-
-
 def cpu_seconds(roots: list[int]) -> tuple[float, float]:
     """(CPU seconds of the `roots` processes, of all their descendants)."""
-    table = _proc_table()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    front = sum(table[p][1] for p in roots if p in table)
-    core = 0.0
-    todo = [c for p in roots for c in children.get(p, [])]
-    while todo:
-        pid = todo.pop()
-        core += table[pid][1]
-        todo += children.get(pid, [])
-    return front, core
+    sys.path.insert(0, str(REPO))
+    from tests.support.procs import descendants, process_table
+
+    table = process_table()
+    front = sum(table[p].cpu_seconds for p in roots if p in table)
+    below = set().union(*(descendants(p, table) for p in roots)) if roots else set()
+    return front, sum(table[p].cpu_seconds for p in below if p in table)
 
 
 # ---- targets ------------------------------------------------------------------------------------
