@@ -35,6 +35,7 @@ from app.convert import member_to_proto, role_name, user_to_proto
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
+from app.login_throttle import LoginThrottle
 from app.services.common import already_exists, failed_precondition
 from app.services.pagination import fetch_page
 from app.validation import check_display_name, check_password, check_username, require
@@ -125,21 +126,26 @@ async def _lock_project(session: AsyncSession, project_id: str) -> None:
 class UserServicer(user_pb2_grpc.UserServiceServicer):
     """Implements bud.auth.v1.UserService."""
 
-    def __init__(self, db: Database, auth: Authenticator) -> None:
+    def __init__(self, db: Database, auth: Authenticator, throttle: LoginThrottle | None = None) -> None:
         self._db = db
         self._auth = auth
+        self._throttle = throttle or LoginThrottle()
 
     async def Login(
         self, request: user_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.LoginResponse:
         """An access token for a username and password; UNAUTHENTICATED (the same for an unknown
-        user and a wrong password) otherwise. No token needed."""
+        user and a wrong password) otherwise; RESOURCE_EXHAUSTED while repeated failures for the
+        username make it wait (see `app.login_throttle`). No token needed."""
         require(request.username, "username")
         require(request.password, "password")
+        self._throttle.check(request.username)
         async with self._db.snapshot() as session:
             user = await session.scalar(select(models.User).where(models.User.username == request.username))
         if not await verify_password(user.password_hash if user else None, request.password) or user is None:
+            self._throttle.failed(request.username)
             raise unauthenticated("wrong username or password", "INVALID_CREDENTIALS")
+        self._throttle.succeeded(request.username)
         if needs_rehash(user.password_hash):
             new_hash = await hash_password(request.password)
             async with self._db.transaction() as session:
@@ -264,10 +270,10 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         return user_pb2.ListProjectMembersResponse(members=[member_to_proto(r, name) for r, name in rows])
 
 
-def binding(db: Database, auth: Authenticator) -> ServiceBinding:
+def binding(db: Database, auth: Authenticator, throttle: LoginThrottle | None = None) -> ServiceBinding:
     """UserService, ready for `GrpcServer`."""
     return ServiceBinding(
-        servicer=UserServicer(db, auth),
+        servicer=UserServicer(db, auth, throttle),
         add_to_server=user_pb2_grpc.add_UserServiceServicer_to_server,
         descriptor=user_pb2.DESCRIPTOR.services_by_name["UserService"],
     )

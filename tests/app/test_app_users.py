@@ -3,6 +3,7 @@ management RPC, the bootstrapped platform admin, users."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -65,6 +66,32 @@ async def test_login(app: RunningApp, clients: Any, helpers: Any) -> None:
         assert (err.reason, err.message) == ("INVALID_CREDENTIALS", "wrong username or password")
     await helpers.expect_error(
         client.users.Login(user_pb2.LoginRequest(username="admin")), grpc.StatusCode.INVALID_ARGUMENT, "password"
+    )
+
+
+async def test_repeated_failed_logins_make_the_user_wait(app: RunningApp, clients: Any, helpers: Any) -> None:
+    client = clients(app)
+    for _ in range(5):  # the free attempts
+        await helpers.expect_error(
+            client.users.Login(user_pb2.LoginRequest(username="admin", password="guess-guess")),
+            grpc.StatusCode.UNAUTHENTICATED,
+        )
+    # Then even the right password waits (a guesser learns nothing), for this username only.
+    err = await helpers.expect_error(
+        client.users.Login(user_pb2.LoginRequest(username="admin", password=ADMIN_PASSWORD)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    )
+    assert err.reason == "TOO_MANY_LOGIN_ATTEMPTS" and "try again in 1 s" in err.message
+    await helpers.expect_error(
+        client.users.Login(user_pb2.LoginRequest(username="nobody", password="guess-guess")),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    await asyncio.sleep(1.1)
+    assert (await client.users.Login(user_pb2.LoginRequest(username="admin", password=ADMIN_PASSWORD))).access_token
+    # A success clears the count.
+    await helpers.expect_error(
+        client.users.Login(user_pb2.LoginRequest(username="admin", password="guess-guess")),
+        grpc.StatusCode.UNAUTHENTICATED,
     )
 
 
