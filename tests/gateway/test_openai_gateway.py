@@ -17,7 +17,8 @@ from gateway.openai_service import OpenAiServicer
 from gateway.ratelimit import MemoryRateLimiter
 from gateway.server import build_transcoder
 from gateway.tables import RoutingTables
-from tests.gateway.conftest import free_port, http_server
+from tests.gateway.conftest import http_server
+from tests.support.mesh import free_port
 from tests.support.instant_engine import start_instant_engine
 
 SECRET = "test-hash-secret"

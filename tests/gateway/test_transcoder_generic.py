@@ -17,7 +17,8 @@ from budrt.errors import ServiceError, not_found
 from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
 from gateway.backends import LocalBackend, RemoteBackend
 from gateway.transcoder import FrontedService, Transcoder
-from tests.gateway.conftest import free_port, http_server
+from tests.gateway.conftest import http_server
+from tests.support.mesh import free_port
 
 
 def make_servicer(pb2: Any, pb2_grpc: Any) -> Any:

@@ -14,7 +14,6 @@ from tests.support.procs import descendants, still_running
 @pytest.fixture(scope="session")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     running = start_mesh(tmp_path_factory.mktemp("mesh"))
-    spawned: set[int] = set()
     try:
         yield running
     finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import grpc
 import pytest
@@ -19,24 +18,15 @@ from bud.engine.v1 import engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2
 from tests.integration.test_engine_cancellation import client
 from tests.support.mesh import Mesh
-from tests.support.procs import descendants, process_table
+from tests.support.procs import descendants, service_pids
 
 pytestmark = pytest.mark.mesh
 
 DOOMED = "doomed-tiny"
 
 
-def _engine_pid(mesh: Mesh) -> int:
-    table = process_table()
-    for pid in (p.pid for p in table.values() if p.ppid == mesh.process.pid):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"serve" in cmdline and cmdline[cmdline.index(b"serve") + 1] == b"engine":
-            return pid
-    raise AssertionError("no engine process under the mesh")
-
-
 def test_a_dead_engine_core_is_noticed_and_the_rest_keeps_serving(mesh: Mesh) -> None:
-    engine_pid = _engine_pid(mesh)
+    engine_pid = service_pids(mesh.process.pid)["engine"]
     before = descendants(engine_pid)
     with grpc.insecure_channel(mesh.engine_grpc) as channel:
         engine = engine_service_pb2_grpc.EngineServiceStub(channel)

@@ -34,11 +34,11 @@ import numpy as np
 import openai
 import pytest
 
-from bud.app.v1 import deployment_pb2, deployment_pb2_grpc, project_pb2, project_pb2_grpc
-from bud.auth.v1 import user_pb2, user_pb2_grpc
+from bud.app.v1 import deployment_pb2, deployment_pb2_grpc
 from bud.engine.v1 import engine_service_pb2 as engine_pb
 from bud.engine.v1 import engine_service_pb2_grpc
 from tests.support.mesh import REPO, Mesh
+from tests.support.mesh_admin import admin_metadata, default_project_id, engine_model_name
 
 pytestmark = pytest.mark.mesh
 
@@ -112,21 +112,6 @@ EMBED_INPUTS = [
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def admin_metadata(mesh: Mesh, channel: grpc.Channel) -> tuple[tuple[str, str], ...]:
-    """Management RPCs need a login: the platform admin the mesh bootstrapped."""
-    assert mesh.admin_password, "the mesh printed no BUD_ADMIN_PASSWORD on first start"
-    token = user_pb2_grpc.UserServiceStub(channel).Login(
-        user_pb2.LoginRequest(username="admin", password=mesh.admin_password), timeout=30).access_token
-    return (("authorization", f"Bearer {token}"),)
-
-
-def default_project_id(channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]) -> str:
-    projects = project_pb2_grpc.ProjectServiceStub(channel).ListProjects(
-        project_pb2.ListProjectsRequest(page_size=1000), timeout=30, metadata=metadata).projects
-    (project,) = [p for p in projects if p.name == "default"]
-    return project.id
-
-
 def client(mesh: Mesh) -> openai.OpenAI:
     return openai.OpenAI(base_url=mesh.openai_base_url, api_key=mesh.api_key, max_retries=0, timeout=300)
 
@@ -134,13 +119,7 @@ def client(mesh: Mesh) -> openai.OpenAI:
 def served_model(mesh: Mesh, deployment_name: str) -> engine_pb.ServedModel:
     """The engine's model behind a deployment of the default project (the engine serves it under
     the deployment id)."""
-    with grpc.insecure_channel(mesh.app_grpc) as channel:
-        metadata = admin_metadata(mesh, channel)
-        deployments = deployment_pb2_grpc.DeploymentServiceStub(channel).ListDeployments(
-            deployment_pb2.ListDeploymentsRequest(project_id=default_project_id(channel, metadata), page_size=1000),
-            timeout=30, metadata=metadata).deployments
-    (deployment,) = [d for d in deployments if d.name == deployment_name]
-    name = deployment.endpoints[0].served_model_name or deployment.id
+    name = engine_model_name(mesh, deployment_name)
     with grpc.insecure_channel(mesh.engine_grpc) as channel:
         models = engine_service_pb2_grpc.EngineServiceStub(channel).ListModels(
             engine_pb.ListModelsRequest(), timeout=30).models

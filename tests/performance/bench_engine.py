@@ -37,6 +37,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.mesh import free_port
+from tests.support.procs import service_pids, tree_cpu_seconds
+
 REPO = Path(__file__).resolve().parents[2]
 GiB = 1024**3
 MODEL_NAME = "tiny-llama"
@@ -103,10 +106,10 @@ def run_levels(opts: argparse.Namespace, label: str, base_url: str, api_key: str
     rows = []
     for concurrency, num_prompts in levels(opts):
         print(f"[bench] {label}: concurrency {concurrency}, {num_prompts} prompts", flush=True)
-        before = {name: cpu_seconds([pid]) for name, pid in server_pids.items()}
+        before = {name: tree_cpu_seconds(pid) for name, pid in server_pids.items()}
         row = {"target": label, "concurrency": concurrency, "num_prompts": num_prompts,
                **run_load(opts, base_url, api_key, model_dir, concurrency, num_prompts, log)}
-        after = {name: cpu_seconds([pid]) for name, pid in server_pids.items()}
+        after = {name: tree_cpu_seconds(pid) for name, pid in server_pids.items()}
         completed = row.get("completed") or num_prompts
         per_req = {name: ((after[name][0] - before[name][0]) * 1000 / completed,
                           (after[name][1] - before[name][1]) * 1000 / completed) for name in server_pids}
@@ -115,17 +118,6 @@ def run_levels(opts: argparse.Namespace, label: str, base_url: str, api_key: str
         row["front_cpu_ms_per_req_by_process"] = {name: front for name, (front, _) in per_req.items()}
         rows.append(row)
     return rows
-
-
-def cpu_seconds(roots: list[int]) -> tuple[float, float]:
-    """(CPU seconds of the `roots` processes, of all their descendants)."""
-    sys.path.insert(0, str(REPO))
-    from tests.support.procs import descendants, process_table
-
-    table = process_table()
-    front = sum(table[p].cpu_seconds for p in roots if p in table)
-    below = set().union(*(descendants(p, table) for p in roots)) if roots else set()
-    return front, sum(table[p].cpu_seconds for p in below if p in table)
 
 
 # ---- targets ------------------------------------------------------------------------------------
@@ -148,18 +140,10 @@ def bench_mesh(opts: argparse.Namespace, workdir: Path, log: Path) -> tuple[list
             return profile_mesh(opts, mesh, model_dir, log), model_dir
         # The mesh's serving front: gateway, the engine process (its vLLM serving objects) and
         # the app (usage records arrive there).
-        front = _service_pids(mesh.process.pid)
+        front = service_pids(mesh.process.pid)
         return run_levels(opts, "mesh", mesh.http_url, mesh.api_key, str(model_dir), log, front), model_dir
     finally:
         mesh.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bench_vllm_serve(opts: argparse.Namespace, model_dir: Path, workdir: Path, log: Path) -> list[dict[str, Any]]:
@@ -294,7 +278,7 @@ def profile_mesh(opts: argparse.Namespace, mesh: Any, model_dir: Path, log: Path
 
     profile_dir = Path(opts.profile_dir).resolve()
     run_load(opts, mesh.http_url, mesh.api_key, str(model_dir), 8, 16, log)
-    pids = {name: pid for name, pid in _service_pids(mesh.process.pid).items() if name in ("gateway", "engine")}
+    pids = {name: pid for name, pid in service_pids(mesh.process.pid).items() if name in ("gateway", "engine")}
     concurrency, num_prompts = levels(opts)[-1]
     num_prompts *= 4
     for pid in pids.values():
@@ -311,22 +295,6 @@ def profile_mesh(opts: argparse.Namespace, mesh: Any, model_dir: Path, log: Path
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(40)
     return [row]
-
-
-def _service_pids(launcher_pid: int) -> dict[str, int]:
-    pids = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == launcher_pid and b"serve" in cmdline:
-            pids[cmdline[cmdline.index(b"serve") + 1].decode()] = int(proc.name)
-    return pids
 
 
 # ---- report -------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.support.mesh import free_port
+from tests.support.procs import tree_cpu_seconds
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH_DIR = REPO / ".bench"
@@ -134,12 +136,6 @@ async def _serve_engine(port: int) -> None:
 
 
 # ==== process management ============================================================================
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Proc:
     name: str
@@ -148,19 +144,9 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the process and its descendants (LiteLLM may fork)."""
-        import psutil
-
-        try:
-            root = psutil.Process(self.popen.pid)
-            total = sum(root.cpu_times()[:2])
-            for child in root.children(recursive=True):
-                try:
-                    total += sum(child.cpu_times()[:2])
-                except psutil.Error:
-                    pass
-            return total
-        except psutil.Error:
+        if self.popen.poll() is not None:
             return float("nan")
+        return sum(tree_cpu_seconds(self.popen.pid))
 
     def stop(self) -> None:
         if self.popen.poll() is None:

@@ -1,55 +1,60 @@
-"""Process trees from /proc: what a service spawned, whether it is gone, how much CPU it used."""
+"""Process trees of the services tests and benchmarks start (psutil): what a service spawned,
+whether it is gone, how much CPU it used."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
-
-_TICKS = os.sysconf("SC_CLK_TCK")
+import psutil
 
 
-@dataclass(frozen=True)
-class Proc:
-    """One process as /proc/<pid>/stat shows it."""
-
-    pid: int
-    ppid: int
-    state: str  # R, S, Z (zombie: exited, not yet reaped), ...
-    cpu_seconds: float  # user + system
-
-
-def process_table() -> dict[int, Proc]:
-    """Every process, by pid."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        pid = int(entry.name)
-        table[pid] = Proc(pid, int(fields[1]), fields[0], (int(fields[11]) + int(fields[12])) / _TICKS)
-    return table
-
-
-def descendants(pid: int, table: dict[int, Proc] | None = None) -> set[int]:
-    """The pids of every process below `pid`."""
-    table = process_table() if table is None else table
-    children: dict[int, list[int]] = {}
-    for proc in table.values():
-        children.setdefault(proc.ppid, []).append(proc.pid)
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
+def descendants(pid: int) -> set[int]:
+    """The pids of every process below `pid` (empty when it is gone)."""
+    try:
+        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    except psutil.Error:
+        return set()
 
 
 def still_running(pids: set[int]) -> set[int]:
     """Those of `pids` that exist and have not exited (zombies count as gone)."""
-    table = process_table()
-    return {pid for pid in pids if pid in table and table[pid].state != "Z"}
+    running = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.add(pid)
+        except psutil.Error:
+            pass
+    return running
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user + system CPU seconds of `pid`, of all its descendants); zeros when it is gone."""
+    try:
+        root = psutil.Process(pid)
+        own = sum(root.cpu_times()[:2])
+        children = root.children(recursive=True)
+    except psutil.Error:
+        return 0.0, 0.0
+    below = 0.0
+    for child in children:
+        try:
+            below += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return own, below
+
+
+def service_pids(launcher_pid: int) -> dict[str, int]:
+    """The `budrt serve <name>` children of a `budrt up` launcher, by service name."""
+    pids = {}
+    try:
+        children = psutil.Process(launcher_pid).children()
+    except psutil.Error:
+        return pids
+    for child in children:
+        try:
+            cmdline = child.cmdline()
+        except psutil.Error:
+            continue
+        if "serve" in cmdline[:-1]:
+            pids[cmdline[cmdline.index("serve") + 1]] = child.pid
+    return pids
