@@ -113,7 +113,7 @@ class ModelManager:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"The model `{name}` does not exist.",
                                reason="MODEL_NOT_FOUND", param="model")
         if slot.state == pb.MODEL_STATE_READY and slot.model is not None and slot.model.dead:
-            self._mark_dead(slot)  # noticed before the watchdog: refuse now, health follows
+            self._mark_dead(slot)  # noticed before the watchdog: refuse now; it updates health
         if slot.state != pb.MODEL_STATE_READY or slot.model is None:
             state = pb.ModelState.Name(slot.state)
             detail = f": {slot.error}" if slot.error else ""
@@ -125,7 +125,6 @@ class ModelManager:
         slot.state = pb.MODEL_STATE_FAILED
         slot.error = "the vLLM engine core stopped; load the model again"
         log.error("engine core died", extra={"model": slot.name})
-        asyncio.get_running_loop().create_task(self._set_health(slot.name, False))
 
     async def watch(self, interval: float = 2.0) -> None:
         """Until cancelled: marks READY models whose engine core died FAILED (health NOT_SERVING,
@@ -141,6 +140,7 @@ class ModelManager:
                     self._mark_dead(slot)
                 if slot.state == pb.MODEL_STATE_FAILED:
                     slot.model = None
+                    await self._set_health(slot.name, False)
                     try:
                         await model.stop()
                     except Exception:

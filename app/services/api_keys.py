@@ -87,6 +87,14 @@ async def _check_deployments(session: AsyncSession, project_id: str, deployment_
     return deployment_ids
 
 
+def _require_unrevoked(row: models.ApiKey, param: str) -> None:
+    """FAILED_PRECONDITION for a revoked key: it can no longer change."""
+    if row.revoke_time is not None:
+        raise failed_precondition(
+            f"API key {row.id!r} is revoked; create a new key", reason="API_KEY_REVOKED", param=param
+        )
+
+
 async def create_api_key(
     session: AsyncSession,
     hash_secret: str,
@@ -236,11 +244,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         async with self._db.mutation() as session:
             await require_role(session, caller, patch.project_id, EDITOR, param="api_key.project_id")
             row = await get_api_key(session, patch.project_id, patch.id, param="api_key.id")
-            if row.revoke_time is not None:
-                raise failed_precondition(
-                    f"API key {row.id!r} is revoked; create a new key", reason="API_KEY_REVOKED",
-                    param="api_key.id",
-                )
+            _require_unrevoked(row, "api_key.id")
             if name is not None:
                 row.name = name
             if "deployment_ids" in paths:
@@ -267,11 +271,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
             async with self._db.mutation() as session:
                 await require_role(session, caller, request.project_id, EDITOR)
                 row = await get_api_key(session, request.project_id, request.api_key_id)
-                if row.revoke_time is not None:
-                    raise failed_precondition(
-                        f"API key {row.id!r} is revoked; create a new key", reason="API_KEY_REVOKED",
-                        param="api_key_id",
-                    )
+                _require_unrevoked(row, "api_key_id")
                 key = await _mint_unique(session, self._hash_secret)
                 row.prefix, row.key_hash = key.prefix, key.key_hash
                 await session.flush()
