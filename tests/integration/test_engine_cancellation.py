@@ -9,43 +9,16 @@ import grpc
 import openai
 import pytest
 
-from bud.app.v1 import deployment_pb2, deployment_pb2_grpc, project_pb2, project_pb2_grpc
-from bud.auth.v1 import user_pb2, user_pb2_grpc
 from bud.engine.v1 import engine_service_pb2 as engine_pb
 from bud.engine.v1 import engine_service_pb2_grpc
 from tests.support.mesh import Mesh
+from tests.support.mesh_admin import engine_model_name
 
 pytestmark = pytest.mark.mesh
 
 
-def admin_metadata(mesh: Mesh, channel: grpc.Channel) -> tuple[tuple[str, str], ...]:
-    """Management RPCs need a login: the platform admin the mesh bootstrapped."""
-    assert mesh.admin_password, "the mesh printed no BUD_ADMIN_PASSWORD on first start"
-    token = user_pb2_grpc.UserServiceStub(channel).Login(
-        user_pb2.LoginRequest(username="admin", password=mesh.admin_password), timeout=30).access_token
-    return (("authorization", f"Bearer {token}"),)
-
-
-def default_project_id(channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]) -> str:
-    projects = project_pb2_grpc.ProjectServiceStub(channel).ListProjects(
-        project_pb2.ListProjectsRequest(page_size=1000), timeout=30, metadata=metadata).projects
-    (project,) = [p for p in projects if p.name == "default"]
-    return project.id
-
-
 def client(mesh: Mesh) -> openai.OpenAI:
     return openai.OpenAI(base_url=mesh.openai_base_url, api_key=mesh.api_key, max_retries=0, timeout=120)
-
-
-def engine_model_name(mesh: Mesh, deployment_name: str) -> str:
-    """The name the engine serves a default-project deployment under (its deployment id)."""
-    with grpc.insecure_channel(mesh.app_grpc) as channel:
-        metadata = admin_metadata(mesh, channel)
-        deployments = deployment_pb2_grpc.DeploymentServiceStub(channel).ListDeployments(
-            deployment_pb2.ListDeploymentsRequest(project_id=default_project_id(channel, metadata), page_size=1000),
-            timeout=30, metadata=metadata).deployments
-    (deployment,) = [d for d in deployments if d.name == deployment_name]
-    return deployment.endpoints[0].served_model_name or deployment.id
 
 
 def model_stats(mesh: Mesh, engine_name: str) -> engine_pb.ModelStats:
@@ -88,13 +61,13 @@ def test_closing_a_stream_aborts_the_generation(mesh: Mesh, kind: str) -> None:
             if received == 5:
                 break
         busy = model_stats(mesh, engine_name)
-        if busy.inflight_requests == 0:  # it had already finished: nothing to abort
-            stream.close()
-            print(f"{kind}: n={choices} finished before 5 chunks were read; trying with more")
-            continue
-        assert busy.running_requests >= 1, busy  # still generating
         stream.close()
         closed_at = time.monotonic()
+        at_close = model_stats(mesh, engine_name).generation_tokens_total - before
+        if busy.running_requests == 0 or at_close >= 2000 * choices:  # it had finished: nothing to abort
+            print(f"{kind}: n={choices} finished before the client closed; trying with more")
+            continue
+        assert busy.inflight_requests == 1, busy
         idle = wait_idle(mesh, engine_name, within=5)
         took = time.monotonic() - closed_at
         # Generation stopped: well short of the tokens asked for, and no more tokens since.
