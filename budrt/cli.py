@@ -1,7 +1,9 @@
-"""`budrt`: run the whole mesh on one machine (`budrt up`) or one service (`budrt serve NAME`).
+"""`budrt`: run the whole mesh on one machine (`budrt up`) or services (`budrt serve NAME...`).
 
-`budrt up` starts each service as its own process, exactly as `budrt serve` would run it on
-separate machines, waits until the gateway can serve, and prints where to point an OpenAI client.
+`budrt up` starts the app in one process and the gateway with the engine co-hosted in another
+(`budrt serve gateway engine`: the inference path has no loopback gRPC hop), or each service in
+its own process when `engine_in_gateway` is off, exactly as `budrt serve` runs them on separate
+machines; it waits until the gateway can serve and prints where to point an OpenAI client.
 """
 
 from __future__ import annotations
@@ -24,38 +26,53 @@ from budrt.settings import Settings, settings
 SERVICES = ("app", "engine", "gateway")
 
 
-async def _run_service(name: str, conf: Settings) -> None:
+async def _serve_app(conf: Settings, stop: asyncio.Event) -> None:
+    from app.server import serve as app_serve
+    from prompt.server import bindings as prompt_bindings
+    from registry.server import bindings as registry_bindings
+
+    # The prompt and registry services are co-hosted in the app process (one fewer process,
+    # one database connection pool); they have no state of their own outside the database.
+    await app_serve(conf, stop, extra_bindings=[*prompt_bindings(), *registry_bindings()])
+
+
+async def _run_services(names: list[str], conf: Settings) -> None:
+    """Runs the named services on one event loop until SIGTERM/SIGINT or until one of them
+    fails. A gateway co-hosted with an engine calls it directly (no loopback gRPC hop)."""
     from budrt.grpc_server import install_stop_signals
 
     stop = asyncio.Event()
     install_stop_signals(stop)
-    serve: Callable[..., Coroutine[Any, Any, None]]
-    if name == "app":
-        from app.server import serve as app_serve
-        from prompt.server import bindings as prompt_bindings
-        from registry.server import bindings as registry_bindings
+    runs: list[Coroutine[Any, Any, None]] = []
+    engine_servicer = None
+    if "engine" in names:
+        from engine.server import build_servicer, serve as engine_serve
 
-        # The prompt and registry services are co-hosted in the app process (one fewer process,
-        # one database connection pool); they have no state of their own outside the database.
-        await app_serve(conf, stop, extra_bindings=[*prompt_bindings(), *registry_bindings()])
-        return
-    if name == "engine":
-        from engine.server import serve
-    elif name == "gateway":
-        from gateway.server import serve
-    else:
-        raise SystemExit(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
-    await serve(conf, stop)
+        engine_servicer = build_servicer(conf)
+        runs.append(engine_serve(conf, stop, engine_servicer))
+    if "gateway" in names:
+        from gateway.server import serve as gateway_serve
+
+        local = {conf.engine_address: engine_servicer} if engine_servicer is not None else None
+        runs.append(gateway_serve(conf, stop, local))
+    if "app" in names:
+        runs.append(_serve_app(conf, stop))
+    tasks = [asyncio.create_task(run) for run in runs]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()  # one service ended (or failed): the others stop with it
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()  # a failure surfaces as this process's failure
 
 
-def serve_command(name: str) -> int:
-    """Runs one service in this process until SIGTERM/SIGINT."""
+def serve_command(names: list[str]) -> int:
+    """Runs one service (or several co-hosted) in this process until SIGTERM/SIGINT."""
     conf = settings()
     conf.data_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(conf.log_level, service=name)
+    setup_logging(conf.log_level, service="+".join(names))
     import uvloop
 
-    uvloop.run(_run_service(name, conf))
+    uvloop.run(_run_services(names, conf))
     return 0
 
 
@@ -90,6 +107,8 @@ def up_command(timeout: float) -> int:
     # Generate the shared secrets once, before the children race to do it.
     conf.secret("key_hash_secret")
     conf.secret("jwt_secret")
+    # The engine runs inside the gateway process unless configured otherwise (engine_in_gateway).
+    groups = [["app"], ["gateway", "engine"]] if conf.engine_in_gateway else [["app"], ["engine"], ["gateway"]]
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -99,11 +118,11 @@ def up_command(timeout: float) -> int:
 
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
-    for name in ("app", "engine", "gateway"):
-        # Each service in a process group of its own, so that vLLM's engine-core and worker
+    for group in groups:
+        # Each process in a process group of its own, so that vLLM's engine-core and worker
         # processes go with their engine even when it has to be killed (e.g. mid-load).
-        children[name] = subprocess.Popen([sys.executable, "-m", "budrt", "serve", name], env=os.environ.copy(),
-                                          start_new_session=True)
+        children["+".join(group)] = subprocess.Popen([sys.executable, "-m", "budrt", "serve", *group],
+                                                     env=os.environ.copy(), start_new_session=True)
     deadline = time.monotonic() + timeout
     announced = False
     exit_code = 0
@@ -133,9 +152,9 @@ def up_command(timeout: float) -> int:
             exit_code = 1
             break
         time.sleep(0.2)
-    for name in ("gateway", "app", "engine"):  # front first, so nothing new arrives
-        if children[name].poll() is None:
-            children[name].send_signal(signal.SIGTERM)
+    for child in reversed(children.values()):  # front first, so nothing new arrives
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
     for name, child in children.items():
         try:
             child.wait(timeout=30)
@@ -157,12 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole mesh on this machine")
     up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the mesh to be ready")
-    serve = sub.add_parser("serve", help="run one service (addresses from configuration)")
-    serve.add_argument("service", choices=SERVICES)
+    serve = sub.add_parser("serve", help="run one service, or several in one process (addresses from configuration)")
+    serve.add_argument("service", choices=SERVICES, nargs="+")
     args = parser.parse_args(argv)
     if args.command == "up":
         return up_command(args.timeout)
-    return serve_command(args.service)
+    return serve_command(list(dict.fromkeys(args.service)))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ class Settings(BaseModel):
     gateway_grpc_address: str = "127.0.0.1:50051"
     gateway_http_host: str = "127.0.0.1"
     gateway_http_port: int = 8000
+    # `budrt up`: run the engine inside the gateway process (the gateway calls it directly, no
+    # loopback gRPC hop on the inference path, one process fewer); false = a process of its own.
+    engine_in_gateway: bool = True
 
     # Secret keying the API-key hashes (HMAC-SHA256), shared by the app and the gateways.
     # Generated into data_dir on first use when unset; set it explicitly in production.

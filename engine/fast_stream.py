@@ -134,3 +134,7 @@ async def lean_stream(serving: Any, request: Any, result_generator: AsyncIterato
     except Exception as err:
         log.exception("chat completion stream failed")
         yield f"data: {serving.create_streaming_error_response(err)}\n\n"
+    finally:
+        close = getattr(result_generator, "aclose", None)
+        if close is not None:
+            await close()  # aborts vLLM's request at once if it is unfinished

@@ -91,6 +91,7 @@ class ModelManager:
             else:
                 slot.model, slot.state, slot.error = model, pb.MODEL_STATE_READY, ""
                 log.info("model ready", extra={"model": slot.name, "max_model_len": model.max_model_len})
+                _freeze_heap()
         await self._set_health(slot.name, slot.state == pb.MODEL_STATE_READY)
 
     async def unload(self, name: str) -> None:
@@ -158,3 +159,14 @@ class ModelManager:
         if self.health is not None:
             status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
             await self.health.set(name, status)
+
+
+def _freeze_heap() -> None:
+    """Keeps everything allocated so far (torch, vLLM, the loaded models' serving objects: a few
+    million objects) out of later garbage collections, as `vllm serve` does after start-up:
+    otherwise each full collection walks that heap and stalls every stream of the process
+    (the gateway's too, when co-hosted). Objects of a model unloaded later stay frozen; those
+    not in reference cycles are still freed by reference counting."""
+    from vllm.utils.gc_utils import freeze_gc_heap
+
+    freeze_gc_heap()

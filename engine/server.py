@@ -13,9 +13,15 @@ from engine.service import EngineServicer
 ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Runs the engine until `stop` is set, then unloads every model."""
-    servicer = EngineServicer(ModelManager(settings))
+def build_servicer(settings: Settings) -> EngineServicer:
+    """The engine's servicer (its models not loaded yet): `serve` hosts it over gRPC; a gateway
+    co-hosted in the same process also calls it directly."""
+    return EngineServicer(ModelManager(settings))
+
+
+async def serve(settings: Settings, stop: asyncio.Event, servicer: EngineServicer | None = None) -> None:
+    """Runs the engine (`servicer`, or a new one) until `stop` is set, then unloads every model."""
+    servicer = servicer or build_servicer(settings)
     server = GrpcServer(settings.engine_address,
                         [ServiceBinding(servicer, engine_service_pb2_grpc.add_EngineServiceServicer_to_server, ENGINE_SERVICE)])
     servicer.manager.health = server.health

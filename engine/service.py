@@ -112,6 +112,7 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
         request.stream = True
         vllm_request = _to_vllm(request_cls, request)
         model.inflight += 1
+        result = None
         try:
             try:
                 result = await getattr(handler, method)(vllm_request, None)
@@ -134,6 +135,10 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
                                            f"unexpected chunk from vLLM: {err.message}") from None
         finally:
             model.inflight -= 1
+            # Closing vLLM's generator now aborts its request at once, also when this stream is
+            # closed rather than cancelled (an in-process caller that went away).
+            if hasattr(result, "aclose"):
+                await result.aclose()
 
     # ---- inference ----------------------------------------------------------------------------
     async def CreateChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> chat_pb2.ChatCompletion:

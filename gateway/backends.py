@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
@@ -132,3 +133,79 @@ class RemoteBackend:
 
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
+
+
+class LocalStub:
+    """A servicer in this process behind the call shapes of a generated `grpc.aio` stub, so code
+    written against a remote service's stub (the gateway's engine calls) uses a co-hosted one
+    unchanged and without a loopback gRPC hop: unary methods return an awaitable, streaming
+    ones an async iterable with `cancel()`; a status the servicer aborts with is raised as
+    `grpc.aio.AioRpcError`, details included, exactly as it would arrive over the wire.
+
+    Methods are looked up on the servicer at call time: the gRPC server that also hosts it
+    wraps them (errors → statuses) when it starts, and in-process calls get the same wrapping."""
+
+    def __init__(self, servicer: Any, service: Any) -> None:
+        for method in service.methods:
+            maker = _LocalStream if method.server_streaming else _local_unary
+            setattr(self, method.name, maker(servicer, method.name))
+
+
+def _rpc_error(err: ServiceError) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(err.code, grpc.aio.Metadata(), grpc.aio.Metadata(*err.trailing_metadata()),
+                                details=err.message)
+
+
+def _local_unary(servicer: Any, name: str) -> Any:
+    async def call(request: Message, metadata: Metadata = (), **_: Any) -> Message:
+        try:
+            return await getattr(servicer, name)(request, LocalContext(metadata))
+        except ServiceError as err:
+            raise _rpc_error(err) from None
+
+    return call
+
+
+class _LocalStream:
+    """Makes in-process server-streaming calls of one method."""
+
+    def __init__(self, servicer: Any, name: str) -> None:
+        self.servicer = servicer
+        self.name = name
+
+    def __call__(self, request: Message, metadata: Metadata = (), **_: Any) -> _LocalStreamCall:
+        context = LocalContext(metadata)
+        return _LocalStreamCall(getattr(self.servicer, self.name)(request, context), context)
+
+
+class _LocalStreamCall:
+    """One in-process server-streaming call."""
+
+    __slots__ = ("_generator", "_context", "_closing")
+    _closing_tasks: set[asyncio.Task[None]] = set()  # strong references until each close has run
+
+    def __init__(self, generator: Any, context: LocalContext) -> None:
+        self._generator = generator
+        self._context = context
+        self._closing = False
+
+    def __aiter__(self) -> _LocalStreamCall:
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self._generator.__anext__()
+        except ServiceError as err:
+            raise _rpc_error(err) from None
+
+    def cancel(self) -> bool:
+        """Closes the servicer's generator (its `finally` blocks abort the work) unless it has
+        finished; like `grpc.aio.Call.cancel`, True when this call did cancel."""
+        if self._closing or self._generator.ag_frame is None:
+            return False
+        self._closing = True
+        self._context._cancelled = True
+        task = asyncio.get_running_loop().create_task(self._generator.aclose())
+        self._closing_tasks.add(task)
+        task.add_done_callback(self._closing_tasks.discard)
+        return True

@@ -8,15 +8,19 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bud.engine.v1 import engine_service_pb2_grpc
+from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from budrt.grpc_server import insecure_channel
+from gateway.backends import LocalStub
 from gateway.tables import Endpoint
 
 log = logging.getLogger(__name__)
+
+ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
 
 
 @dataclass
@@ -26,17 +30,23 @@ class EngineConnection:
 
     address: str
     channel: grpc.aio.Channel
-    stub: engine_service_pb2_grpc.EngineServiceStub
+    stub: engine_service_pb2_grpc.EngineServiceStub | LocalStub
     health: health_pb2_grpc.HealthStub
     outstanding: int = 0
     unhealthy: set[str] = field(default_factory=set)  # served model names that failed a check
 
 
 class EnginePool:
-    """Engine connections by address."""
+    """Engine connections by address.
 
-    def __init__(self, check_interval: float = 1.0, check_timeout: float = 1.0) -> None:
+    `local` maps the address of an engine co-hosted in this process to its servicer: requests
+    to it are direct calls (no loopback gRPC hop, no serialisation), while health checks still go
+    over gRPC to the same engine's server, as for any other replica."""
+
+    def __init__(self, check_interval: float = 1.0, check_timeout: float = 1.0,
+                 local: dict[str, Any] | None = None) -> None:
         self._connections: dict[str, EngineConnection] = {}
+        self._local = dict(local or {})
         self.check_interval = check_interval
         self.check_timeout = check_timeout
 
@@ -45,8 +55,10 @@ class EnginePool:
         conn = self._connections.get(address)
         if conn is None:
             channel = insecure_channel(address)
-            conn = EngineConnection(address, channel, engine_service_pb2_grpc.EngineServiceStub(channel),
-                                    health_pb2_grpc.HealthStub(channel))
+            servicer = self._local.get(address)
+            stub = (LocalStub(servicer, ENGINE_SERVICE) if servicer is not None
+                    else engine_service_pb2_grpc.EngineServiceStub(channel))
+            conn = EngineConnection(address, channel, stub, health_pb2_grpc.HealthStub(channel))
             self._connections[address] = conn
         return conn
 

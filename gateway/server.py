@@ -67,10 +67,11 @@ def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables, management
     )
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Runs the gateway until `stop` is set."""
+async def serve(settings: Settings, stop: asyncio.Event, local_engines: dict[str, Any] | None = None) -> None:
+    """Runs the gateway until `stop` is set. `local_engines`: engine servicers co-hosted in this
+    process, by the address their gRPC server listens on (see EnginePool)."""
     tables = RoutingTables()
-    engines = EnginePool()
+    engines = EnginePool(local=local_engines)
     usage = UsageRecorder(settings.app_address)
     limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
     servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage, limiter)

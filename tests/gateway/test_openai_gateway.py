@@ -3,6 +3,7 @@ usage filtering in streams, rate-limit answers, health checks and failover befor
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from gateway.server import build_transcoder
 from gateway.tables import RoutingTables
 from tests.gateway.conftest import http_server
 from tests.support.mesh import free_port
-from tests.support.instant_engine import start_instant_engine
+from tests.support.instant_engine import InstantEngine, start_instant_engine
 
 SECRET = "test-hash-secret"
 
@@ -123,3 +124,62 @@ async def test_revoked_key_stops_working_when_the_change_arrives(engine_address:
         with pytest.raises(openai.AuthenticationError):
             await client.models.list()
     await pool.close()
+
+
+async def _observe(url: str, key: keys.NewKey) -> dict[str, Any]:
+    """What a client sees from a gateway: plain and streamed answers and an engine-side error."""
+    seen: dict[str, Any] = {}
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key.secret, max_retries=0)
+    reply = await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+    seen["reply"] = (reply.model, reply.choices[0].message.content, reply.usage.total_tokens)
+    stream = await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}],
+                                                  stream=True, stream_options={"include_usage": True})
+    seen["chunks"] = [(c.model, [(ch.delta.content, ch.finish_reason) for ch in c.choices],
+                       c.usage.total_tokens if c.usage else None) async for c in stream]
+    async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {key.secret}"}) as http:
+        body = {"model": "unserved", "messages": [{"role": "user", "content": "x"}]}
+        for stream_it in (False, True):
+            r = await http.post("/v1/chat/completions", json={**body, "stream": stream_it})
+            seen[f"error stream={stream_it}"] = (r.status_code, r.text)
+    return seen
+
+
+async def test_a_co_hosted_engine_is_called_in_process_and_answers_as_over_grpc(engine_address: str) -> None:
+    """An engine in the gateway's process (`budrt up`'s default): requests skip the gRPC hop, and
+    clients see exactly what a remote engine gives them, errors included."""
+    key = keys.mint_key(SECRET)
+
+    def tables() -> RoutingTables:
+        t = _tables(key, [engine_address])
+        extra = routing_pb2.WatchRoutingResponse(revision=8)
+        dep = extra.upsert_deployments.add(id="d3", project_id="p1", name="unserved", ready=True)
+        dep.endpoints.add(address=engine_address, served_model_name="not-on-the-engine")
+        t.apply(extra)
+        return t
+
+    remote_pool = EnginePool()
+    async with await _serve(tables(), remote_pool) as url:
+        over_grpc = await _observe(url, key)
+    await remote_pool.close()
+
+    co_hosted = InstantEngine(["m1"], chunk_delay=0.05)
+    local_pool = EnginePool(local={engine_address: co_hosted})
+    async with await _serve(tables(), local_pool) as url:
+        in_process = await _observe(url, key)
+        assert co_hosted.calls == 4  # the in-process engine answered, not the one behind the port
+        assert in_process == over_grpc
+        assert in_process["error stream=False"][0] == 404 and "`unserved`" in in_process["error stream=False"][1]
+        # A client that leaves mid-stream closes the engine's stream at once.
+        async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {key.secret}"}) as http:
+            body = {"model": "chat", "messages": [{"role": "user", "content": "x"}], "stream": True}
+            async with http.stream("POST", "/v1/chat/completions", json=body) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        break
+                assert co_hosted.open_streams == 1
+        for _ in range(100):
+            if co_hosted.open_streams == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert co_hosted.open_streams == 0
+    await local_pool.close()

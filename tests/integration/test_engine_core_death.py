@@ -18,7 +18,7 @@ from bud.engine.v1 import engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2
 from tests.integration.test_engine_cancellation import client
 from tests.support.mesh import Mesh
-from tests.support.procs import descendants, service_pids
+from tests.support.procs import descendants, service_pid
 
 pytestmark = pytest.mark.mesh
 
@@ -26,7 +26,7 @@ DOOMED = "doomed-tiny"
 
 
 def test_a_dead_engine_core_is_noticed_and_the_rest_keeps_serving(mesh: Mesh) -> None:
-    engine_pid = service_pids(mesh.process.pid)["engine"]
+    engine_pid = service_pid(mesh.process.pid, "engine")
     before = descendants(engine_pid)
     with grpc.insecure_channel(mesh.engine_grpc) as channel:
         engine = engine_service_pb2_grpc.EngineServiceStub(channel)

@@ -11,9 +11,12 @@ builds) and equivalent engine settings (float32, max_model_len 2048, the same KV
 (b) `python -m vllm.entrypoints.openai.api_server` with the same model and settings, same load;
 (c) offline `LLM.chat` on the same prompts (all at once): the ceiling no server can beat.
 
-Prints request throughput, output tokens/s, TTFT p50/p99 and TPOT p50/p99 per target and level,
-and the ratios mesh/vllm-serve and mesh/offline. It measures; it asserts nothing about timings.
-The load tool shares the machine's cores with the servers, so quote ratios from one run.
+The servers are measured one at a time in rounds whose order alternates (mesh then vllm serve,
+then vllm serve then mesh, ...; `--rounds`), each level after one unmeasured wave at its
+concurrency, so that a shared machine's slow drifts hit both alike; rows are the means over the
+rounds. Prints request throughput, output tokens/s, TTFT p50/p99 and TPOT p50/p99 per target and
+level, and the ratios mesh/vllm-serve and mesh/offline. It measures; it asserts nothing about
+timings. The load tool shares the machine's cores with the servers, so quote ratios from one run.
 
     python -m tests.performance.bench_engine --quick --profile-mesh --profile-dir DIR
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -34,6 +38,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,58 +101,120 @@ def levels(opts: argparse.Namespace) -> list[tuple[int, int]]:
     return [(c, opts.num_prompts or max(8 if opts.quick else 32, waves * c)) for c in opts.concurrency]
 
 
-def run_levels(opts: argparse.Namespace, label: str, base_url: str, api_key: str | None, model_dir: str,
-               log: Path, server_pids: dict[str, int]) -> list[dict[str, Any]]:
-    """Each level, plus the CPU time the server processes used during it: `server_pids` (the
-    serving front: HTTP, OpenAI layer) and their descendants (vLLM's EngineCore and Worker, the
-    same in both servers). CPU seconds per request hold up on a busy machine, where wall-clock
-    latencies do not."""
-    # Warm-up (not reported): first requests pay for lazy initialisation on both servers.
-    run_load(opts, base_url, api_key, model_dir, 8, 16, log)
-    rows = []
-    for concurrency, num_prompts in levels(opts):
-        print(f"[bench] {label}: concurrency {concurrency}, {num_prompts} prompts", flush=True)
-        before = {name: tree_cpu_seconds(pid) for name, pid in server_pids.items()}
-        row = {"target": label, "concurrency": concurrency, "num_prompts": num_prompts,
-               **run_load(opts, base_url, api_key, model_dir, concurrency, num_prompts, log)}
-        after = {name: tree_cpu_seconds(pid) for name, pid in server_pids.items()}
-        completed = row.get("completed") or num_prompts
-        per_req = {name: ((after[name][0] - before[name][0]) * 1000 / completed,
-                          (after[name][1] - before[name][1]) * 1000 / completed) for name in server_pids}
-        row["front_cpu_ms_per_req"] = sum(front for front, _ in per_req.values())
-        row["core_cpu_ms_per_req"] = sum(core for _, core in per_req.values())
-        row["front_cpu_ms_per_req_by_process"] = {name: front for name, (front, _) in per_req.items()}
-        rows.append(row)
-    return rows
+@dataclass
+class Server:
+    """A started target: where to send load and which processes serve it."""
+
+    label: str
+    base_url: str
+    api_key: str | None
+    pids: dict[str, int]  # the serving front's processes, by name
+
+
+def measure_level(opts: argparse.Namespace, server: Server, model_dir: str, concurrency: int, num_prompts: int,
+                  log: Path) -> dict[str, Any]:
+    """One level against one server, plus the CPU time its processes used meanwhile: the serving
+    front (HTTP, OpenAI layer) and their descendants (vLLM's EngineCore and Worker, the same in
+    both servers). CPU seconds per request hold up on a busy machine, where latencies do not."""
+    # One unmeasured wave at this concurrency first: vLLM's CPU backend compiles for batch
+    # shapes it has not seen yet (seconds-long stalls that otherwise land in whichever target
+    # meets them first).
+    run_load(opts, server.base_url, server.api_key, model_dir, concurrency, concurrency, log)
+    before = {name: tree_cpu_seconds(pid) for name, pid in server.pids.items()}
+    row = {"target": server.label, "concurrency": concurrency, "num_prompts": num_prompts,
+           **run_load(opts, server.base_url, server.api_key, model_dir, concurrency, num_prompts, log)}
+    after = {name: tree_cpu_seconds(pid) for name, pid in server.pids.items()}
+    completed = row.get("completed") or num_prompts
+    per_req = {name: ((after[name][0] - before[name][0]) * 1000 / completed,
+                      (after[name][1] - before[name][1]) * 1000 / completed) for name in server.pids}
+    row["front_cpu_ms_per_req"] = sum(front for front, _ in per_req.values())
+    row["core_cpu_ms_per_req"] = sum(core for _, core in per_req.values())
+    row["front_cpu_ms_per_req_by_process"] = {name: front for name, (front, _) in per_req.items()}
+    return row
+
+
+def run_rounds(opts: argparse.Namespace, targets: dict[str, Callable[[], Any]], model_dir: str,
+               log: Path) -> list[dict[str, Any]]:
+    """Every level against every target in `opts.rounds` rounds whose target order alternates
+    (A B, B A, A B, ...), one server up at a time (an idle vLLM server still takes CPU from the
+    one measured): slow drifts of a shared machine then hit every target alike instead of
+    whichever ran last. Back-to-back rounds of one target share its start. One row per target
+    and level: the mean over the rounds (per-round throughputs in `rounds_req_s`)."""
+    labels = list(targets)
+    schedule = [label for r in range(opts.rounds) for label in (labels if r % 2 == 0 else labels[::-1])]
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    i = 0
+    while i < len(schedule):
+        label = schedule[i]
+        repeat = 1
+        while i + repeat < len(schedule) and schedule[i + repeat] == label:
+            repeat += 1
+        with targets[label]() as server:
+            run_load(opts, server.base_url, server.api_key, model_dir, 8, 16, log)  # lazy initialisation
+            for _ in range(repeat):
+                round_ = sum(1 for key in runs if key[0] == label) // max(1, len(levels(opts))) + 1
+                for concurrency, num_prompts in levels(opts):
+                    print(f"[bench] {label}: concurrency {concurrency}, {num_prompts} prompts, "
+                          f"round {round_}/{opts.rounds}", flush=True)
+                    runs.setdefault((label, concurrency), []).append(
+                        measure_level(opts, server, model_dir, concurrency, num_prompts, log))
+        i += repeat
+    return [_mean_row(runs[(label, concurrency)]) for label in labels for concurrency, _ in levels(opts)]
+
+
+def _mean_row(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    row = dict(measured[0])
+    for key, value in measured[0].items():
+        if isinstance(value, (int, float)) and key not in ("concurrency", "num_prompts"):
+            values = [m[key] for m in measured if isinstance(m.get(key), (int, float))]
+            row[key] = sum(values) / len(values)
+    split = measured[0].get("front_cpu_ms_per_req_by_process") or {}
+    row["front_cpu_ms_per_req_by_process"] = {
+        name: sum(m["front_cpu_ms_per_req_by_process"][name] for m in measured) / len(measured) for name in split}
+    row["rounds_req_s"] = [m.get("request_throughput") for m in measured]
+    return row
 
 
 # ---- targets ------------------------------------------------------------------------------------
-def bench_mesh(opts: argparse.Namespace, workdir: Path, log: Path) -> tuple[list[dict[str, Any]], Path]:
+@contextlib.contextmanager
+def mesh_server(opts: argparse.Namespace, workdir: Path, split: bool = False) -> Iterator[tuple[Server, Any]]:
+    """The mesh as `budrt up` runs it: the engine inside the gateway process, or (`split`, target
+    mesh-split) in a process of its own behind a loopback gRPC hop."""
     sys.path.insert(0, str(REPO))
     from tests.support.mesh import start_mesh
 
-    print("[bench] starting the mesh (budrt up)", flush=True)
+    label = "mesh-split" if split else "mesh"
+    print(f"[bench] starting the mesh (budrt up{', engine in its own process' if split else ''})", flush=True)
     started = time.monotonic()
     # The chat model alone, as `vllm serve` runs it: no default embedding model beside it.
     extra_env = {"BUD_KV_CACHE_SPACE_GIB": str(opts.kv_cache_gib), "BUD_MAX_MODEL_LEN": str(opts.max_model_len),
-                 "BUD_DEFAULT_EMBEDDING_MODEL_NAME": ""}
+                 "BUD_DEFAULT_EMBEDDING_MODEL_NAME": "", "BUD_ENGINE_IN_GATEWAY": str(not split).lower()}
     if opts.profile_mesh:
         extra_env.update(profile_env(Path(opts.profile_dir).resolve()))
-    mesh = start_mesh(workdir / "mesh", extra_env=extra_env)
-    print(f"[bench] mesh up in {time.monotonic() - started:.0f}s", flush=True)
-    model_dir = mesh.data_dir / "models" / "tiny-llama"
+    data = workdir / label
+    n = 1
+    while data.exists():  # a fresh mesh per start (its first start prints the API key)
+        n += 1
+        data = workdir / f"{label}-{n}"
+    mesh = start_mesh(data, extra_env=extra_env)
+    print(f"[bench] {label} up in {time.monotonic() - started:.0f}s", flush=True)
     try:
-        if opts.profile_mesh:
-            return profile_mesh(opts, mesh, model_dir, log), model_dir
-        # The mesh's serving front: gateway, the engine process (its vLLM serving objects) and
-        # the app (usage records arrive there).
-        front = service_pids(mesh.process.pid)
-        return run_levels(opts, "mesh", mesh.http_url, mesh.api_key, str(model_dir), log, front), model_dir
+        # The mesh's serving front: the gateway and the engine (its vLLM serving objects), one
+        # process or two (engine_in_gateway), and the app (usage records arrive there).
+        yield Server(label, mesh.http_url, mesh.api_key, service_pids(mesh.process.pid)), mesh
     finally:
         mesh.stop()
 
 
-def bench_vllm_serve(opts: argparse.Namespace, model_dir: Path, workdir: Path, log: Path) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def _mesh_only(opts: argparse.Namespace, workdir: Path, split: bool) -> Iterator[Server]:
+    with mesh_server(opts, workdir, split) as (server, _):
+        yield server
+
+
+@contextlib.contextmanager
+def vllm_serve_server(opts: argparse.Namespace, model_dir: Path, workdir: Path) -> Iterator[Server]:
+    """`vllm serve` (its OpenAI API server module) on the same model directory and settings."""
     port = free_port()
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--served-model-name", MODEL_NAME, "--dtype", "float32", "--max-model-len", str(opts.max_model_len),
@@ -170,7 +238,7 @@ def bench_vllm_serve(opts: argparse.Namespace, model_dir: Path, workdir: Path, l
                 raise RuntimeError("vllm serve not ready after 900s")
             time.sleep(1)
         print(f"[bench] vllm serve up in {time.monotonic() - started:.0f}s", flush=True)
-        return run_levels(opts, "vllm-serve", f"http://127.0.0.1:{port}", None, str(model_dir), log, {"api_server": process.pid})
+        yield Server("vllm-serve", f"http://127.0.0.1:{port}", None, {"api_server": process.pid})
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -243,15 +311,16 @@ def child_env() -> dict[str, str]:
 
 
 # ---- profiling ----------------------------------------------------------------------------------
-# Installed into the mesh's processes through PYTHONPATH (only `budrt serve gateway|engine` act on
-# it): SIGUSR1 starts cProfile on the main thread (the event loop), SIGUSR2 stops it and writes
+# Installed into the mesh's processes through PYTHONPATH (only the processes serving the gateway
+# or the engine act on it): SIGUSR1 starts cProfile on the main thread (the event loop), SIGUSR2 stops it and writes
 # the stats, so start-up and warm-up stay out of the profile.
 PROFILE_HOOK = """
 import os, sys
-if os.environ.get("BENCH_PROFILE_DIR") and "serve" in sys.orig_argv and sys.orig_argv[-1] in ("gateway", "engine"):
+_names = sys.orig_argv[sys.orig_argv.index("serve") + 1:] if "serve" in sys.orig_argv else []
+if os.environ.get("BENCH_PROFILE_DIR") and {"gateway", "engine"} & set(_names):
     import cProfile, signal
     _profile = cProfile.Profile()
-    _path = os.path.join(os.environ["BENCH_PROFILE_DIR"], sys.orig_argv[-1] + ".prof")
+    _path = os.path.join(os.environ["BENCH_PROFILE_DIR"], "+".join(_names) + ".prof")
     def _start(*_):
         _profile.enable()
     def _stop(*_):
@@ -278,7 +347,8 @@ def profile_mesh(opts: argparse.Namespace, mesh: Any, model_dir: Path, log: Path
 
     profile_dir = Path(opts.profile_dir).resolve()
     run_load(opts, mesh.http_url, mesh.api_key, str(model_dir), 8, 16, log)
-    pids = {name: pid for name, pid in service_pids(mesh.process.pid).items() if name in ("gateway", "engine")}
+    pids = {label: pid for label, pid in service_pids(mesh.process.pid).items()
+            if {"gateway", "engine"} & set(label.split("+"))}
     concurrency, num_prompts = levels(opts)[-1]
     num_prompts *= 4
     for pid in pids.values():
@@ -317,7 +387,7 @@ def report(rows: list[dict[str, Any]]) -> str:
                      f"{_fmt(r.get('median_tpot_ms'), 2):>9} {_fmt(r.get('p99_tpot_ms'), 2):>9} {_fmt(r.get('failed')):>6} "
                      f"{_fmt(r.get('front_cpu_ms_per_req')):>9} {_fmt(r.get('core_cpu_ms_per_req')):>9}")
     lines.append("(times in ms; TTFT = time to first token, TPOT = time per output token after the first;\n"
-                 " front/core CPU = CPU ms per request of the serving processes (mesh: gateway + engine + app;\n"
+                 " front/core CPU = CPU ms per request of the serving processes (mesh: gateway+engine + app;\n"
                  " vllm serve: its API server) / of vLLM's EngineCore+Worker under them)")
     for r in rows:
         split = r.get("front_cpu_ms_per_req_by_process") or {}
@@ -328,19 +398,19 @@ def report(rows: list[dict[str, Any]]) -> str:
     offline = next((r for r in rows if r["target"] == "offline"), None)
     ratios = []
     for (target, concurrency), mesh in by.items():
-        if target != "mesh":
+        if target not in ("mesh", "mesh-split"):
             continue
         serve = by.get(("vllm-serve", concurrency))
         parts = [f"conc {concurrency:>3}:"]
         if serve:
-            parts.append("mesh/vllm-serve " + ", ".join(
+            parts.append(f"{target}/vllm-serve " + ", ".join(
                 f"{label} {mesh[k] / serve[k]:.2f}" for label, k in
                 (("req/s", "request_throughput"), ("out tok/s", "output_throughput"), ("TTFT p50", "median_ttft_ms"),
                  ("TTFT p99", "p99_ttft_ms"), ("TPOT p50", "median_tpot_ms"), ("TPOT p99", "p99_tpot_ms"),
                  ("front CPU/req", "front_cpu_ms_per_req"))
                 if mesh.get(k) and serve.get(k)))
         if offline:
-            parts.append(f"| mesh/offline out tok/s {mesh['output_throughput'] / offline['output_throughput']:.2f}")
+            parts.append(f"| {target}/offline out tok/s {mesh['output_throughput'] / offline['output_throughput']:.2f}")
             if serve:
                 parts.append(f"(vllm-serve/offline {serve['output_throughput'] / offline['output_throughput']:.2f})")
         ratios.append(" ".join(parts))
@@ -360,8 +430,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--kv-cache-gib", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="rounds per level, target order alternating (default 2; 3 without --quick)")
     parser.add_argument("--targets", default="mesh,vllm-serve,offline",
-                        help="comma-separated subset of mesh,vllm-serve,offline")
+                        help="comma-separated subset of mesh,mesh-split,vllm-serve,offline "
+                             "(mesh-split: the engine in its own process, not in the gateway's)")
     parser.add_argument("--json", help="also write the rows as JSON here")
     parser.add_argument("--workdir", help="keep logs and the model here (default: a temp dir)")
     parser.add_argument("--profile-mesh", action="store_true",
@@ -373,6 +446,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    opts.rounds = opts.rounds or (2 if opts.quick else 3)
     if opts.offline_worker:
         offline_worker(*opts.offline_worker)
         return 0
@@ -384,15 +458,21 @@ def main(argv: list[str] | None = None) -> int:
     log = workdir / "load-tool.log"
     print(f"[bench] logs in {workdir}", flush=True)
     rows: list[dict[str, Any]] = []
-    if "mesh" in targets:
-        mesh_rows, model_dir = bench_mesh(opts, workdir, log)
-        rows += mesh_rows
-    else:
-        from engine.tiny_model import build_tiny_model
+    from engine.tiny_model import build_tiny_model
 
-        model_dir = build_tiny_model(workdir / "models" / "tiny-llama")
-    if "vllm-serve" in targets:
-        rows += bench_vllm_serve(opts, model_dir, workdir, log)
+    model_dir = build_tiny_model(workdir / "models" / "tiny-llama")  # what the mesh builds, deterministically
+    if opts.profile_mesh:
+        with mesh_server(opts, workdir) as (_, mesh):
+            rows += profile_mesh(opts, mesh, model_dir, log)
+    else:
+        servers: dict[str, Callable[[], Any]] = {}
+        for label in ("mesh", "mesh-split"):
+            if label in targets:
+                servers[label] = functools.partial(_mesh_only, opts, workdir, label == "mesh-split")
+        if "vllm-serve" in targets:
+            servers["vllm-serve"] = functools.partial(vllm_serve_server, opts, model_dir, workdir)
+        if servers:
+            rows += run_rounds(opts, servers, str(model_dir), log)
     if "offline" in targets:
         rows.append(bench_offline(opts, model_dir, workdir))
     print("\n" + report(rows), flush=True)

@@ -52,6 +52,8 @@ ENGINE_MODEL = "m1"  # the instant engine's served model name
 BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 16},
                   separators=(",", ":")).encode()
 
+ENGINE_CHAT_METHOD = "/bud.engine.v1.EngineService/CreateChatCompletion"  # the hop target's call
+
 WARMUP_RATE = 20.0  # requests/s; LiteLLM saturates near 40 on the 2-core machines
 TARGET_P99_MS = 1.5  # at 1000 rps, 0 errors
 TARGET_LITELLM_RATIO = 5.0
@@ -133,6 +135,16 @@ async def _serve_engine(port: int) -> None:
     await server.health.set(ENGINE_MODEL, health_pb2.HealthCheckResponse.SERVING)
     await stop.wait()
     await server.stop(1)
+
+
+def _engine_request() -> bytes:
+    """What the gateway sends the instant engine for BODY (decoded as the transcoder does)."""
+    from bud.openai.v1 import chat_pb2
+    from budrt.json_face import from_json
+
+    request = from_json(BODY, chat_pb2.ChatCompletionRequest(), lenient=True)
+    request.model = ENGINE_MODEL
+    return request.SerializeToString()
 
 
 # ==== process management ============================================================================
@@ -284,16 +296,26 @@ def measure(target: Target, rate: float, duration: float, timeout: float, warmup
             connections: int = 256) -> Run:
     import uvloop
 
-    from tests.performance.loadgen import http_request, open_loop
+    from tests.performance.loadgen import grpc_open_loop, http_request, open_loop
 
-    payload = http_request("127.0.0.1", target.port, "/v1/chat/completions", BODY, target.headers)
+    if target.key == "hop":  # a bare gRPC call to the instant engine: no HTTP, no gateway
+        engine_request = _engine_request()
+
+        def load(load_rate: float, seconds: float) -> Any:
+            return grpc_open_loop(f"127.0.0.1:{target.port}", ENGINE_CHAT_METHOD, engine_request, load_rate,
+                                  seconds, timeout)
+    else:
+        payload = http_request("127.0.0.1", target.port, "/v1/chat/completions", BODY, target.headers)
+
+        def load(load_rate: float, seconds: float) -> Any:
+            return open_loop("127.0.0.1", target.port, payload, load_rate, seconds, timeout, connections)
     settled = settle(all_procs)
     if warmup > 0:  # warm code paths at a rate every target sustains
-        uvloop.run(open_loop("127.0.0.1", target.port, payload, min(rate, WARMUP_RATE), warmup, timeout))
+        uvloop.run(load(min(rate, WARMUP_RATE), warmup))
         settled += settle(all_procs)
     front0 = target.front.cpu_seconds()
     back0 = target.backend.cpu_seconds() if target.backend else 0.0
-    result = uvloop.run(open_loop("127.0.0.1", target.port, payload, rate, duration, timeout, connections))
+    result = uvloop.run(load(rate, duration))
     front1 = target.front.cpu_seconds()
     back1 = target.backend.cpu_seconds() if target.backend else 0.0
     ms = 1000.0
@@ -316,7 +338,7 @@ def profile_gateway(target: Target, rate: float, duration: float, timeout: float
     pauses the gateway at each sample) and prints where its CPU goes, per function."""
     import uvloop
 
-    from tests.performance.loadgen import http_request, open_loop
+    from tests.performance.loadgen import grpc_open_loop, http_request, open_loop
 
     py_spy = LITELLM_VENV / "bin" / "py-spy"
     if not py_spy.exists():
@@ -398,7 +420,7 @@ def report(runs: list[Run], rates: list[float], labels: dict[str, str]) -> list[
         lines.append(f"\n== {rate:g} requests/s for {first.duration:g} s ({first.scheduled} requests per target) ==")
         lines.append(f"{'target':<28}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
                      f"{'errors':>8}{'err %':>7}{'front CPU s':>12}{'µs/ok':>8}{'back CPU s':>11}{'tool lag p99':>13}")
-        for key in ("direct", "bud", "litellm"):
+        for key in ("direct", "hop", "bud", "litellm"):
             r = by.get((key, rate))
             if r is None:
                 continue
@@ -412,6 +434,10 @@ def report(runs: list[Run], rates: list[float], labels: dict[str, str]) -> list[
         if direct and bud:
             lines.append(f"Bud overhead over direct: p50 {bud.p50_ms - direct.p50_ms:+.2f} ms, "
                          f"p99 {bud.p99_ms - direct.p99_ms:+.2f} ms")
+        hop = by.get(("hop", rate))
+        if hop and bud:
+            lines.append(f"Bud over the bare gRPC hop it makes: p50 {bud.p50_ms - hop.p50_ms:+.2f} ms, "
+                         f"p99 {bud.p99_ms - hop.p99_ms:+.2f} ms")
         if lite and bud:
             bound = "≥ " if lite.error_pct > 1.0 else ""  # its p99 is then a timeout: a lower bound
             lines.append(f"LiteLLM p99 / Bud p99 (an error counts as a timeout): "
@@ -425,6 +451,10 @@ def report(runs: list[Run], rates: list[float], labels: dict[str, str]) -> list[
         ok = bud_top.p99_ms <= TARGET_P99_MS and bud_top.error_count == 0
         lines.append(f"Bud p99 ≤ {TARGET_P99_MS} ms at {top:g} rps with 0 errors: "
                      f"{'MET' if ok else 'MISSED'} (p99 {bud_top.p99_ms:.2f} ms, {bud_top.error_count} errors)")
+    hop_top = by.get(("hop", top))
+    if hop_top:
+        lines.append(f"  floor: the bare gRPC hop alone (grpc.aio client → instant engine, no HTTP) p99 "
+                     f"{hop_top.p99_ms:.2f} ms at {top:g} rps, {hop_top.error_count} errors")
     for rate in rates:
         bud, lite = by.get(("bud", rate)), by.get(("litellm", rate))
         if bud and lite:
@@ -445,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="100,500,1000", help="requests/s, comma-separated (default 100,500,1000)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per rate and target (default 10)")
     parser.add_argument("--quick", action="store_true", help="3 s per rate and target, 1 s warm-up")
-    parser.add_argument("--targets", default="direct,bud,litellm", help="any of direct,bud,litellm")
+    parser.add_argument("--targets", default="direct,hop,bud,litellm",
+                        help="any of direct,hop,bud,litellm (hop: a bare grpc.aio call to the instant engine, "
+                             "the floor under any Python gateway's p99)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds after its scheduled instant a request fails")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up (20 rps) before each run")
     parser.add_argument("--connections", type=int, default=256, help="most connections the load generator opens")
@@ -475,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     duration, warmup = (3.0, 1.0) if args.quick else (args.duration, args.warmup)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(targets) - {"direct", "bud", "litellm"}
+    unknown = set(targets) - {"direct", "hop", "bud", "litellm"}
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     litellm_bin = ensure_litellm() if "litellm" in targets else None
@@ -486,8 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     api_key = keys.mint_key(hash_secret).secret
     py = sys.executable
     procs: list[Proc] = []
-    labels = {"direct": "direct upstream (baseline)", "bud": "Bud gateway → instant engine",
-              "litellm": "LiteLLM proxy → upstream"}
+    labels = {"direct": "direct upstream (baseline)", "hop": "gRPC hop alone (no HTTP)",
+              "bud": "Bud gateway → instant engine", "litellm": "LiteLLM proxy → upstream"}
     runs: list[Run] = []
     try:
         upstream_port = free_port()
@@ -495,11 +527,14 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(upstream)
         wait_ready(upstream, upstream_port, {}, 30)
         all_targets: dict[str, Target] = {"direct": Target("direct", labels["direct"], upstream_port, {}, upstream, None)}
-        if "bud" in targets:
-            engine_port, gateway_port = free_port(), free_port()
+        if "bud" in targets or "hop" in targets:
+            engine_port = free_port()
             engine = start("engine", [py, "-m", "tests.performance.bench_gateway", "--role", "engine",
                                       "--port", str(engine_port)])
             procs.append(engine)
+            all_targets["hop"] = Target("hop", labels["hop"], engine_port, {}, engine, None)
+        if "bud" in targets:
+            gateway_port = free_port()
             usage = "" if args.no_usage else f"127.0.0.1:{engine_port}"
             gateway = start("gateway", [py, "-m", "tests.performance.bench_gateway", "--role", "gateway",
                                         "--port", str(gateway_port), "--engine", f"127.0.0.1:{engine_port}",
@@ -519,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"errors {run.error_count}  front CPU {run.server_cpu_s:.2f} s", flush=True)
 
         for rate in rates:
-            for key in ("direct", "bud"):
+            for key in ("direct", "hop", "bud"):
                 if key in all_targets and key in targets:
                     record(measure(all_targets[key], rate, duration, args.timeout, warmup, procs, args.connections))
         if args.profile and "bud" in all_targets:

@@ -30,6 +30,7 @@ import ctypes.util
 import os
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httptools
@@ -130,6 +131,45 @@ class Result:
             return float("nan")
         rank = max(1, min(len(data), int(-(-q * len(data) // 100))))  # ceil(q/100 * n)
         return data[rank - 1]
+
+
+async def dispatch_on_schedule(start: float, interval: float, total: int, dispatch: Callable[[float], None]) -> None:
+    """Calls `dispatch(scheduled_instant)` for `total` instants `interval` apart from `start`
+    (time.monotonic clock), on a timerfd when there is one; returns once all are dispatched."""
+    loop = asyncio.get_running_loop()
+    sent = 0
+    try:
+        timer = PeriodicTimer(start, interval)
+    except OSError:
+        timer = None
+    if timer is not None:
+        done = loop.create_future()
+
+        def on_tick() -> None:
+            nonlocal sent
+            due = timer.expirations()
+            for _ in range(due):
+                if sent >= total:
+                    break
+                dispatch(start + sent * interval)
+                sent += 1
+            if sent >= total and not done.done():
+                done.set_result(None)
+
+        loop.add_reader(timer.fd, on_tick)
+        try:
+            await done
+        finally:
+            loop.remove_reader(timer.fd)
+            timer.close()
+        return
+    while sent < total:  # portable fallback: ms-granular sleeps (adds the tool's lateness to latency)
+        now = time.monotonic()
+        while sent < total and start + sent * interval <= now:
+            dispatch(start + sent * interval)
+            sent += 1
+        if sent < total:
+            await asyncio.sleep(max(0.0, start + sent * interval - time.monotonic()))
 
 
 # ---- the connection -------------------------------------------------------------------------------
@@ -323,41 +363,9 @@ class OpenLoop:
                 self._sweep()
 
         sweep_task = loop.create_task(sweeper())
-        sent = 0
         began = time.monotonic()
         try:
-            timer = PeriodicTimer(start, interval)
-        except OSError:
-            timer = None
-        try:
-            if timer is not None:
-                done = loop.create_future()
-
-                def on_tick() -> None:
-                    nonlocal sent
-                    due = timer.expirations()
-                    for _ in range(due):
-                        if sent >= total:
-                            break
-                        self._dispatch(start + sent * interval)
-                        sent += 1
-                    if sent >= total and not done.done():
-                        done.set_result(None)
-
-                loop.add_reader(timer.fd, on_tick)
-                try:
-                    await done
-                finally:
-                    loop.remove_reader(timer.fd)
-                    timer.close()
-            else:  # portable fallback: ms-granular sleeps (adds the tool's lateness to latency)
-                while sent < total:
-                    now = time.monotonic()
-                    while sent < total and start + sent * interval <= now:
-                        self._dispatch(start + sent * interval)
-                        sent += 1
-                    if sent < total:
-                        await asyncio.sleep(max(0.0, start + sent * interval - time.monotonic()))
+            await dispatch_on_schedule(start, interval, total, self._dispatch)
             self._all_scheduled = True
             self._check_finished()
             # every request either completes or hits its timeout: wait a little past that
@@ -392,3 +400,41 @@ async def open_loop(host: str, port: int, payload: bytes, rate: float, duration:
                     max_connections: int = 256, warm_connections: int = 8) -> Result:
     """Runs one open-loop load (see module doc) and returns what it saw."""
     return await OpenLoop(host, port, payload, rate, duration, timeout, max_connections, warm_connections).run()
+
+
+async def grpc_open_loop(address: str, method: str, request: bytes, rate: float, duration: float,
+                         timeout: float = 5.0, metadata: tuple[tuple[str, str], ...] = ()) -> Result:
+    """The same open-loop load as `open_loop`, as unary gRPC calls (`request`: serialized bytes)
+    over one `grpc.aio` channel: what a bare Python gRPC hop costs at that rate, no HTTP, no
+    gateway. Latency is from the scheduled instant to the reply; any non-OK status is an error."""
+    import grpc
+
+    result = Result(rate, duration)
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_unary(method)  # bytes in, bytes out
+        for _ in range(8):
+            await call(request, metadata=metadata, timeout=30, wait_for_ready=True)
+
+        async def one(scheduled: float) -> None:
+            try:
+                await call(request, metadata=metadata, timeout=max(0.001, scheduled + timeout - time.monotonic()))
+            except grpc.aio.AioRpcError as err:
+                code = err.code()
+                result.errors["timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"grpc-{code.name.lower()}"] += 1
+                return
+            result.ok_latencies.append(time.monotonic() - scheduled)
+
+        def dispatch(scheduled: float) -> None:
+            result.send_lags.append(time.monotonic() - scheduled)
+            result.scheduled += 1
+            task = loop.create_task(one(scheduled))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        began = time.monotonic()
+        await dispatch_on_schedule(time.monotonic() + 0.05, 1.0 / rate, max(1, int(round(rate * duration))), dispatch)
+        await asyncio.gather(*list(pending))
+        result.wall = time.monotonic() - began
+    return result

@@ -4,6 +4,7 @@ and never used by `budrt`."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,12 +20,16 @@ ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
 
 
 class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
-    """Serves `models`; replies "ok" (or `chunks` words when streaming) with exact usage."""
+    """Serves `models`; replies "ok" (or `chunks` words when streaming, `chunk_delay` seconds
+    apart) with exact usage. `open_streams` counts streams begun and not yet ended (finished,
+    cancelled or closed)."""
 
-    def __init__(self, models: list[str], chunks: int = 4) -> None:
+    def __init__(self, models: list[str], chunks: int = 4, chunk_delay: float = 0.0) -> None:
         self.models = set(models)
         self.chunks = chunks
+        self.chunk_delay = chunk_delay
         self.calls = 0
+        self.open_streams = 0
 
     def _check(self, model: str) -> None:
         self.calls += 1
@@ -47,20 +52,29 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
             return chat_pb2.ChatCompletionChunk(id="chatcmpl-instant", object="chat.completion.chunk", created=created,
                                                 model=request.model, **kwargs)
 
-        yield chunk(choices=[chat_pb2.ChatCompletionChunkChoice(index=0, delta=chat_pb2.ChatCompletionDelta(role="assistant", content=""))])
-        for i in range(self.chunks):
-            last = i == self.chunks - 1
-            choice = chat_pb2.ChatCompletionChunkChoice(index=0, delta=chat_pb2.ChatCompletionDelta(content=f"w{i} "))
-            if last:
-                choice.finish_reason = "length"
-            yield chunk(choices=[choice])
-        if request.stream_options.include_usage:
-            yield chunk(usage=common_pb2.Usage(prompt_tokens=5, completion_tokens=self.chunks, total_tokens=5 + self.chunks))
+        self.open_streams += 1
+        try:
+            yield chunk(choices=[chat_pb2.ChatCompletionChunkChoice(index=0, delta=chat_pb2.ChatCompletionDelta(
+                role="assistant", content=""))])
+            for i in range(self.chunks):
+                if self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+                last = i == self.chunks - 1
+                choice = chat_pb2.ChatCompletionChunkChoice(index=0, delta=chat_pb2.ChatCompletionDelta(content=f"w{i} "))
+                if last:
+                    choice.finish_reason = "length"
+                yield chunk(choices=[choice])
+            if request.stream_options.include_usage:
+                yield chunk(usage=common_pb2.Usage(prompt_tokens=5, completion_tokens=self.chunks,
+                                                   total_tokens=5 + self.chunks))
+        finally:
+            self.open_streams -= 1
 
 
-async def start_instant_engine(address: str, models: list[str], chunks: int = 4) -> tuple[GrpcServer, InstantEngine]:
+async def start_instant_engine(address: str, models: list[str], chunks: int = 4,
+                               chunk_delay: float = 0.0) -> tuple[GrpcServer, InstantEngine]:
     """Starts an instant engine on `address`, its models reported SERVING by grpc.health.v1."""
-    engine = InstantEngine(models, chunks)
+    engine = InstantEngine(models, chunks, chunk_delay)
     server = GrpcServer(address, [ServiceBinding(engine, engine_service_pb2_grpc.add_EngineServiceServicer_to_server,
                                                  ENGINE_SERVICE)])
     await server.start()

@@ -44,7 +44,9 @@ def tree_cpu_seconds(pid: int) -> tuple[float, float]:
 
 
 def service_pids(launcher_pid: int) -> dict[str, int]:
-    """The `budrt serve <name>` children of a `budrt up` launcher, by service name."""
+    """The `budrt serve <name>...` children of a `budrt up` launcher, by process label: the
+    service's name, or the names joined by "+" for services co-hosted in one process
+    (`budrt serve gateway engine` → "gateway+engine")."""
     pids = {}
     try:
         children = psutil.Process(launcher_pid).children()
@@ -56,5 +58,13 @@ def service_pids(launcher_pid: int) -> dict[str, int]:
         except psutil.Error:
             continue
         if "serve" in cmdline[:-1]:
-            pids[cmdline[cmdline.index("serve") + 1]] = child.pid
+            pids["+".join(cmdline[cmdline.index("serve") + 1:])] = child.pid
     return pids
+
+
+def service_pid(launcher_pid: int, service: str) -> int:
+    """The pid of the `budrt up` child that hosts `service` (alone or co-hosted)."""
+    for label, pid in service_pids(launcher_pid).items():
+        if service in label.split("+"):
+            return pid
+    raise LookupError(f"no process of launcher {launcher_pid} hosts {service!r}")
