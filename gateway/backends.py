@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import grpc
 from google.protobuf import message_factory
@@ -182,7 +182,7 @@ class _LocalStreamCall:
     """One in-process server-streaming call."""
 
     __slots__ = ("_generator", "_context", "_closing")
-    _closing_tasks: set[asyncio.Task[None]] = set()  # strong references until each close has run
+    _closing_tasks: ClassVar[set[asyncio.Task[None]]] = set()  # strong references until each close has run
 
     def __init__(self, generator: Any, context: LocalContext) -> None:
         self._generator = generator
