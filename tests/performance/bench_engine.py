@@ -152,7 +152,7 @@ def run_rounds(opts: argparse.Namespace, targets: dict[str, Callable[[], Any]], 
         with targets[label]() as server:
             run_load(opts, server.base_url, server.api_key, model_dir, 8, 16, log)  # lazy initialisation
             for _ in range(repeat):
-                round_ = sum(1 for key in runs if key[0] == label) // max(1, len(levels(opts))) + 1
+                round_ = len(runs.get((label, levels(opts)[0][0]), [])) + 1  # rounds this target has had
                 for concurrency, num_prompts in levels(opts):
                     print(f"[bench] {label}: concurrency {concurrency}, {num_prompts} prompts, "
                           f"round {round_}/{opts.rounds}", flush=True)
