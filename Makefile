@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 EXTRA ?= cpu
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: setup up test test-deps gen check-gen lint
+.PHONY: setup up test test-fast test-deps gen check-gen lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,16 @@ test-deps:
 
 test: setup test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Unit tests only (in-process, no servers started): under a minute.
+test-fast: setup
+	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
+
+# ruff (format + check, import order included) and the contracts (buf lint/format, gen/ = proto/).
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(PY) -m budrt.protogen --lint --check
 
 gen: setup
 	$(PY) -m budrt.protogen

@@ -2,10 +2,11 @@
 
 The buf registry is unreachable from our machines, so `google/api/*.proto` and
 `google/rpc/*.proto` are taken from the installed `googleapis-common-protos` package at generation
-time instead of being copied into the repository. `buf lint` then runs on a descriptor image that
-`grpc_tools.protoc` builds with those include paths.
+time instead of being copied into the repository. `buf lint` and `buf breaking` then run on
+descriptor images that `grpc_tools.protoc` builds with those include paths, configured by the
+workspace's `buf.yaml` at the repository root.
 
-Usage: ``python -m budrt.protogen [--check] [--lint]``.
+Usage: ``python -m budrt.protogen [--check] [--lint] [--breaking-against REV]``.
 """
 
 from __future__ import annotations
@@ -25,26 +26,34 @@ import grpc_tools
 REPO = Path(__file__).resolve().parent.parent
 PROTO_DIR = REPO / "proto"
 GEN_DIR = REPO / "gen"
+BUF_CONFIG = REPO / "buf.yaml"
 
 
-def _include_dirs() -> list[Path]:
+def _include_dirs(proto_dir: Path = PROTO_DIR) -> list[Path]:
     # googleapis-common-protos installs google/api/*.proto beside its generated modules.
     googleapis_root = Path(list(google.api.__path__)[0]).parent.parent
     well_known_root = Path(grpc_tools.__file__).parent / "_proto"
-    return [PROTO_DIR, googleapis_root, well_known_root]
+    return [proto_dir, googleapis_root, well_known_root]
 
 
-def proto_files() -> list[str]:
-    """The repository's .proto files, relative to `proto/`, sorted."""
-    return sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
+def proto_files(proto_dir: Path = PROTO_DIR) -> list[str]:
+    """The .proto files under `proto_dir` (the repository's by default), relative to it, sorted."""
+    return sorted(str(p.relative_to(proto_dir)) for p in proto_dir.rglob("*.proto"))
 
 
-def _protoc(args: list[str]) -> None:
+def _protoc(args: list[str], proto_dir: Path = PROTO_DIR) -> None:
     from grpc_tools import protoc
 
-    argv = ["protoc", *(f"-I{d}" for d in _include_dirs()), *args]
+    argv = ["protoc", *(f"-I{d}" for d in _include_dirs(proto_dir)), *args]
     if protoc.main(argv) != 0:
         raise SystemExit(f"protoc failed: {' '.join(argv)}")
+
+
+def _image(proto_dir: Path, out: Path) -> str:
+    """Builds a descriptor image of `proto_dir`'s files; returns it as a buf input."""
+    _protoc(["--include_imports", "--include_source_info", f"--descriptor_set_out={out}",
+             *proto_files(proto_dir)], proto_dir)
+    return f"{out}#format=binpb"
 
 
 def generate(out_dir: Path) -> None:
@@ -98,13 +107,12 @@ def _buf() -> str:
 
 
 def lint() -> subprocess.CompletedProcess[str]:
-    """Runs `buf lint` (rules from proto/buf.yaml) and `buf format -d` over the contracts."""
+    """Runs `buf lint` (rules from buf.yaml) and `buf format -d` over the contracts."""
     with tempfile.TemporaryDirectory() as tmp:
-        image = Path(tmp) / "image.binpb"
-        _protoc(["--include_imports", "--include_source_info", f"--descriptor_set_out={image}", *proto_files()])
+        image = _image(PROTO_DIR, Path(tmp) / "image.binpb")
         buf = _buf()
         lint_run = subprocess.run(
-            [buf, "lint", f"{image}#format=binpb", "--config", str(PROTO_DIR / "buf.yaml"), "--path", "bud"],
+            [buf, "lint", image, "--config", str(BUF_CONFIG), "--path", "bud"],
             capture_output=True,
             text=True,
         )
@@ -117,11 +125,49 @@ def lint() -> subprocess.CompletedProcess[str]:
         )
 
 
+def breaking(against: Path, current: Path = PROTO_DIR) -> subprocess.CompletedProcess[str]:
+    """Runs `buf breaking` (rules from buf.yaml): `current`'s contracts against those in the
+    `against` directory (an older proto/)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        new = _image(current, Path(tmp) / "current.binpb")
+        old = _image(against, Path(tmp) / "against.binpb")
+        return subprocess.run([_buf(), "breaking", new, "--against", old, "--config", str(BUF_CONFIG)],
+                              capture_output=True, text=True)
+
+
+def proto_at(rev: str, out_dir: Path) -> Path | None:
+    """Writes proto/ as it was at git revision `rev` into `out_dir`; None when the checkout has
+    no such revision (a shallow clone, the first commit) or it had no proto/."""
+    listing = subprocess.run(["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", rev, "proto/"],
+                             capture_output=True, text=True)
+    if listing.returncode != 0 or not listing.stdout.strip():
+        return None
+    for name in listing.stdout.split():
+        if not name.endswith(".proto"):
+            continue
+        blob = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{name}"], capture_output=True, check=True)
+        target = out_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(blob.stdout)
+    return out_dir / "proto"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if gen/ differs from proto/")
     parser.add_argument("--lint", action="store_true", help="run buf lint and buf format checks")
+    parser.add_argument("--breaking-against", metavar="REV", help="run buf breaking against proto/ at git REV")
     args = parser.parse_args(argv)
+    if args.breaking_against:
+        with tempfile.TemporaryDirectory() as tmp:
+            old = proto_at(args.breaking_against, Path(tmp))
+            if old is None:
+                print(f"no proto/ at {args.breaking_against}")
+                return 1
+            result = breaking(old)
+        sys.stdout.write(result.stdout + result.stderr)
+        if result.returncode:
+            return result.returncode
     if args.lint:
         result = lint()
         sys.stdout.write(result.stdout + result.stderr)
@@ -132,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in diffs:
             print(line)
         return 1 if diffs else 0
-    if not args.lint:
+    if not (args.lint or args.check or args.breaking_against):
         generate(GEN_DIR)
         print(f"generated {len(proto_files())} files into {GEN_DIR.relative_to(REPO)}/")
     return 0

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bud.engine.v1 import engine_service_pb2 as engine_pb
 from bud.engine.v1 import engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2
-from tests.integration.test_engine_cancellation import client
+from tests.engine.test_engine_cancellation import client
 from tests.support.mesh import Mesh
 from tests.support.procs import descendants, service_pid
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+from pathlib import Path
 
+import pytest
 from google.api import annotations_pb2
 
 from budrt import protogen
@@ -12,6 +16,30 @@ from budrt import protogen
 def test_buf_lint_and_format_pass() -> None:
     result = protogen.lint()
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_breaking_change_against_the_previous_commit(tmp_path: Path) -> None:
+    # BUD_BREAKING_AGAINST names another base (e.g. the last release) when a change is meant to
+    # be checked against more than one commit back.
+    rev = os.environ.get("BUD_BREAKING_AGAINST", "HEAD~1")
+    previous = protogen.proto_at(rev, tmp_path)
+    if previous is None:
+        pytest.skip(f"this checkout has no proto/ at {rev} (shallow clone or first commit)")
+    result = protogen.breaking(previous)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_breaking_check_catches_a_removed_field(tmp_path: Path) -> None:
+    # The check above can fail: the current contracts, less one field, break against themselves.
+    changed = tmp_path / "proto"
+    shutil.copytree(protogen.PROTO_DIR, changed)
+    path = changed / "bud/app/v1/project.proto"
+    text = path.read_text()
+    field = next(line for line in text.splitlines() if line.strip().startswith("string description ="))
+    path.write_text(text.replace(field + "\n", ""))
+    result = protogen.breaking(protogen.PROTO_DIR, current=changed)
+    assert result.returncode != 0
+    assert "description" in result.stdout + result.stderr
 
 
 def test_gen_matches_proto() -> None:

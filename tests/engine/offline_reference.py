@@ -2,7 +2,7 @@
 
 Runs as its own process (vLLM spawns engine-core processes, which does not mix with pytest):
 
-    python tests/integration/offline_reference.py IN.json OUT.json
+    python tests/engine/offline_reference.py IN.json OUT.json
 
 IN.json holds one or more jobs, each an offline `LLM` and the requests to run on it:
 

@@ -1,0 +1,54 @@
+"""What every test shares: one mesh per session for the tests that need the whole platform
+(vLLM start-up is the slow part), and the markers that say what kind each test is.
+
+Tests live beside the package they test (`tests/<package>/`), not in folders by kind; the kind is
+a marker, assigned here from what a test uses so that it cannot be forgotten:
+
+- ``mesh``: needs the whole mesh (the `mesh` fixture or ``pytestmark = pytest.mark.mesh``);
+- ``postgres``: runs against the PostgreSQL server `tests/support/postgres.py` starts;
+- ``integration``: starts real processes (any of the above, Redis, subprocesses);
+- ``unit``: everything else — in-process and fast (`make test-fast` runs these).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.mesh import Mesh, start_mesh
+from tests.support.procs import descendants, still_running
+
+# Fixtures that start a real server process: a test using one is an integration test.
+PROCESS_FIXTURES = frozenset({"mesh", "postgres_cluster", "redis_server", "redis_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test unit or integration (and mesh when it uses the mesh fixture)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "mesh" in fixtures:
+            item.add_marker(pytest.mark.mesh)
+        explicit = {m.name for m in item.iter_markers()} & {"mesh", "postgres", "integration"}
+        if explicit or fixtures & PROCESS_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    running = start_mesh(tmp_path_factory.mktemp("mesh"))
+    try:
+        yield running
+    finally:
+        spawned = descendants(running.process.pid)  # services, vLLM engine cores and workers
+        running.stop()
+        # Stopping the mesh ends everything it started: no engine core outlives it.
+        deadline = time.monotonic() + 10
+        while still_running(spawned) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not still_running(spawned), f"processes outlived the mesh: {sorted(still_running(spawned))}"
+        # Nothing the mesh logged may contain the key's secret part.
+        assert running.api_key not in running.log_text().replace(f"OPENAI_API_KEY={running.api_key}", "")
