@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from budrt.components import Component, Host, discover, settings_of, standalone, up_groups
+from budrt.grpc_server import install_stop_signals
 from budrt.logs import setup_logging
 from budrt.settings import RuntimeSettings, SettingsError, check_known, redacted, settings
 
@@ -39,8 +40,6 @@ async def _run_services(components: dict[str, Component], names: list[str]) -> N
     """Runs the named components (and the guests they host) on one event loop until SIGTERM or
     SIGINT, or until one of them fails. Every component is built before any runs, so what one
     offers in process (the engine its servicer) the others find."""
-    from budrt.grpc_server import install_stop_signals
-
     stop = asyncio.Event()
     install_stop_signals(stop)
     host = Host(components, names, stop)
