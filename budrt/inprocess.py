@@ -17,7 +17,7 @@ from budrt.interceptors import DEFAULT_INTERCEPTORS, CallInterceptor, Intercepto
 Metadata = Sequence[tuple[str, Any]]
 
 # What grpc answers for an RPC the servicer leaves to its generated base class.
-_UNIMPLEMENTED = ServiceError(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+_UNIMPLEMENTED = (grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
 
 class LocalContext:
@@ -79,9 +79,9 @@ class InProcessService:
 
 
 async def _unimplemented_unary(request: Any, context: Any) -> Any:
-    raise _UNIMPLEMENTED
+    raise ServiceError(*_UNIMPLEMENTED)
 
 
 async def _unimplemented_stream(request: Any, context: Any) -> Any:
-    raise _UNIMPLEMENTED
+    raise ServiceError(*_UNIMPLEMENTED)
     yield  # an async generator, as a streaming behaviour is

@@ -77,3 +77,12 @@ def test_what_a_component_offers_is_found_by_the_others_in_its_process() -> None
     servicer = object()
     host.offer(service, "127.0.0.1:1", servicer)
     assert host.offered(service) == {"127.0.0.1:1": servicer}
+
+
+def test_budrt_up_announces_the_front_door_first() -> None:
+    from budrt.cli import _up_message
+
+    lines = _up_message(discover()).splitlines()
+    assert lines[:4] == ["", "Bud Runtime is up.", "  OpenAI base URL: OPENAI_BASE_URL=http://127.0.0.1:8000/v1",
+                         "  gRPC (OpenAI service): 127.0.0.1:50051   management gRPC: 127.0.0.1:50061"]
+    assert lines[4].startswith("  models: tiny-llama (chat; random weights") and lines[-1] == "  Press Ctrl-C to stop."

@@ -157,3 +157,20 @@ async def test_log_lines_inside_a_call_carry_its_request_id(call: Caller, capsys
     answered = [line for line in lines if line["message"] == "answered"]
     assert answered and answered[0]["request_id"] == "rid-log" and answered[0]["service"] == "test"
     assert "request_id" not in next(line for line in lines if line["message"] == "outside any call")
+
+
+async def test_calls_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """The logging hook wraps a method when DEBUG is on at its first call (and costs nothing when
+    it is off); each call then logs its method, outcome and duration."""
+    with caplog.at_level(logging.DEBUG, logger="budrt.interceptors"):
+        service = InProcessService(Scripted(), ENGINE_SERVICE)
+        await service.methods["CreateChatCompletion"](chat_pb2.ChatCompletionRequest(model="m"), LocalContext(()))
+        with pytest.raises(ServiceError):
+            await service.methods["CreateChatCompletion"](chat_pb2.ChatCompletionRequest(model="missing"),
+                                                          LocalContext(()))
+    calls = [r for r in caplog.records if r.getMessage() == "rpc"]
+    assert [(r.method, r.outcome) for r in calls] == [  # type: ignore[attr-defined]
+        ("bud.engine.v1.EngineService/CreateChatCompletion", "OK"),
+        ("bud.engine.v1.EngineService/CreateChatCompletion", "ServiceError"),
+    ]
+    assert all(r.ms >= 0 for r in calls)  # type: ignore[attr-defined]
