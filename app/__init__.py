@@ -5,5 +5,5 @@ usage — and serves it over gRPC (`bud.app.v1` and `bud.auth.v1`). Gateways fol
 authenticate and route with through `RoutingService.WatchRouting`; a background reconciler makes
 the engines serve what the deployments ask for.
 
-Entry point: :func:`app.server.serve`.
+Entry point: :func:`app.server.serve` (run by the component in :mod:`app.component`).
 """

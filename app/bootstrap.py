@@ -33,9 +33,9 @@ from app.services.api_keys import create_api_key
 from app.services.deployments import insert_deployment
 from app.services.projects import create_project
 from app.services.users import create_user
+from app.settings import AppSettings
 from app.validation import check_password, check_project_name, check_username
 from budrt.errors import ServiceError
-from budrt.settings import Settings
 
 DEFAULT_CHAT_BUILTIN = "tiny-llama"
 DEFAULT_EMBEDDING_BUILTIN = "all-minilm-l6-v2"
@@ -80,7 +80,7 @@ def model_source(setting: str, builtin: str) -> deployment_pb2.ModelSource:
     return deployment_pb2.ModelSource(hugging_face_id=setting)
 
 
-def default_deployments(settings: Settings) -> list[deployment_pb2.Deployment]:
+def default_deployments(settings: AppSettings) -> list[deployment_pb2.Deployment]:
     """The chat and embedding deployments the settings ask for (an empty name: none of that kind)."""
     endpoint = deployment_pb2.EngineEndpoint(address=settings.engine_address)
     chat = deployment_pb2.Deployment(
@@ -103,7 +103,7 @@ def default_deployments(settings: Settings) -> list[deployment_pb2.Deployment]:
     return [d for d in (chat, embedding) if d.name]
 
 
-async def _create_admin(session: AsyncSession, settings: Settings) -> AdminResult:
+async def _create_admin(session: AsyncSession, settings: AppSettings) -> AdminResult:
     password = settings.admin_password or secrets.token_urlsafe(ADMIN_PASSWORD_BYTES)
     password_hash = await hash_password(password)
     user = await create_user(
@@ -113,7 +113,7 @@ async def _create_admin(session: AsyncSession, settings: Settings) -> AdminResul
 
 
 async def bootstrap(
-    db: Database, settings: Settings, hash_secret: str
+    db: Database, settings: AppSettings, hash_secret: str
 ) -> tuple[BootstrapResult | None, AdminResult | None]:
     """Creates the defaults on the first start (None on every later start) and the platform admin
     when there is no user (None when there is one).

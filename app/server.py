@@ -17,9 +17,9 @@ from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce
 from app.db.migrate import upgrade_database
 from app.db.session import Database
 from app.reconciler import Reconciler
+from app.settings import AppSettings
 from app.services import api_keys, deployments, projects, routing, usage, users
 from budrt.grpc_server import GrpcServer, ServiceBinding
-from budrt.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ STOP_GRACE_S = 5.0
 class RunningApp:
     """A started app: its server, database and reconciler, and what its start bootstrapped."""
 
-    settings: Settings
+    settings: AppSettings
     db: Database
     server: GrpcServer
     reconciler: Reconciler
@@ -66,7 +66,7 @@ class RunningApp:
 
 
 async def start_app(
-    settings: Settings,
+    settings: AppSettings,
     extra_bindings: Sequence[ServiceBinding] = (),
     *,
     reconciler_options: dict[str, Any] | None = None,
@@ -111,7 +111,7 @@ async def start_app(
 
 
 async def serve(
-    settings: Settings, stop: asyncio.Event, extra_bindings: Sequence[ServiceBinding] = ()
+    settings: AppSettings, stop: asyncio.Event, extra_bindings: Sequence[ServiceBinding] = ()
 ) -> None:
     """Runs the app until `stop` is set, then stops gracefully.
 

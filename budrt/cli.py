@@ -1,63 +1,50 @@
-"""`budrt`: run the whole mesh on one machine (`budrt up`) or services (`budrt serve NAME...`).
+"""`budrt`: run the whole mesh on one machine (`budrt up`) or services (`budrt serve NAME...`), and
+show the effective settings (`budrt config [NAME...]`).
 
-`budrt up` starts the app in one process and the gateway with the engine co-hosted in another
-(`budrt serve gateway engine`: the inference path has no loopback gRPC hop), or each service in
-its own process when `engine_in_gateway` is off, exactly as `budrt serve` runs them on separate
-machines; it waits until the gateway can serve and prints where to point an OpenAI client.
+The services are the installed components (`budrt.components`: entry points of group
+`bud.components`); this module imports none of them. `budrt up` starts one process per
+component, except where one joins another's (by default the engine joins the gateway: `budrt
+serve gateway engine`, the inference path without a loopback gRPC hop; each its own process when
+`engine_in_gateway` is off), exactly as `budrt serve` runs them on separate machines; it waits
+until every readiness probe passes and prints where to point an OpenAI client.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Coroutine
 from typing import Any
 
+import yaml
+
+from budrt.components import Component, Host, discover, settings_of, standalone, up_groups
+from budrt.grpc_server import install_stop_signals
 from budrt.logs import setup_logging
-from budrt.settings import Settings, settings
-
-SERVICES = ("app", "engine", "gateway")
+from budrt.settings import RuntimeSettings, SettingsError, check_known, redacted, settings
 
 
-async def _serve_app(conf: Settings, stop: asyncio.Event) -> None:
-    from app.server import serve as app_serve
-    from prompt.server import bindings as prompt_bindings
-    from registry.server import bindings as registry_bindings
-
-    # The prompt and registry services are co-hosted in the app process (one fewer process,
-    # one database connection pool); they have no state of their own outside the database.
-    await app_serve(conf, stop, extra_bindings=[*prompt_bindings(), *registry_bindings()])
+def _components() -> dict[str, Component]:
+    """The installed components, after checking that the configuration names only settings they
+    know (an unknown BUD_* variable or YAML key is an error, not silently ignored)."""
+    components = discover()
+    check_known([RuntimeSettings, *(c.settings for c in components.values())])
+    return components
 
 
-async def _run_services(names: list[str], conf: Settings) -> None:
-    """Runs the named services on one event loop until SIGTERM/SIGINT or until one of them
-    fails. A gateway co-hosted with an engine calls it directly (no loopback gRPC hop)."""
-    from budrt.grpc_server import install_stop_signals
-
+async def _run_services(components: dict[str, Component], names: list[str]) -> None:
+    """Runs the named components (and the guests they host) on one event loop until SIGTERM or
+    SIGINT, or until one of them fails. Every component is built before any runs, so what one
+    offers in process (the engine its servicer) the others find."""
     stop = asyncio.Event()
     install_stop_signals(stop)
-    runs: list[Coroutine[Any, Any, None]] = []
-    engine_servicer = None
-    if "engine" in names:
-        from engine.server import build_servicer, serve as engine_serve
-
-        engine_servicer = build_servicer(conf)
-        runs.append(engine_serve(conf, stop, engine_servicer))
-    if "gateway" in names:
-        from gateway.server import serve as gateway_serve
-
-        local = {conf.engine_address: engine_servicer} if engine_servicer is not None else None
-        runs.append(gateway_serve(conf, stop, local))
-    if "app" in names:
-        runs.append(_serve_app(conf, stop))
-    tasks = [asyncio.create_task(run) for run in runs]
+    host = Host(components, names, stop)
+    runs = [components[name].start(host) for name in names]  # type: ignore[misc]
+    tasks = [asyncio.create_task(run()) for run in runs]
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     stop.set()  # one service ended (or failed): the others stop with it
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -65,50 +52,39 @@ async def _run_services(names: list[str], conf: Settings) -> None:
         task.result()  # a failure surfaces as this process's failure
 
 
-def serve_command(names: list[str]) -> int:
-    """Runs one service (or several co-hosted) in this process until SIGTERM/SIGINT."""
+def serve_command(components: dict[str, Component], names: list[str]) -> int:
+    """Runs one component (or several co-hosted) in this process until SIGTERM/SIGINT."""
     conf = settings()
     conf.data_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(conf.log_level, service="+".join(names))
     import uvloop
 
-    uvloop.run(_run_services(names, conf))
+    uvloop.run(_run_services(components, names))
     return 0
 
 
-def _gateway_ready(conf: Settings) -> bool:
-    """Whether the gateway has its routing tables and every deployment in them is ready."""
-    url = f"http://{conf.gateway_http_host}:{conf.gateway_http_port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            state = json.loads(response.read())
-    except (OSError, ValueError):
-        return False
-    # Some deployment must be there unless the settings ask for no default ones.
-    least = 1 if conf.default_model_name or conf.default_embedding_model_name else 0
-    return state.get("deployments", 0) >= least and state.get("deployments_ready") == state.get("deployments")
+def _mesh_ready(components: dict[str, Component]) -> bool:
+    """Whether every component's readiness probe passes."""
+    expected = sum(c.default_deployments(settings_of(c)) for c in components.values() if c.default_deployments)
+    return all(c.ready(settings_of(c), expected) for c in components.values() if c.ready)
 
 
-def _default_models(conf: Settings) -> str:
-    names = []
-    if conf.default_model_name:
-        noise = "" if conf.default_model_source else "; random weights: replies are noise"
-        names.append(f"{conf.default_model_name} (chat{noise})")
-    if conf.default_embedding_model_name:
-        names.append(f"{conf.default_embedding_model_name} (embeddings)")
-    return ", ".join(names) or "none (no default deployments)"
+def _up_message(components: dict[str, Component]) -> str:
+    # The front door (the components with a readiness probe) first, then the others.
+    ordered = sorted(components.values(), key=lambda c: c.ready is None)
+    lines = [line for c in ordered if c.announce for line in c.announce(settings_of(c))]
+    return "\n".join(["", "Bud Runtime is up.", *lines, "  Press Ctrl-C to stop.", ""])
 
 
-def up_command(timeout: float) -> int:
-    """Starts app, engine and gateway as child processes; stops them all on SIGINT/SIGTERM or
-    when any of them exits."""
+def up_command(components: dict[str, Component], timeout: float) -> int:
+    """Starts the components as child processes (`up_groups`); stops them all on SIGINT/SIGTERM
+    or when any of them exits."""
     conf = settings()
     conf.data_dir.mkdir(parents=True, exist_ok=True)
     # Generate the shared secrets once, before the children race to do it.
     conf.secret("key_hash_secret")
     conf.secret("jwt_secret")
-    # The engine runs inside the gateway process unless configured otherwise (engine_in_gateway).
-    groups = [["app"], ["gateway", "engine"]] if conf.engine_in_gateway else [["app"], ["engine"], ["gateway"]]
+    groups = up_groups(components)
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -134,21 +110,11 @@ def up_command(timeout: float) -> int:
                 stopping = True
         if stopping:
             break
-        if not announced and _gateway_ready(conf):
-            base = f"http://{conf.gateway_http_host}:{conf.gateway_http_port}/v1"
-            print(
-                "\nBud Runtime is up.\n"
-                f"  OpenAI base URL: OPENAI_BASE_URL={base}\n"
-                f"  gRPC (OpenAI service): {conf.gateway_grpc_address}   management gRPC: {conf.app_address}\n"
-                f"  models: {_default_models(conf)}\n"
-                "  The API key and the admin password were printed once above on first start\n"
-                "  (OPENAI_API_KEY=..., BUD_ADMIN_PASSWORD=...); log in with POST /v1/auth/login.\n"
-                "  Press Ctrl-C to stop.\n",
-                flush=True,
-            )
+        if not announced and _mesh_ready(components):
+            print(_up_message(components), flush=True)
             announced = True
         if not announced and time.monotonic() > deadline:
-            print(f"budrt: the gateway was not ready within {timeout:.0f}s; stopping", file=sys.stderr, flush=True)
+            print(f"budrt: the mesh was not ready within {timeout:.0f}s; stopping", file=sys.stderr, flush=True)
             exit_code = 1
             break
         time.sleep(0.2)
@@ -170,18 +136,47 @@ def up_command(timeout: float) -> int:
     return exit_code
 
 
+def config_command(components: dict[str, Component], names: list[str]) -> int:
+    """Prints the effective settings (defaults, BUD_CONFIG, BUD_* variables) as the flat YAML a
+    BUD_CONFIG file takes: the runtime's shared ones, then each component's own; secrets that
+    are set show as "***"."""
+    shared = set(RuntimeSettings.model_fields)
+    print("# runtime (budrt.settings.RuntimeSettings): shared by every component")
+    print(yaml.safe_dump(redacted(settings()), sort_keys=False), end="")
+    for name in names or list(components):
+        model = components[name].settings
+        own = {key: value for key, value in redacted(settings_of(components[name])).items() if key not in shared}
+        print(f"# {name} ({model.__module__}.{model.__qualname__})")
+        if own:
+            print(yaml.safe_dump(own, sort_keys=False), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `budrt` command."""
+    try:
+        components = _components()
+    except SettingsError as err:
+        print(f"budrt: {err}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="budrt", description="Bud Runtime launcher")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole mesh on this machine")
     up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the mesh to be ready")
     serve = sub.add_parser("serve", help="run one service, or several in one process (addresses from configuration)")
-    serve.add_argument("service", choices=SERVICES, nargs="+")
+    serve.add_argument("service", choices=standalone(components), nargs="+")
+    config = sub.add_parser("config", help="print the effective settings (secrets redacted)")
+    # No `choices` here: argparse rejects an empty list against them.
+    config.add_argument("component", nargs="*", help=f"any of: {', '.join(components)} (default: all)")
     args = parser.parse_args(argv)
     if args.command == "up":
-        return up_command(args.timeout)
-    return serve_command(list(dict.fromkeys(args.service)))
+        return up_command(components, args.timeout)
+    if args.command == "config":
+        unknown = [name for name in args.component if name not in components]
+        if unknown:
+            parser.error(f"unknown components: {', '.join(unknown)}; installed: {', '.join(components)}")
+        return config_command(components, list(dict.fromkeys(args.component)))
+    return serve_command(components, list(dict.fromkeys(args.service)))
 
 
 if __name__ == "__main__":

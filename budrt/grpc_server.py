@@ -1,13 +1,13 @@
-"""`grpc.aio` server bootstrap shared by every service: rich errors, reflection, the standard
-health service and graceful shutdown."""
+"""`grpc.aio` server bootstrap shared by every service: the interceptor chain (rich errors,
+request ids, logging: `budrt.interceptors`), reflection, the standard health service and
+graceful shutdown."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from budrt.errors import ServiceError
+from budrt.interceptors import DEFAULT_INTERCEPTORS, CallInterceptor, InterceptorChain
 
 log = logging.getLogger(__name__)
 
@@ -44,70 +44,22 @@ class ServiceBinding:
     descriptor: ServiceDescriptor
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: ServiceError) -> None:
-    await context.abort(err.code, err.message, trailing_metadata=err.trailing_metadata())
-
-
-def _guard_unary(method: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            return await method(request, context)
-        except ServiceError as err:
-            await _abort(context, err)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception:
-            log.exception("unhandled error in %s", name)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}")
-
-    return guarded
-
-
-def _guard_stream(method: Callable[..., Any], name: str) -> Callable[..., Any]:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            async for item in method(request, context):
-                yield item
-        except ServiceError as err:
-            await _abort(context, err)
-        except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
-            raise
-        except Exception:
-            log.exception("unhandled error in %s", name)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}")
-
-    return guarded
-
-
-def guard_servicer(servicer: Any, descriptor: ServiceDescriptor) -> Any:
-    """Wraps the servicer's RPC methods (once, at registration) so a raised ServiceError becomes a
-    gRPC status with details and any other exception an INTERNAL status that is logged.
-    Methods the servicer leaves to its generated base class still answer UNIMPLEMENTED."""
-    for method in descriptor.methods:
-        impl = getattr(servicer, method.name, None)
-        if impl is None:
-            continue
-        owner = type(servicer).__dict__.get(method.name)
-        if owner is None:  # inherited from the generated base: the honest UNIMPLEMENTED
-            continue
-        name = f"{descriptor.full_name}/{method.name}"
-        if inspect.isasyncgenfunction(impl):
-            setattr(servicer, method.name, _guard_stream(impl, name))
-        elif inspect.iscoroutinefunction(impl):
-            setattr(servicer, method.name, _guard_unary(impl, name))
-    return servicer
-
-
 class GrpcServer:
-    """A started `grpc.aio` server hosting some services, with reflection and health."""
+    """A `grpc.aio` server hosting some services, with reflection and health.
 
-    def __init__(self, address: str, bindings: Iterable[ServiceBinding]) -> None:
+    Every call to a hosted service passes `interceptors` (outermost first): a raised ServiceError
+    becomes a gRPC status with details, any other exception a logged INTERNAL status, and RPCs a
+    servicer leaves to its generated base class still answer UNIMPLEMENTED."""
+
+    def __init__(self, address: str, bindings: Iterable[ServiceBinding],
+                 interceptors: Sequence[CallInterceptor] = DEFAULT_INTERCEPTORS) -> None:
         self.address = address
         self.bindings = list(bindings)
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        chain = InterceptorChain(interceptors, services=[b.descriptor.full_name for b in self.bindings])
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[chain])
         self.health = health.aio.HealthServicer()
         for binding in self.bindings:
-            binding.add_to_server(guard_servicer(binding.servicer, binding.descriptor), self.server)
+            binding.add_to_server(binding.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [b.descriptor.full_name for b in self.bindings]
         reflection.enable_server_reflection(

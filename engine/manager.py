@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2
 
 from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.errors import ServiceError
-from budrt.settings import Settings
+from budrt.settings import RuntimeSettings
 from engine.sources import resolve_source
 from engine.vllm_model import VllmModel
 
@@ -42,7 +42,7 @@ class ModelSlot:
 class ModelManager:
     """Named models of this engine."""
 
-    def __init__(self, settings: Settings, health_servicer: health.aio.HealthServicer | None = None) -> None:
+    def __init__(self, settings: RuntimeSettings, health_servicer: health.aio.HealthServicer | None = None) -> None:
         self.settings = settings
         self.health = health_servicer
         self.slots: dict[str, ModelSlot] = {}

@@ -6,20 +6,20 @@ import asyncio
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding
-from budrt.settings import Settings
 from engine.manager import ModelManager
 from engine.service import EngineServicer
+from engine.settings import EngineSettings
 
 ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
 
 
-def build_servicer(settings: Settings) -> EngineServicer:
+def build_servicer(settings: EngineSettings) -> EngineServicer:
     """The engine's servicer (its models not loaded yet): `serve` hosts it over gRPC; a gateway
     co-hosted in the same process also calls it directly."""
     return EngineServicer(ModelManager(settings))
 
 
-async def serve(settings: Settings, stop: asyncio.Event, servicer: EngineServicer | None = None) -> None:
+async def serve(settings: EngineSettings, stop: asyncio.Event, servicer: EngineServicer | None = None) -> None:
     """Runs the engine (`servicer`, or a new one) until `stop` is set, then unloads every model."""
     servicer = servicer or build_servicer(settings)
     server = GrpcServer(settings.engine_address,

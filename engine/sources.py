@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 from budrt.errors import invalid_argument
-from budrt.settings import Settings
+from budrt.settings import RuntimeSettings
 
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("tiny-llama", "all-minilm-l6-v2")
@@ -25,7 +25,7 @@ def minilm_dir() -> Path:
     raise invalid_argument(f"no model directory found inside {root}", "source")
 
 
-def resolve_source(source: str, settings: Settings) -> str:
+def resolve_source(source: str, settings: RuntimeSettings) -> str:
     """A path or Hugging Face id vLLM can load. Builds the tiny model on first use."""
     if not source:
         raise invalid_argument("source is required", "source")

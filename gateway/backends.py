@@ -1,57 +1,18 @@
-"""How the transcoder reaches a service: in-process (no loopback gRPC hop) or over a channel."""
+"""How the gateway reaches a service: in-process (no loopback gRPC hop) or over a channel."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Protocol
 
 import grpc
 from google.protobuf import message_factory
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from budrt.errors import ServiceError
-
-Metadata = Sequence[tuple[str, str]]
-
-
-class LocalContext:
-    """The part of `grpc.aio.ServicerContext` our servicers use, for in-process calls.
-
-    `abort` raises ServiceError (the gRPC server wrapper does the same for real contexts);
-    metadata a servicer sends (rate-limit headers, ...) is kept for the HTTP response."""
-
-    __slots__ = ("_metadata", "response_metadata", "_cancelled")
-
-    def __init__(self, metadata: Metadata) -> None:
-        self._metadata = metadata
-        self.response_metadata: list[tuple[str, str]] = []
-        self._cancelled = False
-
-    def invocation_metadata(self) -> Metadata:
-        return self._metadata
-
-    async def send_initial_metadata(self, metadata: Metadata) -> None:
-        self.response_metadata.extend(metadata)
-
-    def set_trailing_metadata(self, metadata: Metadata) -> None:
-        self.response_metadata.extend(metadata)
-
-    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> None:
-        raise ServiceError.from_status(code, details, trailing_metadata)
-
-    def peer(self) -> str:
-        return "local"
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def done(self) -> bool:
-        return self._cancelled
+from budrt.inprocess import InProcessService, LocalContext, Metadata
 
 
 class Backend(Protocol):
@@ -62,35 +23,6 @@ class Backend(Protocol):
 
     def stream(self, method: MethodDescriptor, request: Message, metadata: Metadata,
                response_metadata: list[tuple[str, str]]) -> AsyncIterator[Message]: ...
-
-
-class LocalBackend:
-    """A servicer living in this process, called directly."""
-
-    def __init__(self, servicer: Any) -> None:
-        self.servicer = servicer
-
-    async def unary(self, method: MethodDescriptor, request: Message, metadata: Metadata,
-                    response_metadata: list[tuple[str, str]]) -> Message:
-        context = LocalContext(metadata)
-        try:
-            return await getattr(self.servicer, method.name)(request, context)
-        finally:
-            response_metadata.extend(context.response_metadata)
-
-    async def stream(self, method: MethodDescriptor, request: Message, metadata: Metadata,
-                     response_metadata: list[tuple[str, str]]) -> AsyncIterator[Message]:
-        context = LocalContext(metadata)
-        generator = getattr(self.servicer, method.name)(request, context)
-        try:
-            async for item in generator:
-                response_metadata.extend(context.response_metadata)
-                context.response_metadata.clear()
-                yield item
-        finally:
-            context._cancelled = True
-            await generator.aclose()
-            response_metadata.extend(context.response_metadata)
 
 
 class RemoteBackend:
@@ -135,20 +67,46 @@ def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
 
 
-class LocalStub:
-    """A servicer in this process behind the call shapes of a generated `grpc.aio` stub, so code
-    written against a remote service's stub (the gateway's engine calls) uses a co-hosted one
-    unchanged and without a loopback gRPC hop: unary methods return an awaitable, streaming
-    ones an async iterable with `cancel()`; a status the servicer aborts with is raised as
-    `grpc.aio.AioRpcError`, details included, exactly as it would arrive over the wire.
+class LocalBackend:
+    """A servicer living in this process, called directly (no loopback gRPC hop, no
+    serialisation) through the platform's interceptor chain (`budrt.inprocess`), so it answers
+    exactly as its gRPC server would. It has two faces over the same calls:
 
-    Methods are looked up on the servicer at call time: the gRPC server that also hosts it
-    wraps them (errors → statuses) when it starts, and in-process calls get the same wrapping."""
+    - the transcoder's :class:`Backend` (`unary` / `stream`; failures raise ServiceError, metadata
+      the servicer sends is appended to `response_metadata`);
+    - a generated `grpc.aio` stub's (an attribute per RPC: `backend.Chat(request, metadata=...)`;
+      unary calls return an awaitable, streaming ones an async iterable with `cancel()`; a status
+      arrives as `grpc.aio.AioRpcError`, details included), so code written against a remote
+      service's stub (the gateway's engine calls) uses a co-hosted one unchanged.
+    """
 
-    def __init__(self, servicer: Any, service: Any) -> None:
-        for method in service.methods:
-            maker = _LocalStream if method.server_streaming else _local_unary
-            setattr(self, method.name, maker(servicer, method.name))
+    def __init__(self, servicer: Any, descriptor: ServiceDescriptor) -> None:
+        self.service = InProcessService(servicer, descriptor)
+        for method in descriptor.methods:
+            maker = _StubStream if method.server_streaming else _stub_unary
+            setattr(self, method.name, maker(self.service.methods[method.name]))
+
+    async def unary(self, method: MethodDescriptor, request: Message, metadata: Metadata,
+                    response_metadata: list[tuple[str, str]]) -> Message:
+        context = LocalContext(metadata)
+        try:
+            return await self.service.methods[method.name](request, context)
+        finally:
+            response_metadata.extend(context.response_metadata)
+
+    async def stream(self, method: MethodDescriptor, request: Message, metadata: Metadata,
+                     response_metadata: list[tuple[str, str]]) -> AsyncIterator[Message]:
+        context = LocalContext(metadata)
+        generator = self.service.methods[method.name](request, context)
+        try:
+            async for item in generator:
+                response_metadata.extend(context.response_metadata)
+                context.response_metadata.clear()
+                yield item
+        finally:
+            context.cancelled_flag = True
+            await generator.aclose()
+            response_metadata.extend(context.response_metadata)
 
 
 def _rpc_error(err: ServiceError) -> grpc.aio.AioRpcError:
@@ -156,32 +114,33 @@ def _rpc_error(err: ServiceError) -> grpc.aio.AioRpcError:
                                 details=err.message)
 
 
-def _local_unary(servicer: Any, name: str) -> Any:
+def _stub_unary(behavior: Any) -> Any:
     async def call(request: Message, metadata: Metadata = (), **_: Any) -> Message:
         try:
-            return await getattr(servicer, name)(request, LocalContext(metadata))
+            return await behavior(request, LocalContext(metadata))
         except ServiceError as err:
             raise _rpc_error(err) from None
 
     return call
 
 
-class _LocalStream:
-    """Makes in-process server-streaming calls of one method."""
+class _StubStream:
+    """Makes in-process server-streaming calls of one method, stub-style."""
 
-    def __init__(self, servicer: Any, name: str) -> None:
-        self.servicer = servicer
-        self.name = name
+    __slots__ = ("behavior",)
 
-    def __call__(self, request: Message, metadata: Metadata = (), **_: Any) -> _LocalStreamCall:
+    def __init__(self, behavior: Any) -> None:
+        self.behavior = behavior
+
+    def __call__(self, request: Message, metadata: Metadata = (), **_: Any) -> _StubStreamCall:
         context = LocalContext(metadata)
-        return _LocalStreamCall(getattr(self.servicer, self.name)(request, context), context)
+        return _StubStreamCall(self.behavior(request, context), context)
 
 
-class _LocalStreamCall:
-    """One in-process server-streaming call."""
+class _StubStreamCall:
+    """One in-process server-streaming call, shaped like `grpc.aio.UnaryStreamCall`."""
 
-    __slots__ = ("_generator", "_context", "_closing")
+    __slots__ = ("_closing", "_context", "_generator")
     _closing_tasks: ClassVar[set[asyncio.Task[None]]] = set()  # strong references until each close has run
 
     def __init__(self, generator: Any, context: LocalContext) -> None:
@@ -189,7 +148,7 @@ class _LocalStreamCall:
         self._context = context
         self._closing = False
 
-    def __aiter__(self) -> _LocalStreamCall:
+    def __aiter__(self) -> _StubStreamCall:
         return self
 
     async def __anext__(self) -> Message:
@@ -204,7 +163,7 @@ class _LocalStreamCall:
         if self._closing or self._generator.ag_frame is None:
             return False
         self._closing = True
-        self._context._cancelled = True
+        self._context.cancelled_flag = True
         task = asyncio.get_running_loop().create_task(self._generator.aclose())
         self._closing_tasks.add(task)
         task.add_done_callback(self._closing_tasks.discard)

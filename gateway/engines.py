@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from budrt.grpc_server import insecure_channel
-from gateway.backends import LocalStub
+from gateway.backends import LocalBackend
 from gateway.tables import Endpoint
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class EngineConnection:
 
     address: str
     channel: grpc.aio.Channel
-    stub: engine_service_pb2_grpc.EngineServiceStub | LocalStub
+    stub: engine_service_pb2_grpc.EngineServiceStub | LocalBackend
     health: health_pb2_grpc.HealthStub
     outstanding: int = 0
     unhealthy: set[str] = field(default_factory=set)  # served model names that failed a check
@@ -56,7 +56,7 @@ class EnginePool:
         if conn is None:
             channel = insecure_channel(address)
             servicer = self._local.get(address)
-            stub = (LocalStub(servicer, ENGINE_SERVICE) if servicer is not None
+            stub = (LocalBackend(servicer, ENGINE_SERVICE) if servicer is not None
                     else engine_service_pb2_grpc.EngineServiceStub(channel))
             conn = EngineConnection(address, channel, stub, health_pb2_grpc.HealthStub(channel))
             self._connections[address] = conn

@@ -7,22 +7,20 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import uvicorn
+from google.protobuf.descriptor import ServiceDescriptor
 
-from bud.app.v1 import deployment_pb2, project_pb2, usage_pb2
-from bud.auth.v1 import auth_pb2, user_pb2
 from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
-from bud.prompt.v1 import prompt_pb2
-from bud.registry.v1 import registry_pb2
 from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
-from budrt.settings import Settings
 from gateway.backends import Backend, LocalBackend, RemoteBackend
 from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables, RoutingWatcher
 from gateway.transcoder import FrontedService, Transcoder
 from gateway.usage import UsageRecorder
@@ -30,23 +28,12 @@ from gateway.usage import UsageRecorder
 log = logging.getLogger(__name__)
 
 OPENAI_SERVICE = openai_service_pb2.DESCRIPTOR.services_by_name["OpenAiService"]
-# Management services the gateway fronts over gRPC (they live in the app process); their REST
-# routes come from their annotations. The app authenticates each call (JWT from /v1/auth/login).
-MANAGEMENT_SERVICES = [
-    project_pb2.DESCRIPTOR.services_by_name["ProjectService"],
-    deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
-    usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
-    auth_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
-    user_pb2.DESCRIPTOR.services_by_name["UserService"],
-    prompt_pb2.DESCRIPTOR.services_by_name["PromptService"],
-    prompt_pb2.DESCRIPTOR.services_by_name["PromptExecutionService"],
-    registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
-]
 
 
-def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables, management: Backend | None = None) -> Transcoder:
-    """The HTTP application: the OpenAI service in-process, the management services through
-    `management` (when given), plus liveness/readiness probes."""
+def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables,
+                     management: Sequence[tuple[ServiceDescriptor, Backend]] = ()) -> Transcoder:
+    """The HTTP application: the OpenAI service in-process, each of the `management` services
+    through its backend, plus liveness/readiness probes."""
 
     async def healthz(scope: dict[str, Any]) -> tuple[int, bytes]:
         return 200, b'{"status":"ok"}'
@@ -58,18 +45,20 @@ def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables, management
         return 200, orjson.dumps({"status": "ready", "revision": tables.revision,
                                   "deployments": len(tables.deployments), "deployments_ready": ready})
 
-    fronted = [FrontedService(OPENAI_SERVICE, LocalBackend(servicer), lenient=True)]
-    if management is not None:
-        fronted += [FrontedService(service, management) for service in MANAGEMENT_SERVICES]
+    fronted = [FrontedService(OPENAI_SERVICE, LocalBackend(servicer, OPENAI_SERVICE), lenient=True)]
+    fronted += [FrontedService(service, backend) for service, backend in management]
     return Transcoder(
         fronted,
         plain_routes={("GET", "/healthz"): healthz, ("GET", "/readyz"): readyz},
     )
 
 
-async def serve(settings: Settings, stop: asyncio.Event, local_engines: dict[str, Any] | None = None) -> None:
+async def serve(settings: GatewaySettings, stop: asyncio.Event, local_engines: dict[str, Any] | None = None,
+                management: Sequence[tuple[ServiceDescriptor, str]] = ()) -> None:
     """Runs the gateway until `stop` is set. `local_engines`: engine servicers co-hosted in this
-    process, by the address their gRPC server listens on (see EnginePool)."""
+    process, by the address their gRPC server listens on (see EnginePool). `management`: the
+    services to front over REST (the app authenticates each call), each with the address of the
+    gRPC server hosting it."""
     tables = RoutingTables()
     engines = EnginePool(local=local_engines)
     usage = UsageRecorder(settings.app_address)
@@ -79,9 +68,11 @@ async def serve(settings: Settings, stop: asyncio.Event, local_engines: dict[str
         settings.gateway_grpc_address,
         [ServiceBinding(servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE)],
     )
-    app_channel = insecure_channel(settings.app_address)
+    channels = {address: insecure_channel(address) for _, address in management}
+    backends = {address: RemoteBackend(channel) for address, channel in channels.items()}
     config = uvicorn.Config(
-        build_transcoder(servicer, tables, RemoteBackend(app_channel)), host=settings.gateway_http_host, port=settings.gateway_http_port,
+        build_transcoder(servicer, tables, [(service, backends[address]) for service, address in management]),
+        host=settings.gateway_http_host, port=settings.gateway_http_port,
         loop="none", http="httptools", lifespan="off", access_log=False, log_config=None,
         timeout_keep_alive=30, backlog=4096, proxy_headers=False,
     )
@@ -104,6 +95,7 @@ async def serve(settings: Settings, stop: asyncio.Event, local_engines: dict[str
         task.cancel()
     await asyncio.gather(watcher, flusher, checker, return_exceptions=True)
     await engines.close()
-    await app_channel.close()
+    for channel in channels.values():
+        await channel.close()
     if isinstance(limiter, RedisRateLimiter):
         await limiter.close()

@@ -60,7 +60,8 @@ async def _autogenerate(db: Database, message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m app.db.migrate {upgrade,revision -m MSG}`` on the configured database."""
-    from budrt.settings import settings
+    from app.settings import AppSettings
+    from budrt.settings import load
 
     parser = argparse.ArgumentParser(description="app database migrations")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     async def run() -> None:
-        db = Database(settings().resolved_database_url())
+        db = Database(load(AppSettings).resolved_database_url())
         try:
             if args.cmd == "upgrade":
                 await upgrade_database(db)

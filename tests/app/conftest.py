@@ -23,7 +23,7 @@ from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from app.server import RunningApp, start_app
 from budrt.errors import ServiceError
 from budrt.grpc_server import CHANNEL_OPTIONS, GrpcServer, ServiceBinding
-from budrt.settings import Settings
+from app.settings import AppSettings as Settings
 from tests.support.postgres import PostgresCluster, postgres_cluster  # noqa: F401  (fixture)
 
 HASH_SECRET = "test-key-hash-secret"

@@ -22,7 +22,7 @@ from app.db.migrate import upgrade_database
 from app.db.session import Database
 from app.server import serve
 from budrt.keys import key_matches
-from budrt.settings import Settings
+from app.settings import AppSettings as Settings
 
 HASH_SECRET = "test-key-hash-secret"
 

@@ -81,10 +81,7 @@ async def serve_library(library: tuple[Any, Any], remote: bool) -> AsyncIterator
         channel = insecure_channel(server.address)
         backend: Any = RemoteBackend(channel)
     else:
-        from budrt.grpc_server import guard_servicer
-
-        guard_servicer(servicer, descriptor)  # the same wrapping the gRPC face applies
-        backend = LocalBackend(servicer)
+        backend = LocalBackend(servicer, descriptor)  # through the interceptors the gRPC face applies
     try:
         async with http_server(Transcoder([FrontedService(descriptor, backend)])) as url:
             yield url

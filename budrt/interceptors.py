@@ -1,0 +1,226 @@
+"""The hooks every RPC passes through: error mapping, request ids, logging (metrics, tracing and
+auth hook in here next).
+
+A :class:`CallInterceptor` wraps one method's behaviour (the servicer's coroutine or async
+generator) once, when the method is first called; the wrapped behaviour then runs per call. The
+same chain serves both paths a call can take: :class:`InterceptorChain` is the
+`grpc.aio.ServerInterceptor` every :class:`~budrt.grpc_server.GrpcServer` installs, and
+:class:`~budrt.inprocess.InProcessService` applies it to the servicer a co-hosted caller calls
+directly, so a call behaves the same over the wire and in process.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+import grpc
+
+from budrt.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_KEY = "x-request-id"
+# The id of the call being served, for the logs (budrt.logs adds it to every line).
+request_id: ContextVar[str] = ContextVar("request_id", default="")
+
+Behavior = Callable[..., Any]
+
+
+class CallInterceptor:
+    """Wraps the behaviour of one RPC method; `method` is "package.Service/Method".
+    The default wraps nothing (a hook may care for one shape of call only)."""
+
+    def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
+        """The coroutine function to run instead of `behavior` (request, context) → response."""
+        return behavior
+
+    def wrap_stream(self, behavior: Behavior, method: str) -> Behavior:
+        """The async generator function to run instead of `behavior` (request, context) → items."""
+        return behavior
+
+
+def _metadata_value(context: Any, key: str) -> str | None:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v
+    return None
+
+
+class RequestIds(CallInterceptor):
+    """Binds the call's request id (its `x-request-id` metadata, or a new one) to the logs of the
+    call. A stream keeps it bound in the task that iterates it."""
+
+    def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
+        async def with_request_id(request: Any, context: Any) -> Any:
+            token = request_id.set(_metadata_value(context, REQUEST_ID_KEY) or uuid.uuid4().hex)
+            try:
+                return await behavior(request, context)
+            finally:
+                request_id.reset(token)
+
+        return with_request_id
+
+    def wrap_stream(self, behavior: Behavior, method: str) -> Behavior:
+        async def with_request_id(request: Any, context: Any) -> Any:
+            request_id.set(_metadata_value(context, REQUEST_ID_KEY) or uuid.uuid4().hex)
+            items = behavior(request, context)
+            try:
+                async for item in items:
+                    yield item
+            finally:
+                await items.aclose()  # a caller that stops early ends the servicer's stream now
+
+        return with_request_id
+
+
+class CallLog(CallInterceptor):
+    """Logs each call's method, outcome and duration at DEBUG. Costs nothing when DEBUG is off at
+    the method's first call (the behaviour is then left unwrapped)."""
+
+    def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
+        if not log.isEnabledFor(logging.DEBUG):
+            return behavior
+
+        async def logged(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            outcome = "OK"
+            try:
+                return await behavior(request, context)
+            except BaseException as err:
+                outcome = type(err).__name__
+                raise
+            finally:
+                log.debug("rpc", extra={"method": method, "outcome": outcome,
+                                        "ms": round((time.perf_counter() - started) * 1000, 3)})
+
+        return logged
+
+    def wrap_stream(self, behavior: Behavior, method: str) -> Behavior:
+        if not log.isEnabledFor(logging.DEBUG):
+            return behavior
+
+        async def logged(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            outcome, count = "OK", 0
+            items = behavior(request, context)
+            try:
+                async for item in items:
+                    count += 1
+                    yield item
+            except BaseException as err:
+                outcome = type(err).__name__
+                raise
+            finally:
+                await items.aclose()
+                log.debug("rpc", extra={"method": method, "outcome": outcome, "items": count,
+                                        "ms": round((time.perf_counter() - started) * 1000, 3)})
+
+        return logged
+
+
+class ErrorMapping(CallInterceptor):
+    """A raised ServiceError becomes the call's status with its details; any other exception is
+    logged and becomes INTERNAL. An abort (`context.abort`) and a cancellation pass unchanged."""
+
+    def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
+        async def mapped(request: Any, context: Any) -> Any:
+            try:
+                return await behavior(request, context)
+            except ServiceError as err:
+                await context.abort(err.code, err.message, trailing_metadata=err.trailing_metadata())
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("unhandled error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+
+        return mapped
+
+    def wrap_stream(self, behavior: Behavior, method: str) -> Behavior:
+        async def mapped(request: Any, context: Any) -> Any:
+            items = behavior(request, context)
+            try:
+                async for item in items:
+                    yield item
+            except ServiceError as err:
+                await context.abort(err.code, err.message, trailing_metadata=err.trailing_metadata())
+            except (grpc.aio.AbortError, GeneratorExit):
+                raise
+            except Exception:
+                log.exception("unhandled error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+            finally:
+                await items.aclose()
+
+        return mapped
+
+
+# Outermost first: the request id is bound before anything logs; errors are mapped innermost, so
+# the hooks outside see the call end as the caller will (an abort).
+DEFAULT_INTERCEPTORS: tuple[CallInterceptor, ...] = (RequestIds(), CallLog(), ErrorMapping())
+
+
+def is_generated_default(behavior: Behavior) -> bool:
+    """Whether `behavior` is the generated base servicer's method (the servicer does not implement
+    the RPC): it answers UNIMPLEMENTED itself and is left unwrapped."""
+    function = getattr(behavior, "__func__", behavior)
+    return getattr(function, "__module__", "").endswith("_pb2_grpc")
+
+
+class InterceptorChain(grpc.aio.ServerInterceptor):
+    """Applies call interceptors (outermost first) to the methods of some services, once per
+    method: a call pays one dictionary lookup here, then the wrapped behaviour."""
+
+    def __init__(self, interceptors: Sequence[CallInterceptor] = DEFAULT_INTERCEPTORS,
+                 services: Iterable[str] | None = None) -> None:
+        self.interceptors = tuple(interceptors)
+        # Only these services' methods are wrapped (None: all); health and reflection pass as is.
+        self._services = None if services is None else frozenset(services)
+        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def wrap(self, behavior: Behavior, method: str, streaming: bool) -> Behavior:
+        """`behavior` with every interceptor applied; an RPC the servicer leaves to its generated
+        base, or a behaviour that is not async, is returned unchanged."""
+        if is_generated_default(behavior):
+            return behavior
+        if streaming:
+            if not inspect.isasyncgenfunction(behavior):
+                return behavior
+            for interceptor in reversed(self.interceptors):
+                behavior = interceptor.wrap_stream(behavior, method)
+        else:
+            if not inspect.iscoroutinefunction(behavior):
+                return behavior
+            for interceptor in reversed(self.interceptors):
+                behavior = interceptor.wrap_unary(behavior, method)
+        return behavior
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        path: str = handler_call_details.method  # type: ignore[attr-defined]
+        cached = self._handlers.get(path)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap_handler(handler, path)
+        self._handlers[path] = (handler, wrapped)
+        return wrapped
+
+    def _wrap_handler(self, handler: Any, path: str) -> Any:
+        method = path.lstrip("/")
+        if handler is None or (self._services is not None and method.rsplit("/", 1)[0] not in self._services):
+            return handler
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self.wrap(handler.unary_unary, method, streaming=False))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=self.wrap(handler.unary_stream, method, streaming=True))
+        return handler  # client- and bidi-streaming RPCs: none of ours; unwrapped

@@ -1,0 +1,30 @@
+"""The prompt services as a component of the mesh: guests of the app's process (one process and
+one database pool fewer; they keep no state outside the database), fronted over REST by gateways."""
+
+from __future__ import annotations
+
+from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
+from budrt.components import Component, Host
+from budrt.grpc_server import ServiceBinding
+
+PROMPT_SERVICE = prompt_pb2.DESCRIPTOR.services_by_name["PromptService"]
+PROMPT_EXECUTION_SERVICE = prompt_pb2.DESCRIPTOR.services_by_name["PromptExecutionService"]
+
+
+def bindings(host: Host | None = None) -> list[ServiceBinding]:
+    """PromptService (CRUD) and PromptExecutionService. Neither is implemented yet: the generated
+    base servicers answer UNIMPLEMENTED for every RPC, which is the truth."""
+    return [
+        ServiceBinding(prompt_pb2_grpc.PromptServiceServicer(), prompt_pb2_grpc.add_PromptServiceServicer_to_server,
+                       PROMPT_SERVICE),
+        ServiceBinding(prompt_pb2_grpc.PromptExecutionServiceServicer(),
+                       prompt_pb2_grpc.add_PromptExecutionServiceServicer_to_server, PROMPT_EXECUTION_SERVICE),
+    ]
+
+
+component = Component(
+    name="prompt",
+    hosted_by="app",
+    bindings=bindings,
+    rest_services=(PROMPT_SERVICE, PROMPT_EXECUTION_SERVICE),
+)

@@ -1,0 +1,88 @@
+"""Components: found through entry points; `budrt up`'s process layout, the guests of the app's
+process and the services a gateway fronts all follow from them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from budrt.components import Component, ComponentError, Host, discover, standalone, up_groups
+from budrt.settings import load
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.upper().startswith("BUD_"):
+            monkeypatch.delenv(key)
+    load.cache_clear()
+    yield
+    load.cache_clear()
+
+
+def test_every_service_package_is_a_discovered_component() -> None:
+    components = discover()
+    assert list(components) == ["app", "engine", "gateway", "prompt", "registry"]
+    assert standalone(components) == ["app", "engine", "gateway"]  # what `budrt serve` accepts
+    assert {c.hosted_by for c in components.values() if c.hosted_by} == {"app"}
+
+
+def test_budrt_up_runs_the_engine_in_the_gateway_process_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    components = discover()
+    assert up_groups(components) == [["app"], ["gateway", "engine"]]
+    monkeypatch.setenv("BUD_ENGINE_IN_GATEWAY", "false")
+    load.cache_clear()
+    assert up_groups(components) == [["app"], ["engine"], ["gateway"]]
+
+
+def test_a_component_cannot_join_a_guest() -> None:
+    components = {"a": Component("a", start=lambda host: lambda: asyncio.sleep(0), joins=lambda s: "b"),
+                  "b": Component("b", hosted_by="a")}
+    with pytest.raises(ComponentError, match="cannot join"):
+        up_groups(components)
+
+
+def test_the_app_process_hosts_prompt_and_registry() -> None:
+    host = Host(discover(), ["app"], asyncio.Event())
+    names = [binding.descriptor.full_name for binding in host.guest_bindings("app")]
+    assert names == ["bud.prompt.v1.PromptService", "bud.prompt.v1.PromptExecutionService",
+                     "bud.registry.v1.RegistryService"]
+
+
+def test_the_gateway_fronts_what_the_components_ask_for_at_their_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUD_APP_ADDRESS", "10.0.0.1:1")
+    host = Host(discover(), ["gateway"], asyncio.Event())
+    fronted = [(service.full_name, address) for service, address in host.rest_services()]
+    assert fronted == [
+        ("bud.app.v1.ProjectService", "10.0.0.1:1"),
+        ("bud.app.v1.DeploymentService", "10.0.0.1:1"),
+        ("bud.app.v1.UsageService", "10.0.0.1:1"),
+        ("bud.auth.v1.ApiKeyService", "10.0.0.1:1"),
+        ("bud.auth.v1.UserService", "10.0.0.1:1"),
+        ("bud.prompt.v1.PromptService", "10.0.0.1:1"),  # guests of the app: reached at its address
+        ("bud.prompt.v1.PromptExecutionService", "10.0.0.1:1"),
+        ("bud.registry.v1.RegistryService", "10.0.0.1:1"),
+    ]
+
+
+def test_what_a_component_offers_is_found_by_the_others_in_its_process() -> None:
+    from bud.engine.v1 import engine_service_pb2
+
+    service = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
+    host = Host(discover(), ["gateway", "engine"], asyncio.Event())
+    assert host.offered(service) == {}
+    servicer = object()
+    host.offer(service, "127.0.0.1:1", servicer)
+    assert host.offered(service) == {"127.0.0.1:1": servicer}
+
+
+def test_budrt_up_announces_the_front_door_first() -> None:
+    from budrt.cli import _up_message
+
+    lines = _up_message(discover()).splitlines()
+    assert lines[:4] == ["", "Bud Runtime is up.", "  OpenAI base URL: OPENAI_BASE_URL=http://127.0.0.1:8000/v1",
+                         "  gRPC (OpenAI service): 127.0.0.1:50051   management gRPC: 127.0.0.1:50061"]
+    assert lines[4].startswith("  models: tiny-llama (chat; random weights") and lines[-1] == "  Press Ctrl-C to stop."
