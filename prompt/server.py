@@ -1,4 +1,5 @@
-"""The prompt services' gRPC bindings (hosted in the app process by `budrt serve app`)."""
+"""The prompt services' gRPC bindings, hosted in the app process by `budrt serve app`: the
+generated base servicers, so every RPC answers UNIMPLEMENTED (nothing of prompts is built)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from budrt.grpc_server import ServiceBinding
 
 
 def bindings() -> list[ServiceBinding]:
-    """PromptService (CRUD) and PromptExecutionService. Neither is implemented yet: the generated
-    base servicers answer UNIMPLEMENTED for every RPC, which is the truth."""
+    """PromptService and PromptExecutionService, both answering UNIMPLEMENTED to every RPC."""
     return [
         ServiceBinding(prompt_pb2_grpc.PromptServiceServicer(), prompt_pb2_grpc.add_PromptServiceServicer_to_server,
                        prompt_pb2.DESCRIPTOR.services_by_name["PromptService"]),

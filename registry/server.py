@@ -1,4 +1,5 @@
-"""The registry service's gRPC binding (hosted in the app process by `budrt serve app`)."""
+"""The registry service's gRPC binding, hosted in the app process by `budrt serve app`: the
+generated base servicer, so every RPC answers UNIMPLEMENTED (nothing of the registry is built)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from budrt.grpc_server import ServiceBinding
 
 
 def bindings() -> list[ServiceBinding]:
-    """RegistryService. Not implemented yet: the generated base servicer answers UNIMPLEMENTED."""
+    """RegistryService, answering UNIMPLEMENTED to every RPC."""
     return [
         ServiceBinding(registry_pb2_grpc.RegistryServiceServicer(), registry_pb2_grpc.add_RegistryServiceServicer_to_server,
                        registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]),
