@@ -187,7 +187,7 @@ def test_the_pinned_vllm_has_every_internal() -> None:
     pytest.importorskip("vllm")
     fast_stream.vllm_internals.cache_clear()
     try:
-        found, missing = fast_stream._missing_internals()
+        _, missing = fast_stream._missing_internals()
         assert missing == []
         from vllm.entrypoints.openai.chat_completion.serving import OpenAIServingChat
 

