@@ -35,10 +35,9 @@ from app.services.projects import create_project
 from app.services.users import create_user
 from app.settings import AppSettings
 from app.validation import check_password, check_project_name, check_username
+from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_LLAMA
 from budrt.errors import ServiceError
 
-DEFAULT_CHAT_BUILTIN = "tiny-llama"
-DEFAULT_EMBEDDING_BUILTIN = "all-minilm-l6-v2"
 DEFAULT_KEY_NAME = "default"
 ADMIN_DISPLAY_NAME = "Platform admin"
 # A generated admin password: 32 URL-safe characters.
@@ -85,7 +84,7 @@ def default_deployments(settings: AppSettings) -> list[deployment_pb2.Deployment
     endpoint = deployment_pb2.EngineEndpoint(address=settings.engine_address)
     chat = deployment_pb2.Deployment(
         name=settings.default_model_name,
-        model=model_source(settings.default_model_source, DEFAULT_CHAT_BUILTIN),
+        model=model_source(settings.default_model_source, TINY_LLAMA.name),
         endpoints=[endpoint],
         runner=engine_service_pb2.RUNNER_GENERATE,
         engine_args=engine_service_pb2.EngineArgs(
@@ -95,7 +94,7 @@ def default_deployments(settings: AppSettings) -> list[deployment_pb2.Deployment
     # No max_model_len here: the embedding model's own limit (512 for all-MiniLM-L6-v2) applies.
     embedding = deployment_pb2.Deployment(
         name=settings.default_embedding_model_name,
-        model=model_source(settings.default_embedding_model_source, DEFAULT_EMBEDDING_BUILTIN),
+        model=model_source(settings.default_embedding_model_source, ALL_MINILM_L6_V2.name),
         endpoints=[endpoint],
         runner=engine_service_pb2.RUNNER_POOLING,
         engine_args=engine_service_pb2.EngineArgs(kv_cache_space_gib=settings.kv_cache_space_gib),

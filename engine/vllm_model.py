@@ -20,9 +20,14 @@ log = logging.getLogger(__name__)
 GiB = 1024**3
 
 
-def vllm_cli_args(name: str, model_path: str, runner: int, args: pb.EngineArgs) -> list[str]:
-    """The `vllm serve` arguments equivalent to a LoadModel request."""
+def vllm_cli_args(
+    name: str, model_path: str, runner: int, args: pb.EngineArgs, revision: str = ""
+) -> list[str]:
+    """The `vllm serve` arguments equivalent to a LoadModel request (`model_path` and `revision`:
+    its source, resolved by `engine.sources`)."""
     argv = ["--model", model_path, "--served-model-name", name, "--disable-log-stats"]
+    if revision:
+        argv += ["--revision", revision]
     if runner == pb.RUNNER_POOLING:
         argv += ["--runner", "pooling"]
     elif runner == pb.RUNNER_GENERATE:
@@ -70,7 +75,7 @@ def parse_vllm_args(argv: list[str]) -> argparse.Namespace:
 class VllmModel:
     """A loaded model and its serving objects."""
 
-    def __init__(self, name: str, source: str, runner: int, args: pb.EngineArgs) -> None:
+    def __init__(self, name: str, source: pb.ModelSource, runner: int, args: pb.EngineArgs) -> None:
         self.name = name
         self.source = source
         self.runner = runner
@@ -88,14 +93,15 @@ class VllmModel:
         self.generation_tokens_total = 0
         self._stack = contextlib.AsyncExitStack()
 
-    async def start(self, model_path: str) -> None:
-        """Starts the vLLM engine (minutes for big models; seconds for the tiny one)."""
+    async def start(self, model_path: str, revision: str = "") -> None:
+        """Starts the vLLM engine on `model_path` (a directory or a Hugging Face id, at `revision`
+        when given): minutes for big models; seconds for the tiny one."""
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        namespace = parse_vllm_args(vllm_cli_args(self.name, model_path, self.runner, self.args))
+        namespace = parse_vllm_args(vllm_cli_args(self.name, model_path, self.runner, self.args, revision))
         engine_args = AsyncEngineArgs.from_cli_args(namespace)
         try:
             def construct() -> Any:

@@ -74,7 +74,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "you must provide a model parameter",
                                reason="MISSING_MODEL", param="model")
         deployment = self.tables.resolve(key, model)
-        if deployment is None or deployment.prompt_id:
+        if deployment is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND,
                                f"The model `{model}` does not exist or you do not have access to it.",
                                reason="MODEL_NOT_FOUND", param="model")

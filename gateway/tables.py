@@ -53,8 +53,6 @@ class DeploymentEntry:
     requests_per_minute: int
     tokens_per_minute: int
     created: int
-    prompt_id: str = ""
-    prompt_version: int = 0
 
 
 @dataclass
@@ -104,7 +102,7 @@ class RoutingTables:
                 id=d.id, project_id=d.project_id, name=d.name,
                 endpoints=[Endpoint(e.address, e.served_model_name) for e in d.endpoints],
                 ready=d.ready, requests_per_minute=d.requests_per_minute, tokens_per_minute=d.tokens_per_minute,
-                created=d.create_time.seconds, prompt_id=d.prompt_id, prompt_version=d.prompt_version,
+                created=d.create_time.seconds,
             )
             self.deployments[d.id] = entry
             self.by_name[(d.project_id, d.name)] = entry

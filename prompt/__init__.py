@@ -1,2 +1,2 @@
-"""Prompt execution: sandboxed Jinja templates, typed inputs and outputs, structured output with
-repair, tools. Not built yet: its RPCs answer UNIMPLEMENTED."""
+"""The prompt services' place. Only their contract is served today (`bud.prompt.v1`: every RPC
+answers UNIMPLEMENTED); prompt execution is not built, and deployments of a prompt are refused."""

@@ -12,8 +12,8 @@ PROMPT_EXECUTION_SERVICE = prompt_pb2.DESCRIPTOR.services_by_name["PromptExecuti
 
 
 def bindings(host: Host | None = None) -> list[ServiceBinding]:
-    """PromptService (CRUD) and PromptExecutionService. Neither is implemented yet: the generated
-    base servicers answer UNIMPLEMENTED for every RPC, which is the truth."""
+    """PromptService and PromptExecutionService: the generated base servicers, so every RPC
+    answers UNIMPLEMENTED (nothing of prompts is built)."""
     return [
         ServiceBinding(prompt_pb2_grpc.PromptServiceServicer(), prompt_pb2_grpc.add_PromptServiceServicer_to_server,
                        PROMPT_SERVICE),

@@ -1,2 +1,3 @@
-"""The model catalogue: metadata, licences, Hugging Face import, ClamAV and pickle scans,
-benchmarks and leaderboard. Not built yet: its RPCs answer UNIMPLEMENTED."""
+"""The model registry's place. Only its contract is served today (`bud.registry.v1`: every RPC
+answers UNIMPLEMENTED); no catalogue, import or scan is built, and deployments of a registry model
+are refused."""

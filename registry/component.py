@@ -11,7 +11,8 @@ REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 
 
 def bindings(host: Host | None = None) -> list[ServiceBinding]:
-    """RegistryService. Not implemented yet: the generated base servicer answers UNIMPLEMENTED."""
+    """RegistryService: the generated base servicer, so every RPC answers UNIMPLEMENTED (nothing
+    of the registry is built)."""
     return [
         ServiceBinding(registry_pb2_grpc.RegistryServiceServicer(), registry_pb2_grpc.add_RegistryServiceServicer_to_server,
                        REGISTRY_SERVICE),

@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
 from app.authz import EDITOR, VIEWER, Authenticator, require_role
+from app.control import Reconciler
 from app.convert import deployment_to_proto, engine_args_to_json, runner_name, status_name
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
-from app.reconciler import Reconciler
 from app.services.common import already_exists, get_deployment, get_project
 from app.services.pagination import fetch_page
 from app.validation import check_deployment, require

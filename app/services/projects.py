@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
 from app.authz import OWNER, VIEWER, Authenticator, require_role, visible_projects
+from app.control import Reconciler
 from app.convert import project_to_proto, role_name
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
-from app.reconciler import Reconciler
 from app.services.common import already_exists, failed_precondition, get_project
 from app.services.pagination import fetch_page
 from app.validation import check_description, check_project_name, require

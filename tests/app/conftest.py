@@ -57,17 +57,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         cluster.drop_database(name)
 
 
+def _source_value(source: engine_service_pb2.ModelSource) -> str:
+    kind = source.WhichOneof("kind")
+    if kind == "hugging_face":
+        return source.hugging_face.id
+    return getattr(source, kind) if kind else ""
+
+
 class EngineDouble(engine_service_pb2_grpc.EngineServiceServicer):
     """Test double of an engine's model management (LoadModel, UnloadModel, ListModels).
 
-    Records the calls it gets; loads succeed (READY) unless their source is in `failures`, which
-    maps a source to the error the load reports (FAILED). Inference RPCs stay UNIMPLEMENTED.
+    Records the calls it gets; loads succeed (READY) unless their source's value (builtin name,
+    path or Hugging Face id) is in `failures`, which maps it to the error the load reports
+    (FAILED). GetStats answers zeros per model. Inference RPCs stay UNIMPLEMENTED.
     """
 
     def __init__(self) -> None:
         self.models: dict[str, engine_service_pb2.ServedModel] = {}
         self.load_calls: list[engine_service_pb2.LoadModelRequest] = []
         self.unload_calls: list[str] = []
+        self.stats_calls = 0
         self.failures: dict[str, str] = {}
         self.load_delay = 0.0
 
@@ -81,8 +90,9 @@ class EngineDouble(engine_service_pb2_grpc.EngineServiceServicer):
         )
         self.models[request.name] = model
         await asyncio.sleep(self.load_delay)
-        if request.source in self.failures:
-            model.state, model.error = engine_service_pb2.MODEL_STATE_FAILED, self.failures[request.source]
+        value = _source_value(request.source)
+        if value in self.failures:
+            model.state, model.error = engine_service_pb2.MODEL_STATE_FAILED, self.failures[value]
         else:
             model.state = engine_service_pb2.MODEL_STATE_READY
         return engine_service_pb2.LoadModelResponse(model=model)
@@ -99,6 +109,14 @@ class EngineDouble(engine_service_pb2_grpc.EngineServiceServicer):
         self, request: engine_service_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> engine_service_pb2.ListModelsResponse:
         return engine_service_pb2.ListModelsResponse(models=list(self.models.values()))
+
+    async def GetStats(
+        self, request: engine_service_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> engine_service_pb2.GetStatsResponse:
+        self.stats_calls += 1
+        return engine_service_pb2.GetStatsResponse(
+            models=[engine_service_pb2.ModelStats(name=name) for name in self.models]
+        )
 
     def loaded_names(self) -> list[str]:
         """Names of the LoadModel calls so far."""

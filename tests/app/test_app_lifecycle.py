@@ -68,9 +68,10 @@ async def test_bootstrap_once(capsys: Any, start: Any, engine_host: Any, helpers
         lambda: _all_ready(first.db), what="default deployments READY"
     )
     loads = {c.name: c for c in engine_host.engine.load_calls}
-    assert loads[chat.id].source == "builtin:tiny-llama" and loads[chat.id].runner == engine_service_pb2.RUNNER_GENERATE
+    assert loads[chat.id].source == engine_service_pb2.ModelSource(builtin="tiny-llama")
+    assert loads[chat.id].runner == engine_service_pb2.RUNNER_GENERATE
     assert loads[chat.id].args.max_model_len == 2048 and loads[chat.id].args.kv_cache_space_gib == 1.0
-    assert loads[embedding.id].source == "builtin:all-minilm-l6-v2"
+    assert loads[embedding.id].source == engine_service_pb2.ModelSource(builtin="all-minilm-l6-v2")
     assert loads[embedding.id].runner == engine_service_pb2.RUNNER_POOLING
     assert not loads[embedding.id].args.HasField("max_model_len")
 

@@ -55,7 +55,8 @@ async def test_pending_loading_ready(stubs: Any, helpers: Any, engine_host: Any)
     await helpers.eventually(_status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_LOADING), what="LOADING")
     await helpers.eventually(_status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY")
     (call,) = [c for c in engine_host.engine.load_calls if c.name == created.id]
-    assert call.source == "builtin:tiny-llama" and call.runner == engine_service_pb2.RUNNER_GENERATE
+    assert call.source == engine_service_pb2.ModelSource(builtin="tiny-llama")
+    assert call.runner == engine_service_pb2.RUNNER_GENERATE
     assert call.args.max_model_len == 128
     assert (await _get(stubs, project_id, created.id)).status_message == ""
 
@@ -71,6 +72,8 @@ async def test_failed_load_reports_the_reason(stubs: Any, helpers: Any, engine_h
     await helpers.eventually(_status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_FAILED), what="FAILED")
     message = (await _get(stubs, project_id, created.id)).status_message
     assert "config.json not found" in message and engine_host.address in message
+    (call,) = [c for c in engine_host.engine.load_calls if c.name == created.id]
+    assert call.source == engine_service_pb2.ModelSource(hugging_face=engine_service_pb2.HuggingFaceModel(id="acme/broken"))
     await asyncio.sleep(1.0)  # several passes: a failed load is not retried every pass
     assert engine_host.engine.loaded_names().count(created.id) == 1
     assert (await _get(stubs, project_id, created.id)).status == D.DEPLOYMENT_STATUS_FAILED
@@ -81,7 +84,7 @@ async def test_failed_load_reports_the_reason(stubs: Any, helpers: Any, engine_h
         update_mask=field_mask_pb2.FieldMask(paths=["model"]),
     ))
     await helpers.eventually(_status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY")
-    assert engine_host.engine.load_calls[-1].source == "builtin:tiny-llama"
+    assert engine_host.engine.load_calls[-1].source == engine_service_pb2.ModelSource(builtin="tiny-llama")
 
 
 async def test_unreachable_engine_is_retried_not_failed(stubs: Any, helpers: Any, engine_factory: Any) -> None:

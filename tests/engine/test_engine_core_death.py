@@ -32,7 +32,7 @@ def test_a_dead_engine_core_is_noticed_and_the_rest_keeps_serving(mesh: Mesh) ->
         engine = engine_service_pb2_grpc.EngineServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
         loaded = engine.LoadModel(engine_pb.LoadModelRequest(
-            name=DOOMED, source="builtin:tiny-llama", runner=engine_pb.RUNNER_GENERATE,
+            name=DOOMED, source=engine_pb.ModelSource(builtin="tiny-llama"), runner=engine_pb.RUNNER_GENERATE,
             args=engine_pb.EngineArgs(max_model_len=256, kv_cache_space_gib=0.1)), timeout=600).model
         assert loaded.state == engine_pb.MODEL_STATE_READY, loaded.error
         try:

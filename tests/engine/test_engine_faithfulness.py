@@ -210,7 +210,7 @@ def offline(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     """Starts the offline references for the generation cases and for the embeddings, with the
     engine settings the mesh's models run with (vLLM's defaults otherwise; torch.compile on as in
     the mesh, since eager mode rounds differently), each request in its own batch."""
-    from engine.sources import minilm_dir
+    from engine.builtin_models.minilm import minilm_dir
 
     workdir = tmp_path_factory.mktemp("offline")
     chat_model = served_model(mesh, "tiny-llama")

@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     log = workdir / "load-tool.log"
     print(f"[bench] logs in {workdir}", flush=True)
     rows: list[dict[str, Any]] = []
-    from engine.tiny_model import build_tiny_model
+    from engine.builtin_models.tiny_llama import build_tiny_model
 
     model_dir = build_tiny_model(workdir / "models" / "tiny-llama")  # what the mesh builds, deterministically
     if opts.profile_mesh:

@@ -62,6 +62,26 @@ class EngineArgs(_message.Message):
     tokenizer: str
     def __init__(self, max_model_len: _Optional[int] = ..., dtype: _Optional[str] = ..., kv_cache_space_gib: _Optional[float] = ..., gpu_memory_utilization: _Optional[float] = ..., tensor_parallel_size: _Optional[int] = ..., max_num_seqs: _Optional[int] = ..., tool_call_parser: _Optional[str] = ..., reasoning_parser: _Optional[str] = ..., chat_template: _Optional[str] = ..., enforce_eager: _Optional[bool] = ..., enable_prefix_caching: _Optional[bool] = ..., seed: _Optional[int] = ..., tokenizer: _Optional[str] = ...) -> None: ...
 
+class ModelSource(_message.Message):
+    __slots__ = ("builtin", "local_path", "hugging_face", "registry_model_id")
+    BUILTIN_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_PATH_FIELD_NUMBER: _ClassVar[int]
+    HUGGING_FACE_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    builtin: str
+    local_path: str
+    hugging_face: HuggingFaceModel
+    registry_model_id: str
+    def __init__(self, builtin: _Optional[str] = ..., local_path: _Optional[str] = ..., hugging_face: _Optional[_Union[HuggingFaceModel, _Mapping]] = ..., registry_model_id: _Optional[str] = ...) -> None: ...
+
+class HuggingFaceModel(_message.Message):
+    __slots__ = ("id", "revision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    revision: str
+    def __init__(self, id: _Optional[str] = ..., revision: _Optional[str] = ...) -> None: ...
+
 class ServedModel(_message.Message):
     __slots__ = ("name", "source", "runner", "args", "state", "error", "max_model_len")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -72,13 +92,13 @@ class ServedModel(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MAX_MODEL_LEN_FIELD_NUMBER: _ClassVar[int]
     name: str
-    source: str
+    source: ModelSource
     runner: Runner
     args: EngineArgs
     state: ModelState
     error: str
     max_model_len: int
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., runner: _Optional[_Union[Runner, str]] = ..., args: _Optional[_Union[EngineArgs, _Mapping]] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., max_model_len: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[_Union[ModelSource, _Mapping]] = ..., runner: _Optional[_Union[Runner, str]] = ..., args: _Optional[_Union[EngineArgs, _Mapping]] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., max_model_len: _Optional[int] = ...) -> None: ...
 
 class LoadModelRequest(_message.Message):
     __slots__ = ("name", "source", "runner", "args")
@@ -87,10 +107,10 @@ class LoadModelRequest(_message.Message):
     RUNNER_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
     name: str
-    source: str
+    source: ModelSource
     runner: Runner
     args: EngineArgs
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., runner: _Optional[_Union[Runner, str]] = ..., args: _Optional[_Union[EngineArgs, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[_Union[ModelSource, _Mapping]] = ..., runner: _Optional[_Union[Runner, str]] = ..., args: _Optional[_Union[EngineArgs, _Mapping]] = ...) -> None: ...
 
 class LoadModelResponse(_message.Message):
     __slots__ = ("model",)

@@ -1,4 +1,5 @@
-"""Deterministic builder for a tiny random-weight Llama model used in smoke runs.
+"""The builtin model `tiny-llama`: a deterministic builder of a tiny random-weight Llama for smoke
+runs (corpus, BPE tokenizer training, weights, CLI).
 
 The output directory is a regular Hugging Face model directory (``config.json``,
 ``model.safetensors``, ``tokenizer.json``, ``tokenizer_config.json`` with a chat
@@ -11,7 +12,7 @@ a synthetic corpus built from fixed word lists, and the weights are drawn from a
 
 Usage::
 
-    python -m engine.tiny_model /tmp/tiny-llama
+    python -m engine.builtin_models.tiny_llama /tmp/tiny-llama
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # heavy imports stay lazy so `import engine.tiny_model` is cheap
+if TYPE_CHECKING:  # heavy imports stay lazy so `import engine.builtin_models.tiny_llama` is cheap
     import torch
     from tokenizers import Tokenizer
 
@@ -505,7 +506,7 @@ def _main(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m engine.tiny_model",
+        prog="python -m engine.builtin_models.tiny_llama",
         description="Build the deterministic tiny Llama smoke-test model.",
     )
     parser.add_argument("target_dir", type=Path, help="directory to create (reused if already complete)")

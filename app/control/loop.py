@@ -1,121 +1,26 @@
-"""The engine reconciler: makes the engines serve what the model deployments ask for.
-
-A background task of the app process. Each pass reads every model deployment and, per engine
-endpoint, asks the engine at `address` what it serves (ListModels, once per engine per pass). A
-model missing under the endpoint's `served_model_name` is loaded (LoadModel with the deployment's
-source, runner and engine args); one loaded for an older version of the deployment is unloaded
-and loaded again. The deployment's status follows: PENDING → LOADING → READY, or FAILED with the
-engine's reason. An unreachable engine is not a failure: the deployment goes (back) to PENDING
-with a message saying so, and the engine is retried with exponential backoff — which is also how
-an engine restart is healed.
-
-Passes run at start, when a servicer calls :meth:`Reconciler.kick` (create/update), and every
-`interval` seconds. Loads run in tasks of their own, one per deployment at a time, so a long load
-never delays anything else; RPCs never wait for them.
-
-What this process loaded is remembered in memory (per endpoint, a fingerprint of source, runner
-and args). After an app restart a model the engine already serves READY under the endpoint's
-name is adopted as is (the app cannot change a deployment while it is down). A load that failed
-is retried only after a long backoff (or at once when the deployment is updated), not every pass.
-Models of deleted deployments are unloaded best effort; one left behind when the app stopped in
-between is not cleaned up (engines may serve models the app does not manage).
-"""
+"""The reconcile loop: passes over the desired models, one task per deployment, and the two retry
+schedules (engines that cannot be reached, loads that failed). See `app.control` for the whole
+story."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import grpc
-from bud.app.v1 import deployment_pb2
-from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
-from sqlalchemy import select, update
+from bud.engine.v1 import engine_service_pb2
 
-from app.convert import engine_args_from_json, runner_value, status_name
-from app.db import models
-from app.db.session import Database, discard
+from app.control.desired_state import DesiredModel, Endpoint, read_desired
+from app.control.engine_client import EngineClient
+from app.control.scaler import EngineLoad, Scaler, StaticScaler
+from app.control.status import LOADING, Outcome, aggregate, deployment_exists, write_status
+from app.db.session import Database
 from budrt.grpc_server import insecure_channel
 
 log = logging.getLogger(__name__)
-
-PENDING = status_name(deployment_pb2.DEPLOYMENT_STATUS_PENDING)
-LOADING = status_name(deployment_pb2.DEPLOYMENT_STATUS_LOADING)
-READY = status_name(deployment_pb2.DEPLOYMENT_STATUS_READY)
-FAILED = status_name(deployment_pb2.DEPLOYMENT_STATUS_FAILED)
-
-OutcomeState = Literal["ready", "loading", "failed", "unreachable"]
-
-
-def load_source(kind: str, value: str) -> str:
-    """The LoadModel `source` of a deployment's model source."""
-    return f"builtin:{value}" if kind == "builtin" else value
-
-
-def load_args(row: models.Deployment) -> engine_service_pb2.EngineArgs:
-    """The engine args to load with. `caching` turns prefix caching on unless the engine args say
-    otherwise; caching off leaves the engine's default alone."""
-    args = engine_args_from_json(row.engine_args)
-    if row.caching and not args.HasField("enable_prefix_caching"):
-        args.enable_prefix_caching = True
-    return args
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One engine endpoint of a deployment."""
-
-    address: str
-    served_model_name: str
-
-
-@dataclass(frozen=True)
-class DesiredModel:
-    """What one model deployment asks the engines for, as read at the start of a pass."""
-
-    deployment_id: str
-    spec_version: int
-    status: str
-    status_message: str
-    source: str
-    runner: int
-    args: engine_service_pb2.EngineArgs
-    endpoints: tuple[Endpoint, ...]
-
-    @property
-    def fingerprint(self) -> str:
-        """Identifies what gets loaded: changes with source, runner or args."""
-        digest = hashlib.sha256()
-        digest.update(self.source.encode())
-        digest.update(b"\0" + str(self.runner).encode() + b"\0")
-        digest.update(self.args.SerializeToString(deterministic=True))
-        return digest.hexdigest()
-
-    @classmethod
-    def of(cls, row: models.Deployment) -> DesiredModel:
-        """From a deployment row (its endpoints loaded)."""
-        return cls(
-            deployment_id=row.id,
-            spec_version=row.spec_version,
-            status=row.status,
-            status_message=row.status_message,
-            source=load_source(row.model_source_kind or "", row.model_source or ""),
-            runner=runner_value(row.runner),
-            args=load_args(row),
-            endpoints=tuple(Endpoint(e.address, e.served_model_name) for e in row.endpoints),
-        )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Where one endpoint stands after a pass."""
-
-    state: OutcomeState
-    message: str = ""
 
 
 @dataclass
@@ -139,21 +44,6 @@ class _Unreachable:
 Listing = dict[str, engine_service_pb2.ServedModel] | _Unreachable
 
 
-def aggregate(endpoints: Sequence[Endpoint], outcomes: Sequence[Outcome]) -> tuple[str, str]:
-    """The deployment status of its endpoints' outcomes: FAILED if one failed, READY if all are
-    ready, LOADING if one is loading, else PENDING (engines unreachable)."""
-    pairs = list(zip(endpoints, outcomes, strict=True))
-    notes = [f"{e.address}: {o.message}" for e, o in pairs if o.state != "ready"]
-    states = {o.state for o in outcomes}
-    if "failed" in states:
-        return FAILED, "; ".join(f"{e.address}: {o.message}" for e, o in pairs if o.state == "failed")
-    if states == {"ready"}:
-        return READY, ""
-    if "loading" in states:
-        return LOADING, "; ".join(notes)
-    return PENDING, "; ".join(notes)
-
-
 @dataclass
 class _Memory:
     """What this process knows of the engines beyond what they report."""
@@ -164,7 +54,7 @@ class _Memory:
 
 
 class Reconciler:
-    """Keeps engines serving the model deployments; see the module docstring."""
+    """Keeps engines serving the model deployments; see the `app.control` docstring."""
 
     def __init__(
         self,
@@ -178,17 +68,18 @@ class Reconciler:
         load_timeout: float = 3600.0,
         unload_timeout: float = 60.0,
         channel_factory: Callable[[str], grpc.aio.Channel] = insecure_channel,
+        scaler: Scaler | None = None,
     ) -> None:
         self._db = db
         self.interval = interval
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.failed_load_backoff = failed_load_backoff
-        self.list_timeout = list_timeout
-        self.load_timeout = load_timeout
-        self.unload_timeout = unload_timeout
-        self._channel_factory = channel_factory
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self.engines = EngineClient(
+            list_timeout=list_timeout, load_timeout=load_timeout, unload_timeout=unload_timeout,
+            stats_timeout=list_timeout, channel_factory=channel_factory,
+        )
+        self.scaler: Scaler = scaler if scaler is not None else StaticScaler()
         self._memory = _Memory()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -208,7 +99,7 @@ class Reconciler:
         for address, name in endpoints:
             self._memory.loaded.pop((address, name), None)
             self._memory.failed_loads.pop((address, name), None)
-            self._spawn(self._unload(address, name))
+            self._spawn(self.engines.unload(address, name))
 
     # ---- loop -----------------------------------------------------------------------------
 
@@ -226,14 +117,9 @@ class Reconciler:
             await self.close()
 
     async def reconcile_once(self, wait: bool = False) -> None:
-        """One pass: starts a task for every deployment without one; `wait` awaits them."""
-        async with self._db.snapshot() as session:
-            rows = (
-                await session.scalars(
-                    select(models.Deployment).where(models.Deployment.model_source_kind.is_not(None))
-                )
-            ).all()
-            desired = [DesiredModel.of(row) for row in rows]
+        """One pass: starts a task for every deployment without one, then calls the scaler;
+        `wait` awaits the tasks."""
+        desired = await read_desired(self._db)
         self._forget_unused(desired)
         idle = [d for d in desired if d.deployment_id not in self._tasks]
         addresses = sorted({e.address for d in idle for e in d.endpoints})
@@ -247,6 +133,7 @@ class Reconciler:
             self._tasks[model.deployment_id] = task
             task.add_done_callback(lambda t, key=model.deployment_id: self._task_done(key, t))
             started.append(task)
+        await self._scale(desired)
         if wait:
             await asyncio.gather(*started, return_exceptions=True)
 
@@ -257,8 +144,7 @@ class Reconciler:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        channels, self._channels = list(self._channels.values()), {}
-        await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
+        await self.engines.close()
 
     def _task_done(self, deployment_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(deployment_id) is task:
@@ -288,13 +174,30 @@ class Reconciler:
         waits = [self.interval, *(b.next_try - now for b in retries if b.next_try > now)]
         return max(0.05, min(waits))
 
-    # ---- engines --------------------------------------------------------------------------
+    # ---- scaler ---------------------------------------------------------------------------
 
-    def _stub(self, address: str) -> engine_service_pb2_grpc.EngineServiceStub:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = self._channel_factory(address)
-        return engine_service_pb2_grpc.EngineServiceStub(channel)
+    async def _scale(self, desired: Sequence[DesiredModel]) -> None:
+        """Hands the pass to the scaler, with the engines' stats when it asks for them."""
+        loads: Mapping[str, EngineLoad] = {}
+        if self.scaler.needs_stats:
+            addresses = sorted({e.address for d in desired for e in d.endpoints})
+            replies = await asyncio.gather(*(self._stats(a) for a in addresses))
+            loads = {load.address: load for load in replies}
+        try:
+            await self.scaler.observe(desired, loads)
+        except Exception:  # a scaler's bug must not end the pass
+            log.exception("scaler failed")
+
+    async def _stats(self, address: str) -> EngineLoad:
+        backoff = self._memory.unreachable.get(address)
+        if backoff is not None and not backoff.due(time.monotonic()):
+            return EngineLoad(address, None, backoff.message)
+        try:
+            return EngineLoad(address, await self.engines.get_stats(address))
+        except grpc.aio.AioRpcError as err:
+            return EngineLoad(address, None, f"{err.code().name}: {err.details()}")
+
+    # ---- engines --------------------------------------------------------------------------
 
     def _engine_down(self, address: str, err: grpc.aio.AioRpcError) -> _Unreachable:
         """Records a failed contact; the next try waits twice as long as the last (capped)."""
@@ -307,7 +210,7 @@ class Reconciler:
             # at once when the engine is back, whereas this one would first wait out gRPC's own
             # reconnect backoff (up to two minutes). A slow engine (DEADLINE_EXCEEDED) keeps its
             # channel: a long LoadModel may be running on it.
-            channel = self._channels.pop(address, None)
+            channel = self.engines.drop_channel(address)
             if channel is not None:
                 self._spawn(channel.close())
         if previous is None:
@@ -319,27 +222,12 @@ class Reconciler:
         if backoff is not None and not backoff.due(time.monotonic()):
             return _Unreachable(backoff.message)
         try:
-            reply = await self._stub(address).ListModels(
-                engine_service_pb2.ListModelsRequest(), timeout=self.list_timeout
-            )
+            listing = await self.engines.list_models(address)
         except grpc.aio.AioRpcError as err:
             return self._engine_down(address, err)
         if self._memory.unreachable.pop(address, None) is not None:
             log.info("engine reachable again", extra={"address": address})
-        return {m.name: m for m in reply.models}
-
-    async def _unload(self, address: str, name: str) -> None:
-        try:
-            await self._stub(address).UnloadModel(
-                engine_service_pb2.UnloadModelRequest(name=name), timeout=self.unload_timeout
-            )
-            log.info("model unloaded", extra={"address": address, "model": name})
-        except grpc.aio.AioRpcError as err:
-            if err.code() != grpc.StatusCode.NOT_FOUND:
-                log.warning(
-                    "unloading a model failed",
-                    extra={"address": address, "model": name, "error": f"{err.code().name}: {err.details()}"},
-                )
+        return listing
 
     # ---- one deployment -------------------------------------------------------------------
 
@@ -351,7 +239,7 @@ class Reconciler:
             nonlocal stale
             if stale or written == [status, message]:
                 return
-            if await self._write_status(model, status, message):
+            if await write_status(self._db, model, status, message):
                 written[:] = [status, message]
             else:
                 stale = True
@@ -396,30 +284,28 @@ class Reconciler:
             return Outcome("failed", failure.message)
 
         await mark_loading(endpoint.address)
-        stub = self._stub(endpoint.address)
         if served is not None:  # an older version, or a failed attempt: replace it
             memory.loaded.pop(key, None)
-            await self._unload(endpoint.address, endpoint.served_model_name)
+            await self.engines.unload(endpoint.address, endpoint.served_model_name)
         request = engine_service_pb2.LoadModelRequest(
             name=endpoint.served_model_name, source=model.source, runner=model.runner, args=model.args
         )
         log.info(
             "loading model",
             extra={"deployment": model.deployment_id, "address": endpoint.address,
-                   "model": endpoint.served_model_name, "source": model.source},
+                   "model": endpoint.served_model_name, "source": str(model.source).strip()},
         )
         try:
-            reply = await stub.LoadModel(request, timeout=self.load_timeout)
+            loaded = await self.engines.load_model(endpoint.address, request)
         except grpc.aio.AioRpcError as err:
             # CANCELLED: the channel was closed under the call because the engine went away.
             if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                 down = self._engine_down(endpoint.address, err)
                 return Outcome("unreachable", f"engine unreachable ({down.message}); retrying")
             if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                message = f"load did not finish within {self.load_timeout:g}s"
+                message = f"load did not finish within {self.engines.load_timeout:g}s"
                 return self._load_failed(key, fingerprint, message)
             return self._load_failed(key, fingerprint, f"{err.code().name}: {err.details()}")
-        loaded = reply.model
         if loaded.state == engine_service_pb2.MODEL_STATE_READY:
             memory.loaded[key] = fingerprint
             memory.failed_loads.pop(key, None)
@@ -436,8 +322,8 @@ class Reconciler:
         known = self._memory.loaded.get(key)
         if known is not None:
             return known == model.fingerprint
-        # Not loaded by this process (it restarted): adopt a compatible model. Engines may report
-        # a resolved source (a builtin's directory), so the source is not compared.
+        # Not loaded by this process (it restarted): adopt a compatible model. The source is not
+        # compared: the same weights can be named more than one way (a builtin or its directory).
         if model.runner and served.runner and served.runner != model.runner:
             return False
         for descriptor, value in model.args.ListFields():
@@ -454,29 +340,8 @@ class Reconciler:
         log.warning("model load failed", extra={"address": key[0], "model": key[1], "error": message})
         return Outcome("failed", message)
 
-    async def _write_status(self, model: DesiredModel, status: str, message: str) -> bool:
-        """Writes the status for the spec version acted on; False if the deployment has since
-        changed or gone."""
-        async with self._db.mutation() as session:
-            result = await session.execute(
-                update(models.Deployment)
-                .where(
-                    models.Deployment.id == model.deployment_id,
-                    models.Deployment.spec_version == model.spec_version,
-                )
-                .values(status=status, status_message=message)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                discard(session)
-                return False
-        log.info("deployment status", extra={"deployment": model.deployment_id, "status": status,
-                                              "status_message": message})
-        return True
-
     async def _after_stale_write(self, model: DesiredModel) -> None:
-        async with self._db.snapshot() as session:
-            exists = await session.get(models.Deployment, model.deployment_id)
-        if exists is None:
+        if not await deployment_exists(self._db, model.deployment_id):
             # Deleted while loading: its unload may have run before the load finished.
             self.unload((e.address, e.served_model_name) for e in model.endpoints)
         else:

@@ -1,0 +1,91 @@
+"""What the model deployments ask the engines for, read at the start of each reconcile pass."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from bud.engine.v1 import engine_service_pb2
+from sqlalchemy import select
+
+from app.convert import engine_args_from_json, runner_value
+from app.db import models
+from app.db.session import Database
+
+
+def engine_source(kind: str, value: str) -> engine_service_pb2.ModelSource:
+    """The LoadModel source of a deployment's stored model source (the `ModelSource` oneof field
+    name and its value)."""
+    source = engine_service_pb2.ModelSource()
+    if kind == "hugging_face_id":
+        source.hugging_face.id = value
+    elif kind in ("builtin", "local_path", "registry_model_id"):
+        setattr(source, kind, value)
+    else:
+        raise ValueError(f"unknown model source kind {kind!r}")
+    return source
+
+
+def load_args(row: models.Deployment) -> engine_service_pb2.EngineArgs:
+    """The engine args to load with. `caching` turns prefix caching on unless the engine args say
+    otherwise; caching off leaves the engine's default alone."""
+    args = engine_args_from_json(row.engine_args)
+    if row.caching and not args.HasField("enable_prefix_caching"):
+        args.enable_prefix_caching = True
+    return args
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One engine endpoint of a deployment."""
+
+    address: str
+    served_model_name: str
+
+
+@dataclass(frozen=True)
+class DesiredModel:
+    """What one model deployment asks the engines for, as read at the start of a pass."""
+
+    deployment_id: str
+    spec_version: int
+    status: str
+    status_message: str
+    source: engine_service_pb2.ModelSource
+    runner: int
+    args: engine_service_pb2.EngineArgs
+    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies what gets loaded: changes with source, runner or args."""
+        digest = hashlib.sha256()
+        digest.update(self.source.SerializeToString(deterministic=True))
+        digest.update(b"\0" + str(self.runner).encode() + b"\0")
+        digest.update(self.args.SerializeToString(deterministic=True))
+        return digest.hexdigest()
+
+    @classmethod
+    def of(cls, row: models.Deployment) -> DesiredModel:
+        """From a deployment row (its endpoints loaded)."""
+        return cls(
+            deployment_id=row.id,
+            spec_version=row.spec_version,
+            status=row.status,
+            status_message=row.status_message,
+            source=engine_source(row.model_source_kind or "", row.model_source or ""),
+            runner=runner_value(row.runner),
+            args=load_args(row),
+            endpoints=tuple(Endpoint(e.address, e.served_model_name) for e in row.endpoints),
+        )
+
+
+async def read_desired(db: Database) -> list[DesiredModel]:
+    """Every model deployment, in one snapshot."""
+    async with db.snapshot() as session:
+        rows = (
+            await session.scalars(
+                select(models.Deployment).where(models.Deployment.model_source_kind.is_not(None))
+            )
+        ).all()
+        return [DesiredModel.of(row) for row in rows]

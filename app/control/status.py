@@ -1,0 +1,75 @@
+"""Deployment status: where each endpoint stands after a pass, the status of a deployment that
+follows from its endpoints, and writing it for the spec version the pass acted on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bud.app.v1 import deployment_pb2
+from sqlalchemy import update
+
+from app.control.desired_state import DesiredModel, Endpoint
+from app.convert import status_name
+from app.db import models
+from app.db.session import Database, discard
+
+log = logging.getLogger(__name__)
+
+PENDING = status_name(deployment_pb2.DEPLOYMENT_STATUS_PENDING)
+LOADING = status_name(deployment_pb2.DEPLOYMENT_STATUS_LOADING)
+READY = status_name(deployment_pb2.DEPLOYMENT_STATUS_READY)
+FAILED = status_name(deployment_pb2.DEPLOYMENT_STATUS_FAILED)
+
+OutcomeState = Literal["ready", "loading", "failed", "unreachable"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where one endpoint stands after a pass."""
+
+    state: OutcomeState
+    message: str = ""
+
+
+def aggregate(endpoints: Sequence[Endpoint], outcomes: Sequence[Outcome]) -> tuple[str, str]:
+    """The deployment status of its endpoints' outcomes: FAILED if one failed, READY if all are
+    ready, LOADING if one is loading, else PENDING (engines unreachable)."""
+    pairs = list(zip(endpoints, outcomes, strict=True))
+    notes = [f"{e.address}: {o.message}" for e, o in pairs if o.state != "ready"]
+    states = {o.state for o in outcomes}
+    if "failed" in states:
+        return FAILED, "; ".join(f"{e.address}: {o.message}" for e, o in pairs if o.state == "failed")
+    if states == {"ready"}:
+        return READY, ""
+    if "loading" in states:
+        return LOADING, "; ".join(notes)
+    return PENDING, "; ".join(notes)
+
+
+async def write_status(db: Database, model: DesiredModel, status: str, message: str) -> bool:
+    """Writes the status for the spec version acted on; False if the deployment has since
+    changed or gone."""
+    async with db.mutation() as session:
+        result = await session.execute(
+            update(models.Deployment)
+            .where(
+                models.Deployment.id == model.deployment_id,
+                models.Deployment.spec_version == model.spec_version,
+            )
+            .values(status=status, status_message=message)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            discard(session)
+            return False
+    log.info("deployment status", extra={"deployment": model.deployment_id, "status": status,
+                                          "status_message": message})
+    return True
+
+
+async def deployment_exists(db: Database, deployment_id: str) -> bool:
+    """Whether the deployment is still there."""
+    async with db.snapshot() as session:
+        return await session.get(models.Deployment, deployment_id) is not None

@@ -1,0 +1,92 @@
+"""ModelManager with typed sources: what reaches vLLM, idempotent loads, refusals. vLLM itself is
+replaced by a recording stand-in for `VllmModel`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import grpc
+import pytest
+from bud.engine.v1 import engine_service_pb2 as pb
+
+from budrt.errors import ServiceError
+from budrt.settings import Settings
+from engine import builtin_models, manager
+
+
+class RecordingModel:
+    """Stands in for `VllmModel`: records how it was started."""
+
+    started: ClassVar[list[tuple[str, str, pb.EngineArgs]]] = []
+
+    def __init__(self, name: str, source: pb.ModelSource, runner: int, args: pb.EngineArgs) -> None:
+        self.name, self.source, self.runner, self.args = name, source, runner, args
+        self.max_model_len = 64
+        self.dead = False
+
+    async def start(self, model_path: str, revision: str = "") -> None:
+        RecordingModel.started.append((model_path, revision, self.args))
+
+    async def stop(self) -> None:
+        pass
+
+
+@pytest.fixture
+def models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> manager.ModelManager:
+    RecordingModel.started = []
+    monkeypatch.setattr(manager, "VllmModel", RecordingModel)
+    monkeypatch.setattr(manager, "_freeze_heap", lambda: None)
+    monkeypatch.setitem(builtin_models.BUILDERS, "tiny-llama",
+                        builtin_models.Builder(lambda data_dir: data_dir / "tiny", dtype="float32"))
+    return manager.ModelManager(Settings(data_dir=tmp_path))
+
+
+async def test_a_hugging_face_source_loads_at_its_revision(models: manager.ModelManager) -> None:
+    source = pb.ModelSource(hugging_face=pb.HuggingFaceModel(id="acme/chat", revision="v2"))
+    served = await models.load("chat", source, pb.RUNNER_GENERATE, pb.EngineArgs())
+    assert served.state == pb.MODEL_STATE_READY and served.source == source
+    assert [(path, revision) for path, revision, _ in RecordingModel.started] == [("acme/chat", "v2")]
+
+
+async def test_a_builtin_loads_its_directory_with_its_default_dtype(
+    models: manager.ModelManager, tmp_path: Path
+) -> None:
+    await models.load("tiny", pb.ModelSource(builtin="tiny-llama"), pb.RUNNER_GENERATE, pb.EngineArgs())
+    await models.load("tiny16", pb.ModelSource(builtin="tiny-llama"), pb.RUNNER_GENERATE,
+                      pb.EngineArgs(dtype="bfloat16"))
+    (path, _, args), (_, _, explicit) = RecordingModel.started
+    assert path == str(tmp_path / "tiny") and args.dtype == "float32" and explicit.dtype == "bfloat16"
+
+
+async def test_loading_the_same_source_again_is_a_no_op_and_another_is_refused(
+    models: manager.ModelManager,
+) -> None:
+    source = pb.ModelSource(local_path="/models/x")
+    first = await models.load("x", pb.ModelSource(builtin="tiny-llama"), 0, pb.EngineArgs())
+    again = await models.load("x", pb.ModelSource(builtin="tiny-llama"), 0, pb.EngineArgs())
+    assert first == again and len(RecordingModel.started) == 1
+    with pytest.raises(ServiceError) as caught:
+        await models.load("x", source, 0, pb.EngineArgs())
+    assert caught.value.code == grpc.StatusCode.ALREADY_EXISTS and 'builtin: "tiny-llama"' in caught.value.message
+
+
+async def test_a_request_without_a_source_is_refused_before_any_slot(models: manager.ModelManager) -> None:
+    with pytest.raises(ServiceError) as caught:
+        await models.load("x", pb.ModelSource(), 0, pb.EngineArgs())
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and caught.value.param == "source"
+    assert models.slots == {}
+
+
+async def test_a_source_that_cannot_be_resolved_fails_the_load(models: manager.ModelManager) -> None:
+    served = await models.load("r", pb.ModelSource(registry_model_id="mdl_1"), 0, pb.EngineArgs())
+    assert served.state == pb.MODEL_STATE_FAILED and "registry" in served.error
+    assert RecordingModel.started == []
+
+
+def test_load_requests_no_longer_carry_a_source_string() -> None:
+    """Field 2 (the old `string source`) is reserved: old clients' strings are dropped."""
+    descriptor = pb.LoadModelRequest.DESCRIPTOR
+    assert descriptor.fields_by_name["source"].message_type is pb.ModelSource.DESCRIPTOR
+    assert 2 not in descriptor.fields_by_number
+    assert pb.ServedModel.DESCRIPTOR.fields_by_name["source"].message_type is pb.ModelSource.DESCRIPTOR
