@@ -25,7 +25,6 @@ from bud.engine.v1 import engine_service_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authz import hash_password
 from app.db import models
 from app.db.models import SINGLETON_ID, utcnow
 from app.db.session import Database, discard
@@ -34,6 +33,7 @@ from app.services.deployments import insert_deployment
 from app.services.projects import create_project
 from app.services.users import create_user
 from app.validation import check_password, check_project_name, check_username
+from auth.passwords import hash_password
 from budrt.errors import ServiceError
 from budrt.settings import Settings
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,29 +36,31 @@ async def get_project(session: AsyncSession, project_id: str, param: str = "proj
     return row
 
 
+# The resources that live in one project.
+_InProject = TypeVar("_InProject", models.Deployment, models.ApiKey)
+
+
+async def _get_in_project(
+    session: AsyncSession, table: type[_InProject], what: str, project_id: str, row_id: str, param: str
+) -> _InProject:
+    """The project's row `row_id` of `table`, or NOT_FOUND naming `param` (also when the row
+    belongs to another project); NOT_FOUND for the project first when it does not exist."""
+    await get_project(session, project_id)
+    row = await session.scalar(select(table).where(table.id == row_id, table.project_id == project_id))
+    if row is None:
+        raise not_found(f"{what} {row_id!r} not found in project {project_id!r}", param=param)
+    return row
+
+
 async def get_deployment(
     session: AsyncSession, project_id: str, deployment_id: str, param: str = "deployment_id"
 ) -> models.Deployment:
     """The project's deployment, or NOT_FOUND (also when it belongs to another project)."""
-    await get_project(session, project_id)
-    row = await session.scalar(
-        select(models.Deployment).where(
-            models.Deployment.id == deployment_id, models.Deployment.project_id == project_id
-        )
-    )
-    if row is None:
-        raise not_found(f"deployment {deployment_id!r} not found in project {project_id!r}", param=param)
-    return row
+    return await _get_in_project(session, models.Deployment, "deployment", project_id, deployment_id, param)
 
 
 async def get_api_key(
     session: AsyncSession, project_id: str, api_key_id: str, param: str = "api_key_id"
 ) -> models.ApiKey:
     """The project's API key, or NOT_FOUND (also when it belongs to another project)."""
-    await get_project(session, project_id)
-    row = await session.scalar(
-        select(models.ApiKey).where(models.ApiKey.id == api_key_id, models.ApiKey.project_id == project_id)
-    )
-    if row is None:
-        raise not_found(f"API key {api_key_id!r} not found in project {project_id!r}", param=param)
-    return row
+    return await _get_in_project(session, models.ApiKey, "API key", project_id, api_key_id, param)

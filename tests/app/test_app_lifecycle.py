@@ -21,7 +21,7 @@ from app.db import models
 from app.db.migrate import upgrade_database
 from app.db.session import Database
 from app.server import serve
-from budrt.keys import key_matches
+from auth.keys import key_matches
 from budrt.settings import Settings
 
 HASH_SECRET = "test-key-hash-secret"
