@@ -24,7 +24,7 @@ from app.convert import api_key_to_proto, from_timestamp
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
-from app.services.common import failed_precondition, get_api_key, get_project
+from app.services.common import conflicts_as, failed_precondition, get_api_key, get_project
 from app.services.pagination import fetch_page
 from app.validation import MAX_KEY_DEPLOYMENTS, MAX_KEY_NAME, check_update_mask
 from auth.keys import NewKey, mint_key
@@ -48,6 +48,11 @@ async def _mint_unique(session: AsyncSession, hash_secret: str) -> NewKey:
     raise ServiceError(
         grpc.StatusCode.INTERNAL, "could not mint a key with an unused prefix", reason="INTERNAL"
     )
+
+
+def _prefix_clash(err: IntegrityError) -> ServiceError:
+    """ABORTED: a concurrent mint took the prefix (retrying mints another)."""
+    return ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED")
 
 
 def check_key_fields(name: str, requests_per_minute: int, tokens_per_minute: int) -> None:
@@ -148,7 +153,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
     ) -> auth_pb2.CreateApiKeyResponse:
         """Mints a key; the response carries its secret, this once. Editor."""
         caller = self._access.caller(context, request, "project_id")
-        try:
+        with conflicts_as(_prefix_clash):
             async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 row, secret = await create_api_key(
                     session,
@@ -160,8 +165,6 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
                     request.requests_per_minute,
                     request.tokens_per_minute,
                 )
-        except IntegrityError as err:  # a concurrent mint took the prefix
-            raise ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED") from err
         return auth_pb2.CreateApiKeyResponse(api_key=api_key_to_proto(row, utcnow()), secret=secret)
 
     async def GetApiKey(
@@ -184,8 +187,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
                 select(models.ApiKey).where(models.ApiKey.project_id == request.project_id),
                 models.ApiKey.id,
                 f"api_keys/{request.project_id}",
-                request.page_size,
-                request.page_token,
+                request,
             )
         now = utcnow()
         return auth_pb2.ListApiKeysResponse(
@@ -248,15 +250,13 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         """Gives a key a new secret (and prefix); the old secret stops working at once.
         Revoked keys cannot be rotated (FAILED_PRECONDITION). Editor."""
         caller = self._access.caller(context, request, "project_id", "api_key_id")
-        try:
+        with conflicts_as(_prefix_clash):
             async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 row = await get_api_key(session, request.project_id, request.api_key_id)
                 _require_unrevoked(row, "api_key_id")
                 key = await _mint_unique(session, self._hash_secret)
                 row.prefix, row.key_hash = key.prefix, key.key_hash
                 await session.flush()
-        except IntegrityError as err:
-            raise ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED") from err
         return auth_pb2.RotateApiKeyResponse(api_key=api_key_to_proto(row, utcnow()), secret=key.secret)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import grpc
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import models
@@ -20,6 +23,17 @@ def already_exists(message: str, param: str = "") -> ServiceError:
 def failed_precondition(message: str, reason: str, param: str = "") -> ServiceError:
     """FAILED_PRECONDITION: the request is valid but the resource's state forbids it."""
     return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, message, reason=reason, param=param)
+
+
+@contextmanager
+def conflicts_as(error: Callable[[IntegrityError], Exception]) -> Iterator[None]:
+    """Raises `error(err)` for a unique violation `err` met inside: one that a concurrent
+    transaction caused after this one's own checks saw no clash (wrap the whole transaction, so
+    that its commit is inside)."""
+    try:
+        yield
+    except IntegrityError as err:
+        raise error(err) from err
 
 
 def project_not_found(project_id: str, param: str = "project_id") -> ServiceError:

@@ -24,7 +24,7 @@ from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
 from app.reconciler import Reconciler
-from app.services.common import already_exists, get_deployment, get_project
+from app.services.common import already_exists, conflicts_as, get_deployment, get_project
 from app.services.pagination import fetch_page
 from app.validation import check_deployment, check_update_mask
 from auth.roles import EDITOR, VIEWER
@@ -169,12 +169,10 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
             raise invalid_argument(
                 "deployment.project_id differs from project_id", param="deployment.project_id"
             )
-        try:
+        with conflicts_as(lambda err: _conflict(err, deployment.name)):
             async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 row = await insert_deployment(session, request.project_id, deployment)
                 reply = deployment_pb2.CreateDeploymentResponse(deployment=deployment_to_proto(row))
-        except IntegrityError as err:
-            raise _conflict(err, deployment.name) from err
         self._reconciler.kick()
         return reply
 
@@ -198,8 +196,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 select(models.Deployment).where(models.Deployment.project_id == request.project_id),
                 models.Deployment.id,
                 f"deployments/{request.project_id}",
-                request.page_size,
-                request.page_token,
+                request,
             )
             return deployment_pb2.ListDeploymentsResponse(
                 deployments=[deployment_to_proto(r) for r in rows], next_page_token=token
@@ -217,7 +214,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
             request.update_mask, deployment_pb2.Deployment.DESCRIPTOR, WRITABLE_FIELDS, nested=True
         )
         removed: Endpoints = []
-        try:
+        with conflicts_as(lambda err: _conflict(err, patch.name)):
             async with self._access.project(
                 caller, patch.project_id, EDITOR, kind="mutation", param="deployment.project_id"
             ) as session:
@@ -255,8 +252,6 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 await session.flush()
                 await session.refresh(row, ["endpoints"])
                 reply = deployment_pb2.UpdateDeploymentResponse(deployment=deployment_to_proto(row))
-        except IntegrityError as err:
-            raise _conflict(err, patch.name) from err
         if spec_changed:
             self._reconciler.unload(removed)
             self._reconciler.kick()

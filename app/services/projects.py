@@ -9,7 +9,6 @@ from __future__ import annotations
 import grpc
 from bud.app.v1 import project_pb2, project_pb2_grpc
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
@@ -19,7 +18,7 @@ from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
 from app.reconciler import Reconciler
-from app.services.common import already_exists, failed_precondition, get_project
+from app.services.common import already_exists, conflicts_as, failed_precondition, get_project
 from app.services.pagination import fetch_page
 from app.validation import check_description, check_project_name, check_update_mask
 from auth.roles import OWNER, VIEWER
@@ -70,11 +69,9 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         project = request.project
         check_project_name(project.name, "project.name")
         check_description(project.description, "project.description")
-        try:
+        with conflicts_as(lambda _: _name_taken(project.name)):
             async with self._db.mutation() as session:
                 row = await create_project(session, project.name, project.description, caller.user_id)
-        except IntegrityError as err:  # a concurrent create took the name
-            raise _name_taken(project.name) from err
         return project_pb2.CreateProjectResponse(project=project_to_proto(row))
 
     async def GetProject(
@@ -92,10 +89,8 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         """The caller's projects (all for a platform admin) in creation order, paginated."""
         caller = self._access.caller(context)
         async with self._db.snapshot() as session:
-            rows, token = await fetch_page(
-                session, visible_projects(caller), models.Project.id, "projects", request.page_size,
-                request.page_token,
-            )
+            projects = visible_projects(caller)
+            rows, token = await fetch_page(session, projects, models.Project.id, "projects", request)
         return project_pb2.ListProjectsResponse(
             projects=[project_to_proto(r) for r in rows], next_page_token=token
         )
@@ -111,7 +106,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
             check_project_name(project.name, "project.name")
         if "description" in paths:
             check_description(project.description, "project.description")
-        try:
+        with conflicts_as(lambda _: _name_taken(project.name)):
             async with self._access.project(
                 caller, project.id, OWNER, kind="mutation", param="project.id"
             ) as session:
@@ -132,8 +127,6 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
                 else:
                     discard(session)
                 reply = project_pb2.UpdateProjectResponse(project=project_to_proto(row))
-        except IntegrityError as err:
-            raise _name_taken(project.name) from err
         return reply
 
     async def DeleteProject(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import grpc
 from bud.auth.v1 import user_pb2, user_pb2_grpc
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -23,7 +22,7 @@ from app.convert import member_to_proto, role_name, user_to_proto
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
-from app.services.common import already_exists, failed_precondition
+from app.services.common import already_exists, conflicts_as, failed_precondition
 from app.services.pagination import fetch_page
 from app.validation import check_display_name, check_password, check_username, require
 from auth.errors import unauthenticated
@@ -156,13 +155,11 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         check_password(request.password, "password")
         check_display_name(request.display_name, "display_name")
         password_hash = await hash_password(request.password)
-        try:
+        with conflicts_as(lambda _: _username_taken(request.username)):
             async with self._db.transaction() as session:
                 row = await create_user(
                     session, request.username, password_hash, request.display_name, request.platform_admin
                 )
-        except IntegrityError as err:  # a concurrent create took the username
-            raise _username_taken(request.username) from err
         return user_pb2.CreateUserResponse(user=user_to_proto(row))
 
     async def GetUser(
@@ -188,9 +185,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         caller = self._access.caller(context)
         require_admin(caller, "listing users")
         async with self._db.snapshot() as session:
-            rows, token = await fetch_page(
-                session, select(models.User), models.User.id, "users", request.page_size, request.page_token
-            )
+            rows, token = await fetch_page(session, select(models.User), models.User.id, "users", request)
         return user_pb2.ListUsersResponse(users=[user_to_proto(r) for r in rows], next_page_token=token)
 
     async def SetProjectMember(
