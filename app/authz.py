@@ -1,162 +1,41 @@
-"""Who calls a management RPC, and what they may do: passwords, access tokens and project roles.
+"""Who calls a management RPC, and what they may do in the app's projects.
+
+The mechanisms live in the `auth` package (access tokens, passwords, roles); this module adds
+what needs the app's database: the caller's role in a project, read from `project_members` in the
+RPC's own transaction (so a change applies at once), and :class:`Access`, the prologue every
+management RPC starts with.
 
 Every management RPC — all of ProjectService, DeploymentService, ApiKeyService and UserService
-(Login aside) and UsageService.QueryUsage — starts with :meth:`Authenticator.caller`, which reads
-``authorization: Bearer <JWT>`` from the call's metadata and answers UNAUTHENTICATED when it is
-missing, malformed, badly signed or expired. The RPCs that gateways call on the internal network,
+(Login aside) and UsageService.QueryUsage — first authenticates its caller (UNAUTHENTICATED, before
+any validation, when the ``authorization: Bearer <JWT>`` metadata is missing, malformed, badly
+signed or expired). The RPCs that gateways call on the internal network,
 RoutingService.WatchRouting and UsageService.RecordUsage, take no token.
 
-Access tokens are HS256 JWTs signed with the `jwt_secret` setting, valid 15 minutes, with the
-claims ``sub`` (user id), ``admin`` (platform admin), ``iat``, ``exp`` and a random ``jti``. They
-are not stored: a token's admin flag holds until it expires. Project roles are not in the token;
-they are read from `project_members` in the RPC's own transaction, so a change applies at once.
-
-Roles (ProjectRole values grow with what they allow): a viewer reads a project's resources, an
-editor also changes its deployments and keys, an owner also manages its members and updates or
-deletes it; a platform admin may do everything. A caller without a role in a project gets the
-NOT_FOUND a missing project gets, so ids do not reveal what exists; a caller whose role is too
-low gets PERMISSION_DENIED.
-
-Passwords are hashed with argon2id (argon2-cffi's defaults), off the event loop.
+A caller without a role in a project gets the NOT_FOUND a missing project gets, so ids do not
+reveal what exists; a caller whose role is too low gets PERMISSION_DENIED; a platform admin may do
+everything (see `auth.roles`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import secrets
-import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
 
-import grpc
-import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from bud.auth.v1 import user_pb2
+from google.protobuf.message import Message
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.convert import role_name, role_value
+from app.convert import role_value
 from app.db import models
+from app.db.session import Database
 from app.services.common import get_project, project_not_found
-from budrt.errors import ServiceError
+from app.validation import require
+from auth.roles import require_held
+from auth.tokens import Authenticator, Caller
 
-VIEWER = user_pb2.PROJECT_ROLE_VIEWER
-EDITOR = user_pb2.PROJECT_ROLE_EDITOR
-OWNER = user_pb2.PROJECT_ROLE_OWNER
-ROLES = (VIEWER, EDITOR, OWNER)
-
-TOKEN_LIFETIME_S = 15 * 60
-TOKEN_TYPE = "Bearer"
-# Tolerated clock difference between the app replica that issued a token and the one checking it.
-CLOCK_SKEW_S = 10
-_ALGORITHM = "HS256"
-_CLAIMS = ("sub", "admin", "iat", "exp", "jti")
-
-_hasher = PasswordHasher()
-
-
-def unauthenticated(message: str, reason: str = "UNAUTHENTICATED") -> ServiceError:
-    """UNAUTHENTICATED: no valid credentials."""
-    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message, reason=reason)
-
-
-def permission_denied(message: str) -> ServiceError:
-    """PERMISSION_DENIED: the caller is known but may not do this."""
-    return ServiceError(grpc.StatusCode.PERMISSION_DENIED, message, reason="PERMISSION_DENIED")
-
-
-async def hash_password(password: str) -> str:
-    """The argon2id hash of a password (computed in a worker thread)."""
-    return await asyncio.to_thread(_hasher.hash, password)
-
-
-async def verify_password(password_hash: str | None, password: str) -> bool:
-    """Whether `password` matches `password_hash`. With no hash (no such user) a dummy hash is
-    checked all the same, so the answer takes as long and does not reveal which usernames exist."""
-
-    def check() -> bool:
-        try:
-            return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
-        except (VerificationError, InvalidHashError):
-            return False
-
-    return await asyncio.to_thread(check)
-
-
-def needs_rehash(password_hash: str) -> bool:
-    """Whether a stored hash was made with other parameters than the current ones."""
-    return _hasher.check_needs_rehash(password_hash)
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    return _hasher.hash(secrets.token_urlsafe(16))
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated user of a call, as its token says."""
-
-    user_id: str
-    admin: bool
-
-
-class Authenticator:
-    """Issues access tokens and turns a call's bearer token into its :class:`Caller`."""
-
-    def __init__(self, secret: str, lifetime_s: int = TOKEN_LIFETIME_S) -> None:
-        if not secret:
-            raise ValueError("the JWT secret is empty")
-        self._secret = secret
-        self.lifetime_s = lifetime_s
-
-    def issue(self, user: models.User) -> str:
-        """A signed access token for `user`, valid `lifetime_s` seconds from now."""
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "sub": user.id,
-            "admin": user.platform_admin,
-            "iat": now,
-            "exp": now + self.lifetime_s,
-            "jti": secrets.token_urlsafe(16),
-        }
-        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
-
-    def verify(self, token: str) -> Caller:
-        """The caller a token names; UNAUTHENTICATED unless it is well signed, complete and
-        unexpired."""
-        try:
-            claims = jwt.decode(
-                token, self._secret, algorithms=[_ALGORITHM], leeway=CLOCK_SKEW_S,
-                options={"require": list(_CLAIMS)},
-            )
-        except jwt.ExpiredSignatureError:
-            raise unauthenticated("the access token has expired; log in again", "TOKEN_EXPIRED") from None
-        except jwt.InvalidTokenError:
-            raise unauthenticated("invalid access token", "INVALID_TOKEN") from None
-        user_id, admin = claims["sub"], claims["admin"]
-        if not isinstance(user_id, str) or not user_id or not isinstance(admin, bool):
-            raise unauthenticated("invalid access token", "INVALID_TOKEN")
-        return Caller(user_id, admin)
-
-    def caller(self, context: grpc.aio.ServicerContext) -> Caller:
-        """The caller of an RPC, from its ``authorization: Bearer <token>`` metadata."""
-        values = [v for k, v in context.invocation_metadata() or () if k == "authorization"]
-        if not values:
-            raise unauthenticated(
-                "missing access token: send 'authorization: Bearer <token>' (UserService.Login gives one)"
-            )
-        scheme, _, token = str(values[0]).partition(" ")
-        if len(values) > 1 or scheme.lower() != TOKEN_TYPE.lower() or not token.strip():
-            raise unauthenticated("malformed authorization: expected one 'Bearer <token>'", "INVALID_TOKEN")
-        return self.verify(token.strip())
-
-
-def role_label(role: int) -> str:
-    """'viewer', 'editor' or 'owner'."""
-    return role_name(role).removeprefix("PROJECT_ROLE_").lower()
+# How an RPC's transaction treats the routing revision (see `Database`).
+Transaction = Literal["snapshot", "transaction", "mutation"]
 
 
 async def project_role(session: AsyncSession, user_id: str, project_id: str) -> int | None:
@@ -181,16 +60,7 @@ async def require_role(
     held = await project_role(session, caller.user_id, project_id) if project_id else None
     if held is None:
         raise project_not_found(project_id, param)
-    if held < role:
-        raise permission_denied(
-            f"this needs the {role_label(role)} role in project {project_id!r}; yours is {role_label(held)}"
-        )
-
-
-def require_admin(caller: Caller, what: str) -> None:
-    """PERMISSION_DENIED unless the caller is a platform admin."""
-    if not caller.admin:
-        raise permission_denied(f"{what} is for platform admins")
+    require_held(held, role, project_id)
 
 
 def visible_projects(caller: Caller) -> Select[tuple[models.Project]]:
@@ -202,3 +72,52 @@ def visible_projects(caller: Caller) -> Select[tuple[models.Project]]:
             models.Project.id.in_(select(member.project_id).where(member.user_id == caller.user_id))
         )
     return stmt
+
+
+def field_value(message: Message, path: str) -> Any:
+    """The value at a dotted field path of a message (``"api_key.id"``)."""
+    value: Any = message
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+class Access:
+    """The prologue of a management RPC, in its fixed order: the caller (UNAUTHENTICATED first),
+    the request's required fields (INVALID_ARGUMENT), the RPC's own checks, then a transaction in
+    which the caller's role in the project is checked before anything else is read."""
+
+    def __init__(self, db: Database, auth: Authenticator) -> None:
+        self._db = db
+        self._auth = auth
+
+    def caller(self, context: Any, request: Message | None = None, *required: str) -> Caller:
+        """The authenticated caller; then INVALID_ARGUMENT for the first of the `required`
+        field paths of `request` that is empty (each named as its own `param`)."""
+        caller = self._auth.caller(context)
+        for path in required:
+            require(field_value(request, path), path)
+        return caller
+
+    @asynccontextmanager
+    async def project(
+        self,
+        caller: Caller,
+        project_id: str,
+        role: int,
+        *,
+        kind: Transaction = "snapshot",
+        param: str = "project_id",
+        lock: bool = False,
+    ) -> AsyncIterator[AsyncSession]:
+        """A transaction of `kind` in which the caller holds at least `role` in the project
+        (NOT_FOUND, named `param`, when they have no role in it or it does not exist;
+        PERMISSION_DENIED when their role is lower). With `lock`, the project's row is locked
+        first, serialising changes of its memberships (PostgreSQL; SQLite writers queue anyway)."""
+        async with getattr(self._db, kind)() as session:
+            if lock:
+                await session.execute(
+                    select(models.Project.id).where(models.Project.id == project_id).with_for_update()
+                )
+            await require_role(session, caller, project_id, role, param)
+            yield session

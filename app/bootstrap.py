@@ -25,7 +25,6 @@ from bud.engine.v1 import engine_service_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authz import hash_password
 from app.db import models
 from app.db.models import SINGLETON_ID, utcnow
 from app.db.session import Database, discard
@@ -36,6 +35,7 @@ from app.services.users import create_user
 from app.settings import AppSettings
 from app.validation import check_password, check_project_name, check_username
 from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_LLAMA
+from auth.passwords import hash_password
 from budrt.errors import ServiceError
 
 DEFAULT_KEY_NAME = "default"

@@ -1,16 +1,21 @@
-"""Conversions between rows and protobuf messages, and of the value types they share."""
+"""Conversions between rows and protobuf messages, and of the value types they share: the one set
+of row → message conversions, for the management API (`*_to_proto`) and for the gateways' routing
+tables (`route_*`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bud.app.v1 import deployment_pb2, project_pb2
-from bud.auth.v1 import auth_pb2, user_pb2
+from bud.auth.v1 import auth_pb2, routing_pb2, user_pb2
 from bud.engine.v1 import engine_service_pb2
 from google.protobuf import json_format, timestamp_pb2
 
 from app.db import models
+
+_Endpoint = TypeVar("_Endpoint", deployment_pb2.EngineEndpoint, routing_pb2.RouteEndpoint)
 
 
 def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -37,24 +42,13 @@ def engine_args_from_json(value: dict[str, Any] | None) -> engine_service_pb2.En
     return json_format.ParseDict(value or {}, engine_service_pb2.EngineArgs())
 
 
-def runner_name(runner: int) -> str:
-    """Stored form of a Runner value."""
-    return engine_service_pb2.Runner.Name(runner)
+# Enum values are stored by name: `<enum>_name` gives a value's stored form, `<enum>_value` reads
+# it back (ValueError for a name the enum does not have).
+runner_name, runner_value = engine_service_pb2.Runner.Name, engine_service_pb2.Runner.Value
+status_name, status_value = deployment_pb2.DeploymentStatus.Name, deployment_pb2.DeploymentStatus.Value
+role_name, role_value = user_pb2.ProjectRole.Name, user_pb2.ProjectRole.Value
 
-
-def runner_value(name: str) -> int:
-    """Runner value of its stored form."""
-    return engine_service_pb2.Runner.Value(name)
-
-
-def status_name(status: int) -> str:
-    """Stored form of a DeploymentStatus value."""
-    return deployment_pb2.DeploymentStatus.Name(status)
-
-
-def status_value(name: str) -> int:
-    """DeploymentStatus value of its stored form."""
-    return deployment_pb2.DeploymentStatus.Value(name)
+READY = status_name(deployment_pb2.DEPLOYMENT_STATUS_READY)
 
 
 def project_to_proto(row: models.Project) -> project_pb2.Project:
@@ -75,16 +69,18 @@ def model_source_to_proto(kind: str, value: str) -> deployment_pb2.ModelSource:
     return source
 
 
+def _endpoints(row: models.Deployment, message: Callable[..., _Endpoint]) -> list[_Endpoint]:
+    """A deployment's endpoints (loaded), in order, as `message`s (EngineEndpoint, RouteEndpoint)."""
+    return [message(address=e.address, served_model_name=e.served_model_name) for e in row.endpoints]
+
+
 def deployment_to_proto(row: models.Deployment) -> deployment_pb2.Deployment:
     """The Deployment message of a row (its endpoints loaded)."""
     message = deployment_pb2.Deployment(
         id=row.id,
         project_id=row.project_id,
         name=row.name,
-        endpoints=[
-            deployment_pb2.EngineEndpoint(address=e.address, served_model_name=e.served_model_name)
-            for e in row.endpoints
-        ],
+        endpoints=_endpoints(row, deployment_pb2.EngineEndpoint),
         engine_args=engine_args_from_json(row.engine_args),
         runner=runner_value(row.runner),
         scaling=deployment_pb2.ScalingSettings(
@@ -117,32 +113,55 @@ def api_key_state(row: models.ApiKey, now: datetime) -> int:
     return auth_pb2.API_KEY_STATE_ACTIVE
 
 
+def _key_fields(row: models.ApiKey) -> dict[str, Any]:
+    """The fields ApiKey and RouteKey share: what a key is for and how long it lasts."""
+    return {
+        "id": row.id,
+        "project_id": row.project_id,
+        "prefix": row.prefix,
+        "deployment_ids": list(row.deployment_ids or []),
+        "expire_time": to_timestamp(row.expire_time),
+        "requests_per_minute": row.requests_per_minute,
+        "tokens_per_minute": row.tokens_per_minute,
+    }
+
+
 def api_key_to_proto(row: models.ApiKey, now: datetime) -> auth_pb2.ApiKey:
     """The ApiKey message of a row: never the secret, nor its hash."""
     return auth_pb2.ApiKey(
-        id=row.id,
-        project_id=row.project_id,
+        **_key_fields(row),
         name=row.name,
-        prefix=row.prefix,
         state=api_key_state(row, now),
-        deployment_ids=list(row.deployment_ids or []),
         create_time=to_timestamp(row.create_time),
-        expire_time=to_timestamp(row.expire_time),
         revoke_time=to_timestamp(row.revoke_time),
         last_used_time=to_timestamp(row.last_used_time),
-        requests_per_minute=row.requests_per_minute,
-        tokens_per_minute=row.tokens_per_minute,
     )
 
 
-def role_name(role: int) -> str:
-    """Stored form of a ProjectRole value."""
-    return user_pb2.ProjectRole.Name(role)
+def route_key(row: models.ApiKey) -> routing_pb2.RouteKey:
+    """What a gateway needs of a key: its hash, not its secret (which is never stored)."""
+    return routing_pb2.RouteKey(**_key_fields(row), key_hash=row.key_hash)
 
 
-def role_value(name: str) -> int:
-    """ProjectRole value of its stored form."""
-    return user_pb2.ProjectRole.Value(name)
+def route_deployment(row: models.Deployment) -> routing_pb2.RouteDeployment:
+    """What a gateway needs of a deployment (its endpoints loaded)."""
+    return routing_pb2.RouteDeployment(
+        id=row.id,
+        project_id=row.project_id,
+        name=row.name,
+        endpoints=_endpoints(row, routing_pb2.RouteEndpoint),
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
+        ready=row.status == READY,
+        create_time=to_timestamp(row.create_time),
+        prompt_id=row.prompt_id or "",
+        prompt_version=row.prompt_version or 0,
+    )
+
+
+def route_project(row: models.Project) -> routing_pb2.RouteProject:
+    """What a gateway needs of a project."""
+    return routing_pb2.RouteProject(id=row.id, name=row.name)
 
 
 def user_to_proto(row: models.User) -> user_pb2.User:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 import grpc
 from bud.app.v1 import deployment_pb2
 from bud.engine.v1 import engine_service_pb2
+from google.protobuf import descriptor, field_mask_pb2
 
 from budrt.builtin_models import BUILTIN_MODELS, builtin_names
 from budrt.errors import ServiceError, invalid_argument
@@ -41,6 +43,32 @@ def require(value: str, param: str) -> str:
     if not value:
         raise invalid_argument(f"{param} is required", param=param)
     return value
+
+
+def check_update_mask(
+    mask: field_mask_pb2.FieldMask,
+    message_type: descriptor.Descriptor,
+    writable: Sequence[str],
+    *,
+    nested: bool = False,
+) -> list[str]:
+    """The paths an Update RPC changes: those `mask` names (each once), or every `writable` field
+    when it names none. INVALID_ARGUMENT (param ``update_mask``) when a path is not a field of
+    `message_type`, or not a writable one. With `nested`, a path into a writable field (such as
+    ``rate_limits.requests_per_minute``) is writable too."""
+    if not mask.IsValidForDescriptor(message_type):
+        raise invalid_argument(
+            f"update_mask names unknown fields: {', '.join(mask.paths)}", param="update_mask"
+        )
+    paths = list(dict.fromkeys(mask.paths)) or list(writable)
+    unwritable = [p for p in paths if (p.split(".", 1)[0] if nested else p) not in writable]
+    if unwritable:
+        raise invalid_argument(
+            f"update_mask: {', '.join(map(repr, unwritable))} cannot be updated "
+            f"(writable: {', '.join(writable)})",
+            param="update_mask",
+        )
+    return paths
 
 
 def check_project_name(name: str, param: str) -> None:

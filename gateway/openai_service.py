@@ -21,6 +21,7 @@ from bud.openai.v1 import (
     openai_service_pb2_grpc,
     response_pb2,
 )
+from auth.bearer import BearerError, bearer_credential
 from budrt.errors import ServiceError
 from gateway.engines import EngineConnection, EnginePool
 from gateway.errors import http_status
@@ -58,13 +59,14 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     def _authenticate(self, context: Any) -> KeyEntry:
         if not self.tables.loaded.is_set():
             raise ServiceError(grpc.StatusCode.UNAVAILABLE, "The gateway is starting; retry shortly.", reason="NOT_READY")
-        header = metadata_value(context, "authorization") or ""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        try:
+            # The first of several authorization entries counts, as the gateway has always done.
+            token = bearer_credential(context.invocation_metadata(), first_of_many=True)
+        except BearerError:
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED,
                                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-                               reason="INVALID_API_KEY")
-        key = self.tables.authenticate(token.strip(), self.key_hash_secret)
+                               reason="INVALID_API_KEY") from None
+        key = self.tables.authenticate(token, self.key_hash_secret)
         if key is None:
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "Incorrect API key provided.", reason="INVALID_API_KEY")
         return key

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from bud.auth.v1 import routing_pb2, routing_pb2_grpc
-from budrt import keys
+from auth import keys
 from budrt.grpc_server import insecure_channel
 
 log = logging.getLogger(__name__)

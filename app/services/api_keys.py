@@ -1,10 +1,10 @@
 """ApiKeyService: project API keys.
 
-A key's secret (``bud-<prefix>-<random>``, from `budrt.keys.mint_key`) is returned once, by
+A key's secret (``bud-<prefix>-<random>``, from `auth.keys.mint_key`) is returned once, by
 CreateApiKey or RotateApiKey. Only its prefix and its HMAC-SHA256 (keyed by the platform secret
 `key_hash_secret`) are stored; nothing can show the secret again. Revoked keys stay listed
 (state REVOKED) and leave the gateways' tables through WatchRouting. Viewers of a project read
-its keys; editors mint, revoke and rotate them (see `app.authz`).
+its keys; editors mint, revoke and rotate them (see `auth.roles`).
 """
 
 from __future__ import annotations
@@ -19,17 +19,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
-from app.authz import EDITOR, VIEWER, Authenticator, require_role
+from app.authz import Access
 from app.convert import api_key_to_proto, from_timestamp
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
-from app.services.common import failed_precondition, get_api_key, get_project
+from app.services.common import conflicts_as, failed_precondition, get_api_key, get_project
 from app.services.pagination import fetch_page
-from app.validation import MAX_KEY_DEPLOYMENTS, MAX_KEY_NAME, require
+from app.validation import MAX_KEY_DEPLOYMENTS, MAX_KEY_NAME, check_update_mask
+from auth.keys import NewKey, mint_key
+from auth.roles import EDITOR, VIEWER
+from auth.tokens import Authenticator
 from budrt.errors import ServiceError, invalid_argument
 from budrt.grpc_server import ServiceBinding
-from budrt.keys import NewKey, mint_key
 
 # The fields UpdateApiKey may change.
 UPDATABLE_KEY_FIELDS = ("name", "deployment_ids", "expire_time", "requests_per_minute", "tokens_per_minute")
@@ -46,6 +48,11 @@ async def _mint_unique(session: AsyncSession, hash_secret: str) -> NewKey:
     raise ServiceError(
         grpc.StatusCode.INTERNAL, "could not mint a key with an unused prefix", reason="INTERNAL"
     )
+
+
+def _prefix_clash(err: IntegrityError) -> ServiceError:
+    """ABORTED: a concurrent mint took the prefix (retrying mints another)."""
+    return ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED")
 
 
 def check_key_fields(name: str, requests_per_minute: int, tokens_per_minute: int) -> None:
@@ -138,19 +145,16 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
     """Implements bud.auth.v1.ApiKeyService."""
 
     def __init__(self, db: Database, hash_secret: str, auth: Authenticator) -> None:
-        self._db = db
         self._hash_secret = hash_secret
-        self._auth = auth
+        self._access = Access(db, auth)
 
     async def CreateApiKey(
         self, request: auth_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.CreateApiKeyResponse:
         """Mints a key; the response carries its secret, this once. Editor."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        try:
-            async with self._db.mutation() as session:
-                await require_role(session, caller, request.project_id, EDITOR)
+        caller = self._access.caller(context, request, "project_id")
+        with conflicts_as(_prefix_clash):
+            async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 row, secret = await create_api_key(
                     session,
                     self._hash_secret,
@@ -161,19 +165,14 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
                     request.requests_per_minute,
                     request.tokens_per_minute,
                 )
-        except IntegrityError as err:  # a concurrent mint took the prefix
-            raise ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED") from err
         return auth_pb2.CreateApiKeyResponse(api_key=api_key_to_proto(row, utcnow()), secret=secret)
 
     async def GetApiKey(
         self, request: auth_pb2.GetApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.GetApiKeyResponse:
         """One key, without its secret (viewer)."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        require(request.api_key_id, "api_key_id")
-        async with self._db.snapshot() as session:
-            await require_role(session, caller, request.project_id, VIEWER)
+        caller = self._access.caller(context, request, "project_id", "api_key_id")
+        async with self._access.project(caller, request.project_id, VIEWER) as session:
             row = await get_api_key(session, request.project_id, request.api_key_id)
         return auth_pb2.GetApiKeyResponse(api_key=api_key_to_proto(row, utcnow()))
 
@@ -181,17 +180,14 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         self, request: auth_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.ListApiKeysResponse:
         """A project's keys (revoked and expired ones too) in creation order, paginated (viewer)."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        async with self._db.snapshot() as session:
-            await require_role(session, caller, request.project_id, VIEWER)
+        caller = self._access.caller(context, request, "project_id")
+        async with self._access.project(caller, request.project_id, VIEWER) as session:
             rows, token = await fetch_page(
                 session,
                 select(models.ApiKey).where(models.ApiKey.project_id == request.project_id),
                 models.ApiKey.id,
                 f"api_keys/{request.project_id}",
-                request.page_size,
-                request.page_token,
+                request,
             )
         now = utcnow()
         return auth_pb2.ListApiKeysResponse(
@@ -202,11 +198,8 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         self, request: auth_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RevokeApiKeyResponse:
         """Revokes a key for good (revoking it again changes nothing). Editor."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        require(request.api_key_id, "api_key_id")
-        async with self._db.mutation() as session:
-            await require_role(session, caller, request.project_id, EDITOR)
+        caller = self._access.caller(context, request, "project_id", "api_key_id")
+        async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
             row = await get_api_key(session, request.project_id, request.api_key_id)
             if row.revoke_time is None:
                 row.revoke_time = utcnow()
@@ -223,26 +216,18 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         deployment_ids, expire_time (absent clears it), requests_per_minute, tokens_per_minute.
         Gateways apply the change within a second. Revoked keys cannot change
         (FAILED_PRECONDITION). Editor."""
-        caller = self._auth.caller(context)
+        caller = self._access.caller(context, request, "api_key.id", "api_key.project_id")
         patch = request.api_key
-        require(patch.id, "api_key.id")
-        require(patch.project_id, "api_key.project_id")
-        paths = list(dict.fromkeys(request.update_mask.paths)) or list(UPDATABLE_KEY_FIELDS)
-        unknown = [p for p in paths if p not in UPDATABLE_KEY_FIELDS]
-        if unknown:
-            raise invalid_argument(
-                f"update_mask names fields that cannot be changed: {', '.join(unknown)} "
-                f"(writable: {', '.join(UPDATABLE_KEY_FIELDS)})",
-                param="update_mask",
-            )
+        paths = check_update_mask(request.update_mask, auth_pb2.ApiKey.DESCRIPTOR, UPDATABLE_KEY_FIELDS)
         name = patch.name if "name" in paths else None
         check_key_fields(
             name or "",
             patch.requests_per_minute if "requests_per_minute" in paths else 0,
             patch.tokens_per_minute if "tokens_per_minute" in paths else 0,
         )
-        async with self._db.mutation() as session:
-            await require_role(session, caller, patch.project_id, EDITOR, param="api_key.project_id")
+        async with self._access.project(
+            caller, patch.project_id, EDITOR, kind="mutation", param="api_key.project_id"
+        ) as session:
             row = await get_api_key(session, patch.project_id, patch.id, param="api_key.id")
             _require_unrevoked(row, "api_key.id")
             if name is not None:
@@ -264,19 +249,14 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
     ) -> auth_pb2.RotateApiKeyResponse:
         """Gives a key a new secret (and prefix); the old secret stops working at once.
         Revoked keys cannot be rotated (FAILED_PRECONDITION). Editor."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        require(request.api_key_id, "api_key_id")
-        try:
-            async with self._db.mutation() as session:
-                await require_role(session, caller, request.project_id, EDITOR)
+        caller = self._access.caller(context, request, "project_id", "api_key_id")
+        with conflicts_as(_prefix_clash):
+            async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 row = await get_api_key(session, request.project_id, request.api_key_id)
                 _require_unrevoked(row, "api_key_id")
                 key = await _mint_unique(session, self._hash_secret)
                 row.prefix, row.key_hash = key.prefix, key.key_hash
                 await session.flush()
-        except IntegrityError as err:
-            raise ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED") from err
         return auth_pb2.RotateApiKeyResponse(api_key=api_key_to_proto(row, utcnow()), secret=key.secret)
 
 

@@ -5,7 +5,7 @@ sets it PENDING and wakes the reconciler, which loads it on the engines; RPCs ne
 load. Names are unique per project, and an engine serves one model per name, so an endpoint's
 (address, served_model_name) is unique across all deployments. `served_model_name` defaults to
 the deployment id and is stored resolved. Viewers of a project read its deployments; editors
-change them (see `app.authz`).
+change them (see `auth.roles`).
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
-from app.authz import EDITOR, VIEWER, Authenticator, require_role
+from app.authz import Access
 from app.control import Reconciler
 from app.convert import deployment_to_proto, engine_args_to_json, runner_name, status_name
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
-from app.services.common import already_exists, get_deployment, get_project
+from app.services.common import already_exists, conflicts_as, get_deployment, get_project
 from app.services.pagination import fetch_page
-from app.validation import check_deployment, require
+from app.validation import check_deployment, check_update_mask
+from auth.roles import EDITOR, VIEWER
+from auth.tokens import Authenticator
 from budrt.errors import invalid_argument
 from budrt.grpc_server import ServiceBinding
 
@@ -150,47 +152,27 @@ def _name_conflict(name: str) -> Exception:
     )
 
 
-def _mask_paths(mask: field_mask_pb2.FieldMask) -> list[str]:
-    paths = list(mask.paths) or list(WRITABLE_FIELDS)
-    if not mask.IsValidForDescriptor(deployment_pb2.Deployment.DESCRIPTOR):
-        raise invalid_argument(
-            f"update_mask names unknown fields: {', '.join(mask.paths)}", param="update_mask"
-        )
-    for path in paths:
-        if path.split(".", 1)[0] not in WRITABLE_FIELDS:
-            raise invalid_argument(
-                f"update_mask: {path!r} cannot be updated (writable: {', '.join(WRITABLE_FIELDS)})",
-                param="update_mask",
-            )
-    return paths
-
-
 class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
     """Implements bud.app.v1.DeploymentService."""
 
     def __init__(self, db: Database, reconciler: Reconciler, auth: Authenticator) -> None:
-        self._db = db
         self._reconciler = reconciler
-        self._auth = auth
+        self._access = Access(db, auth)
 
     async def CreateDeployment(
         self, request: deployment_pb2.CreateDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> deployment_pb2.CreateDeploymentResponse:
         """Creates a deployment (PENDING) and asks the reconciler to load it. Editor."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
+        caller = self._access.caller(context, request, "project_id")
         deployment = request.deployment
         if deployment.project_id and deployment.project_id != request.project_id:
             raise invalid_argument(
                 "deployment.project_id differs from project_id", param="deployment.project_id"
             )
-        try:
-            async with self._db.mutation() as session:
-                await require_role(session, caller, request.project_id, EDITOR)
+        with conflicts_as(lambda err: _conflict(err, deployment.name)):
+            async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 row = await insert_deployment(session, request.project_id, deployment)
                 reply = deployment_pb2.CreateDeploymentResponse(deployment=deployment_to_proto(row))
-        except IntegrityError as err:
-            raise _conflict(err, deployment.name) from err
         self._reconciler.kick()
         return reply
 
@@ -198,11 +180,8 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         self, request: deployment_pb2.GetDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> deployment_pb2.GetDeploymentResponse:
         """One deployment (viewer)."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        require(request.deployment_id, "deployment_id")
-        async with self._db.snapshot() as session:
-            await require_role(session, caller, request.project_id, VIEWER)
+        caller = self._access.caller(context, request, "project_id", "deployment_id")
+        async with self._access.project(caller, request.project_id, VIEWER) as session:
             row = await get_deployment(session, request.project_id, request.deployment_id)
             return deployment_pb2.GetDeploymentResponse(deployment=deployment_to_proto(row))
 
@@ -210,17 +189,14 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         self, request: deployment_pb2.ListDeploymentsRequest, context: grpc.aio.ServicerContext
     ) -> deployment_pb2.ListDeploymentsResponse:
         """A project's deployments in creation order, paginated (viewer)."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        async with self._db.snapshot() as session:
-            await require_role(session, caller, request.project_id, VIEWER)
+        caller = self._access.caller(context, request, "project_id")
+        async with self._access.project(caller, request.project_id, VIEWER) as session:
             rows, token = await fetch_page(
                 session,
                 select(models.Deployment).where(models.Deployment.project_id == request.project_id),
                 models.Deployment.id,
                 f"deployments/{request.project_id}",
-                request.page_size,
-                request.page_token,
+                request,
             )
             return deployment_pb2.ListDeploymentsResponse(
                 deployments=[deployment_to_proto(r) for r in rows], next_page_token=token
@@ -232,15 +208,16 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         """Changes the fields named in update_mask (all writable fields when empty; nested paths
         such as ``rate_limits.requests_per_minute`` work). A change of what the engines load sets
         the deployment PENDING, reloads it and unloads endpoints it no longer has. Editor."""
-        caller = self._auth.caller(context)
+        caller = self._access.caller(context, request, "deployment.id", "deployment.project_id")
         patch = request.deployment
-        require(patch.id, "deployment.id")
-        require(patch.project_id, "deployment.project_id")
-        paths = _mask_paths(request.update_mask)
+        paths = check_update_mask(
+            request.update_mask, deployment_pb2.Deployment.DESCRIPTOR, WRITABLE_FIELDS, nested=True
+        )
         removed: Endpoints = []
-        try:
-            async with self._db.mutation() as session:
-                await require_role(session, caller, patch.project_id, EDITOR, param="deployment.project_id")
+        with conflicts_as(lambda err: _conflict(err, patch.name)):
+            async with self._access.project(
+                caller, patch.project_id, EDITOR, kind="mutation", param="deployment.project_id"
+            ) as session:
                 row = await get_deployment(session, patch.project_id, patch.id, param="deployment.id")
                 current = deployment_to_proto(row)
                 merged = deployment_pb2.Deployment()
@@ -275,8 +252,6 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 await session.flush()
                 await session.refresh(row, ["endpoints"])
                 reply = deployment_pb2.UpdateDeploymentResponse(deployment=deployment_to_proto(row))
-        except IntegrityError as err:
-            raise _conflict(err, patch.name) from err
         if spec_changed:
             self._reconciler.unload(removed)
             self._reconciler.kick()
@@ -287,11 +262,8 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
     ) -> deployment_pb2.DeleteDeploymentResponse:
         """Deletes a deployment and unloads its model from its engines (in the background, best
         effort). API keys restricted to it keep its id, which then matches nothing. Editor."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        require(request.deployment_id, "deployment_id")
-        async with self._db.mutation() as session:
-            await require_role(session, caller, request.project_id, EDITOR)
+        caller = self._access.caller(context, request, "project_id", "deployment_id")
+        async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
             row = await get_deployment(session, request.project_id, request.deployment_id)
             endpoints = [(e.address, e.served_model_name) for e in row.endpoints]
             await session.execute(

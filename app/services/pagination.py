@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from sqlalchemy import Select
@@ -23,6 +23,16 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 T = TypeVar("T")
+
+
+class PageRequest(Protocol):
+    """The paging fields every List request has."""
+
+    @property
+    def page_size(self) -> int: ...
+
+    @property
+    def page_token(self) -> str: ...
 
 
 def page_size(requested: int) -> int:
@@ -55,12 +65,12 @@ async def fetch_page(
     stmt: Select[tuple[T]],
     id_column: InstrumentedAttribute[str],
     scope: str,
-    requested_size: int,
-    token: str,
+    request: PageRequest,
 ) -> tuple[Sequence[T], str]:
-    """Runs `stmt` for one page; returns the rows and the next page's token ("" at the end)."""
-    size = page_size(requested_size)
-    after = decode_page_token(token, scope)
+    """Runs `stmt` for the page `request` asks for; returns the rows and the next page's token
+    ("" at the end)."""
+    size = page_size(request.page_size)
+    after = decode_page_token(request.page_token, scope)
     if after is not None:
         stmt = stmt.where(id_column > after)
     rows = (await session.scalars(stmt.order_by(id_column).limit(size + 1))).all()

@@ -1,29 +1,28 @@
 """ProjectService: projects, which group deployments and API keys.
 
 Any user may create a project and becomes its owner; ListProjects shows the caller the projects
-they have a role in (all of them to a platform admin). See `app.authz` for the roles.
+they have a role in (all of them to a platform admin). See `auth.roles` for the roles.
 """
 
 from __future__ import annotations
 
 import grpc
 from bud.app.v1 import project_pb2, project_pb2_grpc
-from google.protobuf import field_mask_pb2
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
-from app.authz import OWNER, VIEWER, Authenticator, require_role, visible_projects
+from app.authz import Access, visible_projects
 from app.control import Reconciler
 from app.convert import project_to_proto, role_name
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
-from app.services.common import already_exists, failed_precondition, get_project
+from app.services.common import already_exists, conflicts_as, failed_precondition, get_project
 from app.services.pagination import fetch_page
-from app.validation import check_description, check_project_name, require
-from budrt.errors import invalid_argument
+from app.validation import check_description, check_project_name, check_update_mask
+from auth.roles import OWNER, VIEWER
+from auth.tokens import Authenticator
 from budrt.grpc_server import ServiceBinding
 
 WRITABLE_FIELDS = ("name", "description")
@@ -54,48 +53,33 @@ def _name_taken(name: str) -> Exception:
     return already_exists(f"a project named {name!r} already exists", param="project.name")
 
 
-def _mask_paths(mask: field_mask_pb2.FieldMask) -> list[str]:
-    paths = list(mask.paths) or list(WRITABLE_FIELDS)
-    for path in paths:
-        if path not in WRITABLE_FIELDS:
-            raise invalid_argument(
-                f"update_mask: {path!r} cannot be updated (writable: {', '.join(WRITABLE_FIELDS)})",
-                param="update_mask",
-            )
-    return paths
-
-
 class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
     """Implements bud.app.v1.ProjectService."""
 
     def __init__(self, db: Database, reconciler: Reconciler, auth: Authenticator) -> None:
         self._db = db
         self._reconciler = reconciler
-        self._auth = auth
+        self._access = Access(db, auth)
 
     async def CreateProject(
         self, request: project_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.CreateProjectResponse:
         """Creates a project with a unique name; the caller becomes its owner."""
-        caller = self._auth.caller(context)
+        caller = self._access.caller(context)
         project = request.project
         check_project_name(project.name, "project.name")
         check_description(project.description, "project.description")
-        try:
+        with conflicts_as(lambda _: _name_taken(project.name)):
             async with self._db.mutation() as session:
                 row = await create_project(session, project.name, project.description, caller.user_id)
-        except IntegrityError as err:  # a concurrent create took the name
-            raise _name_taken(project.name) from err
         return project_pb2.CreateProjectResponse(project=project_to_proto(row))
 
     async def GetProject(
         self, request: project_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.GetProjectResponse:
         """One project (viewer)."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        async with self._db.snapshot() as session:
-            await require_role(session, caller, request.project_id, VIEWER)
+        caller = self._access.caller(context, request, "project_id")
+        async with self._access.project(caller, request.project_id, VIEWER) as session:
             row = await get_project(session, request.project_id)
         return project_pb2.GetProjectResponse(project=project_to_proto(row))
 
@@ -103,12 +87,10 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         self, request: project_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.ListProjectsResponse:
         """The caller's projects (all for a platform admin) in creation order, paginated."""
-        caller = self._auth.caller(context)
+        caller = self._access.caller(context)
         async with self._db.snapshot() as session:
-            rows, token = await fetch_page(
-                session, visible_projects(caller), models.Project.id, "projects", request.page_size,
-                request.page_token,
-            )
+            projects = visible_projects(caller)
+            rows, token = await fetch_page(session, projects, models.Project.id, "projects", request)
         return project_pb2.ListProjectsResponse(
             projects=[project_to_proto(r) for r in rows], next_page_token=token
         )
@@ -117,17 +99,17 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         self, request: project_pb2.UpdateProjectRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.UpdateProjectResponse:
         """Changes the fields named in update_mask (name, description; both when empty). Owner."""
-        caller = self._auth.caller(context)
+        caller = self._access.caller(context, request, "project.id")
         project = request.project
-        require(project.id, "project.id")
-        paths = _mask_paths(request.update_mask)
+        paths = check_update_mask(request.update_mask, project_pb2.Project.DESCRIPTOR, WRITABLE_FIELDS)
         if "name" in paths:
             check_project_name(project.name, "project.name")
         if "description" in paths:
             check_description(project.description, "project.description")
-        try:
-            async with self._db.mutation() as session:
-                await require_role(session, caller, project.id, OWNER, param="project.id")
+        with conflicts_as(lambda _: _name_taken(project.name)):
+            async with self._access.project(
+                caller, project.id, OWNER, kind="mutation", param="project.id"
+            ) as session:
                 row = await get_project(session, project.id, param="project.id")
                 changed = False
                 if "name" in paths and project.name != row.name:
@@ -145,8 +127,6 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
                 else:
                     discard(session)
                 reply = project_pb2.UpdateProjectResponse(project=project_to_proto(row))
-        except IntegrityError as err:
-            raise _name_taken(project.name) from err
         return reply
 
     async def DeleteProject(
@@ -155,10 +135,8 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         """Deletes a project with its API keys and memberships. Refused (FAILED_PRECONDITION)
         while it has deployments, unless `force`, which deletes them too (and unloads their
         models). Usage records are kept. Owner."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        async with self._db.mutation() as session:
-            await require_role(session, caller, request.project_id, OWNER)
+        caller = self._access.caller(context, request, "project_id")
+        async with self._access.project(caller, request.project_id, OWNER, kind="mutation") as session:
             project_id = request.project_id
             deployment_ids = select(models.Deployment.id).where(models.Deployment.project_id == project_id)
             count = await session.scalar(select(func.count()).select_from(deployment_ids.subquery()))

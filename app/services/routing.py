@@ -25,11 +25,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
-from bud.app.v1 import deployment_pb2
 from bud.auth.v1 import routing_pb2, routing_pb2_grpc
 from sqlalchemy import or_, select
 
-from app.convert import status_name, to_timestamp
+from app.convert import route_deployment, route_key, route_project
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, current_revision
@@ -37,7 +36,6 @@ from budrt.grpc_server import ServiceBinding
 
 log = logging.getLogger(__name__)
 
-READY = status_name(deployment_pb2.DEPLOYMENT_STATUS_READY)
 POLL_INTERVAL_S = 0.1
 
 
@@ -73,39 +71,6 @@ class RoutingTables:
         )
 
 
-def route_key(row: models.ApiKey) -> routing_pb2.RouteKey:
-    """What a gateway needs of a key."""
-    return routing_pb2.RouteKey(
-        id=row.id,
-        prefix=row.prefix,
-        key_hash=row.key_hash,
-        project_id=row.project_id,
-        deployment_ids=list(row.deployment_ids or []),
-        expire_time=to_timestamp(row.expire_time),
-        requests_per_minute=row.requests_per_minute,
-        tokens_per_minute=row.tokens_per_minute,
-    )
-
-
-def route_deployment(row: models.Deployment) -> routing_pb2.RouteDeployment:
-    """What a gateway needs of a deployment."""
-    return routing_pb2.RouteDeployment(
-        id=row.id,
-        project_id=row.project_id,
-        name=row.name,
-        endpoints=[
-            routing_pb2.RouteEndpoint(address=e.address, served_model_name=e.served_model_name)
-            for e in row.endpoints
-        ],
-        requests_per_minute=row.requests_per_minute,
-        tokens_per_minute=row.tokens_per_minute,
-        ready=row.status == READY,
-        create_time=to_timestamp(row.create_time),
-        prompt_id=row.prompt_id or "",
-        prompt_version=row.prompt_version or 0,
-    )
-
-
 async def load_tables(db: Database) -> RoutingTables:
     """The tables and their revision, read in one consistent snapshot."""
     async with db.snapshot() as session:
@@ -121,7 +86,7 @@ async def load_tables(db: Database) -> RoutingTables:
         for deployment in await session.scalars(select(models.Deployment)):
             tables.deployments[deployment.id] = route_deployment(deployment)
         for project in await session.scalars(select(models.Project)):
-            tables.projects[project.id] = routing_pb2.RouteProject(id=project.id, name=project.name)
+            tables.projects[project.id] = route_project(project)
     return tables
 
 

@@ -22,12 +22,14 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authz import VIEWER, Authenticator, require_role
+from app.authz import Access
 from app.convert import from_timestamp
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
 from app.validation import require
+from auth.roles import VIEWER
+from auth.tokens import Authenticator
 from budrt.errors import invalid_argument
 from budrt.grpc_server import ServiceBinding
 
@@ -117,7 +119,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
 
     def __init__(self, db: Database, auth: Authenticator) -> None:
         self._db = db
-        self._auth = auth
+        self._access = Access(db, auth)
 
     async def RecordUsage(
         self, request: usage_pb2.RecordUsageRequest, context: grpc.aio.ServicerContext
@@ -140,8 +142,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
     ) -> usage_pb2.QueryUsageResponse:
         """Totals per UTC day, key and deployment, ordered by date. Empty start/end dates leave
         that side open; api_key_id and deployment_id narrow the records counted. Viewer."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
+        caller = self._access.caller(context, request, "project_id")
         start = _parse_day(request.start_date, "start_date")
         end = _parse_day(request.end_date, "end_date")
         if start and end and start > end:
@@ -169,8 +170,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
             stmt = stmt.where(record.api_key_id == request.api_key_id)
         if request.deployment_id:
             stmt = stmt.where(record.deployment_id == request.deployment_id)
-        async with self._db.snapshot() as session:
-            await require_role(session, caller, request.project_id, VIEWER)
+        async with self._access.project(caller, request.project_id, VIEWER) as session:
             result = (await session.execute(stmt)).all()
         return usage_pb2.QueryUsageResponse(
             buckets=[

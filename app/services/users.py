@@ -1,6 +1,6 @@
 """UserService: users, login and project membership.
 
-Login exchanges a username and password for an access token (see `app.authz`); it is the one RPC
+Login exchanges a username and password for an access token (see `auth.tokens`); it is the one RPC
 of the service that takes no token. Platform admins create and list users. A user sees
 themselves, and users they share a project with; a platform admin sees everyone. A project's
 owners (and platform admins) manage its members; a project keeps at least one owner unless a
@@ -13,32 +13,23 @@ from __future__ import annotations
 import grpc
 from bud.auth.v1 import user_pb2, user_pb2_grpc
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app import ids
-from app.authz import (
-    OWNER,
-    ROLES,
-    TOKEN_TYPE,
-    Authenticator,
-    Caller,
-    hash_password,
-    needs_rehash,
-    require_admin,
-    require_role,
-    unauthenticated,
-    verify_password,
-)
+from app.authz import Access
 from app.convert import member_to_proto, role_name, user_to_proto
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
-from app.login_throttle import LoginThrottle
-from app.services.common import already_exists, failed_precondition
+from app.services.common import already_exists, conflicts_as, failed_precondition
 from app.services.pagination import fetch_page
 from app.validation import check_display_name, check_password, check_username, require
+from auth.errors import unauthenticated
+from auth.login_throttle import LoginThrottle
+from auth.passwords import hash_password, needs_rehash, verify_password
+from auth.roles import OWNER, ROLES, require_admin
+from auth.tokens import TOKEN_TYPE, Authenticator, Caller
 from budrt.errors import invalid_argument, not_found
 from budrt.grpc_server import ServiceBinding
 
@@ -118,17 +109,13 @@ async def _keep_an_owner(session: AsyncSession, caller: Caller, member: models.P
         )
 
 
-async def _lock_project(session: AsyncSession, project_id: str) -> None:
-    """Serialises membership changes of one project (PostgreSQL; SQLite writers queue anyway)."""
-    await session.execute(select(models.Project.id).where(models.Project.id == project_id).with_for_update())
-
-
 class UserServicer(user_pb2_grpc.UserServiceServicer):
     """Implements bud.auth.v1.UserService."""
 
     def __init__(self, db: Database, auth: Authenticator, throttle: LoginThrottle | None = None) -> None:
         self._db = db
         self._auth = auth
+        self._access = Access(db, auth)
         self._throttle = throttle or LoginThrottle()
 
     async def Login(
@@ -136,7 +123,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     ) -> user_pb2.LoginResponse:
         """An access token for a username and password; UNAUTHENTICATED (the same for an unknown
         user and a wrong password) otherwise; RESOURCE_EXHAUSTED while repeated failures for the
-        username make it wait (see `app.login_throttle`). No token needed."""
+        username make it wait (see `auth.login_throttle`). No token needed."""
         require(request.username, "username")
         require(request.password, "password")
         self._throttle.check(request.username)
@@ -153,26 +140,26 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
                 if row is not None and row.password_hash == user.password_hash:
                     row.password_hash = new_hash
         return user_pb2.LoginResponse(
-            access_token=self._auth.issue(user), token_type=TOKEN_TYPE, expires_in=self._auth.lifetime_s
+            access_token=self._auth.issue(user.id, user.platform_admin),
+            token_type=TOKEN_TYPE,
+            expires_in=self._auth.lifetime_s,
         )
 
     async def CreateUser(
         self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.CreateUserResponse:
         """Creates a user with a unique username. Platform admin."""
-        caller = self._auth.caller(context)
+        caller = self._access.caller(context)
         require_admin(caller, "creating users")
         check_username(request.username, "username")
         check_password(request.password, "password")
         check_display_name(request.display_name, "display_name")
         password_hash = await hash_password(request.password)
-        try:
+        with conflicts_as(lambda _: _username_taken(request.username)):
             async with self._db.transaction() as session:
                 row = await create_user(
                     session, request.username, password_hash, request.display_name, request.platform_admin
                 )
-        except IntegrityError as err:  # a concurrent create took the username
-            raise _username_taken(request.username) from err
         return user_pb2.CreateUserResponse(user=user_to_proto(row))
 
     async def GetUser(
@@ -180,7 +167,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     ) -> user_pb2.GetUserResponse:
         """A user: the caller ("me" or their id), one they share a project with, or anyone for a
         platform admin; NOT_FOUND otherwise."""
-        caller = self._auth.caller(context)
+        caller = self._access.caller(context)
         user_id = caller.user_id if request.user_id == ME else require(request.user_id, "user_id")
         async with self._db.snapshot() as session:
             visible = caller.admin or user_id == caller.user_id or await _shares_a_project(
@@ -195,27 +182,24 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self, request: user_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.ListUsersResponse:
         """Users in creation order, paginated. Platform admin."""
-        caller = self._auth.caller(context)
+        caller = self._access.caller(context)
         require_admin(caller, "listing users")
         async with self._db.snapshot() as session:
-            rows, token = await fetch_page(
-                session, select(models.User), models.User.id, "users", request.page_size, request.page_token
-            )
+            rows, token = await fetch_page(session, select(models.User), models.User.id, "users", request)
         return user_pb2.ListUsersResponse(users=[user_to_proto(r) for r in rows], next_page_token=token)
 
     async def SetProjectMember(
         self, request: user_pb2.SetProjectMemberRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.SetProjectMemberResponse:
         """Gives a user a role in a project, or changes it. Owner."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
+        caller = self._access.caller(context, request, "project_id")
         if not request.user_id and not request.username:
             raise invalid_argument("user_id or username is required", param="user_id")
         if request.role not in ROLES:
             raise invalid_argument("role must be viewer, editor or owner", param="role")
-        async with self._db.transaction() as session:
-            await _lock_project(session, request.project_id)
-            await require_role(session, caller, request.project_id, OWNER)
+        async with self._access.project(
+            caller, request.project_id, OWNER, kind="transaction", lock=True
+        ) as session:
             user = await _member_user(session, request.user_id, request.username)
             row = await session.get(models.ProjectMember, (request.project_id, user.id))
             if row is None:
@@ -235,12 +219,10 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self, request: user_pb2.RemoveProjectMemberRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.RemoveProjectMemberResponse:
         """Takes a user's role in a project away. Owner."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        require(request.user_id, "user_id")
-        async with self._db.transaction() as session:
-            await _lock_project(session, request.project_id)
-            await require_role(session, caller, request.project_id, OWNER)
+        caller = self._access.caller(context, request, "project_id", "user_id")
+        async with self._access.project(
+            caller, request.project_id, OWNER, kind="transaction", lock=True
+        ) as session:
             row = await session.get(models.ProjectMember, (request.project_id, request.user_id))
             if row is None:
                 raise not_found(
@@ -255,10 +237,8 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self, request: user_pb2.ListProjectMembersRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.ListProjectMembersResponse:
         """A project's members, in the order they joined. Owner."""
-        caller = self._auth.caller(context)
-        require(request.project_id, "project_id")
-        async with self._db.snapshot() as session:
-            await require_role(session, caller, request.project_id, OWNER)
+        caller = self._access.caller(context, request, "project_id")
+        async with self._access.project(caller, request.project_id, OWNER) as session:
             rows = (
                 await session.execute(
                     select(models.ProjectMember, models.User.username)

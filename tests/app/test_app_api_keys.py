@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app.db import models
 from app.server import RunningApp
-from budrt.keys import hash_key, key_matches, key_prefix
+from auth.keys import hash_key, key_matches, key_prefix
 
 HASH_SECRET = "test-key-hash-secret"  # the conftest's settings
 

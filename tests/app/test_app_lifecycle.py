@@ -21,8 +21,8 @@ from app.db import models
 from app.db.migrate import upgrade_database
 from app.db.session import Database
 from app.server import serve
-from budrt.keys import key_matches
 from app.settings import AppSettings as Settings
+from auth.keys import key_matches
 
 HASH_SECRET = "test-key-hash-secret"
 

@@ -13,7 +13,7 @@ from google.protobuf import field_mask_pb2
 from app.db.session import Database
 from app.server import RunningApp
 from app.services.projects import create_project
-from budrt.keys import hash_key
+from auth.keys import hash_key
 
 HASH_SECRET = "test-key-hash-secret"
 

@@ -11,7 +11,7 @@ import pytest
 from bud.engine.v1 import engine_service_pb2 as pb
 
 from budrt.errors import ServiceError
-from budrt.settings import Settings
+from budrt.settings import RuntimeSettings
 from engine import builtin_models, manager
 
 
@@ -39,7 +39,7 @@ def models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> manager.ModelMana
     monkeypatch.setattr(manager, "_freeze_heap", lambda: None)
     monkeypatch.setitem(builtin_models.BUILDERS, "tiny-llama",
                         builtin_models.Builder(lambda data_dir: data_dir / "tiny", dtype="float32"))
-    return manager.ModelManager(Settings(data_dir=tmp_path))
+    return manager.ModelManager(RuntimeSettings(data_dir=tmp_path))
 
 
 async def test_a_hugging_face_source_loads_at_its_revision(models: manager.ModelManager) -> None:

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from bud.auth.v1 import routing_pb2
-from budrt import keys
+from auth import keys
 from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
 from gateway.ratelimit import MemoryRateLimiter

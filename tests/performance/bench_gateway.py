@@ -62,7 +62,7 @@ TARGET_LITELLM_RATIO = 5.0
 # ==== the server processes this script starts (hidden --role entry points) ======================
 def _routing_snapshot(api_key: str, hash_secret: str, engine_address: str) -> Any:
     from bud.auth.v1 import routing_pb2
-    from budrt import keys
+    from auth import keys
 
     prefix = keys.key_prefix(api_key)
     snapshot = routing_pb2.WatchRoutingResponse(revision=1, reset=True)
@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     litellm_bin = ensure_litellm() if "litellm" in targets else None
 
-    from budrt import keys
+    from auth import keys
 
     hash_secret = "bench-hash-secret"
     api_key = keys.mint_key(hash_secret).secret

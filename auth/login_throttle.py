@@ -25,8 +25,14 @@ REASON = "TOO_MANY_LOGIN_ATTEMPTS"
 class LoginThrottle:
     """Failed-login counts per username, and the wait they impose."""
 
-    def __init__(self, free: int = 5, base_s: float = 1.0, cap_s: float = 300.0, max_entries: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        free: int = 5,
+        base_s: float = 1.0,
+        cap_s: float = 300.0,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.free = free
         self.base_s = base_s
         self.cap_s = cap_s
@@ -47,8 +53,11 @@ class LoginThrottle:
         wait = self.wait_s(username)
         if wait > 0:
             seconds = math.ceil(wait)
-            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"too many failed logins for this user; try again in {seconds} s", reason=REASON)
+            raise ServiceError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many failed logins for this user; try again in {seconds} s",
+                reason=REASON,
+            )
 
     def failed(self, username: str) -> None:
         """Counts a failed attempt."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from app.login_throttle import REASON, LoginThrottle
+from auth.login_throttle import REASON, LoginThrottle
 from budrt.errors import ServiceError
 
 

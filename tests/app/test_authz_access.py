@@ -1,0 +1,127 @@
+"""`app.authz.Access`, the prologue of every management RPC, directly: its order (caller, then
+required fields), and the role check in the RPC's transaction on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from bud.app.v1 import deployment_pb2
+from bud.auth.v1 import auth_pb2
+
+from app.authz import Access
+from app.convert import role_name
+from app.db import models
+from app.db.migrate import upgrade_database
+from app.db.models import utcnow
+from app.db.session import Database
+from app.services.projects import create_project
+from app.services.users import create_user
+from auth.roles import EDITOR, OWNER, VIEWER
+from auth.tokens import Authenticator, Caller
+from budrt.errors import ServiceError
+
+SECRET = "a-test-jwt-secret-of-at-least-32-bytes"
+
+
+class Context:
+    def __init__(self, token: str | None) -> None:
+        self._metadata = () if token is None else (("authorization", f"Bearer {token}"),)
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+
+def test_caller_comes_before_the_required_fields() -> None:
+    auth = Authenticator(SECRET)
+    access = Access(Database("sqlite+aiosqlite://"), auth)
+    empty = auth_pb2.UpdateApiKeyRequest()
+    with pytest.raises(ServiceError) as refused:
+        access.caller(Context(None), empty, "api_key.id", "api_key.project_id")
+    assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+    token = auth.issue("usr_1", False)
+    with pytest.raises(ServiceError) as refused:
+        access.caller(Context(token), empty, "api_key.id", "api_key.project_id")
+    assert (refused.value.code, refused.value.param) == (grpc.StatusCode.INVALID_ARGUMENT, "api_key.id")
+    half = auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id="key_1"))
+    with pytest.raises(ServiceError) as refused:
+        access.caller(Context(token), half, "api_key.id", "api_key.project_id")
+    assert refused.value.param == "api_key.project_id"
+    whole = deployment_pb2.GetDeploymentRequest(project_id="prj_1", deployment_id="dep_1")
+    assert access.caller(Context(token), whole, "project_id", "deployment_id") == Caller("usr_1", False)
+    assert access.caller(Context(token)) == Caller("usr_1", False)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    await upgrade_database(database)
+    yield database
+    await database.dispose()
+
+
+async def test_project_checks_the_role_in_the_transaction(db: Database) -> None:
+    async with db.transaction() as session:
+        owner = await create_user(session, "olga", "hash")
+        viewer = await create_user(session, "vic", "hash")
+        outsider = await create_user(session, "oscar", "hash")
+        project = await create_project(session, "team", owner_id=owner.id)
+        session.add(
+            models.ProjectMember(
+                project_id=project.id, user_id=viewer.id, role=role_name(VIEWER), create_time=utcnow()
+            )
+        )
+    access = Access(db, Authenticator(SECRET))
+
+    async def enter(caller: Caller, role: int, project_id: str = project.id, **options: Any) -> None:
+        async with access.project(caller, project_id, role, **options) as session:
+            assert session is not None
+
+    for caller, role in (
+        (Caller(owner.id, False), OWNER),
+        (Caller(viewer.id, False), VIEWER),
+        (Caller(outsider.id, True), OWNER),
+    ):  # a platform admin, member or not
+        await enter(caller, role)
+    await enter(Caller(owner.id, False), EDITOR, kind="transaction", lock=True)
+    before = await db.revision()
+    await enter(Caller(owner.id, False), EDITOR, kind="mutation")
+    assert await db.revision() == before + 1  # a mutation bumps the routing revision
+    await enter(Caller(owner.id, False), EDITOR)
+    assert await db.revision() == before + 1  # a snapshot does not
+
+    cases = (
+        (Caller(viewer.id, False), EDITOR, project.id, {}, grpc.StatusCode.PERMISSION_DENIED, ""),
+        (Caller(outsider.id, False), VIEWER, project.id, {}, grpc.StatusCode.NOT_FOUND, "project_id"),
+        (Caller(outsider.id, False), VIEWER, "prj_nope", {}, grpc.StatusCode.NOT_FOUND, "project_id"),
+        (
+            Caller(outsider.id, False),
+            VIEWER,
+            project.id,
+            {"param": "api_key.project_id"},
+            grpc.StatusCode.NOT_FOUND,
+            "api_key.project_id",
+        ),
+        (
+            Caller(outsider.id, True),
+            VIEWER,
+            "prj_nope",
+            {"param": "project.id"},
+            grpc.StatusCode.NOT_FOUND,
+            "project.id",
+        ),
+    )
+    for caller, role, project_id, options, code, param in cases:
+        with pytest.raises(ServiceError) as refused:
+            await enter(caller, role, project_id, **options)
+        assert (refused.value.code, refused.value.param) == (code, param), (caller, role, project_id)
+    # The refusal of an outsider says exactly what a missing project says.
+    with pytest.raises(ServiceError) as hidden:
+        await enter(Caller(outsider.id, False), VIEWER, project.id)
+    with pytest.raises(ServiceError) as missing:
+        await enter(Caller(outsider.id, True), VIEWER, project.id.replace("prj", "prx"))
+    assert hidden.value.message.replace(project.id, "X") == missing.value.message.replace(
+        project.id.replace("prj", "prx"), "X"
+    )
