@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.convert import role_name, role_value
 from app.db import models
 from app.services.common import get_project, project_not_found
-from budrt.errors import ServiceError
+from budrt.errors import Reason, permission_denied, unauthenticated
 
 VIEWER = user_pb2.PROJECT_ROLE_VIEWER
 EDITOR = user_pb2.PROJECT_ROLE_EDITOR
@@ -55,16 +55,6 @@ _ALGORITHM = "HS256"
 _CLAIMS = ("sub", "admin", "iat", "exp", "jti")
 
 _hasher = PasswordHasher()
-
-
-def unauthenticated(message: str, reason: str = "UNAUTHENTICATED") -> ServiceError:
-    """UNAUTHENTICATED: no valid credentials."""
-    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message, reason=reason)
-
-
-def permission_denied(message: str) -> ServiceError:
-    """PERMISSION_DENIED: the caller is known but may not do this."""
-    return ServiceError(grpc.StatusCode.PERMISSION_DENIED, message, reason="PERMISSION_DENIED")
 
 
 async def hash_password(password: str) -> str:
@@ -133,12 +123,12 @@ class Authenticator:
                 options={"require": list(_CLAIMS)},
             )
         except jwt.ExpiredSignatureError:
-            raise unauthenticated("the access token has expired; log in again", "TOKEN_EXPIRED") from None
+            raise unauthenticated("the access token has expired; log in again", reason=Reason.TOKEN_EXPIRED) from None
         except jwt.InvalidTokenError:
-            raise unauthenticated("invalid access token", "INVALID_TOKEN") from None
+            raise unauthenticated("invalid access token", reason=Reason.INVALID_TOKEN) from None
         user_id, admin = claims["sub"], claims["admin"]
         if not isinstance(user_id, str) or not user_id or not isinstance(admin, bool):
-            raise unauthenticated("invalid access token", "INVALID_TOKEN")
+            raise unauthenticated("invalid access token", reason=Reason.INVALID_TOKEN)
         return Caller(user_id, admin)
 
     def caller(self, context: grpc.aio.ServicerContext) -> Caller:
@@ -150,7 +140,7 @@ class Authenticator:
             )
         scheme, _, token = str(values[0]).partition(" ")
         if len(values) > 1 or scheme.lower() != TOKEN_TYPE.lower() or not token.strip():
-            raise unauthenticated("malformed authorization: expected one 'Bearer <token>'", "INVALID_TOKEN")
+            raise unauthenticated("malformed authorization: expected one 'Bearer <token>'", reason=Reason.INVALID_TOKEN)
         return self.verify(token.strip())
 
 

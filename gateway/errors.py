@@ -1,34 +1,13 @@
-"""gRPC status → HTTP status (the canonical google.rpc mapping, as grpc-gateway and Envoy do) and
-the OpenAI error body every REST error is written in."""
+"""The OpenAI error body every REST error is written in (with the HTTP status of
+`budrt.errors.http_status`, the one status table)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import grpc
 import orjson
 
-from budrt.errors import ServiceError
-
-HTTP_STATUS: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
-}
+from budrt.errors import ServiceError, http_status
 
 # OpenAI's `type` values, by HTTP status.
 _OPENAI_TYPE = {
@@ -43,11 +22,6 @@ _OPENAI_TYPE = {
     503: "service_unavailable_error",
     504: "timeout_error",
 }
-
-
-def http_status(code: grpc.StatusCode) -> int:
-    """HTTP status for a gRPC status code."""
-    return HTTP_STATUS.get(code, 500)
 
 
 def error_object(err: ServiceError) -> dict[str, Any]:

@@ -14,16 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import grpc
 import orjson
 from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from bud.api.v1 import json_pb2
-from budrt.errors import ServiceError, invalid_argument
+from budrt.errors import Reason, ServiceError, http_status, internal, invalid_argument, not_found
 from gateway.backends import Backend
-from gateway.errors import error_body, error_object, http_status
+from gateway.errors import error_body, error_object
 from gateway.http_rules import Route, Router, routes_for_service
 from budrt.json_face import STRING_FORM_TYPES, JsonFaceError, codec_for, from_python, to_json, well_known_from_text
 
@@ -86,10 +85,10 @@ class Transcoder:
         if found is None:
             allowed = self.router.allows(raw_path)
             if allowed:
-                err = ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"Method {method} not allowed for {raw_path}", reason="METHOD_NOT_ALLOWED")
+                err = invalid_argument(f"Method {method} not allowed for {raw_path}", reason=Reason.METHOD_NOT_ALLOWED)
                 await _respond(send, 405, error_body(err), request_id, [(b"allow", ", ".join(allowed).encode())])
             else:
-                err = ServiceError(grpc.StatusCode.NOT_FOUND, f"Unknown request URL: {method} {raw_path}", reason="UNKNOWN_URL")
+                err = not_found(f"Unknown request URL: {method} {raw_path}", reason=Reason.UNKNOWN_URL)
                 await _respond(send, 404, error_body(err), request_id)
             return
         route, path_values = found
@@ -97,7 +96,7 @@ class Transcoder:
             body = await _read_body(receive)
             request, streaming = self._build_request(route, path_values, scope, body)
         except JsonFaceError as err:
-            await _respond(send, 400, error_body(invalid_argument(err.message, err.param)), request_id)
+            await _respond(send, 400, error_body(invalid_argument(err.message, param=err.param)), request_id)
             return
         except ServiceError as err:
             await _respond(send, http_status(err.code), error_body(err), request_id)
@@ -130,7 +129,7 @@ class Transcoder:
             else:
                 fd = request.DESCRIPTOR.fields_by_name.get(route.body)
                 if fd is None:
-                    raise ServiceError(grpc.StatusCode.INTERNAL, f"{route.method.full_name}: no body field {route.body!r}")
+                    raise internal(f"{route.method.full_name}: no body field {route.body!r}", reason=None)
                 sub = getattr(request, route.body)
                 sub.SetInParent()
                 codec_for(fd.message_type).decode(obj, sub, route.body, lenient)
@@ -164,8 +163,7 @@ class Transcoder:
             status, payload = http_status(err.code), error_body(err)
         except Exception:
             log.exception("transcoding %s failed", route.method.full_name)
-            err = ServiceError(grpc.StatusCode.INTERNAL, "internal error")
-            status, payload = 500, error_body(err)
+            status, payload = 500, error_body(internal("internal error", reason=None))
         await _respond(send, status, payload, request_id, _extra_headers(response_metadata))
 
     # ---- streaming ------------------------------------------------------------------------
@@ -208,7 +206,7 @@ class Transcoder:
             await self._stream_error(send, started, err, request_id, event_field, sequence, response_metadata)
         except Exception:
             log.exception("streaming %s failed", method.full_name)
-            err = ServiceError(grpc.StatusCode.INTERNAL, "internal error")
+            err = internal("internal error", reason=None)
             await self._stream_error(send, started, err, request_id, event_field, sequence, response_metadata)
         finally:
             watcher.cancel()
@@ -272,7 +270,7 @@ async def _read_body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"request body exceeds {MAX_BODY_BYTES} bytes", reason="BODY_TOO_LARGE")
+            raise invalid_argument(f"request body exceeds {MAX_BODY_BYTES} bytes", reason=Reason.BODY_TOO_LARGE)
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
@@ -313,7 +311,7 @@ def _set_path(msg: Message, dotted: str, raw: str, repeated_ok: bool = False) ->
     for part in parts[:-1]:
         fd = target.DESCRIPTOR.fields_by_name.get(part)
         if fd is None or fd.type != FieldDescriptor.TYPE_MESSAGE or fd.is_repeated:
-            raise invalid_argument(f"unknown parameter '{dotted}'", dotted)
+            raise invalid_argument(f"unknown parameter '{dotted}'", param=dotted)
         target = getattr(target, part)
     name = parts[-1]
     fd = target.DESCRIPTOR.fields_by_name.get(name)
@@ -323,14 +321,14 @@ def _set_path(msg: Message, dotted: str, raw: str, repeated_ok: bool = False) ->
         try:
             getattr(target, name).MergeFrom(well_known_from_text(fd.message_type, raw, dotted))
         except JsonFaceError as err:
-            raise invalid_argument(err.message, dotted) from None
+            raise invalid_argument(err.message, param=dotted) from None
         return
     if fd is None or fd.type == FieldDescriptor.TYPE_MESSAGE and not _is_scalar_wrapper(fd):
-        raise invalid_argument(f"unknown parameter '{dotted}'", dotted)
+        raise invalid_argument(f"unknown parameter '{dotted}'", param=dotted)
     value = _parse_scalar_text(fd, raw, dotted)
     if fd.is_repeated:
         if not repeated_ok:
-            raise invalid_argument(f"'{dotted}' cannot be bound from the path", dotted)
+            raise invalid_argument(f"'{dotted}' cannot be bound from the path", param=dotted)
         getattr(target, name).append(value)
     elif fd.type == FieldDescriptor.TYPE_MESSAGE:
         getattr(target, name).value = value
@@ -364,5 +362,5 @@ def _parse_scalar_text(fd: FieldDescriptor, raw: str, dotted: str) -> Any:
             return raw.encode()
         return int(raw)
     except ValueError:
-        raise invalid_argument(f"invalid value for '{dotted}': {raw!r}", dotted) from None
+        raise invalid_argument(f"invalid value for '{dotted}': {raw!r}", param=dotted) from None
 

@@ -24,10 +24,10 @@ from app.convert import api_key_to_proto, from_timestamp
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
-from app.services.common import failed_precondition, get_api_key, get_project
+from app.services.common import get_api_key, get_project
 from app.services.pagination import fetch_page
 from app.validation import MAX_KEY_DEPLOYMENTS, MAX_KEY_NAME, require
-from budrt.errors import ServiceError, invalid_argument
+from budrt.errors import Reason, aborted, failed_precondition, internal, invalid_argument
 from budrt.grpc_server import ServiceBinding
 from budrt.keys import NewKey, mint_key
 
@@ -43,9 +43,7 @@ async def _mint_unique(session: AsyncSession, hash_secret: str) -> NewKey:
         key = mint_key(hash_secret)
         if await session.scalar(select(models.ApiKey.id).where(models.ApiKey.prefix == key.prefix)) is None:
             return key
-    raise ServiceError(
-        grpc.StatusCode.INTERNAL, "could not mint a key with an unused prefix", reason="INTERNAL"
-    )
+    raise internal("could not mint a key with an unused prefix")
 
 
 def check_key_fields(name: str, requests_per_minute: int, tokens_per_minute: int) -> None:
@@ -91,7 +89,7 @@ def _require_unrevoked(row: models.ApiKey, param: str) -> None:
     """FAILED_PRECONDITION for a revoked key: it can no longer change."""
     if row.revoke_time is not None:
         raise failed_precondition(
-            f"API key {row.id!r} is revoked; create a new key", reason="API_KEY_REVOKED", param=param
+            f"API key {row.id!r} is revoked; create a new key", reason=Reason.API_KEY_REVOKED, param=param
         )
 
 
@@ -162,7 +160,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
                     request.tokens_per_minute,
                 )
         except IntegrityError as err:  # a concurrent mint took the prefix
-            raise ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED") from err
+            raise aborted("key prefix clash; retry") from err
         return auth_pb2.CreateApiKeyResponse(api_key=api_key_to_proto(row, utcnow()), secret=secret)
 
     async def GetApiKey(
@@ -276,7 +274,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
                 row.prefix, row.key_hash = key.prefix, key.key_hash
                 await session.flush()
         except IntegrityError as err:
-            raise ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED") from err
+            raise aborted("key prefix clash; retry") from err
         return auth_pb2.RotateApiKeyResponse(api_key=api_key_to_proto(row, utcnow()), secret=key.secret)
 
 

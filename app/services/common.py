@@ -1,23 +1,12 @@
-"""Helpers shared by the servicers: error shorthands and lookups that fail with NOT_FOUND."""
+"""Helpers shared by the servicers: lookups that fail with NOT_FOUND."""
 
 from __future__ import annotations
 
-import grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import models
 from budrt.errors import ServiceError, not_found
-
-
-def already_exists(message: str, param: str = "") -> ServiceError:
-    """ALREADY_EXISTS: a unique name or endpoint is taken."""
-    return ServiceError(grpc.StatusCode.ALREADY_EXISTS, message, reason="ALREADY_EXISTS", param=param)
-
-
-def failed_precondition(message: str, reason: str, param: str = "") -> ServiceError:
-    """FAILED_PRECONDITION: the request is valid but the resource's state forbids it."""
-    return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, message, reason=reason, param=param)
 
 
 def project_not_found(project_id: str, param: str = "project_id") -> ServiceError:

@@ -24,10 +24,10 @@ from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
 from app.reconciler import Reconciler
-from app.services.common import already_exists, get_deployment, get_project
+from app.services.common import get_deployment, get_project
 from app.services.pagination import fetch_page
 from app.validation import check_deployment, require
-from budrt.errors import invalid_argument
+from budrt.errors import already_exists, invalid_argument
 from budrt.grpc_server import ServiceBinding
 
 PENDING = status_name(deployment_pb2.DEPLOYMENT_STATUS_PENDING)

@@ -20,10 +20,10 @@ from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
 from app.reconciler import Reconciler
-from app.services.common import already_exists, failed_precondition, get_project
+from app.services.common import get_project
 from app.services.pagination import fetch_page
 from app.validation import check_description, check_project_name, require
-from budrt.errors import invalid_argument
+from budrt.errors import Reason, already_exists, failed_precondition, invalid_argument
 from budrt.grpc_server import ServiceBinding
 
 WRITABLE_FIELDS = ("name", "description")
@@ -165,7 +165,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
             if count and not request.force:
                 raise failed_precondition(
                     f"project {project_id!r} has {count} deployment(s); delete them first or use force",
-                    reason="PROJECT_HAS_DEPLOYMENTS",
+                    reason=Reason.PROJECT_HAS_DEPLOYMENTS,
                     param="force",
                 )
             endpoint = models.DeploymentEndpoint

@@ -28,7 +28,6 @@ from app.authz import (
     needs_rehash,
     require_admin,
     require_role,
-    unauthenticated,
     verify_password,
 )
 from app.convert import member_to_proto, role_name, user_to_proto
@@ -36,10 +35,9 @@ from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
 from app.login_throttle import LoginThrottle
-from app.services.common import already_exists, failed_precondition
 from app.services.pagination import fetch_page
 from app.validation import check_display_name, check_password, check_username, require
-from budrt.errors import invalid_argument, not_found
+from budrt.errors import Reason, already_exists, failed_precondition, invalid_argument, not_found, unauthenticated
 from budrt.grpc_server import ServiceBinding
 
 # GetUser's name for the caller.
@@ -113,7 +111,7 @@ async def _keep_an_owner(session: AsyncSession, caller: Caller, member: models.P
         raise failed_precondition(
             f"user {member.user_id!r} is the last owner of project {member.project_id!r}; make another "
             "member owner first",
-            reason="LAST_OWNER",
+            reason=Reason.LAST_OWNER,
             param="user_id",
         )
 
@@ -144,7 +142,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             user = await session.scalar(select(models.User).where(models.User.username == request.username))
         if not await verify_password(user.password_hash if user else None, request.password) or user is None:
             self._throttle.failed(request.username)
-            raise unauthenticated("wrong username or password", "INVALID_CREDENTIALS")
+            raise unauthenticated("wrong username or password", reason=Reason.INVALID_CREDENTIALS)
         self._throttle.succeeded(request.username)
         if needs_rehash(user.password_hash):
             new_hash = await hash_password(request.password)
