@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.authz import Authenticator
 from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce_key, bootstrap
 from app.control import Reconciler
 from app.db.migrate import upgrade_database
 from app.db.session import Database
-from app.settings import AppSettings
 from app.services import api_keys, deployments, projects, routing, usage, users
+from app.settings import AppSettings
+from auth.tokens import Authenticator
 from budrt.grpc_server import GrpcServer, ServiceBinding
 
 log = logging.getLogger(__name__)

@@ -8,13 +8,12 @@ import math
 import re
 from collections.abc import Sequence
 
-import grpc
 from bud.app.v1 import deployment_pb2
 from bud.engine.v1 import engine_service_pb2
 from google.protobuf import descriptor, field_mask_pb2
 
 from budrt.builtin_models import BUILTIN_MODELS, builtin_names
-from budrt.errors import ServiceError, invalid_argument
+from budrt.errors import invalid_argument, unimplemented
 
 PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Lower case only, so that "Alice" and "alice" cannot be two users; e-mail addresses fit.
@@ -31,11 +30,6 @@ MAX_KEY_DEPLOYMENTS = 1000
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 MAX_DISPLAY_NAME = 200
-
-
-def unimplemented(message: str, param: str = "") -> ServiceError:
-    """A request this version understands but does not carry out yet."""
-    return ServiceError(grpc.StatusCode.UNIMPLEMENTED, message, reason="UNIMPLEMENTED", param=param)
 
 
 def require(value: str, param: str) -> str:
@@ -154,7 +148,7 @@ def check_model_source(source: deployment_pb2.ModelSource, param: str) -> tuple[
         )
     if kind == "registry_model_id":
         raise unimplemented(
-            "registry models cannot be deployed yet (the registry service is not built)", field
+            "registry models cannot be deployed yet (the registry service is not built)", param=field
         )
     return kind, value
 
@@ -208,7 +202,7 @@ def check_deployment(deployment: deployment_pb2.Deployment, param: str = "deploy
     target = deployment.WhichOneof("target")
     if target == "prompt":
         raise unimplemented("prompt deployments are not supported yet (the prompt service is not built)",
-                            f"{param}.prompt")
+                            param=f"{param}.prompt")
     if target is None:
         raise invalid_argument(f"{param}.model is required", param=f"{param}.model")
     source = check_model_source(deployment.model, f"{param}.model")

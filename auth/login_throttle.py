@@ -15,11 +15,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-import grpc
 
-from budrt.errors import ServiceError
+from budrt.errors import Reason, resource_exhausted
 
-REASON = "TOO_MANY_LOGIN_ATTEMPTS"
 
 
 class LoginThrottle:
@@ -53,11 +51,7 @@ class LoginThrottle:
         wait = self.wait_s(username)
         if wait > 0:
             seconds = math.ceil(wait)
-            raise ServiceError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"too many failed logins for this user; try again in {seconds} s",
-                reason=REASON,
-            )
+            raise resource_exhausted(f"too many failed logins for this user; try again in {seconds} s", reason=Reason.TOO_MANY_LOGIN_ATTEMPTS)
 
     def failed(self, username: str) -> None:
         """Counts a failed attempt."""

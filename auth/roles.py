@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bud.auth.v1 import user_pb2
 
-from auth.errors import permission_denied
+from budrt.errors import permission_denied
 from auth.tokens import Caller
 
 VIEWER = user_pb2.PROJECT_ROLE_VIEWER

@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 
 from auth.bearer import BearerError, MissingBearer, bearer_credential
-from auth.errors import unauthenticated
+from budrt.errors import Reason, unauthenticated
 
 TOKEN_LIFETIME_S = 15 * 60
 TOKEN_TYPE = "Bearer"
@@ -67,12 +67,12 @@ class Authenticator:
                 options={"require": list(_CLAIMS)},
             )
         except jwt.ExpiredSignatureError:
-            raise unauthenticated("the access token has expired; log in again", "TOKEN_EXPIRED") from None
+            raise unauthenticated("the access token has expired; log in again", reason=Reason.TOKEN_EXPIRED) from None
         except jwt.InvalidTokenError:
-            raise unauthenticated("invalid access token", "INVALID_TOKEN") from None
+            raise unauthenticated("invalid access token", reason=Reason.INVALID_TOKEN) from None
         user_id, admin = claims["sub"], claims["admin"]
         if not isinstance(user_id, str) or not user_id or not isinstance(admin, bool):
-            raise unauthenticated("invalid access token", "INVALID_TOKEN")
+            raise unauthenticated("invalid access token", reason=Reason.INVALID_TOKEN)
         return Caller(user_id, admin)
 
     def caller(self, context: Any) -> Caller:
@@ -86,6 +86,6 @@ class Authenticator:
             ) from None
         except BearerError:
             raise unauthenticated(
-                "malformed authorization: expected one 'Bearer <token>'", "INVALID_TOKEN"
+                "malformed authorization: expected one 'Bearer <token>'", reason=Reason.INVALID_TOKEN
             ) from None
         return self.verify(token)

@@ -1,28 +1,136 @@
-"""One error type for every service: raised by servicers, sent as a gRPC status with rich details
-(google.rpc.Status in `grpc-status-details-bin`), turned into OpenAI error JSON by the gateway."""
+"""The platform's one error vocabulary.
+
+Servicers raise `ServiceError`, built with the factories below (one per gRPC status, all
+`factory(message, *, reason=..., param=...)`); every machine-readable reason is a `Reason`.
+On the wire an error is a gRPC status with a `google.rpc.Status` in `grpc-status-details-bin`
+(`ErrorInfo` for the reason, `BadRequest` for the field at fault), packed and read with
+grpcio-status. `HTTP_STATUS` is the one gRPC↔HTTP status table (the canonical google.rpc
+mapping); the gateway writes REST error bodies from it (`gateway/errors.py`).
+
+Where new code goes: a new kind of failure is a new `Reason` member (its value is API: never
+change one); a status no factory covers yet gets a factory here, with the same signature shape.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass
+from enum import StrEnum
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 ERROR_DOMAIN = "bud.runtime"
+
+
+class Reason(StrEnum):
+    """Why a call failed, for machines: `ErrorInfo.reason` on the wire (UPPER_SNAKE) and, lower
+    case, the `code` of OpenAI error JSON. The values are what clients match on: never change one."""
+
+    # The default reason of each factory: the status itself.
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    ABORTED = "ABORTED"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+    # Logins, access tokens and API keys.
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    INVALID_TOKEN = "INVALID_TOKEN"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    TOO_MANY_LOGIN_ATTEMPTS = "TOO_MANY_LOGIN_ATTEMPTS"
+    INVALID_API_KEY = "INVALID_API_KEY"
+    RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+    # Management state.
+    LAST_OWNER = "LAST_OWNER"
+    PROJECT_HAS_DEPLOYMENTS = "PROJECT_HAS_DEPLOYMENTS"
+    API_KEY_REVOKED = "API_KEY_REVOKED"
+    # Models and serving.
+    NOT_READY = "NOT_READY"
+    MISSING_MODEL = "MISSING_MODEL"
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    MODEL_NOT_READY = "MODEL_NOT_READY"
+    MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
+    MODEL_NAME_TAKEN = "MODEL_NAME_TAKEN"
+    UNSUPPORTED_OPERATION = "UNSUPPORTED_OPERATION"
+    # The HTTP face.
+    UNKNOWN_URL = "UNKNOWN_URL"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    BODY_TOO_LARGE = "BODY_TOO_LARGE"
+
+
+# gRPC status → HTTP status: the canonical google.rpc mapping (google/rpc/code.proto; grpc-gateway's
+# HTTPStatusFromCode, Envoy's transcoder).
+HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+# HTTP status → gRPC status, for peers that answer HTTP statuses (vLLM's ErrorResponse): the
+# table above read backwards (where several codes share a status, the one it stands for first),
+# plus the client-error statuses such peers send that the table never produces.
+_CODE_BY_HTTP: Mapping[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    499: grpc.StatusCode.CANCELLED,
+    500: grpc.StatusCode.INTERNAL,
+    501: grpc.StatusCode.UNIMPLEMENTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def http_status(code: grpc.StatusCode) -> int:
+    """The HTTP status a gRPC status is answered with over REST."""
+    return HTTP_STATUS.get(code, 500)
+
+
+def grpc_code(http: int) -> grpc.StatusCode:
+    """The gRPC status an HTTP status stands for (INTERNAL for one with no meaning here)."""
+    return _CODE_BY_HTTP.get(http, grpc.StatusCode.INTERNAL)
 
 
 @dataclass
 class ServiceError(Exception):
-    """A failure to report to the caller.
+    """A failure to report to the caller; the one exception type servicers raise.
 
-    `reason` is a short UPPER_SNAKE machine code (ErrorInfo.reason; the OpenAI `code`, lower case),
-    `param` the request field at fault (BadRequest.field_violations; the OpenAI `param`).
+    `reason` is a `Reason` (ErrorInfo.reason; the OpenAI `code`, lower case; empty: none sent),
+    `param` the request field at fault (BadRequest.field_violations; the OpenAI `param`). An
+    error rebuilt from a peer's status may carry a reason this vocabulary does not know: it stays
+    the peer's string.
     """
 
     code: grpc.StatusCode
     message: str
+    _: KW_ONLY
     reason: str = ""
     param: str = ""
 
@@ -30,86 +138,156 @@ class ServiceError(Exception):
         return f"{self.code.name}: {self.message}"
 
     def to_status(self) -> status_pb2.Status:
-        """The google.rpc.Status carrying this error's details."""
+        """The google.rpc.Status carrying this error and its details."""
         status = status_pb2.Status(code=self.code.value[0], message=self.message)
         if self.reason:
-            detail = any_pb2.Any()
-            detail.Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN))
-            status.details.append(detail)
+            status.details.add().Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN))
         if self.param:
-            detail = any_pb2.Any()
-            detail.Pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=self.param, description=self.message)
-                    ]
-                )
+            violation = error_details_pb2.BadRequest.FieldViolation(
+                field=self.param, description=self.message
             )
-            status.details.append(detail)
+            status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
         return status
+
+    def grpc_status(self) -> grpc.Status:
+        """The status to abort an RPC with (`code`, `details`, `trailing_metadata`), rich details
+        packed by grpcio-status."""
+        return rpc_status.to_status(self.to_status())
 
     def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
         """Trailing metadata that carries the rich status."""
-        return ((STATUS_DETAILS_KEY, self.to_status().SerializeToString()),)
+        return tuple(self.grpc_status().trailing_metadata)
 
     @classmethod
     def from_rpc_error(cls, err: grpc.RpcError) -> ServiceError:
         """Rebuilds the error a peer sent (details included when it sent them)."""
         code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
         message = (err.details() if hasattr(err, "details") else None) or code.name
-        trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-        return cls.from_status(code, message, trailers)
+        try:
+            status = rpc_status.from_call(err) if hasattr(err, "trailing_metadata") else None
+        except ValueError:  # details that contradict the status: the status wins
+            status = None
+        return cls(code, message, **_unpack_details(status))
 
     @classmethod
-    def from_status(cls, code: grpc.StatusCode, message: str, trailing_metadata: object = None) -> ServiceError:
+    def from_status(
+        cls, code: grpc.StatusCode, message: str, trailing_metadata: object = None
+    ) -> ServiceError:
         """Rebuilds an error from a status code, message and the trailing metadata carrying its
-        details (if any)."""
-        reason = param = ""
-        for key, value in trailing_metadata or ():  # type: ignore[attr-defined]
-            if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-                reason, param = _unpack_details(value)
-        return cls(code=code, message=message, reason=reason, param=param)
+        details (if any): what a servicer passes to `context.abort`."""
+        pairs = grpc.aio.Metadata(*(trailing_metadata or ()))  # type: ignore[attr-defined]
+        return cls.from_rpc_error(grpc.aio.AioRpcError(code, grpc.aio.Metadata(), pairs, details=message))
 
 
-def _unpack_details(raw: bytes) -> tuple[str, str]:
-    status = status_pb2.Status.FromString(raw)
-    reason = param = ""
-    for detail in status.details:
+def _unpack_details(status: status_pb2.Status | None) -> dict[str, str]:
+    """`reason` and `param` from a google.rpc.Status's ErrorInfo and BadRequest details."""
+    found = {"reason": "", "param": ""}
+    for detail in status.details if status is not None else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            reason = info.reason
+            found["reason"] = info.reason
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             if bad.field_violations:
-                param = bad.field_violations[0].field
-    return reason, param
+                found["param"] = bad.field_violations[0].field
+    return found
 
 
-_CODE_BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
+# ---- factories: one per status, `factory(message, *, reason=<the status>, param="")` ----------
+# `reason=None` sends no ErrorInfo (an OpenAI `code` of null), for failures with nothing more to say.
 
 
-def status_code(number: int) -> grpc.StatusCode:
-    """grpc.StatusCode from its number (google.rpc.Code)."""
-    return _CODE_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+def _error(code: grpc.StatusCode, message: str, reason: Reason | None, param: str) -> ServiceError:
+    return ServiceError(code, message, reason=reason or "", param=param)
 
 
-def invalid_argument(message: str, param: str = "", reason: str = "INVALID_ARGUMENT") -> ServiceError:
-    """Shorthand for the commonest error: the request is wrong."""
-    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message, reason=reason, param=param)
+def invalid_argument(
+    message: str, *, reason: Reason | None = Reason.INVALID_ARGUMENT, param: str = ""
+) -> ServiceError:
+    """INVALID_ARGUMENT (HTTP 400): the request is wrong, whatever the state."""
+    return _error(grpc.StatusCode.INVALID_ARGUMENT, message, reason, param)
 
 
-def not_found(message: str, reason: str = "NOT_FOUND", param: str = "") -> ServiceError:
-    """Shorthand: the named thing does not exist (or the caller may not see it)."""
-    return ServiceError(grpc.StatusCode.NOT_FOUND, message, reason=reason, param=param)
+def not_found(message: str, *, reason: Reason | None = Reason.NOT_FOUND, param: str = "") -> ServiceError:
+    """NOT_FOUND (404): the named thing does not exist (or the caller may not see it)."""
+    return _error(grpc.StatusCode.NOT_FOUND, message, reason, param)
+
+
+def already_exists(
+    message: str, *, reason: Reason | None = Reason.ALREADY_EXISTS, param: str = ""
+) -> ServiceError:
+    """ALREADY_EXISTS (409): a unique name or endpoint is taken."""
+    return _error(grpc.StatusCode.ALREADY_EXISTS, message, reason, param)
+
+
+def permission_denied(
+    message: str, *, reason: Reason | None = Reason.PERMISSION_DENIED, param: str = ""
+) -> ServiceError:
+    """PERMISSION_DENIED (403): the caller is known but may not do this."""
+    return _error(grpc.StatusCode.PERMISSION_DENIED, message, reason, param)
+
+
+def unauthenticated(
+    message: str, *, reason: Reason | None = Reason.UNAUTHENTICATED, param: str = ""
+) -> ServiceError:
+    """UNAUTHENTICATED (401): no valid credentials."""
+    return _error(grpc.StatusCode.UNAUTHENTICATED, message, reason, param)
+
+
+def failed_precondition(
+    message: str, *, reason: Reason | None = Reason.FAILED_PRECONDITION, param: str = ""
+) -> ServiceError:
+    """FAILED_PRECONDITION (400): the request is right but the state refuses it (say which in `reason`)."""
+    return _error(grpc.StatusCode.FAILED_PRECONDITION, message, reason, param)
+
+
+def resource_exhausted(
+    message: str, *, reason: Reason | None = Reason.RESOURCE_EXHAUSTED, param: str = ""
+) -> ServiceError:
+    """RESOURCE_EXHAUSTED (429): a limit or quota is reached; retry later."""
+    return _error(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason, param)
+
+
+def aborted(message: str, *, reason: Reason | None = Reason.ABORTED, param: str = "") -> ServiceError:
+    """ABORTED (409): a concurrent change won; retry the whole call."""
+    return _error(grpc.StatusCode.ABORTED, message, reason, param)
+
+
+def unimplemented(
+    message: str, *, reason: Reason | None = Reason.UNIMPLEMENTED, param: str = ""
+) -> ServiceError:
+    """UNIMPLEMENTED (501): understood, but not carried out by this version."""
+    return _error(grpc.StatusCode.UNIMPLEMENTED, message, reason, param)
+
+
+def unavailable(message: str, *, reason: Reason | None = Reason.UNAVAILABLE, param: str = "") -> ServiceError:
+    """UNAVAILABLE (503): not now; the same call may succeed on retry."""
+    return _error(grpc.StatusCode.UNAVAILABLE, message, reason, param)
+
+
+def internal(message: str, *, reason: Reason | None = Reason.INTERNAL, param: str = "") -> ServiceError:
+    """INTERNAL (500): a bug or a broken invariant on our side."""
+    return _error(grpc.StatusCode.INTERNAL, message, reason, param)
 
 
 __all__ = [
+    "ERROR_DOMAIN",
+    "HTTP_STATUS",
+    "Reason",
     "ServiceError",
-    "STATUS_DETAILS_KEY",
-    "code_pb2",
+    "aborted",
+    "already_exists",
+    "failed_precondition",
+    "grpc_code",
+    "http_status",
+    "internal",
     "invalid_argument",
     "not_found",
-    "status_code",
+    "permission_denied",
+    "resource_exhausted",
+    "unauthenticated",
+    "unavailable",
+    "unimplemented",
 ]

@@ -7,11 +7,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import grpc
 from grpc_health.v1 import health, health_pb2
 
 from bud.engine.v1 import engine_service_pb2 as pb
-from budrt.errors import ServiceError
+from budrt.errors import Reason, ServiceError, already_exists, invalid_argument, not_found, unavailable
 from budrt.settings import RuntimeSettings
 from engine.sources import check_source, default_dtype, describe, resolve_source
 from engine.vllm_model import VllmModel
@@ -52,15 +51,13 @@ class ModelManager:
         """Loads `source` as `name` and returns when it is READY or FAILED. Loading the same
         thing again is a no-op; a different source under a loaded name is refused."""
         if not name:
-            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "name is required", param="name")
+            raise invalid_argument("name is required", reason=None, param="name")
         check_source(source)
         slot = self.slots.get(name)
         if slot is not None:
             same = slot.source == source and slot.args == args and runner in (pb.RUNNER_UNSPECIFIED, slot.runner)
             if not same and slot.state != pb.MODEL_STATE_FAILED:
-                raise ServiceError(grpc.StatusCode.ALREADY_EXISTS,
-                                   f"model {name!r} is already served from {describe(slot.source)}; unload it first",
-                                   reason="MODEL_NAME_TAKEN", param="name")
+                raise already_exists(f"model {name!r} is already served from {describe(slot.source)}; unload it first", reason=Reason.MODEL_NAME_TAKEN, param="name")
             if same and slot.state in (pb.MODEL_STATE_READY, pb.MODEL_STATE_LOADING) and slot.loading is not None:
                 await asyncio.shield(slot.loading)
                 return slot.describe()
@@ -98,7 +95,7 @@ class ModelManager:
         """Stops serving `name` and frees its engine."""
         slot = self.slots.get(name)
         if slot is None:
-            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"model {name!r} is not served here", reason="MODEL_NOT_FOUND", param="name")
+            raise not_found(f"model {name!r} is not served here", reason=Reason.MODEL_NOT_FOUND, param="name")
         slot.state = pb.MODEL_STATE_UNLOADING
         await self._set_health(name, False)
         if slot.loading is not None and not slot.loading.done():
@@ -111,15 +108,13 @@ class ModelManager:
         """The READY model `name`, or the error a caller should get."""
         slot = self.slots.get(name)
         if slot is None:
-            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"The model `{name}` does not exist.",
-                               reason="MODEL_NOT_FOUND", param="model")
+            raise not_found(f"The model `{name}` does not exist.", reason=Reason.MODEL_NOT_FOUND, param="model")
         if slot.state == pb.MODEL_STATE_READY and slot.model is not None and slot.model.dead:
             self._mark_dead(slot)  # noticed before the watchdog: refuse now; it updates health
         if slot.state != pb.MODEL_STATE_READY or slot.model is None:
             state = pb.ModelState.Name(slot.state)
             detail = f": {slot.error}" if slot.error else ""
-            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"The model `{name}` is not ready ({state}){detail}.",
-                               reason="MODEL_NOT_READY", param="model")
+            raise unavailable(f"The model `{name}` is not ready ({state}){detail}.", reason=Reason.MODEL_NOT_READY, param="model")
         return slot.model
 
     def _mark_dead(self, slot: ModelSlot) -> None:

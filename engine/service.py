@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import orjson
 import pydantic
 from google.protobuf.message import Message
@@ -15,35 +14,25 @@ from google.protobuf.message import Message
 from bud.engine.v1 import engine_service_pb2 as pb
 from bud.engine.v1 import engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2, completion_pb2, embedding_pb2
-from budrt.errors import ServiceError, invalid_argument
+from budrt.errors import Reason, ServiceError, grpc_code, internal, invalid_argument, not_found, unimplemented
 from budrt.json_face import JsonFaceError, from_json, from_python, to_json
 from engine.manager import ModelManager
 from engine.vllm_model import VllmModel, sse_payloads
 
 log = logging.getLogger(__name__)
 
-_GRPC_BY_HTTP = {
-    400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND, 408: grpc.StatusCode.DEADLINE_EXCEEDED,
-    409: grpc.StatusCode.ALREADY_EXISTS, 413: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED, 501: grpc.StatusCode.UNIMPLEMENTED, 503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-
-
 def _vllm_error(error: Any) -> ServiceError:
     """vLLM's ErrorResponse (or its `error` object as a dict) as a ServiceError."""
     info = error.error if hasattr(error, "error") else error
     get = info.get if isinstance(info, dict) else lambda k, d=None: getattr(info, k, d)
     status = int(get("code", 500) or 500)
-    return ServiceError(_GRPC_BY_HTTP.get(status, grpc.StatusCode.INTERNAL), str(get("message", "engine error")),
-                        param=str(get("param") or ""))
+    return ServiceError(grpc_code(status), str(get("message", "engine error")), param=str(get("param") or ""))
 
 
 def _validation_error(err: pydantic.ValidationError) -> ServiceError:
     first = err.errors()[0]
     param = ".".join(str(p) for p in first.get("loc", ()) if not str(p).startswith("function-"))
-    return invalid_argument(f"{param}: {first.get('msg', 'invalid value')}" if param else str(err), param)
+    return invalid_argument(f"{param}: {first.get('msg', 'invalid value')}" if param else str(err), param=param)
 
 
 _ADAPTERS: dict[Any, pydantic.TypeAdapter[Any]] = {}
@@ -66,13 +55,13 @@ def _exception(err: Exception) -> ServiceError:
     if isinstance(err, ServiceError):
         return err
     if isinstance(err, VLLMNotFoundError):
-        return ServiceError(grpc.StatusCode.NOT_FOUND, str(err))
+        return not_found(str(err), reason=None)
     if isinstance(err, (ValueError, TypeError, VLLMClientError)):
         return invalid_argument(str(err), param=str(getattr(err, "parameter", "") or ""))
     if isinstance(err, NotImplementedError):
-        return ServiceError(grpc.StatusCode.UNIMPLEMENTED, str(err) or "not supported by this model")
+        return unimplemented(str(err) or "not supported by this model", reason=None)
     log.exception("engine call failed")
-    return ServiceError(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+    return internal(f"{type(err).__name__}: {err}", reason=None)
 
 
 class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
@@ -84,8 +73,8 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     def _handler(self, model: VllmModel, attribute: str, what: str) -> Any:
         handler = model.handler(attribute)
         if handler is None:
-            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"The model `{model.name}` does not support {what}.",
-                               reason="UNSUPPORTED_OPERATION", param="model")
+            raise invalid_argument(f"The model `{model.name}` does not support {what}.",
+                                   reason=Reason.UNSUPPORTED_OPERATION, param="model")
         return handler
 
     async def _generate_unary(self, request: Any, attribute: str, method: str, what: str,
@@ -131,8 +120,7 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
                     try:
                         yield from_python(obj, chunk_cls(), lenient=True)
                     except JsonFaceError as err:
-                        raise ServiceError(grpc.StatusCode.INTERNAL,
-                                           f"unexpected chunk from vLLM: {err.message}") from None
+                        raise internal(f"unexpected chunk from vLLM: {err.message}", reason=None) from None
         finally:
             model.inflight -= 1
             # Closing vLLM's generator now aborts its request at once, also when this stream is

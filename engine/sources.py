@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 from google.protobuf import text_format
 
 from bud.engine.v1 import engine_service_pb2 as pb
-from budrt.errors import ServiceError, invalid_argument
+from budrt.errors import Reason, invalid_argument, unimplemented
 from engine import builtin_models
 
 
@@ -56,9 +55,7 @@ def resolve_source(source: pb.ModelSource, data_dir: Path) -> ResolvedSource:
         return ResolvedSource(str(path.resolve()))
     if kind == "hugging_face":
         return ResolvedSource(source.hugging_face.id, source.hugging_face.revision)
-    raise ServiceError(grpc.StatusCode.UNIMPLEMENTED,
-                       "registry models cannot be loaded yet (the registry service is not built)",
-                       reason="UNIMPLEMENTED", param="source.registry_model_id")
+    raise unimplemented("registry models cannot be loaded yet (the registry service is not built)", reason=Reason.UNIMPLEMENTED, param="source.registry_model_id")
 
 
 def default_dtype(source: pb.ModelSource) -> str:

@@ -1,34 +1,21 @@
-"""gRPC status → HTTP status (the canonical google.rpc mapping, as grpc-gateway and Envoy do) and
-the OpenAI error body every REST error is written in."""
+"""REST error bodies, in the two dialects the gateway speaks (HTTP statuses come from
+`budrt.errors.http_status`, the one status table):
+
+- `OPENAI_ERRORS`, for OpenAI-dialect services: OpenAI's `{"error": {"message", "type", "param",
+  "code"}}`, an error after a stream started as a last `data: {"error": ...}` event (Responses
+  streams: a named `error` event);
+- `STATUS_ERRORS`, for every other (management) service: the `google.rpc.Status` JSON grpc-gateway
+  writes, `{"code", "message", "details": [{"@type": ...}]}`, an error after a stream started as a
+  last `data: {"error": <Status>}` event (grpc-gateway's error chunk)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-import grpc
 import orjson
+from google.protobuf import json_format
 
-from budrt.errors import ServiceError
-
-HTTP_STATUS: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
-}
+from budrt.errors import ServiceError, http_status
 
 # OpenAI's `type` values, by HTTP status.
 _OPENAI_TYPE = {
@@ -45,12 +32,20 @@ _OPENAI_TYPE = {
 }
 
 
-def http_status(code: grpc.StatusCode) -> int:
-    """HTTP status for a gRPC status code."""
-    return HTTP_STATUS.get(code, 500)
+class ErrorDialect(Protocol):
+    """How one kind of REST client reads errors."""
+
+    def body(self, err: ServiceError) -> bytes:
+        """The JSON body of an error response (sent with `http_status(err.code)`)."""
+        ...
+
+    def stream_frame(self, err: ServiceError, event_field: str, sequence: int) -> bytes:
+        """The last SSE frame of a stream that fails after it started. `event_field`: the
+        stream names its events (Responses API); `sequence`: events sent so far."""
+        ...
 
 
-def error_object(err: ServiceError) -> dict[str, Any]:
+def openai_error(err: ServiceError) -> dict[str, Any]:
     """The OpenAI `error` object: message, type, param, code."""
     status = http_status(err.code)
     return {
@@ -61,6 +56,44 @@ def error_object(err: ServiceError) -> dict[str, Any]:
     }
 
 
-def error_body(err: ServiceError) -> bytes:
-    """`{"error": {...}}` as JSON bytes."""
-    return orjson.dumps({"error": error_object(err)})
+class OpenAiErrors:
+    """OpenAI error JSON."""
+
+    def body(self, err: ServiceError) -> bytes:
+        return orjson.dumps({"error": openai_error(err)})
+
+    def stream_frame(self, err: ServiceError, event_field: str, sequence: int) -> bytes:
+        obj = openai_error(err)
+        if event_field:  # Responses API style: a named error event
+            payload = orjson.dumps(
+                {
+                    "type": "error",
+                    "code": obj["code"],
+                    "message": obj["message"],
+                    "param": obj["param"],
+                    "sequence_number": sequence,
+                }
+            )
+            return b"event: error\ndata: " + payload + b"\n\n"
+        return b"data: " + orjson.dumps({"error": obj}) + b"\n\n"
+
+
+def status_json(err: ServiceError) -> dict[str, Any]:
+    """The error as grpc-gateway writes a google.rpc.Status (protojson, unpopulated fields
+    emitted): `{"code": <gRPC code number>, "message", "details": [{"@type": ..., ...}]}`."""
+    return json_format.MessageToDict(err.to_status(), always_print_fields_with_no_presence=True)
+
+
+class StatusErrors:
+    """google.rpc.Status JSON, as grpc-gateway writes it."""
+
+    def body(self, err: ServiceError) -> bytes:
+        return orjson.dumps(status_json(err))
+
+    def stream_frame(self, err: ServiceError, event_field: str, sequence: int) -> bytes:
+        frame = b"data: " + orjson.dumps({"error": status_json(err)}) + b"\n\n"
+        return b"event: error\n" + frame if event_field else frame
+
+
+OPENAI_ERRORS: ErrorDialect = OpenAiErrors()
+STATUS_ERRORS: ErrorDialect = StatusErrors()

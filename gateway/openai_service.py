@@ -22,12 +22,20 @@ from bud.openai.v1 import (
     response_pb2,
 )
 from auth.bearer import BearerError, bearer_credential
-from budrt.errors import ServiceError
-from gateway.engines import EngineConnection, EnginePool
-from gateway.errors import http_status
+from budrt.errors import (
+    Reason,
+    ServiceError,
+    http_status,
+    invalid_argument,
+    not_found,
+    resource_exhausted,
+    unauthenticated,
+    unavailable,
+)
+from gateway.engines import EnginePool
 from gateway import responses
 from gateway.ratelimit import Decision, Limit, RateLimiter
-from gateway.tables import DeploymentEntry, Endpoint, KeyEntry, RoutingTables
+from gateway.tables import DeploymentEntry, KeyEntry, RoutingTables
 from gateway.usage import UsageRecorder
 
 # Output tokens reserved against a tokens-per-minute limit when the request sets no maximum.
@@ -58,31 +66,25 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     # ---- auth and routing -----------------------------------------------------------------
     def _authenticate(self, context: Any) -> KeyEntry:
         if not self.tables.loaded.is_set():
-            raise ServiceError(grpc.StatusCode.UNAVAILABLE, "The gateway is starting; retry shortly.", reason="NOT_READY")
+            raise unavailable("The gateway is starting; retry shortly.", reason=Reason.NOT_READY)
         try:
             # The first of several authorization entries counts, as the gateway has always done.
             token = bearer_credential(context.invocation_metadata(), first_of_many=True)
         except BearerError:
-            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED,
-                               "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-                               reason="INVALID_API_KEY") from None
+            raise unauthenticated("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", reason=Reason.INVALID_API_KEY) from None
         key = self.tables.authenticate(token, self.key_hash_secret)
         if key is None:
-            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "Incorrect API key provided.", reason="INVALID_API_KEY")
+            raise unauthenticated("Incorrect API key provided.", reason=Reason.INVALID_API_KEY)
         return key
 
     def _route(self, key: KeyEntry, model: str) -> DeploymentEntry:
         if not model:
-            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "you must provide a model parameter",
-                               reason="MISSING_MODEL", param="model")
+            raise invalid_argument("you must provide a model parameter", reason=Reason.MISSING_MODEL, param="model")
         deployment = self.tables.resolve(key, model)
         if deployment is None:
-            raise ServiceError(grpc.StatusCode.NOT_FOUND,
-                               f"The model `{model}` does not exist or you do not have access to it.",
-                               reason="MODEL_NOT_FOUND", param="model")
+            raise not_found(f"The model `{model}` does not exist or you do not have access to it.", reason=Reason.MODEL_NOT_FOUND, param="model")
         if not deployment.ready or not deployment.endpoints:
-            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"The model `{model}` is not ready to serve yet.",
-                               reason="MODEL_NOT_READY", param="model")
+            raise unavailable(f"The model `{model}` is not ready to serve yet.", reason=Reason.MODEL_NOT_READY, param="model")
         return deployment
 
     def _target(self, context: Any, request: Message) -> tuple[KeyEntry, DeploymentEntry]:
@@ -103,9 +105,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         decision = await self.limiter.admit(limits, _reserved_tokens(request))
         if not decision.allowed:
             context.set_trailing_metadata(decision.headers)
-            raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"Rate limit reached for {request.model}; retry after {decision.retry_after}s.",
-                               reason="RATE_LIMIT_EXCEEDED")
+            raise resource_exhausted(f"Rate limit reached for {request.model}; retry after {decision.retry_after}s.", reason=Reason.RATE_LIMIT_EXCEEDED)
         await context.send_initial_metadata(decision.headers)
         return decision
 
@@ -245,9 +245,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         key = self._authenticate(context)
         d = self.tables.resolve(key, request.model)
         if d is None:
-            raise ServiceError(grpc.StatusCode.NOT_FOUND,
-                               f"The model `{request.model}` does not exist or you do not have access to it.",
-                               reason="MODEL_NOT_FOUND", param="model")
+            raise not_found(f"The model `{request.model}` does not exist or you do not have access to it.", reason=Reason.MODEL_NOT_FOUND, param="model")
         return model_pb2.Model(id=d.name, object="model", created=d.created,
                                owned_by=self.tables.projects.get(key.project_id, key.project_id))
 

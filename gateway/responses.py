@@ -9,20 +9,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import grpc
 
 from bud.openai.v1 import chat_pb2, common_pb2, response_pb2
-from budrt.errors import ServiceError, invalid_argument
+from budrt.errors import invalid_argument, unimplemented
 
 
 def to_chat_request(request: response_pb2.ResponseRequest) -> chat_pb2.ChatCompletionRequest:
     """The chat request a Responses request means."""
     if request.HasField("prompt"):
-        raise ServiceError(grpc.StatusCode.UNIMPLEMENTED,
-                           "Prompt references need the prompt service, which is not built yet.", param="prompt")
+        raise unimplemented("Prompt references need the prompt service, which is not built yet.", reason=None,
+                            param="prompt")
     if request.HasField("previous_response_id"):
         raise invalid_argument("Responses are not stored yet, so previous_response_id cannot be resolved.",
-                               "previous_response_id")
+                               param="previous_response_id")
     chat = chat_pb2.ChatCompletionRequest(model=request.model)
     if request.HasField("instructions"):
         chat.messages.add(role="system", content_text=request.instructions)
@@ -33,7 +32,7 @@ def to_chat_request(request: response_pb2.ResponseRequest) -> chat_pb2.ChatCompl
         for index, item in enumerate(request.input_items.values):
             _add_item(chat, item, f"input[{index}]")
     else:
-        raise invalid_argument("input is required", "input")
+        raise invalid_argument("input is required", param="input")
     if request.HasField("max_output_tokens"):
         chat.max_completion_tokens = request.max_output_tokens
     if request.HasField("temperature"):
@@ -44,7 +43,7 @@ def to_chat_request(request: response_pb2.ResponseRequest) -> chat_pb2.ChatCompl
         chat.parallel_tool_calls = request.parallel_tool_calls
     for tool in request.tools:
         if tool.type != "function":
-            raise invalid_argument(f"tool type {tool.type!r} is not supported; use function tools", "tools")
+            raise invalid_argument(f"tool type {tool.type!r} is not supported; use function tools", param="tools")
         function = common_pb2.FunctionDefinition(name=tool.name)
         if tool.HasField("description"):
             function.description = tool.description
@@ -88,7 +87,7 @@ def _add_item(chat: chat_pb2.ChatCompletionRequest, item: response_pb2.ResponseI
                 elif part.type == "input_image" and part.HasField("image_url"):
                     message.content_parts.values.add(type="image_url").image_url.url = part.image_url
                 else:
-                    raise invalid_argument(f"content part type {part.type!r} is not supported", f"{where}.content")
+                    raise invalid_argument(f"content part type {part.type!r} is not supported", param=f"{where}.content")
     elif kind == "function_call":
         message = chat.messages.add(role="assistant")
         message.tool_calls.add(id=item.call_id, type="function",
@@ -96,7 +95,7 @@ def _add_item(chat: chat_pb2.ChatCompletionRequest, item: response_pb2.ResponseI
     elif kind == "function_call_output":
         chat.messages.add(role="tool", tool_call_id=item.call_id, content_text=item.output)
     else:
-        raise invalid_argument(f"input item type {kind!r} is not supported", f"{where}.type")
+        raise invalid_argument(f"input item type {kind!r} is not supported", param=f"{where}.type")
 
 
 def _base(request: response_pb2.ResponseRequest, response_id: str, created: int) -> response_pb2.Response:

@@ -1,8 +1,9 @@
 """The generic HTTP/JSON → gRPC transcoder: an ASGI app whose routes come from the annotations of
 the services it fronts. Unary RPCs answer JSON; server-streaming RPCs (and unary RPCs whose
-`bud.api.v1.sse` switch is on in the request) answer server-sent events. Every error is written as
-OpenAI error JSON with the HTTP status of the canonical gRPC mapping; an error after the stream
-started is sent as a last SSE event, never a silent truncation."""
+`bud.api.v1.sse` switch is on in the request) answer server-sent events. Every error is answered
+with the HTTP status of the canonical gRPC mapping, in its service's dialect (`gateway/errors.py`:
+OpenAI error JSON for OpenAI-dialect services, google.rpc.Status JSON for the others); an error
+after the stream started is sent as a last SSE event, never a silent truncation."""
 
 from __future__ import annotations
 
@@ -14,16 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import grpc
 import orjson
 from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from bud.api.v1 import json_pb2
-from budrt.errors import ServiceError, invalid_argument
+from budrt.errors import Reason, ServiceError, http_status, internal, invalid_argument, not_found
 from gateway.backends import Backend
-from gateway.errors import error_body, error_object, http_status
+from gateway.errors import OPENAI_ERRORS, STATUS_ERRORS, ErrorDialect
 from gateway.http_rules import Route, Router, routes_for_service
 from budrt.json_face import STRING_FORM_TYPES, JsonFaceError, codec_for, from_python, to_json, well_known_from_text
 
@@ -45,12 +45,20 @@ _SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache
 
 @dataclass(frozen=True)
 class FrontedService:
-    """A service the transcoder fronts: its descriptor, how to call it, and its JSON leniency
-    (OpenAI-dialect services ignore unknown fields, as vLLM's server does)."""
+    """A service the transcoder fronts: its descriptor, how to call it, and its dialect.
+
+    `lenient` marks the OpenAI dialect: the service's JSON ignores unknown fields (as vLLM's
+    server does) and its errors are OpenAI error JSON. Otherwise (management services) unknown
+    fields are refused and errors are google.rpc.Status JSON, as grpc-gateway writes them."""
 
     descriptor: ServiceDescriptor
     backend: Backend
     lenient: bool = False
+
+    @property
+    def errors(self) -> ErrorDialect:
+        """How this service's REST errors are written."""
+        return OPENAI_ERRORS if self.lenient else STATUS_ERRORS
 
 
 class Transcoder:
@@ -85,22 +93,24 @@ class Transcoder:
         found = self.router.find(method, raw_path)
         if found is None:
             allowed = self.router.allows(raw_path)
+            # A URL no service serves has no dialect: OpenAI's (what OpenAI itself answers).
             if allowed:
-                err = ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"Method {method} not allowed for {raw_path}", reason="METHOD_NOT_ALLOWED")
-                await _respond(send, 405, error_body(err), request_id, [(b"allow", ", ".join(allowed).encode())])
+                err = invalid_argument(f"Method {method} not allowed for {raw_path}", reason=Reason.METHOD_NOT_ALLOWED)
+                await _respond(send, 405, OPENAI_ERRORS.body(err), request_id, [(b"allow", ", ".join(allowed).encode())])
             else:
-                err = ServiceError(grpc.StatusCode.NOT_FOUND, f"Unknown request URL: {method} {raw_path}", reason="UNKNOWN_URL")
-                await _respond(send, 404, error_body(err), request_id)
+                err = not_found(f"Unknown request URL: {method} {raw_path}", reason=Reason.UNKNOWN_URL)
+                await _respond(send, 404, OPENAI_ERRORS.body(err), request_id)
             return
         route, path_values = found
+        errors = self._backends[route.service.full_name].errors
         try:
             body = await _read_body(receive)
             request, streaming = self._build_request(route, path_values, scope, body)
         except JsonFaceError as err:
-            await _respond(send, 400, error_body(invalid_argument(err.message, err.param)), request_id)
+            await _respond(send, 400, errors.body(invalid_argument(err.message, param=err.param)), request_id)
             return
         except ServiceError as err:
-            await _respond(send, http_status(err.code), error_body(err), request_id)
+            await _respond(send, http_status(err.code), errors.body(err), request_id)
             return
         metadata = _metadata(scope, request_id)
         if streaming is not None:
@@ -130,7 +140,7 @@ class Transcoder:
             else:
                 fd = request.DESCRIPTOR.fields_by_name.get(route.body)
                 if fd is None:
-                    raise ServiceError(grpc.StatusCode.INTERNAL, f"{route.method.full_name}: no body field {route.body!r}")
+                    raise internal(f"{route.method.full_name}: no body field {route.body!r}", reason=None)
                 sub = getattr(request, route.body)
                 sub.SetInParent()
                 codec_for(fd.message_type).decode(obj, sub, route.body, lenient)
@@ -151,30 +161,29 @@ class Transcoder:
     # ---- unary ----------------------------------------------------------------------------
     async def _serve_unary(self, route: Route, request: Message, metadata: list[tuple[str, str]],
                            request_id: str, send: Send) -> None:
-        backend = self._backends[route.service.full_name].backend
+        service = self._backends[route.service.full_name]
         response_metadata: list[tuple[str, str]] = []
         try:
-            response = await backend.unary(route.method, request, metadata, response_metadata)
+            response = await service.backend.unary(route.method, request, metadata, response_metadata)
             if route.response_body:
                 payload: bytes = orjson.dumps(codec_for(response.DESCRIPTOR).encode(response)[route.response_body])
             else:
                 payload = to_json(response)
             status = 200
         except ServiceError as err:
-            status, payload = http_status(err.code), error_body(err)
+            status, payload = http_status(err.code), service.errors.body(err)
         except Exception:
             log.exception("transcoding %s failed", route.method.full_name)
-            err = ServiceError(grpc.StatusCode.INTERNAL, "internal error")
-            status, payload = 500, error_body(err)
+            status, payload = 500, service.errors.body(internal("internal error", reason=None))
         await _respond(send, status, payload, request_id, _extra_headers(response_metadata))
 
     # ---- streaming ------------------------------------------------------------------------
     async def _serve_stream(self, route: Route, method: MethodDescriptor, request: Message,
                             metadata: list[tuple[str, str]], request_id: str, receive: Receive, send: Send) -> None:
-        backend = self._backends[route.service.full_name].backend
+        service = self._backends[route.service.full_name]
         done_data, event_field = _framing(route, method)
         response_metadata: list[tuple[str, str]] = []
-        stream = backend.stream(method, request, metadata, response_metadata)
+        stream = service.backend.stream(method, request, metadata, response_metadata)
         task = asyncio.current_task()
         watcher = asyncio.create_task(_cancel_on_disconnect(receive, task))
         started = False
@@ -205,31 +214,26 @@ class Transcoder:
                 return
             raise
         except ServiceError as err:
-            await self._stream_error(send, started, err, request_id, event_field, sequence, response_metadata)
+            await _stream_error(send, started, service.errors, err, request_id, event_field, sequence, response_metadata)
         except Exception:
             log.exception("streaming %s failed", method.full_name)
-            err = ServiceError(grpc.StatusCode.INTERNAL, "internal error")
-            await self._stream_error(send, started, err, request_id, event_field, sequence, response_metadata)
+            err = internal("internal error", reason=None)
+            await _stream_error(send, started, service.errors, err, request_id, event_field, sequence, response_metadata)
         finally:
             watcher.cancel()
 
-    @staticmethod
-    async def _stream_error(send: Send, started: bool, err: ServiceError, request_id: str, event_field: str,
-                            sequence: int, response_metadata: list[tuple[str, str]]) -> None:
-        if not started:  # nothing sent yet: a plain HTTP error with the right status
-            await _respond(send, http_status(err.code), error_body(err), request_id, _extra_headers(response_metadata))
-            return
-        obj = error_object(err)
-        if event_field:  # Responses API style: a named error event
-            payload = orjson.dumps({"type": "error", "code": obj["code"], "message": obj["message"],
-                                    "param": obj["param"], "sequence_number": sequence})
-            frame = b"event: error\ndata: " + payload + b"\n\n"
-        else:
-            frame = b"data: " + orjson.dumps({"error": obj}) + b"\n\n"
-        await send({"type": "http.response.body", "body": frame, "more_body": False})
 
 
 # ---- helpers -------------------------------------------------------------------------------
+async def _stream_error(send: Send, started: bool, errors: ErrorDialect, err: ServiceError, request_id: str,
+                        event_field: str, sequence: int, response_metadata: list[tuple[str, str]]) -> None:
+    if not started:  # nothing sent yet: a plain HTTP error with the right status
+        await _respond(send, http_status(err.code), errors.body(err), request_id, _extra_headers(response_metadata))
+        return
+    frame = errors.stream_frame(err, event_field, sequence)
+    await send({"type": "http.response.body", "body": frame, "more_body": False})
+
+
 def _framing(route: Route, method: MethodDescriptor) -> tuple[str, str]:
     """(done_data, event_field) of a stream: the route's sse option, overridden by the streaming
     method's own where it sets them."""
@@ -272,7 +276,7 @@ async def _read_body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"request body exceeds {MAX_BODY_BYTES} bytes", reason="BODY_TOO_LARGE")
+            raise invalid_argument(f"request body exceeds {MAX_BODY_BYTES} bytes", reason=Reason.BODY_TOO_LARGE)
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
@@ -313,7 +317,7 @@ def _set_path(msg: Message, dotted: str, raw: str, repeated_ok: bool = False) ->
     for part in parts[:-1]:
         fd = target.DESCRIPTOR.fields_by_name.get(part)
         if fd is None or fd.type != FieldDescriptor.TYPE_MESSAGE or fd.is_repeated:
-            raise invalid_argument(f"unknown parameter '{dotted}'", dotted)
+            raise invalid_argument(f"unknown parameter '{dotted}'", param=dotted)
         target = getattr(target, part)
     name = parts[-1]
     fd = target.DESCRIPTOR.fields_by_name.get(name)
@@ -323,14 +327,14 @@ def _set_path(msg: Message, dotted: str, raw: str, repeated_ok: bool = False) ->
         try:
             getattr(target, name).MergeFrom(well_known_from_text(fd.message_type, raw, dotted))
         except JsonFaceError as err:
-            raise invalid_argument(err.message, dotted) from None
+            raise invalid_argument(err.message, param=dotted) from None
         return
     if fd is None or fd.type == FieldDescriptor.TYPE_MESSAGE and not _is_scalar_wrapper(fd):
-        raise invalid_argument(f"unknown parameter '{dotted}'", dotted)
+        raise invalid_argument(f"unknown parameter '{dotted}'", param=dotted)
     value = _parse_scalar_text(fd, raw, dotted)
     if fd.is_repeated:
         if not repeated_ok:
-            raise invalid_argument(f"'{dotted}' cannot be bound from the path", dotted)
+            raise invalid_argument(f"'{dotted}' cannot be bound from the path", param=dotted)
         getattr(target, name).append(value)
     elif fd.type == FieldDescriptor.TYPE_MESSAGE:
         getattr(target, name).value = value
@@ -364,5 +368,5 @@ def _parse_scalar_text(fd: FieldDescriptor, raw: str, dotted: str) -> Any:
             return raw.encode()
         return int(raw)
     except ValueError:
-        raise invalid_argument(f"invalid value for '{dotted}': {raw!r}", dotted) from None
+        raise invalid_argument(f"invalid value for '{dotted}': {raw!r}", param=dotted) from None
 

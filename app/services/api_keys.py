@@ -24,13 +24,13 @@ from app.convert import api_key_to_proto, from_timestamp
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
-from app.services.common import conflicts_as, failed_precondition, get_api_key, get_project
+from app.services.common import conflicts_as, get_api_key, get_project
 from app.services.pagination import fetch_page
 from app.validation import MAX_KEY_DEPLOYMENTS, MAX_KEY_NAME, check_update_mask
 from auth.keys import NewKey, mint_key
 from auth.roles import EDITOR, VIEWER
 from auth.tokens import Authenticator
-from budrt.errors import ServiceError, invalid_argument
+from budrt.errors import Reason, ServiceError, aborted, failed_precondition, internal, invalid_argument
 from budrt.grpc_server import ServiceBinding
 
 # The fields UpdateApiKey may change.
@@ -45,14 +45,12 @@ async def _mint_unique(session: AsyncSession, hash_secret: str) -> NewKey:
         key = mint_key(hash_secret)
         if await session.scalar(select(models.ApiKey.id).where(models.ApiKey.prefix == key.prefix)) is None:
             return key
-    raise ServiceError(
-        grpc.StatusCode.INTERNAL, "could not mint a key with an unused prefix", reason="INTERNAL"
-    )
+    raise internal("could not mint a key with an unused prefix", reason=Reason.INTERNAL)
 
 
 def _prefix_clash(err: IntegrityError) -> ServiceError:
     """ABORTED: a concurrent mint took the prefix (retrying mints another)."""
-    return ServiceError(grpc.StatusCode.ABORTED, "key prefix clash; retry", reason="ABORTED")
+    return aborted("key prefix clash; retry", reason=Reason.ABORTED)
 
 
 def check_key_fields(name: str, requests_per_minute: int, tokens_per_minute: int) -> None:
@@ -98,7 +96,7 @@ def _require_unrevoked(row: models.ApiKey, param: str) -> None:
     """FAILED_PRECONDITION for a revoked key: it can no longer change."""
     if row.revoke_time is not None:
         raise failed_precondition(
-            f"API key {row.id!r} is revoked; create a new key", reason="API_KEY_REVOKED", param=param
+            f"API key {row.id!r} is revoked; create a new key", reason=Reason.API_KEY_REVOKED, param=param
         )
 
 

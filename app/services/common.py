@@ -6,23 +6,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-import grpc
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import models
 from budrt.errors import ServiceError, not_found
-
-
-def already_exists(message: str, param: str = "") -> ServiceError:
-    """ALREADY_EXISTS: a unique name or endpoint is taken."""
-    return ServiceError(grpc.StatusCode.ALREADY_EXISTS, message, reason="ALREADY_EXISTS", param=param)
-
-
-def failed_precondition(message: str, reason: str, param: str = "") -> ServiceError:
-    """FAILED_PRECONDITION: the request is valid but the resource's state forbids it."""
-    return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, message, reason=reason, param=param)
 
 
 @contextmanager

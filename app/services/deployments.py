@@ -24,12 +24,12 @@ from app.convert import deployment_to_proto, engine_args_to_json, runner_name, s
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
-from app.services.common import already_exists, conflicts_as, get_deployment, get_project
+from app.services.common import conflicts_as, get_deployment, get_project
 from app.services.pagination import fetch_page
 from app.validation import check_deployment, check_update_mask
 from auth.roles import EDITOR, VIEWER
 from auth.tokens import Authenticator
-from budrt.errors import invalid_argument
+from budrt.errors import already_exists, invalid_argument
 from budrt.grpc_server import ServiceBinding
 
 PENDING = status_name(deployment_pb2.DEPLOYMENT_STATUS_PENDING)

@@ -18,11 +18,12 @@ from app.convert import project_to_proto, role_name
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
-from app.services.common import already_exists, conflicts_as, failed_precondition, get_project
+from app.services.common import conflicts_as, get_project
 from app.services.pagination import fetch_page
 from app.validation import check_description, check_project_name, check_update_mask
 from auth.roles import OWNER, VIEWER
 from auth.tokens import Authenticator
+from budrt.errors import Reason, already_exists, failed_precondition
 from budrt.grpc_server import ServiceBinding
 
 WRITABLE_FIELDS = ("name", "description")
@@ -143,7 +144,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
             if count and not request.force:
                 raise failed_precondition(
                     f"project {project_id!r} has {count} deployment(s); delete them first or use force",
-                    reason="PROJECT_HAS_DEPLOYMENTS",
+                    reason=Reason.PROJECT_HAS_DEPLOYMENTS,
                     param="force",
                 )
             endpoint = models.DeploymentEndpoint

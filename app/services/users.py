@@ -22,15 +22,14 @@ from app.convert import member_to_proto, role_name, user_to_proto
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
-from app.services.common import already_exists, conflicts_as, failed_precondition
+from app.services.common import conflicts_as
 from app.services.pagination import fetch_page
 from app.validation import check_display_name, check_password, check_username, require
-from auth.errors import unauthenticated
 from auth.login_throttle import LoginThrottle
 from auth.passwords import hash_password, needs_rehash, verify_password
 from auth.roles import OWNER, ROLES, require_admin
 from auth.tokens import TOKEN_TYPE, Authenticator, Caller
-from budrt.errors import invalid_argument, not_found
+from budrt.errors import Reason, already_exists, failed_precondition, invalid_argument, not_found, unauthenticated
 from budrt.grpc_server import ServiceBinding
 
 # GetUser's name for the caller.
@@ -104,7 +103,7 @@ async def _keep_an_owner(session: AsyncSession, caller: Caller, member: models.P
         raise failed_precondition(
             f"user {member.user_id!r} is the last owner of project {member.project_id!r}; make another "
             "member owner first",
-            reason="LAST_OWNER",
+            reason=Reason.LAST_OWNER,
             param="user_id",
         )
 
@@ -131,7 +130,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             user = await session.scalar(select(models.User).where(models.User.username == request.username))
         if not await verify_password(user.password_hash if user else None, request.password) or user is None:
             self._throttle.failed(request.username)
-            raise unauthenticated("wrong username or password", "INVALID_CREDENTIALS")
+            raise unauthenticated("wrong username or password", reason=Reason.INVALID_CREDENTIALS)
         self._throttle.succeeded(request.username)
         if needs_rehash(user.password_hash):
             new_hash = await hash_password(request.password)

@@ -143,7 +143,7 @@ def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing
     state = _ready(pair)
     assert state and state["revision"] == revision and state["deployments_ready"] == 1
     down = admin.get(f"/v1/projects/{project_id}")  # management needs the app: a clear 503
-    assert down.status_code == 503 and down.json()["error"]["message"], down.text
+    assert down.status_code == 503 and down.json()["code"] == 14 and down.json()["message"], down.text
     with pytest.raises(openai.AuthenticationError):  # and unknown keys are still refused
         openai.OpenAI(base_url=f"{pair.http_url}/v1", api_key="bud-nokey000-x", max_retries=0).models.list()
 

@@ -25,7 +25,8 @@ def _login(mesh: Mesh) -> httpx.Client:
 
 def test_management_needs_a_login(mesh: Mesh) -> None:
     r = httpx.get(f"{mesh.http_url}/v1/projects")
-    assert r.status_code == 401 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+    # Management routes answer google.rpc.Status JSON (grpc-gateway's shape), not OpenAI's.
+    assert r.status_code == 401 and set(r.json()) == {"code", "message", "details"} and r.json()["code"] == 16
     r = httpx.post(f"{mesh.http_url}/v1/auth/login", json={"username": "admin", "password": "wrong"})
     assert r.status_code == 401
 
@@ -37,7 +38,8 @@ def test_lifecycle_project_deployment_key_call_revoke(mesh: Mesh) -> None:
         project_id = project.json()["project"]["id"]
         assert admin.post("/v1/projects", json={"name": "team-a"}).status_code == 409
         bad = admin.post(f"/v1/projects/{project_id}/deployments", json={"name": "", "model": {"builtin": "tiny-llama"}})
-        assert bad.status_code == 400 and bad.json()["error"]["param"]
+        assert bad.status_code == 400 and [v["field"] for d in bad.json()["details"] if d["@type"].endswith(".BadRequest")
+                                           for v in d["fieldViolations"]] == ["deployment.name"], bad.text
         created = admin.post(f"/v1/projects/{project_id}/deployments", json={
             "name": "chat-a", "model": {"builtin": "tiny-llama"}, "runner": "RUNNER_GENERATE",
             "endpoints": [{"address": mesh.engine_grpc}],

@@ -1,6 +1,8 @@
 """The transcoder serves any annotated service without gateway code: a proto compiled only by the
 tests gets its REST routes (path variables, `**`, `:verb`, custom verbs, body field, query
-parameters, response_body, additional_bindings, SSE) both in-process and over real gRPC."""
+parameters, response_body, additional_bindings, SSE) both in-process and over real gRPC. Its errors
+are google.rpc.Status JSON (a management-dialect service); fronted as an OpenAI-dialect service,
+OpenAI error JSON."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from budrt.errors import ServiceError, not_found
+from budrt.errors import ERROR_DOMAIN, ServiceError, not_found
 from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
 from gateway.backends import LocalBackend, RemoteBackend
 from gateway.transcoder import FrontedService, Transcoder
@@ -69,8 +71,18 @@ def make_servicer(pb2: Any, pb2_grpc: Any) -> Any:
     return Library()
 
 
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+
+
+def field_at_fault(body: dict[str, Any]) -> str:
+    """The field of a google.rpc.Status body's BadRequest detail."""
+    [bad] = [d for d in body["details"] if d["@type"] == BAD_REQUEST]
+    return bad["fieldViolations"][0]["field"]
+
+
 @contextlib.asynccontextmanager
-async def serve_library(library: tuple[Any, Any], remote: bool) -> AsyncIterator[str]:
+async def serve_library(library: tuple[Any, Any], remote: bool, openai_dialect: bool = False) -> AsyncIterator[str]:
     pb2, pb2_grpc = library
     descriptor = pb2.DESCRIPTOR.services_by_name["LibraryService"]
     servicer = make_servicer(pb2, pb2_grpc)
@@ -83,7 +95,7 @@ async def serve_library(library: tuple[Any, Any], remote: bool) -> AsyncIterator
     else:
         backend = LocalBackend(servicer, descriptor)  # through the interceptors the gRPC face applies
     try:
-        async with http_server(Transcoder([FrontedService(descriptor, backend)])) as url:
+        async with http_server(Transcoder([FrontedService(descriptor, backend, lenient=openai_dialect)])) as url:
             yield url
     finally:
         if remote:
@@ -116,14 +128,14 @@ async def test_query_parameters_repeated_enum_bool(base_url: str) -> None:
         assert body["next_page_token"] == "yes"
         r = await client.get("/v1/shelves/s1/books?page_size=many")
         assert r.status_code == 400
-        assert r.json()["error"]["param"] == "page_size"
+        assert field_at_fault(r.json()) == "page_size"
         r = await client.get("/v1/shelves/s1/books?nope=1")
-        assert r.status_code == 400 and r.json()["error"]["param"] == "nope"
+        assert r.status_code == 400 and field_at_fault(r.json()) == "nope"
         # Well-known types with a string JSON form: FieldMask (comma-separated, or repeated) and Timestamp.
         r = await client.get("/v1/shelves/s1/books?read_mask=title,authors&read_mask=genre&since=2023-11-14T22:13:20Z")
         assert r.status_code == 200 and r.json()["next_page_token"] == "title,authors,genre@1700000000", r.text
         r = await client.get("/v1/shelves/s1/books?since=yesterday")
-        assert r.status_code == 400 and r.json()["error"]["param"] == "since"
+        assert r.status_code == 400 and field_at_fault(r.json()) == "since"
 
 
 async def test_body_field_and_request_id_metadata(base_url: str) -> None:
@@ -135,10 +147,13 @@ async def test_body_field_and_request_id_metadata(base_url: str) -> None:
         assert r.json()["shelf_id"] == "s9" and r.json()["id"] == "req-42" and r.json()["title"] == "Dune"
         r = await client.post("/v1/shelves/s9/books", json={"title": 5})
         assert r.status_code == 400
-        assert r.json()["error"] == {"message": "'book.title' must be a string", "type": "invalid_request_error",
-                                     "param": "book.title", "code": "invalid_argument"}
+        message = "'book.title' must be a string"
+        assert r.json() == {"code": 3, "message": message, "details": [
+            {"@type": ERROR_INFO, "reason": "INVALID_ARGUMENT", "domain": ERROR_DOMAIN, "metadata": {}},
+            {"@type": BAD_REQUEST, "fieldViolations": [{"field": "book.title", "description": message, "reason": ""}]},
+        ]}
         r = await client.post("/v1/shelves/s9/books", content=b"{not json")
-        assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+        assert r.status_code == 400 and "JSON" in r.json()["message"]
 
 
 async def test_multi_segment_variable_verb_and_response_body(base_url: str) -> None:
@@ -156,12 +171,16 @@ async def test_custom_verb_with_nested_path_field(base_url: str) -> None:
         assert r.json()["id"] == "b7" and r.json()["shelf_id"] == "s2" and r.json()["isbn"] == "123"
 
 
-async def test_errors_map_to_http_status_and_openai_shape(base_url: str) -> None:
+async def test_errors_map_to_http_status_and_google_rpc_status_shape(base_url: str) -> None:
     async with httpx.AsyncClient(base_url=base_url) as client:
         r = await client.get("/v1/shelves/missing")
-        assert r.status_code == 404
-        assert r.json() == {"error": {"message": "no such shelf", "type": "not_found_error",
-                                      "param": "shelf_id", "code": "shelf_not_found"}}
+        assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+        assert r.json() == {"code": 5, "message": "no such shelf", "details": [
+            {"@type": ERROR_INFO, "reason": "SHELF_NOT_FOUND", "domain": ERROR_DOMAIN, "metadata": {}},
+            {"@type": BAD_REQUEST, "fieldViolations": [
+                {"field": "shelf_id", "description": "no such shelf", "reason": ""}]},
+        ]}
+        # A URL no service serves has no dialect of its own: OpenAI's.
         r = await client.get("/v1/nowhere")
         assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
         r = await client.delete("/v1/shelves/s1")
@@ -178,11 +197,31 @@ async def test_server_streaming_is_sse_and_error_is_a_last_event(base_url: str) 
         assert r.status_code == 200
         events = [line for line in r.text.split("\n\n") if line]
         assert len(events) == 2
-        assert orjson.loads(events[-1].removeprefix("data: ")) == {"error": {
-            "message": "shelf went away", "type": "service_unavailable_error", "param": None, "code": "shelf_gone"}}
+        # grpc-gateway's error chunk: the Status under "error".
+        assert orjson.loads(events[-1].removeprefix("data: ")) == {"error": {"code": 14, "message": "shelf went away",
+            "details": [{"@type": ERROR_INFO, "reason": "SHELF_GONE", "domain": ERROR_DOMAIN, "metadata": {}}]}}
         # Failing before the first event: a plain HTTP error with the mapped status.
         r = await client.get("/v1/shelves/s1:watch?count=0&fail_after=true")
-        assert r.status_code == 503 and r.json()["error"]["code"] == "shelf_gone"
+        assert r.status_code == 503 and r.json()["details"][0]["reason"] == "SHELF_GONE"
+
+
+async def test_openai_dialect_errors_are_openai_json(library: tuple[Any, Any]) -> None:
+    async with serve_library(library, remote=False, openai_dialect=True) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            r = await client.get("/v1/shelves/missing")
+            assert r.status_code == 404
+            assert r.json() == {"error": {"message": "no such shelf", "type": "not_found_error",
+                                          "param": "shelf_id", "code": "shelf_not_found"}}
+            r = await client.post("/v1/shelves/s9/books", json={"title": 5})
+            assert r.status_code == 400
+            assert r.json() == {"error": {"message": "'book.title' must be a string", "type": "invalid_request_error",
+                                          "param": "book.title", "code": "invalid_argument"}}
+            r = await client.get("/v1/shelves/s1:watch?count=1&fail_after=true")
+            events = [line for line in r.text.split("\n\n") if line]
+            assert orjson.loads(events[-1].removeprefix("data: ")) == {"error": {
+                "message": "shelf went away", "type": "service_unavailable_error", "param": None, "code": "shelf_gone"}}
+            r = await client.get("/v1/shelves/s1:watch?count=0&fail_after=true")
+            assert r.status_code == 503 and r.json()["error"]["code"] == "shelf_gone"
 
 
 async def test_sse_switch_on_body_field_with_named_events(base_url: str) -> None:

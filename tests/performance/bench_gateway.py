@@ -338,7 +338,7 @@ def profile_gateway(target: Target, rate: float, duration: float, timeout: float
     pauses the gateway at each sample) and prints where its CPU goes, per function."""
     import uvloop
 
-    from tests.performance.loadgen import grpc_open_loop, http_request, open_loop
+    from tests.performance.loadgen import http_request, open_loop
 
     py_spy = LITELLM_VENV / "bin" / "py-spy"
     if not py_spy.exists():

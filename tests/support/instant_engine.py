@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2, common_pb2
-from budrt.errors import not_found
+from budrt.errors import Reason, not_found
 from budrt.grpc_server import GrpcServer, ServiceBinding
 
 ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
@@ -34,7 +34,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     def _check(self, model: str) -> None:
         self.calls += 1
         if model not in self.models:
-            raise not_found(f"The model `{model}` does not exist.", reason="MODEL_NOT_FOUND", param="model")
+            raise not_found(f"The model `{model}` does not exist.", reason=Reason.MODEL_NOT_FOUND, param="model")
 
     async def CreateChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> chat_pb2.ChatCompletion:
         self._check(request.model)
