@@ -45,8 +45,9 @@ async def health_servicer() -> health.aio.HealthServicer:
 
 
 @pytest.fixture
-async def manager(fake: FakeVllm, frozen: list[int], tmp_path: Path,
-                  health_servicer: health.aio.HealthServicer) -> AsyncIterator[ModelManager]:
+async def manager(
+    fake: FakeVllm, frozen: list[int], tmp_path: Path, health_servicer: health.aio.HealthServicer
+) -> AsyncIterator[ModelManager]:
     """A model manager over the fake vLLM; everything it loaded is unloaded after the test."""
     models = ModelManager(Settings(data_dir=tmp_path / "data"), health_servicer)
     yield models

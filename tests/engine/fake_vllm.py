@@ -65,8 +65,14 @@ class FakeAsyncLLM:
         self.running = 0
 
     @classmethod
-    def from_vllm_config(cls, vllm_config: Any, usage_context: Any = None, stat_loggers: Any = None,
-                         disable_log_stats: bool = False, **kwargs: Any) -> FakeAsyncLLM:
+    def from_vllm_config(
+        cls,
+        vllm_config: Any,
+        usage_context: Any = None,
+        stat_loggers: Any = None,
+        disable_log_stats: bool = False,
+        **kwargs: Any,
+    ) -> FakeAsyncLLM:
         fake = cls.fake
         if fake.start_error is not None:
             error, fake.start_error = fake.start_error, None
@@ -107,7 +113,9 @@ class FakeAsyncLLM:
         for stat_logger in self.stat_loggers:
             stat_logger.record(scheduler, iteration)
 
-    async def generate(self, prompt: Any, sampling_params: Any, request_id: str, **kwargs: Any) -> AsyncIterator[Any]:
+    async def generate(
+        self, prompt: Any, sampling_params: Any, request_id: str, **kwargs: Any
+    ) -> AsyncIterator[Any]:
         """One `RequestOutput` per scripted word (at most `sampling_params.max_tokens`), the last
         finished ("length" when cut short, else "stop"; "error" when scripted)."""
         from vllm.outputs import CompletionOutput, RequestOutput
@@ -125,11 +133,24 @@ class FakeAsyncLLM:
                 finish = None
                 if last:
                     finish = "error" if self.fake.finish_with_error else "length" if cut else "stop"
-                output = CompletionOutput(index=0, text=word, token_ids=[100 + i], cumulative_logprob=None,
-                                          logprobs=None, finish_reason=finish)
+                output = CompletionOutput(
+                    index=0,
+                    text=word,
+                    token_ids=[100 + i],
+                    cumulative_logprob=None,
+                    logprobs=None,
+                    finish_reason=finish,
+                )
                 self._record_step(len(prompt_ids) if i == 0 else 0, 1)
-                yield RequestOutput(request_id=request_id, prompt=None, prompt_token_ids=prompt_ids,
-                                    prompt_logprobs=None, outputs=[output], finished=last, num_cached_tokens=0)
+                yield RequestOutput(
+                    request_id=request_id,
+                    prompt=None,
+                    prompt_token_ids=prompt_ids,
+                    prompt_logprobs=None,
+                    outputs=[output],
+                    finished=last,
+                    num_cached_tokens=0,
+                )
             self.finished.append(request_id)
         except (asyncio.CancelledError, GeneratorExit):
             await self.abort(request_id, internal=True)  # as AsyncLLM.generate does
@@ -137,9 +158,15 @@ class FakeAsyncLLM:
         finally:
             self.running -= 1
 
-    async def encode(self, prompt: Any, pooling_params: Any, request_id: str, **kwargs: Any) -> AsyncIterator[Any]:
-        yield SimpleNamespace(request_id=request_id, outputs=SimpleNamespace(data=[0.5] * 4), finished=True,
-                              prompt_token_ids=list(prompt["prompt_token_ids"]))
+    async def encode(
+        self, prompt: Any, pooling_params: Any, request_id: str, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        yield SimpleNamespace(
+            request_id=request_id,
+            outputs=SimpleNamespace(data=[0.5] * 4),
+            finished=True,
+            prompt_token_ids=list(prompt["prompt_token_ids"]),
+        )
 
 
 # ---- serving objects (what init_app_state builds over the engine) ----------------------------------
@@ -154,7 +181,9 @@ class _FakeServing:
     create_error_response = staticmethod(BaseServing.create_error_response)
     create_streaming_error_response = GenerateBaseServing.create_streaming_error_response
     _raise_if_error = GenerateBaseServing._raise_if_error
-    _convert_generation_error_to_streaming_response = GenerateBaseServing._convert_generation_error_to_streaming_response
+    _convert_generation_error_to_streaming_response = (
+        GenerateBaseServing._convert_generation_error_to_streaming_response
+    )
 
     def __init__(self, engine: FakeAsyncLLM, model_name: str) -> None:
         self.engine_client = engine
@@ -195,11 +224,13 @@ class FakeServingChat(_FakeServing):
             return failure
         text = " ".join(str(m.get("content") or "") for m in request.messages)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        generator = self.engine_client.generate({"prompt_token_ids": _tokens(text)}, self._sampling(request),
-                                                request_id)
+        generator = self.engine_client.generate(
+            {"prompt_token_ids": _tokens(text)}, self._sampling(request), request_id
+        )
         if request.stream:
-            return self.chat_completion_stream_generator(request, generator, request_id, self.model_name,
-                                                         [], None, None, mm_token_counts=None)
+            return self.chat_completion_stream_generator(
+                request, generator, request_id, self.model_name, [], None, None, mm_token_counts=None
+            )
         return await self._full(request, generator, request_id)
 
     async def _full(self, request: Any, generator: AsyncIterator[Any], request_id: str) -> Any:
@@ -219,15 +250,27 @@ class FakeServingChat(_FakeServing):
                 tokens += len(output.token_ids)
                 finish = output.finish_reason
         return ChatCompletionResponse(
-            id=request_id, model=self.model_name,
-            choices=[ChatCompletionResponseChoice(index=0, message=ChatMessage(role="assistant", content=text),
-                                                  finish_reason=finish)],
-            usage=UsageInfo(prompt_tokens=prompt, completion_tokens=tokens, total_tokens=prompt + tokens))
+            id=request_id,
+            model=self.model_name,
+            choices=[
+                ChatCompletionResponseChoice(
+                    index=0, message=ChatMessage(role="assistant", content=text), finish_reason=finish
+                )
+            ],
+            usage=UsageInfo(prompt_tokens=prompt, completion_tokens=tokens, total_tokens=prompt + tokens),
+        )
 
-    async def chat_completion_stream_generator(self, request: Any, result_generator: AsyncIterator[Any],
-                                               request_id: str, model_name: str, conversation: Any,
-                                               tokenizer: Any, request_metadata: Any,
-                                               **kwargs: Any) -> AsyncIterator[str]:
+    async def chat_completion_stream_generator(
+        self,
+        request: Any,
+        result_generator: AsyncIterator[Any],
+        request_id: str,
+        model_name: str,
+        conversation: Any,
+        tokenizer: Any,
+        request_metadata: Any,
+        **kwargs: Any,
+    ) -> AsyncIterator[str]:
         """vLLM's generic generator, reduced: `data: {json}` lines, then `data: [DONE]`."""
         self.generic_streams += 1
 
@@ -239,12 +282,28 @@ class FakeServingChat(_FakeServing):
         async for res in result_generator:
             for output in res.outputs:
                 if output.finish_reason == "error":
-                    yield line(json.loads(self.create_streaming_error_response(
-                        "Internal server error", err_type="InternalServerError",
-                        status_code=HTTPStatus.INTERNAL_SERVER_ERROR)))
+                    yield line(
+                        json.loads(
+                            self.create_streaming_error_response(
+                                "Internal server error",
+                                err_type="InternalServerError",
+                                status_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+                            )
+                        )
+                    )
                     return
-                yield line({**base, "choices": [{"index": 0, "delta": {"content": output.text},
-                                                 "finish_reason": output.finish_reason}]})
+                yield line(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"content": output.text},
+                                "finish_reason": output.finish_reason,
+                            }
+                        ],
+                    }
+                )
         yield "data: [DONE]\n\n"
 
 
@@ -260,24 +319,40 @@ class FakeServingCompletion(_FakeServing):
             return failure
         request_id = f"cmpl-{uuid.uuid4().hex}"
         prompt = request.prompt if isinstance(request.prompt, str) else ""
-        generator = self.engine_client.generate({"prompt_token_ids": _tokens(prompt)}, self._sampling(request),
-                                                request_id)
+        generator = self.engine_client.generate(
+            {"prompt_token_ids": _tokens(prompt)}, self._sampling(request), request_id
+        )
         if request.stream:
             return self._stream(generator, request_id)
         text, tokens, finish = "", 0, None
         async for res in generator:
             for output in res.outputs:
-                text, tokens, finish = text + output.text, tokens + len(output.token_ids), output.finish_reason
-        return CompletionResponse(id=request_id, model=self.model_name,
-                                  choices=[CompletionResponseChoice(index=0, text=text, finish_reason=finish)],
-                                  usage=UsageInfo(prompt_tokens=len(_tokens(prompt)), completion_tokens=tokens,
-                                                  total_tokens=len(_tokens(prompt)) + tokens))
+                text, tokens, finish = (
+                    text + output.text,
+                    tokens + len(output.token_ids),
+                    output.finish_reason,
+                )
+        return CompletionResponse(
+            id=request_id,
+            model=self.model_name,
+            choices=[CompletionResponseChoice(index=0, text=text, finish_reason=finish)],
+            usage=UsageInfo(
+                prompt_tokens=len(_tokens(prompt)),
+                completion_tokens=tokens,
+                total_tokens=len(_tokens(prompt)) + tokens,
+            ),
+        )
 
     async def _stream(self, generator: AsyncIterator[Any], request_id: str) -> AsyncIterator[str]:
         async for res in generator:
             for output in res.outputs:
-                chunk = {"id": request_id, "object": "text_completion", "created": 1, "model": self.model_name,
-                         "choices": [{"index": 0, "text": output.text, "finish_reason": output.finish_reason}]}
+                chunk = {
+                    "id": request_id,
+                    "object": "text_completion",
+                    "created": 1,
+                    "model": self.model_name,
+                    "choices": [{"index": 0, "text": output.text, "finish_reason": output.finish_reason}],
+                }
                 yield f"data: {json.dumps(chunk)}\n\n"
         yield "data: [DONE]\n\n"
 
@@ -294,16 +369,24 @@ class FakeServingEmbedding(_FakeServing):
         inputs = request.input if isinstance(request.input, list) else [request.input]
         data = []
         for index, text in enumerate(inputs):
-            async for res in self.engine_client.encode({"prompt_token_ids": _tokens(str(text))}, None,
-                                                       f"embd-{uuid.uuid4().hex}"):
+            async for res in self.engine_client.encode(
+                {"prompt_token_ids": _tokens(str(text))}, None, f"embd-{uuid.uuid4().hex}"
+            ):
                 data.append({"object": "embedding", "index": index, "embedding": res.outputs.data})
         tokens = sum(len(_tokens(str(t))) for t in inputs)
-        return JSONResponse({"object": "list", "model": self.model_name, "data": data,
-                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return JSONResponse(
+            {
+                "object": "list",
+                "model": self.model_name,
+                "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
 
-async def fake_init_app_state(engine_client: FakeAsyncLLM, state: Any, args: Any,
-                              supported_tasks: tuple[str, ...] | None = None) -> None:
+async def fake_init_app_state(
+    engine_client: FakeAsyncLLM, state: Any, args: Any, supported_tasks: tuple[str, ...] | None = None
+) -> None:
     """`init_app_state`: the serving objects of the supported tasks."""
     name = args.served_model_name[0] if args.served_model_name else args.model
     tasks = supported_tasks or ()
@@ -316,8 +399,12 @@ async def fake_init_app_state(engine_client: FakeAsyncLLM, state: Any, args: Any
 
 def _fake_engine_config(self: Any, usage_context: Any = None, **kwargs: Any) -> Any:
     """`AsyncEngineArgs.create_engine_config` without reading a model: the arguments as given."""
-    model_config = SimpleNamespace(max_model_len=self.max_model_len or 2048, model=self.model,
-                                   served_model_name=self.served_model_name, dtype=self.dtype)
+    model_config = SimpleNamespace(
+        max_model_len=self.max_model_len or 2048,
+        model=self.model,
+        served_model_name=self.served_model_name,
+        dtype=self.dtype,
+    )
     return SimpleNamespace(model_config=model_config, engine_args=self)
 
 

@@ -7,17 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from bud.engine.v1 import engine_service_pb2 as pb
-
 from engine.manager import ModelManager
 
 
-def load_request(name: str, model_dir: Path, runner: int = pb.RUNNER_UNSPECIFIED, **args: Any) -> pb.LoadModelRequest:
+def load_request(
+    name: str, model_dir: Path, runner: int = pb.RUNNER_UNSPECIFIED, **args: Any
+) -> pb.LoadModelRequest:
     """LoadModel of the local model at `model_dir` as `name`, with engine arguments `args`."""
     return pb.LoadModelRequest(name=name, source=str(model_dir), runner=runner, args=pb.EngineArgs(**args))
 
 
-async def load(manager: ModelManager, name: str, model_dir: Path, runner: int = pb.RUNNER_UNSPECIFIED,
-               **args: Any) -> pb.ServedModel:
+async def load(
+    manager: ModelManager, name: str, model_dir: Path, runner: int = pb.RUNNER_UNSPECIFIED, **args: Any
+) -> pb.ServedModel:
     """`manager.load` of the local model at `model_dir` as `name`."""
     request = load_request(name, model_dir, runner, **args)
     return await manager.load(request.name, request.source, request.runner, request.args)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from bud.engine.v1 import engine_service_pb2 as pb
 from grpc_health.v1 import health, health_pb2
 
+from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.errors import ServiceError
 from engine.manager import ModelManager
 from tests.engine.fake_vllm import FakeVllm
@@ -26,7 +26,10 @@ async def health_of(servicer: health.aio.HealthServicer, name: str) -> int:
 
 
 async def test_load_makes_a_ready_model_with_its_arguments(
-    manager: ModelManager, fake: FakeVllm, model_dir: Path, frozen: list[int],
+    manager: ModelManager,
+    fake: FakeVllm,
+    model_dir: Path,
+    frozen: list[int],
     health_servicer: health.aio.HealthServicer,
 ) -> None:
     served = await load(manager, "m", model_dir, max_model_len=96, seed=7)
@@ -41,7 +44,9 @@ async def test_load_makes_a_ready_model_with_its_arguments(
     assert frozen == [1]  # the heap is frozen after each successful load
 
 
-async def test_pooling_model_is_described_as_pooling(manager: ModelManager, fake: FakeVllm, model_dir: Path) -> None:
+async def test_pooling_model_is_described_as_pooling(
+    manager: ModelManager, fake: FakeVllm, model_dir: Path
+) -> None:
     fake.tasks = ("embed",)
     served = await load(manager, "emb", model_dir)
     assert (served.state, served.runner) == (pb.MODEL_STATE_READY, pb.RUNNER_POOLING)
@@ -50,7 +55,10 @@ async def test_pooling_model_is_described_as_pooling(manager: ModelManager, fake
 
 
 async def test_health_is_not_serving_while_loading(
-    manager: ModelManager, fake: FakeVllm, model_dir: Path, health_servicer: health.aio.HealthServicer,
+    manager: ModelManager,
+    fake: FakeVllm,
+    model_dir: Path,
+    health_servicer: health.aio.HealthServicer,
 ) -> None:
     fake.start_delay = 0.3
     loading = asyncio.create_task(load(manager, "m", model_dir))
@@ -65,10 +73,13 @@ async def test_health_is_not_serving_while_loading(
     assert await health_of(health_servicer, "m") == SERVING
 
 
-async def test_loading_the_same_again_is_a_no_op(manager: ModelManager, fake: FakeVllm, model_dir: Path) -> None:
+async def test_loading_the_same_again_is_a_no_op(
+    manager: ModelManager, fake: FakeVllm, model_dir: Path
+) -> None:
     fake.start_delay = 0.2
-    first, second = await asyncio.gather(load(manager, "m", model_dir, pb.RUNNER_GENERATE),
-                                         load(manager, "m", model_dir, pb.RUNNER_GENERATE))
+    first, second = await asyncio.gather(
+        load(manager, "m", model_dir, pb.RUNNER_GENERATE), load(manager, "m", model_dir, pb.RUNNER_GENERATE)
+    )
     again = await load(manager, "m", model_dir)  # no runner named: whichever it runs
     assert first == second == again
     assert first.state == pb.MODEL_STATE_READY
@@ -76,18 +87,28 @@ async def test_loading_the_same_again_is_a_no_op(manager: ModelManager, fake: Fa
 
 
 async def test_a_different_model_under_a_taken_name_is_refused(
-    manager: ModelManager, fake: FakeVllm, model_dir: Path, tmp_path: Path,
+    manager: ModelManager,
+    fake: FakeVllm,
+    model_dir: Path,
+    tmp_path: Path,
 ) -> None:
     await load(manager, "m", model_dir)
     other = tmp_path / "other"
     other.mkdir()
     (other / "config.json").write_text("{}")
-    for attempt in (load(manager, "m", other), load(manager, "m", model_dir, max_model_len=64),
-                    load(manager, "m", model_dir, pb.RUNNER_POOLING)):
+    for attempt in (
+        load(manager, "m", other),
+        load(manager, "m", model_dir, max_model_len=64),
+        load(manager, "m", model_dir, pb.RUNNER_POOLING),
+    ):
         with pytest.raises(ServiceError) as info:
             await attempt
         err = info.value
-        assert (err.code, err.reason, err.param) == (grpc.StatusCode.ALREADY_EXISTS, "MODEL_NAME_TAKEN", "name")
+        assert (err.code, err.reason, err.param) == (
+            grpc.StatusCode.ALREADY_EXISTS,
+            "MODEL_NAME_TAKEN",
+            "name",
+        )
         assert "unload it first" in err.message
     assert len(fake.engines) == 1 and manager.slots["m"].state == pb.MODEL_STATE_READY
 
@@ -108,7 +129,10 @@ async def test_loads_start_one_at_a_time(manager: ModelManager, fake: FakeVllm, 
 
 
 async def test_a_source_that_is_not_a_model_fails_the_load(
-    manager: ModelManager, fake: FakeVllm, tmp_path: Path, health_servicer: health.aio.HealthServicer,
+    manager: ModelManager,
+    fake: FakeVllm,
+    tmp_path: Path,
+    health_servicer: health.aio.HealthServicer,
 ) -> None:
     served = await load(manager, "m", tmp_path / "empty")
     assert served.state == pb.MODEL_STATE_FAILED
@@ -118,7 +142,10 @@ async def test_a_source_that_is_not_a_model_fails_the_load(
 
 
 async def test_an_engine_that_fails_to_start_fails_the_load_and_may_be_retried(
-    manager: ModelManager, fake: FakeVllm, model_dir: Path, frozen: list[int],
+    manager: ModelManager,
+    fake: FakeVllm,
+    model_dir: Path,
+    frozen: list[int],
 ) -> None:
     fake.start_error = RuntimeError("CUDA out of memory")
     served = await load(manager, "m", model_dir)
@@ -133,7 +160,10 @@ async def test_an_engine_that_fails_to_start_fails_the_load_and_may_be_retried(
 
 
 async def test_unload_stops_the_engine_and_forgets_the_model(
-    manager: ModelManager, fake: FakeVllm, model_dir: Path, health_servicer: health.aio.HealthServicer,
+    manager: ModelManager,
+    fake: FakeVllm,
+    model_dir: Path,
+    health_servicer: health.aio.HealthServicer,
 ) -> None:
     await load(manager, "m", model_dir)
     (engine,) = fake.engines
@@ -142,19 +172,27 @@ async def test_unload_stops_the_engine_and_forgets_the_model(
     assert await health_of(health_servicer, "m") == NOT_SERVING
     with pytest.raises(ServiceError) as info:
         manager.ready("m")
-    assert (info.value.code, info.value.reason, info.value.param) == (grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND",
-                                                                     "model")
+    assert (info.value.code, info.value.reason, info.value.param) == (
+        grpc.StatusCode.NOT_FOUND,
+        "MODEL_NOT_FOUND",
+        "model",
+    )
 
 
 async def test_unloading_an_unknown_model_is_not_found(manager: ModelManager) -> None:
     with pytest.raises(ServiceError) as info:
         await manager.unload("nope")
-    assert (info.value.code, info.value.reason, info.value.param) == (grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND",
-                                                                     "name")
+    assert (info.value.code, info.value.reason, info.value.param) == (
+        grpc.StatusCode.NOT_FOUND,
+        "MODEL_NOT_FOUND",
+        "name",
+    )
 
 
 async def test_unload_during_a_load_waits_for_it_then_stops_it(
-    manager: ModelManager, fake: FakeVllm, model_dir: Path,
+    manager: ModelManager,
+    fake: FakeVllm,
+    model_dir: Path,
 ) -> None:
     fake.start_delay = 0.2
     loading = asyncio.create_task(load(manager, "m", model_dir))
@@ -166,10 +204,16 @@ async def test_unload_during_a_load_waits_for_it_then_stops_it(
     await loading
 
 
-@pytest.mark.xfail(strict=True, reason="engine/manager.py: a load finishing after an unload began sets the "
-                   "slot READY and its health SERVING again, so an unloaded model is reported SERVING")
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine/manager.py: a load finishing after an unload began sets the "
+    "slot READY and its health SERVING again, so an unloaded model is reported SERVING",
+)
 async def test_unload_during_a_load_leaves_the_model_not_serving(
-    manager: ModelManager, fake: FakeVllm, model_dir: Path, health_servicer: health.aio.HealthServicer,
+    manager: ModelManager,
+    fake: FakeVllm,
+    model_dir: Path,
+    health_servicer: health.aio.HealthServicer,
 ) -> None:
     fake.start_delay = 0.2
     loading = asyncio.create_task(load(manager, "m", model_dir))
@@ -181,7 +225,9 @@ async def test_unload_during_a_load_leaves_the_model_not_serving(
 
 
 async def test_a_dead_engine_core_is_refused_before_the_watchdog_runs(
-    manager: ModelManager, fake: FakeVllm, model_dir: Path,
+    manager: ModelManager,
+    fake: FakeVllm,
+    model_dir: Path,
 ) -> None:
     await load(manager, "m", model_dir)
     fake.engines[0].die()
@@ -193,7 +239,10 @@ async def test_a_dead_engine_core_is_refused_before_the_watchdog_runs(
 
 
 async def test_watchdog_fails_and_frees_models_whose_engine_core_died(
-    manager: ModelManager, fake: FakeVllm, model_dir: Path, health_servicer: health.aio.HealthServicer,
+    manager: ModelManager,
+    fake: FakeVllm,
+    model_dir: Path,
+    health_servicer: health.aio.HealthServicer,
 ) -> None:
     await load(manager, "dies", model_dir)
     await load(manager, "lives", model_dir)

@@ -11,11 +11,11 @@ from typing import Any
 
 import grpc
 import pytest
-from bud.engine.v1 import engine_service_pb2 as pb
-from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
 from vllm.entrypoints.serve.engine.serving import BaseServing
 from vllm.exceptions import VLLMNotFoundError, VLLMValidationError
 
+from bud.engine.v1 import engine_service_pb2 as pb
+from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
 from budrt.errors import ServiceError
 from engine.service import EngineServicer
 from tests.engine.fake_vllm import FakeAsyncLLM, FakeVllm
@@ -64,8 +64,11 @@ async def test_chat_completion(servicer: EngineServicer, model_dir: Path) -> Non
     reply = await servicer.CreateChatCompletion(chat(), None)
     assert (reply.model, reply.object) == ("m", "chat.completion")
     (choice,) = reply.choices
-    assert (choice.message.role, choice.message.content, choice.finish_reason) == ("assistant", "Hello there friend",
-                                                                                   "stop")
+    assert (choice.message.role, choice.message.content, choice.finish_reason) == (
+        "assistant",
+        "Hello there friend",
+        "stop",
+    )
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (4, 3, 7)
     assert engine.finished == [reply.id] and servicer.manager.ready("m").inflight == 0
 
@@ -91,7 +94,8 @@ async def test_plain_chat_stream_takes_the_lean_path(servicer: EngineServicer, m
 
 
 async def test_chat_stream_with_logprobs_takes_vllms_generator_and_reads_the_same(
-    servicer: EngineServicer, model_dir: Path,
+    servicer: EngineServicer,
+    model_dir: Path,
 ) -> None:
     await loaded(servicer, model_dir)
     lean = await collect(servicer.StreamChatCompletion(chat(stream=True), None))
@@ -102,7 +106,9 @@ async def test_chat_stream_with_logprobs_takes_vllms_generator_and_reads_the_sam
 
 
 async def test_closing_a_stream_aborts_the_engine_request_without_waiting(
-    servicer: EngineServicer, model_dir: Path, fake: FakeVllm,
+    servicer: EngineServicer,
+    model_dir: Path,
+    fake: FakeVllm,
 ) -> None:
     engine = await loaded(servicer, model_dir)
     fake.words = [f" w{i}" for i in range(50)]
@@ -122,7 +128,9 @@ async def test_closing_a_stream_aborts_the_engine_request_without_waiting(
 
 
 async def test_cancelling_a_stream_aborts_the_engine_request(
-    servicer: EngineServicer, model_dir: Path, fake: FakeVllm,
+    servicer: EngineServicer,
+    model_dir: Path,
+    fake: FakeVllm,
 ) -> None:
     engine = await loaded(servicer, model_dir)
     fake.words, fake.step_delay = ["x"] * 100, 0.01
@@ -144,7 +152,10 @@ async def test_cancelling_a_stream_aborts_the_engine_request(
 
 @pytest.mark.parametrize("logprobs", [False, True], ids=["lean", "generic"])
 async def test_an_error_during_generation_ends_the_stream_with_a_status(
-    servicer: EngineServicer, model_dir: Path, fake: FakeVllm, logprobs: bool,
+    servicer: EngineServicer,
+    model_dir: Path,
+    fake: FakeVllm,
+    logprobs: bool,
 ) -> None:
     await loaded(servicer, model_dir)
     fake.finish_with_error = True
@@ -165,45 +176,74 @@ async def test_unknown_model_is_not_found(servicer: EngineServicer, model_dir: P
 
 async def test_an_operation_the_model_lacks_is_refused(servicer: EngineServicer, model_dir: Path) -> None:
     await loaded(servicer, model_dir)
-    err = await refusal(servicer.CreateEmbedding(embedding_pb2.EmbeddingRequest(model="m", input_text="x"), None))
-    assert (err.code, err.reason, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "UNSUPPORTED_OPERATION", "model")
+    err = await refusal(
+        servicer.CreateEmbedding(embedding_pb2.EmbeddingRequest(model="m", input_text="x"), None)
+    )
+    assert (err.code, err.reason, err.param) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "UNSUPPORTED_OPERATION",
+        "model",
+    )
     assert "does not support embeddings" in err.message
 
 
-@pytest.mark.parametrize(("status", "code"), [
-    (HTTPStatus.BAD_REQUEST, grpc.StatusCode.INVALID_ARGUMENT),
-    (HTTPStatus.NOT_FOUND, grpc.StatusCode.NOT_FOUND),
-    (HTTPStatus.UNPROCESSABLE_ENTITY, grpc.StatusCode.INVALID_ARGUMENT),
-    (HTTPStatus.TOO_MANY_REQUESTS, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (HTTPStatus.NOT_IMPLEMENTED, grpc.StatusCode.UNIMPLEMENTED),
-    (HTTPStatus.SERVICE_UNAVAILABLE, grpc.StatusCode.UNAVAILABLE),
-    (HTTPStatus.INTERNAL_SERVER_ERROR, grpc.StatusCode.INTERNAL),
-    (HTTPStatus.IM_A_TEAPOT, grpc.StatusCode.INTERNAL),
-])
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (HTTPStatus.BAD_REQUEST, grpc.StatusCode.INVALID_ARGUMENT),
+        (HTTPStatus.NOT_FOUND, grpc.StatusCode.NOT_FOUND),
+        (HTTPStatus.UNPROCESSABLE_ENTITY, grpc.StatusCode.INVALID_ARGUMENT),
+        (HTTPStatus.TOO_MANY_REQUESTS, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (HTTPStatus.NOT_IMPLEMENTED, grpc.StatusCode.UNIMPLEMENTED),
+        (HTTPStatus.SERVICE_UNAVAILABLE, grpc.StatusCode.UNAVAILABLE),
+        (HTTPStatus.INTERNAL_SERVER_ERROR, grpc.StatusCode.INTERNAL),
+        (HTTPStatus.IM_A_TEAPOT, grpc.StatusCode.INTERNAL),
+    ],
+)
 async def test_vllm_error_responses_map_to_statuses(
-    servicer: EngineServicer, model_dir: Path, fake: FakeVllm, status: HTTPStatus, code: grpc.StatusCode,
+    servicer: EngineServicer,
+    model_dir: Path,
+    fake: FakeVllm,
+    status: HTTPStatus,
+    code: grpc.StatusCode,
 ) -> None:
     await loaded(servicer, model_dir)
-    fake.error_response = BaseServing.create_error_response("it went wrong", "SomeError", status, param="top_p")
-    for call in (servicer.CreateChatCompletion(chat(), None), servicer.CreateCompletion(
-            completion_pb2.CompletionRequest(model="m", prompt_text="x"), None)):
+    fake.error_response = BaseServing.create_error_response(
+        "it went wrong", "SomeError", status, param="top_p"
+    )
+    for call in (
+        servicer.CreateChatCompletion(chat(), None),
+        servicer.CreateCompletion(completion_pb2.CompletionRequest(model="m", prompt_text="x"), None),
+    ):
         err = await refusal(call)
         assert (err.code, err.message, err.param) == (code, "it went wrong", "top_p")
     err = await stream_refusal(servicer.StreamChatCompletion(chat(stream=True), None))
     assert (err.code, err.message) == (code, "it went wrong")
 
 
-@pytest.mark.parametrize(("error", "code", "message", "param"), [
-    (ValueError("bad value"), grpc.StatusCode.INVALID_ARGUMENT, "bad value", ""),
-    (VLLMValidationError("too long", parameter="max_tokens"), grpc.StatusCode.INVALID_ARGUMENT,
-     "too long (parameter=max_tokens)", "max_tokens"),
-    (VLLMNotFoundError("no such adapter"), grpc.StatusCode.NOT_FOUND, "no such adapter", ""),
-    (NotImplementedError(), grpc.StatusCode.UNIMPLEMENTED, "not supported by this model", ""),
-    (RuntimeError("kaput"), grpc.StatusCode.INTERNAL, "RuntimeError: kaput", ""),
-])
+@pytest.mark.parametrize(
+    ("error", "code", "message", "param"),
+    [
+        (ValueError("bad value"), grpc.StatusCode.INVALID_ARGUMENT, "bad value", ""),
+        (
+            VLLMValidationError("too long", parameter="max_tokens"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "too long (parameter=max_tokens)",
+            "max_tokens",
+        ),
+        (VLLMNotFoundError("no such adapter"), grpc.StatusCode.NOT_FOUND, "no such adapter", ""),
+        (NotImplementedError(), grpc.StatusCode.UNIMPLEMENTED, "not supported by this model", ""),
+        (RuntimeError("kaput"), grpc.StatusCode.INTERNAL, "RuntimeError: kaput", ""),
+    ],
+)
 async def test_exceptions_of_vllm_map_to_statuses(
-    servicer: EngineServicer, model_dir: Path, fake: FakeVllm, error: Exception, code: grpc.StatusCode,
-    message: str, param: str,
+    servicer: EngineServicer,
+    model_dir: Path,
+    fake: FakeVllm,
+    error: Exception,
+    code: grpc.StatusCode,
+    message: str,
+    param: str,
 ) -> None:
     await loaded(servicer, model_dir)
     fake.handler_error = error
@@ -214,8 +254,9 @@ async def test_exceptions_of_vllm_map_to_statuses(
     assert servicer.manager.ready("m").inflight == 0
 
 
-async def test_a_request_vllm_validates_away_is_an_invalid_argument(servicer: EngineServicer,
-                                                                   model_dir: Path) -> None:
+async def test_a_request_vllm_validates_away_is_an_invalid_argument(
+    servicer: EngineServicer, model_dir: Path
+) -> None:
     await loaded(servicer, model_dir)
     request = chat(stream=True)
     request.tools.add(type="function")  # no function: vLLM's pydantic model requires one
@@ -224,10 +265,14 @@ async def test_a_request_vllm_validates_away_is_an_invalid_argument(servicer: En
     assert err.message == "tools.0.function: Field required"
 
 
-@pytest.mark.xfail(strict=True, reason="engine/service.py: _to_vllm lets a VLLMValidationError that vLLM's "
-                   "pydantic 'before' validators raise escape unmapped, so a client error is answered INTERNAL")
-async def test_a_request_vllms_validators_refuse_is_an_invalid_argument(servicer: EngineServicer,
-                                                                       model_dir: Path) -> None:
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine/service.py: _to_vllm lets a VLLMValidationError that vLLM's "
+    "pydantic 'before' validators raise escape unmapped, so a client error is answered INTERNAL",
+)
+async def test_a_request_vllms_validators_refuse_is_an_invalid_argument(
+    servicer: EngineServicer, model_dir: Path
+) -> None:
     await loaded(servicer, model_dir)
     err = await refusal(servicer.CreateChatCompletion(chat(top_logprobs=2), None))  # needs logprobs=true
     assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "top_logprobs")
@@ -238,33 +283,46 @@ async def test_completion_and_its_stream(servicer: EngineServicer, model_dir: Pa
     await loaded(servicer, model_dir)
     request = completion_pb2.CompletionRequest(model="m", prompt_text=PROMPT, max_tokens=2)
     reply = await servicer.CreateCompletion(request, None)
-    assert (reply.object, reply.choices[0].text, reply.choices[0].finish_reason) == ("text_completion",
-                                                                                    "Hello there", "length")
+    assert (reply.object, reply.choices[0].text, reply.choices[0].finish_reason) == (
+        "text_completion",
+        "Hello there",
+        "length",
+    )
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (4, 2)
     chunks = await collect(servicer.StreamCompletion(request, None))
     assert [c.choices[0].text for c in chunks] == ["Hello", " there"]
     assert chunks[-1].choices[0].finish_reason == "length"
 
 
-async def test_embeddings_of_a_pooling_model(servicer: EngineServicer, model_dir: Path, fake: FakeVllm) -> None:
+async def test_embeddings_of_a_pooling_model(
+    servicer: EngineServicer, model_dir: Path, fake: FakeVllm
+) -> None:
     fake.tasks = ("embed",)
     await loaded(servicer, model_dir, "emb")
     request = embedding_pb2.EmbeddingRequest(model="emb")
     request.input_texts.values.extend(["a b", "c"])
     reply = await servicer.CreateEmbedding(request, None)
     assert (reply.object, reply.model) == ("list", "emb")
-    assert [(d.index, list(d.embedding_floats.values)) for d in reply.data] == [(0, [0.5] * 4), (1, [0.5] * 4)]
+    assert [(d.index, list(d.embedding_floats.values)) for d in reply.data] == [
+        (0, [0.5] * 4),
+        (1, [0.5] * 4),
+    ]
     assert (reply.usage.prompt_tokens, reply.usage.total_tokens) == (3, 3)
     err = await refusal(servicer.CreateChatCompletion(chat(model="emb"), None))
     assert err.reason == "UNSUPPORTED_OPERATION"
 
 
-async def test_embedding_errors_map_to_statuses(servicer: EngineServicer, model_dir: Path, fake: FakeVllm) -> None:
+async def test_embedding_errors_map_to_statuses(
+    servicer: EngineServicer, model_dir: Path, fake: FakeVllm
+) -> None:
     fake.tasks = ("embed",)
     await loaded(servicer, model_dir, "emb")
-    fake.error_response = BaseServing.create_error_response("input too long", "BadRequestError",
-                                                            HTTPStatus.BAD_REQUEST, param="input")
-    err = await refusal(servicer.CreateEmbedding(embedding_pb2.EmbeddingRequest(model="emb", input_text="x"), None))
+    fake.error_response = BaseServing.create_error_response(
+        "input too long", "BadRequestError", HTTPStatus.BAD_REQUEST, param="input"
+    )
+    err = await refusal(
+        servicer.CreateEmbedding(embedding_pb2.EmbeddingRequest(model="emb", input_text="x"), None)
+    )
     assert (err.code, err.message, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "input too long", "input")
 
 
@@ -272,12 +330,18 @@ async def test_embedding_errors_map_to_statuses(servicer: EngineServicer, model_
 async def test_load_list_and_unload(servicer: EngineServicer, model_dir: Path, tmp_path: Path) -> None:
     reply = await servicer.LoadModel(load_request("m", model_dir, pb.RUNNER_GENERATE, max_model_len=64), None)
     assert (reply.model.name, reply.model.state, reply.model.runner, reply.model.max_model_len) == (
-        "m", pb.MODEL_STATE_READY, pb.RUNNER_GENERATE, 64)
+        "m",
+        pb.MODEL_STATE_READY,
+        pb.RUNNER_GENERATE,
+        64,
+    )
     failed = await servicer.LoadModel(load_request("broken", tmp_path / "missing"), None)
     assert failed.model.state == pb.MODEL_STATE_FAILED and "not a model directory" in failed.model.error
     listed = await servicer.ListModels(pb.ListModelsRequest(), None)
-    assert {m.name: m.state for m in listed.models} == {"m": pb.MODEL_STATE_READY,
-                                                         "broken": pb.MODEL_STATE_FAILED}
+    assert {m.name: m.state for m in listed.models} == {
+        "m": pb.MODEL_STATE_READY,
+        "broken": pb.MODEL_STATE_FAILED,
+    }
     assert [m for m in listed.models if m.name == "m"] == [reply.model]
     assert await servicer.UnloadModel(pb.UnloadModelRequest(name="m"), None) == pb.UnloadModelResponse()
     assert [m.name for m in (await servicer.ListModels(pb.ListModelsRequest(), None)).models] == ["broken"]
@@ -285,7 +349,9 @@ async def test_load_list_and_unload(servicer: EngineServicer, model_dir: Path, t
     assert err.code == grpc.StatusCode.NOT_FOUND
 
 
-async def test_stats_come_from_vllms_stat_loggers(servicer: EngineServicer, model_dir: Path, tmp_path: Path) -> None:
+async def test_stats_come_from_vllms_stat_loggers(
+    servicer: EngineServicer, model_dir: Path, tmp_path: Path
+) -> None:
     await loaded(servicer, model_dir)
     await servicer.LoadModel(load_request("broken", tmp_path / "missing"), None)
     await servicer.CreateChatCompletion(chat(), None)

@@ -10,13 +10,13 @@ from typing import Any
 
 import orjson
 import pytest
-from bud.api.v1 import json_pb2
-from bud.openai.v1 import openai_service_pb2
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, wrappers_pb2  # noqa: F401  (a test-proto import)
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from bud.api.v1 import json_pb2
+from bud.openai.v1 import openai_service_pb2
 from gateway.http_rules import Route, Router, compile_template, routes_for_service
 from gateway.transcoder import FrontedService, Transcoder
 
@@ -25,44 +25,65 @@ _files = itertools.count()
 Rule = http_pb2.HttpRule
 
 
-def make_service(methods: dict[str, Rule | None], sse: dict[str, json_pb2.ServerSentEvents] | None = None,
-                 streaming: Sequence[str] = ()) -> ServiceDescriptor:
+def make_service(
+    methods: dict[str, Rule | None],
+    sse: dict[str, json_pb2.ServerSentEvents] | None = None,
+    streaming: Sequence[str] = (),
+) -> ServiceDescriptor:
     """A service `S` of a fresh proto package whose methods take and return `Msg`:
 
-        message Msg { string name = 1; int64 id = 2; bool flag = 3; repeated string tags = 4;
-                      Kind kind = 5; Parent parent = 6; Payload payload = 7;
-                      google.protobuf.Int32Value count = 8; }
-        message Parent { string child = 1; }   message Payload { string text = 1; }
-        enum Kind { KIND_UNSPECIFIED = 0; KIND_BIG = 1; }
+    message Msg { string name = 1; int64 id = 2; bool flag = 3; repeated string tags = 4;
+                  Kind kind = 5; Parent parent = 6; Payload payload = 7;
+                  google.protobuf.Int32Value count = 8; }
+    message Parent { string child = 1; }   message Payload { string text = 1; }
+    enum Kind { KIND_UNSPECIFIED = 0; KIND_BIG = 1; }
     """
     package = f"bud.testing.rules{next(_files)}"
     fdp = descriptor_pb2.FileDescriptorProto(
-        name=f"{package.replace('.', '/')}.proto", package=package, syntax="proto3",
-        dependency=["google/api/annotations.proto", "bud/api/v1/json.proto", "google/protobuf/wrappers.proto"])
+        name=f"{package.replace('.', '/')}.proto",
+        package=package,
+        syntax="proto3",
+        dependency=[
+            "google/api/annotations.proto",
+            "bud/api/v1/json.proto",
+            "google/protobuf/wrappers.proto",
+        ],
+    )
     F = descriptor_pb2.FieldDescriptorProto
     kind = fdp.enum_type.add(name="Kind")
     kind.value.add(name="KIND_UNSPECIFIED", number=0)
     kind.value.add(name="KIND_BIG", number=1)
-    fdp.message_type.add(name="Parent").field.add(name="child", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    fdp.message_type.add(name="Payload").field.add(name="text", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    fdp.message_type.add(name="Parent").field.add(
+        name="child", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL
+    )
+    fdp.message_type.add(name="Payload").field.add(
+        name="text", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL
+    )
     msg = fdp.message_type.add(name="Msg")
-    for number, (name, type_, type_name, label) in enumerate([
-        ("name", F.TYPE_STRING, "", F.LABEL_OPTIONAL),
-        ("id", F.TYPE_INT64, "", F.LABEL_OPTIONAL),
-        ("flag", F.TYPE_BOOL, "", F.LABEL_OPTIONAL),
-        ("tags", F.TYPE_STRING, "", F.LABEL_REPEATED),
-        ("kind", F.TYPE_ENUM, f".{package}.Kind", F.LABEL_OPTIONAL),
-        ("parent", F.TYPE_MESSAGE, f".{package}.Parent", F.LABEL_OPTIONAL),
-        ("payload", F.TYPE_MESSAGE, f".{package}.Payload", F.LABEL_OPTIONAL),
-        ("count", F.TYPE_MESSAGE, ".google.protobuf.Int32Value", F.LABEL_OPTIONAL),
-    ], start=1):
+    for number, (name, type_, type_name, label) in enumerate(
+        [
+            ("name", F.TYPE_STRING, "", F.LABEL_OPTIONAL),
+            ("id", F.TYPE_INT64, "", F.LABEL_OPTIONAL),
+            ("flag", F.TYPE_BOOL, "", F.LABEL_OPTIONAL),
+            ("tags", F.TYPE_STRING, "", F.LABEL_REPEATED),
+            ("kind", F.TYPE_ENUM, f".{package}.Kind", F.LABEL_OPTIONAL),
+            ("parent", F.TYPE_MESSAGE, f".{package}.Parent", F.LABEL_OPTIONAL),
+            ("payload", F.TYPE_MESSAGE, f".{package}.Payload", F.LABEL_OPTIONAL),
+            ("count", F.TYPE_MESSAGE, ".google.protobuf.Int32Value", F.LABEL_OPTIONAL),
+        ],
+        start=1,
+    ):
         field = msg.field.add(name=name, number=number, type=type_, label=label, json_name=name)
         if type_name:
             field.type_name = type_name
     service = fdp.service.add(name="S")
     for name, rule in methods.items():
-        method = service.method.add(name=name, input_type=f".{package}.Msg", output_type=f".{package}.Msg",
-                                    server_streaming=name in streaming)
+        method = service.method.add(
+            name=name,
+            input_type=f".{package}.Msg",
+            output_type=f".{package}.Msg",
+            server_streaming=name in streaming,
+        )
         if rule is not None:
             method.options.Extensions[annotations_pb2.http].CopyFrom(rule)
         if sse and name in sse:
@@ -151,16 +172,25 @@ def test_several_variables_in_one_template() -> None:
 
 # ---- rules of a service ---------------------------------------------------------------------------
 def test_each_http_verb_and_custom_kinds() -> None:
-    service = make_service({
-        "Get": Rule(get="/a"), "Post": Rule(post="/b", body="*"), "Put": Rule(put="/c", body="payload"),
-        "Patch": Rule(patch="/d", body="*"), "Delete": Rule(delete="/e"),
-        "Custom": Rule(custom=http_pb2.CustomHttpPattern(kind="head", path="/f")),
-        "NotAnnotated": None,
-    })
+    service = make_service(
+        {
+            "Get": Rule(get="/a"),
+            "Post": Rule(post="/b", body="*"),
+            "Put": Rule(put="/c", body="payload"),
+            "Patch": Rule(patch="/d", body="*"),
+            "Delete": Rule(delete="/e"),
+            "Custom": Rule(custom=http_pb2.CustomHttpPattern(kind="head", path="/f")),
+            "NotAnnotated": None,
+        }
+    )
     routes = {r.method.name: r for r in routes_for_service(service)}
     assert {name: (r.http_method, r.template, r.body) for name, r in routes.items()} == {
-        "Get": ("GET", "/a", ""), "Post": ("POST", "/b", "*"), "Put": ("PUT", "/c", "payload"),
-        "Patch": ("PATCH", "/d", "*"), "Delete": ("DELETE", "/e", ""), "Custom": ("HEAD", "/f", ""),
+        "Get": ("GET", "/a", ""),
+        "Post": ("POST", "/b", "*"),
+        "Put": ("PUT", "/c", "payload"),
+        "Patch": ("PATCH", "/d", "*"),
+        "Delete": ("DELETE", "/e", ""),
+        "Custom": ("HEAD", "/f", ""),
     }
     assert all(r.service is service and r.sse is None for r in routes.values())
 
@@ -198,8 +228,10 @@ def test_sse_options_resolve_their_streaming_method() -> None:
 
 @pytest.mark.parametrize("target", ["Unary", "Missing"])
 def test_sse_method_must_be_a_server_streaming_method(target: str) -> None:
-    service = make_service({"Create": Rule(post="/v1/create", body="*"), "Unary": None},
-                           sse={"Create": json_pb2.ServerSentEvents(method=target, when_field="stream")})
+    service = make_service(
+        {"Create": Rule(post="/v1/create", body="*"), "Unary": None},
+        sse={"Create": json_pb2.ServerSentEvents(method=target, when_field="stream")},
+    )
     with pytest.raises(ValueError, match=f"sse.method '{target}' is not a server-streaming method"):
         routes_for_service(service)
 
@@ -209,8 +241,12 @@ def test_openai_routes_name_response_events_by_their_type() -> None:
     routes = {(r.http_method, r.template): r for r in routes_for_service(service)}
     responses = routes[("POST", "/v1/responses")]
     assert responses.sse is not None and responses.sse.method is not None
-    assert (responses.sse.method.name, responses.sse.when_field, responses.sse.event_field,
-            responses.sse.done_data) == ("StreamResponse", "stream", "type", "")
+    assert (
+        responses.sse.method.name,
+        responses.sse.when_field,
+        responses.sse.event_field,
+        responses.sse.done_data,
+    ) == ("StreamResponse", "stream", "type", "")
     chat = routes[("POST", "/v1/chat/completions")]
     assert chat.sse is not None and (chat.sse.event_field, chat.sse.done_data) == ("", "[DONE]")
     assert routes[("GET", "/v1/models/{model=**}")].match("/v1/models/org/m") == {"model": "org/m"}
@@ -223,10 +259,13 @@ def _router(methods: dict[str, Rule]) -> tuple[Router, ServiceDescriptor]:
 
 
 def test_router_prefers_the_most_literal_template() -> None:
-    router, _ = _router({
-        "Any": Rule(get="/v1/{name=**}"), "Items": Rule(get="/v1/items/{name}"),
-        "Exact": Rule(get="/v1/items/special"),
-    })
+    router, _ = _router(
+        {
+            "Any": Rule(get="/v1/{name=**}"),
+            "Items": Rule(get="/v1/items/{name}"),
+            "Exact": Rule(get="/v1/items/special"),
+        }
+    )
 
     def found(path: str) -> tuple[str, dict[str, str]] | None:
         hit = router.find("GET", path)
@@ -240,8 +279,9 @@ def test_router_prefers_the_most_literal_template() -> None:
 
 
 def test_router_tries_the_verb_before_the_bare_variable() -> None:
-    router, _ = _router({"Get": Rule(post="/v1/things/{name}", body="*"),
-                         "Cancel": Rule(post="/v1/things/{name}:cancel")})
+    router, _ = _router(
+        {"Get": Rule(post="/v1/things/{name}", body="*"), "Cancel": Rule(post="/v1/things/{name}:cancel")}
+    )
     hit = router.find("POST", "/v1/things/t1:cancel")
     assert hit is not None and (hit[0].method.name, hit[1]) == ("Cancel", {"name": "t1"})
     hit = router.find("POST", "/v1/things/t1")
@@ -255,8 +295,14 @@ def test_router_refuses_two_rpcs_on_one_literal_path() -> None:
 
 
 def test_router_allows_lists_the_methods_of_a_path() -> None:
-    router, _ = _router({"Get": Rule(get="/v1/things/{name}"), "Del": Rule(delete="/v1/things/{name}"),
-                         "List": Rule(get="/v1/things"), "Make": Rule(post="/v1/things", body="*")})
+    router, _ = _router(
+        {
+            "Get": Rule(get="/v1/things/{name}"),
+            "Del": Rule(delete="/v1/things/{name}"),
+            "List": Rule(get="/v1/things"),
+            "Make": Rule(post="/v1/things", body="*"),
+        }
+    )
     assert router.find("PUT", "/v1/things/x") is None
     assert router.allows("/v1/things/x") == ["DELETE", "GET"]
     assert router.allows("/v1/things") == ["GET", "POST"]
@@ -270,7 +316,9 @@ class EchoBackend:
     def __init__(self) -> None:
         self.requests: list[Message] = []
 
-    async def unary(self, method: MethodDescriptor, request: Message, metadata: Any, response_metadata: Any) -> Message:
+    async def unary(
+        self, method: MethodDescriptor, request: Message, metadata: Any, response_metadata: Any
+    ) -> Message:
         self.requests.append(request)
         return request
 
@@ -278,8 +326,14 @@ class EchoBackend:
 async def call(app: Transcoder, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """One HTTP request through the ASGI app: status and decoded JSON."""
     raw_path, _, query = path.partition("?")
-    scope = {"type": "http", "method": method, "path": raw_path, "raw_path": raw_path.encode(),
-             "query_string": query.encode(), "headers": []}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": raw_path,
+        "raw_path": raw_path.encode(),
+        "query_string": query.encode(),
+        "headers": [],
+    }
     payload = b"" if body is None else orjson.dumps(body)
     sent: list[dict[str, Any]] = []
 
@@ -297,29 +351,47 @@ async def call(app: Transcoder, method: str, path: str, body: Any = None) -> tup
 
 @pytest.fixture
 def echo() -> tuple[Transcoder, EchoBackend]:
-    service = make_service({
-        "Get": Rule(get="/v1/things/{name}"),
-        "Create": Rule(post="/v1/{parent.child=shelves/*}/things", body="payload", response_body="payload"),
-        "Replace": Rule(put="/v1/things/{name}", body="*"),
-    })
+    service = make_service(
+        {
+            "Get": Rule(get="/v1/things/{name}"),
+            "Create": Rule(
+                post="/v1/{parent.child=shelves/*}/things", body="payload", response_body="payload"
+            ),
+            "Replace": Rule(put="/v1/things/{name}", body="*"),
+        }
+    )
     backend = EchoBackend()
     return Transcoder([FrontedService(service, backend)]), backend  # type: ignore[arg-type]
 
 
 async def test_query_parameters_fill_scalars_repeated_enums_wrappers_and_nested_fields(echo: Any) -> None:
     app, backend = echo
-    status, body = await call(app, "GET", "/v1/things/t%201?id=42&flag&tags=a&tags=b&kind=KIND_BIG"
-                                           "&parent.child=c&count=3")
+    status, body = await call(
+        app, "GET", "/v1/things/t%201?id=42&flag&tags=a&tags=b&kind=KIND_BIG&parent.child=c&count=3"
+    )
     assert status == 200
-    assert body == {"name": "t 1", "id": 42, "flag": True, "tags": ["a", "b"], "kind": "KIND_BIG",
-                    "parent": {"child": "c"}, "count": 3}
+    assert body == {
+        "name": "t 1",
+        "id": 42,
+        "flag": True,
+        "tags": ["a", "b"],
+        "kind": "KIND_BIG",
+        "parent": {"child": "c"},
+        "count": 3,
+    }
     assert backend.requests[-1].kind == 1
 
 
-@pytest.mark.parametrize(("query", "param"), [
-    ("nope=1", "nope"), ("id=x", "id"), ("flag=maybe", "flag"), ("payload=x", "payload"),
-    ("tags.x=1", "tags.x"),
-])
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("nope=1", "nope"),
+        ("id=x", "id"),
+        ("flag=maybe", "flag"),
+        ("payload=x", "payload"),
+        ("tags.x=1", "tags.x"),
+    ],
+)
 async def test_bad_query_parameters_are_invalid_arguments(echo: Any, query: str, param: str) -> None:
     app, backend = echo
     status, body = await call(app, "GET", f"/v1/things/t?{query}")

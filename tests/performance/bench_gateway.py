@@ -113,7 +113,6 @@ async def _serve_gateway(port: int, engine_address: str, usage_address: str) -> 
 async def _serve_engine(port: int) -> None:
     """The instant engine, plus a UsageService sink standing in for the app."""
     from bud.app.v1 import usage_pb2, usage_pb2_grpc
-
     from budrt.grpc_server import ServiceBinding, install_stop_signals
     from tests.support.instant_engine import InstantEngine, serve_instant_engine
 

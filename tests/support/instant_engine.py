@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import grpc
-from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
-from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
 from google.protobuf import text_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2
 
+from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
+from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
 from budrt.errors import ServiceError, not_found
 from budrt.grpc_server import GrpcServer, ServiceBinding
 
@@ -87,7 +87,11 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
 
     async def _set_health(self, name: str, serving: bool) -> None:
         if self.health is not None:
-            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
             await self.health.set(name, status)
 
     def _check(self, model: str) -> None:
@@ -98,58 +102,105 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         if served is None:
             raise not_found(f"The model `{model}` does not exist.", reason="MODEL_NOT_FOUND", param="model")
         if served.state != pb.MODEL_STATE_READY:
-            raise ServiceError(grpc.StatusCode.UNAVAILABLE,
-                               f"The model `{model}` is not ready ({pb.ModelState.Name(served.state)}).",
-                               reason="MODEL_NOT_READY", param="model")
+            raise ServiceError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"The model `{model}` is not ready ({pb.ModelState.Name(served.state)}).",
+                reason="MODEL_NOT_READY",
+                param="model",
+            )
 
     async def _pace(self) -> None:
         if self.chunk_delay:
             await asyncio.sleep(self.chunk_delay)
 
     # ---- inference ----------------------------------------------------------------------------
-    async def CreateChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> chat_pb2.ChatCompletion:
+    async def CreateChatCompletion(
+        self, request: chat_pb2.ChatCompletionRequest, context: Any
+    ) -> chat_pb2.ChatCompletion:
         self._check(request.model)
         return chat_pb2.ChatCompletion(
-            id="chatcmpl-instant", object="chat.completion", created=int(time.time()), model=request.model,
-            choices=[chat_pb2.ChatCompletionChoice(index=0, finish_reason="stop", message=chat_pb2.ChatCompletionMessage(
-                role="assistant", content="ok"))],
-            usage=common_pb2.Usage(prompt_tokens=PROMPT_TOKENS, completion_tokens=1, total_tokens=PROMPT_TOKENS + 1))
+            id="chatcmpl-instant",
+            object="chat.completion",
+            created=int(time.time()),
+            model=request.model,
+            choices=[
+                chat_pb2.ChatCompletionChoice(
+                    index=0,
+                    finish_reason="stop",
+                    message=chat_pb2.ChatCompletionMessage(role="assistant", content="ok"),
+                )
+            ],
+            usage=common_pb2.Usage(
+                prompt_tokens=PROMPT_TOKENS, completion_tokens=1, total_tokens=PROMPT_TOKENS + 1
+            ),
+        )
 
-    async def StreamChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
+    async def StreamChatCompletion(
+        self, request: chat_pb2.ChatCompletionRequest, context: Any
+    ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
         self._check(request.model)
         created = int(time.time())
 
         def chunk(**kwargs: Any) -> chat_pb2.ChatCompletionChunk:
-            return chat_pb2.ChatCompletionChunk(id="chatcmpl-instant", object="chat.completion.chunk", created=created,
-                                                model=request.model, **kwargs)
+            return chat_pb2.ChatCompletionChunk(
+                id="chatcmpl-instant",
+                object="chat.completion.chunk",
+                created=created,
+                model=request.model,
+                **kwargs,
+            )
 
         self.open_streams += 1
         try:
-            yield chunk(choices=[chat_pb2.ChatCompletionChunkChoice(index=0, delta=chat_pb2.ChatCompletionDelta(
-                role="assistant", content=""))])
+            yield chunk(
+                choices=[
+                    chat_pb2.ChatCompletionChunkChoice(
+                        index=0, delta=chat_pb2.ChatCompletionDelta(role="assistant", content="")
+                    )
+                ]
+            )
             for i in range(self.chunks):
                 await self._pace()
-                choice = chat_pb2.ChatCompletionChunkChoice(index=0, delta=chat_pb2.ChatCompletionDelta(content=f"w{i} "))
+                choice = chat_pb2.ChatCompletionChunkChoice(
+                    index=0, delta=chat_pb2.ChatCompletionDelta(content=f"w{i} ")
+                )
                 if i == self.chunks - 1:
                     choice.finish_reason = "length"
                 yield chunk(choices=[choice])
             if request.stream_options.include_usage:
-                yield chunk(usage=common_pb2.Usage(prompt_tokens=PROMPT_TOKENS, completion_tokens=self.chunks,
-                                                   total_tokens=PROMPT_TOKENS + self.chunks))
+                yield chunk(
+                    usage=common_pb2.Usage(
+                        prompt_tokens=PROMPT_TOKENS,
+                        completion_tokens=self.chunks,
+                        total_tokens=PROMPT_TOKENS + self.chunks,
+                    )
+                )
         finally:
             self.open_streams -= 1
 
-    def _completion(self, request: completion_pb2.CompletionRequest, created: int, **kwargs: Any) -> completion_pb2.Completion:
-        return completion_pb2.Completion(id="cmpl-instant", object="text_completion", created=created,
-                                         model=request.model, **kwargs)
+    def _completion(
+        self, request: completion_pb2.CompletionRequest, created: int, **kwargs: Any
+    ) -> completion_pb2.Completion:
+        return completion_pb2.Completion(
+            id="cmpl-instant", object="text_completion", created=created, model=request.model, **kwargs
+        )
 
-    async def CreateCompletion(self, request: completion_pb2.CompletionRequest, context: Any) -> completion_pb2.Completion:
+    async def CreateCompletion(
+        self, request: completion_pb2.CompletionRequest, context: Any
+    ) -> completion_pb2.Completion:
         self._check(request.model)
         return self._completion(
-            request, int(time.time()), choices=[completion_pb2.CompletionChoice(index=0, text="ok", finish_reason="stop")],
-            usage=common_pb2.Usage(prompt_tokens=PROMPT_TOKENS, completion_tokens=1, total_tokens=PROMPT_TOKENS + 1))
+            request,
+            int(time.time()),
+            choices=[completion_pb2.CompletionChoice(index=0, text="ok", finish_reason="stop")],
+            usage=common_pb2.Usage(
+                prompt_tokens=PROMPT_TOKENS, completion_tokens=1, total_tokens=PROMPT_TOKENS + 1
+            ),
+        )
 
-    async def StreamCompletion(self, request: completion_pb2.CompletionRequest, context: Any) -> AsyncIterator[completion_pb2.Completion]:
+    async def StreamCompletion(
+        self, request: completion_pb2.CompletionRequest, context: Any
+    ) -> AsyncIterator[completion_pb2.Completion]:
         self._check(request.model)
         created = int(time.time())
         self.open_streams += 1
@@ -161,18 +212,34 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
                     choice.finish_reason = "length"
                 yield self._completion(request, created, choices=[choice])
             if request.stream_options.include_usage:
-                yield self._completion(request, created, usage=common_pb2.Usage(
-                    prompt_tokens=PROMPT_TOKENS, completion_tokens=self.chunks, total_tokens=PROMPT_TOKENS + self.chunks))
+                yield self._completion(
+                    request,
+                    created,
+                    usage=common_pb2.Usage(
+                        prompt_tokens=PROMPT_TOKENS,
+                        completion_tokens=self.chunks,
+                        total_tokens=PROMPT_TOKENS + self.chunks,
+                    ),
+                )
         finally:
             self.open_streams -= 1
 
-    async def CreateEmbedding(self, request: embedding_pb2.EmbeddingRequest, context: Any) -> embedding_pb2.EmbeddingList:
+    async def CreateEmbedding(
+        self, request: embedding_pb2.EmbeddingRequest, context: Any
+    ) -> embedding_pb2.EmbeddingList:
         self._check(request.model)
         which = request.WhichOneof("input")
-        inputs = {"input_texts": len(request.input_texts.values),
-                  "input_token_lists": len(request.input_token_lists.values)}.get(which or "", 1)
-        reply = embedding_pb2.EmbeddingList(object="list", model=request.model, usage=embedding_pb2.EmbeddingUsage(
-            prompt_tokens=PROMPT_TOKENS * inputs, total_tokens=PROMPT_TOKENS * inputs))
+        inputs = {
+            "input_texts": len(request.input_texts.values),
+            "input_token_lists": len(request.input_token_lists.values),
+        }.get(which or "", 1)
+        reply = embedding_pb2.EmbeddingList(
+            object="list",
+            model=request.model,
+            usage=embedding_pb2.EmbeddingUsage(
+                prompt_tokens=PROMPT_TOKENS * inputs, total_tokens=PROMPT_TOKENS * inputs
+            ),
+        )
         for index in range(inputs):
             item = reply.data.add(object="embedding", index=index)
             item.embedding_floats.values.extend([float(index)] * EMBEDDING_DIMENSIONS)
@@ -201,7 +268,9 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: Any) -> pb.UnloadModelResponse:
         self.unload_calls.append(request.name)
         if self.models.pop(request.name, None) is None:
-            raise not_found(f"model {request.name!r} is not served here", reason="MODEL_NOT_FOUND", param="name")
+            raise not_found(
+                f"model {request.name!r} is not served here", reason="MODEL_NOT_FOUND", param="name"
+            )
         await self._set_health(request.name, False)
         return pb.UnloadModelResponse()
 
@@ -217,8 +286,9 @@ def engine_binding(engine: InstantEngine) -> ServiceBinding:
     return ServiceBinding(engine, engine_service_pb2_grpc.add_EngineServiceServicer_to_server, ENGINE_SERVICE)
 
 
-async def serve_instant_engine(address: str, engine: InstantEngine,
-                               extra: Sequence[ServiceBinding] = ()) -> GrpcServer:
+async def serve_instant_engine(
+    address: str, engine: InstantEngine, extra: Sequence[ServiceBinding] = ()
+) -> GrpcServer:
     """Starts `engine` (and the `extra` services) on `address`; its models' health follows their
     state from now on."""
     server = GrpcServer(address, [engine_binding(engine), *extra])
@@ -227,8 +297,9 @@ async def serve_instant_engine(address: str, engine: InstantEngine,
     return server
 
 
-async def start_instant_engine(address: str, models: list[str], chunks: int = 4,
-                               chunk_delay: float = 0.0) -> tuple[GrpcServer, InstantEngine]:
+async def start_instant_engine(
+    address: str, models: list[str], chunks: int = 4, chunk_delay: float = 0.0
+) -> tuple[GrpcServer, InstantEngine]:
     """Starts an instant engine serving `models` on `address`, reported SERVING by grpc.health.v1."""
     engine = InstantEngine(models, chunks, chunk_delay)
     return await serve_instant_engine(address, engine), engine
