@@ -54,7 +54,8 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     `calls` counts inference calls, `open_streams` the streams begun and not yet ended (finished,
     cancelled or closed).
 
-    Model management: records LoadModel (`load_calls`) and UnloadModel (`unload_calls`) calls;
+    Model management: records LoadModel (`load_calls`) and UnloadModel (`unload_calls`) calls and
+    counts GetStats calls (`stats_calls`; its stats are zeros per model);
     a load takes `load_delay` seconds and ends READY, or FAILED with `failures[key]` as its error
     when the request's text (name, source, arguments) contains `key`. With `health` attached
     (`serve_instant_engine` does it) each model's grpc.health.v1 status follows its state.
@@ -70,6 +71,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         self.open_streams = 0
         self.load_calls: list[pb.LoadModelRequest] = []
         self.unload_calls: list[str] = []
+        self.stats_calls = 0
         self.failures: dict[str, str] = {}
         self.load_delay = 0.0
         self.health: health.aio.HealthServicer | None = None
@@ -278,6 +280,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         return pb.ListModelsResponse(models=list(self.models.values()))
 
     async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:
+        self.stats_calls += 1
         return pb.GetStatsResponse(models=[pb.ModelStats(name=name) for name in self.models])
 
 
