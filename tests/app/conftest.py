@@ -1,6 +1,7 @@
 """Fixtures of the app-service tests: a real gRPC server on a free loopback port, in process, on
-a real database — every database test runs on SQLite and on a throwaway PostgreSQL — and a test
-double of the engine (`EngineDouble`), since the reconciler's dependency is an engine process.
+a real database — every database test runs on SQLite and on a throwaway PostgreSQL — and the
+instant engine (`tests/support/instant_engine.py`) standing in for the engine process the
+reconciler drives.
 
 Management RPCs need a user's access token: a `Stubs` sends the token its `login` got (the
 bootstrapped admin's by default) with every unary call; `stubs` is logged in as the admin."""
@@ -18,12 +19,12 @@ import grpc
 import pytest
 from bud.app.v1 import deployment_pb2, deployment_pb2_grpc, project_pb2_grpc, usage_pb2_grpc
 from bud.auth.v1 import auth_pb2_grpc, routing_pb2_grpc, user_pb2, user_pb2_grpc
-from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 
 from app.server import RunningApp, start_app
 from budrt.errors import ServiceError
-from budrt.grpc_server import CHANNEL_OPTIONS, GrpcServer, ServiceBinding
+from budrt.grpc_server import CHANNEL_OPTIONS, GrpcServer
 from app.settings import AppSettings as Settings
+from tests.support.instant_engine import InstantEngine, serve_instant_engine
 from tests.support.postgres import PostgresCluster, postgres_cluster  # noqa: F401  (fixture)
 
 HASH_SECRET = "test-key-hash-secret"
@@ -57,77 +58,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         cluster.drop_database(name)
 
 
-def _source_value(source: engine_service_pb2.ModelSource) -> str:
-    kind = source.WhichOneof("kind")
-    if kind == "hugging_face":
-        return source.hugging_face.id
-    return getattr(source, kind) if kind else ""
-
-
-class EngineDouble(engine_service_pb2_grpc.EngineServiceServicer):
-    """Test double of an engine's model management (LoadModel, UnloadModel, ListModels).
-
-    Records the calls it gets; loads succeed (READY) unless their source's value (builtin name,
-    path or Hugging Face id) is in `failures`, which maps it to the error the load reports
-    (FAILED). GetStats answers zeros per model. Inference RPCs stay UNIMPLEMENTED.
-    """
-
-    def __init__(self) -> None:
-        self.models: dict[str, engine_service_pb2.ServedModel] = {}
-        self.load_calls: list[engine_service_pb2.LoadModelRequest] = []
-        self.unload_calls: list[str] = []
-        self.stats_calls = 0
-        self.failures: dict[str, str] = {}
-        self.load_delay = 0.0
-
-    async def LoadModel(
-        self, request: engine_service_pb2.LoadModelRequest, context: grpc.aio.ServicerContext
-    ) -> engine_service_pb2.LoadModelResponse:
-        self.load_calls.append(request)
-        model = engine_service_pb2.ServedModel(
-            name=request.name, source=request.source, runner=request.runner, args=request.args,
-            state=engine_service_pb2.MODEL_STATE_LOADING,
-        )
-        self.models[request.name] = model
-        await asyncio.sleep(self.load_delay)
-        value = _source_value(request.source)
-        if value in self.failures:
-            model.state, model.error = engine_service_pb2.MODEL_STATE_FAILED, self.failures[value]
-        else:
-            model.state = engine_service_pb2.MODEL_STATE_READY
-        return engine_service_pb2.LoadModelResponse(model=model)
-
-    async def UnloadModel(
-        self, request: engine_service_pb2.UnloadModelRequest, context: grpc.aio.ServicerContext
-    ) -> engine_service_pb2.UnloadModelResponse:
-        self.unload_calls.append(request.name)
-        if self.models.pop(request.name, None) is None:
-            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"model {request.name!r} not loaded")
-        return engine_service_pb2.UnloadModelResponse()
-
-    async def ListModels(
-        self, request: engine_service_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
-    ) -> engine_service_pb2.ListModelsResponse:
-        return engine_service_pb2.ListModelsResponse(models=list(self.models.values()))
-
-    async def GetStats(
-        self, request: engine_service_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
-    ) -> engine_service_pb2.GetStatsResponse:
-        self.stats_calls += 1
-        return engine_service_pb2.GetStatsResponse(
-            models=[engine_service_pb2.ModelStats(name=name) for name in self.models]
-        )
-
-    def loaded_names(self) -> list[str]:
-        """Names of the LoadModel calls so far."""
-        return [c.name for c in self.load_calls]
-
-
 class EngineHost:
-    """Runs an `EngineDouble` on a loopback port; can stop and restart it on the same port."""
+    """Runs an `InstantEngine` (no models until LoadModel) on a loopback port; can stop and
+    restart it on the same port."""
 
     def __init__(self) -> None:
-        self.engine = EngineDouble()
+        self.engine = InstantEngine()
         self.port = 0
         self._server: GrpcServer | None = None
 
@@ -136,17 +72,11 @@ class EngineHost:
         return f"127.0.0.1:{self.port}"
 
     async def start(self, fresh: bool = False) -> None:
-        """Starts serving (a fresh double, as after an engine restart, when `fresh`)."""
+        """Starts serving (a fresh engine, as after an engine restart, when `fresh`)."""
         if fresh:
-            self.engine = EngineDouble()
-        binding = ServiceBinding(
-            self.engine,
-            engine_service_pb2_grpc.add_EngineServiceServicer_to_server,
-            engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"],
-        )
-        self._server = GrpcServer(f"127.0.0.1:{self.port}", [binding])
+            self.engine = InstantEngine()
+        self._server = await serve_instant_engine(f"127.0.0.1:{self.port}", self.engine)
         self.port = self._server.port
-        await self._server.start()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -156,7 +86,7 @@ class EngineHost:
 
 @pytest.fixture
 async def engine_host() -> AsyncIterator[EngineHost]:
-    """A running engine double."""
+    """A running instant engine (no models until the app loads some)."""
     host = EngineHost()
     await host.start()
     yield host
@@ -181,7 +111,7 @@ async def engine_factory() -> AsyncIterator[Callable[[int], EngineHost]]:
 
 @pytest.fixture
 def app_settings(database_url: str, tmp_path: Path, engine_host: EngineHost) -> Settings:
-    """Settings of an app on a free port, whose default deployments use the engine double."""
+    """Settings of an app on a free port, whose default deployments use the instant engine."""
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,

@@ -112,12 +112,9 @@ async def _serve_gateway(port: int, engine_address: str, usage_address: str) -> 
 
 async def _serve_engine(port: int) -> None:
     """The instant engine, plus a UsageService sink standing in for the app."""
-    from grpc_health.v1 import health_pb2
-
     from bud.app.v1 import usage_pb2, usage_pb2_grpc
-    from budrt.grpc_server import GrpcServer, ServiceBinding, install_stop_signals
-    from tests.support.instant_engine import ENGINE_SERVICE, InstantEngine
-    from bud.engine.v1 import engine_service_pb2_grpc
+    from budrt.grpc_server import ServiceBinding, install_stop_signals
+    from tests.support.instant_engine import InstantEngine, serve_instant_engine
 
     class UsageSink(usage_pb2_grpc.UsageServiceServicer):
         async def RecordUsage(self, request: Any, context: Any) -> Any:
@@ -125,14 +122,10 @@ async def _serve_engine(port: int) -> None:
 
     stop = asyncio.Event()
     install_stop_signals(stop)
-    server = GrpcServer(f"127.0.0.1:{port}", [
-        ServiceBinding(InstantEngine([ENGINE_MODEL]), engine_service_pb2_grpc.add_EngineServiceServicer_to_server,
-                       ENGINE_SERVICE),
+    server = await serve_instant_engine(f"127.0.0.1:{port}", InstantEngine([ENGINE_MODEL]), extra=[
         ServiceBinding(UsageSink(), usage_pb2_grpc.add_UsageServiceServicer_to_server,
                        usage_pb2.DESCRIPTOR.services_by_name["UsageService"]),
     ])
-    await server.start()
-    await server.health.set(ENGINE_MODEL, health_pb2.HealthCheckResponse.SERVING)
     await stop.wait()
     await server.stop(1)
 

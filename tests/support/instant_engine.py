@@ -1,83 +1,302 @@
-"""An engine that answers instantly: an implementation of the engine contract for benchmarks and
-gateway tests, where vLLM's speed would hide the gateway's own costs. It is named for what it is
-and never used by `budrt`."""
+"""An engine that answers instantly: the one test implementation of the engine contract
+(EngineService plus grpc.health.v1 per model), for the app's reconciler tests, the gateway tests
+and the gateway benchmark, where vLLM's speed would hide the caller's own costs. It is named for
+what it is and never used by `budrt`.
+
+It keeps no opinion on where a model comes from: LoadModel copies whatever the request says into
+the ServedModel it reports, and scripted failures (`failures`) match the request's text, so the
+fake needs no change when the shape of a model source does.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from grpc_health.v1 import health_pb2
+from google.protobuf import text_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from grpc_health.v1 import health, health_pb2
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
-from bud.openai.v1 import chat_pb2, common_pb2
-from budrt.errors import Reason, not_found
+from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
+from budrt.errors import Reason, not_found, unavailable
 from budrt.grpc_server import GrpcServer, ServiceBinding
 
 ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
+pb = engine_service_pb2
+
+PROMPT_TOKENS = 5  # the usage every request reports for its prompt
+EMBEDDING_DIMENSIONS = 4
+
+
+def _copy_common_fields(source: Message, target: Message) -> None:
+    """Copies the fields `source` has set into the same-named fields of `target`."""
+    for field, value in source.ListFields():
+        if field.name not in target.DESCRIPTOR.fields_by_name:
+            continue
+        if field.is_repeated:
+            getattr(target, field.name).extend(value)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
 
 
 class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
-    """Serves `models`; replies "ok" (or `chunks` words when streaming, `chunk_delay` seconds
-    apart) with exact usage. `open_streams` counts streams begun and not yet ended (finished,
-    cancelled or closed)."""
+    """Serves `models` (READY from the start) and whatever LoadModel adds.
 
-    def __init__(self, models: list[str], chunks: int = 4, chunk_delay: float = 0.0) -> None:
-        self.models = set(models)
+    Inference: chat replies "ok"; chat and completion streams send `chunks` words, `chunk_delay`
+    seconds apart; embeddings are `EMBEDDING_DIMENSIONS` floats per input; usage is exact.
+    `calls` counts inference calls, `open_streams` the streams begun and not yet ended (finished,
+    cancelled or closed).
+
+    Model management: records LoadModel (`load_calls`) and UnloadModel (`unload_calls`) calls and
+    counts GetStats calls (`stats_calls`; its stats are zeros per model);
+    a load takes `load_delay` seconds and ends READY, or FAILED with `failures[key]` as its error
+    when the request's text (name, source, arguments) contains `key`. With `health` attached
+    (`serve_instant_engine` does it) each model's grpc.health.v1 status follows its state.
+    """
+
+    def __init__(self, models: Iterable[str] = (), chunks: int = 4, chunk_delay: float = 0.0) -> None:
+        self.models: dict[str, pb.ServedModel] = {
+            name: pb.ServedModel(name=name, state=pb.MODEL_STATE_READY) for name in models
+        }
         self.chunks = chunks
         self.chunk_delay = chunk_delay
         self.calls = 0
         self.open_streams = 0
+        self.load_calls: list[pb.LoadModelRequest] = []
+        self.unload_calls: list[str] = []
+        self.stats_calls = 0
+        self.failures: dict[str, str] = {}
+        self.load_delay = 0.0
+        self.health: health.aio.HealthServicer | None = None
+
+    # ---- helpers of tests ---------------------------------------------------------------------
+    def loaded_names(self) -> list[str]:
+        """Names of the LoadModel calls so far."""
+        return [c.name for c in self.load_calls]
+
+    async def attach_health(self, servicer: health.aio.HealthServicer) -> None:
+        """Reports each model's health on `servicer` from now on (READY ones SERVING at once)."""
+        self.health = servicer
+        for name, model in self.models.items():
+            await self._set_health(name, model.state == pb.MODEL_STATE_READY)
+
+    async def _set_health(self, name: str, serving: bool) -> None:
+        if self.health is not None:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            await self.health.set(name, status)
 
     def _check(self, model: str) -> None:
+        """Counts an inference call; refuses it as the real engine does for an unknown or
+        not-READY model."""
         self.calls += 1
-        if model not in self.models:
+        served = self.models.get(model)
+        if served is None:
             raise not_found(f"The model `{model}` does not exist.", reason=Reason.MODEL_NOT_FOUND, param="model")
+        if served.state != pb.MODEL_STATE_READY:
+            raise unavailable(f"The model `{model}` is not ready ({pb.ModelState.Name(served.state)}).", reason=Reason.MODEL_NOT_READY, param="model")
 
-    async def CreateChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> chat_pb2.ChatCompletion:
+    async def _pace(self) -> None:
+        if self.chunk_delay:
+            await asyncio.sleep(self.chunk_delay)
+
+    # ---- inference ----------------------------------------------------------------------------
+    async def CreateChatCompletion(
+        self, request: chat_pb2.ChatCompletionRequest, context: Any
+    ) -> chat_pb2.ChatCompletion:
         self._check(request.model)
         return chat_pb2.ChatCompletion(
-            id="chatcmpl-instant", object="chat.completion", created=int(time.time()), model=request.model,
-            choices=[chat_pb2.ChatCompletionChoice(index=0, finish_reason="stop", message=chat_pb2.ChatCompletionMessage(
-                role="assistant", content="ok"))],
-            usage=common_pb2.Usage(prompt_tokens=5, completion_tokens=1, total_tokens=6))
+            id="chatcmpl-instant",
+            object="chat.completion",
+            created=int(time.time()),
+            model=request.model,
+            choices=[
+                chat_pb2.ChatCompletionChoice(
+                    index=0,
+                    finish_reason="stop",
+                    message=chat_pb2.ChatCompletionMessage(role="assistant", content="ok"),
+                )
+            ],
+            usage=common_pb2.Usage(
+                prompt_tokens=PROMPT_TOKENS, completion_tokens=1, total_tokens=PROMPT_TOKENS + 1
+            ),
+        )
 
-    async def StreamChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
+    async def StreamChatCompletion(
+        self, request: chat_pb2.ChatCompletionRequest, context: Any
+    ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
         self._check(request.model)
         created = int(time.time())
 
         def chunk(**kwargs: Any) -> chat_pb2.ChatCompletionChunk:
-            return chat_pb2.ChatCompletionChunk(id="chatcmpl-instant", object="chat.completion.chunk", created=created,
-                                                model=request.model, **kwargs)
+            return chat_pb2.ChatCompletionChunk(
+                id="chatcmpl-instant",
+                object="chat.completion.chunk",
+                created=created,
+                model=request.model,
+                **kwargs,
+            )
 
         self.open_streams += 1
         try:
-            yield chunk(choices=[chat_pb2.ChatCompletionChunkChoice(index=0, delta=chat_pb2.ChatCompletionDelta(
-                role="assistant", content=""))])
+            yield chunk(
+                choices=[
+                    chat_pb2.ChatCompletionChunkChoice(
+                        index=0, delta=chat_pb2.ChatCompletionDelta(role="assistant", content="")
+                    )
+                ]
+            )
             for i in range(self.chunks):
-                if self.chunk_delay:
-                    await asyncio.sleep(self.chunk_delay)
-                last = i == self.chunks - 1
-                choice = chat_pb2.ChatCompletionChunkChoice(index=0, delta=chat_pb2.ChatCompletionDelta(content=f"w{i} "))
-                if last:
+                await self._pace()
+                choice = chat_pb2.ChatCompletionChunkChoice(
+                    index=0, delta=chat_pb2.ChatCompletionDelta(content=f"w{i} ")
+                )
+                if i == self.chunks - 1:
                     choice.finish_reason = "length"
                 yield chunk(choices=[choice])
             if request.stream_options.include_usage:
-                yield chunk(usage=common_pb2.Usage(prompt_tokens=5, completion_tokens=self.chunks,
-                                                   total_tokens=5 + self.chunks))
+                yield chunk(
+                    usage=common_pb2.Usage(
+                        prompt_tokens=PROMPT_TOKENS,
+                        completion_tokens=self.chunks,
+                        total_tokens=PROMPT_TOKENS + self.chunks,
+                    )
+                )
         finally:
             self.open_streams -= 1
 
+    def _completion(
+        self, request: completion_pb2.CompletionRequest, created: int, **kwargs: Any
+    ) -> completion_pb2.Completion:
+        return completion_pb2.Completion(
+            id="cmpl-instant", object="text_completion", created=created, model=request.model, **kwargs
+        )
 
-async def start_instant_engine(address: str, models: list[str], chunks: int = 4,
-                               chunk_delay: float = 0.0) -> tuple[GrpcServer, InstantEngine]:
-    """Starts an instant engine on `address`, its models reported SERVING by grpc.health.v1."""
-    engine = InstantEngine(models, chunks, chunk_delay)
-    server = GrpcServer(address, [ServiceBinding(engine, engine_service_pb2_grpc.add_EngineServiceServicer_to_server,
-                                                 ENGINE_SERVICE)])
+    async def CreateCompletion(
+        self, request: completion_pb2.CompletionRequest, context: Any
+    ) -> completion_pb2.Completion:
+        self._check(request.model)
+        return self._completion(
+            request,
+            int(time.time()),
+            choices=[completion_pb2.CompletionChoice(index=0, text="ok", finish_reason="stop")],
+            usage=common_pb2.Usage(
+                prompt_tokens=PROMPT_TOKENS, completion_tokens=1, total_tokens=PROMPT_TOKENS + 1
+            ),
+        )
+
+    async def StreamCompletion(
+        self, request: completion_pb2.CompletionRequest, context: Any
+    ) -> AsyncIterator[completion_pb2.Completion]:
+        self._check(request.model)
+        created = int(time.time())
+        self.open_streams += 1
+        try:
+            for i in range(self.chunks):
+                await self._pace()
+                choice = completion_pb2.CompletionChoice(index=0, text=f"w{i} ")
+                if i == self.chunks - 1:
+                    choice.finish_reason = "length"
+                yield self._completion(request, created, choices=[choice])
+            if request.stream_options.include_usage:
+                yield self._completion(
+                    request,
+                    created,
+                    usage=common_pb2.Usage(
+                        prompt_tokens=PROMPT_TOKENS,
+                        completion_tokens=self.chunks,
+                        total_tokens=PROMPT_TOKENS + self.chunks,
+                    ),
+                )
+        finally:
+            self.open_streams -= 1
+
+    async def CreateEmbedding(
+        self, request: embedding_pb2.EmbeddingRequest, context: Any
+    ) -> embedding_pb2.EmbeddingList:
+        self._check(request.model)
+        which = request.WhichOneof("input")
+        inputs = {
+            "input_texts": len(request.input_texts.values),
+            "input_token_lists": len(request.input_token_lists.values),
+        }.get(which or "", 1)
+        reply = embedding_pb2.EmbeddingList(
+            object="list",
+            model=request.model,
+            usage=embedding_pb2.EmbeddingUsage(
+                prompt_tokens=PROMPT_TOKENS * inputs, total_tokens=PROMPT_TOKENS * inputs
+            ),
+        )
+        for index in range(inputs):
+            item = reply.data.add(object="embedding", index=index)
+            item.embedding_floats.values.extend([float(index)] * EMBEDDING_DIMENSIONS)
+        return reply
+
+    # ---- model management -----------------------------------------------------------------
+    def _failure(self, request: pb.LoadModelRequest) -> str | None:
+        text = text_format.MessageToString(request)
+        return next((error for key, error in self.failures.items() if key in text), None)
+
+    async def LoadModel(self, request: pb.LoadModelRequest, context: Any) -> pb.LoadModelResponse:
+        self.load_calls.append(request)
+        model = pb.ServedModel(state=pb.MODEL_STATE_LOADING)
+        _copy_common_fields(request, model)  # name, source, runner, args: as asked
+        self.models[request.name] = model
+        await self._set_health(request.name, False)
+        await asyncio.sleep(self.load_delay)
+        error = self._failure(request)
+        if error is not None:
+            model.state, model.error = pb.MODEL_STATE_FAILED, error
+        else:
+            model.state = pb.MODEL_STATE_READY
+        await self._set_health(request.name, model.state == pb.MODEL_STATE_READY)
+        return pb.LoadModelResponse(model=model)
+
+    async def UnloadModel(self, request: pb.UnloadModelRequest, context: Any) -> pb.UnloadModelResponse:
+        self.unload_calls.append(request.name)
+        if self.models.pop(request.name, None) is None:
+            raise not_found(
+                f"model {request.name!r} is not served here", reason=Reason.MODEL_NOT_FOUND, param="name"
+            )
+        await self._set_health(request.name, False)
+        return pb.UnloadModelResponse()
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(models=list(self.models.values()))
+
+    async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:
+        self.stats_calls += 1
+        return pb.GetStatsResponse(models=[pb.ModelStats(name=name) for name in self.models])
+
+
+def engine_binding(engine: InstantEngine) -> ServiceBinding:
+    """The EngineService binding of `engine`, for a GrpcServer."""
+    return ServiceBinding(engine, engine_service_pb2_grpc.add_EngineServiceServicer_to_server, ENGINE_SERVICE)
+
+
+async def serve_instant_engine(
+    address: str, engine: InstantEngine, extra: Sequence[ServiceBinding] = ()
+) -> GrpcServer:
+    """Starts `engine` (and the `extra` services) on `address`; its models' health follows their
+    state from now on."""
+    server = GrpcServer(address, [engine_binding(engine), *extra])
     await server.start()
-    for model in models:
-        await server.health.set(model, health_pb2.HealthCheckResponse.SERVING)
-    return server, engine
+    await engine.attach_health(server.health)
+    return server
+
+
+async def start_instant_engine(
+    address: str, models: list[str], chunks: int = 4, chunk_delay: float = 0.0
+) -> tuple[GrpcServer, InstantEngine]:
+    """Starts an instant engine serving `models` on `address`, reported SERVING by grpc.health.v1."""
+    engine = InstantEngine(models, chunks, chunk_delay)
+    return await serve_instant_engine(address, engine), engine
