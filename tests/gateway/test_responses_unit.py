@@ -1,7 +1,7 @@
 """Unit tests of gateway/responses.py: the Responses API mapped onto the engine's chat contract
 (request → chat request, chat completion → Response, chat chunks → named stream events with
 sequence numbers). Requests are written as the JSON a client sends; no server runs.
-`tests/integration/test_responses.py` checks the same surface end to end with the OpenAI SDK."""
+`tests/gateway/test_responses_mesh.py` checks the same surface end to end with the OpenAI SDK."""
 
 from __future__ import annotations
 

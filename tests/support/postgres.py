@@ -6,7 +6,7 @@ removes it afterwards. PostgreSQL refuses to run as root, so as root the binarie
 ``postgres`` OS user (``runuser``) on a directory owned by it.
 
 The binaries come from the Debian package ``postgresql`` (``/usr/lib/postgresql/15/bin``; another
-directory can be named in ``BUD_PG_BIN``). When they are missing the fixtures fail if the
+directory can be named in ``BUDTEST_PG_BIN``). When they are missing the fixtures fail if the
 environment variable ``CI`` is set, and skip otherwise.
 
 Use the session fixture :func:`postgres_cluster` (import it into a conftest) and
@@ -30,7 +30,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-PG_BIN = Path(os.environ.get("BUD_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_BIN = Path(os.environ.get("BUDTEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_OS_USER = "postgres"
 START_TIMEOUT_S = 60
 
