@@ -28,7 +28,7 @@ test-deps:
 	@test -x /usr/lib/postgresql/15/bin/initdb && command -v redis-server >/dev/null && command -v jq >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server jq >/dev/null; }
 
-test: setup test-deps
+test: setup test-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Unit tests only (in-process, no servers started): under a minute.

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from bud.app.v1 import deployment_pb2
-from bud.engine.v1 import engine_service_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,8 +32,10 @@ from app.services.projects import create_project
 from app.services.users import create_user
 from app.settings import AppSettings
 from app.validation import check_password, check_project_name, check_username
-from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_LLAMA
 from auth.passwords import hash_password
+from bud.app.v1 import deployment_pb2
+from bud.engine.v1 import engine_service_pb2
+from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_LLAMA
 from budrt.errors import ServiceError
 
 DEFAULT_KEY_NAME = "default"

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from bud.app.v1 import deployment_pb2, project_pb2
-from bud.auth.v1 import auth_pb2, routing_pb2, user_pb2
-from bud.engine.v1 import engine_service_pb2
 from google.protobuf import json_format, timestamp_pb2
 
 from app.db import models
+from bud.app.v1 import deployment_pb2, project_pb2
+from bud.auth.v1 import auth_pb2, routing_pb2, user_pb2
+from bud.engine.v1 import engine_service_pb2
 
 _Endpoint = TypeVar("_Endpoint", deployment_pb2.EngineEndpoint, routing_pb2.RouteEndpoint)
 

@@ -8,10 +8,10 @@ import math
 import re
 from collections.abc import Sequence
 
-from bud.app.v1 import deployment_pb2
-from bud.engine.v1 import engine_service_pb2
 from google.protobuf import descriptor, field_mask_pb2
 
+from bud.app.v1 import deployment_pb2
+from bud.engine.v1 import engine_service_pb2
 from budrt.builtin_models import BUILTIN_MODELS, builtin_names
 from budrt.errors import invalid_argument, unimplemented
 
@@ -201,8 +201,10 @@ def check_deployment(deployment: deployment_pb2.Deployment, param: str = "deploy
     check_deployment_name(deployment.name, f"{param}.name")
     target = deployment.WhichOneof("target")
     if target == "prompt":
-        raise unimplemented("prompt deployments are not supported yet (the prompt service is not built)",
-                            param=f"{param}.prompt")
+        raise unimplemented(
+            "prompt deployments are not supported yet (the prompt service is not built)",
+            param=f"{param}.prompt",
+        )
     if target is None:
         raise invalid_argument(f"{param}.model is required", param=f"{param}.model")
     source = check_model_source(deployment.model, f"{param}.model")

@@ -15,9 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-
 from budrt.errors import Reason, resource_exhausted
-
 
 
 class LoginThrottle:
@@ -51,7 +49,10 @@ class LoginThrottle:
         wait = self.wait_s(username)
         if wait > 0:
             seconds = math.ceil(wait)
-            raise resource_exhausted(f"too many failed logins for this user; try again in {seconds} s", reason=Reason.TOO_MANY_LOGIN_ATTEMPTS)
+            raise resource_exhausted(
+                f"too many failed logins for this user; try again in {seconds} s",
+                reason=Reason.TOO_MANY_LOGIN_ATTEMPTS,
+            )
 
     def failed(self, username: str) -> None:
         """Counts a failed attempt."""

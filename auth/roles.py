@@ -10,10 +10,9 @@ PERMISSION_DENIED from :func:`require_held`.
 
 from __future__ import annotations
 
-from bud.auth.v1 import user_pb2
-
-from budrt.errors import permission_denied
 from auth.tokens import Caller
+from bud.auth.v1 import user_pb2
+from budrt.errors import permission_denied
 
 VIEWER = user_pb2.PROJECT_ROLE_VIEWER
 EDITOR = user_pb2.PROJECT_ROLE_EDITOR

@@ -67,7 +67,9 @@ class Authenticator:
                 options={"require": list(_CLAIMS)},
             )
         except jwt.ExpiredSignatureError:
-            raise unauthenticated("the access token has expired; log in again", reason=Reason.TOKEN_EXPIRED) from None
+            raise unauthenticated(
+                "the access token has expired; log in again", reason=Reason.TOKEN_EXPIRED
+            ) from None
         except jwt.InvalidTokenError:
             raise unauthenticated("invalid access token", reason=Reason.INVALID_TOKEN) from None
         user_id, admin = claims["sub"], claims["admin"]

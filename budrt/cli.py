@@ -65,7 +65,9 @@ def serve_command(components: dict[str, Component], names: list[str]) -> int:
 
 def _mesh_ready(components: dict[str, Component]) -> bool:
     """Whether every component's readiness probe passes."""
-    expected = sum(c.default_deployments(settings_of(c)) for c in components.values() if c.default_deployments)
+    expected = sum(
+        c.default_deployments(settings_of(c)) for c in components.values() if c.default_deployments
+    )
     return all(c.ready(settings_of(c), expected) for c in components.values() if c.ready)
 
 
@@ -97,15 +99,20 @@ def up_command(components: dict[str, Component], timeout: float) -> int:
     for group in groups:
         # Each process in a process group of its own, so that vLLM's engine-core and worker
         # processes go with their engine even when it has to be killed (e.g. mid-load).
-        children["+".join(group)] = subprocess.Popen([sys.executable, "-m", "budrt", "serve", *group],
-                                                     env=os.environ.copy(), start_new_session=True)
+        children["+".join(group)] = subprocess.Popen(
+            [sys.executable, "-m", "budrt", "serve", *group], env=os.environ.copy(), start_new_session=True
+        )
     deadline = time.monotonic() + timeout
     announced = False
     exit_code = 0
     while not stopping:
         for name, child in children.items():
             if child.poll() is not None:
-                print(f"budrt: {name} exited with status {child.returncode}; stopping the mesh", file=sys.stderr, flush=True)
+                print(
+                    f"budrt: {name} exited with status {child.returncode}; stopping the mesh",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 exit_code = child.returncode or 1
                 stopping = True
         if stopping:
@@ -114,7 +121,9 @@ def up_command(components: dict[str, Component], timeout: float) -> int:
             print(_up_message(components), flush=True)
             announced = True
         if not announced and time.monotonic() > deadline:
-            print(f"budrt: the mesh was not ready within {timeout:.0f}s; stopping", file=sys.stderr, flush=True)
+            print(
+                f"budrt: the mesh was not ready within {timeout:.0f}s; stopping", file=sys.stderr, flush=True
+            )
             exit_code = 1
             break
         time.sleep(0.2)
@@ -145,7 +154,9 @@ def config_command(components: dict[str, Component], names: list[str]) -> int:
     print(yaml.safe_dump(redacted(settings()), sort_keys=False), end="")
     for name in names or list(components):
         model = components[name].settings
-        own = {key: value for key, value in redacted(settings_of(components[name])).items() if key not in shared}
+        own = {
+            key: value for key, value in redacted(settings_of(components[name])).items() if key not in shared
+        }
         print(f"# {name} ({model.__module__}.{model.__qualname__})")
         if own:
             print(yaml.safe_dump(own, sort_keys=False), end="")
@@ -163,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole mesh on this machine")
     up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the mesh to be ready")
-    serve = sub.add_parser("serve", help="run one service, or several in one process (addresses from configuration)")
+    serve = sub.add_parser(
+        "serve", help="run one service, or several in one process (addresses from configuration)"
+    )
     serve.add_argument("service", choices=standalone(components), nargs="+")
     config = sub.add_parser("config", help="print the effective settings (secrets redacted)")
     # No `choices` here: argparse rejects an empty list against them.

@@ -75,11 +75,15 @@ def discover() -> dict[str, Component]:
     for point in entry_points(group=ENTRY_POINT_GROUP):
         component = point.load()
         if not isinstance(component, Component) or component.name != point.name:
-            raise ComponentError(f"entry point {point.name} = {point.value} is not the Component {point.name!r}")
+            raise ComponentError(
+                f"entry point {point.name} = {point.value} is not the Component {point.name!r}"
+            )
         found[component.name] = component
     for component in found.values():
         if component.hosted_by and component.hosted_by not in found:
-            raise ComponentError(f"{component.name} is hosted by {component.hosted_by}, which is not installed")
+            raise ComponentError(
+                f"{component.name} is hosted by {component.hosted_by}, which is not installed"
+            )
     return dict(sorted(found.items()))
 
 
@@ -104,7 +108,9 @@ def up_groups(components: dict[str, Component]) -> list[list[str]]:
         if not target:
             groups.setdefault(name, [name])
             continue
-        if target not in names or (components[target].joins and components[target].joins(settings_of(components[target]))):
+        if target not in names or (
+            components[target].joins and components[target].joins(settings_of(components[target]))
+        ):
             raise ComponentError(f"{name} cannot join {target}: not a process of its own")
         groups.setdefault(target, [target]).append(name)
     return list(groups.values())
@@ -135,8 +141,12 @@ class Host:
 
     def guest_bindings(self, name: str) -> list[ServiceBinding]:
         """The gRPC services of the guests that component `name` hosts."""
-        return [binding for guest in self.components.values() if guest.hosted_by == name and guest.bindings
-                for binding in guest.bindings(self)]
+        return [
+            binding
+            for guest in self.components.values()
+            if guest.hosted_by == name and guest.bindings
+            for binding in guest.bindings(self)
+        ]
 
     def address(self, name: str) -> str:
         """The gRPC address of component `name` (a guest's: its host's)."""
@@ -149,5 +159,8 @@ class Host:
 
     def rest_services(self) -> list[tuple[ServiceDescriptor, str]]:
         """Every service an installed component wants fronted over REST, with its address."""
-        return [(service, self.address(name)) for name, component in self.components.items()
-                for service in component.rest_services]
+        return [
+            (service, self.address(name))
+            for name, component in self.components.items()
+            for service in component.rest_services
+        ]

@@ -51,8 +51,12 @@ class GrpcServer:
     becomes a gRPC status with details, any other exception a logged INTERNAL status, and RPCs a
     servicer leaves to its generated base class still answer UNIMPLEMENTED."""
 
-    def __init__(self, address: str, bindings: Iterable[ServiceBinding],
-                 interceptors: Sequence[CallInterceptor] = DEFAULT_INTERCEPTORS) -> None:
+    def __init__(
+        self,
+        address: str,
+        bindings: Iterable[ServiceBinding],
+        interceptors: Sequence[CallInterceptor] = DEFAULT_INTERCEPTORS,
+    ) -> None:
         self.address = address
         self.bindings = list(bindings)
         chain = InterceptorChain(interceptors, services=[b.descriptor.full_name for b in self.bindings])
@@ -76,7 +80,10 @@ class GrpcServer:
         for binding in self.bindings:
             await self.health.set(binding.descriptor.full_name, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        log.info("gRPC listening", extra={"address": self.address, "services": [b.descriptor.full_name for b in self.bindings]})
+        log.info(
+            "gRPC listening",
+            extra={"address": self.address, "services": [b.descriptor.full_name for b in self.bindings]},
+        )
 
     async def stop(self, grace: float = 5.0) -> None:
         """Marks everything NOT_SERVING, then stops, letting calls in flight finish within `grace`."""

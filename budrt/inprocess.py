@@ -65,8 +65,12 @@ class InProcessService:
 
     __slots__ = ("descriptor", "methods")
 
-    def __init__(self, servicer: Any, descriptor: ServiceDescriptor,
-                 interceptors: Sequence[CallInterceptor] = DEFAULT_INTERCEPTORS) -> None:
+    def __init__(
+        self,
+        servicer: Any,
+        descriptor: ServiceDescriptor,
+        interceptors: Sequence[CallInterceptor] = DEFAULT_INTERCEPTORS,
+    ) -> None:
         chain = InterceptorChain(interceptors)
         self.descriptor = descriptor
         self.methods: dict[str, Any] = {}
@@ -74,8 +78,9 @@ class InProcessService:
             behavior = getattr(servicer, method.name)
             if is_generated_default(behavior):
                 behavior = _unimplemented_stream if method.server_streaming else _unimplemented_unary
-            self.methods[method.name] = chain.wrap(behavior, f"{descriptor.full_name}/{method.name}",
-                                                   method.server_streaming)
+            self.methods[method.name] = chain.wrap(
+                behavior, f"{descriptor.full_name}/{method.name}", method.server_streaming
+            )
 
 
 async def _unimplemented_unary(request: Any, context: Any) -> Any:

@@ -96,8 +96,14 @@ class CallLog(CallInterceptor):
                 outcome = type(err).__name__
                 raise
             finally:
-                log.debug("rpc", extra={"method": method, "outcome": outcome,
-                                        "ms": round((time.perf_counter() - started) * 1000, 3)})
+                log.debug(
+                    "rpc",
+                    extra={
+                        "method": method,
+                        "outcome": outcome,
+                        "ms": round((time.perf_counter() - started) * 1000, 3),
+                    },
+                )
 
         return logged
 
@@ -118,8 +124,15 @@ class CallLog(CallInterceptor):
                 raise
             finally:
                 await items.aclose()
-                log.debug("rpc", extra={"method": method, "outcome": outcome, "items": count,
-                                        "ms": round((time.perf_counter() - started) * 1000, 3)})
+                log.debug(
+                    "rpc",
+                    extra={
+                        "method": method,
+                        "outcome": outcome,
+                        "items": count,
+                        "ms": round((time.perf_counter() - started) * 1000, 3),
+                    },
+                )
 
         return logged
 
@@ -177,8 +190,11 @@ class InterceptorChain(grpc.aio.ServerInterceptor):
     """Applies call interceptors (outermost first) to the methods of some services, once per
     method: a call pays one dictionary lookup here, then the wrapped behaviour."""
 
-    def __init__(self, interceptors: Sequence[CallInterceptor] = DEFAULT_INTERCEPTORS,
-                 services: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        interceptors: Sequence[CallInterceptor] = DEFAULT_INTERCEPTORS,
+        services: Iterable[str] | None = None,
+    ) -> None:
         self.interceptors = tuple(interceptors)
         # Only these services' methods are wrapped (None: all); health and reflection pass as is.
         self._services = None if services is None else frozenset(services)

@@ -23,11 +23,23 @@ from google.protobuf.message import Message
 from bud.api.v1 import json_pb2
 
 _FD = FieldDescriptor
-_INT_TYPES = {_FD.TYPE_INT32, _FD.TYPE_SINT32, _FD.TYPE_SFIXED32, _FD.TYPE_UINT32, _FD.TYPE_FIXED32,
-              _FD.TYPE_INT64, _FD.TYPE_SINT64, _FD.TYPE_SFIXED64, _FD.TYPE_UINT64, _FD.TYPE_FIXED64}
+_INT_TYPES = {
+    _FD.TYPE_INT32,
+    _FD.TYPE_SINT32,
+    _FD.TYPE_SFIXED32,
+    _FD.TYPE_UINT32,
+    _FD.TYPE_FIXED32,
+    _FD.TYPE_INT64,
+    _FD.TYPE_SINT64,
+    _FD.TYPE_SFIXED64,
+    _FD.TYPE_UINT64,
+    _FD.TYPE_FIXED64,
+}
 _FLOAT_TYPES = {_FD.TYPE_FLOAT, _FD.TYPE_DOUBLE}
-_WRAPPERS = {f"google.protobuf.{n}Value" for n in
-             ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")}
+_WRAPPERS = {
+    f"google.protobuf.{n}Value"
+    for n in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
+}
 
 
 class JsonFaceError(ValueError):
@@ -68,8 +80,18 @@ def _json_kind(value: Any) -> str:
 
 
 class _Field:
-    __slots__ = ("fd", "name", "repeated", "is_map", "presence", "null_if_unset", "omit_empty", "raw",
-                 "enc", "dec")
+    __slots__ = (
+        "fd",
+        "name",
+        "repeated",
+        "is_map",
+        "presence",
+        "null_if_unset",
+        "omit_empty",
+        "raw",
+        "enc",
+        "dec",
+    )
 
     def __init__(self, fd: FieldDescriptor) -> None:
         opts = fd.GetOptions().Extensions[json_pb2.field_json]
@@ -191,7 +213,9 @@ class MessageCodec:
                 raise JsonFaceError(f"unknown field '{_join(path, key)}'", _join(path, key))
             self._decode_member(member, value, msg, _join(path, key), lenient)
 
-    def _decode_member(self, member: _Field | _Inline, value: Any, msg: Message, path: str, lenient: bool) -> None:
+    def _decode_member(
+        self, member: _Field | _Inline, value: Any, msg: Message, path: str, lenient: bool
+    ) -> None:
         if value is None:
             return  # JSON null: leave unset
         if isinstance(member, _Inline):
@@ -270,7 +294,9 @@ def _describe(field: _Field) -> str:
     kind = _kind(field.fd)
     if kind == "list":
         return f"an array of {_list_item_kind(field)}s"
-    return {"object": "an object", "string": "a string", "number": "a number", "bool": "a boolean"}.get(kind, kind)
+    return {"object": "an object", "string": "a string", "number": "a number", "bool": "a boolean"}.get(
+        kind, kind
+    )
 
 
 # ---- scalar and well-known-type conversions ----------------------------------------------------
@@ -318,8 +344,11 @@ def _struct_from_json(full_name: str) -> Callable[[Any, str], Message]:
     def convert(value: Any, path: str) -> Message:
         from google.protobuf import json_format, struct_pb2
 
-        msg = {"google.protobuf.Struct": struct_pb2.Struct, "google.protobuf.Value": struct_pb2.Value,
-               "google.protobuf.ListValue": struct_pb2.ListValue}[full_name]()
+        msg = {
+            "google.protobuf.Struct": struct_pb2.Struct,
+            "google.protobuf.Value": struct_pb2.Value,
+            "google.protobuf.ListValue": struct_pb2.ListValue,
+        }[full_name]()
         try:
             json_format.ParseDict(value, msg)
         except json_format.ParseError as err:
@@ -353,7 +382,9 @@ _SPECIAL_DECODERS: dict[str, Callable[[Descriptor], Callable[[Any, str], Message
 
 
 # Well-known types whose JSON form is one string, so a URL can carry them (query parameters).
-STRING_FORM_TYPES = frozenset({"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"})
+STRING_FORM_TYPES = frozenset(
+    {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}
+)
 
 
 def well_known_from_text(descriptor: Descriptor, text: str, path: str) -> Message:
@@ -448,7 +479,11 @@ def _decode_scalar(fd: FieldDescriptor, value: Any, path: str) -> Any:
             number = int(value)  # protobuf JSON writes 64-bit integers as strings
         else:
             raise JsonFaceError(f"'{path}' must be an integer", path)
-        bits = 32 if t in (_FD.TYPE_INT32, _FD.TYPE_SINT32, _FD.TYPE_SFIXED32, _FD.TYPE_UINT32, _FD.TYPE_FIXED32) else 64
+        bits = (
+            32
+            if t in (_FD.TYPE_INT32, _FD.TYPE_SINT32, _FD.TYPE_SFIXED32, _FD.TYPE_UINT32, _FD.TYPE_FIXED32)
+            else 64
+        )
         unsigned = t in (_FD.TYPE_UINT32, _FD.TYPE_FIXED32, _FD.TYPE_UINT64, _FD.TYPE_FIXED64)
         low, high = (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
         if not low <= number <= high:
@@ -470,7 +505,9 @@ def _decode_scalar(fd: FieldDescriptor, value: Any, path: str) -> Any:
     if t == _FD.TYPE_BYTES:
         if isinstance(value, str):
             try:
-                return base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_" if "-" in value or "_" in value else None)
+                return base64.b64decode(
+                    value + "=" * (-len(value) % 4), altchars=b"-_" if "-" in value or "_" in value else None
+                )
             except ValueError:
                 pass
         raise JsonFaceError(f"'{path}' must be base64", path)

@@ -51,8 +51,15 @@ def _protoc(args: list[str], proto_dir: Path = PROTO_DIR) -> None:
 
 def _image(proto_dir: Path, out: Path) -> str:
     """Builds a descriptor image of `proto_dir`'s files; returns it as a buf input."""
-    _protoc(["--include_imports", "--include_source_info", f"--descriptor_set_out={out}",
-             *proto_files(proto_dir)], proto_dir)
+    _protoc(
+        [
+            "--include_imports",
+            "--include_source_info",
+            f"--descriptor_set_out={out}",
+            *proto_files(proto_dir),
+        ],
+        proto_dir,
+    )
     return f"{out}#format=binpb"
 
 
@@ -100,7 +107,9 @@ def check() -> list[str]:
 
 
 def _buf() -> str:
-    exe = shutil.which("buf", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    exe = shutil.which(
+        "buf", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
     if exe is None:
         raise SystemExit("buf not found: install the dev extra (PyPI buf-bin)")
     return exe
@@ -116,7 +125,9 @@ def lint() -> subprocess.CompletedProcess[str]:
             capture_output=True,
             text=True,
         )
-        fmt_run = subprocess.run([buf, "format", "-d", "--exit-code", str(PROTO_DIR)], capture_output=True, text=True)
+        fmt_run = subprocess.run(
+            [buf, "format", "-d", "--exit-code", str(PROTO_DIR)], capture_output=True, text=True
+        )
         return subprocess.CompletedProcess(
             args=["buf lint", "buf format"],
             returncode=lint_run.returncode or fmt_run.returncode,
@@ -131,21 +142,29 @@ def breaking(against: Path, current: Path = PROTO_DIR) -> subprocess.CompletedPr
     with tempfile.TemporaryDirectory() as tmp:
         new = _image(current, Path(tmp) / "current.binpb")
         old = _image(against, Path(tmp) / "against.binpb")
-        return subprocess.run([_buf(), "breaking", new, "--against", old, "--config", str(BUF_CONFIG)],
-                              capture_output=True, text=True)
+        return subprocess.run(
+            [_buf(), "breaking", new, "--against", old, "--config", str(BUF_CONFIG)],
+            capture_output=True,
+            text=True,
+        )
 
 
 def proto_at(rev: str, out_dir: Path) -> Path | None:
     """Writes proto/ as it was at git revision `rev` into `out_dir`; None when the checkout has
     no such revision (a shallow clone, the first commit) or it had no proto/."""
-    listing = subprocess.run(["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", rev, "proto/"],
-                             capture_output=True, text=True)
+    listing = subprocess.run(
+        ["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", rev, "proto/"],
+        capture_output=True,
+        text=True,
+    )
     if listing.returncode != 0 or not listing.stdout.strip():
         return None
     for name in listing.stdout.split():
         if not name.endswith(".proto"):
             continue
-        blob = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{name}"], capture_output=True, check=True)
+        blob = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{rev}:{name}"], capture_output=True, check=True
+        )
         target = out_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(blob.stdout)
@@ -156,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if gen/ differs from proto/")
     parser.add_argument("--lint", action="store_true", help="run buf lint and buf format checks")
-    parser.add_argument("--breaking-against", metavar="REV", help="run buf breaking against proto/ at git REV")
+    parser.add_argument(
+        "--breaking-against", metavar="REV", help="run buf breaking against proto/ at git REV"
+    )
     args = parser.parse_args(argv)
     if args.breaking_against:
         with tempfile.TemporaryDirectory() as tmp:

@@ -23,7 +23,12 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 ENV_PREFIX = "BUD_"
 # The one `BUD_` variable that is not a setting: it names the YAML file.
@@ -122,8 +127,13 @@ def check_known(models: Iterable[type[BaseSettings]], environ: Mapping[str, str]
     none of `models` has a field for (extra=forbid, across the whole flat namespace)."""
     env = os.environ if environ is None else environ
     known = {name for model in models for name in model.model_fields}
-    unknown = [key for key in env if key.upper().startswith(ENV_PREFIX) and key.upper() != CONFIG_VARIABLE
-               and key[len(ENV_PREFIX):].lower() not in known]
+    unknown = [
+        key
+        for key in env
+        if key.upper().startswith(ENV_PREFIX)
+        and key.upper() != CONFIG_VARIABLE
+        and key[len(ENV_PREFIX) :].lower() not in known
+    ]
     config_file = env.get(CONFIG_VARIABLE)
     if config_file:
         loaded = yaml.safe_load(Path(config_file).read_text()) or {}

@@ -10,6 +10,7 @@ from budrt.components import Component, Host
 from engine.server import ENGINE_SERVICE, build_servicer, serve
 from engine.settings import EngineSettings
 
+
 def _start(host: Host) -> Callable[[], Awaitable[None]]:
     settings = host.settings(EngineSettings)
     servicer = build_servicer(settings)

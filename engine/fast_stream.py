@@ -46,14 +46,26 @@ MODULE_INTERNALS = (
     ("vllm.outputs", "CompletionOutput"),
 )
 # What the lean path reads of each RequestOutput and CompletionOutput.
-REQUEST_OUTPUT_FIELDS = ("prompt_token_ids", "encoder_prompt_token_ids", "num_cached_tokens",
-                         "num_cache_creation_tokens", "outputs")
+REQUEST_OUTPUT_FIELDS = (
+    "prompt_token_ids",
+    "encoder_prompt_token_ids",
+    "num_cached_tokens",
+    "num_cache_creation_tokens",
+    "outputs",
+)
 COMPLETION_OUTPUT_FIELDS = ("index", "text", "token_ids", "finish_reason", "stop_reason")
 # What it uses of the `OpenAIServingChat` object (`plain` reads a few more with defaults).
-SERVING_ATTRIBUTES = ("chat_completion_stream_generator", "parser_cls", "get_chat_request_role",
-                      "_raise_if_error", "_convert_generation_error_to_streaming_response",
-                      "create_streaming_error_response", "enable_force_include_usage", "system_fingerprint",
-                      "enable_prompt_tokens_details")
+SERVING_ATTRIBUTES = (
+    "chat_completion_stream_generator",
+    "parser_cls",
+    "get_chat_request_role",
+    "_raise_if_error",
+    "_convert_generation_error_to_streaming_response",
+    "create_streaming_error_response",
+    "enable_force_include_usage",
+    "system_fingerprint",
+    "enable_prompt_tokens_details",
+)
 
 
 @dataclass(frozen=True)
@@ -93,12 +105,17 @@ def vllm_internals() -> Internals | None:
     lacks any of them."""
     found, missing = _missing_internals()
     if missing:
-        log.warning("this vLLM lacks internals the lean chat stream uses (%s); chat streams take "
-                    "vLLM's own generator", ", ".join(missing))
+        log.warning(
+            "this vLLM lacks internals the lean chat stream uses (%s); chat streams take "
+            "vLLM's own generator",
+            ", ".join(missing),
+        )
         return None
-    return Internals(make_prompt_tokens_details=found["_make_prompt_tokens_details"],
-                     should_include_usage=found["should_include_usage"],
-                     generation_error=found["GenerationError"])
+    return Internals(
+        make_prompt_tokens_details=found["_make_prompt_tokens_details"],
+        should_include_usage=found["should_include_usage"],
+        generation_error=found["GenerationError"],
+    )
 
 
 def plain(serving: Any, request: Any) -> bool:
@@ -122,17 +139,26 @@ def install(serving: Any) -> bool:
         return False
     missing = [name for name in SERVING_ATTRIBUTES if not hasattr(serving, name)]
     if missing:
-        log.warning("vLLM's chat serving object lacks %s; chat streams take vLLM's own generator",
-                    ", ".join(missing))
+        log.warning(
+            "vLLM's chat serving object lacks %s; chat streams take vLLM's own generator", ", ".join(missing)
+        )
         return False
     original = serving.chat_completion_stream_generator
 
     @functools.wraps(original)
-    def choose(request: Any, result_generator: Any, request_id: str, model_name: str, *args: Any,
-               **kwargs: Any) -> AsyncIterator[Any]:
+    def choose(
+        request: Any, result_generator: Any, request_id: str, model_name: str, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
         if plain(serving, request):
-            return lean_stream(serving, request, result_generator, request_id, model_name,
-                               kwargs.get("mm_token_counts"), internals)
+            return lean_stream(
+                serving,
+                request,
+                result_generator,
+                request_id,
+                model_name,
+                kwargs.get("mm_token_counts"),
+                internals,
+            )
         return original(request, result_generator, request_id, model_name, *args, **kwargs)
 
     serving.chat_completion_stream_generator = choose
@@ -140,12 +166,20 @@ def install(serving: Any) -> bool:
 
 
 def _usage(prompt: int, completion: int) -> common_pb2.Usage:
-    return common_pb2.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return common_pb2.Usage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
 
 
-async def lean_stream(serving: Any, request: Any, result_generator: AsyncIterator[Any], request_id: str,
-                      model_name: str, mm_token_counts: dict[str, int] | None,
-                      internals: Internals) -> AsyncIterator[Any]:
+async def lean_stream(
+    serving: Any,
+    request: Any,
+    result_generator: AsyncIterator[Any],
+    request_id: str,
+    model_name: str,
+    mm_token_counts: dict[str, int] | None,
+    internals: Internals,
+) -> AsyncIterator[Any]:
     """Yields `ChatCompletionChunk`s (and vLLM's error lines), as vLLM's generator would."""
     created = int(time.time())
     num_choices = request.n or 1
@@ -153,14 +187,16 @@ async def lean_stream(serving: Any, request: Any, result_generator: AsyncIterato
     finished = [False] * num_choices
     num_prompt_tokens = 0
     cached = creation = None
-    include_usage, continuous = internals.should_include_usage(request.stream_options,
-                                                               serving.enable_force_include_usage)
+    include_usage, continuous = internals.should_include_usage(
+        request.stream_options, serving.enable_force_include_usage
+    )
     fingerprint = serving.system_fingerprint
     first = True
 
     def chunk(choice: chat_pb2.ChatCompletionChunkChoice, usage: common_pb2.Usage | None = None) -> Any:
-        return chat_pb2.ChatCompletionChunk(id=request_id, object=CHUNK, created=created, model=model_name,
-                                            choices=[choice], usage=usage)
+        return chat_pb2.ChatCompletionChunk(
+            id=request_id, object=CHUNK, created=created, model=model_name, choices=[choice], usage=usage
+        )
 
     try:
         async for res in result_generator:
@@ -172,8 +208,12 @@ async def lean_stream(serving: Any, request: Any, result_generator: AsyncIterato
                 cached, creation = res.num_cached_tokens, res.num_cache_creation_tokens
                 role = serving.get_chat_request_role(request)
                 for i in range(num_choices):
-                    yield chunk(chat_pb2.ChatCompletionChunkChoice(index=i, delta=chat_pb2.ChatCompletionDelta(
-                        role=role, content="")), _usage(num_prompt_tokens, 0) if continuous else None)
+                    yield chunk(
+                        chat_pb2.ChatCompletionChunkChoice(
+                            index=i, delta=chat_pb2.ChatCompletionDelta(role=role, content="")
+                        ),
+                        _usage(num_prompt_tokens, 0) if continuous else None,
+                    )
                 first = False
             for output in res.outputs:
                 i = output.index
@@ -184,7 +224,9 @@ async def lean_stream(serving: Any, request: Any, result_generator: AsyncIterato
                 if not text and not output.token_ids and not tokens[i]:
                     continue  # chunked prefill: no empty chunks
                 tokens[i] += len(output.token_ids)
-                choice = chat_pb2.ChatCompletionChunkChoice(index=i, delta=chat_pb2.ChatCompletionDelta(content=text))
+                choice = chat_pb2.ChatCompletionChunkChoice(
+                    index=i, delta=chat_pb2.ChatCompletionDelta(content=text)
+                )
                 message = chunk(choice, _usage(num_prompt_tokens, tokens[i]) if continuous else None)
                 if output.finish_reason is not None:
                     choice = message.choices[0]
@@ -200,12 +242,14 @@ async def lean_stream(serving: Any, request: Any, result_generator: AsyncIterato
                 yield message
         if include_usage:
             usage = _usage(num_prompt_tokens, sum(tokens))
-            details = internals.make_prompt_tokens_details(serving.enable_prompt_tokens_details, cached, creation,
-                                                  mm_token_counts)
+            details = internals.make_prompt_tokens_details(
+                serving.enable_prompt_tokens_details, cached, creation, mm_token_counts
+            )
             if details is not None and details.cached_tokens is not None:
                 usage.prompt_tokens_details.cached_tokens = details.cached_tokens
-            final = chat_pb2.ChatCompletionChunk(id=request_id, object=CHUNK, created=created, model=model_name,
-                                                 usage=usage)
+            final = chat_pb2.ChatCompletionChunk(
+                id=request_id, object=CHUNK, created=created, model=model_name, usage=usage
+            )
             if fingerprint is not None:
                 final.system_fingerprint = fingerprint
             yield final

@@ -34,20 +34,31 @@ class ModelSlot:
     def describe(self) -> pb.ServedModel:
         """The slot as the contract's ServedModel."""
         runner = self.model.runner if self.model is not None else self.runner
-        return pb.ServedModel(name=self.name, source=self.source, runner=runner, args=self.args, state=self.state,
-                              error=self.error, max_model_len=self.model.max_model_len if self.model else 0)
+        return pb.ServedModel(
+            name=self.name,
+            source=self.source,
+            runner=runner,
+            args=self.args,
+            state=self.state,
+            error=self.error,
+            max_model_len=self.model.max_model_len if self.model else 0,
+        )
 
 
 class ModelManager:
     """Named models of this engine."""
 
-    def __init__(self, settings: RuntimeSettings, health_servicer: health.aio.HealthServicer | None = None) -> None:
+    def __init__(
+        self, settings: RuntimeSettings, health_servicer: health.aio.HealthServicer | None = None
+    ) -> None:
         self.settings = settings
         self.health = health_servicer
         self.slots: dict[str, ModelSlot] = {}
         self._load_lock = asyncio.Lock()
 
-    async def load(self, name: str, source: pb.ModelSource, runner: int, args: pb.EngineArgs) -> pb.ServedModel:
+    async def load(
+        self, name: str, source: pb.ModelSource, runner: int, args: pb.EngineArgs
+    ) -> pb.ServedModel:
         """Loads `source` as `name` and returns when it is READY or FAILED. Loading the same
         thing again is a no-op; a different source under a loaded name is refused."""
         if not name:
@@ -55,10 +66,20 @@ class ModelManager:
         check_source(source)
         slot = self.slots.get(name)
         if slot is not None:
-            same = slot.source == source and slot.args == args and runner in (pb.RUNNER_UNSPECIFIED, slot.runner)
+            same = (
+                slot.source == source and slot.args == args and runner in (pb.RUNNER_UNSPECIFIED, slot.runner)
+            )
             if not same and slot.state != pb.MODEL_STATE_FAILED:
-                raise already_exists(f"model {name!r} is already served from {describe(slot.source)}; unload it first", reason=Reason.MODEL_NAME_TAKEN, param="name")
-            if same and slot.state in (pb.MODEL_STATE_READY, pb.MODEL_STATE_LOADING) and slot.loading is not None:
+                raise already_exists(
+                    f"model {name!r} is already served from {describe(slot.source)}; unload it first",
+                    reason=Reason.MODEL_NAME_TAKEN,
+                    param="name",
+                )
+            if (
+                same
+                and slot.state in (pb.MODEL_STATE_READY, pb.MODEL_STATE_LOADING)
+                and slot.loading is not None
+            ):
                 await asyncio.shield(slot.loading)
                 return slot.describe()
         slot = ModelSlot(name, source, runner, args)
@@ -108,13 +129,19 @@ class ModelManager:
         """The READY model `name`, or the error a caller should get."""
         slot = self.slots.get(name)
         if slot is None:
-            raise not_found(f"The model `{name}` does not exist.", reason=Reason.MODEL_NOT_FOUND, param="model")
+            raise not_found(
+                f"The model `{name}` does not exist.", reason=Reason.MODEL_NOT_FOUND, param="model"
+            )
         if slot.state == pb.MODEL_STATE_READY and slot.model is not None and slot.model.dead:
             self._mark_dead(slot)  # noticed before the watchdog: refuse now; it updates health
         if slot.state != pb.MODEL_STATE_READY or slot.model is None:
             state = pb.ModelState.Name(slot.state)
             detail = f": {slot.error}" if slot.error else ""
-            raise unavailable(f"The model `{name}` is not ready ({state}){detail}.", reason=Reason.MODEL_NOT_READY, param="model")
+            raise unavailable(
+                f"The model `{name}` is not ready ({state}){detail}.",
+                reason=Reason.MODEL_NOT_READY,
+                param="model",
+            )
         return slot.model
 
     def _mark_dead(self, slot: ModelSlot) -> None:
@@ -152,7 +179,11 @@ class ModelManager:
 
     async def _set_health(self, name: str, serving: bool) -> None:
         if self.health is not None:
-            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
             await self.health.set(name, status)
 
 

@@ -19,11 +19,19 @@ def build_servicer(settings: EngineSettings) -> EngineServicer:
     return EngineServicer(ModelManager(settings))
 
 
-async def serve(settings: EngineSettings, stop: asyncio.Event, servicer: EngineServicer | None = None) -> None:
+async def serve(
+    settings: EngineSettings, stop: asyncio.Event, servicer: EngineServicer | None = None
+) -> None:
     """Runs the engine (`servicer`, or a new one) until `stop` is set, then unloads every model."""
     servicer = servicer or build_servicer(settings)
-    server = GrpcServer(settings.engine_address,
-                        [ServiceBinding(servicer, engine_service_pb2_grpc.add_EngineServiceServicer_to_server, ENGINE_SERVICE)])
+    server = GrpcServer(
+        settings.engine_address,
+        [
+            ServiceBinding(
+                servicer, engine_service_pb2_grpc.add_EngineServiceServicer_to_server, ENGINE_SERVICE
+            )
+        ],
+    )
     servicer.manager.health = server.health
     await server.start()
     watchdog = asyncio.create_task(servicer.manager.watch())

@@ -21,6 +21,7 @@ from engine.vllm_model import VllmModel, sse_payloads
 
 log = logging.getLogger(__name__)
 
+
 def _vllm_error(error: Any) -> ServiceError:
     """vLLM's ErrorResponse (or its `error` object as a dict) as a ServiceError."""
     info = error.error if hasattr(error, "error") else error
@@ -32,7 +33,9 @@ def _vllm_error(error: Any) -> ServiceError:
 def _validation_error(err: pydantic.ValidationError) -> ServiceError:
     first = err.errors()[0]
     param = ".".join(str(p) for p in first.get("loc", ()) if not str(p).startswith("function-"))
-    return invalid_argument(f"{param}: {first.get('msg', 'invalid value')}" if param else str(err), param=param)
+    return invalid_argument(
+        f"{param}: {first.get('msg', 'invalid value')}" if param else str(err), param=param
+    )
 
 
 _ADAPTERS: dict[Any, pydantic.TypeAdapter[Any]] = {}
@@ -73,12 +76,16 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     def _handler(self, model: VllmModel, attribute: str, what: str) -> Any:
         handler = model.handler(attribute)
         if handler is None:
-            raise invalid_argument(f"The model `{model.name}` does not support {what}.",
-                                   reason=Reason.UNSUPPORTED_OPERATION, param="model")
+            raise invalid_argument(
+                f"The model `{model.name}` does not support {what}.",
+                reason=Reason.UNSUPPORTED_OPERATION,
+                param="model",
+            )
         return handler
 
-    async def _generate_unary(self, request: Any, attribute: str, method: str, what: str,
-                              request_cls: Any, response: Message) -> Message:
+    async def _generate_unary(
+        self, request: Any, attribute: str, method: str, what: str, request_cls: Any, response: Message
+    ) -> Message:
         model = self.manager.ready(request.model)
         handler = self._handler(model, attribute, what)
         request.stream = False
@@ -94,8 +101,9 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
             raise _vllm_error(result)
         return from_json(result.model_dump_json(), response, lenient=True)
 
-    async def _generate_stream(self, request: Any, attribute: str, method: str, what: str,
-                               request_cls: Any, chunk_cls: type[Message]) -> AsyncIterator[Message]:
+    async def _generate_stream(
+        self, request: Any, attribute: str, method: str, what: str, request_cls: Any, chunk_cls: type[Message]
+    ) -> AsyncIterator[Message]:
         model = self.manager.ready(request.model)
         handler = self._handler(model, attribute, what)
         request.stream = True
@@ -129,33 +137,67 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
                 await result.aclose()
 
     # ---- inference ----------------------------------------------------------------------------
-    async def CreateChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> chat_pb2.ChatCompletion:
+    async def CreateChatCompletion(
+        self, request: chat_pb2.ChatCompletionRequest, context: Any
+    ) -> chat_pb2.ChatCompletion:
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
-        return await self._generate_unary(request, "openai_serving_chat", "create_chat_completion", "chat completions",
-                                          ChatCompletionRequest, chat_pb2.ChatCompletion())
+        return await self._generate_unary(
+            request,
+            "openai_serving_chat",
+            "create_chat_completion",
+            "chat completions",
+            ChatCompletionRequest,
+            chat_pb2.ChatCompletion(),
+        )
 
-    async def StreamChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
+    async def StreamChatCompletion(
+        self, request: chat_pb2.ChatCompletionRequest, context: Any
+    ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
-        async for chunk in self._generate_stream(request, "openai_serving_chat", "create_chat_completion",
-                                                 "chat completions", ChatCompletionRequest, chat_pb2.ChatCompletionChunk):
+        async for chunk in self._generate_stream(
+            request,
+            "openai_serving_chat",
+            "create_chat_completion",
+            "chat completions",
+            ChatCompletionRequest,
+            chat_pb2.ChatCompletionChunk,
+        ):
             yield chunk
 
-    async def CreateCompletion(self, request: completion_pb2.CompletionRequest, context: Any) -> completion_pb2.Completion:
+    async def CreateCompletion(
+        self, request: completion_pb2.CompletionRequest, context: Any
+    ) -> completion_pb2.Completion:
         from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 
-        return await self._generate_unary(request, "openai_serving_completion", "create_completion", "completions",
-                                          CompletionRequest, completion_pb2.Completion())
+        return await self._generate_unary(
+            request,
+            "openai_serving_completion",
+            "create_completion",
+            "completions",
+            CompletionRequest,
+            completion_pb2.Completion(),
+        )
 
-    async def StreamCompletion(self, request: completion_pb2.CompletionRequest, context: Any) -> AsyncIterator[completion_pb2.Completion]:
+    async def StreamCompletion(
+        self, request: completion_pb2.CompletionRequest, context: Any
+    ) -> AsyncIterator[completion_pb2.Completion]:
         from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 
-        async for chunk in self._generate_stream(request, "openai_serving_completion", "create_completion",
-                                                 "completions", CompletionRequest, completion_pb2.Completion):
+        async for chunk in self._generate_stream(
+            request,
+            "openai_serving_completion",
+            "create_completion",
+            "completions",
+            CompletionRequest,
+            completion_pb2.Completion,
+        ):
             yield chunk
 
-    async def CreateEmbedding(self, request: embedding_pb2.EmbeddingRequest, context: Any) -> embedding_pb2.EmbeddingList:
+    async def CreateEmbedding(
+        self, request: embedding_pb2.EmbeddingRequest, context: Any
+    ) -> embedding_pb2.EmbeddingList:
         from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
 
         model = self.manager.ready(request.model)
@@ -192,7 +234,15 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
             if m is None:
                 stats.append(pb.ModelStats(name=slot.name))
                 continue
-            stats.append(pb.ModelStats(name=slot.name, running_requests=m.running, waiting_requests=m.waiting,
-                                       kv_cache_usage=m.kv_cache_usage, prompt_tokens_total=m.prompt_tokens_total,
-                                       generation_tokens_total=m.generation_tokens_total, inflight_requests=m.inflight))
+            stats.append(
+                pb.ModelStats(
+                    name=slot.name,
+                    running_requests=m.running,
+                    waiting_requests=m.waiting,
+                    kv_cache_usage=m.kv_cache_usage,
+                    prompt_tokens_total=m.prompt_tokens_total,
+                    generation_tokens_total=m.generation_tokens_total,
+                    inflight_requests=m.inflight,
+                )
+            )
         return pb.GetStatsResponse(models=stats)

@@ -50,12 +50,17 @@ def resolve_source(source: pb.ModelSource, data_dir: Path) -> ResolvedSource:
     if kind == "local_path":
         path = Path(source.local_path).expanduser()
         if not (path / "config.json").exists():
-            raise invalid_argument(f"{source.local_path} is not a model directory (no config.json)",
-                                   param="source.local_path")
+            raise invalid_argument(
+                f"{source.local_path} is not a model directory (no config.json)", param="source.local_path"
+            )
         return ResolvedSource(str(path.resolve()))
     if kind == "hugging_face":
         return ResolvedSource(source.hugging_face.id, source.hugging_face.revision)
-    raise unimplemented("registry models cannot be loaded yet (the registry service is not built)", reason=Reason.UNIMPLEMENTED, param="source.registry_model_id")
+    raise unimplemented(
+        "registry models cannot be loaded yet (the registry service is not built)",
+        reason=Reason.UNIMPLEMENTED,
+        param="source.registry_model_id",
+    )
 
 
 def default_dtype(source: pb.ModelSource) -> str:

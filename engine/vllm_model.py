@@ -104,12 +104,15 @@ class VllmModel:
         namespace = parse_vllm_args(vllm_cli_args(self.name, model_path, self.runner, self.args, revision))
         engine_args = AsyncEngineArgs.from_cli_args(namespace)
         try:
+
             def construct() -> Any:
                 vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
                 # Stats go to our collector (GetStats), not to vLLM's periodic log lines.
                 return AsyncLLM.from_vllm_config(
-                    vllm_config=vllm_config, usage_context=UsageContext.OPENAI_API_SERVER,
-                    stat_loggers=[self._make_stats_logger], disable_log_stats=False,
+                    vllm_config=vllm_config,
+                    usage_context=UsageContext.OPENAI_API_SERVER,
+                    stat_loggers=[self._make_stats_logger],
+                    disable_log_stats=False,
                 )
 
             # Starting the engine core blocks for tens of seconds; off the event loop, the other
@@ -127,7 +130,9 @@ class VllmModel:
         self.max_model_len = self.engine.model_config.max_model_len
         self.loaded_at = time.time()
         if self.runner == pb.RUNNER_UNSPECIFIED:
-            self.runner = pb.RUNNER_POOLING if getattr(self.state, "serving_embedding", None) else pb.RUNNER_GENERATE
+            self.runner = (
+                pb.RUNNER_POOLING if getattr(self.state, "serving_embedding", None) else pb.RUNNER_GENERATE
+            )
 
     async def stop(self) -> None:
         """Shuts the engine down (its worker processes included)."""
@@ -154,8 +159,13 @@ class VllmModel:
             def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
                 pass
 
-            def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
-                       engine_idx: int = 0) -> None:
+            def record(
+                self,
+                scheduler_stats: Any,
+                iteration_stats: Any,
+                mm_cache_stats: Any = None,
+                engine_idx: int = 0,
+            ) -> None:
                 if scheduler_stats is not None:
                     model.running = scheduler_stats.num_running_reqs
                     model.waiting = scheduler_stats.num_waiting_reqs

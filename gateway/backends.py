@@ -18,11 +18,21 @@ from budrt.inprocess import InProcessService, LocalContext, Metadata
 class Backend(Protocol):
     """Calls the RPCs of one service."""
 
-    async def unary(self, method: MethodDescriptor, request: Message, metadata: Metadata,
-                    response_metadata: list[tuple[str, str]]) -> Message: ...
+    async def unary(
+        self,
+        method: MethodDescriptor,
+        request: Message,
+        metadata: Metadata,
+        response_metadata: list[tuple[str, str]],
+    ) -> Message: ...
 
-    def stream(self, method: MethodDescriptor, request: Message, metadata: Metadata,
-               response_metadata: list[tuple[str, str]]) -> AsyncIterator[Message]: ...
+    def stream(
+        self,
+        method: MethodDescriptor,
+        request: Message,
+        metadata: Metadata,
+        response_metadata: list[tuple[str, str]],
+    ) -> AsyncIterator[Message]: ...
 
 
 class RemoteBackend:
@@ -38,21 +48,32 @@ class RemoteBackend:
             path = f"/{method.containing_service.full_name}/{method.name}"
             response_class = message_factory.GetMessageClass(method.output_type)
             factory = self.channel.unary_stream if method.server_streaming else self.channel.unary_unary
-            call = factory(path, request_serializer=_serialize,
-                           response_deserializer=response_class.FromString)
+            call = factory(
+                path, request_serializer=_serialize, response_deserializer=response_class.FromString
+            )
             self._callables[method.full_name] = call
         return call
 
-    async def unary(self, method: MethodDescriptor, request: Message, metadata: Metadata,
-                    response_metadata: list[tuple[str, str]]) -> Message:
+    async def unary(
+        self,
+        method: MethodDescriptor,
+        request: Message,
+        metadata: Metadata,
+        response_metadata: list[tuple[str, str]],
+    ) -> Message:
         call = self._callable(method)(request, metadata=tuple(metadata))
         try:
             return await call
         except grpc.aio.AioRpcError as err:
             raise ServiceError.from_rpc_error(err) from None
 
-    async def stream(self, method: MethodDescriptor, request: Message, metadata: Metadata,
-                     response_metadata: list[tuple[str, str]]) -> AsyncIterator[Message]:
+    async def stream(
+        self,
+        method: MethodDescriptor,
+        request: Message,
+        metadata: Metadata,
+        response_metadata: list[tuple[str, str]],
+    ) -> AsyncIterator[Message]:
         call = self._callable(method)(request, metadata=tuple(metadata))
         try:
             async for item in call:
@@ -86,16 +107,26 @@ class LocalBackend:
             maker = _StubStream if method.server_streaming else _stub_unary
             setattr(self, method.name, maker(self.service.methods[method.name]))
 
-    async def unary(self, method: MethodDescriptor, request: Message, metadata: Metadata,
-                    response_metadata: list[tuple[str, str]]) -> Message:
+    async def unary(
+        self,
+        method: MethodDescriptor,
+        request: Message,
+        metadata: Metadata,
+        response_metadata: list[tuple[str, str]],
+    ) -> Message:
         context = LocalContext(metadata)
         try:
             return await self.service.methods[method.name](request, context)
         finally:
             response_metadata.extend(context.response_metadata)
 
-    async def stream(self, method: MethodDescriptor, request: Message, metadata: Metadata,
-                     response_metadata: list[tuple[str, str]]) -> AsyncIterator[Message]:
+    async def stream(
+        self,
+        method: MethodDescriptor,
+        request: Message,
+        metadata: Metadata,
+        response_metadata: list[tuple[str, str]],
+    ) -> AsyncIterator[Message]:
         context = LocalContext(metadata)
         generator = self.service.methods[method.name](request, context)
         try:
@@ -110,8 +141,9 @@ class LocalBackend:
 
 
 def _rpc_error(err: ServiceError) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(err.code, grpc.aio.Metadata(), grpc.aio.Metadata(*err.trailing_metadata()),
-                                details=err.message)
+    return grpc.aio.AioRpcError(
+        err.code, grpc.aio.Metadata(), grpc.aio.Metadata(*err.trailing_metadata()), details=err.message
+    )
 
 
 def _stub_unary(behavior: Any) -> Any:

@@ -43,8 +43,9 @@ class EnginePool:
     to it are direct calls (no loopback gRPC hop, no serialisation), while health checks still go
     over gRPC to the same engine's server, as for any other replica."""
 
-    def __init__(self, check_interval: float = 1.0, check_timeout: float = 1.0,
-                 local: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, check_interval: float = 1.0, check_timeout: float = 1.0, local: dict[str, Any] | None = None
+    ) -> None:
         self._connections: dict[str, EngineConnection] = {}
         self._local = dict(local or {})
         self.check_interval = check_interval
@@ -56,8 +57,11 @@ class EnginePool:
         if conn is None:
             channel = insecure_channel(address)
             servicer = self._local.get(address)
-            stub = (LocalBackend(servicer, ENGINE_SERVICE) if servicer is not None
-                    else engine_service_pb2_grpc.EngineServiceStub(channel))
+            stub = (
+                LocalBackend(servicer, ENGINE_SERVICE)
+                if servicer is not None
+                else engine_service_pb2_grpc.EngineServiceStub(channel)
+            )
             conn = EngineConnection(address, channel, stub, health_pb2_grpc.HealthStub(channel))
             self._connections[address] = conn
         return conn
@@ -92,8 +96,10 @@ class EnginePool:
         async def one(endpoint: Endpoint) -> None:
             conn = self.connection(endpoint.address)
             try:
-                reply = await conn.health.Check(health_pb2.HealthCheckRequest(service=endpoint.served_model_name),
-                                                timeout=self.check_timeout)
+                reply = await conn.health.Check(
+                    health_pb2.HealthCheckRequest(service=endpoint.served_model_name),
+                    timeout=self.check_timeout,
+                )
                 ok = reply.status == health_pb2.HealthCheckResponse.SERVING
             except grpc.aio.AioRpcError:
                 ok = False
@@ -103,8 +109,11 @@ class EnginePool:
             else:
                 conn.unhealthy.add(endpoint.served_model_name)
             if ok != was_healthy:
-                log.warning("engine endpoint %s", "healthy" if ok else "unhealthy",
-                            extra={"address": endpoint.address, "model": endpoint.served_model_name})
+                log.warning(
+                    "engine endpoint %s",
+                    "healthy" if ok else "unhealthy",
+                    extra={"address": endpoint.address, "model": endpoint.served_model_name},
+                )
 
         await asyncio.gather(*(one(e) for e in endpoints))
 

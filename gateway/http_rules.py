@@ -62,7 +62,11 @@ class Route:
         values: dict[str, str] = {}
         for i, var in enumerate(self.variables):
             raw = m.group(f"v{i}")
-            values[var.field_path] = unquote(raw.replace("%2F", "%252F").replace("%2f", "%252f")) if var.multi_segment else unquote(raw)
+            values[var.field_path] = (
+                unquote(raw.replace("%2F", "%252F").replace("%2f", "%252f"))
+                if var.multi_segment
+                else unquote(raw)
+            )
         return values
 
 
@@ -130,14 +134,27 @@ def routes_for_service(service: ServiceDescriptor) -> list[Route]:
             opts = options.Extensions[json_pb2.sse]
             target = service.methods_by_name.get(opts.method) if opts.method else None
             if opts.method and (target is None or not target.server_streaming):
-                raise ValueError(f"{method.full_name}: sse.method {opts.method!r} is not a server-streaming method")
+                raise ValueError(
+                    f"{method.full_name}: sse.method {opts.method!r} is not a server-streaming method"
+                )
             sse = SseOptions(target, opts.when_field, opts.done_data, opts.event_field)
         for r in [rule, *rule.additional_bindings]:
             http_method, template = _binding(r)
             regex, variables, literals = compile_template(template)
             body = r.body or (rule.body if r is not rule else "")
             routes.append(
-                Route(http_method, template, method, service, body, r.response_body, variables, regex, literals, sse)
+                Route(
+                    http_method,
+                    template,
+                    method,
+                    service,
+                    body,
+                    r.response_body,
+                    variables,
+                    regex,
+                    literals,
+                    sse,
+                )
             )
     return routes
 

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from auth.bearer import BearerError, bearer_credential
 from bud.openai.v1 import (
     chat_pb2,
     completion_pb2,
@@ -21,7 +22,6 @@ from bud.openai.v1 import (
     openai_service_pb2_grpc,
     response_pb2,
 )
-from auth.bearer import BearerError, bearer_credential
 from budrt.errors import (
     Reason,
     ServiceError,
@@ -32,8 +32,8 @@ from budrt.errors import (
     unauthenticated,
     unavailable,
 )
-from gateway.engines import EnginePool
 from gateway import responses
+from gateway.engines import EnginePool
 from gateway.ratelimit import Decision, Limit, RateLimiter
 from gateway.tables import DeploymentEntry, KeyEntry, RoutingTables
 from gateway.usage import UsageRecorder
@@ -55,8 +55,14 @@ def metadata_value(context: Any, key: str) -> str | None:
 class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     """OpenAI operations over the engine contract."""
 
-    def __init__(self, tables: RoutingTables, engines: EnginePool, key_hash_secret: str,
-                 usage: UsageRecorder | None = None, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        tables: RoutingTables,
+        engines: EnginePool,
+        key_hash_secret: str,
+        usage: UsageRecorder | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.tables = tables
         self.engines = engines
         self.key_hash_secret = key_hash_secret
@@ -71,7 +77,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             # The first of several authorization entries counts, as the gateway has always done.
             token = bearer_credential(context.invocation_metadata(), first_of_many=True)
         except BearerError:
-            raise unauthenticated("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", reason=Reason.INVALID_API_KEY) from None
+            raise unauthenticated(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                reason=Reason.INVALID_API_KEY,
+            ) from None
         key = self.tables.authenticate(token, self.key_hash_secret)
         if key is None:
             raise unauthenticated("Incorrect API key provided.", reason=Reason.INVALID_API_KEY)
@@ -79,23 +88,37 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
 
     def _route(self, key: KeyEntry, model: str) -> DeploymentEntry:
         if not model:
-            raise invalid_argument("you must provide a model parameter", reason=Reason.MISSING_MODEL, param="model")
+            raise invalid_argument(
+                "you must provide a model parameter", reason=Reason.MISSING_MODEL, param="model"
+            )
         deployment = self.tables.resolve(key, model)
         if deployment is None:
-            raise not_found(f"The model `{model}` does not exist or you do not have access to it.", reason=Reason.MODEL_NOT_FOUND, param="model")
+            raise not_found(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                reason=Reason.MODEL_NOT_FOUND,
+                param="model",
+            )
         if not deployment.ready or not deployment.endpoints:
-            raise unavailable(f"The model `{model}` is not ready to serve yet.", reason=Reason.MODEL_NOT_READY, param="model")
+            raise unavailable(
+                f"The model `{model}` is not ready to serve yet.",
+                reason=Reason.MODEL_NOT_READY,
+                param="model",
+            )
         return deployment
 
     def _target(self, context: Any, request: Message) -> tuple[KeyEntry, DeploymentEntry]:
         key = self._authenticate(context)
         return key, self._route(key, request.model)  # type: ignore[attr-defined]
 
-    async def _admit(self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any) -> Decision | None:
+    async def _admit(
+        self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any
+    ) -> Decision | None:
         """Checks the key's and the deployment's limits; None when neither has any."""
         limits: list[Limit] = []
-        for owner, rpm, tpm in ((f"key:{key.id}", key.requests_per_minute, key.tokens_per_minute),
-                                (f"dep:{deployment.id}", deployment.requests_per_minute, deployment.tokens_per_minute)):
+        for owner, rpm, tpm in (
+            (f"key:{key.id}", key.requests_per_minute, key.tokens_per_minute),
+            (f"dep:{deployment.id}", deployment.requests_per_minute, deployment.tokens_per_minute),
+        ):
             if rpm:
                 limits.append(Limit(f"{owner}:req", rpm, "requests"))
             if tpm:
@@ -105,7 +128,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         decision = await self.limiter.admit(limits, _reserved_tokens(request))
         if not decision.allowed:
             context.set_trailing_metadata(decision.headers)
-            raise resource_exhausted(f"Rate limit reached for {request.model}; retry after {decision.retry_after}s.", reason=Reason.RATE_LIMIT_EXCEEDED)
+            raise resource_exhausted(
+                f"Rate limit reached for {request.model}; retry after {decision.retry_after}s.",
+                reason=Reason.RATE_LIMIT_EXCEEDED,
+            )
         await context.send_initial_metadata(decision.headers)
         return decision
 
@@ -113,13 +139,31 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         if decision is not None and self.limiter is not None:
             await self.limiter.settle(decision, tokens)
 
-    def _account(self, context: Any, key: KeyEntry, deployment: DeploymentEntry, operation: str, started: float,
-                 prompt_tokens: int, completion_tokens: int, code: grpc.StatusCode) -> None:
+    def _account(
+        self,
+        context: Any,
+        key: KeyEntry,
+        deployment: DeploymentEntry,
+        operation: str,
+        started: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        code: grpc.StatusCode,
+    ) -> None:
         if self.usage is None:
             return
         request_id = metadata_value(context, "x-request-id") or uuid.uuid4().hex
-        self.usage.record(request_id, key.project_id, key.id, deployment.id, operation,
-                          prompt_tokens, completion_tokens, started, http_status(code))
+        self.usage.record(
+            request_id,
+            key.project_id,
+            key.id,
+            deployment.id,
+            operation,
+            prompt_tokens,
+            completion_tokens,
+            started,
+            http_status(code),
+        )
 
     # ---- forwarding -----------------------------------------------------------------------
     async def _unary(self, operation: str, request: Any, context: Any) -> Any:
@@ -147,7 +191,9 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             usage = response.usage if response is not None else None
             prompt_tokens = usage.prompt_tokens if usage else 0
             completion_tokens = getattr(usage, "completion_tokens", 0) if usage else 0
-            self._account(context, key, deployment, operation, started, prompt_tokens, completion_tokens, code)
+            self._account(
+                context, key, deployment, operation, started, prompt_tokens, completion_tokens, code
+            )
             await self._settle(decision, prompt_tokens + completion_tokens)
         response.model = client_model
         return response
@@ -183,7 +229,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                             yield chunk
                         return
                     except grpc.aio.AioRpcError as err:
-                        if err.code() == grpc.StatusCode.UNAVAILABLE and not sent and attempt < len(candidates):
+                        if (
+                            err.code() == grpc.StatusCode.UNAVAILABLE
+                            and not sent
+                            and attempt < len(candidates)
+                        ):
                             self.engines.mark_unhealthy(endpoint)  # fail over before the first byte
                             continue
                         code = err.code()
@@ -195,34 +245,50 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 code = grpc.StatusCode.CANCELLED
             raise
         finally:
-            self._account(context, key, deployment, operation, started, prompt_tokens, completion_tokens, code)
+            self._account(
+                context, key, deployment, operation, started, prompt_tokens, completion_tokens, code
+            )
             await self._settle(decision, prompt_tokens + completion_tokens)
 
     # ---- RPCs -----------------------------------------------------------------------------
-    async def CreateChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> chat_pb2.ChatCompletion:
+    async def CreateChatCompletion(
+        self, request: chat_pb2.ChatCompletionRequest, context: Any
+    ) -> chat_pb2.ChatCompletion:
         return await self._unary("CreateChatCompletion", request, context)
 
-    async def StreamChatCompletion(self, request: chat_pb2.ChatCompletionRequest, context: Any) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
+    async def StreamChatCompletion(
+        self, request: chat_pb2.ChatCompletionRequest, context: Any
+    ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
         async for chunk in self._stream("StreamChatCompletion", request, context):
             yield chunk
 
-    async def CreateCompletion(self, request: completion_pb2.CompletionRequest, context: Any) -> completion_pb2.Completion:
+    async def CreateCompletion(
+        self, request: completion_pb2.CompletionRequest, context: Any
+    ) -> completion_pb2.Completion:
         return await self._unary("CreateCompletion", request, context)
 
-    async def StreamCompletion(self, request: completion_pb2.CompletionRequest, context: Any) -> AsyncIterator[completion_pb2.Completion]:
+    async def StreamCompletion(
+        self, request: completion_pb2.CompletionRequest, context: Any
+    ) -> AsyncIterator[completion_pb2.Completion]:
         async for chunk in self._stream("StreamCompletion", request, context):
             yield chunk
 
-    async def CreateEmbedding(self, request: embedding_pb2.EmbeddingRequest, context: Any) -> embedding_pb2.EmbeddingList:
+    async def CreateEmbedding(
+        self, request: embedding_pb2.EmbeddingRequest, context: Any
+    ) -> embedding_pb2.EmbeddingList:
         return await self._unary("CreateEmbedding", request, context)
 
-    async def CreateResponse(self, request: response_pb2.ResponseRequest, context: Any) -> response_pb2.Response:
+    async def CreateResponse(
+        self, request: response_pb2.ResponseRequest, context: Any
+    ) -> response_pb2.Response:
         chat = responses.to_chat_request(request)
         response_id, created = responses.new_ids()
         completion = await self._unary("CreateChatCompletion", chat, context)
         return responses.to_response(request, completion, response_id, created)
 
-    async def StreamResponse(self, request: response_pb2.ResponseRequest, context: Any) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
+    async def StreamResponse(
+        self, request: response_pb2.ResponseRequest, context: Any
+    ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
         chat = responses.to_chat_request(request)
         chat.stream_options.include_usage = True  # the completed event carries usage
         response_id, created = responses.new_ids()
@@ -236,18 +302,29 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def ListModels(self, request: model_pb2.ListModelsRequest, context: Any) -> model_pb2.ModelList:
         key = self._authenticate(context)
         owner = self.tables.projects.get(key.project_id, key.project_id)
-        return model_pb2.ModelList(object="list", data=[
-            model_pb2.Model(id=d.name, object="model", created=d.created, owned_by=owner)
-            for d in self.tables.visible(key)
-        ])
+        return model_pb2.ModelList(
+            object="list",
+            data=[
+                model_pb2.Model(id=d.name, object="model", created=d.created, owned_by=owner)
+                for d in self.tables.visible(key)
+            ],
+        )
 
     async def GetModel(self, request: model_pb2.GetModelRequest, context: Any) -> model_pb2.Model:
         key = self._authenticate(context)
         d = self.tables.resolve(key, request.model)
         if d is None:
-            raise not_found(f"The model `{request.model}` does not exist or you do not have access to it.", reason=Reason.MODEL_NOT_FOUND, param="model")
-        return model_pb2.Model(id=d.name, object="model", created=d.created,
-                               owned_by=self.tables.projects.get(key.project_id, key.project_id))
+            raise not_found(
+                f"The model `{request.model}` does not exist or you do not have access to it.",
+                reason=Reason.MODEL_NOT_FOUND,
+                param="model",
+            )
+        return model_pb2.Model(
+            id=d.name,
+            object="model",
+            created=d.created,
+            owned_by=self.tables.projects.get(key.project_id, key.project_id),
+        )
 
 
 def _reserved_tokens(request: Any) -> int:

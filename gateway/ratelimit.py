@@ -60,8 +60,11 @@ def _headers(limits: list[Limit], counts: list[int], reset: int) -> list[tuple[s
             headers[limit.kind] = (limit.limit, remaining)
     out: list[tuple[str, str]] = []
     for kind, (limit_value, remaining) in headers.items():
-        out += [(f"x-ratelimit-limit-{kind}", str(limit_value)), (f"x-ratelimit-remaining-{kind}", str(remaining)),
-                (f"x-ratelimit-reset-{kind}", f"{reset}s")]
+        out += [
+            (f"x-ratelimit-limit-{kind}", str(limit_value)),
+            (f"x-ratelimit-remaining-{kind}", str(remaining)),
+            (f"x-ratelimit-reset-{kind}", f"{reset}s"),
+        ]
     return out
 
 
@@ -81,13 +84,23 @@ class MemoryRateLimiter:
         current = [self._counts.get((limit.name, window), 0) for limit in limits]
         over = [lim for lim, c, a in zip(limits, current, amounts, strict=True) if c + a > lim.limit]
         if over:
-            return Decision(False, window, 0, headers=[*_headers(limits, current, reset), ("retry-after", str(reset))],
-                            retry_after=reset)
+            return Decision(
+                False,
+                window,
+                0,
+                headers=[*_headers(limits, current, reset), ("retry-after", str(reset))],
+                retry_after=reset,
+            )
         for limit, amount in zip(limits, amounts, strict=True):
             self._counts[(limit.name, window)] = self._counts.get((limit.name, window), 0) + amount
         after = [c + a for c, a in zip(current, amounts, strict=True)]
-        return Decision(True, window, tokens, [lim.name for lim in limits if lim.kind == "tokens"],
-                        _headers(limits, after, reset))
+        return Decision(
+            True,
+            window,
+            tokens,
+            [lim.name for lim in limits if lim.kind == "tokens"],
+            _headers(limits, after, reset),
+        )
 
     async def settle(self, decision: Decision, actual_tokens: int) -> None:
         delta = actual_tokens - decision.reserved_tokens
@@ -139,10 +152,20 @@ class RedisRateLimiter:
         result = await self._admit(keys=keys, args=args)
         allowed, counts = bool(result[0]), [int(c) for c in result[1:]]
         if not allowed:
-            return Decision(False, window, 0, headers=[*_headers(limits, counts, reset), ("retry-after", str(reset))],
-                            retry_after=reset)
-        return Decision(True, window, tokens, [k for k, lim in zip(keys, limits, strict=True) if lim.kind == "tokens"],
-                        _headers(limits, counts, reset))
+            return Decision(
+                False,
+                window,
+                0,
+                headers=[*_headers(limits, counts, reset), ("retry-after", str(reset))],
+                retry_after=reset,
+            )
+        return Decision(
+            True,
+            window,
+            tokens,
+            [k for k, lim in zip(keys, limits, strict=True) if lim.kind == "tokens"],
+            _headers(limits, counts, reset),
+        )
 
     async def settle(self, decision: Decision, actual_tokens: int) -> None:
         delta = actual_tokens - decision.reserved_tokens

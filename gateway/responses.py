@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-
 from bud.openai.v1 import chat_pb2, common_pb2, response_pb2
 from budrt.errors import invalid_argument, unimplemented
 
@@ -17,11 +16,14 @@ from budrt.errors import invalid_argument, unimplemented
 def to_chat_request(request: response_pb2.ResponseRequest) -> chat_pb2.ChatCompletionRequest:
     """The chat request a Responses request means."""
     if request.HasField("prompt"):
-        raise unimplemented("Prompt references need the prompt service, which is not built yet.", reason=None,
-                            param="prompt")
+        raise unimplemented(
+            "Prompt references need the prompt service, which is not built yet.", reason=None, param="prompt"
+        )
     if request.HasField("previous_response_id"):
-        raise invalid_argument("Responses are not stored yet, so previous_response_id cannot be resolved.",
-                               param="previous_response_id")
+        raise invalid_argument(
+            "Responses are not stored yet, so previous_response_id cannot be resolved.",
+            param="previous_response_id",
+        )
     chat = chat_pb2.ChatCompletionRequest(model=request.model)
     if request.HasField("instructions"):
         chat.messages.add(role="system", content_text=request.instructions)
@@ -43,7 +45,9 @@ def to_chat_request(request: response_pb2.ResponseRequest) -> chat_pb2.ChatCompl
         chat.parallel_tool_calls = request.parallel_tool_calls
     for tool in request.tools:
         if tool.type != "function":
-            raise invalid_argument(f"tool type {tool.type!r} is not supported; use function tools", param="tools")
+            raise invalid_argument(
+                f"tool type {tool.type!r} is not supported; use function tools", param="tools"
+            )
         function = common_pb2.FunctionDefinition(name=tool.name)
         if tool.HasField("description"):
             function.description = tool.description
@@ -87,11 +91,16 @@ def _add_item(chat: chat_pb2.ChatCompletionRequest, item: response_pb2.ResponseI
                 elif part.type == "input_image" and part.HasField("image_url"):
                     message.content_parts.values.add(type="image_url").image_url.url = part.image_url
                 else:
-                    raise invalid_argument(f"content part type {part.type!r} is not supported", param=f"{where}.content")
+                    raise invalid_argument(
+                        f"content part type {part.type!r} is not supported", param=f"{where}.content"
+                    )
     elif kind == "function_call":
         message = chat.messages.add(role="assistant")
-        message.tool_calls.add(id=item.call_id, type="function",
-                               function=common_pb2.FunctionCall(name=item.name, arguments=item.arguments))
+        message.tool_calls.add(
+            id=item.call_id,
+            type="function",
+            function=common_pb2.FunctionCall(name=item.name, arguments=item.arguments),
+        )
     elif kind == "function_call_output":
         chat.messages.add(role="tool", tool_call_id=item.call_id, content_text=item.output)
     else:
@@ -99,9 +108,15 @@ def _add_item(chat: chat_pb2.ChatCompletionRequest, item: response_pb2.ResponseI
 
 
 def _base(request: response_pb2.ResponseRequest, response_id: str, created: int) -> response_pb2.Response:
-    out = response_pb2.Response(id=response_id, object="response", created_at=created, status="in_progress",
-                                model=request.model, parallel_tool_calls=request.parallel_tool_calls
-                                if request.HasField("parallel_tool_calls") else True, store=False)
+    out = response_pb2.Response(
+        id=response_id,
+        object="response",
+        created_at=created,
+        status="in_progress",
+        model=request.model,
+        parallel_tool_calls=request.parallel_tool_calls if request.HasField("parallel_tool_calls") else True,
+        store=False,
+    )
     for name in ("instructions", "max_output_tokens", "temperature", "top_p", "user"):
         if request.HasField(name):
             setattr(out, name, getattr(request, name))
@@ -141,8 +156,9 @@ def new_ids() -> tuple[str, int]:
     return f"resp_{uuid.uuid4().hex}", int(time.time())
 
 
-def to_response(request: response_pb2.ResponseRequest, completion: chat_pb2.ChatCompletion,
-                response_id: str, created: int) -> response_pb2.Response:
+def to_response(
+    request: response_pb2.ResponseRequest, completion: chat_pb2.ChatCompletion, response_id: str, created: int
+) -> response_pb2.Response:
     """The Response for a finished chat completion."""
     out = _base(request, response_id, created)
     choice = completion.choices[0] if completion.choices else chat_pb2.ChatCompletionChoice()
@@ -150,14 +166,24 @@ def to_response(request: response_pb2.ResponseRequest, completion: chat_pb2.Chat
     if message.HasField("content") and (message.content or not message.tool_calls):
         out.output.append(_message_item(f"msg_{uuid.uuid4().hex}", message.content, "completed"))
     for call in message.tool_calls:
-        out.output.add(type="function_call", id=f"fc_{uuid.uuid4().hex}", status="completed", call_id=call.id,
-                       name=call.function.name, arguments=call.function.arguments)
+        out.output.add(
+            type="function_call",
+            id=f"fc_{uuid.uuid4().hex}",
+            status="completed",
+            call_id=call.id,
+            name=call.function.name,
+            arguments=call.function.arguments,
+        )
     _finish(out, choice.finish_reason, completion.usage)
     return out
 
 
-async def to_events(request: response_pb2.ResponseRequest, chunks: AsyncIterator[chat_pb2.ChatCompletionChunk],
-                    response_id: str, created: int) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
+async def to_events(
+    request: response_pb2.ResponseRequest,
+    chunks: AsyncIterator[chat_pb2.ChatCompletionChunk],
+    response_id: str,
+    created: int,
+) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
     """The Responses stream events for a stream of chat chunks."""
     sequence = 0
 
@@ -165,7 +191,9 @@ async def to_events(request: response_pb2.ResponseRequest, chunks: AsyncIterator
         nonlocal sequence
         ev = response_pb2.ResponseStreamEvent(type=kind, sequence_number=sequence)
         for name, value in fields.items():
-            if isinstance(value, (response_pb2.Response, response_pb2.ResponseOutputItem, response_pb2.ResponseContent)):
+            if isinstance(
+                value, (response_pb2.Response, response_pb2.ResponseOutputItem, response_pb2.ResponseContent)
+            ):
                 getattr(ev, name).CopyFrom(value)
             else:
                 setattr(ev, name, value)
@@ -188,17 +216,33 @@ async def to_events(request: response_pb2.ResponseRequest, chunks: AsyncIterator
             delta = choice.delta
             if delta.HasField("content") and delta.content:
                 if not started:
-                    pending = response_pb2.ResponseOutputItem(type="message", id=item_id, status="in_progress", role="assistant")
+                    pending = response_pb2.ResponseOutputItem(
+                        type="message", id=item_id, status="in_progress", role="assistant"
+                    )
                     yield event("response.output_item.added", output_index=0, item=pending)
-                    yield event("response.content_part.added", output_index=0, content_index=0, item_id=item_id,
-                                part=response_pb2.ResponseContent(type="output_text", text=""))
+                    yield event(
+                        "response.content_part.added",
+                        output_index=0,
+                        content_index=0,
+                        item_id=item_id,
+                        part=response_pb2.ResponseContent(type="output_text", text=""),
+                    )
                     started = True
                 text.append(delta.content)
-                yield event("response.output_text.delta", output_index=0, content_index=0, item_id=item_id,
-                            delta=delta.content)
+                yield event(
+                    "response.output_text.delta",
+                    output_index=0,
+                    content_index=0,
+                    item_id=item_id,
+                    delta=delta.content,
+                )
             for call in delta.tool_calls:
-                item = calls.setdefault(call.index, response_pb2.ResponseOutputItem(
-                    type="function_call", id=f"fc_{uuid.uuid4().hex}", status="completed"))
+                item = calls.setdefault(
+                    call.index,
+                    response_pb2.ResponseOutputItem(
+                        type="function_call", id=f"fc_{uuid.uuid4().hex}", status="completed"
+                    ),
+                )
                 if call.HasField("id"):
                     item.call_id = call.id
                 if call.function.HasField("name"):
@@ -218,7 +262,12 @@ async def to_events(request: response_pb2.ResponseRequest, chunks: AsyncIterator
     for item in calls.values():
         index = len(out.output)
         yield event("response.output_item.added", output_index=index, item=item)
-        yield event("response.function_call_arguments.done", output_index=index, item_id=item.id, arguments=item.arguments)
+        yield event(
+            "response.function_call_arguments.done",
+            output_index=index,
+            item_id=item.id,
+            arguments=item.arguments,
+        )
         yield event("response.output_item.done", output_index=index, item=item)
         out.output.append(item)
     _finish(out, finish_reason, usage)

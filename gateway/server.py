@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 OPENAI_SERVICE = openai_service_pb2.DESCRIPTOR.services_by_name["OpenAiService"]
 
 
-def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables,
-                     management: Sequence[tuple[ServiceDescriptor, Backend]] = ()) -> Transcoder:
+def build_transcoder(
+    servicer: OpenAiServicer,
+    tables: RoutingTables,
+    management: Sequence[tuple[ServiceDescriptor, Backend]] = (),
+) -> Transcoder:
     """The HTTP application: the OpenAI service in-process, each of the `management` services
     through its backend, plus liveness/readiness probes."""
 
@@ -42,8 +45,14 @@ def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables,
         if not tables.loaded.is_set():
             return 503, b'{"status":"waiting for routing tables"}'
         ready = sum(1 for d in tables.deployments.values() if d.ready)
-        return 200, orjson.dumps({"status": "ready", "revision": tables.revision,
-                                  "deployments": len(tables.deployments), "deployments_ready": ready})
+        return 200, orjson.dumps(
+            {
+                "status": "ready",
+                "revision": tables.revision,
+                "deployments": len(tables.deployments),
+                "deployments_ready": ready,
+            }
+        )
 
     fronted = [FrontedService(OPENAI_SERVICE, LocalBackend(servicer, OPENAI_SERVICE), lenient=True)]
     fronted += [FrontedService(service, backend) for service, backend in management]
@@ -53,8 +62,12 @@ def build_transcoder(servicer: OpenAiServicer, tables: RoutingTables,
     )
 
 
-async def serve(settings: GatewaySettings, stop: asyncio.Event, local_engines: dict[str, Any] | None = None,
-                management: Sequence[tuple[ServiceDescriptor, str]] = ()) -> None:
+async def serve(
+    settings: GatewaySettings,
+    stop: asyncio.Event,
+    local_engines: dict[str, Any] | None = None,
+    management: Sequence[tuple[ServiceDescriptor, str]] = (),
+) -> None:
     """Runs the gateway until `stop` is set. `local_engines`: engine servicers co-hosted in this
     process, by the address their gRPC server listens on (see EnginePool). `management`: the
     services to front over REST (the app authenticates each call), each with the address of the
@@ -66,25 +79,40 @@ async def serve(settings: GatewaySettings, stop: asyncio.Event, local_engines: d
     servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage, limiter)
     grpc_server = GrpcServer(
         settings.gateway_grpc_address,
-        [ServiceBinding(servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE)],
+        [
+            ServiceBinding(
+                servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE
+            )
+        ],
     )
     channels = {address: insecure_channel(address) for _, address in management}
     backends = {address: RemoteBackend(channel) for address, channel in channels.items()}
     config = uvicorn.Config(
         build_transcoder(servicer, tables, [(service, backends[address]) for service, address in management]),
-        host=settings.gateway_http_host, port=settings.gateway_http_port,
-        loop="none", http="httptools", lifespan="off", access_log=False, log_config=None,
-        timeout_keep_alive=30, backlog=4096, proxy_headers=False,
+        host=settings.gateway_http_host,
+        port=settings.gateway_http_port,
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_keep_alive=30,
+        backlog=4096,
+        proxy_headers=False,
     )
     http_server = uvicorn.Server(config)
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
     await grpc_server.start()
     watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, socket.gethostname()).run())
     flusher = asyncio.create_task(usage.run())
-    checker = asyncio.create_task(engines.run_checks(
-        lambda: [e for d in tables.deployments.values() for e in d.endpoints]))
+    checker = asyncio.create_task(
+        engines.run_checks(lambda: [e for d in tables.deployments.values() for e in d.endpoints])
+    )
     http_task = asyncio.create_task(http_server.serve())
-    log.info("gateway HTTP listening", extra={"url": f"http://{settings.gateway_http_host}:{settings.gateway_http_port}/v1"})
+    log.info(
+        "gateway HTTP listening",
+        extra={"url": f"http://{settings.gateway_http_host}:{settings.gateway_http_port}/v1"},
+    )
     stop_task = asyncio.create_task(stop.wait())
     await asyncio.wait([stop_task, http_task], return_when=asyncio.FIRST_COMPLETED)
     http_server.should_exit = True

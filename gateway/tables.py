@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from bud.auth.v1 import routing_pb2, routing_pb2_grpc
 from auth import keys
+from bud.auth.v1 import routing_pb2, routing_pb2_grpc
 from budrt.grpc_server import insecure_channel
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,16 @@ class RoutingTables:
             if old_prefix is not None and old_prefix != k.prefix:
                 self.keys_by_prefix.pop(old_prefix, None)
             self.keys_by_prefix[k.prefix] = KeyEntry(
-                id=k.id, prefix=k.prefix, key_hash=k.key_hash, project_id=k.project_id,
+                id=k.id,
+                prefix=k.prefix,
+                key_hash=k.key_hash,
+                project_id=k.project_id,
                 deployment_ids=frozenset(k.deployment_ids),
-                expire_at=k.expire_time.seconds + k.expire_time.nanos / 1e9 if k.HasField("expire_time") else None,
-                requests_per_minute=k.requests_per_minute, tokens_per_minute=k.tokens_per_minute,
+                expire_at=k.expire_time.seconds + k.expire_time.nanos / 1e9
+                if k.HasField("expire_time")
+                else None,
+                requests_per_minute=k.requests_per_minute,
+                tokens_per_minute=k.tokens_per_minute,
             )
             self.key_prefix_by_id[k.id] = k.prefix
         for dep_id in update.delete_deployment_ids:
@@ -99,9 +105,13 @@ class RoutingTables:
             if old is not None:
                 self.by_name.pop((old.project_id, old.name), None)
             entry = DeploymentEntry(
-                id=d.id, project_id=d.project_id, name=d.name,
+                id=d.id,
+                project_id=d.project_id,
+                name=d.name,
                 endpoints=[Endpoint(e.address, e.served_model_name) for e in d.endpoints],
-                ready=d.ready, requests_per_minute=d.requests_per_minute, tokens_per_minute=d.tokens_per_minute,
+                ready=d.ready,
+                requests_per_minute=d.requests_per_minute,
+                tokens_per_minute=d.tokens_per_minute,
                 created=d.create_time.seconds,
             )
             self.deployments[d.id] = entry
@@ -134,8 +144,11 @@ class RoutingTables:
 
     def visible(self, key: KeyEntry) -> list[DeploymentEntry]:
         """The deployments a key may call, by name."""
-        found = [d for d in self.deployments.values()
-                 if d.project_id == key.project_id and (not key.deployment_ids or d.id in key.deployment_ids)]
+        found = [
+            d
+            for d in self.deployments.values()
+            if d.project_id == key.project_id and (not key.deployment_ids or d.id in key.deployment_ids)
+        ]
         return sorted(found, key=lambda d: d.name)
 
 
@@ -156,13 +169,19 @@ class RoutingWatcher:
         try:
             while True:
                 try:
-                    request = routing_pb2.WatchRoutingRequest(since_revision=self.tables.revision, gateway_id=self.gateway_id)
+                    request = routing_pb2.WatchRoutingRequest(
+                        since_revision=self.tables.revision, gateway_id=self.gateway_id
+                    )
                     async for update in stub.WatchRouting(request):
                         self.tables.apply(update)
                         backoff = 0.1
                     log.warning("routing watch ended; reconnecting")
                 except grpc.aio.AioRpcError as err:
-                    log.warning("routing watch failed: %s; serving from revision %d", err.code().name, self.tables.revision)
+                    log.warning(
+                        "routing watch failed: %s; serving from revision %d",
+                        err.code().name,
+                        self.tables.revision,
+                    )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
         finally:

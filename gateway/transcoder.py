@@ -22,10 +22,17 @@ from google.protobuf.message import Message
 
 from bud.api.v1 import json_pb2
 from budrt.errors import Reason, ServiceError, http_status, internal, invalid_argument, not_found
+from budrt.json_face import (
+    STRING_FORM_TYPES,
+    JsonFaceError,
+    codec_for,
+    from_python,
+    to_json,
+    well_known_from_text,
+)
 from gateway.backends import Backend
 from gateway.errors import OPENAI_ERRORS, STATUS_ERRORS, ErrorDialect
 from gateway.http_rules import Route, Router, routes_for_service
-from budrt.json_face import STRING_FORM_TYPES, JsonFaceError, codec_for, from_python, to_json, well_known_from_text
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +46,11 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 FORWARDED_HEADERS = ("authorization", "x-request-id", "openai-organization", "openai-project")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no")]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,9 @@ class FrontedService:
 class Transcoder:
     """ASGI application serving the annotated routes of the fronted services."""
 
-    def __init__(self, services: list[FrontedService], plain_routes: dict[tuple[str, str], PlainHandler] | None = None) -> None:
+    def __init__(
+        self, services: list[FrontedService], plain_routes: dict[tuple[str, str], PlainHandler] | None = None
+    ) -> None:
         routes: list[Route] = []
         self._backends: dict[str, FrontedService] = {}
         for service in services:
@@ -95,8 +107,12 @@ class Transcoder:
             allowed = self.router.allows(raw_path)
             # A URL no service serves has no dialect: OpenAI's (what OpenAI itself answers).
             if allowed:
-                err = invalid_argument(f"Method {method} not allowed for {raw_path}", reason=Reason.METHOD_NOT_ALLOWED)
-                await _respond(send, 405, OPENAI_ERRORS.body(err), request_id, [(b"allow", ", ".join(allowed).encode())])
+                err = invalid_argument(
+                    f"Method {method} not allowed for {raw_path}", reason=Reason.METHOD_NOT_ALLOWED
+                )
+                await _respond(
+                    send, 405, OPENAI_ERRORS.body(err), request_id, [(b"allow", ", ".join(allowed).encode())]
+                )
             else:
                 err = not_found(f"Unknown request URL: {method} {raw_path}", reason=Reason.UNKNOWN_URL)
                 await _respond(send, 404, OPENAI_ERRORS.body(err), request_id)
@@ -125,8 +141,9 @@ class Transcoder:
             cls = self._request_classes[method.full_name] = message_factory.GetMessageClass(method.input_type)
         return cls
 
-    def _build_request(self, route: Route, path_values: dict[str, str], scope: Scope,
-                       body: bytes) -> tuple[Message, MethodDescriptor | None]:
+    def _build_request(
+        self, route: Route, path_values: dict[str, str], scope: Scope, body: bytes
+    ) -> tuple[Message, MethodDescriptor | None]:
         request = self._request_class(route.method)()
         lenient = self._backends[route.service.full_name].lenient
         obj: Any = None
@@ -145,7 +162,9 @@ class Transcoder:
                 sub.SetInParent()
                 codec_for(fd.message_type).decode(obj, sub, route.body, lenient)
         if route.body != "*":
-            for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+            for key, value in parse_qsl(
+                scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+            ):
                 _set_path(request, key, value, repeated_ok=True)
         for field_path, value in path_values.items():
             _set_path(request, field_path, value)
@@ -159,14 +178,17 @@ class Transcoder:
         return request, streaming
 
     # ---- unary ----------------------------------------------------------------------------
-    async def _serve_unary(self, route: Route, request: Message, metadata: list[tuple[str, str]],
-                           request_id: str, send: Send) -> None:
+    async def _serve_unary(
+        self, route: Route, request: Message, metadata: list[tuple[str, str]], request_id: str, send: Send
+    ) -> None:
         service = self._backends[route.service.full_name]
         response_metadata: list[tuple[str, str]] = []
         try:
             response = await service.backend.unary(route.method, request, metadata, response_metadata)
             if route.response_body:
-                payload: bytes = orjson.dumps(codec_for(response.DESCRIPTOR).encode(response)[route.response_body])
+                payload: bytes = orjson.dumps(
+                    codec_for(response.DESCRIPTOR).encode(response)[route.response_body]
+                )
             else:
                 payload = to_json(response)
             status = 200
@@ -178,8 +200,16 @@ class Transcoder:
         await _respond(send, status, payload, request_id, _extra_headers(response_metadata))
 
     # ---- streaming ------------------------------------------------------------------------
-    async def _serve_stream(self, route: Route, method: MethodDescriptor, request: Message,
-                            metadata: list[tuple[str, str]], request_id: str, receive: Receive, send: Send) -> None:
+    async def _serve_stream(
+        self,
+        route: Route,
+        method: MethodDescriptor,
+        request: Message,
+        metadata: list[tuple[str, str]],
+        request_id: str,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         service = self._backends[route.service.full_name]
         done_data, event_field = _framing(route, method)
         response_metadata: list[tuple[str, str]] = []
@@ -191,7 +221,11 @@ class Transcoder:
         try:
             async for item in stream:
                 if not started:
-                    headers = [*_SSE_HEADERS, (b"x-request-id", request_id.encode()), *_extra_headers(response_metadata)]
+                    headers = [
+                        *_SSE_HEADERS,
+                        (b"x-request-id", request_id.encode()),
+                        *_extra_headers(response_metadata),
+                    ]
                     await send({"type": "http.response.start", "status": 200, "headers": headers})
                     started = True
                 if event_field:
@@ -202,8 +236,13 @@ class Transcoder:
                     frame = b"data: " + to_json(item) + b"\n\n"
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
             if not started:  # an empty stream still answers a well-formed event stream
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [*_SSE_HEADERS, (b"x-request-id", request_id.encode())]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [*_SSE_HEADERS, (b"x-request-id", request_id.encode())],
+                    }
+                )
                 started = True
             tail = b"data: " + done_data.encode() + b"\n\n" if done_data else b""
             await send({"type": "http.response.body", "body": tail, "more_body": False})
@@ -214,21 +253,34 @@ class Transcoder:
                 return
             raise
         except ServiceError as err:
-            await _stream_error(send, started, service.errors, err, request_id, event_field, sequence, response_metadata)
+            await _stream_error(
+                send, started, service.errors, err, request_id, event_field, sequence, response_metadata
+            )
         except Exception:
             log.exception("streaming %s failed", method.full_name)
             err = internal("internal error", reason=None)
-            await _stream_error(send, started, service.errors, err, request_id, event_field, sequence, response_metadata)
+            await _stream_error(
+                send, started, service.errors, err, request_id, event_field, sequence, response_metadata
+            )
         finally:
             watcher.cancel()
 
 
-
 # ---- helpers -------------------------------------------------------------------------------
-async def _stream_error(send: Send, started: bool, errors: ErrorDialect, err: ServiceError, request_id: str,
-                        event_field: str, sequence: int, response_metadata: list[tuple[str, str]]) -> None:
+async def _stream_error(
+    send: Send,
+    started: bool,
+    errors: ErrorDialect,
+    err: ServiceError,
+    request_id: str,
+    event_field: str,
+    sequence: int,
+    response_metadata: list[tuple[str, str]],
+) -> None:
     if not started:  # nothing sent yet: a plain HTTP error with the right status
-        await _respond(send, http_status(err.code), errors.body(err), request_id, _extra_headers(response_metadata))
+        await _respond(
+            send, http_status(err.code), errors.body(err), request_id, _extra_headers(response_metadata)
+        )
         return
     frame = errors.stream_frame(err, event_field, sequence)
     await send({"type": "http.response.body", "body": frame, "more_body": False})
@@ -276,7 +328,9 @@ async def _read_body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise invalid_argument(f"request body exceeds {MAX_BODY_BYTES} bytes", reason=Reason.BODY_TOO_LARGE)
+            raise invalid_argument(
+                f"request body exceeds {MAX_BODY_BYTES} bytes", reason=Reason.BODY_TOO_LARGE
+            )
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
@@ -303,8 +357,9 @@ def _extra_headers(metadata: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]
     return [(k.encode(), v.encode()) for k, v in metadata if k.startswith("x-") or k == "retry-after"]
 
 
-async def _respond(send: Send, status: int, body: bytes, request_id: str,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, request_id: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = [*_JSON_HEADERS, (b"x-request-id", request_id.encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -321,8 +376,12 @@ def _set_path(msg: Message, dotted: str, raw: str, repeated_ok: bool = False) ->
         target = getattr(target, part)
     name = parts[-1]
     fd = target.DESCRIPTOR.fields_by_name.get(name)
-    if fd is not None and not fd.is_repeated and fd.type == FieldDescriptor.TYPE_MESSAGE \
-            and fd.message_type.full_name in STRING_FORM_TYPES:
+    if (
+        fd is not None
+        and not fd.is_repeated
+        and fd.type == FieldDescriptor.TYPE_MESSAGE
+        and fd.message_type.full_name in STRING_FORM_TYPES
+    ):
         # update_mask=a,b / expire_time=2026-01-01T00:00:00Z: their JSON string forms.
         try:
             getattr(target, name).MergeFrom(well_known_from_text(fd.message_type, raw, dotted))
@@ -343,8 +402,12 @@ def _set_path(msg: Message, dotted: str, raw: str, repeated_ok: bool = False) ->
 
 
 def _is_scalar_wrapper(fd: FieldDescriptor) -> bool:
-    return fd.message_type.full_name.startswith("google.protobuf.") and fd.message_type.full_name.endswith("Value") \
-        and "value" in fd.message_type.fields_by_name and fd.message_type.full_name != "google.protobuf.Value"
+    return (
+        fd.message_type.full_name.startswith("google.protobuf.")
+        and fd.message_type.full_name.endswith("Value")
+        and "value" in fd.message_type.fields_by_name
+        and fd.message_type.full_name != "google.protobuf.Value"
+    )
 
 
 def _parse_scalar_text(fd: FieldDescriptor, raw: str, dotted: str) -> Any:
@@ -369,4 +432,3 @@ def _parse_scalar_text(fd: FieldDescriptor, raw: str, dotted: str) -> Any:
         return int(raw)
     except ValueError:
         raise invalid_argument(f"invalid value for '{dotted}': {raw!r}", param=dotted) from None
-

@@ -20,22 +20,43 @@ log = logging.getLogger(__name__)
 class UsageRecorder:
     """Buffers usage records and flushes them to the app."""
 
-    def __init__(self, app_address: str, flush_interval: float = 1.0, batch_size: int = 500,
-                 max_buffered: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        app_address: str,
+        flush_interval: float = 1.0,
+        batch_size: int = 500,
+        max_buffered: int = 1_000_000,
+    ) -> None:
         self.app_address = app_address
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self._buffer: deque[usage_pb2.UsageRecord] = deque(maxlen=max_buffered)
         self._wake = asyncio.Event()
 
-    def record(self, request_id: str, project_id: str, api_key_id: str, deployment_id: str, operation: str,
-               prompt_tokens: int, completion_tokens: int, started: float, status_code: int) -> None:
+    def record(
+        self,
+        request_id: str,
+        project_id: str,
+        api_key_id: str,
+        deployment_id: str,
+        operation: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        started: float,
+        status_code: int,
+    ) -> None:
         """Queues one request's usage (never blocks, never raises)."""
         now = time.time()
         rec = usage_pb2.UsageRecord(
-            request_id=request_id, project_id=project_id, api_key_id=api_key_id, deployment_id=deployment_id,
-            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            latency_ms=(time.perf_counter() - started) * 1000.0, status_code=status_code, operation=operation,
+            request_id=request_id,
+            project_id=project_id,
+            api_key_id=api_key_id,
+            deployment_id=deployment_id,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            status_code=status_code,
+            operation=operation,
         )
         rec.time.FromNanoseconds(int(now * 1e9))
         self._buffer.append(rec)

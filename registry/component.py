@@ -14,8 +14,11 @@ def bindings(host: Host | None = None) -> list[ServiceBinding]:
     """RegistryService: the generated base servicer, so every RPC answers UNIMPLEMENTED (nothing
     of the registry is built)."""
     return [
-        ServiceBinding(registry_pb2_grpc.RegistryServiceServicer(), registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-                       REGISTRY_SERVICE),
+        ServiceBinding(
+            registry_pb2_grpc.RegistryServiceServicer(),
+            registry_pb2_grpc.add_RegistryServiceServicer_to_server,
+            REGISTRY_SERVICE,
+        ),
     ]
 
 

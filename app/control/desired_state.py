@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from bud.engine.v1 import engine_service_pb2
 from sqlalchemy import select
 
 from app.convert import engine_args_from_json, runner_value
 from app.db import models
 from app.db.session import Database
+from bud.engine.v1 import engine_service_pb2
 
 
 def engine_source(kind: str, value: str) -> engine_service_pb2.ModelSource:

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 
 import grpc
-from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 
+from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from budrt.grpc_server import insecure_channel
 
 log = logging.getLogger(__name__)

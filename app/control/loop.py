@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
-from bud.engine.v1 import engine_service_pb2
 
 from app.control.desired_state import DesiredModel, Endpoint, read_desired
 from app.control.engine_client import EngineClient
 from app.control.scaler import EngineLoad, Scaler, StaticScaler
 from app.control.status import LOADING, Outcome, aggregate, deployment_exists, write_status
 from app.db.session import Database
+from bud.engine.v1 import engine_service_pb2
 from budrt.grpc_server import insecure_channel
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,11 @@ class Reconciler:
         self.max_backoff = max_backoff
         self.failed_load_backoff = failed_load_backoff
         self.engines = EngineClient(
-            list_timeout=list_timeout, load_timeout=load_timeout, unload_timeout=unload_timeout,
-            stats_timeout=list_timeout, channel_factory=channel_factory,
+            list_timeout=list_timeout,
+            load_timeout=load_timeout,
+            unload_timeout=unload_timeout,
+            stats_timeout=list_timeout,
+            channel_factory=channel_factory,
         )
         self.scaler: Scaler = scaler if scaler is not None else StaticScaler()
         self._memory = _Memory()
@@ -292,8 +295,12 @@ class Reconciler:
         )
         log.info(
             "loading model",
-            extra={"deployment": model.deployment_id, "address": endpoint.address,
-                   "model": endpoint.served_model_name, "source": str(model.source).strip()},
+            extra={
+                "deployment": model.deployment_id,
+                "address": endpoint.address,
+                "model": endpoint.served_model_name,
+                "source": str(model.source).strip(),
+            },
         )
         try:
             loaded = await self.engines.load_model(endpoint.address, request)

@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bud.engine.v1 import engine_service_pb2
-
 from app.control.desired_state import DesiredModel
+from bud.engine.v1 import engine_service_pb2
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from bud.app.v1 import deployment_pb2
 from sqlalchemy import update
 
 from app.control.desired_state import DesiredModel, Endpoint
 from app.convert import status_name
 from app.db import models
 from app.db.session import Database, discard
+from bud.app.v1 import deployment_pb2
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,10 @@ async def write_status(db: Database, model: DesiredModel, status: str, message: 
         if result.rowcount != 1:  # type: ignore[attr-defined]
             discard(session)
             return False
-    log.info("deployment status", extra={"deployment": model.deployment_id, "status": status,
-                                          "status_message": message})
+    log.info(
+        "deployment status",
+        extra={"deployment": model.deployment_id, "status": status, "status_message": message},
+    )
     return True
 
 

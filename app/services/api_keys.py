@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import grpc
-from bud.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import timestamp_pb2
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +29,7 @@ from app.validation import MAX_KEY_DEPLOYMENTS, MAX_KEY_NAME, check_update_mask
 from auth.keys import NewKey, mint_key
 from auth.roles import EDITOR, VIEWER
 from auth.tokens import Authenticator
+from bud.auth.v1 import auth_pb2, auth_pb2_grpc
 from budrt.errors import Reason, ServiceError, aborted, failed_precondition, internal, invalid_argument
 from budrt.grpc_server import ServiceBinding
 
@@ -57,7 +57,10 @@ def check_key_fields(name: str, requests_per_minute: int, tokens_per_minute: int
     """INVALID_ARGUMENT for a name too long or a negative limit."""
     if len(name) > MAX_KEY_NAME:
         raise invalid_argument(f"name is longer than {MAX_KEY_NAME} characters", param="name")
-    for field, value in (("requests_per_minute", requests_per_minute), ("tokens_per_minute", tokens_per_minute)):
+    for field, value in (
+        ("requests_per_minute", requests_per_minute),
+        ("tokens_per_minute", tokens_per_minute),
+    ):
         if value < 0:
             raise invalid_argument(f"{field} must not be negative (0 means no limit)", param=field)
 
@@ -69,7 +72,9 @@ def _check_expiry(expire_time: timestamp_pb2.Timestamp) -> datetime:
     return expires
 
 
-async def _check_deployments(session: AsyncSession, project_id: str, deployment_ids: list[str] | None) -> list[str]:
+async def _check_deployments(
+    session: AsyncSession, project_id: str, deployment_ids: list[str] | None
+) -> list[str]:
     """The ids without duplicates; INVALID_ARGUMENT when too many or not the project's."""
     deployment_ids = list(dict.fromkeys(deployment_ids or []))
     if len(deployment_ids) > MAX_KEY_DEPLOYMENTS:
@@ -231,7 +236,9 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
             if name is not None:
                 row.name = name
             if "deployment_ids" in paths:
-                row.deployment_ids = await _check_deployments(session, row.project_id, list(patch.deployment_ids))
+                row.deployment_ids = await _check_deployments(
+                    session, row.project_id, list(patch.deployment_ids)
+                )
             if "expire_time" in paths:
                 row.expire_time = _check_expiry(patch.expire_time) if patch.HasField("expire_time") else None
             if "requests_per_minute" in paths:

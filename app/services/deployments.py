@@ -11,7 +11,6 @@ change them (see `auth.roles`).
 from __future__ import annotations
 
 import grpc
-from bud.app.v1 import deployment_pb2, deployment_pb2_grpc
 from google.protobuf import field_mask_pb2
 from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -29,12 +28,21 @@ from app.services.pagination import fetch_page
 from app.validation import check_deployment, check_update_mask
 from auth.roles import EDITOR, VIEWER
 from auth.tokens import Authenticator
+from bud.app.v1 import deployment_pb2, deployment_pb2_grpc
 from budrt.errors import already_exists, invalid_argument
 from budrt.grpc_server import ServiceBinding
 
 PENDING = status_name(deployment_pb2.DEPLOYMENT_STATUS_PENDING)
 WRITABLE_FIELDS = (
-    "name", "model", "prompt", "endpoints", "engine_args", "runner", "scaling", "caching", "rate_limits",
+    "name",
+    "model",
+    "prompt",
+    "endpoints",
+    "engine_args",
+    "runner",
+    "scaling",
+    "caching",
+    "rate_limits",
 )
 # Fields whose change means the engines must load something else.
 SPEC_FIELDS = ("model", "prompt", "endpoints", "engine_args", "runner", "caching")
@@ -64,13 +72,15 @@ async def _check_endpoints_free(session: AsyncSession, deployment_id: str, endpo
                 models.DeploymentEndpoint.served_model_name,
                 models.DeploymentEndpoint.deployment_id,
             ).where(
-                or_(*(
-                    and_(
-                        models.DeploymentEndpoint.address == address,
-                        models.DeploymentEndpoint.served_model_name == name,
+                or_(
+                    *(
+                        and_(
+                            models.DeploymentEndpoint.address == address,
+                            models.DeploymentEndpoint.served_model_name == name,
+                        )
+                        for address, name in endpoints
                     )
-                    for address, name in endpoints
-                )),
+                ),
                 models.DeploymentEndpoint.deployment_id != deployment_id,
             )
         )
@@ -126,8 +136,13 @@ async def insert_deployment(
     await _check_endpoints_free(session, deployment_id, endpoints)
     now = utcnow()
     row = models.Deployment(
-        id=deployment_id, project_id=project_id, status=PENDING, status_message="", spec_version=1,
-        create_time=now, update_time=now,
+        id=deployment_id,
+        project_id=project_id,
+        status=PENDING,
+        status_message="",
+        spec_version=1,
+        create_time=now,
+        update_time=now,
     )
     _apply(row, deployment, source)
     session.add(row)
@@ -141,7 +156,8 @@ def _conflict(err: IntegrityError, name: str) -> Exception:
     """ALREADY_EXISTS for a unique violation that a concurrent transaction caused."""
     if "deployment_endpoints" in str(err.orig):
         return already_exists(
-            "an engine endpoint of this deployment is taken by another deployment", param="deployment.endpoints"
+            "an engine endpoint of this deployment is taken by another deployment",
+            param="deployment.endpoints",
         )
     return _name_conflict(name)
 
@@ -231,9 +247,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 merged.endpoints.extend(
                     deployment_pb2.EngineEndpoint(address=a, served_model_name=n) for a, n in new_endpoints
                 )
-                spec_changed = any(
-                    _field_value(current, f) != _field_value(merged, f) for f in SPEC_FIELDS
-                )
+                spec_changed = any(_field_value(current, f) != _field_value(merged, f) for f in SPEC_FIELDS)
                 renamed = merged.name != current.name
                 if renamed and await _name_taken(session, row.project_id, merged.name, row.id):
                     raise _name_conflict(merged.name)

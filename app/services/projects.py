@@ -7,7 +7,6 @@ they have a role in (all of them to a platform admin). See `auth.roles` for the 
 from __future__ import annotations
 
 import grpc
-from bud.app.v1 import project_pb2, project_pb2_grpc
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +22,7 @@ from app.services.pagination import fetch_page
 from app.validation import check_description, check_project_name, check_update_mask
 from auth.roles import OWNER, VIEWER
 from auth.tokens import Authenticator
+from bud.app.v1 import project_pb2, project_pb2_grpc
 from budrt.errors import Reason, already_exists, failed_precondition
 from budrt.grpc_server import ServiceBinding
 

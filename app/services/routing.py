@@ -25,13 +25,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
-from bud.auth.v1 import routing_pb2, routing_pb2_grpc
 from sqlalchemy import or_, select
 
 from app.convert import route_deployment, route_key, route_project
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, current_revision
+from bud.auth.v1 import routing_pb2, routing_pb2_grpc
 from budrt.grpc_server import ServiceBinding
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,11 @@ def _has_changes(message: routing_pb2.WatchRoutingResponse) -> bool:
     return any(
         len(getattr(message, name))
         for name in (
-            "upsert_keys", "delete_key_ids", "upsert_deployments", "delete_deployment_ids", "upsert_projects",
+            "upsert_keys",
+            "delete_key_ids",
+            "upsert_deployments",
+            "delete_deployment_ids",
+            "upsert_projects",
             "delete_project_ids",
         )
     )
@@ -119,8 +123,12 @@ class RoutingServicer(routing_pb2_grpc.RoutingServiceServicer):
         resumed = request.since_revision > 0 and request.since_revision == sent.revision
         log.info(
             "routing watch",
-            extra={"gateway_id": request.gateway_id, "since_revision": request.since_revision,
-                   "revision": sent.revision, "snapshot": not resumed},
+            extra={
+                "gateway_id": request.gateway_id,
+                "since_revision": request.since_revision,
+                "revision": sent.revision,
+                "snapshot": not resumed,
+            },
         )
         yield sent.snapshot() if not resumed else routing_pb2.WatchRoutingResponse(revision=sent.revision)
         while not self._closing.is_set():

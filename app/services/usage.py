@@ -17,7 +17,6 @@ from datetime import date, datetime
 from typing import Any
 
 import grpc
-from bud.app.v1 import usage_pb2, usage_pb2_grpc
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +29,7 @@ from app.db.session import Database
 from app.validation import require
 from auth.roles import VIEWER
 from auth.tokens import Authenticator
+from bud.app.v1 import usage_pb2, usage_pb2_grpc
 from budrt.errors import invalid_argument
 from budrt.grpc_server import ServiceBinding
 
@@ -175,8 +175,13 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         return usage_pb2.QueryUsageResponse(
             buckets=[
                 usage_pb2.UsageBucket(
-                    date=day, api_key_id=key, deployment_id=dep, requests=int(n), prompt_tokens=int(p),
-                    completion_tokens=int(c), errors=int(e),
+                    date=day,
+                    api_key_id=key,
+                    deployment_id=dep,
+                    requests=int(n),
+                    prompt_tokens=int(p),
+                    completion_tokens=int(c),
+                    errors=int(e),
                 )
                 for day, key, dep, n, p, c, e in result
             ]

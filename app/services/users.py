@@ -11,7 +11,6 @@ routing revision alone.
 from __future__ import annotations
 
 import grpc
-from bud.auth.v1 import user_pb2, user_pb2_grpc
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -29,7 +28,15 @@ from auth.login_throttle import LoginThrottle
 from auth.passwords import hash_password, needs_rehash, verify_password
 from auth.roles import OWNER, ROLES, require_admin
 from auth.tokens import TOKEN_TYPE, Authenticator, Caller
-from budrt.errors import Reason, already_exists, failed_precondition, invalid_argument, not_found, unauthenticated
+from bud.auth.v1 import user_pb2, user_pb2_grpc
+from budrt.errors import (
+    Reason,
+    already_exists,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+    unauthenticated,
+)
 from budrt.grpc_server import ServiceBinding
 
 # GetUser's name for the caller.
@@ -47,8 +54,12 @@ async def create_user(
     if await session.scalar(select(models.User.id).where(models.User.username == username)) is not None:
         raise _username_taken(username)
     row = models.User(
-        id=ids.new_id(ids.USER), username=username, display_name=display_name, password_hash=password_hash,
-        platform_admin=platform_admin, create_time=utcnow(),
+        id=ids.new_id(ids.USER),
+        username=username,
+        display_name=display_name,
+        password_hash=password_hash,
+        platform_admin=platform_admin,
+        create_time=utcnow(),
     )
     session.add(row)
     await session.flush()
@@ -94,7 +105,9 @@ async def _keep_an_owner(session: AsyncSession, caller: Caller, member: models.P
     if caller.admin or member.role != role_name(OWNER):
         return
     owners = await session.scalar(
-        select(func.count()).select_from(models.ProjectMember).where(
+        select(func.count())
+        .select_from(models.ProjectMember)
+        .where(
             models.ProjectMember.project_id == member.project_id,
             models.ProjectMember.role == role_name(OWNER),
         )
@@ -169,8 +182,10 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         caller = self._access.caller(context)
         user_id = caller.user_id if request.user_id == ME else require(request.user_id, "user_id")
         async with self._db.snapshot() as session:
-            visible = caller.admin or user_id == caller.user_id or await _shares_a_project(
-                session, caller.user_id, user_id
+            visible = (
+                caller.admin
+                or user_id == caller.user_id
+                or await _shares_a_project(session, caller.user_id, user_id)
             )
             row = await session.get(models.User, user_id) if visible else None
         if row is None:
@@ -203,7 +218,9 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             row = await session.get(models.ProjectMember, (request.project_id, user.id))
             if row is None:
                 row = models.ProjectMember(
-                    project_id=request.project_id, user_id=user.id, role=role_name(request.role),
+                    project_id=request.project_id,
+                    user_id=user.id,
+                    role=role_name(request.role),
                     create_time=utcnow(),
                 )
                 session.add(row)

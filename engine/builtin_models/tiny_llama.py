@@ -79,7 +79,7 @@ CHAT_TEMPLATE = (
     "{{- bos_token }}"
     "{%- if tools %}"
     "{{- '<|im_start|>system\\nYou can call these tools. To call one, reply with "
-    '<tool_call>{\"name\": <name>, \"arguments\": <args>}</tool_call>.\\n<tools>\\n\' }}'
+    '<tool_call>{"name": <name>, "arguments": <args>}</tool_call>.\\n<tools>\\n\' }}'
     "{%- for tool in tools %}"
     "{{- (tool.function if tool.function is defined else tool) | tojson }}{{- '\\n' }}"
     "{%- endfor %}"
@@ -97,7 +97,7 @@ CHAT_TEMPLATE = (
     "{%- if message.tool_calls is defined and message.tool_calls %}"
     "{%- for call in message.tool_calls %}"
     "{%- set fn = call.function if call.function is defined else call %}"
-    "{{- '<tool_call>{\"name\": \"' + fn.name + '\", \"arguments\": ' }}"
+    '{{- \'<tool_call>{"name": "\' + fn.name + \'", "arguments": \' }}'
     "{%- if fn.arguments is string %}{{- fn.arguments }}{%- else %}{{- fn.arguments | tojson }}{%- endif %}"
     "{{- '}</tool_call>' }}"
     "{%- endfor %}"
@@ -151,9 +151,7 @@ tomorrow|yesterday|again|together|alone|early|later|gently|boldly|eagerly|calmly
 _PLACES = """in the morning|at night|near the river|on the hill|inside the house|across the city|under the
 bridge|over the clouds|in the data center|on the main thread|behind the firewall|in Paris|in
 Berlin|in Tokyo|in London|in Bangalore|in New York|in Lagos|in Sydney|in Toronto|on Monday|on
-Friday|in January|in July|during the storm|after lunch|before dinner""".replace(
-    "\n", " "
-).split("|")
+Friday|in January|in July|during the storm|after lunch|before dinner""".replace("\n", " ").split("|")
 
 _CONNECTORS = ["and", "but", "because", "while", "so", "although", "when", "until", "then"]
 
@@ -204,7 +202,11 @@ def _corpus() -> Iterator[str]:
             # JSON-ish lines so braces/quotes/colons get merges too (tool calls,
             # structured output).
             args = {rng.pick(_ARG_KEYS): rng.pick(_OBJECTS), rng.pick(_ARG_KEYS): rng.next() % 100}
-            line = "<tool_call>" + json.dumps({"name": rng.pick(_TOOL_NAMES), "arguments": args}) + "</tool_call>"
+            line = (
+                "<tool_call>"
+                + json.dumps({"name": rng.pick(_TOOL_NAMES), "arguments": args})
+                + "</tool_call>"
+            )
         yield line
     for n in range(0, 2000, 7):
         yield f"{n} + {n + 1} = {2 * n + 1}; {n} * 3 = {3 * n}; [{n}, {n / 4}, {-n}]"

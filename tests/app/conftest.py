@@ -17,13 +17,13 @@ from typing import Any
 
 import grpc
 import pytest
-from bud.app.v1 import deployment_pb2, deployment_pb2_grpc, project_pb2_grpc, usage_pb2_grpc
-from bud.auth.v1 import auth_pb2_grpc, routing_pb2_grpc, user_pb2, user_pb2_grpc
 
 from app.server import RunningApp, start_app
+from app.settings import AppSettings as Settings
+from bud.app.v1 import deployment_pb2, deployment_pb2_grpc, project_pb2_grpc, usage_pb2_grpc
+from bud.auth.v1 import auth_pb2_grpc, routing_pb2_grpc, user_pb2, user_pb2_grpc
 from budrt.errors import ServiceError
 from budrt.grpc_server import CHANNEL_OPTIONS, GrpcServer
-from app.settings import AppSettings as Settings
 from tests.support.instant_engine import InstantEngine, serve_instant_engine
 from tests.support.postgres import PostgresCluster, postgres_cluster  # noqa: F401  (fixture)
 
@@ -235,7 +235,9 @@ async def expect_error(call: Awaitable[Any], code: grpc.StatusCode, param: str |
     return err
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition"
+) -> None:
     """Polls `check` until it holds, failing after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not await check():

@@ -8,20 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from bud.app.v1 import deployment_pb2, project_pb2
-from bud.auth.v1 import auth_pb2
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from sqlalchemy import select
 
 from app.db import models
 from app.server import RunningApp
 from auth.keys import hash_key, key_matches, key_prefix
+from bud.app.v1 import deployment_pb2, project_pb2
+from bud.auth.v1 import auth_pb2
 
 HASH_SECRET = "test-key-hash-secret"  # the conftest's settings
 
 
 async def _project(stubs: Any, name: str = "keys") -> str:
-    reply = await stubs.projects.CreateProject(project_pb2.CreateProjectRequest(project=project_pb2.Project(name=name)))
+    reply = await stubs.projects.CreateProject(
+        project_pb2.CreateProjectRequest(project=project_pb2.Project(name=name))
+    )
     return str(reply.project.id)
 
 
@@ -38,30 +40,42 @@ async def test_create_list_get(stubs: Any, helpers: Any) -> None:
     assert key.id.startswith("key_") and key.name == "ci" and key.project_id == project_id
     assert key.state == auth_pb2.API_KEY_STATE_ACTIVE
     assert secret.startswith(f"bud-{key.prefix}-") and key_prefix(secret) == key.prefix
-    assert not key.HasField("revoke_time") and not key.HasField("expire_time") and not key.HasField("last_used_time")
+    assert (
+        not key.HasField("revoke_time")
+        and not key.HasField("expire_time")
+        and not key.HasField("last_used_time")
+    )
 
     listed = await stubs.api_keys.ListApiKeys(auth_pb2.ListApiKeysRequest(project_id=project_id))
     assert [k.prefix for k in listed.api_keys] == [key.prefix]
     assert listed.api_keys[0] == key
-    got = (await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key.id))).api_key
+    got = (
+        await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key.id))
+    ).api_key
     assert got == key
     assert secret not in str(listed) and secret not in str(got)
 
     other = await _project(stubs, "other")
     await helpers.expect_error(
         stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=other, api_key_id=key.id)),
-        grpc.StatusCode.NOT_FOUND, "api_key_id",
+        grpc.StatusCode.NOT_FOUND,
+        "api_key_id",
     )
     await helpers.expect_error(
         stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id="prj_missing")),
-        grpc.StatusCode.NOT_FOUND, "project_id",
+        grpc.StatusCode.NOT_FOUND,
+        "project_id",
     )
 
 
 async def test_pagination(stubs: Any) -> None:
     project_id = await _project(stubs)
     ids = [
-        (await stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id, name=f"k{i}"))).api_key.id
+        (
+            await stubs.api_keys.CreateApiKey(
+                auth_pb2.CreateApiKeyRequest(project_id=project_id, name=f"k{i}")
+            )
+        ).api_key.id
         for i in range(5)
     ]
     seen, token = [], ""
@@ -78,29 +92,47 @@ async def test_pagination(stubs: Any) -> None:
 
 async def test_restrictions_and_expiry(stubs: Any, helpers: Any, engine_host: Any) -> None:
     project_id = await _project(stubs)
-    deployment = (await stubs.deployments.CreateDeployment(deployment_pb2.CreateDeploymentRequest(
-        project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-    ))).deployment
-    restricted = (await stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(
-        project_id=project_id, deployment_ids=[deployment.id]
-    ))).api_key
+    deployment = (
+        await stubs.deployments.CreateDeployment(
+            deployment_pb2.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
+            )
+        )
+    ).deployment
+    restricted = (
+        await stubs.api_keys.CreateApiKey(
+            auth_pb2.CreateApiKeyRequest(project_id=project_id, deployment_ids=[deployment.id])
+        )
+    ).api_key
     assert list(restricted.deployment_ids) == [deployment.id]
     await helpers.expect_error(
-        stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id, deployment_ids=["dep_nope"])),
-        grpc.StatusCode.INVALID_ARGUMENT, "deployment_ids",
+        stubs.api_keys.CreateApiKey(
+            auth_pb2.CreateApiKeyRequest(project_id=project_id, deployment_ids=["dep_nope"])
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "deployment_ids",
     )
     await helpers.expect_error(
-        stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(
-            project_id=project_id, expire_time=_timestamp(datetime.now(UTC) - timedelta(minutes=1))
-        )),
-        grpc.StatusCode.INVALID_ARGUMENT, "expire_time",
+        stubs.api_keys.CreateApiKey(
+            auth_pb2.CreateApiKeyRequest(
+                project_id=project_id, expire_time=_timestamp(datetime.now(UTC) - timedelta(minutes=1))
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "expire_time",
     )
-    soon = (await stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(
-        project_id=project_id, expire_time=_timestamp(datetime.now(UTC) + timedelta(seconds=1))
-    ))).api_key
+    soon = (
+        await stubs.api_keys.CreateApiKey(
+            auth_pb2.CreateApiKeyRequest(
+                project_id=project_id, expire_time=_timestamp(datetime.now(UTC) + timedelta(seconds=1))
+            )
+        )
+    ).api_key
     assert soon.state == auth_pb2.API_KEY_STATE_ACTIVE and soon.HasField("expire_time")
     await asyncio.sleep(1.1)
-    got = (await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=soon.id))).api_key
+    got = (
+        await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=soon.id))
+    ).api_key
     assert got.state == auth_pb2.API_KEY_STATE_EXPIRED
 
 
@@ -120,16 +152,22 @@ async def test_revoke_and_rotate(app: RunningApp, stubs: Any, helpers: Any) -> N
         assert not key_matches(created.secret, row.key_hash, HASH_SECRET)  # the old secret is dead
         assert row.prefix == rotated.api_key.prefix
 
-    revoked = (await stubs.api_keys.RevokeApiKey(
-        auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=created.api_key.id)
-    )).api_key
+    revoked = (
+        await stubs.api_keys.RevokeApiKey(
+            auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=created.api_key.id)
+        )
+    ).api_key
     assert revoked.state == auth_pb2.API_KEY_STATE_REVOKED and revoked.HasField("revoke_time")
-    again = (await stubs.api_keys.RevokeApiKey(
-        auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=created.api_key.id)
-    )).api_key
+    again = (
+        await stubs.api_keys.RevokeApiKey(
+            auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=created.api_key.id)
+        )
+    ).api_key
     assert again.revoke_time == revoked.revoke_time  # idempotent
     err = await helpers.expect_error(
-        stubs.api_keys.RotateApiKey(auth_pb2.RotateApiKeyRequest(project_id=project_id, api_key_id=created.api_key.id)),
+        stubs.api_keys.RotateApiKey(
+            auth_pb2.RotateApiKeyRequest(project_id=project_id, api_key_id=created.api_key.id)
+        ),
         grpc.StatusCode.FAILED_PRECONDITION,
     )
     assert err.reason == "API_KEY_REVOKED"
@@ -139,69 +177,111 @@ async def test_revoke_and_rotate(app: RunningApp, stubs: Any, helpers: Any) -> N
 
 async def test_rate_limits_and_update(stubs: Any, helpers: Any, engine_host: Any) -> None:
     project_id = await _project(stubs)
-    key = (await stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(
-        project_id=project_id, name="limited", requests_per_minute=60, tokens_per_minute=1000
-    ))).api_key
+    key = (
+        await stubs.api_keys.CreateApiKey(
+            auth_pb2.CreateApiKeyRequest(
+                project_id=project_id, name="limited", requests_per_minute=60, tokens_per_minute=1000
+            )
+        )
+    ).api_key
     assert (key.requests_per_minute, key.tokens_per_minute) == (60, 1000)
     for field in ("requests_per_minute", "tokens_per_minute"):
         await helpers.expect_error(
             stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id, **{field: -1})),
-            grpc.StatusCode.INVALID_ARGUMENT, field,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            field,
         )
 
     # Only the fields in the mask change.
-    updated = (await stubs.api_keys.UpdateApiKey(auth_pb2.UpdateApiKeyRequest(
-        api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, requests_per_minute=5, name="ignored"),
-        update_mask=field_mask_pb2.FieldMask(paths=["requests_per_minute"]),
-    ))).api_key
+    updated = (
+        await stubs.api_keys.UpdateApiKey(
+            auth_pb2.UpdateApiKeyRequest(
+                api_key=auth_pb2.ApiKey(
+                    id=key.id, project_id=project_id, requests_per_minute=5, name="ignored"
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["requests_per_minute"]),
+            )
+        )
+    ).api_key
     assert (updated.requests_per_minute, updated.tokens_per_minute, updated.name) == (5, 1000, "limited")
     assert updated.prefix == key.prefix and updated.state == auth_pb2.API_KEY_STATE_ACTIVE
 
-    deployment = (await stubs.deployments.CreateDeployment(deployment_pb2.CreateDeploymentRequest(
-        project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-    ))).deployment
+    deployment = (
+        await stubs.deployments.CreateDeployment(
+            deployment_pb2.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
+            )
+        )
+    ).deployment
     # An empty mask writes every writable field: unset limits and expiry mean none.
-    replaced = (await stubs.api_keys.UpdateApiKey(auth_pb2.UpdateApiKeyRequest(
-        api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, name="renamed", deployment_ids=[deployment.id])
-    ))).api_key
+    replaced = (
+        await stubs.api_keys.UpdateApiKey(
+            auth_pb2.UpdateApiKeyRequest(
+                api_key=auth_pb2.ApiKey(
+                    id=key.id, project_id=project_id, name="renamed", deployment_ids=[deployment.id]
+                )
+            )
+        )
+    ).api_key
     assert (replaced.name, list(replaced.deployment_ids)) == ("renamed", [deployment.id])
     assert (replaced.requests_per_minute, replaced.tokens_per_minute) == (0, 0)
-    got = (await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key.id))).api_key
+    got = (
+        await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key.id))
+    ).api_key
     assert got == replaced
 
     for request, code, param in (
-        (auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id),
-                                      update_mask=field_mask_pb2.FieldMask(paths=["prefix"])),
-         grpc.StatusCode.INVALID_ARGUMENT, "update_mask"),
-        (auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, tokens_per_minute=-5),
-                                      update_mask=field_mask_pb2.FieldMask(paths=["tokens_per_minute"])),
-         grpc.StatusCode.INVALID_ARGUMENT, "tokens_per_minute"),
-        (auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id,
-                                                              deployment_ids=["dep_nope"]),
-                                      update_mask=field_mask_pb2.FieldMask(paths=["deployment_ids"])),
-         grpc.StatusCode.INVALID_ARGUMENT, "deployment_ids"),
-        (auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id="key_missing", project_id=project_id)),
-         grpc.StatusCode.NOT_FOUND, "api_key.id"),
+        (
+            auth_pb2.UpdateApiKeyRequest(
+                api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id),
+                update_mask=field_mask_pb2.FieldMask(paths=["prefix"]),
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "update_mask",
+        ),
+        (
+            auth_pb2.UpdateApiKeyRequest(
+                api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, tokens_per_minute=-5),
+                update_mask=field_mask_pb2.FieldMask(paths=["tokens_per_minute"]),
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "tokens_per_minute",
+        ),
+        (
+            auth_pb2.UpdateApiKeyRequest(
+                api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, deployment_ids=["dep_nope"]),
+                update_mask=field_mask_pb2.FieldMask(paths=["deployment_ids"]),
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment_ids",
+        ),
+        (
+            auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id="key_missing", project_id=project_id)),
+            grpc.StatusCode.NOT_FOUND,
+            "api_key.id",
+        ),
     ):
         await helpers.expect_error(stubs.api_keys.UpdateApiKey(request), code, param)
 
     await stubs.api_keys.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=key.id))
     err = await helpers.expect_error(
-        stubs.api_keys.UpdateApiKey(auth_pb2.UpdateApiKeyRequest(
-            api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, requests_per_minute=1),
-            update_mask=field_mask_pb2.FieldMask(paths=["requests_per_minute"]),
-        )),
+        stubs.api_keys.UpdateApiKey(
+            auth_pb2.UpdateApiKeyRequest(
+                api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, requests_per_minute=1),
+                update_mask=field_mask_pb2.FieldMask(paths=["requests_per_minute"]),
+            )
+        ),
         grpc.StatusCode.FAILED_PRECONDITION,
     )
     assert err.reason == "API_KEY_REVOKED"
 
 
-async def test_only_hashes_are_stored(
-    capsys: Any, app: RunningApp, stubs: Any, database_url: str
-) -> None:
+async def test_only_hashes_are_stored(capsys: Any, app: RunningApp, stubs: Any, database_url: str) -> None:
     # capsys comes first so that it is capturing when the app starts and prints its first key.
     bootstrap_secret = next(
-        line.split("=", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("OPENAI_API_KEY=")
+        line.split("=", 1)[1]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("OPENAI_API_KEY=")
     )
     project_id = await _project(stubs)
     created = await stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id))

@@ -6,25 +6,33 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from bud.app.v1 import deployment_pb2, project_pb2, usage_pb2
-from bud.auth.v1 import auth_pb2, user_pb2
 from google.protobuf import field_mask_pb2
 
 from app.server import RunningApp
+from bud.app.v1 import deployment_pb2, project_pb2, usage_pb2
+from bud.auth.v1 import auth_pb2, user_pb2
 
-VIEWER, EDITOR, OWNER = user_pb2.PROJECT_ROLE_VIEWER, user_pb2.PROJECT_ROLE_EDITOR, user_pb2.PROJECT_ROLE_OWNER
+VIEWER, EDITOR, OWNER = (
+    user_pb2.PROJECT_ROLE_VIEWER,
+    user_pb2.PROJECT_ROLE_EDITOR,
+    user_pb2.PROJECT_ROLE_OWNER,
+)
 D = deployment_pb2
 
 
 async def _user(app: RunningApp, admin: Any, clients: Any, username: str) -> tuple[str, Any]:
     """Creates a user; returns its id and clients logged in as it."""
     password = f"{username}-password"
-    user = (await admin.users.CreateUser(user_pb2.CreateUserRequest(username=username, password=password))).user
+    user = (
+        await admin.users.CreateUser(user_pb2.CreateUserRequest(username=username, password=password))
+    ).user
     return user.id, await clients(app).login(username, password)
 
 
 async def _create_project(client: Any, name: str) -> str:
-    reply = await client.projects.CreateProject(project_pb2.CreateProjectRequest(project=project_pb2.Project(name=name)))
+    reply = await client.projects.CreateProject(
+        project_pb2.CreateProjectRequest(project=project_pb2.Project(name=name))
+    )
     return str(reply.project.id)
 
 
@@ -42,19 +50,32 @@ async def test_role_matrix(app: RunningApp, stubs: Any, clients: Any, helpers: A
     outsider_id, outsider = await _user(app, stubs, clients, "oscar")
 
     project_id = await _create_project(owner, "team")  # the creator becomes its owner
-    assert [(m.user_id, m.role) for m in (await owner.users.ListProjectMembers(
-        user_pb2.ListProjectMembersRequest(project_id=project_id)
-    )).members] == [(owner_id, OWNER)]
+    assert [
+        (m.user_id, m.role)
+        for m in (
+            await owner.users.ListProjectMembers(user_pb2.ListProjectMembersRequest(project_id=project_id))
+        ).members
+    ] == [(owner_id, OWNER)]
     member = await _set(owner, project_id, editor_id, EDITOR)
-    assert (member.project_id, member.user_id, member.role, member.username) == (project_id, editor_id, EDITOR, "ed")
+    assert (member.project_id, member.user_id, member.role, member.username) == (
+        project_id,
+        editor_id,
+        EDITOR,
+        "ed",
+    )
     # Owners add colleagues by the name they log in with.
-    by_name = (await owner.users.SetProjectMember(
-        user_pb2.SetProjectMemberRequest(project_id=project_id, username="vic", role=VIEWER)
-    )).member
+    by_name = (
+        await owner.users.SetProjectMember(
+            user_pb2.SetProjectMemberRequest(project_id=project_id, username="vic", role=VIEWER)
+        )
+    ).member
     assert (by_name.user_id, by_name.role, by_name.username) == (viewer_id, VIEWER, "vic")
-    assert [(m.username, m.role) for m in (await owner.users.ListProjectMembers(
-        user_pb2.ListProjectMembersRequest(project_id=project_id)
-    )).members] == [("olga", OWNER), ("ed", EDITOR), ("vic", VIEWER)]
+    assert [
+        (m.username, m.role)
+        for m in (
+            await owner.users.ListProjectMembers(user_pb2.ListProjectMembersRequest(project_id=project_id))
+        ).members
+    ] == [("olga", OWNER), ("ed", EDITOR), ("vic", VIEWER)]
 
     # Viewer: reads everything, changes nothing.
     get_project = project_pb2.GetProjectRequest(project_id=project_id)
@@ -67,56 +88,92 @@ async def test_role_matrix(app: RunningApp, stubs: Any, clients: Any, helpers: A
         viewer.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id)), denied
     )
     assert err.reason == "PERMISSION_DENIED" and "editor" in err.message
-    await helpers.expect_error(viewer.deployments.CreateDeployment(D.CreateDeploymentRequest(
-        project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-    )), denied)
-    await helpers.expect_error(viewer.projects.UpdateProject(project_pb2.UpdateProjectRequest(
-        project=project_pb2.Project(id=project_id, description="x"), update_mask=field_mask_pb2.FieldMask(paths=["description"])
-    )), denied)
+    await helpers.expect_error(
+        viewer.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
+            )
+        ),
+        denied,
+    )
+    await helpers.expect_error(
+        viewer.projects.UpdateProject(
+            project_pb2.UpdateProjectRequest(
+                project=project_pb2.Project(id=project_id, description="x"),
+                update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+            )
+        ),
+        denied,
+    )
     await helpers.expect_error(
         viewer.users.ListProjectMembers(user_pb2.ListProjectMembersRequest(project_id=project_id)), denied
     )
 
     # Editor: deployments and keys, but not the project or its members.
-    deployment = (await editor.deployments.CreateDeployment(D.CreateDeploymentRequest(
-        project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-    ))).deployment
-    await editor.deployments.UpdateDeployment(D.UpdateDeploymentRequest(
-        deployment=D.Deployment(id=deployment.id, project_id=project_id, rate_limits=D.RateLimits(requests_per_minute=5)),
-        update_mask=field_mask_pb2.FieldMask(paths=["rate_limits"]),
-    ))
-    key = (await editor.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id, name="ci"))).api_key
+    deployment = (
+        await editor.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
+            )
+        )
+    ).deployment
+    await editor.deployments.UpdateDeployment(
+        D.UpdateDeploymentRequest(
+            deployment=D.Deployment(
+                id=deployment.id, project_id=project_id, rate_limits=D.RateLimits(requests_per_minute=5)
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["rate_limits"]),
+        )
+    )
+    key = (
+        await editor.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id, name="ci"))
+    ).api_key
     await editor.api_keys.RotateApiKey(auth_pb2.RotateApiKeyRequest(project_id=project_id, api_key_id=key.id))
-    assert (await viewer.api_keys.GetApiKey(
-        auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key.id)
-    )).api_key.name == "ci"
+    assert (
+        await viewer.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key.id))
+    ).api_key.name == "ci"
     await helpers.expect_error(
-        viewer.api_keys.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=key.id)), denied
+        viewer.api_keys.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=key.id)),
+        denied,
     )
     await editor.api_keys.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=key.id))
     await helpers.expect_error(
-        editor.projects.DeleteProject(project_pb2.DeleteProjectRequest(project_id=project_id, force=True)), denied
+        editor.projects.DeleteProject(project_pb2.DeleteProjectRequest(project_id=project_id, force=True)),
+        denied,
     )
-    await helpers.expect_error(editor.users.SetProjectMember(user_pb2.SetProjectMemberRequest(
-        project_id=project_id, user_id=outsider_id, role=VIEWER
-    )), denied)
-    await editor.deployments.DeleteDeployment(D.DeleteDeploymentRequest(project_id=project_id, deployment_id=deployment.id))
+    await helpers.expect_error(
+        editor.users.SetProjectMember(
+            user_pb2.SetProjectMemberRequest(project_id=project_id, user_id=outsider_id, role=VIEWER)
+        ),
+        denied,
+    )
+    await editor.deployments.DeleteDeployment(
+        D.DeleteDeploymentRequest(project_id=project_id, deployment_id=deployment.id)
+    )
 
     # Outsider: the project does not exist for them, exactly as a missing one does not.
     missing = await helpers.expect_error(
         outsider.projects.GetProject(project_pb2.GetProjectRequest(project_id="prj_missing")),
-        grpc.StatusCode.NOT_FOUND, "project_id",
+        grpc.StatusCode.NOT_FOUND,
+        "project_id",
     )
-    hidden = await helpers.expect_error(outsider.projects.GetProject(get_project), grpc.StatusCode.NOT_FOUND, "project_id")
-    assert (hidden.reason, hidden.message.replace(project_id, "prj_missing")) == (missing.reason, missing.message)
+    hidden = await helpers.expect_error(
+        outsider.projects.GetProject(get_project), grpc.StatusCode.NOT_FOUND, "project_id"
+    )
+    assert (hidden.reason, hidden.message.replace(project_id, "prj_missing")) == (
+        missing.reason,
+        missing.message,
+    )
     for call in (
         outsider.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id)),
         outsider.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key.id)),
         outsider.api_keys.ListApiKeys(auth_pb2.ListApiKeysRequest(project_id=project_id)),
         outsider.deployments.ListDeployments(D.ListDeploymentsRequest(project_id=project_id)),
-        outsider.deployments.CreateDeployment(D.CreateDeploymentRequest(
-            project_id=project_id, deployment=helpers.model_deployment("x", engine_host.address)
-        )),
+        outsider.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment("x", engine_host.address)
+            )
+        ),
         outsider.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id)),
         outsider.users.ListProjectMembers(user_pb2.ListProjectMembersRequest(project_id=project_id)),
         outsider.users.SetProjectMember(
@@ -125,29 +182,46 @@ async def test_role_matrix(app: RunningApp, stubs: Any, clients: Any, helpers: A
         outsider.projects.DeleteProject(project_pb2.DeleteProjectRequest(project_id=project_id)),
     ):
         await helpers.expect_error(call, grpc.StatusCode.NOT_FOUND, "project_id")
-    await helpers.expect_error(outsider.projects.UpdateProject(project_pb2.UpdateProjectRequest(
-        project=project_pb2.Project(id=project_id, description="x"), update_mask=field_mask_pb2.FieldMask(paths=["description"])
-    )), grpc.StatusCode.NOT_FOUND, "project.id")
+    await helpers.expect_error(
+        outsider.projects.UpdateProject(
+            project_pb2.UpdateProjectRequest(
+                project=project_pb2.Project(id=project_id, description="x"),
+                update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+            )
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "project.id",
+    )
 
     # Role changes apply at once, to tokens already issued.
     await _set(owner, project_id, viewer_id, EDITOR)
     await viewer.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id))
-    await owner.users.RemoveProjectMember(user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=viewer_id))
+    await owner.users.RemoveProjectMember(
+        user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=viewer_id)
+    )
     await helpers.expect_error(viewer.projects.GetProject(get_project), grpc.StatusCode.NOT_FOUND)
 
     # Owner: updates and deletes the project; the platform admin may do anything, member or not.
-    await owner.projects.UpdateProject(project_pb2.UpdateProjectRequest(
-        project=project_pb2.Project(id=project_id, description="ours"), update_mask=field_mask_pb2.FieldMask(paths=["description"])
-    ))
-    assert {m.user_id for m in (await stubs.users.ListProjectMembers(
-        user_pb2.ListProjectMembersRequest(project_id=project_id)
-    )).members} == {owner_id, editor_id}
+    await owner.projects.UpdateProject(
+        project_pb2.UpdateProjectRequest(
+            project=project_pb2.Project(id=project_id, description="ours"),
+            update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+        )
+    )
+    assert {
+        m.user_id
+        for m in (
+            await stubs.users.ListProjectMembers(user_pb2.ListProjectMembersRequest(project_id=project_id))
+        ).members
+    } == {owner_id, editor_id}
     await stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id))
     await owner.projects.DeleteProject(project_pb2.DeleteProjectRequest(project_id=project_id, force=True))
     assert list((await owner.projects.ListProjects(project_pb2.ListProjectsRequest())).projects) == []
 
 
-async def test_lists_show_only_the_callers_projects(app: RunningApp, stubs: Any, clients: Any, helpers: Any) -> None:
+async def test_lists_show_only_the_callers_projects(
+    app: RunningApp, stubs: Any, clients: Any, helpers: Any
+) -> None:
     ann_id, ann = await _user(app, stubs, clients, "ann")
     _, ben = await _user(app, stubs, clients, "ben")
     a1 = await _create_project(ann, "a1")
@@ -158,7 +232,9 @@ async def test_lists_show_only_the_callers_projects(app: RunningApp, stubs: Any,
     async def names(client: Any, page_size: int = 0) -> list[str]:
         seen, token = [], ""
         while True:
-            page = await client.projects.ListProjects(project_pb2.ListProjectsRequest(page_size=page_size, page_token=token))
+            page = await client.projects.ListProjects(
+                project_pb2.ListProjectsRequest(page_size=page_size, page_token=token)
+            )
             seen += [p.name for p in page.projects]
             token = page.next_page_token
             if not token:
@@ -169,7 +245,9 @@ async def test_lists_show_only_the_callers_projects(app: RunningApp, stubs: Any,
     assert await names(stubs) == ["default", "a1", "b1", "a2"]  # the platform admin sees all
     _, cat = await _user(app, stubs, clients, "cat")
     assert await names(cat) == []
-    assert {a1, a2, b1} <= {p.id for p in (await stubs.projects.ListProjects(project_pb2.ListProjectsRequest())).projects}
+    assert {a1, a2, b1} <= {
+        p.id for p in (await stubs.projects.ListProjects(project_pb2.ListProjectsRequest())).projects
+    }
 
     # Users see themselves and the members of their projects; nobody else.
     ben_id = (await ben.users.GetUser(user_pb2.GetUserRequest(user_id="me"))).user.id
@@ -188,7 +266,9 @@ async def test_members(app: RunningApp, stubs: Any, clients: Any, helpers: Any) 
 
     # A project keeps an owner: its last owner can neither leave nor step down...
     for call in (
-        owner.users.RemoveProjectMember(user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=owner_id)),
+        owner.users.RemoveProjectMember(
+            user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=owner_id)
+        ),
         owner.users.SetProjectMember(
             user_pb2.SetProjectMemberRequest(project_id=project_id, user_id=owner_id, role=EDITOR)
         ),
@@ -203,27 +283,50 @@ async def test_members(app: RunningApp, stubs: Any, clients: Any, helpers: Any) 
         grpc.StatusCode.PERMISSION_DENIED,
     )
     # A platform admin may remove the last owner.
-    await stubs.users.RemoveProjectMember(user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=other_id))
-    await helpers.expect_error(
-        other.projects.GetProject(project_pb2.GetProjectRequest(project_id=project_id)), grpc.StatusCode.NOT_FOUND
+    await stubs.users.RemoveProjectMember(
+        user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=other_id)
     )
-    members = (await stubs.users.ListProjectMembers(user_pb2.ListProjectMembersRequest(project_id=project_id))).members
+    await helpers.expect_error(
+        other.projects.GetProject(project_pb2.GetProjectRequest(project_id=project_id)),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    members = (
+        await stubs.users.ListProjectMembers(user_pb2.ListProjectMembersRequest(project_id=project_id))
+    ).members
     assert [(m.user_id, m.role) for m in members] == [(owner_id, VIEWER)]
 
     for request, code, param in (
-        (user_pb2.SetProjectMemberRequest(project_id=project_id, user_id=other_id), grpc.StatusCode.INVALID_ARGUMENT,
-         "role"),
-        (user_pb2.SetProjectMemberRequest(project_id=project_id, user_id="usr_missing", role=VIEWER),
-         grpc.StatusCode.NOT_FOUND, "user_id"),
-        (user_pb2.SetProjectMemberRequest(project_id=project_id, username="nobody", role=VIEWER),
-         grpc.StatusCode.NOT_FOUND, "username"),
-        (user_pb2.SetProjectMemberRequest(project_id=project_id, role=VIEWER), grpc.StatusCode.INVALID_ARGUMENT,
-         "user_id"),
-        (user_pb2.SetProjectMemberRequest(project_id="prj_missing", user_id=other_id, role=VIEWER),
-         grpc.StatusCode.NOT_FOUND, "project_id"),
+        (
+            user_pb2.SetProjectMemberRequest(project_id=project_id, user_id=other_id),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "role",
+        ),
+        (
+            user_pb2.SetProjectMemberRequest(project_id=project_id, user_id="usr_missing", role=VIEWER),
+            grpc.StatusCode.NOT_FOUND,
+            "user_id",
+        ),
+        (
+            user_pb2.SetProjectMemberRequest(project_id=project_id, username="nobody", role=VIEWER),
+            grpc.StatusCode.NOT_FOUND,
+            "username",
+        ),
+        (
+            user_pb2.SetProjectMemberRequest(project_id=project_id, role=VIEWER),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "user_id",
+        ),
+        (
+            user_pb2.SetProjectMemberRequest(project_id="prj_missing", user_id=other_id, role=VIEWER),
+            grpc.StatusCode.NOT_FOUND,
+            "project_id",
+        ),
     ):
         await helpers.expect_error(stubs.users.SetProjectMember(request), code, param)
     await helpers.expect_error(
-        stubs.users.RemoveProjectMember(user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=other_id)),
-        grpc.StatusCode.NOT_FOUND, "user_id",
+        stubs.users.RemoveProjectMember(
+            user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=other_id)
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "user_id",
     )

@@ -7,17 +7,19 @@ from typing import Any
 
 import grpc
 import pytest
-from bud.app.v1 import deployment_pb2, project_pb2
-from bud.engine.v1 import engine_service_pb2
 from google.protobuf import field_mask_pb2
 
 from app.server import RunningApp
+from bud.app.v1 import deployment_pb2, project_pb2
+from bud.engine.v1 import engine_service_pb2
 
 D = deployment_pb2
 
 
 async def _project(stubs: Any, name: str = "proj") -> str:
-    reply = await stubs.projects.CreateProject(project_pb2.CreateProjectRequest(project=project_pb2.Project(name=name)))
+    reply = await stubs.projects.CreateProject(
+        project_pb2.CreateProjectRequest(project=project_pb2.Project(name=name))
+    )
     return str(reply.project.id)
 
 
@@ -32,47 +34,76 @@ async def test_crud(stubs: Any, helpers: Any, engine_host: Any) -> None:
         caching=True,
         rate_limits=D.RateLimits(requests_per_minute=60, tokens_per_minute=6000),
     )
-    created = (await stubs.deployments.CreateDeployment(
-        D.CreateDeploymentRequest(project_id=project_id, deployment=request)
-    )).deployment
+    created = (
+        await stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(project_id=project_id, deployment=request)
+        )
+    ).deployment
     assert created.id.startswith("dep_") and created.project_id == project_id and created.name == "chat"
     assert created.model.builtin == "tiny-llama"
-    assert [(e.address, e.served_model_name) for e in created.endpoints] == [(engine_host.address, created.id)]
+    assert [(e.address, e.served_model_name) for e in created.endpoints] == [
+        (engine_host.address, created.id)
+    ]
     assert created.engine_args.max_model_len == 1024 and created.engine_args.dtype == "float32"
     assert not created.engine_args.HasField("kv_cache_space_gib")  # unset stays unset
     assert created.runner == engine_service_pb2.RUNNER_GENERATE
     assert created.scaling.max_concurrency == 8 and created.caching
     assert created.rate_limits.tokens_per_minute == 6000
-    assert created.status in (D.DEPLOYMENT_STATUS_PENDING, D.DEPLOYMENT_STATUS_LOADING, D.DEPLOYMENT_STATUS_READY)
+    assert created.status in (
+        D.DEPLOYMENT_STATUS_PENDING,
+        D.DEPLOYMENT_STATUS_LOADING,
+        D.DEPLOYMENT_STATUS_READY,
+    )
 
-    got = (await stubs.deployments.GetDeployment(
-        D.GetDeploymentRequest(project_id=project_id, deployment_id=created.id)
-    )).deployment
-    assert got.id == created.id and got.engine_args == created.engine_args and got.endpoints == created.endpoints
+    got = (
+        await stubs.deployments.GetDeployment(
+            D.GetDeploymentRequest(project_id=project_id, deployment_id=created.id)
+        )
+    ).deployment
+    assert (
+        got.id == created.id and got.engine_args == created.engine_args and got.endpoints == created.endpoints
+    )
 
     # A nested path changes one field; rate limits do not reload the model.
-    await helpers.eventually(lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY),
-                             what="READY")
+    await helpers.eventually(
+        lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY"
+    )
     assert engine_host.engine.loaded_names().count(created.id) == 1
-    updated = (await stubs.deployments.UpdateDeployment(D.UpdateDeploymentRequest(
-        deployment=D.Deployment(id=created.id, project_id=project_id,
-                                rate_limits=D.RateLimits(requests_per_minute=5, tokens_per_minute=1)),
-        update_mask=field_mask_pb2.FieldMask(paths=["rate_limits.requests_per_minute"]),
-    ))).deployment
+    updated = (
+        await stubs.deployments.UpdateDeployment(
+            D.UpdateDeploymentRequest(
+                deployment=D.Deployment(
+                    id=created.id,
+                    project_id=project_id,
+                    rate_limits=D.RateLimits(requests_per_minute=5, tokens_per_minute=1),
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["rate_limits.requests_per_minute"]),
+            )
+        )
+    ).deployment
     assert updated.rate_limits.requests_per_minute == 5 and updated.rate_limits.tokens_per_minute == 6000
     assert updated.status == D.DEPLOYMENT_STATUS_READY
     assert updated.model == created.model and updated.engine_args == created.engine_args
 
     # Changing the engine args is a new spec: PENDING again, and the engine reloads it.
-    updated = (await stubs.deployments.UpdateDeployment(D.UpdateDeploymentRequest(
-        deployment=D.Deployment(id=created.id, project_id=project_id,
-                                engine_args=engine_service_pb2.EngineArgs(max_model_len=512)),
-        update_mask=field_mask_pb2.FieldMask(paths=["engine_args"]),
-    ))).deployment
+    updated = (
+        await stubs.deployments.UpdateDeployment(
+            D.UpdateDeploymentRequest(
+                deployment=D.Deployment(
+                    id=created.id,
+                    project_id=project_id,
+                    engine_args=engine_service_pb2.EngineArgs(max_model_len=512),
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["engine_args"]),
+            )
+        )
+    ).deployment
     assert updated.engine_args.max_model_len == 512 and not updated.engine_args.HasField("dtype")
     assert updated.status == D.DEPLOYMENT_STATUS_PENDING
-    await helpers.eventually(lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY),
-                             what="READY after update")
+    await helpers.eventually(
+        lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY),
+        what="READY after update",
+    )
     assert engine_host.engine.loaded_names().count(created.id) == 2
     # (The default deployments' loads may come in between: look at this deployment's last load.)
     last_load = [c for c in engine_host.engine.load_calls if c.name == created.id][-1]
@@ -80,21 +111,33 @@ async def test_crud(stubs: Any, helpers: Any, engine_host: Any) -> None:
     assert last_load.args.enable_prefix_caching  # from caching=True
 
     # Rename.
-    renamed = (await stubs.deployments.UpdateDeployment(D.UpdateDeploymentRequest(
-        deployment=D.Deployment(id=created.id, project_id=project_id, name="chat-v2"),
-        update_mask=field_mask_pb2.FieldMask(paths=["name"]),
-    ))).deployment
+    renamed = (
+        await stubs.deployments.UpdateDeployment(
+            D.UpdateDeploymentRequest(
+                deployment=D.Deployment(id=created.id, project_id=project_id, name="chat-v2"),
+                update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+            )
+        )
+    ).deployment
     assert renamed.name == "chat-v2" and renamed.status == D.DEPLOYMENT_STATUS_READY
 
-    await stubs.deployments.DeleteDeployment(D.DeleteDeploymentRequest(project_id=project_id, deployment_id=created.id))
+    await stubs.deployments.DeleteDeployment(
+        D.DeleteDeploymentRequest(project_id=project_id, deployment_id=created.id)
+    )
     await helpers.expect_error(
-        stubs.deployments.GetDeployment(D.GetDeploymentRequest(project_id=project_id, deployment_id=created.id)),
-        grpc.StatusCode.NOT_FOUND, "deployment_id",
+        stubs.deployments.GetDeployment(
+            D.GetDeploymentRequest(project_id=project_id, deployment_id=created.id)
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "deployment_id",
     )
     await helpers.eventually(lambda: _true(created.id in engine_host.engine.unload_calls), what="UnloadModel")
     await helpers.expect_error(
-        stubs.deployments.DeleteDeployment(D.DeleteDeploymentRequest(project_id=project_id, deployment_id=created.id)),
-        grpc.StatusCode.NOT_FOUND, "deployment_id",
+        stubs.deployments.DeleteDeployment(
+            D.DeleteDeploymentRequest(project_id=project_id, deployment_id=created.id)
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "deployment_id",
     )
 
 
@@ -103,7 +146,9 @@ async def _true(value: bool) -> bool:
 
 
 async def _status_is(stubs: Any, project_id: str, deployment_id: str, status: int) -> bool:
-    got = await stubs.deployments.GetDeployment(D.GetDeploymentRequest(project_id=project_id, deployment_id=deployment_id))
+    got = await stubs.deployments.GetDeployment(
+        D.GetDeploymentRequest(project_id=project_id, deployment_id=deployment_id)
+    )
     return bool(got.deployment.status == status)
 
 
@@ -111,13 +156,19 @@ async def test_list_pagination(stubs: Any, helpers: Any, engine_host: Any) -> No
     project_id = await _project(stubs)
     other_id = await _project(stubs, "other")
     for i in range(5):
-        await stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(
-            project_id=project_id, deployment=helpers.model_deployment(f"m{i}", engine_host.address)
-        ))
-    await stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(
-        project_id=other_id, deployment=helpers.model_deployment("m0", engine_host.address)
-    ))  # same name, other project: fine
-    first = await stubs.deployments.ListDeployments(D.ListDeploymentsRequest(project_id=project_id, page_size=2))
+        await stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment(f"m{i}", engine_host.address)
+            )
+        )
+    await stubs.deployments.CreateDeployment(
+        D.CreateDeploymentRequest(
+            project_id=other_id, deployment=helpers.model_deployment("m0", engine_host.address)
+        )
+    )  # same name, other project: fine
+    first = await stubs.deployments.ListDeployments(
+        D.ListDeploymentsRequest(project_id=project_id, page_size=2)
+    )
     second = await stubs.deployments.ListDeployments(
         D.ListDeploymentsRequest(project_id=project_id, page_size=2, page_token=first.next_page_token)
     )
@@ -128,47 +179,69 @@ async def test_list_pagination(stubs: Any, helpers: Any, engine_host: Any) -> No
     assert names == ["m0", "m1", "m2", "m3", "m4"] and third.next_page_token == ""
     # A token of one project's listing is refused by another's.
     await helpers.expect_error(
-        stubs.deployments.ListDeployments(D.ListDeploymentsRequest(project_id=other_id, page_token=first.next_page_token)),
-        grpc.StatusCode.INVALID_ARGUMENT, "page_token",
+        stubs.deployments.ListDeployments(
+            D.ListDeploymentsRequest(project_id=other_id, page_token=first.next_page_token)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "page_token",
     )
     await helpers.expect_error(
         stubs.deployments.ListDeployments(D.ListDeploymentsRequest(project_id="prj_nope")),
-        grpc.StatusCode.NOT_FOUND, "project_id",
+        grpc.StatusCode.NOT_FOUND,
+        "project_id",
     )
 
 
 async def test_name_conflicts(stubs: Any, helpers: Any, engine_host: Any) -> None:
     project_id = await _project(stubs)
-    first = (await stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(
-        project_id=project_id, deployment=helpers.model_deployment("dup", engine_host.address)
-    ))).deployment
+    first = (
+        await stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment("dup", engine_host.address)
+            )
+        )
+    ).deployment
     err = await helpers.expect_error(
-        stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(
-            project_id=project_id, deployment=helpers.model_deployment("dup", engine_host.address)
-        )),
-        grpc.StatusCode.ALREADY_EXISTS, "deployment.name",
+        stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment("dup", engine_host.address)
+            )
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "deployment.name",
     )
     assert err.reason == "ALREADY_EXISTS"
-    second = (await stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(
-        project_id=project_id, deployment=helpers.model_deployment("dup2", engine_host.address)
-    ))).deployment
+    second = (
+        await stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment("dup2", engine_host.address)
+            )
+        )
+    ).deployment
     await helpers.expect_error(
-        stubs.deployments.UpdateDeployment(D.UpdateDeploymentRequest(
-            deployment=D.Deployment(id=second.id, project_id=project_id, name="dup"),
-            update_mask=field_mask_pb2.FieldMask(paths=["name"]),
-        )),
-        grpc.StatusCode.ALREADY_EXISTS, "deployment.name",
+        stubs.deployments.UpdateDeployment(
+            D.UpdateDeploymentRequest(
+                deployment=D.Deployment(id=second.id, project_id=project_id, name="dup"),
+                update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+            )
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "deployment.name",
     )
     # One engine serves one model per name.
     await helpers.expect_error(
-        stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(
-            project_id=project_id,
-            deployment=helpers.model_deployment(
-                "clash", engine_host.address,
-                endpoints=[D.EngineEndpoint(address=engine_host.address, served_model_name=first.id)],
-            ),
-        )),
-        grpc.StatusCode.ALREADY_EXISTS, "deployment.endpoints",
+        stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id,
+                deployment=helpers.model_deployment(
+                    "clash",
+                    engine_host.address,
+                    endpoints=[D.EngineEndpoint(address=engine_host.address, served_model_name=first.id)],
+                ),
+            )
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "deployment.endpoints",
     )
 
 
@@ -177,9 +250,11 @@ async def test_concurrent_creates_one_wins(stubs: Any, engine_host: Any, helpers
 
     async def create() -> str:
         try:
-            await stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("race", engine_host.address)
-            ))
+            await stubs.deployments.CreateDeployment(
+                D.CreateDeploymentRequest(
+                    project_id=project_id, deployment=helpers.model_deployment("race", engine_host.address)
+                )
+            )
             return "ok"
         except grpc.aio.AioRpcError as err:
             return err.code().name
@@ -196,33 +271,73 @@ async def test_concurrent_creates_one_wins(stubs: Any, engine_host: Any, helpers
         (lambda d: d.ClearField("model"), grpc.StatusCode.INVALID_ARGUMENT, "deployment.model"),
         (lambda d: setattr(d, "name", ""), grpc.StatusCode.INVALID_ARGUMENT, "deployment.name"),
         (lambda d: setattr(d, "name", "has space"), grpc.StatusCode.INVALID_ARGUMENT, "deployment.name"),
-        (lambda d: d.model.CopyFrom(D.ModelSource(builtin="gpt-9")), grpc.StatusCode.INVALID_ARGUMENT,
-         "deployment.model.builtin"),
-        (lambda d: d.model.CopyFrom(D.ModelSource(local_path="relative/dir")), grpc.StatusCode.INVALID_ARGUMENT,
-         "deployment.model.local_path"),
-        (lambda d: d.model.CopyFrom(D.ModelSource(hugging_face_id="not a repo")), grpc.StatusCode.INVALID_ARGUMENT,
-         "deployment.model.hugging_face_id"),
-        (lambda d: d.model.CopyFrom(D.ModelSource(registry_model_id="m1")), grpc.StatusCode.UNIMPLEMENTED,
-         "deployment.model.registry_model_id"),
-        (lambda d: d.prompt.CopyFrom(D.PromptTarget(prompt_id="p1")), grpc.StatusCode.UNIMPLEMENTED,
-         "deployment.prompt"),
+        (
+            lambda d: d.model.CopyFrom(D.ModelSource(builtin="gpt-9")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.model.builtin",
+        ),
+        (
+            lambda d: d.model.CopyFrom(D.ModelSource(local_path="relative/dir")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.model.local_path",
+        ),
+        (
+            lambda d: d.model.CopyFrom(D.ModelSource(hugging_face_id="not a repo")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.model.hugging_face_id",
+        ),
+        (
+            lambda d: d.model.CopyFrom(D.ModelSource(registry_model_id="m1")),
+            grpc.StatusCode.UNIMPLEMENTED,
+            "deployment.model.registry_model_id",
+        ),
+        (
+            lambda d: d.prompt.CopyFrom(D.PromptTarget(prompt_id="p1")),
+            grpc.StatusCode.UNIMPLEMENTED,
+            "deployment.prompt",
+        ),
         (lambda d: d.ClearField("endpoints"), grpc.StatusCode.INVALID_ARGUMENT, "deployment.endpoints"),
-        (lambda d: d.endpoints[0].__setattr__("address", "no-port"), grpc.StatusCode.INVALID_ARGUMENT,
-         "deployment.endpoints[0].address"),
-        (lambda d: d.endpoints.append(D.EngineEndpoint(address=d.endpoints[0].address)),
-         grpc.StatusCode.INVALID_ARGUMENT, "deployment.endpoints[1]"),
-        (lambda d: d.engine_args.__setattr__("max_model_len", 0), grpc.StatusCode.INVALID_ARGUMENT,
-         "deployment.engine_args.max_model_len"),
-        (lambda d: d.engine_args.__setattr__("dtype", "int3"), grpc.StatusCode.INVALID_ARGUMENT,
-         "deployment.engine_args.dtype"),
-        (lambda d: d.engine_args.__setattr__("gpu_memory_utilization", 1.5), grpc.StatusCode.INVALID_ARGUMENT,
-         "deployment.engine_args.gpu_memory_utilization"),
-        (lambda d: d.rate_limits.__setattr__("requests_per_minute", -1), grpc.StatusCode.INVALID_ARGUMENT,
-         "deployment.rate_limits.requests_per_minute"),
-        (lambda d: d.scaling.CopyFrom(D.ScalingSettings(min_concurrency=4, max_concurrency=2)),
-         grpc.StatusCode.INVALID_ARGUMENT, "deployment.scaling.max_concurrency"),
+        (
+            lambda d: d.endpoints[0].__setattr__("address", "no-port"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.endpoints[0].address",
+        ),
+        (
+            lambda d: d.endpoints.append(D.EngineEndpoint(address=d.endpoints[0].address)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.endpoints[1]",
+        ),
+        (
+            lambda d: d.engine_args.__setattr__("max_model_len", 0),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.engine_args.max_model_len",
+        ),
+        (
+            lambda d: d.engine_args.__setattr__("dtype", "int3"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.engine_args.dtype",
+        ),
+        (
+            lambda d: d.engine_args.__setattr__("gpu_memory_utilization", 1.5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.engine_args.gpu_memory_utilization",
+        ),
+        (
+            lambda d: d.rate_limits.__setattr__("requests_per_minute", -1),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.rate_limits.requests_per_minute",
+        ),
+        (
+            lambda d: d.scaling.CopyFrom(D.ScalingSettings(min_concurrency=4, max_concurrency=2)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.scaling.max_concurrency",
+        ),
         (lambda d: setattr(d, "runner", 99), grpc.StatusCode.INVALID_ARGUMENT, "deployment.runner"),
-        (lambda d: setattr(d, "project_id", "prj_other"), grpc.StatusCode.INVALID_ARGUMENT, "deployment.project_id"),
+        (
+            lambda d: setattr(d, "project_id", "prj_other"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.project_id",
+        ),
     ],
 )
 async def test_validation(
@@ -232,8 +347,11 @@ async def test_validation(
     deployment = helpers.model_deployment("valid-name", engine_host.address)
     mutate(deployment)
     await helpers.expect_error(
-        stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(project_id=project_id, deployment=deployment)),
-        code, param,
+        stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(project_id=project_id, deployment=deployment)
+        ),
+        code,
+        param,
     )
     listed = await stubs.deployments.ListDeployments(D.ListDeploymentsRequest(project_id=project_id))
     assert list(listed.deployments) == []  # nothing half-created
@@ -242,41 +360,60 @@ async def test_validation(
 async def test_not_found_and_bad_masks(stubs: Any, helpers: Any, engine_host: Any) -> None:
     project_id = await _project(stubs)
     other_id = await _project(stubs, "other")
-    created = (await stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(
-        project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-    ))).deployment
+    created = (
+        await stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
+            )
+        )
+    ).deployment
     await helpers.expect_error(
-        stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(
-            project_id="prj_missing", deployment=helpers.model_deployment("m", engine_host.address)
-        )),
-        grpc.StatusCode.NOT_FOUND, "project_id",
+        stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id="prj_missing", deployment=helpers.model_deployment("m", engine_host.address)
+            )
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "project_id",
     )
     # Another project's id does not reach it.
     await helpers.expect_error(
-        stubs.deployments.GetDeployment(D.GetDeploymentRequest(project_id=other_id, deployment_id=created.id)),
-        grpc.StatusCode.NOT_FOUND, "deployment_id",
+        stubs.deployments.GetDeployment(
+            D.GetDeploymentRequest(project_id=other_id, deployment_id=created.id)
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "deployment_id",
     )
     await helpers.expect_error(
-        stubs.deployments.UpdateDeployment(D.UpdateDeploymentRequest(
-            deployment=D.Deployment(id=created.id, project_id=project_id),
-            update_mask=field_mask_pb2.FieldMask(paths=["status"]),
-        )),
-        grpc.StatusCode.INVALID_ARGUMENT, "update_mask",
+        stubs.deployments.UpdateDeployment(
+            D.UpdateDeploymentRequest(
+                deployment=D.Deployment(id=created.id, project_id=project_id),
+                update_mask=field_mask_pb2.FieldMask(paths=["status"]),
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "update_mask",
     )
     await helpers.expect_error(
-        stubs.deployments.UpdateDeployment(D.UpdateDeploymentRequest(
-            deployment=D.Deployment(id=created.id, project_id=project_id),
-            update_mask=field_mask_pb2.FieldMask(paths=["no_such_field"]),
-        )),
-        grpc.StatusCode.INVALID_ARGUMENT, "update_mask",
+        stubs.deployments.UpdateDeployment(
+            D.UpdateDeploymentRequest(
+                deployment=D.Deployment(id=created.id, project_id=project_id),
+                update_mask=field_mask_pb2.FieldMask(paths=["no_such_field"]),
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "update_mask",
     )
     # Clearing the model through the mask is refused by validation.
     await helpers.expect_error(
-        stubs.deployments.UpdateDeployment(D.UpdateDeploymentRequest(
-            deployment=D.Deployment(id=created.id, project_id=project_id),
-            update_mask=field_mask_pb2.FieldMask(paths=["model"]),
-        )),
-        grpc.StatusCode.INVALID_ARGUMENT, "deployment.model",
+        stubs.deployments.UpdateDeployment(
+            D.UpdateDeploymentRequest(
+                deployment=D.Deployment(id=created.id, project_id=project_id),
+                update_mask=field_mask_pb2.FieldMask(paths=["model"]),
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "deployment.model",
     )
 
 
@@ -284,20 +421,34 @@ async def test_endpoint_change_unloads_the_old_one(
     app: RunningApp, stubs: Any, helpers: Any, engine_host: Any
 ) -> None:
     project_id = await _project(stubs)
-    created = (await stubs.deployments.CreateDeployment(D.CreateDeploymentRequest(
-        project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-    ))).deployment
-    await helpers.eventually(lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY),
-                             what="READY")
-    updated = (await stubs.deployments.UpdateDeployment(D.UpdateDeploymentRequest(
-        deployment=D.Deployment(
-            id=created.id, project_id=project_id,
-            endpoints=[D.EngineEndpoint(address=engine_host.address, served_model_name="renamed")],
-        ),
-        update_mask=field_mask_pb2.FieldMask(paths=["endpoints"]),
-    ))).deployment
+    created = (
+        await stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
+            )
+        )
+    ).deployment
+    await helpers.eventually(
+        lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY"
+    )
+    updated = (
+        await stubs.deployments.UpdateDeployment(
+            D.UpdateDeploymentRequest(
+                deployment=D.Deployment(
+                    id=created.id,
+                    project_id=project_id,
+                    endpoints=[D.EngineEndpoint(address=engine_host.address, served_model_name="renamed")],
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["endpoints"]),
+            )
+        )
+    ).deployment
     assert [e.served_model_name for e in updated.endpoints] == ["renamed"]
-    await helpers.eventually(lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY),
-                             what="READY under the new name")
-    await helpers.eventually(lambda: _true(created.id in engine_host.engine.unload_calls), what="old name unloaded")
+    await helpers.eventually(
+        lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY),
+        what="READY under the new name",
+    )
+    await helpers.eventually(
+        lambda: _true(created.id in engine_host.engine.unload_calls), what="old name unloaded"
+    )
     assert set(engine_host.engine.models) >= {"renamed"} and created.id not in engine_host.engine.models

@@ -11,9 +11,6 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from bud.app.v1 import deployment_pb2, project_pb2, usage_pb2
-from bud.auth.v1 import auth_pb2
-from bud.engine.v1 import engine_service_pb2
 from sqlalchemy import func, select
 
 from app.bootstrap import BootstrapError
@@ -23,6 +20,9 @@ from app.db.session import Database
 from app.server import serve
 from app.settings import AppSettings as Settings
 from auth.keys import key_matches
+from bud.app.v1 import deployment_pb2, project_pb2, usage_pb2
+from bud.auth.v1 import auth_pb2
+from bud.engine.v1 import engine_service_pb2
 
 HASH_SECRET = "test-key-hash-secret"
 
@@ -55,18 +55,22 @@ async def test_bootstrap_once(capsys: Any, start: Any, engine_host: Any, helpers
         key = await session.scalar(select(models.ApiKey))
     assert set(deployments) == {"tiny-llama", "all-minilm-l6-v2"}
     chat, embedding = deployments["tiny-llama"], deployments["all-minilm-l6-v2"]
-    assert (chat.model_source_kind, chat.model_source, chat.runner) == ("builtin", "tiny-llama", "RUNNER_GENERATE")
+    assert (chat.model_source_kind, chat.model_source, chat.runner) == (
+        "builtin",
+        "tiny-llama",
+        "RUNNER_GENERATE",
+    )
     assert chat.engine_args == {"max_model_len": 2048, "kv_cache_space_gib": 1.0}
     assert (embedding.model_source_kind, embedding.model_source, embedding.runner) == (
-        "builtin", "all-minilm-l6-v2", "RUNNER_POOLING",
+        "builtin",
+        "all-minilm-l6-v2",
+        "RUNNER_POOLING",
     )
     assert [(e.address, e.served_model_name) for e in chat.endpoints] == [(engine_host.address, chat.id)]
     assert key is not None and key.project_id == project.id and key_matches(secret, key.key_hash, HASH_SECRET)
 
     # The reconciler loads both on the engine double.
-    await helpers.eventually(
-        lambda: _all_ready(first.db), what="default deployments READY"
-    )
+    await helpers.eventually(lambda: _all_ready(first.db), what="default deployments READY")
     loads = {c.name: c for c in engine_host.engine.load_calls}
     assert loads[chat.id].source == engine_service_pb2.ModelSource(builtin="tiny-llama")
     assert loads[chat.id].runner == engine_service_pb2.RUNNER_GENERATE
@@ -129,7 +133,8 @@ async def test_model_source_settings(capsys: Any, start: Any, tmp_path: Path) ->
     assert chat.engine_args["max_model_len"] == 512
     embedding = deployments["all-minilm-l6-v2"]
     assert (embedding.model_source_kind, embedding.model_source) == (
-        "hugging_face_id", "sentence-transformers/all-MiniLM-L6-v2",
+        "hugging_face_id",
+        "sentence-transformers/all-MiniLM-L6-v2",
     )
 
 
@@ -154,20 +159,34 @@ async def test_invalid_defaults_refuse_to_start(capsys: Any, start: Any, app_set
 async def test_restart_loses_nothing(start: Any, helpers: Any, engine_host: Any, clients: Any) -> None:
     first = await start()
     client = await clients(first).login()
-    project = (await client.projects.CreateProject(
-        project_pb2.CreateProjectRequest(project=project_pb2.Project(name="durable", description="d"))
-    )).project
-    deployment = (await client.deployments.CreateDeployment(deployment_pb2.CreateDeploymentRequest(
-        project_id=project.id, deployment=helpers.model_deployment("m", engine_host.address)
-    ))).deployment
-    created = await client.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project.id, name="k"))
-    revoked = (await client.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project.id))).api_key
-    revoked = (await client.api_keys.RevokeApiKey(
-        auth_pb2.RevokeApiKeyRequest(project_id=project.id, api_key_id=revoked.id)
-    )).api_key
-    await client.usage.RecordUsage(usage_pb2.RecordUsageRequest(
-        records=[usage_pb2.UsageRecord(request_id="r1", project_id=project.id, prompt_tokens=3)]
-    ))
+    project = (
+        await client.projects.CreateProject(
+            project_pb2.CreateProjectRequest(project=project_pb2.Project(name="durable", description="d"))
+        )
+    ).project
+    deployment = (
+        await client.deployments.CreateDeployment(
+            deployment_pb2.CreateDeploymentRequest(
+                project_id=project.id, deployment=helpers.model_deployment("m", engine_host.address)
+            )
+        )
+    ).deployment
+    created = await client.api_keys.CreateApiKey(
+        auth_pb2.CreateApiKeyRequest(project_id=project.id, name="k")
+    )
+    revoked = (
+        await client.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project.id))
+    ).api_key
+    revoked = (
+        await client.api_keys.RevokeApiKey(
+            auth_pb2.RevokeApiKeyRequest(project_id=project.id, api_key_id=revoked.id)
+        )
+    ).api_key
+    await client.usage.RecordUsage(
+        usage_pb2.RecordUsageRequest(
+            records=[usage_pb2.UsageRecord(request_id="r1", project_id=project.id, prompt_tokens=3)]
+        )
+    )
     await helpers.eventually(lambda: _all_ready(first.db), what="READY")
     before = await _snapshot(client, project.id)
     revision = await first.db.revision()
@@ -181,13 +200,17 @@ async def test_restart_loses_nothing(start: Any, helpers: Any, engine_host: Any,
     async with second.db.snapshot() as session:
         row = await session.get(models.ApiKey, created.api_key.id)
         assert row is not None and key_matches(created.secret, row.key_hash, HASH_SECRET)
-    listed = await client.deployments.ListDeployments(deployment_pb2.ListDeploymentsRequest(project_id=project.id))
+    listed = await client.deployments.ListDeployments(
+        deployment_pb2.ListDeploymentsRequest(project_id=project.id)
+    )
     assert [d.id for d in listed.deployments] == [deployment.id]
 
 
 async def _snapshot(client: Any, project_id: str) -> tuple[Any, ...]:
     projects = await client.projects.ListProjects(project_pb2.ListProjectsRequest())
-    deployments = await client.deployments.ListDeployments(deployment_pb2.ListDeploymentsRequest(project_id=project_id))
+    deployments = await client.deployments.ListDeployments(
+        deployment_pb2.ListDeploymentsRequest(project_id=project_id)
+    )
     keys = await client.api_keys.ListApiKeys(auth_pb2.ListApiKeysRequest(project_id=project_id))
     usage = await client.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id))
     return projects, deployments, keys, usage
@@ -200,8 +223,9 @@ async def test_schema_matches_models(database_url: str) -> None:
         await upgrade_database(db)  # idempotent
         async with db.engine.connect() as conn:
             diff = await conn.run_sync(
-                lambda c: compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}),
-                                           models.Base.metadata)
+                lambda c: compare_metadata(
+                    MigrationContext.configure(c, opts={"compare_type": True}), models.Base.metadata
+                )
             )
         assert diff == []
         assert await db.revision() == 1

@@ -44,8 +44,14 @@ class Pair:
 
     def spawn(self, service: str) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / f"{service}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        return subprocess.Popen([sys.executable, "-m", "budrt", "serve", service], cwd=REPO, env=self.env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "budrt", "serve", service],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def log(self, service: str) -> str:
         return (self.data_dir / f"{service}.log").read_text(errors="replace")
@@ -101,34 +107,46 @@ def pair(mesh: Mesh, tmp_path: Path) -> Iterator[Pair]:
 
 
 def _chat(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "hi"}],
-                                           max_tokens=2)
+    reply = client.chat.completions.create(
+        model="tiny-llama", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
     assert reply.choices[0].message.role == "assistant" and reply.usage is not None
-    stream = client.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "hi"}],
-                                            max_tokens=2, stream=True)
+    stream = client.chat.completions.create(
+        model="tiny-llama", messages=[{"role": "user", "content": "hi"}], max_tokens=2, stream=True
+    )
     assert any(chunk.choices for chunk in stream)
 
 
 def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing(pair: Pair) -> None:
     pair.app = pair.spawn("app")
     pair.gateway = pair.spawn("gateway")
-    first_log = _wait("the app's bootstrap output", lambda: "BUD_ADMIN_PASSWORD=" in pair.log("app") and pair.log("app"),
-                      logs=lambda: pair.log("app"))
+    first_log = _wait(
+        "the app's bootstrap output",
+        lambda: "BUD_ADMIN_PASSWORD=" in pair.log("app") and pair.log("app"),
+        logs=lambda: pair.log("app"),
+    )
     bootstrap_key = re.search(r"^OPENAI_API_KEY=(bud-\S+)$", first_log, re.MULTILINE).group(1)  # type: ignore[union-attr]
     password = re.search(r"^BUD_ADMIN_PASSWORD=(\S+)$", first_log, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    _wait("the deployment ready at the gateway",
-          lambda: (state := _ready(pair)) and state["deployments"] == 1 and state["deployments_ready"] == 1,
-          logs=lambda: pair.log("app") + pair.log("gateway"))
+    _wait(
+        "the deployment ready at the gateway",
+        lambda: (state := _ready(pair)) and state["deployments"] == 1 and state["deployments_ready"] == 1,
+        logs=lambda: pair.log("app") + pair.log("gateway"),
+    )
 
     # Before the outage: a second key minted over REST, calls with both keys.
-    token = httpx.post(f"{pair.http_url}/v1/auth/login", json={"username": "admin", "password": password}).json()
-    admin = httpx.Client(base_url=pair.http_url, headers={"authorization": f"Bearer {token['access_token']}"},
-                         timeout=30)
+    token = httpx.post(
+        f"{pair.http_url}/v1/auth/login", json={"username": "admin", "password": password}
+    ).json()
+    admin = httpx.Client(
+        base_url=pair.http_url, headers={"authorization": f"Bearer {token['access_token']}"}, timeout=30
+    )
     project_id = admin.get("/v1/projects").json()["projects"][0]["id"]
     minted = admin.post(f"/v1/projects/{project_id}/api_keys", json={"name": "before-outage"})
     assert minted.status_code == 200, minted.text
-    clients = [openai.OpenAI(base_url=f"{pair.http_url}/v1", api_key=key, max_retries=0, timeout=60)
-               for key in (bootstrap_key, minted.json()["secret"])]
+    clients = [
+        openai.OpenAI(base_url=f"{pair.http_url}/v1", api_key=key, max_retries=0, timeout=60)
+        for key in (bootstrap_key, minted.json()["secret"])
+    ]
     _wait("the new key at the gateway", lambda: _models_ok(clients[1]), timeout=10)
     for client in clients:
         _chat(client)
@@ -151,8 +169,12 @@ def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing
     # model the engine serves is adopted (not reloaded), and the usage of every call — those of
     # the outage included, kept by the gateway — arrives.
     pair.app = pair.spawn("app")
-    _wait("the restarted app answering", lambda: admin.get(f"/v1/projects/{project_id}").status_code == 200,
-          timeout=120, logs=lambda: pair.log("app"))
+    _wait(
+        "the restarted app answering",
+        lambda: admin.get(f"/v1/projects/{project_id}").status_code == 200,
+        timeout=120,
+        logs=lambda: pair.log("app"),
+    )
     assert pair.log("app").count("OPENAI_API_KEY=") == 1  # bootstrap ran once, on the first start
     keys = admin.get(f"/v1/projects/{project_id}/api_keys").json()["api_keys"]
     assert len(keys) == 2 and "before-outage" in {k["name"] for k in keys}
@@ -166,15 +188,24 @@ def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing
         buckets = admin.get(f"/v1/projects/{project_id}/usage").json().get("buckets", [])
         return sum(int(b.get("requests", 0)) for b in buckets) >= calls
 
-    _wait("the outage's usage at the app", usage_complete, timeout=30,
-          logs=lambda: admin.get(f"/v1/projects/{project_id}/usage").text + pair.log("gateway")[-3000:])
+    _wait(
+        "the outage's usage at the app",
+        usage_complete,
+        timeout=30,
+        logs=lambda: admin.get(f"/v1/projects/{project_id}/usage").text + pair.log("gateway")[-3000:],
+    )
     buckets = admin.get(f"/v1/projects/{project_id}/usage").json()["buckets"]
     assert sum(int(b["requests"]) for b in buckets) == calls  # each exactly once
 
     # The gateway resumed its watch: a key minted now works, a key revoked now stops.
     late = admin.post(f"/v1/projects/{project_id}/api_keys", json={"name": "after-outage"}).json()
-    _wait("the late key at the gateway", lambda: _models_ok(
-        openai.OpenAI(base_url=f"{pair.http_url}/v1", api_key=late["secret"], max_retries=0)), timeout=10)
+    _wait(
+        "the late key at the gateway",
+        lambda: _models_ok(
+            openai.OpenAI(base_url=f"{pair.http_url}/v1", api_key=late["secret"], max_retries=0)
+        ),
+        timeout=10,
+    )
     admin.post(f"/v1/projects/{project_id}/api_keys/{minted.json()['api_key']['id']}:revoke", json={})
     _wait("the revocation at the gateway", lambda: not _models_ok(clients[1]), timeout=5)
 

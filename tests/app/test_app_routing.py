@@ -6,14 +6,14 @@ import asyncio
 from typing import Any
 
 import grpc
-from bud.app.v1 import deployment_pb2, project_pb2
-from bud.auth.v1 import auth_pb2, routing_pb2
 from google.protobuf import field_mask_pb2
 
 from app.db.session import Database
 from app.server import RunningApp
 from app.services.projects import create_project
 from auth.keys import hash_key
+from bud.app.v1 import deployment_pb2, project_pb2
+from bud.auth.v1 import auth_pb2, routing_pb2
 
 HASH_SECRET = "test-key-hash-secret"
 
@@ -34,9 +34,13 @@ async def _next_matching(call: Any, check: Any, timeout: float = 10.0) -> routin
             return message
 
 
-async def test_snapshot_then_changes(capsys: Any, app: RunningApp, stubs: Any, helpers: Any, engine_host: Any) -> None:
+async def test_snapshot_then_changes(
+    capsys: Any, app: RunningApp, stubs: Any, helpers: Any, engine_host: Any
+) -> None:
     bootstrap_secret = next(
-        line.split("=", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("OPENAI_API_KEY=")
+        line.split("=", 1)[1]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("OPENAI_API_KEY=")
     )
     call = stubs.routing.WatchRouting(routing_pb2.WatchRoutingRequest(gateway_id="gw-test"))
     snapshot = await _next(call)
@@ -60,25 +64,33 @@ async def test_snapshot_then_changes(capsys: Any, app: RunningApp, stubs: Any, h
     message = await _next_matching(call, lambda m: len(m.upsert_keys) > 0)
     assert [k.id for k in message.upsert_keys] == [created.api_key.id] and message.revision > revision
     assert (message.upsert_keys[0].requests_per_minute, message.upsert_keys[0].tokens_per_minute) == (3, 0)
-    await stubs.api_keys.UpdateApiKey(auth_pb2.UpdateApiKeyRequest(
-        api_key=auth_pb2.ApiKey(id=created.api_key.id, project_id=project_id, tokens_per_minute=500),
-        update_mask=field_mask_pb2.FieldMask(paths=["tokens_per_minute"]),
-    ))
+    await stubs.api_keys.UpdateApiKey(
+        auth_pb2.UpdateApiKeyRequest(
+            api_key=auth_pb2.ApiKey(id=created.api_key.id, project_id=project_id, tokens_per_minute=500),
+            update_mask=field_mask_pb2.FieldMask(paths=["tokens_per_minute"]),
+        )
+    )
     message = await _next_matching(call, lambda m: len(m.upsert_keys) > 0)
     assert [(k.id, k.requests_per_minute, k.tokens_per_minute) for k in message.upsert_keys] == [
         (created.api_key.id, 3, 500)
     ]
-    await stubs.api_keys.RevokeApiKey(auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=created.api_key.id))
+    await stubs.api_keys.RevokeApiKey(
+        auth_pb2.RevokeApiKeyRequest(project_id=project_id, api_key_id=created.api_key.id)
+    )
     message = await _next_matching(call, lambda m: len(m.delete_key_ids) > 0)
     assert list(message.delete_key_ids) == [created.api_key.id] and not message.upsert_keys
 
     # A new deployment appears, not ready, then ready once the engine double has loaded it.
-    deployment = (await stubs.deployments.CreateDeployment(deployment_pb2.CreateDeploymentRequest(
-        project_id=project_id,
-        deployment=helpers.model_deployment(
-            "fresh", engine_host.address, rate_limits=deployment_pb2.RateLimits(requests_per_minute=7)
-        ),
-    ))).deployment
+    deployment = (
+        await stubs.deployments.CreateDeployment(
+            deployment_pb2.CreateDeploymentRequest(
+                project_id=project_id,
+                deployment=helpers.model_deployment(
+                    "fresh", engine_host.address, rate_limits=deployment_pb2.RateLimits(requests_per_minute=7)
+                ),
+            )
+        )
+    ).deployment
     message = await _next_matching(call, lambda m: any(d.id == deployment.id for d in m.upsert_deployments))
     (route,) = [d for d in message.upsert_deployments if d.id == deployment.id]
     assert route.name == "fresh" and route.requests_per_minute == 7 and route.project_id == project_id
@@ -106,9 +118,11 @@ async def test_resume(app: RunningApp, stubs: Any) -> None:
     resumed = stubs.routing.WatchRouting(routing_pb2.WatchRoutingRequest(since_revision=current))
     ack = await _next(resumed)
     assert ack == routing_pb2.WatchRoutingResponse(revision=current)
-    project = (await stubs.projects.CreateProject(
-        project_pb2.CreateProjectRequest(project=project_pb2.Project(name="later"))
-    )).project
+    project = (
+        await stubs.projects.CreateProject(
+            project_pb2.CreateProjectRequest(project=project_pb2.Project(name="later"))
+        )
+    ).project
     message = await _next(resumed)
     assert not message.reset and message.revision > current
     assert [p.id for p in message.upsert_projects] == [project.id]
@@ -125,6 +139,7 @@ async def test_resume(app: RunningApp, stubs: Any) -> None:
 
 async def _settle(app: RunningApp, stubs: Any) -> None:
     """Waits until the bootstrap's deployments are READY, so the revision stops moving."""
+
     async def settled() -> bool:
         listed = await stubs.deployments.ListDeployments(
             deployment_pb2.ListDeploymentsRequest(project_id=app.bootstrapped.project_id)

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from bud.app.v1 import project_pb2, usage_pb2
-from bud.auth.v1 import auth_pb2
 from google.protobuf import timestamp_pb2
 
 from app.server import RunningApp
+from bud.app.v1 import project_pb2, usage_pb2
+from bud.auth.v1 import auth_pb2
 
 
 def _ts(value: datetime) -> timestamp_pb2.Timestamp:
@@ -20,22 +20,33 @@ def _ts(value: datetime) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def _record(request_id: str, project_id: str, key_id: str, when: datetime, **fields: Any) -> usage_pb2.UsageRecord:
+def _record(
+    request_id: str, project_id: str, key_id: str, when: datetime, **fields: Any
+) -> usage_pb2.UsageRecord:
     fields.setdefault("deployment_id", "dep_a")
     fields.setdefault("prompt_tokens", 10)
     fields.setdefault("completion_tokens", 5)
     fields.setdefault("status_code", 200)
     return usage_pb2.UsageRecord(
-        request_id=request_id, project_id=project_id, api_key_id=key_id, time=_ts(when),
-        operation="CreateChatCompletion", latency_ms=12.5, **fields,
+        request_id=request_id,
+        project_id=project_id,
+        api_key_id=key_id,
+        time=_ts(when),
+        operation="CreateChatCompletion",
+        latency_ms=12.5,
+        **fields,
     )
 
 
 async def test_record_is_idempotent_and_queries_by_day(app: RunningApp, stubs: Any, helpers: Any) -> None:
-    project_id = (await stubs.projects.CreateProject(
-        project_pb2.CreateProjectRequest(project=project_pb2.Project(name="metered"))
-    )).project.id
-    key_id = (await stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id))).api_key.id
+    project_id = (
+        await stubs.projects.CreateProject(
+            project_pb2.CreateProjectRequest(project=project_pb2.Project(name="metered"))
+        )
+    ).project.id
+    key_id = (
+        await stubs.api_keys.CreateApiKey(auth_pb2.CreateApiKeyRequest(project_id=project_id))
+    ).api_key.id
     day1 = datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)
     day2 = datetime(2026, 3, 2, 0, 0, 1, tzinfo=UTC)
     batch = [
@@ -50,84 +61,119 @@ async def test_record_is_idempotent_and_queries_by_day(app: RunningApp, stubs: A
     assert again.stored == 0  # a resent batch stores nothing
     # Concurrent resends (two gateways) still store each request once.
     late = [_record(f"c{i}", project_id, key_id, day2) for i in range(20)]
-    results = await asyncio.gather(*(stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(records=late)) for _ in range(3)))
+    results = await asyncio.gather(
+        *(stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(records=late)) for _ in range(3))
+    )
     assert sum(r.stored for r in results) == 20
 
-    key = (await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key_id))).api_key
+    key = (
+        await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key_id))
+    ).api_key
     assert key.last_used_time.ToDatetime(tzinfo=UTC) == day2
 
     everything = (await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id))).buckets
-    assert [(b.date, b.deployment_id, b.requests, b.prompt_tokens, b.completion_tokens, b.errors) for b in everything] == [
+    assert [
+        (b.date, b.deployment_id, b.requests, b.prompt_tokens, b.completion_tokens, b.errors)
+        for b in everything
+    ] == [
         ("2026-03-01", "dep_a", 2, 20, 5, 1),
         ("2026-03-02", "dep_a", 20, 200, 100, 0),
         ("2026-03-02", "dep_b", 1, 7, 5, 0),
     ]
     assert all(b.api_key_id == key_id for b in everything)
 
-    first_day = (await stubs.usage.QueryUsage(
-        usage_pb2.QueryUsageRequest(project_id=project_id, start_date="2026-03-01", end_date="2026-03-01")
-    )).buckets
+    first_day = (
+        await stubs.usage.QueryUsage(
+            usage_pb2.QueryUsageRequest(project_id=project_id, start_date="2026-03-01", end_date="2026-03-01")
+        )
+    ).buckets
     assert [(b.date, b.requests) for b in first_day] == [("2026-03-01", 2)]
-    only_b = (await stubs.usage.QueryUsage(
-        usage_pb2.QueryUsageRequest(project_id=project_id, deployment_id="dep_b")
-    )).buckets
+    only_b = (
+        await stubs.usage.QueryUsage(
+            usage_pb2.QueryUsageRequest(project_id=project_id, deployment_id="dep_b")
+        )
+    ).buckets
     assert [(b.date, b.deployment_id) for b in only_b] == [("2026-03-02", "dep_b")]
-    from_day2 = (await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id, start_date="2026-03-02"))).buckets
+    from_day2 = (
+        await stubs.usage.QueryUsage(
+            usage_pb2.QueryUsageRequest(project_id=project_id, start_date="2026-03-02")
+        )
+    ).buckets
     assert {b.date for b in from_day2} == {"2026-03-02"}
-    other_key = (await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id, api_key_id="key_x"))).buckets
+    other_key = (
+        await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id, api_key_id="key_x"))
+    ).buckets
     assert list(other_key) == []
 
     # Older records do not move last_used_time back.
-    await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(
-        records=[_record("old", project_id, key_id, datetime(2025, 1, 1, tzinfo=UTC))]
-    ))
-    key = (await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key_id))).api_key
+    await stubs.usage.RecordUsage(
+        usage_pb2.RecordUsageRequest(
+            records=[_record("old", project_id, key_id, datetime(2025, 1, 1, tzinfo=UTC))]
+        )
+    )
+    key = (
+        await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key_id))
+    ).api_key
     assert key.last_used_time.ToDatetime(tzinfo=UTC) == day2
 
 
 async def test_errors(stubs: Any, helpers: Any, app: RunningApp) -> None:
     project_id = app.bootstrapped.project_id
     await helpers.expect_error(
-        stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(records=[
-            usage_pb2.UsageRecord(request_id="ok", project_id=project_id),
-            usage_pb2.UsageRecord(project_id=project_id),
-        ])),
-        grpc.StatusCode.INVALID_ARGUMENT, "records[1].request_id",
+        stubs.usage.RecordUsage(
+            usage_pb2.RecordUsageRequest(
+                records=[
+                    usage_pb2.UsageRecord(request_id="ok", project_id=project_id),
+                    usage_pb2.UsageRecord(project_id=project_id),
+                ]
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "records[1].request_id",
     )
     # All or nothing: the valid record of the refused batch was not stored.
-    assert list((await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id))).buckets) == []
+    assert (
+        list((await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id))).buckets) == []
+    )
     await helpers.expect_error(
-        stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(records=[
-            usage_pb2.UsageRecord(request_id="neg", project_id=project_id, prompt_tokens=-1)
-        ])),
-        grpc.StatusCode.INVALID_ARGUMENT, "records[0].prompt_tokens",
+        stubs.usage.RecordUsage(
+            usage_pb2.RecordUsageRequest(
+                records=[usage_pb2.UsageRecord(request_id="neg", project_id=project_id, prompt_tokens=-1)]
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "records[0].prompt_tokens",
     )
     assert (await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest())).stored == 0
     await helpers.expect_error(
         stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id, start_date="03/01/2026")),
-        grpc.StatusCode.INVALID_ARGUMENT, "start_date",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "start_date",
     )
     await helpers.expect_error(
         stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id, end_date="2026-02-30")),
-        grpc.StatusCode.INVALID_ARGUMENT, "end_date",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "end_date",
     )
     await helpers.expect_error(
         stubs.usage.QueryUsage(
             usage_pb2.QueryUsageRequest(project_id=project_id, start_date="2026-03-02", end_date="2026-03-01")
         ),
-        grpc.StatusCode.INVALID_ARGUMENT, "start_date",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "start_date",
     )
     await helpers.expect_error(
         stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id="prj_missing")),
-        grpc.StatusCode.NOT_FOUND, "project_id",
+        grpc.StatusCode.NOT_FOUND,
+        "project_id",
     )
 
 
 async def test_record_without_time_uses_now(stubs: Any, app: RunningApp) -> None:
     project_id = app.bootstrapped.project_id
-    await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(
-        records=[usage_pb2.UsageRecord(request_id="now", project_id=project_id)]
-    ))
+    await stubs.usage.RecordUsage(
+        usage_pb2.RecordUsageRequest(records=[usage_pb2.UsageRecord(request_id="now", project_id=project_id)])
+    )
     today = datetime.now(UTC).date().isoformat()
     buckets = (await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id))).buckets
     assert [(b.date, b.requests) for b in buckets] == [(today, 1)]

@@ -11,14 +11,14 @@ import grpc
 import jwt
 import pytest
 from argon2 import PasswordHasher
-from bud.app.v1 import project_pb2, usage_pb2
-from bud.auth.v1 import routing_pb2, user_pb2
 from google.protobuf import message_factory
 from sqlalchemy import delete, select
 
 from app.bootstrap import BootstrapError
 from app.db import models
 from app.server import RunningApp
+from bud.app.v1 import project_pb2, usage_pb2
+from bud.auth.v1 import routing_pb2, user_pb2
 
 JWT_SECRET = "test-jwt-secret-of-at-least-32-bytes"  # the conftest's settings
 ADMIN_PASSWORD = "test-admin-password"
@@ -65,7 +65,9 @@ async def test_login(app: RunningApp, clients: Any, helpers: Any) -> None:
         )
         assert (err.reason, err.message) == ("INVALID_CREDENTIALS", "wrong username or password")
     await helpers.expect_error(
-        client.users.Login(user_pb2.LoginRequest(username="admin")), grpc.StatusCode.INVALID_ARGUMENT, "password"
+        client.users.Login(user_pb2.LoginRequest(username="admin")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "password",
     )
 
 
@@ -87,7 +89,9 @@ async def test_repeated_failed_logins_make_the_user_wait(app: RunningApp, client
         grpc.StatusCode.UNAUTHENTICATED,
     )
     await asyncio.sleep(1.1)
-    assert (await client.users.Login(user_pb2.LoginRequest(username="admin", password=ADMIN_PASSWORD))).access_token
+    assert (
+        await client.users.Login(user_pb2.LoginRequest(username="admin", password=ADMIN_PASSWORD))
+    ).access_token
     # A success clears the count.
     await helpers.expect_error(
         client.users.Login(user_pb2.LoginRequest(username="admin", password="guess-guess")),
@@ -103,13 +107,17 @@ async def test_login_rehashes_old_hashes(app: RunningApp, clients: Any) -> None:
         user.password_hash = old
     await clients(app).login()  # the old hash still verifies...
     async with app.db.snapshot() as session:
-        stored = await session.scalar(select(models.User.password_hash).where(models.User.username == "admin"))
+        stored = await session.scalar(
+            select(models.User.password_hash).where(models.User.username == "admin")
+        )
     assert stored != old and not PasswordHasher().check_needs_rehash(stored)  # ...and is replaced
     await clients(app).login()
 
 
 async def test_bad_tokens_are_refused(app: RunningApp, clients: Any, helpers: Any) -> None:
-    admin_id = (await (await clients(app).login()).users.GetUser(user_pb2.GetUserRequest(user_id="me"))).user.id
+    admin_id = (
+        await (await clients(app).login()).users.GetUser(user_pb2.GetUserRequest(user_id="me"))
+    ).user.id
     request = project_pb2.ListProjectsRequest()
     valid = _token(sub=admin_id)
     assert (await clients(app, valid).projects.ListProjects(request)).projects  # the control
@@ -121,8 +129,9 @@ async def test_bad_tokens_are_refused(app: RunningApp, clients: Any, helpers: An
         _token(secret="another-secret-of-at-least-32-bytes", sub=admin_id): "INVALID_TOKEN",
         _token(sub=admin_id, jti=None): "INVALID_TOKEN",  # a required claim missing
         _token(sub=admin_id, admin="yes"): "INVALID_TOKEN",
-        jwt.encode({"sub": admin_id, "admin": True, "iat": now, "exp": now + 60, "jti": "j"}, None, "none"):
-            "INVALID_TOKEN",
+        jwt.encode(
+            {"sub": admin_id, "admin": True, "iat": now, "exp": now + 60, "jti": "j"}, None, "none"
+        ): "INVALID_TOKEN",
         "not-a-jwt": "INVALID_TOKEN",
     }
     for token, reason in cases.items():
@@ -151,7 +160,8 @@ async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any,
             request_class = message_factory.GetMessageClass(method.input_type)
             response_class = message_factory.GetMessageClass(method.output_type)
             call = channel.unary_unary(
-                f"/{path}", request_serializer=request_class.SerializeToString,
+                f"/{path}",
+                request_serializer=request_class.SerializeToString,
                 response_deserializer=response_class.FromString,
             )
             await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
@@ -191,7 +201,9 @@ async def test_generated_admin_password_is_printed_once(
     await clients(second).login("admin", password)  # the same password still works
 
 
-async def test_admin_password_from_settings_is_not_printed(capsys: Any, app: RunningApp, clients: Any) -> None:
+async def test_admin_password_from_settings_is_not_printed(
+    capsys: Any, app: RunningApp, clients: Any
+) -> None:
     out = capsys.readouterr().out
     assert _printed(out, "BUD_ADMIN_PASSWORD") == [] and ADMIN_PASSWORD not in out
     assert app.admin is not None and not app.admin.generated
@@ -225,21 +237,31 @@ async def test_invalid_admin_settings_refuse_to_start(capsys: Any, start: Any) -
 
 
 async def test_users(app: RunningApp, stubs: Any, clients: Any, helpers: Any) -> None:
-    created = (await stubs.users.CreateUser(user_pb2.CreateUserRequest(
-        username="alice@example.com", password="alice-password", display_name="Alice"
-    ))).user
+    created = (
+        await stubs.users.CreateUser(
+            user_pb2.CreateUserRequest(
+                username="alice@example.com", password="alice-password", display_name="Alice"
+            )
+        )
+    ).user
     assert created.id.startswith("usr_") and created.username == "alice@example.com"
     assert created.display_name == "Alice" and not created.platform_admin and created.create_time.seconds > 0
     assert "alice-password" not in str(created)
     await helpers.expect_error(
-        stubs.users.CreateUser(user_pb2.CreateUserRequest(username="alice@example.com", password="another-pw")),
-        grpc.StatusCode.ALREADY_EXISTS, "username",
+        stubs.users.CreateUser(
+            user_pb2.CreateUserRequest(username="alice@example.com", password="another-pw")
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "username",
     )
     for request, param in (
         (user_pb2.CreateUserRequest(username="Alice", password="long-enough"), "username"),
         (user_pb2.CreateUserRequest(username="", password="long-enough"), "username"),
         (user_pb2.CreateUserRequest(username="bob", password="short"), "password"),
-        (user_pb2.CreateUserRequest(username="bob", password="long-enough", display_name="x" * 201), "display_name"),
+        (
+            user_pb2.CreateUserRequest(username="bob", password="long-enough", display_name="x" * 201),
+            "display_name",
+        ),
     ):
         await helpers.expect_error(stubs.users.CreateUser(request), grpc.StatusCode.INVALID_ARGUMENT, param)
 
@@ -250,7 +272,9 @@ async def test_users(app: RunningApp, stubs: Any, clients: Any, helpers: Any) ->
         alice.users.CreateUser(user_pb2.CreateUserRequest(username="mallory", password="long-enough")),
         grpc.StatusCode.PERMISSION_DENIED,
     )
-    await helpers.expect_error(alice.users.ListUsers(user_pb2.ListUsersRequest()), grpc.StatusCode.PERMISSION_DENIED)
+    await helpers.expect_error(
+        alice.users.ListUsers(user_pb2.ListUsersRequest()), grpc.StatusCode.PERMISSION_DENIED
+    )
     admin_id = (await stubs.users.GetUser(user_pb2.GetUserRequest(user_id="me"))).user.id
     await helpers.expect_error(
         alice.users.GetUser(user_pb2.GetUserRequest(user_id=admin_id)), grpc.StatusCode.NOT_FOUND, "user_id"
@@ -258,9 +282,11 @@ async def test_users(app: RunningApp, stubs: Any, clients: Any, helpers: Any) ->
     assert (await stubs.users.GetUser(user_pb2.GetUserRequest(user_id=created.id))).user == created
 
     # A second admin, and a page through everyone.
-    root = (await stubs.users.CreateUser(user_pb2.CreateUserRequest(
-        username="root", password="root-password", platform_admin=True
-    ))).user
+    root = (
+        await stubs.users.CreateUser(
+            user_pb2.CreateUserRequest(username="root", password="root-password", platform_admin=True)
+        )
+    ).user
     root_client = await clients(app).login("root", "root-password")
     assert (await root_client.users.GetUser(user_pb2.GetUserRequest(user_id=created.id))).user == created
     seen, token = [], ""

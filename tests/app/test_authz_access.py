@@ -8,8 +8,6 @@ from typing import Any
 
 import grpc
 import pytest
-from bud.app.v1 import deployment_pb2
-from bud.auth.v1 import auth_pb2
 
 from app.authz import Access
 from app.convert import role_name
@@ -21,6 +19,8 @@ from app.services.projects import create_project
 from app.services.users import create_user
 from auth.roles import EDITOR, OWNER, VIEWER
 from auth.tokens import Authenticator, Caller
+from bud.app.v1 import deployment_pb2
+from bud.auth.v1 import auth_pb2
 from budrt.errors import ServiceError
 
 SECRET = "a-test-jwt-secret-of-at-least-32-bytes"

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from app import convert
+from app.db import models
 from bud.app.v1 import deployment_pb2
 from bud.auth.v1 import auth_pb2, user_pb2
 from bud.engine.v1 import engine_service_pb2
-
-from app import convert
-from app.db import models
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.mesh
 
 def _login(mesh: Mesh) -> httpx.Client:
     assert mesh.admin_password, "the mesh printed no BUD_ADMIN_PASSWORD on first start"
-    r = httpx.post(f"{mesh.http_url}/v1/auth/login", json={"username": "admin", "password": mesh.admin_password})
+    r = httpx.post(
+        f"{mesh.http_url}/v1/auth/login", json={"username": "admin", "password": mesh.admin_password}
+    )
     assert r.status_code == 200, r.text
     token = r.json()["access_token"]
     return httpx.Client(base_url=mesh.http_url, headers={"authorization": f"Bearer {token}"}, timeout=60)
@@ -37,18 +39,32 @@ def test_lifecycle_project_deployment_key_call_revoke(mesh: Mesh) -> None:
         assert project.status_code == 200, project.text
         project_id = project.json()["project"]["id"]
         assert admin.post("/v1/projects", json={"name": "team-a"}).status_code == 409
-        bad = admin.post(f"/v1/projects/{project_id}/deployments", json={"name": "", "model": {"builtin": "tiny-llama"}})
-        assert bad.status_code == 400 and [v["field"] for d in bad.json()["details"] if d["@type"].endswith(".BadRequest")
-                                           for v in d["fieldViolations"]] == ["deployment.name"], bad.text
-        created = admin.post(f"/v1/projects/{project_id}/deployments", json={
-            "name": "chat-a", "model": {"builtin": "tiny-llama"}, "runner": "RUNNER_GENERATE",
-            "endpoints": [{"address": mesh.engine_grpc}],
-            "engine_args": {"max_model_len": 512, "kv_cache_space_gib": 0.25}})
+        bad = admin.post(
+            f"/v1/projects/{project_id}/deployments", json={"name": "", "model": {"builtin": "tiny-llama"}}
+        )
+        assert bad.status_code == 400 and [
+            v["field"]
+            for d in bad.json()["details"]
+            if d["@type"].endswith(".BadRequest")
+            for v in d["fieldViolations"]
+        ] == ["deployment.name"], bad.text
+        created = admin.post(
+            f"/v1/projects/{project_id}/deployments",
+            json={
+                "name": "chat-a",
+                "model": {"builtin": "tiny-llama"},
+                "runner": "RUNNER_GENERATE",
+                "endpoints": [{"address": mesh.engine_grpc}],
+                "engine_args": {"max_model_len": 512, "kv_cache_space_gib": 0.25},
+            },
+        )
         assert created.status_code == 200, created.text
         deployment_id = created.json()["deployment"]["id"]
         deadline = time.monotonic() + 300
         while True:
-            status = admin.get(f"/v1/projects/{project_id}/deployments/{deployment_id}").json()["deployment"]["status"]
+            status = admin.get(f"/v1/projects/{project_id}/deployments/{deployment_id}").json()["deployment"][
+                "status"
+            ]
             if status == "DEPLOYMENT_STATUS_READY":
                 break
             assert status != "DEPLOYMENT_STATUS_FAILED" and time.monotonic() < deadline, status
@@ -63,8 +79,9 @@ def test_lifecycle_project_deployment_key_call_revoke(mesh: Mesh) -> None:
         deadline = time.monotonic() + 10  # the gateway learns of the key through its watch stream
         while True:
             try:
-                reply = client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}],
-                                                       max_tokens=3)
+                reply = client.chat.completions.create(
+                    model="chat-a", messages=[{"role": "user", "content": "hi"}], max_tokens=3
+                )
                 break
             except (openai.AuthenticationError, openai.NotFoundError, openai.APIStatusError):
                 assert time.monotonic() < deadline
@@ -76,18 +93,29 @@ def test_lifecycle_project_deployment_key_call_revoke(mesh: Mesh) -> None:
             client.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "hi"}])
         default_client = openai.OpenAI(base_url=mesh.openai_base_url, api_key=mesh.api_key, max_retries=0)
         with pytest.raises(openai.NotFoundError):
-            default_client.chat.completions.create(model="chat-a", messages=[{"role": "user", "content": "hi"}])
+            default_client.chat.completions.create(
+                model="chat-a", messages=[{"role": "user", "content": "hi"}]
+            )
 
         # Per-key limit, set after the fact: one request a minute. Fixed windows let at most two
         # calls through across a window boundary; a third is refused with Retry-After.
-        limited = admin.patch(f"/v1/projects/{project_id}/api_keys/{key_id}",
-                              params={"update_mask": "requests_per_minute"}, json={"requests_per_minute": 1})
-        assert limited.status_code == 200 and limited.json()["api_key"]["requests_per_minute"] == 1, limited.text
+        limited = admin.patch(
+            f"/v1/projects/{project_id}/api_keys/{key_id}",
+            params={"update_mask": "requests_per_minute"},
+            json={"requests_per_minute": 1},
+        )
+        assert limited.status_code == 200 and limited.json()["api_key"]["requests_per_minute"] == 1, (
+            limited.text
+        )
         deadline = time.monotonic() + 10  # the change reaches the gateway through its watch stream
-        raw = httpx.Client(base_url=mesh.openai_base_url, headers={"authorization": f"Bearer {secret}"}, timeout=60)
+        raw = httpx.Client(
+            base_url=mesh.openai_base_url, headers={"authorization": f"Bearer {secret}"}, timeout=60
+        )
         while True:
-            r = raw.post("/chat/completions", json={"model": "chat-a", "max_tokens": 1,
-                                                    "messages": [{"role": "user", "content": "hi"}]})
+            r = raw.post(
+                "/chat/completions",
+                json={"model": "chat-a", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
+            )
             if r.status_code == 429:
                 break
             assert r.status_code == 200 and time.monotonic() < deadline, r.text

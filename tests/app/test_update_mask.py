@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from bud.app.v1 import deployment_pb2, project_pb2
-from bud.auth.v1 import auth_pb2
 from google.protobuf import field_mask_pb2
 
 from app.validation import check_update_mask
+from bud.app.v1 import deployment_pb2, project_pb2
+from bud.auth.v1 import auth_pb2
 from budrt.errors import ServiceError
 
 KEY_FIELDS = ("name", "deployment_ids", "expire_time", "requests_per_minute", "tokens_per_minute")

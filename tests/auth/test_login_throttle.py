@@ -25,7 +25,10 @@ def test_free_attempts_then_doubling_waits_then_reset() -> None:
         throttle.failed("eve")
     with pytest.raises(ServiceError) as refused:
         throttle.check("eve")  # 3 failures: wait 2 s
-    assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and refused.value.reason == Reason.TOO_MANY_LOGIN_ATTEMPTS
+    assert (
+        refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        and refused.value.reason == Reason.TOO_MANY_LOGIN_ATTEMPTS
+    )
     assert "2 s" in refused.value.message
     throttle.check("bob")  # other users are not affected
     clock.now += 2.0

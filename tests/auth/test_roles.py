@@ -6,10 +6,10 @@ import itertools
 
 import grpc
 import pytest
-from bud.auth.v1 import user_pb2
 
 from auth.roles import EDITOR, OWNER, ROLES, VIEWER, allows, require_admin, require_held, role_label
 from auth.tokens import Caller
+from bud.auth.v1 import user_pb2
 from budrt.errors import ServiceError
 
 

@@ -30,7 +30,9 @@ def test_every_service_package_is_a_discovered_component() -> None:
     assert {c.hosted_by for c in components.values() if c.hosted_by} == {"app"}
 
 
-def test_budrt_up_runs_the_engine_in_the_gateway_process_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_budrt_up_runs_the_engine_in_the_gateway_process_unless_told_not_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     components = discover()
     assert up_groups(components) == [["app"], ["gateway", "engine"]]
     monkeypatch.setenv("BUD_ENGINE_IN_GATEWAY", "false")
@@ -39,8 +41,10 @@ def test_budrt_up_runs_the_engine_in_the_gateway_process_unless_told_not_to(monk
 
 
 def test_a_component_cannot_join_a_guest() -> None:
-    components = {"a": Component("a", start=lambda host: lambda: asyncio.sleep(0), joins=lambda s: "b"),
-                  "b": Component("b", hosted_by="a")}
+    components = {
+        "a": Component("a", start=lambda host: lambda: asyncio.sleep(0), joins=lambda s: "b"),
+        "b": Component("b", hosted_by="a"),
+    }
     with pytest.raises(ComponentError, match="cannot join"):
         up_groups(components)
 
@@ -48,11 +52,16 @@ def test_a_component_cannot_join_a_guest() -> None:
 def test_the_app_process_hosts_prompt_and_registry() -> None:
     host = Host(discover(), ["app"], asyncio.Event())
     names = [binding.descriptor.full_name for binding in host.guest_bindings("app")]
-    assert names == ["bud.prompt.v1.PromptService", "bud.prompt.v1.PromptExecutionService",
-                     "bud.registry.v1.RegistryService"]
+    assert names == [
+        "bud.prompt.v1.PromptService",
+        "bud.prompt.v1.PromptExecutionService",
+        "bud.registry.v1.RegistryService",
+    ]
 
 
-def test_the_gateway_fronts_what_the_components_ask_for_at_their_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_gateway_fronts_what_the_components_ask_for_at_their_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("BUD_APP_ADDRESS", "10.0.0.1:1")
     host = Host(discover(), ["gateway"], asyncio.Event())
     fronted = [(service.full_name, address) for service, address in host.rest_services()]
@@ -83,6 +92,13 @@ def test_budrt_up_announces_the_front_door_first() -> None:
     from budrt.cli import _up_message
 
     lines = _up_message(discover()).splitlines()
-    assert lines[:4] == ["", "Bud Runtime is up.", "  OpenAI base URL: OPENAI_BASE_URL=http://127.0.0.1:8000/v1",
-                         "  gRPC (OpenAI service): 127.0.0.1:50051   management gRPC: 127.0.0.1:50061"]
-    assert lines[4].startswith("  models: tiny-llama (chat; random weights") and lines[-1] == "  Press Ctrl-C to stop."
+    assert lines[:4] == [
+        "",
+        "Bud Runtime is up.",
+        "  OpenAI base URL: OPENAI_BASE_URL=http://127.0.0.1:8000/v1",
+        "  gRPC (OpenAI service): 127.0.0.1:50051   management gRPC: 127.0.0.1:50061",
+    ]
+    assert (
+        lines[4].startswith("  models: tiny-llama (chat; random weights")
+        and lines[-1] == "  Press Ctrl-C to stop."
+    )

@@ -23,11 +23,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Every reason clients could see before the vocabulary was one enum: their values are API.
 WIRE_REASONS = {
-    "INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "UNAUTHENTICATED", "ABORTED",
-    "UNIMPLEMENTED", "INTERNAL", "INVALID_CREDENTIALS", "INVALID_TOKEN", "TOKEN_EXPIRED",
-    "TOO_MANY_LOGIN_ATTEMPTS", "INVALID_API_KEY", "RATE_LIMIT_EXCEEDED", "LAST_OWNER", "PROJECT_HAS_DEPLOYMENTS",
-    "API_KEY_REVOKED", "NOT_READY", "MISSING_MODEL", "MODEL_NOT_FOUND", "MODEL_NOT_READY", "MODEL_UNAVAILABLE",
-    "MODEL_NAME_TAKEN", "UNSUPPORTED_OPERATION", "UNKNOWN_URL", "METHOD_NOT_ALLOWED", "BODY_TOO_LARGE",
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "ABORTED",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "INVALID_CREDENTIALS",
+    "INVALID_TOKEN",
+    "TOKEN_EXPIRED",
+    "TOO_MANY_LOGIN_ATTEMPTS",
+    "INVALID_API_KEY",
+    "RATE_LIMIT_EXCEEDED",
+    "LAST_OWNER",
+    "PROJECT_HAS_DEPLOYMENTS",
+    "API_KEY_REVOKED",
+    "NOT_READY",
+    "MISSING_MODEL",
+    "MODEL_NOT_FOUND",
+    "MODEL_NOT_READY",
+    "MODEL_UNAVAILABLE",
+    "MODEL_NAME_TAKEN",
+    "UNSUPPORTED_OPERATION",
+    "UNKNOWN_URL",
+    "METHOD_NOT_ALLOWED",
+    "BODY_TOO_LARGE",
 }
 
 FACTORIES = {
@@ -84,15 +106,33 @@ def test_no_reason_is_a_free_string_in_service_code() -> None:
 
 def test_status_table_is_the_canonical_mapping_both_ways() -> None:
     assert set(HTTP_STATUS) == set(grpc.StatusCode)
-    expected = {"OK": 200, "CANCELLED": 499, "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
-                "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
-                "ABORTED": 409, "RESOURCE_EXHAUSTED": 429, "UNKNOWN": 500, "INTERNAL": 500, "DATA_LOSS": 500,
-                "UNIMPLEMENTED": 501, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504}
+    expected = {
+        "OK": 200,
+        "CANCELLED": 499,
+        "INVALID_ARGUMENT": 400,
+        "FAILED_PRECONDITION": 400,
+        "OUT_OF_RANGE": 400,
+        "UNAUTHENTICATED": 401,
+        "PERMISSION_DENIED": 403,
+        "NOT_FOUND": 404,
+        "ALREADY_EXISTS": 409,
+        "ABORTED": 409,
+        "RESOURCE_EXHAUSTED": 429,
+        "UNKNOWN": 500,
+        "INTERNAL": 500,
+        "DATA_LOSS": 500,
+        "UNIMPLEMENTED": 501,
+        "UNAVAILABLE": 503,
+        "DEADLINE_EXCEEDED": 504,
+    }
     assert {code.name: http_status(code) for code in grpc.StatusCode} == expected
     for code in grpc.StatusCode:  # read backwards, every status lands on a code with the same status
         if code is not grpc.StatusCode.OK:
             assert http_status(grpc_code(http_status(code))) == http_status(code)
-    assert grpc_code(400) is grpc.StatusCode.INVALID_ARGUMENT and grpc_code(409) is grpc.StatusCode.ALREADY_EXISTS
+    assert (
+        grpc_code(400) is grpc.StatusCode.INVALID_ARGUMENT
+        and grpc_code(409) is grpc.StatusCode.ALREADY_EXISTS
+    )
     assert grpc_code(500) is grpc.StatusCode.INTERNAL
     # What HTTP peers (vLLM) send beyond the table, and what means nothing here.
     assert grpc_code(408) is grpc.StatusCode.DEADLINE_EXCEEDED
@@ -121,7 +161,12 @@ def test_abort_arguments_rebuild_the_error() -> None:
     again = ServiceError.from_status(status.code, status.details, status.trailing_metadata)
     assert again == err
     bare = ServiceError.from_status(grpc.StatusCode.INTERNAL, "internal error in X")
-    assert (bare.code, bare.message, bare.reason, bare.param) == (grpc.StatusCode.INTERNAL, "internal error in X", "", "")
+    assert (bare.code, bare.message, bare.reason, bare.param) == (
+        grpc.StatusCode.INTERNAL,
+        "internal error in X",
+        "",
+        "",
+    )
     # Details that contradict the status are dropped, not trusted.
     clash = ServiceError.from_status(grpc.StatusCode.INTERNAL, "other message", status.trailing_metadata)
     assert (clash.code, clash.message, clash.reason) == (grpc.StatusCode.INTERNAL, "other message", "")
@@ -136,15 +181,19 @@ async def test_details_survive_a_real_grpc_hop() -> None:
         return b""
 
     handler = grpc.method_handlers_generic_handler(
-        "test.Errors", {"Fail": grpc.unary_unary_rpc_method_handler(fail)})
+        "test.Errors", {"Fail": grpc.unary_unary_rpc_method_handler(fail)}
+    )
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
     await server.start()
     channel = insecure_channel(f"127.0.0.1:{port}")
     try:
-        call = channel.unary_unary("/test.Errors/Fail", request_serializer=empty_pb2.Empty.SerializeToString,
-                                   response_deserializer=empty_pb2.Empty.FromString)
+        call = channel.unary_unary(
+            "/test.Errors/Fail",
+            request_serializer=empty_pb2.Empty.SerializeToString,
+            response_deserializer=empty_pb2.Empty.FromString,
+        )
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call(empty_pb2.Empty())
         assert rpc_status.from_call(info.value) == raised.to_status()

@@ -61,9 +61,14 @@ async def call(request: pytest.FixtureRequest) -> AsyncIterator[Caller]:
     servicer = Scripted()
     streaming = {m.name: m.server_streaming for m in ENGINE_SERVICE.methods}
     if request.param == "grpc":
-        server = GrpcServer(f"127.0.0.1:{free_port()}",
-                            [ServiceBinding(servicer, engine_service_pb2_grpc.add_EngineServiceServicer_to_server,
-                                            ENGINE_SERVICE)])
+        server = GrpcServer(
+            f"127.0.0.1:{free_port()}",
+            [
+                ServiceBinding(
+                    servicer, engine_service_pb2_grpc.add_EngineServiceServicer_to_server, ENGINE_SERVICE
+                )
+            ],
+        )
         await server.start()
         channel = insecure_channel(server.address)
         stub = engine_service_pb2_grpc.EngineServiceStub(channel)
@@ -102,24 +107,54 @@ async def call(request: pytest.FixtureRequest) -> AsyncIterator[Caller]:
 
 
 # The same expectations for both paths: that is the point.
-@pytest.mark.parametrize(("model", "expected"), [
-    ("m", ("ok", "rid-1")),
-    ("missing", ("error", grpc.StatusCode.NOT_FOUND, "no such model", "MODEL_NOT_FOUND", "model")),
-    ("abort", ("error", grpc.StatusCode.PERMISSION_DENIED, "not yours", "", "")),
-    ("crash", ("error", grpc.StatusCode.INTERNAL,
-               "internal error in bud.engine.v1.EngineService/CreateChatCompletion", "", "")),
-])
-async def test_unary_calls_answer_alike_over_grpc_and_in_process(call: Caller, model: str, expected: Outcome) -> None:
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("m", ("ok", "rid-1")),
+        ("missing", ("error", grpc.StatusCode.NOT_FOUND, "no such model", "MODEL_NOT_FOUND", "model")),
+        ("abort", ("error", grpc.StatusCode.PERMISSION_DENIED, "not yours", "", "")),
+        (
+            "crash",
+            (
+                "error",
+                grpc.StatusCode.INTERNAL,
+                "internal error in bud.engine.v1.EngineService/CreateChatCompletion",
+                "",
+                "",
+            ),
+        ),
+    ],
+)
+async def test_unary_calls_answer_alike_over_grpc_and_in_process(
+    call: Caller, model: str, expected: Outcome
+) -> None:
     assert await call("CreateChatCompletion", model, (("x-request-id", "rid-1"),)) == expected
 
 
-@pytest.mark.parametrize(("model", "expected"), [
-    ("m", ("ok", "rid-2", "second")),
-    ("missing", ("rid-2", "error", grpc.StatusCode.NOT_FOUND, "no such model", "MODEL_NOT_FOUND", "model")),
-    ("crash", ("rid-2", "error", grpc.StatusCode.INTERNAL,
-               "internal error in bud.engine.v1.EngineService/StreamChatCompletion", "", "")),
-])
-async def test_streams_answer_alike_over_grpc_and_in_process(call: Caller, model: str, expected: Outcome) -> None:
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("m", ("ok", "rid-2", "second")),
+        (
+            "missing",
+            ("rid-2", "error", grpc.StatusCode.NOT_FOUND, "no such model", "MODEL_NOT_FOUND", "model"),
+        ),
+        (
+            "crash",
+            (
+                "rid-2",
+                "error",
+                grpc.StatusCode.INTERNAL,
+                "internal error in bud.engine.v1.EngineService/StreamChatCompletion",
+                "",
+                "",
+            ),
+        ),
+    ],
+)
+async def test_streams_answer_alike_over_grpc_and_in_process(
+    call: Caller, model: str, expected: Outcome
+) -> None:
     assert await call("StreamChatCompletion", model, (("x-request-id", "rid-2"),)) == expected
 
 
@@ -135,7 +170,9 @@ async def test_a_call_without_a_request_id_gets_a_new_one(call: Caller) -> None:
     assert request_id.get() == ""  # nothing leaks into the caller's context
 
 
-async def test_an_unhandled_error_is_logged_with_its_traceback(call: Caller, caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_unhandled_error_is_logged_with_its_traceback(
+    call: Caller, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.ERROR, logger="budrt.interceptors"):
         await call("CreateChatCompletion", "crash", ())
     [record] = [r for r in caplog.records if r.name == "budrt.interceptors"]
@@ -143,7 +180,9 @@ async def test_an_unhandled_error_is_logged_with_its_traceback(call: Caller, cap
     assert record.exc_info is not None and "boom" in str(record.exc_info[1])
 
 
-async def test_log_lines_inside_a_call_carry_its_request_id(call: Caller, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_log_lines_inside_a_call_carry_its_request_id(
+    call: Caller, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     setup_logging("INFO", service="test")
@@ -164,10 +203,13 @@ async def test_calls_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> No
     it is off); each call then logs its method, outcome and duration."""
     with caplog.at_level(logging.DEBUG, logger="budrt.interceptors"):
         service = InProcessService(Scripted(), ENGINE_SERVICE)
-        await service.methods["CreateChatCompletion"](chat_pb2.ChatCompletionRequest(model="m"), LocalContext(()))
+        await service.methods["CreateChatCompletion"](
+            chat_pb2.ChatCompletionRequest(model="m"), LocalContext(())
+        )
         with pytest.raises(ServiceError):
-            await service.methods["CreateChatCompletion"](chat_pb2.ChatCompletionRequest(model="missing"),
-                                                          LocalContext(()))
+            await service.methods["CreateChatCompletion"](
+                chat_pb2.ChatCompletionRequest(model="missing"), LocalContext(())
+            )
     calls = [r for r in caplog.records if r.getMessage() == "rpc"]
     assert [(r.method, r.outcome) for r in calls] == [  # type: ignore[attr-defined]
         ("bud.engine.v1.EngineService/CreateChatCompletion", "OK"),

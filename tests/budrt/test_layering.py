@@ -17,9 +17,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LAYERS: dict[str, int] = {
-    "budrt": 0, "bud": 0,
+    "budrt": 0,
+    "bud": 0,
     "auth": 1,
-    "app": 2, "engine": 2, "gateway": 2, "prompt": 2, "registry": 2,
+    "app": 2,
+    "engine": 2,
+    "gateway": 2,
+    "prompt": 2,
+    "registry": 2,
 }
 RUNTIME, LIBRARIES, SERVICES = 0, 1, 2
 LAYER_NAMES = {RUNTIME: "runtime", LIBRARIES: "library", SERVICES: "service"}
@@ -29,7 +34,9 @@ NOT_CODE = {"tests", "proto", "gen"}  # tests may import anything; proto/ holds 
 def packages() -> dict[str, Path]:
     """Every first-party top-level package: the repository's and the generated one(s) in gen/."""
     found = {p.parent.name: p.parent for p in REPO.glob("*/__init__.py") if p.parent.name not in NOT_CODE}
-    found.update({p.name: p for p in (REPO / "gen").iterdir() if p.is_dir() and not p.name.startswith(("_", "."))})
+    found.update(
+        {p.name: p for p in (REPO / "gen").iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    )
     return found
 
 
@@ -64,9 +71,12 @@ def test_every_package_has_a_layer() -> None:
 def test_the_runtime_imports_no_service_package() -> None:
     """budrt finds the services as components (entry points); it never imports one."""
     services = {name for name, layer in LAYERS.items() if layer == SERVICES}
-    offending = [f"{path.relative_to(REPO)}:{line} imports {target}"
-                 for path in sorted((REPO / "budrt").rglob("*.py"))
-                 for line, target in imported_packages(path) if target in services]
+    offending = [
+        f"{path.relative_to(REPO)}:{line} imports {target}"
+        for path in sorted((REPO / "budrt").rglob("*.py"))
+        for line, target in imported_packages(path)
+        if target in services
+    ]
     assert not offending, offending
 
 
@@ -78,7 +88,9 @@ def test_no_import_from_a_lower_layer_to_a_higher_one_nor_between_services() -> 
             sideways = LAYERS.get(source) == SERVICES == LAYERS.get(target)
             if up or sideways:
                 kind = "a higher layer" if up else "another service"
-                wrong.append(f"{source} ({LAYER_NAMES[LAYERS[source]]}) imports {kind}, {target}: {places[:3]}")
+                wrong.append(
+                    f"{source} ({LAYER_NAMES[LAYERS[source]]}) imports {kind}, {target}: {places[:3]}"
+                )
     assert not wrong, "\n".join(wrong)
 
 
@@ -89,7 +101,7 @@ def test_no_cycles_between_packages() -> None:
     def visit(name: str, path: list[str]) -> None:
         for target in deps.get(name, {}):
             if target in path:
-                cycles.append(" → ".join([*path[path.index(target):], target]))
+                cycles.append(" → ".join([*path[path.index(target) :], target]))
             elif len(path) < len(deps):
                 visit(target, [*path, target])
 

@@ -33,7 +33,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     load.cache_clear()
 
 
-def test_every_setting_keeps_its_environment_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_every_setting_keeps_its_environment_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("BUD_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("BUD_APP_ADDRESS", "10.0.0.1:1")
     monkeypatch.setenv("BUD_KV_CACHE_SPACE_GIB", "0.5")
@@ -43,12 +45,18 @@ def test_every_setting_keeps_its_environment_variable(monkeypatch: pytest.Monkey
     monkeypatch.setenv("BUD_REDIS_URL", "redis://r:6379/0")
     app, engine, gateway = AppSettings(), EngineSettings(), GatewaySettings()
     assert (app.data_dir, app.app_address, app.kv_cache_space_gib, app.default_model_name) == (
-        tmp_path, "10.0.0.1:1", 0.5, "")
+        tmp_path,
+        "10.0.0.1:1",
+        0.5,
+        "",
+    )
     assert engine.engine_in_gateway is False and engine.app_address == "10.0.0.1:1"
     assert (gateway.gateway_http_port, gateway.redis_url) == (8123, "redis://r:6379/0")
 
 
-def test_the_yaml_file_is_one_flat_mapping_and_variables_win(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_yaml_file_is_one_flat_mapping_and_variables_win(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     config = tmp_path / "bud.yaml"
     config.write_text("engine_address: 10.0.0.2:2\ndefault_project: team\ngateway_http_port: 9000\n")
     monkeypatch.setenv("BUD_CONFIG", str(config))
@@ -96,15 +104,28 @@ def test_secrets_are_generated_once_into_the_data_dir(tmp_path: Path) -> None:
 
 def _budrt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.upper().startswith("BUD_")}
-    return subprocess.run([sys.executable, "-m", "budrt", *args], cwd=REPO, env={**base, **env},
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "budrt", *args],
+        cwd=REPO,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_budrt_config_prints_every_component_with_secrets_redacted(tmp_path: Path) -> None:
-    secrets = {"BUD_JWT_SECRET": "jwt-value-e1f0", "BUD_KEY_HASH_SECRET": "hash-value-77aa",
-               "BUD_ADMIN_PASSWORD": "admin-pw-31c9", "BUD_REDIS_URL": "redis://:redis-pw-5d2b@r:6379",
-               "BUD_DATABASE_URL": "postgresql+psycopg://u:db-pw-9e9e@h/db"}
-    result = _budrt("config", env={**secrets, "BUD_DATA_DIR": str(tmp_path), "BUD_KV_CACHE_SPACE_GIB": "0.75"})
+    secrets = {
+        "BUD_JWT_SECRET": "jwt-value-e1f0",
+        "BUD_KEY_HASH_SECRET": "hash-value-77aa",
+        "BUD_ADMIN_PASSWORD": "admin-pw-31c9",
+        "BUD_REDIS_URL": "redis://:redis-pw-5d2b@r:6379",
+        "BUD_DATABASE_URL": "postgresql+psycopg://u:db-pw-9e9e@h/db",
+    }
+    result = _budrt(
+        "config", env={**secrets, "BUD_DATA_DIR": str(tmp_path), "BUD_KV_CACHE_SPACE_GIB": "0.75"}
+    )
     assert result.returncode == 0, result.stderr
     for value in secrets.values():
         assert value not in result.stdout and value.split("@")[0] not in result.stdout

@@ -14,7 +14,9 @@ def load_request(
     name: str, model_dir: Path, runner: int = pb.RUNNER_UNSPECIFIED, **args: Any
 ) -> pb.LoadModelRequest:
     """LoadModel of the local model at `model_dir` as `name`, with engine arguments `args`."""
-    return pb.LoadModelRequest(name=name, source=pb.ModelSource(local_path=str(model_dir)), runner=runner, args=pb.EngineArgs(**args))
+    return pb.LoadModelRequest(
+        name=name, source=pb.ModelSource(local_path=str(model_dir)), runner=runner, args=pb.EngineArgs(**args)
+    )
 
 
 async def load(

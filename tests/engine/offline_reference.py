@@ -42,18 +42,22 @@ def _logprobs(completion: Any) -> list[dict[str, Any]] | None:
     if completion.logprobs is None:
         return None
     rows = []
-    for token_id, position in zip(completion.token_ids, completion.logprobs):
+    for token_id, position in zip(completion.token_ids, completion.logprobs, strict=True):
         chosen = position[token_id]
-        rows.append({
-            "token_id": token_id,
-            "token": chosen.decoded_token,
-            "logprob": chosen.logprob,
-            "rank": chosen.rank,
-            # In vLLM's order (the sampled token first, then the top-k): the server's
-            # top_logprobs are the first entries of this.
-            "top": [{"token_id": tid, "token": lp.decoded_token, "logprob": lp.logprob, "rank": lp.rank}
-                    for tid, lp in position.items()],
-        })
+        rows.append(
+            {
+                "token_id": token_id,
+                "token": chosen.decoded_token,
+                "logprob": chosen.logprob,
+                "rank": chosen.rank,
+                # In vLLM's order (the sampled token first, then the top-k): the server's
+                # top_logprobs are the first entries of this.
+                "top": [
+                    {"token_id": tid, "token": lp.decoded_token, "logprob": lp.logprob, "rank": lp.rank}
+                    for tid, lp in position.items()
+                ],
+            }
+        )
     return rows
 
 
@@ -83,8 +87,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             kind = request["kind"]
             if kind == "embed":
                 outputs = llm.embed(request["inputs"], use_tqdm=False)
-                results.append({"embeddings": [list(map(float, o.outputs.embedding)) for o in outputs],
-                                "prompt_token_ids": [list(o.prompt_token_ids) for o in outputs]})
+                results.append(
+                    {
+                        "embeddings": [list(map(float, o.outputs.embedding)) for o in outputs],
+                        "prompt_token_ids": [list(o.prompt_token_ids) for o in outputs],
+                    }
+                )
                 continue
             params = dict(request.get("params", {}))
             if "structured_outputs" in params:
@@ -93,8 +101,13 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 params["structured_outputs"] = StructuredOutputsParams(**params["structured_outputs"])
             params = SamplingParams(**params)
             if kind == "chat":
-                (output,) = llm.chat([request["messages"]], params, use_tqdm=False,
-                                     tools=request.get("tools"), **request.get("chat_kwargs", {}))
+                (output,) = llm.chat(
+                    [request["messages"]],
+                    params,
+                    use_tqdm=False,
+                    tools=request.get("tools"),
+                    **request.get("chat_kwargs", {}),
+                )
             elif kind == "completion":
                 (output,) = llm.generate([request["prompt"]], params, use_tqdm=False)
             else:

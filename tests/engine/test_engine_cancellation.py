@@ -23,7 +23,9 @@ def client(mesh: Mesh) -> openai.OpenAI:
 
 def model_stats(mesh: Mesh, engine_name: str) -> engine_pb.ModelStats:
     with grpc.insecure_channel(mesh.engine_grpc) as channel:
-        stats = engine_service_pb2_grpc.EngineServiceStub(channel).GetStats(engine_pb.GetStatsRequest(), timeout=30)
+        stats = engine_service_pb2_grpc.EngineServiceStub(channel).GetStats(
+            engine_pb.GetStatsRequest(), timeout=30
+        )
     (model,) = [m for m in stats.models if m.name == engine_name]
     return model
 
@@ -49,10 +51,20 @@ def test_closing_a_stream_aborts_the_generation(mesh: Mesh, kind: str) -> None:
     for choices in (4, 16, 48):
         wait_idle(mesh, engine_name, within=60)  # nothing left over from earlier tests or tries
         before = model_stats(mesh, engine_name).generation_tokens_total
-        extra = {"max_tokens": 2000, "n": choices, "temperature": 1.0, "seed": 5, "extra_body": {"ignore_eos": True}}
+        extra = {
+            "max_tokens": 2000,
+            "n": choices,
+            "temperature": 1.0,
+            "seed": 5,
+            "extra_body": {"ignore_eos": True},
+        }
         if kind == "chat":
-            stream = c.chat.completions.create(model="tiny-llama", stream=True, **extra,
-                                               messages=[{"role": "user", "content": "Tell me a very long story."}])
+            stream = c.chat.completions.create(
+                model="tiny-llama",
+                stream=True,
+                **extra,
+                messages=[{"role": "user", "content": "Tell me a very long story."}],
+            )
         else:
             stream = c.completions.create(model="tiny-llama", prompt="Once upon a time", stream=True, **extra)
         received = 0
@@ -84,7 +96,9 @@ def test_bad_requests_get_clear_errors_and_the_engine_keeps_serving(mesh: Mesh) 
     c = client(mesh)
     too_long = " ".join(f"word{i}" for i in range(3000))  # > 2048 tokens
     with pytest.raises(openai.BadRequestError) as chat_err:
-        c.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": too_long}], max_tokens=4)
+        c.chat.completions.create(
+            model="tiny-llama", messages=[{"role": "user", "content": too_long}], max_tokens=4
+        )
     assert chat_err.value.status_code == 400
     assert "maximum context length is 2048 tokens" in chat_err.value.body["message"]  # type: ignore[index]
     assert chat_err.value.body["type"] == "invalid_request_error"  # type: ignore[index]
@@ -94,8 +108,14 @@ def test_bad_requests_get_clear_errors_and_the_engine_keeps_serving(mesh: Mesh) 
     assert "maximum context length is 2048 tokens" in completion_err.value.body["message"]  # type: ignore[index]
 
     with pytest.raises(openai.BadRequestError) as stream_err:  # refused before the stream starts
-        list(c.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": too_long}],
-                                       max_tokens=4, stream=True))
+        list(
+            c.chat.completions.create(
+                model="tiny-llama",
+                messages=[{"role": "user", "content": too_long}],
+                max_tokens=4,
+                stream=True,
+            )
+        )
     assert "maximum context length" in stream_err.value.body["message"]  # type: ignore[index]
 
     with pytest.raises(openai.BadRequestError) as max_tokens_err:
@@ -117,7 +137,9 @@ def test_bad_requests_get_clear_errors_and_the_engine_keeps_serving(mesh: Mesh) 
     assert "does not support embeddings" in wrong_kind.value.body["message"]  # type: ignore[index]
 
     # Still serving, and nothing is left running.
-    ok = c.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    ok = c.chat.completions.create(
+        model="tiny-llama", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
     assert ok.usage is not None and ok.usage.completion_tokens > 0
     emb = c.embeddings.create(model="all-minilm-l6-v2", input=["still here"])
     assert len(emb.data[0].embedding) == 384

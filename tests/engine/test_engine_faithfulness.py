@@ -73,10 +73,25 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     ),
     "chat-seeded": (
         "chat",
-        {"temperature": 1.0, "top_p": 0.9, "seed": 1234, "max_tokens": 48, "logprobs": True, "top_logprobs": TOP,
-         "extra_body": {"top_k": 50, "min_p": 0.05, "repetition_penalty": 1.2}},
-        {"temperature": 1.0, "top_p": 0.9, "seed": 1234, "max_tokens": 48, "logprobs": TOP,
-         "top_k": 50, "min_p": 0.05, "repetition_penalty": 1.2},
+        {
+            "temperature": 1.0,
+            "top_p": 0.9,
+            "seed": 1234,
+            "max_tokens": 48,
+            "logprobs": True,
+            "top_logprobs": TOP,
+            "extra_body": {"top_k": 50, "min_p": 0.05, "repetition_penalty": 1.2},
+        },
+        {
+            "temperature": 1.0,
+            "top_p": 0.9,
+            "seed": 1234,
+            "max_tokens": 48,
+            "logprobs": TOP,
+            "top_k": 50,
+            "min_p": 0.05,
+            "repetition_penalty": 1.2,
+        },
     ),
     "completion-greedy": (
         "completion",
@@ -85,21 +100,51 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     ),
     "completion-seeded": (
         "completion",
-        {"temperature": 1.0, "top_p": 0.9, "seed": 1234, "max_tokens": 48, "logprobs": TOP,
-         "presence_penalty": 0.4, "frequency_penalty": 0.3,
-         "extra_body": {"top_k": 40, "min_p": 0.8, "repetition_penalty": 1.3}},
-        {"temperature": 1.0, "top_p": 0.9, "seed": 1234, "max_tokens": 48, "logprobs": TOP,
-         "presence_penalty": 0.4, "frequency_penalty": 0.3, "top_k": 40, "min_p": 0.8, "repetition_penalty": 1.3},
+        {
+            "temperature": 1.0,
+            "top_p": 0.9,
+            "seed": 1234,
+            "max_tokens": 48,
+            "logprobs": TOP,
+            "presence_penalty": 0.4,
+            "frequency_penalty": 0.3,
+            "extra_body": {"top_k": 40, "min_p": 0.8, "repetition_penalty": 1.3},
+        },
+        {
+            "temperature": 1.0,
+            "top_p": 0.9,
+            "seed": 1234,
+            "max_tokens": 48,
+            "logprobs": TOP,
+            "presence_penalty": 0.4,
+            "frequency_penalty": 0.3,
+            "top_k": 40,
+            "min_p": 0.8,
+            "repetition_penalty": 1.3,
+        },
     ),
     # Structured outputs go through vLLM's grammar backend on both sides: the grammar bitmask must
     # not change anything either. (Greedy JSON never closes on the random model: see the json test.)
     "chat-json-schema-seeded": (
         "chat",
-        {"temperature": 1.0, "seed": 1234, "max_tokens": 200, "logprobs": True, "top_logprobs": TOP,
-         "response_format": {"type": "json_schema",
-                             "json_schema": {"name": "weather", "schema": WEATHER_SCHEMA, "strict": True}}},
-        {"temperature": 1.0, "seed": 1234, "max_tokens": 200, "logprobs": TOP,
-         "structured_outputs": {"json": WEATHER_SCHEMA}},
+        {
+            "temperature": 1.0,
+            "seed": 1234,
+            "max_tokens": 200,
+            "logprobs": True,
+            "top_logprobs": TOP,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "weather", "schema": WEATHER_SCHEMA, "strict": True},
+            },
+        },
+        {
+            "temperature": 1.0,
+            "seed": 1234,
+            "max_tokens": 200,
+            "logprobs": TOP,
+            "structured_outputs": {"json": WEATHER_SCHEMA},
+        },
     ),
 }
 
@@ -121,8 +166,11 @@ def served_model(mesh: Mesh, deployment_name: str) -> engine_pb.ServedModel:
     the deployment id)."""
     name = engine_model_name(mesh, deployment_name)
     with grpc.insecure_channel(mesh.engine_grpc) as channel:
-        models = engine_service_pb2_grpc.EngineServiceStub(channel).ListModels(
-            engine_pb.ListModelsRequest(), timeout=30).models
+        models = (
+            engine_service_pb2_grpc.EngineServiceStub(channel)
+            .ListModels(engine_pb.ListModelsRequest(), timeout=30)
+            .models
+        )
     (model,) = [m for m in models if m.name == name]
     return model
 
@@ -156,12 +204,16 @@ def offline_tokens(kind: str, result: dict[str, Any]) -> list[tuple[str, float, 
 
 def assert_same_tokens(kind: str, mesh_rows: list[Any], offline_rows: list[Any]) -> None:
     assert len(mesh_rows) == len(offline_rows)
-    for i, ((m_tok, m_lp, m_top), (o_tok, o_lp, o_top)) in enumerate(zip(mesh_rows, offline_rows)):
+    for i, ((m_tok, m_lp, m_top), (o_tok, o_lp, o_top)) in enumerate(
+        zip(mesh_rows, offline_rows, strict=True)
+    ):
         assert m_tok == o_tok, f"position {i}: mesh token {m_tok!r} != offline {o_tok!r}"
         assert m_lp == pytest.approx(o_lp, abs=LOGPROB_TOL), f"position {i}: logprob of {m_tok!r}"
         assert m_top.keys() == o_top.keys(), f"position {i}: top alternatives differ"
         for token, value in o_top.items():
-            assert m_top[token] == pytest.approx(value, abs=LOGPROB_TOL), f"position {i}: logprob of {token!r}"
+            assert m_top[token] == pytest.approx(value, abs=LOGPROB_TOL), (
+                f"position {i}: logprob of {token!r}"
+            )
 
 
 def choice_text(kind: str, choice: Any) -> str:
@@ -180,9 +232,14 @@ class OfflineRun:
         env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
         env["PYTHONUNBUFFERED"] = "1"
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, str(OFFLINE_SCRIPT), str(self.input), str(self.output)],
-                                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, str(OFFLINE_SCRIPT), str(self.input), str(self.output)],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self._result: dict[str, Any] | None = None
 
     def result(self, timeout: float = 900) -> dict[str, Any]:
@@ -223,17 +280,36 @@ def offline(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         else:
             request["prompt"] = COMPLETION_PROMPT
         requests.append(request)
-    generate = {"jobs": [{
-        "engine": {"model": str(mesh.data_dir / "models" / "tiny-llama"), "dtype": "float32",  # as the engine loads it
-                   "max_model_len": chat_model.max_model_len, "seed": 0},
-        "requests": requests,
-    }]}
-    embed = {"jobs": [{
-        "engine": {"model": str(minilm_dir()), "runner": "pooling", "max_model_len": embedding_model.max_model_len,
-                   "dtype": embedding_model.args.dtype if embedding_model.args.HasField("dtype") else "auto"},
-        "requests": [{"kind": "embed", "inputs": EMBED_INPUTS}],
-    }]}
-    runs = {"generate": OfflineRun("generate", generate, workdir), "embed": OfflineRun("embed", embed, workdir)}
+    generate = {
+        "jobs": [
+            {
+                "engine": {
+                    "model": str(mesh.data_dir / "models" / "tiny-llama"),
+                    "dtype": "float32",  # as the engine loads it
+                    "max_model_len": chat_model.max_model_len,
+                    "seed": 0,
+                },
+                "requests": requests,
+            }
+        ]
+    }
+    embed = {
+        "jobs": [
+            {
+                "engine": {
+                    "model": str(minilm_dir()),
+                    "runner": "pooling",
+                    "max_model_len": embedding_model.max_model_len,
+                    "dtype": embedding_model.args.dtype if embedding_model.args.HasField("dtype") else "auto",
+                },
+                "requests": [{"kind": "embed", "inputs": EMBED_INPUTS}],
+            }
+        ]
+    }
+    runs = {
+        "generate": OfflineRun("generate", generate, workdir),
+        "embed": OfflineRun("embed", embed, workdir),
+    }
     try:
         yield runs
     finally:
@@ -253,43 +329,77 @@ def test_named_tool_call_with_a_hermes_deployment(mesh: Mesh) -> None:
     name = "faithfulness-tools"
     parameters = {
         "type": "object",
-        "properties": {"city": {"type": "string", "enum": ["Paris", "Tokyo", "Lima"]},
-                       "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+        "properties": {
+            "city": {"type": "string", "enum": ["Paris", "Tokyo", "Lima"]},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7},
+        },
         "required": ["city", "days"],
         "additionalProperties": False,
     }
     tools = [
-        {"type": "function", "function": {"name": "get_weather", "description": "Weather forecast for a city",
-                                          "parameters": parameters, "strict": True}},
-        {"type": "function", "function": {"name": "get_time", "description": "The time now",
-                                          "parameters": {"type": "object", "properties": {}}}},
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather forecast for a city",
+                "parameters": parameters,
+                "strict": True,
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "get_time",
+                "description": "The time now",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        },
     ]
     with grpc.insecure_channel(mesh.app_grpc) as channel:
         metadata = admin_metadata(mesh, channel)
         project_id = default_project_id(channel, metadata)
         deployments = deployment_pb2_grpc.DeploymentServiceStub(channel)
-        created = deployments.CreateDeployment(deployment_pb2.CreateDeploymentRequest(
-            project_id=project_id,
-            deployment=deployment_pb2.Deployment(
-                name=name, model=deployment_pb2.ModelSource(builtin="tiny-llama"),
-                endpoints=[deployment_pb2.EngineEndpoint(address=mesh.engine_grpc)],
-                runner=engine_pb.RUNNER_GENERATE,
-                engine_args=engine_pb.EngineArgs(tool_call_parser="hermes", max_model_len=1024, kv_cache_space_gib=0.25),
-            )), timeout=30, metadata=metadata).deployment
+        created = deployments.CreateDeployment(
+            deployment_pb2.CreateDeploymentRequest(
+                project_id=project_id,
+                deployment=deployment_pb2.Deployment(
+                    name=name,
+                    model=deployment_pb2.ModelSource(builtin="tiny-llama"),
+                    endpoints=[deployment_pb2.EngineEndpoint(address=mesh.engine_grpc)],
+                    runner=engine_pb.RUNNER_GENERATE,
+                    engine_args=engine_pb.EngineArgs(
+                        tool_call_parser="hermes", max_model_len=1024, kv_cache_space_gib=0.25
+                    ),
+                ),
+            ),
+            timeout=30,
+            metadata=metadata,
+        ).deployment
         try:
             deadline = time.monotonic() + 600
             while True:
-                got = deployments.GetDeployment(deployment_pb2.GetDeploymentRequest(
-                    project_id=project_id, deployment_id=created.id), timeout=30, metadata=metadata).deployment
+                got = deployments.GetDeployment(
+                    deployment_pb2.GetDeploymentRequest(project_id=project_id, deployment_id=created.id),
+                    timeout=30,
+                    metadata=metadata,
+                ).deployment
                 assert got.status != deployment_pb2.DEPLOYMENT_STATUS_FAILED, got.status_message
                 if got.status == deployment_pb2.DEPLOYMENT_STATUS_READY:
                     break
-                assert time.monotonic() < deadline, f"deployment not ready: {deployment_pb2.DeploymentStatus.Name(got.status)}"
+                assert time.monotonic() < deadline, (
+                    f"deployment not ready: {deployment_pb2.DeploymentStatus.Name(got.status)}"
+                )
                 time.sleep(1)
             c = client(mesh)
-            request = {"model": name, "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
-                       "tools": tools, "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
-                       "max_tokens": 200, "temperature": 1.0, "seed": 7}
+            request = {
+                "model": name,
+                "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+                "tools": tools,
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+                "max_tokens": 200,
+                "temperature": 1.0,
+                "seed": 7,
+            }
             deadline = time.monotonic() + 30
             while True:  # the gateway learns of READY through its routing watch: moments later
                 try:
@@ -311,10 +421,15 @@ def test_named_tool_call_with_a_hermes_deployment(mesh: Mesh) -> None:
             streamed_calls = [tc for d in deltas for tc in d.tool_calls or []]
             assert streamed_calls and streamed_calls[0].function.name == "get_weather"
             streamed_arguments = "".join(tc.function.arguments or "" for tc in streamed_calls)
-            assert json.loads(streamed_arguments) == arguments  # same tokens; non-streamed text is re-serialised
+            assert (
+                json.loads(streamed_arguments) == arguments
+            )  # same tokens; non-streamed text is re-serialised
         finally:
-            deployments.DeleteDeployment(deployment_pb2.DeleteDeploymentRequest(
-                project_id=project_id, deployment_id=created.id), timeout=120, metadata=metadata)
+            deployments.DeleteDeployment(
+                deployment_pb2.DeleteDeploymentRequest(project_id=project_id, deployment_id=created.id),
+                timeout=120,
+                metadata=metadata,
+            )
 
 
 @pytest.mark.parametrize("kind", ["chat", "completion"])
@@ -322,7 +437,10 @@ def test_json_schema_response_format_parses_and_validates(mesh: Mesh, kind: str)
     """Bounded schema (enums, small ints, additionalProperties false) with seeded sampling: on
     the random model, greedy decoding under a JSON grammar emits whitespace until max_tokens
     unless the engine sets structured_outputs_config.disable_any_whitespace."""
-    response_format = {"type": "json_schema", "json_schema": {"name": "weather", "schema": WEATHER_SCHEMA, "strict": True}}
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "weather", "schema": WEATHER_SCHEMA, "strict": True},
+    }
     for seed in (1, 2, 3):
         kwargs = {"temperature": 1.0, "seed": seed, "max_tokens": 200}
         if kind == "chat":
@@ -340,7 +458,9 @@ def test_json_schema_response_format_parses_and_validates(mesh: Mesh, kind: str)
 def test_streaming_gives_the_same_tokens_as_non_streaming(mesh: Mesh, case: str) -> None:
     kind, kwargs, _ = CASES[case]
     whole = mesh_request(mesh, kind, kwargs)
-    chunks = list(mesh_request(mesh, kind, {**kwargs, "stream_options": {"include_usage": True}}, stream=True))
+    chunks = list(
+        mesh_request(mesh, kind, {**kwargs, "stream_options": {"include_usage": True}}, stream=True)
+    )
     choices = [ch.choices[0] for ch in chunks if ch.choices]
     if kind == "chat":
         text = "".join(c.delta.content or "" for c in choices)
@@ -357,8 +477,13 @@ def test_streaming_gives_the_same_tokens_as_non_streaming(mesh: Mesh, case: str)
 
 def _sse_chunks(mesh: Mesh, body: dict[str, Any]) -> list[dict[str, Any]]:
     chunks = []
-    with httpx.stream("POST", f"{mesh.openai_base_url}/chat/completions", json=body, timeout=120,
-                      headers={"authorization": f"Bearer {mesh.api_key}"}) as r:
+    with httpx.stream(
+        "POST",
+        f"{mesh.openai_base_url}/chat/completions",
+        json=body,
+        timeout=120,
+        headers={"authorization": f"Bearer {mesh.api_key}"},
+    ) as r:
         assert r.status_code == 200, r.read()
         for line in r.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
@@ -372,8 +497,13 @@ def _stream_summary(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     the usage chunk; where system_fingerprint appears."""
     out: dict[str, Any] = {"choices": {}, "shapes": set(), "usage": None, "fingerprints": []}
     for chunk in chunks:
-        out["shapes"].add((tuple(sorted(chunk)), tuple(sorted(k for c in chunk["choices"] for k in c)),
-                           tuple(sorted(k for c in chunk["choices"] for k in c["delta"]))))
+        out["shapes"].add(
+            (
+                tuple(sorted(chunk)),
+                tuple(sorted(k for c in chunk["choices"] for k in c)),
+                tuple(sorted(k for c in chunk["choices"] for k in c["delta"])),
+            )
+        )
         out["fingerprints"].append(("system_fingerprint" in chunk, bool(chunk["choices"])))
         if not chunk["choices"]:
             out["usage"] = chunk["usage"]
@@ -389,15 +519,22 @@ def _stream_summary(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("stream_options", [None, {"include_usage": True},
-                                            {"include_usage": True, "continuous_usage_stats": True}])
+@pytest.mark.parametrize(
+    "stream_options", [None, {"include_usage": True}, {"include_usage": True, "continuous_usage_stats": True}]
+)
 @pytest.mark.parametrize("sampling", [{"temperature": 0.0}, {"temperature": 1.0, "seed": 7, "n": 2}])
 def test_lean_chat_stream_says_what_vllms_own_generator_says(
-        mesh: Mesh, sampling: dict[str, Any], stream_options: dict[str, Any] | None) -> None:
+    mesh: Mesh, sampling: dict[str, Any], stream_options: dict[str, Any] | None
+) -> None:
     """Plain chat streams take engine.fast_stream; asking for logprobs sends the same request
     through vLLM's own generator. Apart from the logprobs, clients must see the same thing."""
-    body: dict[str, Any] = {"model": "tiny-llama", "messages": CHAT_MESSAGES, "max_tokens": 12, "stream": True,
-                            **sampling}
+    body: dict[str, Any] = {
+        "model": "tiny-llama",
+        "messages": CHAT_MESSAGES,
+        "max_tokens": 12,
+        "stream": True,
+        **sampling,
+    }
     if stream_options:
         body["stream_options"] = stream_options
     lean = _sse_chunks(mesh, body)
@@ -410,7 +547,9 @@ def test_lean_chat_stream_says_what_vllms_own_generator_says(
     assert a["usage"] == b["usage"] and a["fingerprints"] == b["fingerprints"]
     if stream_options and stream_options.get("continuous_usage_stats"):
         assert all(ch.get("usage") for ch in lean)
-        assert [ch["usage"]["prompt_tokens"] for ch in lean] == [ch["usage"]["prompt_tokens"] for ch in lean[:1]] * len(lean)
+        assert [ch["usage"]["prompt_tokens"] for ch in lean] == [
+            ch["usage"]["prompt_tokens"] for ch in lean[:1]
+        ] * len(lean)
 
 
 def test_sampling_extras_reach_vllm(mesh: Mesh) -> None:
@@ -446,8 +585,9 @@ def test_embeddings_equal_offline_vllm(mesh: Mesh, offline: dict[str, OfflineRun
     as_base64 = c.embeddings.create(model="all-minilm-l6-v2", input=EMBED_INPUTS, encoding_format="base64")
     assert [d.index for d in as_float.data] == list(range(len(EMBED_INPUTS)))
     mesh_float = np.array([d.embedding for d in as_float.data], dtype=np.float64)
-    mesh_b64 = np.array([np.frombuffer(base64.b64decode(d.embedding), dtype="<f4") for d in as_base64.data],
-                        dtype=np.float64)
+    mesh_b64 = np.array(
+        [np.frombuffer(base64.b64decode(d.embedding), dtype="<f4") for d in as_base64.data], dtype=np.float64
+    )
     want = offline["embed"].result()["jobs"][0]["results"][0]
     reference = np.array(want["embeddings"], dtype=np.float64)
     assert mesh_float.shape == reference.shape == (len(EMBED_INPUTS), 384)

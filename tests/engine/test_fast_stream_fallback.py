@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from bud.openai.v1 import chat_pb2
 
+from bud.openai.v1 import chat_pb2
 from engine import fast_stream
 
 SERVING = "vllm.entrypoints.openai.chat_completion.serving"
@@ -39,10 +39,18 @@ class CompletionOutput:
 
 
 class RequestOutput:
-    def __init__(self, request_id: str, prompt: str | None, prompt_token_ids: list[int] | None,
-                 prompt_logprobs: Any, outputs: list[CompletionOutput], finished: bool,
-                 encoder_prompt_token_ids: list[int] | None = None, num_cached_tokens: int | None = None,
-                 num_cache_creation_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        prompt: str | None,
+        prompt_token_ids: list[int] | None,
+        prompt_logprobs: Any,
+        outputs: list[CompletionOutput],
+        finished: bool,
+        encoder_prompt_token_ids: list[int] | None = None,
+        num_cached_tokens: int | None = None,
+        num_cache_creation_tokens: int | None = None,
+    ) -> None:
         self.prompt_token_ids = prompt_token_ids
         self.outputs = outputs
         self.encoder_prompt_token_ids = encoder_prompt_token_ids
@@ -87,8 +95,9 @@ class Serving:
     def __init__(self) -> None:
         self.original_calls = 0
 
-    def chat_completion_stream_generator(self, request: Any, results: Any, request_id: str, model_name: str,
-                                         *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    def chat_completion_stream_generator(
+        self, request: Any, results: Any, request_id: str, model_name: str, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
         self.original_calls += 1
 
         async def lines() -> AsyncIterator[Any]:
@@ -132,18 +141,27 @@ async def test_plain_streams_take_the_lean_path_when_the_internals_are_there(fak
     assert [c.choices[0].delta.content for c in chunks] == ["", "Hel", "lo"]
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason == "stop"
     # A request the lean path does not cover still goes to vLLM's generator.
-    lines = await _drain(serving.chat_completion_stream_generator(_request(logprobs=True), _results(), "r", "m"))
+    lines = await _drain(
+        serving.chat_completion_stream_generator(_request(logprobs=True), _results(), "r", "m")
+    )
     assert lines == ['data: {"from": "vllm"}\n\n'] and serving.original_calls == 1
 
 
-@pytest.mark.parametrize("module, name", [
-    (SERVING, "_make_prompt_tokens_details"),
-    (API_UTILS, "should_include_usage"),
-    (EXCEPTIONS, "GenerationError"),
-    (OUTPUTS, "RequestOutput"),
-])
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        (SERVING, "_make_prompt_tokens_details"),
+        (API_UTILS, "should_include_usage"),
+        (EXCEPTIONS, "GenerationError"),
+        (OUTPUTS, "RequestOutput"),
+    ],
+)
 async def test_a_missing_internal_sends_every_stream_to_vllms_generator(
-    fake_vllm: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, module: str, name: str,
+    fake_vllm: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    module: str,
+    name: str,
 ) -> None:
     monkeypatch.delattr(fake_vllm[module], name)
     serving = Serving()
@@ -156,7 +174,9 @@ async def test_a_missing_internal_sends_every_stream_to_vllms_generator(
     assert lines == ['data: {"from": "vllm"}\n\n'] and serving.original_calls == 1
 
 
-async def test_a_changed_output_shape_is_a_missing_internal(fake_vllm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_changed_output_shape_is_a_missing_internal(
+    fake_vllm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class RenamedOutput:
         def __init__(self, request_id: str, outputs: list[Any], cached_tokens: int | None = None) -> None:
             pass

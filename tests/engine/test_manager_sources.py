@@ -8,8 +8,8 @@ from typing import ClassVar
 
 import grpc
 import pytest
-from bud.engine.v1 import engine_service_pb2 as pb
 
+from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.errors import ServiceError
 from budrt.settings import RuntimeSettings
 from engine import builtin_models, manager
@@ -37,8 +37,11 @@ def models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> manager.ModelMana
     RecordingModel.started = []
     monkeypatch.setattr(manager, "VllmModel", RecordingModel)
     monkeypatch.setattr(manager, "_freeze_heap", lambda: None)
-    monkeypatch.setitem(builtin_models.BUILDERS, "tiny-llama",
-                        builtin_models.Builder(lambda data_dir: data_dir / "tiny", dtype="float32"))
+    monkeypatch.setitem(
+        builtin_models.BUILDERS,
+        "tiny-llama",
+        builtin_models.Builder(lambda data_dir: data_dir / "tiny", dtype="float32"),
+    )
     return manager.ModelManager(RuntimeSettings(data_dir=tmp_path))
 
 
@@ -53,8 +56,9 @@ async def test_a_builtin_loads_its_directory_with_its_default_dtype(
     models: manager.ModelManager, tmp_path: Path
 ) -> None:
     await models.load("tiny", pb.ModelSource(builtin="tiny-llama"), pb.RUNNER_GENERATE, pb.EngineArgs())
-    await models.load("tiny16", pb.ModelSource(builtin="tiny-llama"), pb.RUNNER_GENERATE,
-                      pb.EngineArgs(dtype="bfloat16"))
+    await models.load(
+        "tiny16", pb.ModelSource(builtin="tiny-llama"), pb.RUNNER_GENERATE, pb.EngineArgs(dtype="bfloat16")
+    )
     (path, _, args), (_, _, explicit) = RecordingModel.started
     assert path == str(tmp_path / "tiny") and args.dtype == "float32" and explicit.dtype == "bfloat16"
 
@@ -68,7 +72,10 @@ async def test_loading_the_same_source_again_is_a_no_op_and_another_is_refused(
     assert first == again and len(RecordingModel.started) == 1
     with pytest.raises(ServiceError) as caught:
         await models.load("x", source, 0, pb.EngineArgs())
-    assert caught.value.code == grpc.StatusCode.ALREADY_EXISTS and 'builtin: "tiny-llama"' in caught.value.message
+    assert (
+        caught.value.code == grpc.StatusCode.ALREADY_EXISTS
+        and 'builtin: "tiny-llama"' in caught.value.message
+    )
 
 
 async def test_a_request_without_a_source_is_refused_before_any_slot(models: manager.ModelManager) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from bud.engine.v1 import engine_service_pb2 as pb
 
+from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.builtin_models import BUILTIN_MODELS
 from budrt.errors import ServiceError
 from engine import builtin_models
@@ -25,14 +25,18 @@ def test_every_catalogued_builtin_has_a_builder_and_no_other() -> None:
     assert set(builtin_models.BUILDERS) == set(BUILTIN_MODELS)
 
 
-def test_a_builtin_resolves_to_its_builders_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_builtin_resolves_to_its_builders_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[Path] = []
 
     def locate(data_dir: Path) -> Path:
         seen.append(data_dir)
         return data_dir / "models" / "tiny-llama"
 
-    monkeypatch.setitem(builtin_models.BUILDERS, "tiny-llama", builtin_models.Builder(locate, dtype="float32"))
+    monkeypatch.setitem(
+        builtin_models.BUILDERS, "tiny-llama", builtin_models.Builder(locate, dtype="float32")
+    )
     resolved = resolve_source(pb.ModelSource(builtin="tiny-llama"), tmp_path)
     assert resolved == ResolvedSource(str(tmp_path / "models" / "tiny-llama")) and seen == [tmp_path]
 
@@ -66,12 +70,15 @@ def test_a_hugging_face_model_goes_to_vllm_with_its_revision(tmp_path: Path) -> 
     assert "--revision" not in vllm_cli_args("chat", unpinned.model, 0, pb.EngineArgs(), unpinned.revision)
 
 
-@pytest.mark.parametrize("source, param", [
-    (pb.ModelSource(), "source"),
-    (pb.ModelSource(builtin=""), "source.builtin"),
-    (pb.ModelSource(local_path=""), "source.local_path"),
-    (pb.ModelSource(hugging_face=pb.HuggingFaceModel(revision="main")), "source.hugging_face.id"),
-])
+@pytest.mark.parametrize(
+    "source, param",
+    [
+        (pb.ModelSource(), "source"),
+        (pb.ModelSource(builtin=""), "source.builtin"),
+        (pb.ModelSource(local_path=""), "source.local_path"),
+        (pb.ModelSource(hugging_face=pb.HuggingFaceModel(revision="main")), "source.hugging_face.id"),
+    ],
+)
 def test_an_empty_source_is_refused(tmp_path: Path, source: pb.ModelSource, param: str) -> None:
     with pytest.raises(ServiceError) as caught:
         resolve_source(source, tmp_path)

@@ -17,8 +17,16 @@ from tests.support.mesh import free_port
 async def http_server(app: Any) -> AsyncIterator[str]:
     """Serves an ASGI app with uvicorn (httptools) on loopback; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="none", http="httptools",
-                            lifespan="off", access_log=False, log_config=None)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+    )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

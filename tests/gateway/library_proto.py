@@ -20,8 +20,15 @@ def library_modules(out_dir: str) -> tuple[ModuleType, ModuleType]:
     from grpc_tools import protoc
 
     includes = [f"-I{HERE}", *(f"-I{d}" for d in protoc_includes())]
-    rc = protoc.main(["protoc", *includes, f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
-                      "bud/testing/v1/library.proto"])
+    rc = protoc.main(
+        [
+            "protoc",
+            *includes,
+            f"--python_out={out_dir}",
+            f"--grpc_python_out={out_dir}",
+            "bud/testing/v1/library.proto",
+        ]
+    )
     assert rc == 0, "protoc failed for library.proto"
     # Register the generated modules under their proto package (bud.testing.v1) beside gen/'s.
     package = sys.modules.setdefault("bud.testing.v1", ModuleType("bud.testing.v1"))

@@ -56,10 +56,13 @@ async def base_url() -> AsyncIterator[str]:
     pool = EnginePool()
     servicer = OpenAiServicer(tables, pool, SECRET, usage=None, limiter=None)
     management = Management()
-    fronted = [(service, LocalBackend(management, service)) for service in (
-        project_pb2.DESCRIPTOR.services_by_name["ProjectService"],
-        deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
-    )]
+    fronted = [
+        (service, LocalBackend(management, service))
+        for service in (
+            project_pb2.DESCRIPTOR.services_by_name["ProjectService"],
+            deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
+        )
+    ]
     async with http_server(build_transcoder(servicer, tables, fronted)) as url:
         yield url
     await pool.close()
@@ -70,14 +73,26 @@ async def test_management_route_answers_google_rpc_status(base_url: str) -> None
         r = await client.get("/v1/projects/prj_9")
         assert r.status_code == 404 and r.headers["content-type"] == "application/json"
         message = "project 'prj_9' not found"
-        assert r.json() == {"code": 5, "message": message, "details": [
-            {"@type": ERROR_INFO, "reason": "NOT_FOUND", "domain": ERROR_DOMAIN, "metadata": {}},
-            {"@type": BAD_REQUEST, "fieldViolations": [{"field": "project_id", "description": message, "reason": ""}]},
-        ]}
+        assert r.json() == {
+            "code": 5,
+            "message": message,
+            "details": [
+                {"@type": ERROR_INFO, "reason": "NOT_FOUND", "domain": ERROR_DOMAIN, "metadata": {}},
+                {
+                    "@type": BAD_REQUEST,
+                    "fieldViolations": [{"field": "project_id", "description": message, "reason": ""}],
+                },
+            ],
+        }
         r = await client.get("/v1/projects")
         assert r.status_code == 401
-        assert r.json() == {"code": 16, "message": "invalid access token", "details": [
-            {"@type": ERROR_INFO, "reason": "INVALID_TOKEN", "domain": ERROR_DOMAIN, "metadata": {}}]}
+        assert r.json() == {
+            "code": 16,
+            "message": "invalid access token",
+            "details": [
+                {"@type": ERROR_INFO, "reason": "INVALID_TOKEN", "domain": ERROR_DOMAIN, "metadata": {}}
+            ],
+        }
         # Refused by the transcoder itself (management services reject unknown fields): same dialect.
         r = await client.post("/v1/projects", json={"name": "a", "colour": "red"})
         assert r.status_code == 400 and r.json()["code"] == 3
@@ -89,9 +104,17 @@ async def test_openai_route_answers_openai_error_json(base_url: str) -> None:
     async with httpx.AsyncClient(base_url=base_url) as client:
         r = await client.get("/v1/models")
         assert r.status_code == 401
-        assert r.json() == {"error": {"message": "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-                                      "type": "authentication_error", "param": None, "code": "invalid_api_key"}}
-        r = await client.post("/v1/chat/completions", content=b"{not json", headers={"authorization": "Bearer x"})
+        assert r.json() == {
+            "error": {
+                "message": "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                "type": "authentication_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        }
+        r = await client.post(
+            "/v1/chat/completions", content=b"{not json", headers={"authorization": "Bearer x"}
+        )
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
 
 
@@ -103,8 +126,11 @@ def _readme_error_examples() -> list[Any]:
 async def test_readme_error_examples_are_what_the_gateway_answers(base_url: str) -> None:
     openai_example, status_example = _readme_error_examples()
     async with httpx.AsyncClient(base_url=base_url) as client:
-        r = await client.post("/v1/chat/completions", headers={"authorization": f"Bearer {KEY.secret}"},
-                              json={"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]})
+        r = await client.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {KEY.secret}"},
+            json={"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert r.status_code == 404 and r.json() == openai_example
         r = await client.post("/v1/projects/p1/deployments", json={"model": {"builtin": "tiny-llama"}})
         assert r.status_code == 400 and r.json() == status_example

@@ -398,8 +398,12 @@ async def test_bad_query_parameters_are_invalid_arguments(echo: Any, query: str,
     assert status == 400
     # A management-dialect service: google.rpc.Status JSON with the field in BadRequest.
     assert body["code"] == 3  # INVALID_ARGUMENT
-    violations = [v for d in body["details"] if d["@type"].endswith("google.rpc.BadRequest")
-                  for v in d["fieldViolations"]]
+    violations = [
+        v
+        for d in body["details"]
+        if d["@type"].endswith("google.rpc.BadRequest")
+        for v in d["fieldViolations"]
+    ]
     assert [v["field"] for v in violations] == [param]
     assert backend.requests == []
 

@@ -25,7 +25,10 @@ async def test_memory_requests_limit_is_exact_and_headers_say_so() -> None:
     decisions = [await limiter.admit(limits, 0) for _ in range(5)]
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert ("x-ratelimit-remaining-requests", "0") in decisions[2].headers
-    assert decisions[3].retry_after >= 1 and ("retry-after", str(decisions[3].retry_after)) in decisions[3].headers
+    assert (
+        decisions[3].retry_after >= 1
+        and ("retry-after", str(decisions[3].retry_after)) in decisions[3].headers
+    )
 
 
 async def test_memory_tokens_reserved_then_settled() -> None:
@@ -61,7 +64,7 @@ async def test_redis_limiter_reserve_and_settle(redis_url: str) -> None:
         await limiter.close()
 
 
-def _gateway_process(url: str, attempts: int, results: "multiprocessing.Queue[int]", start: object) -> None:
+def _gateway_process(url: str, attempts: int, results: multiprocessing.Queue[int], start: object) -> None:
     async def run() -> int:
         limiter = RedisRateLimiter(url, prefix="shared:")
         try:

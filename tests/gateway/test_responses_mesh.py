@@ -16,8 +16,9 @@ def _client(mesh: Mesh) -> openai.OpenAI:
 
 
 def test_response_plain(mesh: Mesh) -> None:
-    response = _client(mesh).responses.create(model="tiny-llama", input="Say hi", instructions="Be brief",
-                                              max_output_tokens=6, temperature=0)
+    response = _client(mesh).responses.create(
+        model="tiny-llama", input="Say hi", instructions="Be brief", max_output_tokens=6, temperature=0
+    )
     assert response.object == "response" and response.id.startswith("resp_")
     assert response.status in ("completed", "incomplete")
     assert response.output[0].type == "message" and response.output[0].role == "assistant"
@@ -26,13 +27,22 @@ def test_response_plain(mesh: Mesh) -> None:
     assert response.usage is not None and response.usage.output_tokens <= 6
     assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
     if response.status == "incomplete":
-        assert response.incomplete_details is not None and response.incomplete_details.reason == "max_output_tokens"
+        assert (
+            response.incomplete_details is not None
+            and response.incomplete_details.reason == "max_output_tokens"
+        )
 
 
 def test_response_streamed_events(mesh: Mesh) -> None:
-    events = list(_client(mesh).responses.create(
-        model="tiny-llama", input=[{"role": "user", "content": "Tell me a story"}], max_output_tokens=8,
-        temperature=1.0, stream=True))
+    events = list(
+        _client(mesh).responses.create(
+            model="tiny-llama",
+            input=[{"role": "user", "content": "Tell me a story"}],
+            max_output_tokens=8,
+            temperature=1.0,
+            stream=True,
+        )
+    )
     types = [e.type for e in events]
     assert types[:2] == ["response.created", "response.in_progress"]
     assert types[-1] in ("response.completed", "response.incomplete")
@@ -47,8 +57,12 @@ def test_response_streamed_events(mesh: Mesh) -> None:
 
 
 def test_response_raw_sse_has_named_events_and_no_done(mesh: Mesh) -> None:
-    r = httpx.post(f"{mesh.openai_base_url}/responses", timeout=120, headers={"authorization": f"Bearer {mesh.api_key}"},
-                   json={"model": "tiny-llama", "input": "hi", "max_output_tokens": 3, "stream": True})
+    r = httpx.post(
+        f"{mesh.openai_base_url}/responses",
+        timeout=120,
+        headers={"authorization": f"Bearer {mesh.api_key}"},
+        json={"model": "tiny-llama", "input": "hi", "max_output_tokens": 3, "stream": True},
+    )
     frames = [f for f in r.text.split("\n\n") if f]
     assert frames[0].startswith("event: response.created\ndata: {")
     assert "[DONE]" not in r.text

@@ -33,8 +33,16 @@ def make_servicer(pb2: Any, pb2_grpc: Any) -> Any:
             return shelf
 
         async def ListBooks(self, request: Any, context: Any) -> Any:
-            books = [pb2.Book(id=f"b{i}", title=f"t{i}", authors=list(request.author), genre=request.genre,
-                              shelf_id=request.shelf_id) for i in range(request.page_size)]
+            books = [
+                pb2.Book(
+                    id=f"b{i}",
+                    title=f"t{i}",
+                    authors=list(request.author),
+                    genre=request.genre,
+                    shelf_id=request.shelf_id,
+                )
+                for i in range(request.page_size)
+            ]
             if request.HasField("read_mask"):  # echo the well-known query parameters
                 token = f"{','.join(request.read_mask.paths)}@{request.since.seconds}"
             else:
@@ -82,7 +90,9 @@ def field_at_fault(body: dict[str, Any]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serve_library(library: tuple[Any, Any], remote: bool, openai_dialect: bool = False) -> AsyncIterator[str]:
+async def serve_library(
+    library: tuple[Any, Any], remote: bool, openai_dialect: bool = False
+) -> AsyncIterator[str]:
     pb2, pb2_grpc = library
     descriptor = pb2.DESCRIPTOR.services_by_name["LibraryService"]
     servicer = make_servicer(pb2, pb2_grpc)
@@ -95,7 +105,9 @@ async def serve_library(library: tuple[Any, Any], remote: bool, openai_dialect: 
     else:
         backend = LocalBackend(servicer, descriptor)  # through the interceptors the gRPC face applies
     try:
-        async with http_server(Transcoder([FrontedService(descriptor, backend, lenient=openai_dialect)])) as url:
+        async with http_server(
+            Transcoder([FrontedService(descriptor, backend, lenient=openai_dialect)])
+        ) as url:
             yield url
     finally:
         if remote:
@@ -114,12 +126,19 @@ async def test_path_variables_and_additional_bindings(base_url: str) -> None:
         for path in ("/v1/shelves/s%201", "/v1/legacy/shelf/s%201"):
             r = await client.get(path)
             assert r.status_code == 200, r.text
-            assert r.json() == {"id": "s 1", "theme": "sea", "book_count": 0, "create_time": "2023-11-14T22:13:20Z"}
+            assert r.json() == {
+                "id": "s 1",
+                "theme": "sea",
+                "book_count": 0,
+                "create_time": "2023-11-14T22:13:20Z",
+            }
 
 
 async def test_query_parameters_repeated_enum_bool(base_url: str) -> None:
     async with httpx.AsyncClient(base_url=base_url) as client:
-        r = await client.get("/v1/shelves/s1/books?page_size=2&author=ann&author=bob&genre=GENRE_SCIENCE&include_archived=true")
+        r = await client.get(
+            "/v1/shelves/s1/books?page_size=2&author=ann&author=bob&genre=GENRE_SCIENCE&include_archived=true"
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert [b["authors"] for b in body["books"]] == [["ann", "bob"], ["ann", "bob"]]
@@ -132,26 +151,40 @@ async def test_query_parameters_repeated_enum_bool(base_url: str) -> None:
         r = await client.get("/v1/shelves/s1/books?nope=1")
         assert r.status_code == 400 and field_at_fault(r.json()) == "nope"
         # Well-known types with a string JSON form: FieldMask (comma-separated, or repeated) and Timestamp.
-        r = await client.get("/v1/shelves/s1/books?read_mask=title,authors&read_mask=genre&since=2023-11-14T22:13:20Z")
-        assert r.status_code == 200 and r.json()["next_page_token"] == "title,authors,genre@1700000000", r.text
+        r = await client.get(
+            "/v1/shelves/s1/books?read_mask=title,authors&read_mask=genre&since=2023-11-14T22:13:20Z"
+        )
+        assert r.status_code == 200 and r.json()["next_page_token"] == "title,authors,genre@1700000000", (
+            r.text
+        )
         r = await client.get("/v1/shelves/s1/books?since=yesterday")
         assert r.status_code == 400 and field_at_fault(r.json()) == "since"
 
 
 async def test_body_field_and_request_id_metadata(base_url: str) -> None:
     async with httpx.AsyncClient(base_url=base_url) as client:
-        r = await client.post("/v1/shelves/s9/books", json={"title": "Dune", "authors": ["Herbert"]},
-                              headers={"x-request-id": "req-42"})
+        r = await client.post(
+            "/v1/shelves/s9/books",
+            json={"title": "Dune", "authors": ["Herbert"]},
+            headers={"x-request-id": "req-42"},
+        )
         assert r.status_code == 200, r.text
         assert r.headers["x-request-id"] == "req-42"
         assert r.json()["shelf_id"] == "s9" and r.json()["id"] == "req-42" and r.json()["title"] == "Dune"
         r = await client.post("/v1/shelves/s9/books", json={"title": 5})
         assert r.status_code == 400
         message = "'book.title' must be a string"
-        assert r.json() == {"code": 3, "message": message, "details": [
-            {"@type": ERROR_INFO, "reason": "INVALID_ARGUMENT", "domain": ERROR_DOMAIN, "metadata": {}},
-            {"@type": BAD_REQUEST, "fieldViolations": [{"field": "book.title", "description": message, "reason": ""}]},
-        ]}
+        assert r.json() == {
+            "code": 3,
+            "message": message,
+            "details": [
+                {"@type": ERROR_INFO, "reason": "INVALID_ARGUMENT", "domain": ERROR_DOMAIN, "metadata": {}},
+                {
+                    "@type": BAD_REQUEST,
+                    "fieldViolations": [{"field": "book.title", "description": message, "reason": ""}],
+                },
+            ],
+        }
         r = await client.post("/v1/shelves/s9/books", content=b"{not json")
         assert r.status_code == 400 and "JSON" in r.json()["message"]
 
@@ -175,11 +208,17 @@ async def test_errors_map_to_http_status_and_google_rpc_status_shape(base_url: s
     async with httpx.AsyncClient(base_url=base_url) as client:
         r = await client.get("/v1/shelves/missing")
         assert r.status_code == 404 and r.headers["content-type"] == "application/json"
-        assert r.json() == {"code": 5, "message": "no such shelf", "details": [
-            {"@type": ERROR_INFO, "reason": "SHELF_NOT_FOUND", "domain": ERROR_DOMAIN, "metadata": {}},
-            {"@type": BAD_REQUEST, "fieldViolations": [
-                {"field": "shelf_id", "description": "no such shelf", "reason": ""}]},
-        ]}
+        assert r.json() == {
+            "code": 5,
+            "message": "no such shelf",
+            "details": [
+                {"@type": ERROR_INFO, "reason": "SHELF_NOT_FOUND", "domain": ERROR_DOMAIN, "metadata": {}},
+                {
+                    "@type": BAD_REQUEST,
+                    "fieldViolations": [{"field": "shelf_id", "description": "no such shelf", "reason": ""}],
+                },
+            ],
+        }
         # A URL no service serves has no dialect of its own: OpenAI's.
         r = await client.get("/v1/nowhere")
         assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
@@ -198,8 +237,15 @@ async def test_server_streaming_is_sse_and_error_is_a_last_event(base_url: str) 
         events = [line for line in r.text.split("\n\n") if line]
         assert len(events) == 2
         # grpc-gateway's error chunk: the Status under "error".
-        assert orjson.loads(events[-1].removeprefix("data: ")) == {"error": {"code": 14, "message": "shelf went away",
-            "details": [{"@type": ERROR_INFO, "reason": "SHELF_GONE", "domain": ERROR_DOMAIN, "metadata": {}}]}}
+        assert orjson.loads(events[-1].removeprefix("data: ")) == {
+            "error": {
+                "code": 14,
+                "message": "shelf went away",
+                "details": [
+                    {"@type": ERROR_INFO, "reason": "SHELF_GONE", "domain": ERROR_DOMAIN, "metadata": {}}
+                ],
+            }
+        }
         # Failing before the first event: a plain HTTP error with the mapped status.
         r = await client.get("/v1/shelves/s1:watch?count=0&fail_after=true")
         assert r.status_code == 503 and r.json()["details"][0]["reason"] == "SHELF_GONE"
@@ -210,16 +256,34 @@ async def test_openai_dialect_errors_are_openai_json(library: tuple[Any, Any]) -
         async with httpx.AsyncClient(base_url=url) as client:
             r = await client.get("/v1/shelves/missing")
             assert r.status_code == 404
-            assert r.json() == {"error": {"message": "no such shelf", "type": "not_found_error",
-                                          "param": "shelf_id", "code": "shelf_not_found"}}
+            assert r.json() == {
+                "error": {
+                    "message": "no such shelf",
+                    "type": "not_found_error",
+                    "param": "shelf_id",
+                    "code": "shelf_not_found",
+                }
+            }
             r = await client.post("/v1/shelves/s9/books", json={"title": 5})
             assert r.status_code == 400
-            assert r.json() == {"error": {"message": "'book.title' must be a string", "type": "invalid_request_error",
-                                          "param": "book.title", "code": "invalid_argument"}}
+            assert r.json() == {
+                "error": {
+                    "message": "'book.title' must be a string",
+                    "type": "invalid_request_error",
+                    "param": "book.title",
+                    "code": "invalid_argument",
+                }
+            }
             r = await client.get("/v1/shelves/s1:watch?count=1&fail_after=true")
             events = [line for line in r.text.split("\n\n") if line]
-            assert orjson.loads(events[-1].removeprefix("data: ")) == {"error": {
-                "message": "shelf went away", "type": "service_unavailable_error", "param": None, "code": "shelf_gone"}}
+            assert orjson.loads(events[-1].removeprefix("data: ")) == {
+                "error": {
+                    "message": "shelf went away",
+                    "type": "service_unavailable_error",
+                    "param": None,
+                    "code": "shelf_gone",
+                }
+            }
             r = await client.get("/v1/shelves/s1:watch?count=0&fail_after=true")
             assert r.status_code == 503 and r.json()["error"]["code"] == "shelf_gone"
 
@@ -227,8 +291,19 @@ async def test_openai_dialect_errors_are_openai_json(library: tuple[Any, Any]) -
 async def test_sse_switch_on_body_field_with_named_events(base_url: str) -> None:
     async with httpx.AsyncClient(base_url=base_url) as client:
         r = await client.post("/v1/search", json={"query": "moby"})
-        assert r.json() == {"books": [{"id": "found", "title": "moby", "authors": [], "isbn": None,
-                                       "genre": "GENRE_UNSPECIFIED", "shelf_id": ""}], "next_page_token": ""}
+        assert r.json() == {
+            "books": [
+                {
+                    "id": "found",
+                    "title": "moby",
+                    "authors": [],
+                    "isbn": None,
+                    "genre": "GENRE_UNSPECIFIED",
+                    "shelf_id": "",
+                }
+            ],
+            "next_page_token": "",
+        }
         r = await client.post("/v1/search", json={"query": "moby", "stream": True})
         assert r.headers["content-type"].startswith("text/event-stream")
         frames = [f for f in r.text.split("\n\n") if f]

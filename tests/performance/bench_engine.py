@@ -50,31 +50,87 @@ REPO = Path(__file__).resolve().parents[2]
 GiB = 1024**3
 MODEL_NAME = "tiny-llama"
 
-METRICS = ("request_throughput", "output_throughput", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms",
-           "p99_tpot_ms", "median_itl_ms", "p99_itl_ms", "completed", "failed", "duration")
+METRICS = (
+    "request_throughput",
+    "output_throughput",
+    "median_ttft_ms",
+    "p99_ttft_ms",
+    "median_tpot_ms",
+    "p99_tpot_ms",
+    "median_itl_ms",
+    "p99_itl_ms",
+    "completed",
+    "failed",
+    "duration",
+)
 
 
 # ---- the load tool ------------------------------------------------------------------------------
-def load_tool_args(opts: argparse.Namespace, base_url: str, model_dir: str, concurrency: int, num_prompts: int,
-                   warmups: int = 0) -> argparse.Namespace:
+def load_tool_args(
+    opts: argparse.Namespace,
+    base_url: str,
+    model_dir: str,
+    concurrency: int,
+    num_prompts: int,
+    warmups: int = 0,
+) -> argparse.Namespace:
     from vllm.benchmarks.serve import add_cli_args
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = FlexibleArgumentParser()
     add_cli_args(parser)
-    return parser.parse_args([
-        "--backend", "openai-chat", "--base-url", base_url, "--endpoint", "/v1/chat/completions",
-        "--model", MODEL_NAME, "--served-model-name", MODEL_NAME, "--tokenizer", model_dir,
-        "--dataset-name", "random", "--random-input-len", str(opts.input_len),
-        "--random-output-len", str(opts.output_len), "--num-prompts", str(num_prompts),
-        "--max-concurrency", str(concurrency), "--ignore-eos", "--temperature", "0", "--seed", str(opts.seed),
-        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
-        "--num-warmups", str(warmups), "--disable-tqdm", "--ready-check-timeout-sec", "120",
-    ])
+    return parser.parse_args(
+        [
+            "--backend",
+            "openai-chat",
+            "--base-url",
+            base_url,
+            "--endpoint",
+            "/v1/chat/completions",
+            "--model",
+            MODEL_NAME,
+            "--served-model-name",
+            MODEL_NAME,
+            "--tokenizer",
+            model_dir,
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            str(opts.input_len),
+            "--random-output-len",
+            str(opts.output_len),
+            "--num-prompts",
+            str(num_prompts),
+            "--max-concurrency",
+            str(concurrency),
+            "--ignore-eos",
+            "--temperature",
+            "0",
+            "--seed",
+            str(opts.seed),
+            "--percentile-metrics",
+            "ttft,tpot,itl,e2el",
+            "--metric-percentiles",
+            "50,99",
+            "--num-warmups",
+            str(warmups),
+            "--disable-tqdm",
+            "--ready-check-timeout-sec",
+            "120",
+        ]
+    )
 
 
-def run_load(opts: argparse.Namespace, base_url: str, api_key: str | None, model_dir: str, concurrency: int,
-             num_prompts: int, log: Path, warmups: int = 0) -> dict[str, Any]:
+def run_load(
+    opts: argparse.Namespace,
+    base_url: str,
+    api_key: str | None,
+    model_dir: str,
+    concurrency: int,
+    num_prompts: int,
+    log: Path,
+    warmups: int = 0,
+) -> dict[str, Any]:
     """One `vllm bench serve` run; its chatter goes to `log`."""
     from vllm.benchmarks.serve import main as bench_main
 
@@ -111,8 +167,9 @@ class Server:
     pids: dict[str, int]  # the serving front's processes, by name
 
 
-def measure_level(opts: argparse.Namespace, server: Server, model_dir: str, concurrency: int, num_prompts: int,
-                  log: Path) -> dict[str, Any]:
+def measure_level(
+    opts: argparse.Namespace, server: Server, model_dir: str, concurrency: int, num_prompts: int, log: Path
+) -> dict[str, Any]:
     """One level against one server, plus the CPU time its processes used meanwhile: the serving
     front (HTTP, OpenAI layer) and their descendants (vLLM's EngineCore and Worker, the same in
     both servers). CPU seconds per request hold up on a busy machine, where latencies do not."""
@@ -121,20 +178,30 @@ def measure_level(opts: argparse.Namespace, server: Server, model_dir: str, conc
     # meets them first).
     run_load(opts, server.base_url, server.api_key, model_dir, concurrency, concurrency, log)
     before = {name: tree_cpu_seconds(pid) for name, pid in server.pids.items()}
-    row = {"target": server.label, "concurrency": concurrency, "num_prompts": num_prompts,
-           **run_load(opts, server.base_url, server.api_key, model_dir, concurrency, num_prompts, log)}
+    row = {
+        "target": server.label,
+        "concurrency": concurrency,
+        "num_prompts": num_prompts,
+        **run_load(opts, server.base_url, server.api_key, model_dir, concurrency, num_prompts, log),
+    }
     after = {name: tree_cpu_seconds(pid) for name, pid in server.pids.items()}
     completed = row.get("completed") or num_prompts
-    per_req = {name: ((after[name][0] - before[name][0]) * 1000 / completed,
-                      (after[name][1] - before[name][1]) * 1000 / completed) for name in server.pids}
+    per_req = {
+        name: (
+            (after[name][0] - before[name][0]) * 1000 / completed,
+            (after[name][1] - before[name][1]) * 1000 / completed,
+        )
+        for name in server.pids
+    }
     row["front_cpu_ms_per_req"] = sum(front for front, _ in per_req.values())
     row["core_cpu_ms_per_req"] = sum(core for _, core in per_req.values())
     row["front_cpu_ms_per_req_by_process"] = {name: front for name, (front, _) in per_req.items()}
     return row
 
 
-def run_rounds(opts: argparse.Namespace, targets: dict[str, Callable[[], Any]], model_dir: str,
-               log: Path) -> list[dict[str, Any]]:
+def run_rounds(
+    opts: argparse.Namespace, targets: dict[str, Callable[[], Any]], model_dir: str, log: Path
+) -> list[dict[str, Any]]:
     """Every level against every target in `opts.rounds` rounds whose target order alternates
     (A B, B A, A B, ...), one server up at a time (an idle vLLM server still takes CPU from the
     one measured): slow drifts of a shared machine then hit every target alike instead of
@@ -154,10 +221,14 @@ def run_rounds(opts: argparse.Namespace, targets: dict[str, Callable[[], Any]], 
             for _ in range(repeat):
                 round_ = len(runs.get((label, levels(opts)[0][0]), [])) + 1  # rounds this target has had
                 for concurrency, num_prompts in levels(opts):
-                    print(f"[bench] {label}: concurrency {concurrency}, {num_prompts} prompts, "
-                          f"round {round_}/{opts.rounds}", flush=True)
+                    print(
+                        f"[bench] {label}: concurrency {concurrency}, {num_prompts} prompts, "
+                        f"round {round_}/{opts.rounds}",
+                        flush=True,
+                    )
                     runs.setdefault((label, concurrency), []).append(
-                        measure_level(opts, server, model_dir, concurrency, num_prompts, log))
+                        measure_level(opts, server, model_dir, concurrency, num_prompts, log)
+                    )
         i += repeat
     return [_mean_row(runs[(label, concurrency)]) for label in labels for concurrency, _ in levels(opts)]
 
@@ -170,7 +241,9 @@ def _mean_row(measured: list[dict[str, Any]]) -> dict[str, Any]:
             row[key] = sum(values) / len(values)
     split = measured[0].get("front_cpu_ms_per_req_by_process") or {}
     row["front_cpu_ms_per_req_by_process"] = {
-        name: sum(m["front_cpu_ms_per_req_by_process"][name] for m in measured) / len(measured) for name in split}
+        name: sum(m["front_cpu_ms_per_req_by_process"][name] for m in measured) / len(measured)
+        for name in split
+    }
     row["rounds_req_s"] = [m.get("request_throughput") for m in measured]
     return row
 
@@ -187,8 +260,12 @@ def mesh_server(opts: argparse.Namespace, workdir: Path, split: bool = False) ->
     print(f"[bench] starting the mesh (budrt up{', engine in its own process' if split else ''})", flush=True)
     started = time.monotonic()
     # The chat model alone, as `vllm serve` runs it: no default embedding model beside it.
-    extra_env = {"BUD_KV_CACHE_SPACE_GIB": str(opts.kv_cache_gib), "BUD_MAX_MODEL_LEN": str(opts.max_model_len),
-                 "BUD_DEFAULT_EMBEDDING_MODEL_NAME": "", "BUD_ENGINE_IN_GATEWAY": str(not split).lower()}
+    extra_env = {
+        "BUD_KV_CACHE_SPACE_GIB": str(opts.kv_cache_gib),
+        "BUD_MAX_MODEL_LEN": str(opts.max_model_len),
+        "BUD_DEFAULT_EMBEDDING_MODEL_NAME": "",
+        "BUD_ENGINE_IN_GATEWAY": str(not split).lower(),
+    }
     if opts.profile_mesh:
         extra_env.update(profile_env(Path(opts.profile_dir).resolve()))
     data = workdir / label
@@ -216,18 +293,37 @@ def _mesh_only(opts: argparse.Namespace, workdir: Path, split: bool) -> Iterator
 def vllm_serve_server(opts: argparse.Namespace, model_dir: Path, workdir: Path) -> Iterator[Server]:
     """`vllm serve` (its OpenAI API server module) on the same model directory and settings."""
     port = free_port()
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-           "--served-model-name", MODEL_NAME, "--dtype", "float32", "--max-model-len", str(opts.max_model_len),
-           "--kv-cache-memory-bytes", str(int(opts.kv_cache_gib * GiB)), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        MODEL_NAME,
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        str(opts.max_model_len),
+        "--kv-cache-memory-bytes",
+        str(int(opts.kv_cache_gib * GiB)),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     print(f"[bench] starting vllm serve: {' '.join(cmd[1:])}", flush=True)
     server_log = open(workdir / "vllm-serve.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(cmd, cwd=workdir, env=child_env(), stdout=server_log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        cmd, cwd=workdir, env=child_env(), stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         started = time.monotonic()
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"vllm serve exited with {process.returncode}; see {workdir / 'vllm-serve.log'}")
+                raise RuntimeError(
+                    f"vllm serve exited with {process.returncode}; see {workdir / 'vllm-serve.log'}"
+                )
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
                     if r.status == 200:
@@ -265,15 +361,32 @@ def sample_prompts(opts: argparse.Namespace, model_dir: Path, num_prompts: int) 
 
 def bench_offline(opts: argparse.Namespace, model_dir: Path, workdir: Path) -> dict[str, Any]:
     num_prompts = max(n for _, n in levels(opts))
-    spec = {"model": str(model_dir), "max_model_len": opts.max_model_len, "kv_cache_bytes": int(opts.kv_cache_gib * GiB),
-            "output_len": opts.output_len, "prompts": sample_prompts(opts, model_dir, num_prompts)}
+    spec = {
+        "model": str(model_dir),
+        "max_model_len": opts.max_model_len,
+        "kv_cache_bytes": int(opts.kv_cache_gib * GiB),
+        "output_len": opts.output_len,
+        "prompts": sample_prompts(opts, model_dir, num_prompts),
+    }
     spec_path, out_path = workdir / "offline.in.json", workdir / "offline.out.json"
     spec_path.write_text(json.dumps(spec))
     print(f"[bench] offline LLM.chat on {num_prompts} prompts", flush=True)
     with open(workdir / "offline.log", "wb") as log:
-        subprocess.run([sys.executable, "-m", "tests.performance.bench_engine", "--offline-worker",
-                        str(spec_path), str(out_path)], cwd=REPO, env=child_env(), stdout=log,
-                       stderr=subprocess.STDOUT, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.performance.bench_engine",
+                "--offline-worker",
+                str(spec_path),
+                str(out_path),
+            ],
+            cwd=REPO,
+            env=child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
     return json.loads(out_path.read_text())
 
 
@@ -282,8 +395,12 @@ def offline_worker(spec_path: str, out_path: str) -> None:
     from vllm import LLM, SamplingParams
 
     spec = json.loads(Path(spec_path).read_text())
-    llm = LLM(model=spec["model"], dtype="float32", max_model_len=spec["max_model_len"],
-              kv_cache_memory_bytes=spec["kv_cache_bytes"])
+    llm = LLM(
+        model=spec["model"],
+        dtype="float32",
+        max_model_len=spec["max_model_len"],
+        kv_cache_memory_bytes=spec["kv_cache_bytes"],
+    )
     conversations = [[{"role": "user", "content": [{"type": "text", "text": p}]}] for p in spec["prompts"]]
     params = SamplingParams(temperature=0, max_tokens=spec["output_len"], ignore_eos=True)
     llm.chat(conversations[:16], params, use_tqdm=False)  # warm-up
@@ -291,12 +408,22 @@ def offline_worker(spec_path: str, out_path: str) -> None:
     outputs = llm.chat(conversations, params, use_tqdm=False)
     elapsed = time.perf_counter() - started
     output_tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    Path(out_path).write_text(json.dumps({
-        "target": "offline", "concurrency": len(conversations), "num_prompts": len(conversations),
-        "request_throughput": len(conversations) / elapsed, "output_throughput": output_tokens / elapsed,
-        "duration": elapsed, "completed": len(outputs), "failed": 0,
-        "prompt_tokens": sum(len(o.prompt_token_ids or []) for o in outputs), "output_tokens": output_tokens,
-    }))
+    Path(out_path).write_text(
+        json.dumps(
+            {
+                "target": "offline",
+                "concurrency": len(conversations),
+                "num_prompts": len(conversations),
+                "request_throughput": len(conversations) / elapsed,
+                "output_throughput": output_tokens / elapsed,
+                "duration": elapsed,
+                "completed": len(outputs),
+                "failed": 0,
+                "prompt_tokens": sum(len(o.prompt_token_ids or []) for o in outputs),
+                "output_tokens": output_tokens,
+            }
+        )
+    )
     llm.llm_engine.engine_core.shutdown()
 
 
@@ -347,14 +474,21 @@ def profile_mesh(opts: argparse.Namespace, mesh: Any, model_dir: Path, log: Path
 
     profile_dir = Path(opts.profile_dir).resolve()
     run_load(opts, mesh.http_url, mesh.api_key, str(model_dir), 8, 16, log)
-    pids = {label: pid for label, pid in service_pids(mesh.process.pid).items()
-            if {"gateway", "engine"} & set(label.split("+"))}
+    pids = {
+        label: pid
+        for label, pid in service_pids(mesh.process.pid).items()
+        if {"gateway", "engine"} & set(label.split("+"))
+    }
     concurrency, num_prompts = levels(opts)[-1]
     num_prompts *= 4
     for pid in pids.values():
         os.kill(pid, signal.SIGUSR1)
-    row = {"target": "mesh+cProf", "concurrency": concurrency, "num_prompts": num_prompts,
-           **run_load(opts, mesh.http_url, mesh.api_key, str(model_dir), concurrency, num_prompts, log)}
+    row = {
+        "target": "mesh+cProf",
+        "concurrency": concurrency,
+        "num_prompts": num_prompts,
+        **run_load(opts, mesh.http_url, mesh.api_key, str(model_dir), concurrency, num_prompts, log),
+    }
     for pid in pids.values():
         os.kill(pid, signal.SIGUSR2)
     time.sleep(3)
@@ -378,22 +512,30 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 def report(rows: list[dict[str, Any]]) -> str:
     lines = []
-    header = f"{'target':<12} {'conc':>5} {'reqs':>5} {'req/s':>7} {'out tok/s':>9} {'TTFT p50':>9} {'TTFT p99':>9} " \
-             f"{'TPOT p50':>9} {'TPOT p99':>9} {'failed':>6} {'front CPU':>9} {'core CPU':>9}"
+    header = (
+        f"{'target':<12} {'conc':>5} {'reqs':>5} {'req/s':>7} {'out tok/s':>9} {'TTFT p50':>9} {'TTFT p99':>9} "
+        f"{'TPOT p50':>9} {'TPOT p99':>9} {'failed':>6} {'front CPU':>9} {'core CPU':>9}"
+    )
     lines += [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['target']:<12} {r['concurrency']:>5} {r['num_prompts']:>5} {_fmt(r.get('request_throughput'), 2):>7} "
-                     f"{_fmt(r.get('output_throughput')):>9} {_fmt(r.get('median_ttft_ms')):>9} {_fmt(r.get('p99_ttft_ms')):>9} "
-                     f"{_fmt(r.get('median_tpot_ms'), 2):>9} {_fmt(r.get('p99_tpot_ms'), 2):>9} {_fmt(r.get('failed')):>6} "
-                     f"{_fmt(r.get('front_cpu_ms_per_req')):>9} {_fmt(r.get('core_cpu_ms_per_req')):>9}")
-    lines.append("(times in ms; TTFT = time to first token, TPOT = time per output token after the first;\n"
-                 " front/core CPU = CPU ms per request of the serving processes (mesh: gateway+engine + app;\n"
-                 " vllm serve: its API server) / of vLLM's EngineCore+Worker under them)")
+        lines.append(
+            f"{r['target']:<12} {r['concurrency']:>5} {r['num_prompts']:>5} {_fmt(r.get('request_throughput'), 2):>7} "
+            f"{_fmt(r.get('output_throughput')):>9} {_fmt(r.get('median_ttft_ms')):>9} {_fmt(r.get('p99_ttft_ms')):>9} "
+            f"{_fmt(r.get('median_tpot_ms'), 2):>9} {_fmt(r.get('p99_tpot_ms'), 2):>9} {_fmt(r.get('failed')):>6} "
+            f"{_fmt(r.get('front_cpu_ms_per_req')):>9} {_fmt(r.get('core_cpu_ms_per_req')):>9}"
+        )
+    lines.append(
+        "(times in ms; TTFT = time to first token, TPOT = time per output token after the first;\n"
+        " front/core CPU = CPU ms per request of the serving processes (mesh: gateway+engine + app;\n"
+        " vllm serve: its API server) / of vLLM's EngineCore+Worker under them)"
+    )
     for r in rows:
         split = r.get("front_cpu_ms_per_req_by_process") or {}
         if len(split) > 1:
-            lines.append(f"{r['target']} conc {r['concurrency']}: front CPU ms/request by process: "
-                         + ", ".join(f"{name} {value:.1f}" for name, value in sorted(split.items())))
+            lines.append(
+                f"{r['target']} conc {r['concurrency']}: front CPU ms/request by process: "
+                + ", ".join(f"{name} {value:.1f}" for name, value in sorted(split.items()))
+            )
     by = {(r["target"], r["concurrency"]): r for r in rows}
     offline = next((r for r in rows if r["target"] == "offline"), None)
     ratios = []
@@ -403,25 +545,46 @@ def report(rows: list[dict[str, Any]]) -> str:
         serve = by.get(("vllm-serve", concurrency))
         parts = [f"conc {concurrency:>3}:"]
         if serve:
-            parts.append(f"{target}/vllm-serve " + ", ".join(
-                f"{label} {mesh[k] / serve[k]:.2f}" for label, k in
-                (("req/s", "request_throughput"), ("out tok/s", "output_throughput"), ("TTFT p50", "median_ttft_ms"),
-                 ("TTFT p99", "p99_ttft_ms"), ("TPOT p50", "median_tpot_ms"), ("TPOT p99", "p99_tpot_ms"),
-                 ("front CPU/req", "front_cpu_ms_per_req"))
-                if mesh.get(k) and serve.get(k)))
+            parts.append(
+                f"{target}/vllm-serve "
+                + ", ".join(
+                    f"{label} {mesh[k] / serve[k]:.2f}"
+                    for label, k in (
+                        ("req/s", "request_throughput"),
+                        ("out tok/s", "output_throughput"),
+                        ("TTFT p50", "median_ttft_ms"),
+                        ("TTFT p99", "p99_ttft_ms"),
+                        ("TPOT p50", "median_tpot_ms"),
+                        ("TPOT p99", "p99_tpot_ms"),
+                        ("front CPU/req", "front_cpu_ms_per_req"),
+                    )
+                    if mesh.get(k) and serve.get(k)
+                )
+            )
         if offline:
-            parts.append(f"| {target}/offline out tok/s {mesh['output_throughput'] / offline['output_throughput']:.2f}")
+            parts.append(
+                f"| {target}/offline out tok/s {mesh['output_throughput'] / offline['output_throughput']:.2f}"
+            )
             if serve:
-                parts.append(f"(vllm-serve/offline {serve['output_throughput'] / offline['output_throughput']:.2f})")
+                parts.append(
+                    f"(vllm-serve/offline {serve['output_throughput'] / offline['output_throughput']:.2f})"
+                )
         ratios.append(" ".join(parts))
     if ratios:
-        lines += ["", "ratios (throughput: higher is better for the mesh; latency: lower is better):", *ratios]
+        lines += [
+            "",
+            "ratios (throughput: higher is better for the mesh; latency: lower is better):",
+            *ratios,
+        ]
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.performance.bench_engine", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.performance.bench_engine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="fewer prompts per level (about 2 waves)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--num-prompts", type=int, default=0, help="prompts per level (default: a few waves)")
@@ -430,15 +593,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--kv-cache-gib", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=0,
-                        help="rounds per level, target order alternating (default 2; 3 without --quick)")
-    parser.add_argument("--targets", default="mesh,vllm-serve,offline",
-                        help="comma-separated subset of mesh,mesh-split,vllm-serve,offline "
-                             "(mesh-split: the engine in its own process, not in the gateway's)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="rounds per level, target order alternating (default 2; 3 without --quick)",
+    )
+    parser.add_argument(
+        "--targets",
+        default="mesh,vllm-serve,offline",
+        help="comma-separated subset of mesh,mesh-split,vllm-serve,offline "
+        "(mesh-split: the engine in its own process, not in the gateway's)",
+    )
     parser.add_argument("--json", help="also write the rows as JSON here")
     parser.add_argument("--workdir", help="keep logs and the model here (default: a temp dir)")
-    parser.add_argument("--profile-mesh", action="store_true",
-                        help="instead of the levels, run the highest level with cProfile in gateway and engine")
+    parser.add_argument(
+        "--profile-mesh",
+        action="store_true",
+        help="instead of the levels, run the highest level with cProfile in gateway and engine",
+    )
     parser.add_argument("--profile-dir", default=".", help="where --profile-mesh writes its profiles")
     parser.add_argument("--offline-worker", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -49,8 +49,10 @@ LITELLM_VENV = BENCH_DIR / "litellm-venv"
 LOG_DIR = BENCH_DIR / "logs"
 MODEL = "chat"  # what the client asks for, on every target
 ENGINE_MODEL = "m1"  # the instant engine's served model name
-BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 16},
-                  separators=(",", ":")).encode()
+BODY = json.dumps(
+    {"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 16},
+    separators=(",", ":"),
+).encode()
 
 ENGINE_CHAT_METHOD = "/bud.engine.v1.EngineService/CreateChatCompletion"  # the hop target's call
 
@@ -61,13 +63,15 @@ TARGET_LITELLM_RATIO = 5.0
 
 # ==== the server processes this script starts (hidden --role entry points) ======================
 def _routing_snapshot(api_key: str, hash_secret: str, engine_address: str) -> Any:
-    from bud.auth.v1 import routing_pb2
     from auth import keys
+    from bud.auth.v1 import routing_pb2
 
     prefix = keys.key_prefix(api_key)
     snapshot = routing_pb2.WatchRoutingResponse(revision=1, reset=True)
     snapshot.upsert_projects.add(id="p1", name="bench")
-    snapshot.upsert_keys.add(id="k1", prefix=prefix, key_hash=keys.hash_key(api_key, hash_secret), project_id="p1")
+    snapshot.upsert_keys.add(
+        id="k1", prefix=prefix, key_hash=keys.hash_key(api_key, hash_secret), project_id="p1"
+    )
     dep = snapshot.upsert_deployments.add(id="d1", project_id="p1", name=MODEL, ready=True)
     dep.endpoints.add(address=engine_address, served_model_name=ENGINE_MODEL)
     return snapshot
@@ -92,13 +96,23 @@ async def _serve_gateway(port: int, engine_address: str, usage_address: str) -> 
     usage = UsageRecorder(usage_address) if usage_address else None
     servicer = OpenAiServicer(tables, engines, hash_secret, usage, MemoryRateLimiter())
     config = uvicorn.Config(
-        build_transcoder(servicer, tables), host="127.0.0.1", port=port,
-        loop="none", http="httptools", lifespan="off", access_log=False, log_config=None,
-        timeout_keep_alive=30, backlog=4096,
+        build_transcoder(servicer, tables),
+        host="127.0.0.1",
+        port=port,
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_keep_alive=30,
+        backlog=4096,
     )
     server = uvicorn.Server(config)  # its own SIGTERM/SIGINT handlers stop it
-    background = [asyncio.create_task(engines.run_checks(
-        lambda: [e for d in tables.deployments.values() for e in d.endpoints]))]
+    background = [
+        asyncio.create_task(
+            engines.run_checks(lambda: [e for d in tables.deployments.values() for e in d.endpoints])
+        )
+    ]
     if usage is not None:
         background.append(asyncio.create_task(usage.run()))
     try:
@@ -122,10 +136,17 @@ async def _serve_engine(port: int) -> None:
 
     stop = asyncio.Event()
     install_stop_signals(stop)
-    server = await serve_instant_engine(f"127.0.0.1:{port}", InstantEngine([ENGINE_MODEL]), extra=[
-        ServiceBinding(UsageSink(), usage_pb2_grpc.add_UsageServiceServicer_to_server,
-                       usage_pb2.DESCRIPTOR.services_by_name["UsageService"]),
-    ])
+    server = await serve_instant_engine(
+        f"127.0.0.1:{port}",
+        InstantEngine([ENGINE_MODEL]),
+        extra=[
+            ServiceBinding(
+                UsageSink(),
+                usage_pb2_grpc.add_UsageServiceServicer_to_server,
+                usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
+            ),
+        ],
+    )
     await stop.wait()
     await server.stop(1)
 
@@ -167,14 +188,24 @@ def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"{name}.log"
     with open(log, "wb") as out:  # a file, never a pipe nobody drains
-        popen = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env={**os.environ, **(env or {})})
+        popen = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
     return Proc(name, popen, log)
 
 
 def post_once(port: int, headers: dict[str, str], timeout: float = 5.0) -> tuple[int, bytes]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=BODY, method="POST",
-                                     headers={"content-type": "application/json", **headers})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=BODY,
+        method="POST",
+        headers={"content-type": "application/json", **headers},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -207,12 +238,18 @@ def ensure_litellm() -> Path:
         return litellm
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     log = BENCH_DIR / "litellm-install.log"
-    print(f"creating {LITELLM_VENV.relative_to(REPO)} and installing litellm[proxy] (first run; log: {log})",
-          flush=True)
+    print(
+        f"creating {LITELLM_VENV.relative_to(REPO)} and installing litellm[proxy] (first run; log: {log})",
+        flush=True,
+    )
     with open(log, "wb") as out:
         subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, stdout=out, stderr=out)
-        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "litellm[proxy]", "py-spy"],
-                       check=True, stdout=out, stderr=out)
+        subprocess.run(
+            [str(LITELLM_VENV / "bin" / "pip"), "install", "litellm[proxy]", "py-spy"],
+            check=True,
+            stdout=out,
+            stderr=out,
+        )
     return litellm
 
 
@@ -285,8 +322,15 @@ class Target:
     backend: Proc | None
 
 
-def measure(target: Target, rate: float, duration: float, timeout: float, warmup: float, all_procs: list[Proc],
-            connections: int = 256) -> Run:
+def measure(
+    target: Target,
+    rate: float,
+    duration: float,
+    timeout: float,
+    warmup: float,
+    all_procs: list[Proc],
+    connections: int = 256,
+) -> Run:
     import uvloop
 
     from tests.performance.loadgen import grpc_open_loop, http_request, open_loop
@@ -295,13 +339,15 @@ def measure(target: Target, rate: float, duration: float, timeout: float, warmup
         engine_request = _engine_request()
 
         def load(load_rate: float, seconds: float) -> Any:
-            return grpc_open_loop(f"127.0.0.1:{target.port}", ENGINE_CHAT_METHOD, engine_request, load_rate,
-                                  seconds, timeout)
+            return grpc_open_loop(
+                f"127.0.0.1:{target.port}", ENGINE_CHAT_METHOD, engine_request, load_rate, seconds, timeout
+            )
     else:
         payload = http_request("127.0.0.1", target.port, "/v1/chat/completions", BODY, target.headers)
 
         def load(load_rate: float, seconds: float) -> Any:
             return open_loop("127.0.0.1", target.port, payload, load_rate, seconds, timeout, connections)
+
     settled = settle(all_procs)
     if warmup > 0:  # warm code paths at a rate every target sustains
         uvloop.run(load(min(rate, WARMUP_RATE), warmup))
@@ -313,20 +359,36 @@ def measure(target: Target, rate: float, duration: float, timeout: float, warmup
     back1 = target.backend.cpu_seconds() if target.backend else 0.0
     ms = 1000.0
     return Run(
-        target=target.key, rate=rate, duration=duration, scheduled=result.scheduled, completed=result.completed,
-        errors=dict(result.errors), p50_ms=result.percentile(50) * ms, p90_ms=result.percentile(90) * ms,
-        p99_ms=result.percentile(99) * ms, p99_with_errors_ms=result.percentile_with_errors(99, timeout) * ms,
+        target=target.key,
+        rate=rate,
+        duration=duration,
+        scheduled=result.scheduled,
+        completed=result.completed,
+        errors=dict(result.errors),
+        p50_ms=result.percentile(50) * ms,
+        p90_ms=result.percentile(90) * ms,
+        p99_ms=result.percentile(99) * ms,
+        p99_with_errors_ms=result.percentile_with_errors(99, timeout) * ms,
         p999_ms=result.percentile(99.9) * ms,
         max_ms=max(result.ok_latencies, default=float("nan")) * ms,
         send_lag_p99_ms=result.percentile(99, result.send_lags) * ms,
-        server_cpu_s=front1 - front0, backend_cpu_s=back1 - back0, connections=result.max_connections_used,
+        server_cpu_s=front1 - front0,
+        backend_cpu_s=back1 - back0,
+        connections=result.max_connections_used,
         settle_s=settled,
     )
 
 
 # ==== profiling =====================================================================================
-def profile_gateway(target: Target, rate: float, duration: float, timeout: float, all_procs: list[Proc],
-                    native: bool = False, top: int = 25) -> Path:
+def profile_gateway(
+    target: Target,
+    rate: float,
+    duration: float,
+    timeout: float,
+    all_procs: list[Proc],
+    native: bool = False,
+    top: int = 25,
+) -> Path:
     """Runs the Bud target once more under py-spy (sampling; with C frames when `native`, which
     pauses the gateway at each sample) and prints where its CPU goes, per function."""
     import uvloop
@@ -340,9 +402,23 @@ def profile_gateway(target: Target, rate: float, duration: float, timeout: float
     settle(all_procs)
     # Native stacks need the process paused per sample (py-spy cannot do them --nonblocking): sample less.
     mode = ["--native", "--rate", "200"] if native else ["--nonblocking", "--rate", "1000"]
-    spy = subprocess.Popen([str(py_spy), "record", "--pid", str(target.front.popen.pid), *mode,
-                            "--duration", str(int(duration + 1)), "--format", "raw", "--output", str(out)],
-                           stdout=subprocess.DEVNULL, stderr=open(LOG_DIR / "py-spy.log", "wb"))
+    spy = subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(target.front.popen.pid),
+            *mode,
+            "--duration",
+            str(int(duration + 1)),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(LOG_DIR / "py-spy.log", "wb"),
+    )
     time.sleep(1.0)  # py-spy attaches
     payload = http_request("127.0.0.1", target.port, "/v1/chat/completions", BODY, target.headers)
     uvloop.run(open_loop("127.0.0.1", target.port, payload, rate, duration, timeout))
@@ -354,7 +430,14 @@ def profile_gateway(target: Target, rate: float, duration: float, timeout: float
 
 
 _LINE = re.compile(r":\d+\)$")
-_IDLE = ("epoll_wait ", "epoll_pwait ", "poll ", "pthread_cond_timedwait", "pthread_cond_wait", "__futex_abstimed_wait")
+_IDLE = (
+    "epoll_wait ",
+    "epoll_pwait ",
+    "poll ",
+    "pthread_cond_timedwait",
+    "pthread_cond_wait",
+    "__futex_abstimed_wait",
+)
 
 
 def print_profile(path: Path, top: int = 25) -> None:
@@ -388,7 +471,10 @@ def print_profile(path: Path, top: int = 25) -> None:
         return
     print(f"\nprofile: {total} busy samples of the gateway ({idle} idle left out; {path.relative_to(REPO)})")
     if len(threads) > 1:
-        print("  by thread: " + ", ".join(f"{name} {100 * c / total:.0f} %" for name, c in threads.most_common()))
+        print(
+            "  by thread: "
+            + ", ".join(f"{name} {100 * c / total:.0f} %" for name, c in threads.most_common())
+        )
     print(f"  {'self %':>7}  function")
     for name, count in own.most_common(top):
         print(f"  {100 * count / total:7.1f}  {name}")
@@ -410,53 +496,73 @@ def report(runs: list[Run], rates: list[float], labels: dict[str, str]) -> list[
         first = next((r for r in runs if r.rate == rate), None)
         if first is None:
             continue
-        lines.append(f"\n== {rate:g} requests/s for {first.duration:g} s ({first.scheduled} requests per target) ==")
-        lines.append(f"{'target':<28}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
-                     f"{'errors':>8}{'err %':>7}{'front CPU s':>12}{'µs/ok':>8}{'back CPU s':>11}{'tool lag p99':>13}")
+        lines.append(
+            f"\n== {rate:g} requests/s for {first.duration:g} s ({first.scheduled} requests per target) =="
+        )
+        lines.append(
+            f"{'target':<28}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
+            f"{'errors':>8}{'err %':>7}{'front CPU s':>12}{'µs/ok':>8}{'back CPU s':>11}{'tool lag p99':>13}"
+        )
         for key in ("direct", "hop", "bud", "litellm"):
             r = by.get((key, rate))
             if r is None:
                 continue
             per_req = 1e6 * r.server_cpu_s / r.completed if r.completed else float("nan")
-            lines.append(f"{labels[key]:<28}{r.p50_ms:8.2f}{r.p90_ms:8.2f}{r.p99_ms:9.2f}{r.p999_ms:10.2f}"
-                         f"{r.max_ms:9.1f}{r.error_count:8d}{r.error_pct:7.2f}{r.server_cpu_s:12.2f}{per_req:8.0f}"
-                         f"{r.backend_cpu_s:11.2f}{r.send_lag_p99_ms:13.2f}")
+            lines.append(
+                f"{labels[key]:<28}{r.p50_ms:8.2f}{r.p90_ms:8.2f}{r.p99_ms:9.2f}{r.p999_ms:10.2f}"
+                f"{r.max_ms:9.1f}{r.error_count:8d}{r.error_pct:7.2f}{r.server_cpu_s:12.2f}{per_req:8.0f}"
+                f"{r.backend_cpu_s:11.2f}{r.send_lag_p99_ms:13.2f}"
+            )
             if r.errors:
                 lines.append(f"{'':<28}errors: {', '.join(f'{k} {v}' for k, v in sorted(r.errors.items()))}")
         direct, bud, lite = by.get(("direct", rate)), by.get(("bud", rate)), by.get(("litellm", rate))
         if direct and bud:
-            lines.append(f"Bud overhead over direct: p50 {bud.p50_ms - direct.p50_ms:+.2f} ms, "
-                         f"p99 {bud.p99_ms - direct.p99_ms:+.2f} ms")
+            lines.append(
+                f"Bud overhead over direct: p50 {bud.p50_ms - direct.p50_ms:+.2f} ms, "
+                f"p99 {bud.p99_ms - direct.p99_ms:+.2f} ms"
+            )
         hop = by.get(("hop", rate))
         if hop and bud:
-            lines.append(f"Bud over the bare gRPC hop it makes: p50 {bud.p50_ms - hop.p50_ms:+.2f} ms, "
-                         f"p99 {bud.p99_ms - hop.p99_ms:+.2f} ms")
+            lines.append(
+                f"Bud over the bare gRPC hop it makes: p50 {bud.p50_ms - hop.p50_ms:+.2f} ms, "
+                f"p99 {bud.p99_ms - hop.p99_ms:+.2f} ms"
+            )
         if lite and bud:
             bound = "≥ " if lite.error_pct > 1.0 else ""  # its p99 is then a timeout: a lower bound
-            lines.append(f"LiteLLM p99 / Bud p99 (an error counts as a timeout): "
-                         f"{bound}{_ratio(lite.p99_with_errors_ms, bud.p99_with_errors_ms)}   "
-                         f"(successes only: {_ratio(lite.p99_ms, bud.p99_ms)}; p50 {_ratio(lite.p50_ms, bud.p50_ms)}; "
-                         f"errors LiteLLM {lite.error_pct:.1f} %, Bud {bud.error_pct:.1f} %)")
+            lines.append(
+                f"LiteLLM p99 / Bud p99 (an error counts as a timeout): "
+                f"{bound}{_ratio(lite.p99_with_errors_ms, bud.p99_with_errors_ms)}   "
+                f"(successes only: {_ratio(lite.p99_ms, bud.p99_ms)}; p50 {_ratio(lite.p50_ms, bud.p50_ms)}; "
+                f"errors LiteLLM {lite.error_pct:.1f} %, Bud {bud.error_pct:.1f} %)"
+            )
     lines.append("\n== targets (reported, not asserted) ==")
     top = max(rates)
     bud_top = by.get(("bud", top))
     if bud_top:
         ok = bud_top.p99_ms <= TARGET_P99_MS and bud_top.error_count == 0
-        lines.append(f"Bud p99 ≤ {TARGET_P99_MS} ms at {top:g} rps with 0 errors: "
-                     f"{'MET' if ok else 'MISSED'} (p99 {bud_top.p99_ms:.2f} ms, {bud_top.error_count} errors)")
+        lines.append(
+            f"Bud p99 ≤ {TARGET_P99_MS} ms at {top:g} rps with 0 errors: "
+            f"{'MET' if ok else 'MISSED'} (p99 {bud_top.p99_ms:.2f} ms, {bud_top.error_count} errors)"
+        )
     hop_top = by.get(("hop", top))
     if hop_top:
-        lines.append(f"  floor: the bare gRPC hop alone (grpc.aio client → instant engine, no HTTP) p99 "
-                     f"{hop_top.p99_ms:.2f} ms at {top:g} rps, {hop_top.error_count} errors")
+        lines.append(
+            f"  floor: the bare gRPC hop alone (grpc.aio client → instant engine, no HTTP) p99 "
+            f"{hop_top.p99_ms:.2f} ms at {top:g} rps, {hop_top.error_count} errors"
+        )
     for rate in rates:
         bud, lite = by.get(("bud", rate)), by.get(("litellm", rate))
         if bud and lite:
             # Errors count as the timeout: a LiteLLM run that fails requests must not look faster.
-            ratio = lite.p99_with_errors_ms / bud.p99_with_errors_ms if bud.p99_with_errors_ms else float("nan")
+            ratio = (
+                lite.p99_with_errors_ms / bud.p99_with_errors_ms if bud.p99_with_errors_ms else float("nan")
+            )
             met = ratio >= TARGET_LITELLM_RATIO
             bound = "≥ " if lite.error_pct > 1.0 else ""
-            lines.append(f"≥ {TARGET_LITELLM_RATIO:g}× lower p99 than LiteLLM at {rate:g} rps: {'MET' if met else 'MISSED'}"
-                         f" ({bound}{ratio:.1f}×{'; LiteLLM failed %.1f %% of requests' % lite.error_pct if lite.error_pct else ''})")
+            lines.append(
+                f"≥ {TARGET_LITELLM_RATIO:g}× lower p99 than LiteLLM at {rate:g} rps: {'MET' if met else 'MISSED'}"
+                f" ({bound}{ratio:.1f}×{f'; LiteLLM failed {lite.error_pct:.1f} % of requests' if lite.error_pct else ''})"
+            )
     for line in lines:
         print(line)
     return lines
@@ -464,19 +570,41 @@ def report(runs: list[Run], rates: list[float], labels: dict[str, str]) -> list[
 
 # ==== main ==========================================================================================
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Open-loop gateway overhead benchmark: Bud vs direct vs LiteLLM.")
-    parser.add_argument("--rates", default="100,500,1000", help="requests/s, comma-separated (default 100,500,1000)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per rate and target (default 10)")
+    parser = argparse.ArgumentParser(
+        description="Open-loop gateway overhead benchmark: Bud vs direct vs LiteLLM."
+    )
+    parser.add_argument(
+        "--rates", default="100,500,1000", help="requests/s, comma-separated (default 100,500,1000)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of load per rate and target (default 10)"
+    )
     parser.add_argument("--quick", action="store_true", help="3 s per rate and target, 1 s warm-up")
-    parser.add_argument("--targets", default="direct,hop,bud,litellm",
-                        help="any of direct,hop,bud,litellm (hop: a bare grpc.aio call to the instant engine, "
-                             "the floor under any Python gateway's p99)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds after its scheduled instant a request fails")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up (20 rps) before each run")
-    parser.add_argument("--connections", type=int, default=256, help="most connections the load generator opens")
-    parser.add_argument("--no-usage", action="store_true", help="Bud without usage accounting (on by default, as deployed)")
-    parser.add_argument("--profile", nargs="?", const="python", choices=["python", "native"],
-                        help="then profile the Bud gateway under py-spy at the top rate (native: with C frames)")
+    parser.add_argument(
+        "--targets",
+        default="direct,hop,bud,litellm",
+        help="any of direct,hop,bud,litellm (hop: a bare grpc.aio call to the instant engine, "
+        "the floor under any Python gateway's p99)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds after its scheduled instant a request fails"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of warm-up (20 rps) before each run"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=256, help="most connections the load generator opens"
+    )
+    parser.add_argument(
+        "--no-usage", action="store_true", help="Bud without usage accounting (on by default, as deployed)"
+    )
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="python",
+        choices=["python", "native"],
+        help="then profile the Bud gateway under py-spy at the top rate (native: with C frames)",
+    )
     parser.add_argument("--json", type=Path, help="also write the runs as JSON here")
     parser.add_argument("--role", choices=["gateway", "engine"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -511,55 +639,102 @@ def main(argv: list[str] | None = None) -> int:
     api_key = keys.mint_key(hash_secret).secret
     py = sys.executable
     procs: list[Proc] = []
-    labels = {"direct": "direct upstream (baseline)", "hop": "gRPC hop alone (no HTTP)",
-              "bud": "Bud gateway → instant engine", "litellm": "LiteLLM proxy → upstream"}
+    labels = {
+        "direct": "direct upstream (baseline)",
+        "hop": "gRPC hop alone (no HTTP)",
+        "bud": "Bud gateway → instant engine",
+        "litellm": "LiteLLM proxy → upstream",
+    }
     runs: list[Run] = []
     try:
         upstream_port = free_port()
-        upstream = start("upstream", [py, "-m", "tests.performance.instant_openai_upstream", "--port", str(upstream_port)])
+        upstream = start(
+            "upstream", [py, "-m", "tests.performance.instant_openai_upstream", "--port", str(upstream_port)]
+        )
         procs.append(upstream)
         wait_ready(upstream, upstream_port, {}, 30)
-        all_targets: dict[str, Target] = {"direct": Target("direct", labels["direct"], upstream_port, {}, upstream, None)}
+        all_targets: dict[str, Target] = {
+            "direct": Target("direct", labels["direct"], upstream_port, {}, upstream, None)
+        }
         if "bud" in targets or "hop" in targets:
             engine_port = free_port()
-            engine = start("engine", [py, "-m", "tests.performance.bench_gateway", "--role", "engine",
-                                      "--port", str(engine_port)])
+            engine = start(
+                "engine",
+                [py, "-m", "tests.performance.bench_gateway", "--role", "engine", "--port", str(engine_port)],
+            )
             procs.append(engine)
             all_targets["hop"] = Target("hop", labels["hop"], engine_port, {}, engine, None)
         if "bud" in targets:
             gateway_port = free_port()
             usage = "" if args.no_usage else f"127.0.0.1:{engine_port}"
-            gateway = start("gateway", [py, "-m", "tests.performance.bench_gateway", "--role", "gateway",
-                                        "--port", str(gateway_port), "--engine", f"127.0.0.1:{engine_port}",
-                                        "--usage", usage],
-                            env={"BENCH_API_KEY": api_key, "BENCH_HASH_SECRET": hash_secret})
+            gateway = start(
+                "gateway",
+                [
+                    py,
+                    "-m",
+                    "tests.performance.bench_gateway",
+                    "--role",
+                    "gateway",
+                    "--port",
+                    str(gateway_port),
+                    "--engine",
+                    f"127.0.0.1:{engine_port}",
+                    "--usage",
+                    usage,
+                ],
+                env={"BENCH_API_KEY": api_key, "BENCH_HASH_SECRET": hash_secret},
+            )
             procs.append(gateway)
             headers = {"Authorization": f"Bearer {api_key}"}
             wait_ready(gateway, gateway_port, headers, 60)
             all_targets["bud"] = Target("bud", labels["bud"], gateway_port, headers, gateway, engine)
-        print(f"load: open loop, {duration:g} s per rate and target after {warmup:g} s warm-up at "
-              f"{WARMUP_RATE:g} rps, timeout {args.timeout:g} s; {os.cpu_count()} CPUs shared by the load generator "
-              f"and every server (noisy: compare within one run)", flush=True)
+        print(
+            f"load: open loop, {duration:g} s per rate and target after {warmup:g} s warm-up at "
+            f"{WARMUP_RATE:g} rps, timeout {args.timeout:g} s; {os.cpu_count()} CPUs shared by the load generator "
+            f"and every server (noisy: compare within one run)",
+            flush=True,
+        )
 
         def record(run: Run) -> None:
             runs.append(run)
-            print(f"  {run.rate:>6g} rps  {run.target:<8} p50 {run.p50_ms:8.2f} ms  p99 {run.p99_ms:9.2f} ms  "
-                  f"errors {run.error_count}  front CPU {run.server_cpu_s:.2f} s", flush=True)
+            print(
+                f"  {run.rate:>6g} rps  {run.target:<8} p50 {run.p50_ms:8.2f} ms  p99 {run.p99_ms:9.2f} ms  "
+                f"errors {run.error_count}  front CPU {run.server_cpu_s:.2f} s",
+                flush=True,
+            )
 
         for rate in rates:
             for key in ("direct", "hop", "bud"):
                 if key in all_targets and key in targets:
-                    record(measure(all_targets[key], rate, duration, args.timeout, warmup, procs, args.connections))
+                    record(
+                        measure(
+                            all_targets[key], rate, duration, args.timeout, warmup, procs, args.connections
+                        )
+                    )
         if args.profile and "bud" in all_targets:
-            profile_gateway(all_targets["bud"], max(rates), duration, args.timeout, procs, args.profile == "native")
+            profile_gateway(
+                all_targets["bud"], max(rates), duration, args.timeout, procs, args.profile == "native"
+            )
         # LiteLLM last, a fresh process per rate: an overloaded run leaves a backlog it would chew
         # through for minutes, loading the machine under the other targets' runs.
         for rate in rates if litellm_bin is not None else []:
             litellm_port = free_port()
             master_key = "sk-bench-" + secrets.token_urlsafe(24)
-            proxy = start("litellm", [str(litellm_bin), "--config", str(litellm_config(upstream_port, master_key)),
-                                      "--host", "127.0.0.1", "--port", str(litellm_port), "--num_workers", "1"],
-                          env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+            proxy = start(
+                "litellm",
+                [
+                    str(litellm_bin),
+                    "--config",
+                    str(litellm_config(upstream_port, master_key)),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(litellm_port),
+                    "--num_workers",
+                    "1",
+                ],
+                env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+            )
             procs.append(proxy)
             try:
                 headers = {"Authorization": f"Bearer {master_key}"}

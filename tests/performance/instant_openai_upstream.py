@@ -24,12 +24,23 @@ _JSON = [(b"content-type", b"application/json")]
 
 def chat_completion(model: str) -> bytes:
     """The canned reply, as the Bud gateway writes the instant engine's answer."""
-    return orjson.dumps({
-        "id": "chatcmpl-instant", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop",
-                     "logprobs": None}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
-    })
+    return orjson.dumps(
+        {
+            "id": "chatcmpl-instant",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "ok"},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+        }
+    )
 
 
 async def _body(receive: Receive) -> bytes:
@@ -52,17 +63,31 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         try:
             model = orjson.loads(body).get("model") or "instant"
         except (orjson.JSONDecodeError, AttributeError):
-            status, payload = 400, b'{"error":{"message":"bad JSON","type":"invalid_request_error","param":null,"code":null}}'
+            status, payload = (
+                400,
+                b'{"error":{"message":"bad JSON","type":"invalid_request_error","param":null,"code":null}}',
+            )
         else:
             status, payload = 200, chat_completion(model)
     elif method == "GET" and path.endswith("/models"):
-        status, payload = 200, b'{"object":"list","data":[{"id":"instant","object":"model","created":0,"owned_by":"bench"}]}'
+        status, payload = (
+            200,
+            b'{"object":"list","data":[{"id":"instant","object":"model","created":0,"owned_by":"bench"}]}',
+        )
     elif method == "GET" and path in ("/healthz", "/health"):
         status, payload = 200, b'{"status":"ok"}'
     else:
-        status, payload = 404, b'{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}'
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*_JSON, (b"content-length", str(len(payload)).encode())]})
+        status, payload = (
+            404,
+            b'{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}',
+        )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_JSON, (b"content-length", str(len(payload)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -73,8 +98,18 @@ def main() -> None:
     args = parser.parse_args()
     import uvicorn
 
-    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools", lifespan="off",
-                access_log=False, log_level="warning", timeout_keep_alive=30, backlog=4096)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=30,
+        backlog=4096,
+    )
 
 
 if __name__ == "__main__":

@@ -133,7 +133,9 @@ class Result:
         return data[rank - 1]
 
 
-async def dispatch_on_schedule(start: float, interval: float, total: int, dispatch: Callable[[float], None]) -> None:
+async def dispatch_on_schedule(
+    start: float, interval: float, total: int, dispatch: Callable[[float], None]
+) -> None:
     """Calls `dispatch(scheduled_instant)` for `total` instants `interval` apart from `start`
     (time.monotonic clock), on a timerfd when there is one; returns once all are dispatched."""
     loop = asyncio.get_running_loop()
@@ -176,7 +178,7 @@ async def dispatch_on_schedule(start: float, interval: float, total: int, dispat
 class _Conn(asyncio.Protocol):
     __slots__ = ("gen", "transport", "parser", "status", "scheduled", "deadline", "alive", "connected")
 
-    def __init__(self, gen: "OpenLoop") -> None:
+    def __init__(self, gen: OpenLoop) -> None:
         self.gen = gen
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -229,8 +231,17 @@ class _Conn(asyncio.Protocol):
 class OpenLoop:
     """One open-loop run: `rate` requests/s of `payload` (raw HTTP/1.1 bytes) for `duration` s."""
 
-    def __init__(self, host: str, port: int, payload: bytes, rate: float, duration: float, timeout: float = 5.0,
-                 max_connections: int = 256, warm_connections: int = 8) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        payload: bytes,
+        rate: float,
+        duration: float,
+        timeout: float = 5.0,
+        max_connections: int = 256,
+        warm_connections: int = 8,
+    ) -> None:
         self.host, self.port, self.payload = host, port, payload
         self.rate, self.duration, self.timeout = rate, duration, timeout
         self.max_connections = max_connections
@@ -371,8 +382,8 @@ class OpenLoop:
             # every request either completes or hits its timeout: wait a little past that
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._finished), self.timeout + 1.0)
-            for scheduled in self._waiting:  # never got a connection
-                self.result.errors["timeout"] += 1
+            # What still waits never got a connection.
+            self.result.errors["timeout"] += len(self._waiting)
             self._waiting.clear()
             for conn in list(self._busy):
                 if conn.scheduled:
@@ -388,22 +399,46 @@ class OpenLoop:
         return self.result
 
 
-def http_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+def http_request(
+    host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> bytes:
     """Raw HTTP/1.1 POST bytes (keep-alive) for `OpenLoop`."""
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", "Connection: keep-alive"]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: keep-alive",
+    ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-async def open_loop(host: str, port: int, payload: bytes, rate: float, duration: float, timeout: float = 5.0,
-                    max_connections: int = 256, warm_connections: int = 8) -> Result:
+async def open_loop(
+    host: str,
+    port: int,
+    payload: bytes,
+    rate: float,
+    duration: float,
+    timeout: float = 5.0,
+    max_connections: int = 256,
+    warm_connections: int = 8,
+) -> Result:
     """Runs one open-loop load (see module doc) and returns what it saw."""
-    return await OpenLoop(host, port, payload, rate, duration, timeout, max_connections, warm_connections).run()
+    return await OpenLoop(
+        host, port, payload, rate, duration, timeout, max_connections, warm_connections
+    ).run()
 
 
-async def grpc_open_loop(address: str, method: str, request: bytes, rate: float, duration: float,
-                         timeout: float = 5.0, metadata: tuple[tuple[str, str], ...] = ()) -> Result:
+async def grpc_open_loop(
+    address: str,
+    method: str,
+    request: bytes,
+    rate: float,
+    duration: float,
+    timeout: float = 5.0,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> Result:
     """The same open-loop load as `open_loop`, as unary gRPC calls (`request`: serialized bytes)
     over one `grpc.aio` channel: what a bare Python gRPC hop costs at that rate, no HTTP, no
     gateway. Latency is from the scheduled instant to the reply; any non-OK status is an error."""
@@ -419,10 +454,14 @@ async def grpc_open_loop(address: str, method: str, request: bytes, rate: float,
 
         async def one(scheduled: float) -> None:
             try:
-                await call(request, metadata=metadata, timeout=max(0.001, scheduled + timeout - time.monotonic()))
+                await call(
+                    request, metadata=metadata, timeout=max(0.001, scheduled + timeout - time.monotonic())
+                )
             except grpc.aio.AioRpcError as err:
                 code = err.code()
-                result.errors["timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"grpc-{code.name.lower()}"] += 1
+                result.errors[
+                    "timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"grpc-{code.name.lower()}"
+                ] += 1
                 return
             result.ok_latencies.append(time.monotonic() - scheduled)
 
@@ -434,7 +473,9 @@ async def grpc_open_loop(address: str, method: str, request: bytes, rate: float,
             task.add_done_callback(pending.discard)
 
         began = time.monotonic()
-        await dispatch_on_schedule(time.monotonic() + 0.05, 1.0 / rate, max(1, int(round(rate * duration))), dispatch)
+        await dispatch_on_schedule(
+            time.monotonic() + 0.05, 1.0 / rate, max(1, int(round(rate * duration))), dispatch
+        )
         await asyncio.gather(*list(pending))
         result.wall = time.monotonic() - began
     return result

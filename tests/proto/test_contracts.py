@@ -68,7 +68,19 @@ def test_every_service_is_defined_and_rest_faces_are_annotated() -> None:
                 if method.GetOptions().HasExtension(annotations_pb2.http):
                     annotated += 1
     assert annotated == 50  # every management and OpenAI RPC with a REST face (internal ones have none)
-    openai = importlib.import_module("bud.openai.v1.openai_service_pb2").DESCRIPTOR.services_by_name["OpenAiService"]
-    paths = {m.GetOptions().Extensions[annotations_pb2.http].post or m.GetOptions().Extensions[annotations_pb2.http].get
-             for m in openai.methods if m.GetOptions().HasExtension(annotations_pb2.http)}
-    assert {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/responses"} <= paths
+    openai = importlib.import_module("bud.openai.v1.openai_service_pb2").DESCRIPTOR.services_by_name[
+        "OpenAiService"
+    ]
+    paths = {
+        m.GetOptions().Extensions[annotations_pb2.http].post
+        or m.GetOptions().Extensions[annotations_pb2.http].get
+        for m in openai.methods
+        if m.GetOptions().HasExtension(annotations_pb2.http)
+    }
+    assert {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/models",
+        "/v1/responses",
+    } <= paths

@@ -101,9 +101,15 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         self.calls += 1
         served = self.models.get(model)
         if served is None:
-            raise not_found(f"The model `{model}` does not exist.", reason=Reason.MODEL_NOT_FOUND, param="model")
+            raise not_found(
+                f"The model `{model}` does not exist.", reason=Reason.MODEL_NOT_FOUND, param="model"
+            )
         if served.state != pb.MODEL_STATE_READY:
-            raise unavailable(f"The model `{model}` is not ready ({pb.ModelState.Name(served.state)}).", reason=Reason.MODEL_NOT_READY, param="model")
+            raise unavailable(
+                f"The model `{model}` is not ready ({pb.ModelState.Name(served.state)}).",
+                reason=Reason.MODEL_NOT_READY,
+                param="model",
+            )
 
     async def _pace(self) -> None:
         if self.chunk_delay:

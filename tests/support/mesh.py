@@ -71,8 +71,14 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None, timeout:
     }
     log_path = data_dir / "mesh.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - lives as long as the mesh
-    process = subprocess.Popen([sys.executable, "-m", "budrt", "up", "--timeout", str(timeout)], cwd=REPO, env=env,
-                               stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "budrt", "up", "--timeout", str(timeout)],
+        cwd=REPO,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout + 30
     while time.monotonic() < deadline:
         text = log_path.read_text(errors="replace")
@@ -82,9 +88,18 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None, timeout:
                 process.send_signal(signal.SIGTERM)
                 raise RuntimeError(f"mesh started but printed no API key:\n{text[-5000:]}")
             admin = re.search(r"^BUD_ADMIN_PASSWORD=(\S+)$", text, re.MULTILINE)
-            return Mesh(process, data_dir, log_path, env, f"http://127.0.0.1:{ports['http']}",
-                        env["BUD_GATEWAY_GRPC_ADDRESS"], env["BUD_APP_ADDRESS"], env["BUD_ENGINE_ADDRESS"],
-                        match.group(1), admin.group(1) if admin else "")
+            return Mesh(
+                process,
+                data_dir,
+                log_path,
+                env,
+                f"http://127.0.0.1:{ports['http']}",
+                env["BUD_GATEWAY_GRPC_ADDRESS"],
+                env["BUD_APP_ADDRESS"],
+                env["BUD_ENGINE_ADDRESS"],
+                match.group(1),
+                admin.group(1) if admin else "",
+            )
         if process.poll() is not None:
             raise RuntimeError(f"budrt up exited with {process.returncode}:\n{text[-8000:]}")
         time.sleep(0.5)

@@ -12,15 +12,21 @@ from tests.support.mesh import Mesh
 def admin_metadata(mesh: Mesh, channel: grpc.Channel) -> tuple[tuple[str, str], ...]:
     """Management RPCs need a login: the platform admin the mesh bootstrapped."""
     assert mesh.admin_password, "the mesh printed no BUD_ADMIN_PASSWORD on first start"
-    token = user_pb2_grpc.UserServiceStub(channel).Login(
-        user_pb2.LoginRequest(username="admin", password=mesh.admin_password), timeout=30).access_token
+    token = (
+        user_pb2_grpc.UserServiceStub(channel)
+        .Login(user_pb2.LoginRequest(username="admin", password=mesh.admin_password), timeout=30)
+        .access_token
+    )
     return (("authorization", f"Bearer {token}"),)
 
 
 def default_project_id(channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]) -> str:
     """The id of the project bootstrap created."""
-    projects = project_pb2_grpc.ProjectServiceStub(channel).ListProjects(
-        project_pb2.ListProjectsRequest(page_size=1000), timeout=30, metadata=metadata).projects
+    projects = (
+        project_pb2_grpc.ProjectServiceStub(channel)
+        .ListProjects(project_pb2.ListProjectsRequest(page_size=1000), timeout=30, metadata=metadata)
+        .projects
+    )
     (project,) = [p for p in projects if p.name == "default"]
     return project.id
 
@@ -29,8 +35,16 @@ def engine_model_name(mesh: Mesh, deployment_name: str) -> str:
     """The name the engine serves a default-project deployment under (its deployment id)."""
     with grpc.insecure_channel(mesh.app_grpc) as channel:
         metadata = admin_metadata(mesh, channel)
-        deployments = deployment_pb2_grpc.DeploymentServiceStub(channel).ListDeployments(
-            deployment_pb2.ListDeploymentsRequest(project_id=default_project_id(channel, metadata), page_size=1000),
-            timeout=30, metadata=metadata).deployments
+        deployments = (
+            deployment_pb2_grpc.DeploymentServiceStub(channel)
+            .ListDeployments(
+                deployment_pb2.ListDeploymentsRequest(
+                    project_id=default_project_id(channel, metadata), page_size=1000
+                ),
+                timeout=30,
+                metadata=metadata,
+            )
+            .deployments
+        )
     (deployment,) = [d for d in deployments if d.name == deployment_name]
     return deployment.endpoints[0].served_model_name or deployment.id

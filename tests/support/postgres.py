@@ -97,9 +97,7 @@ def _free_port() -> int:
 
 
 def _run(args: list[str]) -> None:
-    result = subprocess.run(
-        _as_pg_user(args), capture_output=True, text=True, timeout=START_TIMEOUT_S + 30
-    )
+    result = subprocess.run(_as_pg_user(args), capture_output=True, text=True, timeout=START_TIMEOUT_S + 30)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
 
@@ -113,8 +111,20 @@ def running_postgres() -> Iterator[PostgresCluster]:
             pw = pwd.getpwnam(PG_OS_USER)
             os.chown(root, pw.pw_uid, pw.pw_gid)
         data, sockets, log = root / "data", root / "sock", root / "server.log"
-        _run([str(PG_BIN / "initdb"), "-D", str(data), "-U", PG_OS_USER, "--auth=trust", "-E", "UTF8",
-              "--no-locale", "--no-sync"])
+        _run(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                PG_OS_USER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ]
+        )
         _run(["mkdir", "-p", str(sockets)])
         started = None
         for _attempt in range(3):  # the free port may be taken between probing and binding
@@ -124,8 +134,21 @@ def running_postgres() -> Iterator[PostgresCluster]:
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
             )
             try:
-                _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", str(START_TIMEOUT_S),
-                      "-o", options, "start"])
+                _run(
+                    [
+                        str(PG_BIN / "pg_ctl"),
+                        "-D",
+                        str(data),
+                        "-l",
+                        str(log),
+                        "-w",
+                        "-t",
+                        str(START_TIMEOUT_S),
+                        "-o",
+                        options,
+                        "start",
+                    ]
+                )
             except RuntimeError as err:
                 started = err
                 continue

@@ -58,7 +58,7 @@ def service_pids(launcher_pid: int) -> dict[str, int]:
         except psutil.Error:
             continue
         if "serve" in cmdline[:-1]:
-            pids["+".join(cmdline[cmdline.index("serve") + 1:])] = child.pid
+            pids["+".join(cmdline[cmdline.index("serve") + 1 :])] = child.pid
     return pids
 
 
