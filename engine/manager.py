@@ -102,15 +102,24 @@ class ModelManager:
                 log.info("loading model", extra={"model": slot.name, "source": describe(slot.source)})
                 await model.start(resolved.model, revision=resolved.revision)
             except ServiceError as err:
-                slot.state, slot.error = pb.MODEL_STATE_FAILED, err.message
+                self._loaded(slot, pb.MODEL_STATE_FAILED, err.message)
             except Exception as err:  # vLLM raises many kinds; the reason goes back to the caller
                 log.exception("loading %s failed", slot.name)
-                slot.state, slot.error = pb.MODEL_STATE_FAILED, f"{type(err).__name__}: {err}"
+                self._loaded(slot, pb.MODEL_STATE_FAILED, f"{type(err).__name__}: {err}")
             else:
-                slot.model, slot.state, slot.error = model, pb.MODEL_STATE_READY, ""
+                # Kept even when an unload began meanwhile: unload() stops it once this returns.
+                slot.model = model
+                self._loaded(slot, pb.MODEL_STATE_READY, "")
                 log.info("model ready", extra={"model": slot.name, "max_model_len": model.max_model_len})
                 _freeze_heap()
         await self._set_health(slot.name, slot.state == pb.MODEL_STATE_READY)
+
+    @staticmethod
+    def _loaded(slot: ModelSlot, state: int, error: str) -> None:
+        """Records how a load ended, unless an unload began meanwhile: that slot stays UNLOADING
+        (never READY, so never SERVING) until unload() has stopped what the load started."""
+        if slot.state != pb.MODEL_STATE_UNLOADING:
+            slot.state, slot.error = state, error
 
     async def unload(self, name: str) -> None:
         """Stops serving `name` and frees its engine."""

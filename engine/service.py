@@ -50,6 +50,10 @@ def _to_vllm(request_type: Any, message: Message) -> Any:
         return adapter.validate_json(to_json(message))
     except pydantic.ValidationError as err:
         raise _validation_error(err) from None
+    except Exception as err:
+        # vLLM's own "before" validators raise VLLMValidationError (not a ValueError, so pydantic
+        # does not wrap it): a client error, mapped like any other vLLM raises.
+        raise _exception(err) from None
 
 
 def _exception(err: Exception) -> ServiceError:

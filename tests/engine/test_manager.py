@@ -204,11 +204,6 @@ async def test_unload_during_a_load_waits_for_it_then_stops_it(
     await loading
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/manager.py: a load finishing after an unload began sets the "
-    "slot READY and its health SERVING again, so an unloaded model is reported SERVING",
-)
 async def test_unload_during_a_load_leaves_the_model_not_serving(
     manager: ModelManager,
     fake: FakeVllm,

@@ -265,11 +265,6 @@ async def test_a_request_vllm_validates_away_is_an_invalid_argument(
     assert err.message == "tools.0.function: Field required"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/service.py: _to_vllm lets a VLLMValidationError that vLLM's "
-    "pydantic 'before' validators raise escape unmapped, so a client error is answered INTERNAL",
-)
 async def test_a_request_vllms_validators_refuse_is_an_invalid_argument(
     servicer: EngineServicer, model_dir: Path
 ) -> None:
