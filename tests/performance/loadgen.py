@@ -382,8 +382,8 @@ class OpenLoop:
             # every request either completes or hits its timeout: wait a little past that
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._finished), self.timeout + 1.0)
-            # What still waits never got a connection.
-            self.result.errors["timeout"] += len(self._waiting)
+            if self._waiting:  # what still waits never got a connection
+                self.result.errors["timeout"] += len(self._waiting)
             self._waiting.clear()
             for conn in list(self._busy):
                 if conn.scheduled:
