@@ -1,11 +1,11 @@
 """The platform's one error vocabulary.
 
-Servicers raise `ServiceError`, built with the factories below (one `ErrorFactory` per gRPC
-status, all `factory(message, *, reason=..., param=...)`); every machine-readable reason is a `Reason`.
-On the wire an error is a gRPC status with a `google.rpc.Status` in `grpc-status-details-bin`
+Servicers raise `ServiceError`, built with the factories below (one `ErrorFactory` per gRPC status,
+all `factory(message, *, reason=..., param=...)`); every machine-readable reason is a `Reason`. On
+the wire an error is a gRPC status with a `google.rpc.Status` in `grpc-status-details-bin`
 (`ErrorInfo` for the reason, `BadRequest` for the field at fault), packed and read with
-grpcio-status. `HTTP_STATUS` is the one gRPC↔HTTP status table (the canonical google.rpc
-mapping); the gateway writes REST error bodies from it (`gateway/errors.py`).
+grpcio-status. `HTTP_STATUS` is the one gRPC↔HTTP status table (the canonical google.rpc mapping);
+the gateway writes REST error bodies from it (`gateway/errors.py`).
 
 Where new code goes: a new kind of failure is a new `Reason` member (its value is API: never
 change one); a status no factory covers yet gets an `ErrorFactory` here.
