@@ -159,24 +159,29 @@ async def bootstrap(
 
 def announce_key(result: BootstrapResult, project_name: str, out: TextIO | None = None) -> None:
     """Prints the new key once, for people and for tools (``OPENAI_API_KEY=...``)."""
-    out = out or sys.stdout
-    print(
-        f"Created an API key for project {project_name!r}. It is shown this once only and cannot be "
-        "recovered; store it now:",
-        file=out,
+    _announce_secret(
+        f"Created an API key for project {project_name!r}. It is",
+        "OPENAI_API_KEY",
+        result.secret,
+        out,
     )
-    print(f"OPENAI_API_KEY={result.secret}", file=out, flush=True)
 
 
 def announce_admin(admin: AdminResult, out: TextIO | None = None) -> None:
     """Prints a generated admin password once, for people and for tools (``BUD_ADMIN_PASSWORD=...``).
     A password from the settings is not printed."""
-    if not admin.generated:
-        return
+    if admin.generated:
+        _announce_secret(
+            f"Created the platform admin {admin.username!r} (log in with UserService.Login). Its password is",
+            "BUD_ADMIN_PASSWORD",
+            admin.password,
+            out,
+        )
+
+
+def _announce_secret(created: str, variable: str, secret: str, out: TextIO | None) -> None:
+    """Prints a secret that is shown this once: a line for people (`created`, then the warning),
+    then ``VARIABLE=secret`` for tools."""
     out = out or sys.stdout
-    print(
-        f"Created the platform admin {admin.username!r} (log in with UserService.Login). Its password is "
-        "shown this once only and cannot be recovered; store it now:",
-        file=out,
-    )
-    print(f"BUD_ADMIN_PASSWORD={admin.password}", file=out, flush=True)
+    print(f"{created} shown this once only and cannot be recovered; store it now:", file=out)
+    print(f"{variable}={secret}", file=out, flush=True)

@@ -65,27 +65,25 @@ def check_update_mask(
     return paths
 
 
+def _check_name(value: str, param: str, pattern: re.Pattern[str], kind: str, allowed: str) -> None:
+    """A required name that `pattern` matches; the error names the `kind` of name and what is
+    `allowed` (all names start with a letter or digit)."""
+    require(value, param)
+    if not pattern.match(value):
+        raise invalid_argument(
+            f"invalid {kind} {value!r}: use {allowed}, starting with a letter or digit", param=param
+        )
+
+
 def check_project_name(name: str, param: str) -> None:
     """Project names: 1-100 of letters, digits, '.', '_', '-', starting alphanumeric."""
-    require(name, param)
-    if not PROJECT_NAME_RE.match(name):
-        raise invalid_argument(
-            f"invalid project name {name!r}: use up to 100 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit",
-            param=param,
-        )
+    _check_name(name, param, PROJECT_NAME_RE, "project name", "up to 100 letters, digits, '.', '_' or '-'")
 
 
 def check_username(username: str, param: str) -> None:
     """Usernames: 1-100 of lower-case letters, digits, '.', '_', '@', '+', '-', starting with a
     letter or digit."""
-    require(username, param)
-    if not USERNAME_RE.match(username):
-        raise invalid_argument(
-            f"invalid username {username!r}: use up to 100 lower-case letters, digits or '._@+-', "
-            "starting with a letter or digit",
-            param=param,
-        )
+    _check_name(username, param, USERNAME_RE, "username", "up to 100 lower-case letters, digits or '._@+-'")
 
 
 def check_password(password: str, param: str) -> None:
@@ -110,13 +108,7 @@ def check_description(description: str, param: str) -> None:
 
 def check_deployment_name(name: str, param: str) -> None:
     """Deployment names (the `model` callers send)."""
-    require(name, param)
-    if not DEPLOYMENT_NAME_RE.match(name):
-        raise invalid_argument(
-            f"invalid deployment name {name!r}: use up to 128 letters, digits or '._:/@+-', "
-            "starting with a letter or digit",
-            param=param,
-        )
+    _check_name(name, param, DEPLOYMENT_NAME_RE, "deployment name", "up to 128 letters, digits or '._:/@+-'")
 
 
 def check_address(address: str, param: str) -> None:

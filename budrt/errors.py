@@ -1,21 +1,22 @@
 """The platform's one error vocabulary.
 
-Servicers raise `ServiceError`, built with the factories below (one per gRPC status, all
-`factory(message, *, reason=..., param=...)`); every machine-readable reason is a `Reason`.
-On the wire an error is a gRPC status with a `google.rpc.Status` in `grpc-status-details-bin`
+Servicers raise `ServiceError`, built with the factories below (one `ErrorFactory` per gRPC status,
+all `factory(message, *, reason=..., param=...)`); every machine-readable reason is a `Reason`. On
+the wire an error is a gRPC status with a `google.rpc.Status` in `grpc-status-details-bin`
 (`ErrorInfo` for the reason, `BadRequest` for the field at fault), packed and read with
-grpcio-status. `HTTP_STATUS` is the one gRPC↔HTTP status table (the canonical google.rpc
-mapping); the gateway writes REST error bodies from it (`gateway/errors.py`).
+grpcio-status. `HTTP_STATUS` is the one gRPC↔HTTP status table (the canonical google.rpc mapping);
+the gateway writes REST error bodies from it (`gateway/errors.py`).
 
 Where new code goes: a new kind of failure is a new `Reason` member (its value is API: never
-change one); a status no factory covers yet gets a factory here, with the same signature shape.
+change one); a status no factory covers yet gets an `ErrorFactory` here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
+from typing import Literal
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -196,84 +197,64 @@ def _unpack_details(status: status_pb2.Status | None) -> dict[str, str]:
 
 
 # ---- factories: one per status, `factory(message, *, reason=<the status>, param="")` ----------
-# `reason=None` sends no ErrorInfo (an OpenAI `code` of null), for failures with nothing more to say.
 
 
-def _error(code: grpc.StatusCode, message: str, reason: Reason | None, param: str) -> ServiceError:
-    return ServiceError(code, message, reason=reason or "", param=param)
+class _Default(Enum):
+    """The `reason` a factory sends when none is given: its own (the status itself)."""
+
+    REASON = "the factory's own reason"
 
 
-def invalid_argument(
-    message: str, *, reason: Reason | None = Reason.INVALID_ARGUMENT, param: str = ""
-) -> ServiceError:
-    """INVALID_ARGUMENT (HTTP 400): the request is wrong, whatever the state."""
-    return _error(grpc.StatusCode.INVALID_ARGUMENT, message, reason, param)
+@dataclass(frozen=True)
+class ErrorFactory:
+    """Builds the `ServiceError`s of one gRPC status: `factory(message, *, reason=..., param="")`.
+
+    `reason` defaults to the factory's own (`default_reason`); `reason=None` sends no ErrorInfo
+    (an OpenAI `code` of null), for failures with nothing more to say. `param` names the request
+    field at fault."""
+
+    code: grpc.StatusCode
+    default_reason: Reason
+
+    def __call__(
+        self,
+        message: str,
+        *,
+        reason: Reason | None | Literal[_Default.REASON] = _Default.REASON,
+        param: str = "",
+    ) -> ServiceError:
+        if reason is _Default.REASON:
+            reason = self.default_reason
+        return ServiceError(self.code, message, reason=reason or "", param=param)
 
 
-def not_found(message: str, *, reason: Reason | None = Reason.NOT_FOUND, param: str = "") -> ServiceError:
-    """NOT_FOUND (404): the named thing does not exist (or the caller may not see it)."""
-    return _error(grpc.StatusCode.NOT_FOUND, message, reason, param)
-
-
-def already_exists(
-    message: str, *, reason: Reason | None = Reason.ALREADY_EXISTS, param: str = ""
-) -> ServiceError:
-    """ALREADY_EXISTS (409): a unique name or endpoint is taken."""
-    return _error(grpc.StatusCode.ALREADY_EXISTS, message, reason, param)
-
-
-def permission_denied(
-    message: str, *, reason: Reason | None = Reason.PERMISSION_DENIED, param: str = ""
-) -> ServiceError:
-    """PERMISSION_DENIED (403): the caller is known but may not do this."""
-    return _error(grpc.StatusCode.PERMISSION_DENIED, message, reason, param)
-
-
-def unauthenticated(
-    message: str, *, reason: Reason | None = Reason.UNAUTHENTICATED, param: str = ""
-) -> ServiceError:
-    """UNAUTHENTICATED (401): no valid credentials."""
-    return _error(grpc.StatusCode.UNAUTHENTICATED, message, reason, param)
-
-
-def failed_precondition(
-    message: str, *, reason: Reason | None = Reason.FAILED_PRECONDITION, param: str = ""
-) -> ServiceError:
-    """FAILED_PRECONDITION (400): the request is right but the state refuses it (say which in `reason`)."""
-    return _error(grpc.StatusCode.FAILED_PRECONDITION, message, reason, param)
-
-
-def resource_exhausted(
-    message: str, *, reason: Reason | None = Reason.RESOURCE_EXHAUSTED, param: str = ""
-) -> ServiceError:
-    """RESOURCE_EXHAUSTED (429): a limit or quota is reached; retry later."""
-    return _error(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason, param)
-
-
-def aborted(message: str, *, reason: Reason | None = Reason.ABORTED, param: str = "") -> ServiceError:
-    """ABORTED (409): a concurrent change won; retry the whole call."""
-    return _error(grpc.StatusCode.ABORTED, message, reason, param)
-
-
-def unimplemented(
-    message: str, *, reason: Reason | None = Reason.UNIMPLEMENTED, param: str = ""
-) -> ServiceError:
-    """UNIMPLEMENTED (501): understood, but not carried out by this version."""
-    return _error(grpc.StatusCode.UNIMPLEMENTED, message, reason, param)
-
-
-def unavailable(message: str, *, reason: Reason | None = Reason.UNAVAILABLE, param: str = "") -> ServiceError:
-    """UNAVAILABLE (503): not now; the same call may succeed on retry."""
-    return _error(grpc.StatusCode.UNAVAILABLE, message, reason, param)
-
-
-def internal(message: str, *, reason: Reason | None = Reason.INTERNAL, param: str = "") -> ServiceError:
-    """INTERNAL (500): a bug or a broken invariant on our side."""
-    return _error(grpc.StatusCode.INTERNAL, message, reason, param)
+# INVALID_ARGUMENT (HTTP 400): the request is wrong, whatever the state.
+invalid_argument = ErrorFactory(grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT)
+# NOT_FOUND (404): the named thing does not exist (or the caller may not see it).
+not_found = ErrorFactory(grpc.StatusCode.NOT_FOUND, Reason.NOT_FOUND)
+# ALREADY_EXISTS (409): a unique name or endpoint is taken.
+already_exists = ErrorFactory(grpc.StatusCode.ALREADY_EXISTS, Reason.ALREADY_EXISTS)
+# PERMISSION_DENIED (403): the caller is known but may not do this.
+permission_denied = ErrorFactory(grpc.StatusCode.PERMISSION_DENIED, Reason.PERMISSION_DENIED)
+# UNAUTHENTICATED (401): no valid credentials.
+unauthenticated = ErrorFactory(grpc.StatusCode.UNAUTHENTICATED, Reason.UNAUTHENTICATED)
+# FAILED_PRECONDITION (400): the request is right but the state refuses it (say which in `reason`).
+failed_precondition = ErrorFactory(grpc.StatusCode.FAILED_PRECONDITION, Reason.FAILED_PRECONDITION)
+# RESOURCE_EXHAUSTED (429): a limit or quota is reached; retry later.
+resource_exhausted = ErrorFactory(grpc.StatusCode.RESOURCE_EXHAUSTED, Reason.RESOURCE_EXHAUSTED)
+# ABORTED (409): a concurrent change won; retry the whole call.
+aborted = ErrorFactory(grpc.StatusCode.ABORTED, Reason.ABORTED)
+# UNIMPLEMENTED (501): understood, but not carried out by this version.
+unimplemented = ErrorFactory(grpc.StatusCode.UNIMPLEMENTED, Reason.UNIMPLEMENTED)
+# UNAVAILABLE (503): not now; the same call may succeed on retry.
+unavailable = ErrorFactory(grpc.StatusCode.UNAVAILABLE, Reason.UNAVAILABLE)
+# INTERNAL (500): a bug or a broken invariant on our side.
+internal = ErrorFactory(grpc.StatusCode.INTERNAL, Reason.INTERNAL)
 
 
 __all__ = [
     "ERROR_DOMAIN",
+    "ErrorFactory",
     "HTTP_STATUS",
     "Reason",
     "ServiceError",

@@ -9,6 +9,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -42,6 +43,14 @@ class ServiceBinding:
     servicer: Any
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     descriptor: ServiceDescriptor
+
+    @classmethod
+    def unimplemented(cls, grpc_module: ModuleType, descriptor: ServiceDescriptor) -> ServiceBinding:
+        """The generated base servicer of `descriptor` (from its `*_pb2_grpc` module), so every
+        RPC answers UNIMPLEMENTED: a service whose contract is published before its code."""
+        name = descriptor.name
+        servicer = getattr(grpc_module, f"{name}Servicer")()
+        return cls(servicer, getattr(grpc_module, f"add_{name}Servicer_to_server"), descriptor)
 
 
 class GrpcServer:

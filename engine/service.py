@@ -3,8 +3,10 @@ their pydantic requests and come back as the same messages."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -71,6 +73,36 @@ def _exception(err: Exception) -> ServiceError:
     return internal(f"{type(err).__name__}: {err}", reason=None)
 
 
+@dataclass(frozen=True)
+class _Generation:
+    """Where vLLM serves one kind of generation: the model's serving object (`attribute`), its
+    `method`, what the kind is called in errors, and vLLM's pydantic request (``module:Name``,
+    imported at the first call: vLLM's modules are heavy)."""
+
+    attribute: str
+    method: str
+    what: str
+    request_path: str
+
+    def request_class(self) -> Any:
+        module, name = self.request_path.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+_CHAT = _Generation(
+    "openai_serving_chat",
+    "create_chat_completion",
+    "chat completions",
+    "vllm.entrypoints.openai.chat_completion.protocol:ChatCompletionRequest",
+)
+_COMPLETION = _Generation(
+    "openai_serving_completion",
+    "create_completion",
+    "completions",
+    "vllm.entrypoints.openai.completion.protocol:CompletionRequest",
+)
+
+
 class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     """Inference and model management for the models of one engine process."""
 
@@ -87,16 +119,14 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
             )
         return handler
 
-    async def _generate_unary(
-        self, request: Any, attribute: str, method: str, what: str, request_cls: Any, response: Message
-    ) -> Message:
+    async def _generate_unary(self, request: Any, generation: _Generation, response: Message) -> Message:
         model = self.manager.ready(request.model)
-        handler = self._handler(model, attribute, what)
+        handler = self._handler(model, generation.attribute, generation.what)
         request.stream = False
-        vllm_request = _to_vllm(request_cls, request)
+        vllm_request = _to_vllm(generation.request_class(), request)
         model.inflight += 1
         try:
-            result = await getattr(handler, method)(vllm_request, None)
+            result = await getattr(handler, generation.method)(vllm_request, None)
         except Exception as err:
             raise _exception(err) from None
         finally:
@@ -106,17 +136,17 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
         return from_json(result.model_dump_json(), response, lenient=True)
 
     async def _generate_stream(
-        self, request: Any, attribute: str, method: str, what: str, request_cls: Any, chunk_cls: type[Message]
+        self, request: Any, generation: _Generation, chunk_cls: type[Message]
     ) -> AsyncIterator[Message]:
         model = self.manager.ready(request.model)
-        handler = self._handler(model, attribute, what)
+        handler = self._handler(model, generation.attribute, generation.what)
         request.stream = True
-        vllm_request = _to_vllm(request_cls, request)
+        vllm_request = _to_vllm(generation.request_class(), request)
         model.inflight += 1
         result = None
         try:
             try:
-                result = await getattr(handler, method)(vllm_request, None)
+                result = await getattr(handler, generation.method)(vllm_request, None)
             except Exception as err:
                 raise _exception(err) from None
             if hasattr(result, "error") and not hasattr(result, "__aiter__"):
@@ -144,59 +174,23 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     async def CreateChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> chat_pb2.ChatCompletion:
-        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
-
-        return await self._generate_unary(
-            request,
-            "openai_serving_chat",
-            "create_chat_completion",
-            "chat completions",
-            ChatCompletionRequest,
-            chat_pb2.ChatCompletion(),
-        )
+        return await self._generate_unary(request, _CHAT, chat_pb2.ChatCompletion())
 
     async def StreamChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
-        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
-
-        async for chunk in self._generate_stream(
-            request,
-            "openai_serving_chat",
-            "create_chat_completion",
-            "chat completions",
-            ChatCompletionRequest,
-            chat_pb2.ChatCompletionChunk,
-        ):
+        async for chunk in self._generate_stream(request, _CHAT, chat_pb2.ChatCompletionChunk):
             yield chunk
 
     async def CreateCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> completion_pb2.Completion:
-        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
-
-        return await self._generate_unary(
-            request,
-            "openai_serving_completion",
-            "create_completion",
-            "completions",
-            CompletionRequest,
-            completion_pb2.Completion(),
-        )
+        return await self._generate_unary(request, _COMPLETION, completion_pb2.Completion())
 
     async def StreamCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> AsyncIterator[completion_pb2.Completion]:
-        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
-
-        async for chunk in self._generate_stream(
-            request,
-            "openai_serving_completion",
-            "create_completion",
-            "completions",
-            CompletionRequest,
-            completion_pb2.Completion,
-        ):
+        async for chunk in self._generate_stream(request, _COMPLETION, completion_pb2.Completion):
             yield chunk
 
     async def CreateEmbedding(

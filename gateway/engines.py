@@ -14,9 +14,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
+from budrt.endpoints import Endpoint
 from budrt.grpc_server import insecure_channel
 from gateway.backends import LocalBackend
-from gateway.tables import Endpoint
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+from google.protobuf.message import Message
+
 from bud.openai.v1 import chat_pb2, common_pb2, response_pb2
 from budrt.errors import invalid_argument, unimplemented
 
@@ -35,26 +37,15 @@ def to_chat_request(request: response_pb2.ResponseRequest) -> chat_pb2.ChatCompl
             _add_item(chat, item, f"input[{index}]")
     else:
         raise invalid_argument("input is required", param="input")
-    if request.HasField("max_output_tokens"):
-        chat.max_completion_tokens = request.max_output_tokens
-    if request.HasField("temperature"):
-        chat.temperature = request.temperature
-    if request.HasField("top_p"):
-        chat.top_p = request.top_p
-    if request.HasField("parallel_tool_calls"):
-        chat.parallel_tool_calls = request.parallel_tool_calls
+    _copy_set(request, chat, "temperature", "top_p", "parallel_tool_calls")
+    _copy_set(request, chat, max_output_tokens="max_completion_tokens")
     for tool in request.tools:
         if tool.type != "function":
             raise invalid_argument(
                 f"tool type {tool.type!r} is not supported; use function tools", param="tools"
             )
         function = common_pb2.FunctionDefinition(name=tool.name)
-        if tool.HasField("description"):
-            function.description = tool.description
-        if tool.HasField("parameters"):
-            function.parameters = tool.parameters
-        if tool.HasField("strict"):
-            function.strict = tool.strict
+        _copy_set(tool, function, "description", "parameters", "strict")
         chat.tools.add(type="function", function=function)
     choice = request.WhichOneof("tool_choice")
     if choice == "tool_choice_mode":
@@ -66,15 +57,19 @@ def to_chat_request(request: response_pb2.ResponseRequest) -> chat_pb2.ChatCompl
     if fmt.type == "json_schema":
         chat.response_format.type = "json_schema"
         chat.response_format.json_schema.name = fmt.name
-        if fmt.HasField("schema"):
-            chat.response_format.json_schema.schema = fmt.schema
-        if fmt.HasField("strict"):
-            chat.response_format.json_schema.strict = fmt.strict
+        _copy_set(fmt, chat.response_format.json_schema, "schema", "strict")
     elif fmt.type == "json_object":
         chat.response_format.type = "json_object"
-    if request.HasField("user"):
-        chat.user = request.user
+    _copy_set(request, chat, "user")
     return chat
+
+
+def _copy_set(source: Message, target: Message, *names: str, **renamed: str) -> None:
+    """Copies the optional scalar fields that are set on `source` to `target`: each of `names`
+    under the same name, each `source_name=target_name` of `renamed` under its new name."""
+    for source_name, target_name in [*((name, name) for name in names), *renamed.items()]:
+        if source.HasField(source_name):
+            setattr(target, target_name, getattr(source, source_name))
 
 
 def _add_item(chat: chat_pb2.ChatCompletionRequest, item: response_pb2.ResponseInputItem, where: str) -> None:

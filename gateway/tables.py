@@ -14,6 +14,7 @@ import grpc
 
 from auth import keys
 from bud.auth.v1 import routing_pb2, routing_pb2_grpc
+from budrt.endpoints import Endpoint
 from budrt.grpc_server import insecure_channel
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,6 @@ class KeyEntry:
     expire_at: float | None  # unix seconds
     requests_per_minute: int
     tokens_per_minute: int
-
-
-@dataclass(slots=True)
-class Endpoint:
-    """One engine replica of a deployment."""
-
-    address: str
-    served_model_name: str
 
 
 @dataclass(slots=True)

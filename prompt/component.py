@@ -15,16 +15,8 @@ def bindings(host: Host | None = None) -> list[ServiceBinding]:
     """PromptService and PromptExecutionService: the generated base servicers, so every RPC
     answers UNIMPLEMENTED (nothing of prompts is built)."""
     return [
-        ServiceBinding(
-            prompt_pb2_grpc.PromptServiceServicer(),
-            prompt_pb2_grpc.add_PromptServiceServicer_to_server,
-            PROMPT_SERVICE,
-        ),
-        ServiceBinding(
-            prompt_pb2_grpc.PromptExecutionServiceServicer(),
-            prompt_pb2_grpc.add_PromptExecutionServiceServicer_to_server,
-            PROMPT_EXECUTION_SERVICE,
-        ),
+        ServiceBinding.unimplemented(prompt_pb2_grpc, PROMPT_SERVICE),
+        ServiceBinding.unimplemented(prompt_pb2_grpc, PROMPT_EXECUTION_SERVICE),
     ]
 
 

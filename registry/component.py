@@ -13,13 +13,7 @@ REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 def bindings(host: Host | None = None) -> list[ServiceBinding]:
     """RegistryService: the generated base servicer, so every RPC answers UNIMPLEMENTED (nothing
     of the registry is built)."""
-    return [
-        ServiceBinding(
-            registry_pb2_grpc.RegistryServiceServicer(),
-            registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-            REGISTRY_SERVICE,
-        ),
-    ]
+    return [ServiceBinding.unimplemented(registry_pb2_grpc, REGISTRY_SERVICE)]
 
 
 component = Component(

@@ -11,6 +11,7 @@ from app.convert import engine_args_from_json, runner_value
 from app.db import models
 from app.db.session import Database
 from bud.engine.v1 import engine_service_pb2
+from budrt.endpoints import Endpoint
 
 
 def engine_source(kind: str, value: str) -> engine_service_pb2.ModelSource:
@@ -33,14 +34,6 @@ def load_args(row: models.Deployment) -> engine_service_pb2.EngineArgs:
     if row.caching and not args.HasField("enable_prefix_caching"):
         args.enable_prefix_caching = True
     return args
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One engine endpoint of a deployment."""
-
-    address: str
-    served_model_name: str
 
 
 @dataclass(frozen=True)

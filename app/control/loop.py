@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from app.control.desired_state import DesiredModel, Endpoint, read_desired
+from app.control.desired_state import DesiredModel, read_desired
 from app.control.engine_client import EngineClient
 from app.control.scaler import EngineLoad, Scaler, StaticScaler
 from app.control.status import LOADING, Outcome, aggregate, deployment_exists, write_status
 from app.db.session import Database
 from bud.engine.v1 import engine_service_pb2
+from budrt.endpoints import Endpoint
 from budrt.grpc_server import insecure_channel
 
 log = logging.getLogger(__name__)

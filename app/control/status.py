@@ -10,11 +10,12 @@ from typing import Literal
 
 from sqlalchemy import update
 
-from app.control.desired_state import DesiredModel, Endpoint
+from app.control.desired_state import DesiredModel
 from app.convert import status_name
 from app.db import models
 from app.db.session import Database, discard
 from bud.app.v1 import deployment_pb2
+from budrt.endpoints import Endpoint
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
 from app.services.common import conflicts_as, get_api_key, get_project
-from app.services.pagination import fetch_page
+from app.services.pagination import fetch_project_page
 from app.validation import MAX_KEY_DEPLOYMENTS, MAX_KEY_NAME, check_update_mask
 from auth.keys import NewKey, mint_key
 from auth.roles import EDITOR, VIEWER
@@ -185,12 +185,8 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         """A project's keys (revoked and expired ones too) in creation order, paginated (viewer)."""
         caller = self._access.caller(context, request, "project_id")
         async with self._access.project(caller, request.project_id, VIEWER) as session:
-            rows, token = await fetch_page(
-                session,
-                select(models.ApiKey).where(models.ApiKey.project_id == request.project_id),
-                models.ApiKey.id,
-                f"api_keys/{request.project_id}",
-                request,
+            rows, token = await fetch_project_page(
+                session, models.ApiKey, "api_keys", request.project_id, request
             )
         now = utcnow()
         return auth_pb2.ListApiKeysResponse(

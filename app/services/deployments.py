@@ -24,7 +24,7 @@ from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
 from app.services.common import conflicts_as, get_deployment, get_project
-from app.services.pagination import fetch_page
+from app.services.pagination import fetch_project_page
 from app.validation import check_deployment, check_update_mask
 from auth.roles import EDITOR, VIEWER
 from auth.tokens import Authenticator
@@ -207,12 +207,8 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         """A project's deployments in creation order, paginated (viewer)."""
         caller = self._access.caller(context, request, "project_id")
         async with self._access.project(caller, request.project_id, VIEWER) as session:
-            rows, token = await fetch_page(
-                session,
-                select(models.Deployment).where(models.Deployment.project_id == request.project_id),
-                models.Deployment.id,
-                f"deployments/{request.project_id}",
-                request,
+            rows, token = await fetch_project_page(
+                session, models.Deployment, "deployments", request.project_id, request
             )
             return deployment_pb2.ListDeploymentsResponse(
                 deployments=[deployment_to_proto(r) for r in rows], next_page_token=token

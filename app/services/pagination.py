@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
 import orjson
-from sqlalchemy import Select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -78,3 +78,17 @@ async def fetch_page(
         return rows, ""
     rows = rows[:size]
     return rows, encode_page_token(scope, getattr(rows[-1], id_column.key))
+
+
+async def fetch_project_page(
+    session: AsyncSession, model: Any, scope: str, project_id: str, request: PageRequest
+) -> tuple[Sequence[Any], str]:
+    """The page `request` asks for of one project's rows of `model` (a table with `id` and
+    `project_id`: ApiKey, Deployment), in creation order; the listing is `<scope>/<project_id>`."""
+    return await fetch_page(
+        session,
+        select(model).where(model.project_id == project_id),
+        model.id,
+        f"{scope}/{project_id}",
+        request,
+    )
