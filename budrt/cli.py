@@ -55,8 +55,8 @@ async def _run_services(components: dict[str, Component], names: list[str]) -> N
 def serve_command(components: dict[str, Component], names: list[str]) -> int:
     """Runs one component (or several co-hosted) in this process until SIGTERM/SIGINT."""
     conf = settings()
-    conf.data_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(conf.log_level, service="+".join(names))
+    conf.ensure_data_dir()  # after the logging setup: tightening an old one is logged
     import uvloop
 
     uvloop.run(_run_services(components, names))
@@ -82,7 +82,7 @@ def up_command(components: dict[str, Component], timeout: float) -> int:
     """Starts the components as child processes (`up_groups`); stops them all on SIGINT/SIGTERM
     or when any of them exits."""
     conf = settings()
-    conf.data_dir.mkdir(parents=True, exist_ok=True)
+    conf.ensure_data_dir()
     # Generate the shared secrets once, before the children race to do it.
     conf.secret("key_hash_secret")
     conf.secret("jwt_secret")

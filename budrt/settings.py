@@ -14,8 +14,10 @@ mesh. Each model reads only its own keys from it; :func:`check_known` rejects a 
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -29,6 +31,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "BUD_"
 # The one `BUD_` variable that is not a setting: it names the YAML file.
@@ -87,6 +91,10 @@ class RuntimeSettings(BaseSettings):
             sources.append(_OwnKeysYaml(settings_cls, yaml_file=Path(config_file)))
         return tuple(sources)
 
+    def ensure_data_dir(self) -> Path:
+        """The data dir, created (or tightened) to mode 0700: see :func:`private_dir`."""
+        return private_dir(self.data_dir)
+
     def secret(self, name: str) -> str:
         """A secret setting, or one generated once and kept (mode 0600) in data_dir."""
         value = getattr(self, name)
@@ -94,7 +102,8 @@ class RuntimeSettings(BaseSettings):
             return value
         path = self.data_dir / "secrets" / name
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self.ensure_data_dir()
+            private_dir(path.parent)
             tmp = path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -105,6 +114,40 @@ class RuntimeSettings(BaseSettings):
                 pass
             tmp.unlink()
         return path.read_text().strip()
+
+
+# Group and other permission bits: a private directory or file has none of them.
+_SHARED_BITS = stat.S_IRWXG | stat.S_IRWXO
+
+
+def private_dir(path: Path, *, tighten: bool = True) -> Path:
+    """Creates `path` (and its missing parents) with mode 0700 and returns it.
+
+    The data dir holds the database (password and key hashes) and the generated secrets, so only
+    its owner may enter it. An existing directory that others can read or enter is tightened to
+    0700, with a warning (it was created by an older version, or by hand); `tighten=False` leaves
+    an existing directory alone (one this process did not choose, such as the parent of a
+    database file named by its URL).
+    """
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        try:
+            # mode is masked by the umask, which can only take bits away: still at most 0700.
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # another process created it first
+    if missing:
+        return path
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if tighten and mode & _SHARED_BITS:
+        details = {"path": str(path), "was": oct(mode), "now": oct(mode & ~_SHARED_BITS)}
+        try:
+            path.chmod(mode & ~_SHARED_BITS)
+        except PermissionError:  # someone else's directory: say so, and carry on
+            log.warning("a private directory is readable by others and not ours to tighten", extra=details)
+        else:
+            log.warning("tightened a private directory to owner-only access", extra=details)
+    return path
 
 
 def is_secret(model: type[BaseSettings], name: str) -> bool:

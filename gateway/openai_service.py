@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -35,13 +36,55 @@ from budrt.errors import (
 from gateway import responses
 from gateway.engines import EnginePool
 from gateway.ratelimit import Decision, Limit, RateLimiter
+from gateway.settings import DEFAULT_MAX_CHOICES, DEFAULT_MAX_TOTAL_TOKENS
 from gateway.tables import DeploymentEntry, KeyEntry, RoutingTables
 from gateway.usage import UsageRecorder
 
 # Output tokens reserved against a tokens-per-minute limit when the request sets no maximum.
 DEFAULT_RESERVED_OUTPUT_TOKENS = 256
 
+# The fields bounding how many tokens a request generates per choice (chat, completions, Responses).
+_MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+# The fields multiplying it: choices returned (n) and candidates generated (completions' best_of).
+_CHOICE_FIELDS = ("n", "best_of")
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationCaps:
+    """How much one request may ask an engine to generate (`max_choices`, `max_total_tokens` in
+    `GatewaySettings`): checked before rate limits are reserved and before any engine is called,
+    so `n=1000` costs nothing but the answer."""
+
+    max_choices: int = DEFAULT_MAX_CHOICES
+    max_total_tokens: int = DEFAULT_MAX_TOTAL_TOKENS
+
+    def check(self, request: Message) -> None:
+        """INVALID_ARGUMENT (param: the field) for `n` or `best_of` outside 1..max_choices, or a
+        per-choice token maximum that, times the choices, exceeds max_total_tokens."""
+        fields = request.DESCRIPTOR.fields_by_name
+        choices = 1
+        for name in _CHOICE_FIELDS:
+            if name in fields and request.HasField(name):
+                value = getattr(request, name)
+                if not 1 <= value <= self.max_choices:
+                    raise invalid_argument(
+                        f"Invalid '{name}': expected a value between 1 and {self.max_choices}, "
+                        f"but got {value} instead.",
+                        param=name,
+                    )
+                choices = max(choices, value)
+        for name in _MAX_TOKEN_FIELDS:
+            if name in fields and request.HasField(name):
+                value = getattr(request, name)
+                if value * choices > self.max_total_tokens:
+                    times = f"{choices} choices × {value} tokens" if choices > 1 else f"{value} tokens"
+                    raise invalid_argument(
+                        f"Invalid '{name}': a request may generate at most {self.max_total_tokens} "
+                        f"tokens in all, but asked for up to {times}.",
+                        param=name,
+                    )
 
 
 def metadata_value(context: Any, key: str) -> str | None:
@@ -62,12 +105,14 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         key_hash_secret: str,
         usage: UsageRecorder | None = None,
         limiter: RateLimiter | None = None,
+        caps: GenerationCaps | None = None,
     ) -> None:
         self.tables = tables
         self.engines = engines
         self.key_hash_secret = key_hash_secret
         self.usage = usage
         self.limiter = limiter
+        self.caps = caps or GenerationCaps()
 
     # ---- auth and routing -----------------------------------------------------------------
     def _authenticate(self, context: Any) -> KeyEntry:
@@ -106,9 +151,15 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             )
         return deployment
 
-    def _target(self, context: Any, request: Message) -> tuple[KeyEntry, DeploymentEntry]:
+    def _target(
+        self, context: Any, request: Message, checked: Message | None = None
+    ) -> tuple[KeyEntry, DeploymentEntry]:
+        """Authenticates, routes, and checks the generation caps on `checked` (the client's own
+        request, when `request` was converted from it; else `request`)."""
         key = self._authenticate(context)
-        return key, self._route(key, request.model)  # type: ignore[attr-defined]
+        deployment = self._route(key, request.model)  # type: ignore[attr-defined]
+        self.caps.check(request if checked is None else checked)
+        return key, deployment
 
     async def _admit(
         self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any
@@ -166,9 +217,9 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         )
 
     # ---- forwarding -----------------------------------------------------------------------
-    async def _unary(self, operation: str, request: Any, context: Any) -> Any:
+    async def _unary(self, operation: str, request: Any, context: Any, checked: Message | None = None) -> Any:
         started = time.perf_counter()
-        key, deployment = self._target(context, request)
+        key, deployment = self._target(context, request, checked)
         decision = await self._admit(context, key, deployment, request)
         client_model = request.model
         code = grpc.StatusCode.OK
@@ -198,9 +249,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         response.model = client_model
         return response
 
-    async def _stream(self, operation: str, request: Any, context: Any) -> AsyncIterator[Any]:
+    async def _stream(
+        self, operation: str, request: Any, context: Any, checked: Message | None = None
+    ) -> AsyncIterator[Any]:
         started = time.perf_counter()
-        key, deployment = self._target(context, request)
+        key, deployment = self._target(context, request, checked)
         decision = await self._admit(context, key, deployment, request)
         client_model = request.model
         # The gateway always asks for usage (its own accounting); the client gets it only if asked.
@@ -283,7 +336,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     ) -> response_pb2.Response:
         chat = responses.to_chat_request(request)
         response_id, created = responses.new_ids()
-        completion = await self._unary("CreateChatCompletion", chat, context)
+        completion = await self._unary("CreateChatCompletion", chat, context, checked=request)
         return responses.to_response(request, completion, response_id, created)
 
     async def StreamResponse(
@@ -291,8 +344,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
         chat = responses.to_chat_request(request)
         chat.stream_options.include_usage = True  # the completed event carries usage
+        # The events begin before the engine is called: a request refused by the key, the model
+        # or the generation caps is refused here, as a plain error, as chat streams are.
+        self._target(context, chat, checked=request)
         response_id, created = responses.new_ids()
-        chunks = self._stream("StreamChatCompletion", chat, context)
+        chunks = self._stream("StreamChatCompletion", chat, context, checked=request)
         try:
             async for event in responses.to_events(request, chunks, response_id, created):
                 yield event

@@ -18,7 +18,7 @@ from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
 from gateway.backends import Backend, LocalBackend, RemoteBackend
 from gateway.engines import EnginePool
-from gateway.openai_service import OpenAiServicer
+from gateway.openai_service import GenerationCaps, OpenAiServicer
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables, RoutingWatcher
@@ -76,7 +76,8 @@ async def serve(
     engines = EnginePool(local=local_engines)
     usage = UsageRecorder(settings.app_address)
     limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
-    servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage, limiter)
+    caps = GenerationCaps(max_choices=settings.max_choices, max_total_tokens=settings.max_total_tokens)
+    servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage, limiter, caps)
     grpc_server = GrpcServer(
         settings.gateway_grpc_address,
         [

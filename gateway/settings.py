@@ -7,6 +7,10 @@ from pydantic import Field
 
 from budrt.settings import RuntimeSettings
 
+# The defaults of the generation caps (below); OpenAiServicer uses them when given none.
+DEFAULT_MAX_CHOICES = 16
+DEFAULT_MAX_TOTAL_TOKENS = 65536
+
 
 class GatewaySettings(RuntimeSettings):
     """The runtime's settings plus the gateway's knobs (`BUD_<FIELD>`, or the BUD_CONFIG file)."""
@@ -15,3 +19,8 @@ class GatewaySettings(RuntimeSettings):
     gateway_http_port: int = 8000
     # Shared rate-limit state; empty = in memory (one gateway). May carry a password.
     redis_url: str = Field(default="", repr=False, json_schema_extra={"secret": True})
+    # Caps on what one generation request may ask the engine for, checked before rate limits
+    # and the engine (INVALID_ARGUMENT): `n` (and `best_of`) choices at most, and n × the
+    # request's max_tokens / max_completion_tokens / max_output_tokens at most.
+    max_choices: int = Field(default=DEFAULT_MAX_CHOICES, ge=1)
+    max_total_tokens: int = Field(default=DEFAULT_MAX_TOTAL_TOKENS, ge=1)

@@ -105,6 +105,17 @@ def _require_unrevoked(row: models.ApiKey, param: str) -> None:
         )
 
 
+def _require_unexpired(row: models.ApiKey, param: str) -> None:
+    """FAILED_PRECONDITION for an expired key: its expire_time can no longer change, so that an
+    expired key is never revived (by a later expire_time, or none)."""
+    if row.expire_time is not None and row.expire_time <= utcnow():
+        raise failed_precondition(
+            f"API key {row.id!r} has expired and stays expired; create a new key",
+            reason=Reason.API_KEY_EXPIRED,
+            param=param,
+        )
+
+
 async def create_api_key(
     session: AsyncSession,
     hash_secret: str,
@@ -213,8 +224,8 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
     ) -> auth_pb2.UpdateApiKeyResponse:
         """Changes the fields named in update_mask (all writable ones when empty): name,
         deployment_ids, expire_time (absent clears it), requests_per_minute, tokens_per_minute.
-        Gateways apply the change within a second. Revoked keys cannot change
-        (FAILED_PRECONDITION). Editor."""
+        Gateways apply the change within a second. Revoked keys cannot change, and an expired
+        key's expire_time cannot (FAILED_PRECONDITION: an expired key stays expired). Editor."""
         caller = self._access.caller(context, request, "api_key.id", "api_key.project_id")
         patch = request.api_key
         paths = check_update_mask(request.update_mask, auth_pb2.ApiKey.DESCRIPTOR, UPDATABLE_KEY_FIELDS)
@@ -236,6 +247,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
                     session, row.project_id, list(patch.deployment_ids)
                 )
             if "expire_time" in paths:
+                _require_unexpired(row, "api_key.expire_time")
                 row.expire_time = _check_expiry(patch.expire_time) if patch.HasField("expire_time") else None
             if "requests_per_minute" in paths:
                 row.requests_per_minute = patch.requests_per_minute

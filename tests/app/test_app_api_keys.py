@@ -310,3 +310,71 @@ async def test_only_hashes_are_stored(capsys: Any, app: RunningApp, stubs: Any, 
         raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
         for secret, random_part in zip(secrets, hidden, strict=True):
             assert secret.encode() not in raw and random_part.encode() not in raw
+
+
+async def test_an_expired_key_stays_expired(app: RunningApp, stubs: Any, helpers: Any) -> None:
+    """The attack: PATCH ...?update_mask=expire_time with an empty body cleared the expiry of an
+    expired key, and it worked again. Neither clearing nor extending revives it; other fields may
+    still change, and a key that has not expired yet may still be extended or made permanent."""
+    project_id = await _project(stubs)
+    live = (
+        await stubs.api_keys.CreateApiKey(
+            auth_pb2.CreateApiKeyRequest(
+                project_id=project_id, expire_time=_timestamp(datetime.now(UTC) + timedelta(hours=1))
+            )
+        )
+    ).api_key
+    made_permanent = (
+        await stubs.api_keys.UpdateApiKey(
+            auth_pb2.UpdateApiKeyRequest(
+                api_key=auth_pb2.ApiKey(id=live.id, project_id=project_id),
+                update_mask=field_mask_pb2.FieldMask(paths=["expire_time"]),
+            )
+        )
+    ).api_key
+    assert not made_permanent.HasField("expire_time")  # not expired yet: the editor's call
+
+    key = (
+        await stubs.api_keys.CreateApiKey(
+            auth_pb2.CreateApiKeyRequest(
+                project_id=project_id, expire_time=_timestamp(datetime.now(UTC) + timedelta(hours=1))
+            )
+        )
+    ).api_key
+    async with app.db.transaction() as session:  # time passes: the key expired a minute ago
+        row = await session.get(models.ApiKey, key.id)
+        assert row is not None
+        row.expire_time = datetime.now(UTC) - timedelta(minutes=1)
+    cleared = auth_pb2.UpdateApiKeyRequest(
+        api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id),
+        update_mask=field_mask_pb2.FieldMask(paths=["expire_time"]),
+    )
+    extended = auth_pb2.UpdateApiKeyRequest(
+        api_key=auth_pb2.ApiKey(
+            id=key.id, project_id=project_id, expire_time=_timestamp(datetime.now(UTC) + timedelta(days=1))
+        ),
+        update_mask=field_mask_pb2.FieldMask(paths=["expire_time"]),
+    )
+    replaced = auth_pb2.UpdateApiKeyRequest(  # an empty mask writes every field, expire_time too
+        api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, name="again")
+    )
+    for request in (cleared, extended, replaced):
+        err = await helpers.expect_error(
+            stubs.api_keys.UpdateApiKey(request), grpc.StatusCode.FAILED_PRECONDITION, "api_key.expire_time"
+        )
+        assert err.reason == "API_KEY_EXPIRED" and "create a new key" in err.message
+    got = (
+        await stubs.api_keys.GetApiKey(auth_pb2.GetApiKeyRequest(project_id=project_id, api_key_id=key.id))
+    ).api_key
+    assert got.state == auth_pb2.API_KEY_STATE_EXPIRED and got.name == ""
+    assert got.expire_time.ToDatetime(tzinfo=UTC) < datetime.now(UTC)
+
+    renamed = (
+        await stubs.api_keys.UpdateApiKey(
+            auth_pb2.UpdateApiKeyRequest(
+                api_key=auth_pb2.ApiKey(id=key.id, project_id=project_id, name="old"),
+                update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+            )
+        )
+    ).api_key
+    assert renamed.name == "old" and renamed.state == auth_pb2.API_KEY_STATE_EXPIRED
