@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import empty_pb2
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from budrt import errors
@@ -201,3 +201,26 @@ async def test_details_survive_a_real_grpc_hop() -> None:
     finally:
         await channel.close()
         await server.stop(0)
+
+
+def test_messages_and_echoed_values_are_bounded() -> None:
+    name = "\u00e9" * 10_000
+    assert errors.echo("short") == "'short'"
+    quoted = errors.echo(name)
+    assert len(quoted) < errors.MAX_ECHO_CHARS + 30 and quoted.endswith("… (10000 characters)")
+    err = errors.invalid_argument(f"bad name {name}", param="x" * 10_000)
+    assert len(err.message) == errors.MAX_MESSAGE_CHARS and err.message.endswith("…")
+    assert len(err.param) == errors.MAX_MESSAGE_CHARS
+    err.message = name  # changed after it was built: still bounded on the wire
+    [violation] = _violations(err.to_status())
+    assert len(err.message) == len(violation.description) == errors.MAX_MESSAGE_CHARS
+
+
+def _violations(status: status_pb2.Status) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    found = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found += bad.field_violations
+    return found
