@@ -17,7 +17,7 @@ import pytest
 from app.component import component
 from app.server import RunningApp
 from bud.app.v1 import project_pb2
-from budrt.errors import MAX_MESSAGE_CHARS
+from budrt.errors import MAX_MESSAGE_BYTES
 from budrt.grpc_server import insecure_channel
 from gateway.backends import RemoteBackend
 from gateway.engines import EnginePool
@@ -98,4 +98,4 @@ async def test_a_long_name_over_grpc_answers_invalid_argument(app: RunningApp, s
             project_pb2.CreateProjectRequest(project=project_pb2.Project(name="\u00e9" * 10_000))
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert len(info.value.details()) <= MAX_MESSAGE_CHARS
+    assert len(info.value.details().encode()) <= MAX_MESSAGE_BYTES
