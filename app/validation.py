@@ -13,8 +13,13 @@ from google.protobuf import descriptor, field_mask_pb2
 from bud.app.v1 import deployment_pb2
 from bud.engine.v1 import engine_service_pb2
 from budrt.builtin_models import BUILTIN_MODELS, builtin_names
-from budrt.errors import invalid_argument, unimplemented
+from budrt.errors import echo, invalid_argument, unimplemented
 
+# Name lengths (the patterns below say the same; checked first, so an over-long name is refused
+# without being matched or quoted).
+MAX_PROJECT_NAME = 100
+MAX_USERNAME = 100
+MAX_DEPLOYMENT_NAME = 128
 PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Lower case only, so that "Alice" and "alice" cannot be two users; e-mail addresses fit.
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,99}$")
@@ -65,25 +70,44 @@ def check_update_mask(
     return paths
 
 
-def _check_name(value: str, param: str, pattern: re.Pattern[str], kind: str, allowed: str) -> None:
-    """A required name that `pattern` matches; the error names the `kind` of name and what is
-    `allowed` (all names start with a letter or digit)."""
+def _check_name(
+    value: str, param: str, pattern: re.Pattern[str], kind: str, allowed: str, max_length: int
+) -> None:
+    """A required name of at most `max_length` characters that `pattern` matches; the error names
+    the `kind` of name and what is `allowed` (all names start with a letter or digit). An
+    over-long name is refused first, without quoting it."""
     require(value, param)
+    if len(value) > max_length:
+        raise invalid_argument(f"{param} is longer than {max_length} characters", param=param)
     if not pattern.match(value):
         raise invalid_argument(
-            f"invalid {kind} {value!r}: use {allowed}, starting with a letter or digit", param=param
+            f"invalid {kind} {echo(value)}: use {allowed}, starting with a letter or digit", param=param
         )
 
 
 def check_project_name(name: str, param: str) -> None:
     """Project names: 1-100 of letters, digits, '.', '_', '-', starting alphanumeric."""
-    _check_name(name, param, PROJECT_NAME_RE, "project name", "up to 100 letters, digits, '.', '_' or '-'")
+    _check_name(
+        name,
+        param,
+        PROJECT_NAME_RE,
+        "project name",
+        "up to 100 letters, digits, '.', '_' or '-'",
+        MAX_PROJECT_NAME,
+    )
 
 
 def check_username(username: str, param: str) -> None:
     """Usernames: 1-100 of lower-case letters, digits, '.', '_', '@', '+', '-', starting with a
     letter or digit."""
-    _check_name(username, param, USERNAME_RE, "username", "up to 100 lower-case letters, digits or '._@+-'")
+    _check_name(
+        username,
+        param,
+        USERNAME_RE,
+        "username",
+        "up to 100 lower-case letters, digits or '._@+-'",
+        MAX_USERNAME,
+    )
 
 
 def check_password(password: str, param: str) -> None:
@@ -108,7 +132,14 @@ def check_description(description: str, param: str) -> None:
 
 def check_deployment_name(name: str, param: str) -> None:
     """Deployment names (the `model` callers send)."""
-    _check_name(name, param, DEPLOYMENT_NAME_RE, "deployment name", "up to 128 letters, digits or '._:/@+-'")
+    _check_name(
+        name,
+        param,
+        DEPLOYMENT_NAME_RE,
+        "deployment name",
+        "up to 128 letters, digits or '._:/@+-'",
+        MAX_DEPLOYMENT_NAME,
+    )
 
 
 def check_address(address: str, param: str) -> None:
@@ -116,7 +147,7 @@ def check_address(address: str, param: str) -> None:
     require(address, param)
     match = HOST_PORT_RE.match(address)
     if not match or not 0 < int(match.group(2)) < 65536:
-        raise invalid_argument(f"invalid engine address {address!r}: expected host:port", param=param)
+        raise invalid_argument(f"invalid engine address {echo(address)}: expected host:port", param=param)
 
 
 def check_model_source(source: deployment_pb2.ModelSource, param: str) -> tuple[str, str]:
@@ -129,14 +160,16 @@ def check_model_source(source: deployment_pb2.ModelSource, param: str) -> tuple[
     require(value, field)
     if kind == "builtin" and value not in BUILTIN_MODELS:
         raise invalid_argument(
-            f"unknown builtin model {value!r}; builtin models: {builtin_names()}",
+            f"unknown builtin model {echo(value)}; builtin models: {builtin_names()}",
             param=field,
         )
     if kind == "hugging_face_id" and not HUGGING_FACE_ID_RE.match(value):
-        raise invalid_argument(f"invalid Hugging Face id {value!r}: expected name or org/name", param=field)
+        raise invalid_argument(
+            f"invalid Hugging Face id {echo(value)}: expected name or org/name", param=field
+        )
     if kind == "local_path" and not value.startswith("/"):
         raise invalid_argument(
-            f"local_path must be absolute (on the engine's machine): {value!r}", param=field
+            f"local_path must be absolute (on the engine's machine): {echo(value)}", param=field
         )
     if kind == "registry_model_id":
         raise unimplemented(
@@ -178,7 +211,7 @@ def check_endpoints(endpoints: list[deployment_pb2.EngineEndpoint], param: str) 
         name = endpoint.served_model_name
         if name and not SERVED_MODEL_NAME_RE.match(name):
             raise invalid_argument(
-                f"invalid served_model_name {name!r}", param=f"{param}[{i}].served_model_name"
+                f"invalid served_model_name {echo(name)}", param=f"{param}[{i}].served_model_name"
             )
         if (endpoint.address, name) in seen:
             raise invalid_argument(

@@ -9,6 +9,12 @@ the gateway writes REST error bodies from it (`gateway/errors.py`).
 
 Where new code goes: a new kind of failure is a new `Reason` member (its value is API: never
 change one); a status no factory covers yet gets an `ErrorFactory` here.
+
+Errors never carry unbounded client input: a message is cut to `MAX_MESSAGE_BYTES`, and a value a
+message quotes goes through `echo` (at most `MAX_ECHO_CHARS`). A status travels in gRPC trailers
+(the message twice: `grpc-message` and the field violation's description in
+`grpc-status-details-bin`), which a peer refuses past its metadata limit (8-16 KiB): a long
+echoed name once turned a 400 into a 429 "metadata size exceeds hard limit".
 """
 
 from __future__ import annotations
@@ -23,6 +29,34 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 ERROR_DOMAIN = "bud.runtime"
+# The longest error message sent, in bytes of UTF-8 (longer ones are cut, marked with "…"), and
+# the longest field name a field violation carries: with the message twice on the wire, percent-
+# encoded in `grpc-message` (up to 3 bytes a byte) and base64 in the details, a status stays
+# under 7 KiB, below the 8 KiB from which gRPC peers start refusing metadata.
+MAX_MESSAGE_BYTES = 1024
+MAX_PARAM_BYTES = 256
+# The longest client value a message quotes (`echo`), in characters.
+MAX_ECHO_CHARS = 64
+
+
+def echo(value: object) -> str:
+    """`value` quoted for an error message (its `repr`), cut to `MAX_ECHO_CHARS` characters with
+    its length said, so that a message never repeats unbounded client input."""
+    text = repr(value)
+    if len(text) <= MAX_ECHO_CHARS:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, (str, bytes)) else ""
+    return f"{text[:MAX_ECHO_CHARS]}…{size}"
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8 (on a character boundary, "…" included)."""
+    if len(text) * 4 <= limit:  # short enough whatever its characters
+        return text
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "…"
 
 
 class Reason(StrEnum):
@@ -136,11 +170,17 @@ class ServiceError(Exception):
     reason: str = ""
     param: str = ""
 
+    def __post_init__(self) -> None:
+        self.message = bounded(self.message)
+        self.param = bounded(self.param, MAX_PARAM_BYTES)  # a query parameter's name is client input
+
     def __str__(self) -> str:
         return f"{self.code.name}: {self.message}"
 
     def to_status(self) -> status_pb2.Status:
-        """The google.rpc.Status carrying this error and its details."""
+        """The google.rpc.Status carrying this error and its details (the message bounded again:
+        it may have been changed since the error was built)."""
+        self.message = bounded(self.message)
         status = status_pb2.Status(code=self.code.value[0], message=self.message)
         if self.reason:
             status.details.add().Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN))
@@ -255,12 +295,17 @@ internal = ErrorFactory(grpc.StatusCode.INTERNAL, Reason.INTERNAL)
 
 __all__ = [
     "ERROR_DOMAIN",
+    "MAX_ECHO_CHARS",
+    "MAX_MESSAGE_BYTES",
+    "MAX_PARAM_BYTES",
     "ErrorFactory",
     "HTTP_STATUS",
     "Reason",
     "ServiceError",
     "aborted",
     "already_exists",
+    "bounded",
+    "echo",
     "failed_precondition",
     "grpc_code",
     "http_status",

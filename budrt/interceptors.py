@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -26,8 +27,34 @@ from budrt.errors import ServiceError
 log = logging.getLogger(__name__)
 
 REQUEST_ID_KEY = "x-request-id"
+# The longest request id a client may choose, and its characters; any other id a client sends
+# (HTTP `X-Request-Id`, gRPC `x-request-id`) is replaced by a generated one, never refused: it
+# goes into logs and usage records, whose store refuses longer ids (a 129-character id once
+# stopped usage reporting for everyone).
+MAX_REQUEST_ID_LENGTH = 128
+_REQUEST_ID_RE = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
 # The id of the call being served, for the logs (budrt.logs adds it to every line).
 request_id: ContextVar[str] = ContextVar("request_id", default="")
+
+
+def new_request_id() -> str:
+    """A generated request id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def accepted_request_id(value: str | None) -> str:
+    """The request id a client sent when it is one we carry (1 to `MAX_REQUEST_ID_LENGTH` of
+    letters, digits and '._:-'), a generated one otherwise (none sent included)."""
+    if value and _REQUEST_ID_RE.fullmatch(value):
+        return value
+    return new_request_id()
+
+
+def call_request_id(context: Any) -> str:
+    """The id of the call being served: the one `RequestIds` bound, else the call's accepted
+    `x-request-id` metadata (a servicer called without the interceptors)."""
+    return request_id.get() or accepted_request_id(_metadata_value(context, REQUEST_ID_KEY))
+
 
 Behavior = Callable[..., Any]
 
@@ -53,12 +80,13 @@ def _metadata_value(context: Any, key: str) -> str | None:
 
 
 class RequestIds(CallInterceptor):
-    """Binds the call's request id (its `x-request-id` metadata, or a new one) to the logs of the
-    call. A stream keeps it bound in the task that iterates it."""
+    """Binds the call's request id (its `x-request-id` metadata if `accepted_request_id` takes
+    it, or a new one) to the logs of the call. A stream keeps it bound in the task that iterates
+    it."""
 
     def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
         async def with_request_id(request: Any, context: Any) -> Any:
-            token = request_id.set(_metadata_value(context, REQUEST_ID_KEY) or uuid.uuid4().hex)
+            token = request_id.set(accepted_request_id(_metadata_value(context, REQUEST_ID_KEY)))
             try:
                 return await behavior(request, context)
             finally:
@@ -68,7 +96,7 @@ class RequestIds(CallInterceptor):
 
     def wrap_stream(self, behavior: Behavior, method: str) -> Behavior:
         async def with_request_id(request: Any, context: Any) -> Any:
-            request_id.set(_metadata_value(context, REQUEST_ID_KEY) or uuid.uuid4().hex)
+            request_id.set(accepted_request_id(_metadata_value(context, REQUEST_ID_KEY)))
             items = behavior(request, context)
             try:
                 async for item in items:
@@ -146,7 +174,8 @@ class ErrorMapping(CallInterceptor):
             try:
                 return await behavior(request, context)
             except ServiceError as err:
-                await context.abort(err.code, err.message, trailing_metadata=err.trailing_metadata())
+                trailers = err.trailing_metadata()  # bounds the message first
+                await context.abort(err.code, err.message, trailing_metadata=trailers)
             except grpc.aio.AbortError:
                 raise
             except Exception:
@@ -162,7 +191,8 @@ class ErrorMapping(CallInterceptor):
                 async for item in items:
                     yield item
             except ServiceError as err:
-                await context.abort(err.code, err.message, trailing_metadata=err.trailing_metadata())
+                trailers = err.trailing_metadata()  # bounds the message first
+                await context.abort(err.code, err.message, trailing_metadata=trailers)
             except (grpc.aio.AbortError, GeneratorExit):
                 raise
             except Exception:

@@ -36,6 +36,10 @@ _INT_TYPES = {
     _FD.TYPE_FIXED64,
 }
 _FLOAT_TYPES = {_FD.TYPE_FLOAT, _FD.TYPE_DOUBLE}
+# How deep a free-form JSON value (a `raw` field: tool parameters, JSON schemas) may nest, in
+# arrays and objects. Typed fields nest only as deep as their messages do; a raw value is kept as
+# JSON text, and orjson refuses to write one nested past 255 levels (a 500 once).
+MAX_RAW_JSON_DEPTH = 64
 _WRAPPERS = {
     f"google.protobuf.{n}Value"
     for n in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
@@ -448,7 +452,7 @@ def _bind_decoder(field: _Field, lenient: bool) -> Callable[[Any, str], Any]:
     if field.is_map:
         fd = fd.message_type.fields_by_name["value"]
     if field.raw:
-        dec: Callable[[Any, str], Any] = lambda v, p: orjson.dumps(v).decode()  # noqa: E731
+        dec: Callable[[Any, str], Any] = _raw_json
     elif fd.type == _FD.TYPE_MESSAGE and fd.message_type.full_name in _SPECIAL_DECODERS:
         dec = _SPECIAL_DECODERS[fd.message_type.full_name](fd.message_type)
     else:
@@ -456,6 +460,22 @@ def _bind_decoder(field: _Field, lenient: bool) -> Callable[[Any, str], Any]:
         dec = lambda v, p: _decode_scalar(target, v, p)  # noqa: E731
     field.dec = dec
     return dec
+
+
+def _raw_json(value: Any, path: str) -> str:
+    """A free-form JSON value as JSON text; refused when it nests deeper than
+    `MAX_RAW_JSON_DEPTH` (checked without recursion, so any depth is refused cleanly)."""
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        containers = [v for v in level if isinstance(v, (dict, list))]
+        if not containers:
+            break
+        depth += 1
+        if depth > MAX_RAW_JSON_DEPTH:
+            raise JsonFaceError(f"'{path}' is nested deeper than {MAX_RAW_JSON_DEPTH} levels", path)
+        level = [item for c in containers for item in (c.values() if isinstance(c, dict) else c)]
+    return orjson.dumps(value).decode()
 
 
 def _decode_scalar(fd: FieldDescriptor, value: Any, path: str) -> Any:

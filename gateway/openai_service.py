@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from budrt.errors import (
     unauthenticated,
     unavailable,
 )
+from budrt.interceptors import call_request_id
 from gateway import responses
 from gateway.engines import EnginePool
 from gateway.ratelimit import Decision, Limit, RateLimiter
@@ -85,14 +85,6 @@ class GenerationCaps:
                         f"tokens in all, but asked for up to {times}.",
                         param=name,
                     )
-
-
-def metadata_value(context: Any, key: str) -> str | None:
-    """A request metadata value (works for gRPC and in-process contexts)."""
-    for k, v in context.invocation_metadata() or ():
-        if k == key:
-            return v
-    return None
 
 
 class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
@@ -203,7 +195,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     ) -> None:
         if self.usage is None:
             return
-        request_id = metadata_value(context, "x-request-id") or uuid.uuid4().hex
+        request_id = call_request_id(context)  # the accepted client id or a generated one
         self.usage.record(
             request_id,
             key.project_id,
@@ -355,6 +347,18 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         finally:
             await chunks.aclose()
 
+    async def GetResponse(
+        self, request: response_pb2.GetResponseRequest, context: Any
+    ) -> response_pb2.Response:
+        self._authenticate(context)
+        raise responses.not_stored(request.response_id)
+
+    async def DeleteResponse(
+        self, request: response_pb2.DeleteResponseRequest, context: Any
+    ) -> response_pb2.DeleteResponseResponse:
+        self._authenticate(context)
+        raise responses.not_stored(request.response_id)
+
     async def ListModels(self, request: model_pb2.ListModelsRequest, context: Any) -> model_pb2.ModelList:
         key = self._authenticate(context)
         owner = self.tables.projects.get(key.project_id, key.project_id)
@@ -396,8 +400,7 @@ def _reserved_tokens(request: Any) -> int:
 
 
 def _forward(context: Any) -> tuple[tuple[str, str], ...]:
-    request_id = metadata_value(context, "x-request-id")
-    return (("x-request-id", request_id),) if request_id else ()
+    return (("x-request-id", call_request_id(context)),)
 
 
 def _engine_error(err: grpc.aio.AioRpcError, model: str, served_name: str) -> ServiceError:

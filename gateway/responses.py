@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from google.protobuf.message import Message
 
 from bud.openai.v1 import chat_pb2, common_pb2, response_pb2
-from budrt.errors import invalid_argument, unimplemented
+from budrt.errors import ServiceError, echo, invalid_argument, not_found, unimplemented
 
 
 def to_chat_request(request: response_pb2.ResponseRequest) -> chat_pb2.ChatCompletionRequest:
@@ -144,6 +144,17 @@ def _message_item(item_id: str, text: str, status: str) -> response_pb2.Response
     item = response_pb2.ResponseOutputItem(type="message", id=item_id, status=status, role="assistant")
     item.content.add(type="output_text", text=text)
     return item
+
+
+def not_stored(response_id: str) -> ServiceError:
+    """What `GET`/`DELETE /v1/responses/{id}` answer: no response is stored yet (every response
+    says `store: false`), so no id names one. A 404, as OpenAI answers for an unknown id, whose
+    message says why (stored responses come with the prompt service)."""
+    return not_found(
+        f"Response with id {echo(response_id)} not found: responses are not stored yet "
+        "(they come with the prompt service), so they cannot be retrieved or deleted.",
+        param="response_id",
+    )
 
 
 def new_ids() -> tuple[str, int]:

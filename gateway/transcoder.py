@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,17 @@ from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, Servic
 from google.protobuf.message import Message
 
 from bud.api.v1 import json_pb2
-from budrt.errors import Reason, ServiceError, http_status, internal, invalid_argument, not_found
+from budrt.errors import (
+    Reason,
+    ServiceError,
+    echo,
+    http_status,
+    internal,
+    invalid_argument,
+    not_found,
+    unauthenticated,
+)
+from budrt.interceptors import accepted_request_id
 from budrt.json_face import (
     STRING_FORM_TYPES,
     JsonFaceError,
@@ -96,7 +105,8 @@ class Transcoder:
         raw = scope.get("raw_path") or scope["path"].encode()
         raw_path = raw.decode("latin-1").split("?", 1)[0]
         method = scope["method"]
-        request_id = _header(scope, b"x-request-id") or os.urandom(16).hex()
+        # A client's id that is too long or has odd characters is replaced, not refused.
+        request_id = accepted_request_id(_header(scope, b"x-request-id"))
         plain = self.plain_routes.get((method, raw_path))
         if plain is not None:
             status, body = await plain(scope)
@@ -120,6 +130,7 @@ class Transcoder:
         route, path_values = found
         errors = self._backends[route.service.full_name].errors
         try:
+            metadata = _metadata(scope, request_id)
             body = await _read_body(receive)
             request, streaming = self._build_request(route, path_values, scope, body)
         except JsonFaceError as err:
@@ -128,7 +139,6 @@ class Transcoder:
         except ServiceError as err:
             await _respond(send, http_status(err.code), errors.body(err), request_id)
             return
-        metadata = _metadata(scope, request_id)
         if streaming is not None:
             await self._serve_stream(route, streaming, request, metadata, request_id, receive, send)
         else:
@@ -344,11 +354,20 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _metadata(scope: Scope, request_id: str) -> list[tuple[str, str]]:
+    """The RPC's metadata: the accepted request id and the forwarded headers. gRPC metadata
+    values are printable ASCII: an Authorization header that is not is refused (401), any other
+    such header is dropped (a gRPC channel would fail the whole call on it)."""
     metadata = [("x-request-id", request_id)]
     for key, value in scope["headers"]:
         name = key.decode("latin-1").lower()
         if name in FORWARDED_HEADERS and name != "x-request-id":
-            metadata.append((name, value.decode("latin-1")))
+            text = value.decode("latin-1")
+            if text.isascii() and text.isprintable():
+                metadata.append((name, text))
+            elif name == "authorization":
+                raise unauthenticated(
+                    "The Authorization header is not valid: send 'Bearer <token>' in printable ASCII."
+                )
     return metadata
 
 
@@ -391,14 +410,17 @@ def _set_path(msg: Message, dotted: str, raw: str, repeated_ok: bool = False) ->
     if fd is None or fd.type == FieldDescriptor.TYPE_MESSAGE and not _is_scalar_wrapper(fd):
         raise invalid_argument(f"unknown parameter '{dotted}'", param=dotted)
     value = _parse_scalar_text(fd, raw, dotted)
-    if fd.is_repeated:
-        if not repeated_ok:
-            raise invalid_argument(f"'{dotted}' cannot be bound from the path", param=dotted)
-        getattr(target, name).append(value)
-    elif fd.type == FieldDescriptor.TYPE_MESSAGE:
-        getattr(target, name).value = value
-    else:
-        setattr(target, name, value)
+    if fd.is_repeated and not repeated_ok:
+        raise invalid_argument(f"'{dotted}' cannot be bound from the path", param=dotted)
+    try:
+        if fd.is_repeated:
+            getattr(target, name).append(value)
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+            getattr(target, name).value = value
+        else:
+            setattr(target, name, value)
+    except ValueError:  # protobuf's range check: ?page_size=1000000000000 into an int32
+        raise invalid_argument(f"'{dotted}' is out of range: {echo(raw)}", param=dotted) from None
 
 
 def _is_scalar_wrapper(fd: FieldDescriptor) -> bool:
@@ -431,4 +453,4 @@ def _parse_scalar_text(fd: FieldDescriptor, raw: str, dotted: str) -> Any:
             return raw.encode()
         return int(raw)
     except ValueError:
-        raise invalid_argument(f"invalid value for '{dotted}': {raw!r}", param=dotted) from None
+        raise invalid_argument(f"invalid value for '{dotted}': {echo(raw)}", param=dotted) from None

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import empty_pb2
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from budrt import errors
@@ -173,8 +173,17 @@ def test_abort_arguments_rebuild_the_error() -> None:
     assert (clash.code, clash.message, clash.reason) == (grpc.StatusCode.INTERNAL, "other message", "")
 
 
-async def test_details_survive_a_real_grpc_hop() -> None:
-    raised = errors.invalid_argument("title must be a string", param="book.title")
+@pytest.mark.parametrize(
+    "raised",
+    [
+        errors.invalid_argument("title must be a string", param="book.title"),
+        # Unbounded input in a message (10,000 three-byte characters, twice on the wire) is cut
+        # short enough to pass a peer's metadata limit: not a RESOURCE_EXHAUSTED instead.
+        errors.invalid_argument("\u754c" * 10_000, param="\u754c" * 10_000),
+    ],
+    ids=["short", "unbounded"],
+)
+async def test_details_survive_a_real_grpc_hop(raised: ServiceError) -> None:
 
     async def fail(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         status = raised.grpc_status()
@@ -202,3 +211,29 @@ async def test_details_survive_a_real_grpc_hop() -> None:
     finally:
         await channel.close()
         await server.stop(0)
+
+
+def test_messages_and_echoed_values_are_bounded() -> None:
+    name = "\u00e9" * 10_000
+    assert errors.echo("short") == "'short'"
+    quoted = errors.echo(name)
+    assert len(quoted) < errors.MAX_ECHO_CHARS + 30 and quoted.endswith("… (10000 characters)")
+    err = errors.invalid_argument(f"bad name {name}", param="x" * 10_000)
+    size = len(err.message.encode())
+    assert errors.MAX_MESSAGE_BYTES - 4 < size <= errors.MAX_MESSAGE_BYTES and err.message.endswith("…")
+    assert err.message.startswith("bad name \u00e9\u00e9")  # cut on a character boundary
+    assert len(err.param.encode()) <= errors.MAX_PARAM_BYTES
+    err.message = name  # changed after it was built: still bounded on the wire
+    [violation] = _violations(err.to_status())
+    assert err.message == violation.description and len(err.message.encode()) <= errors.MAX_MESSAGE_BYTES
+    assert errors.bounded("short") == "short"
+
+
+def _violations(status: status_pb2.Status) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    found = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found += bad.field_violations
+    return found

@@ -16,7 +16,7 @@ from bud.openai.v1 import chat_pb2
 from budrt.errors import ServiceError, not_found
 from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
 from budrt.inprocess import InProcessService, LocalContext
-from budrt.interceptors import request_id
+from budrt.interceptors import MAX_REQUEST_ID_LENGTH, accepted_request_id, request_id
 from budrt.logs import setup_logging
 from tests.support.mesh import free_port
 
@@ -168,6 +168,17 @@ async def test_a_call_without_a_request_id_gets_a_new_one(call: Caller) -> None:
     assert first[0] == second[0] == "ok"
     assert len(first[1]) == 32 and first[1] != second[1]
     assert request_id.get() == ""  # nothing leaks into the caller's context
+
+
+@pytest.mark.parametrize("sent", ["r" * 129, "two words", 'quote"s', "semi;colon", "slash/id"])
+async def test_a_request_id_too_long_or_with_odd_characters_is_replaced(call: Caller, sent: str) -> None:
+    outcome = await call("CreateChatCompletion", "m", (("x-request-id", sent),))
+    assert outcome[0] == "ok" and outcome[1] != sent and len(outcome[1]) == 32
+
+
+@pytest.mark.parametrize("sent", ["r" * 128, "req_01J:a-b.c", "6f1c0a3e-0b5e-4c1e-9a43-6c1a2f1b9d0e"])
+def test_accepted_request_ids_are_kept(sent: str) -> None:
+    assert accepted_request_id(sent) == sent and len(sent) <= MAX_REQUEST_ID_LENGTH
 
 
 async def test_an_unhandled_error_is_logged_with_its_traceback(

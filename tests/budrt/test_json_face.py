@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
-from budrt.json_face import JsonFaceError, from_json, from_python, to_json
+from budrt.json_face import MAX_RAW_JSON_DEPTH, JsonFaceError, from_json, from_python, to_json
 
 
 def test_chat_request_round_trip_keeps_unions_raw_schema_and_numbers() -> None:
@@ -128,3 +128,31 @@ def test_unknown_fields_rejected_unless_lenient() -> None:
 def test_malformed_json_is_a_clear_error() -> None:
     with pytest.raises(JsonFaceError, match="not valid JSON"):
         from_json(b'{"model": ', chat_pb2.ChatCompletionRequest())
+
+
+def _nested(depth: int) -> object:
+    value: object = {}
+    for _ in range(depth - 1):
+        value = {"a": [value]} if depth % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [MAX_RAW_JSON_DEPTH + 1, 300, 1000])
+def test_a_raw_json_value_nested_too_deep_is_refused_with_its_param(depth: int) -> None:
+    text = b'{"model": "m", "messages": [], "response_format": {"type": "json_schema", "json_schema": '
+    text += b'{"name": "s", "schema": ' + b"[" * depth + b"]" * depth + b"}}}"
+    with pytest.raises(JsonFaceError) as info:
+        from_json(text, chat_pb2.ChatCompletionRequest(), lenient=True)
+    assert info.value.param == "response_format.json_schema.schema"
+    assert f"{MAX_RAW_JSON_DEPTH} levels" in info.value.message
+
+
+def test_a_raw_json_value_at_the_depth_limit_is_kept() -> None:
+    schema = _nested(MAX_RAW_JSON_DEPTH)
+    request = {
+        "model": "m",
+        "messages": [],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+    }
+    parsed = from_python(request, chat_pb2.ChatCompletionRequest(), lenient=True)
+    assert orjson.loads(parsed.response_format.json_schema.schema) == schema
