@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -152,9 +151,9 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     ) -> None:
         if self.usage is None:
             return
-        request_id = metadata_value(context, "x-request-id") or uuid.uuid4().hex
+        # The record's key is the recorder's own; the client's id is only kept beside it.
         self.usage.record(
-            request_id,
+            metadata_value(context, "x-request-id") or "",
             key.project_id,
             key.id,
             deployment.id,
