@@ -14,7 +14,7 @@ them and delivers the records. A record sent twice (a crash between the app's an
 truncation) is stored once: the app dedups on the record's key, made by the gateway.
 
 Frame: 4-byte big-endian length, 4-byte CRC-32 of the payload, payload (a serialized
-`UsageRecord`). A torn last frame (killed mid-write) or a corrupt one ends the reading.
+`UsageRecord`). A torn last frame (killed mid-write), a corrupt one or zeros end the reading.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def read_frames(data: bytes) -> Iterator[tuple[usage_pb2.UsageRecord, bytes]]:
         length, crc = _HEADER.unpack_from(data, offset)
         end = offset + _HEADER.size + length
         payload = data[offset + _HEADER.size : end]
-        if end > len(data) or zlib.crc32(payload) != crc:
+        # Every record has a key, so an empty payload is not one: zeros a crash left behind.
+        if length == 0 or end > len(data) or zlib.crc32(payload) != crc:
             return
         record = usage_pb2.UsageRecord()
         try:

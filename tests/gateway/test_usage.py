@@ -288,3 +288,9 @@ def test_spool_compaction_keeps_only_pending(tmp_path: Path) -> None:
     again.reset()
     again.close()
     assert list(tmp_path.iterdir()) == []
+    # What a crash can leave in a file: a torn frame, a corrupt one, zeros; all end the reading.
+    good = frame(usage_pb2.UsageRecord(request_id="ok"))
+    bad_crc = bytearray(frame(usage_pb2.UsageRecord(request_id="bad")))
+    bad_crc[-1] ^= 0xFF
+    for tail in (good[:-1], bytes(bad_crc), bytes(64)):
+        assert [r.request_id for r, _ in read_frames(good + tail + good)] == ["ok"]
