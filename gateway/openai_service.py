@@ -195,9 +195,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     ) -> None:
         if self.usage is None:
             return
-        request_id = call_request_id(context)  # the accepted client id or a generated one
+        # The record's key is the recorder's own; the client's id (accepted at the edge, or the
+        # one generated in its place) is only kept beside it.
         self.usage.record(
-            request_id,
+            call_request_id(context),
             key.project_id,
             key.id,
             deployment.id,

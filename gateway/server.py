@@ -24,6 +24,7 @@ from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables, RoutingWatcher
 from gateway.transcoder import FrontedService, Transcoder
 from gateway.usage import UsageRecorder
+from gateway.usage_spool import UsageSpool
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ async def serve(
     gRPC server hosting it."""
     tables = RoutingTables()
     engines = EnginePool(local=local_engines)
-    usage = UsageRecorder(settings.app_address)
+    # Undelivered usage survives restarts in the data dir (gateway/usage_spool.py).
+    usage = UsageRecorder(settings.app_address, spool=UsageSpool(settings.data_dir / "usage-spool"))
     limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
     caps = GenerationCaps(max_choices=settings.max_choices, max_total_tokens=settings.max_total_tokens)
     servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage, limiter, caps)

@@ -1,24 +1,39 @@
-"""Usage accounting: one record per request, queued on the request path (a list append) and sent
-to the app's UsageService in batches by a background task. Records that cannot be delivered are
-kept (up to a bound) and retried, so an app outage loses nothing short of that bound."""
+"""Usage accounting: one record per request, queued on the request path (a list append and one
+write to the spool file) and sent to the app's UsageService in batches by a background task.
+
+Each record's key (`request_id`) is made here, one per request, never the client's X-Request-Id
+(kept as `client_request_id`): requests sharing a client id are still counted apart, and a client
+cannot choose a key the app refuses. The app dedups on the key, so a batch whose answer was lost
+is simply sent again. A record the app refuses (`RecordUsageResponse.refused`) is quarantined:
+logged with the reason and the whole record, counted in `quarantined`, and never sent again — the
+rest of its batch is stored. Records that cannot be delivered (app unreachable) are kept, in
+memory up to a bound and in the spool (`gateway.usage_spool`) on disk, and retried; the spool
+hands them to the next gateway process after a restart or a crash."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
+from collections.abc import Sequence
 
 import grpc
+from google.protobuf import json_format
 
 from bud.app.v1 import usage_pb2, usage_pb2_grpc
 from budrt.grpc_server import insecure_channel
+from gateway.usage_spool import UsageSpool
 
 log = logging.getLogger(__name__)
 
+# The app's bound on request ids; a longer client id is cut (it is only a correlation aid).
+MAX_CLIENT_REQUEST_ID = 128
+
 
 class UsageRecorder:
-    """Buffers usage records and flushes them to the app."""
+    """Buffers usage records (and spools them when given a `spool`) and flushes them to the app."""
 
     def __init__(
         self,
@@ -26,16 +41,28 @@ class UsageRecorder:
         flush_interval: float = 1.0,
         batch_size: int = 500,
         max_buffered: int = 1_000_000,
+        spool: UsageSpool | None = None,
+        compact_bytes: int = 16 << 20,
     ) -> None:
         self.app_address = app_address
         self.flush_interval = flush_interval
         self.batch_size = batch_size
+        self.compact_bytes = compact_bytes
         self._buffer: deque[usage_pb2.UsageRecord] = deque(maxlen=max_buffered)
         self._wake = asyncio.Event()
+        self._spool = spool
+        # Records the app refused: logged and dropped, never resent (for the metrics endpoint).
+        self.quarantined = 0
+        if spool is not None:
+            try:
+                self._buffer.extend(spool.open())
+            except OSError as err:  # a read-only or full disk must not keep the gateway down
+                log.error("usage spool disabled: cannot open %s (%s)", spool.directory, err)
+                self._spool = None
 
     def record(
         self,
-        request_id: str,
+        client_request_id: str,
         project_id: str,
         api_key_id: str,
         deployment_id: str,
@@ -45,10 +72,11 @@ class UsageRecorder:
         started: float,
         status_code: int,
     ) -> None:
-        """Queues one request's usage (never blocks, never raises)."""
+        """Queues one request's usage under a new key (never blocks, never raises)."""
         now = time.time()
         rec = usage_pb2.UsageRecord(
-            request_id=request_id,
+            request_id=uuid.uuid4().hex,
+            client_request_id=client_request_id[:MAX_CLIENT_REQUEST_ID],
             project_id=project_id,
             api_key_id=api_key_id,
             deployment_id=deployment_id,
@@ -59,6 +87,12 @@ class UsageRecorder:
             operation=operation,
         )
         rec.time.FromNanoseconds(int(now * 1e9))
+        self.add(rec)
+
+    def add(self, rec: usage_pb2.UsageRecord) -> None:
+        """Queues a built record (spooled first)."""
+        if self._spool is not None:
+            self._spool.append(rec)
         self._buffer.append(rec)
         if len(self._buffer) >= self.batch_size:
             self._wake.set()
@@ -69,10 +103,13 @@ class UsageRecorder:
         return len(self._buffer)
 
     async def run(self) -> None:
-        """Flushes until cancelled; a last flush is attempted on cancellation."""
+        """Flushes until cancelled; a last flush is attempted on cancellation (what it cannot
+        deliver stays in the spool for the next start)."""
         channel = insecure_channel(self.app_address)
         stub = usage_pb2_grpc.UsageServiceStub(channel)
         try:
+            if self._buffer:
+                self._wake.set()  # records recovered from the spool go first
             while True:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.flush_interval)
@@ -81,18 +118,56 @@ class UsageRecorder:
                 self._wake.clear()
                 await self._flush(stub)
         finally:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._flush(stub)), 2.0)
-            except (TimeoutError, asyncio.CancelledError):
-                pass
+            last = asyncio.ensure_future(self._flush(stub))
+            done, _ = await asyncio.wait({last}, timeout=2.0)
+            if not done:
+                last.cancel()
+            await asyncio.gather(last, return_exceptions=True)
             await channel.close()
+            if self._spool is not None:
+                self._spool.close()
 
     async def _flush(self, stub: usage_pb2_grpc.UsageServiceStub) -> None:
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
             try:
-                await stub.RecordUsage(usage_pb2.RecordUsageRequest(records=batch), timeout=10)
+                if self._spool is not None:
+                    await asyncio.to_thread(self._spool.sync)  # durable before it is sent
+                reply = await stub.RecordUsage(usage_pb2.RecordUsageRequest(records=batch), timeout=10)
             except grpc.aio.AioRpcError as err:
                 self._buffer.extendleft(reversed(batch))  # keep order; retried next round
                 log.warning("usage flush failed (%s); %d records pending", err.code().name, len(self._buffer))
                 return
+            except BaseException:
+                self._buffer.extendleft(reversed(batch))  # cancelled mid-batch: still pending
+                raise
+            self._quarantine(batch, reply.refused)
+            self._compact()
+
+    def _quarantine(
+        self, batch: Sequence[usage_pb2.UsageRecord], refused: Sequence[usage_pb2.RefusedUsageRecord]
+    ) -> None:
+        """Logs each refused record (whole, so an operator can replay it) and counts it."""
+        for refusal in refused:
+            record = batch[refusal.index] if 0 <= refusal.index < len(batch) else None
+            self.quarantined += 1
+            log.error(
+                "usage record refused by the app; quarantined (not resent): %s",
+                refusal.message,
+                extra={
+                    "reason": refusal.reason,
+                    "field": refusal.field,
+                    "usage_record": json_format.MessageToDict(record) if record is not None else None,
+                    "quarantined_total": self.quarantined,
+                },
+            )
+
+    def _compact(self) -> None:
+        """Drops what the app has answered from the spool: truncated when nothing is pending
+        (no batch is in flight here), rewritten when a backlog has made it large."""
+        if self._spool is None:
+            return
+        if not self._buffer:
+            self._spool.reset()
+        elif self._spool.size > self.compact_bytes:
+            self._spool.reset(self._buffer)

@@ -208,7 +208,8 @@ class ProjectMember(Base):
 
 
 class UsageRecord(Base):
-    """One request's usage, as a gateway reported it. Stored once per request id.
+    """One request's usage, as a gateway reported it. Stored once per `request_id`, the key the
+    gateway made for the request; `client_request_id` is the client's X-Request-Id (not unique).
 
     Ids are kept as reported, without foreign keys: usage outlives the keys and deployments it
     names. `day` is the UTC date of `time`, the grouping key of QueryUsage.
@@ -219,6 +220,7 @@ class UsageRecord(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(128), unique=True)
+    client_request_id: Mapped[str] = mapped_column(String(128), default="", server_default="")
     project_id: Mapped[str] = mapped_column(String(64))
     api_key_id: Mapped[str] = mapped_column(String(64), default="")
     deployment_id: Mapped[str] = mapped_column(String(64), default="")

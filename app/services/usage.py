@@ -1,7 +1,11 @@
 """UsageService: usage records written by gateways, and daily totals.
 
-RecordUsage is idempotent: a record is stored once per `request_id` (a gateway may resend a batch
-it is unsure about); duplicates are skipped and not counted in `stored`. It also moves the keys'
+RecordUsage is idempotent: a record is stored once per `request_id`, the key the gateway made for
+the request (a gateway may resend a batch it is unsure about); duplicates are skipped and not
+counted in `stored`. The client's own X-Request-Id travels as `client_request_id`, an attribute
+that several records may share. An invalid record never fails its batch: the valid records are
+stored and each invalid one is answered in `refused` (index, key, reason, field), for the gateway
+to quarantine — one bad record must not stop the usage of every project. It also moves the keys'
 `last_used_time` forward. That is bookkeeping, not routing state, so it does not bump the routing
 revision. QueryUsage groups by UTC day, key and deployment.
 
@@ -30,23 +34,25 @@ from app.validation import require
 from auth.roles import VIEWER
 from auth.tokens import Authenticator
 from bud.app.v1 import usage_pb2, usage_pb2_grpc
-from budrt.errors import invalid_argument
+from budrt.errors import ServiceError, invalid_argument
 from budrt.grpc_server import ServiceBinding
 
 # Rows per INSERT statement: keeps the bound parameters under SQLite's limit.
 _CHUNK = 200
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAX_ID = 64
+_MAX_REQUEST_ID = 128
 
 
 def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dict[str, Any]:
     param = f"records[{index}]"
     require(record.request_id, f"{param}.request_id")
     require(record.project_id, f"{param}.project_id")
-    if len(record.request_id) > 128:
-        raise invalid_argument(
-            f"{param}.request_id is longer than 128 characters", param=f"{param}.request_id"
-        )
+    for field in ("request_id", "client_request_id"):
+        if len(getattr(record, field)) > _MAX_REQUEST_ID:
+            raise invalid_argument(
+                f"{param}.{field} is longer than {_MAX_REQUEST_ID} characters", param=f"{param}.{field}"
+            )
     for field in ("project_id", "api_key_id", "deployment_id", "operation"):
         if len(getattr(record, field)) > _MAX_ID:
             raise invalid_argument(
@@ -58,6 +64,7 @@ def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dic
     when = from_timestamp(record.time) if record.HasField("time") else now
     return {
         "request_id": record.request_id,
+        "client_request_id": record.client_request_id,
         "project_id": record.project_id,
         "api_key_id": record.api_key_id,
         "deployment_id": record.deployment_id,
@@ -124,18 +131,31 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
     async def RecordUsage(
         self, request: usage_pb2.RecordUsageRequest, context: grpc.aio.ServicerContext
     ) -> usage_pb2.RecordUsageResponse:
-        """Stores a batch (all or nothing); records already stored are skipped. Internal: no
-        user token."""
+        """Stores the valid records of a batch (in one transaction) and answers the invalid ones
+        in `refused`; records already stored are skipped. Internal: no user token."""
         now = utcnow()
         rows: dict[str, dict[str, Any]] = {}
+        refused: list[usage_pb2.RefusedUsageRecord] = []
         for i, record in enumerate(request.records):
-            row = _record_row(record, i, now)
+            try:
+                row = _record_row(record, i, now)
+            except ServiceError as err:
+                refused.append(
+                    usage_pb2.RefusedUsageRecord(
+                        request_id=record.request_id,
+                        index=i,
+                        reason=err.reason,
+                        field=err.param,
+                        message=err.message,
+                    )
+                )
+                continue
             rows.setdefault(row["request_id"], row)  # a batch may repeat a record
-        if not rows:
-            return usage_pb2.RecordUsageResponse(stored=0)
-        async with self._db.transaction() as session:
-            stored = await store_usage(session, list(rows.values()))
-        return usage_pb2.RecordUsageResponse(stored=stored)
+        stored = 0
+        if rows:
+            async with self._db.transaction() as session:
+                stored = await store_usage(session, list(rows.values()))
+        return usage_pb2.RecordUsageResponse(stored=stored, refused=refused)
 
     async def QueryUsage(
         self, request: usage_pb2.QueryUsageRequest, context: grpc.aio.ServicerContext

@@ -1,4 +1,6 @@
-"""UsageService on SQLite and PostgreSQL: idempotent recording, daily totals."""
+"""UsageService on SQLite and PostgreSQL: idempotent recording on the gateway's key, the client's
+request id as a plain attribute, invalid records refused one by one (never the batch), daily
+totals."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
+from sqlalchemy import select
 
+from app.db import models
 from app.server import RunningApp
 from bud.app.v1 import project_pb2, usage_pb2
 from bud.auth.v1 import auth_pb2
@@ -117,34 +121,63 @@ async def test_record_is_idempotent_and_queries_by_day(app: RunningApp, stubs: A
     assert key.last_used_time.ToDatetime(tzinfo=UTC) == day2
 
 
+async def _requests(stubs: Any, project_id: str) -> int:
+    buckets = (await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id))).buckets
+    return sum(b.requests for b in buckets)
+
+
+async def test_same_client_request_id_is_one_record_per_request(stubs: Any, app: RunningApp) -> None:
+    """Five requests sent with one X-Request-Id are five records (the attack recorded one)."""
+    project_id = app.bootstrapped.project_id
+    now = datetime.now(UTC)
+    batch = [
+        _record(f"gw{i}", project_id, "key_a", now, client_request_id="same-id-every-time") for i in range(5)
+    ]
+    assert (await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(records=batch))).stored == 5
+    assert (await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(records=batch))).stored == 0
+    assert await _requests(stubs, project_id) == 5
+    async with app.db.snapshot() as session:
+        rows = (
+            await session.execute(select(models.UsageRecord.request_id, models.UsageRecord.client_request_id))
+        ).all()
+    assert sorted(rows) == [(f"gw{i}", "same-id-every-time") for i in range(5)]
+
+
+async def test_invalid_records_are_refused_alone(stubs: Any, app: RunningApp) -> None:
+    """A 129-character id (key or client id) or a negative count refuses that record, reported
+    by index, key, reason and field; the rest of the batch is stored (it used to fail whole)."""
+    project_id = app.bootstrapped.project_id
+    now = datetime.now(UTC)
+    batch = [
+        _record("ok1", project_id, "key_a", now, client_request_id="c" * 128),
+        _record("long-client", project_id, "key_a", now, client_request_id="x" * 129),
+        _record("k" * 129, project_id, "key_a", now),
+        usage_pb2.UsageRecord(project_id=project_id),
+        _record("neg", project_id, "key_a", now, prompt_tokens=-1),
+        _record("no-project", "", "key_a", now),
+        _record("ok2", project_id, "key_a", now),
+    ]
+    reply = await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(records=batch))
+    assert reply.stored == 2
+    assert [(r.index, r.request_id, r.reason, r.field) for r in reply.refused] == [
+        (1, "long-client", "INVALID_ARGUMENT", "records[1].client_request_id"),
+        (2, "k" * 129, "INVALID_ARGUMENT", "records[2].request_id"),
+        (3, "", "INVALID_ARGUMENT", "records[3].request_id"),
+        (4, "neg", "INVALID_ARGUMENT", "records[4].prompt_tokens"),
+        (5, "no-project", "INVALID_ARGUMENT", "records[5].project_id"),
+    ]
+    assert all(r.message for r in reply.refused)
+    assert await _requests(stubs, project_id) == 2
+    # Resent (the gateway was unsure): nothing is stored twice, the same records are refused.
+    again = await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(records=batch))
+    assert (again.stored, len(again.refused)) == (0, 5)
+    assert await _requests(stubs, project_id) == 2
+
+
 async def test_errors(stubs: Any, helpers: Any, app: RunningApp) -> None:
     project_id = app.bootstrapped.project_id
-    await helpers.expect_error(
-        stubs.usage.RecordUsage(
-            usage_pb2.RecordUsageRequest(
-                records=[
-                    usage_pb2.UsageRecord(request_id="ok", project_id=project_id),
-                    usage_pb2.UsageRecord(project_id=project_id),
-                ]
-            )
-        ),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "records[1].request_id",
-    )
-    # All or nothing: the valid record of the refused batch was not stored.
-    assert (
-        list((await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id))).buckets) == []
-    )
-    await helpers.expect_error(
-        stubs.usage.RecordUsage(
-            usage_pb2.RecordUsageRequest(
-                records=[usage_pb2.UsageRecord(request_id="neg", project_id=project_id, prompt_tokens=-1)]
-            )
-        ),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "records[0].prompt_tokens",
-    )
-    assert (await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest())).stored == 0
+    empty = await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest())
+    assert (empty.stored, list(empty.refused)) == (0, [])
     await helpers.expect_error(
         stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id, start_date="03/01/2026")),
         grpc.StatusCode.INVALID_ARGUMENT,

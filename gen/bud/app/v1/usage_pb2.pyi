@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UsageRecord(_message.Message):
-    __slots__ = ("request_id", "project_id", "api_key_id", "deployment_id", "prompt_tokens", "completion_tokens", "latency_ms", "status_code", "time", "operation")
+    __slots__ = ("request_id", "project_id", "api_key_id", "deployment_id", "prompt_tokens", "completion_tokens", "latency_ms", "status_code", "time", "operation", "client_request_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class UsageRecord(_message.Message):
     STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     project_id: str
     api_key_id: str
@@ -32,7 +33,8 @@ class UsageRecord(_message.Message):
     status_code: int
     time: _timestamp_pb2.Timestamp
     operation: str
-    def __init__(self, request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., status_code: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[str] = ...) -> None: ...
+    client_request_id: str
+    def __init__(self, request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., status_code: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[str] = ..., client_request_id: _Optional[str] = ...) -> None: ...
 
 class RecordUsageRequest(_message.Message):
     __slots__ = ("records",)
@@ -41,10 +43,26 @@ class RecordUsageRequest(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[UsageRecord, _Mapping]]] = ...) -> None: ...
 
 class RecordUsageResponse(_message.Message):
-    __slots__ = ("stored",)
+    __slots__ = ("stored", "refused")
     STORED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     stored: int
-    def __init__(self, stored: _Optional[int] = ...) -> None: ...
+    refused: _containers.RepeatedCompositeFieldContainer[RefusedUsageRecord]
+    def __init__(self, stored: _Optional[int] = ..., refused: _Optional[_Iterable[_Union[RefusedUsageRecord, _Mapping]]] = ...) -> None: ...
+
+class RefusedUsageRecord(_message.Message):
+    __slots__ = ("request_id", "index", "reason", "field", "message")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    index: int
+    reason: str
+    field: str
+    message: str
+    def __init__(self, request_id: _Optional[str] = ..., index: _Optional[int] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class QueryUsageRequest(_message.Message):
     __slots__ = ("project_id", "start_date", "end_date", "api_key_id", "deployment_id")
