@@ -50,6 +50,7 @@ class Reason(StrEnum):
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
     # Management state.
     LAST_OWNER = "LAST_OWNER"
+    LAST_ADMIN = "LAST_ADMIN"
     PROJECT_HAS_DEPLOYMENTS = "PROJECT_HAS_DEPLOYMENTS"
     API_KEY_REVOKED = "API_KEY_REVOKED"
     # Models and serving.

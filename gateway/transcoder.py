@@ -20,6 +20,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from auth.client_address import FORWARDED_FOR
 from bud.api.v1 import json_pb2
 from budrt.errors import Reason, ServiceError, http_status, internal, invalid_argument, not_found
 from budrt.json_face import (
@@ -349,6 +350,10 @@ def _metadata(scope: Scope, request_id: str) -> list[tuple[str, str]]:
         name = key.decode("latin-1").lower()
         if name in FORWARDED_HEADERS and name != "x-request-id":
             metadata.append((name, value.decode("latin-1")))
+    if scope.get("client"):
+        # The HTTP client's address, for the app's per-address login throttle (a client's own
+        # x-forwarded-for header is not in FORWARDED_HEADERS: dropped). See auth.client_address.
+        metadata.append((FORWARDED_FOR, str(scope["client"][0])))
     return metadata
 
 
