@@ -8,7 +8,9 @@ management RPC starts with.
 Every management RPC — all of ProjectService, DeploymentService, ApiKeyService and UserService
 (Login aside) and UsageService.QueryUsage — first authenticates its caller (UNAUTHENTICATED, before
 any validation, when the ``authorization: Bearer <JWT>`` metadata is missing, malformed, badly
-signed or expired). The RPCs that gateways call on the internal network,
+signed or expired, or when its user is gone, disabled, or has a newer token generation than the
+token's: one read of the user's row per call, which makes a password change, a disable or a role
+taken away revoke the user's earlier tokens at once). The RPCs that gateways call on the internal network,
 RoutingService.WatchRouting and UsageService.RecordUsage, take no token.
 
 A caller without a role in a project gets the NOT_FOUND a missing project gets, so ids do not
@@ -33,6 +35,7 @@ from app.services.common import get_project, project_not_found
 from app.validation import require
 from auth.roles import require_held
 from auth.tokens import Authenticator, Caller
+from budrt.errors import Reason, unauthenticated
 
 # How an RPC's transaction treats the routing revision (see `Database`).
 Transaction = Literal["snapshot", "transaction", "mutation"]
@@ -91,13 +94,26 @@ class Access:
         self._db = db
         self._auth = auth
 
-    def caller(self, context: Any, request: Message | None = None, *required: str) -> Caller:
-        """The authenticated caller; then INVALID_ARGUMENT for the first of the `required`
-        field paths of `request` that is empty (each named as its own `param`)."""
-        caller = self._auth.caller(context)
+    async def caller(self, context: Any, request: Message | None = None, *required: str) -> Caller:
+        """The authenticated caller, whose token is still current (see :meth:`current`); then
+        INVALID_ARGUMENT for the first of the `required` field paths of `request` that is empty
+        (each named as its own `param`)."""
+        caller = await self.current(self._auth.caller(context))
         for path in required:
             require(field_value(request, path), path)
         return caller
+
+    async def current(self, caller: Caller) -> Caller:
+        """The caller as their user's row says now: UNAUTHENTICATED (INVALID_TOKEN) when the user
+        is gone or disabled, or their token generation moved on since the token was issued; the
+        platform-admin flag is the row's."""
+        async with self._db.snapshot() as session:
+            user = await session.get(models.User, caller.user_id)
+        if user is None or user.disabled or user.token_generation != caller.generation:
+            raise unauthenticated(
+                "the access token has been revoked; log in again", reason=Reason.INVALID_TOKEN
+            )
+        return Caller(user.id, user.platform_admin, user.token_generation)
 
     @asynccontextmanager
     async def project(

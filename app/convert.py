@@ -172,6 +172,7 @@ def user_to_proto(row: models.User) -> user_pb2.User:
         display_name=row.display_name,
         platform_admin=row.platform_admin,
         create_time=to_timestamp(row.create_time),
+        disabled=row.disabled,
     )
 
 

@@ -1,8 +1,10 @@
 """Access tokens of the management API: HS256 JWTs, and the caller they name.
 
 Tokens are signed with the `jwt_secret` setting, valid 15 minutes, with the claims ``sub`` (user
-id), ``admin`` (platform admin), ``iat``, ``exp`` and a random ``jti``. They are not stored: a
-token's admin flag holds until it expires. Project roles are not in the token (see
+id), ``admin`` (platform admin when issued), ``gen`` (the user's token generation when issued),
+``iat``, ``exp`` and a random ``jti``. They are not stored; the service that owns the users
+compares ``gen`` with the user's current generation on every call (the app: `app.authz.Access`),
+so bumping it revokes every earlier token at once. Project roles are not in the token (see
 `auth.roles`).
 """
 
@@ -23,15 +25,17 @@ TOKEN_TYPE = "Bearer"
 # Tolerated clock difference between the app replica that issued a token and the one checking it.
 CLOCK_SKEW_S = 10
 _ALGORITHM = "HS256"
-_CLAIMS = ("sub", "admin", "iat", "exp", "jti")
+_CLAIMS = ("sub", "admin", "gen", "iat", "exp", "jti")
 
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated user of a call, as its token says."""
+    """The authenticated user of a call, as its token says (`admin` as the user's row says, once
+    the app has checked the token's generation)."""
 
     user_id: str
     admin: bool
+    generation: int = 0
 
 
 class Authenticator:
@@ -43,12 +47,14 @@ class Authenticator:
         self._secret = secret
         self.lifetime_s = lifetime_s
 
-    def issue(self, user_id: str, admin: bool) -> str:
-        """A signed access token for the user, valid `lifetime_s` seconds from now."""
+    def issue(self, user_id: str, admin: bool, generation: int = 0) -> str:
+        """A signed access token for the user at their token `generation`, valid `lifetime_s`
+        seconds from now."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "sub": user_id,
             "admin": admin,
+            "gen": generation,
             "iat": now,
             "exp": now + self.lifetime_s,
             "jti": secrets.token_urlsafe(16),
@@ -72,10 +78,16 @@ class Authenticator:
             ) from None
         except jwt.InvalidTokenError:
             raise unauthenticated("invalid access token", reason=Reason.INVALID_TOKEN) from None
-        user_id, admin = claims["sub"], claims["admin"]
-        if not isinstance(user_id, str) or not user_id or not isinstance(admin, bool):
+        user_id, admin, generation = claims["sub"], claims["admin"], claims["gen"]
+        if (
+            not isinstance(user_id, str)
+            or not user_id
+            or not isinstance(admin, bool)
+            or not isinstance(generation, int)
+            or isinstance(generation, bool)
+        ):
             raise unauthenticated("invalid access token", reason=Reason.INVALID_TOKEN)
-        return Caller(user_id, admin)
+        return Caller(user_id, admin, generation)
 
     def caller(self, context: Any) -> Caller:
         """The caller of an RPC, from its ``authorization: Bearer <token>`` metadata (`context`

@@ -19,6 +19,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from auth.client_address import FORWARDED_FOR
 from bud.api.v1 import json_pb2
 from budrt.errors import (
     Reason,
@@ -368,6 +369,10 @@ def _metadata(scope: Scope, request_id: str) -> list[tuple[str, str]]:
                 raise unauthenticated(
                     "The Authorization header is not valid: send 'Bearer <token>' in printable ASCII."
                 )
+    if scope.get("client"):
+        # The HTTP client's address, for the app's per-address login throttle (a client's own
+        # x-forwarded-for header is not in FORWARDED_HEADERS: dropped). See auth.client_address.
+        metadata.append((FORWARDED_FOR, str(scope["client"][0])))
     return metadata
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -182,7 +183,12 @@ class ApiKey(Base):
 
 
 class User(Base):
-    """A platform user (used from the next increment on)."""
+    """A platform user.
+
+    `token_generation` is carried in the user's access tokens (claim ``gen``) and checked on
+    every management call: bumping it (password change, disable, a role taken away) makes every
+    token issued before invalid at once.
+    """
 
     __tablename__ = "users"
 
@@ -192,6 +198,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     create_time: Mapped[datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ProjectMember(Base):

@@ -166,7 +166,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         self, request: auth_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.CreateApiKeyResponse:
         """Mints a key; the response carries its secret, this once. Editor."""
-        caller = self._access.caller(context, request, "project_id")
+        caller = await self._access.caller(context, request, "project_id")
         with conflicts_as(_prefix_clash):
             async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 row, secret = await create_api_key(
@@ -185,7 +185,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         self, request: auth_pb2.GetApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.GetApiKeyResponse:
         """One key, without its secret (viewer)."""
-        caller = self._access.caller(context, request, "project_id", "api_key_id")
+        caller = await self._access.caller(context, request, "project_id", "api_key_id")
         async with self._access.project(caller, request.project_id, VIEWER) as session:
             row = await get_api_key(session, request.project_id, request.api_key_id)
         return auth_pb2.GetApiKeyResponse(api_key=api_key_to_proto(row, utcnow()))
@@ -194,7 +194,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         self, request: auth_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.ListApiKeysResponse:
         """A project's keys (revoked and expired ones too) in creation order, paginated (viewer)."""
-        caller = self._access.caller(context, request, "project_id")
+        caller = await self._access.caller(context, request, "project_id")
         async with self._access.project(caller, request.project_id, VIEWER) as session:
             rows, token = await fetch_project_page(
                 session, models.ApiKey, "api_keys", request.project_id, request
@@ -208,7 +208,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         self, request: auth_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RevokeApiKeyResponse:
         """Revokes a key for good (revoking it again changes nothing). Editor."""
-        caller = self._access.caller(context, request, "project_id", "api_key_id")
+        caller = await self._access.caller(context, request, "project_id", "api_key_id")
         async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
             row = await get_api_key(session, request.project_id, request.api_key_id)
             if row.revoke_time is None:
@@ -226,7 +226,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
         deployment_ids, expire_time (absent clears it), requests_per_minute, tokens_per_minute.
         Gateways apply the change within a second. Revoked keys cannot change, and an expired
         key's expire_time cannot (FAILED_PRECONDITION: an expired key stays expired). Editor."""
-        caller = self._access.caller(context, request, "api_key.id", "api_key.project_id")
+        caller = await self._access.caller(context, request, "api_key.id", "api_key.project_id")
         patch = request.api_key
         paths = check_update_mask(request.update_mask, auth_pb2.ApiKey.DESCRIPTOR, UPDATABLE_KEY_FIELDS)
         name = patch.name if "name" in paths else None
@@ -262,7 +262,7 @@ class ApiKeyServicer(auth_pb2_grpc.ApiKeyServiceServicer):
     ) -> auth_pb2.RotateApiKeyResponse:
         """Gives a key a new secret (and prefix); the old secret stops working at once.
         Revoked keys cannot be rotated (FAILED_PRECONDITION). Editor."""
-        caller = self._access.caller(context, request, "project_id", "api_key_id")
+        caller = await self._access.caller(context, request, "project_id", "api_key_id")
         with conflicts_as(_prefix_clash):
             async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 row = await get_api_key(session, request.project_id, request.api_key_id)

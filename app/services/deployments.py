@@ -179,7 +179,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         self, request: deployment_pb2.CreateDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> deployment_pb2.CreateDeploymentResponse:
         """Creates a deployment (PENDING) and asks the reconciler to load it. Editor."""
-        caller = self._access.caller(context, request, "project_id")
+        caller = await self._access.caller(context, request, "project_id")
         deployment = request.deployment
         if deployment.project_id and deployment.project_id != request.project_id:
             raise invalid_argument(
@@ -196,7 +196,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         self, request: deployment_pb2.GetDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> deployment_pb2.GetDeploymentResponse:
         """One deployment (viewer)."""
-        caller = self._access.caller(context, request, "project_id", "deployment_id")
+        caller = await self._access.caller(context, request, "project_id", "deployment_id")
         async with self._access.project(caller, request.project_id, VIEWER) as session:
             row = await get_deployment(session, request.project_id, request.deployment_id)
             return deployment_pb2.GetDeploymentResponse(deployment=deployment_to_proto(row))
@@ -205,7 +205,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         self, request: deployment_pb2.ListDeploymentsRequest, context: grpc.aio.ServicerContext
     ) -> deployment_pb2.ListDeploymentsResponse:
         """A project's deployments in creation order, paginated (viewer)."""
-        caller = self._access.caller(context, request, "project_id")
+        caller = await self._access.caller(context, request, "project_id")
         async with self._access.project(caller, request.project_id, VIEWER) as session:
             rows, token = await fetch_project_page(
                 session, models.Deployment, "deployments", request.project_id, request
@@ -220,7 +220,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         """Changes the fields named in update_mask (all writable fields when empty; nested paths
         such as ``rate_limits.requests_per_minute`` work). A change of what the engines load sets
         the deployment PENDING, reloads it and unloads endpoints it no longer has. Editor."""
-        caller = self._access.caller(context, request, "deployment.id", "deployment.project_id")
+        caller = await self._access.caller(context, request, "deployment.id", "deployment.project_id")
         patch = request.deployment
         paths = check_update_mask(
             request.update_mask, deployment_pb2.Deployment.DESCRIPTOR, WRITABLE_FIELDS, nested=True
@@ -272,7 +272,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
     ) -> deployment_pb2.DeleteDeploymentResponse:
         """Deletes a deployment and unloads its model from its engines (in the background, best
         effort). API keys restricted to it keep its id, which then matches nothing. Editor."""
-        caller = self._access.caller(context, request, "project_id", "deployment_id")
+        caller = await self._access.caller(context, request, "project_id", "deployment_id")
         async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
             row = await get_deployment(session, request.project_id, request.deployment_id)
             endpoints = [(e.address, e.served_model_name) for e in row.endpoints]

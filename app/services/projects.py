@@ -66,7 +66,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         self, request: project_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.CreateProjectResponse:
         """Creates a project with a unique name; the caller becomes its owner."""
-        caller = self._access.caller(context)
+        caller = await self._access.caller(context)
         project = request.project
         check_project_name(project.name, "project.name")
         check_description(project.description, "project.description")
@@ -79,7 +79,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         self, request: project_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.GetProjectResponse:
         """One project (viewer)."""
-        caller = self._access.caller(context, request, "project_id")
+        caller = await self._access.caller(context, request, "project_id")
         async with self._access.project(caller, request.project_id, VIEWER) as session:
             row = await get_project(session, request.project_id)
         return project_pb2.GetProjectResponse(project=project_to_proto(row))
@@ -88,7 +88,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         self, request: project_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.ListProjectsResponse:
         """The caller's projects (all for a platform admin) in creation order, paginated."""
-        caller = self._access.caller(context)
+        caller = await self._access.caller(context)
         async with self._db.snapshot() as session:
             projects = visible_projects(caller)
             rows, token = await fetch_page(session, projects, models.Project.id, "projects", request)
@@ -100,7 +100,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         self, request: project_pb2.UpdateProjectRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.UpdateProjectResponse:
         """Changes the fields named in update_mask (name, description; both when empty). Owner."""
-        caller = self._access.caller(context, request, "project.id")
+        caller = await self._access.caller(context, request, "project.id")
         project = request.project
         paths = check_update_mask(request.update_mask, project_pb2.Project.DESCRIPTOR, WRITABLE_FIELDS)
         if "name" in paths:
@@ -136,7 +136,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
         """Deletes a project with its API keys and memberships. Refused (FAILED_PRECONDITION)
         while it has deployments, unless `force`, which deletes them too (and unloads their
         models). Usage records are kept. Owner."""
-        caller = self._access.caller(context, request, "project_id")
+        caller = await self._access.caller(context, request, "project_id")
         async with self._access.project(caller, request.project_id, OWNER, kind="mutation") as session:
             project_id = request.project_id
             deployment_ids = select(models.Deployment.id).where(models.Deployment.project_id == project_id)

@@ -162,7 +162,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
     ) -> usage_pb2.QueryUsageResponse:
         """Totals per UTC day, key and deployment, ordered by date. Empty start/end dates leave
         that side open; api_key_id and deployment_id narrow the records counted. Viewer."""
-        caller = self._access.caller(context, request, "project_id")
+        caller = await self._access.caller(context, request, "project_id")
         start = _parse_day(request.start_date, "start_date")
         end = _parse_day(request.end_date, "end_date")
         if start and end and start > end:

@@ -1,5 +1,6 @@
 """Project roles over gRPC on SQLite and PostgreSQL: what viewers, editors, owners, outsiders and
-platform admins may do, and that nobody sees another project's resources."""
+platform admins may do, that nobody sees another project's resources, and that removing a member
+revokes their tokens."""
 
 from __future__ import annotations
 
@@ -199,6 +200,8 @@ async def test_role_matrix(app: RunningApp, stubs: Any, clients: Any, helpers: A
     await owner.users.RemoveProjectMember(
         user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=viewer_id)
     )
+    await helpers.expect_error(viewer.projects.GetProject(get_project), grpc.StatusCode.UNAUTHENTICATED)
+    viewer = await clients(app).login("vic", "vic-password")  # removal revokes tokens; log in again
     await helpers.expect_error(viewer.projects.GetProject(get_project), grpc.StatusCode.NOT_FOUND)
 
     # Owner: updates and deletes the project; the platform admin may do anything, member or not.
@@ -282,10 +285,16 @@ async def test_members(app: RunningApp, stubs: Any, clients: Any, helpers: Any) 
         owner.users.ListProjectMembers(user_pb2.ListProjectMembersRequest(project_id=project_id)),
         grpc.StatusCode.PERMISSION_DENIED,
     )
-    # A platform admin may remove the last owner.
+    # A platform admin may remove the last owner; the removed member's tokens are revoked.
     await stubs.users.RemoveProjectMember(
         user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=other_id)
     )
+    err = await helpers.expect_error(
+        other.projects.GetProject(project_pb2.GetProjectRequest(project_id=project_id)),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    assert err.reason == "INVALID_TOKEN"
+    other = await clients(app).login("otto", "otto-password")
     await helpers.expect_error(
         other.projects.GetProject(project_pb2.GetProjectRequest(project_id=project_id)),
         grpc.StatusCode.NOT_FOUND,
@@ -329,4 +338,42 @@ async def test_members(app: RunningApp, stubs: Any, clients: Any, helpers: Any) 
         ),
         grpc.StatusCode.NOT_FOUND,
         "user_id",
+    )
+
+
+async def test_removing_a_member_revokes_their_tokens_at_once(
+    app: RunningApp, stubs: Any, clients: Any, helpers: Any
+) -> None:
+    """A member removed from one project is logged out everywhere (a compromised colleague's
+    session ends with the removal); lowering a role needs no revocation: roles are read on every
+    call, so it applies at once on the same token."""
+    _, owner = await _user(app, stubs, clients, "olga")
+    member_id, member = await _user(app, stubs, clients, "mia")
+    project_id = await _create_project(owner, "team")
+    elsewhere = await _create_project(member, "own")  # a project of the member's own
+    await _set(owner, project_id, member_id, EDITOR)
+    key = auth_pb2.CreateApiKeyRequest(project_id=project_id, name="k")
+    await member.api_keys.CreateApiKey(key)
+
+    await _set(owner, project_id, member_id, VIEWER)  # lowered: refused at once, token kept
+    await helpers.expect_error(member.api_keys.CreateApiKey(key), grpc.StatusCode.PERMISSION_DENIED)
+    await member.projects.GetProject(project_pb2.GetProjectRequest(project_id=elsewhere))
+
+    await owner.users.RemoveProjectMember(
+        user_pb2.RemoveProjectMemberRequest(project_id=project_id, user_id=member_id)
+    )
+    for call in (
+        member.projects.GetProject(project_pb2.GetProjectRequest(project_id=project_id)),
+        member.projects.GetProject(project_pb2.GetProjectRequest(project_id=elsewhere)),
+    ):
+        err = await helpers.expect_error(call, grpc.StatusCode.UNAUTHENTICATED)
+        assert err.reason == "INVALID_TOKEN"
+    await owner.projects.GetProject(
+        project_pb2.GetProjectRequest(project_id=project_id)
+    )  # the remover's stands
+    member = await clients(app).login("mia", "mia-password")  # a new login works, without the role
+    await member.projects.GetProject(project_pb2.GetProjectRequest(project_id=elsewhere))
+    await helpers.expect_error(
+        member.projects.GetProject(project_pb2.GetProjectRequest(project_id=project_id)),
+        grpc.StatusCode.NOT_FOUND,
     )

@@ -1,24 +1,36 @@
-"""UserService and access tokens over gRPC on SQLite and PostgreSQL: login, token checks on every
-management RPC, the bootstrapped platform admin, users."""
+"""UserService and access tokens over gRPC on SQLite and PostgreSQL: login and its throttles
+(concurrent guesses, spraying from one address, over gRPC and REST), token checks on every
+management RPC, tokens revoked by a password change, a disable or a deletion, the bootstrapped
+platform admin (and the last one kept), users, the upgrade from 0002."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+import httpx
 import jwt
 import pytest
 from argon2 import PasswordHasher
-from google.protobuf import message_factory
+from google.protobuf import field_mask_pb2, message_factory
 from sqlalchemy import delete, select
+from sqlalchemy import text as sa_text
 
 from app.bootstrap import BootstrapError
 from app.db import models
+from app.db.migrate import upgrade_database
+from app.db.session import Database
 from app.server import RunningApp
+from app.services.users import UserServicer
+from auth.login_throttle import LoginThrottle, LoginThrottles
 from bud.app.v1 import project_pb2, usage_pb2
 from bud.auth.v1 import routing_pb2, user_pb2
+from budrt.grpc_server import insecure_channel
+from gateway.backends import RemoteBackend
+from gateway.transcoder import FrontedService, Transcoder
 
 JWT_SECRET = "test-jwt-secret-of-at-least-32-bytes"  # the conftest's settings
 ADMIN_PASSWORD = "test-admin-password"
@@ -36,7 +48,7 @@ def _printed(out: str, name: str) -> list[str]:
 
 def _token(secret: str = JWT_SECRET, **claims: Any) -> str:
     now = int(time.time())
-    claims = {"sub": "usr_x", "admin": True, "iat": now, "exp": now + 60, "jti": "j", **claims}
+    claims = {"sub": "usr_x", "admin": True, "gen": 0, "iat": now, "exp": now + 60, "jti": "j", **claims}
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256")
 
 
@@ -45,7 +57,7 @@ async def test_login(app: RunningApp, clients: Any, helpers: Any) -> None:
     reply = await client.users.Login(user_pb2.LoginRequest(username="admin", password=ADMIN_PASSWORD))
     assert reply.token_type == "Bearer" and reply.expires_in == 15 * 60
     claims = jwt.decode(reply.access_token, JWT_SECRET, algorithms=["HS256"])
-    assert set(claims) == {"sub", "admin", "iat", "exp", "jti"}
+    assert set(claims) == {"sub", "admin", "gen", "iat", "exp", "jti"} and claims["gen"] == 0
     assert claims["admin"] is True and claims["exp"] - claims["iat"] == 15 * 60
     assert abs(claims["iat"] - time.time()) < 60
 
@@ -130,7 +142,7 @@ async def test_bad_tokens_are_refused(app: RunningApp, clients: Any, helpers: An
         _token(sub=admin_id, jti=None): "INVALID_TOKEN",  # a required claim missing
         _token(sub=admin_id, admin="yes"): "INVALID_TOKEN",
         jwt.encode(
-            {"sub": admin_id, "admin": True, "iat": now, "exp": now + 60, "jti": "j"}, None, "none"
+            {"sub": admin_id, "admin": True, "gen": 0, "iat": now, "exp": now + 60, "jti": "j"}, None, "none"
         ): "INVALID_TOKEN",
         "not-a-jwt": "INVALID_TOKEN",
     }
@@ -146,11 +158,9 @@ async def test_bad_tokens_are_refused(app: RunningApp, clients: Any, helpers: An
         assert err.reason == "INVALID_TOKEN"
 
 
-async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any, helpers: Any) -> None:
-    """Each RPC the app hosts, called with an empty request and no token, is UNAUTHENTICATED —
-    before any validation — except the internal ones and Login."""
-    channel = clients(app).channel
-    checked = []
+def _management_calls(app: RunningApp, channel: grpc.aio.Channel) -> list[tuple[str, Any, Any]]:
+    """(path, callable, request class) of every RPC the app hosts that needs a user's token."""
+    calls = []
     for binding in app.server.bindings:
         for method in binding.descriptor.methods:
             path = f"{binding.descriptor.full_name}/{method.name}"
@@ -164,9 +174,18 @@ async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any,
                 request_serializer=request_class.SerializeToString,
                 response_deserializer=response_class.FromString,
             )
-            await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
-            checked.append(path)
-    assert len(checked) == 5 + 5 + 6 + 1 + 6  # projects, deployments, keys, QueryUsage, users
+            calls.append((path, call, request_class))
+    return calls
+
+
+async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any, helpers: Any) -> None:
+    """Each RPC the app hosts, called with an empty request and no token, is UNAUTHENTICATED —
+    before any validation — except the internal ones and Login."""
+    checked = []
+    for path, call, request_class in _management_calls(app, clients(app).channel):
+        await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
+        checked.append(path)
+    assert len(checked) == 5 + 5 + 6 + 1 + 9  # projects, deployments, keys, QueryUsage, users
 
     # The internal RPCs answer without a token.
     anonymous = clients(app)
@@ -297,3 +316,359 @@ async def test_users(app: RunningApp, stubs: Any, clients: Any, helpers: Any) ->
         if not token:
             break
     assert seen == ["admin", "alice@example.com", "root"] and root.platform_admin
+
+
+def _login_request(username: str, password: str) -> user_pb2.LoginRequest:
+    return user_pb2.LoginRequest(username=username, password=password)
+
+
+async def _answers(calls: list[Any]) -> list[str]:
+    """The status names of concurrent calls ("OK" for a success)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    return [r.code().name if isinstance(r, grpc.aio.AioRpcError) else "OK" for r in results]
+
+
+def _long_waits(app: RunningApp) -> None:
+    """Gives the app's Login a first wait of a minute (instead of 1 s), so that a burst of calls
+    spread over a few seconds on a busy machine cannot outlast it: the counts are exact."""
+    (servicer,) = [b.servicer for b in app.server.bindings if isinstance(b.servicer, UserServicer)]
+    servicer._throttles = LoginThrottles(
+        LoginThrottle(base_s=60.0), LoginThrottle(free=20, base_s=60.0, forget_s=900.0, what="this address")
+    )
+
+
+async def test_concurrent_wrong_logins_are_throttled_like_sequential_ones(
+    app: RunningApp, clients: Any
+) -> None:
+    """The race: 40 wrong passwords for one user at once used to pass the check together (it ran
+    before the slow hash, the count after) and all get 401. Each attempt is counted as it starts."""
+    _long_waits(app)
+    client = clients(app)
+    answers = await _answers(
+        [client.users.Login(_login_request("admin", f"guess-{i:03}")) for i in range(40)]
+    )
+    assert answers.count("UNAUTHENTICATED") == 5 and answers.count("RESOURCE_EXHAUSTED") == 35, answers
+    # The right password waits too (a guesser learns nothing).
+    assert await _answers([client.users.Login(_login_request("admin", ADMIN_PASSWORD))]) == [
+        "RESOURCE_EXHAUSTED"
+    ]
+
+
+async def test_spraying_many_usernames_from_one_address_is_throttled(
+    app: RunningApp, clients: Any, helpers: Any
+) -> None:
+    """One password tried over many usernames from one address: the per-username throttle never
+    sees a second failure, the per-address one stops it after 20."""
+    _long_waits(app)
+    client = clients(app)
+    answers = await _answers(
+        [client.users.Login(_login_request(f"user{i}", "Summer2026!")) for i in range(30)]
+    )
+    assert answers.count("UNAUTHENTICATED") == 20 and answers.count("RESOURCE_EXHAUSTED") == 10, answers
+    err = await helpers.expect_error(
+        client.users.Login(_login_request("admin", ADMIN_PASSWORD)), grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    assert err.reason == "TOO_MANY_LOGIN_ATTEMPTS" and "this address" in err.message
+
+
+async def test_rest_logins_are_throttled_per_http_client_address(app: RunningApp) -> None:
+    """Through a gateway on the app's host, the address is the HTTP client's (the gateway sends
+    it as x-forwarded-for; the app trusts it from a loopback peer): one sprayer is throttled, a
+    client at another address is not, and a client's own X-Forwarded-For header changes nothing."""
+    _long_waits(app)
+    descriptor = user_pb2.DESCRIPTOR.services_by_name["UserService"]
+    channel = insecure_channel(app.address)
+    gateway = Transcoder([FrontedService(descriptor, RemoteBackend(channel))])
+
+    def http_client(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=gateway, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://gateway")
+
+    try:
+        async with http_client("203.0.113.9") as sprayer, http_client("198.51.100.7") as other:
+            statuses = []
+            for i in range(22):
+                r = await sprayer.post(
+                    "/v1/auth/login",
+                    json={"username": f"user{i}", "password": "Summer2026!"},
+                    headers={"x-forwarded-for": f"192.0.2.{i}"},  # a forged header: dropped
+                )
+                statuses.append(r.status_code)
+            assert statuses == [401] * 20 + [429] * 2, statuses
+            r = await other.post("/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+            assert r.status_code == 200, r.text
+            # The new RPCs' REST faces: one's own password ("me"), a user's flags.
+            auth = {"authorization": f"Bearer {r.json()['access_token']}"}
+            r = await other.post(
+                "/v1/users/me:changePassword",
+                json={"current_password": ADMIN_PASSWORD, "new_password": "short"},
+                headers=auth,
+            )
+            assert r.status_code == 400 and "new_password" in r.text, r.text
+            r = await other.patch("/v1/users/me?update_mask=disabled", json={"disabled": True}, headers=auth)
+            assert r.status_code == 400 and r.json()["details"][0]["reason"] == "LAST_ADMIN", r.text
+    finally:
+        await channel.close()
+
+
+async def _user_client(
+    app: RunningApp, admin: Any, clients: Any, username: str, **fields: Any
+) -> tuple[str, Any]:
+    """Creates a user; returns its id and clients logged in as it."""
+    password = f"{username}-password"
+    user = (
+        await admin.users.CreateUser(
+            user_pb2.CreateUserRequest(username=username, password=password, **fields)
+        )
+    ).user
+    return user.id, await clients(app).login(username, password)
+
+
+async def _revoked(client: Any, helpers: Any) -> None:
+    err = await helpers.expect_error(
+        client.users.GetUser(user_pb2.GetUserRequest(user_id="me")), grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert err.reason == "INVALID_TOKEN" and "revoked" in err.message
+
+
+async def test_change_password_revokes_earlier_tokens_at_once(
+    app: RunningApp, stubs: Any, clients: Any, helpers: Any
+) -> None:
+    alice_id, alice = await _user_client(app, stubs, clients, "alice")
+    second_session = await clients(app).login("alice", "alice-password")
+    for request, code, param in (
+        (
+            user_pb2.ChangePasswordRequest(user_id="me", new_password="new-alice-pw"),
+            "INVALID_ARGUMENT",
+            "current_password",
+        ),
+        (
+            user_pb2.ChangePasswordRequest(
+                user_id="me", current_password="alice-password", new_password="short"
+            ),
+            "INVALID_ARGUMENT",
+            "new_password",
+        ),
+        (
+            user_pb2.ChangePasswordRequest(
+                user_id="me", current_password="wrong-pw", new_password="new-alice-pw"
+            ),
+            "INVALID_ARGUMENT",
+            "current_password",
+        ),
+        # Another user's password is for admins only; others are not even shown.
+        (
+            user_pb2.ChangePasswordRequest(
+                user_id=(await stubs.users.GetUser(user_pb2.GetUserRequest(user_id="me"))).user.id,
+                current_password="x",
+                new_password="new-alice-pw",
+            ),
+            "NOT_FOUND",
+            "user_id",
+        ),
+    ):
+        await helpers.expect_error(alice.users.ChangePassword(request), getattr(grpc.StatusCode, code), param)
+    await alice.users.GetUser(user_pb2.GetUserRequest(user_id="me"))  # nothing changed so far
+
+    await alice.users.ChangePassword(
+        user_pb2.ChangePasswordRequest(
+            user_id="me", current_password="alice-password", new_password="new-alice-pw"
+        )
+    )
+    await _revoked(alice, helpers)  # the token that made the change
+    await _revoked(second_session, helpers)  # and every other one issued before
+    await helpers.expect_error(
+        clients(app).users.Login(_login_request("alice", "alice-password")), grpc.StatusCode.UNAUTHENTICATED
+    )
+    alice = await clients(app).login("alice", "new-alice-pw")
+    assert (await alice.users.GetUser(user_pb2.GetUserRequest(user_id="me"))).user.id == alice_id
+
+    # An admin sets anyone's password without the current one.
+    await stubs.users.ChangePassword(
+        user_pb2.ChangePasswordRequest(user_id=alice_id, new_password="reset-by-admin")
+    )
+    await _revoked(alice, helpers)
+    await clients(app).login("alice", "reset-by-admin")
+    await stubs.users.GetUser(user_pb2.GetUserRequest(user_id="me"))  # the admin's own token stands
+    await helpers.expect_error(
+        stubs.users.ChangePassword(
+            user_pb2.ChangePasswordRequest(user_id="usr_nope", new_password="long-enough")
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "user_id",
+    )
+
+
+async def test_a_revoked_token_is_refused_by_every_management_rpc(
+    app: RunningApp, stubs: Any, clients: Any, helpers: Any
+) -> None:
+    root_id, root = await _user_client(app, stubs, clients, "root", platform_admin=True)
+    token = root.bearer.token
+    await stubs.users.ChangePassword(
+        user_pb2.ChangePasswordRequest(user_id=root_id, new_password="changed-pw")
+    )
+    checked = 0
+    for path, call, request_class in _management_calls(app, clients(app, token).channel):
+        err = await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
+        assert err.reason == "INVALID_TOKEN", path
+        checked += 1
+    assert checked == 26
+
+
+async def test_disable_update_and_delete_users(
+    app: RunningApp, stubs: Any, clients: Any, helpers: Any
+) -> None:
+    bob_id, bob = await _user_client(app, stubs, clients, "bob")
+    admin_id = (await stubs.users.GetUser(user_pb2.GetUserRequest(user_id="me"))).user.id
+
+    # A user changes their own display name (the default mask), nothing else.
+    renamed = await bob.users.UpdateUser(
+        user_pb2.UpdateUserRequest(user=user_pb2.User(id="me", display_name="Bob B.", disabled=False))
+    )
+    assert renamed.user.display_name == "Bob B." and renamed.user.id == bob_id
+    for request, code, param in (
+        (
+            user_pb2.UpdateUserRequest(
+                user=user_pb2.User(id=bob_id, platform_admin=True),
+                update_mask=field_mask_pb2.FieldMask(paths=["platform_admin"]),
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+            None,
+        ),
+        (
+            user_pb2.UpdateUserRequest(user=user_pb2.User(id=admin_id, display_name="pwned")),
+            grpc.StatusCode.NOT_FOUND,
+            "user.id",
+        ),
+        (
+            user_pb2.UpdateUserRequest(
+                user=user_pb2.User(id=bob_id), update_mask=field_mask_pb2.FieldMask(paths=["username"])
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "update_mask",
+        ),
+        (
+            user_pb2.UpdateUserRequest(user=user_pb2.User(id="me", display_name="x" * 201)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "user.display_name",
+        ),
+    ):
+        await helpers.expect_error(bob.users.UpdateUser(request), code, param)
+    await helpers.expect_error(
+        bob.users.DeleteUser(user_pb2.DeleteUserRequest(user_id=bob_id)), grpc.StatusCode.PERMISSION_DENIED
+    )
+
+    # Disabled: the token is refused at once, the right password no longer logs in.
+    disable = field_mask_pb2.FieldMask(paths=["disabled"])
+    reply = await stubs.users.UpdateUser(
+        user_pb2.UpdateUserRequest(user=user_pb2.User(id=bob_id, disabled=True), update_mask=disable)
+    )
+    assert reply.user.disabled and reply.user.display_name == "Bob B."
+    await _revoked(bob, helpers)
+    err = await helpers.expect_error(
+        clients(app).users.Login(_login_request("bob", "bob-password")), grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert err.reason == "INVALID_CREDENTIALS"  # the same answer as a wrong password
+    assert (await stubs.users.GetUser(user_pb2.GetUserRequest(user_id=bob_id))).user.disabled
+    await stubs.users.UpdateUser(
+        user_pb2.UpdateUserRequest(user=user_pb2.User(id=bob_id, disabled=False), update_mask=disable)
+    )
+    bob = await clients(app).login("bob", "bob-password")
+
+    # Deleted: gone, with their memberships; their token dies with them.
+    project = (
+        await bob.projects.CreateProject(
+            project_pb2.CreateProjectRequest(project=project_pb2.Project(name="bobs"))
+        )
+    ).project
+    await stubs.users.DeleteUser(user_pb2.DeleteUserRequest(user_id=bob_id))
+    await helpers.expect_error(
+        bob.users.GetUser(user_pb2.GetUserRequest(user_id="me")), grpc.StatusCode.UNAUTHENTICATED
+    )
+    await helpers.expect_error(
+        stubs.users.GetUser(user_pb2.GetUserRequest(user_id=bob_id)), grpc.StatusCode.NOT_FOUND, "user_id"
+    )
+    members = await stubs.users.ListProjectMembers(user_pb2.ListProjectMembersRequest(project_id=project.id))
+    assert list(members.members) == []
+    await helpers.expect_error(
+        stubs.users.DeleteUser(user_pb2.DeleteUserRequest(user_id=bob_id)),
+        grpc.StatusCode.NOT_FOUND,
+        "user_id",
+    )
+    await helpers.expect_error(
+        clients(app).users.Login(_login_request("bob", "bob-password")), grpc.StatusCode.UNAUTHENTICATED
+    )
+
+
+async def test_the_last_platform_admin_stays(app: RunningApp, stubs: Any, clients: Any, helpers: Any) -> None:
+    admin_id = (await stubs.users.GetUser(user_pb2.GetUserRequest(user_id="me"))).user.id
+    refusals = (
+        stubs.users.DeleteUser(user_pb2.DeleteUserRequest(user_id=admin_id)),
+        stubs.users.UpdateUser(
+            user_pb2.UpdateUserRequest(
+                user=user_pb2.User(id=admin_id, disabled=True),
+                update_mask=field_mask_pb2.FieldMask(paths=["disabled"]),
+            )
+        ),
+        stubs.users.UpdateUser(
+            user_pb2.UpdateUserRequest(
+                user=user_pb2.User(id="me", platform_admin=False),
+                update_mask=field_mask_pb2.FieldMask(paths=["platform_admin"]),
+            )
+        ),
+    )
+    for call in refusals:
+        err = await helpers.expect_error(call, grpc.StatusCode.FAILED_PRECONDITION)
+        assert err.reason == "LAST_ADMIN"
+    await stubs.users.GetUser(user_pb2.GetUserRequest(user_id="me"))  # untouched, token included
+
+    # With a second admin, the first may go; a demoted admin's token is refused at once.
+    root_id, root = await _user_client(app, stubs, clients, "root", platform_admin=True)
+    await root.users.UpdateUser(
+        user_pb2.UpdateUserRequest(
+            user=user_pb2.User(id=admin_id, platform_admin=False),
+            update_mask=field_mask_pb2.FieldMask(paths=["platform_admin"]),
+        )
+    )
+    await _revoked(stubs, helpers)
+    demoted = await clients(app).login()
+    await helpers.expect_error(
+        demoted.users.ListUsers(user_pb2.ListUsersRequest()), grpc.StatusCode.PERMISSION_DENIED
+    )
+    err = await helpers.expect_error(
+        root.users.DeleteUser(user_pb2.DeleteUserRequest(user_id=root_id)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert err.reason == "LAST_ADMIN"
+    await root.users.DeleteUser(user_pb2.DeleteUserRequest(user_id=admin_id))
+    assert [u.username for u in (await root.users.ListUsers(user_pb2.ListUsersRequest())).users] == ["root"]
+
+
+async def test_upgrade_from_0002_keeps_the_users(database_url: str, start: Any, clients: Any) -> None:
+    """A database at revision 0002 with users in it: upgraded at start, its users keep their
+    passwords and ids, enabled, at token generation 0."""
+    db = Database(database_url)
+    try:
+        await upgrade_database(db, "0002")
+        async with db.write_engine.begin() as conn:
+            await conn.execute(
+                sa_text(
+                    "INSERT INTO users (id, username, display_name, password_hash, platform_admin, create_time) "
+                    "VALUES ('usr_old', 'carol', 'Carol', :hash, true, :now)"
+                ),
+                {
+                    "hash": PasswordHasher().hash("carol-password"),
+                    "now": datetime.now(UTC).replace(tzinfo=None),
+                },
+            )
+    finally:
+        await db.dispose()
+    app = await start()
+    assert app.admin is None  # the database has a user: no admin bootstrapped
+    async with app.db.snapshot() as session:
+        (row,) = (await session.scalars(select(models.User))).all()
+    assert (row.id, row.username, row.display_name, row.platform_admin) == ("usr_old", "carol", "Carol", True)
+    assert (row.disabled, row.token_generation) == (False, 0)
+    carol = await clients(app).login("carol", "carol-password")
+    me = (await carol.users.GetUser(user_pb2.GetUserRequest(user_id="me"))).user
+    assert me.id == "usr_old" and me.platform_admin and not me.disabled

@@ -1,5 +1,5 @@
 """`app.authz.Access`, the prologue of every management RPC, directly: its order (caller, then
-required fields), and the role check in the RPC's transaction on SQLite and PostgreSQL."""
+required fields), the caller's token checked against their user's row, and the role check in the RPC's transaction on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import delete, update
 
 from app.authz import Access
 from app.convert import role_name
@@ -34,24 +35,53 @@ class Context:
         return self._metadata
 
 
-def test_caller_comes_before_the_required_fields() -> None:
+async def test_caller_comes_before_the_required_fields(db: Database) -> None:
     auth = Authenticator(SECRET)
-    access = Access(Database("sqlite+aiosqlite://"), auth)
+    access = Access(db, auth)
+    async with db.transaction() as session:
+        user_id = (await create_user(session, "olga", "hash")).id
     empty = auth_pb2.UpdateApiKeyRequest()
     with pytest.raises(ServiceError) as refused:
-        access.caller(Context(None), empty, "api_key.id", "api_key.project_id")
+        await access.caller(Context(None), empty, "api_key.id", "api_key.project_id")
     assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
-    token = auth.issue("usr_1", False)
+    token = auth.issue(user_id, False)
     with pytest.raises(ServiceError) as refused:
-        access.caller(Context(token), empty, "api_key.id", "api_key.project_id")
+        await access.caller(Context(token), empty, "api_key.id", "api_key.project_id")
     assert (refused.value.code, refused.value.param) == (grpc.StatusCode.INVALID_ARGUMENT, "api_key.id")
     half = auth_pb2.UpdateApiKeyRequest(api_key=auth_pb2.ApiKey(id="key_1"))
     with pytest.raises(ServiceError) as refused:
-        access.caller(Context(token), half, "api_key.id", "api_key.project_id")
+        await access.caller(Context(token), half, "api_key.id", "api_key.project_id")
     assert refused.value.param == "api_key.project_id"
     whole = deployment_pb2.GetDeploymentRequest(project_id="prj_1", deployment_id="dep_1")
-    assert access.caller(Context(token), whole, "project_id", "deployment_id") == Caller("usr_1", False)
-    assert access.caller(Context(token)) == Caller("usr_1", False)
+    assert await access.caller(Context(token), whole, "project_id", "deployment_id") == Caller(user_id, False)
+    assert await access.caller(Context(token)) == Caller(user_id, False)
+
+
+async def test_caller_is_checked_against_the_users_row(db: Database) -> None:
+    """A token is refused, before the required fields, once its user is gone, disabled or at a
+    newer token generation; the admin flag is the row's, not the token's."""
+    auth = Authenticator(SECRET)
+    access = Access(db, auth)
+    async with db.transaction() as session:
+        user = await create_user(session, "olga", "hash")
+    token = auth.issue(user.id, True)  # says admin; the row says otherwise
+    assert await access.caller(Context(token)) == Caller(user.id, False, 0)
+    empty = auth_pb2.UpdateApiKeyRequest()
+    for change in ({"token_generation": 1}, {"token_generation": 0, "disabled": True}, None):
+        async with db.transaction() as session:
+            if change is None:
+                await session.execute(delete(models.User).where(models.User.id == user.id))
+            else:
+                await session.execute(update(models.User).where(models.User.id == user.id).values(**change))
+        with pytest.raises(ServiceError) as refused:
+            await access.caller(Context(token), empty, "api_key.id")
+        assert (refused.value.code, refused.value.reason) == (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "INVALID_TOKEN",
+        )
+    with pytest.raises(ServiceError) as refused:
+        await access.caller(Context(auth.issue("usr_nobody", False)))
+    assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
 
 
 @pytest.fixture

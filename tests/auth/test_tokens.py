@@ -44,10 +44,11 @@ def test_issue_then_verify_round_trips() -> None:
     token = auth.issue("usr_1", True)
     assert auth.verify(token) == Caller("usr_1", True)
     claims = _claims(token)
-    assert set(claims) == {"sub", "admin", "iat", "exp", "jti"}
+    assert set(claims) == {"sub", "admin", "gen", "iat", "exp", "jti"} and claims["gen"] == 0
     assert claims["exp"] - claims["iat"] == 60
     assert claims["jti"] != _claims(auth.issue("usr_1", True))["jti"]  # every token is distinct
     assert auth.verify(auth.issue("usr_2", False)) == Caller("usr_2", False)
+    assert auth.verify(auth.issue("usr_3", False, generation=4)) == Caller("usr_3", False, 4)
 
 
 def test_an_empty_secret_is_refused() -> None:
@@ -74,11 +75,29 @@ def test_tampered_tokens_are_invalid() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"jti": None}, {"sub": None}, {"admin": None}, {"exp": None}, {"admin": "yes"}, {"sub": ""}, {"sub": 7}],
+    [
+        {"jti": None},
+        {"sub": None},
+        {"admin": None},
+        {"exp": None},
+        {"admin": "yes"},
+        {"sub": ""},
+        {"sub": 7},
+        {"gen": None},  # a token issued before token generations
+        {"gen": "1"},
+        {"gen": True},
+    ],
 )
 def test_incomplete_or_mistyped_claims_are_invalid(change: dict[str, Any]) -> None:
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": "usr_1", "admin": False, "iat": now, "exp": now + 60, "jti": "j"}
+    claims: dict[str, Any] = {
+        "sub": "usr_1",
+        "admin": False,
+        "gen": 0,
+        "iat": now,
+        "exp": now + 60,
+        "jti": "j",
+    }
     claims.update(change)
     claims = {k: v for k, v in claims.items() if v is not None}
     _refused(
@@ -91,7 +110,8 @@ def test_expiry_tolerates_the_clock_skew_and_no_more() -> None:
     now = int(time.time())
 
     def token(exp: int) -> str:
-        return jwt.encode({"sub": "u", "admin": False, "iat": now - 3600, "exp": exp, "jti": "j"}, SECRET)
+        claims = {"sub": "u", "admin": False, "gen": 0, "iat": now - 3600, "exp": exp, "jti": "j"}
+        return jwt.encode(claims, SECRET)
 
     assert auth.verify(token(now - CLOCK_SKEW_S // 2)) == Caller("u", False)  # within the skew
     error = _refused(lambda: auth.verify(token(now - CLOCK_SKEW_S - 5)), "TOKEN_EXPIRED")

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ud/auth/v1/user.proto\x12\x0b\x62ud.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x16\n\x0eplatform_admin\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"M\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\"e\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x16\n\x0eplatform_admin\x18\x04 \x01(\x08\"5\n\x12\x43reateUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.bud.auth.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"2\n\x0fGetUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.bud.auth.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListUsersResponse\x12 \n\x05users\x18\x01 \x03(\x0b\x32\x11.bud.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\rProjectMember\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.bud.auth.v1.ProjectRole\x12\x10\n\x08username\x18\x04 \x01(\t\"x\n\x17SetProjectMemberRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.bud.auth.v1.ProjectRole\x12\x10\n\x08username\x18\x04 \x01(\t\"F\n\x18SetProjectMemberResponse\x12*\n\x06member\x18\x01 \x01(\x0b\x32\x1a.bud.auth.v1.ProjectMember\"A\n\x1aRemoveProjectMemberRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x1d\n\x1bRemoveProjectMemberResponse\"/\n\x19ListProjectMembersRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"I\n\x1aListProjectMembersResponse\x12+\n\x07members\x18\x01 \x03(\x0b\x32\x1a.bud.auth.v1.ProjectMember*u\n\x0bProjectRole\x12\x1c\n\x18PROJECT_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13PROJECT_ROLE_VIEWER\x10\x01\x12\x17\n\x13PROJECT_ROLE_EDITOR\x10\x02\x12\x16\n\x12PROJECT_ROLE_OWNER\x10\x03\x32\xdc\x06\n\x0bUserService\x12Y\n\x05Login\x12\x19.bud.auth.v1.LoginRequest\x1a\x1a.bud.auth.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\x63\n\nCreateUser\x12\x1e.bud.auth.v1.CreateUserRequest\x1a\x1f.bud.auth.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12\x61\n\x07GetUser\x12\x1b.bud.auth.v1.GetUserRequest\x1a\x1c.bud.auth.v1.GetUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12]\n\tListUsers\x12\x1d.bud.auth.v1.ListUsersRequest\x1a\x1e.bud.auth.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/users\x12\x97\x01\n\x10SetProjectMember\x12$.bud.auth.v1.SetProjectMemberRequest\x1a%.bud.auth.v1.SetProjectMemberResponse\"6\x82\xd3\xe4\x93\x02\x30\x1a+/v1/projects/{project_id}/members/{user_id}:\x01*\x12\x9d\x01\n\x13RemoveProjectMember\x12\'.bud.auth.v1.RemoveProjectMemberRequest\x1a(.bud.auth.v1.RemoveProjectMemberResponse\"3\x82\xd3\xe4\x93\x02-*+/v1/projects/{project_id}/members/{user_id}\x12\x90\x01\n\x12ListProjectMembers\x12&.bud.auth.v1.ListProjectMembersRequest\x1a\'.bud.auth.v1.ListProjectMembersResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/projects/{project_id}/membersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ud/auth/v1/user.proto\x12\x0b\x62ud.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x16\n\x0eplatform_admin\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64isabled\x18\x06 \x01(\x08\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"M\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\"e\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x16\n\x0eplatform_admin\x18\x04 \x01(\x08\"5\n\x12\x43reateUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.bud.auth.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"2\n\x0fGetUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.bud.auth.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListUsersResponse\x12 \n\x05users\x18\x01 \x03(\x0b\x32\x11.bud.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"e\n\x11UpdateUserRequest\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.bud.auth.v1.User\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"5\n\x12UpdateUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.bud.auth.v1.User\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"X\n\x15\x43hangePasswordRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\"\x18\n\x16\x43hangePasswordResponse\"n\n\rProjectMember\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.bud.auth.v1.ProjectRole\x12\x10\n\x08username\x18\x04 \x01(\t\"x\n\x17SetProjectMemberRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x04role\x18\x03 \x01(\x0e\x32\x18.bud.auth.v1.ProjectRole\x12\x10\n\x08username\x18\x04 \x01(\t\"F\n\x18SetProjectMemberResponse\x12*\n\x06member\x18\x01 \x01(\x0b\x32\x1a.bud.auth.v1.ProjectMember\"A\n\x1aRemoveProjectMemberRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x1d\n\x1bRemoveProjectMemberResponse\"/\n\x19ListProjectMembersRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"I\n\x1aListProjectMembersResponse\x12+\n\x07members\x18\x01 \x03(\x0b\x32\x1a.bud.auth.v1.ProjectMember*u\n\x0bProjectRole\x12\x1c\n\x18PROJECT_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13PROJECT_ROLE_VIEWER\x10\x01\x12\x17\n\x13PROJECT_ROLE_EDITOR\x10\x02\x12\x16\n\x12PROJECT_ROLE_OWNER\x10\x03\x32\xc5\t\n\x0bUserService\x12Y\n\x05Login\x12\x19.bud.auth.v1.LoginRequest\x1a\x1a.bud.auth.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12\x63\n\nCreateUser\x12\x1e.bud.auth.v1.CreateUserRequest\x1a\x1f.bud.auth.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12\x61\n\x07GetUser\x12\x1b.bud.auth.v1.GetUserRequest\x1a\x1c.bud.auth.v1.GetUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12]\n\tListUsers\x12\x1d.bud.auth.v1.ListUsersRequest\x1a\x1e.bud.auth.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/users\x12p\n\nUpdateUser\x12\x1e.bud.auth.v1.UpdateUserRequest\x1a\x1f.bud.auth.v1.UpdateUserResponse\"!\x82\xd3\xe4\x93\x02\x1b\x32\x13/v1/users/{user.id}:\x04user\x12j\n\nDeleteUser\x12\x1e.bud.auth.v1.DeleteUserRequest\x1a\x1f.bud.auth.v1.DeleteUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/users/{user_id}\x12\x88\x01\n\x0e\x43hangePassword\x12\".bud.auth.v1.ChangePasswordRequest\x1a#.bud.auth.v1.ChangePasswordResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/users/{user_id}:changePassword:\x01*\x12\x97\x01\n\x10SetProjectMember\x12$.bud.auth.v1.SetProjectMemberRequest\x1a%.bud.auth.v1.SetProjectMemberResponse\"6\x82\xd3\xe4\x93\x02\x30\x1a+/v1/projects/{project_id}/members/{user_id}:\x01*\x12\x9d\x01\n\x13RemoveProjectMember\x12\'.bud.auth.v1.RemoveProjectMemberRequest\x1a(.bud.auth.v1.RemoveProjectMemberResponse\"3\x82\xd3\xe4\x93\x02-*+/v1/projects/{project_id}/members/{user_id}\x12\x90\x01\n\x12ListProjectMembers\x12&.bud.auth.v1.ListProjectMembersRequest\x1a\'.bud.auth.v1.ListProjectMembersResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/projects/{project_id}/membersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,46 +42,64 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/users/{user_id}'
   _globals['_USERSERVICE'].methods_by_name['ListUsers']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/users'
+  _globals['_USERSERVICE'].methods_by_name['UpdateUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\202\323\344\223\002\0332\023/v1/users/{user.id}:\004user'
+  _globals['_USERSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\202\323\344\223\002\025*\023/v1/users/{user_id}'
+  _globals['_USERSERVICE'].methods_by_name['ChangePassword']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['ChangePassword']._serialized_options = b'\202\323\344\223\002\'\"\"/v1/users/{user_id}:changePassword:\001*'
   _globals['_USERSERVICE'].methods_by_name['SetProjectMember']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['SetProjectMember']._serialized_options = b'\202\323\344\223\0020\032+/v1/projects/{project_id}/members/{user_id}:\001*'
   _globals['_USERSERVICE'].methods_by_name['RemoveProjectMember']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['RemoveProjectMember']._serialized_options = b'\202\323\344\223\002-*+/v1/projects/{project_id}/members/{user_id}'
   _globals['_USERSERVICE'].methods_by_name['ListProjectMembers']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['ListProjectMembers']._serialized_options = b'\202\323\344\223\002#\022!/v1/projects/{project_id}/members'
-  _globals['_PROJECTROLE']._serialized_start=1279
-  _globals['_PROJECTROLE']._serialized_end=1396
-  _globals['_USER']._serialized_start=103
-  _globals['_USER']._serialized_end=234
-  _globals['_LOGINREQUEST']._serialized_start=236
-  _globals['_LOGINREQUEST']._serialized_end=286
-  _globals['_LOGINRESPONSE']._serialized_start=288
-  _globals['_LOGINRESPONSE']._serialized_end=365
-  _globals['_CREATEUSERREQUEST']._serialized_start=367
-  _globals['_CREATEUSERREQUEST']._serialized_end=468
-  _globals['_CREATEUSERRESPONSE']._serialized_start=470
-  _globals['_CREATEUSERRESPONSE']._serialized_end=523
-  _globals['_GETUSERREQUEST']._serialized_start=525
-  _globals['_GETUSERREQUEST']._serialized_end=558
-  _globals['_GETUSERRESPONSE']._serialized_start=560
-  _globals['_GETUSERRESPONSE']._serialized_end=610
-  _globals['_LISTUSERSREQUEST']._serialized_start=612
-  _globals['_LISTUSERSREQUEST']._serialized_end=669
-  _globals['_LISTUSERSRESPONSE']._serialized_start=671
-  _globals['_LISTUSERSRESPONSE']._serialized_end=749
-  _globals['_PROJECTMEMBER']._serialized_start=751
-  _globals['_PROJECTMEMBER']._serialized_end=861
-  _globals['_SETPROJECTMEMBERREQUEST']._serialized_start=863
-  _globals['_SETPROJECTMEMBERREQUEST']._serialized_end=983
-  _globals['_SETPROJECTMEMBERRESPONSE']._serialized_start=985
-  _globals['_SETPROJECTMEMBERRESPONSE']._serialized_end=1055
-  _globals['_REMOVEPROJECTMEMBERREQUEST']._serialized_start=1057
-  _globals['_REMOVEPROJECTMEMBERREQUEST']._serialized_end=1122
-  _globals['_REMOVEPROJECTMEMBERRESPONSE']._serialized_start=1124
-  _globals['_REMOVEPROJECTMEMBERRESPONSE']._serialized_end=1153
-  _globals['_LISTPROJECTMEMBERSREQUEST']._serialized_start=1155
-  _globals['_LISTPROJECTMEMBERSREQUEST']._serialized_end=1202
-  _globals['_LISTPROJECTMEMBERSRESPONSE']._serialized_start=1204
-  _globals['_LISTPROJECTMEMBERSRESPONSE']._serialized_end=1277
-  _globals['_USERSERVICE']._serialized_start=1399
-  _globals['_USERSERVICE']._serialized_end=2259
+  _globals['_PROJECTROLE']._serialized_start=1665
+  _globals['_PROJECTROLE']._serialized_end=1782
+  _globals['_USER']._serialized_start=137
+  _globals['_USER']._serialized_end=286
+  _globals['_LOGINREQUEST']._serialized_start=288
+  _globals['_LOGINREQUEST']._serialized_end=338
+  _globals['_LOGINRESPONSE']._serialized_start=340
+  _globals['_LOGINRESPONSE']._serialized_end=417
+  _globals['_CREATEUSERREQUEST']._serialized_start=419
+  _globals['_CREATEUSERREQUEST']._serialized_end=520
+  _globals['_CREATEUSERRESPONSE']._serialized_start=522
+  _globals['_CREATEUSERRESPONSE']._serialized_end=575
+  _globals['_GETUSERREQUEST']._serialized_start=577
+  _globals['_GETUSERREQUEST']._serialized_end=610
+  _globals['_GETUSERRESPONSE']._serialized_start=612
+  _globals['_GETUSERRESPONSE']._serialized_end=662
+  _globals['_LISTUSERSREQUEST']._serialized_start=664
+  _globals['_LISTUSERSREQUEST']._serialized_end=721
+  _globals['_LISTUSERSRESPONSE']._serialized_start=723
+  _globals['_LISTUSERSRESPONSE']._serialized_end=801
+  _globals['_UPDATEUSERREQUEST']._serialized_start=803
+  _globals['_UPDATEUSERREQUEST']._serialized_end=904
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=906
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=959
+  _globals['_DELETEUSERREQUEST']._serialized_start=961
+  _globals['_DELETEUSERREQUEST']._serialized_end=997
+  _globals['_DELETEUSERRESPONSE']._serialized_start=999
+  _globals['_DELETEUSERRESPONSE']._serialized_end=1019
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=1021
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=1109
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=1111
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=1135
+  _globals['_PROJECTMEMBER']._serialized_start=1137
+  _globals['_PROJECTMEMBER']._serialized_end=1247
+  _globals['_SETPROJECTMEMBERREQUEST']._serialized_start=1249
+  _globals['_SETPROJECTMEMBERREQUEST']._serialized_end=1369
+  _globals['_SETPROJECTMEMBERRESPONSE']._serialized_start=1371
+  _globals['_SETPROJECTMEMBERRESPONSE']._serialized_end=1441
+  _globals['_REMOVEPROJECTMEMBERREQUEST']._serialized_start=1443
+  _globals['_REMOVEPROJECTMEMBERREQUEST']._serialized_end=1508
+  _globals['_REMOVEPROJECTMEMBERRESPONSE']._serialized_start=1510
+  _globals['_REMOVEPROJECTMEMBERRESPONSE']._serialized_end=1539
+  _globals['_LISTPROJECTMEMBERSREQUEST']._serialized_start=1541
+  _globals['_LISTPROJECTMEMBERSREQUEST']._serialized_end=1588
+  _globals['_LISTPROJECTMEMBERSRESPONSE']._serialized_start=1590
+  _globals['_LISTPROJECTMEMBERSRESPONSE']._serialized_end=1663
+  _globals['_USERSERVICE']._serialized_start=1785
+  _globals['_USERSERVICE']._serialized_end=3006
 # @@protoc_insertion_point(module_scope)

@@ -56,6 +56,21 @@ class UserServiceStub:
                 request_serializer=bud_dot_auth_dot_v1_dot_user__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=bud_dot_auth_dot_v1_dot_user__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/bud.auth.v1.UserService/UpdateUser',
+                request_serializer=bud_dot_auth_dot_v1_dot_user__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=bud_dot_auth_dot_v1_dot_user__pb2.UpdateUserResponse.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/bud.auth.v1.UserService/DeleteUser',
+                request_serializer=bud_dot_auth_dot_v1_dot_user__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=bud_dot_auth_dot_v1_dot_user__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/bud.auth.v1.UserService/ChangePassword',
+                request_serializer=bud_dot_auth_dot_v1_dot_user__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=bud_dot_auth_dot_v1_dot_user__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
         self.SetProjectMember = channel.unary_unary(
                 '/bud.auth.v1.UserService/SetProjectMember',
                 request_serializer=bud_dot_auth_dot_v1_dot_user__pb2.SetProjectMemberRequest.SerializeToString,
@@ -106,6 +121,29 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateUser(self, request, context):
+        """Updates the fields named in update_mask: display_name (the user or a platform admin),
+        disabled and platform_admin (platform admin; never the last enabled admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Deletes a user with their memberships (platform admin; never the last enabled admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Changes a password: one's own with the current password, anyone's as a platform admin.
+        The user's earlier access tokens stop working at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetProjectMember(self, request, context):
         """Grants a user a role in a project (owner).
         """
@@ -149,6 +187,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=bud_dot_auth_dot_v1_dot_user__pb2.ListUsersRequest.FromString,
                     response_serializer=bud_dot_auth_dot_v1_dot_user__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=bud_dot_auth_dot_v1_dot_user__pb2.UpdateUserRequest.FromString,
+                    response_serializer=bud_dot_auth_dot_v1_dot_user__pb2.UpdateUserResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=bud_dot_auth_dot_v1_dot_user__pb2.DeleteUserRequest.FromString,
+                    response_serializer=bud_dot_auth_dot_v1_dot_user__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=bud_dot_auth_dot_v1_dot_user__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=bud_dot_auth_dot_v1_dot_user__pb2.ChangePasswordResponse.SerializeToString,
             ),
             'SetProjectMember': grpc.unary_unary_rpc_method_handler(
                     servicer.SetProjectMember,
@@ -276,6 +329,87 @@ class UserService:
             '/bud.auth.v1.UserService/ListUsers',
             bud_dot_auth_dot_v1_dot_user__pb2.ListUsersRequest.SerializeToString,
             bud_dot_auth_dot_v1_dot_user__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.auth.v1.UserService/UpdateUser',
+            bud_dot_auth_dot_v1_dot_user__pb2.UpdateUserRequest.SerializeToString,
+            bud_dot_auth_dot_v1_dot_user__pb2.UpdateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.auth.v1.UserService/DeleteUser',
+            bud_dot_auth_dot_v1_dot_user__pb2.DeleteUserRequest.SerializeToString,
+            bud_dot_auth_dot_v1_dot_user__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.auth.v1.UserService/ChangePassword',
+            bud_dot_auth_dot_v1_dot_user__pb2.ChangePasswordRequest.SerializeToString,
+            bud_dot_auth_dot_v1_dot_user__pb2.ChangePasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,
