@@ -12,6 +12,7 @@ a marker, assigned here from what a test uses so that it cannot be forgotten:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -52,3 +53,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         assert not still_running(spawned), f"processes outlived the mesh: {sorted(still_running(spawned))}"
         # Nothing the mesh logged may contain the key's secret part.
         assert running.api_key not in running.log_text().replace(f"OPENAI_API_KEY={running.api_key}", "")
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most systems start with (022), under which new files are world-readable unless
+    the code creating them says otherwise (for the tests of file and directory modes)."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)

@@ -4,9 +4,6 @@ data dir around it is 0700 — on a fresh data dir, and after tightening one an 
 from __future__ import annotations
 
 import logging
-import os
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +14,9 @@ from app.db.session import Database
 from app.server import RunningApp, start_app
 from app.settings import AppSettings
 from tests.app.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, FAST_RECONCILER
+from tests.support.files import file_mode
 
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.fixture(autouse=True)
-def usual_umask() -> Iterator[None]:
-    """The umask most systems start with (022): SQLite alone would create 0644 files under it."""
-    previous = os.umask(0o022)
-    yield
-    os.umask(previous)
+pytestmark = pytest.mark.usefixtures("usual_umask")
 
 
 async def test_a_fresh_data_dir_gets_a_private_database(tmp_path: Path, engine_host: object) -> None:
@@ -45,11 +33,11 @@ async def test_a_fresh_data_dir_gets_a_private_database(tmp_path: Path, engine_h
         database = data_dir / "bud.db"
         # Written (the bootstrap) and open in WAL mode: all three files exist now.
         assert {p.name for p in data_dir.iterdir()} >= {"bud.db", "bud.db-wal", "bud.db-shm"}
-        assert _mode(data_dir) == 0o700
+        assert file_mode(data_dir) == 0o700
         for path in (database, data_dir / "bud.db-wal", data_dir / "bud.db-shm"):
-            assert _mode(path) == 0o600, path
-        assert _mode(data_dir / "secrets") == 0o700
-        assert {_mode(p) for p in (data_dir / "secrets").iterdir()} == {0o600}
+            assert file_mode(path) == 0o600, path
+        assert file_mode(data_dir / "secrets") == 0o700
+        assert {file_mode(p) for p in (data_dir / "secrets").iterdir()} == {0o600}
     finally:
         await app.stop(grace=0)
 
@@ -68,10 +56,10 @@ async def test_an_existing_world_readable_database_is_tightened(
     with caplog.at_level(logging.WARNING, logger="app.db.session"):
         db = Database(f"sqlite:///{database}")
     try:
-        assert _mode(database) == 0o600 and _mode(database.parent / "bud.db-wal") == 0o600
+        assert file_mode(database) == 0o600 and file_mode(database.parent / "bud.db-wal") == 0o600
         assert "tightened a database file to owner-only access" in [r.message for r in caplog.records]
         async with db.snapshot() as session:  # still a working database
             assert await session.scalar(text("SELECT count(*) FROM routing_state")) == 1
     finally:
         await db.dispose()
-    assert _mode(database.parent) == 0o755  # a directory the URL named: not this code's to change
+    assert file_mode(database.parent) == 0o755  # a directory the URL named: not this code's to change

@@ -4,36 +4,24 @@ a warning), and the secrets generated into it are 0600."""
 from __future__ import annotations
 
 import logging
-import os
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from budrt.settings import RuntimeSettings, private_dir
+from tests.support.files import file_mode
 
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
-@pytest.fixture(autouse=True)
-def usual_umask() -> Iterator[None]:
-    """The umask most systems start with (022): it alone would leave new files world-readable."""
-    previous = os.umask(0o022)
-    yield
-    os.umask(previous)
+pytestmark = pytest.mark.usefixtures("usual_umask")
 
 
 def test_a_fresh_data_dir_and_its_secrets_are_owner_only(tmp_path: Path) -> None:
     conf = RuntimeSettings(data_dir=tmp_path / "deep" / "data")
     secret = conf.secret("jwt_secret")
     assert secret and conf.secret("jwt_secret") == secret  # generated once, then read back
-    assert _mode(tmp_path / "deep") == 0o700  # the parents this created too
-    assert _mode(conf.data_dir) == 0o700
-    assert _mode(conf.data_dir / "secrets") == 0o700
-    assert _mode(conf.data_dir / "secrets" / "jwt_secret") == 0o600
+    assert file_mode(tmp_path / "deep") == 0o700  # the parents this created too
+    assert file_mode(conf.data_dir) == 0o700
+    assert file_mode(conf.data_dir / "secrets") == 0o700
+    assert file_mode(conf.data_dir / "secrets" / "jwt_secret") == 0o600
 
 
 def test_an_existing_world_readable_data_dir_is_tightened_and_logged(
@@ -41,10 +29,10 @@ def test_an_existing_world_readable_data_dir_is_tightened_and_logged(
 ) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o755)
-    assert _mode(data_dir) == 0o755
+    assert file_mode(data_dir) == 0o755
     with caplog.at_level(logging.WARNING, logger="budrt.settings"):
         assert RuntimeSettings(data_dir=data_dir).ensure_data_dir() == data_dir
-    assert _mode(data_dir) == 0o700
+    assert file_mode(data_dir) == 0o700
     assert [r.message for r in caplog.records] == ["tightened a private directory to owner-only access"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="budrt.settings"):
@@ -56,5 +44,5 @@ def test_tighten_false_leaves_an_existing_directory_alone(tmp_path: Path) -> Non
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
     private_dir(shared, tighten=False)
-    assert _mode(shared) == 0o755
-    assert _mode(private_dir(shared / "new", tighten=False)) == 0o700  # what it creates is private
+    assert file_mode(shared) == 0o755
+    assert file_mode(private_dir(shared / "new", tighten=False)) == 0o700  # what it creates is private
