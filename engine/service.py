@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from bud.openai.v1 import chat_pb2, completion_pb2, embedding_pb2
 from budrt.errors import Reason, ServiceError, grpc_code, internal, invalid_argument, not_found, unimplemented
 from budrt.json_face import JsonFaceError, from_json, from_python, to_json
 from engine.manager import ModelManager
+from engine.request_checks import check_completion, check_response_format
 from engine.vllm_model import VllmModel, sse_payloads
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,15 @@ def _exception(err: Exception) -> ServiceError:
 @dataclass(frozen=True)
 class _Generation:
     """Where vLLM serves one kind of generation: the model's serving object (`attribute`), its
-    `method`, what the kind is called in errors, and vLLM's pydantic request (``module:Name``,
-    imported at the first call: vLLM's modules are heavy)."""
+    `method`, what the kind is called in errors, vLLM's pydantic request (``module:Name``,
+    imported at the first call: vLLM's modules are heavy) and the rules vLLM does not check that
+    the request must meet first (`check`, engine.request_checks)."""
 
     attribute: str
     method: str
     what: str
     request_path: str
+    check: Callable[[Any], None]
 
     def request_class(self) -> Any:
         module, name = self.request_path.split(":")
@@ -94,12 +97,14 @@ _CHAT = _Generation(
     "create_chat_completion",
     "chat completions",
     "vllm.entrypoints.openai.chat_completion.protocol:ChatCompletionRequest",
+    check_response_format,
 )
 _COMPLETION = _Generation(
     "openai_serving_completion",
     "create_completion",
     "completions",
     "vllm.entrypoints.openai.completion.protocol:CompletionRequest",
+    check_completion,
 )
 
 
@@ -124,6 +129,7 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
         handler = self._handler(model, generation.attribute, generation.what)
         request.stream = False
         vllm_request = _to_vllm(generation.request_class(), request)
+        generation.check(vllm_request)
         model.inflight += 1
         try:
             result = await getattr(handler, generation.method)(vllm_request, None)
@@ -133,7 +139,12 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
             model.inflight -= 1
         if hasattr(result, "error") and not hasattr(result, "choices"):
             raise _vllm_error(result)
-        return from_json(result.model_dump_json(), response, lenient=True)
+        try:
+            return from_json(result.model_dump_json(), response, lenient=True)
+        except JsonFaceError as err:
+            # vLLM answered what the contract cannot carry: the engine's fault, said as such (a
+            # bare ValueError here reached the client as UNKNOWN).
+            raise internal(f"unexpected response from vLLM: {err.message}", reason=None) from None
 
     async def _generate_stream(
         self, request: Any, generation: _Generation, chunk_cls: type[Message]
@@ -142,6 +153,7 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
         handler = self._handler(model, generation.attribute, generation.what)
         request.stream = True
         vllm_request = _to_vllm(generation.request_class(), request)
+        generation.check(vllm_request)
         model.inflight += 1
         result = None
         try:

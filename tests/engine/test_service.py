@@ -17,6 +17,7 @@ from vllm.exceptions import VLLMNotFoundError, VLLMValidationError
 from bud.engine.v1 import engine_service_pb2 as pb
 from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
 from budrt.errors import ServiceError
+from budrt.json_face import from_python
 from engine.service import EngineServicer
 from tests.engine.fake_vllm import FakeAsyncLLM, FakeVllm
 from tests.engine.loading import load_request
@@ -271,6 +272,121 @@ async def test_a_request_vllms_validators_refuse_is_an_invalid_argument(
     await loaded(servicer, model_dir)
     err = await refusal(servicer.CreateChatCompletion(chat(top_logprobs=2), None))  # needs logprobs=true
     assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "top_logprobs")
+
+
+# ---- bad client input vLLM once answered with a 5xx (issue 11, finding 10) -------------------------
+TOOLS = [{"type": "function", "function": {"name": "known", "parameters": {"type": "object"}}}]
+
+
+def chat_json(**fields: Any) -> chat_pb2.ChatCompletionRequest:
+    body = {"model": "m", "messages": [{"role": "user", "content": PROMPT}], **fields}
+    return from_python(body, chat_pb2.ChatCompletionRequest())
+
+
+async def test_stream_options_without_stream_is_an_invalid_argument(
+    servicer: EngineServicer, model_dir: Path
+) -> None:
+    await loaded(servicer, model_dir)
+    options = common_pb2.StreamOptions(include_usage=True)
+    for call in (
+        servicer.CreateChatCompletion(chat(stream_options=options), None),
+        servicer.CreateCompletion(
+            completion_pb2.CompletionRequest(model="m", prompt_text=PROMPT, stream_options=options), None
+        ),
+    ):
+        err = await refusal(call)
+        assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "stream_options")
+
+
+async def test_tool_choice_naming_an_unknown_tool_is_an_invalid_argument(
+    servicer: EngineServicer, model_dir: Path
+) -> None:
+    await loaded(servicer, model_dir)
+    choice = {"type": "function", "function": {"name": "unknown"}}
+    err = await refusal(servicer.CreateChatCompletion(chat_json(tools=TOOLS, tool_choice=choice), None))
+    assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "tool_choice")
+    request = chat_json(tools=TOOLS, tool_choice=choice, stream=True)
+    err = await stream_refusal(servicer.StreamChatCompletion(request, None))
+    assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "tool_choice")
+
+
+async def test_echo_with_logprobs_is_refused_before_generation(
+    servicer: EngineServicer, model_dir: Path
+) -> None:
+    engine = await loaded(servicer, model_dir)
+    request = completion_pb2.CompletionRequest(model="m", prompt_text=PROMPT, echo=True, logprobs=5)
+    err = await refusal(servicer.CreateCompletion(request, None))
+    assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "echo")
+    request.stream = True
+    err = await stream_refusal(servicer.StreamCompletion(request, None))
+    assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "echo")
+    assert engine.finished == [] and servicer.manager.ready("m").inflight == 0
+    echoed = completion_pb2.CompletionRequest(model="m", prompt_text=PROMPT, echo=True)
+    reply = await servicer.CreateCompletion(echoed, None)  # echo alone still works
+    assert reply.choices[0].text.endswith("Hello there friend")
+
+
+async def test_an_answer_the_contract_cannot_carry_is_an_internal_error(
+    servicer: EngineServicer, model_dir: Path, fake: FakeVllm
+) -> None:
+    from vllm.entrypoints.openai.completion.protocol import (
+        CompletionLogProbs,
+        CompletionResponse,
+        CompletionResponseChoice,
+    )
+    from vllm.entrypoints.serve.engine.protocol import UsageInfo
+
+    await loaded(servicer, model_dir)
+    # What vLLM answers to echo with logprobs: no log probability for the first prompt token.
+    logprobs = CompletionLogProbs(text_offset=[0], token_logprobs=[None], tokens=["one"], top_logprobs=[None])
+    choice = CompletionResponseChoice(index=0, text="one", logprobs=logprobs, finish_reason="stop")
+    fake.error_response = CompletionResponse(model="m", choices=[choice], usage=UsageInfo())
+    err = await refusal(
+        servicer.CreateCompletion(completion_pb2.CompletionRequest(model="m", prompt_text=PROMPT), None)
+    )
+    assert err.code == grpc.StatusCode.INTERNAL and err.message.startswith("unexpected response from vLLM")
+    assert servicer.manager.ready("m").inflight == 0
+
+
+def json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$ref": "#", "description": "itself"},
+        {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+        {"type": "object", "properties": {"x": {"$ref": "#/properties/x"}}},
+    ],
+    ids=["root", "annotated", "two-step", "nested"],
+)
+async def test_a_schema_whose_refs_loop_is_an_invalid_argument(
+    servicer: EngineServicer, model_dir: Path, schema: dict[str, Any]
+) -> None:
+    engine = await loaded(servicer, model_dir)
+    request = chat_json(response_format=json_schema(schema))
+    err = await refusal(servicer.CreateChatCompletion(request, None))
+    assert (err.code, err.param) == (grpc.StatusCode.INVALID_ARGUMENT, "response_format.json_schema.schema")
+    request = completion_pb2.CompletionRequest(model="m", prompt_text=PROMPT)
+    request.response_format.CopyFrom(chat_json(response_format=json_schema(schema)).response_format)
+    err = await refusal(servicer.CreateCompletion(request, None))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert engine.finished == []
+
+
+async def test_a_recursive_schema_with_a_base_case_is_served(
+    servicer: EngineServicer, model_dir: Path
+) -> None:
+    await loaded(servicer, model_dir)
+    tree = {
+        "type": "object",
+        "properties": {"children": {"type": "array", "items": {"$ref": "#"}}},
+        "$defs": {"leaf": {"$ref": "#"}},  # refers to a schema with a base case
+    }
+    reply = await servicer.CreateChatCompletion(chat_json(response_format=json_schema(tree)), None)
+    assert reply.choices[0].message.content == "Hello there friend"
 
 
 # ---- completions and embeddings -------------------------------------------------------------------
