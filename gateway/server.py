@@ -68,6 +68,25 @@ def build_transcoder(
     )
 
 
+def http_config(app: Transcoder, settings: GatewaySettings) -> uvicorn.Config:
+    """uvicorn's configuration of the HTTP face: httptools with the header-read timeout, the
+    connection limit and keep-alive timeout of `settings` (the body limits are the app's)."""
+    return uvicorn.Config(
+        app,
+        host=settings.gateway_http_host,
+        port=settings.gateway_http_port,
+        loop="none",
+        http=header_timeout_protocol(settings.http_header_timeout),
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_keep_alive=settings.http_keep_alive_timeout,
+        limit_concurrency=settings.http_max_connections,
+        backlog=4096,
+        proxy_headers=False,
+    )
+
+
 async def serve(
     settings: GatewaySettings,
     stop: asyncio.Event,
@@ -95,27 +114,14 @@ async def serve(
     )
     channels = {address: insecure_channel(address) for _, address in management}
     backends = {address: RemoteBackend(channel) for address, channel in channels.items()}
-    config = uvicorn.Config(
-        build_transcoder(
-            servicer,
-            tables,
-            [(service, backends[address]) for service, address in management],
-            max_body_bytes=settings.http_max_body_bytes,
-            body_timeout=settings.http_body_timeout,
-        ),
-        host=settings.gateway_http_host,
-        port=settings.gateway_http_port,
-        loop="none",
-        http=header_timeout_protocol(settings.http_header_timeout),
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        timeout_keep_alive=settings.http_keep_alive_timeout,
-        limit_concurrency=settings.http_max_connections,
-        backlog=4096,
-        proxy_headers=False,
+    app = build_transcoder(
+        servicer,
+        tables,
+        [(service, backends[address]) for service, address in management],
+        max_body_bytes=settings.http_max_body_bytes,
+        body_timeout=settings.http_body_timeout,
     )
-    http_server = uvicorn.Server(config)
+    http_server = uvicorn.Server(http_config(app, settings))
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
     await grpc_server.start()
     watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, socket.gethostname()).run())

@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from auth import keys
 from gateway.engines import EnginePool
 from gateway.http_protocol import header_timeout_protocol
 from gateway.openai_service import OpenAiServicer
-from gateway.server import build_transcoder
+from gateway.server import build_transcoder, http_config
 from gateway.settings import GatewaySettings
 from gateway.transcoder import MAX_BODY_BYTES, Transcoder
 from tests.gateway.conftest import http_server
@@ -195,3 +196,10 @@ def test_body_limit_defaults_are_documented_settings() -> None:
     assert settings.http_max_body_bytes == MAX_BODY_BYTES
     assert settings.http_header_timeout > 0 and settings.http_body_timeout > 0
     assert settings.http_max_connections > 0
+
+
+def test_the_gateway_server_applies_the_http_settings() -> None:
+    settings = GatewaySettings(http_header_timeout=1.5, http_max_connections=7, http_keep_alive_timeout=4.0)
+    config = http_config(Transcoder([]), settings)
+    assert config.limit_concurrency == 7 and config.timeout_keep_alive == 4.0
+    assert issubclass(config.http, HttpToolsProtocol) and config.http.header_timeout == 1.5  # type: ignore[union-attr]
