@@ -100,6 +100,7 @@ class Reason(StrEnum):
     UNKNOWN_URL = "UNKNOWN_URL"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     BODY_TOO_LARGE = "BODY_TOO_LARGE"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
 
 
 # gRPC status → HTTP status: the canonical google.rpc mapping (google/rpc/code.proto; grpc-gateway's

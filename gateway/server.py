@@ -18,11 +18,12 @@ from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
 from gateway.backends import Backend, LocalBackend, RemoteBackend
 from gateway.engines import EnginePool
+from gateway.http_protocol import header_timeout_protocol
 from gateway.openai_service import GenerationCaps, OpenAiServicer
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables, RoutingWatcher
-from gateway.transcoder import FrontedService, Transcoder
+from gateway.transcoder import BODY_TIMEOUT_S, MAX_BODY_BYTES, FrontedService, Transcoder
 from gateway.usage import UsageRecorder
 from gateway.usage_spool import UsageSpool
 
@@ -35,9 +36,11 @@ def build_transcoder(
     servicer: OpenAiServicer,
     tables: RoutingTables,
     management: Sequence[tuple[ServiceDescriptor, Backend]] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
+    body_timeout: float = BODY_TIMEOUT_S,
 ) -> Transcoder:
     """The HTTP application: the OpenAI service in-process, each of the `management` services
-    through its backend, plus liveness/readiness probes."""
+    through its backend, plus liveness/readiness probes (body limits: see `Transcoder`)."""
 
     async def healthz(scope: dict[str, Any]) -> tuple[int, bytes]:
         return 200, b'{"status":"ok"}'
@@ -60,6 +63,27 @@ def build_transcoder(
     return Transcoder(
         fronted,
         plain_routes={("GET", "/healthz"): healthz, ("GET", "/readyz"): readyz},
+        max_body_bytes=max_body_bytes,
+        body_timeout=body_timeout,
+    )
+
+
+def http_config(app: Transcoder, settings: GatewaySettings) -> uvicorn.Config:
+    """uvicorn's configuration of the HTTP face: httptools with the header-read timeout, the
+    connection limit and keep-alive timeout of `settings` (the body limits are the app's)."""
+    return uvicorn.Config(
+        app,
+        host=settings.gateway_http_host,
+        port=settings.gateway_http_port,
+        loop="none",
+        http=header_timeout_protocol(settings.http_header_timeout),
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_keep_alive=settings.http_keep_alive_timeout,
+        limit_concurrency=settings.http_max_connections,
+        backlog=4096,
+        proxy_headers=False,
     )
 
 
@@ -90,20 +114,14 @@ async def serve(
     )
     channels = {address: insecure_channel(address) for _, address in management}
     backends = {address: RemoteBackend(channel) for address, channel in channels.items()}
-    config = uvicorn.Config(
-        build_transcoder(servicer, tables, [(service, backends[address]) for service, address in management]),
-        host=settings.gateway_http_host,
-        port=settings.gateway_http_port,
-        loop="none",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        timeout_keep_alive=30,
-        backlog=4096,
-        proxy_headers=False,
+    app = build_transcoder(
+        servicer,
+        tables,
+        [(service, backends[address]) for service, address in management],
+        max_body_bytes=settings.http_max_body_bytes,
+        body_timeout=settings.http_body_timeout,
     )
-    http_server = uvicorn.Server(config)
+    http_server = uvicorn.Server(http_config(app, settings))
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
     await grpc_server.start()
     watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, socket.gethostname()).run())

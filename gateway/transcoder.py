@@ -51,7 +51,9 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 PlainHandler = Callable[[Scope], Awaitable[tuple[int, bytes]]]
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
+# Defaults of the request-body limits (gateway settings `http_max_body_bytes`, `http_body_timeout`).
+MAX_BODY_BYTES = 8 * 1024 * 1024
+BODY_TIMEOUT_S = 30.0
 # HTTP headers passed on to the RPC as metadata (lower case); others are dropped.
 FORWARDED_HEADERS = ("authorization", "x-request-id", "openai-organization", "openai-project")
 
@@ -61,6 +63,10 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+# Refusals made while the body is still arriving: the rest of it is never read, so the
+# connection cannot carry another request and is closed.
+_BODY_REFUSALS = {Reason.BODY_TOO_LARGE: 413, Reason.REQUEST_TIMEOUT: 408}
+_CLOSE = [(b"connection", b"close")]
 
 
 @dataclass(frozen=True)
@@ -85,8 +91,16 @@ class Transcoder:
     """ASGI application serving the annotated routes of the fronted services."""
 
     def __init__(
-        self, services: list[FrontedService], plain_routes: dict[tuple[str, str], PlainHandler] | None = None
+        self,
+        services: list[FrontedService],
+        plain_routes: dict[tuple[str, str], PlainHandler] | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        body_timeout: float = BODY_TIMEOUT_S,
     ) -> None:
+        """`max_body_bytes`: the largest request body accepted (413 beyond, before any parsing);
+        `body_timeout`: the seconds a client has to send the whole body (408 after)."""
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         routes: list[Route] = []
         self._backends: dict[str, FrontedService] = {}
         for service in services:
@@ -131,8 +145,12 @@ class Transcoder:
         route, path_values = found
         errors = self._backends[route.service.full_name].errors
         try:
+            body = await self._read_body(scope, receive)
+        except ServiceError as err:
+            await _respond(send, _BODY_REFUSALS[Reason(err.reason)], errors.body(err), request_id, _CLOSE)
+            return
+        try:
             metadata = _metadata(scope, request_id)
-            body = await _read_body(receive)
             request, streaming = self._build_request(route, path_values, scope, body)
         except JsonFaceError as err:
             await _respond(send, 400, errors.body(invalid_argument(err.message, param=err.param)), request_id)
@@ -143,7 +161,24 @@ class Transcoder:
         if streaming is not None:
             await self._serve_stream(route, streaming, request, metadata, request_id, receive, send)
         else:
-            await self._serve_unary(route, request, metadata, request_id, send)
+            await self._serve_unary(route, request, metadata, request_id, receive, send)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The request body, refused (ServiceError, a reason of `_BODY_REFUSALS`) when it is
+        announced or turns out larger than the cap, or takes longer than the body timeout to
+        arrive: a slow or unfinished body cannot hold a connection for ever."""
+        limit = self.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            raise _too_large(limit)  # refused before a byte of it is read
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await _read_body(receive, limit)
+        except TimeoutError:
+            raise invalid_argument(
+                f"The request body was not received within {self.body_timeout:g} seconds.",
+                reason=Reason.REQUEST_TIMEOUT,
+            ) from None
 
     # ---- request building -----------------------------------------------------------------
     def _request_class(self, method: MethodDescriptor) -> type[Message]:
@@ -190,10 +225,20 @@ class Transcoder:
 
     # ---- unary ----------------------------------------------------------------------------
     async def _serve_unary(
-        self, route: Route, request: Message, metadata: list[tuple[str, str]], request_id: str, send: Send
+        self,
+        route: Route,
+        request: Message,
+        metadata: list[tuple[str, str]],
+        request_id: str,
+        receive: Receive,
+        send: Send,
     ) -> None:
         service = self._backends[route.service.full_name]
         response_metadata: list[tuple[str, str]] = []
+        # A client that leaves before the answer cancels the call, as a stream's does: the
+        # cancellation reaches the engine call (an in-process one is the same task; a grpc.aio
+        # call cancels its RPC when the task awaiting it is cancelled), so the engine aborts.
+        watcher = asyncio.create_task(_cancel_on_disconnect(receive, asyncio.current_task()))
         try:
             response = await service.backend.unary(route.method, request, metadata, response_metadata)
             if route.response_body:
@@ -208,6 +253,12 @@ class Transcoder:
         except Exception:
             log.exception("transcoding %s failed", route.method.full_name)
             status, payload = 500, service.errors.body(internal("internal error", reason=None))
+        except asyncio.CancelledError:
+            if watcher.done():
+                return  # the client left: nobody to answer
+            raise
+        finally:
+            watcher.cancel()
         await _respond(send, status, payload, request_id, _extra_headers(response_metadata))
 
     # ---- streaming ------------------------------------------------------------------------
@@ -329,7 +380,13 @@ async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any] | None
             return
 
 
-async def _read_body(receive: Receive) -> bytes:
+def _too_large(limit: int) -> ServiceError:
+    return invalid_argument(f"The request body exceeds {limit} bytes.", reason=Reason.BODY_TOO_LARGE)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """Reads the body, refusing it as soon as it passes `limit` bytes (a chunked body announces
+    no length)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -338,10 +395,8 @@ async def _read_body(receive: Receive) -> bytes:
             raise asyncio.CancelledError
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise invalid_argument(
-                f"request body exceeds {MAX_BODY_BYTES} bytes", reason=Reason.BODY_TOO_LARGE
-            )
+        if size > limit:
+            raise _too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)

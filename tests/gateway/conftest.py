@@ -14,20 +14,20 @@ from tests.support.mesh import free_port
 
 
 @contextlib.asynccontextmanager
-async def http_server(app: Any) -> AsyncIterator[str]:
-    """Serves an ASGI app with uvicorn (httptools) on loopback; yields its base URL."""
+async def http_server(app: Any, **config: Any) -> AsyncIterator[str]:
+    """Serves an ASGI app with uvicorn (httptools) on loopback; yields its base URL. `config`:
+    more `uvicorn.Config` settings (the gateway's `http=` protocol, limits)."""
     port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop="none",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-    )
-    server = uvicorn.Server(config)
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "loop": "none",
+        "http": "httptools",
+        "lifespan": "off",
+        "access_log": False,
+        "log_config": None,
+    }
+    server = uvicorn.Server(uvicorn.Config(app, **{**settings, **config}))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -49,9 +49,11 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     """Serves `models` (READY from the start) and whatever LoadModel adds.
 
     Inference: chat replies "ok"; chat and completion streams send `chunks` words, `chunk_delay`
-    seconds apart; embeddings are `EMBEDDING_DIMENSIONS` floats per input; usage is exact.
-    `calls` counts inference calls, `open_streams` the streams begun and not yet ended (finished,
-    cancelled or closed).
+    seconds apart; unary chat and completion calls take `unary_delay` seconds; embeddings are
+    `EMBEDDING_DIMENSIONS` floats per input; usage is exact. `calls` counts inference calls,
+    `open_streams` the streams begun and not yet ended (finished, cancelled or closed),
+    `open_unary` the unary chat and completion calls begun and not yet ended (answered or
+    cancelled).
 
     Model management: records LoadModel (`load_calls`) and UnloadModel (`unload_calls`) calls and
     counts GetStats calls (`stats_calls`; its stats are zeros per model);
@@ -66,8 +68,10 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         }
         self.chunks = chunks
         self.chunk_delay = chunk_delay
+        self.unary_delay = 0.0
         self.calls = 0
         self.open_streams = 0
+        self.open_unary = 0
         self.load_calls: list[pb.LoadModelRequest] = []
         self.unload_calls: list[str] = []
         self.stats_calls = 0
@@ -115,11 +119,21 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         if self.chunk_delay:
             await asyncio.sleep(self.chunk_delay)
 
+    async def _work(self) -> None:
+        """A unary call's generation: `unary_delay` seconds, counted in `open_unary` meanwhile."""
+        self.open_unary += 1
+        try:
+            if self.unary_delay:
+                await asyncio.sleep(self.unary_delay)
+        finally:
+            self.open_unary -= 1
+
     # ---- inference ----------------------------------------------------------------------------
     async def CreateChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> chat_pb2.ChatCompletion:
         self._check(request.model)
+        await self._work()
         return chat_pb2.ChatCompletion(
             id="chatcmpl-instant",
             object="chat.completion",
@@ -191,6 +205,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> completion_pb2.Completion:
         self._check(request.model)
+        await self._work()
         return self._completion(
             request,
             int(time.time()),
