@@ -29,6 +29,17 @@ ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
 pb = engine_service_pb2
 
 PROMPT_TOKENS = 5  # the usage every request reports for its prompt
+
+
+def _usage(completion_tokens: int) -> common_pb2.Usage:
+    """The usage of an instant answer: a fixed prompt, `completion_tokens` generated."""
+    return common_pb2.Usage(
+        prompt_tokens=PROMPT_TOKENS,
+        completion_tokens=completion_tokens,
+        total_tokens=PROMPT_TOKENS + completion_tokens,
+    )
+
+
 EMBEDDING_DIMENSIONS = 4
 
 
@@ -146,9 +157,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
                     message=chat_pb2.ChatCompletionMessage(role="assistant", content="ok"),
                 )
             ],
-            usage=common_pb2.Usage(
-                prompt_tokens=PROMPT_TOKENS, completion_tokens=1, total_tokens=PROMPT_TOKENS + 1
-            ),
+            usage=_usage(1),
         )
 
     async def StreamChatCompletion(
@@ -184,13 +193,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
                     choice.finish_reason = "length"
                 yield chunk(choices=[choice])
             if request.stream_options.include_usage:
-                yield chunk(
-                    usage=common_pb2.Usage(
-                        prompt_tokens=PROMPT_TOKENS,
-                        completion_tokens=self.chunks,
-                        total_tokens=PROMPT_TOKENS + self.chunks,
-                    )
-                )
+                yield chunk(usage=_usage(self.chunks))
         finally:
             self.open_streams -= 1
 
@@ -210,9 +213,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
             request,
             int(time.time()),
             choices=[completion_pb2.CompletionChoice(index=0, text="ok", finish_reason="stop")],
-            usage=common_pb2.Usage(
-                prompt_tokens=PROMPT_TOKENS, completion_tokens=1, total_tokens=PROMPT_TOKENS + 1
-            ),
+            usage=_usage(1),
         )
 
     async def StreamCompletion(
@@ -232,11 +233,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
                 yield self._completion(
                     request,
                     created,
-                    usage=common_pb2.Usage(
-                        prompt_tokens=PROMPT_TOKENS,
-                        completion_tokens=self.chunks,
-                        total_tokens=PROMPT_TOKENS + self.chunks,
-                    ),
+                    usage=_usage(self.chunks),
                 )
         finally:
             self.open_streams -= 1
