@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -408,9 +408,11 @@ def _engine_error(err: grpc.aio.AioRpcError, model: str, served_name: str) -> Se
     """The engine's error as the client should read it: about the model it named, not the engine's
     internal name for it."""
     error = ServiceError.from_rpc_error(err)
+    message, reason = error.message, error.reason
     if served_name and served_name != model:
-        error.message = error.message.replace(served_name, model)
+        message = message.replace(served_name, model)
     if error.code == grpc.StatusCode.UNAVAILABLE:
-        error.message = f"The model `{model}` is unavailable: {error.message}"
-        error.reason = error.reason or "MODEL_UNAVAILABLE"
-    return error
+        message = f"The model `{model}` is unavailable: {message}"
+        reason = reason or Reason.MODEL_UNAVAILABLE
+    # A new error, so that the rewritten message is bounded like any other.
+    return replace(error, message=message, reason=reason)
