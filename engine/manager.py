@@ -11,8 +11,8 @@ from grpc_health.v1 import health, health_pb2
 
 from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.errors import Reason, ServiceError, already_exists, invalid_argument, not_found, unavailable
-from budrt.settings import RuntimeSettings
-from engine.sources import check_source, default_dtype, describe, resolve_source
+from engine.settings import EngineSettings
+from engine.sources import check_load, default_dtype, describe, resolve_args, resolve_source
 from engine.vllm_model import VllmModel
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class ModelManager:
     """Named models of this engine."""
 
     def __init__(
-        self, settings: RuntimeSettings, health_servicer: health.aio.HealthServicer | None = None
+        self, settings: EngineSettings, health_servicer: health.aio.HealthServicer | None = None
     ) -> None:
         self.settings = settings
         self.health = health_servicer
@@ -60,10 +60,12 @@ class ModelManager:
         self, name: str, source: pb.ModelSource, runner: int, args: pb.EngineArgs
     ) -> pb.ServedModel:
         """Loads `source` as `name` and returns when it is READY or FAILED. Loading the same
-        thing again is a no-op; a different source under a loaded name is refused."""
+        thing again is a no-op; a different source under a loaded name is refused. A path the
+        request names outside the model roots, or a chat template that is not template text, is
+        INVALID_ARGUMENT before anything is made (`engine.sources.check_load`)."""
         if not name:
             raise invalid_argument("name is required", reason=None, param="name")
-        check_source(source)
+        check_load(source, args, self.settings.model_roots())
         slot = self.slots.get(name)
         if slot is not None:
             same = (
@@ -98,7 +100,9 @@ class ModelManager:
                 args.dtype = dtype
             model = VllmModel(slot.name, slot.source, slot.runner, args)
             try:
-                resolved = await asyncio.to_thread(resolve_source, slot.source, self.settings.data_dir)
+                roots = self.settings.model_roots()
+                resolved = await asyncio.to_thread(resolve_source, slot.source, self.settings.data_dir, roots)
+                model.args = resolve_args(args, roots)
                 log.info("loading model", extra={"model": slot.name, "source": describe(slot.source)})
                 await model.start(resolved.model, revision=resolved.revision)
             except ServiceError as err:

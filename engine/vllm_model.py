@@ -8,12 +8,18 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
+import tempfile
 import time
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
 
 from starlette.datastructures import State
 
 from bud.engine.v1 import engine_service_pb2 as pb
+from budrt.errors import invalid_argument
 from engine import fast_stream
 
 log = logging.getLogger(__name__)
@@ -21,52 +27,92 @@ GiB = 1024**3
 
 
 def vllm_cli_args(
-    name: str, model_path: str, runner: int, args: pb.EngineArgs, revision: str = ""
+    name: str,
+    model_path: str,
+    runner: int,
+    args: pb.EngineArgs,
+    revision: str = "",
+    chat_template_path: Path | None = None,
 ) -> list[str]:
     """The `vllm serve` arguments equivalent to a LoadModel request (`model_path` and `revision`:
-    its source, resolved by `engine.sources`)."""
-    argv = ["--model", model_path, "--served-model-name", name, "--disable-log-stats"]
+    its source, resolved by `engine.sources`; `chat_template_path`: the file that
+    :func:`chat_template_file` wrote `args.chat_template` into, required when it is set).
+
+    Every value is glued to its option (`--tokenizer=VALUE`): vLLM's parser reads a separate value
+    that looks like an option (`-x`, `--config`, `-O3`) as one, which exits the process
+    (argparse's SystemExit) or reads a config file the value names."""
+    argv = [f"--model={model_path}", f"--served-model-name={name}", "--disable-log-stats"]
     if revision:
-        argv += ["--revision", revision]
+        argv.append(f"--revision={revision}")
     if runner == pb.RUNNER_POOLING:
-        argv += ["--runner", "pooling"]
+        argv.append("--runner=pooling")
     elif runner == pb.RUNNER_GENERATE:
-        argv += ["--runner", "generate"]
+        argv.append("--runner=generate")
     if args.HasField("max_model_len"):
-        argv += ["--max-model-len", str(args.max_model_len)]
+        argv.append(f"--max-model-len={args.max_model_len}")
     if args.HasField("dtype"):
-        argv += ["--dtype", args.dtype]
+        argv.append(f"--dtype={args.dtype}")
     if args.HasField("kv_cache_space_gib"):
-        argv += ["--kv-cache-memory-bytes", str(int(args.kv_cache_space_gib * GiB))]
+        argv.append(f"--kv-cache-memory-bytes={int(args.kv_cache_space_gib * GiB)}")
     if args.HasField("gpu_memory_utilization"):
-        argv += ["--gpu-memory-utilization", str(args.gpu_memory_utilization)]
+        argv.append(f"--gpu-memory-utilization={args.gpu_memory_utilization}")
     if args.HasField("tensor_parallel_size"):
-        argv += ["--tensor-parallel-size", str(args.tensor_parallel_size)]
+        argv.append(f"--tensor-parallel-size={args.tensor_parallel_size}")
     if args.HasField("max_num_seqs"):
-        argv += ["--max-num-seqs", str(args.max_num_seqs)]
+        argv.append(f"--max-num-seqs={args.max_num_seqs}")
     if args.HasField("tool_call_parser"):
-        argv += ["--enable-auto-tool-choice", "--tool-call-parser", args.tool_call_parser]
+        argv += ["--enable-auto-tool-choice", f"--tool-call-parser={args.tool_call_parser}"]
     if args.HasField("reasoning_parser"):
-        argv += ["--reasoning-parser", args.reasoning_parser]
+        argv.append(f"--reasoning-parser={args.reasoning_parser}")
     if args.HasField("chat_template"):
-        argv += ["--chat-template", args.chat_template]
+        # Never the text itself: vLLM tries a chat template as a file path (and as the name of
+        # one of its own templates) before it takes it as text.
+        if chat_template_path is None:
+            raise ValueError("an inline chat template reaches vLLM as the file chat_template_file wrote")
+        argv.append(f"--chat-template={chat_template_path}")
     if args.HasField("enforce_eager") and args.enforce_eager:
-        argv += ["--enforce-eager"]
+        argv.append("--enforce-eager")
     if args.HasField("enable_prefix_caching"):
-        argv += ["--enable-prefix-caching" if args.enable_prefix_caching else "--no-enable-prefix-caching"]
+        argv.append("--enable-prefix-caching" if args.enable_prefix_caching else "--no-enable-prefix-caching")
     if args.HasField("seed"):
-        argv += ["--seed", str(args.seed)]
+        argv.append(f"--seed={args.seed}")
     if args.HasField("tokenizer"):
-        argv += ["--tokenizer", args.tokenizer]
+        argv.append(f"--tokenizer={args.tokenizer}")
     return argv
 
 
+@contextlib.contextmanager
+def chat_template_file(args: pb.EngineArgs) -> Iterator[Path | None]:
+    """The request's inline chat template written to a private file of the engine's (a new
+    directory of mode 0700 in the system's temporary folder, the file 0600), for `--chat-template`;
+    removed on exit. None when the request has no chat template. vLLM reads this file and nothing
+    the request named: the template's text is never taken as a path."""
+    if not args.HasField("chat_template"):
+        yield None
+        return
+    directory = Path(tempfile.mkdtemp(prefix="bud-chat-template-"))
+    try:
+        path = directory / "chat_template.jinja"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(args.chat_template)
+        yield path
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def parse_vllm_args(argv: list[str]) -> argparse.Namespace:
-    """Parses `vllm serve` arguments with vLLM's own parser (its defaults and validation)."""
+    """Parses `vllm serve` arguments with vLLM's own parser (its defaults and validation). A value
+    vLLM's parser refuses is INVALID_ARGUMENT (argparse would exit the process)."""
     from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = make_arg_parser(FlexibleArgumentParser())
+
+    def refuse(message: str) -> NoReturn:
+        raise invalid_argument(f"vLLM refuses the engine arguments: {message}", param="args")
+
+    parser.error = refuse  # type: ignore[method-assign]
     namespace = parser.parse_args(argv)
     validate_parsed_serve_args(namespace)
     return namespace
@@ -101,9 +147,11 @@ class VllmModel:
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        namespace = parse_vllm_args(vllm_cli_args(self.name, model_path, self.runner, self.args, revision))
-        engine_args = AsyncEngineArgs.from_cli_args(namespace)
         try:
+            template = self._stack.enter_context(chat_template_file(self.args))
+            argv = vllm_cli_args(self.name, model_path, self.runner, self.args, revision, template)
+            namespace = parse_vllm_args(argv)
+            engine_args = AsyncEngineArgs.from_cli_args(namespace)
 
             def construct() -> Any:
                 vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from grpc_health.v1 import health
 
-from budrt.settings import RuntimeSettings
 from engine import manager as manager_module
 from engine.manager import ModelManager
 from engine.service import EngineServicer
+from engine.settings import EngineSettings
 from tests.engine.fake_vllm import FakeVllm, install
 
 
@@ -49,7 +49,9 @@ async def manager(
     fake: FakeVllm, frozen: list[int], tmp_path: Path, health_servicer: health.aio.HealthServicer
 ) -> AsyncIterator[ModelManager]:
     """A model manager over the fake vLLM; everything it loaded is unloaded after the test."""
-    models = ModelManager(RuntimeSettings(data_dir=tmp_path / "data"), health_servicer)
+    # tmp_path is a model root: `model_dir` lies in it.
+    settings = EngineSettings(data_dir=tmp_path / "data", allowed_model_roots=[tmp_path])
+    models = ModelManager(settings, health_servicer)
     yield models
     await models.close()
 

@@ -11,8 +11,8 @@ import pytest
 
 from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.errors import ServiceError
-from budrt.settings import RuntimeSettings
 from engine import builtin_models, manager
+from engine.settings import EngineSettings
 
 
 class RecordingModel:
@@ -42,7 +42,7 @@ def models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> manager.ModelMana
         "tiny-llama",
         builtin_models.Builder(lambda data_dir: data_dir / "tiny", dtype="float32"),
     )
-    return manager.ModelManager(RuntimeSettings(data_dir=tmp_path))
+    return manager.ModelManager(EngineSettings(data_dir=tmp_path, allowed_model_roots=[Path("/models")]))
 
 
 async def test_a_hugging_face_source_loads_at_its_revision(models: manager.ModelManager) -> None:

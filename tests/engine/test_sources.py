@@ -54,10 +54,12 @@ def test_an_unknown_builtin_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_local_path_needs_a_model_directory(tmp_path: Path) -> None:
-    code, message = _code(pb.ModelSource(local_path=str(tmp_path)), tmp_path)
+    model = tmp_path / "models" / "m"  # under the default model root, <data_dir>/models
+    model.mkdir(parents=True)
+    code, message = _code(pb.ModelSource(local_path=str(model)), tmp_path)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "config.json" in message
-    (tmp_path / "config.json").write_text("{}")
-    assert resolve_source(pb.ModelSource(local_path=str(tmp_path)), tmp_path) == ResolvedSource(str(tmp_path))
+    (model / "config.json").write_text("{}")
+    assert resolve_source(pb.ModelSource(local_path=str(model)), tmp_path) == ResolvedSource(str(model))
 
 
 def test_a_hugging_face_model_goes_to_vllm_with_its_revision(tmp_path: Path) -> None:
@@ -65,9 +67,10 @@ def test_a_hugging_face_model_goes_to_vllm_with_its_revision(tmp_path: Path) -> 
     resolved = resolve_source(source, tmp_path)
     assert resolved == ResolvedSource("acme/chat", "v2")
     argv = vllm_cli_args("chat", resolved.model, pb.RUNNER_GENERATE, pb.EngineArgs(), resolved.revision)
-    assert argv[argv.index("--model") + 1] == "acme/chat" and argv[argv.index("--revision") + 1] == "v2"
+    assert "--model=acme/chat" in argv and "--revision=v2" in argv
     unpinned = resolve_source(pb.ModelSource(hugging_face=pb.HuggingFaceModel(id="acme/chat")), tmp_path)
-    assert "--revision" not in vllm_cli_args("chat", unpinned.model, 0, pb.EngineArgs(), unpinned.revision)
+    argv = vllm_cli_args("chat", unpinned.model, 0, pb.EngineArgs(), unpinned.revision)
+    assert not any(arg.startswith("--revision") for arg in argv)
 
 
 @pytest.mark.parametrize(

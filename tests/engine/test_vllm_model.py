@@ -9,11 +9,12 @@ import pytest
 from vllm.engine.arg_utils import AsyncEngineArgs
 
 from bud.engine.v1 import engine_service_pb2 as pb
-from engine.vllm_model import parse_vllm_args, sse_payloads, vllm_cli_args
+from engine.vllm_model import chat_template_file, parse_vllm_args, sse_payloads, vllm_cli_args
 
 
 def engine_args(runner: int, args: pb.EngineArgs) -> tuple[Any, AsyncEngineArgs]:
-    namespace = parse_vllm_args(vllm_cli_args("served", "/models/x", runner, args))
+    with chat_template_file(args) as template:
+        namespace = parse_vllm_args(vllm_cli_args("served", "/models/x", runner, args, "", template))
     return namespace, AsyncEngineArgs.from_cli_args(namespace)
 
 
@@ -47,7 +48,7 @@ def test_every_engine_argument_reaches_vllm() -> None:
     assert (parsed.tokenizer, parsed.reasoning_parser) == ("/tokenizers/t", "deepseek_r1")
     assert parsed.disable_log_stats is True  # stats go to the engine's own collector
     assert (namespace.enable_auto_tool_choice, namespace.tool_call_parser) == (True, "hermes")
-    assert namespace.chat_template == "{{ messages }}"
+    assert namespace.chat_template.endswith("chat_template.jinja")  # the engine's own file
 
 
 @pytest.mark.parametrize(
