@@ -1,6 +1,7 @@
 """Request validation shared by the servicers and the bootstrap. Every check raises
 `budrt.errors.ServiceError` (INVALID_ARGUMENT with the offending field in `param`, or
-UNIMPLEMENTED for what this version does not support yet)."""
+UNIMPLEMENTED for what this version does not support yet; PERMISSION_DENIED from
+:func:`check_path_arguments`, the one rule that depends on who asks)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from google.protobuf import descriptor, field_mask_pb2
 from bud.app.v1 import deployment_pb2
 from bud.engine.v1 import engine_service_pb2
 from budrt.builtin_models import BUILTIN_MODELS, builtin_names
-from budrt.errors import echo, invalid_argument, unimplemented
+from budrt.errors import echo, invalid_argument, permission_denied, unimplemented
 
 # Name lengths (the patterns below say the same; checked first, so an over-long name is refused
 # without being matched or quoted).
@@ -35,6 +36,13 @@ MAX_KEY_DEPLOYMENTS = 1000
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 MAX_DISPLAY_NAME = 200
+# A path on an engine's machine (Linux's PATH_MAX); a path with a NUL character is refused.
+MAX_PATH_CHARS = 4096
+# An inline chat template (`engine_args.chat_template`), in bytes of UTF-8: real models' templates
+# are a few KiB, the longest about 20 KiB.
+MAX_CHAT_TEMPLATE_BYTES = 64 * 1024
+# What makes a chat template Jinja text rather than a file name or the name of a vLLM template.
+JINJA_MARKERS = ("{{", "{%")
 
 
 def require(value: str, param: str) -> str:
@@ -163,14 +171,12 @@ def check_model_source(source: deployment_pb2.ModelSource, param: str) -> tuple[
             f"unknown builtin model {echo(value)}; builtin models: {builtin_names()}",
             param=field,
         )
-    if kind == "hugging_face_id" and not HUGGING_FACE_ID_RE.match(value):
+    if kind == "hugging_face_id" and not is_hugging_face_id(value):
         raise invalid_argument(
             f"invalid Hugging Face id {echo(value)}: expected name or org/name", param=field
         )
-    if kind == "local_path" and not value.startswith("/"):
-        raise invalid_argument(
-            f"local_path must be absolute (on the engine's machine): {echo(value)}", param=field
-        )
+    if kind == "local_path":
+        check_engine_path(value, field)
     if kind == "registry_model_id":
         raise unimplemented(
             "registry models cannot be deployed yet (the registry service is not built)", param=field
@@ -199,6 +205,71 @@ def check_engine_args(args: engine_service_pb2.EngineArgs, param: str) -> None:
         raise invalid_argument(
             f"{param}.dtype must be one of {', '.join(sorted(DTYPES))}", param=f"{param}.dtype"
         )
+    if args.HasField("tokenizer") and not is_hugging_face_id(args.tokenizer):
+        check_engine_path(args.tokenizer, f"{param}.tokenizer", "a Hugging Face id (name or org/name) or ")
+    if args.HasField("chat_template"):
+        check_chat_template(args.chat_template, f"{param}.chat_template")
+
+
+def is_hugging_face_id(value: str) -> bool:
+    """Whether `value` is a Hugging Face repository id (`name`, `org/name`; no "..")."""
+    return HUGGING_FACE_ID_RE.match(value) is not None and ".." not in value
+
+
+def check_engine_path(value: str, param: str, alternative: str = "") -> None:
+    """An absolute path on an engine's machine, of at most `MAX_PATH_CHARS` characters and no NUL
+    (where it may lie is the engine's rule: its model roots)."""
+    if not value.startswith("/") or "\0" in value or len(value) > MAX_PATH_CHARS:
+        raise invalid_argument(
+            f"{param} must be {alternative}an absolute path on the engine's machine: {echo(value)}",
+            param=param,
+        )
+
+
+def check_chat_template(text: str, param: str) -> None:
+    """A chat template is its Jinja text (never a path: engines do not open one), at most
+    `MAX_CHAT_TEMPLATE_BYTES` bytes of UTF-8, without NUL characters."""
+    if len(text.encode()) > MAX_CHAT_TEMPLATE_BYTES:
+        raise invalid_argument(f"{param} is longer than {MAX_CHAT_TEMPLATE_BYTES} bytes", param=param)
+    if "\0" in text or not any(marker in text for marker in JINJA_MARKERS):
+        raise invalid_argument(
+            f"{param} must be the template's Jinja text (with {{{{ }}}} or {{% %}} tags), not a path "
+            "or a template's name",
+            param=param,
+        )
+
+
+def path_arguments(deployment: deployment_pb2.Deployment, param: str) -> dict[str, str]:
+    """The deployment's arguments that name files on an engine's machine, by field path: a
+    `model.local_path`, an `engine_args.tokenizer` that is not a Hugging Face id."""
+    found = {}
+    if deployment.HasField("model") and deployment.model.WhichOneof("source") == "local_path":
+        found[f"{param}.model.local_path"] = deployment.model.local_path
+    tokenizer = deployment.engine_args.tokenizer
+    if deployment.engine_args.HasField("tokenizer") and not is_hugging_face_id(tokenizer):
+        found[f"{param}.engine_args.tokenizer"] = tokenizer
+    return found
+
+
+def check_path_arguments(
+    deployment: deployment_pb2.Deployment,
+    admin: bool,
+    param: str = "deployment",
+    before: deployment_pb2.Deployment | None = None,
+) -> None:
+    """Path-valued arguments (:func:`path_arguments`) are for platform admins: anyone else gets
+    PERMISSION_DENIED naming the field. On an update, `before` is the stored deployment: a path it
+    already has (an admin set it) may stay while an editor changes other fields."""
+    if admin:
+        return
+    kept = path_arguments(before, param) if before is not None else {}
+    for field, value in path_arguments(deployment, param).items():
+        if kept.get(field) != value:
+            raise permission_denied(
+                f"{field}: only platform admins may name a path on the engine's machine; use a "
+                "builtin model or a Hugging Face id",
+                param=field,
+            )
 
 
 def check_endpoints(endpoints: list[deployment_pb2.EngineEndpoint], param: str) -> None:

@@ -5,7 +5,8 @@ sets it PENDING and wakes the reconciler, which loads it on the engines; RPCs ne
 load. Names are unique per project, and an engine serves one model per name, so an endpoint's
 (address, served_model_name) is unique across all deployments. `served_model_name` defaults to
 the deployment id and is stored resolved. Viewers of a project read its deployments; editors
-change them (see `auth.roles`).
+change them (see `auth.roles`); only platform admins name paths on an engine's machine
+(`app.validation.check_path_arguments`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from app.db.models import utcnow
 from app.db.session import Database, discard
 from app.services.common import conflicts_as, get_deployment, get_project
 from app.services.pagination import fetch_project_page
-from app.validation import check_deployment, check_update_mask
+from app.validation import check_deployment, check_path_arguments, check_update_mask
 from auth.roles import EDITOR, VIEWER
 from auth.tokens import Authenticator
 from bud.app.v1 import deployment_pb2, deployment_pb2_grpc
@@ -187,6 +188,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
             )
         with conflicts_as(lambda err: _conflict(err, deployment.name)):
             async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
+                check_path_arguments(deployment, caller.admin)
                 row = await insert_deployment(session, request.project_id, deployment)
                 reply = deployment_pb2.CreateDeploymentResponse(deployment=deployment_to_proto(row))
         self._reconciler.kick()
@@ -238,6 +240,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                     patch, merged, replace_message_field=True, replace_repeated_field=True
                 )
                 source = check_deployment(merged)
+                check_path_arguments(merged, caller.admin, before=current)
                 new_endpoints = resolved_endpoints(row.id, list(merged.endpoints))
                 del merged.endpoints[:]
                 merged.endpoints.extend(
