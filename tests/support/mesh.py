@@ -64,6 +64,11 @@ class Mesh:
         `operator` the management ones)."""
         return mesh_channel(self.data_dir, address, identity)
 
+    def grpcurl_tls(self, identity: str = "operator") -> list[str]:
+        """grpcurl's flags for the mesh's mutual TLS with the certificate of `identity`."""
+        ca = LocalCa(self.data_dir / "tls")
+        return ["-cacert", str(ca.ca_cert), "-cert", str(ca.cert(identity)), "-key", str(ca.key(identity))]
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
