@@ -72,6 +72,8 @@ def serve_command(components: dict[str, Component], names: list[str]) -> int:
     set_process_identity(names[0])
     try:
         process_tls()
+        if conf.tls and not conf.tls_cert_file:  # the local CA: the operator's grpcurl too
+            LocalCa.of(conf).issue([OPERATOR], certificate_hosts(conf))
     except (OSError, SettingsError) as err:
         print(f"budrt: TLS: {err}", file=sys.stderr)
         return 2
