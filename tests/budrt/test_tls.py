@@ -131,7 +131,7 @@ def test_address_host() -> None:
     assert address_host("10.0.0.1:5") == "10.0.0.1"
 
 
-def test_plaintext_is_refused_on_a_reachable_address_unless_insecure() -> None:
+async def test_plaintext_is_refused_on_a_reachable_address_unless_insecure() -> None:
     with pytest.raises(InsecureListenError, match="refusing to listen without TLS on 0.0.0.0"):
         check_plaintext_listen("0.0.0.0:50071", RuntimeSettings(tls=False))
     check_plaintext_listen("0.0.0.0:50071", RuntimeSettings(tls=False, insecure=True))
