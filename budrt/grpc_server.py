@@ -94,6 +94,7 @@ class GrpcServer:
         if tls is None and not edge:
             check_plaintext_listen(address)
         self.tls = tls
+        self.edge = edge
         if tls is not None and authorization is not None:
             interceptors = (*interceptors, authorization)
         chain = InterceptorChain(interceptors, services=[b.descriptor.full_name for b in self.bindings])
@@ -124,7 +125,7 @@ class GrpcServer:
             "gRPC listening",
             extra={
                 "address": self.address,
-                "tls": "mutual" if self.tls is not None else "off",
+                "tls": "mutual" if self.tls is not None else "off (public edge)" if self.edge else "off",
                 "services": [b.descriptor.full_name for b in self.bindings],
             },
         )
