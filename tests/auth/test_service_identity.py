@@ -37,9 +37,7 @@ def test_every_internal_rpc_has_callers_and_the_issue_policy_holds() -> None:
     the issue asks: engine RPCs for gateways and the app, the routing watch, usage recording and
     prompt execution for gateways, management for gateways and operators."""
     for method in internal_methods():
-        assert allowed_callers(method.full_name.replace(f".{method.name}", f"/{method.name}")), (
-            method.full_name
-        )
+        assert allowed_callers(_path(method).lstrip("/")), _path(method)
     for method in ENGINE_SERVICE.methods:
         assert allowed_callers(f"bud.engine.v1.EngineService/{method.name}") == {GATEWAY, APP}
     assert allowed_callers("bud.auth.v1.RoutingService/WatchRouting") == {GATEWAY}
