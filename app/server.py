@@ -18,6 +18,7 @@ from app.db.migrate import upgrade_database
 from app.db.session import Database
 from app.services import api_keys, deployments, projects, routing, usage, users
 from app.settings import AppSettings
+from auth.service_identity import ServiceIdentityPolicy
 from auth.tokens import Authenticator
 from budrt.grpc_server import GrpcServer, ServiceBinding
 
@@ -98,6 +99,7 @@ async def start_app(
                 users.binding(db, auth),
                 *extra_bindings,
             ],
+            authorization=ServiceIdentityPolicy(),
         )
         await server.start()
     except BaseException:

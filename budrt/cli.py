@@ -26,6 +26,14 @@ from budrt.components import Component, Host, discover, settings_of, standalone,
 from budrt.grpc_server import install_stop_signals
 from budrt.logs import setup_logging
 from budrt.settings import RuntimeSettings, SettingsError, check_known, redacted, settings
+from budrt.tls import (
+    OPERATOR,
+    LocalCa,
+    certificate_hosts,
+    process_tls,
+    set_process_identity,
+    warn_if_insecure,
+)
 
 
 def _components() -> dict[str, Component]:
@@ -57,9 +65,25 @@ def serve_command(components: dict[str, Component], names: list[str]) -> int:
     conf = settings()
     setup_logging(conf.log_level, service="+".join(names))
     conf.ensure_data_dir()  # after the logging setup: tightening an old one is logged
+    warn_if_insecure(conf)
+    # The process's service identity is its first component's (the host's): `gateway` for
+    # `serve gateway engine`. Its certificate is loaded (or generated) now, so a missing file or
+    # a certificate without an identity stops the start with a clear error.
+    set_process_identity(names[0])
+    try:
+        process_tls()
+        if conf.tls and not conf.tls_cert_file:  # the local CA: the operator's grpcurl too
+            LocalCa.of(conf).issue([OPERATOR], certificate_hosts(conf))
+    except (OSError, SettingsError) as err:
+        print(f"budrt: TLS: {err}", file=sys.stderr)
+        return 2
     import uvloop
 
-    uvloop.run(_run_services(components, names))
+    try:
+        uvloop.run(_run_services(components, names))
+    except SettingsError as err:  # a plaintext server on a reachable address (budrt.tls)
+        print(f"budrt: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -86,6 +110,9 @@ def up_command(components: dict[str, Component], timeout: float) -> int:
     # Generate the shared secrets once, before the children race to do it.
     conf.secret("key_hash_secret")
     conf.secret("jwt_secret")
+    if conf.tls and not conf.tls_cert_file:
+        # The local CA and a certificate per service and for the operator's grpcurl.
+        LocalCa.of(conf).issue([*standalone(components), OPERATOR], certificate_hosts(conf))
     groups = up_groups(components)
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False

@@ -96,6 +96,8 @@ class Reason(StrEnum):
     MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
     MODEL_NAME_TAKEN = "MODEL_NAME_TAKEN"
     UNSUPPORTED_OPERATION = "UNSUPPORTED_OPERATION"
+    # Service-to-service calls: a service identity the RPC's policy does not allow.
+    SERVICE_NOT_ALLOWED = "SERVICE_NOT_ALLOWED"
     # The HTTP face.
     UNKNOWN_URL = "UNKNOWN_URL"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"

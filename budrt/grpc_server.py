@@ -1,6 +1,7 @@
-"""`grpc.aio` server bootstrap shared by every service: the interceptor chain (rich errors,
-request ids, logging: `budrt.interceptors`), reflection, the standard health service and
-graceful shutdown."""
+"""`grpc.aio` server bootstrap shared by every service: mutual TLS (`budrt.tls`), the interceptor
+chain (rich errors, request ids, logging: `budrt.interceptors`, and the authorisation hook a
+component fills), reflection, the standard health service and graceful shutdown; and the one
+helper that opens a channel to another service (:func:`service_channel`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from budrt.interceptors import DEFAULT_INTERCEPTORS, CallInterceptor, InterceptorChain
+from budrt.tls import TlsMaterial, check_plaintext_listen, process_tls
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +55,48 @@ class ServiceBinding:
         return cls(servicer, getattr(grpc_module, f"add_{name}Servicer_to_server"), descriptor)
 
 
+# `GrpcServer(tls=...)` default: the process's TLS material from the settings (`budrt.tls`).
+PROCESS_TLS: Any = object()
+
+
 class GrpcServer:
     """A `grpc.aio` server hosting some services, with reflection and health.
 
     Every call to a hosted service passes `interceptors` (outermost first): a raised ServiceError
     becomes a gRPC status with details, any other exception a logged INTERNAL status, and RPCs a
-    servicer leaves to its generated base class still answer UNIMPLEMENTED."""
+    servicer leaves to its generated base class still answer UNIMPLEMENTED.
+
+    `tls`: the process's material by default (mutual TLS: a client without a certificate from
+    the CA fails the handshake), None for plaintext, which is refused on an address other
+    machines can reach unless `insecure` is set. `authorization`: the interceptor that decides,
+    per RPC, which service identities may call (`auth.service_identity`; the component fills this
+    slot, the runtime knows no policy); innermost, after TLS has established who calls, and only
+    with TLS (a plaintext peer has no identity). `edge`: a public face authenticated by its own
+    credentials (the gateway's OpenAI service, with API keys), served in plaintext like the
+    HTTP face, with TLS left to the ingress in front of it."""
 
     def __init__(
         self,
         address: str,
         bindings: Iterable[ServiceBinding],
         interceptors: Sequence[CallInterceptor] = DEFAULT_INTERCEPTORS,
+        *,
+        tls: TlsMaterial | None = PROCESS_TLS,
+        authorization: CallInterceptor | None = None,
+        edge: bool = False,
     ) -> None:
         self.address = address
         self.bindings = list(bindings)
+        if edge:
+            tls = None
+        elif tls is PROCESS_TLS:
+            tls = process_tls()
+        if tls is None and not edge:
+            check_plaintext_listen(address)
+        self.tls = tls
+        self.edge = edge
+        if tls is not None and authorization is not None:
+            interceptors = (*interceptors, authorization)
         chain = InterceptorChain(interceptors, services=[b.descriptor.full_name for b in self.bindings])
         self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[chain])
         self.health = health.aio.HealthServicer()
@@ -79,7 +108,10 @@ class GrpcServer:
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.server,
         )
-        self.port = self.server.add_insecure_port(address)
+        if tls is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, tls.server_credentials())
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
 
@@ -91,7 +123,11 @@ class GrpcServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "gRPC listening",
-            extra={"address": self.address, "services": [b.descriptor.full_name for b in self.bindings]},
+            extra={
+                "address": self.address,
+                "tls": "mutual" if self.tls is not None else "off (public edge)" if self.edge else "off",
+                "services": [b.descriptor.full_name for b in self.bindings],
+            },
         )
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -107,6 +143,22 @@ def install_stop_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-def insecure_channel(address: str) -> grpc.aio.Channel:
-    """A client channel with the platform's message-size and keepalive options."""
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+def service_channel(
+    address: str,
+    *,
+    tls: TlsMaterial | None = PROCESS_TLS,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None,
+) -> grpc.aio.Channel:
+    """A client channel to another service with the platform's message-size and keepalive
+    options: mutual TLS with the process's certificate (`tls`: another's, or None for
+    plaintext) when TLS is on, plaintext when it is off."""
+    if tls is PROCESS_TLS:
+        tls = process_tls()
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    return grpc.aio.secure_channel(
+        address,
+        tls.channel_credentials(),
+        options=[*CHANNEL_OPTIONS, *tls.channel_options()],
+        interceptors=interceptors,
+    )

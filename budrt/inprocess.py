@@ -13,6 +13,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from budrt.errors import ServiceError
 from budrt.interceptors import DEFAULT_INTERCEPTORS, CallInterceptor, InterceptorChain, is_generated_default
+from budrt.tls import identity_uri, process_identity
 
 Metadata = Sequence[tuple[str, Any]]
 
@@ -47,6 +48,14 @@ class LocalContext:
 
     def peer(self) -> str:
         return "local"
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        """The caller is this process: its own service identity, as a TLS peer's would read
+        (`budrt.tls.peer_identity`)."""
+        return {
+            "transport_security_type": [b"inprocess"],
+            "peer_spiffe_id": [identity_uri(process_identity()).encode()],
+        }
 
     def time_remaining(self) -> float | None:
         return None

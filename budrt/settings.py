@@ -75,6 +75,20 @@ class RuntimeSettings(BaseSettings):
     # Secret signing management JWTs; generated like key_hash_secret when unset.
     jwt_secret: str = Field(default="", repr=False, json_schema_extra={"secret": True})
 
+    # Mutual TLS between the services (budrt/tls.py). On: every gRPC server demands a client
+    # certificate from the CA and every channel presents this process's. Without the three files
+    # the local CA generated into <data_dir>/tls/ signs one certificate per service.
+    tls: bool = True
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Verify servers' certificates against this name instead of the dialled host (addresses by
+    # IP whose certificates name DNS names only).
+    tls_server_name: str = ""
+    # Allows plaintext gRPC (tls off) on addresses other machines can reach; logged at WARNING
+    # on every start. Without it such a server refuses to start.
+    insecure: bool = False
+
     @classmethod
     def settings_customise_sources(
         cls,

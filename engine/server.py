@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from auth.service_identity import ServiceIdentityPolicy
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding
 from engine.manager import ModelManager
@@ -31,6 +32,7 @@ async def serve(
                 servicer, engine_service_pb2_grpc.add_EngineServiceServicer_to_server, ENGINE_SERVICE
             )
         ],
+        authorization=ServiceIdentityPolicy(),  # engine RPCs: gateways and the app only
     )
     servicer.manager.health = server.health
     await server.start()

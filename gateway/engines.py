@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from budrt.endpoints import Endpoint
-from budrt.grpc_server import insecure_channel
+from budrt.grpc_server import service_channel
 from gateway.backends import LocalBackend
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class EnginePool:
         """The (cached) connection to an engine."""
         conn = self._connections.get(address)
         if conn is None:
-            channel = insecure_channel(address)
+            channel = service_channel(address)
             servicer = self._local.get(address)
             stub = (
                 LocalBackend(servicer, ENGINE_SERVICE)

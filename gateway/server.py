@@ -15,7 +15,7 @@ import uvicorn
 from google.protobuf.descriptor import ServiceDescriptor
 
 from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
-from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
+from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from gateway.backends import Backend, LocalBackend, RemoteBackend
 from gateway.engines import EnginePool
 from gateway.http_protocol import header_timeout_protocol
@@ -111,8 +111,9 @@ async def serve(
                 servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE
             )
         ],
+        edge=True,  # the public gRPC face: API keys, like the HTTP face; TLS at the ingress
     )
-    channels = {address: insecure_channel(address) for _, address in management}
+    channels = {address: service_channel(address) for _, address in management}
     backends = {address: RemoteBackend(channel) for address, channel in channels.items()}
     app = build_transcoder(
         servicer,

@@ -15,7 +15,7 @@ import grpc
 from auth import keys
 from bud.auth.v1 import routing_pb2, routing_pb2_grpc
 from budrt.endpoints import Endpoint
-from budrt.grpc_server import insecure_channel
+from budrt.grpc_server import service_channel
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class RoutingWatcher:
     async def run(self) -> None:
         """Runs until cancelled."""
         backoff = 0.1
-        channel = insecure_channel(self.app_address)
+        channel = service_channel(self.app_address)
         stub = routing_pb2_grpc.RoutingServiceStub(channel)
         try:
             while True:

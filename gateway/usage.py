@@ -23,7 +23,7 @@ import grpc
 from google.protobuf import json_format
 
 from bud.app.v1 import usage_pb2, usage_pb2_grpc
-from budrt.grpc_server import insecure_channel
+from budrt.grpc_server import service_channel
 from gateway.usage_spool import UsageSpool
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class UsageRecorder:
     async def run(self) -> None:
         """Flushes until cancelled; a last flush is attempted on cancellation (what it cannot
         deliver stays in the spool for the next start)."""
-        channel = insecure_channel(self.app_address)
+        channel = service_channel(self.app_address)
         stub = usage_pb2_grpc.UsageServiceStub(channel)
         try:
             if self._buffer:

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from budrt import tls
+from budrt.tls import LocalCa
 from tests.support.mesh import Mesh, start_mesh
 from tests.support.procs import descendants, still_running
 
@@ -36,6 +38,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         else:
             item.add_marker(pytest.mark.unit)
+
+
+# The identity of the test process's own certificate: gateways may call every internal RPC.
+TEST_PROCESS_IDENTITY = "gateway"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def process_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCa]:
+    """Every gRPC server and channel a test builds in this process speaks mutual TLS, as the
+    platform's do: a local CA in a temporary directory, the test process holding a gateway's
+    certificate (the mesh's processes use the CA `budrt up` generates in the mesh's data dir)."""
+    ca = LocalCa(tmp_path_factory.mktemp("tls"))
+    tls.configure(ca.material(TEST_PROCESS_IDENTITY))
+    yield ca
+    tls.reset()
 
 
 @pytest.fixture(scope="session")

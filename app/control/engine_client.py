@@ -14,7 +14,7 @@ from collections.abc import Callable
 import grpc
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
-from budrt.grpc_server import insecure_channel
+from budrt.grpc_server import service_channel
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class EngineClient:
         load_timeout: float = 3600.0,
         unload_timeout: float = 60.0,
         stats_timeout: float = 10.0,
-        channel_factory: Callable[[str], grpc.aio.Channel] = insecure_channel,
+        channel_factory: Callable[[str], grpc.aio.Channel] = service_channel,
     ) -> None:
         self.list_timeout = list_timeout
         self.load_timeout = load_timeout

@@ -19,7 +19,7 @@ from app.control.status import LOADING, Outcome, aggregate, deployment_exists, w
 from app.db.session import Database
 from bud.engine.v1 import engine_service_pb2
 from budrt.endpoints import Endpoint
-from budrt.grpc_server import insecure_channel
+from budrt.grpc_server import service_channel
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Reconciler:
         list_timeout: float = 10.0,
         load_timeout: float = 3600.0,
         unload_timeout: float = 60.0,
-        channel_factory: Callable[[str], grpc.aio.Channel] = insecure_channel,
+        channel_factory: Callable[[str], grpc.aio.Channel] = service_channel,
         scaler: Scaler | None = None,
     ) -> None:
         self._db = db

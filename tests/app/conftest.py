@@ -23,7 +23,7 @@ from app.settings import AppSettings as Settings
 from bud.app.v1 import deployment_pb2, deployment_pb2_grpc, project_pb2_grpc, usage_pb2_grpc
 from bud.auth.v1 import auth_pb2_grpc, routing_pb2_grpc, user_pb2, user_pb2_grpc
 from budrt.errors import ServiceError
-from budrt.grpc_server import CHANNEL_OPTIONS, GrpcServer
+from budrt.grpc_server import GrpcServer, service_channel
 from tests.support.instant_engine import InstantEngine, serve_instant_engine
 from tests.support.postgres import PostgresCluster, postgres_cluster  # noqa: F401  (fixture)
 
@@ -176,9 +176,9 @@ class Stubs:
 
     @classmethod
     def of(cls, address: str, token: str = "") -> Stubs:
-        # The platform's channel options (budrt.grpc_server.insecure_channel), plus the token.
+        # The platform's channel (mutual TLS, its options), plus the token.
         bearer = BearerToken(token)
-        channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=[bearer])
+        channel = service_channel(address, interceptors=[bearer])
         return cls(
             channel,
             bearer,

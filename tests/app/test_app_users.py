@@ -28,7 +28,7 @@ from app.services.users import UserServicer
 from auth.login_throttle import LoginThrottle, LoginThrottles
 from bud.app.v1 import project_pb2, usage_pb2
 from bud.auth.v1 import routing_pb2, user_pb2
-from budrt.grpc_server import insecure_channel
+from budrt.grpc_server import service_channel
 from gateway.backends import RemoteBackend
 from gateway.transcoder import FrontedService, Transcoder
 
@@ -377,7 +377,7 @@ async def test_rest_logins_are_throttled_per_http_client_address(app: RunningApp
     client at another address is not, and a client's own X-Forwarded-For header changes nothing."""
     _long_waits(app)
     descriptor = user_pb2.DESCRIPTOR.services_by_name["UserService"]
-    channel = insecure_channel(app.address)
+    channel = service_channel(app.address)
     gateway = Transcoder([FrontedService(descriptor, RemoteBackend(channel))])
 
     def http_client(address: str) -> httpx.AsyncClient:

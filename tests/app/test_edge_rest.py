@@ -18,7 +18,7 @@ from app.component import component
 from app.server import RunningApp
 from bud.app.v1 import project_pb2
 from budrt.errors import MAX_MESSAGE_BYTES
-from budrt.grpc_server import insecure_channel
+from budrt.grpc_server import service_channel
 from gateway.backends import RemoteBackend
 from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
@@ -34,7 +34,7 @@ BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 async def rest(app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway's HTTP face fronting the app's management services over gRPC, logged in as
     the admin."""
-    channel = insecure_channel(app.address)
+    channel = service_channel(app.address)
     backend = RemoteBackend(channel)
     tables = RoutingTables()
     pool = EnginePool()

@@ -29,6 +29,7 @@ def test_readme_operator_examples(mesh: Mesh) -> None:
     # The block's defaults are the embedded addresses; point them at this mesh's ports.
     script = script.replace("APP=127.0.0.1:50061", f"APP={mesh.app_grpc}")
     script = script.replace("ENGINE=127.0.0.1:50071", f"ENGINE={mesh.engine_grpc}")
+    script = script.replace("TLS_DIR=.bud/tls", f"TLS_DIR={mesh.data_dir / 'tls'}")
     env = {
         **os.environ,
         "BUD_ADMIN_PASSWORD": mesh.admin_password,

@@ -16,7 +16,7 @@ from grpc_status import rpc_status
 
 from budrt import errors
 from budrt.errors import HTTP_STATUS, Reason, ServiceError, grpc_code, http_status
-from budrt.grpc_server import insecure_channel
+from budrt.grpc_server import service_channel
 from tests.support.mesh import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,7 +197,7 @@ async def test_details_survive_a_real_grpc_hop(raised: ServiceError) -> None:
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
     await server.start()
-    channel = insecure_channel(f"127.0.0.1:{port}")
+    channel = service_channel(f"127.0.0.1:{port}", tls=None)  # a bare plaintext server
     try:
         call = channel.unary_unary(
             "/test.Errors/Fail",

@@ -14,7 +14,7 @@ import pytest
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2
 from budrt.errors import ServiceError, not_found
-from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
+from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from budrt.inprocess import InProcessService, LocalContext
 from budrt.interceptors import MAX_REQUEST_ID_LENGTH, accepted_request_id, request_id
 from budrt.logs import setup_logging
@@ -70,7 +70,7 @@ async def call(request: pytest.FixtureRequest) -> AsyncIterator[Caller]:
             ],
         )
         await server.start()
-        channel = insecure_channel(server.address)
+        channel = service_channel(server.address)
         stub = engine_service_pb2_grpc.EngineServiceStub(channel)
 
         async def over_grpc(method: str, model: str, metadata: tuple[tuple[str, str], ...]) -> Outcome:

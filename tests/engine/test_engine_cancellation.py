@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import grpc
 import openai
 import pytest
 
@@ -22,7 +21,7 @@ def client(mesh: Mesh) -> openai.OpenAI:
 
 
 def model_stats(mesh: Mesh, engine_name: str) -> engine_pb.ModelStats:
-    with grpc.insecure_channel(mesh.engine_grpc) as channel:
+    with mesh.channel(mesh.engine_grpc) as channel:
         stats = engine_service_pb2_grpc.EngineServiceStub(channel).GetStats(
             engine_pb.GetStatsRequest(), timeout=30
         )

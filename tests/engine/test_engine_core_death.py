@@ -28,7 +28,7 @@ DOOMED = "doomed-tiny"
 def test_a_dead_engine_core_is_noticed_and_the_rest_keeps_serving(mesh: Mesh) -> None:
     engine_pid = service_pid(mesh.process.pid, "engine")
     before = descendants(engine_pid)
-    with grpc.insecure_channel(mesh.engine_grpc) as channel:
+    with mesh.channel(mesh.engine_grpc) as channel:
         engine = engine_service_pb2_grpc.EngineServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
         loaded = engine.LoadModel(

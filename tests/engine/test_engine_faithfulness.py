@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 import jsonschema
 import numpy as np
@@ -165,7 +164,7 @@ def served_model(mesh: Mesh, deployment_name: str) -> engine_pb.ServedModel:
     """The engine's model behind a deployment of the default project (the engine serves it under
     the deployment id)."""
     name = engine_model_name(mesh, deployment_name)
-    with grpc.insecure_channel(mesh.engine_grpc) as channel:
+    with mesh.channel(mesh.engine_grpc) as channel:
         models = (
             engine_service_pb2_grpc.EngineServiceStub(channel)
             .ListModels(engine_pb.ListModelsRequest(), timeout=30)
@@ -355,7 +354,7 @@ def test_named_tool_call_with_a_hermes_deployment(mesh: Mesh) -> None:
             },
         },
     ]
-    with grpc.insecure_channel(mesh.app_grpc) as channel:
+    with mesh.channel(mesh.app_grpc, identity="operator") as channel:
         metadata = admin_metadata(mesh, channel)
         project_id = default_project_id(channel, metadata)
         deployments = deployment_pb2_grpc.DeploymentServiceStub(channel)

@@ -18,7 +18,7 @@ from auth import keys
 from bud.auth.v1 import routing_pb2
 from bud.openai.v1 import chat_pb2, openai_service_pb2_grpc, response_pb2
 from budrt.errors import ServiceError
-from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
+from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from budrt.json_face import MAX_RAW_JSON_DEPTH, from_python
 from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
@@ -115,7 +115,7 @@ async def test_a_good_request_id_is_kept(gateway: Gateway) -> None:
 
 
 async def test_a_bad_grpc_request_id_is_replaced_in_the_usage_record(gateway: Gateway) -> None:
-    async with insecure_channel(gateway.grpc_address) as channel:
+    async with service_channel(gateway.grpc_address) as channel:
         stub = openai_service_pb2_grpc.OpenAiServiceStub(channel)
         request = from_python(CHAT, chat_pb2.ChatCompletionRequest(), lenient=True)
         auth = ("authorization", f"Bearer {KEY.secret}")
@@ -174,7 +174,7 @@ async def test_stored_response_routes_answer_404_in_openai_json(gateway: Gateway
 
 async def test_stored_response_rpcs_answer_not_found_over_grpc(gateway: Gateway) -> None:
     auth = (("authorization", f"Bearer {KEY.secret}"),)
-    async with insecure_channel(gateway.grpc_address) as channel:
+    async with service_channel(gateway.grpc_address) as channel:
         stub = openai_service_pb2_grpc.OpenAiServiceStub(channel)
         for call, request in (
             (stub.GetResponse, response_pb2.GetResponseRequest(response_id="resp_1")),

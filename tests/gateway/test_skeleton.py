@@ -154,7 +154,7 @@ def test_grpcurl_lists_services_by_reflection_and_calls_one(mesh: Mesh) -> None:
     assert listed.returncode == 0, listed.stderr
     assert "bud.openai.v1.OpenAiService" in listed.stdout.split()
     listed = subprocess.run(
-        [_grpcurl(), "-plaintext", mesh.app_grpc, "list"], capture_output=True, text=True, timeout=60
+        [_grpcurl(), *mesh.grpcurl_tls(), mesh.app_grpc, "list"], capture_output=True, text=True, timeout=60
     )
     assert {
         "bud.app.v1.ProjectService",
@@ -179,7 +179,14 @@ def test_grpcurl_lists_services_by_reflection_and_calls_one(mesh: Mesh) -> None:
     assert called.returncode == 0, called.stderr
     assert "tiny-llama" in called.stdout
     unimplemented = subprocess.run(
-        [_grpcurl(), "-plaintext", "-d", "{}", mesh.app_grpc, "bud.registry.v1.RegistryService/ListLicenses"],
+        [
+            _grpcurl(),
+            *mesh.grpcurl_tls(),
+            "-d",
+            "{}",
+            mesh.app_grpc,
+            "bud.registry.v1.RegistryService/ListLicenses",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from budrt.errors import ERROR_DOMAIN, ServiceError, not_found
-from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
+from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from gateway.backends import LocalBackend, RemoteBackend
 from gateway.transcoder import FrontedService, Transcoder
 from tests.gateway.conftest import http_server
@@ -100,7 +100,7 @@ async def serve_library(
     if remote:
         server = GrpcServer(f"127.0.0.1:{free_port()}", [binding])
         await server.start()
-        channel = insecure_channel(server.address)
+        channel = service_channel(server.address)
         backend: Any = RemoteBackend(channel)
     else:
         backend = LocalBackend(servicer, descriptor)  # through the interceptors the gRPC face applies

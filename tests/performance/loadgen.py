@@ -444,10 +444,12 @@ async def grpc_open_loop(
     gateway. Latency is from the scheduled instant to the reply; any non-OK status is an error."""
     import grpc
 
+    from budrt.grpc_server import service_channel
+
     result = Result(rate, duration)
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with service_channel(address) as channel:
         call = channel.unary_unary(method)  # bytes in, bytes out
         for _ in range(8):
             await call(request, metadata=metadata, timeout=30, wait_for_ready=True)

