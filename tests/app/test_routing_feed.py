@@ -275,3 +275,45 @@ async def test_stop_ends_every_subscription(db: Database) -> None:
     async with feed.subscribe() as late:  # subscribing after the stop ends at once
         with pytest.raises(StopAsyncIteration):
             await _next(late)
+
+
+async def test_a_reload_rebuilds_only_the_keys_that_changed(db: Database) -> None:
+    """`load_tables` reuses the RouteKey of a key whose row did not change, and rebuilds (and
+    the delta carries) the ones that did — whatever field changed."""
+    from sqlalchemy import update
+
+    from app import ids
+    from app.db import models
+    from app.db.models import utcnow
+
+    async with db.mutation() as session:
+        project = await create_project(session, "keys")
+        for i in range(4):
+            session.add(
+                models.ApiKey(
+                    id=f"{ids.API_KEY}-{i}",
+                    project_id=project.id,
+                    prefix=f"prefix{i}",
+                    key_hash=bytes([i]) * 32,
+                    deployment_ids=[],
+                    create_time=utcnow(),
+                )
+            )
+    first = await routing_feed.load_tables(db)
+    changes = {
+        f"{ids.API_KEY}-0": {"deployment_ids": ["dep-a"]},
+        f"{ids.API_KEY}-1": {"prefix": "rotated1", "key_hash": b"\x09" * 32},
+        f"{ids.API_KEY}-2": {"expire_time": utcnow().replace(year=2100)},
+    }
+    async with db.mutation() as session:
+        for key_id, values in changes.items():
+            await session.execute(update(models.ApiKey).where(models.ApiKey.id == key_id).values(**values))
+    second = await routing_feed.load_tables(db, first)
+    assert second.keys[f"{ids.API_KEY}-3"] is first.keys[f"{ids.API_KEY}-3"]  # untouched: reused
+    delta = second.changes_since(first)
+    assert sorted(k.id for k in delta.upsert_keys) == sorted(changes)
+    by_id = {k.id: k for k in delta.upsert_keys}
+    assert list(by_id[f"{ids.API_KEY}-0"].deployment_ids) == ["dep-a"]
+    assert by_id[f"{ids.API_KEY}-1"].prefix == "rotated1"
+    assert by_id[f"{ids.API_KEY}-2"].expire_time.seconds > 0
+    assert second == await routing_feed.load_tables(db)  # the same tables as a load from scratch
