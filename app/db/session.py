@@ -5,7 +5,8 @@ in-process notification that the routing revision moved.
   read transaction), so a revision read with some tables matches them exactly.
 - :meth:`Database.mutation` changes projects, deployments or keys: it increments
   `routing_state.revision` *first*, in the same transaction, which both orders every change and
-  serialises writers on PostgreSQL (the row lock) without deadlocks (always taken first).
+  serialises writers on PostgreSQL (the row lock) without deadlocks (always taken first); on
+  PostgreSQL it also notifies :data:`ROUTING_CHANNEL` (delivered to other processes on commit).
 - :meth:`Database.transaction` writes without touching the revision (usage bookkeeping).
 
 SQLite specifics: the driver's own transaction handling is switched off and SQLAlchemy emits
