@@ -387,12 +387,16 @@ def _print(results: list[Result]) -> None:
     by = {(r.database, r.design): r for r in results}
     for database in dict.fromkeys(r.database for r in results):
         feed, legacy = by.get((database, "feed")), by.get((database, "per-stream"))
-        if feed and legacy:
-            print(
-                f"{database}: per-stream / feed — idle CPU {legacy.idle_cpu_pct / max(feed.idle_cpu_pct, 0.1):.0f}×, "
-                f"change latency p50 {legacy.latency_p50_ms / max(feed.latency_p50_ms, 0.1):.0f}×, "
-                f"CPU per change {legacy.cpu_per_change_ms / max(feed.cpu_per_change_ms, 0.1):.0f}×"
-            )
+        if not (feed and legacy):
+            continue
+        if legacy.latency_p50_ms == float("inf"):
+            latency = "change latency: the per-stream design did not reach every watcher in time"
+        else:
+            latency = f"change latency p50 {legacy.latency_p50_ms / max(feed.latency_p50_ms, 0.1):.0f}×"
+        print(
+            f"{database}: per-stream / feed — idle CPU {legacy.idle_cpu_pct / max(feed.idle_cpu_pct, 0.1):.0f}×, "
+            f"{latency}, CPU per change {legacy.cpu_per_change_ms / max(feed.cpu_per_change_ms, 0.1):.0f}×"
+        )
 
 
 async def _main(args: argparse.Namespace) -> None:
