@@ -16,6 +16,7 @@ from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce
 from app.control import Reconciler
 from app.db.migrate import upgrade_database
 from app.db.session import Database
+from app.routing_feed import RoutingFeed
 from app.services import api_keys, deployments, projects, routing, usage, users
 from app.settings import AppSettings
 from auth.service_identity import ServiceIdentityPolicy
@@ -30,7 +31,8 @@ STOP_GRACE_S = 5.0
 
 @dataclass
 class RunningApp:
-    """A started app: its server, database and reconciler, and what its start bootstrapped."""
+    """A started app: its server, database, reconciler and routing feed, and what its start
+    bootstrapped."""
 
     settings: AppSettings
     db: Database
@@ -40,6 +42,7 @@ class RunningApp:
     admin: AdminResult | None
     _closing: asyncio.Event
     _reconciler_task: asyncio.Task[None]
+    feed: RoutingFeed
 
     @property
     def port(self) -> int:
@@ -59,6 +62,7 @@ class RunningApp:
             return
         self._closing.set()
         try:
+            await self.feed.stop()  # ends the watch streams
             await self.server.stop(grace)
             await self._reconciler_task
         finally:
@@ -76,6 +80,7 @@ async def start_app(
     admin's generated password), starts the gRPC server at `settings.app_address` and the
     reconciler. `reconciler_options` go to :class:`Reconciler` (intervals, timeouts)."""
     db = Database(settings.resolved_database_url())
+    feed: RoutingFeed | None = None
     try:
         await upgrade_database(db)
         hash_secret = settings.secret("key_hash_secret")
@@ -87,6 +92,8 @@ async def start_app(
             log.info("platform admin created", extra={"username": admin.username, "user_id": admin.user_id})
         auth = Authenticator(settings.secret("jwt_secret"))
         closing = asyncio.Event()
+        feed = RoutingFeed(db)
+        await feed.start()
         reconciler = Reconciler(db, **(reconciler_options or {}))
         server = GrpcServer(
             settings.app_address,
@@ -95,7 +102,7 @@ async def start_app(
                 deployments.binding(db, reconciler, auth),
                 api_keys.binding(db, hash_secret, auth),
                 usage.binding(db, auth),
-                routing.binding(db, closing),
+                routing.binding(feed),
                 users.binding(db, auth),
                 *extra_bindings,
             ],
@@ -103,13 +110,15 @@ async def start_app(
         )
         await server.start()
     except BaseException:
+        if feed is not None:
+            await feed.stop()
         await db.dispose()
         raise
     task = asyncio.create_task(reconciler.run(closing), name="reconciler")
     log.info(
         "app serving", extra={"address": settings.app_address, "port": server.port, "database": db.dialect}
     )
-    return RunningApp(settings, db, server, reconciler, created, admin, closing, task)
+    return RunningApp(settings, db, server, reconciler, created, admin, closing, task, feed)
 
 
 async def serve(

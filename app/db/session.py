@@ -5,7 +5,8 @@ in-process notification that the routing revision moved.
   read transaction), so a revision read with some tables matches them exactly.
 - :meth:`Database.mutation` changes projects, deployments or keys: it increments
   `routing_state.revision` *first*, in the same transaction, which both orders every change and
-  serialises writers on PostgreSQL (the row lock) without deadlocks (always taken first).
+  serialises writers on PostgreSQL (the row lock) without deadlocks (always taken first); on
+  PostgreSQL it also notifies :data:`ROUTING_CHANNEL` (delivered to other processes on commit).
 - :meth:`Database.transaction` writes without touching the revision (usage bookkeeping).
 
 SQLite specifics: the driver's own transaction handling is switched off and SQLAlchemy emits
@@ -25,7 +26,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 # How long a SQLite writer waits for another one before giving up ("database is locked").
 SQLITE_BUSY_TIMEOUT_S = 30.0
+
+# PostgreSQL channel every mutation notifies, in its own transaction (delivered on commit only):
+# the routing feed (`app.routing_feed`) of every app replica listens on it.
+ROUTING_CHANNEL = "bud_routing"
 
 _WRITE_OPTION = "bud_write"
 _ROLLBACK_INFO = "bud_rollback"
@@ -159,8 +164,9 @@ class Database:
 
     @asynccontextmanager
     async def mutation(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction that changes routing state: bumps the revision first, commits on
-        success and then wakes this process's watch streams. Call :func:`discard` on the session
+        """A write transaction that changes routing state: bumps the revision first (and, on
+        PostgreSQL, notifies :data:`ROUTING_CHANNEL`, which is delivered at commit), commits on
+        success and then wakes this process's routing feed. Call :func:`discard` on the session
         to roll back instead (nothing changed)."""
         async with self._write() as session:
             await session.begin()
@@ -170,6 +176,8 @@ class Database:
                     .where(RoutingState.id == SINGLETON_ID)
                     .values(revision=RoutingState.revision + 1)
                 )
+                if self.dialect == "postgresql":
+                    await session.execute(select(func.pg_notify(ROUTING_CHANNEL, "")))
                 yield session
             except BaseException:
                 await session.rollback()
