@@ -3,9 +3,10 @@ their pydantic requests and come back as the same messages."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +17,20 @@ from google.protobuf.message import Message
 from bud.engine.v1 import engine_service_pb2 as pb
 from bud.engine.v1 import engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2, completion_pb2, embedding_pb2
-from budrt.errors import Reason, ServiceError, grpc_code, internal, invalid_argument, not_found, unimplemented
+from budrt.errors import (
+    Reason,
+    ServiceError,
+    echo,
+    grpc_code,
+    internal,
+    invalid_argument,
+    not_found,
+    unimplemented,
+)
+from budrt.interceptors import accepted_request_id
 from budrt.json_face import JsonFaceError, from_json, from_python, to_json
+from engine import call_usage
+from engine.call_usage import CallLedger, Tally
 from engine.manager import ModelManager
 from engine.request_checks import check_completion, check_response_format
 from engine.vllm_model import VllmModel, sse_payloads
@@ -108,11 +121,49 @@ _COMPLETION = _Generation(
 )
 
 
-class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
-    """Inference and model management for the models of one engine process."""
+def _usage_id(context: Any) -> str:
+    """The call's `x-bud-usage-id` metadata when it is a valid id (the request-id rules), else ""."""
+    if context is None:
+        return ""
+    for key, value in context.invocation_metadata() or ():
+        if key == call_usage.USAGE_ID_KEY:
+            return value if accepted_request_id(value) == value else ""
+    return ""
 
-    def __init__(self, manager: ModelManager) -> None:
+
+class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
+    """Inference and model management for the models of one engine process.
+
+    Each inference call that names a usage id (`x-bud-usage-id`) has its processed tokens
+    counted from vLLM (`engine.call_usage`) and kept in `ledger` for a while after it ends, for
+    `GetRequestUsage`."""
+
+    def __init__(self, manager: ModelManager, ledger: CallLedger | None = None) -> None:
         self.manager = manager
+        self.ledger = ledger or CallLedger()
+
+    @contextlib.contextmanager
+    def _counted(self, context: Any) -> Iterator[Tally | None]:
+        """The call's tally in the ledger from now until the block ends (None: no usage id)."""
+        usage_id = _usage_id(context)
+        if not usage_id:
+            yield None
+            return
+        tally = self.ledger.begin(usage_id)
+        try:
+            yield tally
+        finally:
+            self.ledger.end(usage_id, tally)
+
+    @staticmethod
+    async def _call_vllm(tally: Tally | None, call: Any) -> Any:
+        """Awaits `call` (a serving object's coroutine) with `tally` current, so that the vLLM
+        requests it starts are counted into it (read when they start; no output is read here)."""
+        token = call_usage.current.set(tally)
+        try:
+            return await call
+        finally:
+            call_usage.current.reset(token)
 
     def _handler(self, model: VllmModel, attribute: str, what: str) -> Any:
         handler = model.handler(attribute)
@@ -124,7 +175,15 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
             )
         return handler
 
-    async def _generate_unary(self, request: Any, generation: _Generation, response: Message) -> Message:
+    async def _generate_unary(
+        self, request: Any, generation: _Generation, response: Message, context: Any
+    ) -> Message:
+        with self._counted(context) as tally:
+            return await self._unary_call(request, generation, response, tally)
+
+    async def _unary_call(
+        self, request: Any, generation: _Generation, response: Message, tally: Tally | None
+    ) -> Message:
         model = self.manager.ready(request.model)
         handler = self._handler(model, generation.attribute, generation.what)
         request.stream = False
@@ -132,7 +191,7 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
         generation.check(vllm_request)
         model.inflight += 1
         try:
-            result = await getattr(handler, generation.method)(vllm_request, None)
+            result = await self._call_vllm(tally, getattr(handler, generation.method)(vllm_request, None))
         except Exception as err:
             raise _exception(err) from None
         finally:
@@ -147,7 +206,14 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
             raise internal(f"unexpected response from vLLM: {err.message}", reason=None) from None
 
     async def _generate_stream(
-        self, request: Any, generation: _Generation, chunk_cls: type[Message]
+        self, request: Any, generation: _Generation, chunk_cls: type[Message], context: Any
+    ) -> AsyncIterator[Message]:
+        with self._counted(context) as tally:
+            async for item in self._stream_call(request, generation, chunk_cls, tally):
+                yield item
+
+    async def _stream_call(
+        self, request: Any, generation: _Generation, chunk_cls: type[Message], tally: Tally | None
     ) -> AsyncIterator[Message]:
         model = self.manager.ready(request.model)
         handler = self._handler(model, generation.attribute, generation.what)
@@ -158,7 +224,7 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
         result = None
         try:
             try:
-                result = await getattr(handler, generation.method)(vllm_request, None)
+                result = await self._call_vllm(tally, getattr(handler, generation.method)(vllm_request, None))
             except Exception as err:
                 raise _exception(err) from None
             if hasattr(result, "error") and not hasattr(result, "__aiter__"):
@@ -186,23 +252,23 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     async def CreateChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> chat_pb2.ChatCompletion:
-        return await self._generate_unary(request, _CHAT, chat_pb2.ChatCompletion())
+        return await self._generate_unary(request, _CHAT, chat_pb2.ChatCompletion(), context)
 
     async def StreamChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
-        async for chunk in self._generate_stream(request, _CHAT, chat_pb2.ChatCompletionChunk):
+        async for chunk in self._generate_stream(request, _CHAT, chat_pb2.ChatCompletionChunk, context):
             yield chunk
 
     async def CreateCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> completion_pb2.Completion:
-        return await self._generate_unary(request, _COMPLETION, completion_pb2.Completion())
+        return await self._generate_unary(request, _COMPLETION, completion_pb2.Completion(), context)
 
     async def StreamCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> AsyncIterator[completion_pb2.Completion]:
-        async for chunk in self._generate_stream(request, _COMPLETION, completion_pb2.Completion):
+        async for chunk in self._generate_stream(request, _COMPLETION, completion_pb2.Completion, context):
             yield chunk
 
     async def CreateEmbedding(
@@ -210,20 +276,36 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     ) -> embedding_pb2.EmbeddingList:
         from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
 
-        model = self.manager.ready(request.model)
-        handler = self._handler(model, "serving_embedding", "embeddings")
-        vllm_request = _to_vllm(EmbeddingRequest, request)
-        model.inflight += 1
-        try:
-            result = await handler(vllm_request, None)
-        except Exception as err:
-            raise _exception(err) from None
-        finally:
-            model.inflight -= 1
+        with self._counted(context) as tally:
+            model = self.manager.ready(request.model)
+            handler = self._handler(model, "serving_embedding", "embeddings")
+            vllm_request = _to_vllm(EmbeddingRequest, request)
+            model.inflight += 1
+            try:
+                result = await self._call_vllm(tally, handler(vllm_request, None))
+            except Exception as err:
+                raise _exception(err) from None
+            finally:
+                model.inflight -= 1
         body = getattr(result, "body", b"")
         if getattr(result, "status_code", 200) != 200:
             raise _vllm_error(orjson.loads(body).get("error", {}))
         return from_json(body, embedding_pb2.EmbeddingList(), lenient=True)
+
+    # ---- accounting ---------------------------------------------------------------------------
+    async def GetRequestUsage(
+        self, request: pb.GetRequestUsageRequest, context: Any
+    ) -> pb.GetRequestUsageResponse:
+        found = await self.ledger.usage(request.usage_id)
+        if found is None:
+            raise not_found(
+                f"No usage is kept for the call {echo(request.usage_id)} (unknown or expired).",
+                param="usage_id",
+            )
+        tally, ended = found
+        return pb.GetRequestUsageResponse(
+            prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens, ended=ended
+        )
 
     # ---- model management -----------------------------------------------------------------
     async def LoadModel(self, request: pb.LoadModelRequest, context: Any) -> pb.LoadModelResponse:

@@ -153,6 +153,29 @@ async def test_one_record_per_request_under_the_gateways_key(usage_app: UsageApp
     assert list((tmp_path / "spool").iterdir()) == []  # delivered: the spool is gone
 
 
+async def test_a_stopping_recorder_waits_for_the_charges_under_way(
+    usage_app: UsageApp, tmp_path: Path
+) -> None:
+    """A cancelled call's record is made once the engine has said what it processed: a gateway
+    stopping meanwhile still delivers it (the last flush waits for the charge); a charge that
+    outlives the wait is cancelled, and records what it knows (its `finally`)."""
+    recorder = UsageRecorder(usage_app.address, flush_interval=60, spool=UsageSpool(tmp_path / "spool"))
+    task = asyncio.create_task(recorder.run())
+    await asyncio.sleep(0.05)
+
+    async def charge(delay: float, client_id: str) -> None:
+        try:
+            await asyncio.sleep(delay)  # asking the engine
+        finally:
+            _record(recorder, client_id)
+
+    recorder.track(asyncio.create_task(charge(0.3, "answered")))
+    recorder.track(asyncio.create_task(charge(60, "never-answered")))
+    task.cancel()  # the gateway stops
+    await asyncio.gather(task, return_exceptions=True)
+    assert sorted(client for _, client, _ in await usage_app.rows()) == ["answered", "never-answered"]
+
+
 async def test_refused_record_is_quarantined_and_the_batch_stored(
     usage_app: UsageApp, caplog: pytest.LogCaptureFixture
 ) -> None:
