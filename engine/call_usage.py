@@ -208,13 +208,22 @@ class _Instrumented:
                 "call is charged the tokens of the outputs it read only"
             )
 
-    def wrap_stream(self, original: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    def wrap_stream(
+        self, original: Callable[..., AsyncIterator[Any]], params_name: str
+    ) -> Callable[..., AsyncIterator[Any]]:
+        """`generate` (params_name "sampling_params") or `encode` ("pooling_params"), counted;
+        vLLM's serving objects call them positionally or by keyword."""
+
         @functools.wraps(original)
-        def call(prompt: Any, params: Any, request_id: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        def call(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             tally = current.get()
-            outputs = original(prompt, params, request_id, *args, **kwargs)
+            outputs = original(*args, **kwargs)
             if tally is None:
                 return outputs  # a call nobody will ask about: untouched
+            params = args[1] if len(args) > 1 else kwargs.get(params_name)
+            request_id = args[2] if len(args) > 2 else kwargs.get("request_id")
+            if not isinstance(request_id, str):
+                return outputs
             return self._counted(outputs, tally, request_id, _is_delta(params))
 
         return call
@@ -259,9 +268,9 @@ def instrument(engine: Any) -> None:
         return
     hooks = _Instrumented(engine)
     engine._bud_call_usage = hooks
-    for name in ("generate", "encode"):
+    for name, params_name in (("generate", "sampling_params"), ("encode", "pooling_params")):
         original = getattr(engine, name, None)
         if original is not None:
-            setattr(engine, name, hooks.wrap_stream(original))
+            setattr(engine, name, hooks.wrap_stream(original, params_name))
     if getattr(engine, "abort", None) is not None:
         engine.abort = hooks.wrap_abort(engine.abort)

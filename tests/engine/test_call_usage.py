@@ -153,6 +153,34 @@ async def test_an_engine_without_the_internals_still_aborts(caplog: pytest.LogCa
     assert aborted == ["x"] and "lacks the output-processor state" in caplog.text
 
 
+async def test_generate_and_encode_are_counted_however_vllm_calls_them() -> None:
+    """vLLM's chat serving calls `generate` positionally, its pooling serving `encode` by keyword."""
+
+    class Engine:
+        async def generate(self, prompt: Any, sampling_params: Any, request_id: str, **_: Any) -> Any:
+            yield _output(request_id, [1, 2], [(0, [5])])
+            yield _output(request_id, [1, 2], [(0, [6, 7])])
+
+        async def encode(self, prompt: Any, pooling_params: Any, request_id: str, **_: Any) -> Any:
+            yield _output(request_id, [1, 2, 3], [])
+
+    engine = Engine()
+    call_usage.instrument(engine)
+    tally = Tally()
+    token = call_usage.current.set(tally)
+    try:
+        delta = SamplingParams(output_kind=RequestOutputKind.DELTA)
+        generated = engine.generate({"prompt_token_ids": [1, 2]}, delta, "g-1")
+        encoded = engine.encode(request_id="e-1", prompt={}, pooling_params=None, lora_request=None)
+    finally:
+        call_usage.current.reset(token)
+    assert [o async for o in generated] and [o async for o in encoded]
+    assert (tally.prompt_tokens, tally.completion_tokens) == (2 + 3, 3)
+    untallied = engine.generate({}, delta, "g-2")  # no call to count: vLLM's own generator
+    assert untallied.__qualname__.endswith("Engine.generate")  # type: ignore[attr-defined]
+    await untallied.aclose()  # type: ignore[attr-defined]
+
+
 # ---- the ledger ---------------------------------------------------------------------------------
 async def test_the_ledger_keeps_ended_calls_for_its_ttl_and_at_most_max_calls() -> None:
     ledger = CallLedger(ttl=0.2, max_calls=2)
