@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 # The metadata naming a call's counts (the gateway sends a new id per request; the contract:
 # EngineService.GetRequestUsage in proto/bud/engine/v1/engine_service.proto).
 USAGE_ID_KEY = "x-bud-usage-id"
-DEFAULT_TTL_S = 120.0
-DEFAULT_MAX_CALLS = 50_000
+DEFAULT_TTL_S = 60.0
+DEFAULT_MAX_CALLS = 100_000
 # How long GetRequestUsage waits for a call that has not ended yet (its abort is under way).
 DEFAULT_WAIT_S = 1.0
 
@@ -95,15 +95,39 @@ class Tally:
                 self.generated[key] = tokens
 
 
-@dataclass
 class _Call:
-    tally: Tally
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    ended_at: float = 0.0
+    """One call in the ledger: its live tally while it runs, its two counts once it has ended
+    (an ended call costs a few hundred bytes)."""
+
+    __slots__ = ("counts", "ended_at", "tally", "waiters")
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally: Tally | None = tally
+        self.counts = (0, 0)
+        self.ended_at = 0.0
+        self.waiters: asyncio.Event | None = None  # made when someone waits for the end
+
+    @property
+    def ended(self) -> bool:
+        return self.tally is None
+
+    def end(self) -> None:
+        assert self.tally is not None
+        self.counts = (self.tally.prompt_tokens, self.tally.completion_tokens)
+        self.tally = None
+        self.ended_at = time.monotonic()
+        if self.waiters is not None:
+            self.waiters.set()
+
+    def current(self) -> tuple[int, int]:
+        if self.tally is None:
+            return self.counts
+        return self.tally.prompt_tokens, self.tally.completion_tokens
 
 
 class CallLedger:
-    """The tallies of running calls and of calls ended within `ttl` seconds, by usage id."""
+    """The tallies of running calls and the counts of calls ended within `ttl` seconds, by usage
+    id; at most `max_calls` of them (the oldest go first)."""
 
     def __init__(self, ttl: float = DEFAULT_TTL_S, max_calls: int = DEFAULT_MAX_CALLS) -> None:
         self.ttl = ttl
@@ -116,44 +140,51 @@ class CallLedger:
     def begin(self, usage_id: str) -> Tally:
         """A new tally for the call named `usage_id` (a reused id starts afresh)."""
         self._expire()
-        call = _Call(Tally())
+        tally = Tally()
         self._calls.pop(usage_id, None)
-        self._calls[usage_id] = call
+        self._calls[usage_id] = _Call(tally)
         while len(self._calls) > self.max_calls:
             self._calls.popitem(last=False)
-        return call.tally
+        return tally
 
     def end(self, usage_id: str, tally: Tally) -> None:
         """Marks the call ended; its counts are kept `ttl` seconds from now."""
         call = self._calls.get(usage_id)
         if call is None or call.tally is not tally:
             return  # evicted, or the id was reused by a later call
-        call.ended_at = time.monotonic()
-        call.ended.set()
+        call.end()
         self._calls.move_to_end(usage_id)
 
-    async def usage(self, usage_id: str, wait: float = DEFAULT_WAIT_S) -> tuple[Tally, bool] | None:
-        """The tally of `usage_id` and whether its call has ended (waiting up to `wait` seconds
-        for a running one); None when unknown."""
+    async def usage(self, usage_id: str, wait: float = DEFAULT_WAIT_S) -> tuple[int, int, bool] | None:
+        """(prompt tokens, completion tokens, whether the call has ended) of `usage_id`, waiting
+        up to `wait` seconds for a running call to end; None when unknown."""
         self._expire()
         call = self._calls.get(usage_id)
         if call is None:
             return None
-        if not call.ended.is_set():
+        if not call.ended:
+            if call.waiters is None:
+                call.waiters = asyncio.Event()
             try:
-                await asyncio.wait_for(call.ended.wait(), wait)
+                await asyncio.wait_for(call.waiters.wait(), wait)
             except TimeoutError:
                 pass
-        return call.tally, call.ended.is_set()
+        return (*call.current(), call.ended)
 
     def _expire(self) -> None:
+        """Drops the calls that ended more than `ttl` seconds ago (ended calls are in the order
+        they ended; a running call met at the front goes to the back, it is not expired)."""
         horizon = time.monotonic() - self.ttl
-        while self._calls:
-            call = next(iter(self._calls.values()))
-            if not call.ended.is_set() or call.ended_at > horizon:
-                # Oldest-ended first; a running call at the front is kept (bounded by max_calls).
+        running_seen = 0
+        while self._calls and running_seen < len(self._calls):
+            usage_id, call = next(iter(self._calls.items()))
+            if not call.ended:
+                self._calls.move_to_end(usage_id)
+                running_seen += 1
+            elif call.ended_at <= horizon:
+                self._calls.popitem(last=False)
+            else:
                 break
-            self._calls.popitem(last=False)
 
 
 # ---- vLLM instrumentation ----------------------------------------------------------------------

@@ -302,9 +302,9 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
                 f"No usage is kept for the call {echo(request.usage_id)} (unknown or expired).",
                 param="usage_id",
             )
-        tally, ended = found
+        prompt_tokens, completion_tokens, ended = found
         return pb.GetRequestUsageResponse(
-            prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens, ended=ended
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, ended=ended
         )
 
     # ---- model management -----------------------------------------------------------------

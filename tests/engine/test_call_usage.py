@@ -187,7 +187,7 @@ async def test_the_ledger_keeps_ended_calls_for_its_ttl_and_at_most_max_calls() 
     for name in ("a", "b", "c"):
         ledger.end(name, ledger.begin(name))
     assert await ledger.usage("a") is None  # the oldest went first
-    assert await ledger.usage("c") is not None
+    assert await ledger.usage("c") == (0, 0, True)
     await asyncio.sleep(0.3)
     assert await ledger.usage("c") is None and len(ledger) == 0
 
@@ -202,11 +202,21 @@ async def test_the_ledger_waits_briefly_for_a_call_still_running() -> None:
         ledger.end("a", tally)
 
     task = asyncio.create_task(finish())
-    found = await ledger.usage("a", wait=2.0)
+    assert await ledger.usage("a", wait=2.0) == (4, 2, True)
     await task
-    assert found is not None and found[1] and found[0].completion_tokens == 2
-    running = ledger.begin("b")
-    assert await ledger.usage("b", wait=0.05) == (running, False)
+    ledger.begin("b").at_least("r", 3, 0, 1)
+    assert await ledger.usage("b", wait=0.05) == (3, 1, False)  # the counts so far
+
+
+async def test_a_call_running_long_does_not_keep_ended_ones_from_expiring() -> None:
+    ledger = CallLedger(ttl=0.1)
+    ledger.begin("long stream")
+    for name in ("a", "b"):
+        ledger.end(name, ledger.begin(name))
+    await asyncio.sleep(0.15)
+    ledger.begin("c")
+    assert len(ledger) == 2 and await ledger.usage("a", wait=0) is None
+    assert await ledger.usage("long stream", wait=0) == (0, 0, False)
 
 
 # ---- the servicer over the fake vLLM ------------------------------------------------------------

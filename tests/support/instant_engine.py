@@ -151,7 +151,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     def _begin(self, context: Any) -> tuple[str, list[int]]:
         """The call's usage id ("" when none) and its [prompt, generated] counts (kept under that
         id; the oldest of more than `KEPT_CALLS` are dropped, as the real engine bounds them)."""
-        counts = [PROMPT_TOKENS, 0]
+        counts = [0, 0]
         metadata = context.invocation_metadata() if context is not None else ()
         usage_id = next((v for k, v in metadata or () if k == USAGE_ID_KEY), "")
         if usage_id:
@@ -160,6 +160,18 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
             while len(self.processed) > KEPT_CALLS:
                 oldest = next(iter(self.processed))
                 del self.processed[oldest], self._ended[oldest]
+        return usage_id, counts
+
+    def _admit(self, context: Any, model: str) -> tuple[str, list[int]]:
+        """Begins a call's counts and checks its model (`_check`); its prompt counts once the
+        model accepted it, as vLLM counts the prompt of a request it accepted."""
+        usage_id, counts = self._begin(context)
+        try:
+            self._check(model)
+        except BaseException:
+            self._end(usage_id)
+            raise
+        counts[0] = PROMPT_TOKENS
         return usage_id, counts
 
     def _end(self, usage_id: str) -> None:
@@ -179,8 +191,8 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         finally:
             self.open_unary -= 1
 
-    async def _unary(self, context: Any) -> None:
-        usage_id, counts = self._begin(context)
+    async def _unary(self, context: Any, model: str) -> None:
+        usage_id, counts = self._admit(context, model)
         try:
             await self._work(counts)
         finally:
@@ -196,8 +208,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     async def CreateChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> chat_pb2.ChatCompletion:
-        self._check(request.model)
-        await self._unary(context)
+        await self._unary(context, request.model)
         return chat_pb2.ChatCompletion(
             id="chatcmpl-instant",
             object="chat.completion",
@@ -216,7 +227,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     async def StreamChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
-        self._check(request.model)
+        usage_id, counts = self._admit(context, request.model)
         created = int(time.time())
 
         def chunk(**kwargs: Any) -> chat_pb2.ChatCompletionChunk:
@@ -229,7 +240,6 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
             )
 
         self.open_streams += 1
-        usage_id, counts = self._begin(context)
         try:
             yield chunk(
                 choices=[
@@ -263,8 +273,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     async def CreateCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> completion_pb2.Completion:
-        self._check(request.model)
-        await self._unary(context)
+        await self._unary(context, request.model)
         return self._completion(
             request,
             int(time.time()),
@@ -275,10 +284,9 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     async def StreamCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> AsyncIterator[completion_pb2.Completion]:
-        self._check(request.model)
+        usage_id, counts = self._admit(context, request.model)
         created = int(time.time())
         self.open_streams += 1
-        usage_id, counts = self._begin(context)
         try:
             for i in range(self.chunks):
                 await self._pace()
@@ -300,12 +308,14 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     async def CreateEmbedding(
         self, request: embedding_pb2.EmbeddingRequest, context: Any
     ) -> embedding_pb2.EmbeddingList:
-        self._check(request.model)
+        usage_id, counts = self._admit(context, request.model)
         which = request.WhichOneof("input")
         inputs = {
             "input_texts": len(request.input_texts.values),
             "input_token_lists": len(request.input_token_lists.values),
         }.get(which or "", 1)
+        counts[0] = PROMPT_TOKENS * inputs
+        self._end(usage_id)
         reply = embedding_pb2.EmbeddingList(
             object="list",
             model=request.model,
