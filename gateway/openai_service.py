@@ -73,7 +73,7 @@ class _Charge:
     started: float
     decision: Decision | None
     usage_id: str
-    prompt_estimate: int  # the reservation's prompt part (4 bytes a token)
+    request: Any  # what was sent to the engine (its prompt estimate is a fallback charge)
     code: grpc.StatusCode = grpc.StatusCode.OK
     prompt_tokens: int = 0  # from the engine's usage, once seen
     completion_tokens: int = 0  # from the engine's usage, or a lower bound from the chunks seen
@@ -278,7 +278,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 # streamed to the gateway (a lower bound: one per content delta) plus the prompt
                 # estimate the request reserved for. An UNAVAILABLE call that streamed nothing
                 # never reached a serving model, so it is charged nothing.
-                charge.prompt_tokens = max(charge.prompt_tokens, charge.prompt_estimate)
+                charge.prompt_tokens = max(charge.prompt_tokens, _prompt_estimate(charge.request))
             self._account(charge)
             await self._settle(charge.decision, charge.prompt_tokens + charge.completion_tokens)
 
@@ -288,26 +288,28 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             await asyncio.wait(set(self._charges), timeout=CHARGE_TIMEOUT_S * 2)
 
     # ---- forwarding -----------------------------------------------------------------------
-    def _charge(
-        self, context: Any, key: KeyEntry, deployment: DeploymentEntry, operation: str, request: Any
-    ) -> _Charge:
-        return _Charge(
+    async def _begin(
+        self, context: Any, operation: str, request: Any, checked: Message | None
+    ) -> tuple[_Charge, DeploymentEntry]:
+        """Authenticates, routes, checks the caps and the limits: the request's charge (with a
+        new usage id for the engine call) and its deployment."""
+        started = time.perf_counter()
+        key, deployment = self._target(context, request, checked)
+        decision = await self._admit(context, key, deployment, request)
+        charge = _Charge(
             call_request_id(context),
             key,
             deployment,
             operation,
-            time.perf_counter(),
-            None,
+            started,
+            decision,
             uuid.uuid4().hex,
-            _prompt_estimate(request),
+            request,
         )
+        return charge, deployment
 
     async def _unary(self, operation: str, request: Any, context: Any, checked: Message | None = None) -> Any:
-        started = time.perf_counter()
-        key, deployment = self._target(context, request, checked)
-        charge = self._charge(context, key, deployment, operation, request)
-        charge.started = started
-        charge.decision = await self._admit(context, key, deployment, request)
+        charge, deployment = await self._begin(context, operation, request, checked)
         client_model = request.model
         response = None
         conn: EngineConnection | None = None
@@ -346,11 +348,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def _stream(
         self, operation: str, request: Any, context: Any, checked: Message | None = None
     ) -> AsyncIterator[Any]:
-        started = time.perf_counter()
-        key, deployment = self._target(context, request, checked)
-        charge = self._charge(context, key, deployment, operation, request)
-        charge.started = started
-        charge.decision = await self._admit(context, key, deployment, request)
+        charge, deployment = await self._begin(context, operation, request, checked)
         client_model = request.model
         # The gateway always asks for usage (its own accounting); the client gets it only if asked.
         wants_usage = request.stream_options.include_usage
