@@ -59,6 +59,8 @@ class Tally:
 
     prompts: dict[str, int] = field(default_factory=dict)
     generated: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The call's vLLM output generators not yet finished or closed (see `close_open`).
+    open: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prompt_tokens(self) -> int:
@@ -259,7 +261,14 @@ class _Instrumented:
 
         return call
 
-    async def _counted(
+    def _counted(
+        self, outputs: AsyncIterator[Any], tally: Tally, request_id: str, delta: bool
+    ) -> AsyncIterator[Any]:
+        counted = self._count(outputs, tally, request_id, delta)
+        tally.open[request_id] = counted
+        return counted
+
+    async def _count(
         self, outputs: AsyncIterator[Any], tally: Tally, request_id: str, delta: bool
     ) -> AsyncIterator[Any]:
         self.tallies[request_id] = tally
@@ -272,6 +281,7 @@ class _Instrumented:
                 await outputs.aclose()  # type: ignore[attr-defined]  # aborts it if unfinished
             finally:
                 self.tallies.pop(request_id, None)
+                tally.open.pop(request_id, None)
 
     def wrap_abort(self, original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
@@ -290,6 +300,20 @@ class _Instrumented:
             return await original(request_id, internal)
 
         return abort
+
+
+async def close_open(tally: Tally) -> None:
+    """Closes the call's vLLM requests still open, so that vLLM aborts them — and they are
+    counted — before the call ends. vLLM's completion stream (and its generic chat stream) does
+    not close the engine's output generator when it is closed itself: without this, the request
+    would be aborted only when that generator is garbage collected, after the call's counts were
+    read. A generator another task is iterating right now is left to that task."""
+    for counted in list(tally.open.values()):
+        if not counted.ag_running:
+            try:
+                await counted.aclose()
+            except Exception:
+                log.exception("closing a vLLM request of an ended call failed")
 
 
 def instrument(engine: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,9 +142,10 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
         self.manager = manager
         self.ledger = ledger or CallLedger()
 
-    @contextlib.contextmanager
-    def _counted(self, context: Any) -> Iterator[Tally | None]:
-        """The call's tally in the ledger from now until the block ends (None: no usage id)."""
+    @contextlib.asynccontextmanager
+    async def _counted(self, context: Any) -> AsyncIterator[Tally | None]:
+        """The call's tally in the ledger from now until the block ends (None: no usage id); its
+        vLLM requests still open then are closed (aborted, and counted) before it ends."""
         usage_id = _usage_id(context)
         if not usage_id:
             yield None
@@ -153,7 +154,10 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
         try:
             yield tally
         finally:
-            self.ledger.end(usage_id, tally)
+            try:
+                await call_usage.close_open(tally)
+            finally:
+                self.ledger.end(usage_id, tally)
 
     @staticmethod
     async def _call_vllm(tally: Tally | None, call: Any) -> Any:
@@ -178,7 +182,7 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     async def _generate_unary(
         self, request: Any, generation: _Generation, response: Message, context: Any
     ) -> Message:
-        with self._counted(context) as tally:
+        async with self._counted(context) as tally:
             return await self._unary_call(request, generation, response, tally)
 
     async def _unary_call(
@@ -208,45 +212,44 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     async def _generate_stream(
         self, request: Any, generation: _Generation, chunk_cls: type[Message], context: Any
     ) -> AsyncIterator[Message]:
-        with self._counted(context) as tally:
-            async for item in self._stream_call(request, generation, chunk_cls, tally):
-                yield item
-
-    async def _stream_call(
-        self, request: Any, generation: _Generation, chunk_cls: type[Message], tally: Tally | None
-    ) -> AsyncIterator[Message]:
-        model = self.manager.ready(request.model)
-        handler = self._handler(model, generation.attribute, generation.what)
-        request.stream = True
-        vllm_request = _to_vllm(generation.request_class(), request)
-        generation.check(vllm_request)
-        model.inflight += 1
-        result = None
-        try:
+        async with self._counted(context) as tally:
+            model = self.manager.ready(request.model)
+            handler = self._handler(model, generation.attribute, generation.what)
+            request.stream = True
+            vllm_request = _to_vllm(generation.request_class(), request)
+            generation.check(vllm_request)
+            model.inflight += 1
+            result = None
             try:
-                result = await self._call_vllm(tally, getattr(handler, generation.method)(vllm_request, None))
-            except Exception as err:
-                raise _exception(err) from None
-            if hasattr(result, "error") and not hasattr(result, "__aiter__"):
-                raise _vllm_error(result)
-            async for item in result:
-                if isinstance(item, Message):  # built directly by engine.fast_stream
-                    yield item
-                    continue
-                for payload in sse_payloads(item):
-                    obj = orjson.loads(payload)
-                    if "error" in obj and "choices" not in obj:
-                        raise _vllm_error(obj["error"])
-                    try:
-                        yield from_python(obj, chunk_cls(), lenient=True)
-                    except JsonFaceError as err:
-                        raise internal(f"unexpected chunk from vLLM: {err.message}", reason=None) from None
-        finally:
-            model.inflight -= 1
-            # Closing vLLM's generator now aborts its request at once, also when this stream is
-            # closed rather than cancelled (an in-process caller that went away).
-            if hasattr(result, "aclose"):
-                await result.aclose()
+                try:
+                    result = await self._call_vllm(
+                        tally, getattr(handler, generation.method)(vllm_request, None)
+                    )
+                except Exception as err:
+                    raise _exception(err) from None
+                if hasattr(result, "error") and not hasattr(result, "__aiter__"):
+                    raise _vllm_error(result)
+                async for item in result:
+                    if isinstance(item, Message):  # built directly by engine.fast_stream
+                        yield item
+                        continue
+                    for payload in sse_payloads(item):
+                        obj = orjson.loads(payload)
+                        if "error" in obj and "choices" not in obj:
+                            raise _vllm_error(obj["error"])
+                        try:
+                            yield from_python(obj, chunk_cls(), lenient=True)
+                        except JsonFaceError as err:
+                            raise internal(
+                                f"unexpected chunk from vLLM: {err.message}", reason=None
+                            ) from None
+            finally:
+                model.inflight -= 1
+                # Closing vLLM's generator now aborts its request at once, also when this stream
+                # is closed rather than cancelled (an in-process caller that went away); the
+                # call's counts are final only after that abort (the ledger's end, next).
+                if hasattr(result, "aclose"):
+                    await result.aclose()
 
     # ---- inference ----------------------------------------------------------------------------
     async def CreateChatCompletion(
@@ -257,8 +260,14 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     async def StreamChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
-        async for chunk in self._generate_stream(request, _CHAT, chat_pb2.ChatCompletionChunk, context):
-            yield chunk
+        stream = self._generate_stream(request, _CHAT, chat_pb2.ChatCompletionChunk, context)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            # Closed now, not when garbage collected: vLLM's request is aborted, and counted,
+            # before the call ends.
+            await stream.aclose()
 
     async def CreateCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
@@ -268,15 +277,19 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     async def StreamCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> AsyncIterator[completion_pb2.Completion]:
-        async for chunk in self._generate_stream(request, _COMPLETION, completion_pb2.Completion, context):
-            yield chunk
+        stream = self._generate_stream(request, _COMPLETION, completion_pb2.Completion, context)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()  # as in StreamChatCompletion
 
     async def CreateEmbedding(
         self, request: embedding_pb2.EmbeddingRequest, context: Any
     ) -> embedding_pb2.EmbeddingList:
         from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
 
-        with self._counted(context) as tally:
+        async with self._counted(context) as tally:
             model = self.manager.ready(request.model)
             handler = self._handler(model, "serving_embedding", "embeddings")
             vllm_request = _to_vllm(EmbeddingRequest, request)

@@ -19,6 +19,7 @@ from vllm.v1.engine.output_processor import OutputProcessor, RequestOutputCollec
 from vllm.v1.engine.parallel_sampling import ParentRequest
 
 from bud.engine.v1 import engine_service_pb2 as pb
+from bud.openai.v1 import completion_pb2
 from budrt.errors import ServiceError
 from budrt.inprocess import LocalContext
 from engine import call_usage
@@ -242,6 +243,33 @@ async def test_a_stream_closed_midway_keeps_what_was_generated(
     await stream.aclose()
     usage = await _usage(servicer, "cut-1")
     assert usage.ended and usage.prompt_tokens == 4 and 5 <= usage.completion_tokens < 50
+
+
+@pytest.mark.parametrize("kind", ["chat", "completion"])
+async def test_a_closed_stream_ends_its_call_only_after_vllm_aborted_it(
+    servicer: EngineServicer, fake: FakeVllm, model_dir: Path, kind: str
+) -> None:
+    """The counts read at vLLM's abort belong to the call: the call ends (its counts are fixed)
+    after the abort, not when the closed stream's inner generators are garbage collected."""
+    fake.words = [f" w{i}" for i in range(50)]
+    engine = await loaded(servicer, model_dir)
+    aborted_at_end: list[list[str]] = []
+    end = servicer.ledger.end
+
+    def watched_end(usage_id: str, tally: Tally) -> None:
+        aborted_at_end.append(list(engine.aborted))
+        end(usage_id, tally)
+
+    servicer.ledger.end = watched_end  # type: ignore[method-assign]
+    if kind == "chat":
+        stream = servicer.StreamChatCompletion(chat(stream=True, max_completion_tokens=50), _context("c"))
+    else:
+        request = completion_pb2.CompletionRequest(model="m", prompt_text="a b", max_tokens=50, stream=True)
+        stream = servicer.StreamCompletion(request, _context("c"))
+    await anext(stream)
+    await anext(stream)
+    await stream.aclose()
+    assert aborted_at_end == [engine.requests]
 
 
 async def test_a_cancelled_unary_call_keeps_what_was_generated(
