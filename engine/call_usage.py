@@ -17,9 +17,16 @@ A call that carries the `x-bud-usage-id` metadata gets a :class:`Tally` for its 
   parallel-sampling parent's finished children). That reads vLLM internals, looked up once per
   engine: a vLLM without them logs a warning and counts the outputs only.
 
+A call ends (and its counts are fixed) only after its vLLM requests have ended: `close_open`
+closes those still open, since vLLM's completion stream leaves its engine generator to the
+garbage collector when it is closed itself.
+
 Counts only ever grow (a choice's count is the largest either way gave), so a call is never
 charged below what vLLM reported. The prompt of a request vLLM accepted counts whole, as vLLM's own
 usage counts it, also when the request was aborted before its prefill ended.
+
+Not counted: the steps of a beam search (vLLM starts their requests while its stream is read,
+after the call's tally stopped being current); such a call is charged what the gateway saw.
 
 The ledger keeps ended calls' counts `ttl` seconds and at most `max_calls` of them (the oldest go
 first): a gateway asks right after the call ends.
