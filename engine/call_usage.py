@@ -26,7 +26,8 @@ charged below what vLLM reported. The prompt of a request vLLM accepted counts w
 usage counts it, also when the request was aborted before its prefill ended.
 
 Not counted: the steps of a beam search (vLLM starts their requests while its stream is read,
-after the call's tally stopped being current); such a call is charged what the gateway saw.
+after the call's tally stopped being current); such a call is charged the tokens the gateway
+saw streamed.
 
 The ledger keeps ended calls' counts `ttl` seconds and at most `max_calls` of them (the oldest go
 first): a gateway asks right after the call ends.
