@@ -37,6 +37,8 @@ _MANAGEMENT = frozenset({GATEWAY, OPERATOR})
 # it; a method's own entry wins over its service's.
 POLICY: Mapping[str, frozenset[str]] = {
     "bud.engine.v1.EngineService": frozenset({GATEWAY, APP}),
+    # What a cancelled call cost is the gateways' business (they charge it), not the app's.
+    "bud.engine.v1.EngineService/GetRequestUsage": frozenset({GATEWAY}),
     "bud.auth.v1.RoutingService/WatchRouting": frozenset({GATEWAY}),
     "bud.app.v1.UsageService/RecordUsage": frozenset({GATEWAY}),
     "bud.app.v1.UsageService/QueryUsage": _MANAGEMENT,

@@ -3,6 +3,7 @@ their pydantic requests and come back as the same messages."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -16,8 +17,20 @@ from google.protobuf.message import Message
 from bud.engine.v1 import engine_service_pb2 as pb
 from bud.engine.v1 import engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2, completion_pb2, embedding_pb2
-from budrt.errors import Reason, ServiceError, grpc_code, internal, invalid_argument, not_found, unimplemented
+from budrt.errors import (
+    Reason,
+    ServiceError,
+    echo,
+    grpc_code,
+    internal,
+    invalid_argument,
+    not_found,
+    unimplemented,
+)
+from budrt.interceptors import accepted_request_id
 from budrt.json_face import JsonFaceError, from_json, from_python, to_json
+from engine import call_usage
+from engine.call_usage import CallLedger, Tally
 from engine.manager import ModelManager
 from engine.request_checks import check_completion, check_response_format
 from engine.vllm_model import VllmModel, sse_payloads
@@ -108,11 +121,53 @@ _COMPLETION = _Generation(
 )
 
 
-class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
-    """Inference and model management for the models of one engine process."""
+def _usage_id(context: Any) -> str:
+    """The call's `x-bud-usage-id` metadata when it is a valid id (the request-id rules), else ""."""
+    if context is None:
+        return ""
+    for key, value in context.invocation_metadata() or ():
+        if key == call_usage.USAGE_ID_KEY:
+            return value if accepted_request_id(value) == value else ""
+    return ""
 
-    def __init__(self, manager: ModelManager) -> None:
+
+class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
+    """Inference and model management for the models of one engine process.
+
+    Each inference call that names a usage id (`x-bud-usage-id`) has its processed tokens
+    counted from vLLM (`engine.call_usage`) and kept in `ledger` for a while after it ends, for
+    `GetRequestUsage`."""
+
+    def __init__(self, manager: ModelManager, ledger: CallLedger | None = None) -> None:
         self.manager = manager
+        self.ledger = ledger or CallLedger()
+
+    @contextlib.asynccontextmanager
+    async def _counted(self, context: Any) -> AsyncIterator[Tally | None]:
+        """The call's tally in the ledger from now until the block ends (None: no usage id); its
+        vLLM requests still open then are closed (aborted, and counted) before it ends."""
+        usage_id = _usage_id(context)
+        if not usage_id:
+            yield None
+            return
+        tally = self.ledger.begin(usage_id)
+        try:
+            yield tally
+        finally:
+            try:
+                await call_usage.close_open(tally)
+            finally:
+                self.ledger.end(usage_id, tally)
+
+    @staticmethod
+    async def _call_vllm(tally: Tally | None, call: Any) -> Any:
+        """Awaits `call` (a serving object's coroutine) with `tally` current, so that the vLLM
+        requests it starts are counted into it (read when they start; no output is read here)."""
+        token = call_usage.current.set(tally)
+        try:
+            return await call
+        finally:
+            call_usage.current.reset(token)
 
     def _handler(self, model: VllmModel, attribute: str, what: str) -> Any:
         handler = model.handler(attribute)
@@ -124,7 +179,15 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
             )
         return handler
 
-    async def _generate_unary(self, request: Any, generation: _Generation, response: Message) -> Message:
+    async def _generate_unary(
+        self, request: Any, generation: _Generation, response: Message, context: Any
+    ) -> Message:
+        async with self._counted(context) as tally:
+            return await self._unary_call(request, generation, response, tally)
+
+    async def _unary_call(
+        self, request: Any, generation: _Generation, response: Message, tally: Tally | None
+    ) -> Message:
         model = self.manager.ready(request.model)
         handler = self._handler(model, generation.attribute, generation.what)
         request.stream = False
@@ -132,7 +195,7 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
         generation.check(vllm_request)
         model.inflight += 1
         try:
-            result = await getattr(handler, generation.method)(vllm_request, None)
+            result = await self._call_vllm(tally, getattr(handler, generation.method)(vllm_request, None))
         except Exception as err:
             raise _exception(err) from None
         finally:
@@ -147,83 +210,115 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
             raise internal(f"unexpected response from vLLM: {err.message}", reason=None) from None
 
     async def _generate_stream(
-        self, request: Any, generation: _Generation, chunk_cls: type[Message]
+        self, request: Any, generation: _Generation, chunk_cls: type[Message], context: Any
     ) -> AsyncIterator[Message]:
-        model = self.manager.ready(request.model)
-        handler = self._handler(model, generation.attribute, generation.what)
-        request.stream = True
-        vllm_request = _to_vllm(generation.request_class(), request)
-        generation.check(vllm_request)
-        model.inflight += 1
-        result = None
-        try:
+        async with self._counted(context) as tally:
+            model = self.manager.ready(request.model)
+            handler = self._handler(model, generation.attribute, generation.what)
+            request.stream = True
+            vllm_request = _to_vllm(generation.request_class(), request)
+            generation.check(vllm_request)
+            model.inflight += 1
+            result = None
             try:
-                result = await getattr(handler, generation.method)(vllm_request, None)
-            except Exception as err:
-                raise _exception(err) from None
-            if hasattr(result, "error") and not hasattr(result, "__aiter__"):
-                raise _vllm_error(result)
-            async for item in result:
-                if isinstance(item, Message):  # built directly by engine.fast_stream
-                    yield item
-                    continue
-                for payload in sse_payloads(item):
-                    obj = orjson.loads(payload)
-                    if "error" in obj and "choices" not in obj:
-                        raise _vllm_error(obj["error"])
-                    try:
-                        yield from_python(obj, chunk_cls(), lenient=True)
-                    except JsonFaceError as err:
-                        raise internal(f"unexpected chunk from vLLM: {err.message}", reason=None) from None
-        finally:
-            model.inflight -= 1
-            # Closing vLLM's generator now aborts its request at once, also when this stream is
-            # closed rather than cancelled (an in-process caller that went away).
-            if hasattr(result, "aclose"):
-                await result.aclose()
+                try:
+                    result = await self._call_vllm(
+                        tally, getattr(handler, generation.method)(vllm_request, None)
+                    )
+                except Exception as err:
+                    raise _exception(err) from None
+                if hasattr(result, "error") and not hasattr(result, "__aiter__"):
+                    raise _vllm_error(result)
+                async for item in result:
+                    if isinstance(item, Message):  # built directly by engine.fast_stream
+                        yield item
+                        continue
+                    for payload in sse_payloads(item):
+                        obj = orjson.loads(payload)
+                        if "error" in obj and "choices" not in obj:
+                            raise _vllm_error(obj["error"])
+                        try:
+                            yield from_python(obj, chunk_cls(), lenient=True)
+                        except JsonFaceError as err:
+                            raise internal(
+                                f"unexpected chunk from vLLM: {err.message}", reason=None
+                            ) from None
+            finally:
+                model.inflight -= 1
+                # Closing vLLM's generator now aborts its request at once, also when this stream
+                # is closed rather than cancelled (an in-process caller that went away); the
+                # call's counts are final only after that abort (the ledger's end, next).
+                if hasattr(result, "aclose"):
+                    await result.aclose()
 
     # ---- inference ----------------------------------------------------------------------------
     async def CreateChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> chat_pb2.ChatCompletion:
-        return await self._generate_unary(request, _CHAT, chat_pb2.ChatCompletion())
+        return await self._generate_unary(request, _CHAT, chat_pb2.ChatCompletion(), context)
 
     async def StreamChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
-        async for chunk in self._generate_stream(request, _CHAT, chat_pb2.ChatCompletionChunk):
-            yield chunk
+        stream = self._generate_stream(request, _CHAT, chat_pb2.ChatCompletionChunk, context)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            # Closed now, not when garbage collected: vLLM's request is aborted, and counted,
+            # before the call ends.
+            await stream.aclose()
 
     async def CreateCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> completion_pb2.Completion:
-        return await self._generate_unary(request, _COMPLETION, completion_pb2.Completion())
+        return await self._generate_unary(request, _COMPLETION, completion_pb2.Completion(), context)
 
     async def StreamCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> AsyncIterator[completion_pb2.Completion]:
-        async for chunk in self._generate_stream(request, _COMPLETION, completion_pb2.Completion):
-            yield chunk
+        stream = self._generate_stream(request, _COMPLETION, completion_pb2.Completion, context)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()  # as in StreamChatCompletion
 
     async def CreateEmbedding(
         self, request: embedding_pb2.EmbeddingRequest, context: Any
     ) -> embedding_pb2.EmbeddingList:
         from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
 
-        model = self.manager.ready(request.model)
-        handler = self._handler(model, "serving_embedding", "embeddings")
-        vllm_request = _to_vllm(EmbeddingRequest, request)
-        model.inflight += 1
-        try:
-            result = await handler(vllm_request, None)
-        except Exception as err:
-            raise _exception(err) from None
-        finally:
-            model.inflight -= 1
+        async with self._counted(context) as tally:
+            model = self.manager.ready(request.model)
+            handler = self._handler(model, "serving_embedding", "embeddings")
+            vllm_request = _to_vllm(EmbeddingRequest, request)
+            model.inflight += 1
+            try:
+                result = await self._call_vllm(tally, handler(vllm_request, None))
+            except Exception as err:
+                raise _exception(err) from None
+            finally:
+                model.inflight -= 1
         body = getattr(result, "body", b"")
         if getattr(result, "status_code", 200) != 200:
             raise _vllm_error(orjson.loads(body).get("error", {}))
         return from_json(body, embedding_pb2.EmbeddingList(), lenient=True)
+
+    # ---- accounting ---------------------------------------------------------------------------
+    async def GetRequestUsage(
+        self, request: pb.GetRequestUsageRequest, context: Any
+    ) -> pb.GetRequestUsageResponse:
+        found = await self.ledger.usage(request.usage_id)
+        if found is None:
+            raise not_found(
+                f"No usage is kept for the call {echo(request.usage_id)} (unknown or expired).",
+                param="usage_id",
+            )
+        prompt_tokens, completion_tokens, ended = found
+        return pb.GetRequestUsageResponse(
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, ended=ended
+        )
 
     # ---- model management -----------------------------------------------------------------
     async def LoadModel(self, request: pb.LoadModelRequest, context: Any) -> pb.LoadModelResponse:

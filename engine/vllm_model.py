@@ -20,7 +20,7 @@ from starlette.datastructures import State
 
 from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.errors import invalid_argument
-from engine import fast_stream
+from engine import call_usage, fast_stream
 
 log = logging.getLogger(__name__)
 GiB = 1024**3
@@ -167,6 +167,7 @@ class VllmModel:
             # models keep serving meanwhile (AsyncLLM starts its output handler on first use).
             self.engine = await asyncio.to_thread(construct)
             self._stack.callback(self.engine.shutdown)
+            call_usage.instrument(self.engine)  # the tokens of each call, for GetRequestUsage
             supported = await self.engine.get_supported_tasks()
             await init_app_state(self.engine, self.state, namespace, supported)
             chat = getattr(self.state, "openai_serving_chat", None)

@@ -4,8 +4,10 @@ gateway process, called in-process by the transcoder (REST) and by the gateway's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,6 +16,7 @@ import grpc
 from google.protobuf.message import Message
 
 from auth.bearer import BearerError, bearer_credential
+from bud.engine.v1 import engine_service_pb2
 from bud.openai.v1 import (
     chat_pb2,
     completion_pb2,
@@ -34,7 +37,7 @@ from budrt.errors import (
 )
 from budrt.interceptors import call_request_id
 from gateway import responses
-from gateway.engines import EnginePool
+from gateway.engines import EngineConnection, EnginePool
 from gateway.ratelimit import Decision, Limit, RateLimiter
 from gateway.settings import DEFAULT_MAX_CHOICES, DEFAULT_MAX_TOTAL_TOKENS
 from gateway.tables import DeploymentEntry, KeyEntry, RoutingTables
@@ -48,7 +51,33 @@ _MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 # The fields multiplying it: choices returned (n) and candidates generated (completions' best_of).
 _CHOICE_FIELDS = ("n", "best_of")
 
+# The metadata naming an engine call's processed-token counts, one new id per request, so that
+# the engine can answer GetRequestUsage for it (the engine's `engine.call_usage.USAGE_ID_KEY`;
+# a test checks they agree).
+USAGE_ID_KEY = "x-bud-usage-id"
+# How long a charge waits for the engine's counts of a cancelled or failed call (off the
+# client's path) before it charges what the gateway saw itself.
+CHARGE_TIMEOUT_S = 2.0
+
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Charge:
+    """What one request is charged: identity, outcome and the tokens known so far."""
+
+    client_request_id: str
+    key: KeyEntry
+    deployment: DeploymentEntry
+    operation: str
+    started: float
+    decision: Decision | None
+    usage_id: str
+    request: Any  # what was sent to the engine (its prompt estimate is a fallback charge)
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    prompt_tokens: int = 0  # from the engine's usage, once seen
+    completion_tokens: int = 0  # from the engine's usage, or a lower bound from the chunks seen
+    usage_seen: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +134,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         self.usage = usage
         self.limiter = limiter
         self.caps = caps or GenerationCaps()
+        # The charges of cancelled or failed calls under way (held until they are recorded).
+        self._charges: set[asyncio.Task[None]] = set()
 
     # ---- auth and routing -----------------------------------------------------------------
     def _authenticate(self, context: Any) -> KeyEntry:
@@ -182,94 +213,166 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         if decision is not None and self.limiter is not None:
             await self.limiter.settle(decision, tokens)
 
-    def _account(
-        self,
-        context: Any,
-        key: KeyEntry,
-        deployment: DeploymentEntry,
-        operation: str,
-        started: float,
-        prompt_tokens: int,
-        completion_tokens: int,
-        code: grpc.StatusCode,
-    ) -> None:
+    def _account(self, charge: _Charge) -> None:
         if self.usage is None:
             return
         # The record's key is the recorder's own; the client's id (accepted at the edge, or the
         # one generated in its place) is only kept beside it.
         self.usage.record(
-            call_request_id(context),
-            key.project_id,
-            key.id,
-            deployment.id,
-            operation,
-            prompt_tokens,
-            completion_tokens,
-            started,
-            http_status(code),
+            charge.client_request_id,
+            charge.key.project_id,
+            charge.key.id,
+            charge.deployment.id,
+            charge.operation,
+            charge.prompt_tokens,
+            charge.completion_tokens,
+            charge.started,
+            http_status(charge.code),
         )
 
+    async def _finish(self, charge: _Charge, conn: EngineConnection | None) -> None:
+        """Records the request's usage and settles its rate limits. A request that ended
+        normally has the engine's usage; one that was cancelled or failed is charged off the
+        client's path (`_charge_unfinished`) with what the engine processed."""
+        if charge.code == grpc.StatusCode.OK or conn is None:
+            self._account(charge)
+            await self._settle(charge.decision, charge.prompt_tokens + charge.completion_tokens)
+            return
+        task = asyncio.get_running_loop().create_task(self._charge_unfinished(charge, conn))
+        self._charges.add(task)
+        task.add_done_callback(self._charges.discard)
+        if self.usage is not None:
+            self.usage.track(task)  # its record is made before the recorder's last flush
+
+    async def _charge_unfinished(self, charge: _Charge, conn: EngineConnection) -> None:
+        """Charges a cancelled or failed call the tokens the engine processed for it (vLLM's own
+        counts: prompt, and generated up to the abort), from GetRequestUsage; its rate limits
+        settle to that count, however much was reserved. Always ends in one usage record."""
+        engine_counts = None
+        try:
+            async with asyncio.timeout(CHARGE_TIMEOUT_S):
+                engine_counts = await conn.stub.GetRequestUsage(
+                    engine_service_pb2.GetRequestUsageRequest(usage_id=charge.usage_id),
+                    metadata=(("x-request-id", charge.client_request_id),),
+                    timeout=CHARGE_TIMEOUT_S,
+                )
+        except (grpc.aio.AioRpcError, TimeoutError) as err:
+            log.warning(
+                "the engine's counts of an unfinished call are unavailable; charging what the gateway saw",
+                extra={
+                    "usage_id": charge.usage_id,
+                    "error": err.code().name if isinstance(err, grpc.aio.AioRpcError) else "timeout",
+                },
+            )
+        except Exception:
+            log.exception("asking the engine for an unfinished call's counts failed")
+        finally:
+            if engine_counts is not None:
+                # Never below what the gateway itself saw arrive.
+                charge.prompt_tokens = max(charge.prompt_tokens, engine_counts.prompt_tokens)
+                charge.completion_tokens = max(charge.completion_tokens, engine_counts.completion_tokens)
+            elif not charge.usage_seen and not (
+                charge.code == grpc.StatusCode.UNAVAILABLE and not charge.completion_tokens
+            ):
+                # The engine cannot say (unreachable, restarted, or too slow): charge the tokens
+                # streamed to the gateway (a lower bound: one per content delta) plus the prompt
+                # estimate the request reserved for. An UNAVAILABLE call that streamed nothing
+                # never reached a serving model, so it is charged nothing.
+                charge.prompt_tokens = max(charge.prompt_tokens, _prompt_estimate(charge.request))
+            self._account(charge)
+            await self._settle(charge.decision, charge.prompt_tokens + charge.completion_tokens)
+
+    async def drain(self) -> None:
+        """Waits for the charges of unfinished calls still being made (bounded by their timeout)."""
+        if self._charges:
+            await asyncio.wait(set(self._charges), timeout=CHARGE_TIMEOUT_S * 2)
+
     # ---- forwarding -----------------------------------------------------------------------
-    async def _unary(self, operation: str, request: Any, context: Any, checked: Message | None = None) -> Any:
+    async def _begin(
+        self, context: Any, operation: str, request: Any, checked: Message | None
+    ) -> tuple[_Charge, DeploymentEntry]:
+        """Authenticates, routes, checks the caps and the limits: the request's charge (with a
+        new usage id for the engine call) and its deployment."""
         started = time.perf_counter()
         key, deployment = self._target(context, request, checked)
         decision = await self._admit(context, key, deployment, request)
+        charge = _Charge(
+            call_request_id(context),
+            key,
+            deployment,
+            operation,
+            started,
+            decision,
+            uuid.uuid4().hex,
+            request,
+        )
+        return charge, deployment
+
+    async def _unary(self, operation: str, request: Any, context: Any, checked: Message | None = None) -> Any:
+        charge, deployment = await self._begin(context, operation, request, checked)
         client_model = request.model
-        code = grpc.StatusCode.OK
         response = None
+        conn: EngineConnection | None = None
         try:
             candidates = self.engines.candidates(deployment.endpoints)
             for attempt, (endpoint, conn) in enumerate(candidates, start=1):
                 request.model = endpoint.served_model_name
                 try:
                     with self.engines.lease(conn):
-                        response = await getattr(conn.stub, operation)(request, metadata=_forward(context))
+                        response = await getattr(conn.stub, operation)(
+                            request, metadata=_forward(context, charge.usage_id)
+                        )
                     break
                 except grpc.aio.AioRpcError as err:
                     if err.code() == grpc.StatusCode.UNAVAILABLE and attempt < len(candidates):
                         self.engines.mark_unhealthy(endpoint)  # fail over: nothing reached the client yet
                         continue
-                    code = err.code()
+                    charge.code = err.code()
                     raise _engine_error(err, client_model, endpoint.served_model_name) from None
+        except BaseException:
+            if charge.code == grpc.StatusCode.OK:
+                # The client left (the transcoder cancels the call on disconnect), or the call
+                # broke here: still charged what the engine processed.
+                charge.code = grpc.StatusCode.CANCELLED
+            raise
         finally:
             usage = response.usage if response is not None else None
-            prompt_tokens = usage.prompt_tokens if usage else 0
-            completion_tokens = getattr(usage, "completion_tokens", 0) if usage else 0
-            self._account(
-                context, key, deployment, operation, started, prompt_tokens, completion_tokens, code
-            )
-            await self._settle(decision, prompt_tokens + completion_tokens)
+            if usage:
+                charge.prompt_tokens = usage.prompt_tokens
+                charge.completion_tokens = getattr(usage, "completion_tokens", 0)
+                charge.usage_seen = True
+            await self._finish(charge, conn)
         response.model = client_model
         return response
 
     async def _stream(
         self, operation: str, request: Any, context: Any, checked: Message | None = None
     ) -> AsyncIterator[Any]:
-        started = time.perf_counter()
-        key, deployment = self._target(context, request, checked)
-        decision = await self._admit(context, key, deployment, request)
+        charge, deployment = await self._begin(context, operation, request, checked)
         client_model = request.model
         # The gateway always asks for usage (its own accounting); the client gets it only if asked.
         wants_usage = request.stream_options.include_usage
         request.stream_options.include_usage = True
-        prompt_tokens = completion_tokens = 0
-        code = grpc.StatusCode.OK
         candidates = self.engines.candidates(deployment.endpoints)
+        conn: EngineConnection | None = None
         try:
             for attempt, (endpoint, conn) in enumerate(candidates, start=1):
                 request.model = endpoint.served_model_name
                 sent = False
                 with self.engines.lease(conn):
-                    call = getattr(conn.stub, operation)(request, metadata=_forward(context))
+                    call = getattr(conn.stub, operation)(request, metadata=_forward(context, charge.usage_id))
                     try:
                         async for chunk in call:
                             if chunk.HasField("usage"):
-                                prompt_tokens = chunk.usage.prompt_tokens
-                                completion_tokens = chunk.usage.completion_tokens
+                                charge.prompt_tokens = chunk.usage.prompt_tokens
+                                charge.completion_tokens = chunk.usage.completion_tokens
+                                charge.usage_seen = True
                                 if not wants_usage:
                                     if not chunk.choices:
                                         continue  # the usage-only chunk the client did not ask for
                                     chunk.ClearField("usage")
+                            elif not charge.usage_seen:
+                                charge.completion_tokens += _streamed_tokens(chunk)
                             chunk.model = client_model
                             sent = True
                             yield chunk
@@ -282,19 +385,16 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                         ):
                             self.engines.mark_unhealthy(endpoint)  # fail over before the first byte
                             continue
-                        code = err.code()
+                        charge.code = err.code()
                         raise _engine_error(err, client_model, endpoint.served_model_name) from None
                     finally:
                         call.cancel()  # a client that went away aborts the generation
         except BaseException as err:
-            if code == grpc.StatusCode.OK and not isinstance(err, ServiceError):
-                code = grpc.StatusCode.CANCELLED
+            if charge.code == grpc.StatusCode.OK and not isinstance(err, ServiceError):
+                charge.code = grpc.StatusCode.CANCELLED
             raise
         finally:
-            self._account(
-                context, key, deployment, operation, started, prompt_tokens, completion_tokens, code
-            )
-            await self._settle(decision, prompt_tokens + completion_tokens)
+            await self._finish(charge, conn)
 
     # ---- RPCs -----------------------------------------------------------------------------
     async def CreateChatCompletion(
@@ -388,10 +488,15 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         )
 
 
+def _prompt_estimate(request: Any) -> int:
+    """The prompt's tokens as the gateway guesses them: 4 bytes of the request a token (the usual
+    rule of thumb)."""
+    return request.ByteSize() // 4
+
+
 def _reserved_tokens(request: Any) -> int:
-    """Tokens to reserve before the request runs: a prompt estimate (4 bytes a token, the usual
-    rule of thumb) plus the most it may generate."""
-    prompt = request.ByteSize() // 4
+    """Tokens to reserve before the request runs: a prompt estimate plus the most it may generate."""
+    prompt = _prompt_estimate(request)
     for name in ("max_completion_tokens", "max_tokens"):
         if name in request.DESCRIPTOR.fields_by_name and request.HasField(name):
             return prompt + getattr(request, name) * max(1, getattr(request, "n", 1) or 1)
@@ -400,8 +505,21 @@ def _reserved_tokens(request: Any) -> int:
     return prompt + DEFAULT_RESERVED_OUTPUT_TOKENS
 
 
-def _forward(context: Any) -> tuple[tuple[str, str], ...]:
-    return (("x-request-id", call_request_id(context)),)
+def _streamed_tokens(chunk: Any) -> int:
+    """A lower bound of the tokens one streamed chunk carries: one per choice with new text
+    (chat content, reasoning or tool-call arguments; completion text)."""
+    count = 0
+    for choice in chunk.choices:
+        delta = getattr(choice, "delta", None)
+        if delta is None:
+            count += bool(choice.text)
+        else:
+            count += bool(delta.content or delta.reasoning_content or delta.tool_calls)
+    return count
+
+
+def _forward(context: Any, usage_id: str) -> tuple[tuple[str, str], ...]:
+    return (("x-request-id", call_request_id(context)), (USAGE_ID_KEY, usage_id))
 
 
 def _engine_error(err: grpc.aio.AioRpcError, model: str, served_name: str) -> ServiceError:

@@ -3,7 +3,13 @@
 Fixed one-minute windows, counted exactly: a request is admitted only if every counter it touches
 stays within its limit, all counters moving together (atomically in Redis, where several gateways
 share them). Tokens are reserved up front (prompt estimate + max output tokens) and settled to
-the actual usage when the request ends, so a window's count is exact once requests finish.
+the tokens the engine processed when the request ends, so a window's count is exact once requests
+finish. That holds for requests that do not finish too: a stream cut by its client, a unary call
+whose client left and a call that failed settle to what the engine processed up to its end
+(`OpenAiServicer._charge_unfinished`), never to zero — a cut request is not a refund. Tokens
+processed beyond the reservation by a request that ends in a later window than it was admitted
+in count in the window where it ended: a long stream's tokens weigh on the limit when they are
+generated, not in a window already past.
 """
 
 from __future__ import annotations
@@ -48,6 +54,12 @@ def _window(now: float) -> tuple[int, int]:
     window = int(now // WINDOW_SECONDS)
     reset = (window + 1) * WINDOW_SECONDS - now
     return window, max(1, int(reset + 0.999))
+
+
+def _settle_window(decision: Decision, delta: int) -> int:
+    """The window a settlement of `delta` tokens goes to: a refund to the admission's window (where
+    the reservation was counted), tokens beyond the reservation to the window of now."""
+    return decision.window if delta < 0 else max(decision.window, _window(time.time())[0])
 
 
 def _headers(limits: list[Limit], counts: list[int], reset: int) -> list[tuple[str, str]]:
@@ -106,10 +118,11 @@ class MemoryRateLimiter:
         delta = actual_tokens - decision.reserved_tokens
         if not delta:
             return
+        window = _settle_window(decision, delta)
         for name in decision.token_counters:
-            key = (name, decision.window)
-            if key in self._counts:
-                self._counts[key] = max(0, self._counts[key] + delta)
+            key = (name, window)
+            if key in self._counts or delta > 0:
+                self._counts[key] = max(0, self._counts.get(key, 0) + delta)
 
 
 # Atomically: read every counter, refuse if any would pass its limit, else add to all of them.
@@ -170,9 +183,13 @@ class RedisRateLimiter:
     async def settle(self, decision: Decision, actual_tokens: int) -> None:
         delta = actual_tokens - decision.reserved_tokens
         if delta and decision.token_counters:
+            window = _settle_window(decision, delta)
             async with self._redis.pipeline(transaction=True) as pipe:
                 for key in decision.token_counters:
+                    if window != decision.window:  # the same counter in the window of the end
+                        key = f"{key.rsplit(':', 1)[0]}:{window}"
                     pipe.incrby(key, delta)
+                    pipe.expire(key, WINDOW_SECONDS * 2)
                 await pipe.execute()
 
     async def close(self) -> None:

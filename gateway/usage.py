@@ -8,7 +8,12 @@ is simply sent again. A record the app refuses (`RecordUsageResponse.refused`) i
 logged with the reason and the whole record, counted in `quarantined`, and never sent again — the
 rest of its batch is stored. Records that cannot be delivered (app unreachable) are kept, in
 memory up to a bound and in the spool (`gateway.usage_spool`) on disk, and retried; the spool
-hands them to the next gateway process after a restart or a crash."""
+hands them to the next gateway process after a restart or a crash.
+
+A cancelled or failed request's record is made a moment later, once the engine has said what it
+processed (`OpenAiServicer._charge_unfinished`): such a charge is `track`ed here, and the
+recorder's last flush waits for the charges under way (their timeout bounds it) so that a
+stopping gateway still records them."""
 
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # The app's bound on request ids; a longer client id is cut (it is only a correlation aid).
 MAX_CLIENT_REQUEST_ID = 128
+# How long a stopping recorder waits for the charges of unfinished calls still under way.
+CHARGE_WAIT_S = 3.0
 
 
 class UsageRecorder:
@@ -53,6 +60,8 @@ class UsageRecorder:
         self._spool = spool
         # Records the app refused: logged and dropped, never resent (for the metrics endpoint).
         self.quarantined = 0
+        # Charges of unfinished calls whose record is still to come (see `track`).
+        self._charges: set[asyncio.Future[None]] = set()
         if spool is not None:
             try:
                 self._buffer.extend(spool.open())
@@ -97,6 +106,23 @@ class UsageRecorder:
         if len(self._buffer) >= self.batch_size:
             self._wake.set()
 
+    def track(self, charge: asyncio.Future[None]) -> None:
+        """Holds a charge under way (a task that ends by calling `record`), so that the last flush
+        waits for it."""
+        self._charges.add(charge)
+        charge.add_done_callback(self._charges.discard)
+
+    async def _await_charges(self, timeout: float = CHARGE_WAIT_S) -> None:
+        """Waits for the charges under way; those still running after `timeout` are cancelled,
+        which records them with what is known (their own `finally`)."""
+        if not self._charges:
+            return
+        charges = set(self._charges)
+        _, late = await asyncio.wait(charges, timeout=timeout)
+        for charge in late:
+            charge.cancel()
+        await asyncio.gather(*charges, return_exceptions=True)
+
     @property
     def pending(self) -> int:
         """Records not yet delivered."""
@@ -118,6 +144,7 @@ class UsageRecorder:
                 self._wake.clear()
                 await self._flush(stub)
         finally:
+            await self._await_charges()
             last = asyncio.ensure_future(self._flush(stub))
             done, _ = await asyncio.wait({last}, timeout=2.0)
             if not done:

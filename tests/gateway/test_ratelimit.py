@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from gateway import ratelimit
 from gateway.ratelimit import Limit, MemoryRateLimiter, RedisRateLimiter
 from tests.support.redis_server import redis_server
 
@@ -41,6 +42,23 @@ async def test_memory_tokens_reserved_then_settled() -> None:
     assert (await limiter.admit(limits, 30)).allowed  # 20 + 30 <= 100
 
 
+async def test_memory_tokens_beyond_the_reservation_count_where_the_request_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request admitted in one minute that processed more than it reserved and ended in the
+    next minute weighs on that next minute (its tokens were generated then), not on a past one."""
+    now = [1_000_000 * 60 + 30.0]
+    monkeypatch.setattr(ratelimit.time, "time", lambda: now[0])
+    limiter = MemoryRateLimiter()
+    limits = [Limit("key:k:tok", 1000, "tokens")]
+    long_stream = await limiter.admit(limits, 100)
+    now[0] += 60  # the next window
+    await limiter.settle(long_stream, 900)  # the engine processed 900 tokens in all
+    # The 100 reserved stay in the past minute; the 800 beyond them count in this one.
+    assert not (await limiter.admit(limits, 201)).allowed
+    assert (await limiter.admit(limits, 200)).allowed
+
+
 async def test_a_refused_request_counts_nowhere() -> None:
     limiter = MemoryRateLimiter()
     key_limit = Limit("key:k:req", 10, "requests")
@@ -60,6 +78,23 @@ async def test_redis_limiter_reserve_and_settle(redis_url: str) -> None:
         assert not (await limiter.admit(limits, 20)).allowed
         await limiter.settle(first, 10)
         assert (await limiter.admit(limits, 20)).allowed
+    finally:
+        await limiter.close()
+
+
+async def test_redis_tokens_beyond_the_reservation_count_where_the_request_ended(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1_000_000 * 60 + 30.0]
+    monkeypatch.setattr(ratelimit.time, "time", lambda: now[0])
+    limiter = RedisRateLimiter(redis_url, prefix="t2:")
+    try:
+        limits = [Limit("key:k:tok", 1000, "tokens")]
+        long_stream = await limiter.admit(limits, 100)
+        now[0] += 60
+        await limiter.settle(long_stream, 900)
+        assert not (await limiter.admit(limits, 201)).allowed
+        assert (await limiter.admit(limits, 200)).allowed
     finally:
         await limiter.close()
 

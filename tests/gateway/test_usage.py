@@ -153,6 +153,29 @@ async def test_one_record_per_request_under_the_gateways_key(usage_app: UsageApp
     assert list((tmp_path / "spool").iterdir()) == []  # delivered: the spool is gone
 
 
+async def test_a_stopping_recorder_waits_for_the_charges_under_way(
+    usage_app: UsageApp, tmp_path: Path
+) -> None:
+    """A cancelled call's record is made once the engine has said what it processed: a gateway
+    stopping meanwhile still delivers it (the last flush waits for the charge); a charge that
+    outlives the wait is cancelled, and records what it knows (its `finally`)."""
+    recorder = UsageRecorder(usage_app.address, flush_interval=60, spool=UsageSpool(tmp_path / "spool"))
+    task = asyncio.create_task(recorder.run())
+    await asyncio.sleep(0.05)
+
+    async def charge(delay: float, client_id: str) -> None:
+        try:
+            await asyncio.sleep(delay)  # asking the engine
+        finally:
+            _record(recorder, client_id)
+
+    recorder.track(asyncio.create_task(charge(0.3, "answered")))
+    recorder.track(asyncio.create_task(charge(60, "never-answered")))
+    task.cancel()  # the gateway stops
+    await asyncio.gather(task, return_exceptions=True)
+    assert sorted(client for _, client, _ in await usage_app.rows()) == ["answered", "never-answered"]
+
+
 async def test_refused_record_is_quarantined_and_the_batch_stored(
     usage_app: UsageApp, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -192,8 +215,21 @@ async def test_a_batch_whose_answer_was_lost_is_stored_once(usage_app: UsageApp)
     recorder = UsageRecorder(usage_app.address, flush_interval=0.05)
     for _ in range(4):
         _record(recorder, "same-id")
-    await _deliver(recorder, usage_app, 4)
-    assert len(usage_app.servicer.calls) == 3 and len(set(map(tuple, usage_app.servicer.calls))) == 1
+    task = asyncio.create_task(recorder.run())
+
+    async def answered() -> bool:
+        # Not "the rows are stored": they are after the first call, whose answer is lost; a stop
+        # then could cancel the second send before it leaves.
+        return len(usage_app.servicer.calls) >= 3 and recorder.pending == 0
+
+    try:
+        await _until(answered)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # Two lost answers, so at least three sends of the same batch (a fourth when the stop caught
+    # the third in flight and the last flush sent it again).
+    assert len(usage_app.servicer.calls) >= 3 and len(set(map(tuple, usage_app.servicer.calls))) == 1
     assert len(await usage_app.rows()) == 4
 
 

@@ -22,13 +22,15 @@ from grpc_health.v1 import health, health_pb2
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
-from budrt.errors import Reason, not_found, unavailable
+from budrt.errors import Reason, internal, not_found, unavailable
 from budrt.grpc_server import GrpcServer, ServiceBinding
 
 ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
 pb = engine_service_pb2
 
 PROMPT_TOKENS = 5  # the usage every request reports for its prompt
+USAGE_ID_KEY = "x-bud-usage-id"  # the metadata naming a call's counts (EngineService.GetRequestUsage)
+KEPT_CALLS = 10_000  # the calls whose counts are kept
 
 
 def _usage(completion_tokens: int) -> common_pb2.Usage:
@@ -66,6 +68,16 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     `open_unary` the unary chat and completion calls begun and not yet ended (answered or
     cancelled).
 
+    Processed tokens: like the real engine, each inference call that carries `x-bud-usage-id`
+    metadata has its counts kept (`processed[usage_id]`: [prompt, generated]), also when it is
+    cancelled or fails, and answered by GetRequestUsage (a running call is waited for briefly;
+    an unknown id is NOT_FOUND). A stream counts a token as generated as soon as it makes its
+    chunk (before the caller reads it); a unary call generates `unary_tokens` tokens evenly over
+    `unary_delay`. `fail_after`: chat and completion calls fail (INTERNAL) after generating that
+    many tokens, as a generation that breaks midway. `keeps_usage` false: GetRequestUsage answers
+    NOT_FOUND for every id, as an engine that restarted. `usage_calls` counts GetRequestUsage
+    calls.
+
     Model management: records LoadModel (`load_calls`) and UnloadModel (`unload_calls`) calls and
     counts GetStats calls (`stats_calls`; its stats are zeros per model);
     a load takes `load_delay` seconds and ends READY, or FAILED with `failures[key]` as its error
@@ -80,6 +92,12 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         self.chunks = chunks
         self.chunk_delay = chunk_delay
         self.unary_delay = 0.0
+        self.unary_tokens = 1
+        self.fail_after: int | None = None
+        self.keeps_usage = True
+        self.processed: dict[str, list[int]] = {}
+        self._ended: dict[str, asyncio.Event] = {}
+        self.usage_calls = 0
         self.calls = 0
         self.open_streams = 0
         self.open_unary = 0
@@ -130,21 +148,67 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         if self.chunk_delay:
             await asyncio.sleep(self.chunk_delay)
 
-    async def _work(self) -> None:
-        """A unary call's generation: `unary_delay` seconds, counted in `open_unary` meanwhile."""
+    def _begin(self, context: Any) -> tuple[str, list[int]]:
+        """The call's usage id ("" when none) and its [prompt, generated] counts (kept under that
+        id; the oldest of more than `KEPT_CALLS` are dropped, as the real engine bounds them)."""
+        counts = [0, 0]
+        metadata = context.invocation_metadata() if context is not None else ()
+        usage_id = next((v for k, v in metadata or () if k == USAGE_ID_KEY), "")
+        if usage_id:
+            self.processed[usage_id] = counts
+            self._ended[usage_id] = asyncio.Event()
+            while len(self.processed) > KEPT_CALLS:
+                oldest = next(iter(self.processed))
+                del self.processed[oldest], self._ended[oldest]
+        return usage_id, counts
+
+    def _admit(self, context: Any, model: str) -> tuple[str, list[int]]:
+        """Begins a call's counts and checks its model (`_check`); its prompt counts once the
+        model accepted it, as vLLM counts the prompt of a request it accepted."""
+        usage_id, counts = self._begin(context)
+        try:
+            self._check(model)
+        except BaseException:
+            self._end(usage_id)
+            raise
+        counts[0] = PROMPT_TOKENS
+        return usage_id, counts
+
+    def _end(self, usage_id: str) -> None:
+        ended = self._ended.get(usage_id)
+        if ended is not None:
+            ended.set()
+
+    async def _work(self, counts: list[int]) -> None:
+        """A unary call's generation: `unary_tokens` tokens over `unary_delay` seconds, counted in
+        `open_unary` meanwhile."""
         self.open_unary += 1
         try:
-            if self.unary_delay:
-                await asyncio.sleep(self.unary_delay)
+            for i in range(self.unary_tokens):
+                if self.unary_delay:
+                    await asyncio.sleep(self.unary_delay / self.unary_tokens)
+                self._token(counts, i)
         finally:
             self.open_unary -= 1
+
+    async def _unary(self, context: Any, model: str) -> None:
+        usage_id, counts = self._admit(context, model)
+        try:
+            await self._work(counts)
+        finally:
+            self._end(usage_id)
+
+    def _token(self, counts: list[int], i: int) -> None:
+        """Generates token `i` of a call (or fails there, when scripted)."""
+        if self.fail_after is not None and i >= self.fail_after:
+            raise internal("the generation failed midway", reason=None)
+        counts[1] += 1
 
     # ---- inference ----------------------------------------------------------------------------
     async def CreateChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> chat_pb2.ChatCompletion:
-        self._check(request.model)
-        await self._work()
+        await self._unary(context, request.model)
         return chat_pb2.ChatCompletion(
             id="chatcmpl-instant",
             object="chat.completion",
@@ -157,13 +221,13 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
                     message=chat_pb2.ChatCompletionMessage(role="assistant", content="ok"),
                 )
             ],
-            usage=_usage(1),
+            usage=_usage(self.unary_tokens),
         )
 
     async def StreamChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
-        self._check(request.model)
+        usage_id, counts = self._admit(context, request.model)
         created = int(time.time())
 
         def chunk(**kwargs: Any) -> chat_pb2.ChatCompletionChunk:
@@ -186,6 +250,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
             )
             for i in range(self.chunks):
                 await self._pace()
+                self._token(counts, i)
                 choice = chat_pb2.ChatCompletionChunkChoice(
                     index=0, delta=chat_pb2.ChatCompletionDelta(content=f"w{i} ")
                 )
@@ -196,6 +261,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
                 yield chunk(usage=_usage(self.chunks))
         finally:
             self.open_streams -= 1
+            self._end(usage_id)
 
     def _completion(
         self, request: completion_pb2.CompletionRequest, created: int, **kwargs: Any
@@ -207,24 +273,24 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     async def CreateCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> completion_pb2.Completion:
-        self._check(request.model)
-        await self._work()
+        await self._unary(context, request.model)
         return self._completion(
             request,
             int(time.time()),
             choices=[completion_pb2.CompletionChoice(index=0, text="ok", finish_reason="stop")],
-            usage=_usage(1),
+            usage=_usage(self.unary_tokens),
         )
 
     async def StreamCompletion(
         self, request: completion_pb2.CompletionRequest, context: Any
     ) -> AsyncIterator[completion_pb2.Completion]:
-        self._check(request.model)
+        usage_id, counts = self._admit(context, request.model)
         created = int(time.time())
         self.open_streams += 1
         try:
             for i in range(self.chunks):
                 await self._pace()
+                self._token(counts, i)
                 choice = completion_pb2.CompletionChoice(index=0, text=f"w{i} ")
                 if i == self.chunks - 1:
                     choice.finish_reason = "length"
@@ -237,16 +303,19 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
                 )
         finally:
             self.open_streams -= 1
+            self._end(usage_id)
 
     async def CreateEmbedding(
         self, request: embedding_pb2.EmbeddingRequest, context: Any
     ) -> embedding_pb2.EmbeddingList:
-        self._check(request.model)
+        usage_id, counts = self._admit(context, request.model)
         which = request.WhichOneof("input")
         inputs = {
             "input_texts": len(request.input_texts.values),
             "input_token_lists": len(request.input_token_lists.values),
         }.get(which or "", 1)
+        counts[0] = PROMPT_TOKENS * inputs
+        self._end(usage_id)
         reply = embedding_pb2.EmbeddingList(
             object="list",
             model=request.model,
@@ -258,6 +327,24 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
             item = reply.data.add(object="embedding", index=index)
             item.embedding_floats.values.extend([float(index)] * EMBEDDING_DIMENSIONS)
         return reply
+
+    # ---- accounting ---------------------------------------------------------------------------
+    async def GetRequestUsage(
+        self, request: pb.GetRequestUsageRequest, context: Any
+    ) -> pb.GetRequestUsageResponse:
+        self.usage_calls += 1
+        counts = self.processed.get(request.usage_id) if self.keeps_usage else None
+        if counts is None:
+            raise not_found(f"No usage is kept for the call {request.usage_id!r}.", param="usage_id")
+        ended = self._ended[request.usage_id]
+        if not ended.is_set():
+            try:
+                await asyncio.wait_for(ended.wait(), 1.0)
+            except TimeoutError:
+                pass
+        return pb.GetRequestUsageResponse(
+            prompt_tokens=counts[0], completion_tokens=counts[1], ended=ended.is_set()
+        )
 
     # ---- model management -----------------------------------------------------------------
     def _failure(self, request: pb.LoadModelRequest) -> str | None:

@@ -165,3 +165,19 @@ class ModelStats(_message.Message):
     generation_tokens_total: int
     inflight_requests: int
     def __init__(self, name: _Optional[str] = ..., running_requests: _Optional[int] = ..., waiting_requests: _Optional[int] = ..., kv_cache_usage: _Optional[float] = ..., prompt_tokens_total: _Optional[int] = ..., generation_tokens_total: _Optional[int] = ..., inflight_requests: _Optional[int] = ...) -> None: ...
+
+class GetRequestUsageRequest(_message.Message):
+    __slots__ = ("usage_id",)
+    USAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    usage_id: str
+    def __init__(self, usage_id: _Optional[str] = ...) -> None: ...
+
+class GetRequestUsageResponse(_message.Message):
+    __slots__ = ("prompt_tokens", "completion_tokens", "ended")
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    prompt_tokens: int
+    completion_tokens: int
+    ended: bool
+    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., ended: _Optional[bool] = ...) -> None: ...

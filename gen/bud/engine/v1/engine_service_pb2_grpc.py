@@ -87,6 +87,11 @@ class EngineServiceStub:
                 request_serializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.GetRequestUsage = channel.unary_unary(
+                '/bud.engine.v1.EngineService/GetRequestUsage',
+                request_serializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageRequest.SerializeToString,
+                response_deserializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageResponse.FromString,
+                _registered_method=True)
 
 
 class EngineServiceServicer:
@@ -160,6 +165,18 @@ class EngineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRequestUsage(self, request, context):
+        """The tokens vLLM processed for one inference call (prompt, and generated up to its end or
+        abort), named by the `x-bud-usage-id` metadata the caller sent with it: how a gateway charges
+        a call that was cancelled or failed, whose usage never reached it. An engine keeps these
+        counts for a short while after each call (bounded); a call still running is waited for
+        briefly. NOT_FOUND when the engine has no counts under that id (never sent, expired, or the
+        engine restarted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +224,11 @@ def add_EngineServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetStatsRequest.FromString,
                     response_serializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'GetRequestUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRequestUsage,
+                    request_deserializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageRequest.FromString,
+                    response_serializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -457,6 +479,33 @@ class EngineService:
             '/bud.engine.v1.EngineService/GetStats',
             bud_dot_engine_dot_v1_dot_engine__service__pb2.GetStatsRequest.SerializeToString,
             bud_dot_engine_dot_v1_dot_engine__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRequestUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.engine.v1.EngineService/GetRequestUsage',
+            bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageRequest.SerializeToString,
+            bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
