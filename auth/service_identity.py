@@ -6,7 +6,8 @@ completes the handshake). :class:`ServiceIdentityPolicy` decides what that calle
 authorisation interceptor a component gives its `GrpcServer` (`authorization=`):
 
 - the engine's RPCs (inference, LoadModel/UnloadModel, ListModels, GetStats): gateways and the
-  app (its control plane loads and unloads models);
+  app (its control plane loads and unloads models); `GetRequestUsage` (what a cancelled call
+  cost) gateways only;
 - `WatchRouting` (every key's hash, every project and engine) and `RecordUsage`: gateways only;
 - prompt execution: gateways only;
 - the management RPCs (projects, deployments, keys, users, usage queries, prompts, registry):
