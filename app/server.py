@@ -16,7 +16,7 @@ from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce
 from app.control import Reconciler
 from app.db.migrate import upgrade_database
 from app.db.session import Database
-from app.services import api_keys, deployments, projects, routing, usage, users
+from app.services import api_keys, deployments, engines, projects, routing, usage, users
 from app.settings import AppSettings
 from auth.tokens import Authenticator
 from budrt.grpc_server import GrpcServer, ServiceBinding
@@ -92,6 +92,7 @@ async def start_app(
             [
                 projects.binding(db, reconciler, auth),
                 deployments.binding(db, reconciler, auth),
+                engines.binding(db, auth),
                 api_keys.binding(db, hash_secret, auth),
                 usage.binding(db, auth),
                 routing.binding(db, closing),
@@ -116,7 +117,7 @@ async def serve(
     """Runs the app until `stop` is set, then stops gracefully.
 
     Runs the migrations and the first-start bootstrap before serving, hosts ProjectService,
-    DeploymentService, ApiKeyService, UsageService, RoutingService and UserService plus
+    DeploymentService, EngineRegistryService, ApiKeyService, UsageService, RoutingService and UserService plus
     `extra_bindings` at `settings.app_address`, and runs the engine reconciler. Management RPCs
     need a user's access token (`app.authz`); WatchRouting and RecordUsage, which gateways call,
     do not.
