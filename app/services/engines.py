@@ -138,8 +138,13 @@ class EngineRegistryServicer(engine_registry_pb2_grpc.EngineRegistryServiceServi
         move or delete those deployments first)."""
         await self._admin(context)
         require(request.engine_id, "engine_id")
-        async with self._db.mutation() as session:
-            row = await _get(session, request.engine_id)
+        async with self._db.transaction() as session:
+            # Locked as placement locks it (PostgreSQL): no deployment lands on it meanwhile.
+            row = await session.scalar(
+                select(models.Engine).where(models.Engine.id == request.engine_id).with_for_update()
+            )
+            if row is None:
+                raise not_found(f"engine {request.engine_id!r} not found", param="engine_id")
             in_use = (await _model_counts(session, [row.id])).get(row.id, 0)
             if in_use:
                 raise failed_precondition(
