@@ -5,7 +5,8 @@ what needs the app's database: the caller's role in a project, read from `projec
 RPC's own transaction (so a change applies at once), and :class:`Access`, the prologue every
 management RPC starts with.
 
-Every management RPC — all of ProjectService, DeploymentService, ApiKeyService and UserService
+Every management RPC — all of ProjectService, DeploymentService, EngineRegistryService, ApiKeyService
+and UserService
 (Login aside) and UsageService.QueryUsage — first authenticates its caller (UNAUTHENTICATED, before
 any validation, when the ``authorization: Bearer <JWT>`` metadata is missing, malformed, badly
 signed or expired, or when its user is gone, disabled, or has a newer token generation than the

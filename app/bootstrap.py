@@ -1,5 +1,5 @@
 """First-start bootstrap: a default project, a chat and an embedding deployment, one API key,
-and the platform admin.
+and the platform admin; and, on every start, the configured engine in the engine registry.
 
 Runs once per database, in one transaction: the `installation` row records that it ran, so
 later starts create nothing and print nothing (even if the defaults were deleted since). The new
@@ -10,6 +10,11 @@ The platform admin (`admin_username`) is created, in the same transaction, whene
 has no user at all: on the first start, and on the first start after an upgrade from a version
 without users. Its password is `admin_password`, or, when that is empty, generated and printed
 once beside the key as a line ``BUD_ADMIN_PASSWORD=...``.
+
+The engine at `engine_address` is registered (named "default", no capacity limit) on every start
+when no registered engine has that address: settings are platform-admin trust, and the embedded
+mesh's deployments need an engine to be placed on. The default deployments name no endpoints:
+the control plane places them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.control.engines import ensure_engine
 from app.db import models
 from app.db.models import SINGLETON_ID, utcnow
 from app.db.session import Database, discard
@@ -31,7 +37,7 @@ from app.services.deployments import insert_deployment
 from app.services.projects import create_project
 from app.services.users import create_user
 from app.settings import AppSettings
-from app.validation import check_password, check_project_name, check_username
+from app.validation import check_address, check_password, check_project_name, check_username
 from auth.passwords import hash_password
 from bud.app.v1 import deployment_pb2
 from bud.engine.v1 import engine_service_pb2
@@ -81,11 +87,9 @@ def model_source(setting: str, builtin: str) -> deployment_pb2.ModelSource:
 
 def default_deployments(settings: AppSettings) -> list[deployment_pb2.Deployment]:
     """The chat and embedding deployments the settings ask for (an empty name: none of that kind)."""
-    endpoint = deployment_pb2.EngineEndpoint(address=settings.engine_address)
     chat = deployment_pb2.Deployment(
         name=settings.default_model_name,
         model=model_source(settings.default_model_source, TINY_LLAMA.name),
-        endpoints=[endpoint],
         runner=engine_service_pb2.RUNNER_GENERATE,
         engine_args=engine_service_pb2.EngineArgs(
             max_model_len=settings.max_model_len, kv_cache_space_gib=settings.kv_cache_space_gib
@@ -95,7 +99,6 @@ def default_deployments(settings: AppSettings) -> list[deployment_pb2.Deployment
     embedding = deployment_pb2.Deployment(
         name=settings.default_embedding_model_name,
         model=model_source(settings.default_embedding_model_source, ALL_MINILM_L6_V2.name),
-        endpoints=[endpoint],
         runner=engine_service_pb2.RUNNER_POOLING,
         engine_args=engine_service_pb2.EngineArgs(kv_cache_space_gib=settings.kv_cache_space_gib),
     )
@@ -122,6 +125,7 @@ async def bootstrap(
     try:
         check_project_name(settings.default_project, "default_project")
         check_username(settings.admin_username, "admin_username")
+        check_address(settings.engine_address, "engine_address")
         if settings.admin_password:
             check_password(settings.admin_password, "admin_password")
         async with db.mutation() as session:
@@ -132,8 +136,9 @@ async def bootstrap(
                 raise RuntimeError("installation row missing: run the migrations first")
             has_users = await session.scalar(select(models.User.id).limit(1)) is not None
             admin = None if has_users else await _create_admin(session, settings)
+            engine = await ensure_engine(session, settings.engine_address)
             if installation.bootstrap_time is not None:
-                if admin is None:
+                if admin is None and engine is None:
                     discard(session)
                 return None, admin
             project = await session.scalar(

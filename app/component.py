@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from app.server import serve
 from app.settings import AppSettings
-from bud.app.v1 import deployment_pb2, project_pb2, usage_pb2
+from bud.app.v1 import deployment_pb2, engine_registry_pb2, project_pb2, usage_pb2
 from bud.auth.v1 import auth_pb2, user_pb2
 from budrt.components import Component, Host
 
@@ -42,6 +42,7 @@ component = Component(
     rest_services=(
         project_pb2.DESCRIPTOR.services_by_name["ProjectService"],
         deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
+        engine_registry_pb2.DESCRIPTOR.services_by_name["EngineRegistryService"],
         usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
         auth_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
         user_pb2.DESCRIPTOR.services_by_name["UserService"],

@@ -80,7 +80,12 @@ def deployment_to_proto(row: models.Deployment) -> deployment_pb2.Deployment:
         id=row.id,
         project_id=row.project_id,
         name=row.name,
-        endpoints=_endpoints(row, deployment_pb2.EngineEndpoint),
+        endpoints=[
+            deployment_pb2.EngineEndpoint(
+                engine_id=e.engine_id, address=e.address, served_model_name=e.served_model_name
+            )
+            for e in row.endpoints
+        ],
         engine_args=engine_args_from_json(row.engine_args),
         runner=runner_value(row.runner),
         scaling=deployment_pb2.ScalingSettings(

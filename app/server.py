@@ -17,7 +17,7 @@ from app.control import Reconciler
 from app.db.migrate import upgrade_database
 from app.db.session import Database
 from app.routing_feed import RoutingFeed
-from app.services import api_keys, deployments, projects, routing, usage, users
+from app.services import api_keys, deployments, engines, projects, routing, usage, users
 from app.settings import AppSettings
 from auth.service_identity import ServiceIdentityPolicy
 from auth.tokens import Authenticator
@@ -100,6 +100,7 @@ async def start_app(
             [
                 projects.binding(db, reconciler, auth),
                 deployments.binding(db, reconciler, auth),
+                engines.binding(db, auth),
                 api_keys.binding(db, hash_secret, auth),
                 usage.binding(db, auth),
                 routing.binding(feed),
@@ -127,7 +128,7 @@ async def serve(
     """Runs the app until `stop` is set, then stops gracefully.
 
     Runs the migrations and the first-start bootstrap before serving, hosts ProjectService,
-    DeploymentService, ApiKeyService, UsageService, RoutingService and UserService plus
+    DeploymentService, EngineRegistryService, ApiKeyService, UsageService, RoutingService and UserService plus
     `extra_bindings` at `settings.app_address`, and runs the engine reconciler. Management RPCs
     need a user's access token (`app.authz`); WatchRouting and RecordUsage, which gateways call,
     do not.

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from google.protobuf import descriptor, field_mask_pb2
 
-from bud.app.v1 import deployment_pb2
+from bud.app.v1 import deployment_pb2, engine_registry_pb2
 from bud.engine.v1 import engine_service_pb2
 from budrt.builtin_models import BUILTIN_MODELS, builtin_names
 from budrt.errors import echo, invalid_argument, permission_denied, unimplemented
@@ -26,7 +26,8 @@ PROJECT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,99}$")
 # What callers put in `model`: also allows "org/model", "model:tag" and "name@version" styles.
 DEPLOYMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
-SERVED_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,254}$")
+ENGINE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+ENGINE_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 HUGGING_FACE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9_.-]{1,96})?$")
 HOST_PORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):(\d{1,5})$")
 DTYPES = frozenset({"auto", "float32", "bfloat16", "float16"})
@@ -272,24 +273,52 @@ def check_path_arguments(
             )
 
 
-def check_endpoints(endpoints: list[deployment_pb2.EngineEndpoint], param: str) -> None:
-    """At least one endpoint; valid addresses and names; no endpoint twice."""
-    if not endpoints:
-        raise invalid_argument(f"{param}: a model deployment needs at least one engine endpoint", param=param)
-    seen: set[tuple[str, str]] = set()
+def check_endpoints(
+    endpoints: list[deployment_pb2.EngineEndpoint],
+    param: str,
+    assigned: Sequence[deployment_pb2.EngineEndpoint] = (),
+) -> list[str]:
+    """The registered engines a deployment's endpoints name, in order (none: the platform places
+    it). Each endpoint names its engine by `engine_id`, once; `address` and `served_model_name`
+    are the platform's: refused unless they are what the platform `assigned` to that engine's
+    endpoint (a read-modify-write sends them back unchanged). Whether the engines exist is
+    checked by the placement."""
+    given = {e.engine_id: e for e in assigned}
+    engine_ids: list[str] = []
     for i, endpoint in enumerate(endpoints):
-        check_address(endpoint.address, f"{param}[{i}].address")
-        name = endpoint.served_model_name
-        if name and not SERVED_MODEL_NAME_RE.match(name):
-            raise invalid_argument(
-                f"invalid served_model_name {echo(name)}", param=f"{param}[{i}].served_model_name"
-            )
-        if (endpoint.address, name) in seen:
-            raise invalid_argument(
-                f"engine endpoint {endpoint.address} is listed twice with the same served_model_name",
-                param=f"{param}[{i}]",
-            )
-        seen.add((endpoint.address, name))
+        where = f"{param}[{i}]"
+        engine_id = endpoint.engine_id
+        platform = given.get(engine_id, deployment_pb2.EngineEndpoint()) if engine_id else None
+        for field in ("address", "served_model_name"):
+            value = getattr(endpoint, field)
+            if value and (platform is None or value != getattr(platform, field)):
+                raise invalid_argument(
+                    f"{where}.{field} is set by the platform: name a registered engine by engine_id, "
+                    "or give no endpoints to let the platform place the deployment",
+                    param=f"{where}.{field}",
+                )
+        require(engine_id, f"{where}.engine_id")
+        if not ENGINE_ID_RE.match(engine_id):
+            raise invalid_argument(f"unknown engine {echo(engine_id)}", param=f"{where}.engine_id")
+        if engine_id in engine_ids:
+            raise invalid_argument(f"engine {engine_id!r} is listed twice", param=f"{where}.engine_id")
+        engine_ids.append(engine_id)
+    return engine_ids
+
+
+def check_engine(engine: engine_registry_pb2.Engine, param: str = "engine") -> None:
+    """A registered engine's writable fields: name, address, capacity."""
+    _check_name(
+        engine.name,
+        f"{param}.name",
+        ENGINE_NAME_RE,
+        "engine name",
+        "up to 100 letters, digits or '._:-'",
+        100,
+    )
+    check_address(engine.address, f"{param}.address")
+    if engine.max_models < 0:
+        raise invalid_argument(f"{param}.max_models must not be negative", param=f"{param}.max_models")
 
 
 def check_deployment(deployment: deployment_pb2.Deployment, param: str = "deployment") -> tuple[str, str]:
@@ -304,7 +333,6 @@ def check_deployment(deployment: deployment_pb2.Deployment, param: str = "deploy
     if target is None:
         raise invalid_argument(f"{param}.model is required", param=f"{param}.model")
     source = check_model_source(deployment.model, f"{param}.model")
-    check_endpoints(list(deployment.endpoints), f"{param}.endpoints")
     if deployment.runner not in engine_service_pb2.Runner.values():
         raise invalid_argument(f"unknown runner {deployment.runner}", param=f"{param}.runner")
     check_engine_args(deployment.engine_args, f"{param}.engine_args")

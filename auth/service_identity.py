@@ -46,6 +46,7 @@ POLICY: Mapping[str, frozenset[str]] = {
     "bud.prompt.v1.PromptExecutionService": frozenset({GATEWAY}),
     "bud.app.v1.ProjectService": _MANAGEMENT,
     "bud.app.v1.DeploymentService": _MANAGEMENT,
+    "bud.app.v1.EngineRegistryService": _MANAGEMENT,
     "bud.auth.v1.ApiKeyService": _MANAGEMENT,
     "bud.auth.v1.UserService": _MANAGEMENT,
     "bud.prompt.v1.PromptService": _MANAGEMENT,

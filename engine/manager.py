@@ -1,16 +1,30 @@
 """The models an engine process serves: load (one at a time: each start takes the machine's
-memory and cores for a while), unload, look up, and their health."""
+memory and cores for a while), unload, look up, and their health.
+
+Each model records its owner, the deployment and generation LoadModel named: a load of a name
+served for another owner and an unload by another owner are refused (FAILED_PRECONDITION, without
+saying who the owner is), so no caller can replace or unload a model loaded for someone else. A
+model loaded without an owner (an operator's, by hand) is owned by "nobody", which only an
+unowned request matches."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from grpc_health.v1 import health, health_pb2
 
 from bud.engine.v1 import engine_service_pb2 as pb
-from budrt.errors import Reason, ServiceError, already_exists, invalid_argument, not_found, unavailable
+from budrt.errors import (
+    Reason,
+    ServiceError,
+    already_exists,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+    unavailable,
+)
 from engine.settings import EngineSettings
 from engine.sources import check_load, default_dtype, describe, resolve_args, resolve_source
 from engine.vllm_model import VllmModel
@@ -26,6 +40,7 @@ class ModelSlot:
     source: pb.ModelSource
     runner: int
     args: pb.EngineArgs
+    owner: pb.ModelOwner = field(default_factory=pb.ModelOwner)
     state: int = pb.MODEL_STATE_LOADING
     error: str = ""
     model: VllmModel | None = None
@@ -42,6 +57,7 @@ class ModelSlot:
             state=self.state,
             error=self.error,
             max_model_len=self.model.max_model_len if self.model else 0,
+            owner=self.owner,
         )
 
 
@@ -57,17 +73,25 @@ class ModelManager:
         self._load_lock = asyncio.Lock()
 
     async def load(
-        self, name: str, source: pb.ModelSource, runner: int, args: pb.EngineArgs
+        self,
+        name: str,
+        source: pb.ModelSource,
+        runner: int,
+        args: pb.EngineArgs,
+        owner: pb.ModelOwner | None = None,
     ) -> pb.ServedModel:
-        """Loads `source` as `name` and returns when it is READY or FAILED. Loading the same
-        thing again is a no-op; a different source under a loaded name is refused. A path the
+        """Loads `source` as `name` for `owner` and returns when it is READY or FAILED. Loading
+        the same thing again for the same owner is a no-op; a name served for another owner is
+        refused (whatever its state), and so is a different source under a loaded name. A path the
         request names outside the model roots, or a chat template that is not template text, is
         INVALID_ARGUMENT before anything is made (`engine.sources.check_load`)."""
         if not name:
             raise invalid_argument("name is required", reason=None, param="name")
+        owner = owner if owner is not None else pb.ModelOwner()
         check_load(source, args, self.settings.model_roots())
         slot = self.slots.get(name)
         if slot is not None:
+            _check_owner(slot, owner)
             same = (
                 slot.source == source and slot.args == args and runner in (pb.RUNNER_UNSPECIFIED, slot.runner)
             )
@@ -84,7 +108,7 @@ class ModelManager:
             ):
                 await asyncio.shield(slot.loading)
                 return slot.describe()
-        slot = ModelSlot(name, source, runner, args)
+        slot = ModelSlot(name, source, runner, args, owner=owner)
         self.slots[name] = slot
         slot.loading = asyncio.create_task(self._load(slot))
         await asyncio.shield(slot.loading)
@@ -125,11 +149,12 @@ class ModelManager:
         if slot.state != pb.MODEL_STATE_UNLOADING:
             slot.state, slot.error = state, error
 
-    async def unload(self, name: str) -> None:
-        """Stops serving `name` and frees its engine."""
+    async def unload(self, name: str, owner: pb.ModelOwner | None = None) -> None:
+        """Stops serving `name` and frees its engine; only for the owner it was loaded for."""
         slot = self.slots.get(name)
         if slot is None:
             raise not_found(f"model {name!r} is not served here", reason=Reason.MODEL_NOT_FOUND, param="name")
+        _check_owner(slot, owner if owner is not None else pb.ModelOwner())
         slot.state = pb.MODEL_STATE_UNLOADING
         await self._set_health(name, False)
         if slot.loading is not None and not slot.loading.done():
@@ -184,9 +209,9 @@ class ModelManager:
 
     async def close(self) -> None:
         """Unloads everything."""
-        for name in list(self.slots):
+        for name, slot in list(self.slots.items()):
             try:
-                await self.unload(name)
+                await self.unload(name, slot.owner)
             except Exception:
                 log.exception("unloading %s failed", name)
 
@@ -198,6 +223,17 @@ class ModelManager:
                 else health_pb2.HealthCheckResponse.NOT_SERVING
             )
             await self.health.set(name, status)
+
+
+def _check_owner(slot: ModelSlot, owner: pb.ModelOwner) -> None:
+    """FAILED_PRECONDITION unless `owner` is the one the slot was loaded for. The message names
+    neither owner: a caller learns only that the name is not theirs."""
+    if slot.owner != owner:
+        raise failed_precondition(
+            f"model {slot.name!r} is served here for another owner",
+            reason=Reason.MODEL_OWNER_MISMATCH,
+            param="owner",
+        )
 
 
 def _freeze_heap() -> None:

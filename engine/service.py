@@ -322,11 +322,13 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
 
     # ---- model management -----------------------------------------------------------------
     async def LoadModel(self, request: pb.LoadModelRequest, context: Any) -> pb.LoadModelResponse:
-        served = await self.manager.load(request.name, request.source, request.runner, request.args)
+        served = await self.manager.load(
+            request.name, request.source, request.runner, request.args, request.owner
+        )
         return pb.LoadModelResponse(model=served)
 
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: Any) -> pb.UnloadModelResponse:
-        await self.manager.unload(request.name)
+        await self.manager.unload(request.name, request.owner)
         return pb.UnloadModelResponse()
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from app.control.engines import EngineModel, engine_models, model_owner
 from app.convert import engine_args_from_json, runner_value
 from app.db import models
 from app.db.session import Database
 from bud.engine.v1 import engine_service_pb2
-from budrt.endpoints import Endpoint
 
 
 def engine_source(kind: str, value: str) -> engine_service_pb2.ModelSource:
@@ -42,12 +42,18 @@ class DesiredModel:
 
     deployment_id: str
     spec_version: int
+    generation: int
     status: str
     status_message: str
     source: engine_service_pb2.ModelSource
     runner: int
     args: engine_service_pb2.EngineArgs
-    endpoints: tuple[Endpoint, ...]
+    endpoints: tuple[EngineModel, ...]
+
+    @property
+    def owner(self) -> engine_service_pb2.ModelOwner:
+        """The owner this generation's models are loaded for."""
+        return model_owner(self.deployment_id, self.generation)
 
     @property
     def fingerprint(self) -> str:
@@ -64,12 +70,13 @@ class DesiredModel:
         return cls(
             deployment_id=row.id,
             spec_version=row.spec_version,
+            generation=row.generation,
             status=row.status,
             status_message=row.status_message,
             source=engine_source(row.model_source_kind or "", row.model_source or ""),
             runner=runner_value(row.runner),
             args=load_args(row),
-            endpoints=tuple(Endpoint(e.address, e.served_model_name) for e in row.endpoints),
+            endpoints=tuple(engine_models(row)),
         )
 
 

@@ -58,11 +58,13 @@ class EngineClient:
         reply = await self._stub(address).LoadModel(request, timeout=self.load_timeout)
         return reply.model
 
-    async def unload(self, address: str, name: str) -> None:
-        """Unloads `name`, best effort: a failure is logged, a model already gone is fine."""
+    async def unload(self, address: str, name: str, owner: engine_service_pb2.ModelOwner) -> None:
+        """Unloads `name` as its `owner`, best effort: a failure is logged, a model already gone
+        is fine, and a model the engine serves for another owner is left alone (the engine
+        refuses: FAILED_PRECONDITION)."""
         try:
             await self._stub(address).UnloadModel(
-                engine_service_pb2.UnloadModelRequest(name=name), timeout=self.unload_timeout
+                engine_service_pb2.UnloadModelRequest(name=name, owner=owner), timeout=self.unload_timeout
             )
             log.info("model unloaded", extra={"address": address, "model": name})
         except grpc.aio.AioRpcError as err:

@@ -14,11 +14,18 @@ import grpc
 
 from app.control.desired_state import DesiredModel, read_desired
 from app.control.engine_client import EngineClient
+from app.control.engines import EngineModel
 from app.control.scaler import EngineLoad, Scaler, StaticScaler
-from app.control.status import LOADING, Outcome, aggregate, deployment_exists, write_status
+from app.control.status import (
+    ENGINE_UNAVAILABLE,
+    LOADING,
+    Outcome,
+    aggregate,
+    deployment_exists,
+    write_status,
+)
 from app.db.session import Database
 from bud.engine.v1 import engine_service_pb2
-from budrt.endpoints import Endpoint
 from budrt.grpc_server import service_channel
 
 log = logging.getLogger(__name__)
@@ -49,7 +56,6 @@ Listing = dict[str, engine_service_pb2.ServedModel] | _Unreachable
 class _Memory:
     """What this process knows of the engines beyond what they report."""
 
-    loaded: dict[tuple[str, str], str] = field(default_factory=dict)  # endpoint -> fingerprint
     failed_loads: dict[tuple[str, str], _Backoff] = field(default_factory=dict)
     unreachable: dict[str, _Backoff] = field(default_factory=dict)  # address -> backoff
 
@@ -96,14 +102,14 @@ class Reconciler:
         """Asks for a pass now (a deployment was created or changed)."""
         self._kick.set()
 
-    def unload(self, endpoints: Iterable[tuple[str, str]]) -> None:
-        """Unloads (address, served_model_name) models in the background, best effort."""
+    def unload(self, replicas: Iterable[EngineModel]) -> None:
+        """Unloads replicas' models in the background, best effort, each as its owner (the
+        deployment and generation it was loaded for: the engine refuses anyone else)."""
         if self._closed:  # shutting down: nothing would await the calls
             return
-        for address, name in endpoints:
-            self._memory.loaded.pop((address, name), None)
-            self._memory.failed_loads.pop((address, name), None)
-            self._spawn(self.engines.unload(address, name))
+        for replica in replicas:
+            self._memory.failed_loads.pop((replica.address, replica.served_model_name), None)
+            self._spawn(self.engines.unload(replica.address, replica.served_model_name, replica.owner))
 
     # ---- loop -----------------------------------------------------------------------------
 
@@ -248,9 +254,9 @@ class Reconciler:
             else:
                 stale = True
 
-        async def mark_loading(address: str) -> None:
+        async def mark_loading(engine_id: str) -> None:
             if written[0] != LOADING:
-                await set_status(LOADING, f"{address}: loading")
+                await set_status(LOADING, f"engine {engine_id}: loading")
 
         outcomes = await asyncio.gather(
             *(self._ensure(model, e, listings[e.address], mark_loading) for e in model.endpoints)
@@ -262,22 +268,26 @@ class Reconciler:
     async def _ensure(
         self,
         model: DesiredModel,
-        endpoint: Endpoint,
+        endpoint: EngineModel,
         listing: Listing,
         mark_loading: Callable[[str], Awaitable[None]],
     ) -> Outcome:
-        """Makes one engine serve the model; returns where that endpoint stands."""
+        """Makes one engine serve the model; returns where that endpoint stands.
+
+        Only a model the engine records as loaded for this deployment and generation counts as
+        this endpoint's: anything else under its name is never adopted, replaced or unloaded."""
         if isinstance(listing, _Unreachable):
-            return Outcome("unreachable", f"engine unreachable ({listing.message}); retrying")
+            return Outcome("unreachable", ENGINE_UNAVAILABLE)
         key = (endpoint.address, endpoint.served_model_name)
         fingerprint = model.fingerprint
         memory = self._memory
         served = listing.get(endpoint.served_model_name)
-        current = served is not None and self._is_current(key, served, model)
-        if served is not None and current:
+        if served is not None and served.owner != model.owner:
+            return self._name_taken(model, endpoint)
+        if served is not None:
             if served.state == engine_service_pb2.MODEL_STATE_READY:
-                memory.loaded[key] = fingerprint
                 memory.failed_loads.pop(key, None)
+                await self._unload_older(model, endpoint, listing)
                 return Outcome("ready")
             if served.state == engine_service_pb2.MODEL_STATE_LOADING:
                 return Outcome("loading", "loading")
@@ -287,12 +297,17 @@ class Reconciler:
         if failure is not None and failure.fingerprint == fingerprint and not failure.due(time.monotonic()):
             return Outcome("failed", failure.message)
 
-        await mark_loading(endpoint.address)
-        if served is not None:  # an older version, or a failed attempt: replace it
-            memory.loaded.pop(key, None)
-            await self.engines.unload(endpoint.address, endpoint.served_model_name)
+        await mark_loading(endpoint.engine_id)
+        # Older generations of this deployment go first: their memory is the new one's.
+        await self._unload_older(model, endpoint, listing)
+        if served is not None:  # this generation's failed attempt: replace it
+            await self.engines.unload(endpoint.address, endpoint.served_model_name, model.owner)
         request = engine_service_pb2.LoadModelRequest(
-            name=endpoint.served_model_name, source=model.source, runner=model.runner, args=model.args
+            name=endpoint.served_model_name,
+            source=model.source,
+            runner=model.runner,
+            args=model.args,
+            owner=model.owner,
         )
         log.info(
             "loading model",
@@ -308,14 +323,15 @@ class Reconciler:
         except grpc.aio.AioRpcError as err:
             # CANCELLED: the channel was closed under the call because the engine went away.
             if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                down = self._engine_down(endpoint.address, err)
-                return Outcome("unreachable", f"engine unreachable ({down.message}); retrying")
+                self._engine_down(endpoint.address, err)
+                return Outcome("unreachable", ENGINE_UNAVAILABLE)
+            if err.code() == grpc.StatusCode.FAILED_PRECONDITION:  # loaded meanwhile by another
+                return self._name_taken(model, endpoint)
             if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 message = f"load did not finish within {self.engines.load_timeout:g}s"
                 return self._load_failed(key, fingerprint, message)
             return self._load_failed(key, fingerprint, f"{err.code().name}: {err.details()}")
         if loaded.state == engine_service_pb2.MODEL_STATE_READY:
-            memory.loaded[key] = fingerprint
             memory.failed_loads.pop(key, None)
             log.info("model ready", extra={"deployment": model.deployment_id, "address": endpoint.address})
             return Outcome("ready")
@@ -323,21 +339,37 @@ class Reconciler:
             return self._load_failed(key, fingerprint, loaded.error or "the engine reported a failed load")
         return Outcome("loading", engine_service_pb2.ModelState.Name(loaded.state).lower())
 
-    def _is_current(
-        self, key: tuple[str, str], served: engine_service_pb2.ServedModel, model: DesiredModel
-    ) -> bool:
-        """Whether the served model is this version of the deployment."""
-        known = self._memory.loaded.get(key)
-        if known is not None:
-            return known == model.fingerprint
-        # Not loaded by this process (it restarted): adopt a compatible model. The source is not
-        # compared: the same weights can be named more than one way (a builtin or its directory).
-        if model.runner and served.runner and served.runner != model.runner:
-            return False
-        for descriptor, value in model.args.ListFields():
-            if served.args.HasField(descriptor.name) and getattr(served.args, descriptor.name) != value:
-                return False
-        return served.state != engine_service_pb2.MODEL_STATE_FAILED
+    async def _unload_older(self, model: DesiredModel, endpoint: EngineModel, listing: Listing) -> None:
+        """Unloads, each as its owner, the models this engine serves for other (older)
+        generations of the deployment."""
+        if isinstance(listing, _Unreachable):
+            return
+        for served in list(listing.values()):
+            owner = served.owner
+            if (
+                owner.deployment_id == model.deployment_id
+                and owner.generation != model.generation
+                and served.state != engine_service_pb2.MODEL_STATE_UNLOADING
+            ):
+                await self.engines.unload(endpoint.address, served.name, owner)
+                self._memory.failed_loads.pop((endpoint.address, served.name), None)
+                del listing[served.name]
+
+    @staticmethod
+    def _name_taken(model: DesiredModel, endpoint: EngineModel) -> Outcome:
+        """The engine serves a model the platform did not load for this generation under its
+        name (an operator's, loaded by hand): left alone, and the endpoint fails until it goes."""
+        log.warning(
+            "an engine serves a model the platform did not load under a deployment's name",
+            extra={
+                "deployment": model.deployment_id,
+                "address": endpoint.address,
+                "model": endpoint.served_model_name,
+            },
+        )
+        return Outcome(
+            "failed", "the engine serves another model under this deployment's name; ask a platform admin"
+        )
 
     def _load_failed(self, key: tuple[str, str], fingerprint: str, message: str) -> Outcome:
         previous = self._memory.failed_loads.get(key)
@@ -351,7 +383,7 @@ class Reconciler:
     async def _after_stale_write(self, model: DesiredModel) -> None:
         if not await deployment_exists(self._db, model.deployment_id):
             # Deleted while loading: its unload may have run before the load finished.
-            self.unload((e.address, e.served_model_name) for e in model.endpoints)
+            self.unload(model.endpoints)
         else:
             self.kick()  # changed meanwhile: act on the new version
 

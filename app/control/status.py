@@ -11,11 +11,11 @@ from typing import Literal
 from sqlalchemy import update
 
 from app.control.desired_state import DesiredModel
+from app.control.engines import EngineModel
 from app.convert import status_name
 from app.db import models
 from app.db.session import Database, discard
 from bud.app.v1 import deployment_pb2
-from budrt.endpoints import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,11 @@ PENDING = status_name(deployment_pb2.DEPLOYMENT_STATUS_PENDING)
 LOADING = status_name(deployment_pb2.DEPLOYMENT_STATUS_LOADING)
 READY = status_name(deployment_pb2.DEPLOYMENT_STATUS_READY)
 FAILED = status_name(deployment_pb2.DEPLOYMENT_STATUS_FAILED)
+
+# What a tenant reads when an engine cannot be reached: the connection's own error ("connection
+# refused", "HTTP/1 server", ...) goes to the app's log only, so status messages cannot map the
+# internal network.
+ENGINE_UNAVAILABLE = "engine unavailable; retrying"
 
 OutcomeState = Literal["ready", "loading", "failed", "unreachable"]
 
@@ -35,14 +40,18 @@ class Outcome:
     message: str = ""
 
 
-def aggregate(endpoints: Sequence[Endpoint], outcomes: Sequence[Outcome]) -> tuple[str, str]:
+def aggregate(endpoints: Sequence[EngineModel], outcomes: Sequence[Outcome]) -> tuple[str, str]:
     """The deployment status of its endpoints' outcomes: FAILED if one failed, READY if all are
-    ready, LOADING if one is loading, else PENDING (engines unreachable)."""
+    ready, LOADING if one is loading, else PENDING (engines unreachable). Messages name the
+    engine by its registry id, never by address, and never carry a connection error (see
+    `ENGINE_UNAVAILABLE`)."""
     pairs = list(zip(endpoints, outcomes, strict=True))
-    notes = [f"{e.address}: {o.message}" for e, o in pairs if o.state != "ready"]
+    notes = [f"engine {e.engine_id}: {o.message}" for e, o in pairs if o.state != "ready"]
     states = {o.state for o in outcomes}
     if "failed" in states:
-        return FAILED, "; ".join(f"{e.address}: {o.message}" for e, o in pairs if o.state == "failed")
+        return FAILED, "; ".join(
+            f"engine {e.engine_id}: {o.message}" for e, o in pairs if o.state == "failed"
+        )
     if states == {"ready"}:
         return READY, ""
     if "loading" in states:

@@ -103,7 +103,10 @@ class Deployment(Base):
     """A deployment: a model (or, later, a prompt) callable by name within its project.
 
     `spec_version` grows with every change of what the engines must load (source, runner, engine
-    args, endpoints); the reconciler writes status only for the spec it acted on.
+    args, endpoints); the reconciler writes status only for the spec it acted on. `generation`
+    grows only when the model itself changes (source, runner, engine args, caching): it is part
+    of the model's name on its engines and of the owner the engines record, so a new generation
+    is a new model there and the old one is unloaded by its own owner.
     """
 
     __tablename__ = "deployments"
@@ -132,6 +135,7 @@ class Deployment(Base):
     status: Mapped[str] = mapped_column(String(32))
     status_message: Mapped[str] = mapped_column(Text, default="")
     spec_version: Mapped[int] = mapped_column(Integer, default=1)
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
 
@@ -142,11 +146,27 @@ class Deployment(Base):
     )
 
 
-class DeploymentEndpoint(Base):
-    """One engine replica of a deployment.
+class Engine(Base):
+    """A registered engine: a platform resource (platform admins register it; tenants only name
+    it by id or let the control plane place their deployments on it)."""
 
-    (address, served_model_name) is unique across all deployments: one engine serves one model
-    under a given name.
+    __tablename__ = "engines"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    address: Mapped[str] = mapped_column(String(255), unique=True)
+    # Deployment replicas the control plane may place on it; 0 for no limit.
+    max_models: Mapped[int] = mapped_column(Integer, default=0)
+    create_time: Mapped[datetime]
+
+
+class DeploymentEndpoint(Base):
+    """One engine replica of a deployment: a registered engine, and the model's name there.
+
+    `address` is the engine's, copied from the registry when the endpoint is written (engines'
+    addresses do not change); `served_model_name` is the platform's, derived from the deployment
+    id and generation. (address, served_model_name) is unique across all deployments: one engine
+    serves one model under a given name.
     """
 
     __tablename__ = "deployment_endpoints"
@@ -156,6 +176,7 @@ class DeploymentEndpoint(Base):
         ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
     )
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    engine_id: Mapped[str] = mapped_column(ForeignKey("engines.id"), index=True)
     address: Mapped[str] = mapped_column(String(255))
     served_model_name: Mapped[str] = mapped_column(String(255))
 

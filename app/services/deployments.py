@@ -2,31 +2,38 @@
 
 Creating or changing what a deployment loads (source, runner, engine args, caching, endpoints)
 sets it PENDING and wakes the reconciler, which loads it on the engines; RPCs never wait for a
-load. Names are unique per project, and an engine serves one model per name, so an endpoint's
-(address, served_model_name) is unique across all deployments. `served_model_name` defaults to
-the deployment id and is stored resolved. Viewers of a project read its deployments; editors
-change them (see `auth.roles`); only platform admins name paths on an engine's machine
-(`app.validation.check_path_arguments`).
+load. Names are unique per project. Viewers of a project read its deployments; editors change
+them (see `auth.roles`).
+
+Engines are platform resources (`app.services.engines`): an endpoint names a registered engine
+by `engine_id`, or a deployment gives none and is placed on one (`app.control.engines.place`).
+A tenant never gives an engine address or a model's name on an engine (INVALID_ARGUMENT naming
+the field; the values the platform assigned may come back unchanged, as in a read-modify-write).
+The model's name on its engines is ``<deployment id>-g<generation>``; `generation` grows when
+what is loaded changes (source, runner, engine args, caching), so a new generation is a new
+model on the engines, and the old one is unloaded by its own owner. Only platform admins name
+paths on an engine's machine (`app.validation.check_path_arguments`).
 """
 
 from __future__ import annotations
 
 import grpc
 from google.protobuf import field_mask_pb2
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
 from app.authz import Access
 from app.control import Reconciler
+from app.control.engines import EngineModel, engine_models, place, served_model_name
 from app.convert import deployment_to_proto, engine_args_to_json, runner_name, status_name
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
 from app.services.common import conflicts_as, get_deployment, get_project
 from app.services.pagination import fetch_project_page
-from app.validation import check_deployment, check_path_arguments, check_update_mask
+from app.validation import check_deployment, check_endpoints, check_path_arguments, check_update_mask
 from auth.roles import EDITOR, VIEWER
 from auth.tokens import Authenticator
 from bud.app.v1 import deployment_pb2, deployment_pb2_grpc
@@ -47,13 +54,8 @@ WRITABLE_FIELDS = (
 )
 # Fields whose change means the engines must load something else.
 SPEC_FIELDS = ("model", "prompt", "endpoints", "engine_args", "runner", "caching")
-
-Endpoints = list[tuple[str, str]]
-
-
-def resolved_endpoints(deployment_id: str, endpoints: list[deployment_pb2.EngineEndpoint]) -> Endpoints:
-    """(address, served_model_name) pairs, the name defaulting to the deployment id."""
-    return [(e.address, e.served_model_name or deployment_id) for e in endpoints]
+# Fields whose change is a new model on the engines: a new generation.
+GENERATION_FIELDS = ("model", "prompt", "engine_args", "runner", "caching")
 
 
 async def _name_taken(session: AsyncSession, project_id: str, name: str, deployment_id: str = "") -> bool:
@@ -65,43 +67,24 @@ async def _name_taken(session: AsyncSession, project_id: str, name: str, deploym
     return found is not None and found != deployment_id
 
 
-async def _check_endpoints_free(session: AsyncSession, deployment_id: str, endpoints: Endpoints) -> None:
-    taken = (
-        await session.execute(
-            select(
-                models.DeploymentEndpoint.address,
-                models.DeploymentEndpoint.served_model_name,
-                models.DeploymentEndpoint.deployment_id,
-            ).where(
-                or_(
-                    *(
-                        and_(
-                            models.DeploymentEndpoint.address == address,
-                            models.DeploymentEndpoint.served_model_name == name,
-                        )
-                        for address, name in endpoints
-                    )
-                ),
-                models.DeploymentEndpoint.deployment_id != deployment_id,
-            )
-        )
-    ).first()
-    if taken is not None:
-        raise already_exists(
-            f"engine {taken.address} already serves {taken.served_model_name!r} for deployment "
-            f"{taken.deployment_id}; choose another served_model_name",
-            param="deployment.endpoints",
-        )
-
-
-async def _write_endpoints(session: AsyncSession, deployment_id: str, endpoints: Endpoints) -> None:
+async def _write_endpoints(
+    session: AsyncSession, deployment_id: str, generation: int, engines: list[models.Engine]
+) -> None:
+    """Replaces the deployment's endpoints with one per engine, under the generation's name."""
     endpoint = models.DeploymentEndpoint
+    name = served_model_name(deployment_id, generation)
     await session.execute(delete(endpoint).where(endpoint.deployment_id == deployment_id))
     await session.execute(
         insert(models.DeploymentEndpoint),
         [
-            {"deployment_id": deployment_id, "position": i, "address": address, "served_model_name": name}
-            for i, (address, name) in enumerate(endpoints)
+            {
+                "deployment_id": deployment_id,
+                "position": i,
+                "engine_id": engine.id,
+                "address": engine.address,
+                "served_model_name": name,
+            }
+            for i, engine in enumerate(engines)
         ],
     )
 
@@ -126,15 +109,16 @@ async def insert_deployment(
 ) -> models.Deployment:
     """Validates and inserts a deployment (status PENDING); returns it with its endpoints.
 
-    Raises ServiceError: INVALID_ARGUMENT, NOT_FOUND (project), ALREADY_EXISTS (name or endpoint).
+    Raises ServiceError: INVALID_ARGUMENT, NOT_FOUND (project), ALREADY_EXISTS (name),
+    FAILED_PRECONDITION (no engine with room).
     """
     source = check_deployment(deployment)
+    engine_ids = check_endpoints(list(deployment.endpoints), "deployment.endpoints")
     await get_project(session, project_id)
     if await _name_taken(session, project_id, deployment.name):
         raise _name_conflict(deployment.name)
     deployment_id = ids.new_id(ids.DEPLOYMENT)
-    endpoints = resolved_endpoints(deployment_id, list(deployment.endpoints))
-    await _check_endpoints_free(session, deployment_id, endpoints)
+    engines = await place(session, deployment_id, engine_ids, "deployment.endpoints")
     now = utcnow()
     row = models.Deployment(
         id=deployment_id,
@@ -142,24 +126,22 @@ async def insert_deployment(
         status=PENDING,
         status_message="",
         spec_version=1,
+        generation=1,
         create_time=now,
         update_time=now,
     )
     _apply(row, deployment, source)
     session.add(row)
     await session.flush()
-    await _write_endpoints(session, deployment_id, endpoints)
+    await _write_endpoints(session, deployment_id, row.generation, engines)
     await session.refresh(row, ["endpoints"])
     return row
 
 
 def _conflict(err: IntegrityError, name: str) -> Exception:
-    """ALREADY_EXISTS for a unique violation that a concurrent transaction caused."""
-    if "deployment_endpoints" in str(err.orig):
-        return already_exists(
-            "an engine endpoint of this deployment is taken by another deployment",
-            param="deployment.endpoints",
-        )
+    """ALREADY_EXISTS for a unique violation that a concurrent transaction caused. Only the
+    deployment's name can clash (models' names on engines contain the deployment's own id), and
+    the answer never names another deployment."""
     return _name_conflict(name)
 
 
@@ -227,7 +209,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         paths = check_update_mask(
             request.update_mask, deployment_pb2.Deployment.DESCRIPTOR, WRITABLE_FIELDS, nested=True
         )
-        removed: Endpoints = []
+        removed: list[EngineModel] = []
         with conflicts_as(lambda err: _conflict(err, patch.name)):
             async with self._access.project(
                 caller, patch.project_id, EDITOR, kind="mutation", param="deployment.project_id"
@@ -241,25 +223,46 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 )
                 source = check_deployment(merged)
                 check_path_arguments(merged, caller.admin, before=current)
-                new_endpoints = resolved_endpoints(row.id, list(merged.endpoints))
-                del merged.endpoints[:]
-                merged.endpoints.extend(
-                    deployment_pb2.EngineEndpoint(address=a, served_model_name=n) for a, n in new_endpoints
+                engine_ids = check_endpoints(
+                    list(merged.endpoints), "deployment.endpoints", assigned=list(current.endpoints)
                 )
-                spec_changed = any(_field_value(current, f) != _field_value(merged, f) for f in SPEC_FIELDS)
+                # Only the engines are the caller's: the rest of each endpoint is the platform's.
+                del merged.endpoints[:]
+                merged.endpoints.extend(deployment_pb2.EngineEndpoint(engine_id=e) for e in engine_ids)
+                compared = deployment_pb2.Deployment()
+                compared.CopyFrom(current)
+                del compared.endpoints[:]
+                compared.endpoints.extend(
+                    deployment_pb2.EngineEndpoint(engine_id=e.engine_id) for e in current.endpoints
+                )
+                spec_changed = any(_field_value(compared, f) != _field_value(merged, f) for f in SPEC_FIELDS)
+                new_generation = any(
+                    _field_value(compared, f) != _field_value(merged, f) for f in GENERATION_FIELDS
+                )
                 renamed = merged.name != current.name
                 if renamed and await _name_taken(session, row.project_id, merged.name, row.id):
                     raise _name_conflict(merged.name)
-                if merged == current:
+                if merged == compared:
                     discard(session)
                     return deployment_pb2.UpdateDeploymentResponse(deployment=current)
+                old_replicas = engine_models(row)
                 _apply(row, merged, source)
                 row.update_time = utcnow()
                 if spec_changed:
-                    old_endpoints = resolved_endpoints(row.id, list(current.endpoints))
-                    await _check_endpoints_free(session, row.id, new_endpoints)
-                    await _write_endpoints(session, row.id, new_endpoints)
-                    removed = [e for e in old_endpoints if e not in new_endpoints]
+                    engines = await place(
+                        session,
+                        row.id,
+                        engine_ids,
+                        "deployment.endpoints",
+                        current={r.engine_id for r in old_replicas},
+                    )
+                    if new_generation:
+                        row.generation += 1
+                    await _write_endpoints(session, row.id, row.generation, engines)
+                    # Engines the deployment leaves; on those it keeps, the reconciler unloads an
+                    # older generation itself, before loading the new one.
+                    kept = {e.id for e in engines}
+                    removed = [r for r in old_replicas if r.engine_id not in kept]
                     row.spec_version += 1
                     row.status, row.status_message = PENDING, ""
                 await session.flush()
@@ -278,12 +281,12 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         caller = await self._access.caller(context, request, "project_id", "deployment_id")
         async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
             row = await get_deployment(session, request.project_id, request.deployment_id)
-            endpoints = [(e.address, e.served_model_name) for e in row.endpoints]
+            replicas = engine_models(row)
             await session.execute(
                 delete(models.DeploymentEndpoint).where(models.DeploymentEndpoint.deployment_id == row.id)
             )
             await session.execute(delete(models.Deployment).where(models.Deployment.id == row.id))
-        self._reconciler.unload(endpoints)
+        self._reconciler.unload(replicas)
         return deployment_pb2.DeleteDeploymentResponse()
 
 
@@ -293,7 +296,7 @@ def _field_value(message: deployment_pb2.Deployment, name: str) -> object:
     if name in ("model", "prompt"):
         return value.SerializeToString(deterministic=True) if message.HasField(name) else None
     if name == "endpoints":
-        return [(e.address, e.served_model_name) for e in value]
+        return [e.engine_id for e in value]
     if name == "engine_args":
         return value.SerializeToString(deterministic=True)
     return value

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import ids
 from app.authz import Access, visible_projects
 from app.control import Reconciler
+from app.control.engines import engine_models_of
 from app.convert import project_to_proto, role_name
 from app.db import models
 from app.db.models import utcnow
@@ -148,13 +149,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
                     param="force",
                 )
             endpoint = models.DeploymentEndpoint
-            endpoints = (
-                await session.execute(
-                    select(endpoint.address, endpoint.served_model_name).where(
-                        endpoint.deployment_id.in_(deployment_ids)
-                    )
-                )
-            ).all()
+            replicas = await engine_models_of(session, deployment_ids)
             # Explicit deletes, children first: no orphans whether or not the database enforces
             # the foreign keys' ON DELETE CASCADE.
             await session.execute(delete(endpoint).where(endpoint.deployment_id.in_(deployment_ids)))
@@ -164,7 +159,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
                 delete(models.ProjectMember).where(models.ProjectMember.project_id == project_id)
             )
             await session.execute(delete(models.Project).where(models.Project.id == project_id))
-        self._reconciler.unload((e.address, e.served_model_name) for e in endpoints)
+        self._reconciler.unload(replicas)
         return project_pb2.DeleteProjectResponse()
 
 

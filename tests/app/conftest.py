@@ -20,7 +20,14 @@ import pytest
 
 from app.server import RunningApp, start_app
 from app.settings import AppSettings as Settings
-from bud.app.v1 import deployment_pb2, deployment_pb2_grpc, project_pb2_grpc, usage_pb2_grpc
+from bud.app.v1 import (
+    deployment_pb2,
+    deployment_pb2_grpc,
+    engine_registry_pb2,
+    engine_registry_pb2_grpc,
+    project_pb2_grpc,
+    usage_pb2_grpc,
+)
 from bud.auth.v1 import auth_pb2_grpc, routing_pb2_grpc, user_pb2, user_pb2_grpc
 from budrt.errors import ServiceError
 from budrt.grpc_server import GrpcServer, service_channel
@@ -173,6 +180,7 @@ class Stubs:
     usage: usage_pb2_grpc.UsageServiceStub
     routing: routing_pb2_grpc.RoutingServiceStub
     users: user_pb2_grpc.UserServiceStub
+    engines: engine_registry_pb2_grpc.EngineRegistryServiceStub
 
     @classmethod
     def of(cls, address: str, token: str = "") -> Stubs:
@@ -188,6 +196,7 @@ class Stubs:
             usage_pb2_grpc.UsageServiceStub(channel),
             routing_pb2_grpc.RoutingServiceStub(channel),
             user_pb2_grpc.UserServiceStub(channel),
+            engine_registry_pb2_grpc.EngineRegistryServiceStub(channel),
         )
 
     async def login(
@@ -246,11 +255,24 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
-def model_deployment(name: str, address: str, **fields: Any) -> deployment_pb2.Deployment:
-    """A builtin tiny-llama deployment on one engine endpoint."""
+def model_deployment(name: str, engine_id: str = "", **fields: Any) -> deployment_pb2.Deployment:
+    """A builtin tiny-llama deployment on the registered engine `engine_id`, or, without one,
+    placed by the platform (on the app's configured engine, the only one registered unless a
+    test registers more)."""
     fields.setdefault("model", deployment_pb2.ModelSource(builtin="tiny-llama"))
-    fields.setdefault("endpoints", [deployment_pb2.EngineEndpoint(address=address)])
+    if engine_id:
+        fields.setdefault("endpoints", [deployment_pb2.EngineEndpoint(engine_id=engine_id)])
     return deployment_pb2.Deployment(name=name, **fields)
+
+
+async def register_engine(stubs: Stubs, address: str, name: str, max_models: int = 0) -> str:
+    """Registers an engine (as `stubs`' user, a platform admin); returns its id."""
+    reply = await stubs.engines.RegisterEngine(
+        engine_registry_pb2.RegisterEngineRequest(
+            engine=engine_registry_pb2.Engine(name=name, address=address, max_models=max_models)
+        )
+    )
+    return str(reply.engine.id)
 
 
 @pytest.fixture
@@ -261,5 +283,6 @@ def helpers() -> Any:
         expect_error = staticmethod(expect_error)
         eventually = staticmethod(eventually)
         model_deployment = staticmethod(model_deployment)
+        register_engine = staticmethod(register_engine)
 
     return Helpers

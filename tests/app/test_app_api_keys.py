@@ -95,7 +95,7 @@ async def test_restrictions_and_expiry(stubs: Any, helpers: Any, engine_host: An
     deployment = (
         await stubs.deployments.CreateDeployment(
             deployment_pb2.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
+                project_id=project_id, deployment=helpers.model_deployment("m")
             )
         )
     ).deployment
@@ -209,7 +209,7 @@ async def test_rate_limits_and_update(stubs: Any, helpers: Any, engine_host: Any
     deployment = (
         await stubs.deployments.CreateDeployment(
             deployment_pb2.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
+                project_id=project_id, deployment=helpers.model_deployment("m")
             )
         )
     ).deployment

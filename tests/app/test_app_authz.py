@@ -91,9 +91,7 @@ async def test_role_matrix(app: RunningApp, stubs: Any, clients: Any, helpers: A
     assert err.reason == "PERMISSION_DENIED" and "editor" in err.message
     await helpers.expect_error(
         viewer.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("m"))
         ),
         denied,
     )
@@ -113,9 +111,7 @@ async def test_role_matrix(app: RunningApp, stubs: Any, clients: Any, helpers: A
     # Editor: deployments and keys, but not the project or its members.
     deployment = (
         await editor.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("m"))
         )
     ).deployment
     await editor.deployments.UpdateDeployment(
@@ -171,9 +167,7 @@ async def test_role_matrix(app: RunningApp, stubs: Any, clients: Any, helpers: A
         outsider.api_keys.ListApiKeys(auth_pb2.ListApiKeysRequest(project_id=project_id)),
         outsider.deployments.ListDeployments(D.ListDeploymentsRequest(project_id=project_id)),
         outsider.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("x", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("x"))
         ),
         outsider.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id)),
         outsider.users.ListProjectMembers(user_pb2.ListProjectMembersRequest(project_id=project_id)),

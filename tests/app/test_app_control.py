@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from app.control.desired_state import DesiredModel, Endpoint, engine_source
+from app.control.desired_state import DesiredModel, engine_source
+from app.control.engines import EngineModel, served_model_name
 from app.control.scaler import EngineLoad, StaticScaler
-from app.control.status import FAILED, LOADING, PENDING, READY, Outcome, aggregate
+from app.control.status import ENGINE_UNAVAILABLE, FAILED, LOADING, PENDING, READY, Outcome, aggregate
 from app.server import RunningApp
 from bud.engine.v1 import engine_service_pb2 as engine_pb
 
@@ -42,8 +43,19 @@ def test_an_unknown_stored_source_kind_is_an_error() -> None:
 
 def _desired(source: engine_pb.ModelSource, runner: int = 0, **args: Any) -> DesiredModel:
     return DesiredModel(
-        "dep", 1, PENDING, "", source, runner, engine_pb.EngineArgs(**args), (Endpoint("e:1", "m"),)
+        "dep", 1, 1, PENDING, "", source, runner, engine_pb.EngineArgs(**args), (_replica("eng_1", "e:1"),)
     )
+
+
+def _replica(engine_id: str, address: str) -> EngineModel:
+    return EngineModel(engine_id, address, served_model_name("dep", 1), "dep", 1)
+
+
+def test_served_names_and_owners_are_the_platforms() -> None:
+    replica = _replica("eng_1", "e:1")
+    assert replica.served_model_name == "dep-g1"
+    assert replica.owner == engine_pb.ModelOwner(deployment_id="dep", generation=1)
+    assert _desired(engine_pb.ModelSource(builtin="tiny-llama")).owner == replica.owner
 
 
 def test_the_fingerprint_follows_source_runner_and_args() -> None:
@@ -58,14 +70,21 @@ def test_the_fingerprint_follows_source_runner_and_args() -> None:
 
 
 def test_aggregate() -> None:
-    a, b = Endpoint("a:1", "m"), Endpoint("b:1", "m")
+    a, b = _replica("eng_a", "a:1"), _replica("eng_b", "b:1")
     assert aggregate([a, b], [Outcome("ready"), Outcome("ready")]) == (READY, "")
-    assert aggregate([a, b], [Outcome("ready"), Outcome("loading", "loading")]) == (LOADING, "b:1: loading")
+    assert aggregate([a, b], [Outcome("ready"), Outcome("loading", "loading")]) == (
+        LOADING,
+        "engine eng_b: loading",
+    )
     assert aggregate([a, b], [Outcome("failed", "boom"), Outcome("loading", "loading")]) == (
         FAILED,
-        "a:1: boom",
+        "engine eng_a: boom",
     )
-    assert aggregate([a], [Outcome("unreachable", "down")]) == (PENDING, "a:1: down")
+    # Engines are named by id, never by address.
+    assert aggregate([a], [Outcome("unreachable", ENGINE_UNAVAILABLE)]) == (
+        PENDING,
+        f"engine eng_a: {ENGINE_UNAVAILABLE}",
+    )
 
 
 class RecordingScaler:
@@ -100,7 +119,7 @@ async def test_a_scaler_sees_every_pass_with_the_engines_stats(
     assert len(desired) == 2 and list(loads) == [engine_host.address]
     load = loads[engine_host.address]
     assert load.stats is not None and load.error == ""
-    assert sorted(m.name for m in load.stats.models) == sorted(desired)
+    assert sorted(m.name for m in load.stats.models) == sorted(f"{d}-g1" for d in desired)
     assert engine_host.engine.stats_calls >= 2
 
 

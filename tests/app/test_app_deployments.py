@@ -27,7 +27,6 @@ async def test_crud(stubs: Any, helpers: Any, engine_host: Any) -> None:
     project_id = await _project(stubs)
     request = helpers.model_deployment(
         "chat",
-        engine_host.address,
         runner=engine_service_pb2.RUNNER_GENERATE,
         engine_args=engine_service_pb2.EngineArgs(max_model_len=1024, dtype="float32"),
         scaling=D.ScalingSettings(min_concurrency=1, max_concurrency=8),
@@ -41,9 +40,11 @@ async def test_crud(stubs: Any, helpers: Any, engine_host: Any) -> None:
     ).deployment
     assert created.id.startswith("dep_") and created.project_id == project_id and created.name == "chat"
     assert created.model.builtin == "tiny-llama"
+    # Placed on the app's configured engine, under the platform's name for generation 1.
     assert [(e.address, e.served_model_name) for e in created.endpoints] == [
-        (engine_host.address, created.id)
+        (engine_host.address, f"{created.id}-g1")
     ]
+    assert created.endpoints[0].engine_id.startswith("eng_")
     assert created.engine_args.max_model_len == 1024 and created.engine_args.dtype == "float32"
     assert not created.engine_args.HasField("kv_cache_space_gib")  # unset stays unset
     assert created.runner == engine_service_pb2.RUNNER_GENERATE
@@ -68,7 +69,7 @@ async def test_crud(stubs: Any, helpers: Any, engine_host: Any) -> None:
     await helpers.eventually(
         lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY"
     )
-    assert engine_host.engine.loaded_names().count(created.id) == 1
+    assert engine_host.engine.loaded_names().count(f"{created.id}-g1") == 1
     updated = (
         await stubs.deployments.UpdateDeployment(
             D.UpdateDeploymentRequest(
@@ -104,11 +105,14 @@ async def test_crud(stubs: Any, helpers: Any, engine_host: Any) -> None:
         lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY),
         what="READY after update",
     )
-    assert engine_host.engine.loaded_names().count(created.id) == 2
-    # (The default deployments' loads may come in between: look at this deployment's last load.)
-    last_load = [c for c in engine_host.engine.load_calls if c.name == created.id][-1]
+    # A new generation: a new model name and owner on the engine; the old one is unloaded.
+    assert [e.served_model_name for e in updated.endpoints] == [f"{created.id}-g2"]
+    assert engine_host.engine.loaded_names().count(f"{created.id}-g1") == 1
+    last_load = [c for c in engine_host.engine.load_calls if c.name == f"{created.id}-g2"][-1]
+    assert last_load.owner.deployment_id == created.id and last_load.owner.generation == 2
     assert last_load.args.max_model_len == 512
     assert last_load.args.enable_prefix_caching  # from caching=True
+    assert f"{created.id}-g1" not in engine_host.engine.models
 
     # Rename.
     renamed = (
@@ -131,7 +135,9 @@ async def test_crud(stubs: Any, helpers: Any, engine_host: Any) -> None:
         grpc.StatusCode.NOT_FOUND,
         "deployment_id",
     )
-    await helpers.eventually(lambda: _true(created.id in engine_host.engine.unload_calls), what="UnloadModel")
+    await helpers.eventually(
+        lambda: _true(f"{created.id}-g2" not in engine_host.engine.models), what="UnloadModel"
+    )
     await helpers.expect_error(
         stubs.deployments.DeleteDeployment(
             D.DeleteDeploymentRequest(project_id=project_id, deployment_id=created.id)
@@ -157,14 +163,10 @@ async def test_list_pagination(stubs: Any, helpers: Any, engine_host: Any) -> No
     other_id = await _project(stubs, "other")
     for i in range(5):
         await stubs.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment(f"m{i}", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment(f"m{i}"))
         )
     await stubs.deployments.CreateDeployment(
-        D.CreateDeploymentRequest(
-            project_id=other_id, deployment=helpers.model_deployment("m0", engine_host.address)
-        )
+        D.CreateDeploymentRequest(project_id=other_id, deployment=helpers.model_deployment("m0"))
     )  # same name, other project: fine
     first = await stubs.deployments.ListDeployments(
         D.ListDeploymentsRequest(project_id=project_id, page_size=2)
@@ -196,16 +198,12 @@ async def test_name_conflicts(stubs: Any, helpers: Any, engine_host: Any) -> Non
     project_id = await _project(stubs)
     first = (
         await stubs.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("dup", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("dup"))
         )
     ).deployment
     err = await helpers.expect_error(
         stubs.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("dup", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("dup"))
         ),
         grpc.StatusCode.ALREADY_EXISTS,
         "deployment.name",
@@ -213,9 +211,7 @@ async def test_name_conflicts(stubs: Any, helpers: Any, engine_host: Any) -> Non
     assert err.reason == "ALREADY_EXISTS"
     second = (
         await stubs.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("dup2", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("dup2"))
         )
     ).deployment
     await helpers.expect_error(
@@ -228,21 +224,27 @@ async def test_name_conflicts(stubs: Any, helpers: Any, engine_host: Any) -> Non
         grpc.StatusCode.ALREADY_EXISTS,
         "deployment.name",
     )
-    # One engine serves one model per name.
-    await helpers.expect_error(
+    # Another deployment's model name on an engine cannot be named at all (it is the platform's),
+    # and the refusal does not echo the other deployment's id.
+    err = await helpers.expect_error(
         stubs.deployments.CreateDeployment(
             D.CreateDeploymentRequest(
                 project_id=project_id,
                 deployment=helpers.model_deployment(
                     "clash",
-                    engine_host.address,
-                    endpoints=[D.EngineEndpoint(address=engine_host.address, served_model_name=first.id)],
+                    endpoints=[
+                        D.EngineEndpoint(
+                            engine_id=first.endpoints[0].engine_id,
+                            served_model_name=first.endpoints[0].served_model_name,
+                        )
+                    ],
                 ),
             )
         ),
-        grpc.StatusCode.ALREADY_EXISTS,
-        "deployment.endpoints",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "deployment.endpoints[0].served_model_name",
     )
+    assert first.id not in err.message
 
 
 async def test_concurrent_creates_one_wins(stubs: Any, engine_host: Any, helpers: Any) -> None:
@@ -251,9 +253,7 @@ async def test_concurrent_creates_one_wins(stubs: Any, engine_host: Any, helpers
     async def create() -> str:
         try:
             await stubs.deployments.CreateDeployment(
-                D.CreateDeploymentRequest(
-                    project_id=project_id, deployment=helpers.model_deployment("race", engine_host.address)
-                )
+                D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("race"))
             )
             return "ok"
         except grpc.aio.AioRpcError as err:
@@ -296,16 +296,36 @@ async def test_concurrent_creates_one_wins(stubs: Any, engine_host: Any, helpers
             grpc.StatusCode.UNIMPLEMENTED,
             "deployment.prompt",
         ),
-        (lambda d: d.ClearField("endpoints"), grpc.StatusCode.INVALID_ARGUMENT, "deployment.endpoints"),
+        (lambda d: d.endpoints.add(), grpc.StatusCode.INVALID_ARGUMENT, "deployment.endpoints[0].engine_id"),
         (
-            lambda d: d.endpoints[0].__setattr__("address", "no-port"),
+            lambda d: d.endpoints.add(address="127.0.0.1:1"),
             grpc.StatusCode.INVALID_ARGUMENT,
             "deployment.endpoints[0].address",
         ),
         (
-            lambda d: d.endpoints.append(D.EngineEndpoint(address=d.endpoints[0].address)),
+            lambda d: d.endpoints.add(engine_id="eng_x", address="127.0.0.1:1"),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "deployment.endpoints[1]",
+            "deployment.endpoints[0].address",
+        ),
+        (
+            lambda d: d.endpoints.add(engine_id="eng_x", served_model_name="m"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.endpoints[0].served_model_name",
+        ),
+        (
+            lambda d: d.endpoints.extend([D.EngineEndpoint(engine_id="eng_x")] * 2),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.endpoints[1].engine_id",
+        ),
+        (
+            lambda d: d.endpoints.add(engine_id="eng_unknown"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.endpoints[0].engine_id",
+        ),
+        (
+            lambda d: d.endpoints.add(engine_id="not an id"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.endpoints[0].engine_id",
         ),
         (
             lambda d: d.engine_args.__setattr__("max_model_len", 0),
@@ -344,7 +364,7 @@ async def test_validation(
     stubs: Any, helpers: Any, engine_host: Any, mutate: Any, code: grpc.StatusCode, param: str
 ) -> None:
     project_id = await _project(stubs)
-    deployment = helpers.model_deployment("valid-name", engine_host.address)
+    deployment = helpers.model_deployment("valid-name")
     mutate(deployment)
     await helpers.expect_error(
         stubs.deployments.CreateDeployment(
@@ -362,16 +382,12 @@ async def test_not_found_and_bad_masks(stubs: Any, helpers: Any, engine_host: An
     other_id = await _project(stubs, "other")
     created = (
         await stubs.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("m"))
         )
     ).deployment
     await helpers.expect_error(
         stubs.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id="prj_missing", deployment=helpers.model_deployment("m", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id="prj_missing", deployment=helpers.model_deployment("m"))
         ),
         grpc.StatusCode.NOT_FOUND,
         "project_id",
@@ -417,38 +433,62 @@ async def test_not_found_and_bad_masks(stubs: Any, helpers: Any, engine_host: An
     )
 
 
-async def test_endpoint_change_unloads_the_old_one(
-    app: RunningApp, stubs: Any, helpers: Any, engine_host: Any
+async def test_moving_to_another_engine_unloads_the_old_one(
+    app: RunningApp, stubs: Any, helpers: Any, engine_host: Any, engine_factory: Any
 ) -> None:
     project_id = await _project(stubs)
     created = (
         await stubs.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("m"))
         )
     ).deployment
     await helpers.eventually(
         lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY"
     )
+    other = engine_factory()
+    await other.start()
+    other_id = await helpers.register_engine(stubs, other.address, "other")
     updated = (
         await stubs.deployments.UpdateDeployment(
             D.UpdateDeploymentRequest(
                 deployment=D.Deployment(
-                    id=created.id,
-                    project_id=project_id,
-                    endpoints=[D.EngineEndpoint(address=engine_host.address, served_model_name="renamed")],
+                    id=created.id, project_id=project_id, endpoints=[D.EngineEndpoint(engine_id=other_id)]
                 ),
                 update_mask=field_mask_pb2.FieldMask(paths=["endpoints"]),
             )
         )
     ).deployment
-    assert [e.served_model_name for e in updated.endpoints] == ["renamed"]
+    # The same model (generation 1) on another engine.
+    name = f"{created.id}-g1"
+    assert [(e.engine_id, e.address, e.served_model_name) for e in updated.endpoints] == [
+        (other_id, other.address, name)
+    ]
     await helpers.eventually(
         lambda: _status_is(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY),
-        what="READY under the new name",
+        what="READY on the other engine",
     )
-    await helpers.eventually(
-        lambda: _true(created.id in engine_host.engine.unload_calls), what="old name unloaded"
+    await helpers.eventually(lambda: _true(name in engine_host.engine.unload_calls), what="old one unloaded")
+    assert name in other.engine.models and name not in engine_host.engine.models
+
+
+async def test_a_read_modify_write_keeps_the_platforms_values(stubs: Any, helpers: Any) -> None:
+    """The output-only endpoint fields may come back unchanged (a GET then a full PATCH)."""
+    project_id = await _project(stubs)
+    created = (
+        await stubs.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("m"))
+        )
+    ).deployment
+    patch = D.Deployment()
+    patch.CopyFrom(created)
+    patch.rate_limits.requests_per_minute = 9
+    updated = (
+        await stubs.deployments.UpdateDeployment(D.UpdateDeploymentRequest(deployment=patch))
+    ).deployment
+    assert updated.rate_limits.requests_per_minute == 9 and updated.endpoints == created.endpoints
+    patch.endpoints[0].address = "localhost:1"
+    await helpers.expect_error(
+        stubs.deployments.UpdateDeployment(D.UpdateDeploymentRequest(deployment=patch)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "deployment.endpoints[0].address",
     )
-    assert set(engine_host.engine.models) >= {"renamed"} and created.id not in engine_host.engine.models

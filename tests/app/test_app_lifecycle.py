@@ -66,18 +66,28 @@ async def test_bootstrap_once(capsys: Any, start: Any, engine_host: Any, helpers
         "all-minilm-l6-v2",
         "RUNNER_POOLING",
     )
-    assert [(e.address, e.served_model_name) for e in chat.endpoints] == [(engine_host.address, chat.id)]
+    # Placed on the configured engine, registered at the first start.
+    assert [(e.address, e.served_model_name) for e in chat.endpoints] == [
+        (engine_host.address, f"{chat.id}-g1")
+    ]
+    async with first.db.snapshot() as session:
+        (engine,) = (await session.scalars(select(models.Engine))).all()
+    assert (engine.name, engine.address, engine.max_models) == ("default", engine_host.address, 0)
+    assert chat.endpoints[0].engine_id == engine.id
     assert key is not None and key.project_id == project.id and key_matches(secret, key.key_hash, HASH_SECRET)
 
     # The reconciler loads both on the engine double.
     await helpers.eventually(lambda: _all_ready(first.db), what="default deployments READY")
     loads = {c.name: c for c in engine_host.engine.load_calls}
-    assert loads[chat.id].source == engine_service_pb2.ModelSource(builtin="tiny-llama")
-    assert loads[chat.id].runner == engine_service_pb2.RUNNER_GENERATE
-    assert loads[chat.id].args.max_model_len == 2048 and loads[chat.id].args.kv_cache_space_gib == 1.0
-    assert loads[embedding.id].source == engine_service_pb2.ModelSource(builtin="all-minilm-l6-v2")
-    assert loads[embedding.id].runner == engine_service_pb2.RUNNER_POOLING
-    assert not loads[embedding.id].args.HasField("max_model_len")
+    assert loads[f"{chat.id}-g1"].source == engine_service_pb2.ModelSource(builtin="tiny-llama")
+    assert loads[f"{chat.id}-g1"].runner == engine_service_pb2.RUNNER_GENERATE
+    assert (
+        loads[f"{chat.id}-g1"].args.max_model_len == 2048
+        and loads[f"{chat.id}-g1"].args.kv_cache_space_gib == 1.0
+    )
+    assert loads[f"{embedding.id}-g1"].source == engine_service_pb2.ModelSource(builtin="all-minilm-l6-v2")
+    assert loads[f"{embedding.id}-g1"].runner == engine_service_pb2.RUNNER_POOLING
+    assert not loads[f"{embedding.id}-g1"].args.HasField("max_model_len")
 
     before = await _counts(first.db)
     await first.stop()
@@ -167,7 +177,7 @@ async def test_restart_loses_nothing(start: Any, helpers: Any, engine_host: Any,
     deployment = (
         await client.deployments.CreateDeployment(
             deployment_pb2.CreateDeploymentRequest(
-                project_id=project.id, deployment=helpers.model_deployment("m", engine_host.address)
+                project_id=project.id, deployment=helpers.model_deployment("m")
             )
         )
     ).deployment

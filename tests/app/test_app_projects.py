@@ -145,7 +145,7 @@ async def test_delete_refused_then_forced(
         await stubs.deployments.CreateDeployment(
             deployment_pb2.CreateDeploymentRequest(
                 project_id=project.id,
-                deployment=helpers.model_deployment("m1", engine_host.address),
+                deployment=helpers.model_deployment("m1"),
             )
         )
     ).deployment

@@ -37,6 +37,11 @@ def _status(stubs: Any, project_id: str, deployment_id: str, status: int) -> Any
     return check
 
 
+def _served(deployment: D.Deployment) -> str:
+    """The model's name on its (first) engine, as the platform assigned it."""
+    return str(deployment.endpoints[0].served_model_name)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -53,7 +58,6 @@ async def test_pending_loading_ready(stubs: Any, helpers: Any, engine_host: Any)
                 project_id=project_id,
                 deployment=helpers.model_deployment(
                     "slow",
-                    engine_host.address,
                     runner=engine_service_pb2.RUNNER_GENERATE,
                     engine_args=engine_service_pb2.EngineArgs(max_model_len=128),
                 ),
@@ -66,7 +70,8 @@ async def test_pending_loading_ready(stubs: Any, helpers: Any, engine_host: Any)
         _status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_LOADING), what="LOADING"
     )
     await helpers.eventually(_status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY")
-    (call,) = [c for c in engine_host.engine.load_calls if c.name == created.id]
+    (call,) = [c for c in engine_host.engine.load_calls if c.name == _served(created)]
+    assert call.owner == engine_service_pb2.ModelOwner(deployment_id=created.id, generation=1)
     assert call.source == engine_service_pb2.ModelSource(builtin="tiny-llama")
     assert call.runner == engine_service_pb2.RUNNER_GENERATE
     assert call.args.max_model_len == 128
@@ -81,7 +86,7 @@ async def test_failed_load_reports_the_reason(stubs: Any, helpers: Any, engine_h
             D.CreateDeploymentRequest(
                 project_id=project_id,
                 deployment=helpers.model_deployment(
-                    "broken", engine_host.address, model=D.ModelSource(hugging_face_id="acme/broken")
+                    "broken", model=D.ModelSource(hugging_face_id="acme/broken")
                 ),
             )
         )
@@ -90,13 +95,14 @@ async def test_failed_load_reports_the_reason(stubs: Any, helpers: Any, engine_h
         _status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_FAILED), what="FAILED"
     )
     message = (await _get(stubs, project_id, created.id)).status_message
-    assert "config.json not found" in message and engine_host.address in message
-    (call,) = [c for c in engine_host.engine.load_calls if c.name == created.id]
+    assert "config.json not found" in message and created.endpoints[0].engine_id in message
+    assert engine_host.address not in message  # engines are named by id
+    (call,) = [c for c in engine_host.engine.load_calls if c.name == _served(created)]
     assert call.source == engine_service_pb2.ModelSource(
         hugging_face=engine_service_pb2.HuggingFaceModel(id="acme/broken")
     )
     await asyncio.sleep(1.0)  # several passes: a failed load is not retried every pass
-    assert engine_host.engine.loaded_names().count(created.id) == 1
+    assert engine_host.engine.loaded_names().count(_served(created)) == 1
     assert (await _get(stubs, project_id, created.id)).status == D.DEPLOYMENT_STATUS_FAILED
 
     # Fixing the deployment retries at once.
@@ -117,29 +123,28 @@ async def test_unreachable_engine_is_retried_not_failed(
 ) -> None:
     project_id = await _project(stubs)
     late = engine_factory(_free_port())  # nothing listens there yet
+    late_id = await helpers.register_engine(stubs, late.address, "late")
     created = (
         await stubs.deployments.CreateDeployment(
             D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", late.address)
+                project_id=project_id, deployment=helpers.model_deployment("m", late_id)
             )
         )
     ).deployment
     await asyncio.sleep(1.0)  # several passes and retries
     pending = await _get(stubs, project_id, created.id)
     assert pending.status == D.DEPLOYMENT_STATUS_PENDING
-    assert "unreachable" in pending.status_message and late.address in pending.status_message
+    assert pending.status_message == f"engine {late_id}: engine unavailable; retrying"
     await late.start()
     await helpers.eventually(_status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY")
-    assert late.engine.loaded_names() == [created.id]
+    assert late.engine.loaded_names() == [_served(created)]
 
 
 async def test_engine_restart_is_healed(stubs: Any, helpers: Any, engine_host: Any) -> None:
     project_id = await _project(stubs)
     created = (
         await stubs.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("m"))
         )
     ).deployment
     await helpers.eventually(_status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY")
@@ -148,12 +153,12 @@ async def test_engine_restart_is_healed(stubs: Any, helpers: Any, engine_host: A
         _status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_PENDING),
         what="PENDING while the engine is down",
     )
-    assert "unreachable" in (await _get(stubs, project_id, created.id)).status_message
+    assert "engine unavailable" in (await _get(stubs, project_id, created.id)).status_message
     await engine_host.start(fresh=True)  # same port, no models: a restarted engine
     await helpers.eventually(
         _status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY again"
     )
-    assert created.id in engine_host.engine.loaded_names()
+    assert _served(created) in engine_host.engine.loaded_names()
 
 
 async def test_app_restart_adopts_loaded_models(
@@ -164,9 +169,7 @@ async def test_app_restart_adopts_loaded_models(
     project_id = await _project(client)
     created = (
         await client.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("m"))
         )
     ).deployment
     await helpers.eventually(_status(client, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY")
@@ -175,7 +178,7 @@ async def test_app_restart_adopts_loaded_models(
     client = await clients(second).login()
     await asyncio.sleep(0.8)  # several passes
     assert (await _get(client, project_id, created.id)).status == D.DEPLOYMENT_STATUS_READY
-    assert engine_host.engine.loaded_names().count(created.id) == 1  # not loaded again
+    assert engine_host.engine.loaded_names().count(_served(created)) == 1  # not loaded again
     assert engine_host.engine.unload_calls == []
 
 
@@ -185,19 +188,17 @@ async def test_force_deleting_a_project_unloads_its_models(
     project_id = await _project(stubs)
     created = (
         await stubs.deployments.CreateDeployment(
-            D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", engine_host.address)
-            )
+            D.CreateDeploymentRequest(project_id=project_id, deployment=helpers.model_deployment("m"))
         )
     ).deployment
     await helpers.eventually(_status(stubs, project_id, created.id, D.DEPLOYMENT_STATUS_READY), what="READY")
     await stubs.projects.DeleteProject(project_pb2.DeleteProjectRequest(project_id=project_id, force=True))
 
     async def unloaded() -> bool:
-        return created.id not in engine_host.engine.models
+        return _served(created) not in engine_host.engine.models
 
     await helpers.eventually(unloaded, what="UnloadModel")
-    assert created.id in engine_host.engine.unload_calls
+    assert _served(created) in engine_host.engine.unload_calls
 
 
 async def test_retry_state_of_deleted_deployments_is_dropped(
@@ -206,15 +207,16 @@ async def test_retry_state_of_deleted_deployments_is_dropped(
     """A dead engine nobody uses any more must not keep the loop spinning on its backoff."""
     project_id = await _project(stubs)
     dead = engine_factory(_free_port())
+    dead_id = await helpers.register_engine(stubs, dead.address, "dead")
     created = (
         await stubs.deployments.CreateDeployment(
             D.CreateDeploymentRequest(
-                project_id=project_id, deployment=helpers.model_deployment("m", dead.address)
+                project_id=project_id, deployment=helpers.model_deployment("m", dead_id)
             )
         )
     ).deployment
     await asyncio.sleep(0.6)
-    assert "unreachable" in (await _get(stubs, project_id, created.id)).status_message
+    assert "engine unavailable" in (await _get(stubs, project_id, created.id)).status_message
     await stubs.deployments.DeleteDeployment(
         D.DeleteDeploymentRequest(project_id=project_id, deployment_id=created.id)
     )

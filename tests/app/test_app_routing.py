@@ -54,7 +54,7 @@ async def test_snapshot_then_changes(
     for deployment in snapshot.upsert_deployments:
         assert deployment.project_id == project_id and deployment.create_time.seconds > 0
         assert [e.address for e in deployment.endpoints] == [engine_host.address]
-        assert deployment.endpoints[0].served_model_name == deployment.id
+        assert deployment.endpoints[0].served_model_name == f"{deployment.id}-g1"
     revision = snapshot.revision
 
     # A new key, a change of its limits, then its revocation: upserts, then a delete.
@@ -86,7 +86,7 @@ async def test_snapshot_then_changes(
             deployment_pb2.CreateDeploymentRequest(
                 project_id=project_id,
                 deployment=helpers.model_deployment(
-                    "fresh", engine_host.address, rate_limits=deployment_pb2.RateLimits(requests_per_minute=7)
+                    "fresh", rate_limits=deployment_pb2.RateLimits(requests_per_minute=7)
                 ),
             )
         )

@@ -48,13 +48,26 @@ def test_lifecycle_project_deployment_key_call_revoke(mesh: Mesh) -> None:
             if d["@type"].endswith(".BadRequest")
             for v in d["fieldViolations"]
         ] == ["deployment.name"], bad.text
+        # Engines are the platform's: listed for the admin, never given by address.
+        engines = admin.get("/v1/engines")
+        assert engines.status_code == 200, engines.text
+        engine_id = next(e["id"] for e in engines.json()["engines"] if e["address"] == mesh.engine_grpc)
+        by_address = admin.post(
+            f"/v1/projects/{project_id}/deployments",
+            json={
+                "name": "chat-a",
+                "model": {"builtin": "tiny-llama"},
+                "endpoints": [{"address": mesh.engine_grpc}],
+            },
+        )
+        assert by_address.status_code == 400 and "deployment.endpoints[0].address" in by_address.text
         created = admin.post(
             f"/v1/projects/{project_id}/deployments",
             json={
                 "name": "chat-a",
                 "model": {"builtin": "tiny-llama"},
                 "runner": "RUNNER_GENERATE",
-                "endpoints": [{"address": mesh.engine_grpc}],
+                "endpoints": [{"engine_id": engine_id}],
                 "engine_args": {"max_model_len": 512, "kv_cache_space_gib": 0.25},
             },
         )

@@ -20,8 +20,13 @@ def load_request(
 
 
 async def load(
-    manager: ModelManager, name: str, model_dir: Path, runner: int = pb.RUNNER_UNSPECIFIED, **args: Any
+    manager: ModelManager,
+    name: str,
+    model_dir: Path,
+    runner: int = pb.RUNNER_UNSPECIFIED,
+    owner: pb.ModelOwner | None = None,
+    **args: Any,
 ) -> pb.ServedModel:
-    """`manager.load` of the local model at `model_dir` as `name`."""
+    """`manager.load` of the local model at `model_dir` as `name` (for `owner`, when given)."""
     request = load_request(name, model_dir, runner, **args)
-    return await manager.load(request.name, request.source, request.runner, request.args)
+    return await manager.load(request.name, request.source, request.runner, request.args, owner)

@@ -364,7 +364,6 @@ def test_named_tool_call_with_a_hermes_deployment(mesh: Mesh) -> None:
                 deployment=deployment_pb2.Deployment(
                     name=name,
                     model=deployment_pb2.ModelSource(builtin="tiny-llama"),
-                    endpoints=[deployment_pb2.EngineEndpoint(address=mesh.engine_grpc)],
                     runner=engine_pb.RUNNER_GENERATE,
                     engine_args=engine_pb.EngineArgs(
                         tool_call_parser="hermes", max_model_len=1024, kv_cache_space_gib=0.25

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
-from budrt.errors import Reason, internal, not_found, unavailable
+from budrt.errors import Reason, failed_precondition, internal, not_found, unavailable
 from budrt.grpc_server import GrpcServer, ServiceBinding
 
 ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
@@ -79,6 +79,9 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     calls.
 
     Model management: records LoadModel (`load_calls`) and UnloadModel (`unload_calls`) calls and
+    enforces model owners as the real engine does (a LoadModel of a name served for another
+    owner, an UnloadModel by another owner: FAILED_PRECONDITION, `refused_calls` counts them;
+    `models` given at construction have no owner);
     counts GetStats calls (`stats_calls`; its stats are zeros per model);
     a load takes `load_delay` seconds and ends READY, or FAILED with `failures[key]` as its error
     when the request's text (name, source, arguments) contains `key`. With `health` attached
@@ -104,6 +107,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         self.load_calls: list[pb.LoadModelRequest] = []
         self.unload_calls: list[str] = []
         self.stats_calls = 0
+        self.refused_calls = 0
         self.failures: dict[str, str] = {}
         self.load_delay = 0.0
         self.health: health.aio.HealthServicer | None = None
@@ -351,10 +355,22 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         text = text_format.MessageToString(request)
         return next((error for key, error in self.failures.items() if key in text), None)
 
+    def _check_owner(self, name: str, owner: pb.ModelOwner) -> None:
+        """Refuses, as the real engine does, a request whose owner is not the model's."""
+        served = self.models.get(name)
+        if served is not None and served.owner != owner:
+            self.refused_calls += 1
+            raise failed_precondition(
+                f"model {name!r} is served here for another owner",
+                reason=Reason.MODEL_OWNER_MISMATCH,
+                param="owner",
+            )
+
     async def LoadModel(self, request: pb.LoadModelRequest, context: Any) -> pb.LoadModelResponse:
         self.load_calls.append(request)
+        self._check_owner(request.name, request.owner)
         model = pb.ServedModel(state=pb.MODEL_STATE_LOADING)
-        _copy_common_fields(request, model)  # name, source, runner, args: as asked
+        _copy_common_fields(request, model)  # name, source, runner, args, owner: as asked
         self.models[request.name] = model
         await self._set_health(request.name, False)
         await asyncio.sleep(self.load_delay)
@@ -368,6 +384,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
 
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: Any) -> pb.UnloadModelResponse:
         self.unload_calls.append(request.name)
+        self._check_owner(request.name, request.owner)
         if self.models.pop(request.name, None) is None:
             raise not_found(
                 f"model {request.name!r} is not served here", reason=Reason.MODEL_NOT_FOUND, param="name"

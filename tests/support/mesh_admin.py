@@ -32,7 +32,8 @@ def default_project_id(channel: grpc.Channel, metadata: tuple[tuple[str, str], .
 
 
 def engine_model_name(mesh: Mesh, deployment_name: str) -> str:
-    """The name the engine serves a default-project deployment under (its deployment id)."""
+    """The name the engine serves a default-project deployment under (the platform's
+    `<deployment id>-g<generation>`)."""
     with mesh.channel(mesh.app_grpc, identity="operator") as channel:
         metadata = admin_metadata(mesh, channel)
         deployments = (

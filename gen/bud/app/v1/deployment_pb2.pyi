@@ -39,12 +39,14 @@ class ModelSource(_message.Message):
     def __init__(self, registry_model_id: _Optional[str] = ..., hugging_face_id: _Optional[str] = ..., local_path: _Optional[str] = ..., builtin: _Optional[str] = ...) -> None: ...
 
 class EngineEndpoint(_message.Message):
-    __slots__ = ("address", "served_model_name")
+    __slots__ = ("address", "served_model_name", "engine_id")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SERVED_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_ID_FIELD_NUMBER: _ClassVar[int]
     address: str
     served_model_name: str
-    def __init__(self, address: _Optional[str] = ..., served_model_name: _Optional[str] = ...) -> None: ...
+    engine_id: str
+    def __init__(self, address: _Optional[str] = ..., served_model_name: _Optional[str] = ..., engine_id: _Optional[str] = ...) -> None: ...
 
 class PromptTarget(_message.Message):
     __slots__ = ("prompt_id", "version")

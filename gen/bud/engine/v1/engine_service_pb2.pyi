@@ -83,7 +83,7 @@ class HuggingFaceModel(_message.Message):
     def __init__(self, id: _Optional[str] = ..., revision: _Optional[str] = ...) -> None: ...
 
 class ServedModel(_message.Message):
-    __slots__ = ("name", "source", "runner", "args", "state", "error", "max_model_len")
+    __slots__ = ("name", "source", "runner", "args", "state", "error", "max_model_len", "owner")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     RUNNER_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,7 @@ class ServedModel(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MAX_MODEL_LEN_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     name: str
     source: ModelSource
     runner: Runner
@@ -98,19 +99,30 @@ class ServedModel(_message.Message):
     state: ModelState
     error: str
     max_model_len: int
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[_Union[ModelSource, _Mapping]] = ..., runner: _Optional[_Union[Runner, str]] = ..., args: _Optional[_Union[EngineArgs, _Mapping]] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., max_model_len: _Optional[int] = ...) -> None: ...
+    owner: ModelOwner
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[_Union[ModelSource, _Mapping]] = ..., runner: _Optional[_Union[Runner, str]] = ..., args: _Optional[_Union[EngineArgs, _Mapping]] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., max_model_len: _Optional[int] = ..., owner: _Optional[_Union[ModelOwner, _Mapping]] = ...) -> None: ...
+
+class ModelOwner(_message.Message):
+    __slots__ = ("deployment_id", "generation")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    generation: int
+    def __init__(self, deployment_id: _Optional[str] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class LoadModelRequest(_message.Message):
-    __slots__ = ("name", "source", "runner", "args")
+    __slots__ = ("name", "source", "runner", "args", "owner")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     RUNNER_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     name: str
     source: ModelSource
     runner: Runner
     args: EngineArgs
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[_Union[ModelSource, _Mapping]] = ..., runner: _Optional[_Union[Runner, str]] = ..., args: _Optional[_Union[EngineArgs, _Mapping]] = ...) -> None: ...
+    owner: ModelOwner
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[_Union[ModelSource, _Mapping]] = ..., runner: _Optional[_Union[Runner, str]] = ..., args: _Optional[_Union[EngineArgs, _Mapping]] = ..., owner: _Optional[_Union[ModelOwner, _Mapping]] = ...) -> None: ...
 
 class LoadModelResponse(_message.Message):
     __slots__ = ("model",)
@@ -119,10 +131,12 @@ class LoadModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ServedModel, _Mapping]] = ...) -> None: ...
 
 class UnloadModelRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "owner")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    owner: ModelOwner
+    def __init__(self, name: _Optional[str] = ..., owner: _Optional[_Union[ModelOwner, _Mapping]] = ...) -> None: ...
 
 class UnloadModelResponse(_message.Message):
     __slots__ = ()
