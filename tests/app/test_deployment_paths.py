@@ -77,19 +77,19 @@ async def test_tenants_cannot_point_an_engine_at_a_file(
     /etc/passwd as the model, the tokenizer or the chat template."""
     denied = grpc.StatusCode.PERMISSION_DENIED
     for client in (editor, owner):
-        local = helpers.model_deployment("a", engine_host.address, model=D.ModelSource(local_path=OUTSIDE))
+        local = helpers.model_deployment("a", model=D.ModelSource(local_path=OUTSIDE))
         err = await helpers.expect_error(
             _create(client, project_id, local), denied, "deployment.model.local_path"
         )
         assert "platform admins" in err.message
         tokenizer = helpers.model_deployment(
-            "b", engine_host.address, engine_args=engine_service_pb2.EngineArgs(tokenizer=OUTSIDE)
+            "b", engine_args=engine_service_pb2.EngineArgs(tokenizer=OUTSIDE)
         )
         await helpers.expect_error(
             _create(client, project_id, tokenizer), denied, "deployment.engine_args.tokenizer"
         )
         template = helpers.model_deployment(
-            "c", engine_host.address, engine_args=engine_service_pb2.EngineArgs(chat_template=OUTSIDE)
+            "c", engine_args=engine_service_pb2.EngineArgs(chat_template=OUTSIDE)
         )
         await helpers.expect_error(
             _create(client, project_id, template),
@@ -102,11 +102,7 @@ async def test_tenants_keep_hugging_face_tokenizers_and_inline_templates(
     editor: Any, project_id: str, helpers: Any, engine_host: Any
 ) -> None:
     args = engine_service_pb2.EngineArgs(tokenizer="acme/tokenizer", chat_template=TEMPLATE)
-    created = (
-        await _create(
-            editor, project_id, helpers.model_deployment("m", engine_host.address, engine_args=args)
-        )
-    ).deployment
+    created = (await _create(editor, project_id, helpers.model_deployment("m", engine_args=args))).deployment
     assert created.engine_args.tokenizer == "acme/tokenizer"
     assert created.engine_args.chat_template == TEMPLATE  # stored as the text it is
 
@@ -116,7 +112,7 @@ async def test_an_admins_path_is_accepted_and_editors_may_keep_it_but_not_change
 ) -> None:
     args = engine_service_pb2.EngineArgs(tokenizer="/models/tokenizers/llama")
     deployment = helpers.model_deployment(
-        "llama", engine_host.address, model=D.ModelSource(local_path="/models/llama"), engine_args=args
+        "llama", model=D.ModelSource(local_path="/models/llama"), engine_args=args
     )
     created = (await _create(stubs, project_id, deployment)).deployment
     assert created.model.local_path == "/models/llama"
@@ -149,9 +145,7 @@ async def test_an_admins_path_is_accepted_and_editors_may_keep_it_but_not_change
         "deployment.engine_args.tokenizer",
     )
     # ... and so is an editor's own deployment, once created without a path.
-    mine = (
-        await _create(editor, project_id, helpers.model_deployment("mine", engine_host.address))
-    ).deployment
+    mine = (await _create(editor, project_id, helpers.model_deployment("mine"))).deployment
     await helpers.expect_error(
         _update(editor, project_id, mine.id, ["model"], model=D.ModelSource(local_path="/models/llama")),
         denied,
@@ -192,7 +186,7 @@ async def test_an_admins_path_is_accepted_and_editors_may_keep_it_but_not_change
 async def test_malformed_paths_and_templates_are_invalid_even_for_admins(
     stubs: Any, project_id: str, helpers: Any, engine_host: Any, mutate: Any, param: str
 ) -> None:
-    deployment = helpers.model_deployment("m", engine_host.address)
+    deployment = helpers.model_deployment("m")
     mutate(deployment)
     await helpers.expect_error(
         _create(stubs, project_id, deployment), grpc.StatusCode.INVALID_ARGUMENT, param
@@ -223,7 +217,6 @@ def test_a_template_at_the_size_limit_is_accepted() -> None:
     deployment = D.Deployment(
         name="m",
         model=D.ModelSource(builtin="tiny-llama"),
-        endpoints=[D.EngineEndpoint(address="127.0.0.1:1")],
         engine_args=engine_service_pb2.EngineArgs(chat_template=text),
     )
     check_deployment(deployment)
