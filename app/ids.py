@@ -14,6 +14,7 @@ PROJECT = "prj"
 DEPLOYMENT = "dep"
 API_KEY = "key"
 USER = "usr"
+PROMPT = "pmpt"
 
 
 def new_id(kind: str) -> str:

@@ -16,7 +16,8 @@ from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce
 from app.control import Reconciler
 from app.db.migrate import upgrade_database
 from app.db.session import Database
-from app.services import api_keys, deployments, projects, routing, usage, users
+from app.prompts.cipher import KeyCipher
+from app.services import api_keys, deployments, projects, prompts, routing, usage, users
 from app.settings import AppSettings
 from auth.tokens import Authenticator
 from budrt.grpc_server import GrpcServer, ServiceBinding
@@ -96,6 +97,7 @@ async def start_app(
                 usage.binding(db, auth),
                 routing.binding(db, closing),
                 users.binding(db, auth),
+                prompts.binding(db, auth, KeyCipher(settings.secret("prompt_secrets_key"))),
                 *extra_bindings,
             ],
         )
@@ -116,7 +118,7 @@ async def serve(
     """Runs the app until `stop` is set, then stops gracefully.
 
     Runs the migrations and the first-start bootstrap before serving, hosts ProjectService,
-    DeploymentService, ApiKeyService, UsageService, RoutingService and UserService plus
+    DeploymentService, ApiKeyService, UsageService, RoutingService, UserService and PromptService plus
     `extra_bindings` at `settings.app_address`, and runs the engine reconciler. Management RPCs
     need a user's access token (`app.authz`); WatchRouting and RecordUsage, which gateways call,
     do not.

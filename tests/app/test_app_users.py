@@ -185,7 +185,7 @@ async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any,
     for path, call, request_class in _management_calls(app, clients(app).channel):
         await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         checked.append(path)
-    assert len(checked) == 5 + 5 + 6 + 1 + 9  # projects, deployments, keys, QueryUsage, users
+    assert len(checked) == 5 + 5 + 6 + 1 + 9 + 15  # projects, deployments, keys, QueryUsage, users, prompts
 
     # The internal RPCs answer without a token.
     anonymous = clients(app)
@@ -512,7 +512,7 @@ async def test_a_revoked_token_is_refused_by_every_management_rpc(
         err = await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         assert err.reason == "INVALID_TOKEN", path
         checked += 1
-    assert checked == 26
+    assert checked == 26 + 15  # and PromptService
 
 
 async def test_disable_update_and_delete_users(
