@@ -4,6 +4,7 @@ history, diff, delete), concurrent saves, roles and isolation, and access keys e
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -11,6 +12,8 @@ import pytest
 from sqlalchemy import select, text
 
 from app.db import models
+from app.db.migrate import upgrade_database
+from app.db.session import Database
 from app.server import RunningApp
 from bud.app.v1 import deployment_pb2, project_pb2
 from bud.auth.v1 import auth_pb2, user_pb2
@@ -468,3 +471,46 @@ def test_function_tools_keep_their_schema() -> None:
     """The sketch's `tools` field holds OpenAI function tools."""
     tool = common_pb2.Tool(type="function", function=common_pb2.FunctionDefinition(name="f", parameters="{}"))
     assert P.PromptVersion(tools=[tool]).tools[0].function.name == "f"
+
+
+async def test_upgrade_from_0004_keeps_the_data_and_adds_prompts(
+    database_url: str, start: Any, clients: Any, engine_host: Any
+) -> None:
+    """A database at revision 0004 with a project and a chat deployment in it: upgraded at start,
+    both are intact and a prompt runs on the old deployment."""
+    db = Database(database_url)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        await upgrade_database(db, "0004")
+        async with db.write_engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO projects (id, name, description, create_time, update_time) "
+                    "VALUES ('prj_old', 'legacy', 'from 0004', :now, :now)"
+                ),
+                {"now": now},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO deployments (id, project_id, name, model_source_kind, model_source, runner, "
+                    "engine_args, min_concurrency, max_concurrency, autoscale, caching, requests_per_minute, "
+                    "tokens_per_minute, status, status_message, spec_version, create_time, update_time) VALUES "
+                    "('dep_old', 'prj_old', 'old-chat', 'builtin', 'tiny-llama', 'RUNNER_GENERATE', '{}', 0, 0, "
+                    "false, false, 0, 0, 'DEPLOYMENT_STATUS_PENDING', '', 1, :now, :now)"
+                ),
+                {"now": now},
+            )
+    finally:
+        await db.dispose()
+    app = await start()
+    admin = await clients(app).login()
+    deployment = (
+        await admin.deployments.GetDeployment(
+            D.GetDeploymentRequest(project_id="prj_old", deployment_id="dep_old")
+        )
+    ).deployment
+    assert (deployment.name, deployment.model.builtin) == ("old-chat", "tiny-llama")
+    created = await prompts(admin).CreatePrompt(
+        P.CreatePromptRequest(project_id="prj_old", name="p", version=body("", model="old-chat"))
+    )
+    assert created.version.deployment_id == "dep_old" and created.prompt.latest_version == 1
