@@ -116,10 +116,11 @@ class Deployment(Base):
     # "registry_model_id") and its value. NULL for prompt deployments.
     model_source_kind: Mapped[str | None] = mapped_column(String(32))
     model_source: Mapped[str | None] = mapped_column(Text)
-    # PromptTarget, for prompt deployments (not accepted yet; the columns are here so that
-    # accepting them needs no migration).
+    # PromptTarget, for prompt deployments (`app/prompts/deployments.py`).
     prompt_id: Mapped[str | None] = mapped_column(String(64))
     prompt_version: Mapped[int | None] = mapped_column(Integer)
+    # The label a prompt deployment follows when it pins no version ("" : the default label).
+    prompt_label: Mapped[str | None] = mapped_column(String(64))
     runner: Mapped[str] = mapped_column(String(32))
     # bud.engine.v1.EngineArgs as protobuf JSON (field names as in the .proto; only set fields).
     engine_args: Mapped[dict[str, Any]]

@@ -514,3 +514,122 @@ async def test_upgrade_from_0004_keeps_the_data_and_adds_prompts(
         P.CreatePromptRequest(project_id="prj_old", name="p", version=body("", model="old-chat"))
     )
     assert created.version.deployment_id == "dep_old" and created.prompt.latest_version == 1
+
+
+async def test_prompt_deployments_flow_1_and_flow_2(
+    app: RunningApp, stubs: Any, clients: Any, helpers: Any, engine_host: Any
+) -> None:
+    """Flow 1: a prompt deployed in its own project, pinned or following a label. Flow 2: from the
+    list of every visible prompt, deployed into another project by someone who reads the first
+    and edits the second; pinned to the version it copied. Deleting a used prompt needs force."""
+    _, alice = await _user(app, stubs, clients, "alice")  # owns A and B
+    bob_id, bob = await _user(app, stubs, clients, "bob")  # edits B, nothing in A
+    project_a, deployment_a = await project_with_chat(alice, engine_host.address, "a")
+    project_b = (
+        await alice.projects.CreateProject(
+            project_pb2.CreateProjectRequest(project=project_pb2.Project(name="b"))
+        )
+    ).project.id
+    await alice.users.SetProjectMember(
+        user_pb2.SetProjectMemberRequest(project_id=project_b, user_id=bob_id, role=EDITOR)
+    )
+    api = prompts(alice)
+    prompt = (
+        await api.CreatePrompt(
+            P.CreatePromptRequest(
+                project_id=project_a, name="p", version=body(deployment_a), labels=["production"]
+            )
+        )
+    ).prompt
+    await api.CreatePromptVersion(
+        P.CreatePromptVersionRequest(project_id=project_a, prompt_id=prompt.id, version=body(deployment_a))
+    )
+
+    def deploy(into: str, name: str, **target: Any) -> D.CreateDeploymentRequest:
+        return D.CreateDeploymentRequest(
+            project_id=into,
+            deployment=D.Deployment(
+                name=name,
+                prompt=D.PromptTarget(prompt_id=prompt.id, **target),
+                scaling=D.ScalingSettings(min_concurrency=1, max_concurrency=4, autoscale=True),
+                caching=True,
+                rate_limits=D.RateLimits(requests_per_minute=60, tokens_per_minute=1000),
+            ),
+        )
+
+    # Flow 1.
+    pinned = (await alice.deployments.CreateDeployment(deploy(project_a, "pinned", version=1))).deployment
+    assert (pinned.prompt.version, pinned.prompt.label, pinned.status) == (1, "", D.DEPLOYMENT_STATUS_PENDING)
+    assert (pinned.scaling.max_concurrency, pinned.caching, pinned.rate_limits.requests_per_minute) == (
+        4,
+        True,
+        60,
+    )
+    following = (
+        await alice.deployments.CreateDeployment(deploy(project_a, "follows", label="production"))
+    ).deployment
+    assert (following.prompt.version, following.prompt.label) == (0, "production")
+    await helpers.expect_error(
+        alice.deployments.CreateDeployment(deploy(project_a, "x", version=7)),
+        grpc.StatusCode.NOT_FOUND,
+        "deployment.prompt.version",
+    )
+    await helpers.expect_error(
+        alice.deployments.CreateDeployment(deploy(project_a, "x", label="nope")),
+        grpc.StatusCode.NOT_FOUND,
+        "deployment.prompt.label",
+    )
+    moved = await alice.deployments.UpdateDeployment(
+        D.UpdateDeploymentRequest(
+            deployment=D.Deployment(
+                id=following.id, project_id=project_a, prompt=D.PromptTarget(prompt_id=prompt.id, version=2)
+            ),
+            update_mask={"paths": ["prompt"]},
+        )
+    )
+    assert (moved.deployment.prompt.version, moved.deployment.prompt.label) == (2, "")
+    await helpers.expect_error(
+        alice.deployments.UpdateDeployment(
+            D.UpdateDeploymentRequest(
+                deployment=D.Deployment(
+                    id=following.id, project_id=project_a, model=D.ModelSource(builtin="tiny-llama")
+                ),
+                update_mask={"paths": ["model"]},
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "deployment.prompt",
+    )
+
+    # Flow 2: bob sees no prompt of A, so cannot deploy it into B; alice can, and it is pinned.
+    assert (await prompts(bob).ListAllPrompts(P.ListAllPromptsRequest())).prompts == []
+    await helpers.expect_error(
+        bob.deployments.CreateDeployment(deploy(project_b, "copy", project_id=project_a)),
+        grpc.StatusCode.NOT_FOUND,
+        "deployment.prompt.project_id",
+    )
+    visible = (await api.ListAllPrompts(P.ListAllPromptsRequest())).prompts
+    assert [(p.id, p.project_id) for p in visible] == [(prompt.id, project_a)]
+    copied = (
+        await alice.deployments.CreateDeployment(
+            deploy(project_b, "copy", project_id=project_a, label="production")
+        )
+    ).deployment
+    assert (copied.project_id, copied.prompt.version, copied.prompt.label) == (project_b, 1, "")
+    # Without project_id the prompt is looked for in B itself.
+    await helpers.expect_error(
+        alice.deployments.CreateDeployment(deploy(project_b, "copy2")),
+        grpc.StatusCode.NOT_FOUND,
+        "deployment.prompt.prompt_id",
+    )
+
+    # A used prompt is deleted only with force, which takes its deployments (both projects) along.
+    ref = dict(project_id=project_a, prompt_id=prompt.id)
+    await helpers.expect_error(
+        api.DeletePrompt(P.DeletePromptRequest(**ref)), grpc.StatusCode.FAILED_PRECONDITION, "force"
+    )
+    deleted = await api.DeletePrompt(P.DeletePromptRequest(**ref, force=True))
+    assert sorted(deleted.deleted_deployment_ids) == sorted([pinned.id, following.id, copied.id])
+    for project_id in (project_a, project_b):
+        listed = await alice.deployments.ListDeployments(D.ListDeploymentsRequest(project_id=project_id))
+        assert all(not d.HasField("prompt") for d in listed.deployments)

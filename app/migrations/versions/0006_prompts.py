@@ -1,4 +1,5 @@
-"""Prompts: prompts, their immutable versions, labels and the history of label moves.
+"""Prompts: prompts, their immutable versions, labels and the history of label moves; the label a
+prompt deployment follows (deployments.prompt_label).
 
 One source of truth for prompt authoring: a save is one transaction over these tables (no
 separate document store that could disagree after a crash).
@@ -87,9 +88,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_prompt_label_changes"),
     )
     op.create_index("ix_prompt_label_changes_prompt_id", "prompt_label_changes", ["prompt_id"])
+    with op.batch_alter_table("deployments") as batch:
+        batch.add_column(sa.Column("prompt_label", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
     """Drops them."""
+    with op.batch_alter_table("deployments") as batch:
+        batch.drop_column("prompt_label")
     for table in ("prompt_label_changes", "prompt_labels", "prompt_versions", "prompts"):
         op.drop_table(table)
