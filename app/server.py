@@ -97,7 +97,7 @@ async def start_app(
                 usage.binding(db, auth),
                 routing.binding(db, closing),
                 users.binding(db, auth),
-                prompts.binding(db, auth, KeyCipher(settings.secret("prompt_secrets_key"))),
+                prompts.binding(db, auth, KeyCipher(settings.secret("prompt_secrets_key")), closing),
                 *extra_bindings,
             ],
         )

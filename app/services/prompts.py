@@ -8,6 +8,10 @@ NOT_FOUND; an API key is no user token and gets UNAUTHENTICATED. Every save is o
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
 import grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +23,7 @@ from app.db.models import utcnow
 from app.db.session import Database
 from app.prompts import body, store
 from app.prompts.cipher import KeyCipher
+from app.prompts.watch import PromptState, load_state
 from app.services.common import conflicts_as
 from app.services.pagination import decode_page_token, encode_page_token, fetch_page, page_size
 from app.validation import check_description, check_update_mask
@@ -31,6 +36,9 @@ from budrt.grpc_server import ServiceBinding
 P = prompt_pb2
 Context = grpc.aio.ServicerContext
 UPDATABLE = ("description", "default_label")
+POLL_INTERVAL_S = 0.1
+
+log = logging.getLogger(__name__)
 
 
 def _name_conflict(name: str) -> Exception:
@@ -45,8 +53,17 @@ def _check_labels(labels: list[str], param: str = "labels") -> None:
 class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
     """Implements bud.prompt.v1.PromptService."""
 
-    def __init__(self, db: Database, auth: Authenticator, cipher: KeyCipher) -> None:
+    def __init__(
+        self,
+        db: Database,
+        auth: Authenticator,
+        cipher: KeyCipher,
+        closing: asyncio.Event | None = None,
+        poll_interval: float = POLL_INTERVAL_S,
+    ) -> None:
         self._db = db
+        self._closing = closing or asyncio.Event()
+        self._poll_interval = poll_interval
         self._access = Access(db, auth)
         self._cipher = cipher
 
@@ -72,9 +89,7 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
         version.CopyFrom(request.version)
         warnings = body.check_version(version)
         with conflicts_as(lambda err: _name_conflict(request.name)):
-            async with self._access.project(
-                caller, request.project_id, EDITOR, kind="transaction"
-            ) as session:
+            async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 if await store.name_taken(session, request.project_id, request.name):
                     raise _name_conflict(request.name)
                 await store.resolve_deployment(session, request.project_id, version)
@@ -157,7 +172,7 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
         if "default_label" in paths:
             body.check_label(patch.default_label or body.LATEST, "prompt.default_label", allow_latest=True)
         async with self._access.project(
-            caller, patch.project_id, EDITOR, kind="transaction", param="prompt.project_id"
+            caller, patch.project_id, EDITOR, kind="mutation", param="prompt.project_id"
         ) as session:
             prompt = await store.get_prompt(session, patch.project_id, patch.id, lock=True, param="prompt.id")
             if "default_label" in paths:
@@ -191,7 +206,7 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
         version = P.PromptVersion()
         version.CopyFrom(request.version)
         warnings = body.check_version(version)
-        async with self._access.project(caller, request.project_id, EDITOR, kind="transaction") as session:
+        async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
             prompt = await store.get_prompt(session, request.project_id, request.prompt_id, lock=True)
             await store.resolve_deployment(session, request.project_id, version)
             row = await store.save_version(
@@ -255,7 +270,7 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
         body.check_label(request.label, "label")
         if request.version < 1:
             raise invalid_argument("version is required (1 or more)", param="version")
-        async with self._access.project(caller, request.project_id, EDITOR, kind="transaction") as session:
+        async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
             prompt = await store.get_prompt(session, request.project_id, request.prompt_id, lock=True)
             row = await store.move_label(
                 session,
@@ -293,7 +308,7 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
         """Removes a label (editor); not the default one."""
         caller = await self._access.caller(context, request, "project_id", "prompt_id", "label")
         body.check_label(request.label, "label")
-        async with self._access.project(caller, request.project_id, EDITOR, kind="transaction") as session:
+        async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
             prompt = await store.get_prompt(session, request.project_id, request.prompt_id, lock=True)
             await store.remove_label(session, prompt, request.label, caller.user_id)
         return P.DeletePromptLabelResponse()
@@ -353,11 +368,47 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
                 store.version_to_proto(a, self._cipher), store.version_to_proto(b, self._cipher)
             )
 
+    async def WatchPrompts(
+        self, request: P.WatchPromptsRequest, context: Context
+    ) -> AsyncIterator[P.WatchPromptsResponse]:
+        """A snapshot (unless resuming at the current revision), then the prompts that changed
+        with each new revision (internal: no token, as WatchRouting)."""
+        wake = self._db.changes.current()  # taken before reading: a change meanwhile still wakes us
+        sent = await load_state(self._db, self._cipher)
+        resumed = request.since_revision > 0 and request.since_revision == sent.revision
+        log.info(
+            "prompt watch",
+            extra={
+                "watcher_id": request.watcher_id[:128],
+                "revision": sent.revision,
+                "snapshot": not resumed,
+            },
+        )
+        yield sent.snapshot() if not resumed else P.WatchPromptsResponse(revision=sent.revision)
+        while not self._closing.is_set():
+            try:
+                await asyncio.wait_for(wake.wait(), self._poll_interval)
+            except TimeoutError:
+                pass
+            wake = self._db.changes.current()
+            if await self._db.revision() == sent.revision:
+                continue
+            state: PromptState = await load_state(self._db, self._cipher)
+            if state.revision < sent.revision:  # the database went back (restored): start over
+                yield state.snapshot()
+            else:
+                message = state.changes_since(sent)
+                if message.upsert_prompts or message.delete_prompt_ids:
+                    yield message
+            sent = state
 
-def binding(db: Database, auth: Authenticator, cipher: KeyCipher) -> ServiceBinding:
-    """PromptService, ready for `GrpcServer`."""
+
+def binding(
+    db: Database, auth: Authenticator, cipher: KeyCipher, closing: asyncio.Event | None = None
+) -> ServiceBinding:
+    """PromptService, ready for `GrpcServer`; watch streams end when `closing` is set."""
     return ServiceBinding(
-        servicer=PromptServicer(db, auth, cipher),
+        servicer=PromptServicer(db, auth, cipher, closing),
         add_to_server=prompt_pb2_grpc.add_PromptServiceServicer_to_server,
         descriptor=prompt_pb2.DESCRIPTOR.services_by_name["PromptService"],
     )

@@ -37,6 +37,7 @@ ADMIN_PASSWORD = "test-admin-password"
 # The RPCs that take no user token: gateways call the first two on the internal network.
 NO_TOKEN = {
     "bud.auth.v1.RoutingService/WatchRouting",
+    "bud.prompt.v1.PromptService/WatchPrompts",
     "bud.app.v1.UsageService/RecordUsage",
     "bud.auth.v1.UserService/Login",
 }

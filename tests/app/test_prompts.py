@@ -633,3 +633,51 @@ async def test_prompt_deployments_flow_1_and_flow_2(
     for project_id in (project_a, project_b):
         listed = await alice.deployments.ListDeployments(D.ListDeploymentsRequest(project_id=project_id))
         assert all(not d.HasField("prompt") for d in listed.deployments)
+
+
+async def test_watch_prompts_snapshot_changes_and_resume(
+    app: RunningApp, stubs: Any, clients: Any, helpers: Any, engine_host: Any
+) -> None:
+    """The executing side's feed: a snapshot, then each change (a save, a label move, a delete)
+    as it commits, with the versions labels point at; resuming at the current revision sends no
+    snapshot. Internal, like WatchRouting: no token."""
+    project_id, deployment_id = await project_with_chat(stubs, engine_host.address)
+
+    async def ready() -> bool:  # then the reconciler moves the revision no more
+        get = D.GetDeploymentRequest(project_id=project_id, deployment_id=deployment_id)
+        return (await stubs.deployments.GetDeployment(get)).deployment.status == D.DEPLOYMENT_STATUS_READY
+
+    await helpers.eventually(ready, what="the chat deployment to be ready")
+    api = prompts(stubs)
+    prompt = (
+        await api.CreatePrompt(
+            P.CreatePromptRequest(project_id=project_id, name="p", version=body(deployment_id))
+        )
+    ).prompt
+    ref = dict(project_id=project_id, prompt_id=prompt.id)
+    watch = prompts(clients(app)).WatchPrompts(P.WatchPromptsRequest(watcher_id="test"))
+    first = await asyncio.wait_for(watch.read(), 10)
+    assert first.reset and [s.prompt.id for s in first.upsert_prompts] == [prompt.id]
+    assert [v.version for v in first.upsert_prompts[0].versions] == [1]
+
+    await api.CreatePromptVersion(P.CreatePromptVersionRequest(**ref, version=body(deployment_id, note="v2")))
+    await api.SetPromptLabel(P.SetPromptLabelRequest(**ref, label="production", version=1))
+    seen: dict[int, list[str]] = {}
+    while seen != {2: ["latest"], 1: ["production"]}:
+        change = await asyncio.wait_for(watch.read(), 10)
+        assert not change.reset and change.revision > first.revision
+        (snapshot,) = change.upsert_prompts
+        seen = {v.version: list(v.labels) for v in snapshot.versions}
+    revision = change.revision
+
+    await api.DeletePrompt(P.DeletePromptRequest(**ref))
+    gone = await asyncio.wait_for(watch.read(), 10)
+    assert list(gone.delete_prompt_ids) == [prompt.id]
+    watch.cancel()
+
+    assert gone.revision > revision
+    current = await app.db.revision()
+    resumed = prompts(clients(app)).WatchPrompts(P.WatchPromptsRequest(since_revision=current))
+    ack = await asyncio.wait_for(resumed.read(), 10)
+    assert ack == P.WatchPromptsResponse(revision=current)
+    resumed.cancel()

@@ -555,6 +555,34 @@ class DiffPromptVersionsResponse(_message.Message):
     template_diff: str
     def __init__(self, changes: _Optional[_Iterable[_Union[PromptFieldChange, _Mapping]]] = ..., template_diff: _Optional[str] = ...) -> None: ...
 
+class WatchPromptsRequest(_message.Message):
+    __slots__ = ("since_revision", "watcher_id")
+    SINCE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    WATCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    since_revision: int
+    watcher_id: str
+    def __init__(self, since_revision: _Optional[int] = ..., watcher_id: _Optional[str] = ...) -> None: ...
+
+class PromptSnapshot(_message.Message):
+    __slots__ = ("prompt", "versions")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    prompt: Prompt
+    versions: _containers.RepeatedCompositeFieldContainer[PromptVersion]
+    def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[PromptVersion, _Mapping]]] = ...) -> None: ...
+
+class WatchPromptsResponse(_message.Message):
+    __slots__ = ("revision", "reset", "upsert_prompts", "delete_prompt_ids")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    UPSERT_PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_PROMPT_IDS_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    reset: bool
+    upsert_prompts: _containers.RepeatedCompositeFieldContainer[PromptSnapshot]
+    delete_prompt_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[int] = ..., reset: _Optional[bool] = ..., upsert_prompts: _Optional[_Iterable[_Union[PromptSnapshot, _Mapping]]] = ..., delete_prompt_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ExecutePromptRequest(_message.Message):
     __slots__ = ("project_id", "prompt_id", "version", "inputs", "stream")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]

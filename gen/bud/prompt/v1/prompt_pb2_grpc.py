@@ -110,6 +110,11 @@ class PromptServiceStub:
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsRequest.SerializeToString,
                 response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsResponse.FromString,
                 _registered_method=True)
+        self.WatchPrompts = channel.unary_stream(
+                '/bud.prompt.v1.PromptService/WatchPrompts',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsResponse.FromString,
+                _registered_method=True)
 
 
 class PromptServiceServicer:
@@ -221,6 +226,14 @@ class PromptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchPrompts(self, request, context):
+        """Prompt changes for the executing side: a snapshot, then changes as they commit, resumable
+        from a revision (internal, like RoutingService.WatchRouting: no token, no REST face).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromptServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -298,6 +311,11 @@ def add_PromptServiceServicer_to_server(servicer, server):
                     servicer.DiffPromptVersions,
                     request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsRequest.FromString,
                     response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsResponse.SerializeToString,
+            ),
+            'WatchPrompts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchPrompts,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -706,6 +724,33 @@ class PromptService:
             '/bud.prompt.v1.PromptService/DiffPromptVersions',
             bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsRequest.SerializeToString,
             bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPrompts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/WatchPrompts',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsResponse.FromString,
             options,
             channel_credentials,
             insecure,
