@@ -400,6 +400,10 @@ def _check_tools(version: P.PromptVersion, param: str) -> None:
                     f"{at}.access_keys.{key}: {tool.integration} needs it", param=f"{at}.access_keys.{key}"
                 )
         for key, value in tool.access_keys.items():
+            if len(key) > 64:  # not quoted in the field path: it could be any size
+                raise invalid_argument(
+                    f"{at}.access_keys: a key name is longer than 64 characters", param=f"{at}.access_keys"
+                )
             if key not in needed:
                 raise invalid_argument(
                     f"{at}.access_keys.{key}: {tool.integration} takes only {', '.join(needed)}",

@@ -77,6 +77,8 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
         """Creates a prompt and its version 1 (editor)."""
         caller = await self._access.caller(context, request, "project_id")
         body.check_prompt_fields(request.name, request.description)
+        if request.type not in P.PromptType.values():
+            raise invalid_argument(f"unknown prompt type {request.type}", param="type")
         default_label = request.default_label or body.LATEST
         body.check_label(default_label, "default_label", allow_latest=True)
         _check_labels(list(request.labels))

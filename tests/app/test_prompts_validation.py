@@ -285,6 +285,14 @@ CASES: list[tuple[str, Edit, str, str]] = [
         "version.integration_tools[0].access_keys.other",
         "",
     ),
+    (
+        "integration key name too long (not echoed into the field path)",
+        lambda v: v.integration_tools.add(
+            integration="notion", access_keys={"api_key": "k", "x" * 10_000: "y"}
+        ),
+        "version.integration_tools[0].access_keys",
+        "longer than 64",
+    ),
     ("note too long", lambda v: setattr(v, "note", "x" * 2001), "version.note", ""),
     ("sketch's input_schema", lambda v: setattr(v, "input_schema", "{}"), "version.input_schema", "replaced"),
 ]
