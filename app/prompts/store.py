@@ -23,7 +23,6 @@ from app.db import models
 from app.db.models import utcnow
 from app.prompts import body
 from app.prompts.cipher import KeyCipher, is_masked, mask
-from app.services.common import get_project
 from bud.engine.v1 import engine_service_pb2
 from bud.prompt.v1 import prompt_pb2
 from budrt.errors import Reason, aborted, failed_precondition, invalid_argument, not_found
@@ -411,8 +410,3 @@ def diff(a: P.PromptVersion, b: P.PromptVersion) -> P.DiffPromptVersionsResponse
 
     unified = difflib.unified_diff(text(a), text(b), f"version {a.version}", f"version {b.version}")
     return P.DiffPromptVersionsResponse(changes=changes, template_diff="".join(unified))
-
-
-async def project_exists(session: AsyncSession, project_id: str, param: str) -> None:
-    """NOT_FOUND for a missing project (naming `param`)."""
-    await get_project(session, project_id, param)

@@ -12,7 +12,7 @@ from sqlalchemy import select, tuple_
 
 from app.db import models
 from app.db.session import Database, current_revision
-from app.prompts import store
+from app.prompts import body, store
 from app.prompts.cipher import KeyCipher
 from bud.prompt.v1 import prompt_pb2
 
@@ -74,7 +74,7 @@ async def load_state(db: Database, cipher: KeyCipher) -> PromptState:
         for row in sorted(rows, key=lambda r: (r.prompt_id, -r.version)):
             versions.setdefault(row.prompt_id, []).append(row)
         for prompt in prompts:
-            by_version: dict[int, list[str]] = {prompt.latest_version: [store.body.LATEST]}
+            by_version: dict[int, list[str]] = {prompt.latest_version: [body.LATEST]}
             for label in labels[prompt.id]:
                 by_version.setdefault(label.version, []).append(label.name)
             state.prompts[prompt.id] = P.PromptSnapshot(

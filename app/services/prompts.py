@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
 from app.authz import Access, visible_projects
+from app.convert import to_timestamp
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
@@ -350,7 +351,7 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
                         from_version=r.from_version or 0,
                         to_version=r.to_version or 0,
                         user_id=r.user_id,
-                        time=store.to_timestamp(r.time),
+                        time=to_timestamp(r.time),
                     )
                     for r in rows[:size]
                 ],
