@@ -410,3 +410,31 @@ def diff(a: P.PromptVersion, b: P.PromptVersion) -> P.DiffPromptVersionsResponse
 
     unified = difflib.unified_diff(text(a), text(b), f"version {a.version}", f"version {b.version}")
     return P.DiffPromptVersionsResponse(changes=changes, template_diff="".join(unified))
+
+
+async def delete_project_prompts(session: AsyncSession, project_id: str, force: bool) -> None:
+    """Deletes a project's prompts (children first). Deployments of *other* projects that run one of
+    them (flow 2) refuse it (FAILED_PRECONDITION) unless `force`, which deletes them too: no
+    deployment is left pointing at a prompt that is gone. ProjectService.DeleteProject calls this."""
+    prompt_ids = select(models.Prompt.id).where(models.Prompt.project_id == project_id)
+    elsewhere = (
+        await session.scalars(
+            select(models.Deployment).where(
+                models.Deployment.prompt_id.in_(prompt_ids), models.Deployment.project_id != project_id
+            )
+        )
+    ).all()
+    if elsewhere and not force:
+        raise failed_precondition(
+            f"{len(elsewhere)} deployment(s) of other projects run prompts of project {project_id!r}; "
+            "delete them first or use force",
+            reason=Reason.PROMPT_HAS_DEPLOYMENTS,
+            param="force",
+        )
+    if elsewhere:
+        await session.execute(
+            delete(models.Deployment).where(models.Deployment.id.in_([d.id for d in elsewhere]))
+        )
+    for table in (models.PromptLabelChange, models.PromptLabel, models.PromptVersion):
+        await session.execute(delete(table).where(table.prompt_id.in_(prompt_ids)))
+    await session.execute(delete(models.Prompt).where(models.Prompt.project_id == project_id))

@@ -634,6 +634,33 @@ async def test_prompt_deployments_flow_1_and_flow_2(
         listed = await alice.deployments.ListDeployments(D.ListDeploymentsRequest(project_id=project_id))
         assert all(not d.HasField("prompt") for d in listed.deployments)
 
+    # Deleting a project (forced) takes the deployments of other projects that run its prompts.
+    again = await api.CreatePrompt(
+        P.CreatePromptRequest(project_id=project_a, name="q", version=body(deployment_a))
+    )
+    await alice.deployments.CreateDeployment(
+        D.CreateDeploymentRequest(
+            project_id=project_b,
+            deployment=D.Deployment(
+                name="q-copy",
+                prompt=D.PromptTarget(prompt_id=again.prompt.id, project_id=project_a, version=1),
+            ),
+        )
+    )
+    # Without deployments of its own, A still cannot go while B runs one of its prompts.
+    await alice.deployments.DeleteDeployment(
+        D.DeleteDeploymentRequest(project_id=project_a, deployment_id=deployment_a)
+    )
+    refused = await helpers.expect_error(
+        alice.projects.DeleteProject(project_pb2.DeleteProjectRequest(project_id=project_a)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "force",
+    )
+    assert refused.reason == "PROMPT_HAS_DEPLOYMENTS"
+    await alice.projects.DeleteProject(project_pb2.DeleteProjectRequest(project_id=project_a, force=True))
+    listed = await alice.deployments.ListDeployments(D.ListDeploymentsRequest(project_id=project_b))
+    assert listed.deployments == []
+
 
 async def test_watch_prompts_snapshot_changes_and_resume(
     app: RunningApp, stubs: Any, clients: Any, helpers: Any, engine_host: Any
@@ -681,3 +708,28 @@ async def test_watch_prompts_snapshot_changes_and_resume(
     ack = await asyncio.wait_for(resumed.read(), 10)
     assert ack == P.WatchPromptsResponse(revision=current)
     resumed.cancel()
+
+
+async def test_deleting_a_project_deletes_its_prompts(app: RunningApp, stubs: Any, engine_host: Any) -> None:
+    project_id, deployment_id = await project_with_chat(stubs, engine_host.address)
+    api = prompts(stubs)
+    prompt = (
+        await api.CreatePrompt(
+            P.CreatePromptRequest(
+                project_id=project_id, name="p", version=body(deployment_id), labels=["prod"]
+            )
+        )
+    ).prompt
+    await stubs.deployments.CreateDeployment(
+        D.CreateDeploymentRequest(
+            project_id=project_id,
+            deployment=D.Deployment(name="pd", prompt=D.PromptTarget(prompt_id=prompt.id)),
+        )
+    )
+    await stubs.projects.DeleteProject(project_pb2.DeleteProjectRequest(project_id=project_id, force=True))
+    async with app.db.snapshot() as session:
+        for table in (models.Prompt, models.PromptVersion, models.PromptLabel, models.PromptLabelChange):
+            assert (await session.scalars(select(table))).all() == [], table
+        assert (
+            await session.scalars(select(models.Deployment).where(models.Deployment.prompt_id.is_not(None)))
+        ).all() == []
