@@ -1,5 +1,6 @@
 """The app as a component of the mesh (`budrt serve app`): its process also hosts the guests that
-name it (`hosted_by="app"`: prompt, registry); a gateway fronts its management services."""
+name it (`hosted_by="app"`: prompt, registry); a gateway fronts its management services, prompt
+authoring (PromptService: data the app owns) included."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from app.server import serve
 from app.settings import AppSettings
 from bud.app.v1 import deployment_pb2, engine_registry_pb2, project_pb2, usage_pb2
 from bud.auth.v1 import auth_pb2, user_pb2
+from bud.prompt.v1 import prompt_pb2
 from budrt.components import Component, Host
 
 
@@ -46,6 +48,7 @@ component = Component(
         usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
         auth_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
         user_pb2.DESCRIPTOR.services_by_name["UserService"],
+        prompt_pb2.DESCRIPTOR.services_by_name["PromptService"],
     ),
     start=_start,
     default_deployments=_default_deployments,

@@ -104,7 +104,9 @@ def deployment_to_proto(row: models.Deployment) -> deployment_pb2.Deployment:
         message.model.CopyFrom(model_source_to_proto(row.model_source_kind, row.model_source or ""))
     elif row.prompt_id is not None:
         message.prompt.CopyFrom(
-            deployment_pb2.PromptTarget(prompt_id=row.prompt_id, version=row.prompt_version or 0)
+            deployment_pb2.PromptTarget(
+                prompt_id=row.prompt_id, version=row.prompt_version or 0, label=row.prompt_label or ""
+            )
         )
     return message
 

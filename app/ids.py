@@ -15,6 +15,7 @@ DEPLOYMENT = "dep"
 API_KEY = "key"
 USER = "usr"
 ENGINE = "eng"
+PROMPT = "pmpt"
 
 
 def new_id(kind: str) -> str:

@@ -16,8 +16,9 @@ from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce
 from app.control import Reconciler
 from app.db.migrate import upgrade_database
 from app.db.session import Database
+from app.prompts.cipher import KeyCipher
 from app.routing_feed import RoutingFeed
-from app.services import api_keys, deployments, engines, projects, routing, usage, users
+from app.services import api_keys, deployments, engines, projects, prompts, routing, usage, users
 from app.settings import AppSettings
 from auth.service_identity import ServiceIdentityPolicy
 from auth.tokens import Authenticator
@@ -105,6 +106,7 @@ async def start_app(
                 usage.binding(db, auth),
                 routing.binding(feed),
                 users.binding(db, auth),
+                prompts.binding(db, auth, KeyCipher(settings.secret("prompt_secrets_key")), closing),
                 *extra_bindings,
             ],
             authorization=ServiceIdentityPolicy(),
@@ -128,7 +130,7 @@ async def serve(
     """Runs the app until `stop` is set, then stops gracefully.
 
     Runs the migrations and the first-start bootstrap before serving, hosts ProjectService,
-    DeploymentService, EngineRegistryService, ApiKeyService, UsageService, RoutingService and UserService plus
+    DeploymentService, EngineRegistryService, ApiKeyService, UsageService, RoutingService, UserService and PromptService plus
     `extra_bindings` at `settings.app_address`, and runs the engine reconciler. Management RPCs
     need a user's access token (`app.authz`); WatchRouting and RecordUsage, which gateways call,
     do not.

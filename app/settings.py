@@ -19,6 +19,10 @@ class AppSettings(RuntimeSettings):
     admin_username: str = "admin"
     admin_password: str = Field(default="", repr=False, json_schema_extra={"secret": True})
 
+    # Encrypts prompt integration tools' access keys at rest (AES-256-GCM, key derived from it);
+    # generated into data_dir/secrets/ when unset. The same secret on every app replica.
+    prompt_secrets_key: str = Field(default="", repr=False, json_schema_extra={"secret": True})
+
     # Embedded defaults created on first start. An empty model name creates no deployment of
     # that kind (e.g. a benchmark that serves the chat model alone).
     default_project: str = "default"

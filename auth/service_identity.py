@@ -50,6 +50,8 @@ POLICY: Mapping[str, frozenset[str]] = {
     "bud.auth.v1.ApiKeyService": _MANAGEMENT,
     "bud.auth.v1.UserService": _MANAGEMENT,
     "bud.prompt.v1.PromptService": _MANAGEMENT,
+    # Prompt bodies for the executing side (the app's own guest, or a gateway): no token on it.
+    "bud.prompt.v1.PromptService/WatchPrompts": frozenset({GATEWAY, APP}),
     "bud.registry.v1.RegistryService": _MANAGEMENT,
 }
 

@@ -119,10 +119,11 @@ class Deployment(Base):
     # "registry_model_id") and its value. NULL for prompt deployments.
     model_source_kind: Mapped[str | None] = mapped_column(String(32))
     model_source: Mapped[str | None] = mapped_column(Text)
-    # PromptTarget, for prompt deployments (not accepted yet; the columns are here so that
-    # accepting them needs no migration).
+    # PromptTarget, for prompt deployments (`app/prompts/deployments.py`).
     prompt_id: Mapped[str | None] = mapped_column(String(64))
     prompt_version: Mapped[int | None] = mapped_column(Integer)
+    # The label a prompt deployment follows when it pins no version ("" : the default label).
+    prompt_label: Mapped[str | None] = mapped_column(String(64))
     runner: Mapped[str] = mapped_column(String(32))
     # bud.engine.v1.EngineArgs as protobuf JSON (field names as in the .proto; only set fields).
     engine_args: Mapped[dict[str, Any]]
@@ -286,3 +287,66 @@ class Installation(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     bootstrap_time: Mapped[datetime | None]
+
+
+class Prompt(Base):
+    """A prompt of a project: its versions are immutable and numbered; `latest_version` is the
+    highest, written in the transaction that adds it (the prompt's row is locked first, so
+    concurrent saves queue and get distinct numbers)."""
+
+    __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # PromptType by protobuf name.
+    type: Mapped[str] = mapped_column(String(32))
+    default_label: Mapped[str] = mapped_column(String(64))
+    latest_version: Mapped[int] = mapped_column(Integer)
+    create_user_id: Mapped[str] = mapped_column(String(64), default="")
+    create_time: Mapped[datetime]
+    update_time: Mapped[datetime]
+
+
+class PromptVersion(Base):
+    """One immutable version of a prompt: its body is bud.prompt.v1.PromptVersion as protobuf JSON
+    (field names as in the .proto), integration access keys encrypted (`app/prompts/cipher.py`)."""
+
+    __tablename__ = "prompt_versions"
+
+    prompt_id: Mapped[str] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The chat deployment it runs on (no foreign key: a version outlives its deployment).
+    deployment_id: Mapped[str] = mapped_column(String(64), index=True)
+    body: Mapped[dict[str, Any]]
+    note: Mapped[str] = mapped_column(Text, default="")
+    create_user_id: Mapped[str] = mapped_column(String(64), default="")
+    create_time: Mapped[datetime]
+
+
+class PromptLabel(Base):
+    """A label pointing at a version of a prompt ("latest" is never stored: it is computed)."""
+
+    __tablename__ = "prompt_labels"
+
+    prompt_id: Mapped[str] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    update_user_id: Mapped[str] = mapped_column(String(64), default="")
+    update_time: Mapped[datetime]
+
+
+class PromptLabelChange(Base):
+    """One move of a label: created (from NULL), moved, or deleted (to NULL)."""
+
+    __tablename__ = "prompt_label_changes"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    prompt_id: Mapped[str] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(64))
+    from_version: Mapped[int | None] = mapped_column(Integer)
+    to_version: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[str] = mapped_column(String(64), default="")
+    time: Mapped[datetime]

@@ -31,6 +31,7 @@ from app.convert import deployment_to_proto, engine_args_to_json, runner_name, s
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
+from app.prompts import deployments as prompt_deployments
 from app.services.common import conflicts_as, get_deployment, get_project
 from app.services.pagination import fetch_project_page
 from app.validation import check_deployment, check_endpoints, check_path_arguments, check_update_mask
@@ -170,8 +171,11 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
             )
         with conflicts_as(lambda err: _conflict(err, deployment.name)):
             async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
-                check_path_arguments(deployment, caller.admin)
-                row = await insert_deployment(session, request.project_id, deployment)
+                if deployment.HasField("prompt"):  # a prompt deployment: app/prompts/deployments.py
+                    row = await prompt_deployments.insert(session, caller, request.project_id, deployment)
+                else:
+                    check_path_arguments(deployment, caller.admin)
+                    row = await insert_deployment(session, request.project_id, deployment)
                 reply = deployment_pb2.CreateDeploymentResponse(deployment=deployment_to_proto(row))
         self._reconciler.kick()
         return reply
@@ -221,6 +225,9 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 field_mask_pb2.FieldMask(paths=paths).MergeMessage(
                     patch, merged, replace_message_field=True, replace_repeated_field=True
                 )
+                if merged.HasField("prompt") or row.prompt_id is not None:
+                    row = await prompt_deployments.update(session, caller, row, merged)
+                    return deployment_pb2.UpdateDeploymentResponse(deployment=deployment_to_proto(row))
                 source = check_deployment(merged)
                 check_path_arguments(merged, caller.admin, before=current)
                 engine_ids = check_endpoints(

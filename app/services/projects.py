@@ -18,6 +18,7 @@ from app.convert import project_to_proto, role_name
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
+from app.prompts import store as prompt_store
 from app.services.common import conflicts_as, get_project
 from app.services.pagination import fetch_page
 from app.validation import check_description, check_project_name, check_update_mask
@@ -134,9 +135,10 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
     async def DeleteProject(
         self, request: project_pb2.DeleteProjectRequest, context: grpc.aio.ServicerContext
     ) -> project_pb2.DeleteProjectResponse:
-        """Deletes a project with its API keys and memberships. Refused (FAILED_PRECONDITION)
-        while it has deployments, unless `force`, which deletes them too (and unloads their
-        models). Usage records are kept. Owner."""
+        """Deletes a project with its API keys, memberships and prompts. Refused
+        (FAILED_PRECONDITION) while it has deployments, or other projects deploy its prompts,
+        unless `force`, which deletes them too (and unloads their models). Usage records are
+        kept. Owner."""
         caller = await self._access.caller(context, request, "project_id")
         async with self._access.project(caller, request.project_id, OWNER, kind="mutation") as session:
             project_id = request.project_id
@@ -148,6 +150,7 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
                     reason=Reason.PROJECT_HAS_DEPLOYMENTS,
                     param="force",
                 )
+            await prompt_store.delete_project_prompts(session, project_id, request.force)
             endpoint = models.DeploymentEndpoint
             replicas = await engine_models_of(session, deployment_ids)
             # Explicit deletes, children first: no orphans whether or not the database enforces

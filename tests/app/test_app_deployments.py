@@ -293,8 +293,8 @@ async def test_concurrent_creates_one_wins(stubs: Any, engine_host: Any, helpers
         ),
         (
             lambda d: d.prompt.CopyFrom(D.PromptTarget(prompt_id="p1")),
-            grpc.StatusCode.UNIMPLEMENTED,
-            "deployment.prompt",
+            grpc.StatusCode.INVALID_ARGUMENT,  # a prompt deployment has no endpoints of its own
+            "deployment.endpoints",
         ),
         (lambda d: d.endpoints.add(), grpc.StatusCode.INVALID_ARGUMENT, "deployment.endpoints[0].engine_id"),
         (

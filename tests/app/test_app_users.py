@@ -37,6 +37,7 @@ ADMIN_PASSWORD = "test-admin-password"
 # The RPCs that take no user token: gateways call the first two on the internal network.
 NO_TOKEN = {
     "bud.auth.v1.RoutingService/WatchRouting",
+    "bud.prompt.v1.PromptService/WatchPrompts",
     "bud.app.v1.UsageService/RecordUsage",
     "bud.auth.v1.UserService/Login",
 }
@@ -185,7 +186,9 @@ async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any,
     for path, call, request_class in _management_calls(app, clients(app).channel):
         await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         checked.append(path)
-    assert len(checked) == 5 + 5 + 6 + 1 + 9 + 4  # projects, deployments, keys, QueryUsage, users, engines
+    assert (
+        len(checked) == 5 + 5 + 6 + 1 + 9 + 4 + 15
+    )  # projects, deployments, keys, QueryUsage, users, engines, prompts
 
     # The internal RPCs answer without a token.
     anonymous = clients(app)
@@ -512,7 +515,7 @@ async def test_a_revoked_token_is_refused_by_every_management_rpc(
         err = await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         assert err.reason == "INVALID_TOKEN", path
         checked += 1
-    assert checked == 30
+    assert checked == 30 + 15  # and PromptService
 
 
 async def test_disable_update_and_delete_users(

@@ -53,7 +53,6 @@ def test_the_app_process_hosts_prompt_and_registry() -> None:
     host = Host(discover(), ["app"], asyncio.Event())
     names = [binding.descriptor.full_name for binding in host.guest_bindings("app")]
     assert names == [
-        "bud.prompt.v1.PromptService",
         "bud.prompt.v1.PromptExecutionService",
         "bud.registry.v1.RegistryService",
     ]
@@ -72,8 +71,8 @@ def test_the_gateway_fronts_what_the_components_ask_for_at_their_addresses(
         ("bud.app.v1.UsageService", "10.0.0.1:1"),
         ("bud.auth.v1.ApiKeyService", "10.0.0.1:1"),
         ("bud.auth.v1.UserService", "10.0.0.1:1"),
-        ("bud.prompt.v1.PromptService", "10.0.0.1:1"),  # guests of the app: reached at its address
-        ("bud.prompt.v1.PromptExecutionService", "10.0.0.1:1"),
+        ("bud.prompt.v1.PromptService", "10.0.0.1:1"),  # prompt authoring: the app's own
+        ("bud.prompt.v1.PromptExecutionService", "10.0.0.1:1"),  # guests of the app: at its address
         ("bud.registry.v1.RegistryService", "10.0.0.1:1"),
     ]
 

@@ -49,12 +49,16 @@ class EngineEndpoint(_message.Message):
     def __init__(self, address: _Optional[str] = ..., served_model_name: _Optional[str] = ..., engine_id: _Optional[str] = ...) -> None: ...
 
 class PromptTarget(_message.Message):
-    __slots__ = ("prompt_id", "version")
+    __slots__ = ("prompt_id", "version", "label", "project_id")
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     prompt_id: str
     version: int
-    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    label: str
+    project_id: str
+    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
 
 class ScalingSettings(_message.Message):
     __slots__ = ("min_concurrency", "max_concurrency", "autoscale")

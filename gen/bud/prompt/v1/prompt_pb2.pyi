@@ -3,8 +3,10 @@ import datetime
 from bud.api.v1 import json_pb2 as _json_pb2
 from bud.openai.v1 import common_pb2 as _common_pb2
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -12,21 +14,208 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class PromptType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROMPT_TYPE_UNSPECIFIED: _ClassVar[PromptType]
+    PROMPT_TYPE_SIMPLE: _ClassVar[PromptType]
+
+class VariableType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VARIABLE_TYPE_UNSPECIFIED: _ClassVar[VariableType]
+    VARIABLE_TYPE_STRING: _ClassVar[VariableType]
+    VARIABLE_TYPE_INTEGER: _ClassVar[VariableType]
+    VARIABLE_TYPE_NUMBER: _ClassVar[VariableType]
+    VARIABLE_TYPE_BOOLEAN: _ClassVar[VariableType]
+    VARIABLE_TYPE_ENUM: _ClassVar[VariableType]
+    VARIABLE_TYPE_ARRAY: _ClassVar[VariableType]
+    VARIABLE_TYPE_OBJECT: _ClassVar[VariableType]
+
+class ValidationMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VALIDATION_MODE_UNSPECIFIED: _ClassVar[ValidationMode]
+    VALIDATION_MODE_BASIC: _ClassVar[ValidationMode]
+    VALIDATION_MODE_CUSTOM: _ClassVar[ValidationMode]
+
+class IoMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IO_MODE_UNSPECIFIED: _ClassVar[IoMode]
+    IO_MODE_UNSTRUCTURED: _ClassVar[IoMode]
+    IO_MODE_STRUCTURED: _ClassVar[IoMode]
+PROMPT_TYPE_UNSPECIFIED: PromptType
+PROMPT_TYPE_SIMPLE: PromptType
+VARIABLE_TYPE_UNSPECIFIED: VariableType
+VARIABLE_TYPE_STRING: VariableType
+VARIABLE_TYPE_INTEGER: VariableType
+VARIABLE_TYPE_NUMBER: VariableType
+VARIABLE_TYPE_BOOLEAN: VariableType
+VARIABLE_TYPE_ENUM: VariableType
+VARIABLE_TYPE_ARRAY: VariableType
+VARIABLE_TYPE_OBJECT: VariableType
+VALIDATION_MODE_UNSPECIFIED: ValidationMode
+VALIDATION_MODE_BASIC: ValidationMode
+VALIDATION_MODE_CUSTOM: ValidationMode
+IO_MODE_UNSPECIFIED: IoMode
+IO_MODE_UNSTRUCTURED: IoMode
+IO_MODE_STRUCTURED: IoMode
+
 class Prompt(_message.Message):
-    __slots__ = ("id", "project_id", "name", "description", "latest_version", "create_time")
+    __slots__ = ("id", "project_id", "name", "description", "latest_version", "create_time", "type", "default_label", "update_time", "labels")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     LATEST_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_LABEL_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     name: str
     description: str
     latest_version: int
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., latest_version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    type: PromptType
+    default_label: str
+    update_time: _timestamp_pb2.Timestamp
+    labels: _containers.RepeatedCompositeFieldContainer[PromptLabel]
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., latest_version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[PromptType, str]] = ..., default_label: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[PromptLabel, _Mapping]]] = ...) -> None: ...
+
+class PromptLabel(_message.Message):
+    __slots__ = ("name", "version", "update_time", "update_user_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    update_time: _timestamp_pb2.Timestamp
+    update_user_id: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_user_id: _Optional[str] = ...) -> None: ...
+
+class PromptLabelChange(_message.Message):
+    __slots__ = ("label", "from_version", "to_version", "user_id", "time")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    from_version: int
+    to_version: int
+    user_id: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, label: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., user_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ModelParameters(_message.Message):
+    __slots__ = ("temperature", "max_tokens", "top_p", "frequency_penalty", "presence_penalty", "stop", "seed", "top_k", "min_p", "repetition_penalty", "extra")
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    FREQUENCY_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    PRESENCE_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MIN_P_FIELD_NUMBER: _ClassVar[int]
+    REPETITION_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
+    temperature: float
+    max_tokens: int
+    top_p: float
+    frequency_penalty: float
+    presence_penalty: float
+    stop: _containers.RepeatedScalarFieldContainer[str]
+    seed: int
+    top_k: int
+    min_p: float
+    repetition_penalty: float
+    extra: str
+    def __init__(self, temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., top_p: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., top_k: _Optional[int] = ..., min_p: _Optional[float] = ..., repetition_penalty: _Optional[float] = ..., extra: _Optional[str] = ...) -> None: ...
+
+class Constraints(_message.Message):
+    __slots__ = ("min_length", "max_length", "pattern", "ge", "gt", "le", "lt", "multiple_of", "min_items", "max_items", "enum_values")
+    MIN_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    GE_FIELD_NUMBER: _ClassVar[int]
+    GT_FIELD_NUMBER: _ClassVar[int]
+    LE_FIELD_NUMBER: _ClassVar[int]
+    LT_FIELD_NUMBER: _ClassVar[int]
+    MULTIPLE_OF_FIELD_NUMBER: _ClassVar[int]
+    MIN_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ENUM_VALUES_FIELD_NUMBER: _ClassVar[int]
+    min_length: int
+    max_length: int
+    pattern: str
+    ge: float
+    gt: float
+    le: float
+    lt: float
+    multiple_of: float
+    min_items: int
+    max_items: int
+    enum_values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, min_length: _Optional[int] = ..., max_length: _Optional[int] = ..., pattern: _Optional[str] = ..., ge: _Optional[float] = ..., gt: _Optional[float] = ..., le: _Optional[float] = ..., lt: _Optional[float] = ..., multiple_of: _Optional[float] = ..., min_items: _Optional[int] = ..., max_items: _Optional[int] = ..., enum_values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Variable(_message.Message):
+    __slots__ = ("name", "description", "type", "options", "items", "fields", "default", "validation", "constraints", "rule")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    type: VariableType
+    options: _containers.RepeatedScalarFieldContainer[str]
+    items: Variable
+    fields: _containers.RepeatedCompositeFieldContainer[Variable]
+    default: str
+    validation: ValidationMode
+    constraints: Constraints
+    rule: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[_Union[VariableType, str]] = ..., options: _Optional[_Iterable[str]] = ..., items: _Optional[_Union[Variable, _Mapping]] = ..., fields: _Optional[_Iterable[_Union[Variable, _Mapping]]] = ..., default: _Optional[str] = ..., validation: _Optional[_Union[ValidationMode, str]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., rule: _Optional[str] = ...) -> None: ...
+
+class PromptIo(_message.Message):
+    __slots__ = ("mode", "variables")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    mode: IoMode
+    variables: _containers.RepeatedCompositeFieldContainer[Variable]
+    def __init__(self, mode: _Optional[_Union[IoMode, str]] = ..., variables: _Optional[_Iterable[_Union[Variable, _Mapping]]] = ...) -> None: ...
+
+class IntegrationTool(_message.Message):
+    __slots__ = ("integration", "active", "access_keys")
+    class AccessKeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    INTEGRATION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_KEYS_FIELD_NUMBER: _ClassVar[int]
+    integration: str
+    active: bool
+    access_keys: _containers.ScalarMap[str, str]
+    def __init__(self, integration: _Optional[str] = ..., active: _Optional[bool] = ..., access_keys: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PromptWarning(_message.Message):
+    __slots__ = ("field", "message")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    message: str
+    def __init__(self, field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class PromptMessage(_message.Message):
     __slots__ = ("role", "template")
@@ -37,7 +226,7 @@ class PromptMessage(_message.Message):
     def __init__(self, role: _Optional[str] = ..., template: _Optional[str] = ...) -> None: ...
 
 class PromptVersion(_message.Message):
-    __slots__ = ("prompt_id", "version", "model", "messages", "input_schema", "output_schema", "temperature", "max_tokens", "tools", "max_repair_attempts", "create_time")
+    __slots__ = ("prompt_id", "version", "model", "messages", "input_schema", "output_schema", "temperature", "max_tokens", "tools", "max_repair_attempts", "create_time", "note", "deployment_id", "system_prompt", "parameters", "input", "output", "integration_tools", "allow_multiple_calls", "create_user_id", "labels")
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +238,16 @@ class PromptVersion(_message.Message):
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     MAX_REPAIR_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    INTEGRATION_TOOLS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MULTIPLE_CALLS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     prompt_id: str
     version: int
     model: str
@@ -60,27 +259,45 @@ class PromptVersion(_message.Message):
     tools: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tool]
     max_repair_attempts: int
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[PromptMessage, _Mapping]]] = ..., input_schema: _Optional[str] = ..., output_schema: _Optional[str] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., max_repair_attempts: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    note: str
+    deployment_id: str
+    system_prompt: str
+    parameters: ModelParameters
+    input: PromptIo
+    output: PromptIo
+    integration_tools: _containers.RepeatedCompositeFieldContainer[IntegrationTool]
+    allow_multiple_calls: bool
+    create_user_id: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[PromptMessage, _Mapping]]] = ..., input_schema: _Optional[str] = ..., output_schema: _Optional[str] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., max_repair_attempts: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., note: _Optional[str] = ..., deployment_id: _Optional[str] = ..., system_prompt: _Optional[str] = ..., parameters: _Optional[_Union[ModelParameters, _Mapping]] = ..., input: _Optional[_Union[PromptIo, _Mapping]] = ..., output: _Optional[_Union[PromptIo, _Mapping]] = ..., integration_tools: _Optional[_Iterable[_Union[IntegrationTool, _Mapping]]] = ..., allow_multiple_calls: _Optional[bool] = ..., create_user_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreatePromptRequest(_message.Message):
-    __slots__ = ("project_id", "name", "description", "version")
+    __slots__ = ("project_id", "name", "description", "version", "type", "default_label", "labels")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_LABEL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     name: str
     description: str
     version: PromptVersion
-    def __init__(self, project_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ...) -> None: ...
+    type: PromptType
+    default_label: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ..., type: _Optional[_Union[PromptType, str]] = ..., default_label: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreatePromptResponse(_message.Message):
-    __slots__ = ("prompt", "version")
+    __slots__ = ("prompt", "version", "warnings")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     prompt: Prompt
     version: PromptVersion
-    def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[PromptWarning]
+    def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[PromptWarning, _Mapping]]] = ...) -> None: ...
 
 class GetPromptRequest(_message.Message):
     __slots__ = ("project_id", "prompt_id")
@@ -115,42 +332,54 @@ class ListPromptsResponse(_message.Message):
     def __init__(self, prompts: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeletePromptRequest(_message.Message):
-    __slots__ = ("project_id", "prompt_id")
+    __slots__ = ("project_id", "prompt_id", "force")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     prompt_id: str
-    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ...) -> None: ...
+    force: bool
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class DeletePromptResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("deleted_deployment_ids",)
+    DELETED_DEPLOYMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    deleted_deployment_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, deleted_deployment_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreatePromptVersionRequest(_message.Message):
-    __slots__ = ("project_id", "prompt_id", "version")
+    __slots__ = ("project_id", "prompt_id", "version", "expected_version", "labels")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     prompt_id: str
     version: PromptVersion
-    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ...) -> None: ...
+    expected_version: int
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ..., expected_version: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreatePromptVersionResponse(_message.Message):
-    __slots__ = ("version",)
+    __slots__ = ("version", "warnings")
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     version: PromptVersion
-    def __init__(self, version: _Optional[_Union[PromptVersion, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[PromptWarning]
+    def __init__(self, version: _Optional[_Union[PromptVersion, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[PromptWarning, _Mapping]]] = ...) -> None: ...
 
 class GetPromptVersionRequest(_message.Message):
-    __slots__ = ("project_id", "prompt_id", "version")
+    __slots__ = ("project_id", "prompt_id", "version", "label")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     prompt_id: str
     version: int
-    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    label: str
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class GetPromptVersionResponse(_message.Message):
     __slots__ = ("version",)
@@ -177,6 +406,182 @@ class ListPromptVersionsResponse(_message.Message):
     versions: _containers.RepeatedCompositeFieldContainer[PromptVersion]
     next_page_token: str
     def __init__(self, versions: _Optional[_Iterable[_Union[PromptVersion, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdatePromptRequest(_message.Message):
+    __slots__ = ("prompt", "update_mask")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    prompt: Prompt
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdatePromptResponse(_message.Message):
+    __slots__ = ("prompt",)
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    prompt: Prompt
+    def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ...) -> None: ...
+
+class ListAllPromptsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAllPromptsResponse(_message.Message):
+    __slots__ = ("prompts", "next_page_token")
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    prompts: _containers.RepeatedCompositeFieldContainer[Prompt]
+    next_page_token: str
+    def __init__(self, prompts: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetPromptLabelRequest(_message.Message):
+    __slots__ = ("project_id", "prompt_id", "label", "version", "expected_version")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    prompt_id: str
+    label: str
+    version: int
+    expected_version: int
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class SetPromptLabelResponse(_message.Message):
+    __slots__ = ("label",)
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    label: PromptLabel
+    def __init__(self, label: _Optional[_Union[PromptLabel, _Mapping]] = ...) -> None: ...
+
+class GetPromptLabelRequest(_message.Message):
+    __slots__ = ("project_id", "prompt_id", "label")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    prompt_id: str
+    label: str
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+
+class GetPromptLabelResponse(_message.Message):
+    __slots__ = ("label", "version")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    label: PromptLabel
+    version: PromptVersion
+    def __init__(self, label: _Optional[_Union[PromptLabel, _Mapping]] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ...) -> None: ...
+
+class DeletePromptLabelRequest(_message.Message):
+    __slots__ = ("project_id", "prompt_id", "label")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    prompt_id: str
+    label: str
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+
+class DeletePromptLabelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPromptLabelsRequest(_message.Message):
+    __slots__ = ("project_id", "prompt_id")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    prompt_id: str
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ...) -> None: ...
+
+class ListPromptLabelsResponse(_message.Message):
+    __slots__ = ("labels",)
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedCompositeFieldContainer[PromptLabel]
+    def __init__(self, labels: _Optional[_Iterable[_Union[PromptLabel, _Mapping]]] = ...) -> None: ...
+
+class ListPromptLabelChangesRequest(_message.Message):
+    __slots__ = ("project_id", "prompt_id", "label", "page_size", "page_token")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    prompt_id: str
+    label: str
+    page_size: int
+    page_token: str
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., label: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPromptLabelChangesResponse(_message.Message):
+    __slots__ = ("changes", "next_page_token")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[PromptLabelChange]
+    next_page_token: str
+    def __init__(self, changes: _Optional[_Iterable[_Union[PromptLabelChange, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DiffPromptVersionsRequest(_message.Message):
+    __slots__ = ("project_id", "prompt_id", "version", "other")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    prompt_id: str
+    version: int
+    other: int
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., other: _Optional[int] = ...) -> None: ...
+
+class PromptFieldChange(_message.Message):
+    __slots__ = ("field", "before", "after")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    before: str
+    after: str
+    def __init__(self, field: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
+
+class DiffPromptVersionsResponse(_message.Message):
+    __slots__ = ("changes", "template_diff")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_DIFF_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[PromptFieldChange]
+    template_diff: str
+    def __init__(self, changes: _Optional[_Iterable[_Union[PromptFieldChange, _Mapping]]] = ..., template_diff: _Optional[str] = ...) -> None: ...
+
+class WatchPromptsRequest(_message.Message):
+    __slots__ = ("since_revision", "watcher_id")
+    SINCE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    WATCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    since_revision: int
+    watcher_id: str
+    def __init__(self, since_revision: _Optional[int] = ..., watcher_id: _Optional[str] = ...) -> None: ...
+
+class PromptSnapshot(_message.Message):
+    __slots__ = ("prompt", "versions")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    prompt: Prompt
+    versions: _containers.RepeatedCompositeFieldContainer[PromptVersion]
+    def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[PromptVersion, _Mapping]]] = ...) -> None: ...
+
+class WatchPromptsResponse(_message.Message):
+    __slots__ = ("revision", "reset", "upsert_prompts", "delete_prompt_ids")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    UPSERT_PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_PROMPT_IDS_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    reset: bool
+    upsert_prompts: _containers.RepeatedCompositeFieldContainer[PromptSnapshot]
+    delete_prompt_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[int] = ..., reset: _Optional[bool] = ..., upsert_prompts: _Optional[_Iterable[_Union[PromptSnapshot, _Mapping]]] = ..., delete_prompt_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExecutePromptRequest(_message.Message):
     __slots__ = ("project_id", "prompt_id", "version", "inputs", "stream")

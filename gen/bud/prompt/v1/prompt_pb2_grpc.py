@@ -70,6 +70,51 @@ class PromptServiceStub:
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptVersionsRequest.SerializeToString,
                 response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptVersionsResponse.FromString,
                 _registered_method=True)
+        self.UpdatePrompt = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/UpdatePrompt',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.UpdatePromptRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.UpdatePromptResponse.FromString,
+                _registered_method=True)
+        self.ListAllPrompts = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/ListAllPrompts',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsResponse.FromString,
+                _registered_method=True)
+        self.SetPromptLabel = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/SetPromptLabel',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.SetPromptLabelRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.SetPromptLabelResponse.FromString,
+                _registered_method=True)
+        self.GetPromptLabel = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/GetPromptLabel',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GetPromptLabelRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GetPromptLabelResponse.FromString,
+                _registered_method=True)
+        self.DeletePromptLabel = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/DeletePromptLabel',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DeletePromptLabelRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DeletePromptLabelResponse.FromString,
+                _registered_method=True)
+        self.ListPromptLabels = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/ListPromptLabels',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelsRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelsResponse.FromString,
+                _registered_method=True)
+        self.ListPromptLabelChanges = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/ListPromptLabelChanges',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelChangesRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelChangesResponse.FromString,
+                _registered_method=True)
+        self.DiffPromptVersions = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/DiffPromptVersions',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsResponse.FromString,
+                _registered_method=True)
+        self.WatchPrompts = channel.unary_stream(
+                '/bud.prompt.v1.PromptService/WatchPrompts',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsResponse.FromString,
+                _registered_method=True)
 
 
 class PromptServiceServicer:
@@ -125,6 +170,70 @@ class PromptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdatePrompt(self, request, context):
+        """Changes a prompt's description or default label (fields named in update_mask).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAllPrompts(self, request, context):
+        """Every prompt the caller can read, across their projects (to deploy one into another project).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPromptLabel(self, request, context):
+        """Points a label at a version (creating or moving it, atomically).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPromptLabel(self, request, context):
+        """A label and the version it points at ("latest": the highest version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePromptLabel(self, request, context):
+        """Removes a label.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPromptLabels(self, request, context):
+        """A prompt's labels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPromptLabelChanges(self, request, context):
+        """Every move of a prompt's labels (who, when, from, to), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffPromptVersions(self, request, context):
+        """What differs between two versions of a prompt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchPrompts(self, request, context):
+        """Prompt changes for the executing side: a snapshot, then changes as they commit, resumable
+        from a revision (internal, like RoutingService.WatchRouting: no token, no REST face).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromptServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +271,51 @@ def add_PromptServiceServicer_to_server(servicer, server):
                     servicer.ListPromptVersions,
                     request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptVersionsRequest.FromString,
                     response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptVersionsResponse.SerializeToString,
+            ),
+            'UpdatePrompt': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePrompt,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.UpdatePromptRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.UpdatePromptResponse.SerializeToString,
+            ),
+            'ListAllPrompts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllPrompts,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsResponse.SerializeToString,
+            ),
+            'SetPromptLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPromptLabel,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.SetPromptLabelRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.SetPromptLabelResponse.SerializeToString,
+            ),
+            'GetPromptLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPromptLabel,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GetPromptLabelRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GetPromptLabelResponse.SerializeToString,
+            ),
+            'DeletePromptLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePromptLabel,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DeletePromptLabelRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DeletePromptLabelResponse.SerializeToString,
+            ),
+            'ListPromptLabels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPromptLabels,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelsRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelsResponse.SerializeToString,
+            ),
+            'ListPromptLabelChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPromptLabelChanges,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelChangesRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelChangesResponse.SerializeToString,
+            ),
+            'DiffPromptVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffPromptVersions,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsResponse.SerializeToString,
+            ),
+            'WatchPrompts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchPrompts,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +508,249 @@ class PromptService:
             '/bud.prompt.v1.PromptService/ListPromptVersions',
             bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptVersionsRequest.SerializeToString,
             bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePrompt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/UpdatePrompt',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.UpdatePromptRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.UpdatePromptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllPrompts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/ListAllPrompts',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPromptLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/SetPromptLabel',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.SetPromptLabelRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.SetPromptLabelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPromptLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/GetPromptLabel',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.GetPromptLabelRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.GetPromptLabelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePromptLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/DeletePromptLabel',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.DeletePromptLabelRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.DeletePromptLabelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPromptLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/ListPromptLabels',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelsRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPromptLabelChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/ListPromptLabelChanges',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelChangesRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptLabelChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffPromptVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/DiffPromptVersions',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPrompts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/WatchPrompts',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsResponse.FromString,
             options,
             channel_credentials,
             insecure,
