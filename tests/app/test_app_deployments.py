@@ -292,7 +292,7 @@ async def test_concurrent_creates_one_wins(stubs: Any, engine_host: Any, helpers
             "deployment.model.registry_model_id",
         ),
         (
-            lambda d: d.prompt.CopyFrom(D.PromptTarget(prompt_id="p1")),
+            lambda d: (d.prompt.CopyFrom(D.PromptTarget(prompt_id="p1")), d.endpoints.add(engine_id="eng_1")),
             grpc.StatusCode.INVALID_ARGUMENT,  # a prompt deployment has no endpoints of its own
             "deployment.endpoints",
         ),

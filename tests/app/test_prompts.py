@@ -43,7 +43,8 @@ async def project_with_chat(client: Any, address: str, name: str = "team") -> tu
         )
     ).project.id
     deployment = D.Deployment(
-        name="chat", model=D.ModelSource(builtin="tiny-llama"), endpoints=[D.EngineEndpoint(address=address)]
+        name="chat",
+        model=D.ModelSource(builtin="tiny-llama"),  # placed on the registered engine
     )
     created = await client.deployments.CreateDeployment(
         D.CreateDeploymentRequest(project_id=project_id, deployment=deployment)
@@ -408,7 +409,6 @@ async def test_the_deployment_must_be_a_chat_deployment_of_the_project(
                 name="embed",
                 model=D.ModelSource(builtin="all-minilm-l6-v2"),
                 runner=engine_service_pb2.RUNNER_POOLING,
-                endpoints=[D.EngineEndpoint(address=engine_host.address, served_model_name="embed")],
             ),
         )
     )

@@ -12,7 +12,7 @@ import pytest
 
 from app.component import component
 from app.server import RunningApp
-from budrt.grpc_server import insecure_channel
+from budrt.grpc_server import service_channel
 from gateway.backends import RemoteBackend
 from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
@@ -27,7 +27,7 @@ BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 @pytest.fixture
 async def rest(app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway's HTTP face fronting the app's services over gRPC, logged in as the admin."""
-    channel = insecure_channel(app.address)
+    channel = service_channel(app.address)
     backend = RemoteBackend(channel)
     tables = RoutingTables()
     pool = EnginePool()
@@ -92,7 +92,6 @@ async def test_rest_lifecycle(rest: httpx.AsyncClient, engine_host: Any) -> None
             json={
                 "name": "chat",
                 "model": {"builtin": "tiny-llama"},
-                "endpoints": [{"address": engine_host.address}],
             },
         )
     )

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from app.server import RunningApp
+from budrt.tls import OPERATOR, LocalCa
 from tests.app.conftest import ADMIN_PASSWORD
 from tests.app.test_prompts_rest import rest  # noqa: F401  (fixture)
 
@@ -31,11 +32,12 @@ def _block() -> str:
 
 
 @pytest.mark.skipif(not (TOOLS / "grpcurl").exists(), reason="grpcurl is not installed in the venv")
-async def test_readme_prompt_walkthrough(app: RunningApp, rest: Any, engine_host: Any) -> None:  # noqa: F811
+async def test_readme_prompt_walkthrough(app: RunningApp, rest: Any, process_tls: LocalCa) -> None:  # noqa: F811
     script = _block()
     script = script.replace("APP=127.0.0.1:50061", f"APP={app.address}")
     script = script.replace("API=http://127.0.0.1:8000", f"API={str(rest.base_url).rstrip('/')}")
-    script = script.replace("ENGINE=127.0.0.1:50071", f"ENGINE={engine_host.address}")
+    process_tls.material(OPERATOR)  # grpcurl calls the app as the operator, with the test CA
+    script = script.replace("TLS_DIR=.bud/tls", f"TLS_DIR={process_tls.directory}")
     env = {
         **os.environ,
         "BUD_ADMIN_PASSWORD": ADMIN_PASSWORD,
