@@ -16,11 +16,13 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
+from budrt.interceptors import DEFAULT_INTERCEPTORS
 from gateway.backends import Backend, LocalBackend, RemoteBackend
 from gateway.engines import EnginePool
 from gateway.http_protocol import header_timeout_protocol
 from gateway.openai_service import GenerationCaps, OpenAiServicer
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from gateway.request_limits import RequestLimits, RequestLimitsInterceptor
 from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables, RoutingWatcher
 from gateway.transcoder import BODY_TIMEOUT_S, MAX_BODY_BYTES, FrontedService, Transcoder
@@ -38,9 +40,11 @@ def build_transcoder(
     management: Sequence[tuple[ServiceDescriptor, Backend]] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
     body_timeout: float = BODY_TIMEOUT_S,
+    limits: RequestLimits | None = None,
 ) -> Transcoder:
     """The HTTP application: the OpenAI service in-process, each of the `management` services
-    through its backend, plus liveness/readiness probes (body limits: see `Transcoder`)."""
+    through its backend, plus liveness/readiness probes (body limits: see `Transcoder`; the
+    OpenAI requests' caps, checked before their JSON is converted: `limits`, default ones)."""
 
     async def healthz(scope: dict[str, Any]) -> tuple[int, bytes]:
         return 200, b'{"status":"ok"}'
@@ -58,7 +62,10 @@ def build_transcoder(
             }
         )
 
-    fronted = [FrontedService(OPENAI_SERVICE, LocalBackend(servicer, OPENAI_SERVICE), lenient=True)]
+    check = (limits or RequestLimits()).check_json
+    fronted = [
+        FrontedService(OPENAI_SERVICE, LocalBackend(servicer, OPENAI_SERVICE), lenient=True, check=check)
+    ]
     fronted += [FrontedService(service, backend) for service, backend in management]
     return Transcoder(
         fronted,
@@ -104,6 +111,7 @@ async def serve(
     limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
     caps = GenerationCaps(max_choices=settings.max_choices, max_total_tokens=settings.max_total_tokens)
     servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage, limiter, caps)
+    limits = RequestLimits.from_settings(settings)
     grpc_server = GrpcServer(
         settings.gateway_grpc_address,
         [
@@ -111,6 +119,8 @@ async def serve(
                 servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE
             )
         ],
+        # Typed callers' requests meet the same caps as REST bodies, before the servicer.
+        interceptors=(*DEFAULT_INTERCEPTORS, RequestLimitsInterceptor(limits)),
     )
     channels = {address: insecure_channel(address) for _, address in management}
     backends = {address: RemoteBackend(channel) for address, channel in channels.items()}
@@ -120,6 +130,7 @@ async def serve(
         [(service, backends[address]) for service, address in management],
         max_body_bytes=settings.http_max_body_bytes,
         body_timeout=settings.http_body_timeout,
+        limits=limits,
     )
     http_server = uvicorn.Server(http_config(app, settings))
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals

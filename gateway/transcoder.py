@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -54,6 +55,13 @@ PlainHandler = Callable[[Scope], Awaitable[tuple[int, bytes]]]
 # Defaults of the request-body limits (gateway settings `http_max_body_bytes`, `http_body_timeout`).
 MAX_BODY_BYTES = 8 * 1024 * 1024
 BODY_TIMEOUT_S = 30.0
+# Bodies (and unary answers) larger than this are converted to and from JSON on a worker thread:
+# a multi-megabyte conversion is pure Python for up to seconds, which on the event loop would
+# stall every other request (and /healthz) for as long. Two threads at most, so the loop keeps
+# a fair share of the GIL however many large requests arrive; below it the thread hop (~0.1 ms)
+# would cost more than the conversion.
+OFFLOAD_BODY_BYTES = 64 * 1024
+CONVERSION_THREADS = 2
 # HTTP headers passed on to the RPC as metadata (lower case); others are dropped.
 FORWARDED_HEADERS = ("authorization", "x-request-id", "openai-organization", "openai-project")
 
@@ -75,11 +83,16 @@ class FrontedService:
 
     `lenient` marks the OpenAI dialect: the service's JSON ignores unknown fields (as vLLM's
     server does) and its errors are OpenAI error JSON. Otherwise (management services) unknown
-    fields are refused and errors are google.rpc.Status JSON, as grpc-gateway writes them."""
+    fields are refused and errors are google.rpc.Status JSON, as grpc-gateway writes them.
+
+    `check`, when set, is given each whole-body request's type (a message's full name) and its
+    parsed JSON before the JSON is converted (`RequestLimits.check_json`: caps that fail fast);
+    it refuses by raising ServiceError."""
 
     descriptor: ServiceDescriptor
     backend: Backend
     lenient: bool = False
+    check: Callable[[str, Any], None] | None = None
 
     @property
     def errors(self) -> ErrorDialect:
@@ -96,11 +109,15 @@ class Transcoder:
         plain_routes: dict[tuple[str, str], PlainHandler] | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         body_timeout: float = BODY_TIMEOUT_S,
+        offload_bytes: int = OFFLOAD_BODY_BYTES,
     ) -> None:
         """`max_body_bytes`: the largest request body accepted (413 beyond, before any parsing);
-        `body_timeout`: the seconds a client has to send the whole body (408 after)."""
+        `body_timeout`: the seconds a client has to send the whole body (408 after);
+        `offload_bytes`: bodies and unary answers larger are converted on a worker thread."""
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self.offload_bytes = offload_bytes
+        self._conversions: ThreadPoolExecutor | None = None
         routes: list[Route] = []
         self._backends: dict[str, FrontedService] = {}
         for service in services:
@@ -151,7 +168,12 @@ class Transcoder:
             return
         try:
             metadata = _metadata(scope, request_id)
-            request, streaming = self._build_request(route, path_values, scope, body)
+            if len(body) > self.offload_bytes:
+                request, streaming = await self._off_loop(
+                    self._build_request, route, path_values, scope, body
+                )
+            else:
+                request, streaming = self._build_request(route, path_values, scope, body)
         except JsonFaceError as err:
             await _respond(send, 400, errors.body(invalid_argument(err.message, param=err.param)), request_id)
             return
@@ -180,6 +202,12 @@ class Transcoder:
                 reason=Reason.REQUEST_TIMEOUT,
             ) from None
 
+    async def _off_loop(self, function: Callable[..., Any], *args: Any) -> Any:
+        """`function(*args)` on one of the conversion threads (created on first use)."""
+        if self._conversions is None:
+            self._conversions = ThreadPoolExecutor(CONVERSION_THREADS, thread_name_prefix="transcode")
+        return await asyncio.get_running_loop().run_in_executor(self._conversions, function, *args)
+
     # ---- request building -----------------------------------------------------------------
     def _request_class(self, method: MethodDescriptor) -> type[Message]:
         cls = self._request_classes.get(method.full_name)
@@ -191,7 +219,8 @@ class Transcoder:
         self, route: Route, path_values: dict[str, str], scope: Scope, body: bytes
     ) -> tuple[Message, MethodDescriptor | None]:
         request = self._request_class(route.method)()
-        lenient = self._backends[route.service.full_name].lenient
+        service = self._backends[route.service.full_name]
+        lenient = service.lenient
         obj: Any = None
         if route.body:
             try:
@@ -199,6 +228,8 @@ class Transcoder:
             except orjson.JSONDecodeError as err:
                 raise JsonFaceError(f"We could not parse the JSON body of your request: {err}") from None
             if route.body == "*":
+                if service.check is not None:
+                    service.check(route.method.input_type.full_name, obj)  # before converting it
                 from_python(obj, request, lenient)
             else:
                 fd = request.DESCRIPTOR.fields_by_name.get(route.body)
@@ -241,12 +272,10 @@ class Transcoder:
         watcher = asyncio.create_task(_cancel_on_disconnect(receive, asyncio.current_task()))
         try:
             response = await service.backend.unary(route.method, request, metadata, response_metadata)
-            if route.response_body:
-                payload: bytes = orjson.dumps(
-                    codec_for(response.DESCRIPTOR).encode(response)[route.response_body]
-                )
+            if response.ByteSize() > self.offload_bytes:  # a large answer (embeddings): off the loop
+                payload = await self._off_loop(_encode, response, route.response_body)
             else:
-                payload = to_json(response)
+                payload = _encode(response, route.response_body)
             status = 200
         except ServiceError as err:
             status, payload = http_status(err.code), service.errors.body(err)
@@ -329,6 +358,13 @@ class Transcoder:
 
 
 # ---- helpers -------------------------------------------------------------------------------
+def _encode(response: Message, response_body: str) -> bytes:
+    """A unary answer's JSON: the whole message, or its `response_body` field."""
+    if response_body:
+        return orjson.dumps(codec_for(response.DESCRIPTOR).encode(response)[response_body])
+    return to_json(response)
+
+
 async def _stream_error(
     send: Send,
     started: bool,
