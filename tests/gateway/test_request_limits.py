@@ -23,7 +23,7 @@ from bud.openai.v1 import chat_pb2, completion_pb2, embedding_pb2, openai_servic
 from budrt.errors import ServiceError
 from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
 from budrt.interceptors import DEFAULT_INTERCEPTORS
-from budrt.json_face import MAX_RAW_JSON_DEPTH, from_python
+from budrt.json_face import MAX_RAW_JSON_DEPTH, JsonFaceError, from_python, to_json
 from gateway import transcoder
 from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
@@ -460,3 +460,26 @@ def test_a_schema_text_too_deep_for_the_json_parser_is_too_deep() -> None:
     with pytest.raises(ServiceError) as info:
         RequestLimits().check_message(request)
     assert info.value.param == "tools[0].function.parameters"
+
+
+def test_the_codecs_fast_lists_decode_and_refuse_as_item_by_item() -> None:
+    # Millions of token ids take one C call; items the C call refuses take the item-by-item path,
+    # which accepts what it always did and names the item at fault.
+    tokens = from_python({"prompt": list(range(100_000))}, completion_pb2.CompletionRequest())
+    assert list(tokens.prompt_tokens.values) == list(range(100_000))
+    mixed = from_python({"prompt": [1, "2", 3.0]}, completion_pb2.CompletionRequest())
+    assert list(mixed.prompt_tokens.values) == [1, 2, 3]
+    for bad, at in (([1, 2**40], "[1]"), ([1, True], "[1]"), ([[1], [2, -(2**40)]], "[1][1]")):
+        with pytest.raises(JsonFaceError) as info:
+            from_python({"prompt": bad}, completion_pb2.CompletionRequest())
+        assert info.value.param.endswith(at), info.value.param
+    stops = from_python({"stop": ["a", "b"], "stop_token_ids": [7, 8]}, chat_pb2.ChatCompletionRequest())
+    assert (list(stops.stop_list.values), list(stops.stop_token_ids)) == (["a", "b"], [7, 8])
+
+
+def test_the_codecs_fast_float_lists_encode_as_item_by_item() -> None:
+    answer = embedding_pb2.EmbeddingList(object="list")
+    answer.data.add(index=0).embedding_floats.values.extend([0.5, -1.0])
+    answer.data.add(index=1).embedding_floats.values.extend([float("nan"), float("inf")])
+    data = orjson.loads(to_json(answer))["data"]
+    assert [d["embedding"] for d in data] == [[0.5, -1.0], ["NaN", "Infinity"]]
