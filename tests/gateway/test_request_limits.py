@@ -32,10 +32,13 @@ from gateway.server import OPENAI_SERVICE, build_transcoder
 from gateway.settings import GatewaySettings
 from tests.gateway.conftest import http_server
 from tests.gateway.test_openai_gateway import SECRET, _tables
+from tests.support import instant_engine
 from tests.support.instant_engine import InstantEngine, start_instant_engine
 from tests.support.mesh import free_port
 
 KEY = keys.mint_key(SECRET)
+# The issue's attack: 200,000 empty messages (5.8 MB).
+ATTACK = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": ""}] * 200_000})
 USER = {"role": "user", "content": "x"}
 # Small caps, so that "over" and "at" bodies stay small.
 SMALL = RequestLimits(
@@ -69,7 +72,11 @@ async def engine() -> AsyncIterator[tuple[str, InstantEngine]]:
     await server.stop(0)
 
 
-async def _gateway(engine: tuple[str, InstantEngine], limits: RequestLimits) -> AsyncIterator[Gateway]:
+async def _gateway(
+    engine: tuple[str, InstantEngine],
+    limits: RequestLimits,
+    offload_bytes: int = transcoder.OFFLOAD_BODY_BYTES,
+) -> AsyncIterator[Gateway]:
     address, instant = engine
     tables = _tables(KEY, [address])
     pool = EnginePool()
@@ -82,9 +89,11 @@ async def _gateway(engine: tuple[str, InstantEngine], limits: RequestLimits) -> 
     )
     await grpc_server.start()
     headers = {"authorization": f"Bearer {KEY.secret}"}
+    app = build_transcoder(servicer, tables, limits=limits)
+    app.offload_bytes = offload_bytes
     try:
         async with (
-            http_server(build_transcoder(servicer, tables, limits=limits)) as url,
+            http_server(app) as url,
             httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http,
             insecure_channel(f"127.0.0.1:{grpc_server.port}") as channel,
         ):
@@ -105,6 +114,14 @@ async def small(engine: tuple[str, InstantEngine]) -> AsyncIterator[Gateway]:
 async def default(engine: tuple[str, InstantEngine]) -> AsyncIterator[Gateway]:
     """A gateway with the default caps."""
     async for gateway in _gateway(engine, RequestLimits()):
+        yield gateway
+
+
+@pytest.fixture
+async def on_the_loop(engine: tuple[str, InstantEngine]) -> AsyncIterator[Gateway]:
+    """A gateway with the default caps that converts every body on its event loop (where a test
+    can watch the codec)."""
+    async for gateway in _gateway(engine, RequestLimits(), offload_bytes=10**9):
         yield gateway
 
 
@@ -360,7 +377,7 @@ async def test_a_single_prompt_of_many_token_ids_is_one_input(small: Gateway) ->
 
 
 async def test_the_issue_attack_is_refused_without_converting_it(
-    default: Gateway, monkeypatch: pytest.MonkeyPatch
+    on_the_loop: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     converted: list[int] = []
 
@@ -369,21 +386,19 @@ async def test_the_issue_attack_is_refused_without_converting_it(
         return from_python(obj, msg, lenient)
 
     monkeypatch.setattr(transcoder, "from_python", counting_from_python)
-    body = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": ""}] * 200_000})
-    assert len(body) > 5_000_000
-    reply = await default.http.post(CHAT, content=body, headers={"content-type": "application/json"})
+    reply = await on_the_loop.http.post(CHAT, content=ATTACK, headers={"content-type": "application/json"})
     assert reply.status_code == 400, reply.text
     error = reply.json()["error"]
     assert error["param"] == "messages" and "maximum length 4096, but got 200000" in error["message"]
-    assert converted == [] and default.engine.calls == 0
+    assert converted == [] and on_the_loop.engine.calls == 0
     # The same over gRPC (where the message arrives already parsed by grpc's C core).
     with pytest.raises(grpc.aio.AioRpcError) as info:
         request = chat_pb2.ChatCompletionRequest(model="chat")
         request.messages.add(role="user", content_text="")
         request.messages.extend([request.messages[0]] * 199_999)
-        await default.stub.CreateChatCompletion(request, metadata=_auth())
+        await on_the_loop.stub.CreateChatCompletion(request, metadata=_auth())
     assert ServiceError.from_rpc_error(info.value).param == "messages"
-    assert default.engine.calls == 0
+    assert on_the_loop.engine.calls == 0
 
 
 async def test_requests_at_the_default_caps_pass(default: Gateway) -> None:
@@ -408,26 +423,33 @@ async def test_requests_at_the_default_caps_pass(default: Gateway) -> None:
 async def test_large_bodies_are_converted_off_the_event_loop(
     default: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    threads: list[str] = []
+    converted: list[str] = []
 
     def recording_from_python(obj: Any, msg: Any, lenient: bool = False) -> Any:
-        threads.append(threading.current_thread().name)
+        converted.append(threading.current_thread().name)
         return from_python(obj, msg, lenient)
 
     monkeypatch.setattr(transcoder, "from_python", recording_from_python)
     small_body = {"model": "chat", "messages": [USER]}
-    large_body = {
-        "model": "chat",
-        "messages": [{"role": "user", "content": "x" * transcoder.OFFLOAD_BODY_BYTES}],
-    }
+    large_text = "x" * transcoder.OFFLOAD_BODY_BYTES
+    large_body = {"model": "chat", "messages": [{"role": "user", "content": large_text}]}
     assert (await default.http.post(CHAT, json=small_body)).status_code == 200
-    assert (await default.http.post(CHAT, json=large_body)).status_code == 200
-    # A large body the codec refuses is answered as on the loop: 400 naming the field.
-    bad = {**large_body, "temperature": "hot"}
-    reply = await default.http.post(CHAT, json=bad)
+    assert converted == [threading.current_thread().name]  # a small body: on the loop
+    # A large one in a conversion process (the codec here never sees it), served the same.
+    reply = await default.http.post(CHAT, json=large_body)
+    assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"] == "ok"
+    streamed = await default.http.post(CHAT, json={**large_body, "stream": True})
+    assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]"), streamed.text
+    assert len(converted) == 1 and transcoder._PROCESSES is not None
+    # Refusals made there are answered as on the loop: the codec's and the caps'.
+    reply = await default.http.post(CHAT, json={**large_body, "temperature": "hot"})
     assert reply.status_code == 400 and reply.json()["error"]["param"] == "temperature", reply.text
-    assert threads[0] == threading.current_thread().name
-    assert threads[1].startswith("transcode") and threads[2].startswith("transcode"), threads
+    reply = await default.http.post(CHAT, content=ATTACK, headers={"content-type": "application/json"})
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "messages", reply.text
+    assert "maximum length 4096, but got 200000" in reply.json()["error"]["message"]
+    reply = await default.http.post(CHAT, content=b"{" + b" " * transcoder.OFFLOAD_BODY_BYTES)
+    assert reply.status_code == 400 and "could not parse" in reply.json()["error"]["message"]
+    assert len(converted) == 1 and default.engine.calls == 3
 
 
 def test_the_settings_carry_the_documented_caps(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -483,3 +505,25 @@ def test_the_codecs_fast_float_lists_encode_as_item_by_item() -> None:
     answer.data.add(index=1).embedding_floats.values.extend([float("nan"), float("inf")])
     data = orjson.loads(to_json(answer))["data"]
     assert [d["embedding"] for d in data] == [[0.5, -1.0], ["NaN", "Infinity"]]
+
+
+async def test_large_answers_are_encoded_off_the_event_loop(
+    default: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[str] = []
+    real = transcoder._encode
+
+    def recording_encode(response: Any, response_body: str) -> bytes:
+        encoded.append(type(response).__name__)
+        return real(response, response_body)
+
+    monkeypatch.setattr(transcoder, "_encode", recording_encode)
+    monkeypatch.setattr(instant_engine, "EMBEDDING_DIMENSIONS", 64)  # 2048 × 64 floats: 0.5 MB
+    reply = await default.http.post(EMBEDDINGS, json={"model": "chat", "input": ["x"] * 2048})
+    assert reply.status_code == 200, reply.text[:300]
+    data = reply.json()["data"]
+    assert len(data) == 2048 and all(len(d["embedding"]) == 64 for d in data)
+    assert data[7]["index"] == 7 and data[7]["embedding"][0] == 7.0
+    reply = await default.http.post(EMBEDDINGS, json={"model": "chat", "input": ["x"]})
+    assert reply.status_code == 200
+    assert encoded == ["EmbeddingList"]  # only the small answer was encoded here
