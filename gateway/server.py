@@ -25,7 +25,13 @@ from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.request_limits import RequestLimits, RequestLimitsInterceptor
 from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables, RoutingWatcher
-from gateway.transcoder import BODY_TIMEOUT_S, MAX_BODY_BYTES, FrontedService, Transcoder
+from gateway.transcoder import (
+    BODY_TIMEOUT_S,
+    MAX_BODY_BYTES,
+    FrontedService,
+    Transcoder,
+    warm_conversion_processes,
+)
 from gateway.usage import UsageRecorder
 from gateway.usage_spool import UsageSpool
 
@@ -135,6 +141,7 @@ async def serve(
     http_server = uvicorn.Server(http_config(app, settings))
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
     await grpc_server.start()
+    warm_conversion_processes()
     watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, socket.gethostname()).run())
     flusher = asyncio.create_task(usage.run())
     checker = asyncio.create_task(

@@ -431,6 +431,14 @@ def _conversion_processes() -> Executor | None:
     return _PROCESSES
 
 
+def warm_conversion_processes() -> None:
+    """Starts the conversion processes now (a spawned process takes a second or more to import
+    its modules), so that the first large request does not wait for them."""
+    pool = _conversion_processes()
+    if pool is not None:
+        pool.submit(int)
+
+
 def _drop_conversion_processes(pool: Executor) -> None:
     global _PROCESSES
     log.warning("a conversion process died; starting new ones")

@@ -37,7 +37,7 @@ from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
 from gateway.request_limits import RequestLimits
 from gateway.server import build_transcoder
-from gateway.transcoder import MAX_BODY_BYTES, OFFLOAD_BODY_BYTES
+from gateway.transcoder import MAX_BODY_BYTES, OFFLOAD_BODY_BYTES, warm_conversion_processes
 from tests.gateway.test_openai_gateway import SECRET, _tables
 from tests.support import instant_engine
 from tests.support.mesh import free_port
@@ -250,9 +250,11 @@ async def run(args: argparse.Namespace) -> None:
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
+    if not args.before:
+        warm_conversion_processes()  # as gateway/server.py does at start
     probe = Probe(port)
     lag = LoopLag()
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(3.0)
     mode = "before: no caps, conversions on the loop" if args.before else "caps on, large bodies off the loop"
     print(f"# {mode}; body cap {MAX_BODY_BYTES} bytes; offload above {app.offload_bytes} bytes")
     idle = sorted(took for _, took in probe.samples)
