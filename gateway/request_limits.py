@@ -40,10 +40,12 @@ class RequestLimits:
 
     # Chat messages / Responses input items in one request.
     max_messages: int = 4096
-    # Content parts of one message or Responses input item (OpenAI: 500 images per request).
-    max_content_parts: int = 1024
-    # Tool calls of one assistant message.
-    max_tool_calls: int = 1024
+    # Content parts in all the messages (or Responses input items) of one request, and tool
+    # calls in all its assistant messages: totals, not per message, as what they cost (most in
+    # the engine's conversion to vLLM's request: ~40 µs each here) adds up over the request
+    # (OpenAI: 500 images per request).
+    max_content_parts: int = 8192
+    max_tool_calls: int = 4096
     # Tools offered in one request (OpenAI: 128).
     max_tools: int = 1024
     # Nesting of a JSON schema (tool parameters, response_format / text.format schemas), in
@@ -75,12 +77,20 @@ class RequestLimits:
                         param=param,
                     )
             elif value > limit:
-                what = "object has too many entries" if cap in _MAP_CAPS else "array too long"
-                kind = "at most" if cap in _MAP_CAPS else "an array with maximum length"
-                raise invalid_argument(
-                    f"Invalid '{param}': {what}. Expected {kind} {limit}, but got {value} instead.",
-                    param=param,
-                )
+                if cap in _TOTAL_CAPS:
+                    what = _TOTAL_CAPS[cap]
+                    message = (
+                        f"Invalid '{param}': too many {what}. A request may carry at most {limit} {what} "
+                        f"in all, but this one has {value} up to here."
+                    )
+                elif cap in _MAP_CAPS:
+                    message = f"Invalid '{param}': object has too many entries. Expected at most {limit}, but got {value} instead."
+                else:
+                    message = (
+                        f"Invalid '{param}': array too long. Expected an array with maximum length {limit}, "
+                        f"but got an array with length {value} instead."
+                    )
+                raise invalid_argument(message, param=param)
 
     def check_json(self, input_type: str, body: Any) -> None:
         """Checks a REST body (parsed JSON) of a request of `input_type` (a message's full name);
@@ -97,6 +107,9 @@ class RequestLimits:
 
 
 _MAP_CAPS = frozenset({"max_logit_bias", "max_metadata_entries"})
+# Caps counted over the whole request (measured as running totals: the field named is where the
+# total passes the cap), and what they count.
+_TOTAL_CAPS = {"max_content_parts": "content parts", "max_tool_calls": "tool calls"}
 
 
 class RequestLimitsInterceptor(CallInterceptor):
@@ -184,9 +197,12 @@ def _json_sampling(body: dict[str, Any]) -> Iterator[Measure]:
 def _json_chat(body: dict[str, Any]) -> Iterator[Measure]:
     messages = _list(body, "messages")
     yield "max_messages", "messages", len(messages)
+    parts = calls = 0
     for i, message in enumerate(messages):
-        yield "max_content_parts", f"messages[{i}].content", len(_list(message, "content"))
-        yield "max_tool_calls", f"messages[{i}].tool_calls", len(_list(message, "tool_calls"))
+        parts += len(_list(message, "content"))
+        yield "max_content_parts", f"messages[{i}].content", parts
+        calls += len(_list(message, "tool_calls"))
+        yield "max_tool_calls", f"messages[{i}].tool_calls", calls
     tools = _list(body, "tools")
     yield "max_tools", "tools", len(tools)
     yield from _json_sampling(body)
@@ -216,8 +232,10 @@ def _json_embedding(body: dict[str, Any]) -> Iterator[Measure]:
 def _json_response(body: dict[str, Any]) -> Iterator[Measure]:
     items = _list(body, "input")
     yield "max_messages", "input", len(items)
+    parts = 0
     for i, item in enumerate(items):
-        yield "max_content_parts", f"input[{i}].content", len(_list(item, "content"))
+        parts += len(_list(item, "content"))
+        yield "max_content_parts", f"input[{i}].content", parts
     tools = _list(body, "tools")
     yield "max_tools", "tools", len(tools)
     yield "max_metadata_entries", "metadata", len(_dict(body, "metadata"))
@@ -239,6 +257,11 @@ def _members(msg: Message, oneof: str, lists: tuple[str, ...]) -> int:
     return len(getattr(msg, which).values) if which in lists else 1
 
 
+def _parts(message: Message, member: str) -> int:
+    """The content parts of a message whose `content` oneof is text or `member` (a list)."""
+    return len(getattr(message, member).values) if message.WhichOneof("content") == member else 0
+
+
 def _proto_sampling(request: Any) -> Iterator[Measure]:
     yield "max_stop_sequences", "stop", _members(request, "stop", ("stop_list",))
     yield "max_stop_sequences", "stop_token_ids", len(request.stop_token_ids)
@@ -252,9 +275,12 @@ def _proto_sampling(request: Any) -> Iterator[Measure]:
 
 def _proto_chat(request: Any) -> Iterator[Measure]:
     yield "max_messages", "messages", len(request.messages)
+    parts = calls = 0
     for i, message in enumerate(request.messages):
-        yield "max_content_parts", f"messages[{i}].content", _members(message, "content", ("content_parts",))
-        yield "max_tool_calls", f"messages[{i}].tool_calls", len(message.tool_calls)
+        parts += _parts(message, "content_parts")
+        yield "max_content_parts", f"messages[{i}].content", parts
+        calls += len(message.tool_calls)
+        yield "max_tool_calls", f"messages[{i}].tool_calls", calls
     yield "max_tools", "tools", len(request.tools)
     yield from _proto_sampling(request)
     for i, tool in enumerate(request.tools):
@@ -274,8 +300,10 @@ def _proto_embedding(request: Any) -> Iterator[Measure]:
 def _proto_response(request: Any) -> Iterator[Measure]:
     items = request.input_items.values if request.WhichOneof("input") == "input_items" else []
     yield "max_messages", "input", len(items)
+    parts = 0
     for i, item in enumerate(items):
-        yield "max_content_parts", f"input[{i}].content", _members(item, "content", ("content_parts",))
+        parts += _parts(item, "content_parts")
+        yield "max_content_parts", f"input[{i}].content", parts
     yield "max_tools", "tools", len(request.tools)
     yield "max_metadata_entries", "metadata", len(request.metadata)
     for i, tool in enumerate(request.tools):

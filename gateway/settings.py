@@ -44,9 +44,10 @@ class GatewaySettings(RuntimeSettings):
     # Caps on the shape of one OpenAI request (gateway/request_limits.py), checked on the parsed
     # JSON before it is converted (REST) or on the message before the servicer (gRPC); over one
     # the answer is INVALID_ARGUMENT naming the field. Lists: messages (Responses input items),
-    # content parts and tool calls of one message, tools, embedding inputs / completion prompts,
-    # stop sequences and stop token ids (each); maps: logit_bias, metadata; and how deep a JSON
-    # schema nests (tool parameters, response formats; at most the codec's own hard cap).
+    # content parts and tool calls (each in all the request's messages), tools, embedding inputs /
+    # completion prompts, stop sequences and stop token ids (each); maps: logit_bias, metadata;
+    # and how deep a JSON schema nests (tool parameters, response formats; at most the codec's
+    # own hard cap).
     max_messages: int = Field(default=_LIMITS.max_messages, ge=1)
     max_content_parts: int = Field(default=_LIMITS.max_content_parts, ge=1)
     max_tool_calls: int = Field(default=_LIMITS.max_tool_calls, ge=1)

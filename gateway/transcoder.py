@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import logging
 import multiprocessing
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -436,7 +437,8 @@ def warm_conversion_processes() -> None:
     its modules), so that the first large request does not wait for them."""
     pool = _conversion_processes()
     if pool is not None:
-        pool.submit(int)
+        for _ in range(CONVERSION_WORKERS):  # one task each: processes are spawned as tasks wait
+            pool.submit(time.sleep, 0.1)
 
 
 def _drop_conversion_processes(pool: Executor) -> None:

@@ -174,6 +174,32 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
         {"messages": [USER, {"role": "user", "content": _parts(2)}]},
     ),
     (
+        "content-parts-in-all",
+        CHAT,
+        {"messages": [{"role": "user", "content": _parts(2)}, USER, {"role": "user", "content": _parts(1)}]},
+        "messages[2].content",
+        {"messages": [{"role": "user", "content": _parts(1)}, USER, {"role": "user", "content": _parts(1)}]},
+    ),
+    (
+        "tool-calls-in-all",
+        CHAT,
+        {
+            "messages": [
+                USER,
+                {"role": "assistant", "tool_calls": [_call(1)]},
+                {"role": "assistant", "tool_calls": [_call(2), _call(3)]},
+            ]
+        },
+        "messages[2].tool_calls",
+        {
+            "messages": [
+                USER,
+                {"role": "assistant", "tool_calls": [_call(1)]},
+                {"role": "assistant", "tool_calls": [_call(2)]},
+            ]
+        },
+    ),
+    (
         "tool-calls",
         CHAT,
         {"messages": [USER, {"role": "assistant", "tool_calls": [_call(i) for i in range(3)]}]},
@@ -389,7 +415,7 @@ async def test_the_issue_attack_is_refused_without_converting_it(
     reply = await on_the_loop.http.post(CHAT, content=ATTACK, headers={"content-type": "application/json"})
     assert reply.status_code == 400, reply.text
     error = reply.json()["error"]
-    assert error["param"] == "messages" and "maximum length 4096, but got 200000" in error["message"]
+    assert error["param"] == "messages" and "maximum length 4096, but got an array with length 200000" in error["message"]
     assert converted == [] and on_the_loop.engine.calls == 0
     # The same over gRPC (where the message arrives already parsed by grpc's C core).
     with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -406,6 +432,14 @@ async def test_requests_at_the_default_caps_pass(default: Gateway) -> None:
     bodies = [
         (CHAT, {"messages": [USER] * limits.max_messages}),
         (CHAT, {"messages": [{"role": "user", "content": _parts(limits.max_content_parts)}]}),
+        (CHAT, {"messages": [{"role": "user", "content": _parts(2)}] * (limits.max_content_parts // 2)}),
+        (
+            CHAT,
+            {
+                "messages": [{"role": "assistant", "tool_calls": [_call(1)] * 2}]
+                * (limits.max_tool_calls // 2)
+            },
+        ),
         (CHAT, {"messages": [USER], "tools": [_function(f"f{i}") for i in range(limits.max_tools)]}),
         (CHAT, {"messages": [USER], "tools": [_function("f", MAX_RAW_JSON_DEPTH - 1)]}),
         (CHAT, {"messages": [USER], "stop": ["s"] * limits.max_stop_sequences}),
@@ -446,7 +480,7 @@ async def test_large_bodies_are_converted_off_the_event_loop(
     assert reply.status_code == 400 and reply.json()["error"]["param"] == "temperature", reply.text
     reply = await default.http.post(CHAT, content=ATTACK, headers={"content-type": "application/json"})
     assert reply.status_code == 400 and reply.json()["error"]["param"] == "messages", reply.text
-    assert "maximum length 4096, but got 200000" in reply.json()["error"]["message"]
+    assert "maximum length 4096, but got an array with length 200000" in reply.json()["error"]["message"]
     reply = await default.http.post(CHAT, content=b"{" + b" " * transcoder.OFFLOAD_BODY_BYTES)
     assert reply.status_code == 400 and "could not parse" in reply.json()["error"]["message"]
     assert len(converted) == 1 and default.engine.calls == 3

@@ -68,16 +68,16 @@ def _fill(make: Callable[[int], Any], wrap: Callable[[list[Any]], dict[str, Any]
         n = int(n * 0.98)
 
 
-def _spread(item: Any, buckets: int, most: int, wrap: Callable[[list[list[Any]]], dict[str, Any]]) -> bytes:
-    """`wrap(lists)`: at most `buckets` lists of at most `most` copies of `item` each, as many in
-    all as fit MAX_BODY_BYTES."""
-    total = MAX_BODY_BYTES // (len(orjson.dumps(item)) + 1)
+def _padded(build: Callable[[str], dict[str, Any]], strings: int) -> bytes:
+    """`build(text)` with `text` as long as lets the body (holding it `strings` times) fit the
+    body cap: the caps' most objects, each as large as the body allows."""
+    overhead = len(orjson.dumps(build("")))
+    size = (MAX_BODY_BYTES - overhead) // strings
     while True:
-        per = min(most, -(-total // buckets))
-        body = orjson.dumps(wrap([[item] * per] * min(buckets, -(-total // per))))
+        body = orjson.dumps(build("x" * size))
         if len(body) <= MAX_BODY_BYTES:
             return body
-        total = int(total * 0.98)
+        size -= 1 + size // 100
 
 
 def _schema(depth: int, width: int = 1) -> dict[str, Any]:
@@ -87,82 +87,124 @@ def _schema(depth: int, width: int = 1) -> dict[str, Any]:
     return schema
 
 
+def _everything(text: str) -> dict[str, Any]:
+    """A chat request at every cap at once: the most objects a request may carry."""
+    m = LIMITS
+    half = m.max_messages // 2  # half the messages carry the tool calls, half the content parts
+    call = {"id": "", "type": "function", "function": {"name": "f", "arguments": text}}
+    part = {"type": "text", "text": text}
+    messages = [{"role": "assistant", "tool_calls": [call] * (m.max_tool_calls // half)}] * half
+    messages += [{"role": "user", "content": [part] * (m.max_content_parts // half)}] * half
+    return {
+        "model": "chat",
+        "messages": messages,
+        "tools": [
+            {"type": "function", "function": {"name": f"f{i}", "parameters": {}}} for i in range(m.max_tools)
+        ],
+        "stop": ["s"] * m.max_stop_sequences,
+        "logit_bias": {str(i): 1 for i in range(m.max_logit_bias)},
+        "metadata": {str(i): "" for i in range(m.max_metadata_entries)},
+    }
+
+
 def _cases() -> dict[str, tuple[str, bytes]]:
     """name → (path, body)."""
+    m = LIMITS
     user = {"role": "user", "content": ""}
-    part = {"type": "text", "text": ""}
-    call = {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
-    tool_schema = _schema(LIMITS.max_schema_depth - 1)
-    per_tool = MAX_BODY_BYTES // LIMITS.max_tools - 200
+    parts_each = m.max_content_parts // m.max_messages
+    tool_schema = _schema(m.max_schema_depth - 1)
+    per_tool = MAX_BODY_BYTES // m.max_tools - 200
     wide = {"type": "object", "properties": {f"p{i}": {} for i in range(per_tool // 12)}}
-    tokens_per_input = (MAX_BODY_BYTES // LIMITS.max_inputs) // 2 - 16
+    tokens_per_input = (MAX_BODY_BYTES // m.max_inputs) // 2 - 16
+    chat = "/v1/chat/completions"
     return {
         "attack: 200,000 empty messages": (
-            "/v1/chat/completions",
+            chat,
             orjson.dumps({"model": "chat", "messages": [user] * 200_000}),
         ),
-        f"chat: {LIMITS.max_messages} messages, content parts filling 8 MiB": (
-            "/v1/chat/completions",
-            _spread(
-                part,
-                LIMITS.max_messages,
-                LIMITS.max_content_parts,
-                lambda lists: {"model": "chat", "messages": [{"role": "user", "content": c} for c in lists]},
+        f"chat: {m.max_messages} messages filling 8 MiB": (
+            chat,
+            _padded(
+                lambda t: {"model": "chat", "messages": [{"role": "user", "content": t}] * m.max_messages},
+                m.max_messages,
             ),
         ),
-        f"chat: {LIMITS.max_messages} messages, tool calls filling 8 MiB": (
-            "/v1/chat/completions",
-            _spread(
-                call,
-                LIMITS.max_messages,
-                LIMITS.max_tool_calls,
-                lambda lists: {
+        f"chat: {m.max_messages} messages, {m.max_content_parts} content parts filling 8 MiB": (
+            chat,
+            _padded(
+                lambda t: {
                     "model": "chat",
-                    "messages": [{"role": "assistant", "tool_calls": c} for c in lists],
+                    "messages": [{"role": "user", "content": [{"type": "text", "text": t}] * parts_each}]
+                    * m.max_messages,
                 },
+                m.max_content_parts,
             ),
         ),
-        f"chat: {LIMITS.max_tools} tools, wide schemas filling 8 MiB": (
-            "/v1/chat/completions",
+        f"chat: {m.max_tool_calls} tool calls filling 8 MiB": (
+            chat,
+            _padded(
+                lambda t: {
+                    "model": "chat",
+                    "messages": [
+                        {
+                            "role": "assistant",
+                            "tool_calls": [
+                                {"id": "", "type": "function", "function": {"name": "f", "arguments": t}}
+                            ],
+                        }
+                    ]
+                    * m.max_tool_calls,
+                },
+                m.max_tool_calls,
+            ),
+        ),
+        "chat: every cap at once, filling 8 MiB": (
+            chat,
+            _padded(_everything, m.max_tool_calls + m.max_content_parts),
+        ),
+        f"chat: {m.max_tools} tools, wide schemas filling 8 MiB": (
+            chat,
             orjson.dumps(
                 {
                     "model": "chat",
                     "messages": [user],
                     "tools": [
                         {"type": "function", "function": {"name": f"f{i}", "parameters": wide}}
-                        for i in range(LIMITS.max_tools)
+                        for i in range(m.max_tools)
                     ],
                 }
             ),
         ),
-        f"chat: tools with schemas {LIMITS.max_schema_depth - 1} deep filling 8 MiB": (
-            "/v1/chat/completions",
+        f"chat: {m.max_tools} tools with schemas {m.max_schema_depth - 1} deep": (
+            chat,
             _fill(
                 lambda i: {"type": "function", "function": {"name": f"f{i}", "parameters": tool_schema}},
                 lambda tools: {"model": "chat", "messages": [user], "tools": tools},
-                LIMITS.max_tools,
+                m.max_tools,
             ),
         ),
-        f"responses: {LIMITS.max_messages} input items, content filling 8 MiB": (
+        f"responses: {m.max_messages} input items, {m.max_content_parts} parts filling 8 MiB": (
             "/v1/responses",
-            _spread(
-                {"type": "input_text", "text": ""},
-                LIMITS.max_messages,
-                LIMITS.max_content_parts,
-                lambda lists: {"model": "chat", "input": [{"role": "user", "content": c} for c in lists]},
+            _padded(
+                lambda t: {
+                    "model": "chat",
+                    "input": [{"role": "user", "content": [{"type": "input_text", "text": t}] * parts_each}]
+                    * m.max_messages,
+                },
+                m.max_content_parts,
             ),
         ),
         "completions: one prompt of token ids filling 8 MiB": (
             "/v1/completions",
             _fill(lambda i: 1, lambda tokens: {"model": "chat", "prompt": tokens}),
         ),
-        f"embeddings: {LIMITS.max_inputs} token lists filling 8 MiB": (
+        f"embeddings: {m.max_inputs} token lists filling 8 MiB": (
             "/v1/embeddings",
-            orjson.dumps({"model": "chat", "input": [[1] * tokens_per_input] * LIMITS.max_inputs}),
+            orjson.dumps({"model": "chat", "input": [[1] * tokens_per_input] * m.max_inputs}),
         ),
-        f"embeddings: {LIMITS.max_inputs} inputs, 1536-float answers": (
+        f"embeddings: {m.max_inputs} inputs, 1536-float answers": (
             "/v1/embeddings",
-            orjson.dumps({"model": "chat", "input": ["x"] * LIMITS.max_inputs}),
+            orjson.dumps({"model": "chat", "input": ["x"] * m.max_inputs}),
         ),
     }
 
