@@ -81,6 +81,23 @@ def build_transcoder(
     )
 
 
+def grpc_face(
+    servicer: OpenAiServicer, address: str, limits: RequestLimits, max_message_bytes: int
+) -> GrpcServer:
+    """The gRPC face of the OpenAI service: typed callers meet the REST face's limits, the body
+    cap as the largest message grpc parses (RESOURCE_EXHAUSTED beyond) and the request caps
+    before the servicer (INVALID_ARGUMENT with a BadRequest field violation)."""
+    binding = ServiceBinding(
+        servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE
+    )
+    return GrpcServer(
+        address,
+        [binding],
+        interceptors=(*DEFAULT_INTERCEPTORS, RequestLimitsInterceptor(limits)),
+        max_receive_bytes=max_message_bytes,
+    )
+
+
 def http_config(app: Transcoder, settings: GatewaySettings) -> uvicorn.Config:
     """uvicorn's configuration of the HTTP face: httptools with the header-read timeout, the
     connection limit and keep-alive timeout of `settings` (the body limits are the app's)."""
@@ -118,16 +135,7 @@ async def serve(
     caps = GenerationCaps(max_choices=settings.max_choices, max_total_tokens=settings.max_total_tokens)
     servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage, limiter, caps)
     limits = RequestLimits.from_settings(settings)
-    grpc_server = GrpcServer(
-        settings.gateway_grpc_address,
-        [
-            ServiceBinding(
-                servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE
-            )
-        ],
-        # Typed callers' requests meet the same caps as REST bodies, before the servicer.
-        interceptors=(*DEFAULT_INTERCEPTORS, RequestLimitsInterceptor(limits)),
-    )
+    grpc_server = grpc_face(servicer, settings.gateway_grpc_address, limits, settings.http_max_body_bytes)
     channels = {address: insecure_channel(address) for _, address in management}
     backends = {address: RemoteBackend(channel) for address, channel in channels.items()}
     app = build_transcoder(

@@ -21,14 +21,13 @@ from google.rpc import error_details_pb2, status_pb2
 from auth import keys
 from bud.openai.v1 import chat_pb2, completion_pb2, embedding_pb2, openai_service_pb2_grpc, response_pb2
 from budrt.errors import ServiceError
-from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
-from budrt.interceptors import DEFAULT_INTERCEPTORS
+from budrt.grpc_server import insecure_channel
 from budrt.json_face import MAX_RAW_JSON_DEPTH, JsonFaceError, from_python, to_json
 from gateway import transcoder
 from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
-from gateway.request_limits import RequestLimits, RequestLimitsInterceptor
-from gateway.server import OPENAI_SERVICE, build_transcoder
+from gateway.request_limits import RequestLimits
+from gateway.server import build_transcoder, grpc_face
 from gateway.settings import GatewaySettings
 from tests.gateway.conftest import http_server
 from tests.gateway.test_openai_gateway import SECRET, _tables
@@ -81,12 +80,7 @@ async def _gateway(
     tables = _tables(KEY, [address])
     pool = EnginePool()
     servicer = OpenAiServicer(tables, pool, SECRET)
-    binding = ServiceBinding(
-        servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE
-    )
-    grpc_server = GrpcServer(
-        "127.0.0.1:0", [binding], interceptors=(*DEFAULT_INTERCEPTORS, RequestLimitsInterceptor(limits))
-    )
+    grpc_server = grpc_face(servicer, "127.0.0.1:0", limits, transcoder.MAX_BODY_BYTES)
     await grpc_server.start()
     headers = {"authorization": f"Bearer {KEY.secret}"}
     app = build_transcoder(servicer, tables, limits=limits)
@@ -415,7 +409,10 @@ async def test_the_issue_attack_is_refused_without_converting_it(
     reply = await on_the_loop.http.post(CHAT, content=ATTACK, headers={"content-type": "application/json"})
     assert reply.status_code == 400, reply.text
     error = reply.json()["error"]
-    assert error["param"] == "messages" and "maximum length 4096, but got an array with length 200000" in error["message"]
+    assert (
+        error["param"] == "messages"
+        and "maximum length 4096, but got an array with length 200000" in error["message"]
+    )
     assert converted == [] and on_the_loop.engine.calls == 0
     # The same over gRPC (where the message arrives already parsed by grpc's C core).
     with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -561,3 +558,14 @@ async def test_large_answers_are_encoded_off_the_event_loop(
     reply = await default.http.post(EMBEDDINGS, json={"model": "chat", "input": ["x"]})
     assert reply.status_code == 200
     assert encoded == ["EmbeddingList"]  # only the small answer was encoded here
+
+
+async def test_the_grpc_face_parses_no_message_over_the_body_cap(default: Gateway) -> None:
+    # Over the body cap a message is refused by grpc before it is parsed (parsing a map of a
+    # million logit-bias entries would take seconds on the loop, before any cap could look).
+    request = chat_pb2.ChatCompletionRequest(model="chat")
+    request.messages.add(role="user", content_text="x" * transcoder.MAX_BODY_BYTES)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await default.stub.CreateChatCompletion(request, metadata=_auth())
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert default.engine.calls == 0
