@@ -11,9 +11,8 @@ import asyncio
 import importlib
 import logging
 import multiprocessing
-import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
@@ -432,13 +431,20 @@ def _conversion_processes() -> Executor | None:
     return _PROCESSES
 
 
-def warm_conversion_processes() -> None:
+def warm_conversion_processes() -> list[Future[Any]]:
     """Starts the conversion processes now (a spawned process takes a second or more to import
-    its modules), so that the first large request does not wait for them."""
+    its modules), so that the first large request does not wait for them; the futures of the
+    warming tasks (done once a process has imported what it needs)."""
     pool = _conversion_processes()
-    if pool is not None:
-        for _ in range(CONVERSION_WORKERS):  # one task each: processes are spawned as tasks wait
-            pool.submit(time.sleep, 0.1)
+    if pool is None:
+        return []
+    # One task each (processes are spawned as tasks wait), importing what a conversion imports.
+    return [pool.submit(_ready) for _ in range(CONVERSION_WORKERS)]
+
+
+def _ready() -> bool:
+    """A conversion process's first task: unpickling it imports this module (and so the codec)."""
+    return True
 
 
 def _drop_conversion_processes(pool: Executor) -> None:

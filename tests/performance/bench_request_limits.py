@@ -292,8 +292,9 @@ async def run(args: argparse.Namespace) -> None:
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
-    if not args.before:
-        warm_conversion_processes()  # as gateway/server.py does at start
+    if not args.before:  # as gateway/server.py does at start; measured once they are up
+        for future in warm_conversion_processes():
+            await asyncio.wrap_future(future)
     probe = Probe(port)
     lag = LoopLag()
     await asyncio.sleep(3.0)
