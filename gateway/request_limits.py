@@ -133,8 +133,12 @@ class RequestLimitsInterceptor(CallInterceptor):
 
         async def limited(request: Any, context: Any) -> Any:
             check(request)
-            async for item in behavior(request, context):
-                yield item
+            items = behavior(request, context)
+            try:
+                async for item in items:
+                    yield item
+            finally:
+                await items.aclose()  # a cancelled call closes the servicer's stream at once
 
         return limited
 

@@ -119,7 +119,8 @@ class Transcoder:
     ) -> None:
         """`max_body_bytes`: the largest request body accepted (413 beyond, before any parsing);
         `body_timeout`: the seconds a client has to send the whole body (408 after);
-        `offload_bytes`: bodies and unary answers larger are converted on a worker thread."""
+        `offload_bytes`: bodies and unary answers larger are converted off the event loop (in a
+        conversion process; see OFFLOAD_BODY_BYTES)."""
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.offload_bytes = offload_bytes

@@ -8,6 +8,7 @@ without being converted."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -569,3 +570,21 @@ async def test_the_grpc_face_parses_no_message_over_the_body_cap(default: Gatewa
         await default.stub.CreateChatCompletion(request, metadata=_auth())
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert default.engine.calls == 0
+
+
+async def test_a_grpc_stream_the_caps_let_through_is_still_cancelled_down_to_the_engine(
+    default: Gateway,
+) -> None:
+    default.engine.chunk_delay = 0.2
+    default.engine.chunks = 50
+    call = default.stub.StreamChatCompletion(
+        _message(CHAT, {"messages": [USER], "stream": True}), metadata=_auth()
+    )
+    await call.read()  # the first chunk: the engine's stream is open
+    assert default.engine.open_streams == 1
+    call.cancel()
+    for _ in range(100):
+        if default.engine.open_streams == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert default.engine.open_streams == 0
