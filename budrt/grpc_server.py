@@ -84,7 +84,10 @@ class GrpcServer:
         tls: TlsMaterial | None = PROCESS_TLS,
         authorization: CallInterceptor | None = None,
         edge: bool = False,
+        max_receive_bytes: int | None = None,
     ) -> None:
+        """`max_receive_bytes`: the largest request message accepted (RESOURCE_EXHAUSTED beyond,
+        before it is parsed); default CHANNEL_OPTIONS' 64 MiB."""
         self.address = address
         self.bindings = list(bindings)
         if edge:
@@ -98,7 +101,11 @@ class GrpcServer:
         if tls is not None and authorization is not None:
             interceptors = (*interceptors, authorization)
         chain = InterceptorChain(interceptors, services=[b.descriptor.full_name for b in self.bindings])
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[chain])
+        options = CHANNEL_OPTIONS
+        if max_receive_bytes is not None:
+            receive = "grpc.max_receive_message_length"
+            options = [(k, v) for k, v in options if k != receive] + [(receive, max_receive_bytes)]
+        self.server = grpc.aio.server(options=options, interceptors=[chain])
         self.health = health.aio.HealthServicer()
         for binding in self.bindings:
             binding.add_to_server(binding.servicer, self.server)

@@ -195,6 +195,12 @@ class MessageCodec:
         enc = field.enc or _bind_encoder(field)
         value = getattr(msg, field.name)
         if field.repeated:
+            if enc is _identity:
+                return list(value)  # one C call for strings, integers, booleans
+            if enc is _float_out:
+                floats = list(value)
+                if all(map(math.isfinite, floats)):  # embeddings: millions of floats
+                    return floats
             return [enc(v) for v in value]
         if field.is_map:
             return {str(k): enc(v) for k, v in value.items()}
@@ -254,7 +260,7 @@ class MessageCodec:
                 codec = codec_for(fd.message_type)
                 for i, item in enumerate(value):
                     codec.decode(item, container.add(), f"{path}[{i}]", lenient)
-            else:
+            elif not (fd.type in _FAST_LIST_TYPES and not field.raw and _extend_fast(container, value)):
                 container.extend(dec(item, f"{path}[{i}]") for i, item in enumerate(value))
             return
         if field.is_map:
@@ -279,6 +285,24 @@ class MessageCodec:
             getattr(msg, field.name).CopyFrom(dec(value, path))
             return
         setattr(msg, field.name, dec(value, path))
+
+
+# Repeated fields whose JSON items protobuf itself checks exactly as `_decode_scalar` would
+# accept them (str for strings; int, not bool, in range for integers): filled in one C call.
+_FAST_LIST_TYPES = {_FD.TYPE_STRING, *_INT_TYPES}
+
+
+def _extend_fast(container: Any, value: list[Any]) -> bool:
+    """Appends `value` to a repeated string or integer field at C speed (a token-id list of
+    millions costs milliseconds, not seconds); False, leaving the field as it was, when an item
+    needs the item-by-item path (an integral float, a digit string, an error to name)."""
+    size = len(container)
+    try:
+        container.extend(value)
+    except (TypeError, ValueError):
+        del container[size:]
+        return False
+    return True
 
 
 def _int_key(key: str, path: str) -> int:

@@ -43,6 +43,8 @@ from gateway.settings import DEFAULT_MAX_CHOICES, DEFAULT_MAX_TOTAL_TOKENS
 from gateway.tables import DeploymentEntry, KeyEntry, RoutingTables
 from gateway.usage import UsageRecorder
 
+# Requests larger than this have their Python-heavy conversions run off the event loop.
+LARGE_REQUEST_BYTES = 64 * 1024
 # Output tokens reserved against a tokens-per-minute limit when the request sets no maximum.
 DEFAULT_RESERVED_OUTPUT_TOKENS = 256
 
@@ -427,7 +429,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def CreateResponse(
         self, request: response_pb2.ResponseRequest, context: Any
     ) -> response_pb2.Response:
-        chat = responses.to_chat_request(request)
+        chat = await _to_chat_request(request)
         response_id, created = responses.new_ids()
         completion = await self._unary("CreateChatCompletion", chat, context, checked=request)
         return responses.to_response(request, completion, response_id, created)
@@ -435,7 +437,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def StreamResponse(
         self, request: response_pb2.ResponseRequest, context: Any
     ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
-        chat = responses.to_chat_request(request)
+        chat = await _to_chat_request(request)
         chat.stream_options.include_usage = True  # the completed event carries usage
         # The events begin before the engine is called: a request refused by the key, the model
         # or the generation caps is refused here, as a plain error, as chat streams are.
@@ -492,6 +494,14 @@ def _prompt_estimate(request: Any) -> int:
     """The prompt's tokens as the gateway guesses them: 4 bytes of the request a token (the usual
     rule of thumb)."""
     return request.ByteSize() // 4
+
+
+async def _to_chat_request(request: response_pb2.ResponseRequest) -> chat_pb2.ChatCompletionRequest:
+    """The chat request of a Responses request; a large one (thousands of items and parts: a
+    second of Python) is converted on a thread, off the event loop."""
+    if request.ByteSize() > LARGE_REQUEST_BYTES:
+        return await asyncio.to_thread(responses.to_chat_request, request)
+    return responses.to_chat_request(request)
 
 
 def _reserved_tokens(request: Any) -> int:

@@ -16,14 +16,22 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
+from budrt.interceptors import DEFAULT_INTERCEPTORS
 from gateway.backends import Backend, LocalBackend, RemoteBackend
 from gateway.engines import EnginePool
 from gateway.http_protocol import header_timeout_protocol
 from gateway.openai_service import GenerationCaps, OpenAiServicer
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from gateway.request_limits import RequestLimits, RequestLimitsInterceptor
 from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables, RoutingWatcher
-from gateway.transcoder import BODY_TIMEOUT_S, MAX_BODY_BYTES, FrontedService, Transcoder
+from gateway.transcoder import (
+    BODY_TIMEOUT_S,
+    MAX_BODY_BYTES,
+    FrontedService,
+    Transcoder,
+    warm_conversion_processes,
+)
 from gateway.usage import UsageRecorder
 from gateway.usage_spool import UsageSpool
 
@@ -38,9 +46,11 @@ def build_transcoder(
     management: Sequence[tuple[ServiceDescriptor, Backend]] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
     body_timeout: float = BODY_TIMEOUT_S,
+    limits: RequestLimits | None = None,
 ) -> Transcoder:
     """The HTTP application: the OpenAI service in-process, each of the `management` services
-    through its backend, plus liveness/readiness probes (body limits: see `Transcoder`)."""
+    through its backend, plus liveness/readiness probes (body limits: see `Transcoder`; the
+    OpenAI requests' caps, checked before their JSON is converted: `limits`, default ones)."""
 
     async def healthz(scope: dict[str, Any]) -> tuple[int, bytes]:
         return 200, b'{"status":"ok"}'
@@ -58,13 +68,34 @@ def build_transcoder(
             }
         )
 
-    fronted = [FrontedService(OPENAI_SERVICE, LocalBackend(servicer, OPENAI_SERVICE), lenient=True)]
+    check = (limits or RequestLimits()).check_json
+    fronted = [
+        FrontedService(OPENAI_SERVICE, LocalBackend(servicer, OPENAI_SERVICE), lenient=True, check=check)
+    ]
     fronted += [FrontedService(service, backend) for service, backend in management]
     return Transcoder(
         fronted,
         plain_routes={("GET", "/healthz"): healthz, ("GET", "/readyz"): readyz},
         max_body_bytes=max_body_bytes,
         body_timeout=body_timeout,
+    )
+
+
+def grpc_face(
+    servicer: OpenAiServicer, address: str, limits: RequestLimits, max_message_bytes: int
+) -> GrpcServer:
+    """The gRPC face of the OpenAI service: typed callers meet the REST face's limits, the body
+    cap as the largest message grpc parses (RESOURCE_EXHAUSTED beyond) and the request caps
+    before the servicer (INVALID_ARGUMENT with a BadRequest field violation)."""
+    binding = ServiceBinding(
+        servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE
+    )
+    return GrpcServer(
+        address,
+        [binding],
+        interceptors=(*DEFAULT_INTERCEPTORS, RequestLimitsInterceptor(limits)),
+        max_receive_bytes=max_message_bytes,
+        edge=True,  # the public gRPC face: API keys, like the HTTP face; TLS at the ingress
     )
 
 
@@ -104,15 +135,8 @@ async def serve(
     limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
     caps = GenerationCaps(max_choices=settings.max_choices, max_total_tokens=settings.max_total_tokens)
     servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage, limiter, caps)
-    grpc_server = GrpcServer(
-        settings.gateway_grpc_address,
-        [
-            ServiceBinding(
-                servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE
-            )
-        ],
-        edge=True,  # the public gRPC face: API keys, like the HTTP face; TLS at the ingress
-    )
+    limits = RequestLimits.from_settings(settings)
+    grpc_server = grpc_face(servicer, settings.gateway_grpc_address, limits, settings.http_max_body_bytes)
     channels = {address: service_channel(address) for _, address in management}
     backends = {address: RemoteBackend(channel) for address, channel in channels.items()}
     app = build_transcoder(
@@ -121,10 +145,12 @@ async def serve(
         [(service, backends[address]) for service, address in management],
         max_body_bytes=settings.http_max_body_bytes,
         body_timeout=settings.http_body_timeout,
+        limits=limits,
     )
     http_server = uvicorn.Server(http_config(app, settings))
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
     await grpc_server.start()
+    warm_conversion_processes()
     watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, socket.gethostname()).run())
     flusher = asyncio.create_task(usage.run())
     checker = asyncio.create_task(

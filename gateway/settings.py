@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from budrt.json_face import MAX_RAW_JSON_DEPTH
 from budrt.settings import RuntimeSettings
+from gateway.request_limits import RequestLimits
 from gateway.transcoder import BODY_TIMEOUT_S, MAX_BODY_BYTES
 
 # The defaults of the generation caps (below); OpenAiServicer uses them when given none.
 DEFAULT_MAX_CHOICES = 16
 DEFAULT_MAX_TOTAL_TOKENS = 65536
+_LIMITS = RequestLimits()  # the defaults of the request caps (below)
 
 
 class GatewaySettings(RuntimeSettings):
@@ -38,3 +41,19 @@ class GatewaySettings(RuntimeSettings):
     http_max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
     http_max_connections: int = Field(default=2048, ge=1)
     http_keep_alive_timeout: float = Field(default=30.0, gt=0)
+    # Caps on the shape of one OpenAI request (gateway/request_limits.py), checked on the parsed
+    # JSON before it is converted (REST) or on the message before the servicer (gRPC); over one
+    # the answer is INVALID_ARGUMENT naming the field. Lists: messages (Responses input items),
+    # content parts and tool calls (each in all the request's messages), tools, embedding inputs /
+    # completion prompts, stop sequences and stop token ids (each); maps: logit_bias, metadata;
+    # and how deep a JSON schema nests (tool parameters, response formats; at most the codec's
+    # own hard cap).
+    max_messages: int = Field(default=_LIMITS.max_messages, ge=1)
+    max_content_parts: int = Field(default=_LIMITS.max_content_parts, ge=1)
+    max_tool_calls: int = Field(default=_LIMITS.max_tool_calls, ge=1)
+    max_tools: int = Field(default=_LIMITS.max_tools, ge=1)
+    max_schema_depth: int = Field(default=_LIMITS.max_schema_depth, ge=1, le=MAX_RAW_JSON_DEPTH)
+    max_inputs: int = Field(default=_LIMITS.max_inputs, ge=1)
+    max_stop_sequences: int = Field(default=_LIMITS.max_stop_sequences, ge=1)
+    max_logit_bias: int = Field(default=_LIMITS.max_logit_bias, ge=1)
+    max_metadata_entries: int = Field(default=_LIMITS.max_metadata_entries, ge=1)

@@ -8,12 +8,17 @@ after the stream started is sent as a last SSE event, never a silent truncation.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import multiprocessing
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import grpc
 import orjson
 from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
@@ -54,6 +59,15 @@ PlainHandler = Callable[[Scope], Awaitable[tuple[int, bytes]]]
 # Defaults of the request-body limits (gateway settings `http_max_body_bytes`, `http_body_timeout`).
 MAX_BODY_BYTES = 8 * 1024 * 1024
 BODY_TIMEOUT_S = 30.0
+# Bodies (and unary answers) larger than this are not converted on the event loop: a
+# multi-megabyte conversion costs up to seconds of CPU, which on the loop would stall every other
+# request (and /healthz) for as long. A whole-body request is parsed, checked and converted in a
+# conversion process (it comes back as protobuf bytes, parsed in C in milliseconds): on a thread
+# the parse (orjson) and the freeing of the parsed JSON are single C calls that hold the GIL for
+# hundreds of milliseconds, stalling the loop all the same. Other large work (answers, bodies of
+# a field) goes to a thread. Below the threshold the hop would cost more than the conversion.
+OFFLOAD_BODY_BYTES = 64 * 1024
+CONVERSION_WORKERS = 2  # processes, and threads: the loop keeps its share however many arrive
 # HTTP headers passed on to the RPC as metadata (lower case); others are dropped.
 FORWARDED_HEADERS = ("authorization", "x-request-id", "openai-organization", "openai-project")
 
@@ -75,11 +89,16 @@ class FrontedService:
 
     `lenient` marks the OpenAI dialect: the service's JSON ignores unknown fields (as vLLM's
     server does) and its errors are OpenAI error JSON. Otherwise (management services) unknown
-    fields are refused and errors are google.rpc.Status JSON, as grpc-gateway writes them."""
+    fields are refused and errors are google.rpc.Status JSON, as grpc-gateway writes them.
+
+    `check`, when set, is given each whole-body request's type (a message's full name) and its
+    parsed JSON before the JSON is converted (`RequestLimits.check_json`: caps that fail fast);
+    it refuses by raising ServiceError."""
 
     descriptor: ServiceDescriptor
     backend: Backend
     lenient: bool = False
+    check: Callable[[str, Any], None] | None = None
 
     @property
     def errors(self) -> ErrorDialect:
@@ -96,11 +115,16 @@ class Transcoder:
         plain_routes: dict[tuple[str, str], PlainHandler] | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         body_timeout: float = BODY_TIMEOUT_S,
+        offload_bytes: int = OFFLOAD_BODY_BYTES,
     ) -> None:
         """`max_body_bytes`: the largest request body accepted (413 beyond, before any parsing);
-        `body_timeout`: the seconds a client has to send the whole body (408 after)."""
+        `body_timeout`: the seconds a client has to send the whole body (408 after);
+        `offload_bytes`: bodies and unary answers larger are converted off the event loop (in a
+        conversion process; see OFFLOAD_BODY_BYTES)."""
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self.offload_bytes = offload_bytes
+        self._threads: ThreadPoolExecutor | None = None
         routes: list[Route] = []
         self._backends: dict[str, FrontedService] = {}
         for service in services:
@@ -151,7 +175,10 @@ class Transcoder:
             return
         try:
             metadata = _metadata(scope, request_id)
-            request, streaming = self._build_request(route, path_values, scope, body)
+            if len(body) > self.offload_bytes:
+                request, streaming = await self._build_request_off_loop(route, path_values, scope, body)
+            else:
+                request, streaming = self._build_request(route, path_values, scope, body)
         except JsonFaceError as err:
             await _respond(send, 400, errors.body(invalid_argument(err.message, param=err.param)), request_id)
             return
@@ -180,6 +207,55 @@ class Transcoder:
                 reason=Reason.REQUEST_TIMEOUT,
             ) from None
 
+    async def _off_loop(self, function: Callable[..., Any], *args: Any) -> Any:
+        """`function(*args)` on one of the conversion threads (created on first use)."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(CONVERSION_WORKERS, thread_name_prefix="transcode")
+        return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
+
+    async def _encode_off_loop(self, response: Message, response_body: str) -> bytes:
+        """`_encode` of a large answer in a conversion process (its bytes there, its JSON back:
+        `orjson.dumps` of millions of floats holds the GIL), else on a thread."""
+        pool = _conversion_processes()
+        if pool is not None:
+            cls = type(response)
+            args = (cls.__module__, cls.__name__, response.SerializeToString(), response_body)
+            try:
+                payload = await asyncio.get_running_loop().run_in_executor(pool, encode_answer, *args)
+            except BrokenProcessPool:
+                _drop_conversion_processes(pool)
+                payload = None
+            if payload is not None:
+                return payload
+        return await self._off_loop(_encode, response, response_body)
+
+    async def _build_request_off_loop(
+        self, route: Route, path_values: dict[str, str], scope: Scope, body: bytes
+    ) -> tuple[Message, MethodDescriptor | None]:
+        """`_build_request` of a large body: a whole body in a conversion process, anything else
+        (or when no process can be had) on a thread."""
+        service = self._backends[route.service.full_name]
+        cls = self._request_class(route.method)
+        pool = _conversion_processes() if route.body == "*" else None
+        if pool is not None:
+            when = route.sse.when_field if route.sse is not None and route.sse.method is not None else ""
+            args = (cls.__module__, cls.__name__, body, service.lenient, service.check, when)
+            try:
+                outcome = await asyncio.get_running_loop().run_in_executor(pool, convert_body, *args)
+            except BrokenProcessPool:
+                _drop_conversion_processes(pool)
+                outcome = None
+            if outcome is not None:
+                kind, payload, detail = outcome
+                if kind == "json":
+                    raise JsonFaceError(payload, detail)
+                if kind == "refused":
+                    code, reason, param = detail
+                    raise ServiceError(_STATUS_CODES[code], payload, reason=reason, param=param)
+                request = cls.FromString(payload)
+                return request, self._finish_request(route, path_values, scope, request, detail)
+        return await self._off_loop(self._build_request, route, path_values, scope, body)
+
     # ---- request building -----------------------------------------------------------------
     def _request_class(self, method: MethodDescriptor) -> type[Message]:
         cls = self._request_classes.get(method.full_name)
@@ -191,7 +267,8 @@ class Transcoder:
         self, route: Route, path_values: dict[str, str], scope: Scope, body: bytes
     ) -> tuple[Message, MethodDescriptor | None]:
         request = self._request_class(route.method)()
-        lenient = self._backends[route.service.full_name].lenient
+        service = self._backends[route.service.full_name]
+        lenient = service.lenient
         obj: Any = None
         if route.body:
             try:
@@ -199,6 +276,8 @@ class Transcoder:
             except orjson.JSONDecodeError as err:
                 raise JsonFaceError(f"We could not parse the JSON body of your request: {err}") from None
             if route.body == "*":
+                if service.check is not None:
+                    service.check(route.method.input_type.full_name, obj)  # before converting it
                 from_python(obj, request, lenient)
             else:
                 fd = request.DESCRIPTOR.fields_by_name.get(route.body)
@@ -207,6 +286,16 @@ class Transcoder:
                 sub = getattr(request, route.body)
                 sub.SetInParent()
                 codec_for(fd.message_type).decode(obj, sub, route.body, lenient)
+        flag = None
+        if route.sse is not None and route.sse.method is not None and isinstance(obj, dict):
+            flag = obj.get(route.sse.when_field)
+        return request, self._finish_request(route, path_values, scope, request, flag)
+
+    def _finish_request(
+        self, route: Route, path_values: dict[str, str], scope: Scope, request: Message, flag: Any
+    ) -> MethodDescriptor | None:
+        """Binds the query and path to `request` (filled from the body); the streaming method
+        when the route streams (or its `sse` switch, `flag`, is true), else None."""
         if route.body != "*":
             for key, value in parse_qsl(
                 scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
@@ -214,14 +303,11 @@ class Transcoder:
                 _set_path(request, key, value, repeated_ok=True)
         for field_path, value in path_values.items():
             _set_path(request, field_path, value)
-        streaming: MethodDescriptor | None = None
         if route.server_streaming:
-            streaming = route.method
-        elif route.sse is not None and route.sse.method is not None:
-            flag = obj.get(route.sse.when_field) if isinstance(obj, dict) else None
-            if flag is True:
-                streaming = route.sse.method
-        return request, streaming
+            return route.method
+        if route.sse is not None and route.sse.method is not None and flag is True:
+            return route.sse.method
+        return None
 
     # ---- unary ----------------------------------------------------------------------------
     async def _serve_unary(
@@ -241,12 +327,10 @@ class Transcoder:
         watcher = asyncio.create_task(_cancel_on_disconnect(receive, asyncio.current_task()))
         try:
             response = await service.backend.unary(route.method, request, metadata, response_metadata)
-            if route.response_body:
-                payload: bytes = orjson.dumps(
-                    codec_for(response.DESCRIPTOR).encode(response)[route.response_body]
-                )
+            if response.ByteSize() > self.offload_bytes:  # a large answer (embeddings): off the loop
+                payload = await self._encode_off_loop(response, route.response_body)
             else:
-                payload = to_json(response)
+                payload = _encode(response, route.response_body)
             status = 200
         except ServiceError as err:
             status, payload = http_status(err.code), service.errors.body(err)
@@ -328,7 +412,101 @@ class Transcoder:
             watcher.cancel()
 
 
+# ---- conversion processes ------------------------------------------------------------------
+_PROCESSES: ProcessPoolExecutor | None = None
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _conversion_processes() -> Executor | None:
+    """The process pool converting large bodies (one per gateway process, started on first use:
+    spawned, not forked, as the process runs gRPC's threads); None when none can be started."""
+    global _PROCESSES
+    if _PROCESSES is None:
+        try:
+            _PROCESSES = ProcessPoolExecutor(
+                CONVERSION_WORKERS, mp_context=multiprocessing.get_context("spawn")
+            )
+        except OSError:
+            log.exception("no conversion process; large bodies are converted on a thread")
+            return None
+    return _PROCESSES
+
+
+def warm_conversion_processes() -> list[Future[Any]]:
+    """Starts the conversion processes now (a spawned process takes a second or more to import
+    its modules), so that the first large request does not wait for them; the futures of the
+    warming tasks (done once a process has imported what it needs)."""
+    pool = _conversion_processes()
+    if pool is None:
+        return []
+    # One task each (processes are spawned as tasks wait), importing what a conversion imports.
+    return [pool.submit(_ready) for _ in range(CONVERSION_WORKERS)]
+
+
+def _ready() -> bool:
+    """A conversion process's first task: unpickling it imports this module (and so the codec)."""
+    return True
+
+
+def _drop_conversion_processes(pool: Executor) -> None:
+    global _PROCESSES
+    log.warning("a conversion process died; starting new ones")
+    if _PROCESSES is pool:
+        _PROCESSES = None
+    pool.shutdown(wait=False)
+
+
+def convert_body(
+    module: str,
+    name: str,
+    body: bytes,
+    lenient: bool,
+    check: Callable[[str, Any], None] | None,
+    when_field: str,
+) -> tuple[str, Any, Any] | None:
+    """In a conversion process: a whole JSON body parsed, checked (`check`) and converted into
+    the message `module.name`: ("ok", the message's bytes, the body's `when_field` value),
+    ("json", message, param) for a JsonFaceError, ("refused", message, (code, reason, param))
+    for a ServiceError; None when the message type cannot be had here (one made at run time):
+    the caller converts it itself."""
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    try:
+        obj = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as err:
+        return "json", f"We could not parse the JSON body of your request: {err}", ""
+    try:
+        if check is not None:
+            check(cls.DESCRIPTOR.full_name, obj)
+        request = from_python(obj, cls(), lenient)
+    except JsonFaceError as err:
+        return "json", err.message, err.param
+    except ServiceError as err:
+        return "refused", err.message, (err.code.value[0], err.reason, err.param)
+    flag = obj.get(when_field) if when_field and isinstance(obj, dict) else None
+    return "ok", request.SerializeToString(), flag
+
+
+def encode_answer(module: str, name: str, data: bytes, response_body: str) -> bytes | None:
+    """In a conversion process: the JSON of an answer (the message `module.name` as `data`);
+    None when the type cannot be had here."""
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    return _encode(cls.FromString(data), response_body)
+
+
 # ---- helpers -------------------------------------------------------------------------------
+def _encode(response: Message, response_body: str) -> bytes:
+    """A unary answer's JSON: the whole message, or its `response_body` field."""
+    if response_body:
+        return orjson.dumps(codec_for(response.DESCRIPTOR).encode(response)[response_body])
+    return to_json(response)
+
+
 async def _stream_error(
     send: Send,
     started: bool,

@@ -28,7 +28,7 @@ MESSAGES = [{"role": "user", "content": "Tell me a very long story."}]
 
 def _new_key(mesh: Mesh, name: str) -> tuple[str, str, str]:
     """(project id, key id, secret) of a new default-project key with a tokens-per-minute limit."""
-    with grpc.insecure_channel(mesh.app_grpc) as channel:
+    with mesh.channel(mesh.app_grpc, identity="operator") as channel:
         metadata = admin_metadata(mesh, channel)
         project_id = default_project_id(channel, metadata)
         reply = auth_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
@@ -63,7 +63,7 @@ def _key_works(mesh: Mesh, secret: str) -> bool:
 
 def _bucket(mesh: Mesh, project_id: str, key_id: str) -> usage_pb2.UsageBucket | None:
     """The key's usage (one deployment, today), once a record has arrived."""
-    with grpc.insecure_channel(mesh.app_grpc) as channel:
+    with mesh.channel(mesh.app_grpc, identity="operator") as channel:
         buckets = (
             usage_pb2_grpc.UsageServiceStub(channel)
             .QueryUsage(

@@ -49,6 +49,7 @@ from typing import Any
 import grpc
 from google.protobuf import field_mask_pb2
 
+from budrt.grpc_server import service_channel
 from tests.support.procs import tree_cpu_seconds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,6 +116,14 @@ def _legacy_servicer() -> type:
     return PerStreamRoutingServicer
 
 
+def _use_local_ca(data_dir: Path, identity: str) -> None:
+    """Mutual TLS as the mesh speaks it: the app and the watchers (as gateways) hold
+    certificates of one local CA in the app's data directory."""
+    from budrt import tls
+
+    tls.configure(tls.LocalCa(data_dir / "tls").material(identity))
+
+
 async def _serve_app(database_url: str, design: str, port_file: Path, data_dir: Path) -> None:
     import app.services.routing as routing
     from app.server import start_app
@@ -122,6 +131,7 @@ async def _serve_app(database_url: str, design: str, port_file: Path, data_dir: 
 
     if design == "per-stream":
         routing.RoutingServicer = _legacy_servicer()  # type: ignore[misc]
+    _use_local_ca(data_dir, "app")
     settings = AppSettings(
         data_dir=data_dir,
         database_url=database_url,
@@ -214,8 +224,7 @@ class Watchers:
 
         self.probe = probe
         self.channels = [
-            grpc.aio.insecure_channel(address)
-            for _ in range((n + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)
+            service_channel(address) for _ in range((n + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)
         ]
         self.stubs = [routing_pb2_grpc.RoutingServiceStub(c) for c in self.channels]
         self.n = n
@@ -295,6 +304,7 @@ async def _measure(database: str, design: str, args: argparse.Namespace) -> Resu
                     raise SystemExit(f"the app did not start; see {log.name}")
                 await asyncio.sleep(0.1)
             address = f"127.0.0.1:{port_file.read_text()}"
+            _use_local_ca(Path(tmp) / "data", "gateway")
             project_id, probe = await _seed_keys(url, args.keys)
             # The app's own idle cost, with the keys loaded and no watcher.
             await asyncio.sleep(args.settle)
@@ -313,7 +323,7 @@ async def _measure(database: str, design: str, args: argparse.Namespace) -> Resu
             idle_cpu = tree_cpu_seconds(proc.pid)[0] - cpu0
             idle_wall = time.perf_counter() - wall0
 
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with service_channel(address) as channel:
                 token = (
                     await user_pb2_grpc.UserServiceStub(channel).Login(
                         user_pb2.LoginRequest(username="admin", password=ADMIN_PASSWORD)
