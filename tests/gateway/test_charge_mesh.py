@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 import httpx
 import openai
 import pytest

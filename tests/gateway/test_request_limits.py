@@ -90,9 +90,8 @@ async def _gateway(
         async with (
             http_server(app) as url,
             httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http,
-            service_channel(
-                f"127.0.0.1:{grpc_server.port}", tls=None
-            ),  # the public face: plaintext as channel,
+            # The gateway's gRPC face is public (API keys), plaintext like its HTTP face.
+            service_channel(f"127.0.0.1:{grpc_server.port}", tls=None) as channel,
         ):
             yield Gateway(http, openai_service_pb2_grpc.OpenAiServiceStub(channel), instant)
     finally:
