@@ -19,6 +19,7 @@ from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
 from gateway.backends import Backend, LocalBackend, RemoteBackend
 from gateway.engines import EnginePool
 from gateway.http_protocol import header_timeout_protocol
+from gateway.openapi import DocumentedService, OpenApiDocument
 from gateway.openai_service import GenerationCaps, OpenAiServicer
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.settings import GatewaySettings
@@ -40,7 +41,8 @@ def build_transcoder(
     body_timeout: float = BODY_TIMEOUT_S,
 ) -> Transcoder:
     """The HTTP application: the OpenAI service in-process, each of the `management` services
-    through its backend, plus liveness/readiness probes (body limits: see `Transcoder`)."""
+    through its backend, plus liveness/readiness probes and `/openapi.json` (body limits: see
+    `Transcoder`)."""
 
     async def healthz(scope: dict[str, Any]) -> tuple[int, bytes]:
         return 200, b'{"status":"ok"}'
@@ -60,9 +62,15 @@ def build_transcoder(
 
     fronted = [FrontedService(OPENAI_SERVICE, LocalBackend(servicer, OPENAI_SERVICE), lenient=True)]
     fronted += [FrontedService(service, backend) for service, backend in management]
+    # The OpenAPI document of every fronted route, built once here; no auth (gateway/openapi.py).
+    openapi = OpenApiDocument(DocumentedService(f.descriptor, f.lenient) for f in fronted)
     return Transcoder(
         fronted,
-        plain_routes={("GET", "/healthz"): healthz, ("GET", "/readyz"): readyz},
+        plain_routes={
+            ("GET", "/healthz"): healthz,
+            ("GET", "/readyz"): readyz,
+            ("GET", "/openapi.json"): openapi.handler,
+        },
         max_body_bytes=max_body_bytes,
         body_timeout=body_timeout,
     )

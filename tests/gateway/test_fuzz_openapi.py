@@ -1,0 +1,444 @@
+"""Fuzzing as a standing check (issue 11): schemathesis generates requests from the gateway's own
+`/openapi.json` (gateway/openapi.py) for every operation, OpenAI routes with a project key and
+management routes with an admin's JWT, in both of its modes (positive: data that fits the
+document; negative: data that does not), and every answer must be
+
+- no server error (`not_a_server_error`: no 5xx; nor, in a stream that started, an error event
+  whose status would be a 5xx), and
+- an error in the route's documented shape (`documented_error_shape`): OpenAI error JSON on the
+  OpenAI routes, google.rpc.Status JSON on the management routes, validated against the
+  document's own error schemas.
+
+Two runs: against an in-process stack (app on SQLite, the instant engine, the real gateway
+`serve()`; a few cases per operation, in the unit suite) and against the session's live mesh (vLLM;
+more cases; `mesh`). Each prints how many cases it ran per operation and in all. Bounds: the
+number of examples per operation and mode (`FUZZ_EXAMPLES` / `FUZZ_MESH_EXAMPLES` environment
+variables), no shrinking, a timeout per request; the seed is printed (`FUZZ_SEED` replays it).
+
+What the document is narrowed to for the run (test-side only; the document stays true): `model`
+fields offer the stack's real model names beside any string (so requests reach an engine), token
+counts of generation requests are capped (so the real engine answers quickly), and project-id path
+parameters offer a project the test itself created beside any string (so requests reach real
+objects without touching the default project the other mesh tests need). The fuzzer connects from
+127.0.0.2, its own client address, so its failed logins trip the per-address login throttle for
+itself only.
+
+Operations left out, with their reasons (printed with the report):
+- the services still answering UNIMPLEMENTED for every RPC (PromptService, PromptExecutionService,
+  RegistryService: nothing of them is built; `test_unbuilt_services_still_answer_501` fails as
+  soon as one is, so it joins the run), and the `prompt` field of POST /v1/responses (a prompt
+  reference needs PromptService: 501; the same test probes it);
+- on the mesh only, CreateDeployment and UpdateDeployment in the test's project: a deployment the
+  fuzzer creates makes the real engine load a fuzzed model source (vLLM then tries the network
+  while holding its load lock, stalling the other mesh tests); they still run with generated
+  project ids there, and fully in process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from requests.adapters import HTTPAdapter
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
+
+from app.component import component as app_component
+from app.server import start_app
+from app.settings import AppSettings
+from gateway.server import serve
+from gateway.settings import GatewaySettings
+from prompt.component import bindings as prompt_bindings
+from prompt.component import component as prompt_component
+from registry.component import bindings as registry_bindings
+from registry.component import component as registry_component
+from tests.app.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, FAST_RECONCILER, HASH_SECRET, JWT_SECRET
+from tests.support.instant_engine import InstantEngine, serve_instant_engine
+from tests.support.mesh import Mesh, free_port
+
+# Services whose every RPC answers UNIMPLEMENTED (their component binds the generated base class).
+UNBUILT_SERVICES = ("PromptService", "PromptExecutionService", "RegistryService")
+# Request fields that need an unbuilt service (answered 501 by design), left out of the run.
+UNBUILT_FIELDS = (("bud.openai.v1.ResponseRequest", "prompt"),)  # prompt references: PromptService
+# The fuzzer's own client address (loopback: 127.0.0.0/8 all reaches this machine).
+FUZZER_ADDRESS = "127.0.0.2"
+REQUEST_TIMEOUT_S = 30.0
+# Generation requests ask for at most this many tokens (positive cases; negative ones may not).
+MAX_TOKENS = 16
+_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+# Status codes a mid-stream error event stands for (gateway/errors.py writes gRPC's number in a
+# Status and OpenAI's `type` in an OpenAI error).
+_SERVER_GRPC_CODES = {2, 4, 12, 13, 14, 15}  # UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS
+_SERVER_OPENAI_TYPES = {"server_error", "not_implemented_error", "service_unavailable_error", "timeout_error"}
+
+
+@dataclass
+class Target:
+    """A running gateway and what the fuzzer sends: a project key, an admin's JWT, the real
+    model names, and a project the test created for the fuzzer."""
+
+    url: str
+    api_key: str
+    token: str
+    models: list[str]
+    project_id: str
+    # (method, path) whose project id stays generated, with the reason (see the module docstring).
+    generated_project_only: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """What a run did: cases per operation, the operations left out and the failures."""
+
+    operations: set[str] = field(default_factory=set)
+    cases: Counter[str] = field(default_factory=Counter)
+    statuses: dict[str, Counter[int]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # one per (operation, kind)
+
+    def summary(self) -> str:
+        lines = [f"fuzzed {sum(self.cases.values())} cases over {len(self.cases)} operations"]
+        lines += [f"  {op}: {n} {dict(sorted(self.statuses[op].items()))}" for op, n in sorted(self.cases.items())]
+        total: Counter[int] = sum(self.statuses.values(), Counter())
+        lines.append(f"  statuses: {dict(sorted(total.items()))}")
+        lines += [f"  left out {op}: {why}" for op, why in sorted(self.skipped.items())]
+        return "\n".join(lines)
+
+
+# ---- the checks ------------------------------------------------------------------------------
+class _Dialect:
+    """The error schema of each operation, from the document itself."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+
+    def error_schema(self, method: str, path: str) -> dict[str, Any]:
+        ref = self.document["paths"][path][method.lower()]["responses"]["default"]["content"]["application/json"][
+            "schema"
+        ]["$ref"]
+        name = ref.rsplit("/", 1)[1]
+        return {**self.document["components"]["schemas"][name], "$defs": {}}
+
+
+def _sse_errors(text: str) -> list[Any]:
+    """The error payloads among a stream's events (`data: {"error": ...}` or a named error event)."""
+    found = []
+    event = ""
+    for line in text.split("\n"):
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data = line[5:].strip()
+            try:
+                payload = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                payload = None
+            if event == "error" or (isinstance(payload, dict) and "error" in payload):
+                found.append(payload)
+            event = ""
+    return found
+
+
+def make_error_shape_check(dialect: _Dialect) -> Any:
+    @schemathesis.check
+    def documented_error_shape(ctx: Any, response: Any, case: Any) -> None:
+        """Every 4xx (and any error) is JSON in the route's dialect; a stream's error event too,
+        and none of them may stand for a server error."""
+        op = case.operation
+        schema = dialect.error_schema(op.method, op.path)
+        status = response.status_code
+        content_type = response.headers.get("content-type", [""])
+        content_type = content_type[0] if isinstance(content_type, list) else content_type
+        if status >= 400:
+            assert content_type.startswith("application/json"), f"{status} answered as {content_type!r}"
+            body = orjson.loads(response.content)
+            try:
+                jsonschema.validate(body, schema)
+            except jsonschema.ValidationError as err:
+                raise AssertionError(f"{status} body not in the route's error shape: {err.message}: {body}") from None
+        elif content_type.startswith("text/event-stream"):
+            for payload in _sse_errors(response.content.decode(errors="replace")):
+                error = payload.get("error") if isinstance(payload, dict) and "error" in payload else None
+                if error is not None:
+                    wrapped = error if "code" in schema["required"] else {"error": error}
+                    jsonschema.validate(wrapped, schema)
+                    server = (error.get("code") in _SERVER_GRPC_CODES) or (error.get("type") in _SERVER_OPENAI_TYPES)
+                else:  # Responses API: a named error event
+                    assert isinstance(payload, dict) and payload.get("type") == "error", payload
+                    server = payload.get("code") in ("internal", None) and "internal" in str(payload)
+                assert not server, f"a server error inside a stream: {payload}"
+
+    return documented_error_shape
+
+
+# ---- the run ---------------------------------------------------------------------------------
+class _FromAddress(HTTPAdapter):
+    """Connects from a given local address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def narrowed(document: dict[str, Any], target: Target) -> dict[str, Any]:
+    """The document as the run uses it (see the module docstring): real model names and the
+    test's project offered beside generated values, token counts capped."""
+    doc = copy.deepcopy(document)
+    for name, message in UNBUILT_FIELDS:
+        del doc["components"]["schemas"][name]["properties"][message]
+    for name, schema in doc["components"]["schemas"].items():
+        props = schema.get("properties", {}) if name.startswith("bud.openai.v1.") else {}
+        if props.get("model", {}).get("type") == "string":
+            props["model"] = {"anyOf": [{"enum": target.models}, {"type": "string"}]}
+        for token_field in _TOKEN_FIELDS:
+            if token_field in props and "type" in props[token_field]:
+                props[token_field] = {**props[token_field], "minimum": 0, "maximum": MAX_TOKENS}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if (method.upper(), path) in target.generated_project_only:
+                continue
+            for param in op["parameters"]:
+                if param["in"] == "path" and param["name"].endswith("project_id"):
+                    param["schema"] = {"anyOf": [{"enum": [target.project_id]}, param["schema"]]}
+    return doc
+
+
+def _order(op: Any) -> tuple[int, str]:
+    # Deletions last (the test's project among them), so the others find their objects.
+    return (1 if op.method.upper() == "DELETE" else 0, op.label)
+
+
+def fuzz(target: Target, examples: int, report: Report) -> Report:
+    """Runs `examples` cases per operation and generation mode; fills `report`."""
+    document = requests.get(f"{target.url}/openapi.json", timeout=30).json()  # no credentials
+    dialect = _Dialect(document)
+    error_shape = make_error_shape_check(dialect)
+    schema = schemathesis.openapi.from_dict(narrowed(document, target))
+    schema.validate()
+    session = requests.Session()
+    session.mount("http://", _FromAddress(FUZZER_ADDRESS))
+    run_seed = int(os.environ.get("FUZZ_SEED") or random.randrange(2**32))
+    print(f"fuzz seed {run_seed} (FUZZ_SEED={run_seed} replays it)")
+    operations = sorted((result.ok() for result in schema.get_all_operations()), key=_order)
+    report.operations = {op.label for op in operations}
+    for op in operations:
+        tag = document["paths"][op.path][op.method.lower()]["tags"][0]
+        if tag in UNBUILT_SERVICES:
+            report.skipped[op.label] = f"{tag} answers UNIMPLEMENTED for every RPC (not built)"
+            continue
+        openai = tag == "OpenAiService"
+        secured = document["paths"][op.path][op.method.lower()]["security"]
+        headers = {} if not secured else {"authorization": f"Bearer {target.api_key if openai else target.token}"}
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            _fuzz_operation(op, mode, headers, target.url, session, examples, run_seed, [not_a_server_error, error_shape], report)
+    return report
+
+
+def _fuzz_operation(
+    op: Any,
+    mode: GenerationMode,
+    headers: dict[str, str],
+    url: str,
+    session: requests.Session,
+    examples: int,
+    run_seed: int,
+    checks: list[Any],
+    report: Report,
+) -> None:
+    """`examples` cases of one operation in one generation mode; failures go to `report`."""
+
+    @seed(run_seed)
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: bounded time
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=op.as_strategy(generation_mode=mode))
+    def one(case: Any) -> None:
+        try:
+            response = case.call(base_url=url, session=session, headers=headers, timeout=REQUEST_TIMEOUT_S)
+        except requests.RequestException as err:  # a request the client cannot send, or a timeout
+            report.failures.setdefault(f"{op.label} transport", f"{type(err).__name__}: {err}")
+            return
+        report.cases[op.label] += 1
+        report.statuses.setdefault(op.label, Counter())[response.status_code] += 1
+        try:
+            case.validate_response(response, checks=checks)
+        except (AssertionError, Exception, BaseExceptionGroup) as err:  # collected and reported
+            request = case.as_curl_command(headers=headers)
+            report.failures.setdefault(
+                f"{op.label} {response.status_code}",
+                f"{type(err).__name__}: {str(err)[:1500]}\n  request: {request[:3000]}\n  answer: {response.text[:500]}",
+            )
+
+    one()
+
+
+def assert_clean(report: Report) -> None:
+    print(report.summary())
+    assert not report.failures, "\n\n".join(f"{k}:\n{v}" for k, v in sorted(report.failures.items()))
+
+
+# ---- the in-process stack --------------------------------------------------------------------
+async def _serve_stack(tmp: Path, started: Future[tuple[str, str]], stopping: threading.Event) -> None:
+    engine = await serve_instant_engine("127.0.0.1:0", InstantEngine())
+    app_settings = AppSettings(
+        data_dir=tmp / "app",
+        database_url=f"sqlite:///{tmp / 'bud.db'}",
+        app_address="127.0.0.1:0",
+        engine_address=f"127.0.0.1:{engine.port}",
+        key_hash_secret=HASH_SECRET,
+        jwt_secret=JWT_SECRET,
+        admin_username=ADMIN_USERNAME,
+        admin_password=ADMIN_PASSWORD,
+    )
+    app = await start_app(app_settings, [*prompt_bindings(), *registry_bindings()], reconciler_options=FAST_RECONCILER)
+    port = free_port()
+    gateway_settings = GatewaySettings(
+        data_dir=tmp / "gateway",
+        gateway_http_port=port,
+        gateway_grpc_address="127.0.0.1:0",
+        app_address=app.address,
+        engine_address=app_settings.engine_address,
+        key_hash_secret=HASH_SECRET,
+    )
+    services = [*app_component.rest_services, *prompt_component.rest_services, *registry_component.rest_services]
+    stop = asyncio.Event()
+    gateway = asyncio.create_task(serve(gateway_settings, stop, None, [(s, app.address) for s in services]))
+    assert app.bootstrapped is not None
+    started.set_result((f"http://127.0.0.1:{port}", app.bootstrapped.secret))
+    await asyncio.to_thread(stopping.wait)
+    stop.set()
+    await gateway
+    await app.stop(grace=0)
+    await engine.stop(0)
+
+
+@contextlib.contextmanager
+def in_process_stack(tmp: Path) -> Iterator[tuple[str, str]]:
+    """App (SQLite, bootstrapped) + instant engine + the gateway's `serve()`, on an event loop of
+    their own (schemathesis calls are blocking); yields the HTTP URL and the bootstrap key."""
+    started: Future[tuple[str, str]] = Future()
+    stopping = threading.Event()
+    thread = threading.Thread(target=lambda: asyncio.run(_serve_stack(tmp, started, stopping)), daemon=True)
+    thread.start()
+    try:
+        yield started.result(timeout=60)
+    finally:
+        stopping.set()
+        thread.join(timeout=30)
+
+
+def prepare(url: str, api_key: str, password: str, examples_note: str = "") -> Target:
+    """Waits for the gateway to route both default models, logs in the admin and creates the
+    fuzzer's project."""
+    deadline = time.monotonic() + 120
+    state = "not listening"
+    while True:
+        with contextlib.suppress(requests.ConnectionError):  # still starting
+            ready = requests.get(f"{url}/readyz", timeout=10)
+            if ready.status_code == 200 and ready.json()["deployments_ready"] >= 2:
+                break
+            state = ready.text
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+    models = requests.get(f"{url}/v1/models", headers={"authorization": f"Bearer {api_key}"}, timeout=30)
+    assert models.status_code == 200, models.text
+    login = requests.post(f"{url}/v1/auth/login", json={"username": "admin", "password": password}, timeout=30)
+    assert login.status_code == 200, login.text
+    token = login.json()["access_token"]
+    project = requests.post(
+        f"{url}/v1/projects",
+        json={"name": f"fuzz-{random.randrange(10**9)}"},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert project.status_code == 200, project.text
+    return Target(url, api_key, token, [m["id"] for m in models.json()["data"]], project.json()["project"]["id"])
+
+
+def cleanup(target: Target) -> None:
+    """Deletes the fuzzer's project (and whatever the run created in it), if it still exists."""
+    requests.delete(
+        f"{target.url}/v1/projects/{target.project_id}?force=true",
+        headers={"authorization": f"Bearer {target.token}"},
+        timeout=60,
+    )
+
+
+# ---- the tests -------------------------------------------------------------------------------
+def test_fuzz_in_process_stack(tmp_path: Path) -> None:
+    """A few cases per operation and mode against the in-process stack."""
+    examples = int(os.environ.get("FUZZ_EXAMPLES", "4"))
+    with in_process_stack(tmp_path) as (url, api_key):
+        target = prepare(url, api_key, ADMIN_PASSWORD)
+        report = fuzz(target, examples, Report())
+        cleanup(target)
+    assert_clean(report)
+    assert set(report.cases) | set(report.skipped) == report.operations  # every operation ran or is excused
+
+
+def test_unbuilt_services_still_answer_501(tmp_path: Path) -> None:
+    """The services the fuzz leaves out still answer UNIMPLEMENTED (501, Status JSON) for a call
+    of theirs: when one is built this fails, and it must join the fuzzing (UNBUILT_SERVICES)."""
+    with in_process_stack(tmp_path) as (url, api_key):
+        target = prepare(url, api_key, ADMIN_PASSWORD)
+        auth = {"authorization": f"Bearer {target.token}"}
+        probes = {
+            "PromptService": f"/v1/projects/{target.project_id}/prompts",
+            "RegistryService": "/v1/registry/models",
+        }
+        for service, path in probes.items():
+            r = requests.get(f"{url}{path}", headers=auth, timeout=30)
+            assert r.status_code == 501 and r.json()["code"] == 12, f"{service} is built now: fuzz it ({r.text})"
+        r = requests.post(f"{url}/v1/projects/{target.project_id}/prompts/p:execute", json={}, headers=auth, timeout=30)
+        assert r.status_code == 501, f"PromptExecutionService is built now: fuzz it ({r.text})"
+        r = requests.post(
+            f"{url}/v1/responses",
+            json={"model": target.models[0], "input": "hi", "prompt": {"id": "p"}},
+            headers={"authorization": f"Bearer {api_key}"},
+            timeout=30,
+        )
+        assert r.status_code == 501, f"prompt references work now: fuzz them (UNBUILT_FIELDS; {r.text})"
+
+
+@pytest.mark.mesh
+def test_fuzz_live_mesh(mesh: Mesh) -> None:
+    """More cases per operation and mode against the session's mesh (vLLM), within a few
+    minutes on two cores."""
+    examples = int(os.environ.get("FUZZ_MESH_EXAMPLES", "10"))
+    target = prepare(mesh.http_url, mesh.api_key, mesh.admin_password)
+    reason = "a created deployment makes vLLM load a fuzzed model source (see the module docstring)"
+    target.generated_project_only = {
+        ("POST", "/v1/projects/{project_id}/deployments"): reason,
+        ("PATCH", "/v1/projects/{deployment_project_id}/deployments/{deployment_id}"): reason,
+    }
+    report = Report()
+    report.skipped.update({f"{m} {p} (the test's project)": why for (m, p), why in target.generated_project_only.items()})
+    try:
+        fuzz(target, examples, report)
+    finally:
+        cleanup(target)
+    assert_clean(report)
