@@ -166,10 +166,8 @@ class _Schemas:
         members: dict[str, dict[str, Any]] = {}
         for oneof in inline_oneofs:
             kinds = [self.field(fd, strict) for fd in oneof.fields]
-            schema: dict[str, Any] = {"anyOf": kinds}
-            if oneof.GetOptions().Extensions[json_pb2.oneof_json].null_if_unset:
-                schema["anyOf"] = [*kinds, {"type": "null"}]
-            members[oneof.name] = schema
+            # null: read as unset, and written for an unset `null_if_unset` oneof.
+            members[oneof.name] = {"anyOf": [*kinds, {"type": "null"}]}
         for fd in descriptor.fields:
             if fd.name not in inlined:
                 members[fd.name] = self.field(fd, strict)
@@ -190,7 +188,9 @@ class _Schemas:
         if fd.is_repeated:
             return {"type": "array", "items": self.single(fd, strict, opts.raw)}
         schema = self.single(fd, strict, opts.raw)
-        if opts.null_if_unset:  # written as null when unset (json_face), so answers carry null
+        # null: written for an unset `null_if_unset` field, and read as unset for any field with
+        # presence (OpenAI clients send `"temperature": null`).
+        if opts.null_if_unset or fd.has_presence:
             return {"anyOf": [schema, {"type": "null"}]}
         return schema
 
@@ -216,7 +216,11 @@ class _Schemas:
 
 
 def _query_parameters(
-    descriptor: Descriptor, bound: set[str], schemas: _Schemas, prefix: str = "", seen: frozenset[str] = frozenset()
+    descriptor: Descriptor,
+    bound: set[str],
+    schemas: _Schemas,
+    prefix: str = "",
+    seen: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """Query parameters of a message's leaf fields not bound elsewhere (dotted names), as the
     transcoder reads them (`_set_path`): scalars, enums, wrappers and the string-form
@@ -251,7 +255,9 @@ def _query_parameters(
     return params
 
 
-def _path_parameter(descriptor: Descriptor, dotted: str, multi_segment: bool, schemas: _Schemas) -> dict[str, Any]:
+def _path_parameter(
+    descriptor: Descriptor, dotted: str, multi_segment: bool, schemas: _Schemas
+) -> dict[str, Any]:
     target = descriptor
     fd: FieldDescriptor | None = None
     for part in dotted.split("."):
@@ -273,7 +279,9 @@ def _path_parameter(descriptor: Descriptor, dotted: str, multi_segment: bool, sc
     }
 
 
-def _operation(route: Route, service: DocumentedService, schemas: _Schemas, operation_id: str) -> dict[str, Any]:
+def _operation(
+    route: Route, service: DocumentedService, schemas: _Schemas, operation_id: str
+) -> dict[str, Any]:
     strict = not service.openai_dialect
     request = route.method.input_type
     bound = {v.field_path for v in route.variables}
@@ -319,7 +327,11 @@ def _operation(route: Route, service: DocumentedService, schemas: _Schemas, oper
     stream_method = route.method if route.server_streaming else (route.sse.method if route.sse else None)
     if stream_method is not None:
         event = schemas.message(stream_method.output_type, strict)
-        when = f" (when the body's `{route.sse.when_field}` is true)" if route.sse and route.sse.when_field else ""
+        when = (
+            f" (when the body's `{route.sse.when_field}` is true)"
+            if route.sse and route.sse.when_field
+            else ""
+        )
         content["text/event-stream"] = {
             "schema": {
                 "type": "string",

@@ -19,8 +19,8 @@ from budrt.grpc_server import GrpcServer, ServiceBinding, insecure_channel
 from gateway.backends import Backend, LocalBackend, RemoteBackend
 from gateway.engines import EnginePool
 from gateway.http_protocol import header_timeout_protocol
-from gateway.openapi import DocumentedService, OpenApiDocument
 from gateway.openai_service import GenerationCaps, OpenAiServicer
+from gateway.openapi import DocumentedService, OpenApiDocument
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables, RoutingWatcher

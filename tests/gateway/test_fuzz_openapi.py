@@ -15,11 +15,12 @@ more cases; `mesh`). Each prints how many cases it ran per operation and in all.
 number of examples per operation and mode (`FUZZ_EXAMPLES` / `FUZZ_MESH_EXAMPLES` environment
 variables), no shrinking, a timeout per request; the seed is printed (`FUZZ_SEED` replays it).
 
-What the document is narrowed to for the run (test-side only; the document stays true): `model`
-fields offer the stack's real model names beside any string (so requests reach an engine), token
-counts of generation requests are capped (so the real engine answers quickly), and project-id path
-parameters offer a project the test itself created beside any string (so requests reach real
-objects without touching the default project the other mesh tests need). The fuzzer connects from
+What the document is narrowed to for the run (test-side only; the document stays true), so that
+positive cases reach engines and real objects: `model` fields take the stack's real model names,
+generation requests carry their model and input (chat messages a role and content), token counts
+are capped (so the real engine answers quickly), and project-id path parameters take a project
+the test itself created (never the default project the other mesh tests need). Negative cases
+violate these as well: unknown models and projects, missing fields. The fuzzer connects from
 127.0.0.2, its own client address, so its failed logins trip the per-address login throttle for
 itself only.
 
@@ -58,17 +59,20 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from requests.adapters import HTTPAdapter
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from app.component import component as app_component
 from app.server import start_app
 from app.settings import AppSettings
-from gateway.server import serve
+from gateway.openapi import DocumentedService, build_document
+from gateway.server import OPENAI_SERVICE, serve
 from gateway.settings import GatewaySettings
 from prompt.component import bindings as prompt_bindings
 from prompt.component import component as prompt_component
 from registry.component import bindings as registry_bindings
 from registry.component import component as registry_component
 from tests.app.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, FAST_RECONCILER, HASH_SECRET, JWT_SECRET
+from tests.gateway.conftest import http_server
 from tests.support.instant_engine import InstantEngine, serve_instant_engine
 from tests.support.mesh import Mesh, free_port
 
@@ -76,16 +80,48 @@ from tests.support.mesh import Mesh, free_port
 UNBUILT_SERVICES = ("PromptService", "PromptExecutionService", "RegistryService")
 # Request fields that need an unbuilt service (answered 501 by design), left out of the run.
 UNBUILT_FIELDS = (("bud.openai.v1.ResponseRequest", "prompt"),)  # prompt references: PromptService
+# What positive generation requests carry (OpenAI's own document requires them too).
+_REQUIRED = {
+    "bud.openai.v1.ChatCompletionRequest": ("model", "messages"),
+    "bud.openai.v1.CompletionRequest": ("model", "prompt"),
+    "bud.openai.v1.EmbeddingRequest": ("model", "input"),
+    "bud.openai.v1.ResponseRequest": ("model", "input"),
+    "bud.openai.v1.ChatMessage": ("role", "content"),
+}
 # The fuzzer's own client address (loopback: 127.0.0.0/8 all reaches this machine).
 FUZZER_ADDRESS = "127.0.0.2"
 REQUEST_TIMEOUT_S = 30.0
+# schemathesis's checks run on every answer: no 5xx, and answers as documented (content type,
+# and the body's schema: the document must describe what the gateway really answers).
+CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
 # Generation requests ask for at most this many tokens (positive cases; negative ones may not).
 MAX_TOKENS = 16
 _TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 # Status codes a mid-stream error event stands for (gateway/errors.py writes gRPC's number in a
 # Status and OpenAI's `type` in an OpenAI error).
-_SERVER_GRPC_CODES = {2, 4, 12, 13, 14, 15}  # UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS
+_SERVER_GRPC_CODES = {
+    2,
+    4,
+    12,
+    13,
+    14,
+    15,
+}  # UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS
 _SERVER_OPENAI_TYPES = {"server_error", "not_implemented_error", "service_unavailable_error", "timeout_error"}
+
+
+# The Responses API's `event: error` payload (gateway/errors.py, OpenAiErrors.stream_frame).
+_NAMED_ERROR_EVENT = {
+    "type": "object",
+    "required": ["type", "code", "message", "param", "sequence_number"],
+    "properties": {
+        "type": {"const": "error"},
+        "code": {"type": ["string", "null"]},
+        "message": {"type": "string"},
+        "param": {"type": ["string", "null"]},
+        "sequence_number": {"type": "integer"},
+    },
+}
 
 
 @dataclass
@@ -114,7 +150,9 @@ class Report:
 
     def summary(self) -> str:
         lines = [f"fuzzed {sum(self.cases.values())} cases over {len(self.cases)} operations"]
-        lines += [f"  {op}: {n} {dict(sorted(self.statuses[op].items()))}" for op, n in sorted(self.cases.items())]
+        lines += [
+            f"  {op}: {n} {dict(sorted(self.statuses[op].items()))}" for op, n in sorted(self.cases.items())
+        ]
         total: Counter[int] = sum(self.statuses.values(), Counter())
         lines.append(f"  statuses: {dict(sorted(total.items()))}")
         lines += [f"  left out {op}: {why}" for op, why in sorted(self.skipped.items())]
@@ -129,9 +167,9 @@ class _Dialect:
         self.document = document
 
     def error_schema(self, method: str, path: str) -> dict[str, Any]:
-        ref = self.document["paths"][path][method.lower()]["responses"]["default"]["content"]["application/json"][
-            "schema"
-        ]["$ref"]
+        ref = self.document["paths"][path][method.lower()]["responses"]["default"]["content"][
+            "application/json"
+        ]["schema"]["$ref"]
         name = ref.rsplit("/", 1)[1]
         return {**self.document["components"]["schemas"][name], "$defs": {}}
 
@@ -171,17 +209,22 @@ def make_error_shape_check(dialect: _Dialect) -> Any:
             try:
                 jsonschema.validate(body, schema)
             except jsonschema.ValidationError as err:
-                raise AssertionError(f"{status} body not in the route's error shape: {err.message}: {body}") from None
+                raise AssertionError(
+                    f"{status} body not in the route's error shape: {err.message}: {body}"
+                ) from None
         elif content_type.startswith("text/event-stream"):
             for payload in _sse_errors(response.content.decode(errors="replace")):
                 error = payload.get("error") if isinstance(payload, dict) and "error" in payload else None
                 if error is not None:
                     wrapped = error if "code" in schema["required"] else {"error": error}
                     jsonschema.validate(wrapped, schema)
-                    server = (error.get("code") in _SERVER_GRPC_CODES) or (error.get("type") in _SERVER_OPENAI_TYPES)
-                else:  # Responses API: a named error event
-                    assert isinstance(payload, dict) and payload.get("type") == "error", payload
-                    server = payload.get("code") in ("internal", None) and "internal" in str(payload)
+                    server = (error.get("code") in _SERVER_GRPC_CODES) or (
+                        error.get("type") in _SERVER_OPENAI_TYPES
+                    )
+                else:  # Responses API: a named error event (gateway/errors.py), no status in it
+                    jsonschema.validate(payload, _NAMED_ERROR_EVENT)
+                    # What the transcoder writes for an unexpected exception (a 500's body).
+                    server = payload["message"] == "internal error"
                 assert not server, f"a server error inside a stream: {payload}"
 
     return documented_error_shape
@@ -201,25 +244,33 @@ class _FromAddress(HTTPAdapter):
 
 
 def narrowed(document: dict[str, Any], target: Target) -> dict[str, Any]:
-    """The document as the run uses it (see the module docstring): real model names and the
-    test's project offered beside generated values, token counts capped."""
+    """The document as the run uses it (see the module docstring): positive cases use the real
+    model names and the test's project and carry what a generation request needs, with capped
+    token counts; negative cases violate exactly these (unknown models and projects, missing
+    fields) besides everything else."""
     doc = copy.deepcopy(document)
+    schemas = doc["components"]["schemas"]
     for name, message in UNBUILT_FIELDS:
-        del doc["components"]["schemas"][name]["properties"][message]
-    for name, schema in doc["components"]["schemas"].items():
+        del schemas[name]["properties"][message]
+    for name, needed in _REQUIRED.items():
+        schemas[name]["required"] = list(needed)
+    schemas["bud.openai.v1.ChatMessage"]["properties"]["role"] = {
+        "enum": ["system", "developer", "user", "assistant"]
+    }
+    for name, schema in schemas.items():
         props = schema.get("properties", {}) if name.startswith("bud.openai.v1.") else {}
         if props.get("model", {}).get("type") == "string":
-            props["model"] = {"anyOf": [{"enum": target.models}, {"type": "string"}]}
+            props["model"] = {"enum": target.models}
         for token_field in _TOKEN_FIELDS:
-            if token_field in props and "type" in props[token_field]:
-                props[token_field] = {**props[token_field], "minimum": 0, "maximum": MAX_TOKENS}
+            if token_field in props and name.endswith("Request"):
+                props[token_field] = {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS}
     for path, item in doc["paths"].items():
         for method, op in item.items():
             if (method.upper(), path) in target.generated_project_only:
                 continue
             for param in op["parameters"]:
                 if param["in"] == "path" and param["name"].endswith("project_id"):
-                    param["schema"] = {"anyOf": [{"enum": [target.project_id]}, param["schema"]]}
+                    param["schema"] = {"enum": [target.project_id]}
     return doc
 
 
@@ -248,9 +299,13 @@ def fuzz(target: Target, examples: int, report: Report) -> Report:
             continue
         openai = tag == "OpenAiService"
         secured = document["paths"][op.path][op.method.lower()]["security"]
-        headers = {} if not secured else {"authorization": f"Bearer {target.api_key if openai else target.token}"}
+        headers = (
+            {} if not secured else {"authorization": f"Bearer {target.api_key if openai else target.token}"}
+        )
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            _fuzz_operation(op, mode, headers, target.url, session, examples, run_seed, [not_a_server_error, error_shape], report)
+            _fuzz_operation(
+                op, mode, headers, target.url, session, examples, run_seed, CHECKS + [error_shape], report
+            )
     return report
 
 
@@ -314,7 +369,9 @@ async def _serve_stack(tmp: Path, started: Future[tuple[str, str]], stopping: th
         admin_username=ADMIN_USERNAME,
         admin_password=ADMIN_PASSWORD,
     )
-    app = await start_app(app_settings, [*prompt_bindings(), *registry_bindings()], reconciler_options=FAST_RECONCILER)
+    app = await start_app(
+        app_settings, [*prompt_bindings(), *registry_bindings()], reconciler_options=FAST_RECONCILER
+    )
     port = free_port()
     gateway_settings = GatewaySettings(
         data_dir=tmp / "gateway",
@@ -324,7 +381,11 @@ async def _serve_stack(tmp: Path, started: Future[tuple[str, str]], stopping: th
         engine_address=app_settings.engine_address,
         key_hash_secret=HASH_SECRET,
     )
-    services = [*app_component.rest_services, *prompt_component.rest_services, *registry_component.rest_services]
+    services = [
+        *app_component.rest_services,
+        *prompt_component.rest_services,
+        *registry_component.rest_services,
+    ]
     stop = asyncio.Event()
     gateway = asyncio.create_task(serve(gateway_settings, stop, None, [(s, app.address) for s in services]))
     assert app.bootstrapped is not None
@@ -366,7 +427,9 @@ def prepare(url: str, api_key: str, password: str, examples_note: str = "") -> T
         time.sleep(0.2)
     models = requests.get(f"{url}/v1/models", headers={"authorization": f"Bearer {api_key}"}, timeout=30)
     assert models.status_code == 200, models.text
-    login = requests.post(f"{url}/v1/auth/login", json={"username": "admin", "password": password}, timeout=30)
+    login = requests.post(
+        f"{url}/v1/auth/login", json={"username": "admin", "password": password}, timeout=30
+    )
     assert login.status_code == 200, login.text
     token = login.json()["access_token"]
     project = requests.post(
@@ -376,7 +439,9 @@ def prepare(url: str, api_key: str, password: str, examples_note: str = "") -> T
         timeout=30,
     )
     assert project.status_code == 200, project.text
-    return Target(url, api_key, token, [m["id"] for m in models.json()["data"]], project.json()["project"]["id"])
+    return Target(
+        url, api_key, token, [m["id"] for m in models.json()["data"]], project.json()["project"]["id"]
+    )
 
 
 def cleanup(target: Target) -> None:
@@ -389,6 +454,7 @@ def cleanup(target: Target) -> None:
 
 
 # ---- the tests -------------------------------------------------------------------------------
+@pytest.mark.integration  # half a minute on two cores: `make test`, not the fast unit run
 def test_fuzz_in_process_stack(tmp_path: Path) -> None:
     """A few cases per operation and mode against the in-process stack."""
     examples = int(os.environ.get("FUZZ_EXAMPLES", "4"))
@@ -412,8 +478,12 @@ def test_unbuilt_services_still_answer_501(tmp_path: Path) -> None:
         }
         for service, path in probes.items():
             r = requests.get(f"{url}{path}", headers=auth, timeout=30)
-            assert r.status_code == 501 and r.json()["code"] == 12, f"{service} is built now: fuzz it ({r.text})"
-        r = requests.post(f"{url}/v1/projects/{target.project_id}/prompts/p:execute", json={}, headers=auth, timeout=30)
+            assert r.status_code == 501 and r.json()["code"] == 12, (
+                f"{service} is built now: fuzz it ({r.text})"
+            )
+        r = requests.post(
+            f"{url}/v1/projects/{target.project_id}/prompts/p:execute", json={}, headers=auth, timeout=30
+        )
         assert r.status_code == 501, f"PromptExecutionService is built now: fuzz it ({r.text})"
         r = requests.post(
             f"{url}/v1/responses",
@@ -436,9 +506,65 @@ def test_fuzz_live_mesh(mesh: Mesh) -> None:
         ("PATCH", "/v1/projects/{deployment_project_id}/deployments/{deployment_id}"): reason,
     }
     report = Report()
-    report.skipped.update({f"{m} {p} (the test's project)": why for (m, p), why in target.generated_project_only.items()})
+    report.skipped.update(
+        {f"{m} {p} (the test's project)": why for (m, p), why in target.generated_project_only.items()}
+    )
     try:
         fuzz(target, examples, report)
     finally:
         cleanup(target)
     assert_clean(report)
+
+
+@contextlib.contextmanager
+def _served_in_thread(app: Any) -> Iterator[str]:
+    """An ASGI app on uvicorn, on an event loop of its own; yields its URL."""
+    started: Future[str] = Future()
+    stopping = threading.Event()
+
+    async def run() -> None:
+        async with http_server(app) as url:
+            started.set_result(url)
+            await asyncio.to_thread(stopping.wait)
+
+    thread = threading.Thread(target=lambda: asyncio.run(run()), daemon=True)
+    thread.start()
+    try:
+        yield started.result(timeout=30)
+    finally:
+        stopping.set()
+        thread.join(timeout=30)
+
+
+def test_the_checks_catch_a_5xx_and_an_error_in_the_wrong_dialect() -> None:
+    """The run's checks bite: against a server documenting the OpenAI routes that answers
+    /v1/models with a Status body (the management dialect) and everything else with a 500."""
+    document = orjson.dumps(build_document([DocumentedService(OPENAI_SERVICE, True)]))
+
+    async def broken(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/openapi.json":
+            status, body = 200, document
+        elif path == "/v1/models":
+            status, body = 400, b'{"code": 3, "message": "bad", "details": []}'
+        else:
+            status, body = (
+                500,
+                b'{"error": {"message": "boom", "type": "server_error", "param": null, "code": null}}',
+            )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    with _served_in_thread(broken) as url:
+        report = fuzz(Target(url, "key", "token", ["m"], "p"), 1, Report())
+    failures = "\n".join(report.failures)
+    assert "GET /v1/models 400" in failures  # the wrong dialect
+    assert "POST /v1/chat/completions 500" in failures  # a server error
