@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor, ServiceDescriptor
 
 from bud.api.v1 import json_pb2
 from gateway.http_rules import Route, routes_for_service
+from gateway.transcoder import _framing
 
 _FD = FieldDescriptor
 OPENAPI_VERSION = "3.1.0"
@@ -33,6 +34,7 @@ _VARIABLE = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 PUBLIC_METHODS = frozenset({"bud.auth.v1.UserService.Login"})
 OPENAI_ERROR_SCHEMA = "OpenAIError"
 STATUS_ERROR_SCHEMA = "google.rpc.Status"
+OPENAI_STREAM_ERROR_SCHEMA = "OpenAIStreamError"
 # A client's request id (gateway: replaced by a generated one when too long or odd).
 REQUEST_ID_HEADER = {
     "name": "X-Request-Id",
@@ -92,6 +94,18 @@ _ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
                     "code": {"type": ["string", "null"]},
                 },
             }
+        },
+    },
+    OPENAI_STREAM_ERROR_SCHEMA: {
+        "type": "object",
+        "description": "The Responses API's `error` event.",
+        "required": ["type", "code", "message", "param", "sequence_number"],
+        "properties": {
+            "type": {"const": "error"},
+            "code": {"type": ["string", "null"]},
+            "message": {"type": "string"},
+            "param": {"type": ["string", "null"]},
+            "sequence_number": {"type": "integer"},
         },
     },
     STATUS_ERROR_SCHEMA: {
@@ -279,6 +293,35 @@ def _path_parameter(
     }
 
 
+def _event_stream(
+    route: Route, method: MethodDescriptor, service: DocumentedService, schemas: _Schemas
+) -> dict[str, Any]:
+    """An SSE answer, its `schema` describing one event (what OpenAPI 3.2 calls `itemSchema`; 3.1
+    tools such as schemathesis read an event stream's `schema` so): `event` (named events) and
+    `data`, the JSON of one streamed message, an error in the route's dialect, or the closing
+    `done_data`."""
+    done_data, event_field = _framing(route, method)
+    if service.openai_dialect:
+        error = _ref(OPENAI_STREAM_ERROR_SCHEMA if event_field else OPENAI_ERROR_SCHEMA)
+    else:
+        error = {"type": "object", "required": ["error"], "properties": {"error": _ref(STATUS_ERROR_SCHEMA)}}
+    json_data = {
+        "contentMediaType": "application/json",
+        "contentSchema": {"anyOf": [schemas.message(method.output_type, not service.openai_dialect), error]},
+    }
+    data: dict[str, Any] = {"type": "string", "anyOf": [json_data]}
+    if done_data:
+        data["anyOf"] = [{"const": done_data}, json_data]
+    when = f" when the body's `{route.sse.when_field}` is true" if route.sse and route.sse.when_field else ""
+    event = {
+        "type": "object",
+        "description": f"One server-sent event{when}; an error after the stream started is its last event.",
+        "required": ["data"],
+        "properties": {"data": data, **({"event": {"type": "string"}} if event_field else {})},
+    }
+    return {"schema": event}
+
+
 def _operation(
     route: Route, service: DocumentedService, schemas: _Schemas, operation_id: str
 ) -> dict[str, Any]:
@@ -326,20 +369,7 @@ def _operation(
         content["application/json"] = {"schema": answer}
     stream_method = route.method if route.server_streaming else (route.sse.method if route.sse else None)
     if stream_method is not None:
-        event = schemas.message(stream_method.output_type, strict)
-        when = (
-            f" (when the body's `{route.sse.when_field}` is true)"
-            if route.sse and route.sse.when_field
-            else ""
-        )
-        content["text/event-stream"] = {
-            "schema": {
-                "type": "string",
-                "description": f"Server-sent events{when}: one `data:` line of JSON per event "
-                "(x-event-schema), an error as a last event in the error dialect.",
-            },
-            "x-event-schema": event,
-        }
+        content["text/event-stream"] = _event_stream(route, stream_method, service, schemas)
     error = _ref(OPENAI_ERROR_SCHEMA if service.openai_dialect else STATUS_ERROR_SCHEMA)
     op["responses"] = {
         "200": {"description": "OK", "content": content},
