@@ -81,16 +81,17 @@ UNBUILT_SERVICES = ("PromptService", "PromptExecutionService", "RegistryService"
 # Request fields that need an unbuilt service (answered 501 by design), left out of the run.
 UNBUILT_FIELDS = (("bud.openai.v1.ResponseRequest", "prompt"),)  # prompt references: PromptService
 # What positive generation requests carry (OpenAI's own document requires them too).
+# A token cap too: the real engine generates up to the context's end without one.
 _REQUIRED = {
-    "bud.openai.v1.ChatCompletionRequest": ("model", "messages"),
-    "bud.openai.v1.CompletionRequest": ("model", "prompt"),
+    "bud.openai.v1.ChatCompletionRequest": ("model", "messages", "max_tokens"),
+    "bud.openai.v1.CompletionRequest": ("model", "prompt", "max_tokens"),
     "bud.openai.v1.EmbeddingRequest": ("model", "input"),
-    "bud.openai.v1.ResponseRequest": ("model", "input"),
+    "bud.openai.v1.ResponseRequest": ("model", "input", "max_output_tokens"),
     "bud.openai.v1.ChatMessage": ("role", "content"),
 }
 # The fuzzer's own client address (loopback: 127.0.0.0/8 all reaches this machine).
 FUZZER_ADDRESS = "127.0.0.2"
-REQUEST_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 60.0  # a slower answer is reported (a negative case may ask for many tokens)
 # schemathesis's checks run on every answer: no 5xx, and answers as documented (content type,
 # and the body's schema: the document must describe what the gateway really answers).
 CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]

@@ -125,6 +125,24 @@ def test_specific_routes(document: dict[str, Any]) -> None:
     assert schemas["bud.app.v1.Project"]["additionalProperties"] is False
 
 
+def test_streams_are_described_per_event(document: dict[str, Any]) -> None:
+    chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
+    assert set(chat) == {"application/json", "text/event-stream"}  # `stream` picks one
+    data = chat["text/event-stream"]["schema"]["properties"]["data"]
+    done, json_data = data["anyOf"]
+    assert done == {"const": "[DONE]"}
+    assert json_data["contentSchema"]["anyOf"] == [
+        {"$ref": "#/components/schemas/bud.openai.v1.ChatCompletionChunk"},
+        {"$ref": f"#/components/schemas/{OPENAI_ERROR_SCHEMA}"},
+    ]
+    # The Responses API names its events; its error event has a shape of its own.
+    responses = document["paths"]["/v1/responses"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    assert "event" in responses["schema"]["properties"]
+    assert responses["schema"]["properties"]["data"]["anyOf"][0]["contentSchema"]["anyOf"][1] == {
+        "$ref": "#/components/schemas/OpenAIStreamError"
+    }
+
+
 def test_the_document_is_valid_openapi_and_a_broken_one_is_not(document: dict[str, Any]) -> None:
     schema = schemathesis.openapi.from_dict(document)
     schema.validate()
