@@ -179,7 +179,7 @@ class _Schemas:
         inlined = {fd.name for o in inline_oneofs for fd in o.fields}
         members: dict[str, dict[str, Any]] = {}
         for oneof in inline_oneofs:
-            kinds = [self.field(fd, strict) for fd in oneof.fields]
+            kinds = [self.field(fd, strict, nullable=False) for fd in oneof.fields]
             # null: read as unset, and written for an unset `null_if_unset` oneof.
             members[oneof.name] = {"anyOf": [*kinds, {"type": "null"}]}
         for fd in descriptor.fields:
@@ -193,8 +193,10 @@ class _Schemas:
             schema["additionalProperties"] = False
         return schema
 
-    def field(self, fd: FieldDescriptor, strict: bool) -> dict[str, Any]:
-        """The schema of one field's JSON value (arrays for repeated, objects for maps)."""
+    def field(self, fd: FieldDescriptor, strict: bool, nullable: bool = True) -> dict[str, Any]:
+        """The schema of one field's JSON value (arrays for repeated, objects for maps); null
+        too where the field has presence, unless not `nullable` (an inline oneof's member: the
+        oneof's key takes null)."""
         opts = fd.GetOptions().Extensions[json_pb2.field_json]
         if fd.type == _FD.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry:
             value_fd = fd.message_type.fields_by_name["value"]
@@ -204,7 +206,7 @@ class _Schemas:
         schema = self.single(fd, strict, opts.raw)
         # null: written for an unset `null_if_unset` field, and read as unset for any field with
         # presence (OpenAI clients send `"temperature": null`).
-        if opts.null_if_unset or fd.has_presence:
+        if nullable and (opts.null_if_unset or fd.has_presence):
             return {"anyOf": [schema, {"type": "null"}]}
         return schema
 

@@ -148,12 +148,14 @@ class Report:
     statuses: dict[str, Counter[int]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # one per (operation, kind)
+    refusals: dict[str, Counter[str]] = field(default_factory=dict)  # 4xx messages per operation
 
     def summary(self) -> str:
         lines = [f"fuzzed {sum(self.cases.values())} cases over {len(self.cases)} operations"]
-        lines += [
-            f"  {op}: {n} {dict(sorted(self.statuses[op].items()))}" for op, n in sorted(self.cases.items())
-        ]
+        for op, n in sorted(self.cases.items()):
+            lines.append(f"  {op}: {n} {dict(sorted(self.statuses[op].items()))}")
+            top = self.refusals.get(op, Counter()).most_common(3)
+            lines += [f"      {count} x {text}" for text, count in top]
         total: Counter[int] = sum(self.statuses.values(), Counter())
         lines.append(f"  statuses: {dict(sorted(total.items()))}")
         lines += [f"  left out {op}: {why}" for op, why in sorted(self.skipped.items())]
@@ -255,6 +257,13 @@ def narrowed(document: dict[str, Any], target: Target) -> dict[str, Any]:
         del schemas[name]["properties"][message]
     for name, needed in _REQUIRED.items():
         schemas[name]["required"] = list(needed)
+        for prop in needed:  # present and not null
+            options = schemas[name]["properties"][prop].get("anyOf")
+            if options:
+                kept = [_non_empty(o) for o in options if o != {"type": "null"}]
+                schemas[name]["properties"][prop] = {"anyOf": kept}
+            else:
+                schemas[name]["properties"][prop] = _non_empty(schemas[name]["properties"][prop])
     schemas["bud.openai.v1.ChatMessage"]["properties"]["role"] = {
         "enum": ["system", "developer", "user", "assistant"]
     }
@@ -264,7 +273,7 @@ def narrowed(document: dict[str, Any], target: Target) -> dict[str, Any]:
             props["model"] = {"enum": target.models}
         for token_field in _TOKEN_FIELDS:
             if token_field in props and name.endswith("Request"):
-                props[token_field] = {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS}
+                props[token_field] = {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS}
     for path, item in doc["paths"].items():
         for method, op in item.items():
             if (method.upper(), path) in target.generated_project_only:
@@ -273,6 +282,15 @@ def narrowed(document: dict[str, Any], target: Target) -> dict[str, Any]:
                 if param["in"] == "path" and param["name"].endswith("project_id"):
                     param["schema"] = {"enum": [target.project_id]}
     return doc
+
+
+def _non_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """A string or array schema that needs one character or item."""
+    if schema.get("type") == "string":
+        return {**schema, "minLength": 1}
+    if schema.get("type") == "array":
+        return {**schema, "minItems": 1}
+    return schema
 
 
 def _order(op: Any) -> tuple[int, str]:
@@ -344,6 +362,8 @@ def _fuzz_operation(
             return
         report.cases[op.label] += 1
         report.statuses.setdefault(op.label, Counter())[response.status_code] += 1
+        if 400 <= response.status_code < 500:
+            report.refusals.setdefault(op.label, Counter())[_refusal(response)] += 1
         try:
             case.validate_response(response, checks=checks)
         except (AssertionError, Exception, BaseExceptionGroup) as err:  # collected and reported
@@ -354,6 +374,16 @@ def _fuzz_operation(
             )
 
     one()
+
+
+def _refusal(response: requests.Response) -> str:
+    """A 4xx's status and message, cut short (what the report shows of refusals)."""
+    try:
+        body = response.json()
+        message = body["error"]["message"] if "error" in body else body["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text
+    return f"{response.status_code} {str(message)[:100]}"
 
 
 def assert_clean(report: Report) -> None:
