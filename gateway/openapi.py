@@ -5,10 +5,12 @@ field names, int64 as numbers, enums as their names, inline oneofs as one key of
 `unwrap` messages as bare arrays/objects, `raw` fields as any JSON, Struct/Value as free JSON).
 
 Per route: path parameters from the template (`{model=**}` becomes `{model}`, a dotted
-`{project.id}` keeps its name), query parameters for the leaf fields the path and body leave
+`{project.id}` is named `{project_id}`, its field path in `x-field-path`), query parameters for the leaf fields the path and body leave
 unbound (dotted names, repeated keys for repeated fields), the request body (`body: "*"`: the
 request less its path fields; `body: "field"`: that field), the answer (`response_body` honoured;
-JSON, or server-sent events for streaming routes and `sse` switches) and the error answers in the
+JSON, or server-sent events described per event for streaming routes and `sse` switches), the
+credentials (a project key on OpenAI routes, a JWT on the others, none for Login) and the error
+answers in the
 service's dialect (gateway/errors.py): OpenAI error JSON on OpenAI routes, google.rpc.Status JSON on
 management routes. Built once per gateway (`OpenApiDocument`), served at `GET /openapi.json`
 without authentication (it describes the routes, never data)."""
@@ -24,6 +26,7 @@ import orjson
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor, ServiceDescriptor
 
 from bud.api.v1 import json_pb2
+from budrt.json_face import STRING_FORM_TYPES
 from gateway.http_rules import Route, routes_for_service
 from gateway.transcoder import _framing
 
@@ -154,7 +157,9 @@ class DocumentedService:
 
 
 class _Schemas:
-    """The components/schemas of the messages the routes reach, named by full name."""
+    """The components/schemas of the messages the routes reach, named by full name. A message
+    takes the dialect (`strict`: unknown fields refused) of the first route reaching it; the
+    OpenAI and management services share no messages."""
 
     def __init__(self) -> None:
         self.schemas: dict[str, dict[str, Any]] = dict(_ERROR_SCHEMAS)
@@ -251,7 +256,7 @@ def _query_parameters(
             full = fd.message_type.full_name
             if fd.message_type.GetOptions().map_entry or fd.is_repeated:
                 continue
-            if full in ("google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"):
+            if full in STRING_FORM_TYPES:
                 schema = dict(_WELL_KNOWN[full])
             elif full in _WRAPPER_SCALARS:
                 schema = dict(_WRAPPER_SCALARS[full])
