@@ -14,7 +14,7 @@ document; negative: data that does not), and every answer must be
 Two runs: against an in-process stack (app on SQLite, the instant engine, the real gateway
 `serve()`; 4 cases per operation and mode, 280 in all, about half a minute on two busy cores;
 `integration`) and against the session's live mesh (vLLM; 10 per operation and mode, 700 in all,
-about two minutes after the mesh is up; `mesh`). Each prints how many cases it ran per operation
+4½ minutes here for the test alone, the mesh's start included; `mesh`). Each prints how many cases it ran per operation
 (with the commonest refusals) and in all. Bounds: the
 number of examples per operation and mode (`FUZZ_EXAMPLES` / `FUZZ_MESH_EXAMPLES` environment
 variables), no shrinking, a timeout per request; the seed is printed (`FUZZ_SEED` replays it).
