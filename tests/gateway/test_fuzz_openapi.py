@@ -31,8 +31,10 @@ itself only.
 Operations left out, with their reasons (printed with the report):
 - the services still answering UNIMPLEMENTED for every RPC (PromptService, PromptExecutionService,
   RegistryService: nothing of them is built; `test_unbuilt_services_still_answer_501` fails as
-  soon as one is, so it joins the run), and the `prompt` field of POST /v1/responses (a prompt
-  reference needs PromptService: 501; the same test probes it);
+  soon as one is, so it joins the run), and the fields that need them: `prompt` of POST
+  /v1/responses (a prompt reference needs PromptService) and `model.registry_model_id` of a
+  deployment (a registry model needs RegistryService), both answered 501 by design and probed by
+  the same test;
 - on the mesh only, CreateDeployment and UpdateDeployment in the test's project: a deployment the
   fuzzer creates makes the real engine load a fuzzed model source (vLLM then tries the network
   while holding its load lock, stalling the other mesh tests); they still run with generated
@@ -83,7 +85,10 @@ from tests.support.mesh import Mesh, free_port
 # Services whose every RPC answers UNIMPLEMENTED (their component binds the generated base class).
 UNBUILT_SERVICES = ("PromptService", "PromptExecutionService", "RegistryService")
 # Request fields that need an unbuilt service (answered 501 by design), left out of the run.
-UNBUILT_FIELDS = (("bud.openai.v1.ResponseRequest", "prompt"),)  # prompt references: PromptService
+UNBUILT_FIELDS = (
+    ("bud.openai.v1.ResponseRequest", "prompt"),  # prompt references: PromptService
+    ("bud.app.v1.ModelSource", "registry_model_id"),  # deploying a registry model: RegistryService
+)
 # What positive generation requests carry (OpenAI's own document requires them too).
 # A token cap too: the real engine generates up to the context's end without one.
 _REQUIRED = {
@@ -531,6 +536,13 @@ def test_unbuilt_services_still_answer_501(tmp_path: Path) -> None:
             timeout=30,
         )
         assert r.status_code == 501, f"prompt references work now: fuzz them (UNBUILT_FIELDS; {r.text})"
+        r = requests.post(
+            f"{url}/v1/projects/{target.project_id}/deployments",
+            json={"name": "d", "model": {"registry_model_id": "m"}},
+            headers=auth,
+            timeout=30,
+        )
+        assert r.status_code == 501, f"registry models deploy now: fuzz them (UNBUILT_FIELDS; {r.text})"
 
 
 @pytest.mark.mesh
