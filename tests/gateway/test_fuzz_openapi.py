@@ -14,10 +14,11 @@ document; negative: data that does not), and every answer must be
 Two runs: against an in-process stack (app on SQLite, the instant engine, the real gateway
 `serve()`; 4 cases per operation and mode, 280 in all, about half a minute on two busy cores;
 `integration`) and against the session's live mesh (vLLM; 10 per operation and mode, 700 in all,
-4½ minutes here for the test alone, the mesh's start included; `mesh`). Each prints how many cases it ran per operation
-(with the commonest refusals) and in all. Bounds: the
-number of examples per operation and mode (`FUZZ_EXAMPLES` / `FUZZ_MESH_EXAMPLES` environment
-variables), no shrinking, a timeout per request; the seed is printed (`FUZZ_SEED` replays it).
+1¾ to 4½ minutes here for the test alone, the mesh's start included, by the machine's load;
+`mesh`). Each prints how many cases it ran per operation (with the commonest refusals) and in
+all. Bounds: the number of examples per operation and mode (`FUZZ_EXAMPLES` /
+`FUZZ_MESH_EXAMPLES` environment variables), no shrinking, a timeout per request; the seed is
+printed (`FUZZ_SEED` replays it; `FUZZ_ONLY` keeps the operations whose label contains it).
 
 What the document is narrowed to for the run (test-side only; the document stays true), so that
 positive cases reach engines and real objects: `model` fields take the stack's real model names,
@@ -263,7 +264,7 @@ def narrowed(document: dict[str, Any], target: Target) -> dict[str, Any]:
     doc = copy.deepcopy(document)
     schemas = doc["components"]["schemas"]
     for name, message in UNBUILT_FIELDS:
-        del schemas[name]["properties"][message]
+        schemas.get(name, {}).get("properties", {}).pop(message, None)  # when documented
     for name, needed in _REQUIRED.items():
         schemas[name]["required"] = list(needed)
         for prop in needed:  # present and not null
