@@ -21,6 +21,7 @@ from gateway.backends import Backend, LocalBackend, RemoteBackend
 from gateway.engines import EnginePool
 from gateway.http_protocol import header_timeout_protocol
 from gateway.openai_service import GenerationCaps, OpenAiServicer
+from gateway.openapi import DocumentedService, OpenApiDocument
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.request_limits import RequestLimits, RequestLimitsInterceptor
 from gateway.settings import GatewaySettings
@@ -49,8 +50,9 @@ def build_transcoder(
     limits: RequestLimits | None = None,
 ) -> Transcoder:
     """The HTTP application: the OpenAI service in-process, each of the `management` services
-    through its backend, plus liveness/readiness probes (body limits: see `Transcoder`; the
-    OpenAI requests' caps, checked before their JSON is converted: `limits`, default ones)."""
+    through its backend, plus liveness/readiness probes and `/openapi.json` (body limits: see
+    `Transcoder`; the OpenAI requests' caps, checked before their JSON is converted: `limits`,
+    default ones)."""
 
     async def healthz(scope: dict[str, Any]) -> tuple[int, bytes]:
         return 200, b'{"status":"ok"}'
@@ -73,9 +75,15 @@ def build_transcoder(
         FrontedService(OPENAI_SERVICE, LocalBackend(servicer, OPENAI_SERVICE), lenient=True, check=check)
     ]
     fronted += [FrontedService(service, backend) for service, backend in management]
+    # The OpenAPI document of every fronted route, built once here; no auth (gateway/openapi.py).
+    openapi = OpenApiDocument(DocumentedService(f.descriptor, f.lenient) for f in fronted)
     return Transcoder(
         fronted,
-        plain_routes={("GET", "/healthz"): healthz, ("GET", "/readyz"): readyz},
+        plain_routes={
+            ("GET", "/healthz"): healthz,
+            ("GET", "/readyz"): readyz,
+            ("GET", "/openapi.json"): openapi.handler,
+        },
         max_body_bytes=max_body_bytes,
         body_timeout=body_timeout,
     )
