@@ -25,7 +25,9 @@ import httpx
 import openai
 import pytest
 
+from budrt.tls import LocalCa
 from tests.support.mesh import REPO, Mesh, free_port
+from tests.support.tls import share_ca
 
 pytestmark = pytest.mark.mesh
 
@@ -99,6 +101,7 @@ def pair(mesh: Mesh, tmp_path: Path) -> Iterator[Pair]:
         "BUD_MAX_MODEL_LEN": "512",
         "PYTHONUNBUFFERED": "1",
     }
+    share_ca(LocalCa(mesh.data_dir / "tls"), tmp_path)  # the pair and the mesh's engine trust each other
     running = Pair(env, tmp_path, f"http://127.0.0.1:{env['BUD_GATEWAY_HTTP_PORT']}")
     try:
         yield running

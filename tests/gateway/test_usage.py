@@ -29,8 +29,10 @@ from auth.tokens import Authenticator
 from bud.app.v1 import usage_pb2, usage_pb2_grpc
 from budrt.errors import unavailable
 from budrt.grpc_server import GrpcServer, ServiceBinding
+from budrt.tls import LocalCa
 from gateway.usage import UsageRecorder
 from gateway.usage_spool import UsageSpool, frame, read_frames
+from tests.support.tls import tls_file_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -236,14 +238,18 @@ async def test_a_batch_whose_answer_was_lost_is_stored_once(usage_app: UsageApp)
 @pytest.mark.integration
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 async def test_spool_survives_the_gateway_process_dying_mid_batch(
-    usage_app: UsageApp, tmp_path: Path, sig: signal.Signals
+    usage_app: UsageApp, tmp_path: Path, sig: signal.Signals, process_tls: LocalCa
 ) -> None:
     """A gateway process (tests/gateway/usage_child.py) sends a batch; the app stores it but its
     answer is held; two more requests are recorded; the process gets `sig`. The next recorder on
     the same spool delivers all five, each stored exactly once."""
     spool_dir = tmp_path / "spool"
     usage_app.servicer.gate.clear()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        **tls_file_env(process_tls, "gateway"),  # the app trusts the test's CA
+    }
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

