@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce_key, bootstrap
@@ -18,7 +18,17 @@ from app.db.migrate import upgrade_database
 from app.db.session import Database
 from app.prompts.cipher import KeyCipher
 from app.routing_feed import RoutingFeed
-from app.services import api_keys, deployments, engines, projects, prompts, routing, usage, users
+from app.services import (
+    api_keys,
+    deployments,
+    engines,
+    projects,
+    prompts,
+    responses_store,
+    routing,
+    usage,
+    users,
+)
 from app.settings import AppSettings
 from auth.service_identity import ServiceIdentityPolicy
 from auth.tokens import Authenticator
@@ -44,6 +54,8 @@ class RunningApp:
     _closing: asyncio.Event
     _reconciler_task: asyncio.Task[None]
     feed: RoutingFeed
+    # Periodic tasks that end when `_closing` is set (the stored responses' purge).
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -66,6 +78,7 @@ class RunningApp:
             await self.feed.stop()  # ends the watch streams
             await self.server.stop(grace)
             await self._reconciler_task
+            await asyncio.gather(*self._background, return_exceptions=True)
         finally:
             await self.db.dispose()
         log.info("app stopped")
@@ -106,6 +119,7 @@ async def start_app(
                 usage.binding(db, auth),
                 routing.binding(feed),
                 users.binding(db, auth),
+                responses_store.binding(db, settings.response_retention_days),
                 prompts.binding(db, auth, KeyCipher(settings.secret("prompt_secrets_key")), closing),
                 *extra_bindings,
             ],
@@ -118,10 +132,14 @@ async def start_app(
         await db.dispose()
         raise
     task = asyncio.create_task(reconciler.run(closing), name="reconciler")
+    purger = responses_store.ResponsePurger(
+        db, settings.response_retention_days, settings.response_purge_interval
+    )
+    background = [asyncio.create_task(purger.run(closing), name="response-purge")]
     log.info(
         "app serving", extra={"address": settings.app_address, "port": server.port, "database": db.dialect}
     )
-    return RunningApp(settings, db, server, reconciler, created, admin, closing, task, feed)
+    return RunningApp(settings, db, server, reconciler, created, admin, closing, task, feed, background)
 
 
 async def serve(
@@ -130,7 +148,7 @@ async def serve(
     """Runs the app until `stop` is set, then stops gracefully.
 
     Runs the migrations and the first-start bootstrap before serving, hosts ProjectService,
-    DeploymentService, EngineRegistryService, ApiKeyService, UsageService, RoutingService, UserService and PromptService plus
+    DeploymentService, EngineRegistryService, ApiKeyService, UsageService, RoutingService, UserService, PromptService and ResponseStoreService plus
     `extra_bindings` at `settings.app_address`, and runs the engine reconciler. Management RPCs
     need a user's access token (`app.authz`); WatchRouting and RecordUsage, which gateways call,
     do not.

@@ -23,6 +23,12 @@ class AppSettings(RuntimeSettings):
     # generated into data_dir/secrets/ when unset. The same secret on every app replica.
     prompt_secrets_key: str = Field(default="", repr=False, json_schema_extra={"secret": True})
 
+    # Stored responses (`/v1/responses` with `store`, the default): kept this many days, then
+    # absent to reads and deleted by a periodic purge every `response_purge_interval` seconds.
+    # 0 keeps them until deleted.
+    response_retention_days: int = Field(default=30, ge=0)
+    response_purge_interval: float = Field(default=3600.0, gt=0)
+
     # Embedded defaults created on first start. An empty model name creates no deployment of
     # that kind (e.g. a benchmark that serves the chat model alone).
     default_project: str = "default"

@@ -9,7 +9,7 @@ authorisation interceptor a component gives its `GrpcServer` (`authorization=`):
   app (its control plane loads and unloads models); `GetRequestUsage` (what a cancelled call
   cost) gateways only;
 - `WatchRouting` (every key's hash, every project and engine) and `RecordUsage`: gateways only;
-- prompt execution: gateways only;
+- prompt execution and the stored responses (ResponseStoreService): gateways only;
 - the management RPCs (projects, deployments, keys, users, usage queries, prompts, registry):
   gateways (their REST face) and the operator's tools (grpcurl with the operator certificate);
   the user's JWT is still checked by each RPC on top.
@@ -44,6 +44,8 @@ POLICY: Mapping[str, frozenset[str]] = {
     "bud.app.v1.UsageService/RecordUsage": frozenset({GATEWAY}),
     "bud.app.v1.UsageService/QueryUsage": _MANAGEMENT,
     "bud.prompt.v1.PromptExecutionService": frozenset({GATEWAY}),
+    # Stored responses (tenant data, the project named by the gateway that checked its key).
+    "bud.app.v1.ResponseStoreService": frozenset({GATEWAY}),
     "bud.app.v1.ProjectService": _MANAGEMENT,
     "bud.app.v1.DeploymentService": _MANAGEMENT,
     "bud.app.v1.EngineRegistryService": _MANAGEMENT,

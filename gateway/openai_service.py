@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import Message
 
 from auth.bearer import BearerError, bearer_credential
+from bud.app.v1 import response_store_pb2
 from bud.engine.v1 import engine_service_pb2
 from bud.openai.v1 import (
     chat_pb2,
@@ -36,13 +37,16 @@ from budrt.errors import (
     unavailable,
 )
 from budrt.interceptors import call_request_id
-from gateway import responses
+from gateway import conversation, responses
 from gateway.engines import EngineConnection, EnginePool
 from gateway.ratelimit import Decision, Limit, RateLimiter
+from gateway.response_store import ResponseStore
 from gateway.settings import DEFAULT_MAX_CHOICES, DEFAULT_MAX_TOTAL_TOKENS
 from gateway.tables import DeploymentEntry, KeyEntry, RoutingTables
 from gateway.usage import UsageRecorder
 
+# The stream events that carry the finished response (the one stored).
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 # Requests larger than this have their Python-heavy conversions run off the event loop.
 LARGE_REQUEST_BYTES = 64 * 1024
 # Output tokens reserved against a tokens-per-minute limit when the request sets no maximum.
@@ -129,8 +133,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         usage: UsageRecorder | None = None,
         limiter: RateLimiter | None = None,
         caps: GenerationCaps | None = None,
+        response_store: ResponseStore | None = None,
     ) -> None:
         self.tables = tables
+        # Stored responses (`store`, `previous_response_id`); None: nothing is stored.
+        self.response_store = response_store
         self.engines = engines
         self.key_hash_secret = key_hash_secret
         self.usage = usage
@@ -429,14 +436,23 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def CreateResponse(
         self, request: response_pb2.ResponseRequest, context: Any
     ) -> response_pb2.Response:
+        asked, own_items, key = request, None, None
+        if self._stores(request):
+            request, own_items, key = await self._with_conversation(request, context)
         chat = await _to_chat_request(request)
         response_id, created = responses.new_ids()
         completion = await self._unary("CreateChatCompletion", chat, context, checked=request)
-        return responses.to_response(request, completion, response_id, created)
+        out = responses.to_response(request, completion, response_id, created)
+        if key is not None:
+            self._keep(asked, out, own_items, key)
+        return out
 
     async def StreamResponse(
         self, request: response_pb2.ResponseRequest, context: Any
     ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
+        asked, own_items, key = request, None, None
+        if self._stores(request):
+            request, own_items, key = await self._with_conversation(request, context)
         chat = await _to_chat_request(request)
         chat.stream_options.include_usage = True  # the completed event carries usage
         # The events begin before the engine is called: a request refused by the key, the model
@@ -446,21 +462,83 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         chunks = self._stream("StreamChatCompletion", chat, context, checked=request)
         try:
             async for event in responses.to_events(request, chunks, response_id, created):
+                if key is not None and event.HasField("response"):
+                    # Kept before the last event goes out: a GET right after it finds it.
+                    self._keep(asked, event.response, own_items, key, final=event.type in _FINAL_EVENTS)
                 yield event
         finally:
             await chunks.aclose()
 
+    # ---- stored responses -----------------------------------------------------------------
+    def _stores(self, request: response_pb2.ResponseRequest) -> bool:
+        """Whether the request is stored or continues a stored response (a store configured; a
+        prompt reference is the prompt path's business)."""
+        return (
+            self.response_store is not None
+            and not request.HasField("prompt")
+            and ((not request.HasField("store") or request.store) or request.HasField("previous_response_id"))
+        )
+
+    async def _with_conversation(
+        self, request: response_pb2.ResponseRequest, context: Any
+    ) -> tuple[response_pb2.ResponseRequest, list[response_pb2.ResponseInputItem], KeyEntry]:
+        """The request the model is asked (the earlier turns of `previous_response_id` prepended),
+        the request's own input items to store, and the caller's key."""
+        assert self.response_store is not None
+        key = self._authenticate(context)
+        own = conversation.input_items(request)
+        if request.HasField("previous_response_id"):
+            turns = await self.response_store.conversation(key.project_id, request.previous_response_id)
+            request = conversation.continued(request, conversation.history(turns), own)
+        return request, own, key
+
+    def _keep(
+        self,
+        asked: response_pb2.ResponseRequest,
+        out: response_pb2.Response,
+        own_items: list[response_pb2.ResponseInputItem] | None,
+        key: KeyEntry,
+        final: bool = True,
+    ) -> None:
+        """Marks `out` as the request asked (store, previous_response_id) and, when it is stored
+        and `final`, queues it for the app (`ResponseStore.put`: no wait)."""
+        store = not asked.HasField("store") or asked.store
+        out.store = store
+        if asked.HasField("previous_response_id"):
+            out.previous_response_id = asked.previous_response_id
+        if store and final and self.response_store is not None:
+            self.response_store.put(
+                response_store_pb2.StoredResponse(
+                    project_id=key.project_id, api_key_id=key.id, response=out, input_items=own_items or ()
+                )
+            )
+
     async def GetResponse(
         self, request: response_pb2.GetResponseRequest, context: Any
     ) -> response_pb2.Response:
-        self._authenticate(context)
-        raise responses.not_stored(request.response_id)
+        key = self._authenticate(context)
+        if self.response_store is None:
+            raise responses.not_stored(request.response_id)
+        stored = await self.response_store.get(key.project_id, request.response_id)
+        return stored.response
 
     async def DeleteResponse(
         self, request: response_pb2.DeleteResponseRequest, context: Any
     ) -> response_pb2.DeleteResponseResponse:
-        self._authenticate(context)
-        raise responses.not_stored(request.response_id)
+        key = self._authenticate(context)
+        if self.response_store is None:
+            raise responses.not_stored(request.response_id)
+        await self.response_store.delete(key.project_id, request.response_id)
+        return response_pb2.DeleteResponseResponse(id=request.response_id, object="response", deleted=True)
+
+    async def ListInputItems(
+        self, request: response_pb2.ListInputItemsRequest, context: Any
+    ) -> response_pb2.InputItemList:
+        key = self._authenticate(context)
+        if self.response_store is None:
+            raise responses.not_stored(request.response_id)
+        stored = await self.response_store.get(key.project_id, request.response_id)
+        return conversation.page(stored.input_items, request)
 
     async def ListModels(self, request: model_pb2.ListModelsRequest, context: Any) -> model_pb2.ModelList:
         key = self._authenticate(context)

@@ -14,6 +14,7 @@ import orjson
 import uvicorn
 from google.protobuf.descriptor import ServiceDescriptor
 
+from bud.app.v1.response_store_pb2 import StoredResponse
 from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from budrt.interceptors import DEFAULT_INTERCEPTORS
@@ -24,6 +25,7 @@ from gateway.openai_service import GenerationCaps, OpenAiServicer
 from gateway.openapi import DocumentedService, OpenApiDocument
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.request_limits import RequestLimits, RequestLimitsInterceptor
+from gateway.response_store import ResponseStore
 from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables, RoutingWatcher
 from gateway.transcoder import (
@@ -142,7 +144,15 @@ async def serve(
     usage = UsageRecorder(settings.app_address, spool=UsageSpool(settings.data_dir / "usage-spool"))
     limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
     caps = GenerationCaps(max_choices=settings.max_choices, max_total_tokens=settings.max_total_tokens)
-    servicer = OpenAiServicer(tables, engines, settings.secret("key_hash_secret"), usage, limiter, caps)
+    # Stored responses: written in batches like usage, spooled beside it (gateway/response_store.py).
+    stored = ResponseStore(
+        settings.app_address,
+        flush_interval=settings.response_flush_interval,
+        spool=UsageSpool(settings.data_dir / "response-spool", StoredResponse),
+    )
+    servicer = OpenAiServicer(
+        tables, engines, settings.secret("key_hash_secret"), usage, limiter, caps, response_store=stored
+    )
     limits = RequestLimits.from_settings(settings)
     grpc_server = grpc_face(servicer, settings.gateway_grpc_address, limits, settings.http_max_body_bytes)
     channels = {address: service_channel(address) for _, address in management}
@@ -161,6 +171,7 @@ async def serve(
     warm_conversion_processes()
     watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, socket.gethostname()).run())
     flusher = asyncio.create_task(usage.run())
+    storer = asyncio.create_task(stored.run())
     checker = asyncio.create_task(
         engines.run_checks(lambda: [e for d in tables.deployments.values() for e in d.endpoints])
     )
@@ -175,9 +186,9 @@ async def serve(
     with contextlib.suppress(Exception):
         await http_task
     await grpc_server.stop(5)
-    for task in (watcher, flusher, checker):
+    for task in (watcher, flusher, storer, checker):
         task.cancel()
-    await asyncio.gather(watcher, flusher, checker, return_exceptions=True)
+    await asyncio.gather(watcher, flusher, storer, checker, return_exceptions=True)
     await engines.close()
     for channel in channels.values():
         await channel.close()

@@ -28,6 +28,9 @@ class GatewaySettings(RuntimeSettings):
     # request's max_tokens / max_completion_tokens / max_output_tokens at most.
     max_choices: int = Field(default=DEFAULT_MAX_CHOICES, ge=1)
     max_total_tokens: int = Field(default=DEFAULT_MAX_TOTAL_TOKENS, ge=1)
+    # Stored responses (`/v1/responses` with `store`) are sent to the app in batches at least
+    # this often (seconds); until then this gateway answers reads of them from memory.
+    response_flush_interval: float = Field(default=0.2, gt=0)
     # The HTTP face's limits on slow, large or many clients. A request whose headers take longer
     # than `http_header_timeout` seconds (from the connection, or the end of the previous
     # response, to the headers' end) is answered 408 and its connection closed; one whose body

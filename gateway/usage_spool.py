@@ -28,6 +28,9 @@ import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import Message
 
 from bud.app.v1 import usage_pb2
 
@@ -38,15 +41,17 @@ _SUFFIX = ".spool"
 _TMP_SUFFIX = ".spool-tmp"
 
 
-def frame(record: usage_pb2.UsageRecord) -> bytes:
+def frame(record: Message) -> bytes:
     """One record as stored in a spool file."""
     payload = record.SerializeToString()
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def read_frames(data: bytes) -> Iterator[tuple[usage_pb2.UsageRecord, bytes]]:
-    """The records of a spool file's content, each with its frame; stops at a torn or corrupt
-    frame (what a crash in the middle of a write leaves)."""
+def read_frames(
+    data: bytes, message_type: type[Message] = usage_pb2.UsageRecord
+) -> Iterator[tuple[Any, bytes]]:
+    """The records (`message_type`) of a spool file's content, each with its frame; stops at a
+    torn or corrupt frame (what a crash in the middle of a write leaves)."""
     offset = 0
     while offset + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, offset)
@@ -55,7 +60,7 @@ def read_frames(data: bytes) -> Iterator[tuple[usage_pb2.UsageRecord, bytes]]:
         # Every record has a key, so an empty payload is not one: zeros a crash left behind.
         if length == 0 or end > len(data) or zlib.crc32(payload) != crc:
             return
-        record = usage_pb2.UsageRecord()
+        record = message_type()
         try:
             record.ParseFromString(payload)
         except Exception:  # noqa: BLE001  (a CRC collision on garbage: stop as for a torn frame)
@@ -83,10 +88,13 @@ def _fsync_dir(directory: Path) -> None:
 
 class UsageSpool:
     """This gateway's spool file in `directory`: `open` it (getting back what earlier gateways
-    left), `append` each record, `sync` before sending, `reset` once the app has answered."""
+    left), `append` each record, `sync` before sending, `reset` once the app has answered.
+    `message_type`: what a record is (usage records; the stored-responses spool keeps
+    `bud.app.v1.StoredResponse`s in a directory of its own)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, message_type: type[Message] = usage_pb2.UsageRecord) -> None:
         self.directory = Path(directory)
+        self.message_type = message_type
         self.path = self.directory / f"usage-{uuid.uuid4().hex}{_SUFFIX}"
         self._fd = -1
         self._size = 0
@@ -97,12 +105,12 @@ class UsageSpool:
         """Bytes in this gateway's file."""
         return self._size
 
-    def open(self) -> list[usage_pb2.UsageRecord]:
+    def open(self) -> list[Any]:
         """Creates and locks this gateway's file, then adopts the files no live gateway holds;
         returns their records (already in this gateway's file), oldest first."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fd = self._create_locked(self.path)
-        adopted: list[usage_pb2.UsageRecord] = []
+        adopted: list[Any] = []
         for path in sorted(self.directory.iterdir()):
             if path == self.path or not path.name.endswith((_SUFFIX, _TMP_SUFFIX)):
                 continue
@@ -117,7 +125,7 @@ class UsageSpool:
         fcntl.flock(fd, fcntl.LOCK_EX)  # a new name: nobody else can hold it
         return fd
 
-    def _adopt(self, path: Path) -> list[usage_pb2.UsageRecord]:
+    def _adopt(self, path: Path) -> list[Any]:
         """The records of another gateway's file, when no live gateway holds it: copied into this
         gateway's file (fsynced by `open`) before the file is deleted, so a crash in between
         leaves them twice (stored once), never nowhere."""
@@ -134,7 +142,7 @@ class UsageSpool:
                 return []
             with os.fdopen(os.dup(fd), "rb") as f:
                 data = f.read()
-            records = list(read_frames(data))
+            records = list(read_frames(data, self.message_type))
             if records:
                 chunk = b"".join(raw for _, raw in records)
                 os.write(self._fd, chunk)
@@ -145,7 +153,7 @@ class UsageSpool:
         finally:
             os.close(fd)
 
-    def append(self, record: usage_pb2.UsageRecord) -> None:
+    def append(self, record: Message) -> None:
         """Adds one record to the file (never raises: a full or failing disk is logged, and the
         record is still delivered from memory)."""
         data = frame(record)
@@ -171,7 +179,7 @@ class UsageSpool:
         with contextlib.suppress(OSError):
             os.fsync(self._fd)
 
-    def reset(self, pending: Iterable[usage_pb2.UsageRecord] = ()) -> None:
+    def reset(self, pending: Iterable[Message] = ()) -> None:
         """Leaves just `pending` in the file: everything else was answered by the app. Empty:
         truncated in place; otherwise rewritten beside it (locked before it replaces the file, so
         no other gateway adopts it) and renamed over it."""

@@ -350,3 +350,22 @@ class PromptLabelChange(Base):
     to_version: Mapped[int | None] = mapped_column(Integer)
     user_id: Mapped[str] = mapped_column(String(64), default="")
     time: Mapped[datetime]
+
+
+class StoredResponse(Base):
+    """A response of the Responses API kept for GET /v1/responses/{id}, its input items and
+    `previous_response_id` (`app.services.responses_store`). `body` is the serialized
+    `bud.app.v1.StoredResponse` (the response as answered and the request's own input items):
+    tenant data, read and written whole, never queried inside. No foreign key to the project, like
+    usage: a batch a gateway delivers late must not fail because its project went meanwhile; such
+    rows go with the retention purge (by `create_time`)."""
+
+    __tablename__ = "stored_responses"
+    __table_args__ = (Index("ix_stored_responses_create_time", "create_time"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str] = mapped_column(String(64), default="")
+    previous_response_id: Mapped[str] = mapped_column(String(64), default="")
+    create_time: Mapped[datetime]
+    body: Mapped[bytes] = mapped_column(LargeBinary)

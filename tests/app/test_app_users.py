@@ -40,6 +40,11 @@ NO_TOKEN = {
     "bud.prompt.v1.PromptService/WatchPrompts",
     "bud.app.v1.UsageService/RecordUsage",
     "bud.auth.v1.UserService/Login",
+    # Stored responses: internal (gateways, by service identity), the project named by the gateway.
+    "bud.app.v1.ResponseStoreService/StoreResponses",
+    "bud.app.v1.ResponseStoreService/GetStoredResponse",
+    "bud.app.v1.ResponseStoreService/DeleteStoredResponse",
+    "bud.app.v1.ResponseStoreService/GetConversation",
 }
 
 

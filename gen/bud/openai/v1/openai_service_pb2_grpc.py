@@ -96,6 +96,11 @@ class OpenAiServiceStub:
                 request_serializer=bud_dot_openai_dot_v1_dot_response__pb2.DeleteResponseRequest.SerializeToString,
                 response_deserializer=bud_dot_openai_dot_v1_dot_response__pb2.DeleteResponseResponse.FromString,
                 _registered_method=True)
+        self.ListInputItems = channel.unary_unary(
+                '/bud.openai.v1.OpenAiService/ListInputItems',
+                request_serializer=bud_dot_openai_dot_v1_dot_response__pb2.ListInputItemsRequest.SerializeToString,
+                response_deserializer=bud_dot_openai_dot_v1_dot_response__pb2.InputItemList.FromString,
+                _registered_method=True)
 
 
 class OpenAiServiceServicer:
@@ -181,6 +186,13 @@ class OpenAiServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListInputItems(self, request, context):
+        """The input items of a stored response, paginated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OpenAiServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -238,6 +250,11 @@ def add_OpenAiServiceServicer_to_server(servicer, server):
                     servicer.DeleteResponse,
                     request_deserializer=bud_dot_openai_dot_v1_dot_response__pb2.DeleteResponseRequest.FromString,
                     response_serializer=bud_dot_openai_dot_v1_dot_response__pb2.DeleteResponseResponse.SerializeToString,
+            ),
+            'ListInputItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInputItems,
+                    request_deserializer=bud_dot_openai_dot_v1_dot_response__pb2.ListInputItemsRequest.FromString,
+                    response_serializer=bud_dot_openai_dot_v1_dot_response__pb2.InputItemList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -540,6 +557,33 @@ class OpenAiService:
             '/bud.openai.v1.OpenAiService/DeleteResponse',
             bud_dot_openai_dot_v1_dot_response__pb2.DeleteResponseRequest.SerializeToString,
             bud_dot_openai_dot_v1_dot_response__pb2.DeleteResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInputItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.openai.v1.OpenAiService/ListInputItems',
+            bud_dot_openai_dot_v1_dot_response__pb2.ListInputItemsRequest.SerializeToString,
+            bud_dot_openai_dot_v1_dot_response__pb2.InputItemList.FromString,
             options,
             channel_credentials,
             insecure,
