@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +25,7 @@ from bud.openai.v1 import (
     openai_service_pb2_grpc,
     response_pb2,
 )
+from bud.prompt.v1 import prompt_pb2
 from budrt.errors import (
     Reason,
     ServiceError,
@@ -34,6 +35,7 @@ from budrt.errors import (
     resource_exhausted,
     unauthenticated,
     unavailable,
+    unimplemented,
 )
 from budrt.interceptors import call_request_id
 from gateway import responses
@@ -129,8 +131,12 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         usage: UsageRecorder | None = None,
         limiter: RateLimiter | None = None,
         caps: GenerationCaps | None = None,
+        prompts: Callable[[], Any] | None = None,
     ) -> None:
         self.tables = tables
+        # The prompt executor (PromptExecutionService) as a stub, looked up per call: a
+        # LocalBackend when co-hosted, a gRPC stub otherwise; None (or None returned): not here.
+        self.prompts = prompts
         self.engines = engines
         self.key_hash_secret = key_hash_secret
         self.usage = usage
@@ -429,6 +435,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def CreateResponse(
         self, request: response_pb2.ResponseRequest, context: Any
     ) -> response_pb2.Response:
+        if request.HasField("prompt"):
+            return await self._prompt_response(request, context)
         chat = await _to_chat_request(request)
         response_id, created = responses.new_ids()
         completion = await self._unary("CreateChatCompletion", chat, context, checked=request)
@@ -437,6 +445,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def StreamResponse(
         self, request: response_pb2.ResponseRequest, context: Any
     ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
+        if request.HasField("prompt"):
+            async for event in self._prompt_events(request, context):
+                yield event
+            return
         chat = await _to_chat_request(request)
         chat.stream_options.include_usage = True  # the completed event carries usage
         # The events begin before the engine is called: a request refused by the key, the model
@@ -449,6 +461,48 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 yield event
         finally:
             await chunks.aclose()
+
+    # ---- prompt references (the prompt executor renders, then calls CreateResponse back) ------
+    def _prompt_executor(self) -> Any:
+        executor = self.prompts() if self.prompts is not None else None
+        if executor is None:
+            raise unimplemented(
+                "Prompt references need the prompt service, which this gateway does not reach.",
+                reason=None,
+                param="prompt",
+            )
+        return executor
+
+    async def _prompt_response(
+        self, request: response_pb2.ResponseRequest, context: Any
+    ) -> response_pb2.Response:
+        """A Responses request naming a stored prompt: handed to the prompt executor with the
+        authenticated key's project (its prompts only) and the caller's credentials, which its
+        model call (back through this service) is limited and charged by."""
+        key = self._authenticate(context)
+        executor = self._prompt_executor()
+        run = prompt_pb2.ExecutePromptRequest(project_id=key.project_id, request=request)
+        try:
+            answer = await executor.ExecutePrompt(run, metadata=_forward_caller(context))
+        except grpc.aio.AioRpcError as err:
+            raise ServiceError.from_rpc_error(err) from None
+        return answer.response
+
+    async def _prompt_events(
+        self, request: response_pb2.ResponseRequest, context: Any
+    ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
+        """A streamed prompt run: the executor's Responses events, in order."""
+        key = self._authenticate(context)
+        executor = self._prompt_executor()
+        run = prompt_pb2.StreamExecutePromptRequest(project_id=key.project_id, request=request)
+        call = executor.StreamExecutePrompt(run, metadata=_forward_caller(context))
+        try:
+            async for item in call:
+                yield item.event
+        except grpc.aio.AioRpcError as err:
+            raise ServiceError.from_rpc_error(err) from None
+        finally:
+            call.cancel()  # a client that went away ends the run and its generation
 
     async def GetResponse(
         self, request: response_pb2.GetResponseRequest, context: Any
@@ -526,6 +580,12 @@ def _streamed_tokens(chunk: Any) -> int:
         else:
             count += bool(delta.content or delta.reasoning_content or delta.tool_calls)
     return count
+
+
+def _forward_caller(context: Any) -> tuple[tuple[str, str], ...]:
+    """The caller's credentials and request id, for a call made on its behalf."""
+    metadata = [(k, v) for k, v in context.invocation_metadata() if k == "authorization"]
+    return (*metadata, ("x-request-id", call_request_id(context)))
 
 
 def _forward(context: Any, usage_id: str) -> tuple[tuple[str, str], ...]:
