@@ -39,8 +39,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 # Name of the filter every `{% for %}` iterable is wrapped in (not reachable by a saved template:
 # the part-1 save check refuses undeclared names, and it only ever bounds an iteration).
 _BOUNDED_ITER = "bud_bounded_iter"
-# Digits of a width or precision in a format spec that is refused (>= 100 000 characters).
-_WIDE_FORMAT = re.compile(r"\d{6,}|\*")
+# What a format string may not hold: a width or precision of 100 000 or more, a `*` width (`%`
+# formatting) or a nested field in a format spec (`{:{w}}`: a width from a value).
+_WIDE_FORMAT = re.compile(r"\d{6,}|\*|:[^{}]*\{")
 # str methods whose int arguments are widths of the result.
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 
@@ -197,6 +198,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         _budget().tick()
+        if isinstance(obj, str) and attribute in ("format", "format_map"):
+            # the sandbox hands back its own wrapper of str.format (no `__self__` to check later)
+            _check_format_string(obj)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:

@@ -315,3 +315,18 @@ def test_engine_error_mid_stream_is_a_final_error_event(
     assert kinds.count("response.output_text.delta") == 2
     assert kinds[-1] == "error" and "response.completed" not in kinds
     assert "failed midway" in events[-1].message  # type: ignore[union-attr]
+
+
+def test_model_not_ready_is_503(stack: PromptStack, client: openai.OpenAI, greeting: str) -> None:
+    from bud.engine.v1 import engine_service_pb2
+
+    client.responses.create(prompt={"id": greeting, "variables": {"name": "A", "age": "1"}})
+    served = stack.engine.models[stack.engine.chat_requests[-1].model]  # the engine's name for it
+    state = served.state
+    served.state = engine_service_pb2.MODEL_STATE_LOADING
+    try:
+        with pytest.raises(openai.InternalServerError) as err:
+            client.responses.create(prompt={"id": greeting, "variables": {"name": "A", "age": "1"}})
+        assert err.value.status_code == 503
+    finally:
+        served.state = state
