@@ -20,6 +20,10 @@ import requests
 from app.component import component as app_component
 from app.server import start_app
 from app.settings import AppSettings
+from auth.service_identity import ServiceIdentityPolicy
+from bud.openai.v1 import openai_service_pb2_grpc
+from bud.prompt.v1 import prompt_pb2_grpc
+from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from gateway.backends import LocalBackend
 from gateway.server import serve
 from gateway.settings import GatewaySettings
@@ -99,7 +103,7 @@ class PromptStack:
             time.sleep(0.02)
 
 
-async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Event) -> None:
+async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Event, remote: bool) -> None:
     engine = InstantEngine()
     engine_server = await serve_instant_engine("127.0.0.1:0", engine)
     app_settings = AppSettings(
@@ -117,7 +121,7 @@ async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Ev
     gateway_settings = GatewaySettings(
         data_dir=tmp / "gateway",
         gateway_http_port=port,
-        gateway_grpc_address="127.0.0.1:0",
+        gateway_grpc_address=f"127.0.0.1:{free_port()}" if remote else "127.0.0.1:0",
         app_address=app.address,
         engine_address=app_settings.engine_address,
         key_hash_secret=HASH_SECRET,
@@ -125,7 +129,24 @@ async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Ev
     openai: list[Any] = []
     store = PromptStore()
     executor = PromptExecutor(store, lambda: openai[0] if openai else None, Limits(), 3)
-    backend = LocalBackend(executor, PROMPT_EXECUTION_SERVICE)
+    backend: Any = LocalBackend(executor, PROMPT_EXECUTION_SERVICE)
+    server: GrpcServer | None = None
+    channels: list[Any] = []
+    if remote:
+        # `budrt serve prompt` on its own: the gateway calls PromptExecutionService over mutual
+        # TLS (as a gateway identity), the executor calls the gateway's public face in plaintext
+        # with the caller's key.
+        binding = ServiceBinding(
+            executor, prompt_pb2_grpc.add_PromptExecutionServiceServicer_to_server, PROMPT_EXECUTION_SERVICE
+        )
+        server = GrpcServer("127.0.0.1:0", [binding], authorization=ServiceIdentityPolicy())
+        await server.start()
+        channels = [
+            service_channel(f"127.0.0.1:{server.port}"),
+            service_channel(gateway_settings.gateway_grpc_address, tls=None),
+        ]
+        backend = prompt_pb2_grpc.PromptExecutionServiceStub(channels[0])
+        openai.append(openai_service_pb2_grpc.OpenAiServiceStub(channels[1]))
     watcher = asyncio.create_task(PromptWatcher(app.address, store, "tests").run())
     stop = asyncio.Event()
     gateway = asyncio.create_task(
@@ -135,7 +156,7 @@ async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Ev
             None,
             [(s, app.address) for s in app_component.rest_services],
             prompts=lambda: backend,
-            offer=lambda servicer: openai.append(InProcessOpenAi(servicer)),
+            offer=None if remote else lambda servicer: openai.append(InProcessOpenAi(servicer)),
         )
     )
     assert app.bootstrapped is not None
@@ -147,6 +168,10 @@ async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Ev
     await asyncio.to_thread(stopping.wait)
     stop.set()
     await gateway
+    if server is not None:
+        await server.stop(0)
+    for channel in channels:
+        await channel.close()
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
     await app.stop(grace=0)
@@ -187,11 +212,12 @@ def _prepare(stack: PromptStack) -> None:
 
 
 @contextlib.contextmanager
-def prompt_stack(tmp: Path) -> Iterator[PromptStack]:
-    """The stack, ready (see the module's docstring)."""
+def prompt_stack(tmp: Path, *, remote: bool = False) -> Iterator[PromptStack]:
+    """The stack, ready (see the module's docstring); `remote`: the executor as its own server
+    (`budrt serve prompt`), each side calling the other over gRPC."""
     started: Future[PromptStack] = Future()
     stopping = threading.Event()
-    thread = threading.Thread(target=lambda: asyncio.run(_serve(tmp, started, stopping)), daemon=True)
+    thread = threading.Thread(target=lambda: asyncio.run(_serve(tmp, started, stopping, remote)), daemon=True)
     thread.start()
     try:
         stack = started.result(timeout=60)
