@@ -1,5 +1,5 @@
 """The app as a component of the mesh (`budrt serve app`): its process also hosts the guests that
-name it (`hosted_by="app"`: prompt, registry); a gateway fronts its management services, prompt
+name it (`hosted_by="app"`: registry); a gateway fronts its management services, prompt
 authoring (PromptService: data the app owns) included."""
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from budrt.tls import OPERATOR, peer_identity
 APP = "app"
 ENGINE = "engine"
 GATEWAY = "gateway"
+PROMPT = "prompt"
 
 _MANAGEMENT = frozenset({GATEWAY, OPERATOR})
 
@@ -52,8 +53,9 @@ POLICY: Mapping[str, frozenset[str]] = {
     "bud.auth.v1.ApiKeyService": _MANAGEMENT,
     "bud.auth.v1.UserService": _MANAGEMENT,
     "bud.prompt.v1.PromptService": _MANAGEMENT,
-    # Prompt bodies for the executing side (the app's own guest, or a gateway): no token on it.
-    "bud.prompt.v1.PromptService/WatchPrompts": frozenset({GATEWAY, APP}),
+    # Prompt bodies for the executing side (the prompt executor: in a gateway's process, or its
+    # own `budrt serve prompt`): no token on it.
+    "bud.prompt.v1.PromptService/WatchPrompts": frozenset({GATEWAY, PROMPT, APP}),
     "bud.registry.v1.RegistryService": _MANAGEMENT,
 }
 

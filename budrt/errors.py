@@ -107,6 +107,11 @@ class Reason(StrEnum):
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     BODY_TOO_LARGE = "BODY_TOO_LARGE"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    # Prompt execution.
+    INVALID_PROMPT_INPUT = "INVALID_PROMPT_INPUT"
+    TEMPLATE_ERROR = "TEMPLATE_ERROR"
+    RENDER_LIMIT = "RENDER_LIMIT"
+    INVALID_MODEL_OUTPUT = "INVALID_MODEL_OUTPUT"
 
 
 # gRPC status → HTTP status: the canonical google.rpc mapping (google/rpc/code.proto; grpc-gateway's

@@ -64,10 +64,13 @@ class RuntimeSettings(BaseSettings):
     data_dir: Path = Path(".bud")
     log_level: str = "INFO"
 
-    # gRPC addresses (host:port). The app process also hosts the prompt and registry services.
+    # gRPC addresses (host:port). The app process also hosts the registry service.
     app_address: str = "127.0.0.1:50061"
     engine_address: str = "127.0.0.1:50071"
     gateway_grpc_address: str = "127.0.0.1:50051"
+    # The prompt executor run as a process of its own (`budrt serve prompt`); co-hosted in a
+    # gateway's process (the default) it is called in process and serves no port.
+    prompt_address: str = "127.0.0.1:50081"
 
     # Secret keying the API-key hashes (HMAC-SHA256), shared by the app and the gateways.
     # Generated into data_dir on first use when unset; set it explicitly in production.

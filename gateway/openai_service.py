@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +26,7 @@ from bud.openai.v1 import (
     openai_service_pb2_grpc,
     response_pb2,
 )
+from bud.prompt.v1 import prompt_pb2
 from budrt.errors import (
     Reason,
     ServiceError,
@@ -35,6 +36,7 @@ from budrt.errors import (
     resource_exhausted,
     unauthenticated,
     unavailable,
+    unimplemented,
 )
 from budrt.interceptors import call_request_id
 from gateway import conversation, responses
@@ -134,10 +136,14 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         limiter: RateLimiter | None = None,
         caps: GenerationCaps | None = None,
         response_store: ResponseStore | None = None,
+        prompts: Callable[[], Any] | None = None,
     ) -> None:
         self.tables = tables
         # Stored responses (`store`, `previous_response_id`); None: nothing is stored.
         self.response_store = response_store
+        # The prompt executor (PromptExecutionService) as a stub, looked up per call: a
+        # LocalBackend when co-hosted, a gRPC stub otherwise; None (or None returned): not here.
+        self.prompts = prompts
         self.engines = engines
         self.key_hash_secret = key_hash_secret
         self.usage = usage
@@ -436,6 +442,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def CreateResponse(
         self, request: response_pb2.ResponseRequest, context: Any
     ) -> response_pb2.Response:
+        if request.HasField("prompt"):
+            return await self._prompt_response(request, context)
         asked, own_items, key = request, None, None
         if self._stores(request):
             request, own_items, key = await self._with_conversation(request, context)
@@ -450,6 +458,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def StreamResponse(
         self, request: response_pb2.ResponseRequest, context: Any
     ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
+        if request.HasField("prompt"):
+            async for event in self._prompt_events(request, context):
+                yield event
+            return
         asked, own_items, key = request, None, None
         if self._stores(request):
             request, own_items, key = await self._with_conversation(request, context)
@@ -512,6 +524,48 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                     project_id=key.project_id, api_key_id=key.id, response=out, input_items=own_items or ()
                 )
             )
+
+    # ---- prompt references (the prompt executor renders, then calls CreateResponse back) ------
+    def _prompt_executor(self) -> Any:
+        executor = self.prompts() if self.prompts is not None else None
+        if executor is None:
+            raise unimplemented(
+                "Prompt references need the prompt service, which this gateway does not reach.",
+                reason=None,
+                param="prompt",
+            )
+        return executor
+
+    async def _prompt_response(
+        self, request: response_pb2.ResponseRequest, context: Any
+    ) -> response_pb2.Response:
+        """A Responses request naming a stored prompt: handed to the prompt executor with the
+        authenticated key's project (its prompts only) and the caller's credentials, which its
+        model call (back through this service) is limited and charged by."""
+        key = self._authenticate(context)
+        executor = self._prompt_executor()
+        run = prompt_pb2.ExecutePromptRequest(project_id=key.project_id, request=request)
+        try:
+            answer = await executor.ExecutePrompt(run, metadata=_forward_caller(context))
+        except grpc.aio.AioRpcError as err:
+            raise ServiceError.from_rpc_error(err) from None
+        return answer.response
+
+    async def _prompt_events(
+        self, request: response_pb2.ResponseRequest, context: Any
+    ) -> AsyncIterator[response_pb2.ResponseStreamEvent]:
+        """A streamed prompt run: the executor's Responses events, in order."""
+        key = self._authenticate(context)
+        executor = self._prompt_executor()
+        run = prompt_pb2.StreamExecutePromptRequest(project_id=key.project_id, request=request)
+        call = executor.StreamExecutePrompt(run, metadata=_forward_caller(context))
+        try:
+            async for item in call:
+                yield item.event
+        except grpc.aio.AioRpcError as err:
+            raise ServiceError.from_rpc_error(err) from None
+        finally:
+            call.cancel()  # a client that went away ends the run and its generation
 
     async def GetResponse(
         self, request: response_pb2.GetResponseRequest, context: Any
@@ -604,6 +658,12 @@ def _streamed_tokens(chunk: Any) -> int:
         else:
             count += bool(delta.content or delta.reasoning_content or delta.tool_calls)
     return count
+
+
+def _forward_caller(context: Any) -> tuple[tuple[str, str], ...]:
+    """The caller's credentials and request id, for a call made on its behalf."""
+    metadata = [(k, v) for k, v in context.invocation_metadata() if k == "authorization"]
+    return (*metadata, ("x-request-id", call_request_id(context)))
 
 
 def _forward(context: Any, usage_id: str) -> tuple[tuple[str, str], ...]:

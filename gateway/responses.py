@@ -19,7 +19,9 @@ def to_chat_request(request: response_pb2.ResponseRequest) -> chat_pb2.ChatCompl
     """The chat request a Responses request means."""
     if request.HasField("prompt"):
         raise unimplemented(
-            "Prompt references need the prompt service, which is not built yet.", reason=None, param="prompt"
+            "A prompt reference is run by the prompt service, not converted here.",
+            reason=None,
+            param="prompt",
         )
     if request.HasField("previous_response_id"):
         raise invalid_argument(

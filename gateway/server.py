@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -133,11 +133,15 @@ async def serve(
     stop: asyncio.Event,
     local_engines: dict[str, Any] | None = None,
     management: Sequence[tuple[ServiceDescriptor, str]] = (),
+    prompts: Callable[[], Any] | None = None,
+    offer: Callable[[OpenAiServicer], None] | None = None,
 ) -> None:
     """Runs the gateway until `stop` is set. `local_engines`: engine servicers co-hosted in this
     process, by the address their gRPC server listens on (see EnginePool). `management`: the
     services to front over REST (the app authenticates each call), each with the address of the
-    gRPC server hosting it."""
+    gRPC server hosting it. `prompts`: the prompt executor as a stub, looked up per call
+    (`gateway/component.py`); `offer`: given the OpenAI servicer once built (a co-hosted prompt
+    executor calls it in process)."""
     tables = RoutingTables()
     engines = EnginePool(local=local_engines)
     # Undelivered usage survives restarts in the data dir (gateway/usage_spool.py).
@@ -151,8 +155,17 @@ async def serve(
         spool=UsageSpool(settings.data_dir / "response-spool", StoredResponse),
     )
     servicer = OpenAiServicer(
-        tables, engines, settings.secret("key_hash_secret"), usage, limiter, caps, response_store=stored
+        tables,
+        engines,
+        settings.secret("key_hash_secret"),
+        usage,
+        limiter,
+        caps,
+        response_store=stored,
+        prompts=prompts,
     )
+    if offer is not None:
+        offer(servicer)
     limits = RequestLimits.from_settings(settings)
     grpc_server = grpc_face(servicer, settings.gateway_grpc_address, limits, settings.http_max_body_bytes)
     channels = {address: service_channel(address) for _, address in management}

@@ -1,25 +1,119 @@
-"""The prompt execution service as a component of the mesh: a guest of the app's process (one
-process and one database pool fewer; it keeps no state outside the database), fronted over REST
-by gateways. Prompt authoring (PromptService) is data the app owns: `app/services/prompts.py`."""
+"""The prompt executor as a component of the mesh (`budrt serve prompt`): `budrt up` runs it inside
+the gateway's process unless `prompt_in_gateway` is false (like the engine), where each side calls
+the other in process — the gateway its PromptExecutionService, the executor the gateway's OpenAI
+service for the model call — with no loopback gRPC hop. Run alone, it serves PromptExecutionService
+at `prompt_address` (gateways only, by service identity) and calls the gateway's public gRPC face
+with the caller's key.
+
+Prompt bodies come from the app's `PromptService.WatchPrompts` stream (`store.py`); prompt
+authoring (PromptService) is data the app owns: `app/services/prompts.py`."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from auth.service_identity import ServiceIdentityPolicy
+from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
 from budrt.components import Component, Host
-from budrt.grpc_server import ServiceBinding
+from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
+from budrt.inprocess import InProcessService, LocalContext
+from prompt.execution import PromptExecutor
+from prompt.render import Limits
+from prompt.settings import PromptSettings
+from prompt.store import PromptStore, PromptWatcher
 
 PROMPT_EXECUTION_SERVICE = prompt_pb2.DESCRIPTOR.services_by_name["PromptExecutionService"]
+OPENAI_SERVICE = openai_service_pb2.DESCRIPTOR.services_by_name["OpenAiService"]
 
 
-def bindings(host: Host | None = None) -> list[ServiceBinding]:
-    """PromptExecutionService: the generated base servicer, so every RPC answers UNIMPLEMENTED
-    (executing prompts is part 2)."""
-    return [ServiceBinding.unimplemented(prompt_pb2_grpc, PROMPT_EXECUTION_SERVICE)]
+class InProcessOpenAi:
+    """The gateway's OpenAI servicer co-hosted here, called like a stub (`CreateResponse(request,
+    metadata=...)`) through the platform's interceptor chain; a failure raises ServiceError."""
+
+    def __init__(self, servicer: Any) -> None:
+        self.service = InProcessService(servicer, OPENAI_SERVICE)
+
+    async def CreateResponse(self, request: Any, metadata: Any = (), **_: Any) -> Any:
+        return await self.service.methods["CreateResponse"](request, LocalContext(metadata))
+
+    def StreamResponse(self, request: Any, metadata: Any = (), **_: Any) -> Any:
+        """An async generator of the events (`aclose()` ends the call and its generation)."""
+        return self.service.methods["StreamResponse"](request, LocalContext(metadata))
+
+
+def build_executor(
+    settings: PromptSettings, openai: Callable[[], Any], store: PromptStore | None = None
+) -> PromptExecutor:
+    """The executor with its settings' limits."""
+    return PromptExecutor(
+        store or PromptStore(),
+        openai,
+        Limits(time_s=settings.render_timeout_s, max_chars=settings.render_max_chars),
+        settings.max_output_attempts,
+    )
+
+
+def _openai_lookup(host: Host, settings: PromptSettings) -> Callable[[], Any]:
+    """The gateway's OpenAI service: in process when a gateway is co-hosted (it offers its
+    servicer once it runs), else its public gRPC face (plaintext: TLS is the ingress's there)."""
+    held: list[Any] = []
+
+    def lookup() -> Any:
+        if not held:
+            offered = host.offered(OPENAI_SERVICE)
+            if offered:
+                held.append(InProcessOpenAi(next(iter(offered.values()))))
+            elif host.names[0] == "prompt":
+                channel = service_channel(settings.gateway_grpc_address, tls=None)
+                held.append(openai_service_pb2_grpc.OpenAiServiceStub(channel))
+            else:
+                return None  # the co-hosted gateway is not running yet
+        return held[0]
+
+    return lookup
+
+
+async def _serve(
+    settings: PromptSettings, stop: asyncio.Event, executor: PromptExecutor, standalone: bool
+) -> None:
+    watcher = PromptWatcher(settings.app_address, executor.store, f"prompt@{socket.gethostname()}")
+    task = asyncio.create_task(watcher.run())
+    server = None
+    if standalone:
+        binding = ServiceBinding(
+            executor, prompt_pb2_grpc.add_PromptExecutionServiceServicer_to_server, PROMPT_EXECUTION_SERVICE
+        )
+        server = GrpcServer(settings.prompt_address, [binding], authorization=ServiceIdentityPolicy())
+        await server.start()
+    try:
+        await stop.wait()
+    finally:
+        if server is not None:
+            await server.stop(5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _start(host: Host) -> Callable[[], Awaitable[None]]:
+    settings = host.settings(PromptSettings)
+    executor = build_executor(settings, _openai_lookup(host, settings))
+    host.offer(PROMPT_EXECUTION_SERVICE, settings.prompt_address, executor)
+    standalone = host.names[0] == "prompt"
+    return lambda: _serve(settings, host.stop, executor, standalone)
+
+
+def _joins(settings: PromptSettings) -> str:
+    return "gateway" if settings.prompt_in_gateway else ""
 
 
 component = Component(
     name="prompt",
-    hosted_by="app",
-    bindings=bindings,
-    rest_services=(PROMPT_EXECUTION_SERVICE,),
+    settings=PromptSettings,
+    address_setting="prompt_address",
+    start=_start,
+    joins=_joins,
 )

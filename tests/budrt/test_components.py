@@ -26,7 +26,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_every_service_package_is_a_discovered_component() -> None:
     components = discover()
     assert list(components) == ["app", "engine", "gateway", "prompt", "registry"]
-    assert standalone(components) == ["app", "engine", "gateway"]  # what `budrt serve` accepts
+    assert standalone(components) == ["app", "engine", "gateway", "prompt"]  # what `budrt serve` accepts
     assert {c.hosted_by for c in components.values() if c.hosted_by} == {"app"}
 
 
@@ -34,10 +34,13 @@ def test_budrt_up_runs_the_engine_in_the_gateway_process_unless_told_not_to(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     components = discover()
-    assert up_groups(components) == [["app"], ["gateway", "engine"]]
+    assert up_groups(components) == [["app"], ["gateway", "engine", "prompt"]]
     monkeypatch.setenv("BUD_ENGINE_IN_GATEWAY", "false")
     load.cache_clear()
-    assert up_groups(components) == [["app"], ["engine"], ["gateway"]]
+    assert up_groups(components) == [["app"], ["engine"], ["gateway", "prompt"]]
+    monkeypatch.setenv("BUD_PROMPT_IN_GATEWAY", "false")
+    load.cache_clear()
+    assert up_groups(components) == [["app"], ["engine"], ["gateway"], ["prompt"]]
 
 
 def test_a_component_cannot_join_a_guest() -> None:
@@ -49,13 +52,32 @@ def test_a_component_cannot_join_a_guest() -> None:
         up_groups(components)
 
 
-def test_the_app_process_hosts_prompt_and_registry() -> None:
+def test_the_app_process_hosts_the_registry() -> None:
     host = Host(discover(), ["app"], asyncio.Event())
     names = [binding.descriptor.full_name for binding in host.guest_bindings("app")]
-    assert names == [
-        "bud.prompt.v1.PromptExecutionService",
-        "bud.registry.v1.RegistryService",
-    ]
+    assert names == ["bud.registry.v1.RegistryService"]
+
+
+def test_the_prompt_executor_and_the_gateway_find_each_other_in_process() -> None:
+    """Co-hosted, each calls the other in process: the executor is offered when it is built, the
+    gateway's OpenAI service when the gateway runs (the executor looks it up per call)."""
+    from gateway.component import prompt_lookup
+    from gateway.settings import GatewaySettings
+    from prompt.component import OPENAI_SERVICE, PROMPT_EXECUTION_SERVICE
+    from prompt.component import component as prompt
+
+    components = discover()
+    host = Host(components, ["gateway", "engine", "prompt"], asyncio.Event())
+    assert prompt.start is not None
+    prompt.start(host)
+    executor = next(iter(host.offered(PROMPT_EXECUTION_SERVICE).values()))
+    assert executor.openai() is None  # the gateway is not running yet
+    from bud.openai.v1 import openai_service_pb2_grpc
+
+    host.offer(OPENAI_SERVICE, "127.0.0.1:1", openai_service_pb2_grpc.OpenAiServiceServicer())
+    assert executor.openai().service.methods  # an in-process stub of the offered servicer
+    backend = prompt_lookup(host, GatewaySettings())()
+    assert backend.service.methods["ExecutePrompt"]  # a LocalBackend of the co-hosted executor
 
 
 def test_the_gateway_fronts_what_the_components_ask_for_at_their_addresses(
@@ -72,8 +94,8 @@ def test_the_gateway_fronts_what_the_components_ask_for_at_their_addresses(
         ("bud.auth.v1.ApiKeyService", "10.0.0.1:1"),
         ("bud.auth.v1.UserService", "10.0.0.1:1"),
         ("bud.prompt.v1.PromptService", "10.0.0.1:1"),  # prompt authoring: the app's own
-        ("bud.prompt.v1.PromptExecutionService", "10.0.0.1:1"),  # guests of the app: at its address
-        ("bud.registry.v1.RegistryService", "10.0.0.1:1"),
+        ("bud.registry.v1.RegistryService", "10.0.0.1:1"),  # a guest of the app: at its address
+        # (PromptExecutionService has no REST face: gateways call it for /v1/responses only)
     ]
 
 

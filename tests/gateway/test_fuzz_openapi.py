@@ -30,12 +30,12 @@ violate these as well: unknown models and projects, missing fields. The fuzzer c
 itself only.
 
 Operations left out, with their reasons (printed with the report):
-- the services still answering UNIMPLEMENTED for every RPC (PromptService, PromptExecutionService,
-  RegistryService: nothing of them is built; `test_unbuilt_services_still_answer_501` fails as
-  soon as one is, so it joins the run), and the fields that need them: `prompt` of POST
-  /v1/responses (a prompt reference needs PromptService) and `model.registry_model_id` of a
-  deployment (a registry model needs RegistryService), both answered 501 by design and probed by
-  the same test;
+- the services still answering UNIMPLEMENTED for every RPC (RegistryService: nothing of it is
+  built; `test_unbuilt_services_still_answer_501` fails as soon as it is, so it joins the run),
+  and the field that needs it: `model.registry_model_id` of a deployment, answered 501 by design
+  and probed by the same test. Prompt references (`prompt` of POST /v1/responses) are fuzzed: the
+  in-process stack co-hosts the prompt executor with the gateway, as `budrt up` does (on the
+  mesh too);
 - on the mesh only, CreateDeployment and UpdateDeployment in the test's project: a deployment the
   fuzzer creates makes the real engine load a fuzzed model source (vLLM then tries the network
   while holding its load lock, stalling the other mesh tests); they still run with generated
@@ -71,11 +71,13 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 from app.component import component as app_component
 from app.server import start_app
 from app.settings import AppSettings
+from gateway.backends import LocalBackend
 from gateway.openapi import DocumentedService, build_document
 from gateway.server import OPENAI_SERVICE, serve
 from gateway.settings import GatewaySettings
-from prompt.component import bindings as prompt_bindings
-from prompt.component import component as prompt_component
+from prompt.component import PROMPT_EXECUTION_SERVICE, InProcessOpenAi
+from prompt.execution import PromptExecutor
+from prompt.store import PromptStore, PromptWatcher
 from registry.component import bindings as registry_bindings
 from registry.component import component as registry_component
 from tests.app.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, FAST_RECONCILER, HASH_SECRET, JWT_SECRET
@@ -84,10 +86,9 @@ from tests.support.instant_engine import InstantEngine, serve_instant_engine
 from tests.support.mesh import Mesh, free_port
 
 # Services whose every RPC answers UNIMPLEMENTED (their component binds the generated base class).
-UNBUILT_SERVICES = ("PromptExecutionService", "RegistryService")
+UNBUILT_SERVICES = ("RegistryService",)
 # Request fields that need an unbuilt service (answered 501 by design), left out of the run.
 UNBUILT_FIELDS = (
-    ("bud.openai.v1.ResponseRequest", "prompt"),  # prompt references: PromptExecutionService
     ("bud.app.v1.ModelSource", "registry_model_id"),  # deploying a registry model: RegistryService
 )
 # What positive generation requests carry (OpenAI's own document requires them too).
@@ -414,9 +415,7 @@ async def _serve_stack(tmp: Path, started: Future[tuple[str, str]], stopping: th
         admin_username=ADMIN_USERNAME,
         admin_password=ADMIN_PASSWORD,
     )
-    app = await start_app(
-        app_settings, [*prompt_bindings(), *registry_bindings()], reconciler_options=FAST_RECONCILER
-    )
+    app = await start_app(app_settings, [*registry_bindings()], reconciler_options=FAST_RECONCILER)
     port = free_port()
     gateway_settings = GatewaySettings(
         data_dir=tmp / "gateway",
@@ -426,18 +425,32 @@ async def _serve_stack(tmp: Path, started: Future[tuple[str, str]], stopping: th
         engine_address=app_settings.engine_address,
         key_hash_secret=HASH_SECRET,
     )
-    services = [
-        *app_component.rest_services,
-        *prompt_component.rest_services,
-        *registry_component.rest_services,
-    ]
+    services = [*app_component.rest_services, *registry_component.rest_services]
+    # The prompt executor co-hosted with the gateway, as `budrt up` runs it.
+    openai: list[Any] = []
+    store = PromptStore()
+    executor = LocalBackend(
+        PromptExecutor(store, lambda: openai[0] if openai else None), PROMPT_EXECUTION_SERVICE
+    )
+    watcher = asyncio.create_task(PromptWatcher(app.address, store, "fuzz").run())
     stop = asyncio.Event()
-    gateway = asyncio.create_task(serve(gateway_settings, stop, None, [(s, app.address) for s in services]))
+    gateway = asyncio.create_task(
+        serve(
+            gateway_settings,
+            stop,
+            None,
+            [(s, app.address) for s in services],
+            prompts=lambda: executor,
+            offer=lambda servicer: openai.append(InProcessOpenAi(servicer)),
+        )
+    )
     assert app.bootstrapped is not None
     started.set_result((f"http://127.0.0.1:{port}", app.bootstrapped.secret))
     await asyncio.to_thread(stopping.wait)
     stop.set()
     await gateway
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
     await app.stop(grace=0)
     await engine.stop(0)
 
@@ -525,17 +538,6 @@ def test_unbuilt_services_still_answer_501(tmp_path: Path) -> None:
             assert r.status_code == 501 and r.json()["code"] == 12, (
                 f"{service} is built now: fuzz it ({r.text})"
             )
-        r = requests.post(
-            f"{url}/v1/projects/{target.project_id}/prompts/p:execute", json={}, headers=auth, timeout=30
-        )
-        assert r.status_code == 501, f"PromptExecutionService is built now: fuzz it ({r.text})"
-        r = requests.post(
-            f"{url}/v1/responses",
-            json={"model": target.models[0], "input": "hi", "prompt": {"id": "p"}},
-            headers={"authorization": f"Bearer {api_key}"},
-            timeout=30,
-        )
-        assert r.status_code == 501, f"prompt references work now: fuzz them (UNBUILT_FIELDS; {r.text})"
         r = requests.post(
             f"{url}/v1/projects/{target.project_id}/deployments",
             json={"name": "d", "model": {"registry_model_id": "m"}},

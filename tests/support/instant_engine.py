@@ -78,6 +78,9 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     NOT_FOUND for every id, as an engine that restarted. `usage_calls` counts GetRequestUsage
     calls.
 
+    Scripting (prompt tests): `replies` are the contents of the next unary chat answers, in order
+    (then "ok" again); `chat_requests` keeps every chat request when `keep_requests` is true.
+
     Model management: records LoadModel (`load_calls`) and UnloadModel (`unload_calls`) calls and
     enforces model owners as the real engine does (a LoadModel of a name served for another
     owner, an UnloadModel by another owner: FAILED_PRECONDITION, `refused_calls` counts them;
@@ -111,6 +114,9 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         self.failures: dict[str, str] = {}
         self.load_delay = 0.0
         self.health: health.aio.HealthServicer | None = None
+        self.replies: list[str] = []
+        self.keep_requests = False
+        self.chat_requests: list[chat_pb2.ChatCompletionRequest] = []
 
     # ---- helpers of tests ---------------------------------------------------------------------
     def loaded_names(self) -> list[str]:
@@ -212,7 +218,10 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     async def CreateChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> chat_pb2.ChatCompletion:
+        if self.keep_requests:
+            self.chat_requests.append(request)
         await self._unary(context, request.model)
+        content = self.replies.pop(0) if self.replies else "ok"
         return chat_pb2.ChatCompletion(
             id="chatcmpl-instant",
             object="chat.completion",
@@ -222,7 +231,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
                 chat_pb2.ChatCompletionChoice(
                     index=0,
                     finish_reason="stop",
-                    message=chat_pb2.ChatCompletionMessage(role="assistant", content="ok"),
+                    message=chat_pb2.ChatCompletionMessage(role="assistant", content=content),
                 )
             ],
             usage=_usage(self.unary_tokens),
@@ -231,6 +240,8 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     async def StreamChatCompletion(
         self, request: chat_pb2.ChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
+        if self.keep_requests:
+            self.chat_requests.append(request)
         usage_id, counts = self._admit(context, request.model)
         created = int(time.time())
 

@@ -2,6 +2,7 @@ import datetime
 
 from bud.api.v1 import json_pb2 as _json_pb2
 from bud.openai.v1 import common_pb2 as _common_pb2
+from bud.openai.v1 import response_pb2 as _response_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -584,49 +585,57 @@ class WatchPromptsResponse(_message.Message):
     def __init__(self, revision: _Optional[int] = ..., reset: _Optional[bool] = ..., upsert_prompts: _Optional[_Iterable[_Union[PromptSnapshot, _Mapping]]] = ..., delete_prompt_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExecutePromptRequest(_message.Message):
-    __slots__ = ("project_id", "prompt_id", "version", "inputs", "stream")
+    __slots__ = ("project_id", "prompt_id", "version", "inputs", "stream", "request")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     prompt_id: str
     version: int
     inputs: str
     stream: bool
-    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[str] = ..., stream: _Optional[bool] = ...) -> None: ...
+    request: _response_pb2.ResponseRequest
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[str] = ..., stream: _Optional[bool] = ..., request: _Optional[_Union[_response_pb2.ResponseRequest, _Mapping]] = ...) -> None: ...
 
 class ExecutePromptResponse(_message.Message):
-    __slots__ = ("text", "output", "model_calls", "usage")
+    __slots__ = ("text", "output", "model_calls", "usage", "response")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
     text: str
     output: str
     model_calls: int
     usage: _common_pb2.Usage
-    def __init__(self, text: _Optional[str] = ..., output: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+    response: _response_pb2.Response
+    def __init__(self, text: _Optional[str] = ..., output: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., response: _Optional[_Union[_response_pb2.Response, _Mapping]] = ...) -> None: ...
 
 class StreamExecutePromptRequest(_message.Message):
-    __slots__ = ("project_id", "prompt_id", "version", "inputs", "stream")
+    __slots__ = ("project_id", "prompt_id", "version", "inputs", "stream", "request")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     prompt_id: str
     version: int
     inputs: str
     stream: bool
-    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[str] = ..., stream: _Optional[bool] = ...) -> None: ...
+    request: _response_pb2.ResponseRequest
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[str] = ..., stream: _Optional[bool] = ..., request: _Optional[_Union[_response_pb2.ResponseRequest, _Mapping]] = ...) -> None: ...
 
 class StreamExecutePromptResponse(_message.Message):
-    __slots__ = ("delta", "usage")
+    __slots__ = ("delta", "usage", "event")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
     delta: str
     usage: _common_pb2.Usage
-    def __init__(self, delta: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+    event: _response_pb2.ResponseStreamEvent
+    def __init__(self, delta: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., event: _Optional[_Union[_response_pb2.ResponseStreamEvent, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,361 @@
+"""PromptExecutionService: runs a saved prompt for a gateway's `POST /v1/responses` with a prompt
+reference.
+
+One run: resolve the reference in the watch-fed store (`store.py`: the key's project only; a
+number, a label, or the default label) → validate the variables (`inputs.py`: every failing field
+in one 400) → render the templates in the bounded sandbox (`render.py`) → call the model **back
+through the gateway's OpenAI service** (`CreateResponse`/`StreamResponse`, in process when
+co-hosted, with the caller's own credentials: the same routing, key and deployment rate limits,
+usage accounting and engine pool as a direct call) → with structured output, validate the answer
+(`outputs.py`) and, when the version allows multiple calls, repair it.
+
+The Responses request sent on is the caller's with the prompt resolved: the rendered messages as
+input items, then the caller's `input` (extra turns); the version's deployment as `model` (the
+caller's `model` wins when set), its sampling parameters unless the caller set them, its function
+tools before the caller's; structured output as `text.format` json_schema (strict).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import orjson
+
+from bud.openai.v1 import response_pb2
+from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
+from budrt.errors import Reason, ServiceError, invalid_argument, unavailable
+from prompt.inputs import validate
+from prompt.outputs import check, invalid_output, repair_messages
+from prompt.render import Limits, RenderLimitExceeded, TemplateRuntimeFailure, render_all
+from prompt.store import CompiledVersion, PromptStore
+
+P = prompt_pb2
+R = response_pb2
+log = logging.getLogger(__name__)
+
+# Metadata forwarded from the gateway's call to the model call: the caller's credentials and
+# request id (the model call is the caller's, charged and limited as theirs).
+_FORWARDED = frozenset({"authorization", "x-request-id"})
+# Chat roles a rendered message keeps on the Responses input; "tool" has no call to answer there.
+_ROLES = {
+    "system": "system",
+    "developer": "developer",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "user",
+}
+_STRING_TYPES = frozenset({P.VARIABLE_TYPE_STRING, P.VARIABLE_TYPE_ENUM, P.VARIABLE_TYPE_UNSPECIFIED})
+
+
+class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
+    """Runs prompts (see the module's docstring). `openai`: the gateway's OpenAI service as a
+    stub (a `LocalBackend` when co-hosted), looked up per call (the gateway offers it once it
+    runs)."""
+
+    def __init__(
+        self,
+        store: PromptStore,
+        openai: Callable[[], Any],
+        limits: Limits | None = None,
+        max_attempts: int = 3,
+    ) -> None:
+        self.store = store
+        self.openai = openai
+        self.limits = limits or Limits()
+        self.max_attempts = max_attempts
+
+    # ---- preparing a run -------------------------------------------------------------------
+    def _prepare(self, request: Any) -> tuple[CompiledVersion, R.ResponseRequest]:
+        caller = request.request
+        if not request.project_id:
+            raise invalid_argument("project_id is required", param="project_id")
+        if not caller.HasField("prompt") or not caller.prompt.id:
+            raise invalid_argument("prompt.id is required", param="prompt.id")
+        ref = caller.prompt
+        compiled = self.store.resolve(
+            request.project_id, ref.id, ref.version if ref.HasField("version") else None
+        )
+        values = validate(compiled.inputs, _variables_json(ref, compiled.types))
+        try:
+            rendered = render_all([(t, values) for _, t in compiled.templates], self.limits)
+        except RenderLimitExceeded as err:
+            raise invalid_argument(
+                f"rendering prompt {ref.id} stopped: {err}", reason=Reason.RENDER_LIMIT, param="prompt"
+            ) from None
+        except TemplateRuntimeFailure as err:
+            raise invalid_argument(
+                f"template error in {err.where()}: {err.message}",
+                reason=Reason.TEMPLATE_ERROR,
+                param="prompt",
+            ) from None
+        return compiled, _model_request(compiled, caller, [r for r, _ in compiled.templates], rendered)
+
+    def _stub(self) -> Any:
+        stub = self.openai()
+        if stub is None:
+            raise unavailable("The gateway's model service is not running here.", reason=Reason.NOT_READY)
+        return stub
+
+    # ---- RPCs -------------------------------------------------------------------------------
+    async def ExecutePrompt(self, request: P.ExecutePromptRequest, context: Any) -> P.ExecutePromptResponse:
+        compiled, model_request = self._prepare(request)
+        return await self._run(request, context, compiled, model_request)
+
+    async def StreamExecutePrompt(
+        self, request: P.StreamExecutePromptRequest, context: Any
+    ) -> AsyncIterator[P.StreamExecutePromptResponse]:
+        """The Responses event sequence of a run. A text output streams as the model writes it
+        (the gateway's own events, the prompt named in them); a structured output is validated
+        (and repaired) before any of it is released, then sent as one delta."""
+        compiled, model_request = self._prepare(request)
+        if compiled.output is not None:
+            done = await self._run(request, context, compiled, model_request)
+            for event in events_of(done.response):
+                yield P.StreamExecutePromptResponse(event=event)
+            return
+        call = self._stub().StreamResponse(model_request, metadata=_forward(context))
+        try:
+            async for event in _stream(call):
+                if event.HasField("response"):
+                    _name_prompt(event.response, request.request.prompt, compiled)
+                yield P.StreamExecutePromptResponse(event=event)
+        finally:
+            cancel = getattr(call, "cancel", None)
+            if cancel is not None:
+                cancel()
+            elif hasattr(call, "aclose"):
+                await call.aclose()
+
+    async def _run(
+        self, request: Any, context: Any, compiled: CompiledVersion, model_request: R.ResponseRequest
+    ) -> P.ExecutePromptResponse:
+        metadata = _forward(context)
+        stub = self._stub()
+        spec = compiled.output
+        attempts = self.max_attempts if compiled.version.allow_multiple_calls else 1
+        usage = R.ResponseUsage()
+        failures: list[tuple[str, list[tuple[str, str]]]] = []
+        parsed: dict[str, Any] | None = None
+        for _ in range(attempts if spec is not None else 1):
+            response = await _call(stub.CreateResponse(model_request, metadata=metadata))
+            _add_usage(usage, response.usage)
+            if spec is None:
+                break
+            raw = output_text(response)
+            checked = check(spec, raw)
+            if not checked.problems:
+                parsed = checked.parsed
+                break
+            failures.append((raw, checked.problems))
+            for turn in repair_messages(raw, checked.problems):
+                model_request.input_items.values.add(role=turn["role"], content_text=turn["content"])
+        else:
+            raise invalid_output(failures)
+        response.usage.CopyFrom(usage)
+        _name_prompt(response, request.request.prompt, compiled)
+        calls = len(failures) + 1
+        out = P.ExecutePromptResponse(text=output_text(response), model_calls=calls, response=response)
+        if parsed is not None:
+            out.output = orjson.dumps(parsed).decode()
+        out.usage.prompt_tokens = usage.input_tokens
+        out.usage.completion_tokens = usage.output_tokens
+        out.usage.total_tokens = usage.total_tokens
+        return out
+
+
+def events_of(response: R.Response) -> list[R.ResponseStreamEvent]:
+    """The Responses stream events of a finished response (one text delta per message)."""
+    events: list[R.ResponseStreamEvent] = []
+
+    def add(kind: str, **fields: Any) -> None:
+        event = R.ResponseStreamEvent(type=kind, sequence_number=len(events))
+        for name, value in fields.items():
+            if isinstance(value, R.Response | R.ResponseOutputItem | R.ResponseContent):
+                getattr(event, name).CopyFrom(value)
+            else:
+                setattr(event, name, value)
+        events.append(event)
+
+    start = R.Response()
+    start.CopyFrom(response)
+    start.status = "in_progress"
+    start.ClearField("output")
+    start.ClearField("usage")
+    add("response.created", response=start)
+    add("response.in_progress", response=start)
+    for index, item in enumerate(response.output):
+        pending = R.ResponseOutputItem()
+        pending.CopyFrom(item)
+        pending.status = "in_progress"
+        pending.ClearField("content")
+        add("response.output_item.added", output_index=index, item=pending)
+        if item.type == "message":
+            for c, part in enumerate(item.content):
+                empty = R.ResponseContent(type=part.type, text="")
+                add(
+                    "response.content_part.added",
+                    output_index=index,
+                    content_index=c,
+                    item_id=item.id,
+                    part=empty,
+                )
+                if part.text:
+                    add(
+                        "response.output_text.delta",
+                        output_index=index,
+                        content_index=c,
+                        item_id=item.id,
+                        delta=part.text,
+                    )
+                add(
+                    "response.output_text.done",
+                    output_index=index,
+                    content_index=c,
+                    item_id=item.id,
+                    text=part.text,
+                )
+                add(
+                    "response.content_part.done",
+                    output_index=index,
+                    content_index=c,
+                    item_id=item.id,
+                    part=part,
+                )
+        elif item.type == "function_call":
+            add(
+                "response.function_call_arguments.done",
+                output_index=index,
+                item_id=item.id,
+                arguments=item.arguments,
+            )
+        add("response.output_item.done", output_index=index, item=item)
+    add("response.incomplete" if response.status == "incomplete" else "response.completed", response=response)
+    return events
+
+
+async def _stream(call: Any) -> AsyncIterator[Any]:
+    """The events of a streamed call to the gateway; its failure is the caller's."""
+    try:
+        async for event in call:
+            yield event
+    except grpc.aio.AioRpcError as err:
+        raise ServiceError.from_rpc_error(err) from None
+
+
+def output_text(response: R.Response) -> str:
+    """The text of a Response's message items (the SDKs' `output_text`)."""
+    return "".join(
+        part.text
+        for item in response.output
+        if item.type == "message"
+        for part in item.content
+        if part.type == "output_text"
+    )
+
+
+def _variables_json(ref: R.PromptReference, types: dict[str, int]) -> str:
+    """The reference's variables as the JSON object the input model validates. OpenAI's variables
+    are strings (or input content parts): the text of a variable declared with a non-string type
+    is read as JSON ("3" → 3, "true" → true); a text that is not JSON stays a string and fails
+    its type."""
+    values: dict[str, Any] = {}
+    for name, variable in ref.variables.items():
+        which = variable.WhichOneof("value")
+        if which == "content":
+            if variable.content.type not in ("input_text", "output_text"):
+                raise invalid_argument(
+                    f"prompt.variables.{name}: only text values are supported",
+                    param=f"prompt.variables.{name}",
+                )
+            text = variable.content.text
+        else:
+            text = variable.text
+        if types.get(name, P.VARIABLE_TYPE_STRING) in _STRING_TYPES:
+            values[name] = text
+        else:
+            try:
+                values[name] = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                values[name] = text
+    return orjson.dumps(values).decode()
+
+
+def _model_request(
+    compiled: CompiledVersion, caller: R.ResponseRequest, roles: list[str], rendered: list[str]
+) -> R.ResponseRequest:
+    """The Responses request of the model call (see the module's docstring)."""
+    version = compiled.version
+    params = version.parameters
+    out = R.ResponseRequest(
+        model=caller.model if caller.HasField("model") and caller.model else version.model
+    )
+    for role, text in zip(roles, rendered, strict=True):
+        out.input_items.values.add(role=_ROLES.get(role, "user"), content_text=text)
+    which = caller.WhichOneof("input")
+    if which == "input_text":
+        out.input_items.values.add(role="user", content_text=caller.input_text)
+    elif which == "input_items":
+        out.input_items.values.extend(caller.input_items.values)
+    if caller.HasField("instructions"):
+        out.instructions = caller.instructions
+    for name, mine in (
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("max_output_tokens", "max_tokens"),
+    ):
+        if caller.HasField(name):
+            setattr(out, name, getattr(caller, name))
+        elif params.HasField(mine):
+            setattr(out, name, getattr(params, mine))
+    for tool in version.tools:
+        added = out.tools.add(type="function", name=tool.function.name)
+        for field in ("description", "parameters", "strict"):
+            if tool.function.HasField(field):
+                setattr(added, field, getattr(tool.function, field))
+    out.tools.extend(caller.tools)
+    choice = caller.WhichOneof("tool_choice")
+    if choice == "tool_choice_mode":
+        out.tool_choice_mode = caller.tool_choice_mode
+    elif choice == "tool_choice_named":
+        out.tool_choice_named.CopyFrom(caller.tool_choice_named)
+    if compiled.output is not None:
+        out.text.format.type = "json_schema"
+        out.text.format.name = "output"
+        out.text.format.schema = orjson.dumps(compiled.output.schema).decode()
+        out.text.format.strict = True
+    else:
+        out.text.CopyFrom(caller.text)
+    for name in ("parallel_tool_calls", "user"):
+        if caller.HasField(name):
+            setattr(out, name, getattr(caller, name))
+    out.metadata.update(caller.metadata)
+    return out
+
+
+def _forward(context: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((k, v) for k, v in context.invocation_metadata() if k in _FORWARDED)
+
+
+async def _call(awaitable: Any) -> Any:
+    """A call to the gateway; its failure is the caller's (the same status)."""
+    try:
+        return await awaitable
+    except grpc.aio.AioRpcError as err:
+        raise ServiceError.from_rpc_error(err) from None
+
+
+def _add_usage(total: R.ResponseUsage, usage: R.ResponseUsage) -> None:
+    total.input_tokens += usage.input_tokens
+    total.output_tokens += usage.output_tokens
+    total.total_tokens += usage.total_tokens
+    total.input_tokens_details.cached_tokens += usage.input_tokens_details.cached_tokens
+    total.output_tokens_details.reasoning_tokens += usage.output_tokens_details.reasoning_tokens
+
+
+def _name_prompt(response: R.Response, ref: R.PromptReference, compiled: CompiledVersion) -> None:
+    """The Response names the prompt it ran, the version resolved."""
+    response.prompt.CopyFrom(ref)
+    response.prompt.version = str(compiled.version.version)

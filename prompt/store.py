@@ -1,0 +1,193 @@
+"""Prompt bodies in memory, fed by the app's `PromptService.WatchPrompts` stream (a snapshot, then
+the prompts that changed, resumable from a revision) — no database read per request — and each
+version compiled once (templates, input model, output spec) the first time it runs.
+
+:class:`PromptWatcher` keeps a :class:`PromptStore` in step the way the gateway's RoutingWatcher
+keeps its tables: watch, apply, and on failure reconnect with backoff from the last revision
+applied. The store is ready (`loaded`) after the first snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from jinja2 import Template, meta
+from pydantic import BaseModel
+
+from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
+from budrt.errors import Reason, echo, internal, not_found, unavailable
+from budrt.grpc_server import service_channel
+from prompt.inputs import UNSTRUCTURED_INPUT, input_model
+from prompt.outputs import OutputSpec, output_spec
+from prompt.render import SANDBOX, TemplateRuntimeFailure, compile_template
+
+P = prompt_pb2
+log = logging.getLogger(__name__)
+
+# The label a prompt names no version with when its default label is unset.
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class CompiledVersion:
+    """A version ready to run: its body, compiled templates (role, template; the system prompt
+    first), input model and output spec."""
+
+    prompt: P.Prompt
+    version: P.PromptVersion
+    templates: list[tuple[str, Template]]
+    inputs: type[BaseModel]
+    output: OutputSpec | None
+    # Declared variable types by name (text values of non-string variables are read as JSON).
+    types: dict[str, int]
+
+
+def compile_version(prompt: P.Prompt, version: P.PromptVersion) -> CompiledVersion:
+    """Compiles a version's templates and builds its models (once per version)."""
+    templates: list[tuple[str, Template]] = []
+    used: set[str] = set()
+    sources = [("system", "system_prompt", version.system_prompt)] if version.system_prompt else []
+    sources += [(m.role, f"messages[{i}].template", m.template) for i, m in enumerate(version.messages)]
+    for role, name, source in sources:
+        try:
+            templates.append((role, compile_template(source, name)))
+        except TemplateRuntimeFailure as err:  # saved bodies compiled at save time: a bug
+            raise internal(
+                f"prompt {prompt.id} version {version.version}: {err.where()}: {err.message}"
+            ) from None
+        used |= meta.find_undeclared_variables(SANDBOX.parse(source))
+    structured = version.input.mode == P.IO_MODE_STRUCTURED
+    types = (
+        {v.name: v.type for v in version.input.variables}
+        if structured
+        else {UNSTRUCTURED_INPUT: P.VARIABLE_TYPE_STRING}
+    )
+    return CompiledVersion(
+        prompt=prompt,
+        version=version,
+        templates=templates,
+        inputs=input_model(version.input, frozenset(used)),
+        output=output_spec(version.output),
+        types=types,
+    )
+
+
+@dataclass
+class _Entry:
+    snapshot: P.PromptSnapshot
+    compiled: dict[int, CompiledVersion] = field(default_factory=dict)
+
+
+@dataclass
+class PromptStore:
+    """Every prompt the executor may run, by id, at one revision."""
+
+    revision: int = 0
+    loaded: asyncio.Event = field(default_factory=asyncio.Event)
+    prompts: dict[str, _Entry] = field(default_factory=dict)
+
+    def apply(self, update: P.WatchPromptsResponse) -> None:
+        """Applies a snapshot (reset) or a batch of changes; a changed prompt's compiled versions
+        are kept (versions are immutable) when it still carries them."""
+        if update.reset:
+            old = self.prompts
+            self.prompts = {}
+        else:
+            old = self.prompts
+        for prompt_id in update.delete_prompt_ids:
+            self.prompts.pop(prompt_id, None)
+        for snapshot in update.upsert_prompts:
+            previous = old.get(snapshot.prompt.id)
+            entry = _Entry(snapshot)
+            if previous is not None:
+                held = {v.version for v in snapshot.versions}
+                entry.compiled = {n: c for n, c in previous.compiled.items() if n in held}
+            self.prompts[snapshot.prompt.id] = entry
+        self.revision = update.revision
+        self.loaded.set()
+
+    def resolve(self, project_id: str, prompt_id: str, version: str | None) -> CompiledVersion:
+        """The compiled version a reference names: `version` a number, a label, or None (the
+        prompt's default label). A prompt of another project is NOT_FOUND, as if absent."""
+        if not self.loaded.is_set():
+            raise unavailable("The prompt service is starting; retry shortly.", reason=Reason.NOT_READY)
+        entry = self.prompts.get(prompt_id)
+        if entry is None or entry.snapshot.prompt.project_id != project_id:
+            raise not_found(f"Prompt with id {echo(prompt_id)} not found.", param="prompt.id")
+        prompt = entry.snapshot.prompt
+        number = self._version_number(prompt, version)
+        compiled = entry.compiled.get(number)
+        if compiled is None:
+            body = next((v for v in entry.snapshot.versions if v.version == number), None)
+            if body is None:
+                # Only the versions a label or a deployment points at are held (no database read
+                # per request): label an older version to run it.
+                raise not_found(
+                    f"Version {number} of prompt {prompt_id} is not available: run a labelled version "
+                    "(or label this one).",
+                    param="prompt.version",
+                )
+            compiled = entry.compiled[number] = compile_version(prompt, body)
+        return compiled
+
+    @staticmethod
+    def _version_number(prompt: P.Prompt, version: str | None) -> int:
+        if version is None or version == "":
+            label = prompt.default_label or LATEST
+        elif version.isdigit():
+            return int(version)
+        else:
+            label = version
+        if label == LATEST:
+            return prompt.latest_version
+        for item in prompt.labels:
+            if item.name == label:
+                return item.version
+        raise not_found(f"Prompt {prompt.id} has no label {echo(label)}.", param="prompt.version")
+
+
+class PromptWatcher:
+    """Keeps a PromptStore in step with the app's WatchPrompts stream."""
+
+    def __init__(
+        self,
+        app_address: str,
+        store: PromptStore,
+        watcher_id: str,
+        channel_factory: Callable[[str], Any] = service_channel,
+    ) -> None:
+        self.app_address = app_address
+        self.store = store
+        self.watcher_id = watcher_id
+        self.channel_factory = channel_factory
+
+    async def run(self) -> None:
+        """Runs until cancelled."""
+        backoff = 0.1
+        channel = self.channel_factory(self.app_address)
+        stub = prompt_pb2_grpc.PromptServiceStub(channel)
+        try:
+            while True:
+                try:
+                    request = P.WatchPromptsRequest(
+                        since_revision=self.store.revision, watcher_id=self.watcher_id
+                    )
+                    async for update in stub.WatchPrompts(request):
+                        self.store.apply(update)
+                        backoff = 0.1
+                    log.warning("prompt watch ended; reconnecting")
+                except grpc.aio.AioRpcError as err:
+                    log.warning(
+                        "prompt watch failed: %s; serving from revision %d",
+                        err.code().name,
+                        self.store.revision,
+                    )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        finally:
+            await channel.close()

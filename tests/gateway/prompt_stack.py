@@ -1,0 +1,228 @@
+"""An in-process stack for prompt execution tests and the prompt benchmark: the app (SQLite,
+bootstrapped), the instant engine, the gateway's `serve()` and the prompt executor co-hosted with
+it as `budrt up` runs them (each calls the other in process; prompt bodies from WatchPrompts), on
+an event loop of their own thread (the openai SDK is blocking)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from app.component import component as app_component
+from app.server import start_app
+from app.settings import AppSettings
+from auth.service_identity import ServiceIdentityPolicy
+from bud.openai.v1 import openai_service_pb2_grpc
+from bud.prompt.v1 import prompt_pb2_grpc
+from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
+from gateway.backends import LocalBackend
+from gateway.server import serve
+from gateway.settings import GatewaySettings
+from prompt.component import PROMPT_EXECUTION_SERVICE, InProcessOpenAi
+from prompt.execution import PromptExecutor
+from prompt.render import Limits
+from prompt.store import PromptStore, PromptWatcher
+from registry.component import bindings as registry_bindings
+from tests.app.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, FAST_RECONCILER, HASH_SECRET, JWT_SECRET
+from tests.support.instant_engine import InstantEngine, serve_instant_engine
+from tests.support.mesh import free_port
+
+
+@dataclass
+class PromptStack:
+    """What tests use: the HTTP URL, the bootstrap key and its project, the admin's token, the
+    chat model's name, the engine and the executor."""
+
+    url: str
+    api_key: str
+    engine: InstantEngine
+    executor: PromptExecutor
+    loop: asyncio.AbstractEventLoop
+    token: str = ""
+    project_id: str = ""
+    model: str = ""
+
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
+    def create_prompt(self, name: str, version: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        """Saves a prompt (version 1) in the key's project; waits until the executor holds it."""
+        body = {"name": name, "version": {"model": self.model, **version}, **fields}
+        reply = requests.post(
+            f"{self.url}/v1/projects/{self.project_id}/prompts", json=body, headers=self.headers(), timeout=30
+        )
+        assert reply.status_code == 200, reply.text
+        prompt = reply.json()["prompt"]
+        self.wait_for(prompt["id"], 1)
+        return prompt
+
+    def add_version(self, prompt_id: str, version: dict[str, Any]) -> int:
+        reply = requests.post(
+            f"{self.url}/v1/projects/{self.project_id}/prompts/{prompt_id}/versions",
+            json={"model": self.model, **version},
+            headers=self.headers(),
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        number = int(reply.json()["version"]["version"])
+        self.wait_for(prompt_id, number)
+        return number
+
+    def set_label(self, prompt_id: str, label: str, version: int) -> None:
+        reply = requests.put(
+            f"{self.url}/v1/projects/{self.project_id}/prompts/{prompt_id}/labels/{label}",
+            json={"version": version},
+            headers=self.headers(),
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        deadline = time.monotonic() + 10
+        while not any(
+            lb.name == label and lb.version == version
+            for lb in self.executor.store.prompts[prompt_id].snapshot.prompt.labels
+        ):
+            assert time.monotonic() < deadline, "the label never reached the executor"
+            time.sleep(0.02)
+
+    def wait_for(self, prompt_id: str, version: int) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            entry = self.executor.store.prompts.get(prompt_id)
+            if entry is not None and any(v.version == version for v in entry.snapshot.versions):
+                return
+            assert time.monotonic() < deadline, "the prompt never reached the executor"
+            time.sleep(0.02)
+
+
+async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Event, remote: bool) -> None:
+    engine = InstantEngine()
+    engine_server = await serve_instant_engine("127.0.0.1:0", engine)
+    app_settings = AppSettings(
+        data_dir=tmp / "app",
+        database_url=f"sqlite:///{tmp / 'bud.db'}",
+        app_address="127.0.0.1:0",
+        engine_address=f"127.0.0.1:{engine_server.port}",
+        key_hash_secret=HASH_SECRET,
+        jwt_secret=JWT_SECRET,
+        admin_username=ADMIN_USERNAME,
+        admin_password=ADMIN_PASSWORD,
+    )
+    app = await start_app(app_settings, [*registry_bindings()], reconciler_options=FAST_RECONCILER)
+    port = free_port()
+    gateway_settings = GatewaySettings(
+        data_dir=tmp / "gateway",
+        gateway_http_port=port,
+        gateway_grpc_address=f"127.0.0.1:{free_port()}" if remote else "127.0.0.1:0",
+        app_address=app.address,
+        engine_address=app_settings.engine_address,
+        key_hash_secret=HASH_SECRET,
+    )
+    openai: list[Any] = []
+    store = PromptStore()
+    executor = PromptExecutor(store, lambda: openai[0] if openai else None, Limits(), 3)
+    backend: Any = LocalBackend(executor, PROMPT_EXECUTION_SERVICE)
+    server: GrpcServer | None = None
+    channels: list[Any] = []
+    if remote:
+        # `budrt serve prompt` on its own: the gateway calls PromptExecutionService over mutual
+        # TLS (as a gateway identity), the executor calls the gateway's public face in plaintext
+        # with the caller's key.
+        binding = ServiceBinding(
+            executor, prompt_pb2_grpc.add_PromptExecutionServiceServicer_to_server, PROMPT_EXECUTION_SERVICE
+        )
+        server = GrpcServer("127.0.0.1:0", [binding], authorization=ServiceIdentityPolicy())
+        await server.start()
+        channels = [
+            service_channel(f"127.0.0.1:{server.port}"),
+            service_channel(gateway_settings.gateway_grpc_address, tls=None),
+        ]
+        backend = prompt_pb2_grpc.PromptExecutionServiceStub(channels[0])
+        openai.append(openai_service_pb2_grpc.OpenAiServiceStub(channels[1]))
+    watcher = asyncio.create_task(PromptWatcher(app.address, store, "tests").run())
+    stop = asyncio.Event()
+    gateway = asyncio.create_task(
+        serve(
+            gateway_settings,
+            stop,
+            None,
+            [(s, app.address) for s in app_component.rest_services],
+            prompts=lambda: backend,
+            offer=None if remote else lambda servicer: openai.append(InProcessOpenAi(servicer)),
+        )
+    )
+    assert app.bootstrapped is not None
+    started.set_result(
+        PromptStack(
+            f"http://127.0.0.1:{port}", app.bootstrapped.secret, engine, executor, asyncio.get_running_loop()
+        )
+    )
+    await asyncio.to_thread(stopping.wait)
+    stop.set()
+    await gateway
+    if server is not None:
+        await server.stop(0)
+    for channel in channels:
+        await channel.close()
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    await app.stop(grace=0)
+    await engine_server.stop(0)
+
+
+def _prepare(stack: PromptStack) -> None:
+    """Waits for the gateway to route the default models and the executor to hold the prompts;
+    logs the admin in and finds the key's project."""
+    deadline = time.monotonic() + 120
+    while True:
+        with contextlib.suppress(requests.ConnectionError):
+            ready = requests.get(f"{stack.url}/readyz", timeout=10)
+            if ready.status_code == 200 and ready.json()["deployments_ready"] >= 2:
+                break
+        assert time.monotonic() < deadline, "the gateway never became ready"
+        time.sleep(0.2)
+    while not stack.executor.store.loaded.is_set():
+        assert time.monotonic() < deadline, "the prompt executor never got its snapshot"
+        time.sleep(0.05)
+    models = requests.get(
+        f"{stack.url}/v1/models", headers={"authorization": f"Bearer {stack.api_key}"}, timeout=30
+    ).json()["data"]
+    login = requests.post(
+        f"{stack.url}/v1/auth/login",
+        json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD},
+        timeout=30,
+    )
+    stack.token = login.json()["access_token"]
+    projects = requests.get(f"{stack.url}/v1/projects", headers=stack.headers(), timeout=30).json()[
+        "projects"
+    ]
+    assert len(projects) == 1, projects
+    stack.project_id = projects[0]["id"]
+    chat = AppSettings.model_fields["default_model_name"].default
+    assert chat in {m["id"] for m in models}
+    stack.model = chat
+
+
+@contextlib.contextmanager
+def prompt_stack(tmp: Path, *, remote: bool = False) -> Iterator[PromptStack]:
+    """The stack, ready (see the module's docstring); `remote`: the executor as its own server
+    (`budrt serve prompt`), each side calling the other over gRPC."""
+    started: Future[PromptStack] = Future()
+    stopping = threading.Event()
+    thread = threading.Thread(target=lambda: asyncio.run(_serve(tmp, started, stopping, remote)), daemon=True)
+    thread.start()
+    try:
+        stack = started.result(timeout=60)
+        _prepare(stack)
+        yield stack
+    finally:
+        stopping.set()
+        thread.join(timeout=30)

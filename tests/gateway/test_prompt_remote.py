@@ -1,0 +1,47 @@
+"""The prompt executor run on its own (`budrt serve prompt`): the gateway calls its
+PromptExecutionService over mutual TLS, and it calls the gateway's public gRPC face back with the
+caller's key — the same answers as co-hosted, through the openai SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.gateway.prompt_stack import PromptStack, prompt_stack
+from tests.gateway.test_prompt_responses import GREETING
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromptStack]:
+    with prompt_stack(Path(tmp_path_factory.mktemp("prompt-remote")), remote=True) as running:
+        running.engine.keep_requests = True
+        yield running
+
+
+def test_unary_stream_and_errors_over_grpc(stack: PromptStack) -> None:
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=stack.api_key, max_retries=0)
+    prompt_id = stack.create_prompt("remote", GREETING)["id"]
+    stack.engine.replies = ["Bonjour"]
+    ref = {"id": prompt_id, "variables": {"name": "Ada", "age": "36", "language": "fr"}}
+    response = client.responses.create(prompt=ref)
+    assert (
+        response.output_text == "Bonjour" and response.prompt is not None and response.prompt.version == "1"
+    )
+    assert [m.content_text for m in stack.engine.chat_requests[-1].messages] == [
+        "You greet people in fr.",
+        "Greet Ada (36 years old).",
+    ]
+    kinds = [e.type for e in client.responses.create(stream=True, prompt=ref)]
+    assert kinds[0] == "response.created" and kinds[-1] in ("response.completed", "response.incomplete")
+    with pytest.raises(openai.BadRequestError, match="prompt.variables.age"):
+        client.responses.create(prompt={"id": prompt_id, "variables": {"name": "Ada", "age": "x"}})
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(prompt={"id": prompt_id, "version": "7"})
+    bad = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="bud_nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.responses.create(prompt=ref)
