@@ -322,20 +322,25 @@ def check_engine(engine: engine_registry_pb2.Engine, param: str = "engine") -> N
 
 
 def check_deployment(deployment: deployment_pb2.Deployment, param: str = "deployment") -> tuple[str, str]:
-    """Validates every writable field; returns the model source as (oneof field, value)."""
+    """Validates every writable field of a model deployment; returns the model source as (oneof
+    field, value). Prompt deployments are checked by `app.prompts.deployments`, which the
+    DeploymentService hands them to first."""
     check_deployment_name(deployment.name, f"{param}.name")
     target = deployment.WhichOneof("target")
     if target == "prompt":
-        raise unimplemented(
-            "prompt deployments are not supported yet (the prompt service is not built)",
-            param=f"{param}.prompt",
-        )
+        raise invalid_argument("a prompt deployment is not a model deployment", param=f"{param}.prompt")
     if target is None:
         raise invalid_argument(f"{param}.model is required", param=f"{param}.model")
     source = check_model_source(deployment.model, f"{param}.model")
     if deployment.runner not in engine_service_pb2.Runner.values():
         raise invalid_argument(f"unknown runner {deployment.runner}", param=f"{param}.runner")
     check_engine_args(deployment.engine_args, f"{param}.engine_args")
+    check_scaling_and_limits(deployment, param)
+    return source
+
+
+def check_scaling_and_limits(deployment: deployment_pb2.Deployment, param: str = "deployment") -> None:
+    """The settings every deployment has, model or prompt: scaling bounds and rate limits."""
     scaling = deployment.scaling
     for field in ("min_concurrency", "max_concurrency"):
         if getattr(scaling, field) < 0:
@@ -352,4 +357,3 @@ def check_deployment(deployment: deployment_pb2.Deployment, param: str = "deploy
             raise invalid_argument(
                 f"{param}.rate_limits.{field} must not be negative", param=f"{param}.rate_limits.{field}"
             )
-    return source

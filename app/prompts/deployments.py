@@ -20,7 +20,7 @@ from app.convert import status_name
 from app.db import models
 from app.db.models import utcnow
 from app.prompts import body, store
-from app.validation import check_deployment_name
+from app.validation import check_deployment_name, check_scaling_and_limits
 from auth.roles import VIEWER
 from auth.tokens import Caller
 from bud.app.v1 import deployment_pb2
@@ -41,22 +41,7 @@ def _check_settings(deployment: D.Deployment, param: str) -> None:
                 f"{param}.{field}: a prompt deployment runs on its prompt's chat deployment; leave it unset",
                 param=f"{param}.{field}",
             )
-    scaling = deployment.scaling
-    for field in ("min_concurrency", "max_concurrency"):
-        if getattr(scaling, field) < 0:
-            raise invalid_argument(
-                f"{param}.scaling.{field} must not be negative", param=f"{param}.scaling.{field}"
-            )
-    if scaling.max_concurrency and scaling.max_concurrency < scaling.min_concurrency:
-        raise invalid_argument(
-            f"{param}.scaling.max_concurrency is below min_concurrency",
-            param=f"{param}.scaling.max_concurrency",
-        )
-    for field in ("requests_per_minute", "tokens_per_minute"):
-        if getattr(deployment.rate_limits, field) < 0:
-            raise invalid_argument(
-                f"{param}.rate_limits.{field} must not be negative", param=f"{param}.rate_limits.{field}"
-            )
+    check_scaling_and_limits(deployment, param)
 
 
 async def _target(
