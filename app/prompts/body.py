@@ -17,17 +17,18 @@ import keyword
 import math
 import re
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import jsonschema
 import orjson
 from jinja2 import TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import Field, TypeAdapter, ValidationError, create_model
+from pydantic import TypeAdapter, ValidationError
 
 from app.validation import check_description
 from bud.prompt.v1 import prompt_pb2
 from budrt.errors import echo, invalid_argument
+from budrt.prompt_variables import python_type
 
 P = prompt_pb2
 
@@ -177,47 +178,6 @@ def _compile(template: str, param: str) -> set[str]:
     except TemplateSyntaxError as err:
         raise invalid_argument(f"{param}: line {err.lineno}: {err.message}", param=param) from err
     return set(meta.find_undeclared_variables(tree))
-
-
-def python_type(variable: P.Variable) -> Any:
-    """The Python (pydantic) type of a checked variable, its constraints included."""
-    kind = variable.type
-    c = variable.constraints if variable.validation else P.Constraints()
-    base: Any
-    if kind == P.VARIABLE_TYPE_STRING:
-        base = Literal[tuple(c.enum_values)] if c.enum_values else str
-    elif kind == P.VARIABLE_TYPE_INTEGER:
-        base = int
-    elif kind == P.VARIABLE_TYPE_NUMBER:
-        base = float
-    elif kind == P.VARIABLE_TYPE_BOOLEAN:
-        base = bool
-    elif kind == P.VARIABLE_TYPE_ENUM:
-        base = Literal[tuple(variable.options)]
-    elif kind == P.VARIABLE_TYPE_ARRAY:
-        base = list[python_type(variable.items)]  # type: ignore[misc]
-    else:
-        base = object_model(variable.name or "object", variable.fields)
-    rules = {
-        name: getattr(c, name)
-        for name in ("min_length", "max_length", "pattern", "ge", "gt", "le", "lt", "multiple_of")
-        if c.HasField(name)
-    }
-    if c.HasField("min_items"):
-        rules["min_length"] = c.min_items
-    if c.HasField("max_items"):
-        rules["max_length"] = c.max_items
-    return Annotated[base, Field(**rules)] if rules else base
-
-
-def object_model(name: str, fields: Sequence[P.Variable]) -> Any:
-    """The pydantic model of an object's (or a structured input's) fields; a field with no
-    default is required."""
-    spec: dict[str, Any] = {}
-    for field in fields:
-        default = orjson.loads(field.default) if field.HasField("default") else ...
-        spec[field.name] = (python_type(field), default)
-    return create_model(f"{name}_model", **spec)
 
 
 def _check_variables(variables: Sequence[P.Variable], param: str, depth: int = 1) -> None:
