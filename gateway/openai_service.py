@@ -30,6 +30,7 @@ from bud.prompt.v1 import prompt_pb2
 from budrt.errors import (
     Reason,
     ServiceError,
+    echo,
     http_status,
     invalid_argument,
     not_found,
@@ -500,7 +501,16 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         key = self._authenticate(context)
         own = conversation.input_items(request)
         if request.HasField("previous_response_id"):
-            turns = await self.response_store.conversation(key.project_id, request.previous_response_id)
+            try:
+                turns = await self.response_store.conversation(key.project_id, request.previous_response_id)
+            except ServiceError as err:
+                if err.code != grpc.StatusCode.NOT_FOUND:
+                    raise
+                # OpenAI's answer: the request's field is at fault, not a path of the URL.
+                raise not_found(
+                    f"Previous response with id {echo(request.previous_response_id)} not found.",
+                    param="previous_response_id",
+                ) from None
             request = conversation.continued(request, conversation.history(turns), own)
         return request, own, key
 

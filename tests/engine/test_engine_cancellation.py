@@ -47,15 +47,15 @@ def test_closing_a_stream_aborts_the_generation(mesh: Mesh, kind: str) -> None:
     # read its first chunks (one choice takes ~1 s here). When the machine is so busy that the
     # serving processes fall behind the engine core and it did end, the test cannot observe an
     # abort: it tries again with more choices, and fails only if it never could observe one.
-    for choices in (4, 16, 48):
+    for choices in (4, 16):  # 16: the gateway's cap on n
         wait_idle(mesh, engine_name, within=60)  # nothing left over from earlier tests or tries
         before = model_stats(mesh, engine_name).generation_tokens_total
         extra = {
             "max_tokens": 2000,
             "n": choices,
             "temperature": 1.0,
-            "seed": 5,
-            "extra_body": {"ignore_eos": True},
+            # No seed and no ignore_eos: requests with either are generated to their end before
+            # vLLM hands out their first output on this CPU build (see tests/performance/README.md).
         }
         if kind == "chat":
             stream = c.chat.completions.create(

@@ -71,6 +71,6 @@ def test_response_raw_sse_has_named_events_and_no_done(mesh: Mesh) -> None:
 def test_response_errors(mesh: Mesh) -> None:
     with pytest.raises(openai.NotFoundError):
         _client(mesh).responses.create(model="nope", input="x")
-    with pytest.raises(openai.BadRequestError) as err:
+    with pytest.raises(openai.NotFoundError) as err:  # no such stored response
         _client(mesh).responses.create(model="tiny-llama", input="x", previous_response_id="resp_123")
     assert err.value.body["param"] == "previous_response_id"  # type: ignore[index]
