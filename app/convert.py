@@ -188,3 +188,14 @@ def member_to_proto(row: models.ProjectMember, username: str) -> user_pb2.Projec
     return user_pb2.ProjectMember(
         project_id=row.project_id, user_id=row.user_id, role=role_value(row.role), username=username
     )
+
+
+def apply_deployment_settings(row: models.Deployment, deployment: deployment_pb2.Deployment) -> None:
+    """Writes the settings every deployment has, model or prompt (scaling, caching, rate limits),
+    into its row."""
+    row.min_concurrency = deployment.scaling.min_concurrency
+    row.max_concurrency = deployment.scaling.max_concurrency
+    row.autoscale = deployment.scaling.autoscale
+    row.caching = deployment.caching
+    row.requests_per_minute = deployment.rate_limits.requests_per_minute
+    row.tokens_per_minute = deployment.rate_limits.tokens_per_minute

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
 from app.authz import require_role
-from app.convert import status_name
+from app.convert import apply_deployment_settings, status_name
 from app.db import models
 from app.db.models import utcnow
 from app.prompts import body, store
@@ -89,12 +89,7 @@ def _apply(
     row.prompt_id, row.prompt_version, row.prompt_label = target
     row.runner = "RUNNER_UNSPECIFIED"
     row.engine_args = {}
-    row.min_concurrency = deployment.scaling.min_concurrency
-    row.max_concurrency = deployment.scaling.max_concurrency
-    row.autoscale = deployment.scaling.autoscale
-    row.caching = deployment.caching
-    row.requests_per_minute = deployment.rate_limits.requests_per_minute
-    row.tokens_per_minute = deployment.rate_limits.tokens_per_minute
+    apply_deployment_settings(row, deployment)
 
 
 async def insert(

@@ -27,7 +27,13 @@ from app import ids
 from app.authz import Access
 from app.control import Reconciler
 from app.control.engines import EngineModel, engine_models, place, served_model_name
-from app.convert import deployment_to_proto, engine_args_to_json, runner_name, status_name
+from app.convert import (
+    apply_deployment_settings,
+    deployment_to_proto,
+    engine_args_to_json,
+    runner_name,
+    status_name,
+)
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
@@ -97,12 +103,7 @@ def _apply(row: models.Deployment, deployment: deployment_pb2.Deployment, source
     row.prompt_id = row.prompt_version = None
     row.runner = runner_name(deployment.runner)
     row.engine_args = engine_args_to_json(deployment.engine_args)
-    row.min_concurrency = deployment.scaling.min_concurrency
-    row.max_concurrency = deployment.scaling.max_concurrency
-    row.autoscale = deployment.scaling.autoscale
-    row.caching = deployment.caching
-    row.requests_per_minute = deployment.rate_limits.requests_per_minute
-    row.tokens_per_minute = deployment.rate_limits.tokens_per_minute
+    apply_deployment_settings(row, deployment)
 
 
 async def insert_deployment(
