@@ -135,7 +135,18 @@ async def test_retention_hides_then_purges_expired_responses(start: Any) -> None
         await channel.close()
 
 
-async def test_purge_keeps_everything_when_retention_is_zero(app: RunningApp, store: Any) -> None:
+async def test_purge_keeps_everything_when_retention_is_zero(start: Any) -> None:
+    # The app keeps everything (retention 0), so its own periodic purge cannot race the calls below.
+    app = await start(response_retention_days=0)
+    channel = service_channel(app.address)
+    store = response_store_pb2_grpc.ResponseStoreServiceStub(channel)
+    try:
+        await _purge_by_hand(app, store)
+    finally:
+        await channel.close()
+
+
+async def _purge_by_hand(app: RunningApp, store: Any) -> None:
     await store.StoreResponses(pb.StoreResponsesRequest(responses=[stored("resp_a", created=1_000_000)]))
     assert await purge_expired(app.db, 0) == 0
     assert await purge_expired(app.db, 1, now=datetime.now(UTC)) == 1

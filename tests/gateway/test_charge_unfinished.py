@@ -81,6 +81,8 @@ class Gateway:
         while not self.usage.records and asyncio.get_running_loop().time() < deadline:
             await self.servicer.drain()
             await asyncio.sleep(0.01)
+        # The record is made before the limits settle, in the same charge task: wait for it.
+        await self.servicer.drain()
         await asyncio.sleep(0.05)  # a second record would show here
         (record,) = self.usage.records
         return record
