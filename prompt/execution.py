@@ -127,7 +127,8 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
     ) -> AsyncIterator[P.StreamExecutePromptResponse]:
         """The Responses event sequence of a run. A text output streams as the model writes it
         (the gateway's own events, the prompt named in them); a structured output is validated
-        (and repaired) before any of it is released, then sent as one delta."""
+        (and repaired), and a run with integration tools finished, before any of it is released,
+        then sent as the events of the finished response."""
         compiled, model_request = self._prepare(request)
         if compiled.output is not None or Toolbox(compiled.version):
             done = await self._run(request, context, compiled, model_request)

@@ -126,6 +126,16 @@ def test_function_calls_come_back_and_the_caller_continues(
     assert client.responses.retrieve(second.id).output_text == "Sunny in Paris."
 
 
+def test_store_false_is_honoured_on_the_prompt_path(
+    stack: PromptStack, client: openai.OpenAI, weather: str
+) -> None:
+    stack.engine.replies = [[("get_weather", '{"city": "Lima"}')]]
+    response = client.responses.create(prompt=ref(weather), store=False)
+    assert response.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+
+
 def test_an_unknown_previous_response_is_404(client: openai.OpenAI, weather: str) -> None:
     with pytest.raises(openai.NotFoundError) as err:
         client.responses.create(prompt=ref(weather), previous_response_id="resp_nope", input="x")
