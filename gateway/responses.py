@@ -269,7 +269,19 @@ async def to_events(
         out.output.append(done_item)
     for item in calls.values():
         index = len(out.output)
-        yield event("response.output_item.added", output_index=index, item=item)
+        # As OpenAI streams a call: added with no arguments yet, the arguments as a delta, done.
+        pending = response_pb2.ResponseOutputItem()
+        pending.CopyFrom(item)
+        pending.status = "in_progress"
+        pending.arguments = ""
+        yield event("response.output_item.added", output_index=index, item=pending)
+        if item.arguments:
+            yield event(
+                "response.function_call_arguments.delta",
+                output_index=index,
+                item_id=item.id,
+                delta=item.arguments,
+            )
         yield event(
             "response.function_call_arguments.done",
             output_index=index,

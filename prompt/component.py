@@ -25,6 +25,7 @@ from prompt.execution import PromptExecutor
 from prompt.render import Limits
 from prompt.settings import PromptSettings
 from prompt.store import PromptStore, PromptWatcher
+from prompt.tools.base import ConnectorConfig
 
 PROMPT_EXECUTION_SERVICE = prompt_pb2.DESCRIPTOR.services_by_name["PromptExecutionService"]
 OPENAI_SERVICE = openai_service_pb2.DESCRIPTOR.services_by_name["OpenAiService"]
@@ -54,6 +55,13 @@ def build_executor(
         openai,
         Limits(time_s=settings.render_timeout_s, max_chars=settings.render_max_chars),
         settings.max_output_attempts,
+        ConnectorConfig(
+            slack_base_url=settings.slack_base_url,
+            notion_base_url=settings.notion_base_url,
+            timeout_s=settings.tool_timeout_s,
+            max_output_chars=settings.tool_output_max_chars,
+        ),
+        settings.max_tool_steps,
     )
 
 

@@ -12,7 +12,16 @@ usage accounting and engine pool as a direct call) → with structured output, v
 The Responses request sent on is the caller's with the prompt resolved: the rendered messages as
 input items, then the caller's `input` (extra turns); the version's deployment as `model` (the
 caller's `model` wins when set), its sampling parameters unless the caller set them, its function
-tools before the caller's; structured output as `text.format` json_schema (strict).
+tools before the caller's, then its integration tools (`tools/`); structured output as
+`text.format` json_schema (strict).
+
+Tools: the model's calls of function tools come back to the caller as `function_call` items; the
+caller answers with `function_call_output` items, `previous_response_id` and the same prompt
+reference. A continuation does not render the prompt's messages again (the conversation the
+gateway prepends already begins with them); the version's model, parameters, tools and output
+format still apply. Integration tools are run here (`tools/loop.py`), in a unary model call per
+step: a version with integration tools streams its final response as events, like a structured
+output.
 """
 
 from __future__ import annotations
@@ -31,6 +40,9 @@ from prompt.inputs import validate
 from prompt.outputs import check, invalid_output, repair_messages
 from prompt.render import Limits, RenderLimitExceeded, TemplateRuntimeFailure, render_all
 from prompt.store import CompiledVersion, PromptStore
+from prompt.tools.base import ConnectorConfig
+from prompt.tools.loop import run_tools
+from prompt.tools.toolbox import Toolbox
 
 P = prompt_pb2
 R = response_pb2
@@ -61,11 +73,15 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         openai: Callable[[], Any],
         limits: Limits | None = None,
         max_attempts: int = 3,
+        connectors: ConnectorConfig | None = None,
+        max_tool_steps: int = 5,
     ) -> None:
         self.store = store
         self.openai = openai
         self.limits = limits or Limits()
         self.max_attempts = max_attempts
+        self.connectors = connectors or ConnectorConfig()
+        self.max_tool_steps = max_tool_steps
 
     # ---- preparing a run -------------------------------------------------------------------
     def _prepare(self, request: Any) -> tuple[CompiledVersion, R.ResponseRequest]:
@@ -91,7 +107,9 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
                 reason=Reason.TEMPLATE_ERROR,
                 param="prompt",
             ) from None
-        return compiled, _model_request(compiled, caller, [r for r, _ in compiled.templates], rendered)
+        model_request = _model_request(compiled, caller, [r for r, _ in compiled.templates], rendered)
+        Toolbox(compiled.version).offer(model_request)
+        return compiled, model_request
 
     def _stub(self) -> Any:
         stub = self.openai()
@@ -109,9 +127,10 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
     ) -> AsyncIterator[P.StreamExecutePromptResponse]:
         """The Responses event sequence of a run. A text output streams as the model writes it
         (the gateway's own events, the prompt named in them); a structured output is validated
-        (and repaired) before any of it is released, then sent as one delta."""
+        (and repaired), and a run with integration tools finished, before any of it is released,
+        then sent as the events of the finished response."""
         compiled, model_request = self._prepare(request)
-        if compiled.output is not None:
+        if compiled.output is not None or Toolbox(compiled.version):
             done = await self._run(request, context, compiled, model_request)
             for event in events_of(done.response):
                 yield P.StreamExecutePromptResponse(event=event)
@@ -139,9 +158,27 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         usage = R.ResponseUsage()
         failures: list[tuple[str, list[tuple[str, str]]]] = []
         parsed: dict[str, Any] | None = None
+        calls = 0
+
+        async def call_model(asked: R.ResponseRequest) -> R.Response:
+            answer = await _call(stub.CreateResponse(asked, metadata=metadata))
+            _add_usage(usage, answer.usage)
+            return answer
+
+        toolbox = Toolbox(compiled.version)
         for _ in range(attempts if spec is not None else 1):
-            response = await _call(stub.CreateResponse(model_request, metadata=metadata))
-            _add_usage(usage, response.usage)
+            if toolbox:
+                response, made = await run_tools(
+                    call_model,
+                    model_request,
+                    toolbox,
+                    self.connectors,
+                    max_steps=self.max_tool_steps,
+                    multiple=compiled.version.allow_multiple_calls,
+                )
+            else:
+                response, made = await call_model(model_request), 1
+            calls += made
             if spec is None:
                 break
             raw = output_text(response)
@@ -156,7 +193,6 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
             raise invalid_output(failures)
         response.usage.CopyFrom(usage)
         _name_prompt(response, request.request.prompt, compiled)
-        calls = len(failures) + 1
         out = P.ExecutePromptResponse(text=output_text(response), model_calls=calls, response=response)
         if parsed is not None:
             out.output = orjson.dumps(parsed).decode()
@@ -191,6 +227,8 @@ def events_of(response: R.Response) -> list[R.ResponseStreamEvent]:
         pending.CopyFrom(item)
         pending.status = "in_progress"
         pending.ClearField("content")
+        if item.type == "function_call":
+            pending.arguments = ""  # then streamed as deltas, as OpenAI does
         add("response.output_item.added", output_index=index, item=pending)
         if item.type == "message":
             for c, part in enumerate(item.content):
@@ -225,6 +263,13 @@ def events_of(response: R.Response) -> list[R.ResponseStreamEvent]:
                     part=part,
                 )
         elif item.type == "function_call":
+            if item.arguments:
+                add(
+                    "response.function_call_arguments.delta",
+                    output_index=index,
+                    item_id=item.id,
+                    delta=item.arguments,
+                )
             add(
                 "response.function_call_arguments.done",
                 output_index=index,
@@ -292,8 +337,12 @@ def _model_request(
     out = R.ResponseRequest(
         model=caller.model if caller.HasField("model") and caller.model else version.model
     )
-    for role, text in zip(roles, rendered, strict=True):
-        out.input_items.values.add(role=_ROLES.get(role, "user"), content_text=text)
+    if caller.HasField("previous_response_id"):
+        # A continuation: the stored turns the gateway prepends begin with the rendered prompt.
+        out.previous_response_id = caller.previous_response_id
+    else:
+        for role, text in zip(roles, rendered, strict=True):
+            out.input_items.values.add(role=_ROLES.get(role, "user"), content_text=text)
     which = caller.WhichOneof("input")
     if which == "input_text":
         out.input_items.values.add(role="user", content_text=caller.input_text)
@@ -328,7 +377,7 @@ def _model_request(
         out.text.format.strict = True
     else:
         out.text.CopyFrom(caller.text)
-    for name in ("parallel_tool_calls", "user"):
+    for name in ("parallel_tool_calls", "user", "store"):
         if caller.HasField(name):
             setattr(out, name, getattr(caller, name))
     out.metadata.update(caller.metadata)

@@ -22,3 +22,12 @@ class PromptSettings(RuntimeSettings):
     # Model calls a structured output gets when the version allows multiple calls (the first plus
     # repairs); without allow_multiple_calls a version gets exactly one.
     max_output_attempts: int = Field(default=3, ge=1, le=10)
+    # Integration tools (`prompt/tools/`): where each connector calls (a test points them at a
+    # local fake), how long one call may take, how many tool steps a run may take (each step runs
+    # the model's integration calls and calls the model again; allow_multiple_calls only), and
+    # the longest tool result (characters of JSON) the model is given.
+    slack_base_url: str = "https://slack.com/api"
+    notion_base_url: str = "https://api.notion.com"
+    tool_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    max_tool_steps: int = Field(default=5, ge=1, le=20)
+    tool_output_max_chars: int = Field(default=16_000, ge=100, le=1_000_000)

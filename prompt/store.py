@@ -174,8 +174,12 @@ class PromptWatcher:
         try:
             while True:
                 try:
+                    # The integration tools' keys in plaintext: this is the executor (the app
+                    # checks that by the channel's service identity; the channel is mutual TLS).
                     request = P.WatchPromptsRequest(
-                        since_revision=self.store.revision, watcher_id=self.watcher_id
+                        since_revision=self.store.revision,
+                        watcher_id=self.watcher_id,
+                        include_access_keys=True,
                     )
                     async for update in stub.WatchPrompts(request):
                         self.store.apply(update)

@@ -100,13 +100,16 @@ def prompt_to_proto(row: models.Prompt, labels: Sequence[models.PromptLabel] = (
 
 
 def version_to_proto(
-    row: models.PromptVersion, cipher: KeyCipher, labels: Sequence[str] = ()
+    row: models.PromptVersion, cipher: KeyCipher, labels: Sequence[str] = (), *, reveal: bool = False
 ) -> P.PromptVersion:
-    """The PromptVersion message of a row, access keys masked (never their plaintext)."""
+    """The PromptVersion message of a row, access keys masked (never their plaintext), unless
+    `reveal`: only for the prompt executor's watch (`WatchPrompts` with `include_access_keys`,
+    which checks its caller's service identity)."""
     version = json_format.ParseDict(row.body, P.PromptVersion())
     for tool in version.integration_tools:
         for key, stored in list(tool.access_keys.items()):
-            tool.access_keys[key] = mask(cipher.decrypt(stored, _where(row.prompt_id, tool.integration, key)))
+            plain = cipher.decrypt(stored, _where(row.prompt_id, tool.integration, key))
+            tool.access_keys[key] = plain if reveal else mask(plain)
     version.prompt_id = row.prompt_id
     version.version = row.version
     version.note = row.note

@@ -41,8 +41,9 @@ class PromptState:
         )
 
 
-async def load_state(db: Database, cipher: KeyCipher) -> PromptState:
-    """The state and its revision, read in one consistent snapshot."""
+async def load_state(db: Database, cipher: KeyCipher, *, reveal: bool = False) -> PromptState:
+    """The state and its revision, read in one consistent snapshot; `reveal`: the integration
+    tools' access keys in plaintext (the prompt executor's watch only)."""
     async with db.snapshot() as session:
         state = PromptState(revision=await current_revision(session))
         prompts = list((await session.scalars(select(models.Prompt).order_by(models.Prompt.id))).all())
@@ -80,7 +81,7 @@ async def load_state(db: Database, cipher: KeyCipher) -> PromptState:
             state.prompts[prompt.id] = P.PromptSnapshot(
                 prompt=store.prompt_to_proto(prompt, labels[prompt.id]),
                 versions=[
-                    store.version_to_proto(r, cipher, by_version.get(r.version, ()))
+                    store.version_to_proto(r, cipher, by_version.get(r.version, ()), reveal=reveal)
                     for r in versions.get(prompt.id, [])
                 ],
             )

@@ -29,9 +29,10 @@ from app.services.common import conflicts_as
 from app.services.pagination import decode_page_token, encode_page_token, fetch_page, page_size
 from app.validation import check_description, check_update_mask
 from auth.roles import EDITOR, OWNER, VIEWER
+from auth.service_identity import GATEWAY, PROMPT, caller_identity
 from auth.tokens import Authenticator
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
-from budrt.errors import already_exists, invalid_argument
+from budrt.errors import Reason, already_exists, invalid_argument, permission_denied
 from budrt.grpc_server import ServiceBinding
 
 P = prompt_pb2
@@ -40,6 +41,10 @@ UPDATABLE = ("description", "default_label")
 POLL_INTERVAL_S = 0.1
 
 log = logging.getLogger(__name__)
+
+# Who may read the integration tools' access keys in plaintext from WatchPrompts: the prompt
+# executor's hosts (co-hosted in a gateway's process, or `budrt serve prompt`).
+KEY_READERS = frozenset({GATEWAY, PROMPT})
 
 
 def _name_conflict(name: str) -> Exception:
@@ -375,9 +380,24 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
         self, request: P.WatchPromptsRequest, context: Context
     ) -> AsyncIterator[P.WatchPromptsResponse]:
         """A snapshot (unless resuming at the current revision), then the prompts that changed
-        with each new revision (internal: no token, as WatchRouting)."""
+        with each new revision (internal: no token, as WatchRouting). `include_access_keys`:
+        the integration tools' keys in plaintext, for the prompt executor only (its verified
+        service identity: a gateway, which co-hosts it, or the prompt service)."""
+        reveal = request.include_access_keys
+        if reveal:
+            identity = caller_identity(context)
+            if identity is None:
+                # A plaintext peer (TLS off): no verified identity, no keys over that channel;
+                # the prompts still flow (masked), integration calls then fail with a clear error.
+                log.warning("prompt watch: access keys are not sent without mutual TLS")
+                reveal = False
+            elif identity not in KEY_READERS:
+                raise permission_denied(
+                    "Access keys are delivered to the prompt executor only.",
+                    reason=Reason.SERVICE_NOT_ALLOWED,
+                )
         wake = self._db.changes.current()  # taken before reading: a change meanwhile still wakes us
-        sent = await load_state(self._db, self._cipher)
+        sent = await load_state(self._db, self._cipher, reveal=reveal)
         resumed = request.since_revision > 0 and request.since_revision == sent.revision
         log.info(
             "prompt watch",
@@ -396,7 +416,7 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
             wake = self._db.changes.current()
             if await self._db.revision() == sent.revision:
                 continue
-            state: PromptState = await load_state(self._db, self._cipher)
+            state: PromptState = await load_state(self._db, self._cipher, reveal=reveal)
             if state.revision < sent.revision:  # the database went back (restored): start over
                 yield state.snapshot()
             else:

@@ -15,11 +15,14 @@ from app.db import models
 from app.db.migrate import upgrade_database
 from app.db.session import Database
 from app.server import RunningApp
+from auth.service_identity import APP
 from bud.app.v1 import deployment_pb2, project_pb2
 from bud.auth.v1 import auth_pb2, user_pb2
 from bud.engine.v1 import engine_service_pb2
 from bud.openai.v1 import common_pb2
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
+from budrt.grpc_server import service_channel
+from budrt.tls import LocalCa
 
 P = prompt_pb2
 D = deployment_pb2
@@ -708,6 +711,41 @@ async def test_watch_prompts_snapshot_changes_and_resume(
     ack = await asyncio.wait_for(resumed.read(), 10)
     assert ack == P.WatchPromptsResponse(revision=current)
     resumed.cancel()
+
+
+async def test_the_executors_watch_gets_access_keys_and_no_one_else(
+    app: RunningApp, stubs: Any, clients: Any, engine_host: Any, process_tls: LocalCa
+) -> None:
+    """WatchPrompts masks access keys unless asked for them; asked, it sends them in plaintext to
+    the prompt executor's hosts only (a verified gateway or prompt identity, over mutual TLS):
+    another service identity allowed to watch (the app's) is PERMISSION_DENIED."""
+    project_id, deployment_id = await project_with_chat(stubs, engine_host.address)
+    token = "xoxb-watch-secret-token-9c1d"
+    slack = P.IntegrationTool(integration="slack", active=True, access_keys={"bot_token": token})
+    await prompts(stubs).CreatePrompt(
+        P.CreatePromptRequest(
+            project_id=project_id, name="p", version=body(deployment_id, integration_tools=[slack])
+        )
+    )
+
+    async def first(stub: prompt_pb2_grpc.PromptServiceStub, reveal: bool) -> str:
+        watch = stub.WatchPrompts(P.WatchPromptsRequest(watcher_id="t", include_access_keys=reveal))
+        try:
+            snapshot = await asyncio.wait_for(watch.read(), 10)
+        finally:
+            watch.cancel()
+        (prompt,) = [s for s in snapshot.upsert_prompts if s.prompt.project_id == project_id]
+        return prompt.versions[0].integration_tools[0].access_keys["bot_token"]
+
+    gateway = prompts(clients(app))  # the test process holds a gateway's certificate
+    assert await first(gateway, False) == "****9c1d"
+    assert await first(gateway, True) == token
+    async with service_channel(app.address, tls=process_tls.material(APP)) as channel:
+        other = prompt_pb2_grpc.PromptServiceStub(channel)
+        assert await first(other, False) == "****9c1d"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await first(other, True)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_deleting_a_project_deletes_its_prompts(app: RunningApp, stubs: Any, engine_host: Any) -> None:

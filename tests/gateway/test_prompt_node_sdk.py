@@ -1,5 +1,6 @@
 """The official `openai` package for Node runs a saved prompt through `/v1/responses` (unary and
-both streaming styles) against the in-process stack with the co-hosted prompt executor."""
+both streaming styles, a function call streamed both ways too) against the in-process stack with
+the co-hosted prompt executor."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from tests.gateway.prompt_stack import PromptStack, prompt_stack
 from tests.gateway.test_node_sdk import node_sdk  # noqa: F401  (the fixture: npm install once)
 from tests.gateway.test_prompt_responses import GREETING
+from tests.gateway.test_prompt_tools import WEATHER_TOOL
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +28,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromptStack]:
 
 def test_node_sdk_runs_and_streams_a_prompt(stack: PromptStack, node_sdk: Path) -> None:  # noqa: F811
     prompt_id = stack.create_prompt("node", GREETING)["id"]
+    tool_prompt = stack.create_prompt("node-tools", {**GREETING, "tools": [WEATHER_TOOL]})["id"]
+    # The two tool-prompt streams come first in prompt_check.mjs: each answers with a call.
+    stack.engine.replies = [[("get_weather", '{"city": "Oslo"}')], [("get_weather", '{"city": "Rome"}')]]
     result = subprocess.run(
         ["node", "prompt_check.mjs"],
         cwd=node_sdk,
@@ -37,12 +42,26 @@ def test_node_sdk_runs_and_streams_a_prompt(stack: PromptStack, node_sdk: Path) 
             "BASE_URL": f"{stack.url}/v1",
             "API_KEY": stack.api_key,
             "PROMPT_ID": prompt_id,
+            "TOOL_PROMPT_ID": tool_prompt,
             "MODEL": stack.model,
             "VARIABLES": json.dumps({"name": "Ada", "age": "36"}),
         },
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
+    assert out["tools"]["types"] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert out["tools"]["deltas"] == ['{"city": "Oslo"}']
+    assert out["tools"]["call"] == [
+        {"type": "function_call", "name": "get_weather", "arguments": '{"city": "Rome"}'}
+    ]
     assert out["plain"]["text"] == "ok" and out["plain"]["prompt"]["id"] == prompt_id
     types = out["stream"]["types"]
     assert types[:4] == [

@@ -392,13 +392,24 @@ async def test_streamed_tool_calls_are_assembled_into_items() -> None:
         "response.created",
         "response.in_progress",
         "response.output_item.added",
+        "response.function_call_arguments.delta",
         "response.function_call_arguments.done",
         "response.output_item.done",
         "response.output_item.added",
+        "response.function_call_arguments.delta",
         "response.function_call_arguments.done",
         "response.output_item.done",
         "response.completed",
     ]
+    # As OpenAI streams a call: announced without arguments, which then come as deltas.
+    assert [
+        (e.item.call_id, e.item.name, e.item.arguments, e.item.status)
+        for e in events
+        if e.type == "response.output_item.added"
+    ] == [("call_1", "add", "", "in_progress"), ("call_2", "mul", "", "in_progress")]
+    assert [
+        (e.output_index, e.delta) for e in events if e.type == "response.function_call_arguments.delta"
+    ] == [(0, '{"a":1}'), (1, "{}")]
     assert [
         (e.output_index, e.item.call_id, e.item.name, e.item.arguments)
         for e in events

@@ -79,7 +79,11 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     calls.
 
     Scripting (prompt tests): `replies` are the contents of the next unary chat answers, in order
-    (then "ok" again); `chat_requests` keeps every chat request when `keep_requests` is true.
+    (then "ok" again); a reply that is a list of (function name, JSON arguments) pairs is an
+    answer calling those tools (finish_reason "tool_calls", call ids `call_<n>`), and such a
+    reply at the head of `replies` also scripts the next chat stream (the calls, their
+    arguments in two deltas each); `chat_requests` keeps every chat request when
+    `keep_requests` is true.
 
     Model management: records LoadModel (`load_calls`) and UnloadModel (`unload_calls`) calls and
     enforces model owners as the real engine does (a LoadModel of a name served for another
@@ -114,11 +118,16 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         self.failures: dict[str, str] = {}
         self.load_delay = 0.0
         self.health: health.aio.HealthServicer | None = None
-        self.replies: list[str] = []
+        self.replies: list[str | list[tuple[str, str]]] = []
+        self.tool_calls_made = 0
         self.keep_requests = False
         self.chat_requests: list[chat_pb2.ChatCompletionRequest] = []
 
     # ---- helpers of tests ---------------------------------------------------------------------
+    def _call_id(self) -> str:
+        self.tool_calls_made += 1
+        return f"call_{self.tool_calls_made}"
+
     def loaded_names(self) -> list[str]:
         """Names of the LoadModel calls so far."""
         return [c.name for c in self.load_calls]
@@ -221,19 +230,28 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         if self.keep_requests:
             self.chat_requests.append(request)
         await self._unary(context, request.model)
-        content = self.replies.pop(0) if self.replies else "ok"
+        reply = self.replies.pop(0) if self.replies else "ok"
+        if isinstance(reply, list):
+            message = chat_pb2.ChatCompletionMessage(role="assistant")
+            for name, arguments in reply:
+                message.tool_calls.add(
+                    id=self._call_id(),
+                    type="function",
+                    function=common_pb2.FunctionCall(name=name, arguments=arguments),
+                )
+            choice = chat_pb2.ChatCompletionChoice(index=0, finish_reason="tool_calls", message=message)
+        else:
+            choice = chat_pb2.ChatCompletionChoice(
+                index=0,
+                finish_reason="stop",
+                message=chat_pb2.ChatCompletionMessage(role="assistant", content=reply),
+            )
         return chat_pb2.ChatCompletion(
             id="chatcmpl-instant",
             object="chat.completion",
             created=int(time.time()),
             model=request.model,
-            choices=[
-                chat_pb2.ChatCompletionChoice(
-                    index=0,
-                    finish_reason="stop",
-                    message=chat_pb2.ChatCompletionMessage(role="assistant", content=content),
-                )
-            ],
+            choices=[choice],
             usage=_usage(self.unary_tokens),
         )
 
@@ -255,6 +273,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
             )
 
         self.open_streams += 1
+        calls = self.replies.pop(0) if self.replies and isinstance(self.replies[0], list) else None
         try:
             yield chunk(
                 choices=[
@@ -263,6 +282,21 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
                     )
                 ]
             )
+            if calls is not None:
+                for index, (name, arguments) in enumerate(calls):
+                    half = len(arguments) // 2
+                    for piece, first in ((arguments[:half], True), (arguments[half:], False)):
+                        delta = chat_pb2.ChatCompletionDelta()
+                        call = delta.tool_calls.add(index=index)
+                        if first:
+                            call.id, call.type, call.function.name = self._call_id(), "function", name
+                        call.function.arguments = piece
+                        yield chunk(choices=[chat_pb2.ChatCompletionChunkChoice(index=0, delta=delta)])
+                last = chat_pb2.ChatCompletionChunkChoice(index=0, finish_reason="tool_calls")
+                yield chunk(choices=[last])
+                if request.stream_options.include_usage:
+                    yield chunk(usage=_usage(len(calls)))
+                return
             for i in range(self.chunks):
                 await self._pace()
                 self._token(counts, i)

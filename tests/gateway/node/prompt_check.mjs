@@ -6,6 +6,21 @@ const client = new OpenAI({ baseURL: process.env.BASE_URL, apiKey: process.env.A
 const prompt = { id: process.env.PROMPT_ID, variables: JSON.parse(process.env.VARIABLES) };
 const out = {};
 
+if (process.env.TOOL_PROMPT_ID) {
+  // A prompt whose model calls a function tool (scripted): streamed both ways, the call assembled.
+  const toolPrompt = { id: process.env.TOOL_PROMPT_ID, variables: prompt.variables };
+  const toolEvents = [];
+  for await (const event of await client.responses.create({ prompt: toolPrompt, stream: true })) toolEvents.push(event);
+  const toolHelper = client.responses.stream({ prompt: toolPrompt, input: [], model: process.env.MODEL });
+  for await (const _ of toolHelper);
+  const toolFinal = await toolHelper.finalResponse();
+  out.tools = {
+    types: toolEvents.map((e) => e.type),
+    deltas: toolEvents.filter((e) => e.type === "response.function_call_arguments.delta").map((e) => e.delta),
+    call: toolFinal.output.map((i) => ({ type: i.type, name: i.name, arguments: i.arguments })),
+  };
+}
+
 const plain = await client.responses.create({ prompt });
 out.plain = { text: plain.output_text, prompt: plain.prompt };
 

@@ -557,12 +557,14 @@ class DiffPromptVersionsResponse(_message.Message):
     def __init__(self, changes: _Optional[_Iterable[_Union[PromptFieldChange, _Mapping]]] = ..., template_diff: _Optional[str] = ...) -> None: ...
 
 class WatchPromptsRequest(_message.Message):
-    __slots__ = ("since_revision", "watcher_id")
+    __slots__ = ("since_revision", "watcher_id", "include_access_keys")
     SINCE_REVISION_FIELD_NUMBER: _ClassVar[int]
     WATCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ACCESS_KEYS_FIELD_NUMBER: _ClassVar[int]
     since_revision: int
     watcher_id: str
-    def __init__(self, since_revision: _Optional[int] = ..., watcher_id: _Optional[str] = ...) -> None: ...
+    include_access_keys: bool
+    def __init__(self, since_revision: _Optional[int] = ..., watcher_id: _Optional[str] = ..., include_access_keys: _Optional[bool] = ...) -> None: ...
 
 class PromptSnapshot(_message.Message):
     __slots__ = ("prompt", "versions")
