@@ -74,15 +74,21 @@ def _endpoints(row: models.Deployment, message: Callable[..., _Endpoint]) -> lis
     return [message(address=e.address, served_model_name=e.served_model_name) for e in row.endpoints]
 
 
-def deployment_to_proto(row: models.Deployment) -> deployment_pb2.Deployment:
-    """The Deployment message of a row (its endpoints loaded)."""
+def deployment_to_proto(
+    row: models.Deployment, *, engine_addresses: bool = True
+) -> deployment_pb2.Deployment:
+    """The Deployment message of a row (its endpoints loaded). `engine_addresses` False (a
+    caller who is not a platform admin): the endpoints name their engines by id only — where an
+    engine listens on the network is the platform's, not a tenant's, to know."""
     message = deployment_pb2.Deployment(
         id=row.id,
         project_id=row.project_id,
         name=row.name,
         endpoints=[
             deployment_pb2.EngineEndpoint(
-                engine_id=e.engine_id, address=e.address, served_model_name=e.served_model_name
+                engine_id=e.engine_id,
+                address=e.address if engine_addresses else "",
+                served_model_name=e.served_model_name,
             )
             for e in row.endpoints
         ],

@@ -177,7 +177,9 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 else:
                     check_path_arguments(deployment, caller.admin)
                     row = await insert_deployment(session, request.project_id, deployment)
-                reply = deployment_pb2.CreateDeploymentResponse(deployment=deployment_to_proto(row))
+                reply = deployment_pb2.CreateDeploymentResponse(
+                    deployment=deployment_to_proto(row, engine_addresses=caller.admin)
+                )
         self._reconciler.kick()
         return reply
 
@@ -188,7 +190,9 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         caller = await self._access.caller(context, request, "project_id", "deployment_id")
         async with self._access.project(caller, request.project_id, VIEWER) as session:
             row = await get_deployment(session, request.project_id, request.deployment_id)
-            return deployment_pb2.GetDeploymentResponse(deployment=deployment_to_proto(row))
+            return deployment_pb2.GetDeploymentResponse(
+                deployment=deployment_to_proto(row, engine_addresses=caller.admin)
+            )
 
     async def ListDeployments(
         self, request: deployment_pb2.ListDeploymentsRequest, context: grpc.aio.ServicerContext
@@ -200,7 +204,8 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 session, models.Deployment, "deployments", request.project_id, request
             )
             return deployment_pb2.ListDeploymentsResponse(
-                deployments=[deployment_to_proto(r) for r in rows], next_page_token=token
+                deployments=[deployment_to_proto(r, engine_addresses=caller.admin) for r in rows],
+                next_page_token=token,
             )
 
     async def UpdateDeployment(
@@ -228,7 +233,9 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 )
                 if merged.HasField("prompt") or row.prompt_id is not None:
                     row = await prompt_deployments.update(session, caller, row, merged)
-                    return deployment_pb2.UpdateDeploymentResponse(deployment=deployment_to_proto(row))
+                    return deployment_pb2.UpdateDeploymentResponse(
+                        deployment=deployment_to_proto(row, engine_addresses=caller.admin)
+                    )
                 source = check_deployment(merged)
                 check_path_arguments(merged, caller.admin, before=current)
                 engine_ids = check_endpoints(
@@ -275,7 +282,9 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                     row.status, row.status_message = PENDING, ""
                 await session.flush()
                 await session.refresh(row, ["endpoints"])
-                reply = deployment_pb2.UpdateDeploymentResponse(deployment=deployment_to_proto(row))
+                reply = deployment_pb2.UpdateDeploymentResponse(
+                    deployment=deployment_to_proto(row, engine_addresses=caller.admin)
+                )
         if spec_changed:
             self._reconciler.unload(removed)
             self._reconciler.kick()

@@ -221,6 +221,29 @@ async def test_placement_by_capacity(
     assert c.endpoints[0].engine_id == second_id
 
 
+async def test_tenants_see_engine_ids_not_addresses(
+    app: RunningApp, stubs: Any, clients: Any, helpers: Any, engine_host: Any
+) -> None:
+    """Where an engine listens is the platform's to know: a tenant's replies name the engine by id
+    only (create, get, list, update), a platform admin's carry the address; a tenant's
+    read-modify-write of the reply it got still works."""
+    alice = await _user(app, stubs, clients, "alice")
+    project_id = await _project(alice, "team-a")
+    created = await _create(alice, project_id, helpers.model_deployment("chat"))
+    listed = (
+        await alice.deployments.ListDeployments(D.ListDeploymentsRequest(project_id=project_id))
+    ).deployments
+    got = await _get(alice, project_id, created.id)
+    for seen in (created, got, *listed):
+        ((endpoint,),) = [seen.endpoints]
+        assert endpoint.engine_id and endpoint.served_model_name and endpoint.address == ""
+    assert (await _get(stubs, project_id, created.id)).endpoints[0].address == engine_host.address
+    got.rate_limits.requests_per_minute = 7
+    updated = (await alice.deployments.UpdateDeployment(D.UpdateDeploymentRequest(deployment=got))).deployment
+    assert updated.rate_limits.requests_per_minute == 7 and updated.endpoints[0].address == ""
+    assert updated.endpoints[0].engine_id == got.endpoints[0].engine_id
+
+
 # ---- the attack of the issue ----------------------------------------------------------------
 
 
