@@ -124,6 +124,8 @@ class ImportRunner:
                 import_blocking, source, revision, name, tags, self._roots, self._cache_dir, progress
             )
         )
+        # Retrieved even when this task is cancelled first (the thread cannot be stopped).
+        work.add_done_callback(lambda t: t.cancelled() or t.exception())
         try:
             while not work.done():
                 await asyncio.wait({work}, timeout=PROGRESS_INTERVAL_S)

@@ -127,6 +127,15 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self._migrated = False
         self._migrating = asyncio.Lock()
 
+    async def callers_close(self) -> None:
+        """Closes the channel to the app."""
+        await self._callers.app.close()
+
+    async def dispose(self) -> None:
+        """Stops the imports and closes the database (tests; a process just exits)."""
+        await self.imports.stop()
+        await self._db.dispose()
+
     async def ready(self) -> None:
         """Migrates the registry's schema once per process (the first call waits for it)."""
         if self._migrated:

@@ -31,3 +31,88 @@ def hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+# ---- an app hosting the registry, on SQLite and PostgreSQL --------------------------------------
+from collections.abc import AsyncIterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+import grpc  # noqa: E402
+
+from app.server import RunningApp, start_app  # noqa: E402
+from bud.auth.v1 import user_pb2, user_pb2_grpc  # noqa: E402
+from bud.registry.v1 import registry_pb2_grpc  # noqa: E402
+from budrt.grpc_server import service_channel  # noqa: E402
+from registry.component import binding, make_servicer  # noqa: E402
+from registry.service import RegistryServicer  # noqa: E402
+from registry.settings import RegistrySettings  # noqa: E402
+from tests.app.conftest import (  # noqa: E402,F401  (fixtures)
+    ADMIN_PASSWORD,
+    ADMIN_USERNAME,
+    FAST_RECONCILER,
+    BearerToken,
+    app_settings,
+    database_url,
+    engine_host,
+    postgres_cluster,
+)
+
+
+@dataclass
+class RegistryStack:
+    """A running app whose process hosts the registry, the registry's servicer, and the model
+    roots and HF cache it reads."""
+
+    app: RunningApp
+    servicer: RegistryServicer
+    models_root: Path
+    hf_cache: Path
+
+    async def client(self, username: str = ADMIN_USERNAME, password: str = ADMIN_PASSWORD) -> Any:
+        """(registry stub, users stub) logged in as `username`."""
+        bearer = BearerToken()
+        channel = service_channel(self.app.address, interceptors=[bearer])
+        users = user_pb2_grpc.UserServiceStub(channel)
+        reply = await users.Login(user_pb2.LoginRequest(username=username, password=password))
+        bearer.token = reply.access_token
+        self._channels.append(channel)
+        return registry_pb2_grpc.RegistryServiceStub(channel), users
+
+    def anonymous(self) -> Any:
+        channel = service_channel(self.app.address)
+        self._channels.append(channel)
+        return registry_pb2_grpc.RegistryServiceStub(channel)
+
+    def __post_init__(self) -> None:
+        self._channels: list[grpc.aio.Channel] = []
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+
+@pytest.fixture
+async def registry_stack(app_settings: Any, tmp_path: Path) -> AsyncIterator[RegistryStack]:  # noqa: F811
+    """The app (bootstrapped) with the registry in its process, on the test's database."""
+    models_root = tmp_path / "models"
+    models_root.mkdir()
+    hf = tmp_path / "hf"
+    settings = RegistrySettings(
+        data_dir=app_settings.data_dir,
+        database_url=app_settings.database_url,
+        jwt_secret=app_settings.jwt_secret,
+        allowed_model_roots=[models_root],
+        registry_hf_cache_dir=str(hf),
+    )
+    holder: list[RunningApp] = []
+    servicer = make_servicer(settings, lambda: holder[0].address)
+    app = await start_app(app_settings, [binding(servicer)], reconciler_options=FAST_RECONCILER)
+    holder.append(app)
+    stack = RegistryStack(app, servicer, models_root, hf)
+    yield stack
+    await servicer.imports.stop()
+    await stack.close()
+    await servicer.callers_close()
+    await app.stop(grace=0)
+    await servicer.dispose()
