@@ -63,9 +63,17 @@ class AppClient:
 class Callers:
     """The registry's caller check: a valid token (here), still current (the app)."""
 
-    def __init__(self, authenticator: Authenticator, app: AppClient) -> None:
-        self._auth = authenticator
+    def __init__(self, jwt_secret: Callable[[], str], app: AppClient) -> None:
+        self._secret = jwt_secret
+        self._authenticator: Authenticator | None = None
         self.app = app
+
+    @property
+    def _auth(self) -> Authenticator:
+        # Made at the first call: reading (or generating) the secret is no side effect of binding.
+        if self._authenticator is None:
+            self._authenticator = Authenticator(self._secret())
+        return self._authenticator
 
     async def caller(self, context: Any) -> tuple[Caller, str]:
         """The caller and their token; UNAUTHENTICATED as the app would answer it."""

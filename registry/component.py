@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from auth.tokens import Authenticator
 from bud.registry.v1 import registry_pb2, registry_pb2_grpc
 from budrt.components import Component, Host
 from budrt.grpc_server import ServiceBinding
@@ -24,7 +23,7 @@ REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 def make_servicer(settings: RegistrySettings, app_address: Callable[[], str]) -> RegistryServicer:
     """The servicer on the registry's database; `app_address` answers where the app's gRPC
     server listens (asked at the first call: a guest is bound before its host listens)."""
-    callers = Callers(Authenticator(settings.secret("jwt_secret")), AppClient(app_address))
+    callers = Callers(lambda: settings.secret("jwt_secret"), AppClient(app_address))
     return RegistryServicer(
         RegistryDatabase(settings.resolved_database_url()),
         callers,

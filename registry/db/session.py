@@ -28,6 +28,18 @@ class RegistryDatabase:
     def __init__(self, url: str) -> None:
         self.url = async_database_url(url)
         self.dialect = self.url.get_backend_name()
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, made on first use (binding the service at start opens nothing)."""
+        if self._engine is None:
+            self._engine = self._make_engine()
+            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        return self._engine
+
+    def _make_engine(self) -> AsyncEngine:
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             if (file := sqlite_file(self.url)) is not None:
@@ -35,20 +47,23 @@ class RegistryDatabase:
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
         else:
             kwargs["pool_pre_ping"] = True
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        engine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
-            _install_sqlite_hooks(self.engine)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+            _install_sqlite_hooks(engine)
+        return engine
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A transaction, committed on success and rolled back on an exception."""
+        self.engine  # noqa: B018  (made on first use)
+        assert self._sessions is not None
         async with self._sessions() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:
         """Closes every pooled connection."""
-        await self.engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
 
 
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:
