@@ -1,8 +1,8 @@
 """`budrt models import SOURCE`: imports a model into the registry from this machine, with
 progress bars (download, hashing), and prints the resulting entry as JSON.
 
-It runs the import itself, against the registry's database (the settings' `registry_database_url`,
-else the app's), as an operator on the app's machine does with its migrations; no login is
+It runs the import itself, against the registry's database (`registry_database_url`, else the
+app's `database_url`), as an operator on the app's machine does with its migrations; no login is
 involved, so it is for whoever can read the settings and the database. Hugging Face sources go
 through `snapshot_download` (HF_TOKEN, the HF cache, HF_HUB_OFFLINE=1 for an air-gapped site).
 """
@@ -49,8 +49,10 @@ class _Bars:
 
 async def import_command(source: str, revision: str, name: str, tags: list[str]) -> int:
     """Imports `source`; prints the entry (stdout) or the refusal (stderr, exit status 1)."""
+    from registry.component import host_settings
+
     settings = load(RegistrySettings)
-    db = RegistryDatabase(settings.resolved_database_url())
+    db = RegistryDatabase(settings.resolved_database_url(host_settings()))
     bars = _Bars()
     try:
         await upgrade_database(db)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bud.registry.v1 import registry_pb2, registry_pb2_grpc
-from budrt.components import Component, Host
+from budrt.components import Component, Host, discover
 from budrt.grpc_server import ServiceBinding
 from budrt.settings import load
 from registry.callers import AppClient, Callers
@@ -20,12 +20,23 @@ from registry.settings import RegistrySettings
 REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 
 
-def make_servicer(settings: RegistrySettings, app_address: Callable[[], str]) -> RegistryServicer:
-    """The servicer on the registry's database; `app_address` answers where the app's gRPC
-    server listens (asked at the first call: a guest is bound before its host listens)."""
+def host_settings(components: dict[str, Component] | None = None) -> Any:
+    """The settings of the registry's host component (the app), found through the installed
+    components (never imported): what its database defaults to."""
+    found = discover() if components is None else components
+    host = found.get(component.hosted_by)
+    return load(host.settings) if host is not None else None
+
+
+def make_servicer(
+    settings: RegistrySettings, app_address: Callable[[], str], database_url: str = ""
+) -> RegistryServicer:
+    """The servicer on the registry's database (`database_url`, else the settings' own URL, else
+    the default SQLite file); `app_address` answers where the app's gRPC server listens (asked at
+    the first call: a guest is bound before its host listens)."""
     callers = Callers(lambda: settings.secret("jwt_secret"), AppClient(app_address))
     return RegistryServicer(
-        RegistryDatabase(settings.resolved_database_url()),
+        RegistryDatabase(database_url or settings.resolved_database_url()),
         callers,
         settings.model_roots(),
         settings.registry_hf_cache_dir,

@@ -56,7 +56,7 @@ def allowed_directory(value: str, roots: Sequence[Path], param: str) -> Path:
         return resolved
     raise invalid_argument(
         f"{param} {echo(value)} is not under the model roots "
-        "(<data_dir>/models and the allowed_model_roots setting)",
+        "(<data_dir>/models and the registry_model_roots setting)",
         param=param,
     )
 

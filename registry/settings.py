@@ -1,9 +1,9 @@
 """The registry's settings (shared ones, such as addresses and secrets, come from
 `budrt.settings.RuntimeSettings`).
 
-The names form one flat namespace with the other components': `database_url` and
-`allowed_model_roots` here mean the app's and the engine's settings of the same names (the
-registry reads them, it never imports those components)."""
+Its database defaults to its host's (the app's): the registry never imports the app, it asks the
+host component's settings model, found through the launcher's components, for its
+`resolved_database_url()`."""
 
 from __future__ import annotations
 
@@ -26,16 +26,15 @@ class RegistrySettings(RuntimeSettings):
     # The registry's own database; empty: the app's (`database_url`, default SQLite in data_dir),
     # where its tables sit beside the app's under their own alembic version table.
     registry_database_url: str = Field(default="", repr=False, json_schema_extra={"secret": True})
-    # The app's database URL (the app's setting of the same name).
-    database_url: str = Field(default="", repr=False, json_schema_extra={"secret": True})
     # Directories, besides `<data_dir>/models`, under which a model registered or imported from a
-    # local directory may lie (the engine's setting of the same name: what an engine may load).
-    allowed_model_roots: Annotated[list[Path], NoDecode] = []
+    # local directory may lie (on the registry's machine; give it the engines' allowed_model_roots
+    # when they share the files). Absolute paths; a YAML list, or PATH-like in the environment.
+    registry_model_roots: Annotated[list[Path], NoDecode] = []
     # Where Hugging Face imports are downloaded (empty: huggingface_hub's cache, HF_HUB_CACHE).
     # HF_TOKEN and HF_HUB_OFFLINE are read by huggingface_hub itself.
     registry_hf_cache_dir: str = ""
 
-    @field_validator("allowed_model_roots", mode="before")
+    @field_validator("registry_model_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
         """A string (the environment variable) is a PATH-like list; empty parts are dropped."""
@@ -43,7 +42,7 @@ class RegistrySettings(RuntimeSettings):
             return [part for part in value.split(os.pathsep) if part.strip()]
         return value
 
-    @field_validator("allowed_model_roots")
+    @field_validator("registry_model_roots")
     @classmethod
     def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
         roots = [root.expanduser() for root in roots]
@@ -53,14 +52,16 @@ class RegistrySettings(RuntimeSettings):
         return roots
 
     def model_roots(self) -> tuple[Path, ...]:
-        """Where local models may come from: `<data_dir>/models` and the `allowed_model_roots`."""
-        return (self.data_dir / MODELS_FOLDER, *self.allowed_model_roots)
+        """Where local models may come from: `<data_dir>/models` and the `registry_model_roots`."""
+        return (self.data_dir / MODELS_FOLDER, *self.registry_model_roots)
 
-    def resolved_database_url(self) -> str:
-        """The registry's database: its own URL, else the app's, else the app's default SQLite
-        file in data_dir."""
-        return (
-            self.registry_database_url
-            or self.database_url
-            or f"sqlite:///{(self.data_dir / 'bud.db').resolve()}"
-        )
+    def resolved_database_url(self, host_settings: object | None = None) -> str:
+        """The registry's database: its own URL, else its host's (`host_settings`, the app's
+        settings, answer `resolved_database_url()`), else the default SQLite file in data_dir
+        (the app's default too)."""
+        if self.registry_database_url:
+            return self.registry_database_url
+        resolve = getattr(host_settings, "resolved_database_url", None)
+        if callable(resolve):
+            return str(resolve())
+        return f"sqlite:///{(self.data_dir / 'bud.db').resolve()}"

@@ -34,6 +34,7 @@ async def upgrade_database(db: RegistryDatabase, revision: str = "head") -> None
 def main(argv: list[str] | None = None) -> int:
     """``python -m registry.db.migrate {upgrade,revision -m MSG}`` on the configured database."""
     from budrt.settings import load
+    from registry.component import host_settings
     from registry.settings import RegistrySettings
 
     parser = argparse.ArgumentParser(description="registry database migrations")
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     async def run() -> None:
-        db = RegistryDatabase(load(RegistrySettings).resolved_database_url())
+        db = RegistryDatabase(load(RegistrySettings).resolved_database_url(host_settings()))
         try:
             await upgrade_database(db)
             if args.cmd == "revision":

@@ -425,9 +425,9 @@ async def _serve_stack(tmp: Path, started: Future[tuple[str, str]], stopping: th
     )
     registry_settings = RegistrySettings(
         data_dir=app_settings.data_dir,
-        database_url=app_settings.database_url,
+        registry_database_url=app_settings.database_url,
         jwt_secret=JWT_SECRET,
-        allowed_model_roots=[tmp / "models"],
+        registry_model_roots=[tmp / "models"],
         registry_hf_cache_dir=str(tmp / "hf"),
     )
     running: list[Any] = []

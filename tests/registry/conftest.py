@@ -100,9 +100,9 @@ async def registry_stack(app_settings: Any, tmp_path: Path) -> AsyncIterator[Reg
     hf = tmp_path / "hf"
     settings = RegistrySettings(
         data_dir=app_settings.data_dir,
-        database_url=app_settings.database_url,
+        registry_database_url=app_settings.database_url,
         jwt_secret=app_settings.jwt_secret,
-        allowed_model_roots=[models_root],
+        registry_model_roots=[models_root],
         registry_hf_cache_dir=str(hf),
     )
     holder: list[RunningApp] = []

@@ -81,7 +81,7 @@ def test_budrt_models_import_prints_the_entry(tmp_path: Path, tiny_model_dir: Pa
         "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}",
         "BUD_DATA_DIR": str(tmp_path / "data"),
         "BUD_REGISTRY_HF_CACHE_DIR": str(cache),
-        "BUD_ALLOWED_MODEL_ROOTS": str(tmp_path / "models"),
+        "BUD_REGISTRY_MODEL_ROOTS": str(tmp_path / "models"),
         "HF_HUB_OFFLINE": "1",
     }
     run = subprocess.run(
