@@ -25,13 +25,13 @@ from registry.settings import RegistrySettings
 
 
 class _Bars:
-    """One tqdm bar per stage (download, hashing), in bytes."""
+    """A tqdm bar for the hashing, in bytes (huggingface_hub draws the download's own bars)."""
 
     def __init__(self) -> None:
         self._bars: dict[str, tqdm] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in ("download", "hashing"):
+        if stage != "hashing":
             return
         bar = self._bars.get(stage)
         if bar is None:

@@ -93,13 +93,32 @@ def hub_offline() -> bool:
     )
 
 
-def _progress_tqdm(progress: StageProgress) -> type[tqdm]:
-    """A tqdm class for `snapshot_download` that also reports the download's bytes."""
+class _Discard:
+    """A file that drops what is written (a server's download bars go nowhere)."""
+
+    def write(self, _text: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+
+def progress_tqdm(progress: StageProgress, *, quiet: bool) -> type[tqdm]:
+    """A tqdm class for `snapshot_download` that reports the bytes written by the download
+    (huggingface_hub's "Reconstructing" bar, unit B; its "Downloading bytes" bar counts network
+    transfer, which a plain download does not fill) as stage "download". `quiet`: draw nothing
+    (the server); otherwise the bars show on stderr (the CLI)."""
 
     class Reporting(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if quiet:
+                kwargs["file"] = _Discard()
+            kwargs["disable"] = False  # counted even where bars are off
+            super().__init__(*args, **kwargs)
+
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)
-            if self.unit == "B":
+            if self.unit == "B" and not str(self.desc).startswith("Downloading bytes"):
                 progress("download", int(self.n), int(self.total or 0))
             return shown
 
@@ -113,6 +132,7 @@ def resolve(
     *,
     cache_dir: str = "",
     progress: StageProgress | None = None,
+    quiet: bool = True,
 ) -> Source:
     """The directory holding the source's files: a local directory under `roots`, or the
     snapshot of a Hub repository (downloaded into the HF cache, or taken from it when offline:
@@ -130,7 +150,7 @@ def resolve(
         "local_files_only": hub_offline(),
     }
     if progress is not None:
-        kwargs["tqdm_class"] = _progress_tqdm(progress)
+        kwargs["tqdm_class"] = progress_tqdm(progress, quiet=quiet)
     try:
         snapshot = Path(snapshot_download(source, **kwargs))
     except LocalEntryNotFoundError:

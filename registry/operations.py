@@ -57,9 +57,11 @@ def import_blocking(
     roots: Sequence[Path],
     cache_dir: str,
     progress: importer.StageProgress,
+    quiet: bool = True,
 ) -> models.RegistryModel:
-    """Resolves (downloads) and describes (hashes) a source; the unsaved catalogue row."""
-    resolved = importer.resolve(source, revision, roots, cache_dir=cache_dir, progress=progress)
+    """Resolves (downloads) and describes (hashes) a source; the unsaved catalogue row. `quiet`:
+    huggingface_hub's download bars are not drawn (the server; the CLI shows them)."""
+    resolved = importer.resolve(source, revision, roots, cache_dir=cache_dir, progress=progress, quiet=quiet)
     meta, found = importer.describe(resolved, roots, progress)
     progress("metadata", 0, 0)
     return importer.new_row(new_id(MODEL), name or source, resolved, meta, found, tags)
@@ -77,7 +79,7 @@ async def run_import(
 ) -> models.RegistryModel:
     """Imports in the foreground (the CLI): the saved row."""
     row = await asyncio.to_thread(
-        import_blocking, source, revision, name, tags, roots, cache_dir, progress or (lambda *_: None)
+        import_blocking, source, revision, name, tags, roots, cache_dir, progress or (lambda *_: None), False
     )
     async with db.transaction() as session:
         session.add(row)

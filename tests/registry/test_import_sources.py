@@ -92,3 +92,16 @@ def test_run_import_saves_the_entry(tmp_path: Path, tiny_model_dir: Path, hub_of
 
     asyncio.run(run())
     assert "hashing" in stages and stages[-1] == "metadata"
+
+
+def test_download_bytes_are_reported_from_the_hubs_bars() -> None:
+    seen: list[tuple[str, int, int]] = []
+    bar_class = importer.progress_tqdm(lambda *p: seen.append(p), quiet=True)
+    reconstruct = bar_class(desc="Reconstructing (incomplete total...)", total=100, unit="B")
+    transfer = bar_class(desc="Downloading bytes", total=100, unit="B")
+    files = bar_class(desc="Fetching 3 files", total=3)
+    reconstruct.update(40)
+    transfer.update(90)  # network transfer, not what is written: not reported
+    files.update(1)
+    reconstruct.update(60)
+    assert seen == [("download", 40, 100), ("download", 100, 100)]
