@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.app.conftest import ADMIN_PASSWORD
@@ -18,6 +19,7 @@ from tests.registry.models_on_disk import COMMIT, TINY_PARAMETERS, hf_cache, sma
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.integration  # the whole in-process stack, gateway included (~20 s)
 def test_rest_routes(tmp_path: Path) -> None:
     with in_process_stack(tmp_path) as (url, api_key):
         target = prepare(url, api_key, ADMIN_PASSWORD)
@@ -73,6 +75,7 @@ def test_rest_routes(tmp_path: Path) -> None:
         assert missing.status_code == 404 and missing.json()["code"] == 5
 
 
+@pytest.mark.integration  # `budrt` subprocesses
 def test_budrt_models_import_prints_the_entry(tmp_path: Path, tiny_model_dir: Path) -> None:
     cache = tmp_path / "hf"
     hf_cache(cache, "bud-test/tiny-llama", tiny_model_dir)
