@@ -12,7 +12,8 @@ authorisation interceptor a component gives its `GrpcServer` (`authorization=`):
 - prompt execution and the stored responses (ResponseStoreService): gateways only;
 - the management RPCs (projects, deployments, keys, users, usage queries, prompts, registry):
   gateways (their REST face) and the operator's tools (grpcurl with the operator certificate);
-  the user's JWT is still checked by each RPC on top.
+  the user's JWT is still checked by each RPC on top; the app too for GetUser, ListProjects and
+  ListDeployments, which the registry (hosted in its process) calls with its caller's token.
 
 A method the table does not name is refused to everyone (a new service must be given its
 callers here). In-process calls (`budrt.inprocess.LocalContext`) carry the host process's own
@@ -57,6 +58,11 @@ POLICY: Mapping[str, frozenset[str]] = {
     # own `budrt serve prompt`): no token on it.
     "bud.prompt.v1.PromptService/WatchPrompts": frozenset({GATEWAY, PROMPT, APP}),
     "bud.registry.v1.RegistryService": _MANAGEMENT,
+    # The registry (a guest of the app's process: the app's identity) asks the app, with its
+    # caller's own token, whether that token is still current and which deployments use a model.
+    "bud.auth.v1.UserService/GetUser": _MANAGEMENT | {APP},
+    "bud.app.v1.ProjectService/ListProjects": _MANAGEMENT | {APP},
+    "bud.app.v1.DeploymentService/ListDeployments": _MANAGEMENT | {APP},
 }
 
 

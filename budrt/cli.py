@@ -208,7 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     config = sub.add_parser("config", help="print the effective settings (secrets redacted)")
     # No `choices` here: argparse rejects an empty list against them.
     config.add_argument("component", nargs="*", help=f"any of: {', '.join(components)} (default: all)")
+    for component in components.values():
+        if component.commands is not None:
+            component.commands(sub)
     args = parser.parse_args(argv)
+    if getattr(args, "run", None) is not None:  # a component's own command
+        return int(args.run(args))
     if args.command == "up":
         return up_command(components, args.timeout)
     if args.command == "config":

@@ -63,6 +63,10 @@ class Component:
     # `budrt up`: lines for the "is up" message (where to point clients, what is served); the
     # components with a readiness probe (the front door) are listed first.
     announce: Callable[[Any], list[str]] | None = None
+    # Command-line verbs of its own (`budrt models import ...`): adds its parsers to `budrt`'s
+    # subcommands (argparse's `add_subparsers()` result); each sets `run=` (a function of the
+    # parsed arguments returning the exit status) with `set_defaults`.
+    commands: Callable[[Any], None] | None = None
 
 
 class ComponentError(RuntimeError):

@@ -100,6 +100,8 @@ class Reason(StrEnum):
     NO_ENGINE_CAPACITY = "NO_ENGINE_CAPACITY"
     ENGINE_IN_USE = "ENGINE_IN_USE"
     UNSUPPORTED_OPERATION = "UNSUPPORTED_OPERATION"
+    # The model registry: a model a deployment uses is not deleted unless forced.
+    MODEL_IN_USE = "MODEL_IN_USE"
     # Service-to-service calls: a service identity the RPC's policy does not allow.
     SERVICE_NOT_ALLOWED = "SERVICE_NOT_ALLOWED"
     # The HTTP face.

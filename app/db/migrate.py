@@ -19,6 +19,8 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 from app.db.session import Database
+from budrt.database import alembic_config as shared_alembic_config
+from budrt.database import upgrade_schema
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -28,12 +30,7 @@ _PG_MIGRATION_LOCK = 0x6275645F6D6967  # "bud_mig"
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An alembic Config for the app's migrations, optionally bound to an open connection."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("path_separator", "os")
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
+    return shared_alembic_config(MIGRATIONS_DIR, connection)
 
 
 async def upgrade_database(db: Database, revision: str = "head") -> None:
@@ -43,9 +40,7 @@ async def upgrade_database(db: Database, revision: str = "head") -> None:
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
-    command.upgrade(alembic_config(connection), revision)
+    upgrade_schema(connection, MIGRATIONS_DIR, _PG_MIGRATION_LOCK, revision)
 
 
 async def _autogenerate(db: Database, message: str) -> None:

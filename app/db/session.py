@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, select, update
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.db.models import SINGLETON_ID, RoutingState
-from budrt.settings import private_dir
+from budrt.database import async_database_url, private_sqlite_file, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -44,63 +41,6 @@ ROUTING_CHANNEL = "bud_routing"
 
 _WRITE_OPTION = "bud_write"
 _ROLLBACK_INFO = "bud_rollback"
-
-
-def async_database_url(url: str) -> URL:
-    """The async-driver form of a database URL: SQLite via aiosqlite, PostgreSQL via psycopg 3.
-
-    Accepts ``sqlite:///path``, ``sqlite+aiosqlite:///path``, ``postgresql://...``,
-    ``postgres://...`` and ``postgresql+psycopg://...``.
-    """
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url.removeprefix("postgres://")
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite")
-    if backend == "postgresql":
-        if parsed.get_driver_name() not in ("psycopg", "psycopg_async", "postgresql"):
-            raise ValueError(
-                f"unsupported PostgreSQL driver {parsed.get_driver_name()!r}: use postgresql+psycopg://"
-            )
-        return parsed.set(drivername="postgresql+psycopg")
-    raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
-
-
-# SQLite's companions of a database file (WAL mode). SQLite creates them with the database file's
-# own permission bits, so a 0600 database gets 0600 companions.
-_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
-
-
-def private_sqlite_file(path: Path) -> None:
-    """Makes the SQLite database at `path` readable by its owner only (it holds password and key
-    hashes): creates it empty with mode 0600 before SQLite opens it (SQLite would create it 0644
-    under the usual umask), and tightens an existing one and its companions, with a warning.
-
-    Missing parent directories are created 0700; an existing parent is left as it is (the URL may
-    name any directory; the data dir itself is tightened by `RuntimeSettings.ensure_data_dir`).
-    """
-    private_dir(path.parent, tighten=False)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        return
-    except FileExistsError:
-        pass
-    for file in (path, *(path.with_name(path.name + suffix) for suffix in _SQLITE_COMPANIONS)):
-        try:
-            mode = stat.S_IMODE(file.stat().st_mode)
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                file.chmod(mode & 0o700)
-                log.warning(
-                    "tightened a database file to owner-only access",
-                    extra={"path": str(file), "was": oct(mode), "now": oct(mode & 0o700)},
-                )
-        except FileNotFoundError:
-            continue
-        except PermissionError:  # not ours: say so, and let SQLite open it as it is
-            log.warning(
-                "a database file is readable by others and not ours to tighten", extra={"path": str(file)}
-            )
 
 
 class ChangeNotifier:
@@ -134,8 +74,8 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite":
             # A plain file path (not ":memory:", not a `file:` URI with its own options).
-            if self.url.database and self.url.database != ":memory:" and not self.url.query.get("uri"):
-                private_sqlite_file(Path(self.url.database).expanduser())
+            if (file := sqlite_file(self.url)) is not None:
+                private_sqlite_file(file)
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
         else:
             kwargs["pool_pre_ping"] = True

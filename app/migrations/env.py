@@ -19,6 +19,9 @@ context.configure(
     # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    # Other components keep their tables in the same database (the registry's, with their own
+    # alembic environment): autogenerate compares the app's own tables only.
+    include_name=lambda name, type_, _parents: type_ != "table" or name in Base.metadata.tables,
 )
 with context.begin_transaction():
     context.run_migrations()

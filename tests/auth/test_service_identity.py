@@ -46,6 +46,14 @@ def test_every_internal_rpc_has_callers_and_the_issue_policy_holds() -> None:
     assert allowed_callers("bud.prompt.v1.PromptExecutionService/ExecutePrompt") == {GATEWAY}
     assert allowed_callers("bud.app.v1.UsageService/QueryUsage") == {GATEWAY, OPERATOR}
     assert allowed_callers("bud.app.v1.DeploymentService/CreateDeployment") == {GATEWAY, OPERATOR}
+    # The registry, in the app's process, asks the app with its caller's token (registry/callers.py).
+    for method in (
+        "auth.v1.UserService/GetUser",
+        "app.v1.ProjectService/ListProjects",
+        "app.v1.DeploymentService/ListDeployments",
+    ):
+        assert allowed_callers(f"bud.{method}") == {GATEWAY, OPERATOR, APP}
+    assert allowed_callers("bud.auth.v1.UserService/CreateUser") == {GATEWAY, OPERATOR}
     assert allowed_callers("bud.new.v1.Unknown/Anything") == frozenset()  # fail closed
     assert "bud.openai.v1.OpenAiService" not in POLICY  # the edge: API keys, no service identity
 

@@ -1,6 +1,7 @@
 import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -17,13 +18,70 @@ class ScanVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCAN_VERDICT_CLEAN: _ClassVar[ScanVerdict]
     SCAN_VERDICT_INFECTED: _ClassVar[ScanVerdict]
     SCAN_VERDICT_ERROR: _ClassVar[ScanVerdict]
+
+class ModelProvider(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_PROVIDER_UNSPECIFIED: _ClassVar[ModelProvider]
+    MODEL_PROVIDER_HUGGING_FACE: _ClassVar[ModelProvider]
+    MODEL_PROVIDER_OPENAI_COMPATIBLE: _ClassVar[ModelProvider]
+    MODEL_PROVIDER_CUSTOM: _ClassVar[ModelProvider]
+
+class ScanStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCAN_STATUS_UNSPECIFIED: _ClassVar[ScanStatus]
+    SCAN_STATUS_PENDING: _ClassVar[ScanStatus]
+    SCAN_STATUS_CLEAN: _ClassVar[ScanStatus]
+    SCAN_STATUS_INFECTED: _ClassVar[ScanStatus]
+    SCAN_STATUS_UNSAFE: _ClassVar[ScanStatus]
+    SCAN_STATUS_ERROR: _ClassVar[ScanStatus]
+
+class ImportState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMPORT_STATE_UNSPECIFIED: _ClassVar[ImportState]
+    IMPORT_STATE_RUNNING: _ClassVar[ImportState]
+    IMPORT_STATE_SUCCEEDED: _ClassVar[ImportState]
+    IMPORT_STATE_FAILED: _ClassVar[ImportState]
 SCAN_VERDICT_UNSPECIFIED: ScanVerdict
 SCAN_VERDICT_CLEAN: ScanVerdict
 SCAN_VERDICT_INFECTED: ScanVerdict
 SCAN_VERDICT_ERROR: ScanVerdict
+MODEL_PROVIDER_UNSPECIFIED: ModelProvider
+MODEL_PROVIDER_HUGGING_FACE: ModelProvider
+MODEL_PROVIDER_OPENAI_COMPATIBLE: ModelProvider
+MODEL_PROVIDER_CUSTOM: ModelProvider
+SCAN_STATUS_UNSPECIFIED: ScanStatus
+SCAN_STATUS_PENDING: ScanStatus
+SCAN_STATUS_CLEAN: ScanStatus
+SCAN_STATUS_INFECTED: ScanStatus
+SCAN_STATUS_UNSAFE: ScanStatus
+SCAN_STATUS_ERROR: ScanStatus
+IMPORT_STATE_UNSPECIFIED: ImportState
+IMPORT_STATE_RUNNING: ImportState
+IMPORT_STATE_SUCCEEDED: ImportState
+IMPORT_STATE_FAILED: ImportState
+
+class ModelFile(_message.Message):
+    __slots__ = ("path", "size_bytes", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size_bytes: int
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class ModelRequirements(_message.Message):
+    __slots__ = ("weights_bytes", "kv_cache_bytes_per_1k_tokens", "memory_bytes_estimate")
+    WEIGHTS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    KV_CACHE_BYTES_PER_1K_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    weights_bytes: int
+    kv_cache_bytes_per_1k_tokens: int
+    memory_bytes_estimate: int
+    def __init__(self, weights_bytes: _Optional[int] = ..., kv_cache_bytes_per_1k_tokens: _Optional[int] = ..., memory_bytes_estimate: _Optional[int] = ...) -> None: ...
 
 class RegistryModel(_message.Message):
-    __slots__ = ("id", "name", "hugging_face_id", "local_path", "architecture", "parameter_count", "context_length", "license_id", "tags", "scan", "create_time")
+    __slots__ = ("id", "name", "hugging_face_id", "local_path", "architecture", "parameter_count", "context_length", "license_id", "tags", "scan", "create_time", "provider", "model_type", "dtype", "license", "requirements", "revision", "files", "scan_status", "update_time", "description", "total_size_bytes")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     HUGGING_FACE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +93,17 @@ class RegistryModel(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SCAN_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    LICENSE_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    SCAN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     hugging_face_id: str
@@ -46,7 +115,18 @@ class RegistryModel(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     scan: ScanReport
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., hugging_face_id: _Optional[str] = ..., local_path: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., context_length: _Optional[int] = ..., license_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., scan: _Optional[_Union[ScanReport, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    provider: ModelProvider
+    model_type: str
+    dtype: str
+    license: License
+    requirements: ModelRequirements
+    revision: str
+    files: _containers.RepeatedCompositeFieldContainer[ModelFile]
+    scan_status: ScanStatus
+    update_time: _timestamp_pb2.Timestamp
+    description: str
+    total_size_bytes: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., hugging_face_id: _Optional[str] = ..., local_path: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., context_length: _Optional[int] = ..., license_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., scan: _Optional[_Union[ScanReport, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider: _Optional[_Union[ModelProvider, str]] = ..., model_type: _Optional[str] = ..., dtype: _Optional[str] = ..., license: _Optional[_Union[License, _Mapping]] = ..., requirements: _Optional[_Union[ModelRequirements, _Mapping]] = ..., revision: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ModelFile, _Mapping]]] = ..., scan_status: _Optional[_Union[ScanStatus, str]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., total_size_bytes: _Optional[int] = ...) -> None: ...
 
 class ScanReport(_message.Message):
     __slots__ = ("verdict", "findings", "files_scanned", "scan_time")
@@ -71,16 +151,64 @@ class ScanFinding(_message.Message):
     def __init__(self, path: _Optional[str] = ..., scanner: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class License(_message.Message):
-    __slots__ = ("id", "name", "url", "commercial_use")
+    __slots__ = ("id", "name", "url", "commercial_use", "known", "attribution_required", "share_alike", "use_restrictions", "user_threshold", "acceptable_use_policy_url", "family", "text", "source", "card_license_name", "card_license_link", "notes")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     COMMERCIAL_USE_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    SHARE_ALIKE_FIELD_NUMBER: _ClassVar[int]
+    USE_RESTRICTIONS_FIELD_NUMBER: _ClassVar[int]
+    USER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTABLE_USE_POLICY_URL_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CARD_LICENSE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CARD_LICENSE_LINK_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     url: str
     commercial_use: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., url: _Optional[str] = ..., commercial_use: _Optional[bool] = ...) -> None: ...
+    known: bool
+    attribution_required: bool
+    share_alike: bool
+    use_restrictions: bool
+    user_threshold: int
+    acceptable_use_policy_url: str
+    family: str
+    text: str
+    source: str
+    card_license_name: str
+    card_license_link: str
+    notes: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., url: _Optional[str] = ..., commercial_use: _Optional[bool] = ..., known: _Optional[bool] = ..., attribution_required: _Optional[bool] = ..., share_alike: _Optional[bool] = ..., use_restrictions: _Optional[bool] = ..., user_threshold: _Optional[int] = ..., acceptable_use_policy_url: _Optional[str] = ..., family: _Optional[str] = ..., text: _Optional[str] = ..., source: _Optional[str] = ..., card_license_name: _Optional[str] = ..., card_license_link: _Optional[str] = ..., notes: _Optional[str] = ...) -> None: ...
+
+class ImportOperation(_message.Message):
+    __slots__ = ("id", "source", "state", "stage", "bytes_done", "bytes_total", "model_id", "error", "create_time", "update_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    source: str
+    state: ImportState
+    stage: str
+    bytes_done: int
+    bytes_total: int
+    model_id: str
+    error: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., state: _Optional[_Union[ImportState, str]] = ..., stage: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., model_id: _Optional[str] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class BenchmarkResult(_message.Message):
     __slots__ = ("id", "model_id", "benchmark", "metric", "value", "create_time")
@@ -123,12 +251,22 @@ class GetModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[RegistryModel, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "provider", "architecture", "license_id", "scan_status", "max_parameters")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    LICENSE_ID_FIELD_NUMBER: _ClassVar[int]
+    SCAN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    provider: ModelProvider
+    architecture: str
+    license_id: str
+    scan_status: ScanStatus
+    max_parameters: int
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., provider: _Optional[_Union[ModelProvider, str]] = ..., architecture: _Optional[str] = ..., license_id: _Optional[str] = ..., scan_status: _Optional[_Union[ScanStatus, str]] = ..., max_parameters: _Optional[int] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "next_page_token")
@@ -139,30 +277,76 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[RegistryModel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteModelRequest(_message.Message):
+    __slots__ = ("model_id", "force")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    force: bool
+    def __init__(self, model_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class UpdateModelRequest(_message.Message):
+    __slots__ = ("model_id", "model", "update_mask")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    model: RegistryModel
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, model_id: _Optional[str] = ..., model: _Optional[_Union[RegistryModel, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: RegistryModel
+    def __init__(self, model: _Optional[_Union[RegistryModel, _Mapping]] = ...) -> None: ...
+
+class GetModelLicenseRequest(_message.Message):
     __slots__ = ("model_id",)
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class GetModelLicenseResponse(_message.Message):
+    __slots__ = ("license",)
+    LICENSE_FIELD_NUMBER: _ClassVar[int]
+    license: License
+    def __init__(self, license: _Optional[_Union[License, _Mapping]] = ...) -> None: ...
+
+class GetImportOperationRequest(_message.Message):
+    __slots__ = ("operation_id",)
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    operation_id: str
+    def __init__(self, operation_id: _Optional[str] = ...) -> None: ...
+
+class GetImportOperationResponse(_message.Message):
+    __slots__ = ("operation",)
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    operation: ImportOperation
+    def __init__(self, operation: _Optional[_Union[ImportOperation, _Mapping]] = ...) -> None: ...
 
 class DeleteModelResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ImportModelRequest(_message.Message):
-    __slots__ = ("source", "revision", "name")
+    __slots__ = ("source", "revision", "name", "tags")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     source: str
     revision: str
     name: str
-    def __init__(self, source: _Optional[str] = ..., revision: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, source: _Optional[str] = ..., revision: _Optional[str] = ..., name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ImportModelResponse(_message.Message):
-    __slots__ = ("model",)
+    __slots__ = ("model", "operation")
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
     model: RegistryModel
-    def __init__(self, model: _Optional[_Union[RegistryModel, _Mapping]] = ...) -> None: ...
+    operation: ImportOperation
+    def __init__(self, model: _Optional[_Union[RegistryModel, _Mapping]] = ..., operation: _Optional[_Union[ImportOperation, _Mapping]] = ...) -> None: ...
 
 class ScanModelRequest(_message.Message):
     __slots__ = ("model_id",)

@@ -50,6 +50,21 @@ class RegistryServiceStub:
                 request_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.UpdateModel = channel.unary_unary(
+                '/bud.registry.v1.RegistryService/UpdateModel',
+                request_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.UpdateModelRequest.SerializeToString,
+                response_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.UpdateModelResponse.FromString,
+                _registered_method=True)
+        self.GetModelLicense = channel.unary_unary(
+                '/bud.registry.v1.RegistryService/GetModelLicense',
+                request_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetModelLicenseRequest.SerializeToString,
+                response_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetModelLicenseResponse.FromString,
+                _registered_method=True)
+        self.GetImportOperation = channel.unary_unary(
+                '/bud.registry.v1.RegistryService/GetImportOperation',
+                request_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetImportOperationRequest.SerializeToString,
+                response_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetImportOperationResponse.FromString,
+                _registered_method=True)
         self.DeleteModel = channel.unary_unary(
                 '/bud.registry.v1.RegistryService/DeleteModel',
                 request_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.DeleteModelRequest.SerializeToString,
@@ -112,15 +127,37 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateModel(self, request, context):
+        """Updates a model's metadata (name, description, tags, licence). Platform admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModelLicense(self, request, context):
+        """A model's licence with its restrictions (and the text of an unknown one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetImportOperation(self, request, context):
+        """The progress of an import started by ImportModel (poll until it is done).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteModel(self, request, context):
-        """Deletes a model entry.
+        """Deletes a model entry (refused while a deployment uses it, unless forced).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ImportModel(self, request, context):
-        """Imports a model from Hugging Face (or a local directory) and scans it.
+        """Starts importing a model from Hugging Face (or a local directory): a long-running
+        operation whose progress GetImportOperation answers. Platform admins.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,6 +215,21 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.ListModelsRequest.FromString,
                     response_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'UpdateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateModel,
+                    request_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.UpdateModelRequest.FromString,
+                    response_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.UpdateModelResponse.SerializeToString,
+            ),
+            'GetModelLicense': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelLicense,
+                    request_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetModelLicenseRequest.FromString,
+                    response_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetModelLicenseResponse.SerializeToString,
+            ),
+            'GetImportOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImportOperation,
+                    request_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetImportOperationRequest.FromString,
+                    response_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetImportOperationResponse.SerializeToString,
             ),
             'DeleteModel': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteModel,
@@ -297,6 +349,87 @@ class RegistryService:
             '/bud.registry.v1.RegistryService/ListModels',
             bud_dot_registry_dot_v1_dot_registry__pb2.ListModelsRequest.SerializeToString,
             bud_dot_registry_dot_v1_dot_registry__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.registry.v1.RegistryService/UpdateModel',
+            bud_dot_registry_dot_v1_dot_registry__pb2.UpdateModelRequest.SerializeToString,
+            bud_dot_registry_dot_v1_dot_registry__pb2.UpdateModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelLicense(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.registry.v1.RegistryService/GetModelLicense',
+            bud_dot_registry_dot_v1_dot_registry__pb2.GetModelLicenseRequest.SerializeToString,
+            bud_dot_registry_dot_v1_dot_registry__pb2.GetModelLicenseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetImportOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.registry.v1.RegistryService/GetImportOperation',
+            bud_dot_registry_dot_v1_dot_registry__pb2.GetImportOperationRequest.SerializeToString,
+            bud_dot_registry_dot_v1_dot_registry__pb2.GetImportOperationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,394 @@
+"""RegistryService: the model catalogue over gRPC (and REST through the gateways' transcoder).
+
+Every logged-in user reads (GetModel, ListModels, GetModelLicense, ListLicenses,
+GetImportOperation); platform admins write (CreateModel, UpdateModel, DeleteModel, ImportModel).
+The caller check is `registry.callers`. ScanModel and the benchmarks and leaderboard RPCs are not
+built: they answer UNIMPLEMENTED (the generated base class).
+
+The registry's schema is migrated on the first call after start (its own alembic environment,
+`registry.db.migrate`), once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+from sqlalchemy import Select, delete, select
+
+from bud.registry.v1 import registry_pb2, registry_pb2_grpc
+from budrt.errors import Reason, echo, failed_precondition, invalid_argument, not_found
+from registry import importer, licenses
+from registry.callers import Callers
+from registry.convert import MODEL, license_of, model_to_proto, new_id, operation_to_proto
+from registry.db import models
+from registry.db.migrate import upgrade_database
+from registry.db.models import now_ms
+from registry.db.session import RegistryDatabase
+from registry.operations import ImportRunner
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+MAX_NAME = 256
+MAX_DESCRIPTION = 2000
+MAX_TAGS = 64
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,63}$")
+WRITABLE = ("name", "description", "tags", "license_id")
+ID_RE = re.compile(r"^[a-z]{1,8}_[0-9a-f]{24}$")
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0:
+        raise invalid_argument("page_size must not be negative", param="page_size")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _scope(request: registry_pb2.ListModelsRequest) -> str:
+    """The listing a page token belongs to: the filters (a token of other filters is refused)."""
+    filters = (
+        request.provider,
+        request.architecture,
+        request.license_id,
+        request.scan_status,
+        request.max_parameters,
+    )
+    return "registry/models/" + hashlib.sha256(repr(filters).encode()).hexdigest()[:16]
+
+
+def _encode_token(scope: str, last_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"s": scope, "a": last_id})).decode().rstrip("=")
+
+
+def _decode_token(token: str, scope: str) -> str | None:
+    if not token:
+        return None
+    try:
+        data: Any = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        data = None
+    if not isinstance(data, dict) or data.get("s") != scope or not isinstance(data.get("a"), str):
+        raise invalid_argument("invalid page_token (not from this listing)", param="page_token")
+    return str(data["a"])
+
+
+def check_name(name: str, param: str) -> None:
+    if not name.strip():
+        raise invalid_argument(f"{param} is required", param=param)
+    if len(name) > MAX_NAME:
+        raise invalid_argument(f"{param} is longer than {MAX_NAME} characters", param=param)
+
+
+def check_tags(tags: list[str], param: str) -> list[str]:
+    if len(tags) > MAX_TAGS:
+        raise invalid_argument(f"{param}: at most {MAX_TAGS} tags", param=param)
+    for tag in tags:
+        if not TAG_RE.match(tag):
+            raise invalid_argument(
+                f"invalid tag {echo(tag)}: up to 64 letters, digits or '._:/+-'", param=param
+            )
+    return list(dict.fromkeys(tags))
+
+
+def check_license_id(license_id: str, param: str) -> str:
+    """A licence id of the catalogue (its canonical spelling), or "unknown"."""
+    if license_id == licenses.UNKNOWN:
+        return license_id
+    known = licenses.lookup(license_id)
+    if known is None:
+        raise invalid_argument(
+            f"unknown licence {echo(license_id)}: use an id of ListLicenses, or 'unknown'", param=param
+        )
+    return known.id
+
+
+def check_model_id(model_id: str, param: str = "model_id") -> str:
+    if not model_id:
+        raise invalid_argument(f"{param} is required", param=param)
+    return model_id
+
+
+class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
+    """The catalogue, its licences and imports."""
+
+    def __init__(
+        self, db: RegistryDatabase, callers: Callers, roots: tuple[Path, ...], hf_cache_dir: str = ""
+    ) -> None:
+        self._db = db
+        self._callers = callers
+        self._roots = roots
+        self.imports = ImportRunner(db, roots, hf_cache_dir)
+        self._migrated = False
+        self._migrating = asyncio.Lock()
+
+    async def callers_close(self) -> None:
+        """Closes the channel to the app."""
+        await self._callers.app.close()
+
+    async def dispose(self) -> None:
+        """Stops the imports and closes the database (tests; a process just exits)."""
+        await self.imports.stop()
+        await self._db.dispose()
+
+    async def ready(self) -> None:
+        """Migrates the registry's schema once per process (the first call waits for it)."""
+        if self._migrated:
+            return
+        async with self._migrating:
+            if not self._migrated:
+                await upgrade_database(self._db)
+                self._migrated = True
+
+    async def _get(self, session: Any, model_id: str) -> models.RegistryModel:
+        row = await session.get(models.RegistryModel, model_id)
+        if row is None:
+            raise not_found(
+                f"model {echo(model_id)} not found", reason=Reason.MODEL_NOT_FOUND, param="model_id"
+            )
+        return row
+
+    # ---- reads ---------------------------------------------------------------------------
+    async def GetModel(
+        self, request: registry_pb2.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.GetModelResponse:
+        """One model. Any logged-in user."""
+        await self._callers.caller(context)
+        check_model_id(request.model_id)
+        await self.ready()
+        async with self._db.transaction() as session:
+            return registry_pb2.GetModelResponse(
+                model=model_to_proto(await self._get(session, request.model_id))
+            )
+
+    async def ListModels(
+        self, request: registry_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.ListModelsResponse:
+        """Models in creation order, filtered, paginated. Any logged-in user."""
+        await self._callers.caller(context)
+        size = _page_size(request.page_size)
+        if request.max_parameters < 0:
+            raise invalid_argument("max_parameters must not be negative", param="max_parameters")
+        scope = _scope(request)
+        after = _decode_token(request.page_token, scope)
+        table = models.RegistryModel
+        stmt: Select[tuple[models.RegistryModel]] = select(table)
+        if request.provider:
+            stmt = stmt.where(table.provider == registry_pb2.ModelProvider.Name(request.provider))
+        if request.architecture:
+            stmt = stmt.where(
+                (table.architecture == request.architecture) | (table.model_type == request.architecture)
+            )
+        if request.license_id:
+            known = licenses.lookup(request.license_id)
+            stmt = stmt.where(table.license_id == (known.id if known else request.license_id))
+        if request.scan_status:
+            stmt = stmt.where(table.scan_status == registry_pb2.ScanStatus.Name(request.scan_status))
+        if request.max_parameters:
+            stmt = stmt.where(table.parameter_count <= request.max_parameters)
+        if after is not None:
+            stmt = stmt.where(table.id > after)
+        await self.ready()
+        async with self._db.transaction() as session:
+            rows = (await session.scalars(stmt.order_by(table.id).limit(size + 1))).all()
+            token = _encode_token(scope, rows[size - 1].id) if len(rows) > size else ""
+            return registry_pb2.ListModelsResponse(
+                models=[model_to_proto(r) for r in rows[:size]], next_page_token=token
+            )
+
+    async def GetModelLicense(
+        self, request: registry_pb2.GetModelLicenseRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.GetModelLicenseResponse:
+        """A model's licence with its restrictions and the text found. Any logged-in user."""
+        await self._callers.caller(context)
+        check_model_id(request.model_id)
+        await self.ready()
+        async with self._db.transaction() as session:
+            row = await self._get(session, request.model_id)
+            return registry_pb2.GetModelLicenseResponse(license=license_of(row))
+
+    async def ListLicenses(
+        self, request: registry_pb2.ListLicensesRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.ListLicensesResponse:
+        """The catalogue's licences (and the entry every unknown licence gets). Any logged-in user."""
+        await self._callers.caller(context)
+        return registry_pb2.ListLicensesResponse(
+            licenses=[info.to_proto() for info in (*licenses.CATALOGUE, licenses.UNKNOWN_LICENSE)]
+        )
+
+    async def GetImportOperation(
+        self, request: registry_pb2.GetImportOperationRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.GetImportOperationResponse:
+        """An import's progress. Any logged-in user."""
+        await self._callers.caller(context)
+        if not request.operation_id:
+            raise invalid_argument("operation_id is required", param="operation_id")
+        await self.ready()
+        async with self._db.transaction() as session:
+            row = await session.get(models.ImportOperation, request.operation_id)
+            if row is None:
+                raise not_found(f"operation {echo(request.operation_id)} not found", param="operation_id")
+            return registry_pb2.GetImportOperationResponse(operation=operation_to_proto(row))
+
+    # ---- writes (platform admins) ---------------------------------------------------------
+    async def CreateModel(
+        self, request: registry_pb2.CreateModelRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.CreateModelResponse:
+        """Registers a custom model from a local directory under the model roots (its files are
+        read and hashed now; for a large model prefer ImportModel, which reports progress), or an
+        entry for a model served by an OpenAI-compatible endpoint (metadata only)."""
+        await self._callers.admin(context, "register models")
+        model = request.model
+        tags = check_tags(list(model.tags), "model.tags")
+        if len(model.description) > MAX_DESCRIPTION:
+            raise invalid_argument(
+                f"model.description is longer than {MAX_DESCRIPTION} characters", param="model.description"
+            )
+        license_id = check_license_id(model.license_id, "model.license_id") if model.license_id else ""
+        if model.provider == registry_pb2.MODEL_PROVIDER_OPENAI_COMPATIBLE:
+            check_name(model.name, "model.name")
+            if model.local_path:
+                raise invalid_argument(
+                    "an OpenAI-compatible model has no local_path", param="model.local_path"
+                )
+            row = models.RegistryModel(
+                id=new_id(MODEL),
+                name=model.name,
+                description=model.description,
+                provider=registry_pb2.ModelProvider.Name(model.provider),
+                architecture=model.architecture,
+                parameter_count=max(model.parameter_count, 0),
+                context_length=max(model.context_length, 0),
+                license_id=license_id or licenses.UNKNOWN,
+                license_source="metadata" if license_id else "none",
+                tags=tags,
+                scan_status=registry_pb2.ScanStatus.Name(registry_pb2.SCAN_STATUS_PENDING),
+                scan_report={},
+                files=[],
+            )
+        else:
+            if model.provider not in (
+                registry_pb2.MODEL_PROVIDER_UNSPECIFIED,
+                registry_pb2.MODEL_PROVIDER_CUSTOM,
+            ):
+                raise invalid_argument(
+                    "CreateModel registers custom models (local_path) or OpenAI-compatible ones; "
+                    "import Hugging Face models with ImportModel",
+                    param="model.provider",
+                )
+            if not model.local_path:
+                raise invalid_argument("model.local_path is required", param="model.local_path")
+            if model.name:
+                check_name(model.name, "model.name")
+            directory = importer.allowed_directory(model.local_path, self._roots, "model.local_path")
+            if not directory.is_dir():
+                raise invalid_argument(
+                    f"model.local_path {echo(model.local_path)} is not a directory", param="model.local_path"
+                )
+            source = importer.Source(registry_pb2.MODEL_PROVIDER_CUSTOM, directory)
+            meta, found = await asyncio.to_thread(importer.describe, source, self._roots)
+            row = importer.new_row(
+                new_id(MODEL), model.name or directory.name, source, meta, found, tags, model.description
+            )
+            if license_id:  # the admin's word wins over the card's; the card's text stays
+                row.license_id, row.license_source = license_id, "metadata"
+        await self.ready()
+        async with self._db.transaction() as session:
+            session.add(row)
+        return registry_pb2.CreateModelResponse(model=model_to_proto(row))
+
+    async def UpdateModel(
+        self, request: registry_pb2.UpdateModelRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.UpdateModelResponse:
+        """Changes name, description, tags or licence id (the fields `update_mask` names; all of
+        them when it names none)."""
+        await self._callers.admin(context, "update models")
+        check_model_id(request.model_id)
+        mask = request.update_mask
+        if not mask.IsValidForDescriptor(registry_pb2.RegistryModel.DESCRIPTOR):
+            raise invalid_argument(
+                f"update_mask names unknown fields: {', '.join(mask.paths)}", param="update_mask"
+            )
+        paths = list(dict.fromkeys(mask.paths)) or list(WRITABLE)
+        unwritable = [p for p in paths if p not in WRITABLE]
+        if unwritable:
+            raise invalid_argument(
+                f"update_mask: {', '.join(map(repr, unwritable))} cannot be updated (writable: {', '.join(WRITABLE)})",
+                param="update_mask",
+            )
+        model = request.model
+        values: dict[str, Any] = {}
+        if "name" in paths:
+            check_name(model.name, "model.name")
+            values["name"] = model.name
+        if "description" in paths:
+            if len(model.description) > MAX_DESCRIPTION:
+                raise invalid_argument(
+                    f"model.description is longer than {MAX_DESCRIPTION} characters",
+                    param="model.description",
+                )
+            values["description"] = model.description
+        if "tags" in paths:
+            values["tags"] = check_tags(list(model.tags), "model.tags")
+        if "license_id" in paths:
+            values["license_id"] = check_license_id(model.license_id or licenses.UNKNOWN, "model.license_id")
+        await self.ready()
+        async with self._db.transaction() as session:
+            row = await self._get(session, request.model_id)
+            for key, value in values.items():
+                setattr(row, key, value)
+            if "license_id" in values:
+                row.license_source = "metadata"
+            row.update_time_ms = now_ms()
+        return registry_pb2.UpdateModelResponse(model=model_to_proto(row))
+
+    async def DeleteModel(
+        self, request: registry_pb2.DeleteModelRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.DeleteModelResponse:
+        """Deletes an entry (never its files). Refused (FAILED_PRECONDITION, MODEL_IN_USE) while a
+        deployment serves it — by registry id, Hugging Face id or directory, as the app answers
+        the admin's ListProjects/ListDeployments — unless `force`; when the app cannot be asked,
+        UNAVAILABLE (nothing is deleted blind)."""
+        _, token = await self._callers.admin(context, "delete models")
+        check_model_id(request.model_id)
+        await self.ready()
+        async with self._db.transaction() as session:
+            row = await self._get(session, request.model_id)
+            hf_id, path = row.hugging_face_id, row.local_path
+        if not request.force:
+            using = await self._callers.deployments_using(token, hf_id, path, request.model_id)
+            if using:
+                shown = ", ".join(using[:10]) + (f" and {len(using) - 10} more" if len(using) > 10 else "")
+                raise failed_precondition(
+                    f"model {request.model_id} is used by deployments: {shown}; delete them or pass force",
+                    reason=Reason.MODEL_IN_USE,
+                    param="model_id",
+                )
+        async with self._db.transaction() as session:
+            await self._get(session, request.model_id)
+            await session.execute(
+                delete(models.RegistryModelFile).where(models.RegistryModelFile.model_id == request.model_id)
+            )
+            await session.execute(
+                delete(models.RegistryModel).where(models.RegistryModel.id == request.model_id)
+            )
+        return registry_pb2.DeleteModelResponse()
+
+    async def ImportModel(
+        self, request: registry_pb2.ImportModelRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.ImportModelResponse:
+        """Starts an import (a local directory under the model roots, or a Hugging Face id through
+        the HF cache and offline mode); answers at once with the operation to poll."""
+        await self._callers.admin(context, "import models")
+        importer.check_source(request.source, request.revision, self._roots)
+        if request.name:
+            check_name(request.name, "name")
+        tags = check_tags(list(request.tags), "tags")
+        await self.ready()
+        op = await self.imports.start(request.source, request.revision, request.name, tags)
+        return registry_pb2.ImportModelResponse(operation=operation_to_proto(op))

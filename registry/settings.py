@@ -1,0 +1,67 @@
+"""The registry's settings (shared ones, such as addresses and secrets, come from
+`budrt.settings.RuntimeSettings`).
+
+Its database defaults to its host's (the app's): the registry never imports the app, it asks the
+host component's settings model, found through the launcher's components, for its
+`resolved_database_url()`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from budrt.settings import RuntimeSettings
+
+# The folder of the data dir that is always a model root (the engine's `MODELS_FOLDER`).
+MODELS_FOLDER = "models"
+
+
+class RegistrySettings(RuntimeSettings):
+    """The runtime's settings plus the registry's knobs (`BUD_<FIELD>`, or the BUD_CONFIG file)."""
+
+    # The registry's own database; empty: the app's (`database_url`, default SQLite in data_dir),
+    # where its tables sit beside the app's under their own alembic version table.
+    registry_database_url: str = Field(default="", repr=False, json_schema_extra={"secret": True})
+    # Directories, besides `<data_dir>/models`, under which a model registered or imported from a
+    # local directory may lie (on the registry's machine; give it the engines' allowed_model_roots
+    # when they share the files). Absolute paths; a YAML list, or PATH-like in the environment.
+    registry_model_roots: Annotated[list[Path], NoDecode] = []
+    # Where Hugging Face imports are downloaded (empty: huggingface_hub's cache, HF_HUB_CACHE).
+    # HF_TOKEN and HF_HUB_OFFLINE are read by huggingface_hub itself.
+    registry_hf_cache_dir: str = ""
+
+    @field_validator("registry_model_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        """A string (the environment variable) is a PATH-like list; empty parts are dropped."""
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("registry_model_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
+        roots = [root.expanduser() for root in roots]
+        relative = [str(root) for root in roots if not root.is_absolute()]
+        if relative:
+            raise ValueError(f"model roots must be absolute paths: {', '.join(relative)}")
+        return roots
+
+    def model_roots(self) -> tuple[Path, ...]:
+        """Where local models may come from: `<data_dir>/models` and the `registry_model_roots`."""
+        return (self.data_dir / MODELS_FOLDER, *self.registry_model_roots)
+
+    def resolved_database_url(self, host_settings: object | None = None) -> str:
+        """The registry's database: its own URL, else its host's (`host_settings`, the app's
+        settings, answer `resolved_database_url()`), else the default SQLite file in data_dir
+        (the app's default too)."""
+        if self.registry_database_url:
+            return self.registry_database_url
+        resolve = getattr(host_settings, "resolved_database_url", None)
+        if callable(resolve):
+            return str(resolve())
+        return f"sqlite:///{(self.data_dir / 'bud.db').resolve()}"
