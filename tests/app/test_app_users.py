@@ -192,7 +192,7 @@ async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any,
         await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         checked.append(path)
     assert (
-        len(checked) == 5 + 5 + 6 + 1 + 9 + 4 + 15
+        len(checked) == 5 + 5 + 6 + 1 + 9 + 4 + 18
     )  # projects, deployments, keys, QueryUsage, users, engines, prompts
 
     # The internal RPCs answer without a token.

@@ -50,6 +50,8 @@ class PromptStack:
     token: str = ""
     project_id: str = ""
     model: str = ""
+    # The gateway's public gRPC face (remote stacks only).
+    grpc_address: str = ""
 
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"}
@@ -174,7 +176,12 @@ async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Ev
     assert app.bootstrapped is not None
     started.set_result(
         PromptStack(
-            f"http://127.0.0.1:{port}", app.bootstrapped.secret, engine, executor, asyncio.get_running_loop()
+            f"http://127.0.0.1:{port}",
+            app.bootstrapped.secret,
+            engine,
+            executor,
+            asyncio.get_running_loop(),
+            grpc_address=gateway_settings.gateway_grpc_address if remote else "",
         )
     )
     await asyncio.to_thread(stopping.wait)

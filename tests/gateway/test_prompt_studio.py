@@ -316,3 +316,27 @@ def test_custom_validation_on_a_structured_output_field(stack: PromptStack) -> N
     assert reply.status_code == 200, reply.text
     run = reply.json()["run"]
     assert run["output"] == {"summary": "Upper, done."} and run["model_calls"] == 2
+
+
+def test_a_deployed_prompt_is_checked_by_its_saved_document(stack: PromptStack) -> None:
+    """The saved document applies to `/v1/responses` calls too (the same executor path)."""
+    prompt = stack.create_prompt("studio-deployed-rules", {**DRAFT, "output": {"validation": RULE_DOCUMENT}})[
+        "id"
+    ]
+    stack.engine.replies = ["No name here."]
+    reply = requests.post(
+        f"{stack.url}/v1/responses",
+        json={"prompt": {"id": prompt, "variables": {"customer": "Ada", "text": "t"}}},
+        headers={"authorization": f"Bearer {stack.api_key}"},
+        timeout=30,
+    )
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["code"] == "invalid_model_output"
+    stack.engine.replies = ["Done, Ada."]
+    reply = requests.post(
+        f"{stack.url}/v1/responses",
+        json={"prompt": {"id": prompt, "variables": {"customer": "Ada", "text": "t"}}},
+        headers={"authorization": f"Bearer {stack.api_key}"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
