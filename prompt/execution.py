@@ -120,8 +120,9 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         self, request: P.StreamExecutePromptRequest, context: Any
     ) -> AsyncIterator[P.StreamExecutePromptResponse]:
         """The Responses event sequence of a run. A text output streams as the model writes it
-        (the gateway's own events, the prompt named in them); a structured output is validated
-        (and repaired) before any of it is released, then sent as one delta."""
+        (the gateway's own events, the prompt named in them); a checked output (structured, or
+        with a custom validation) is validated (and repaired) before any of it is released, then
+        sent as one delta."""
         compiled, model_request, values = self._prepare(request)
         if compiled.checked:
             done = await self._run(request, context, compiled, model_request, values)

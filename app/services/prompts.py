@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -46,6 +47,8 @@ P = prompt_pb2
 Context = grpc.aio.ServicerContext
 UPDATABLE = ("description", "default_label")
 POLL_INTERVAL_S = 0.1
+# A version named by number in a path (ASCII digits: `str.isdigit` also takes "²").
+_VERSION_NUMBER = re.compile(r"[0-9]{1,9}")
 
 log = logging.getLogger(__name__)
 
@@ -419,7 +422,7 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
     ) -> P.PromptVersion:
         """A saved version by number or label (the default label when empty), access keys masked."""
         prompt = await store.get_prompt(session, project_id, prompt_id)
-        if version.isdigit():
+        if _VERSION_NUMBER.fullmatch(version):
             number = int(version)
         else:
             label = version or prompt.default_label

@@ -520,7 +520,7 @@ async def test_a_revoked_token_is_refused_by_every_management_rpc(
         err = await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         assert err.reason == "INVALID_TOKEN", path
         checked += 1
-    assert checked == 30 + 15  # and PromptService
+    assert checked == 30 + 18  # and PromptService
 
 
 async def test_disable_update_and_delete_users(

@@ -93,6 +93,8 @@ def test_runs_a_saved_version_by_number_and_by_label(stack: PromptStack) -> None
     assert missing.status_code == 404, missing.text
     unknown_label = _post(stack, f"{base}/nolabel:run", {"variables": variables})
     assert unknown_label.status_code == 404, unknown_label.text
+    for odd in ("²", "1" * 30):  # a digit str.isdigit takes but int() does not; a huge number
+        assert _post(stack, f"{base}/{odd}:run", {"variables": variables}).status_code in (400, 404)
 
 
 def test_runs_side_by_side(stack: PromptStack) -> None:
