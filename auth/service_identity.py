@@ -9,7 +9,11 @@ authorisation interceptor a component gives its `GrpcServer` (`authorization=`):
   app (its control plane loads and unloads models); `GetRequestUsage` (what a cancelled call
   cost) gateways only;
 - `WatchRouting` (every key's hash, every project and engine) and `RecordUsage`: gateways only;
-- prompt execution and the stored responses (ResponseStoreService): gateways only;
+- prompt execution and the stored responses (ResponseStoreService): gateways only; the prompt
+  studio's runs on the executor (`RunPromptBody`, `GenerateValidationDocument`): the app only
+  (it has checked the user's token and role);
+- calling the gateway's OpenAI service for a project named in metadata instead of with an API key
+  (:func:`acting_project`, the studio's model calls): the prompt executor only;
 - the management RPCs (projects, deployments, keys, users, usage queries, prompts, registry):
   gateways (their REST face) and the operator's tools (grpcurl with the operator certificate);
   the user's JWT is still checked by each RPC on top; the app too for GetUser, ListProjects and
@@ -36,6 +40,11 @@ PROMPT = "prompt"
 
 _MANAGEMENT = frozenset({GATEWAY, OPERATOR})
 
+# Metadata naming the project a model call is charged to, in place of an API key (the prompt
+# studio's runs: the app checked the user, the executor makes the call).
+ACTING_PROJECT_HEADER = "x-bud-acting-project"
+ACT_FOR_PROJECT = "bud.openai.v1.OpenAiService#acting-project"
+
 # Service ("package.Service") or method ("package.Service/Method") → the identities that may call
 # it; a method's own entry wins over its service's.
 POLICY: Mapping[str, frozenset[str]] = {
@@ -46,6 +55,13 @@ POLICY: Mapping[str, frozenset[str]] = {
     "bud.app.v1.UsageService/RecordUsage": frozenset({GATEWAY}),
     "bud.app.v1.UsageService/QueryUsage": _MANAGEMENT,
     "bud.prompt.v1.PromptExecutionService": frozenset({GATEWAY}),
+    # The studio's runs: the app authorised the user (editor in the project) and names the
+    # project; nobody else may have a model call charged to a project without its key.
+    "bud.prompt.v1.PromptExecutionService/RunPromptBody": frozenset({APP}),
+    "bud.prompt.v1.PromptExecutionService/GenerateValidationDocument": frozenset({APP}),
+    # Not an RPC: who may call the gateway's OpenAI service for the project in ACTING_PROJECT_HEADER
+    # without an API key (the executor, running a studio run the app asked for).
+    ACT_FOR_PROJECT: frozenset({PROMPT}),
     # Stored responses (tenant data, the project named by the gateway that checked its key).
     "bud.app.v1.ResponseStoreService": frozenset({GATEWAY}),
     "bud.app.v1.ProjectService": _MANAGEMENT,
@@ -77,6 +93,27 @@ def caller_identity(context: Any) -> str | None:
     """The service identity of a call's peer (None: no verified identity)."""
     auth_context = getattr(context, "auth_context", None)
     return peer_identity(auth_context()) if auth_context is not None else None
+
+
+def acting_project(context: Any, policy: Mapping[str, frozenset[str]] = POLICY) -> str | None:
+    """The project a call names in ACTING_PROJECT_HEADER (None: it names none, and presents its
+    own credentials). PERMISSION_DENIED unless the caller's identity may act for a project
+    (ACT_FOR_PROJECT: the prompt executor) and names exactly one. The gateway's public faces
+    carry no such identity: a client sending the header is refused, never believed."""
+    values = [v for k, v in context.invocation_metadata() if k == ACTING_PROJECT_HEADER]
+    if not values:
+        return None
+    identity = caller_identity(context)
+    if identity not in policy.get(ACT_FOR_PROJECT, frozenset()):
+        who = f"service identity {identity!r}" if identity else "a caller without a service identity"
+        raise permission_denied(
+            f"{who} may not call for a project without its API key", reason=Reason.SERVICE_NOT_ALLOWED
+        )
+    if len(values) != 1 or not isinstance(values[0], str) or not values[0]:
+        raise permission_denied(
+            f"{ACTING_PROJECT_HEADER} must name exactly one project", reason=Reason.SERVICE_NOT_ALLOWED
+        )
+    return values[0]
 
 
 class ServiceIdentityPolicy(CallInterceptor):

@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import Message
 
 from auth.bearer import BearerError, bearer_credential
+from auth.service_identity import acting_project
 from bud.app.v1 import response_store_pb2
 from bud.engine.v1 import engine_service_pb2
 from bud.openai.v1 import (
@@ -157,6 +158,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     def _authenticate(self, context: Any) -> KeyEntry:
         if not self.tables.loaded.is_set():
             raise unavailable("The gateway is starting; retry shortly.", reason=Reason.NOT_READY)
+        project = acting_project(context)
+        if project is not None:
+            # The prompt executor running a studio run for a user the app authorised: the
+            # project's deployments, their limits, usage charged to the project (no key).
+            return KeyEntry("", "", b"", project, frozenset(), None, 0, 0)
         try:
             # The first of several authorization entries counts, as the gateway has always done.
             token = bearer_credential(context.invocation_metadata(), first_of_many=True)

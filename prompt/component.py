@@ -1,9 +1,11 @@
 """The prompt executor as a component of the mesh (`budrt serve prompt`): `budrt up` runs it inside
 the gateway's process unless `prompt_in_gateway` is false (like the engine), where each side calls
 the other in process — the gateway its PromptExecutionService, the executor the gateway's OpenAI
-service for the model call — with no loopback gRPC hop. Run alone, it serves PromptExecutionService
-at `prompt_address` (gateways only, by service identity) and calls the gateway's public gRPC face
-with the caller's key.
+service for the model call — with no loopback gRPC hop. Either way it serves
+PromptExecutionService at `prompt_address` over mutual TLS (by service identity: gateways, and the
+app for the studio's runs, `auth/service_identity.py`). Run alone, it calls the gateway's public
+gRPC face with the caller's key; the studio's runs, which name a project instead of a key, need the
+gateway in process (its public face carries no service identity to trust: see prompt/README.md).
 
 Prompt bodies come from the app's `PromptService.WatchPrompts` stream (`store.py`); prompt
 authoring (PromptService) is data the app owns: `app/services/prompts.py`."""
@@ -15,12 +17,13 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from auth.service_identity import ServiceIdentityPolicy
+from auth.service_identity import PROMPT, ServiceIdentityPolicy
 from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
 from budrt.components import Component, Host
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from budrt.inprocess import InProcessService, LocalContext
+from budrt.tls import identity_uri
 from prompt.execution import PromptExecutor
 from prompt.render import Limits
 from prompt.settings import PromptSettings
@@ -31,19 +34,37 @@ PROMPT_EXECUTION_SERVICE = prompt_pb2.DESCRIPTOR.services_by_name["PromptExecuti
 OPENAI_SERVICE = openai_service_pb2.DESCRIPTOR.services_by_name["OpenAiService"]
 
 
+class PromptContext(LocalContext):
+    """An in-process call made by the prompt executor: its service identity is the executor's
+    (`prompt`), not the host process's, so that the gateway tells it from its own HTTP face
+    (whose in-process calls are the gateway's) where that matters (`acting_project`)."""
+
+    __slots__ = ()
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {
+            "transport_security_type": [b"inprocess"],
+            "peer_spiffe_id": [identity_uri(PROMPT).encode()],
+        }
+
+
 class InProcessOpenAi:
     """The gateway's OpenAI servicer co-hosted here, called like a stub (`CreateResponse(request,
-    metadata=...)`) through the platform's interceptor chain; a failure raises ServiceError."""
+    metadata=...)`) through the platform's interceptor chain, as the executor
+    (`PromptContext`); a failure raises ServiceError."""
+
+    # The studio's runs need it (prompt/studio.py): a call naming a project, without a key.
+    in_process = True
 
     def __init__(self, servicer: Any) -> None:
         self.service = InProcessService(servicer, OPENAI_SERVICE)
 
     async def CreateResponse(self, request: Any, metadata: Any = (), **_: Any) -> Any:
-        return await self.service.methods["CreateResponse"](request, LocalContext(metadata))
+        return await self.service.methods["CreateResponse"](request, PromptContext(metadata))
 
     def StreamResponse(self, request: Any, metadata: Any = (), **_: Any) -> Any:
         """An async generator of the events (`aclose()` ends the call and its generation)."""
-        return self.service.methods["StreamResponse"](request, LocalContext(metadata))
+        return self.service.methods["StreamResponse"](request, PromptContext(metadata))
 
 
 def build_executor(
@@ -85,23 +106,19 @@ def _openai_lookup(host: Host, settings: PromptSettings) -> Callable[[], Any]:
     return lookup
 
 
-async def _serve(
-    settings: PromptSettings, stop: asyncio.Event, executor: PromptExecutor, standalone: bool
-) -> None:
+async def _serve(settings: PromptSettings, stop: asyncio.Event, executor: PromptExecutor) -> None:
     watcher = PromptWatcher(settings.app_address, executor.store, f"prompt@{socket.gethostname()}")
     task = asyncio.create_task(watcher.run())
-    server = None
-    if standalone:
-        binding = ServiceBinding(
-            executor, prompt_pb2_grpc.add_PromptExecutionServiceServicer_to_server, PROMPT_EXECUTION_SERVICE
-        )
-        server = GrpcServer(settings.prompt_address, [binding], authorization=ServiceIdentityPolicy())
-        await server.start()
+    # Served co-hosted too: the app reaches the executor here for the studio's runs.
+    binding = ServiceBinding(
+        executor, prompt_pb2_grpc.add_PromptExecutionServiceServicer_to_server, PROMPT_EXECUTION_SERVICE
+    )
+    server = GrpcServer(settings.prompt_address, [binding], authorization=ServiceIdentityPolicy())
+    await server.start()
     try:
         await stop.wait()
     finally:
-        if server is not None:
-            await server.stop(5)
+        await server.stop(5)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
@@ -110,8 +127,7 @@ def _start(host: Host) -> Callable[[], Awaitable[None]]:
     settings = host.settings(PromptSettings)
     executor = build_executor(settings, _openai_lookup(host, settings))
     host.offer(PROMPT_EXECUTION_SERVICE, settings.prompt_address, executor)
-    standalone = host.names[0] == "prompt"
-    return lambda: _serve(settings, host.stop, executor, standalone)
+    return lambda: _serve(settings, host.stop, executor)
 
 
 def _joins(settings: PromptSettings) -> str:

@@ -36,8 +36,9 @@ import orjson
 from bud.openai.v1 import response_pb2
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
 from budrt.errors import Reason, ServiceError, invalid_argument, unavailable
+from prompt import studio
 from prompt.inputs import validate
-from prompt.outputs import check, invalid_output, repair_messages
+from prompt.outputs import check_answer, invalid_output, repair_messages
 from prompt.render import Limits, RenderLimitExceeded, TemplateRuntimeFailure, render_all
 from prompt.store import CompiledVersion, PromptStore
 from prompt.tools.base import ConnectorConfig
@@ -84,7 +85,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         self.max_tool_steps = max_tool_steps
 
     # ---- preparing a run -------------------------------------------------------------------
-    def _prepare(self, request: Any) -> tuple[CompiledVersion, R.ResponseRequest]:
+    def _prepare(self, request: Any) -> tuple[CompiledVersion, R.ResponseRequest, dict[str, Any]]:
         caller = request.request
         if not request.project_id:
             raise invalid_argument("project_id is required", param="project_id")
@@ -94,12 +95,23 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         compiled = self.store.resolve(
             request.project_id, ref.id, ref.version if ref.HasField("version") else None
         )
-        values = validate(compiled.inputs, _variables_json(ref, compiled.types))
+        values, model_request = self.render_request(
+            compiled, _variables_json(ref, compiled.types), caller, ref.id
+        )
+        return compiled, model_request, values
+
+    def render_request(
+        self, compiled: CompiledVersion, variables_json: str | None, caller: R.ResponseRequest, name: str
+    ) -> tuple[dict[str, Any], R.ResponseRequest]:
+        """Validates the variables and renders the templates: the input values and the Responses
+        request of the model call (`caller`: the caller's own request, its extra turns and
+        settings; `name`: the prompt as errors name it)."""
+        values = validate(compiled.inputs, variables_json)
         try:
             rendered = render_all([(t, values) for _, t in compiled.templates], self.limits)
         except RenderLimitExceeded as err:
             raise invalid_argument(
-                f"rendering prompt {ref.id} stopped: {err}", reason=Reason.RENDER_LIMIT, param="prompt"
+                f"rendering prompt {name} stopped: {err}", reason=Reason.RENDER_LIMIT, param="prompt"
             ) from None
         except TemplateRuntimeFailure as err:
             raise invalid_argument(
@@ -109,7 +121,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
             ) from None
         model_request = _model_request(compiled, caller, [r for r, _ in compiled.templates], rendered)
         Toolbox(compiled.version).offer(model_request)
-        return compiled, model_request
+        return values, model_request
 
     def _stub(self) -> Any:
         stub = self.openai()
@@ -119,19 +131,19 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
 
     # ---- RPCs -------------------------------------------------------------------------------
     async def ExecutePrompt(self, request: P.ExecutePromptRequest, context: Any) -> P.ExecutePromptResponse:
-        compiled, model_request = self._prepare(request)
-        return await self._run(request, context, compiled, model_request)
+        compiled, model_request, values = self._prepare(request)
+        return await self._run(request, context, compiled, model_request, values)
 
     async def StreamExecutePrompt(
         self, request: P.StreamExecutePromptRequest, context: Any
     ) -> AsyncIterator[P.StreamExecutePromptResponse]:
         """The Responses event sequence of a run. A text output streams as the model writes it
-        (the gateway's own events, the prompt named in them); a structured output is validated
-        (and repaired), and a run with integration tools finished, before any of it is released,
-        then sent as the events of the finished response."""
-        compiled, model_request = self._prepare(request)
-        if compiled.output is not None or Toolbox(compiled.version):
-            done = await self._run(request, context, compiled, model_request)
+        (the gateway's own events, the prompt named in them); a checked output (structured, or
+        with a custom validation) is validated (and repaired), and a run with integration tools
+        finished, before any of it is released, then sent as the events of the finished response."""
+        compiled, model_request, values = self._prepare(request)
+        if compiled.checked or Toolbox(compiled.version):
+            done = await self._run(request, context, compiled, model_request, values)
             for event in events_of(done.response):
                 yield P.StreamExecutePromptResponse(event=event)
             return
@@ -148,10 +160,36 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
             elif hasattr(call, "aclose"):
                 await call.aclose()
 
+    # ---- the prompt studio's runs (the app calls them; prompt/studio.py) ----------------------
+    async def RunPromptBody(self, request: P.RunPromptBodyRequest, context: Any) -> P.RunPromptBodyResponse:
+        return await studio.run_body(self, request, context)
+
+    async def GenerateValidationDocument(
+        self, request: P.GenerateValidationDocumentRequest, context: Any
+    ) -> P.GenerateValidationDocumentResponse:
+        return await studio.generate_validation(self, request, context)
+
     async def _run(
-        self, request: Any, context: Any, compiled: CompiledVersion, model_request: R.ResponseRequest
+        self,
+        request: Any,
+        context: Any,
+        compiled: CompiledVersion,
+        model_request: R.ResponseRequest,
+        values: dict[str, Any],
     ) -> P.ExecutePromptResponse:
-        metadata = _forward(context)
+        out = await self.call_model(compiled, model_request, values, _forward(context))
+        _name_prompt(out.response, request.request.prompt, compiled)
+        return out
+
+    async def call_model(
+        self,
+        compiled: CompiledVersion,
+        model_request: R.ResponseRequest,
+        values: dict[str, Any],
+        metadata: tuple[tuple[str, str], ...],
+    ) -> P.ExecutePromptResponse:
+        """The model call(s) of a run: the answer checked (output schema, custom validation)
+        and, when the version allows multiple calls, repaired; every call's usage summed."""
         stub = self._stub()
         spec = compiled.output
         attempts = self.max_attempts if compiled.version.allow_multiple_calls else 1
@@ -160,16 +198,16 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         parsed: dict[str, Any] | None = None
         calls = 0
 
-        async def call_model(asked: R.ResponseRequest) -> R.Response:
+        async def one_call(asked: R.ResponseRequest) -> R.Response:
             answer = await _call(stub.CreateResponse(asked, metadata=metadata))
             _add_usage(usage, answer.usage)
             return answer
 
         toolbox = Toolbox(compiled.version)
-        for _ in range(attempts if spec is not None else 1):
+        for _ in range(attempts if compiled.checked else 1):
             if toolbox:
                 response, made = await run_tools(
-                    call_model,
+                    one_call,
                     model_request,
                     toolbox,
                     self.connectors,
@@ -177,22 +215,21 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
                     multiple=compiled.version.allow_multiple_calls,
                 )
             else:
-                response, made = await call_model(model_request), 1
+                response, made = await one_call(model_request), 1
             calls += made
-            if spec is None:
+            if not compiled.checked:
                 break
             raw = output_text(response)
-            checked = check(spec, raw)
+            checked = check_answer(spec, compiled.validation, raw, values)
             if not checked.problems:
                 parsed = checked.parsed
                 break
             failures.append((raw, checked.problems))
-            for turn in repair_messages(raw, checked.problems):
+            for turn in repair_messages(raw, checked.problems, structured=spec is not None):
                 model_request.input_items.values.add(role=turn["role"], content_text=turn["content"])
         else:
             raise invalid_output(failures)
         response.usage.CopyFrom(usage)
-        _name_prompt(response, request.request.prompt, compiled)
         out = P.ExecutePromptResponse(text=output_text(response), model_calls=calls, response=response)
         if parsed is not None:
             out.output = orjson.dumps(parsed).decode()

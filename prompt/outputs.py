@@ -7,6 +7,10 @@ guided decoding keeps the answer inside it. The answer is validated again with t
 answer is either the final error (`allow_multiple_calls` false: :func:`invalid_output`, 400
 INVALID_MODEL_OUTPUT with the errors and the raw output) or, with `allow_multiple_calls`, the
 model is shown its answer and the errors (:func:`repair_messages`) and asked again.
+
+A version's output may also carry a custom validation (`output.validation`, a declarative
+constraint document: `budrt.prompt_checks`), text or structured: :func:`check_answer` applies it
+after the schema, and its failures take the same path (the final error, or the repair turns).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from bud.prompt.v1 import prompt_pb2
 from budrt.errors import Reason, ServiceError, bounded, invalid_argument
+from budrt.prompt_checks import Document, evaluate, parse_document
 from prompt.inputs import describe, object_model
 
 P = prompt_pb2
@@ -69,15 +74,42 @@ def check(spec: OutputSpec, raw: str) -> Checked:
     return Checked(value.model_dump(mode="json"), [])
 
 
-def repair_messages(raw: str, problems: list[tuple[str, str]]) -> list[dict[str, str]]:
+def output_validation(io: P.PromptIo) -> Document | None:
+    """The custom validation of an output (its constraint document); None without one. Saved
+    documents were checked at save time (`app.prompts.body`)."""
+    return parse_document(io.validation) if io.HasField("validation") else None
+
+
+def check_answer(
+    spec: OutputSpec | None, validation: Document | None, raw: str, values: dict[str, Any]
+) -> Checked:
+    """Checks an answer against the output schema (a structured output) and then the custom
+    validation (`values`: the run's inputs, for `contains_variable`)."""
+    parsed = None
+    if spec is not None:
+        checked = check(spec, raw)
+        if checked.problems or validation is None:
+            return checked
+        parsed = checked.parsed
+    problems = evaluate(validation, raw, parsed, values) if validation is not None else []
+    return Checked(None if problems else parsed, problems)
+
+
+def repair_messages(
+    raw: str, problems: list[tuple[str, str]], *, structured: bool = True
+) -> list[dict[str, str]]:
     """The turns appended to ask the model again: its answer, then what is wrong with it."""
     listing = "\n".join(f"- {path}: {why}" for path, why in problems)
+    again = (
+        "Answer again with only a JSON object that matches the schema and the rules."
+        if structured
+        else "Answer again, meeting every requirement."
+    )
     return [
         {"role": "assistant", "content": raw},
         {
             "role": "user",
-            "content": "Your answer does not match the required output schema:\n"
-            f"{listing}\nAnswer again with only a JSON object that matches the schema.",
+            "content": f"Your answer does not meet the output requirements:\n{listing}\n{again}",
         },
     ]
 
@@ -92,7 +124,7 @@ def invalid_output(attempts: list[tuple[str, list[tuple[str, str]]]]) -> Service
     raw = attempts[-1][0] if attempts else ""
     raw_echo = raw if len(raw) <= MAX_RAW_ECHO else raw[:MAX_RAW_ECHO] + "…"
     message = (
-        f"the model's output does not match the prompt's output schema after {len(attempts)} "
+        f"the model's output does not match the prompt's output schema or validation after {len(attempts)} "
         f"call(s): {' | '.join(parts)}; raw output: {orjson.dumps(raw_echo).decode()}"
     )
     return invalid_argument(bounded(message), reason=Reason.INVALID_MODEL_OUTPUT, param="output")

@@ -22,8 +22,9 @@ from pydantic import BaseModel
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
 from budrt.errors import Reason, echo, internal, not_found, unavailable
 from budrt.grpc_server import service_channel
+from budrt.prompt_checks import Document
 from prompt.inputs import UNSTRUCTURED_INPUT, input_model
-from prompt.outputs import OutputSpec, output_spec
+from prompt.outputs import OutputSpec, output_spec, output_validation
 from prompt.render import SANDBOX, TemplateRuntimeFailure, compile_template
 
 P = prompt_pb2
@@ -45,6 +46,13 @@ class CompiledVersion:
     output: OutputSpec | None
     # Declared variable types by name (text values of non-string variables are read as JSON).
     types: dict[str, int]
+    # The output's custom validation (a constraint document); None without one.
+    validation: Document | None = None
+
+    @property
+    def checked(self) -> bool:
+        """Whether an answer is checked (and so, streamed, released only once checked)."""
+        return self.output is not None or self.validation is not None
 
 
 def compile_version(prompt: P.Prompt, version: P.PromptVersion) -> CompiledVersion:
@@ -74,6 +82,7 @@ def compile_version(prompt: P.Prompt, version: P.PromptVersion) -> CompiledVersi
         inputs=input_model(version.input, frozenset(used)),
         output=output_spec(version.output),
         types=types,
+        validation=output_validation(version.output),
     )
 
 

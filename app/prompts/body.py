@@ -28,6 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 from app.validation import check_description
 from bud.prompt.v1 import prompt_pb2
 from budrt.errors import echo, invalid_argument
+from budrt.prompt_checks import DocumentError, parse_document
 from budrt.prompt_variables import python_type
 
 P = prompt_pb2
@@ -48,6 +49,7 @@ MAX_NOTE = 2000
 MAX_STOP = 4
 MAX_DEFAULT_CHARS = 10_000
 MAX_SCHEMA_CHARS = 100_000
+MAX_RULE_CHARS = 2000
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -307,6 +309,39 @@ def _check_io(io: P.PromptIo, param: str) -> None:
         _check_variables(io.variables, f"{param}.variables")
 
 
+def _check_output_validation(version: P.PromptVersion, param: str) -> None:
+    """The output's custom validation: a constraint document (`budrt.prompt_checks`) whose checks
+    name declared input variables and output fields; only an output has one."""
+    for side in ("input", "output"):
+        io = getattr(version, side)
+        if side == "input" and (io.rule or io.HasField("validation")):
+            which = "rule" if io.rule else "validation"
+            raise invalid_argument(
+                f"{param}.input.{which}: custom validation applies to the output only",
+                param=f"{param}.input.{which}",
+            )
+    out = version.output
+    if len(out.rule) > MAX_RULE_CHARS:
+        raise invalid_argument(
+            f"{param}.output.rule is longer than {MAX_RULE_CHARS} characters", param=f"{param}.output.rule"
+        )
+    if not out.HasField("validation"):
+        return
+    structured_in = version.input.mode == P.IO_MODE_STRUCTURED
+    inputs = (
+        frozenset(v.name for v in version.input.variables)
+        if structured_in
+        else frozenset({UNSTRUCTURED_INPUT})
+    )
+    fields = frozenset(v.name for v in out.variables) if out.mode == P.IO_MODE_STRUCTURED else frozenset()
+    where = f"{param}.output.validation"
+    try:
+        document = parse_document(out.validation, inputs=inputs, fields=fields)
+    except DocumentError as err:
+        raise invalid_argument(f"{where}{err.path}: {err.message}", param=where) from None
+    out.validation = document.text
+
+
 def _check_tools(version: P.PromptVersion, param: str) -> None:
     if len(version.tools) + len(version.integration_tools) > MAX_TOOLS:
         raise invalid_argument(f"{param}.tools: at most {MAX_TOOLS} tools", param=f"{param}.tools")
@@ -416,6 +451,7 @@ def check_version(version: P.PromptVersion, param: str = "version") -> list[P.Pr
             )
     _check_io(version.input, f"{param}.input")
     _check_io(version.output, f"{param}.output")
+    _check_output_validation(version, param)
     _check_tools(version, param)
     structured = version.input.mode == P.IO_MODE_STRUCTURED
     declared = [v.name for v in version.input.variables] if structured else [UNSTRUCTURED_INPUT]

@@ -4,13 +4,21 @@ Viewers read prompts, versions, labels and diffs; editors create prompts, save v
 labels; owners delete prompts (see `auth.roles`). A caller with no role in the project gets
 NOT_FOUND; an API key is no user token and gets UNAUTHENTICATED. Every save is one transaction
 (`app/prompts/store.py`); a version body is checked before (`app/prompts/body.py`).
+
+The prompt studio's RPCs (`RunPrompt`, `RunPromptVersion`, `GenerateValidation`; editors) are
+authorised here and run by the prompt executor (`prompt/studio.py`), called over the mutual-TLS
+service channel at `prompt_address` as the app (the only identity its studio RPCs accept) with
+the project named: its model call is made for that project, without an API key (prompt/README.md,
+"The studio's runs"). Nothing of a run is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 from sqlalchemy import select
@@ -32,13 +40,23 @@ from auth.roles import EDITOR, OWNER, VIEWER
 from auth.service_identity import GATEWAY, PROMPT, caller_identity
 from auth.tokens import Authenticator
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
-from budrt.errors import Reason, already_exists, invalid_argument, permission_denied
-from budrt.grpc_server import ServiceBinding
+from budrt.errors import (
+    Reason,
+    ServiceError,
+    already_exists,
+    invalid_argument,
+    permission_denied,
+    unavailable,
+)
+from budrt.grpc_server import ServiceBinding, service_channel
+from budrt.interceptors import call_request_id
 
 P = prompt_pb2
 Context = grpc.aio.ServicerContext
 UPDATABLE = ("description", "default_label")
 POLL_INTERVAL_S = 0.1
+# A version named by number in a path (ASCII digits: `str.isdigit` also takes "²").
+_VERSION_NUMBER = re.compile(r"[0-9]{1,9}")
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +84,12 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
         cipher: KeyCipher,
         closing: asyncio.Event | None = None,
         poll_interval: float = POLL_INTERVAL_S,
+        executor: Callable[[], Any] | None = None,
     ) -> None:
         self._db = db
+        # The prompt executor (PromptExecutionService) as a stub, for the studio's runs; None
+        # (or None returned): not reachable from here.
+        self._executor = executor
         self._closing = closing or asyncio.Event()
         self._poll_interval = poll_interval
         self._access = Access(db, auth)
@@ -376,6 +398,98 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
                 store.version_to_proto(a, self._cipher), store.version_to_proto(b, self._cipher)
             )
 
+    # ---- the prompt studio (run by the prompt executor: prompt/studio.py) --------------------
+    def _stub(self) -> Any:
+        stub = self._executor() if self._executor is not None else None
+        if stub is None:
+            raise unavailable("The prompt service is not reachable from the app.", reason=Reason.NOT_READY)
+        return stub
+
+    async def _execute(self, method: str, request: Any, context: Context) -> Any:
+        """Calls the executor's studio RPC `method`; its failure is the caller's (same status)."""
+        metadata = (("x-request-id", call_request_id(context)),)
+        try:
+            return await getattr(self._stub(), method)(request, metadata=metadata)
+        except grpc.aio.AioRpcError as err:
+            raise ServiceError.from_rpc_error(err) from None
+
+    async def RunPrompt(self, request: P.RunPromptRequest, context: Context) -> P.RunPromptResponse:
+        """Runs an unsaved body with inputs (editor): checked as a save would be, then run by the
+        executor for the project; nothing stored."""
+        caller = await self._access.caller(context, request, "project_id")
+        version = P.PromptVersion()
+        version.CopyFrom(request.version)
+        body.check_version(version)
+        async with self._access.project(caller, request.project_id, EDITOR) as session:
+            await store.resolve_deployment(session, request.project_id, version)
+        version.version = 0
+        run = P.RunPromptBodyRequest(project_id=request.project_id, version=version, user_id=caller.user_id)
+        if request.HasField("variables"):
+            run.variables = request.variables
+        answer = await self._execute("RunPromptBody", run, context)
+        return P.RunPromptResponse(run=answer.run)
+
+    async def _saved_version(
+        self, session: AsyncSession, project_id: str, prompt_id: str, version: str
+    ) -> P.PromptVersion:
+        """A saved version by number or label (the default label when empty), access keys masked."""
+        prompt = await store.get_prompt(session, project_id, prompt_id)
+        if _VERSION_NUMBER.fullmatch(version):
+            number = int(version)
+        else:
+            label = version or prompt.default_label
+            body.check_label(label, "version", allow_latest=True)
+            number = await store.resolve_label(session, prompt, label, "version")
+        row = await store.get_version(session, prompt, number, "version")
+        return store.version_to_proto(row, self._cipher)
+
+    async def RunPromptVersion(
+        self, request: P.RunPromptVersionRequest, context: Context
+    ) -> P.RunPromptVersionResponse:
+        """Runs a saved version, by number or label, with inputs (editor); nothing stored."""
+        caller = await self._access.caller(context, request, "project_id", "prompt_id")
+        async with self._access.project(caller, request.project_id, EDITOR) as session:
+            version = await self._saved_version(
+                session, request.project_id, request.prompt_id, request.version
+            )
+        run = P.RunPromptBodyRequest(
+            project_id=request.project_id,
+            version=version,
+            user_id=caller.user_id,
+            prompt_id=request.prompt_id,
+        )
+        if request.HasField("variables"):
+            run.variables = request.variables
+        answer = await self._execute("RunPromptBody", run, context)
+        return P.RunPromptVersionResponse(run=answer.run)
+
+    async def GenerateValidation(
+        self, request: P.GenerateValidationRequest, context: Context
+    ) -> P.GenerateValidationResponse:
+        """A constraint document for the prompt's output, written by the chat deployment `model`
+        from `rule` (editor); returned, not stored (save it in a version's output.validation)."""
+        caller = await self._access.caller(context, request, "project_id", "prompt_id", "rule", "model")
+        async with self._access.project(caller, request.project_id, EDITOR) as session:
+            version = await self._saved_version(
+                session, request.project_id, request.prompt_id, request.version
+            )
+            probe = P.PromptVersion(model=request.model)
+            try:
+                await store.resolve_deployment(session, request.project_id, probe)
+            except ServiceError as err:
+                raise invalid_argument(err.message.replace("version.model", "model"), param="model") from None
+        ask = P.GenerateValidationDocumentRequest(
+            project_id=request.project_id,
+            rule=request.rule,
+            model=probe.model,
+            version=version,
+            user_id=caller.user_id,
+        )
+        answer = await self._execute("GenerateValidationDocument", ask, context)
+        return P.GenerateValidationResponse(
+            validation=answer.validation, model_calls=answer.model_calls, usage=answer.usage
+        )
+
     async def WatchPrompts(
         self, request: P.WatchPromptsRequest, context: Context
     ) -> AsyncIterator[P.WatchPromptsResponse]:
@@ -426,12 +540,32 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
             sent = state
 
 
+def executor_lookup(address: str) -> Callable[[], Any]:
+    """The prompt executor at `address` (PromptExecutionService over mutual TLS, as the app), its
+    channel opened on first use (on the serving event loop)."""
+    held: list[Any] = []
+
+    def lookup() -> Any:
+        if not held:
+            held.append(prompt_pb2_grpc.PromptExecutionServiceStub(service_channel(address)))
+        return held[0]
+
+    return lookup
+
+
 def binding(
-    db: Database, auth: Authenticator, cipher: KeyCipher, closing: asyncio.Event | None = None
+    db: Database,
+    auth: Authenticator,
+    cipher: KeyCipher,
+    closing: asyncio.Event | None = None,
+    executor_address: str | None = None,
 ) -> ServiceBinding:
-    """PromptService, ready for `GrpcServer`; watch streams end when `closing` is set."""
+    """PromptService, ready for `GrpcServer`; watch streams end when `closing` is set; the
+    studio's runs go to the prompt executor at `executor_address` (None: they answer
+    UNAVAILABLE)."""
+    executor = executor_lookup(executor_address) if executor_address else None
     return ServiceBinding(
-        servicer=PromptServicer(db, auth, cipher, closing),
+        servicer=PromptServicer(db, auth, cipher, closing, executor=executor),
         add_to_server=prompt_pb2_grpc.add_PromptServiceServicer_to_server,
         descriptor=prompt_pb2.DESCRIPTOR.services_by_name["PromptService"],
     )

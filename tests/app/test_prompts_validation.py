@@ -360,3 +360,61 @@ def test_label_names(label: str, ok: bool) -> None:
     else:
         with pytest.raises(ServiceError):
             checks.check_label(label, "label")
+
+
+def _output_validation(document: str, **io: Any) -> P.PromptVersion:
+    version = good()
+    version.output.CopyFrom(P.PromptIo(validation=document, **io))
+    return version
+
+
+@pytest.mark.parametrize(
+    ("document", "param", "says"),
+    [
+        ('{"checks": [{"check": "eval", "code": "1"}]}', "version.output.validation", ".checks[0].check"),
+        ('{"schema": {"$ref": "https://example.com"}}', "version.output.validation", ".schema.$ref"),
+        (
+            '{"checks": [{"check": "contains_variable", "variable": "nobody"}]}',
+            "version.output.validation",
+            "nobody",
+        ),
+        (
+            '{"checks": [{"check": "max_words", "n": 3, "field": "summary"}]}',
+            "version.output.validation",
+            "summary",
+        ),
+        (
+            '{"checks": [{"check": "matches", "regex": "(("}]}',
+            "version.output.validation",
+            "regular expression",
+        ),
+        ("[1]", "version.output.validation", "object"),
+    ],
+)
+def test_an_output_validation_document_is_checked(document: str, param: str, says: str) -> None:
+    with pytest.raises(ServiceError) as refused:
+        checks.check_version(_output_validation(document))
+    assert (refused.value.code, refused.value.param) == (grpc.StatusCode.INVALID_ARGUMENT, param)
+    assert says in refused.value.message
+
+
+def test_an_output_validation_document_is_kept_canonical_and_only_on_the_output() -> None:
+    version = _output_validation(
+        '{"checks": [{"check": "contains_variable", "variable": "name", "field": "summary"}]} ',
+        mode=P.IO_MODE_STRUCTURED,
+        variables=[P.Variable(name="summary", type=S)],
+        rule="mention the name",
+    )
+    checks.check_version(version)
+    assert version.output.validation == (
+        '{"checks":[{"check":"contains_variable","variable":"name","field":"summary"}]}'
+    )
+    version = good()
+    version.input.rule = "no"
+    with pytest.raises(ServiceError) as refused:
+        checks.check_version(version)
+    assert refused.value.param == "version.input.rule"
+    version = _output_validation('{"checks": [{"check": "min_words", "n": 1}]}', rule="x" * 2001)
+    with pytest.raises(ServiceError) as refused:
+        checks.check_version(version)
+    assert refused.value.param == "version.output.rule"

@@ -12,11 +12,15 @@ import pytest
 from google.protobuf import message_factory
 
 from auth.service_identity import (
+    ACT_FOR_PROJECT,
+    ACTING_PROJECT_HEADER,
     APP,
     ENGINE,
     GATEWAY,
     POLICY,
+    PROMPT,
     ServiceIdentityPolicy,
+    acting_project,
     allowed_callers,
 )
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
@@ -56,6 +60,42 @@ def test_every_internal_rpc_has_callers_and_the_issue_policy_holds() -> None:
     assert allowed_callers("bud.auth.v1.UserService/CreateUser") == {GATEWAY, OPERATOR}
     assert allowed_callers("bud.new.v1.Unknown/Anything") == frozenset()  # fail closed
     assert "bud.openai.v1.OpenAiService" not in POLICY  # the edge: API keys, no service identity
+    # The studio's runs: the app (which checked the user) asks the executor, which alone may make
+    # a model call for a project without its key.
+    assert allowed_callers("bud.prompt.v1.PromptExecutionService/RunPromptBody") == {APP}
+    assert allowed_callers("bud.prompt.v1.PromptExecutionService/GenerateValidationDocument") == {APP}
+    assert POLICY[ACT_FOR_PROJECT] == {PROMPT}
+
+
+class _Plaintext:
+    """A call on the gateway's public gRPC face: metadata, no peer identity."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+
+def test_only_the_prompt_executor_may_name_a_project_instead_of_a_key() -> None:
+    from prompt.component import PromptContext
+
+    named = ((ACTING_PROJECT_HEADER, "prj_1"),)
+    assert acting_project(PromptContext(named)) == "prj_1"
+    assert acting_project(PromptContext(())) is None
+    assert acting_project(LocalContext(())) is None
+    for context in (
+        LocalContext(named),  # the gateway's own HTTP face, in process: a gateway identity
+        _Plaintext(named),  # a client on the public gRPC face
+        PromptContext(((ACTING_PROJECT_HEADER, "prj_1"), (ACTING_PROJECT_HEADER, "prj_2"))),
+        PromptContext(((ACTING_PROJECT_HEADER, ""),)),
+    ):
+        with pytest.raises(ServiceError) as refused:
+            acting_project(context)
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
 
 
 @pytest.fixture

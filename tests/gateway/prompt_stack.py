@@ -20,7 +20,7 @@ import requests
 from app.component import component as app_component
 from app.server import start_app
 from app.settings import AppSettings
-from auth.service_identity import ServiceIdentityPolicy
+from auth.service_identity import APP, GATEWAY, POLICY, ServiceIdentityPolicy
 from bud.openai.v1 import openai_service_pb2_grpc
 from bud.prompt.v1 import prompt_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
@@ -50,6 +50,8 @@ class PromptStack:
     token: str = ""
     project_id: str = ""
     model: str = ""
+    # The gateway's public gRPC face (remote stacks only).
+    grpc_address: str = ""
 
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"}
@@ -103,10 +105,22 @@ class PromptStack:
             time.sleep(0.02)
 
 
+# The executor's server here: the app reaches it for the studio's runs with the test process's
+# certificate, a gateway's (tests/conftest.py), so that identity is let in beside the app's
+# (tests/auth/test_service_identity.py holds the real table to the app alone).
+STACK_POLICY = {
+    **POLICY,
+    "bud.prompt.v1.PromptExecutionService/RunPromptBody": frozenset({APP, GATEWAY}),
+    "bud.prompt.v1.PromptExecutionService/GenerateValidationDocument": frozenset({APP, GATEWAY}),
+}
+
+
 async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Event, remote: bool) -> None:
     engine = InstantEngine()
     engine_server = await serve_instant_engine("127.0.0.1:0", engine)
+    prompt_address = f"127.0.0.1:{free_port()}"
     app_settings = AppSettings(
+        prompt_address=prompt_address,
         data_dir=tmp / "app",
         database_url=f"sqlite:///{tmp / 'bud.db'}",
         app_address="127.0.0.1:0",
@@ -130,17 +144,17 @@ async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Ev
     store = PromptStore()
     executor = PromptExecutor(store, lambda: openai[0] if openai else None, Limits(), 3)
     backend: Any = LocalBackend(executor, PROMPT_EXECUTION_SERVICE)
-    server: GrpcServer | None = None
     channels: list[Any] = []
+    # Served co-hosted too, as the component does (the app's way in for the studio's runs).
+    binding = ServiceBinding(
+        executor, prompt_pb2_grpc.add_PromptExecutionServiceServicer_to_server, PROMPT_EXECUTION_SERVICE
+    )
+    server = GrpcServer(prompt_address, [binding], authorization=ServiceIdentityPolicy(STACK_POLICY))
+    await server.start()
     if remote:
         # `budrt serve prompt` on its own: the gateway calls PromptExecutionService over mutual
         # TLS (as a gateway identity), the executor calls the gateway's public face in plaintext
         # with the caller's key.
-        binding = ServiceBinding(
-            executor, prompt_pb2_grpc.add_PromptExecutionServiceServicer_to_server, PROMPT_EXECUTION_SERVICE
-        )
-        server = GrpcServer("127.0.0.1:0", [binding], authorization=ServiceIdentityPolicy())
-        await server.start()
         channels = [
             service_channel(f"127.0.0.1:{server.port}"),
             service_channel(gateway_settings.gateway_grpc_address, tls=None),
@@ -162,14 +176,18 @@ async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Ev
     assert app.bootstrapped is not None
     started.set_result(
         PromptStack(
-            f"http://127.0.0.1:{port}", app.bootstrapped.secret, engine, executor, asyncio.get_running_loop()
+            f"http://127.0.0.1:{port}",
+            app.bootstrapped.secret,
+            engine,
+            executor,
+            asyncio.get_running_loop(),
+            grpc_address=gateway_settings.gateway_grpc_address if remote else "",
         )
     )
     await asyncio.to_thread(stopping.wait)
     stop.set()
     await gateway
-    if server is not None:
-        await server.stop(0)
+    await server.stop(0)
     for channel in channels:
         await channel.close()
     watcher.cancel()

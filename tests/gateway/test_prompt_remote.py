@@ -7,9 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import openai
 import pytest
+import requests
 
+from auth.service_identity import ACTING_PROJECT_HEADER
+from bud.openai.v1 import openai_service_pb2_grpc, response_pb2
 from tests.gateway.prompt_stack import PromptStack, prompt_stack
 from tests.gateway.test_prompt_responses import GREETING
 
@@ -45,3 +49,29 @@ def test_unary_stream_and_errors_over_grpc(stack: PromptStack) -> None:
     bad = openai.OpenAI(base_url=f"{stack.url}/v1", api_key="bud_nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.responses.create(prompt=ref)
+
+
+def test_studio_runs_need_the_gateway_in_process(stack: PromptStack) -> None:
+    """A standalone executor reaches the gateway only over its public face, where naming a project
+    instead of a key is refused: the studio's runs answer 503 rather than try."""
+    body = {
+        "version": {"model": stack.model, "messages": [{"role": "user", "template": "{{ input }}"}]},
+        "variables": {"input": "hi"},
+    }
+    reply = requests.post(
+        f"{stack.url}/v1/projects/{stack.project_id}/prompts:run",
+        json=body,
+        headers=stack.headers(),
+        timeout=30,
+    )
+    assert reply.status_code == 503, reply.text
+    assert "co-hosted" in reply.json()["message"]
+
+
+def test_the_public_grpc_face_refuses_a_named_project(stack: PromptStack) -> None:
+    with grpc.insecure_channel(stack.grpc_address) as channel:
+        stub = openai_service_pb2_grpc.OpenAiServiceStub(channel)
+        request = response_pb2.ResponseRequest(model=stack.model, input_text="hi")
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.CreateResponse(request, metadata=((ACTING_PROJECT_HEADER, stack.project_id),), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -186,12 +186,16 @@ class Variable(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[_Union[VariableType, str]] = ..., options: _Optional[_Iterable[str]] = ..., items: _Optional[_Union[Variable, _Mapping]] = ..., fields: _Optional[_Iterable[_Union[Variable, _Mapping]]] = ..., default: _Optional[str] = ..., validation: _Optional[_Union[ValidationMode, str]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., rule: _Optional[str] = ...) -> None: ...
 
 class PromptIo(_message.Message):
-    __slots__ = ("mode", "variables")
+    __slots__ = ("mode", "variables", "rule", "validation")
     MODE_FIELD_NUMBER: _ClassVar[int]
     VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
     mode: IoMode
     variables: _containers.RepeatedCompositeFieldContainer[Variable]
-    def __init__(self, mode: _Optional[_Union[IoMode, str]] = ..., variables: _Optional[_Iterable[_Union[Variable, _Mapping]]] = ...) -> None: ...
+    rule: str
+    validation: str
+    def __init__(self, mode: _Optional[_Union[IoMode, str]] = ..., variables: _Optional[_Iterable[_Union[Variable, _Mapping]]] = ..., rule: _Optional[str] = ..., validation: _Optional[str] = ...) -> None: ...
 
 class IntegrationTool(_message.Message):
     __slots__ = ("integration", "active", "access_keys")
@@ -641,3 +645,121 @@ class StreamExecutePromptResponse(_message.Message):
     usage: _common_pb2.Usage
     event: _response_pb2.ResponseStreamEvent
     def __init__(self, delta: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., event: _Optional[_Union[_response_pb2.ResponseStreamEvent, _Mapping]] = ...) -> None: ...
+
+class RunPromptRequest(_message.Message):
+    __slots__ = ("project_id", "version", "variables")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    version: PromptVersion
+    variables: str
+    def __init__(self, project_id: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ..., variables: _Optional[str] = ...) -> None: ...
+
+class RunPromptVersionRequest(_message.Message):
+    __slots__ = ("project_id", "prompt_id", "version", "variables")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    prompt_id: str
+    version: str
+    variables: str
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[str] = ..., variables: _Optional[str] = ...) -> None: ...
+
+class PromptRun(_message.Message):
+    __slots__ = ("text", "output", "model_calls", "usage", "response", "version")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    output: str
+    model_calls: int
+    usage: _common_pb2.Usage
+    response: _response_pb2.Response
+    version: int
+    def __init__(self, text: _Optional[str] = ..., output: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., response: _Optional[_Union[_response_pb2.Response, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class RunPromptResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: PromptRun
+    def __init__(self, run: _Optional[_Union[PromptRun, _Mapping]] = ...) -> None: ...
+
+class RunPromptVersionResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: PromptRun
+    def __init__(self, run: _Optional[_Union[PromptRun, _Mapping]] = ...) -> None: ...
+
+class RunPromptBodyResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: PromptRun
+    def __init__(self, run: _Optional[_Union[PromptRun, _Mapping]] = ...) -> None: ...
+
+class RunPromptBodyRequest(_message.Message):
+    __slots__ = ("project_id", "version", "variables", "user_id", "prompt_id")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    version: PromptVersion
+    variables: str
+    user_id: str
+    prompt_id: str
+    def __init__(self, project_id: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ..., variables: _Optional[str] = ..., user_id: _Optional[str] = ..., prompt_id: _Optional[str] = ...) -> None: ...
+
+class GenerateValidationRequest(_message.Message):
+    __slots__ = ("project_id", "prompt_id", "rule", "model", "version")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    prompt_id: str
+    rule: str
+    model: str
+    version: str
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., rule: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class GenerateValidationDocumentRequest(_message.Message):
+    __slots__ = ("project_id", "rule", "model", "version", "user_id")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    rule: str
+    model: str
+    version: PromptVersion
+    user_id: str
+    def __init__(self, project_id: _Optional[str] = ..., rule: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class GenerateValidationResponse(_message.Message):
+    __slots__ = ("validation", "model_calls", "usage")
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    validation: str
+    model_calls: int
+    usage: _common_pb2.Usage
+    def __init__(self, validation: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+
+class GenerateValidationDocumentResponse(_message.Message):
+    __slots__ = ("validation", "model_calls", "usage")
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    validation: str
+    model_calls: int
+    usage: _common_pb2.Usage
+    def __init__(self, validation: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...

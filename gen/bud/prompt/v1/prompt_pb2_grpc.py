@@ -110,6 +110,21 @@ class PromptServiceStub:
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsRequest.SerializeToString,
                 response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsResponse.FromString,
                 _registered_method=True)
+        self.RunPrompt = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/RunPrompt',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptResponse.FromString,
+                _registered_method=True)
+        self.RunPromptVersion = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/RunPromptVersion',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptVersionRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptVersionResponse.FromString,
+                _registered_method=True)
+        self.GenerateValidation = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/GenerateValidation',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationResponse.FromString,
+                _registered_method=True)
         self.WatchPrompts = channel.unary_stream(
                 '/bud.prompt.v1.PromptService/WatchPrompts',
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsRequest.SerializeToString,
@@ -226,6 +241,31 @@ class PromptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunPrompt(self, request, context):
+        """Runs an unsaved prompt body with inputs, for the prompt studio (editor): the same rendering,
+        input and output validation and model call as a deployed prompt, usage recorded against the
+        project, nothing stored. Several runs side by side are the studio's compare windows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunPromptVersion(self, request, context):
+        """Runs a saved version (a number or a label) with inputs (editor); nothing stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateValidation(self, request, context):
+        """Turns a rule in natural language into a declarative constraint document for the prompt's
+        output, written by a chat deployment under structured output (editor). Returned, not stored:
+        save it as a new version's `output.validation`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchPrompts(self, request, context):
         """Prompt changes for the executing side: a snapshot, then changes as they commit, resumable
         from a revision (internal, like RoutingService.WatchRouting: no token, no REST face).
@@ -311,6 +351,21 @@ def add_PromptServiceServicer_to_server(servicer, server):
                     servicer.DiffPromptVersions,
                     request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsRequest.FromString,
                     response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.DiffPromptVersionsResponse.SerializeToString,
+            ),
+            'RunPrompt': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunPrompt,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptResponse.SerializeToString,
+            ),
+            'RunPromptVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunPromptVersion,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptVersionRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptVersionResponse.SerializeToString,
+            ),
+            'GenerateValidation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateValidation,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationResponse.SerializeToString,
             ),
             'WatchPrompts': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchPrompts,
@@ -735,6 +790,87 @@ class PromptService:
             _registered_method=True)
 
     @staticmethod
+    def RunPrompt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/RunPrompt',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunPromptVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/RunPromptVersion',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptVersionRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateValidation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/GenerateValidation',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def WatchPrompts(request,
             target,
             options=(),
@@ -783,6 +919,16 @@ class PromptExecutionServiceStub:
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamExecutePromptRequest.SerializeToString,
                 response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamExecutePromptResponse.FromString,
                 _registered_method=True)
+        self.RunPromptBody = channel.unary_unary(
+                '/bud.prompt.v1.PromptExecutionService/RunPromptBody',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyResponse.FromString,
+                _registered_method=True)
+        self.GenerateValidationDocument = channel.unary_unary(
+                '/bud.prompt.v1.PromptExecutionService/GenerateValidationDocument',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationDocumentRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationDocumentResponse.FromString,
+                _registered_method=True)
 
 
 class PromptExecutionServiceServicer:
@@ -804,6 +950,22 @@ class PromptExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunPromptBody(self, request, context):
+        """Runs a prompt body for a project the app has authorised a user for (the studio's runs;
+        internal: the app only, no REST face). The model call is charged to the project.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateValidationDocument(self, request, context):
+        """Asks a chat deployment of a project the app has authorised a user for to turn a rule into a
+        constraint document (internal: the app only, no REST face).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromptExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -816,6 +978,16 @@ def add_PromptExecutionServiceServicer_to_server(servicer, server):
                     servicer.StreamExecutePrompt,
                     request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamExecutePromptRequest.FromString,
                     response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamExecutePromptResponse.SerializeToString,
+            ),
+            'RunPromptBody': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunPromptBody,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyResponse.SerializeToString,
+            ),
+            'GenerateValidationDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateValidationDocument,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationDocumentRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationDocumentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -874,6 +1046,60 @@ class PromptExecutionService:
             '/bud.prompt.v1.PromptExecutionService/StreamExecutePrompt',
             bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamExecutePromptRequest.SerializeToString,
             bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamExecutePromptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunPromptBody(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptExecutionService/RunPromptBody',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateValidationDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptExecutionService/GenerateValidationDocument',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationDocumentRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationDocumentResponse.FromString,
             options,
             channel_credentials,
             insecure,
