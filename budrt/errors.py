@@ -82,6 +82,8 @@ class Reason(StrEnum):
     TOO_MANY_LOGIN_ATTEMPTS = "TOO_MANY_LOGIN_ATTEMPTS"
     INVALID_API_KEY = "INVALID_API_KEY"
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+    # A deployment's max_concurrency was reached and its queue was full or timed out.
+    CONCURRENCY_LIMIT_EXCEEDED = "CONCURRENCY_LIMIT_EXCEEDED"
     # Management state.
     LAST_OWNER = "LAST_OWNER"
     LAST_ADMIN = "LAST_ADMIN"
@@ -184,6 +186,9 @@ class ServiceError(Exception):
     _: KW_ONLY
     reason: str = ""
     param: str = ""
+    # Seconds the caller should wait before retrying (a google.rpc.RetryInfo detail; 0: none). Over
+    # REST the gateway sends it as `Retry-After` from its metadata.
+    retry_after: int = 0
 
     def __post_init__(self) -> None:
         self.message = bounded(self.message)
@@ -204,6 +209,10 @@ class ServiceError(Exception):
                 field=self.param, description=self.message
             )
             status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+        if self.retry_after > 0:
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.seconds = self.retry_after
+            status.details.add().Pack(retry)
         return status
 
     def grpc_status(self) -> grpc.Status:

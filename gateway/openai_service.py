@@ -42,10 +42,16 @@ from budrt.errors import (
 )
 from budrt.interceptors import call_request_id
 from gateway import conversation, responses
+from gateway.concurrency import RETRY_AFTER_S, ConcurrencyLimiter, MemoryConcurrencyLimiter, Slot
 from gateway.engines import EngineConnection, EnginePool
 from gateway.ratelimit import Decision, Limit, RateLimiter
 from gateway.response_store import ResponseStore
-from gateway.settings import DEFAULT_MAX_CHOICES, DEFAULT_MAX_TOTAL_TOKENS
+from gateway.settings import (
+    DEFAULT_KEY_REQUESTS_PER_MINUTE,
+    DEFAULT_KEY_TOKENS_PER_MINUTE,
+    DEFAULT_MAX_CHOICES,
+    DEFAULT_MAX_TOTAL_TOKENS,
+)
 from gateway.tables import DeploymentEntry, KeyEntry, RoutingTables
 from gateway.usage import UsageRecorder
 
@@ -88,6 +94,7 @@ class _Charge:
     prompt_tokens: int = 0  # from the engine's usage, once seen
     completion_tokens: int = 0  # from the engine's usage, or a lower bound from the chunks seen
     usage_seen: bool = False
+    slot: Slot | None = None  # the deployment's concurrency slot, held until the call ends
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,9 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         caps: GenerationCaps | None = None,
         response_store: ResponseStore | None = None,
         prompts: Callable[[], Any] | None = None,
+        concurrency: ConcurrencyLimiter | None = None,
+        default_key_requests_per_minute: int = DEFAULT_KEY_REQUESTS_PER_MINUTE,
+        default_key_tokens_per_minute: int = DEFAULT_KEY_TOKENS_PER_MINUTE,
     ) -> None:
         self.tables = tables
         # Stored responses (`store`, `previous_response_id`); None: nothing is stored.
@@ -151,6 +161,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         self.usage = usage
         self.limiter = limiter
         self.caps = caps or GenerationCaps()
+        # Deployments' max_concurrency (gateway/concurrency.py); in this process when not given.
+        self.concurrency = concurrency if concurrency is not None else MemoryConcurrencyLimiter()
+        # The limits of a key without its own (0: none).
+        self.default_key_limits = (default_key_requests_per_minute, default_key_tokens_per_minute)
         # The charges of cancelled or failed calls under way (held until they are recorded).
         self._charges: set[asyncio.Task[None]] = set()
 
@@ -209,12 +223,15 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     async def _admit(
         self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any
     ) -> Decision | None:
-        """Checks the key's and the deployment's limits; None when neither has any."""
+        """Checks the key's (or the defaults for keys without their own) and the deployment's
+        limits; None when neither has any."""
         limits: list[Limit] = []
-        for owner, rpm, tpm in (
-            (f"key:{key.id}", key.requests_per_minute, key.tokens_per_minute),
-            (f"dep:{deployment.id}", deployment.requests_per_minute, deployment.tokens_per_minute),
-        ):
+        default_rpm, default_tpm = self.default_key_limits
+        owners = [(f"dep:{deployment.id}", deployment.requests_per_minute, deployment.tokens_per_minute)]
+        if key.id:  # a studio run acting for a project has no key: its deployment's limits only
+            rpm, tpm = key.requests_per_minute or default_rpm, key.tokens_per_minute or default_tpm
+            owners.insert(0, (f"key:{key.id}", rpm, tpm))
+        for owner, rpm, tpm in owners:
             if rpm:
                 limits.append(Limit(f"{owner}:req", rpm, "requests"))
             if tpm:
@@ -224,10 +241,12 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         decision = await self.limiter.admit(limits, _reserved_tokens(request))
         if not decision.allowed:
             context.set_trailing_metadata(decision.headers)
-            raise resource_exhausted(
+            error = resource_exhausted(
                 f"Rate limit reached for {request.model}; retry after {decision.retry_after}s.",
                 reason=Reason.RATE_LIMIT_EXCEEDED,
             )
+            error.retry_after = decision.retry_after  # RetryInfo over gRPC
+            raise error
         await context.send_initial_metadata(decision.headers)
         return decision
 
@@ -256,6 +275,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         """Records the request's usage and settles its rate limits. A request that ended
         normally has the engine's usage; one that was cancelled or failed is charged off the
         client's path (`_charge_unfinished`) with what the engine processed."""
+        if charge.slot is not None:
+            self.concurrency.release(charge.slot)  # the engine call is over (or never began)
         if charge.code == grpc.StatusCode.OK or conn is None:
             self._account(charge)
             await self._settle(charge.decision, charge.prompt_tokens + charge.completion_tokens)
@@ -318,6 +339,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         started = time.perf_counter()
         key, deployment = self._target(context, request, checked)
         decision = await self._admit(context, key, deployment, request)
+        slot = await self._occupy(context, deployment, decision, request.model)
         charge = _Charge(
             call_request_id(context),
             key,
@@ -327,8 +349,33 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             decision,
             uuid.uuid4().hex,
             request,
+            slot=slot,
         )
         return charge, deployment
+
+    async def _occupy(
+        self, context: Any, deployment: DeploymentEntry, decision: Decision | None, model: str
+    ) -> Slot | None:
+        """A slot under the deployment's max_concurrency (None when it has none), waiting in its
+        queue; refused (429, Retry-After) when the queue is full or the wait times out. A
+        request refused or gone while waiting has its reserved tokens refunded: it ran nothing."""
+        if deployment.max_concurrency <= 0:
+            return None
+        try:
+            slot = await self.concurrency.acquire(f"dep:{deployment.id}", deployment.max_concurrency)
+        except BaseException:
+            await self._settle(decision, 0)
+            raise
+        if slot is None:
+            await self._settle(decision, 0)
+            context.set_trailing_metadata((("retry-after", str(RETRY_AFTER_S)),))
+            error = resource_exhausted(
+                f"Too many concurrent requests for {model}; retry after {RETRY_AFTER_S}s.",
+                reason=Reason.CONCURRENCY_LIMIT_EXCEEDED,
+            )
+            error.retry_after = RETRY_AFTER_S  # RetryInfo over gRPC; Retry-After over REST
+            raise error
+        return slot
 
     async def _unary(self, operation: str, request: Any, context: Any, checked: Message | None = None) -> Any:
         charge, deployment = await self._begin(context, operation, request, checked)

@@ -19,6 +19,7 @@ from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from budrt.interceptors import DEFAULT_INTERCEPTORS
 from gateway.backends import Backend, LocalBackend, RemoteBackend
+from gateway.concurrency import ConcurrencyLimiter, MemoryConcurrencyLimiter, RedisConcurrencyLimiter
 from gateway.engines import EnginePool
 from gateway.http_protocol import header_timeout_protocol
 from gateway.openai_service import GenerationCaps, OpenAiServicer
@@ -109,6 +110,18 @@ def grpc_face(
     )
 
 
+def concurrency_limiter(settings: GatewaySettings) -> ConcurrencyLimiter:
+    """Deployments' max_concurrency: leases in Redis shared by the gateways when `redis_url` is
+    set (like the rate limits), else counted in this process."""
+    queue = {
+        "queue_timeout": settings.concurrency_queue_timeout,
+        "queue_length": settings.concurrency_queue_length,
+    }
+    if settings.redis_url:
+        return RedisConcurrencyLimiter(settings.redis_url, lease_ttl=settings.concurrency_lease_ttl, **queue)
+    return MemoryConcurrencyLimiter(**queue)
+
+
 def http_config(app: Transcoder, settings: GatewaySettings) -> uvicorn.Config:
     """uvicorn's configuration of the HTTP face: httptools with the header-read timeout, the
     connection limit and keep-alive timeout of `settings` (the body limits are the app's)."""
@@ -147,6 +160,7 @@ async def serve(
     # Undelivered usage survives restarts in the data dir (gateway/usage_spool.py).
     usage = UsageRecorder(settings.app_address, spool=UsageSpool(settings.data_dir / "usage-spool"))
     limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
+    concurrency = concurrency_limiter(settings)
     caps = GenerationCaps(max_choices=settings.max_choices, max_total_tokens=settings.max_total_tokens)
     # Stored responses: written in batches like usage, spooled beside it (gateway/response_store.py).
     stored = ResponseStore(
@@ -163,6 +177,9 @@ async def serve(
         caps,
         response_store=stored,
         prompts=prompts,
+        concurrency=concurrency,
+        default_key_requests_per_minute=settings.default_key_requests_per_minute,
+        default_key_tokens_per_minute=settings.default_key_tokens_per_minute,
     )
     if offer is not None:
         offer(servicer)
@@ -207,3 +224,5 @@ async def serve(
         await channel.close()
     if isinstance(limiter, RedisRateLimiter):
         await limiter.close()
+    if isinstance(concurrency, RedisConcurrencyLimiter):
+        await concurrency.close()

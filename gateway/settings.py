@@ -13,6 +13,9 @@ from gateway.transcoder import BODY_TIMEOUT_S, MAX_BODY_BYTES
 # The defaults of the generation caps (below); OpenAiServicer uses them when given none.
 DEFAULT_MAX_CHOICES = 16
 DEFAULT_MAX_TOTAL_TOKENS = 65536
+# Rate limits of a key that has none of its own (0: none); OpenAiServicer's defaults too.
+DEFAULT_KEY_REQUESTS_PER_MINUTE = 100
+DEFAULT_KEY_TOKENS_PER_MINUTE = 0
 _LIMITS = RequestLimits()  # the defaults of the request caps (below)
 
 
@@ -23,6 +26,19 @@ class GatewaySettings(RuntimeSettings):
     gateway_http_port: int = 8000
     # Shared rate-limit state; empty = in memory (one gateway). May carry a password.
     redis_url: str = Field(default="", repr=False, json_schema_extra={"secret": True})
+    # Rate limits of every API key without its own (requests, tokens per minute; 0: none),
+    # counted like a key's own limits (exactly across gateways with `redis_url`). A key with its
+    # own limit of a kind keeps it.
+    default_key_requests_per_minute: int = Field(default=DEFAULT_KEY_REQUESTS_PER_MINUTE, ge=0)
+    default_key_tokens_per_minute: int = Field(default=DEFAULT_KEY_TOKENS_PER_MINUTE, ge=0)
+    # A deployment's max_concurrency (gateway/concurrency.py): a request finding every slot taken
+    # waits at most `concurrency_queue_timeout` seconds, behind at most `concurrency_queue_length`
+    # others of the deployment in this gateway, then gets 429 with Retry-After. With `redis_url`
+    # slots are leases shared by the gateways, renewed while their calls run; a dead gateway's
+    # leases expire after `concurrency_lease_ttl` seconds.
+    concurrency_queue_timeout: float = Field(default=30.0, ge=0)
+    concurrency_queue_length: int = Field(default=100, ge=0)
+    concurrency_lease_ttl: float = Field(default=15.0, gt=0)
     # Caps on what one generation request may ask the engine for, checked before rate limits
     # and the engine (INVALID_ARGUMENT): `n` (and `best_of`) choices at most, and n × the
     # request's max_tokens / max_completion_tokens / max_output_tokens at most.

@@ -98,6 +98,20 @@ async def test_snapshot_then_changes(
         message = await _next_matching(
             call, lambda m: any(d.id == deployment.id and d.ready for d in m.upsert_deployments)
         )
+    # A changed max_concurrency reaches the gateways like a rate limit (they enforce it live).
+    await stubs.deployments.UpdateDeployment(
+        deployment_pb2.UpdateDeploymentRequest(
+            deployment=deployment_pb2.Deployment(
+                id=deployment.id,
+                project_id=project_id,
+                scaling=deployment_pb2.ScalingSettings(max_concurrency=4),
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["scaling.max_concurrency"]),
+        )
+    )
+    message = await _next_matching(
+        call, lambda m: any(d.id == deployment.id and d.max_concurrency == 4 for d in m.upsert_deployments)
+    )
     # Deleting it is a delete.
     await stubs.deployments.DeleteDeployment(
         deployment_pb2.DeleteDeploymentRequest(project_id=project_id, deployment_id=deployment.id)

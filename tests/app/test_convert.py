@@ -44,8 +44,8 @@ def _deployment(status: str) -> models.Deployment:
         prompt_version=None,
         runner="RUNNER_GENERATE",
         engine_args={},
-        min_concurrency=0,
-        max_concurrency=0,
+        min_concurrency=1,
+        max_concurrency=3,
         autoscale=False,
         caching=False,
         requests_per_minute=5,
@@ -101,6 +101,7 @@ def test_a_deployment_for_the_api_and_for_the_gateways() -> None:
         message.create_time,
     )
     assert (route.requests_per_minute, route.tokens_per_minute) == (5, 7)
+    assert route.max_concurrency == message.scaling.max_concurrency == 3  # the gateways enforce it
     assert message.rate_limits == deployment_pb2.RateLimits(requests_per_minute=5, tokens_per_minute=7)
     assert route.ready and message.status == deployment_pb2.DEPLOYMENT_STATUS_READY
     assert message.model.builtin == "tiny-llama" and (route.prompt_id, route.prompt_version) == ("", 0)

@@ -92,6 +92,20 @@ def test_every_factory_has_the_same_shape(name: str) -> None:
     assert factory("went wrong", reason=None).to_status().details == []  # no ErrorInfo at all
 
 
+def test_a_retry_delay_travels_as_retry_info() -> None:
+    """A refusal to retry later (a rate or concurrency limit) tells gRPC callers when, as a
+    google.rpc.RetryInfo detail beside its ErrorInfo; none is sent without one."""
+    from google.rpc import error_details_pb2
+
+    error = errors.resource_exhausted("slow down", reason=Reason.CONCURRENCY_LIMIT_EXCEEDED)
+    assert len(error.to_status().details) == 1
+    error.retry_after = 7
+    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    first, second = error.to_status().details
+    assert first.Unpack(info) and info.reason == "CONCURRENCY_LIMIT_EXCEEDED"
+    assert second.Unpack(retry) and retry.retry_delay.seconds == 7
+
+
 def test_no_reason_is_a_free_string_in_service_code() -> None:
     """Reasons come from `Reason`: a `reason="..."` literal in service code is a new, unlisted one."""
     found = []

@@ -445,6 +445,7 @@ async def _serve_stack(tmp: Path, started: Future[tuple[str, str]], stopping: th
         app_address=app.address,
         engine_address=app_settings.engine_address,
         key_hash_secret=HASH_SECRET,
+        default_key_requests_per_minute=0,  # 280 cases with one key: no default rate limit
     )
     services = [*app_component.rest_services, *registry_component.rest_services]
     # The prompt executor co-hosted with the gateway, as `budrt up` runs it.

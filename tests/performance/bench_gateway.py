@@ -94,7 +94,10 @@ async def _serve_gateway(port: int, engine_address: str, usage_address: str) -> 
     tables.apply(_routing_snapshot(os.environ["BENCH_API_KEY"], hash_secret, engine_address))
     engines = EnginePool()
     usage = UsageRecorder(usage_address) if usage_address else None
-    servicer = OpenAiServicer(tables, engines, hash_secret, usage, MemoryRateLimiter())
+    # The load is one key's: measured with its limits checked, but no default 100 a minute.
+    servicer = OpenAiServicer(
+        tables, engines, hash_secret, usage, MemoryRateLimiter(), default_key_requests_per_minute=0
+    )
     config = uvicorn.Config(
         build_transcoder(servicer, tables),
         host="127.0.0.1",
