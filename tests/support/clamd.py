@@ -106,8 +106,11 @@ def _ping(port: int) -> bool:
 
 
 @contextmanager
-def running_clamd() -> Iterator[ClamdServer]:
-    """Starts clamd on a fresh signature database; stops it and deletes its files on exit."""
+def running_clamd(
+    stream_max_bytes: int = STREAM_MAX_BYTES, max_file_bytes: int = MAX_FILE_BYTES
+) -> Iterator[ClamdServer]:
+    """Starts clamd on a fresh signature database (with these limits: the tests' small ones by
+    default); stops it and deletes its files on exit."""
     root = Path(tempfile.mkdtemp(prefix="bud-clamd-"))
     process = None
     try:
@@ -123,9 +126,9 @@ def running_clamd() -> Iterator[ClamdServer]:
             f"TCPSocket {port}",
             "TCPAddr 127.0.0.1",
             f"LocalSocket {unix_socket}",
-            f"StreamMaxLength {STREAM_MAX_BYTES}",
-            f"MaxFileSize {MAX_FILE_BYTES}",
-            f"MaxScanSize {MAX_FILE_BYTES * 4}",
+            f"StreamMaxLength {stream_max_bytes}",
+            f"MaxFileSize {max_file_bytes}",
+            f"MaxScanSize {max_file_bytes}",
             "AlertExceedsMax yes",
             "SelfCheck 0",
             "Bytecode no",
