@@ -40,9 +40,16 @@ def is_pickle_header(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
+# Formats with their own header check whose loaders never unpickle: their first bytes may look
+# like a pickle by chance (a safetensors header of 640 bytes starts with 80 02).
+NON_PICKLE_FORMATS = frozenset({".safetensors", ".gguf"})
+
+
 def wants_pickle_scan(name: str, head: bytes) -> bool:
     """Whether a file (its name and first bytes) is scanned as a pickle or a zip of pickles."""
     ext = os.path.splitext(name)[1].lower()
+    if ext in NON_PICKLE_FORMATS:
+        return False
     return (
         ext in PICKLE_EXTENSIONS | NUMPY_EXTENSIONS | ZIP_EXTENSIONS
         or is_pickle_header(head)

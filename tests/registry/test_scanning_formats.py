@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from registry.scanning import ScanSettings, Verdict, verify_hashes
 from registry.scanning.formats import check_gguf, check_safetensors
 from registry.scanning.hashing import model_files, resolve_file, sha256_file
-from registry.scanning.pickles import scan_pickle_file
+from registry.scanning.pickles import scan_pickle_file, wants_pickle_scan
 from registry.scanning.report import combine
 
 
@@ -177,6 +177,14 @@ def test_malicious_pickle_is_flagged_and_never_unpickled(tmp_path: Path) -> None
         signatures = {f.signature for f in findings if f.severity == "error"}
         assert "posix.system" in signatures, (name, findings)
     assert not marker.exists(), "the scanner unpickled the payload"
+
+
+def test_which_files_are_scanned_as_pickles() -> None:
+    assert wants_pickle_scan("pytorch_model.bin", b"PK\x03\x04") and wants_pickle_scan("x.pkl", b"")
+    assert wants_pickle_scan("readme.txt", b"\x80\x04\x95") and wants_pickle_scan("data", b"PK\x03\x04")
+    assert not wants_pickle_scan("config.json", b'{"a": 1}')
+    # A 640-byte safetensors header's length reads as a pickle PROTO 2: its own check applies.
+    assert not wants_pickle_scan("model.safetensors", struct.pack("<Q", 0x280))
 
 
 def test_plain_torch_style_pickle_is_clean(tmp_path: Path) -> None:
