@@ -22,7 +22,10 @@ CLAMD_DEFAULT_STREAM_MAX = 25 * 1024 * 1024
 
 
 def _env(name: str, *others: str) -> AliasChoices:
-    # The field name (constructor, YAML), then the other names a settings source may find.
+    # The field name first: the BUD_CONFIG file's keys reach a settings model under the first
+    # alias (budrt.settings keeps only keys that are field names). pydantic-settings reads every
+    # alias as an environment name too (unprefixed, case-insensitive), so the bare upper-case name
+    # (CLAMAV_SOCKET, SCAN_CHUNK_BYTES) is read as well as BUD_<FIELD> and CLAMAV_HOST/PORT.
     return AliasChoices(name, *others, f"BUD_{name.upper()}")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from budrt.settings import RuntimeSettings, check_known
 from registry.scanning import ScanSettings, Verdict, verify_hashes
 from registry.scanning.formats import check_gguf, check_safetensors
 from registry.scanning.hashing import model_files, resolve_file, sha256_file
@@ -269,6 +270,24 @@ def test_settings_embed_in_a_settings_model(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("BUD_CLAMAV_SCAN_BY_PATH", "true")
     s = Embedding()
     assert s.clamav_port == 4000 and s.clamav_scan_by_path
+
+
+def test_settings_inherited_by_a_runtime_settings_model(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As the registry's settings model will: BUD_CONFIG keys and BUD_ variables reach the fields,
+    and check_known knows them."""
+
+    class Registryish(RuntimeSettings, ScanSettings):
+        pass
+
+    config = tmp_path / "bud.yaml"
+    config.write_text("clamav_host: clamd.from.yaml\nscan_chunk_bytes: 65536\n")
+    monkeypatch.setenv("BUD_CONFIG", str(config))
+    monkeypatch.setenv("BUD_CLAMAV_PORT", "3999")
+    s = Registryish()
+    assert (s.clamav_host, s.scan_chunk_bytes, s.clamav_port) == ("clamd.from.yaml", 65536, 3999)
+    check_known([Registryish])
 
 
 def test_worst_verdict_decides() -> None:
