@@ -14,6 +14,7 @@ from budrt.grpc_server import ServiceBinding
 from budrt.settings import load
 from registry.callers import AppClient, Callers
 from registry.db.session import RegistryDatabase
+from registry.leaderboard import Schedule
 from registry.service import RegistryServicer
 from registry.settings import RegistrySettings
 
@@ -40,7 +41,24 @@ def make_servicer(
         callers,
         settings.model_roots(),
         settings.registry_hf_cache_dir,
+        Schedule(settings.leaderboard_update_interval),
     )
+
+
+def start_schedule(servicer: RegistryServicer, stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """The leaderboard's refresh on its cron schedule, as a task of the running loop until `stop`
+    (None outside a loop: nothing to run it on)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    task = loop.create_task(servicer.schedule.run(stop, servicer.refresh_leaderboard))
+    _SCHEDULES.add(task)  # the loop keeps only a weak reference
+    task.add_done_callback(_SCHEDULES.discard)
+    return task
+
+
+_SCHEDULES: set[asyncio.Task[None]] = set()
 
 
 def binding(servicer: RegistryServicer) -> ServiceBinding:
@@ -54,15 +72,19 @@ def bindings(
     settings: RegistrySettings | None = None,
     app_address: Callable[[], str] | None = None,
 ) -> list[ServiceBinding]:
-    """RegistryService in its host's (the app's) server: the catalogue, licences and imports;
-    ScanModel, benchmarks and the leaderboard answer UNIMPLEMENTED (not built)."""
+    """RegistryService in its host's (the app's) server: the catalogue, licences, imports,
+    benchmarks and the leaderboard (its scheduled refresh runs on the host's loop until the host
+    stops); ScanModel answers UNIMPLEMENTED (not built here)."""
     if settings is None:
         settings = host.settings(RegistrySettings) if host is not None else load(RegistrySettings)
     if app_address is None:
         app_address = (
             (lambda: host.address("registry")) if host is not None else (lambda: settings.app_address)
         )
-    return [binding(make_servicer(settings, app_address))]
+    servicer = make_servicer(settings, app_address)
+    if host is not None:  # the launcher builds its components inside the running loop
+        start_schedule(servicer, host.stop)
+    return [binding(servicer)]
 
 
 def _add_commands(commands: Any) -> None:
