@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -88,7 +89,7 @@ def bindings(
 
 
 def _add_commands(commands: Any) -> None:
-    """`budrt models import SOURCE`."""
+    """`budrt models import SOURCE` and `budrt bench --deployment NAME`."""
     models = commands.add_parser("models", help="the model registry (catalogue, import)")
     sub = models.add_subparsers(dest="models_command", required=True)
     imp = sub.add_parser(
@@ -101,11 +102,54 @@ def _add_commands(commands: Any) -> None:
     imp.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
     imp.set_defaults(run=_import_command)
 
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark a deployment through the gateway (TTFT, TPOT, latency, throughput) and record it",
+    )
+    bench.add_argument(
+        "--deployment", required=True, help="the deployment's name (what clients put in `model`)"
+    )
+    bench.add_argument("--project", default="", help="its project id (needed when several have one so named)")
+    bench.add_argument(
+        "--url", default="", help="the gateway's URL (default: this machine's, http://127.0.0.1:<port>)"
+    )
+    bench.add_argument(
+        "--api-key", default="", help="a project API key for the load (default: OPENAI_API_KEY)"
+    )
+    bench.add_argument("--token", default="", help="a platform admin's token (default: BUDRT_ADMIN_TOKEN)")
+    bench.add_argument(
+        "--username", default="admin", help="without a token: log in as this admin with BUD_ADMIN_PASSWORD"
+    )
+    bench.add_argument("--concurrency", default="1,4,16", help="comma-separated levels (default 1,4,16)")
+    bench.add_argument(
+        "--requests", type=int, default=0, help="requests per level (default 4 x level, at least 8)"
+    )
+    bench.add_argument("--input-tokens", type=int, default=64, help="prompt length in words (about tokens)")
+    bench.add_argument("--output-tokens", type=int, default=64, help="max_tokens of each request")
+    bench.add_argument("--warmup", type=int, default=1, help="unmeasured requests first (default 1)")
+    bench.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take")
+    bench.add_argument("--notes", default="", help="free text recorded with the result")
+    bench.add_argument("--no-record", action="store_true", help="print the table only")
+    bench.set_defaults(run=_bench_command)
+
 
 def _import_command(args: argparse.Namespace) -> int:
     from registry.cli import import_command
 
     return asyncio.run(import_command(args.source, args.revision, args.name, args.tag))
+
+
+def _bench_command(args: argparse.Namespace) -> int:
+    from registry.bench import BenchError, options_from, run
+
+    try:
+        if args.requests < 0 or args.input_tokens < 1 or args.output_tokens < 1 or args.warmup < 0:
+            raise BenchError("--requests, --warmup: not negative; --input-tokens, --output-tokens: positive")
+        asyncio.run(run(options_from(args)))
+    except (BenchError, ValueError) as err:
+        print(f"budrt bench: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 component = Component(
