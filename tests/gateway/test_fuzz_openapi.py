@@ -30,8 +30,8 @@ violate these as well: unknown models and projects, missing fields. The fuzzer c
 itself only.
 
 Operations left out, with their reasons (printed with the report):
-- the RPCs still answering UNIMPLEMENTED (the registry's ScanModel, benchmarks and leaderboard:
-  its catalogue, licences and imports are fuzzed; `test_unbuilt_services_still_answer_501` fails
+- the RPCs still answering UNIMPLEMENTED (the registry's ScanModel: its catalogue, licences,
+  imports, benchmarks and leaderboard are fuzzed; `test_unbuilt_services_still_answer_501` fails
   as soon as one is built, so it joins the run), and the field that needs them:
   `model.registry_model_id` of a deployment, answered 501 by design and probed by the same test. Prompt references (`prompt` of POST /v1/responses) are fuzzed: the
   in-process stack co-hosts the prompt executor with the gateway, as `budrt up` does (on the
