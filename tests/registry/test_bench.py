@@ -25,7 +25,6 @@ from tests.registry.test_benchmarks_leaderboard import card_with_results
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.unit
 def test_percentiles_and_a_level_as_a_load_point() -> None:
     assert percentile([], 50) == 0.0
     assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
@@ -42,7 +41,6 @@ def test_percentiles_and_a_level_as_a_load_point() -> None:
     assert len(prompt_of(64).split()) == 64
 
 
-@pytest.mark.unit
 def test_concurrency_levels() -> None:
     assert parse_concurrency("16, 1,4,4") == (1, 4, 16)
     for bad in ("", "0", "a,b", "1,-2", "5000"):
@@ -50,7 +48,6 @@ def test_concurrency_levels() -> None:
             parse_concurrency(bad)
 
 
-@pytest.mark.unit
 def test_hardware_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert (
         hardware._cpu_model("processor : 0\nmodel name\t: Intel(R)  Xeon(R) Gold\n")
@@ -70,7 +67,6 @@ def test_hardware_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert (gpus.gpu_name, gpus.gpu_count) == ("NVIDIA H200", 2) and gpus.key.startswith("2x NVIDIA H200 | ")
 
 
-@pytest.mark.unit
 def test_engine_configuration_and_table() -> None:
     deployment = {
         "name": "chat",

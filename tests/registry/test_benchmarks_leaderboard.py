@@ -293,7 +293,6 @@ async def test_unknown_model_and_bad_limit(registry_stack: RegistryStack) -> Non
 
 
 # ---- the schedule ------------------------------------------------------------------------------
-@pytest.mark.unit
 def test_cron_setting_parsed_and_next_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LEADERBOARD_UPDATE_INTERVAL", raising=False)
     monkeypatch.delenv("BUD_LEADERBOARD_UPDATE_INTERVAL", raising=False)
@@ -313,7 +312,6 @@ def test_cron_setting_parsed_and_next_run(monkeypatch: pytest.MonkeyPatch) -> No
     assert RegistrySettings().leaderboard_update_interval == "30 2 * * 1"
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("bad", ["every 6 hours", "61 * * * *", "0 */6 * *", "* * * * * * *", ""])
 def test_bad_cron_refused_at_start(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
     from pydantic import ValidationError
@@ -325,7 +323,6 @@ def test_bad_cron_refused_at_start(monkeypatch: pytest.MonkeyPatch, bad: str) ->
         load(RegistrySettings)
 
 
-@pytest.mark.unit
 async def test_schedule_runs_the_job_until_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     runs: list[datetime] = []
     schedule = Schedule("* * * * *")
@@ -352,3 +349,52 @@ def _ms(n: int) -> object:
     from datetime import timedelta
 
     return timedelta(milliseconds=n)
+
+
+async def test_the_schedule_runs_on_the_hosts_loop_until_it_stops() -> None:
+    from registry.component import start_schedule
+
+    refreshed = asyncio.Event()
+
+    class Servicer:
+        schedule = Schedule("* * * * *")
+
+        async def refresh_leaderboard(self) -> int:
+            refreshed.set()
+            return 0
+
+    servicer = Servicer()
+    servicer.schedule.next_after = lambda moment: moment  # type: ignore[method-assign]  (due at once)
+    stop = asyncio.Event()
+    task = start_schedule(servicer, stop)  # type: ignore[arg-type]
+    assert task is not None
+    await asyncio.wait_for(refreshed.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+def test_no_schedule_without_a_running_loop() -> None:
+    from registry.component import start_schedule
+
+    assert start_schedule(object(), asyncio.Event()) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.integration  # a `budrt serve app` subprocess
+def test_a_bad_cron_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BUD_")},
+        "PYTHONPATH": f"{root}{os.pathsep}{root / 'gen'}",
+        "BUD_DATA_DIR": str(tmp_path),
+        "LEADERBOARD_UPDATE_INTERVAL": "0 */6 * *",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "budrt", "serve", "app"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "leaderboard_update_interval '0 */6 * *' is not a cron expression of 5 fields" in run.stderr
