@@ -398,3 +398,29 @@ def test_a_bad_cron_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
     assert "leaderboard_update_interval '0 */6 * *' is not a cron expression of 5 fields" in run.stderr
+
+
+async def test_an_hf_import_stores_the_cards_results(tmp_path: Path, hub_offline: None) -> None:
+    """The import (the CLI's and ImportModel's path) keeps the card's model-index results, which
+    the leaderboard then ranks; a card without one gives none."""
+    from registry import leaderboard, operations
+    from registry.db.migrate import upgrade_database
+    from registry.db.session import RegistryDatabase
+    from tests.registry.models_on_disk import hf_cache
+
+    cache = tmp_path / "hf"
+    hf_cache(cache, "bud-test/carded", model_dir(tmp_path / "src", "carded", 42.0, 3.5))
+    hf_cache(cache, "bud-test/plain", small_llama(tmp_path / "src" / "plain"))
+    db = RegistryDatabase(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        await upgrade_database(db)
+        carded = await operations.run_import(db, "bud-test/carded", "", "", [], (), str(cache))
+        await operations.run_import(db, "bud-test/plain", "", "", [], (), str(cache))
+        await leaderboard.refresh(db)
+        rows, _ = await leaderboard.read(db, R.GetLeaderboardRequest(), 20)
+        assert [(e.benchmark, e.metric, e.model_id, e.value) for e in rows] == [
+            ("cais/mmlu", "accuracy", carded.id, 42.0),
+            ("cais/mmlu", "perplexity", carded.id, 3.5),
+        ]
+    finally:
+        await db.dispose()
