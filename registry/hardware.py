@@ -24,7 +24,10 @@ NVIDIA_SMI_TIMEOUT_S = 10.0
 def profile_key(hw: registry_pb2.HardwareProfile) -> str:
     """``"<n>x <gpu> | <cpu> x<cores> | <GiB> GiB"`` (``"cpu | ..."`` without a GPU): equal for
     two results on the same kind of machine. Memory is rounded to whole GiB (what the kernel
-    reserves varies by a few MiB between boots)."""
+    reserves varies by a few MiB between boots). An empty profile (a result that names no
+    machine, e.g. an accuracy) has the empty key."""
+    if not (hw.cpu_model or hw.cpu_cores or hw.gpu_count or hw.memory_bytes):
+        return ""
     gpu = f"{hw.gpu_count}x {hw.gpu_name}" if hw.gpu_count and hw.gpu_name else "cpu"
     cpu = f"{hw.cpu_model or 'unknown cpu'} x{hw.cpu_cores}"
     return f"{gpu} | {cpu} | {round(hw.memory_bytes / GIB)} GiB"
