@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from budrt.components import Component, Host, discover, settings_of, standalone, up_groups
 from budrt.grpc_server import install_stop_signals
@@ -212,6 +213,20 @@ def main(argv: list[str] | None = None) -> int:
         if component.commands is not None:
             component.commands(sub)
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args, components)
+    except ValidationError as err:  # a setting's value refused by its model (e.g. a bad cron)
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or e['type']}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors()
+        )
+        print(f"budrt: invalid settings ({err.title}): {problems}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, components: dict[str, Component]
+) -> int:
     if getattr(args, "run", None) is not None:  # a component's own command
         return int(args.run(args))
     if args.command == "up":

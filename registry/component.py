@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from budrt.grpc_server import ServiceBinding
 from budrt.settings import load
 from registry.callers import AppClient, Callers
 from registry.db.session import RegistryDatabase
+from registry.leaderboard import Schedule
 from registry.service import RegistryServicer
 from registry.settings import RegistrySettings
 
@@ -40,7 +42,24 @@ def make_servicer(
         callers,
         settings.model_roots(),
         settings.registry_hf_cache_dir,
+        Schedule(settings.leaderboard_update_interval),
     )
+
+
+def start_schedule(servicer: RegistryServicer, stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """The leaderboard's refresh on its cron schedule, as a task of the running loop until `stop`
+    (None outside a loop: nothing to run it on)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    task = loop.create_task(servicer.schedule.run(stop, servicer.refresh_leaderboard))
+    _SCHEDULES.add(task)  # the loop keeps only a weak reference
+    task.add_done_callback(_SCHEDULES.discard)
+    return task
+
+
+_SCHEDULES: set[asyncio.Task[None]] = set()
 
 
 def binding(servicer: RegistryServicer) -> ServiceBinding:
@@ -54,19 +73,23 @@ def bindings(
     settings: RegistrySettings | None = None,
     app_address: Callable[[], str] | None = None,
 ) -> list[ServiceBinding]:
-    """RegistryService in its host's (the app's) server: the catalogue, licences and imports;
-    ScanModel, benchmarks and the leaderboard answer UNIMPLEMENTED (not built)."""
+    """RegistryService in its host's (the app's) server: the catalogue, licences, imports,
+    benchmarks and the leaderboard (its scheduled refresh runs on the host's loop until the host
+    stops); ScanModel answers UNIMPLEMENTED (not built here)."""
     if settings is None:
         settings = host.settings(RegistrySettings) if host is not None else load(RegistrySettings)
     if app_address is None:
         app_address = (
             (lambda: host.address("registry")) if host is not None else (lambda: settings.app_address)
         )
-    return [binding(make_servicer(settings, app_address))]
+    servicer = make_servicer(settings, app_address)
+    if host is not None:  # the launcher builds its components inside the running loop
+        start_schedule(servicer, host.stop)
+    return [binding(servicer)]
 
 
 def _add_commands(commands: Any) -> None:
-    """`budrt models import SOURCE`."""
+    """`budrt models import SOURCE` and `budrt bench --deployment NAME`."""
     models = commands.add_parser("models", help="the model registry (catalogue, import)")
     sub = models.add_subparsers(dest="models_command", required=True)
     imp = sub.add_parser(
@@ -79,11 +102,54 @@ def _add_commands(commands: Any) -> None:
     imp.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
     imp.set_defaults(run=_import_command)
 
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark a deployment through the gateway (TTFT, TPOT, latency, throughput) and record it",
+    )
+    bench.add_argument(
+        "--deployment", required=True, help="the deployment's name (what clients put in `model`)"
+    )
+    bench.add_argument("--project", default="", help="its project id (needed when several have one so named)")
+    bench.add_argument(
+        "--url", default="", help="the gateway's URL (default: this machine's, http://127.0.0.1:<port>)"
+    )
+    bench.add_argument(
+        "--api-key", default="", help="a project API key for the load (default: OPENAI_API_KEY)"
+    )
+    bench.add_argument("--token", default="", help="a platform admin's token (default: BUDRT_ADMIN_TOKEN)")
+    bench.add_argument(
+        "--username", default="admin", help="without a token: log in as this admin with BUD_ADMIN_PASSWORD"
+    )
+    bench.add_argument("--concurrency", default="1,4,16", help="comma-separated levels (default 1,4,16)")
+    bench.add_argument(
+        "--requests", type=int, default=0, help="requests per level (default 4 x level, at least 8)"
+    )
+    bench.add_argument("--input-tokens", type=int, default=64, help="prompt length in words (about tokens)")
+    bench.add_argument("--output-tokens", type=int, default=64, help="max_tokens of each request")
+    bench.add_argument("--warmup", type=int, default=1, help="unmeasured requests first (default 1)")
+    bench.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take")
+    bench.add_argument("--notes", default="", help="free text recorded with the result")
+    bench.add_argument("--no-record", action="store_true", help="print the table only")
+    bench.set_defaults(run=_bench_command)
+
 
 def _import_command(args: argparse.Namespace) -> int:
     from registry.cli import import_command
 
     return asyncio.run(import_command(args.source, args.revision, args.name, args.tag))
+
+
+def _bench_command(args: argparse.Namespace) -> int:
+    from registry.bench import BenchError, options_from, run
+
+    try:
+        if args.requests < 0 or args.input_tokens < 1 or args.output_tokens < 1 or args.warmup < 0:
+            raise BenchError("--requests, --warmup: not negative; --input-tokens, --output-tokens: positive")
+        asyncio.run(run(options_from(args)))
+    except (BenchError, ValueError) as err:
+        print(f"budrt bench: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 component = Component(

@@ -25,6 +25,7 @@ from budrt.errors import echo, failed_precondition, invalid_argument, not_found,
 from registry import model_files
 from registry.cards import LicenseFinding, find_license
 from registry.db import models
+from registry.evals import card_evals
 
 # (stage, bytes done, bytes in all: 0 when unknown)
 StageProgress = Callable[[str, int, int], None]
@@ -220,4 +221,5 @@ def new_row(
             models.RegistryModelFile(path=f.path, size_bytes=f.size_bytes, sha256=f.sha256)
             for f in meta.files
         ],
+        evals=card_evals(source.directory),
     )

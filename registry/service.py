@@ -1,9 +1,10 @@
 """RegistryService: the model catalogue over gRPC (and REST through the gateways' transcoder).
 
 Every logged-in user reads (GetModel, ListModels, GetModelLicense, ListLicenses,
-GetImportOperation); platform admins write (CreateModel, UpdateModel, DeleteModel, ImportModel).
-The caller check is `registry.callers`. ScanModel and the benchmarks and leaderboard RPCs are not
-built: they answer UNIMPLEMENTED (the generated base class).
+GetImportOperation, ListBenchmarkResults, GetLeaderboard); platform admins write (CreateModel,
+UpdateModel, DeleteModel, ImportModel, CreateBenchmarkResult, GetLeaderboard's `refresh`). The
+caller check is `registry.callers`. ScanModel is not built here: it answers UNIMPLEMENTED (the
+generated base class) until the scanner's change.
 
 The registry's schema is migrated on the first call after start (its own alembic environment,
 `registry.db.migrate`), once per process.
@@ -25,14 +26,15 @@ from sqlalchemy import Select, delete, select
 
 from bud.registry.v1 import registry_pb2, registry_pb2_grpc
 from budrt.errors import Reason, echo, failed_precondition, invalid_argument, not_found
-from registry import importer, licenses
+from registry import benchmarks, importer, leaderboard, licenses
 from registry.callers import Callers
-from registry.convert import MODEL, license_of, model_to_proto, new_id, operation_to_proto
+from registry.convert import MODEL, license_of, model_to_proto, new_id, operation_to_proto, timestamp
 from registry.db import models
 from registry.db.migrate import upgrade_database
 from registry.db.models import now_ms
 from registry.db.session import RegistryDatabase
 from registry.operations import ImportRunner
+from registry.settings import DEFAULT_LEADERBOARD_INTERVAL
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -118,9 +120,15 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     """The catalogue, its licences and imports."""
 
     def __init__(
-        self, db: RegistryDatabase, callers: Callers, roots: tuple[Path, ...], hf_cache_dir: str = ""
+        self,
+        db: RegistryDatabase,
+        callers: Callers,
+        roots: tuple[Path, ...],
+        hf_cache_dir: str = "",
+        schedule: leaderboard.Schedule | None = None,
     ) -> None:
         self._db = db
+        self.schedule = schedule or leaderboard.Schedule(DEFAULT_LEADERBOARD_INTERVAL)
         self._callers = callers
         self._roots = roots
         self.imports = ImportRunner(db, roots, hf_cache_dir)
@@ -392,3 +400,77 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         await self.ready()
         op = await self.imports.start(request.source, request.revision, request.name, tags)
         return registry_pb2.ImportModelResponse(operation=operation_to_proto(op))
+
+    # ---- benchmarks and the leaderboard ----------------------------------------------------
+    async def refresh_leaderboard(self) -> int:
+        """Recomputes the leaderboard (the schedule's job; GetLeaderboard's `refresh`)."""
+        await self.ready()
+        return await leaderboard.refresh(self._db)
+
+    async def CreateBenchmarkResult(
+        self, request: registry_pb2.CreateBenchmarkResultRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.CreateBenchmarkResultResponse:
+        """Records a result for a registry model (`model_id`, in the path or the result) or for a
+        deployment's model the catalogue does not hold (`result.model_name`). Platform admins.
+        It reaches the leaderboard at its next refresh."""
+        await self._callers.admin(context, "record benchmark results")
+        result = request.result
+        if request.model_id and result.model_id and request.model_id != result.model_id:
+            raise invalid_argument(
+                "model_id and result.model_id name different models", param="result.model_id"
+            )
+        model_id = request.model_id or result.model_id
+        benchmarks.check_result(result)
+        name = result.model_name.strip()
+        row = benchmarks.new_row(new_id(benchmarks.RESULT), model_id, name, result)
+        if not model_id and not name:
+            raise invalid_argument(
+                "model_id (a registry entry) or result.model_name is required", param="model_id"
+            )
+        await self.ready()
+        async with self._db.transaction() as session:
+            if model_id:
+                row.model_name = name or (await self._get(session, model_id)).name
+            session.add(row)
+        return registry_pb2.CreateBenchmarkResultResponse(result=benchmarks.to_proto(row))
+
+    async def ListBenchmarkResults(
+        self, request: registry_pb2.ListBenchmarkResultsRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.ListBenchmarkResultsResponse:
+        """Results newest first, filtered by model, deployment and hardware, paginated. Any
+        logged-in user (results are published by platform admins)."""
+        await self._callers.caller(context)
+        size = _page_size(request.page_size)
+        scope = benchmarks.list_scope(request)
+        before = _decode_token(request.page_token, scope)
+        await self.ready()
+        async with self._db.transaction() as session:
+            stmt = benchmarks.list_query(request, before).limit(size + 1)
+            rows = (await session.scalars(stmt)).all()
+            token = _encode_token(scope, rows[size - 1].id) if len(rows) > size else ""
+            return registry_pb2.ListBenchmarkResultsResponse(
+                results=[benchmarks.to_proto(r) for r in rows[:size]], next_page_token=token
+            )
+
+    async def GetLeaderboard(
+        self, request: registry_pb2.GetLeaderboardRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.GetLeaderboardResponse:
+        """The boards the request selects as last computed; `refresh` recomputes first (platform
+        admins). Computed on the first read when it never was. Any logged-in user reads."""
+        if request.refresh:
+            await self._callers.admin(context, "refresh the leaderboard")
+        else:
+            await self._callers.caller(context)
+        if request.limit < 0:
+            raise invalid_argument("limit must not be negative", param="limit")
+        limit = min(request.limit or leaderboard.DEFAULT_LIMIT, leaderboard.MAX_LIMIT)
+        await self.ready()
+        if request.refresh or not await leaderboard.refresh_time_ms(self._db):
+            await leaderboard.refresh(self._db)
+        entries, refreshed = await leaderboard.read(self._db, request, limit)
+        answer = registry_pb2.GetLeaderboardResponse(
+            entries=entries, next_refresh_time=self.schedule.next_time()
+        )
+        if refreshed:
+            answer.refresh_time.CopyFrom(timestamp(refreshed))
+        return answer

@@ -11,10 +11,16 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from croniter import croniter
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from budrt.settings import RuntimeSettings
+
+# The leaderboard's default refresh schedule: every six hours, on the hour.
+DEFAULT_LEADERBOARD_INTERVAL = "0 */6 * * *"
+# The plain variable that sets the schedule too (BUD_LEADERBOARD_UPDATE_INTERVAL wins over it).
+LEADERBOARD_ENV = "LEADERBOARD_UPDATE_INTERVAL"
 
 # The folder of the data dir that is always a model root (the engine's `MODELS_FOLDER`).
 MODELS_FOLDER = "models"
@@ -33,6 +39,31 @@ class RegistrySettings(RuntimeSettings):
     # Where Hugging Face imports are downloaded (empty: huggingface_hub's cache, HF_HUB_CACHE).
     # HF_TOKEN and HF_HUB_OFFLINE are read by huggingface_hub itself.
     registry_hf_cache_dir: str = ""
+    # When the leaderboard is recomputed (model cards' evaluation results and the recorded
+    # benchmarks): a cron expression (5 fields, UTC; `croniter`). LEADERBOARD_UPDATE_INTERVAL in
+    # the environment is honoured too.
+    leaderboard_update_interval: str = DEFAULT_LEADERBOARD_INTERVAL
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_leaderboard_env(cls, data: Any) -> Any:
+        """LEADERBOARD_UPDATE_INTERVAL (without the BUD_ prefix) when nothing else set it."""
+        if isinstance(data, dict) and "leaderboard_update_interval" not in data:
+            if value := os.environ.get(LEADERBOARD_ENV, "").strip():
+                data = {**data, "leaderboard_update_interval": value}
+        return data
+
+    @field_validator("leaderboard_update_interval")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        """A valid five-field cron expression (a bad one stops the start with this message)."""
+        value = " ".join(value.split())
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(
+                f"leaderboard_update_interval {value!r} is not a cron expression of 5 fields "
+                "(minute hour day-of-month month day-of-week), e.g. '0 */6 * * *'"
+            )
+        return value
 
     @field_validator("registry_model_roots", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -79,6 +79,9 @@ class RegistryModel(Base):
         order_by="RegistryModelFile.path",
         lazy="selectin",
     )
+    # The card's evaluation results: written with the entry, read by the leaderboard's own
+    # query (never loaded with the entry), removed with it by the foreign key's cascade.
+    evals: Mapped[list[ModelEvalResult]] = relationship(lazy="raise", passive_deletes=True)
 
     __table_args__ = (
         Index(None, "provider"),
@@ -118,3 +121,93 @@ class ImportOperation(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     create_time_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     update_time_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class ModelEvalResult(Base):
+    """One evaluation result a model's card publishes (`model-index`), stored at import: what the
+    leaderboard ranks besides the recorded benchmarks."""
+
+    __tablename__ = "registry_model_evals"
+
+    model_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("registry_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(200), default="")
+    dataset: Mapped[str] = mapped_column(String(200))
+    dataset_name: Mapped[str] = mapped_column(String(200), default="")
+    metric: Mapped[str] = mapped_column(String(200))
+    metric_name: Mapped[str] = mapped_column(String(200), default="")
+    value: Mapped[float] = mapped_column(Float)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class BenchmarkResult(Base):
+    """A recorded benchmark: a serving load (`budrt bench`: latency and throughput per
+    concurrency, the hardware and the engine configuration) or one metric of a named benchmark.
+
+    `model_id` is a registry entry's id or empty (a deployment of a model the catalogue does not
+    hold: `model_name` names it); an entry's deletion leaves its results, named by `model_name`."""
+
+    __tablename__ = "registry_benchmarks"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(64), default="")
+    model_name: Mapped[str] = mapped_column(String(256), default="")
+    deployment_name: Mapped[str] = mapped_column(String(256), default="")
+    benchmark: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(200), default="")
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+    # The HardwareProfile's JSON form, and its key and GPU name as columns to filter on.
+    hardware: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    hardware_key: Mapped[str] = mapped_column(String(512), default="")
+    gpu_name: Mapped[str] = mapped_column(String(200), default="")
+    engine_config: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # BenchmarkLoadPoint JSON forms, by concurrency.
+    load_points: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(100), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    create_time_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+    __table_args__ = (
+        Index(None, "model_id"),
+        Index(None, "model_name"),
+        Index(None, "deployment_name"),
+        Index(None, "hardware_key"),
+        Index(None, "gpu_name"),
+    )
+
+
+class LeaderboardEntry(Base):
+    """A row of the leaderboard as last computed (the whole board is replaced at each refresh,
+    so a read is a plain query and every replica answers the same)."""
+
+    __tablename__ = "registry_leaderboard"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    benchmark: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(200))
+    hardware_key: Mapped[str] = mapped_column(String(512), default="")
+    concurrency: Mapped[int] = mapped_column(Integer, default=0)
+    rank: Mapped[int] = mapped_column(Integer)
+    model_id: Mapped[str] = mapped_column(String(64), default="")
+    model_name: Mapped[str] = mapped_column(String(256), default="")
+    value: Mapped[float] = mapped_column(Float)
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(40))
+    result_id: Mapped[str] = mapped_column(String(64), default="")
+    task: Mapped[str] = mapped_column(String(200), default="")
+
+    # Named: the convention's name would pass PostgreSQL's 63 characters.
+    __table_args__ = (
+        Index("ix_registry_leaderboard_board", "benchmark", "metric", "hardware_key", "concurrency", "rank"),
+    )
+
+
+class LeaderboardState(Base):
+    """When the leaderboard was last computed (one row, id 1)."""
+
+    __tablename__ = "registry_leaderboard_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    refresh_time_ms: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -40,7 +40,7 @@ async def test_schema_matches_models_beside_the_apps(database_url: str) -> None:
                 await conn.execute(text(f"SELECT version_num FROM {models.VERSION_TABLE}"))
             ).scalar()
             app_version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        assert registry_version == "r0001" and app_version is not None and app_version != registry_version
+        assert registry_version == "r0002" and app_version is not None and app_version != registry_version
     finally:
         await db.dispose()
         await app_db.dispose()

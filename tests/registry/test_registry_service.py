@@ -308,7 +308,3 @@ async def test_forced_delete(registry_stack: RegistryStack) -> None:
 async def test_unbuilt_rpcs_answer_unimplemented(registry_stack: RegistryStack) -> None:
     registry, _ = await registry_stack.client()
     await expect(registry.ScanModel(R.ScanModelRequest(model_id="rm_x")), grpc.StatusCode.UNIMPLEMENTED)
-    await expect(registry.GetLeaderboard(R.GetLeaderboardRequest()), grpc.StatusCode.UNIMPLEMENTED)
-    await expect(
-        registry.ListBenchmarkResults(R.ListBenchmarkResultsRequest()), grpc.StatusCode.UNIMPLEMENTED
-    )

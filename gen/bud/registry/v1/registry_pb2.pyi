@@ -211,20 +211,95 @@ class ImportOperation(_message.Message):
     def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., state: _Optional[_Union[ImportState, str]] = ..., stage: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., model_id: _Optional[str] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class BenchmarkResult(_message.Message):
-    __slots__ = ("id", "model_id", "benchmark", "metric", "value", "create_time")
+    __slots__ = ("id", "model_id", "benchmark", "metric", "value", "create_time", "deployment_name", "model_name", "hardware", "engine_config", "load_points", "source", "notes")
+    class EngineConfigEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     BENCHMARK_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    LOAD_POINTS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     model_id: str
     benchmark: str
     metric: str
     value: float
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., model_id: _Optional[str] = ..., benchmark: _Optional[str] = ..., metric: _Optional[str] = ..., value: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    deployment_name: str
+    model_name: str
+    hardware: HardwareProfile
+    engine_config: _containers.ScalarMap[str, str]
+    load_points: _containers.RepeatedCompositeFieldContainer[BenchmarkLoadPoint]
+    source: str
+    notes: str
+    def __init__(self, id: _Optional[str] = ..., model_id: _Optional[str] = ..., benchmark: _Optional[str] = ..., metric: _Optional[str] = ..., value: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deployment_name: _Optional[str] = ..., model_name: _Optional[str] = ..., hardware: _Optional[_Union[HardwareProfile, _Mapping]] = ..., engine_config: _Optional[_Mapping[str, str]] = ..., load_points: _Optional[_Iterable[_Union[BenchmarkLoadPoint, _Mapping]]] = ..., source: _Optional[str] = ..., notes: _Optional[str] = ...) -> None: ...
+
+class HardwareProfile(_message.Message):
+    __slots__ = ("cpu_model", "cpu_cores", "gpu_name", "gpu_count", "memory_bytes", "key")
+    CPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CPU_CORES_FIELD_NUMBER: _ClassVar[int]
+    GPU_NAME_FIELD_NUMBER: _ClassVar[int]
+    GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    cpu_model: str
+    cpu_cores: int
+    gpu_name: str
+    gpu_count: int
+    memory_bytes: int
+    key: str
+    def __init__(self, cpu_model: _Optional[str] = ..., cpu_cores: _Optional[int] = ..., gpu_name: _Optional[str] = ..., gpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., key: _Optional[str] = ...) -> None: ...
+
+class BenchmarkLoadPoint(_message.Message):
+    __slots__ = ("concurrency", "requests", "errors", "duration_s", "requests_per_s", "output_tokens_per_s", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms", "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "input_tokens_mean", "output_tokens_mean")
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    TTFT_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    TTFT_P90_MS_FIELD_NUMBER: _ClassVar[int]
+    TTFT_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    TPOT_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    TPOT_P90_MS_FIELD_NUMBER: _ClassVar[int]
+    TPOT_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    E2E_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    E2E_P90_MS_FIELD_NUMBER: _ClassVar[int]
+    E2E_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_MEAN_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_MEAN_FIELD_NUMBER: _ClassVar[int]
+    concurrency: int
+    requests: int
+    errors: int
+    duration_s: float
+    requests_per_s: float
+    output_tokens_per_s: float
+    ttft_p50_ms: float
+    ttft_p90_ms: float
+    ttft_p99_ms: float
+    tpot_p50_ms: float
+    tpot_p90_ms: float
+    tpot_p99_ms: float
+    e2e_p50_ms: float
+    e2e_p90_ms: float
+    e2e_p99_ms: float
+    input_tokens_mean: float
+    output_tokens_mean: float
+    def __init__(self, concurrency: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., duration_s: _Optional[float] = ..., requests_per_s: _Optional[float] = ..., output_tokens_per_s: _Optional[float] = ..., ttft_p50_ms: _Optional[float] = ..., ttft_p90_ms: _Optional[float] = ..., ttft_p99_ms: _Optional[float] = ..., tpot_p50_ms: _Optional[float] = ..., tpot_p90_ms: _Optional[float] = ..., tpot_p99_ms: _Optional[float] = ..., e2e_p50_ms: _Optional[float] = ..., e2e_p90_ms: _Optional[float] = ..., e2e_p99_ms: _Optional[float] = ..., input_tokens_mean: _Optional[float] = ..., output_tokens_mean: _Optional[float] = ...) -> None: ...
 
 class CreateModelRequest(_message.Message):
     __slots__ = ("model",)
@@ -385,41 +460,79 @@ class CreateBenchmarkResultResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[BenchmarkResult, _Mapping]] = ...) -> None: ...
 
 class ListBenchmarkResultsRequest(_message.Message):
-    __slots__ = ("model_id",)
+    __slots__ = ("model_id", "page_size", "page_token", "hardware_profile", "deployment_name", "model_name", "gpu_name")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    GPU_NAME_FIELD_NUMBER: _ClassVar[int]
     model_id: str
-    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    hardware_profile: str
+    deployment_name: str
+    model_name: str
+    gpu_name: str
+    def __init__(self, model_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., hardware_profile: _Optional[str] = ..., deployment_name: _Optional[str] = ..., model_name: _Optional[str] = ..., gpu_name: _Optional[str] = ...) -> None: ...
 
 class ListBenchmarkResultsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "next_page_token")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[BenchmarkResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[BenchmarkResult, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, results: _Optional[_Iterable[_Union[BenchmarkResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetLeaderboardRequest(_message.Message):
-    __slots__ = ("benchmark", "metric", "limit")
+    __slots__ = ("benchmark", "metric", "limit", "hardware_profile", "refresh")
     BENCHMARK_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_FIELD_NUMBER: _ClassVar[int]
     benchmark: str
     metric: str
     limit: int
-    def __init__(self, benchmark: _Optional[str] = ..., metric: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    hardware_profile: str
+    refresh: bool
+    def __init__(self, benchmark: _Optional[str] = ..., metric: _Optional[str] = ..., limit: _Optional[int] = ..., hardware_profile: _Optional[str] = ..., refresh: _Optional[bool] = ...) -> None: ...
 
 class LeaderboardEntry(_message.Message):
-    __slots__ = ("rank", "model_id", "model_name", "value")
+    __slots__ = ("rank", "model_id", "model_name", "value", "benchmark", "metric", "hardware_profile", "concurrency", "source", "higher_is_better", "result_id", "task")
     RANK_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    BENCHMARK_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    HIGHER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    RESULT_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     rank: int
     model_id: str
     model_name: str
     value: float
-    def __init__(self, rank: _Optional[int] = ..., model_id: _Optional[str] = ..., model_name: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    benchmark: str
+    metric: str
+    hardware_profile: str
+    concurrency: int
+    source: str
+    higher_is_better: bool
+    result_id: str
+    task: str
+    def __init__(self, rank: _Optional[int] = ..., model_id: _Optional[str] = ..., model_name: _Optional[str] = ..., value: _Optional[float] = ..., benchmark: _Optional[str] = ..., metric: _Optional[str] = ..., hardware_profile: _Optional[str] = ..., concurrency: _Optional[int] = ..., source: _Optional[str] = ..., higher_is_better: _Optional[bool] = ..., result_id: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
 
 class GetLeaderboardResponse(_message.Message):
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "refresh_time", "next_refresh_time")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TIME_FIELD_NUMBER: _ClassVar[int]
+    NEXT_REFRESH_TIME_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[LeaderboardEntry]
-    def __init__(self, entries: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ...) -> None: ...
+    refresh_time: _timestamp_pb2.Timestamp
+    next_refresh_time: _timestamp_pb2.Timestamp
+    def __init__(self, entries: _Optional[_Iterable[_Union[LeaderboardEntry, _Mapping]]] = ..., refresh_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_refresh_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

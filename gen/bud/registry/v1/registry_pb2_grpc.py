@@ -178,21 +178,24 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateBenchmarkResult(self, request, context):
-        """Records a benchmark result for a model.
+        """Records a benchmark result (a serving load run by `budrt bench`, or one metric of a named
+        benchmark) for a registry model or a deployment's model. Platform admins.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListBenchmarkResults(self, request, context):
-        """A model's benchmark results.
+        """Benchmark results, newest first, filtered by model, deployment and hardware profile, paginated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetLeaderboard(self, request, context):
-        """Models ranked by a benchmark metric.
+        """Models ranked per metric (and per hardware profile and concurrency for serving benchmarks):
+        the evaluation results of the catalogue's model cards and the recorded benchmarks, as of the
+        last refresh (the leaderboard_update_interval cron schedule, or `refresh`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
