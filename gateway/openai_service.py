@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import Message
 
 from auth.bearer import BearerError, bearer_credential
+from auth.prompt_run import PromptRun, claim_of
 from bud.app.v1 import response_store_pb2
 from bud.engine.v1 import engine_service_pb2
 from bud.openai.v1 import (
@@ -87,6 +88,8 @@ class _Charge:
     prompt_tokens: int = 0  # from the engine's usage, once seen
     completion_tokens: int = 0  # from the engine's usage, or a lower bound from the chunks seen
     usage_seen: bool = False
+    # A model call of a prompt run (the executor's signed claim): the prompt, version, deployment.
+    prompt_run: PromptRun | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,12 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 reason=Reason.MODEL_NOT_FOUND,
                 param="model",
             )
+        if deployment.prompt_id:
+            raise invalid_argument(
+                f"`{model}` is a prompt deployment: run it with a prompt reference, "
+                f'"prompt": {{"id": "{model}"}}.',
+                param="model",
+            )
         if not deployment.ready or not deployment.endpoints:
             raise unavailable(
                 f"The model `{model}` is not ready to serve yet.",
@@ -200,15 +209,41 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         self.caps.check(request if checked is None else checked)
         return key, deployment
 
+    def _prompt_run(self, context: Any, key: KeyEntry) -> tuple[PromptRun | None, DeploymentEntry | None]:
+        """The prompt run a call belongs to (the executor's signed claim, for the key's project
+        only; a claim that does not verify is ignored) and its prompt deployment, if any."""
+        run = claim_of(context.invocation_metadata(), self.key_hash_secret)
+        if run is None or run.project_id != key.project_id:
+            return None, None
+        prompt_deployment = self.tables.deployments.get(run.deployment_id) if run.deployment_id else None
+        if prompt_deployment is not None and prompt_deployment.project_id != key.project_id:
+            prompt_deployment = None
+        return run, prompt_deployment
+
     async def _admit(
-        self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any
+        self,
+        context: Any,
+        key: KeyEntry,
+        deployment: DeploymentEntry,
+        request: Any,
+        prompt_deployment: DeploymentEntry | None = None,
     ) -> Decision | None:
-        """Checks the key's and the deployment's limits; None when neither has any."""
+        """Checks the key's and the deployment's limits (and, for a prompt run's model call, its
+        prompt deployment's); None when none has any."""
         limits: list[Limit] = []
-        for owner, rpm, tpm in (
+        owners = [
             (f"key:{key.id}", key.requests_per_minute, key.tokens_per_minute),
             (f"dep:{deployment.id}", deployment.requests_per_minute, deployment.tokens_per_minute),
-        ):
+        ]
+        if prompt_deployment is not None:
+            owners.append(
+                (
+                    f"dep:{prompt_deployment.id}",
+                    prompt_deployment.requests_per_minute,
+                    prompt_deployment.tokens_per_minute,
+                )
+            )
+        for owner, rpm, tpm in owners:
             if rpm:
                 limits.append(Limit(f"{owner}:req", rpm, "requests"))
             if tpm:
@@ -244,6 +279,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             charge.completion_tokens,
             charge.started,
             http_status(charge.code),
+            prompt=charge.prompt_run,
         )
 
     async def _finish(self, charge: _Charge, conn: EngineConnection | None) -> None:
@@ -311,7 +347,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         new usage id for the engine call) and its deployment."""
         started = time.perf_counter()
         key, deployment = self._target(context, request, checked)
-        decision = await self._admit(context, key, deployment, request)
+        run, prompt_deployment = self._prompt_run(context, key)
+        decision = await self._admit(context, key, deployment, request, prompt_deployment)
         charge = _Charge(
             call_request_id(context),
             key,
@@ -321,6 +358,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             decision,
             uuid.uuid4().hex,
             request,
+            prompt_run=run,
         )
         return charge, deployment
 
@@ -546,6 +584,29 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             )
         return executor
 
+    def _prompt_deployment(
+        self, key: KeyEntry, request: response_pb2.ResponseRequest
+    ) -> prompt_pb2.PromptDeploymentRef | None:
+        """The prompt deployment the reference's `id` names in the key's project (a deployment's
+        name wins over a prompt id; a key limited to other deployments does not see it), or None:
+        the executor then reads `id` as a prompt id. 503 while it is not ready."""
+        name = request.prompt.id
+        entry = self.tables.resolve(key, name)
+        if entry is None or not entry.prompt_id:
+            return None
+        if not entry.ready:
+            raise unavailable(
+                f"The prompt deployment `{name}` is not ready to serve (its prompt version or label is gone).",
+                reason=Reason.MODEL_NOT_READY,
+                param="prompt.id",
+            )
+        return prompt_pb2.PromptDeploymentRef(
+            deployment_id=entry.id,
+            prompt_id=entry.prompt_id,
+            version=entry.prompt_version,
+            label=entry.prompt_label,
+        )
+
     async def _prompt_response(
         self, request: response_pb2.ResponseRequest, context: Any
     ) -> response_pb2.Response:
@@ -554,7 +615,9 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         model call (back through this service) is limited and charged by."""
         key = self._authenticate(context)
         executor = self._prompt_executor()
-        run = prompt_pb2.ExecutePromptRequest(project_id=key.project_id, request=request)
+        run = prompt_pb2.ExecutePromptRequest(
+            project_id=key.project_id, request=request, deployment=self._prompt_deployment(key, request)
+        )
         try:
             answer = await executor.ExecutePrompt(run, metadata=_forward_caller(context))
         except grpc.aio.AioRpcError as err:
@@ -567,7 +630,9 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         """A streamed prompt run: the executor's Responses events, in order."""
         key = self._authenticate(context)
         executor = self._prompt_executor()
-        run = prompt_pb2.StreamExecutePromptRequest(project_id=key.project_id, request=request)
+        run = prompt_pb2.StreamExecutePromptRequest(
+            project_id=key.project_id, request=request, deployment=self._prompt_deployment(key, request)
+        )
         call = executor.StreamExecutePrompt(run, metadata=_forward_caller(context))
         try:
             async for item in call:

@@ -46,6 +46,11 @@ class DeploymentEntry:
     requests_per_minute: int
     tokens_per_minute: int
     created: int
+    # A prompt deployment: the prompt it runs, the version it pins (0: none) and the label it
+    # follows ("" with no version: the prompt's default label); prompt_id "" for a model.
+    prompt_id: str = ""
+    prompt_version: int = 0
+    prompt_label: str = ""
 
 
 @dataclass
@@ -106,6 +111,9 @@ class RoutingTables:
                 requests_per_minute=d.requests_per_minute,
                 tokens_per_minute=d.tokens_per_minute,
                 created=d.create_time.seconds,
+                prompt_id=d.prompt_id,
+                prompt_version=d.prompt_version,
+                prompt_label=d.prompt_label,
             )
             self.deployments[d.id] = entry
             self.by_name[(d.project_id, d.name)] = entry

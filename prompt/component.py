@@ -35,6 +35,7 @@ class InProcessOpenAi:
     metadata=...)`) through the platform's interceptor chain; a failure raises ServiceError."""
 
     def __init__(self, servicer: Any) -> None:
+        self.servicer = servicer
         self.service = InProcessService(servicer, OPENAI_SERVICE)
 
     async def CreateResponse(self, request: Any, metadata: Any = (), **_: Any) -> Any:
@@ -54,6 +55,7 @@ def build_executor(
         openai,
         Limits(time_s=settings.render_timeout_s, max_chars=settings.render_max_chars),
         settings.max_output_attempts,
+        run_secret=settings.secret("key_hash_secret"),
     )
 
 

@@ -24,9 +24,10 @@ from typing import Any
 import grpc
 import orjson
 
+from auth.prompt_run import PROMPT_RUN_KEY, PromptRun, sign
 from bud.openai.v1 import response_pb2
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
-from budrt.errors import Reason, ServiceError, invalid_argument, unavailable
+from budrt.errors import Reason, ServiceError, echo, invalid_argument, not_found, unavailable
 from prompt.inputs import validate
 from prompt.outputs import check, invalid_output, repair_messages
 from prompt.render import Limits, RenderLimitExceeded, TemplateRuntimeFailure, render_all
@@ -61,11 +62,15 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         openai: Callable[[], Any],
         limits: Limits | None = None,
         max_attempts: int = 3,
+        run_secret: str = "",
     ) -> None:
         self.store = store
         self.openai = openai
         self.limits = limits or Limits()
         self.max_attempts = max_attempts
+        # Signs the prompt-run claim on each model call (`auth.prompt_run`): the platform's
+        # key_hash_secret, shared with the gateways; empty: calls carry no claim.
+        self.run_secret = run_secret
 
     # ---- preparing a run -------------------------------------------------------------------
     def _prepare(self, request: Any) -> tuple[CompiledVersion, R.ResponseRequest]:
@@ -75,9 +80,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         if not caller.HasField("prompt") or not caller.prompt.id:
             raise invalid_argument("prompt.id is required", param="prompt.id")
         ref = caller.prompt
-        compiled = self.store.resolve(
-            request.project_id, ref.id, ref.version if ref.HasField("version") else None
-        )
+        compiled = self._resolve(request, ref)
         values = validate(compiled.inputs, _variables_json(ref, compiled.types))
         try:
             rendered = render_all([(t, values) for _, t in compiled.templates], self.limits)
@@ -92,6 +95,42 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
                 param="prompt",
             ) from None
         return compiled, _model_request(compiled, caller, [r for r, _ in compiled.templates], rendered)
+
+    def _resolve(self, request: Any, ref: R.PromptReference) -> CompiledVersion:
+        """The version the reference names: a prompt of the key's project by id, or the target of
+        the prompt deployment the gateway resolved its name to (`deployment`; an omitted version
+        is the one it pins or the label it follows)."""
+        asked = ref.version if ref.HasField("version") else None
+        target = request.deployment
+        if not target.deployment_id:
+            return self.store.resolve(request.project_id, ref.id, asked)
+        own = (
+            asked if asked is not None else (str(target.version) if target.version else target.label or None)
+        )
+        compiled = self.store.resolve(None, target.prompt_id, own)
+        if compiled.prompt.project_id != request.project_id and (
+            not target.version or compiled.version.version != target.version
+        ):
+            # Another project's prompt runs only at the version the deployment pinned.
+            raise not_found(
+                f"Version {echo(asked or '')} of prompt deployment {echo(ref.id)} is not available.",
+                param="prompt.version",
+            )
+        return compiled
+
+    def _metadata(self, request: Any, context: Any, compiled: CompiledVersion) -> tuple[tuple[str, str], ...]:
+        """The model call's metadata: the caller's credentials and request id, and the signed
+        claim naming the prompt run (its usage record and the prompt deployment's limits)."""
+        forwarded = _forward(context)
+        if not self.run_secret:
+            return forwarded
+        run = PromptRun(
+            request.project_id,
+            compiled.prompt.id,
+            compiled.version.version,
+            request.deployment.deployment_id,
+        )
+        return (*forwarded, (PROMPT_RUN_KEY, sign(run, self.run_secret)))
 
     def _stub(self) -> Any:
         stub = self.openai()
@@ -116,7 +155,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
             for event in events_of(done.response):
                 yield P.StreamExecutePromptResponse(event=event)
             return
-        call = self._stub().StreamResponse(model_request, metadata=_forward(context))
+        call = self._stub().StreamResponse(model_request, metadata=self._metadata(request, context, compiled))
         try:
             async for event in _stream(call):
                 if event.HasField("response"):
@@ -132,7 +171,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
     async def _run(
         self, request: Any, context: Any, compiled: CompiledVersion, model_request: R.ResponseRequest
     ) -> P.ExecutePromptResponse:
-        metadata = _forward(context)
+        metadata = self._metadata(request, context, compiled)
         stub = self._stub()
         spec = compiled.output
         attempts = self.max_attempts if compiled.version.allow_multiple_calls else 1

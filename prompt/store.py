@@ -111,13 +111,14 @@ class PromptStore:
         self.revision = update.revision
         self.loaded.set()
 
-    def resolve(self, project_id: str, prompt_id: str, version: str | None) -> CompiledVersion:
+    def resolve(self, project_id: str | None, prompt_id: str, version: str | None) -> CompiledVersion:
         """The compiled version a reference names: `version` a number, a label, or None (the
-        prompt's default label). A prompt of another project is NOT_FOUND, as if absent."""
+        prompt's default label). A prompt of another project than `project_id` is NOT_FOUND, as if
+        absent (None: any project's — a prompt deployment's target, which the app allowed)."""
         if not self.loaded.is_set():
             raise unavailable("The prompt service is starting; retry shortly.", reason=Reason.NOT_READY)
         entry = self.prompts.get(prompt_id)
-        if entry is None or entry.snapshot.prompt.project_id != project_id:
+        if entry is None or (project_id is not None and entry.snapshot.prompt.project_id != project_id):
             raise not_found(f"Prompt with id {echo(prompt_id)} not found.", param="prompt.id")
         prompt = entry.snapshot.prompt
         number = self._version_number(prompt, version)

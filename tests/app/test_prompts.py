@@ -559,7 +559,7 @@ async def test_prompt_deployments_flow_1_and_flow_2(
 
     # Flow 1.
     pinned = (await alice.deployments.CreateDeployment(deploy(project_a, "pinned", version=1))).deployment
-    assert (pinned.prompt.version, pinned.prompt.label, pinned.status) == (1, "", D.DEPLOYMENT_STATUS_PENDING)
+    assert (pinned.prompt.version, pinned.prompt.label, pinned.status) == (1, "", D.DEPLOYMENT_STATUS_READY)
     assert (pinned.scaling.max_concurrency, pinned.caching, pinned.rate_limits.requests_per_minute) == (
         4,
         True,
