@@ -187,3 +187,63 @@ def test_a_key_limited_to_other_deployments_does_not_see_it(stack: PromptStack) 
     narrow = _key(stack, deployment_ids=[chat])  # type: ignore[arg-type]
     with pytest.raises(openai.NotFoundError):
         narrow.responses.create(prompt={"id": "hidden-dep", "variables": {"input": "x"}})
+
+
+STRUCTURED = {
+    "messages": [{"role": "user", "template": "Summarise {{ input }}"}],
+    "allow_multiple_calls": True,
+    "output": {
+        "mode": "IO_MODE_STRUCTURED",
+        "variables": [
+            {
+                "name": "summary",
+                "type": "VARIABLE_TYPE_STRING",
+                "validation": "VALIDATION_MODE_BASIC",
+                "constraints": {"max_length": 10},
+            }
+        ],
+    },
+}
+
+
+def _usage(stack: PromptStack, count: int, **query: str) -> list[dict[str, Any]]:
+    """The usage buckets QueryUsage answers for `query`, once they count `count` requests (the
+    gateway sends records in batches)."""
+    deadline = time.monotonic() + 15
+    while True:
+        reply = requests.get(
+            f"{stack.url}/v1/projects/{stack.project_id}/usage",
+            params=query,
+            headers=stack.headers(),
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        buckets = reply.json().get("buckets", [])
+        if sum(int(b["requests"]) for b in buckets) >= count:
+            return buckets
+        assert time.monotonic() < deadline, f"usage never reached {count}: {buckets}"
+        time.sleep(0.1)
+
+
+def test_usage_records_name_the_prompt_version_and_deployment(
+    stack: PromptStack, client: openai.OpenAI
+) -> None:
+    prompt_id = stack.create_prompt("metered", STRUCTURED)["id"]
+    deployment = stack.deploy("metered-dep", {"prompt_id": prompt_id, "version": 1})
+    stack.wait_routed("metered-dep")
+    stack.engine.replies = ['{"summary": "far too long a summary"}', '{"summary": "ok"}']
+    client.responses.create(prompt={"id": "metered-dep", "variables": {"input": "x"}})
+    # both model calls of the run (the first answer and its repair) are records of the run
+    buckets = _usage(stack, 2, prompt_deployment_id=deployment["id"])
+    assert [(b["prompt_id"], b["prompt_version"], int(b["requests"])) for b in buckets] == [(prompt_id, 1, 2)]
+    chat = next(d.id for d in stack.gateway_tables().deployments.values() if d.name == stack.model)
+    assert buckets[0]["deployment_id"] == chat  # the model's deployment stays the record's deployment
+    # by id: the prompt and version, no deployment
+    stack.engine.replies = ['{"summary": "ok"}']
+    client.responses.create(prompt={"id": prompt_id, "variables": {"input": "x"}})
+    by_prompt = _usage(stack, 3, prompt_id=prompt_id)
+    assert sorted((b["prompt_deployment_id"], int(b["requests"])) for b in by_prompt) == [
+        ("", 1),
+        (deployment["id"], 2),
+    ]
+    stack.engine.replies = []

@@ -71,21 +71,25 @@ class RefusedUsageRecord(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., index: _Optional[int] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class QueryUsageRequest(_message.Message):
-    __slots__ = ("project_id", "start_date", "end_date", "api_key_id", "deployment_id")
+    __slots__ = ("project_id", "start_date", "end_date", "api_key_id", "deployment_id", "prompt_id", "prompt_deployment_id")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     START_DATE_FIELD_NUMBER: _ClassVar[int]
     END_DATE_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     start_date: str
     end_date: str
     api_key_id: str
     deployment_id: str
-    def __init__(self, project_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ...) -> None: ...
+    prompt_id: str
+    prompt_deployment_id: str
+    def __init__(self, project_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., prompt_deployment_id: _Optional[str] = ...) -> None: ...
 
 class UsageBucket(_message.Message):
-    __slots__ = ("date", "api_key_id", "deployment_id", "requests", "prompt_tokens", "completion_tokens", "errors")
+    __slots__ = ("date", "api_key_id", "deployment_id", "requests", "prompt_tokens", "completion_tokens", "errors", "prompt_id", "prompt_version", "prompt_deployment_id")
     DATE_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +97,9 @@ class UsageBucket(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     date: str
     api_key_id: str
     deployment_id: str
@@ -100,7 +107,10 @@ class UsageBucket(_message.Message):
     prompt_tokens: int
     completion_tokens: int
     errors: int
-    def __init__(self, date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., errors: _Optional[int] = ...) -> None: ...
+    prompt_id: str
+    prompt_version: int
+    prompt_deployment_id: str
+    def __init__(self, date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., prompt_deployment_id: _Optional[str] = ...) -> None: ...
 
 class QueryUsageResponse(_message.Message):
     __slots__ = ("buckets",)
