@@ -198,7 +198,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         calls = len(failures) + 1
         out = P.ExecutePromptResponse(text=output_text(response), model_calls=calls, response=response)
         if parsed is not None:
-            out.output = orjson.dumps(parsed).decode()
+            out.output = out.response.output_parsed = orjson.dumps(parsed).decode()
         out.usage.prompt_tokens = usage.input_tokens
         out.usage.completion_tokens = usage.output_tokens
         out.usage.total_tokens = usage.total_tokens
