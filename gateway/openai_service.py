@@ -90,6 +90,9 @@ class _Charge:
     usage_seen: bool = False
     # A model call of a prompt run (the executor's signed claim): the prompt, version, deployment.
     prompt_run: PromptRun | None = None
+    # A stream admitted before its generator runs (`_stream(begun=...)`): set once it runs, so
+    # that a stream given up before that is still settled.
+    opened: bool = False
 
 
 @dataclass(frozen=True)
@@ -400,9 +403,19 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         return response
 
     async def _stream(
-        self, operation: str, request: Any, context: Any, checked: Message | None = None
+        self,
+        operation: str,
+        request: Any,
+        context: Any,
+        checked: Message | None = None,
+        begun: tuple[_Charge, DeploymentEntry] | None = None,
     ) -> AsyncIterator[Any]:
-        charge, deployment = await self._begin(context, operation, request, checked)
+        """`begun`: the request already admitted by `_begin` (whose charge this stream then
+        finishes)."""
+        if begun is None:
+            begun = await self._begin(context, operation, request, checked)
+        charge, deployment = begun
+        charge.opened = True
         client_model = request.model
         # The gateway always asks for usage (its own accounting); the client gets it only if asked.
         wants_usage = request.stream_options.include_usage
@@ -506,11 +519,13 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             request, own_items, key = await self._with_conversation(request, context)
         chat = await _to_chat_request(request)
         chat.stream_options.include_usage = True  # the completed event carries usage
-        # The events begin before the engine is called: a request refused by the key, the model
-        # or the generation caps is refused here, as a plain error, as chat streams are.
-        self._target(context, chat, checked=request)
+        # The events begin before the engine is called: a request refused by the key, the model,
+        # the generation caps or the rate limits is refused here, as a plain error, as chat
+        # streams are; and the limits' headers (initial metadata) go out before the first event,
+        # which sends the metadata on the gRPC face.
+        begun = await self._begin(context, "StreamChatCompletion", chat, request)
         response_id, created = responses.new_ids()
-        chunks = self._stream("StreamChatCompletion", chat, context, checked=request)
+        chunks = self._stream("StreamChatCompletion", chat, context, checked=request, begun=begun)
         try:
             async for event in responses.to_events(request, chunks, response_id, created):
                 if key is not None and event.HasField("response"):
@@ -519,6 +534,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 yield event
         finally:
             await chunks.aclose()
+            charge = begun[0]
+            if not charge.opened:  # given up before the engine was called: settled, charged nothing
+                charge.code = grpc.StatusCode.CANCELLED
+                await self._finish(charge, None)
 
     # ---- stored responses -----------------------------------------------------------------
     def _stores(self, request: response_pb2.ResponseRequest) -> bool:
@@ -612,17 +631,25 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     ) -> response_pb2.Response:
         """A Responses request naming a stored prompt: handed to the prompt executor with the
         authenticated key's project (its prompts only) and the caller's credentials, which its
-        model call (back through this service) is limited and charged by."""
+        model call (back through this service) is limited and charged by. The prompt's response
+        is the one stored (`store`): its prompt reference, the run's input (the rendered messages
+        and the caller's own items) and its output; the model call itself is not stored. The
+        model call's rate-limit headers are the caller's."""
         key = self._authenticate(context)
         executor = self._prompt_executor()
         run = prompt_pb2.ExecutePromptRequest(
             project_id=key.project_id, request=request, deployment=self._prompt_deployment(key, request)
         )
+        call = executor.ExecutePrompt(run, metadata=_forward_caller(context))
         try:
-            answer = await executor.ExecutePrompt(run, metadata=_forward_caller(context))
+            answer = await call
         except grpc.aio.AioRpcError as err:
             raise ServiceError.from_rpc_error(err) from None
-        return answer.response
+        await _pass_limit_headers(call, context)
+        out = answer.response
+        if self.response_store is not None:
+            self._keep(request, out, conversation.input_items(answer.model_request), key)
+        return out
 
     async def _prompt_events(
         self, request: response_pb2.ResponseRequest, context: Any
@@ -634,9 +661,17 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             project_id=key.project_id, request=request, deployment=self._prompt_deployment(key, request)
         )
         call = executor.StreamExecutePrompt(run, metadata=_forward_caller(context))
+        own_items: list[response_pb2.ResponseInputItem] | None = None
         try:
             async for item in call:
-                yield item.event
+                if own_items is None:
+                    own_items = conversation.input_items(item.model_request)
+                    await _pass_limit_headers(call, context)
+                event = item.event
+                if self.response_store is not None and event.HasField("response"):
+                    # Kept before the last event goes out: a GET right after it finds it.
+                    self._keep(request, event.response, own_items, key, final=event.type in _FINAL_EVENTS)
+                yield event
         except grpc.aio.AioRpcError as err:
             raise ServiceError.from_rpc_error(err) from None
         finally:
@@ -733,6 +768,21 @@ def _streamed_tokens(chunk: Any) -> int:
         else:
             count += bool(delta.content or delta.reasoning_content or delta.tool_calls)
     return count
+
+
+async def _pass_limit_headers(call: Any, context: Any) -> None:
+    """Sends the caller the rate-limit headers the prompt executor answered with (its model
+    call's), once, before the answer."""
+    getter = getattr(call, "initial_metadata", None)
+    if getter is None:
+        return
+    try:
+        metadata = await getter()
+    except grpc.aio.AioRpcError:
+        return
+    headers = [(k, v) for k, v in metadata or () if k.startswith("x-ratelimit-")]
+    if headers:
+        await context.send_initial_metadata(headers)
 
 
 def _forward_caller(context: Any) -> tuple[tuple[str, str], ...]:

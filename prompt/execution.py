@@ -152,15 +152,26 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         compiled, model_request = self._prepare(request)
         if compiled.output is not None:
             done = await self._run(request, context, compiled, model_request)
-            for event in events_of(done.response):
-                yield P.StreamExecutePromptResponse(event=event)
+            for index, event in enumerate(events_of(done.response)):
+                item = P.StreamExecutePromptResponse(event=event)
+                if index == 0:
+                    item.model_request.CopyFrom(done.model_request)
+                yield item
             return
+        asked = R.ResponseRequest()
+        asked.CopyFrom(model_request)
         call = self._stub().StreamResponse(model_request, metadata=self._metadata(request, context, compiled))
         try:
+            first = True
             async for event in _stream(call):
                 if event.HasField("response"):
                     _name_prompt(event.response, request.request.prompt, compiled)
-                yield P.StreamExecutePromptResponse(event=event)
+                item = P.StreamExecutePromptResponse(event=event)
+                if first:  # the gateway admitted the call before its first event
+                    first = False
+                    item.model_request.CopyFrom(asked)
+                    await _pass_limit_headers(call, context)
+                yield item
         finally:
             cancel = getattr(call, "cancel", None)
             if cancel is not None:
@@ -178,8 +189,12 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         usage = R.ResponseUsage()
         failures: list[tuple[str, list[tuple[str, str]]]] = []
         parsed: dict[str, Any] | None = None
+        asked = R.ResponseRequest()
+        asked.CopyFrom(model_request)  # the run's input, before any repair turn
         for _ in range(attempts if spec is not None else 1):
-            response = await _call(stub.CreateResponse(model_request, metadata=metadata))
+            call = stub.CreateResponse(model_request, metadata=metadata)
+            response = await _call(call)
+            last_call = call
             _add_usage(usage, response.usage)
             if spec is None:
                 break
@@ -195,8 +210,11 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
             raise invalid_output(failures)
         response.usage.CopyFrom(usage)
         _name_prompt(response, request.request.prompt, compiled)
+        await _pass_limit_headers(last_call, context)  # the last model call's: the freshest counts
         calls = len(failures) + 1
-        out = P.ExecutePromptResponse(text=output_text(response), model_calls=calls, response=response)
+        out = P.ExecutePromptResponse(
+            text=output_text(response), model_calls=calls, response=response, model_request=asked
+        )
         if parsed is not None:
             out.output = out.response.output_parsed = orjson.dumps(parsed).decode()
         out.usage.prompt_tokens = usage.input_tokens
@@ -329,8 +347,12 @@ def _model_request(
     version = compiled.version
     params = version.parameters
     out = R.ResponseRequest(
-        model=caller.model if caller.HasField("model") and caller.model else version.model
+        model=caller.model if caller.HasField("model") and caller.model else version.model,
+        store=False,  # the gateway stores the prompt's response (the run's input), not this call's
     )
+    if caller.HasField("previous_response_id"):
+        # The gateway prepends the earlier turns to this call (before the rendered messages).
+        out.previous_response_id = caller.previous_response_id
     for role, text in zip(roles, rendered, strict=True):
         out.input_items.values.add(role=_ROLES.get(role, "user"), content_text=text)
     which = caller.WhichOneof("input")
@@ -384,6 +406,25 @@ async def _call(awaitable: Any) -> Any:
         return await awaitable
     except grpc.aio.AioRpcError as err:
         raise ServiceError.from_rpc_error(err) from None
+
+
+# Response metadata of a model call passed on to the prompt's caller: its rate-limit headers.
+_LIMIT_HEADER_PREFIX = "x-ratelimit-"
+
+
+async def _pass_limit_headers(call: Any, context: Any) -> None:
+    """Sends the caller the rate-limit headers a model call answered with (the key's, the
+    model's and the prompt deployment's limits, the tightest of each kind), as its own."""
+    getter = getattr(call, "initial_metadata", None)
+    if getter is None:
+        return
+    try:
+        metadata = await getter()
+    except grpc.aio.AioRpcError:
+        return
+    headers = tuple((k, v) for k, v in metadata or () if k.startswith(_LIMIT_HEADER_PREFIX))
+    if headers:
+        await context.send_initial_metadata(headers)
 
 
 def _add_usage(total: R.ResponseUsage, usage: R.ResponseUsage) -> None:
