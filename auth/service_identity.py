@@ -56,6 +56,7 @@ POLICY: Mapping[str, frozenset[str]] = {
     # Prompt bodies for the executing side (the prompt executor: in a gateway's process, or its
     # own `budrt serve prompt`): no token on it.
     "bud.prompt.v1.PromptService/WatchPrompts": frozenset({GATEWAY, PROMPT, APP}),
+    "bud.prompt.v1.PromptService/FetchPromptVersion": frozenset({GATEWAY, PROMPT, APP}),
     "bud.registry.v1.RegistryService": _MANAGEMENT,
 }
 

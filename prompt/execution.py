@@ -73,14 +73,14 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         self.run_secret = run_secret
 
     # ---- preparing a run -------------------------------------------------------------------
-    def _prepare(self, request: Any) -> tuple[CompiledVersion, R.ResponseRequest]:
+    async def _prepare(self, request: Any) -> tuple[CompiledVersion, R.ResponseRequest]:
         caller = request.request
         if not request.project_id:
             raise invalid_argument("project_id is required", param="project_id")
         if not caller.HasField("prompt") or not caller.prompt.id:
             raise invalid_argument("prompt.id is required", param="prompt.id")
         ref = caller.prompt
-        compiled = self._resolve(request, ref)
+        compiled = await self._resolve(request, ref)
         values = validate(compiled.inputs, _variables_json(ref, compiled.types))
         try:
             rendered = render_all([(t, values) for _, t in compiled.templates], self.limits)
@@ -96,18 +96,18 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
             ) from None
         return compiled, _model_request(compiled, caller, [r for r, _ in compiled.templates], rendered)
 
-    def _resolve(self, request: Any, ref: R.PromptReference) -> CompiledVersion:
+    async def _resolve(self, request: Any, ref: R.PromptReference) -> CompiledVersion:
         """The version the reference names: a prompt of the key's project by id, or the target of
         the prompt deployment the gateway resolved its name to (`deployment`; an omitted version
         is the one it pins or the label it follows)."""
         asked = ref.version if ref.HasField("version") else None
         target = request.deployment
         if not target.deployment_id:
-            return self.store.resolve(request.project_id, ref.id, asked)
+            return await self.store.resolve_fetching(request.project_id, ref.id, asked)
         own = (
             asked if asked is not None else (str(target.version) if target.version else target.label or None)
         )
-        compiled = self.store.resolve(None, target.prompt_id, own)
+        compiled = await self.store.resolve_fetching(None, target.prompt_id, own)
         if compiled.prompt.project_id != request.project_id and (
             not target.version or compiled.version.version != target.version
         ):
@@ -140,7 +140,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
 
     # ---- RPCs -------------------------------------------------------------------------------
     async def ExecutePrompt(self, request: P.ExecutePromptRequest, context: Any) -> P.ExecutePromptResponse:
-        compiled, model_request = self._prepare(request)
+        compiled, model_request = await self._prepare(request)
         return await self._run(request, context, compiled, model_request)
 
     async def StreamExecutePrompt(
@@ -149,7 +149,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         """The Responses event sequence of a run. A text output streams as the model writes it
         (the gateway's own events, the prompt named in them); a structured output is validated
         (and repaired) before any of it is released, then sent as one delta."""
-        compiled, model_request = self._prepare(request)
+        compiled, model_request = await self._prepare(request)
         if compiled.output is not None:
             done = await self._run(request, context, compiled, model_request)
             for index, event in enumerate(events_of(done.response)):

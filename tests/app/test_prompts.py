@@ -710,6 +710,41 @@ async def test_watch_prompts_snapshot_changes_and_resume(
     resumed.cancel()
 
 
+async def test_fetch_prompt_version_for_the_executing_side(
+    app: RunningApp, stubs: Any, clients: Any, engine_host: Any
+) -> None:
+    """Any version, labelled or not, with no token (internal, as WatchPrompts); NOT_FOUND for a
+    version or a prompt that does not exist."""
+    project_id, deployment_id = await project_with_chat(stubs, engine_host.address)
+    api = prompts(stubs)
+    prompt = (
+        await api.CreatePrompt(
+            P.CreatePromptRequest(
+                project_id=project_id, name="fetched", version=body(deployment_id, note="one")
+            )
+        )
+    ).prompt
+    ref = dict(project_id=project_id, prompt_id=prompt.id)
+    await api.CreatePromptVersion(
+        P.CreatePromptVersionRequest(**ref, version=body(deployment_id, note="two"))
+    )
+    internal = prompts(clients(app))
+    one = (
+        await internal.FetchPromptVersion(P.FetchPromptVersionRequest(prompt_id=prompt.id, version=1))
+    ).version
+    assert (one.prompt_id, one.version, one.note, list(one.labels)) == (prompt.id, 1, "one", [])
+    two = (
+        await internal.FetchPromptVersion(P.FetchPromptVersionRequest(prompt_id=prompt.id, version=2))
+    ).version
+    assert list(two.labels) == ["latest"]
+    for prompt_id, number in ((prompt.id, 3), ("pmpt_missing", 1)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await internal.FetchPromptVersion(
+                P.FetchPromptVersionRequest(prompt_id=prompt_id, version=number)
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_deleting_a_project_deletes_its_prompts(app: RunningApp, stubs: Any, engine_host: Any) -> None:
     project_id, deployment_id = await project_with_chat(stubs, engine_host.address)
     api = prompts(stubs)

@@ -247,3 +247,32 @@ def test_usage_records_name_the_prompt_version_and_deployment(
         (deployment["id"], 2),
     ]
     stack.engine.replies = []
+
+
+def test_an_unlabelled_old_version_runs_fetched_once(stack: PromptStack, client: openai.OpenAI) -> None:
+    """Version 1 with no label and no deployment is not in the watch: the executor fetches it from
+    the app (FetchPromptVersion) on the first call, then runs it from memory."""
+    prompt_id = stack.create_prompt("old", {"messages": [{"role": "user", "template": "old {{ input }}"}]})[
+        "id"
+    ]
+    stack.add_version(prompt_id, {"messages": [{"role": "user", "template": "new {{ input }}"}]})
+    store = stack.executor.store
+    assert all(v.version != 1 for v in store.prompts[prompt_id].snapshot.versions)
+    fetch = store.fetch
+    assert fetch is not None
+    calls: list[int] = []
+
+    async def counting(pid: str, number: int) -> Any:
+        calls.append(number)
+        return await fetch(pid, number)
+
+    store.fetch = counting
+    try:
+        for _ in range(3):
+            client.responses.create(prompt={"id": prompt_id, "version": "1", "variables": {"input": "x"}})
+            assert _rendered(stack) == "old x"
+    finally:
+        store.fetch = fetch
+    assert calls == [1]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(prompt={"id": prompt_id, "version": "3", "variables": {"input": "x"}})

@@ -659,3 +659,17 @@ class StreamExecutePromptResponse(_message.Message):
     event: _response_pb2.ResponseStreamEvent
     model_request: _response_pb2.ResponseRequest
     def __init__(self, delta: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., event: _Optional[_Union[_response_pb2.ResponseStreamEvent, _Mapping]] = ..., model_request: _Optional[_Union[_response_pb2.ResponseRequest, _Mapping]] = ...) -> None: ...
+
+class FetchPromptVersionRequest(_message.Message):
+    __slots__ = ("prompt_id", "version")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: str
+    version: int
+    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class FetchPromptVersionResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: PromptVersion
+    def __init__(self, version: _Optional[_Union[PromptVersion, _Mapping]] = ...) -> None: ...
