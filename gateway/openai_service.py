@@ -712,13 +712,14 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             data=[
                 model_pb2.Model(id=d.name, object="model", created=d.created, owned_by=owner)
                 for d in self.tables.visible(key)
+                if not d.prompt_id  # a prompt deployment is run by a prompt reference, not a model
             ],
         )
 
     async def GetModel(self, request: model_pb2.GetModelRequest, context: Any) -> model_pb2.Model:
         key = self._authenticate(context)
         d = self.tables.resolve(key, request.model)
-        if d is None:
+        if d is None or d.prompt_id:
             raise not_found(
                 f"The model `{request.model}` does not exist or you do not have access to it.",
                 reason=Reason.MODEL_NOT_FOUND,

@@ -12,7 +12,12 @@ usage accounting and engine pool as a direct call) → with structured output, v
 The Responses request sent on is the caller's with the prompt resolved: the rendered messages as
 input items, then the caller's `input` (extra turns); the version's deployment as `model` (the
 caller's `model` wins when set), its sampling parameters unless the caller set them, its function
-tools before the caller's; structured output as `text.format` json_schema (strict).
+tools before the caller's; structured output as `text.format` json_schema (strict); `store`
+false (the gateway stores the prompt's response, with the run's input this service answers as
+`model_request`) and the caller's `previous_response_id` (the gateway puts the earlier turns
+first). Each model call carries the signed prompt-run claim (`auth/prompt_run.py`: the gateway
+names the run in its usage record and applies the prompt deployment's limits), and its rate-limit
+headers are passed on to the caller.
 """
 
 from __future__ import annotations

@@ -38,13 +38,24 @@ async def target_problem(session: AsyncSession, row: models.Deployment) -> str:
     return "" if found_label is not None else f"prompt {prompt.id!r} has no label {label!r}"
 
 
-async def refresh(session: AsyncSession, row: models.Deployment) -> None:
+async def refresh(session: AsyncSession, row: models.Deployment) -> bool:
     """Writes one prompt deployment's status from its target (only when it changes, so that an
-    unchanged deployment costs the gateways nothing)."""
+    unchanged deployment costs the gateways nothing); whether it changed."""
     problem = await target_problem(session, row)
     status, message = (FAILED, problem) if problem else (READY, "")
-    if (row.status, row.status_message) != (status, message):
-        row.status, row.status_message = status, message
+    if (row.status, row.status_message) == (status, message):
+        return False
+    row.status, row.status_message = status, message
+    return True
+
+
+async def refresh_all(session: AsyncSession) -> bool:
+    """Refreshes every prompt deployment (at start: those stored before their status followed
+    their target stayed PENDING); whether any changed."""
+    rows = await session.scalars(select(models.Deployment).where(models.Deployment.prompt_id.is_not(None)))
+    changed = [await refresh(session, row) for row in rows.all()]
+    await session.flush()
+    return any(changed)
 
 
 async def refresh_prompt(session: AsyncSession, prompt_id: str) -> None:

@@ -133,6 +133,9 @@ def test_a_prompt_deployment_is_not_a_model(stack: PromptStack, client: openai.O
     stack.wait_routed("not-a-model-dep")
     with pytest.raises(openai.BadRequestError, match="prompt deployment"):
         client.responses.create(model="not-a-model-dep", input="hi")
+    assert "not-a-model-dep" not in {m.id for m in client.models.list()}
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("not-a-model-dep")
 
 
 def _key(stack: PromptStack, **limits: int) -> openai.OpenAI:
