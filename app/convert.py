@@ -170,6 +170,7 @@ def route_deployment(row: models.Deployment) -> routing_pb2.RouteDeployment:
         prompt_id=row.prompt_id or "",
         prompt_version=row.prompt_version or 0,
         max_concurrency=row.max_concurrency or 0,
+        prompt_label=row.prompt_label or "",
     )
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce_key, bootstrap
-from app.control import Reconciler
+from app.control import Reconciler, prompt_status
 from app.db.migrate import upgrade_database
-from app.db.session import Database
+from app.db.session import Database, discard
 from app.prompts.cipher import KeyCipher
 from app.routing_feed import RoutingFeed
 from app.services import (
@@ -97,6 +97,9 @@ async def start_app(
     feed: RoutingFeed | None = None
     try:
         await upgrade_database(db)
+        async with db.mutation() as session:  # statuses written before they followed the target
+            if not await prompt_status.refresh_all(session):
+                discard(session)  # nothing to change: the revision stays
         hash_secret = settings.secret("key_hash_secret")
         created, admin = await bootstrap(db, settings, hash_secret)
         if created is not None:

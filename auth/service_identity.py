@@ -73,6 +73,7 @@ POLICY: Mapping[str, frozenset[str]] = {
     # Prompt bodies for the executing side (the prompt executor: in a gateway's process, or its
     # own `budrt serve prompt`): no token on it.
     "bud.prompt.v1.PromptService/WatchPrompts": frozenset({GATEWAY, PROMPT, APP}),
+    "bud.prompt.v1.PromptService/FetchPromptVersion": frozenset({GATEWAY, PROMPT, APP}),
     "bud.registry.v1.RegistryService": _MANAGEMENT,
     # The registry (a guest of the app's process: the app's identity) asks the app, with its
     # caller's own token, whether that token is still current and which deployments use a model.

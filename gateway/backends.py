@@ -96,7 +96,8 @@ class LocalBackend:
     - the transcoder's :class:`Backend` (`unary` / `stream`; failures raise ServiceError, metadata
       the servicer sends is appended to `response_metadata`);
     - a generated `grpc.aio` stub's (an attribute per RPC: `backend.Chat(request, metadata=...)`;
-      unary calls return an awaitable, streaming ones an async iterable with `cancel()`; a status
+      unary calls return an awaitable, streaming ones an async iterable with `cancel()`, both with
+      `initial_metadata()` (what the servicer sent: rate-limit headers); a status
       arrives as `grpc.aio.AioRpcError`, details included), so code written against a remote
       service's stub (the gateway's engine calls) uses a co-hosted one unchanged.
     """
@@ -147,13 +148,32 @@ def _rpc_error(err: ServiceError) -> grpc.aio.AioRpcError:
 
 
 def _stub_unary(behavior: Any) -> Any:
-    async def call(request: Message, metadata: Metadata = (), **_: Any) -> Message:
+    def call(request: Message, metadata: Metadata = (), **_: Any) -> _StubUnaryCall:
+        return _StubUnaryCall(behavior, request, LocalContext(metadata))
+
+    return call
+
+
+class _StubUnaryCall:
+    """One in-process unary call, shaped like `grpc.aio.UnaryUnaryCall`: awaited for the answer
+    (a status arrives as `grpc.aio.AioRpcError`); `initial_metadata()`: what the servicer sent."""
+
+    __slots__ = ("_behavior", "_context", "_request")
+
+    def __init__(self, behavior: Any, request: Message, context: LocalContext) -> None:
+        self._behavior, self._request, self._context = behavior, request, context
+
+    def __await__(self) -> Any:
+        return self._answer().__await__()
+
+    async def _answer(self) -> Message:
         try:
-            return await behavior(request, LocalContext(metadata))
+            return await self._behavior(self._request, self._context)
         except ServiceError as err:
             raise _rpc_error(err) from None
 
-    return call
+    async def initial_metadata(self) -> grpc.aio.Metadata:
+        return grpc.aio.Metadata(*self._context.response_metadata)
 
 
 class _StubStream:
@@ -188,6 +208,10 @@ class _StubStreamCall:
             return await self._generator.__anext__()
         except ServiceError as err:
             raise _rpc_error(err) from None
+
+    async def initial_metadata(self) -> grpc.aio.Metadata:
+        """What the servicer has sent as metadata so far (rate-limit headers, before its first item)."""
+        return grpc.aio.Metadata(*self._context.response_metadata)
 
     def cancel(self) -> bool:
         """Closes the servicer's generator (its `finally` blocks abort the work) unless it has

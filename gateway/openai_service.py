@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from auth.bearer import BearerError, bearer_credential
 from auth.service_identity import acting_project
+from auth.prompt_run import PromptRun, claim_of
 from bud.app.v1 import response_store_pb2
 from bud.engine.v1 import engine_service_pb2
 from bud.openai.v1 import (
@@ -95,6 +96,11 @@ class _Charge:
     completion_tokens: int = 0  # from the engine's usage, or a lower bound from the chunks seen
     usage_seen: bool = False
     slot: Slot | None = None  # the deployment's concurrency slot, held until the call ends
+    # A model call of a prompt run (the executor's signed claim): the prompt, version, deployment.
+    prompt_run: PromptRun | None = None
+    # A stream admitted before its generator runs (`_stream(begun=...)`): set once it runs, so
+    # that a stream given up before that is still settled.
+    opened: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,12 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 reason=Reason.MODEL_NOT_FOUND,
                 param="model",
             )
+        if deployment.prompt_id:
+            raise invalid_argument(
+                f"`{model}` is a prompt deployment: run it with a prompt reference, "
+                f'"prompt": {{"id": "{model}"}}.',
+                param="model",
+            )
         if not deployment.ready or not deployment.endpoints:
             raise unavailable(
                 f"The model `{model}` is not ready to serve yet.",
@@ -220,17 +232,42 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         self.caps.check(request if checked is None else checked)
         return key, deployment
 
+    def _prompt_run(self, context: Any, key: KeyEntry) -> tuple[PromptRun | None, DeploymentEntry | None]:
+        """The prompt run a call belongs to (the executor's signed claim, for the key's project
+        only; a claim that does not verify is ignored) and its prompt deployment, if any."""
+        run = claim_of(context.invocation_metadata(), self.key_hash_secret)
+        if run is None or run.project_id != key.project_id:
+            return None, None
+        prompt_deployment = self.tables.deployments.get(run.deployment_id) if run.deployment_id else None
+        if prompt_deployment is not None and prompt_deployment.project_id != key.project_id:
+            prompt_deployment = None
+        return run, prompt_deployment
+
     async def _admit(
-        self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any
+        self,
+        context: Any,
+        key: KeyEntry,
+        deployment: DeploymentEntry,
+        request: Any,
+        prompt_deployment: DeploymentEntry | None = None,
     ) -> Decision | None:
         """Checks the key's (or the defaults for keys without their own) and the deployment's
-        limits; None when neither has any."""
+        limits (and, for a prompt run's model call, its prompt deployment's); None when none has
+        any."""
         limits: list[Limit] = []
         default_rpm, default_tpm = self.default_key_limits
         owners = [(f"dep:{deployment.id}", deployment.requests_per_minute, deployment.tokens_per_minute)]
         if key.id:  # a studio run acting for a project has no key: its deployment's limits only
             rpm, tpm = key.requests_per_minute or default_rpm, key.tokens_per_minute or default_tpm
             owners.insert(0, (f"key:{key.id}", rpm, tpm))
+        if prompt_deployment is not None:
+            owners.append(
+                (
+                    f"dep:{prompt_deployment.id}",
+                    prompt_deployment.requests_per_minute,
+                    prompt_deployment.tokens_per_minute,
+                )
+            )
         for owner, rpm, tpm in owners:
             if rpm:
                 limits.append(Limit(f"{owner}:req", rpm, "requests"))
@@ -269,6 +306,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             charge.completion_tokens,
             charge.started,
             http_status(charge.code),
+            prompt=charge.prompt_run,
         )
 
     async def _finish(self, charge: _Charge, conn: EngineConnection | None) -> None:
@@ -338,7 +376,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         new usage id for the engine call) and its deployment."""
         started = time.perf_counter()
         key, deployment = self._target(context, request, checked)
-        decision = await self._admit(context, key, deployment, request)
+        run, prompt_deployment = self._prompt_run(context, key)
+        decision = await self._admit(context, key, deployment, request, prompt_deployment)
         slot = await self._occupy(context, deployment, decision, request.model)
         charge = _Charge(
             call_request_id(context),
@@ -350,6 +389,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             uuid.uuid4().hex,
             request,
             slot=slot,
+            prompt_run=run,
         )
         return charge, deployment
 
@@ -415,9 +455,19 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         return response
 
     async def _stream(
-        self, operation: str, request: Any, context: Any, checked: Message | None = None
+        self,
+        operation: str,
+        request: Any,
+        context: Any,
+        checked: Message | None = None,
+        begun: tuple[_Charge, DeploymentEntry] | None = None,
     ) -> AsyncIterator[Any]:
-        charge, deployment = await self._begin(context, operation, request, checked)
+        """`begun`: the request already admitted by `_begin` (whose charge this stream then
+        finishes)."""
+        if begun is None:
+            begun = await self._begin(context, operation, request, checked)
+        charge, deployment = begun
+        charge.opened = True
         client_model = request.model
         # The gateway always asks for usage (its own accounting); the client gets it only if asked.
         wants_usage = request.stream_options.include_usage
@@ -521,11 +571,13 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             request, own_items, key = await self._with_conversation(request, context)
         chat = await _to_chat_request(request)
         chat.stream_options.include_usage = True  # the completed event carries usage
-        # The events begin before the engine is called: a request refused by the key, the model
-        # or the generation caps is refused here, as a plain error, as chat streams are.
-        self._target(context, chat, checked=request)
+        # The events begin before the engine is called: a request refused by the key, the model,
+        # the generation caps or the rate limits is refused here, as a plain error, as chat
+        # streams are; and the limits' headers (initial metadata) go out before the first event,
+        # which sends the metadata on the gRPC face.
+        begun = await self._begin(context, "StreamChatCompletion", chat, request)
         response_id, created = responses.new_ids()
-        chunks = self._stream("StreamChatCompletion", chat, context, checked=request)
+        chunks = self._stream("StreamChatCompletion", chat, context, checked=request, begun=begun)
         try:
             async for event in responses.to_events(request, chunks, response_id, created):
                 if key is not None and event.HasField("response"):
@@ -534,6 +586,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 yield event
         finally:
             await chunks.aclose()
+            charge = begun[0]
+            if not charge.opened:  # given up before the engine was called: settled, charged nothing
+                charge.code = grpc.StatusCode.CANCELLED
+                await self._finish(charge, None)
 
     # ---- stored responses -----------------------------------------------------------------
     def _stores(self, request: response_pb2.ResponseRequest) -> bool:
@@ -599,20 +655,53 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             )
         return executor
 
+    def _prompt_deployment(
+        self, key: KeyEntry, request: response_pb2.ResponseRequest
+    ) -> prompt_pb2.PromptDeploymentRef | None:
+        """The prompt deployment the reference's `id` names in the key's project (a deployment's
+        name wins over a prompt id; a key limited to other deployments does not see it), or None:
+        the executor then reads `id` as a prompt id. 503 while it is not ready."""
+        name = request.prompt.id
+        entry = self.tables.resolve(key, name)
+        if entry is None or not entry.prompt_id:
+            return None
+        if not entry.ready:
+            raise unavailable(
+                f"The prompt deployment `{name}` is not ready to serve (its prompt version or label is gone).",
+                reason=Reason.MODEL_NOT_READY,
+                param="prompt.id",
+            )
+        return prompt_pb2.PromptDeploymentRef(
+            deployment_id=entry.id,
+            prompt_id=entry.prompt_id,
+            version=entry.prompt_version,
+            label=entry.prompt_label,
+        )
+
     async def _prompt_response(
         self, request: response_pb2.ResponseRequest, context: Any
     ) -> response_pb2.Response:
         """A Responses request naming a stored prompt: handed to the prompt executor with the
         authenticated key's project (its prompts only) and the caller's credentials, which its
-        model call (back through this service) is limited and charged by."""
+        model call (back through this service) is limited and charged by. The prompt's response
+        is the one stored (`store`): its prompt reference, the run's input (the rendered messages
+        and the caller's own items) and its output; the model call itself is not stored. The
+        model call's rate-limit headers are the caller's."""
         key = self._authenticate(context)
         executor = self._prompt_executor()
-        run = prompt_pb2.ExecutePromptRequest(project_id=key.project_id, request=request)
+        run = prompt_pb2.ExecutePromptRequest(
+            project_id=key.project_id, request=request, deployment=self._prompt_deployment(key, request)
+        )
+        call = executor.ExecutePrompt(run, metadata=_forward_caller(context))
         try:
-            answer = await executor.ExecutePrompt(run, metadata=_forward_caller(context))
+            answer = await call
         except grpc.aio.AioRpcError as err:
             raise ServiceError.from_rpc_error(err) from None
-        return answer.response
+        await _pass_limit_headers(call, context)
+        out = answer.response
+        if self.response_store is not None:
+            self._keep(request, out, conversation.input_items(answer.model_request), key)
+        return out
 
     async def _prompt_events(
         self, request: response_pb2.ResponseRequest, context: Any
@@ -620,11 +709,21 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         """A streamed prompt run: the executor's Responses events, in order."""
         key = self._authenticate(context)
         executor = self._prompt_executor()
-        run = prompt_pb2.StreamExecutePromptRequest(project_id=key.project_id, request=request)
+        run = prompt_pb2.StreamExecutePromptRequest(
+            project_id=key.project_id, request=request, deployment=self._prompt_deployment(key, request)
+        )
         call = executor.StreamExecutePrompt(run, metadata=_forward_caller(context))
+        own_items: list[response_pb2.ResponseInputItem] | None = None
         try:
             async for item in call:
-                yield item.event
+                if own_items is None:
+                    own_items = conversation.input_items(item.model_request)
+                    await _pass_limit_headers(call, context)
+                event = item.event
+                if self.response_store is not None and event.HasField("response"):
+                    # Kept before the last event goes out: a GET right after it finds it.
+                    self._keep(request, event.response, own_items, key, final=event.type in _FINAL_EVENTS)
+                yield event
         except grpc.aio.AioRpcError as err:
             raise ServiceError.from_rpc_error(err) from None
         finally:
@@ -665,13 +764,14 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             data=[
                 model_pb2.Model(id=d.name, object="model", created=d.created, owned_by=owner)
                 for d in self.tables.visible(key)
+                if not d.prompt_id  # a prompt deployment is run by a prompt reference, not a model
             ],
         )
 
     async def GetModel(self, request: model_pb2.GetModelRequest, context: Any) -> model_pb2.Model:
         key = self._authenticate(context)
         d = self.tables.resolve(key, request.model)
-        if d is None:
+        if d is None or d.prompt_id:
             raise not_found(
                 f"The model `{request.model}` does not exist or you do not have access to it.",
                 reason=Reason.MODEL_NOT_FOUND,
@@ -721,6 +821,21 @@ def _streamed_tokens(chunk: Any) -> int:
         else:
             count += bool(delta.content or delta.reasoning_content or delta.tool_calls)
     return count
+
+
+async def _pass_limit_headers(call: Any, context: Any) -> None:
+    """Sends the caller the rate-limit headers the prompt executor answered with (its model
+    call's), once, before the answer."""
+    getter = getattr(call, "initial_metadata", None)
+    if getter is None:
+        return
+    try:
+        metadata = await getter()
+    except grpc.aio.AioRpcError:
+        return
+    headers = [(k, v) for k, v in metadata or () if k.startswith("x-ratelimit-")]
+    if headers:
+        await context.send_initial_metadata(headers)
 
 
 def _forward_caller(context: Any) -> tuple[tuple[str, str], ...]:

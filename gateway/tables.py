@@ -47,6 +47,11 @@ class DeploymentEntry:
     tokens_per_minute: int
     created: int
     max_concurrency: int = 0  # requests in flight at once across the gateways; 0: no limit
+    # A prompt deployment: the prompt it runs, the version it pins (0: none) and the label it
+    # follows ("" with no version: the prompt's default label); prompt_id "" for a model.
+    prompt_id: str = ""
+    prompt_version: int = 0
+    prompt_label: str = ""
 
 
 @dataclass
@@ -108,6 +113,9 @@ class RoutingTables:
                 tokens_per_minute=d.tokens_per_minute,
                 created=d.create_time.seconds,
                 max_concurrency=d.max_concurrency,
+                prompt_id=d.prompt_id,
+                prompt_version=d.prompt_version,
+                prompt_label=d.prompt_label,
             )
             self.deployments[d.id] = entry
             self.by_name[(d.project_id, d.name)] = entry

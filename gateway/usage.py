@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf import json_format
 
+from auth.prompt_run import PromptRun
 from bud.app.v1 import usage_pb2, usage_pb2_grpc
 from budrt.grpc_server import service_channel
 from gateway.usage_spool import UsageSpool
@@ -80,6 +81,7 @@ class UsageRecorder:
         completion_tokens: int,
         started: float,
         status_code: int,
+        prompt: PromptRun | None = None,
     ) -> None:
         """Queues one request's usage under a new key (never blocks, never raises)."""
         now = time.time()
@@ -95,6 +97,10 @@ class UsageRecorder:
             status_code=status_code,
             operation=operation,
         )
+        if prompt is not None:  # a model call of a prompt run
+            rec.prompt_id = prompt.prompt_id
+            rec.prompt_version = prompt.version
+            rec.prompt_deployment_id = prompt.deployment_id
         rec.time.FromNanoseconds(int(now * 1e9))
         self.add(rec)
 

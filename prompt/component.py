@@ -48,6 +48,45 @@ class PromptContext(LocalContext):
         }
 
 
+class _LocalUnaryCall:
+    """One in-process unary call, shaped like `grpc.aio.UnaryUnaryCall`: awaited for the answer;
+    `initial_metadata()` is what the servicer sent (its rate-limit headers)."""
+
+    __slots__ = ("_behavior", "_context", "_request")
+
+    def __init__(self, behavior: Any, request: Any, context: LocalContext) -> None:
+        self._behavior, self._request, self._context = behavior, request, context
+
+    def __await__(self) -> Any:
+        return self._behavior(self._request, self._context).__await__()
+
+    async def initial_metadata(self) -> tuple[tuple[str, Any], ...]:
+        return tuple(self._context.response_metadata)
+
+
+class _LocalStreamCall:
+    """One in-process streaming call: an async iterator of the events, `initial_metadata()` (once
+    the first event is out) and `aclose()` (ends the call and its generation)."""
+
+    __slots__ = ("_context", "_generator")
+
+    def __init__(self, generator: Any, context: LocalContext) -> None:
+        self._generator, self._context = generator, context
+
+    def __aiter__(self) -> _LocalStreamCall:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._generator.__anext__()
+
+    async def initial_metadata(self) -> tuple[tuple[str, Any], ...]:
+        return tuple(self._context.response_metadata)
+
+    async def aclose(self) -> None:
+        self._context.cancelled_flag = True
+        await self._generator.aclose()
+
+
 class InProcessOpenAi:
     """The gateway's OpenAI servicer co-hosted here, called like a stub (`CreateResponse(request,
     metadata=...)`) through the platform's interceptor chain, as the executor
@@ -57,14 +96,16 @@ class InProcessOpenAi:
     in_process = True
 
     def __init__(self, servicer: Any) -> None:
+        self.servicer = servicer
         self.service = InProcessService(servicer, OPENAI_SERVICE)
 
-    async def CreateResponse(self, request: Any, metadata: Any = (), **_: Any) -> Any:
-        return await self.service.methods["CreateResponse"](request, PromptContext(metadata))
+    def CreateResponse(self, request: Any, metadata: Any = (), **_: Any) -> _LocalUnaryCall:
+        return _LocalUnaryCall(self.service.methods["CreateResponse"], request, PromptContext(metadata))
 
-    def StreamResponse(self, request: Any, metadata: Any = (), **_: Any) -> Any:
-        """An async generator of the events (`aclose()` ends the call and its generation)."""
-        return self.service.methods["StreamResponse"](request, PromptContext(metadata))
+    def StreamResponse(self, request: Any, metadata: Any = (), **_: Any) -> _LocalStreamCall:
+        """The events (`aclose()` ends the call and its generation)."""
+        context = PromptContext(metadata)
+        return _LocalStreamCall(self.service.methods["StreamResponse"](request, context), context)
 
 
 def build_executor(
@@ -83,6 +124,7 @@ def build_executor(
             max_output_chars=settings.tool_output_max_chars,
         ),
         settings.max_tool_steps,
+        run_secret=settings.secret("key_hash_secret"),
     )
 
 

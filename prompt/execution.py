@@ -13,7 +13,12 @@ The Responses request sent on is the caller's with the prompt resolved: the rend
 input items, then the caller's `input` (extra turns); the version's deployment as `model` (the
 caller's `model` wins when set), its sampling parameters unless the caller set them, its function
 tools before the caller's, then its integration tools (`tools/`); structured output as
-`text.format` json_schema (strict).
+`text.format` json_schema (strict); `store`
+false (the gateway stores the prompt's response, with the run's input this service answers as
+`model_request`) and the caller's `previous_response_id`. Each model call carries the signed
+prompt-run claim (`auth/prompt_run.py`: the gateway names the run in its usage record and applies
+the prompt deployment's limits), and the last call's rate-limit headers are passed on to the
+caller.
 
 Tools: the model's calls of function tools come back to the caller as `function_call` items; the
 caller answers with `function_call_output` items, `previous_response_id` and the same prompt
@@ -33,9 +38,10 @@ from typing import Any
 import grpc
 import orjson
 
+from auth.prompt_run import PROMPT_RUN_KEY, PromptRun, sign
 from bud.openai.v1 import response_pb2
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
-from budrt.errors import Reason, ServiceError, invalid_argument, unavailable
+from budrt.errors import Reason, ServiceError, echo, invalid_argument, not_found, unavailable
 from prompt import studio
 from prompt.inputs import validate
 from prompt.outputs import check_answer, invalid_output, repair_messages
@@ -76,6 +82,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         max_attempts: int = 3,
         connectors: ConnectorConfig | None = None,
         max_tool_steps: int = 5,
+        run_secret: str = "",
     ) -> None:
         self.store = store
         self.openai = openai
@@ -83,18 +90,19 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         self.max_attempts = max_attempts
         self.connectors = connectors or ConnectorConfig()
         self.max_tool_steps = max_tool_steps
+        # Signs the prompt-run claim on each model call (`auth.prompt_run`): the platform's
+        # key_hash_secret, shared with the gateways; empty: calls carry no claim.
+        self.run_secret = run_secret
 
     # ---- preparing a run -------------------------------------------------------------------
-    def _prepare(self, request: Any) -> tuple[CompiledVersion, R.ResponseRequest, dict[str, Any]]:
+    async def _prepare(self, request: Any) -> tuple[CompiledVersion, R.ResponseRequest, dict[str, Any]]:
         caller = request.request
         if not request.project_id:
             raise invalid_argument("project_id is required", param="project_id")
         if not caller.HasField("prompt") or not caller.prompt.id:
             raise invalid_argument("prompt.id is required", param="prompt.id")
         ref = caller.prompt
-        compiled = self.store.resolve(
-            request.project_id, ref.id, ref.version if ref.HasField("version") else None
-        )
+        compiled = await self._resolve(request, ref)
         values, model_request = self.render_request(
             compiled, _variables_json(ref, compiled.types), caller, ref.id
         )
@@ -123,6 +131,42 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         Toolbox(compiled.version).offer(model_request)
         return values, model_request
 
+    async def _resolve(self, request: Any, ref: R.PromptReference) -> CompiledVersion:
+        """The version the reference names: a prompt of the key's project by id, or the target of
+        the prompt deployment the gateway resolved its name to (`deployment`; an omitted version
+        is the one it pins or the label it follows)."""
+        asked = ref.version if ref.HasField("version") else None
+        target = request.deployment
+        if not target.deployment_id:
+            return await self.store.resolve_fetching(request.project_id, ref.id, asked)
+        own = (
+            asked if asked is not None else (str(target.version) if target.version else target.label or None)
+        )
+        compiled = await self.store.resolve_fetching(None, target.prompt_id, own)
+        if compiled.prompt.project_id != request.project_id and (
+            not target.version or compiled.version.version != target.version
+        ):
+            # Another project's prompt runs only at the version the deployment pinned.
+            raise not_found(
+                f"Version {echo(asked or '')} of prompt deployment {echo(ref.id)} is not available.",
+                param="prompt.version",
+            )
+        return compiled
+
+    def _metadata(self, request: Any, context: Any, compiled: CompiledVersion) -> tuple[tuple[str, str], ...]:
+        """The model call's metadata: the caller's credentials and request id, and the signed
+        claim naming the prompt run (its usage record and the prompt deployment's limits)."""
+        forwarded = _forward(context)
+        if not self.run_secret:
+            return forwarded
+        run = PromptRun(
+            request.project_id,
+            compiled.prompt.id,
+            compiled.version.version,
+            request.deployment.deployment_id,
+        )
+        return (*forwarded, (PROMPT_RUN_KEY, sign(run, self.run_secret)))
+
     def _stub(self) -> Any:
         stub = self.openai()
         if stub is None:
@@ -131,7 +175,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
 
     # ---- RPCs -------------------------------------------------------------------------------
     async def ExecutePrompt(self, request: P.ExecutePromptRequest, context: Any) -> P.ExecutePromptResponse:
-        compiled, model_request, values = self._prepare(request)
+        compiled, model_request, values = await self._prepare(request)
         return await self._run(request, context, compiled, model_request, values)
 
     async def StreamExecutePrompt(
@@ -141,18 +185,29 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         (the gateway's own events, the prompt named in them); a checked output (structured, or
         with a custom validation) is validated (and repaired), and a run with integration tools
         finished, before any of it is released, then sent as the events of the finished response."""
-        compiled, model_request, values = self._prepare(request)
+        compiled, model_request, values = await self._prepare(request)
         if compiled.checked or Toolbox(compiled.version):
             done = await self._run(request, context, compiled, model_request, values)
-            for event in events_of(done.response):
-                yield P.StreamExecutePromptResponse(event=event)
+            for index, event in enumerate(events_of(done.response)):
+                item = P.StreamExecutePromptResponse(event=event)
+                if index == 0:
+                    item.model_request.CopyFrom(done.model_request)
+                yield item
             return
-        call = self._stub().StreamResponse(model_request, metadata=_forward(context))
+        asked = R.ResponseRequest()
+        asked.CopyFrom(model_request)
+        call = self._stub().StreamResponse(model_request, metadata=self._metadata(request, context, compiled))
         try:
+            first = True
             async for event in _stream(call):
                 if event.HasField("response"):
                     _name_prompt(event.response, request.request.prompt, compiled)
-                yield P.StreamExecutePromptResponse(event=event)
+                item = P.StreamExecutePromptResponse(event=event)
+                if first:  # the gateway admitted the call before its first event
+                    first = False
+                    item.model_request.CopyFrom(asked)
+                    await _pass_limit_headers(call, context)
+                yield item
         finally:
             cancel = getattr(call, "cancel", None)
             if cancel is not None:
@@ -177,7 +232,9 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         model_request: R.ResponseRequest,
         values: dict[str, Any],
     ) -> P.ExecutePromptResponse:
-        out = await self.call_model(compiled, model_request, values, _forward(context))
+        out = await self.call_model(
+            compiled, model_request, values, self._metadata(request, context, compiled), context
+        )
         _name_prompt(out.response, request.request.prompt, compiled)
         return out
 
@@ -187,9 +244,11 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         model_request: R.ResponseRequest,
         values: dict[str, Any],
         metadata: tuple[tuple[str, str], ...],
+        context: Any = None,
     ) -> P.ExecutePromptResponse:
         """The model call(s) of a run: the answer checked (output schema, custom validation)
-        and, when the version allows multiple calls, repaired; every call's usage summed."""
+        and, when the version allows multiple calls, repaired; every call's usage summed.
+        `context` (the caller's): given the last model call's rate-limit headers."""
         stub = self._stub()
         spec = compiled.output
         attempts = self.max_attempts if compiled.version.allow_multiple_calls else 1
@@ -197,9 +256,15 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         failures: list[tuple[str, list[tuple[str, str]]]] = []
         parsed: dict[str, Any] | None = None
         calls = 0
+        last_call: Any = None
+        asked = R.ResponseRequest()
+        asked.CopyFrom(model_request)  # the run's input, before any tool or repair turn
 
-        async def one_call(asked: R.ResponseRequest) -> R.Response:
-            answer = await _call(stub.CreateResponse(asked, metadata=metadata))
+        async def one_call(request: R.ResponseRequest) -> R.Response:
+            nonlocal last_call
+            call = stub.CreateResponse(request, metadata=metadata)
+            answer = await _call(call)
+            last_call = call
             _add_usage(usage, answer.usage)
             return answer
 
@@ -230,9 +295,13 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         else:
             raise invalid_output(failures)
         response.usage.CopyFrom(usage)
-        out = P.ExecutePromptResponse(text=output_text(response), model_calls=calls, response=response)
+        if context is not None:
+            await _pass_limit_headers(last_call, context)  # the last model call's: the freshest counts
+        out = P.ExecutePromptResponse(
+            text=output_text(response), model_calls=calls, response=response, model_request=asked
+        )
         if parsed is not None:
-            out.output = orjson.dumps(parsed).decode()
+            out.output = out.response.output_parsed = orjson.dumps(parsed).decode()
         out.usage.prompt_tokens = usage.input_tokens
         out.usage.completion_tokens = usage.output_tokens
         out.usage.total_tokens = usage.total_tokens
@@ -372,7 +441,8 @@ def _model_request(
     version = compiled.version
     params = version.parameters
     out = R.ResponseRequest(
-        model=caller.model if caller.HasField("model") and caller.model else version.model
+        model=caller.model if caller.HasField("model") and caller.model else version.model,
+        store=False,  # the gateway stores the prompt's response (the run's input), not this call's
     )
     if caller.HasField("previous_response_id"):
         # A continuation: the stored turns the gateway prepends begin with the rendered prompt.
@@ -414,7 +484,7 @@ def _model_request(
         out.text.format.strict = True
     else:
         out.text.CopyFrom(caller.text)
-    for name in ("parallel_tool_calls", "user", "store"):
+    for name in ("parallel_tool_calls", "user"):
         if caller.HasField(name):
             setattr(out, name, getattr(caller, name))
     out.metadata.update(caller.metadata)
@@ -431,6 +501,25 @@ async def _call(awaitable: Any) -> Any:
         return await awaitable
     except grpc.aio.AioRpcError as err:
         raise ServiceError.from_rpc_error(err) from None
+
+
+# Response metadata of a model call passed on to the prompt's caller: its rate-limit headers.
+_LIMIT_HEADER_PREFIX = "x-ratelimit-"
+
+
+async def _pass_limit_headers(call: Any, context: Any) -> None:
+    """Sends the caller the rate-limit headers a model call answered with (the key's, the
+    model's and the prompt deployment's limits, the tightest of each kind), as its own."""
+    getter = getattr(call, "initial_metadata", None)
+    if getter is None:
+        return
+    try:
+        metadata = await getter()
+    except grpc.aio.AioRpcError:
+        return
+    headers = tuple((k, v) for k, v in metadata or () if k.startswith(_LIMIT_HEADER_PREFIX))
+    if headers:
+        await context.send_initial_metadata(headers)
 
 
 def _add_usage(total: R.ResponseUsage, usage: R.ResponseUsage) -> None:

@@ -261,6 +261,11 @@ class UsageRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer, default=0)
     time: Mapped[datetime]
     day: Mapped[str] = mapped_column(String(10))
+    # A model call made by a prompt run: the prompt, its version and the prompt deployment named
+    # as the reference's `id` ("" / 0 for a direct call; revision 0008).
+    prompt_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    prompt_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    prompt_deployment_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class RoutingState(Base):

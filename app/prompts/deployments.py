@@ -6,7 +6,8 @@ Flow 1 deploys a prompt of the deployment's own project. Flow 2 deploys a prompt
 project (`PromptTarget.project_id`): the caller must be able to read that project (viewer) and
 edit this one (editor), and the deployment pins a version (a label is resolved when deploying).
 DeploymentService calls :func:`insert` and :func:`update` for deployments with a prompt target.
-Until prompt execution is built (part 2) a prompt deployment stays PENDING with a message saying so.
+Its status follows its target (`app/control/prompt_status.py`): READY while the version it pins or
+the label it follows exists (the prompt executor runs it by name), FAILED otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
 from app.authz import require_role
+from app.control import prompt_status
 from app.convert import apply_deployment_settings, status_name
 from app.db import models
 from app.db.models import utcnow
@@ -28,7 +30,6 @@ from budrt.errors import already_exists, invalid_argument
 
 D = deployment_pb2
 PENDING = status_name(D.DEPLOYMENT_STATUS_PENDING)
-WAITING = "prompt execution is not available yet; the deployment is stored and listed"
 
 
 def _check_settings(deployment: D.Deployment, param: str) -> None:
@@ -111,12 +112,13 @@ async def insert(
         id=ids.new_id(ids.DEPLOYMENT),
         project_id=project_id,
         status=PENDING,
-        status_message=WAITING,
+        status_message="",
         spec_version=1,
         create_time=now,
         update_time=now,
     )
     _apply(row, deployment, target)
+    await prompt_status.refresh(session, row)
     session.add(row)
     await session.flush()
     await session.refresh(row, ["endpoints"])
@@ -144,6 +146,7 @@ async def update(
             f"a deployment named {merged.name!r} already exists in the project", param=f"{param}.name"
         )
     _apply(row, merged, target)
+    await prompt_status.refresh(session, row)
     row.update_time = utcnow()
     await session.flush()
     await session.refresh(row, ["endpoints"])

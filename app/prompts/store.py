@@ -18,6 +18,7 @@ from google.protobuf import json_format
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.control import prompt_status
 from app.convert import runner_name, to_timestamp
 from app.db import models
 from app.db.models import utcnow
@@ -261,6 +262,7 @@ async def move_label(
     )
     prompt.update_time = now
     await session.flush()
+    await prompt_status.refresh_prompt(session, prompt.id)  # a deployment may follow it
     return row
 
 
@@ -288,6 +290,7 @@ async def remove_label(session: AsyncSession, prompt: models.Prompt, label: str,
     await session.delete(row)
     prompt.update_time = now
     await session.flush()
+    await prompt_status.refresh_prompt(session, prompt.id)  # its followers are no longer runnable
 
 
 async def resolve_label(

@@ -15,6 +15,7 @@ from app.db.session import Database, current_revision
 from app.prompts import body, store
 from app.prompts.cipher import KeyCipher
 from bud.prompt.v1 import prompt_pb2
+from budrt.errors import not_found
 
 P = prompt_pb2
 
@@ -86,3 +87,15 @@ async def load_state(db: Database, cipher: KeyCipher, *, reveal: bool = False) -
                 ],
             )
     return state
+
+
+async def fetch_version(db: Database, cipher: KeyCipher, prompt_id: str, number: int) -> P.PromptVersion:
+    """One version of a prompt as the watch would carry it (keys masked, its labels), for the
+    executing side's FetchPromptVersion; NOT_FOUND when the prompt or the version is absent."""
+    async with db.snapshot() as session:
+        prompt = await session.get(models.Prompt, prompt_id)
+        if prompt is None:
+            raise not_found(f"prompt {prompt_id!r} not found", param="prompt_id")
+        row = await store.get_version(session, prompt, number)
+        labels = await store.labels_at(session, prompt, [number])
+        return store.version_to_proto(row, cipher, labels[number])

@@ -32,7 +32,7 @@ from app.db.models import utcnow
 from app.db.session import Database
 from app.prompts import body, store
 from app.prompts.cipher import KeyCipher
-from app.prompts.watch import PromptState, load_state
+from app.prompts.watch import PromptState, fetch_version, load_state
 from app.services.common import conflicts_as
 from app.services.pagination import decode_page_token, encode_page_token, fetch_page, page_size
 from app.validation import check_description, check_update_mask
@@ -538,6 +538,14 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
                 if message.upsert_prompts or message.delete_prompt_ids:
                     yield message
             sent = state
+
+    async def FetchPromptVersion(
+        self, request: P.FetchPromptVersionRequest, context: Context
+    ) -> P.FetchPromptVersionResponse:
+        """One version for the executing side, labelled or not (internal: no token, as
+        WatchPrompts; `app/prompts/watch.py`)."""
+        version = await fetch_version(self._db, self._cipher, request.prompt_id, request.version)
+        return P.FetchPromptVersionResponse(version=version)
 
 
 def executor_lookup(address: str) -> Callable[[], Any]:

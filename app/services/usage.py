@@ -7,7 +7,9 @@ that several records may share. An invalid record never fails its batch: the val
 stored and each invalid one is answered in `refused` (index, key, reason, field), for the gateway
 to quarantine — one bad record must not stop the usage of every project. It also moves the keys'
 `last_used_time` forward. That is bookkeeping, not routing state, so it does not bump the routing
-revision. QueryUsage groups by UTC day, key and deployment.
+revision. QueryUsage groups by UTC day, key and deployment, and for the model calls of prompt
+runs by prompt, version and prompt deployment too (each model call of a run, repairs included, is
+a record of its own).
 
 RecordUsage is internal — gateways call it on the internal network — and takes no user token;
 QueryUsage needs the viewer role in the project (see `app.authz`).
@@ -42,6 +44,15 @@ _CHUNK = 200
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAX_ID = 64
 _MAX_REQUEST_ID = 128
+# What QueryUsage groups (and orders) by.
+_GROUPS = (
+    models.UsageRecord.day,
+    models.UsageRecord.api_key_id,
+    models.UsageRecord.deployment_id,
+    models.UsageRecord.prompt_id,
+    models.UsageRecord.prompt_version,
+    models.UsageRecord.prompt_deployment_id,
+)
 
 
 def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dict[str, Any]:
@@ -53,12 +64,19 @@ def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dic
             raise invalid_argument(
                 f"{param}.{field} is longer than {_MAX_REQUEST_ID} characters", param=f"{param}.{field}"
             )
-    for field in ("project_id", "api_key_id", "deployment_id", "operation"):
+    for field in (
+        "project_id",
+        "api_key_id",
+        "deployment_id",
+        "operation",
+        "prompt_id",
+        "prompt_deployment_id",
+    ):
         if len(getattr(record, field)) > _MAX_ID:
             raise invalid_argument(
                 f"{param}.{field} is longer than {_MAX_ID} characters", param=f"{param}.{field}"
             )
-    for field in ("prompt_tokens", "completion_tokens"):
+    for field in ("prompt_tokens", "completion_tokens", "prompt_version"):
         if getattr(record, field) < 0:
             raise invalid_argument(f"{param}.{field} must not be negative", param=f"{param}.{field}")
     when = from_timestamp(record.time) if record.HasField("time") else now
@@ -75,6 +93,9 @@ def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dic
         "status_code": record.status_code,
         "time": when,
         "day": when.date().isoformat(),
+        "prompt_id": record.prompt_id,
+        "prompt_version": record.prompt_version,
+        "prompt_deployment_id": record.prompt_deployment_id,
     }
 
 
@@ -160,8 +181,9 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
     async def QueryUsage(
         self, request: usage_pb2.QueryUsageRequest, context: grpc.aio.ServicerContext
     ) -> usage_pb2.QueryUsageResponse:
-        """Totals per UTC day, key and deployment, ordered by date. Empty start/end dates leave
-        that side open; api_key_id and deployment_id narrow the records counted. Viewer."""
+        """Totals per UTC day, key, deployment and prompt run (prompt, version, prompt
+        deployment), ordered by date. Empty start/end dates leave that side open; api_key_id,
+        deployment_id, prompt_id and prompt_deployment_id narrow the records counted. Viewer."""
         caller = await self._access.caller(context, request, "project_id")
         start = _parse_day(request.start_date, "start_date")
         end = _parse_day(request.end_date, "end_date")
@@ -177,10 +199,13 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
                 func.coalesce(func.sum(record.prompt_tokens), 0),
                 func.coalesce(func.sum(record.completion_tokens), 0),
                 func.coalesce(func.sum(case((record.status_code >= 400, 1), else_=0)), 0),
+                record.prompt_id,
+                record.prompt_version,
+                record.prompt_deployment_id,
             )
             .where(record.project_id == request.project_id)
-            .group_by(record.day, record.api_key_id, record.deployment_id)
-            .order_by(record.day, record.api_key_id, record.deployment_id)
+            .group_by(*_GROUPS)
+            .order_by(*_GROUPS)
         )
         if start:
             stmt = stmt.where(record.day >= start)
@@ -190,6 +215,10 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
             stmt = stmt.where(record.api_key_id == request.api_key_id)
         if request.deployment_id:
             stmt = stmt.where(record.deployment_id == request.deployment_id)
+        if request.prompt_id:
+            stmt = stmt.where(record.prompt_id == request.prompt_id)
+        if request.prompt_deployment_id:
+            stmt = stmt.where(record.prompt_deployment_id == request.prompt_deployment_id)
         async with self._access.project(caller, request.project_id, VIEWER) as session:
             result = (await session.execute(stmt)).all()
         return usage_pb2.QueryUsageResponse(
@@ -202,8 +231,11 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
                     prompt_tokens=int(p),
                     completion_tokens=int(c),
                     errors=int(e),
+                    prompt_id=prompt,
+                    prompt_version=int(version),
+                    prompt_deployment_id=via,
                 )
-                for day, key, dep, n, p, c, e in result
+                for day, key, dep, n, p, c, e, prompt, version, via in result
             ]
         )
 

@@ -210,3 +210,48 @@ async def test_record_without_time_uses_now(stubs: Any, app: RunningApp) -> None
     today = datetime.now(UTC).date().isoformat()
     buckets = (await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id))).buckets
     assert [(b.date, b.requests) for b in buckets] == [(today, 1)]
+
+
+async def test_prompt_runs_are_named_and_queried(stubs: Any, helpers: Any) -> None:
+    """The model calls of prompt runs keep their prompt, version and prompt deployment, are counted
+    apart from direct calls of the same model, and can be narrowed to; over-long ids and a
+    negative version are refused one by one."""
+    project_id = (
+        await stubs.projects.CreateProject(
+            project_pb2.CreateProjectRequest(project=project_pb2.Project(name="prompted"))
+        )
+    ).project.id
+    now = datetime(2026, 4, 1, 12, tzinfo=UTC)
+    run = {"prompt_id": "pmpt_1", "prompt_version": 2, "prompt_deployment_id": "dep_prompt"}
+    batch = [
+        _record("d1", project_id, "key_a", now),  # a direct call of dep_a
+        _record("p1", project_id, "key_a", now, **run),  # a prompt run's first call
+        _record("p2", project_id, "key_a", now, **run),  # its repair
+        _record("p3", project_id, "key_a", now, prompt_id="pmpt_1", prompt_version=1),  # by id
+        _record("bad1", project_id, "key_a", now, prompt_id="p" * 65),
+        _record("bad2", project_id, "key_a", now, prompt_version=-1),
+    ]
+    answer = await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(records=batch))
+    assert answer.stored == 4
+    assert [(r.index, r.field) for r in answer.refused] == [
+        (4, "records[4].prompt_id"),
+        (5, "records[5].prompt_version"),
+    ]
+    buckets = (await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id))).buckets
+    assert sorted(
+        (b.deployment_id, b.prompt_id, b.prompt_version, b.prompt_deployment_id, b.requests) for b in buckets
+    ) == [
+        ("dep_a", "", 0, "", 1),
+        ("dep_a", "pmpt_1", 1, "", 1),
+        ("dep_a", "pmpt_1", 2, "dep_prompt", 2),
+    ]
+    by_prompt = (
+        await stubs.usage.QueryUsage(usage_pb2.QueryUsageRequest(project_id=project_id, prompt_id="pmpt_1"))
+    ).buckets
+    assert sum(b.requests for b in by_prompt) == 3
+    by_deployment = (
+        await stubs.usage.QueryUsage(
+            usage_pb2.QueryUsageRequest(project_id=project_id, prompt_deployment_id="dep_prompt")
+        )
+    ).buckets
+    assert [(b.prompt_version, b.requests) for b in by_deployment] == [(2, 2)]

@@ -38,6 +38,7 @@ ADMIN_PASSWORD = "test-admin-password"
 NO_TOKEN = {
     "bud.auth.v1.RoutingService/WatchRouting",
     "bud.prompt.v1.PromptService/WatchPrompts",
+    "bud.prompt.v1.PromptService/FetchPromptVersion",
     "bud.app.v1.UsageService/RecordUsage",
     "bud.auth.v1.UserService/Login",
     # Stored responses: internal (gateways, by service identity), the project named by the gateway.

@@ -519,6 +519,62 @@ async def test_upgrade_from_0004_keeps_the_data_and_adds_prompts(
     assert created.version.deployment_id == "dep_old" and created.prompt.latest_version == 1
 
 
+async def test_prompt_deployment_status_follows_its_target_also_after_a_restart(
+    start: Any, clients: Any, engine_host: Any
+) -> None:
+    """READY once created (its version exists), FAILED when the label it follows is deleted,
+    READY again when it is back; a deployment left PENDING by an older app (before statuses
+    followed the target) is READY after the next start."""
+    app = await start()
+    admin = await clients(app).login()
+    project_id, deployment_id = await project_with_chat(admin, engine_host.address)
+    api = prompts(admin)
+    prompt = (
+        await api.CreatePrompt(
+            P.CreatePromptRequest(
+                project_id=project_id, name="s", version=body(deployment_id), labels=["production"]
+            )
+        )
+    ).prompt
+
+    async def status(dep_id: str) -> tuple[int, str]:
+        got = (
+            await admin.deployments.GetDeployment(
+                D.GetDeploymentRequest(project_id=project_id, deployment_id=dep_id)
+            )
+        ).deployment
+        return got.status, got.status_message
+
+    follows = (
+        await admin.deployments.CreateDeployment(
+            D.CreateDeploymentRequest(
+                project_id=project_id,
+                deployment=D.Deployment(
+                    name="f", prompt=D.PromptTarget(prompt_id=prompt.id, label="production")
+                ),
+            )
+        )
+    ).deployment
+    assert follows.status == D.DEPLOYMENT_STATUS_READY
+    ref = dict(project_id=project_id, prompt_id=prompt.id)
+    await api.DeletePromptLabel(P.DeletePromptLabelRequest(**ref, label="production"))
+    assert await status(follows.id) == (
+        D.DEPLOYMENT_STATUS_FAILED,
+        f"prompt {prompt.id!r} has no label 'production'",
+    )
+    await api.SetPromptLabel(P.SetPromptLabelRequest(**ref, label="production", version=1))
+    assert await status(follows.id) == (D.DEPLOYMENT_STATUS_READY, "")
+
+    async with app.db.transaction() as session:  # as an older app left it
+        row = await session.get(models.Deployment, follows.id)
+        assert row is not None
+        row.status, row.status_message = "DEPLOYMENT_STATUS_PENDING", "prompt execution is not available yet"
+    await app.stop(grace=0)
+    again = await start()
+    admin = await clients(again).login()
+    assert await status(follows.id) == (D.DEPLOYMENT_STATUS_READY, "")
+
+
 async def test_prompt_deployments_flow_1_and_flow_2(
     app: RunningApp, stubs: Any, clients: Any, helpers: Any, engine_host: Any
 ) -> None:
@@ -562,7 +618,7 @@ async def test_prompt_deployments_flow_1_and_flow_2(
 
     # Flow 1.
     pinned = (await alice.deployments.CreateDeployment(deploy(project_a, "pinned", version=1))).deployment
-    assert (pinned.prompt.version, pinned.prompt.label, pinned.status) == (1, "", D.DEPLOYMENT_STATUS_PENDING)
+    assert (pinned.prompt.version, pinned.prompt.label, pinned.status) == (1, "", D.DEPLOYMENT_STATUS_READY)
     assert (pinned.scaling.max_concurrency, pinned.caching, pinned.rate_limits.requests_per_minute) == (
         4,
         True,
@@ -746,6 +802,41 @@ async def test_the_executors_watch_gets_access_keys_and_no_one_else(
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await first(other, True)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_fetch_prompt_version_for_the_executing_side(
+    app: RunningApp, stubs: Any, clients: Any, engine_host: Any
+) -> None:
+    """Any version, labelled or not, with no token (internal, as WatchPrompts); NOT_FOUND for a
+    version or a prompt that does not exist."""
+    project_id, deployment_id = await project_with_chat(stubs, engine_host.address)
+    api = prompts(stubs)
+    prompt = (
+        await api.CreatePrompt(
+            P.CreatePromptRequest(
+                project_id=project_id, name="fetched", version=body(deployment_id, note="one")
+            )
+        )
+    ).prompt
+    ref = dict(project_id=project_id, prompt_id=prompt.id)
+    await api.CreatePromptVersion(
+        P.CreatePromptVersionRequest(**ref, version=body(deployment_id, note="two"))
+    )
+    internal = prompts(clients(app))
+    one = (
+        await internal.FetchPromptVersion(P.FetchPromptVersionRequest(prompt_id=prompt.id, version=1))
+    ).version
+    assert (one.prompt_id, one.version, one.note, list(one.labels)) == (prompt.id, 1, "one", [])
+    two = (
+        await internal.FetchPromptVersion(P.FetchPromptVersionRequest(prompt_id=prompt.id, version=2))
+    ).version
+    assert list(two.labels) == ["latest"]
+    for prompt_id, number in ((prompt.id, 3), ("pmpt_missing", 1)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await internal.FetchPromptVersion(
+                P.FetchPromptVersionRequest(prompt_id=prompt_id, version=number)
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_deleting_a_project_deletes_its_prompts(app: RunningApp, stubs: Any, engine_host: Any) -> None:

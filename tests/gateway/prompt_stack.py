@@ -95,6 +95,29 @@ class PromptStack:
             assert time.monotonic() < deadline, "the label never reached the executor"
             time.sleep(0.02)
 
+    def deploy(self, name: str, target: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        """Creates a prompt deployment in the key's project (`target`: PromptTarget's JSON)."""
+        reply = requests.post(
+            f"{self.url}/v1/projects/{self.project_id}/deployments",
+            json={"name": name, "prompt": target, **fields},
+            headers=self.headers(),
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        return reply.json()["deployment"]
+
+    def wait_routed(self, name: str, ready: bool = True) -> None:
+        """Waits until the gateway's tables hold the deployment `name` (ready or not)."""
+        tables = self.gateway_tables()
+        deadline = time.monotonic() + 10
+        while not any(d.name == name and d.ready == ready for d in tables.deployments.values()):
+            assert time.monotonic() < deadline, f"the gateway never saw {name} (ready={ready})"
+            time.sleep(0.02)
+
+    def gateway_tables(self) -> Any:
+        """The gateway's routing tables (the servicer the executor calls back)."""
+        return self.executor.openai().servicer.tables  # type: ignore[union-attr]
+
     def wait_for(self, prompt_id: str, version: int) -> None:
         deadline = time.monotonic() + 10
         while True:
@@ -144,7 +167,9 @@ async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Ev
     )
     openai: list[Any] = []
     store = PromptStore()
-    executor = PromptExecutor(store, lambda: openai[0] if openai else None, Limits(), 3)
+    executor = PromptExecutor(
+        store, lambda: openai[0] if openai else None, Limits(), 3, run_secret=HASH_SECRET
+    )
     backend: Any = LocalBackend(executor, PROMPT_EXECUTION_SERVICE)
     channels: list[Any] = []
     # Served co-hosted too, as the component does (the app's way in for the studio's runs).

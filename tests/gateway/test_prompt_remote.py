@@ -75,3 +75,29 @@ def test_the_public_grpc_face_refuses_a_named_project(stack: PromptStack) -> Non
         with pytest.raises(grpc.RpcError) as refused:
             stub.CreateResponse(request, metadata=((ACTING_PROJECT_HEADER, stack.project_id),), timeout=30)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_deployment_names_headers_and_stored_responses_over_grpc(stack: PromptStack) -> None:
+    """Over the wire too: a prompt deployment's name runs (its limit applies: the signed claim
+    travels as gRPC metadata), the model call's rate-limit headers reach the caller, unary and
+    streamed, and the prompt's response is stored."""
+    import time
+
+    import httpx
+
+    prompt_id = stack.create_prompt("remote-named", GREETING)["id"]
+    stack.deploy("remote-dep", {"prompt_id": prompt_id, "version": 1}, rate_limits={"requests_per_minute": 4})
+    body = {"prompt": {"id": "remote-dep", "variables": {"name": "Ada", "age": "1"}}}
+    with httpx.Client(
+        base_url=stack.url, headers={"authorization": f"Bearer {stack.api_key}"}, timeout=30
+    ) as http:
+        deadline = time.monotonic() + 10
+        while (reply := http.post("/v1/responses", json=body)).status_code != 200:
+            assert reply.status_code in (404, 503) and time.monotonic() < deadline, reply.text
+            time.sleep(0.05)
+        assert reply.headers["x-ratelimit-limit-requests"] == "4"
+        assert reply.headers["x-ratelimit-remaining-requests"] == "3"
+        streamed = http.post("/v1/responses", json={**body, "stream": True})
+        assert streamed.status_code == 200 and streamed.headers["x-ratelimit-remaining-requests"] == "2"
+        stored = http.get(f"/v1/responses/{reply.json()['id']}")
+        assert stored.status_code == 200 and stored.json()["prompt"]["id"] == "remote-dep"

@@ -330,3 +330,52 @@ def test_model_not_ready_is_503(stack: PromptStack, client: openai.OpenAI, greet
         assert err.value.status_code == 503
     finally:
         served.state = state
+
+
+def test_sdk_parse_gives_the_structured_output(stack: PromptStack, client: openai.OpenAI) -> None:
+    """`client.responses.parse(..., text_format=Model)` against a prompt with structured output:
+    the SDK's `output_parsed` is the validated object, and the reply carries it as
+    `output_parsed` too (the gRPC face's field; plain `create` keeps working with it)."""
+    from pydantic import BaseModel
+
+    class Summary(BaseModel):
+        summary: str
+        words: int
+
+    prompt_id = stack.create_prompt("parsed-summary", {**STRUCTURED, "allow_multiple_calls": True})["id"]
+    stack.engine.replies = [
+        '{"summary": "far too long a summary", "words": 1}',
+        '{"summary": "ok", "words": 3}',
+    ]
+    parsed = client.responses.parse(
+        prompt={"id": prompt_id, "variables": {"input": "a text"}}, text_format=Summary
+    )
+    assert parsed.output_parsed == Summary(summary="ok", words=3)
+    assert parsed.prompt is not None and parsed.prompt.id == prompt_id
+    # the prompt's own schema is the one enforced (the caller's text_format is the same shape)
+    fmt = stack.engine.chat_requests[-1].response_format
+    assert orjson.loads(fmt.json_schema.schema)["required"] == ["summary", "words"]
+    stack.engine.replies = ['{"summary": "ok", "words": 3}']
+    raw = client.responses.with_raw_response.create(
+        prompt={"id": prompt_id, "variables": {"input": "a text"}}
+    )
+    assert orjson.loads(raw.http_response.content)["output_parsed"] == {"summary": "ok", "words": 3}
+    assert orjson.loads(raw.parse().output_text) == {"summary": "ok", "words": 3}
+    # a text prompt has none
+    text_id = stack.create_prompt("parsed-text", {"messages": [{"role": "user", "template": "{{ input }}"}]})[
+        "id"
+    ]
+    stack.engine.replies = ["plain"]
+    plain = client.responses.with_raw_response.create(prompt={"id": text_id, "variables": {"input": "x"}})
+    assert orjson.loads(plain.http_response.content).get("output_parsed") is None
+    stack.engine.replies = []
+
+
+def test_streamed_structured_output_carries_it(stack: PromptStack, client: openai.OpenAI) -> None:
+    prompt_id = stack.create_prompt("streamed-parsed", STRUCTURED)["id"]
+    stack.engine.replies = ['{"summary": "fine", "words": 4}']
+    events = list(client.responses.create(stream=True, prompt={"id": prompt_id, "variables": {"input": "t"}}))
+    final = events[-1]
+    assert final.type == "response.completed"
+    assert getattr(final.response, "output_parsed", None) == {"summary": "fine", "words": 4}
+    stack.engine.replies = []

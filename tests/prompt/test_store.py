@@ -137,3 +137,78 @@ async def test_the_watcher_resumes_from_its_revision_after_a_failure() -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.stop(0)
+
+
+async def test_an_unlabelled_older_version_is_fetched_once_and_cached() -> None:
+    """Version 1 is not in the watch (no label, no deployment): named by number it is fetched
+    from the app once — concurrent misses included — then served from memory."""
+    store = _store(_snapshot())
+    calls: list[tuple[str, int]] = []
+    release = asyncio.Event()
+
+    async def fetch(prompt_id: str, number: int) -> P.PromptVersion:
+        calls.append((prompt_id, number))
+        await release.wait()
+        return _version(prompt_id, number, "one {{ input }}")
+
+    with pytest.raises(ServiceError) as err:  # without a fetcher: 404, as before
+        await store.resolve_fetching("prj_a", "pmpt_1", "1")
+    assert err.value.code == grpc.StatusCode.NOT_FOUND
+    store.fetch = fetch
+    waiting = [asyncio.create_task(store.resolve_fetching("prj_a", "pmpt_1", "1")) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    release.set()
+    results = await asyncio.gather(*waiting)
+    assert calls == [("pmpt_1", 1)] and all(r is results[0] for r in results)
+    assert results[0].version.version == 1 and results[0].templates[0][1].render(input="x") == "one x"
+    assert await store.resolve_fetching("prj_a", "pmpt_1", "1") is results[0]
+    assert store.resolve("prj_a", "pmpt_1", "1") is results[0]  # the sync path sees it too
+    assert calls == [("pmpt_1", 1)]
+    # held versions never fetch; a number past the latest is 404 without asking; so is another
+    # project's prompt
+    await store.resolve_fetching("prj_a", "pmpt_1", "2")
+    for project, version in (("prj_a", "9"), ("prj_b", "1")):
+        with pytest.raises(ServiceError) as err:
+            await store.resolve_fetching(project, "pmpt_1", version)
+        assert err.value.code == grpc.StatusCode.NOT_FOUND
+    assert calls == [("pmpt_1", 1)]
+    # the prompt deleted: its fetched versions go
+    store.apply(P.WatchPromptsResponse(revision=2, delete_prompt_ids=["pmpt_1"]))
+    assert store.fetched == {}
+
+
+async def test_a_failed_fetch_is_the_callers_error_and_not_cached() -> None:
+    store = _store(_snapshot())
+    answers: list[Any] = [
+        ServiceError.from_status(grpc.StatusCode.UNAVAILABLE, "app down"),
+        _version("pmpt_1", 1, "one"),
+    ]
+
+    async def fetch(prompt_id: str, number: int) -> P.PromptVersion:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    store.fetch = fetch
+    with pytest.raises(ServiceError) as err:
+        await store.resolve_fetching("prj_a", "pmpt_1", "1")
+    assert err.value.code == grpc.StatusCode.UNAVAILABLE
+    assert (await store.resolve_fetching("prj_a", "pmpt_1", "1")).version.version == 1  # asked again
+
+
+async def test_fetched_versions_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prompt import store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_FETCHED", 2)
+    snapshot = _snapshot()
+    snapshot.prompt.latest_version = 10
+    store = _store(snapshot)
+
+    async def fetch(prompt_id: str, number: int) -> P.PromptVersion:
+        return _version(prompt_id, number, "v")
+
+    store.fetch = fetch
+    for number in (1, 4, 5):
+        await store.resolve_fetching("prj_a", "pmpt_1", str(number))
+    assert list(store.fetched) == [("pmpt_1", 4), ("pmpt_1", 5)]  # the least recently used went

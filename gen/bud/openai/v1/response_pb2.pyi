@@ -191,7 +191,7 @@ class PromptVariable(_message.Message):
     def __init__(self, text: _Optional[str] = ..., content: _Optional[_Union[ResponseContent, _Mapping]] = ...) -> None: ...
 
 class Response(_message.Message):
-    __slots__ = ("id", "object", "created_at", "status", "error", "incomplete_details", "instructions", "max_output_tokens", "model", "output", "parallel_tool_calls", "previous_response_id", "temperature", "top_p", "text", "tools", "tool_choice_mode", "tool_choice_named", "usage", "metadata", "prompt", "store", "user")
+    __slots__ = ("id", "object", "created_at", "status", "error", "incomplete_details", "instructions", "max_output_tokens", "model", "output", "parallel_tool_calls", "previous_response_id", "temperature", "top_p", "text", "tools", "tool_choice_mode", "tool_choice_named", "usage", "metadata", "prompt", "store", "user", "output_parsed")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +222,7 @@ class Response(_message.Message):
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PARSED_FIELD_NUMBER: _ClassVar[int]
     id: str
     object: str
     created_at: int
@@ -245,7 +246,8 @@ class Response(_message.Message):
     prompt: PromptReference
     store: bool
     user: str
-    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created_at: _Optional[int] = ..., status: _Optional[str] = ..., error: _Optional[_Union[ResponseError, _Mapping]] = ..., incomplete_details: _Optional[_Union[IncompleteDetails, _Mapping]] = ..., instructions: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., model: _Optional[str] = ..., output: _Optional[_Iterable[_Union[ResponseOutputItem, _Mapping]]] = ..., parallel_tool_calls: _Optional[bool] = ..., previous_response_id: _Optional[str] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., text: _Optional[_Union[ResponseTextConfig, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[ResponseTool, _Mapping]]] = ..., tool_choice_mode: _Optional[str] = ..., tool_choice_named: _Optional[_Union[ResponseNamedToolChoice, _Mapping]] = ..., usage: _Optional[_Union[ResponseUsage, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., prompt: _Optional[_Union[PromptReference, _Mapping]] = ..., store: _Optional[bool] = ..., user: _Optional[str] = ...) -> None: ...
+    output_parsed: str
+    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created_at: _Optional[int] = ..., status: _Optional[str] = ..., error: _Optional[_Union[ResponseError, _Mapping]] = ..., incomplete_details: _Optional[_Union[IncompleteDetails, _Mapping]] = ..., instructions: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., model: _Optional[str] = ..., output: _Optional[_Iterable[_Union[ResponseOutputItem, _Mapping]]] = ..., parallel_tool_calls: _Optional[bool] = ..., previous_response_id: _Optional[str] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., text: _Optional[_Union[ResponseTextConfig, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[ResponseTool, _Mapping]]] = ..., tool_choice_mode: _Optional[str] = ..., tool_choice_named: _Optional[_Union[ResponseNamedToolChoice, _Mapping]] = ..., usage: _Optional[_Union[ResponseUsage, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., prompt: _Optional[_Union[PromptReference, _Mapping]] = ..., store: _Optional[bool] = ..., user: _Optional[str] = ..., output_parsed: _Optional[str] = ...) -> None: ...
 
 class ResponseOutputItem(_message.Message):
     __slots__ = ("type", "id", "status", "role", "content", "call_id", "name", "arguments", "output")

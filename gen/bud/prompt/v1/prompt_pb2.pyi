@@ -591,60 +591,94 @@ class WatchPromptsResponse(_message.Message):
     def __init__(self, revision: _Optional[int] = ..., reset: _Optional[bool] = ..., upsert_prompts: _Optional[_Iterable[_Union[PromptSnapshot, _Mapping]]] = ..., delete_prompt_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExecutePromptRequest(_message.Message):
-    __slots__ = ("project_id", "prompt_id", "version", "inputs", "stream", "request")
+    __slots__ = ("project_id", "prompt_id", "version", "inputs", "stream", "request", "deployment")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     prompt_id: str
     version: int
     inputs: str
     stream: bool
     request: _response_pb2.ResponseRequest
-    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[str] = ..., stream: _Optional[bool] = ..., request: _Optional[_Union[_response_pb2.ResponseRequest, _Mapping]] = ...) -> None: ...
+    deployment: PromptDeploymentRef
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[str] = ..., stream: _Optional[bool] = ..., request: _Optional[_Union[_response_pb2.ResponseRequest, _Mapping]] = ..., deployment: _Optional[_Union[PromptDeploymentRef, _Mapping]] = ...) -> None: ...
+
+class PromptDeploymentRef(_message.Message):
+    __slots__ = ("deployment_id", "prompt_id", "version", "label")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    prompt_id: str
+    version: int
+    label: str
+    def __init__(self, deployment_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class ExecutePromptResponse(_message.Message):
-    __slots__ = ("text", "output", "model_calls", "usage", "response")
+    __slots__ = ("text", "output", "model_calls", "usage", "response", "model_request")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_REQUEST_FIELD_NUMBER: _ClassVar[int]
     text: str
     output: str
     model_calls: int
     usage: _common_pb2.Usage
     response: _response_pb2.Response
-    def __init__(self, text: _Optional[str] = ..., output: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., response: _Optional[_Union[_response_pb2.Response, _Mapping]] = ...) -> None: ...
+    model_request: _response_pb2.ResponseRequest
+    def __init__(self, text: _Optional[str] = ..., output: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., response: _Optional[_Union[_response_pb2.Response, _Mapping]] = ..., model_request: _Optional[_Union[_response_pb2.ResponseRequest, _Mapping]] = ...) -> None: ...
 
 class StreamExecutePromptRequest(_message.Message):
-    __slots__ = ("project_id", "prompt_id", "version", "inputs", "stream", "request")
+    __slots__ = ("project_id", "prompt_id", "version", "inputs", "stream", "request", "deployment")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     prompt_id: str
     version: int
     inputs: str
     stream: bool
     request: _response_pb2.ResponseRequest
-    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[str] = ..., stream: _Optional[bool] = ..., request: _Optional[_Union[_response_pb2.ResponseRequest, _Mapping]] = ...) -> None: ...
+    deployment: PromptDeploymentRef
+    def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[str] = ..., stream: _Optional[bool] = ..., request: _Optional[_Union[_response_pb2.ResponseRequest, _Mapping]] = ..., deployment: _Optional[_Union[PromptDeploymentRef, _Mapping]] = ...) -> None: ...
 
 class StreamExecutePromptResponse(_message.Message):
-    __slots__ = ("delta", "usage", "event")
+    __slots__ = ("delta", "usage", "event", "model_request")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_REQUEST_FIELD_NUMBER: _ClassVar[int]
     delta: str
     usage: _common_pb2.Usage
     event: _response_pb2.ResponseStreamEvent
-    def __init__(self, delta: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., event: _Optional[_Union[_response_pb2.ResponseStreamEvent, _Mapping]] = ...) -> None: ...
+    model_request: _response_pb2.ResponseRequest
+    def __init__(self, delta: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., event: _Optional[_Union[_response_pb2.ResponseStreamEvent, _Mapping]] = ..., model_request: _Optional[_Union[_response_pb2.ResponseRequest, _Mapping]] = ...) -> None: ...
+
+class FetchPromptVersionRequest(_message.Message):
+    __slots__ = ("prompt_id", "version")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: str
+    version: int
+    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class FetchPromptVersionResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: PromptVersion
+    def __init__(self, version: _Optional[_Union[PromptVersion, _Mapping]] = ...) -> None: ...
 
 class RunPromptRequest(_message.Message):
     __slots__ = ("project_id", "version", "variables")

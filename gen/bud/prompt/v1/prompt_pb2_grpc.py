@@ -130,6 +130,11 @@ class PromptServiceStub:
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsRequest.SerializeToString,
                 response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsResponse.FromString,
                 _registered_method=True)
+        self.FetchPromptVersion = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/FetchPromptVersion',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.FetchPromptVersionRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.FetchPromptVersionResponse.FromString,
+                _registered_method=True)
 
 
 class PromptServiceServicer:
@@ -274,6 +279,15 @@ class PromptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchPromptVersion(self, request, context):
+        """One version of a prompt for the executing side, labelled or not (the watch carries only the
+        versions labels and deployments point at): a version a caller names by number that the
+        executor does not hold is fetched once, then cached. Internal: no token, as WatchPrompts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromptServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -371,6 +385,11 @@ def add_PromptServiceServicer_to_server(servicer, server):
                     servicer.WatchPrompts,
                     request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsRequest.FromString,
                     response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsResponse.SerializeToString,
+            ),
+            'FetchPromptVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchPromptVersion,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.FetchPromptVersionRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.FetchPromptVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -887,6 +906,33 @@ class PromptService:
             '/bud.prompt.v1.PromptService/WatchPrompts',
             bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsRequest.SerializeToString,
             bud_dot_prompt_dot_v1_dot_prompt__pb2.WatchPromptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchPromptVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/FetchPromptVersion',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.FetchPromptVersionRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.FetchPromptVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
