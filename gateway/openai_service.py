@@ -16,8 +16,8 @@ import grpc
 from google.protobuf.message import Message
 
 from auth.bearer import BearerError, bearer_credential
-from auth.service_identity import acting_project
 from auth.prompt_run import PromptRun, claim_of
+from auth.service_identity import acting_project
 from bud.app.v1 import response_store_pb2
 from bud.engine.v1 import engine_service_pb2
 from bud.openai.v1 import (
