@@ -22,9 +22,10 @@ caller.
 
 Tools: the model's calls of function tools come back to the caller as `function_call` items; the
 caller answers with `function_call_output` items, `previous_response_id` and the same prompt
-reference. A continuation does not render the prompt's messages again (the conversation the
-gateway prepends already begins with them); the version's model, parameters, tools and output
-format still apply. Integration tools are run here (`tools/loop.py`), in a unary model call per
+reference. Such a tool continuation does not render the prompt's messages again (the turn whose
+calls it answers holds them, and the outputs must follow the calls); any other continuation
+renders them for its turn after the earlier ones. The version's model, parameters, tools and
+output format apply to every turn. Integration tools are run here (`tools/loop.py`), in a unary model call per
 step: a version with integration tools streams its final response as events, like a structured
 output.
 """
@@ -434,6 +435,14 @@ def _variables_json(ref: R.PromptReference, types: dict[str, int]) -> str:
     return orjson.dumps(values).decode()
 
 
+def _answers_tool_calls(caller: R.ResponseRequest) -> bool:
+    """Whether the caller continues a conversation with the outputs of the model's tool calls."""
+    return caller.HasField("previous_response_id") and any(
+        item.type == "function_call_output"
+        for item in (caller.input_items.values if caller.WhichOneof("input") == "input_items" else ())
+    )
+
+
 def _model_request(
     compiled: CompiledVersion, caller: R.ResponseRequest, roles: list[str], rendered: list[str]
 ) -> R.ResponseRequest:
@@ -445,9 +454,12 @@ def _model_request(
         store=False,  # the gateway stores the prompt's response (the run's input), not this call's
     )
     if caller.HasField("previous_response_id"):
-        # A continuation: the stored turns the gateway prepends begin with the rendered prompt.
+        # The gateway puts the earlier turns first.
         out.previous_response_id = caller.previous_response_id
-    else:
+    if not _answers_tool_calls(caller):
+        # A tool continuation is not rendered again: the turn whose calls it answers already holds
+        # the rendered prompt, and its outputs must follow those calls. Any other call (a first
+        # call, or a new turn on a conversation) renders the prompt's messages for this turn.
         for role, text in zip(roles, rendered, strict=True):
             out.input_items.values.add(role=_ROLES.get(role, "user"), content_text=text)
     which = caller.WhichOneof("input")
