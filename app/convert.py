@@ -169,6 +169,7 @@ def route_deployment(row: models.Deployment) -> routing_pb2.RouteDeployment:
         create_time=to_timestamp(row.create_time),
         prompt_id=row.prompt_id or "",
         prompt_version=row.prompt_version or 0,
+        caching=bool(row.caching),
     )
 
 

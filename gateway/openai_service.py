@@ -44,6 +44,7 @@ from budrt.interceptors import call_request_id
 from gateway import conversation, responses
 from gateway.engines import EngineConnection, EnginePool
 from gateway.ratelimit import Decision, Limit, RateLimiter
+from gateway.response_cache import ANSWERS, Lookup, ResponseCache, cache_key, pack, restamp, unpack
 from gateway.response_store import ResponseStore
 from gateway.settings import DEFAULT_MAX_CHOICES, DEFAULT_MAX_TOTAL_TOKENS
 from gateway.tables import DeploymentEntry, KeyEntry, RoutingTables
@@ -88,6 +89,8 @@ class _Charge:
     prompt_tokens: int = 0  # from the engine's usage, once seen
     completion_tokens: int = 0  # from the engine's usage, or a lower bound from the chunks seen
     usage_seen: bool = False
+    cache: Lookup | None = None  # a cacheable request's entry (the response cache; None: not cacheable)
+    cached: bool = False  # answered from the response cache
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         caps: GenerationCaps | None = None,
         response_store: ResponseStore | None = None,
         prompts: Callable[[], Any] | None = None,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         self.tables = tables
+        # Deployments with `caching` on: deterministic requests' answers (gateway/response_cache.py).
+        self.response_cache = response_cache
         # Stored responses (`store`, `previous_response_id`); None: nothing is stored.
         self.response_store = response_store
         # The prompt executor (PromptExecutionService) as a stub, looked up per call: a
@@ -207,9 +213,17 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         return key, deployment
 
     async def _admit(
-        self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any
+        self,
+        context: Any,
+        key: KeyEntry,
+        deployment: DeploymentEntry,
+        request: Any,
+        cache: Lookup | None = None,
     ) -> Decision | None:
-        """Checks the key's and the deployment's limits; None when neither has any."""
+        """Checks the key's and the deployment's limits; None when neither has any. A response
+        cache hit counts as a request and reserves no tokens; its `x-bud-cache` header (a hit or a
+        miss) goes out with the limits' headers."""
+        extra = [cache.header] if cache is not None else []
         limits: list[Limit] = []
         for owner, rpm, tpm in (
             (f"key:{key.id}", key.requests_per_minute, key.tokens_per_minute),
@@ -220,15 +234,18 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             if tpm:
                 limits.append(Limit(f"{owner}:tok", tpm, "tokens"))
         if not limits or self.limiter is None:
+            if extra:
+                await context.send_initial_metadata(extra)
             return None
-        decision = await self.limiter.admit(limits, _reserved_tokens(request))
+        reserved = 0 if cache is not None and cache.hit else _reserved_tokens(request)
+        decision = await self.limiter.admit(limits, reserved)
         if not decision.allowed:
             context.set_trailing_metadata(decision.headers)
             raise resource_exhausted(
                 f"Rate limit reached for {request.model}; retry after {decision.retry_after}s.",
                 reason=Reason.RATE_LIMIT_EXCEEDED,
             )
-        await context.send_initial_metadata(decision.headers)
+        await context.send_initial_metadata([*decision.headers, *extra])
         return decision
 
     async def _settle(self, decision: Decision | None, tokens: int) -> None:
@@ -250,6 +267,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             charge.completion_tokens,
             charge.started,
             http_status(charge.code),
+            cached=charge.cached,
         )
 
     async def _finish(self, charge: _Charge, conn: EngineConnection | None) -> None:
@@ -317,7 +335,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         new usage id for the engine call) and its deployment."""
         started = time.perf_counter()
         key, deployment = self._target(context, request, checked)
-        decision = await self._admit(context, key, deployment, request)
+        cache = await self._cache_lookup(operation, key, deployment, request)
+        decision = await self._admit(context, key, deployment, request, cache)
         charge = _Charge(
             call_request_id(context),
             key,
@@ -327,12 +346,56 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             decision,
             uuid.uuid4().hex,
             request,
+            cache=cache,
         )
         return charge, deployment
+
+    # ---- the response cache (gateway/response_cache.py) -------------------------------------
+    async def _cache_lookup(
+        self, operation: str, key: KeyEntry, deployment: DeploymentEntry, request: Any
+    ) -> Lookup | None:
+        """The request's cache entry when its deployment caches and it is cacheable (None
+        otherwise, or when the cache cannot be read: the engine answers, as if uncached)."""
+        if self.response_cache is None or not deployment.caching or self.response_cache.max_bytes <= 0:
+            return None
+        names = [e.served_model_name for e in deployment.endpoints]
+        entry = cache_key(operation, key.project_id, deployment.id, names, request)
+        if entry is None:
+            return None
+        try:
+            return Lookup(entry, await self.response_cache.get(entry))
+        except Exception as err:
+            log.warning("the response cache cannot be read; the engine answers", extra={"error": repr(err)})
+            return None
+
+    async def _cache_store(self, charge: _Charge, value: bytes) -> None:
+        """Stores a complete answer (never fails the request that made it)."""
+        if charge.cache is None or self.response_cache is None:
+            return
+        try:
+            await self.response_cache.put(charge.cache.key, value)
+        except Exception as err:
+            log.warning("the response cache cannot be written", extra={"error": repr(err)})
+
+    def _cached_answers(self, charge: _Charge, model: str) -> list[Any]:
+        """The stored answer of a hit (a stream's chunks), re-stamped for this call."""
+        assert charge.cache is not None and charge.cache.value is not None
+        answer = ANSWERS[charge.operation]
+        values = unpack(charge.cache.value) if charge.operation.startswith("Stream") else [charge.cache.value]
+        messages = [answer.FromString(v) for v in values]
+        restamp(messages, model)
+        charge.cached = True
+        return messages
 
     async def _unary(self, operation: str, request: Any, context: Any, checked: Message | None = None) -> Any:
         charge, deployment = await self._begin(context, operation, request, checked)
         client_model = request.model
+        if charge.cache is not None and charge.cache.hit:
+            try:
+                (answer,) = self._cached_answers(charge, client_model)
+            finally:
+                await self._finish(charge, None)
+            return answer
         response = None
         conn: EngineConnection | None = None
         try:
@@ -365,6 +428,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 charge.usage_seen = True
             await self._finish(charge, conn)
         response.model = client_model
+        if charge.cache is not None:
+            await self._cache_store(charge, response.SerializeToString())
         return response
 
     async def _stream(
@@ -375,16 +440,25 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         # The gateway always asks for usage (its own accounting); the client gets it only if asked.
         wants_usage = request.stream_options.include_usage
         request.stream_options.include_usage = True
+        if charge.cache is not None and charge.cache.hit:
+            async for chunk in self._replay(charge, client_model, wants_usage):
+                yield chunk
+            return
+        # A cacheable stream's chunks as the engine sent them, stored once it completes.
+        kept: list[bytes] | None = None
         candidates = self.engines.candidates(deployment.endpoints)
         conn: EngineConnection | None = None
         try:
             for attempt, (endpoint, conn) in enumerate(candidates, start=1):
                 request.model = endpoint.served_model_name
                 sent = False
+                kept = [] if charge.cache is not None else None
                 with self.engines.lease(conn):
                     call = getattr(conn.stub, operation)(request, metadata=_forward(context, charge.usage_id))
                     try:
                         async for chunk in call:
+                            if kept is not None:
+                                kept.append(chunk.SerializeToString())
                             if chunk.HasField("usage"):
                                 charge.prompt_tokens = chunk.usage.prompt_tokens
                                 charge.completion_tokens = chunk.usage.completion_tokens
@@ -398,6 +472,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                             chunk.model = client_model
                             sent = True
                             yield chunk
+                        if kept is not None and charge.usage_seen:  # complete: the engine's last chunk came
+                            await self._cache_store(charge, pack(kept))
                         return
                     except grpc.aio.AioRpcError as err:
                         if (
@@ -417,6 +493,21 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             raise
         finally:
             await self._finish(charge, conn)
+
+    async def _replay(self, charge: _Charge, client_model: str, wants_usage: bool) -> AsyncIterator[Any]:
+        """A cache hit's stored chunks as a stream (the usage chunk only when asked for)."""
+        try:
+            for chunk in self._cached_answers(charge, client_model):
+                if chunk.HasField("usage") and not wants_usage:
+                    if not chunk.choices:
+                        continue
+                    chunk.ClearField("usage")
+                yield chunk
+        except BaseException:
+            charge.code = grpc.StatusCode.CANCELLED  # the client left during the replay
+            raise
+        finally:
+            await self._finish(charge, None)
 
     # ---- RPCs -----------------------------------------------------------------------------
     async def CreateChatCompletion(

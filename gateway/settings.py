@@ -13,6 +13,9 @@ from gateway.transcoder import BODY_TIMEOUT_S, MAX_BODY_BYTES
 # The defaults of the generation caps (below); OpenAiServicer uses them when given none.
 DEFAULT_MAX_CHOICES = 16
 DEFAULT_MAX_TOTAL_TOKENS = 65536
+# The response cache's defaults (below): five minutes, 256 MiB.
+DEFAULT_RESPONSE_CACHE_TTL_S = 300.0
+DEFAULT_RESPONSE_CACHE_MAX_BYTES = 256 << 20
 _LIMITS = RequestLimits()  # the defaults of the request caps (below)
 
 
@@ -23,6 +26,12 @@ class GatewaySettings(RuntimeSettings):
     gateway_http_port: int = 8000
     # Shared rate-limit state; empty = in memory (one gateway). May carry a password.
     redis_url: str = Field(default="", repr=False, json_schema_extra={"secret": True})
+    # The response cache of deployments with `caching` on (gateway/response_cache.py): an entry
+    # lives `response_cache_ttl_s` seconds; the entries' bytes stay under
+    # `response_cache_max_bytes` (least recently used out first; 0: no response cache). In this
+    # gateway's memory, or in Redis at `redis_url` (shared by the gateways, the bound theirs).
+    response_cache_ttl_s: float = Field(default=DEFAULT_RESPONSE_CACHE_TTL_S, gt=0)
+    response_cache_max_bytes: int = Field(default=DEFAULT_RESPONSE_CACHE_MAX_BYTES, ge=0)
     # Caps on what one generation request may ask the engine for, checked before rate limits
     # and the engine (INVALID_ARGUMENT): `n` (and `best_of`) choices at most, and n × the
     # request's max_tokens / max_completion_tokens / max_output_tokens at most.

@@ -46,6 +46,7 @@ class DeploymentEntry:
     requests_per_minute: int
     tokens_per_minute: int
     created: int
+    caching: bool = False  # the response cache answers its deterministic requests
 
 
 @dataclass
@@ -106,6 +107,7 @@ class RoutingTables:
                 requests_per_minute=d.requests_per_minute,
                 tokens_per_minute=d.tokens_per_minute,
                 created=d.create_time.seconds,
+                caching=d.caching,
             )
             self.deployments[d.id] = entry
             self.by_name[(d.project_id, d.name)] = entry

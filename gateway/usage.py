@@ -80,8 +80,10 @@ class UsageRecorder:
         completion_tokens: int,
         started: float,
         status_code: int,
+        cached: bool = False,
     ) -> None:
-        """Queues one request's usage under a new key (never blocks, never raises)."""
+        """Queues one request's usage under a new key (never blocks, never raises). `cached`: it
+        was answered from the response cache (its tokens are zero)."""
         now = time.time()
         rec = usage_pb2.UsageRecord(
             request_id=uuid.uuid4().hex,
@@ -94,6 +96,7 @@ class UsageRecorder:
             latency_ms=(time.perf_counter() - started) * 1000.0,
             status_code=status_code,
             operation=operation,
+            cached=cached,
         )
         rec.time.FromNanoseconds(int(now * 1e9))
         self.add(rec)

@@ -261,6 +261,8 @@ class UsageRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer, default=0)
     time: Mapped[datetime]
     day: Mapped[str] = mapped_column(String(10))
+    # Answered from the gateways' response cache (no engine ran: zero tokens).
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class RoutingState(Base):

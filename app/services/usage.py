@@ -7,7 +7,8 @@ that several records may share. An invalid record never fails its batch: the val
 stored and each invalid one is answered in `refused` (index, key, reason, field), for the gateway
 to quarantine — one bad record must not stop the usage of every project. It also moves the keys'
 `last_used_time` forward. That is bookkeeping, not routing state, so it does not bump the routing
-revision. QueryUsage groups by UTC day, key and deployment.
+revision. QueryUsage groups by UTC day, key and deployment; the requests the gateways' response cache answered
+(`cached`, zero tokens) are counted in `requests` and in `cached_requests`.
 
 RecordUsage is internal — gateways call it on the internal network — and takes no user token;
 QueryUsage needs the viewer role in the project (see `app.authz`).
@@ -75,6 +76,7 @@ def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dic
         "status_code": record.status_code,
         "time": when,
         "day": when.date().isoformat(),
+        "cached": record.cached,
     }
 
 
@@ -177,6 +179,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
                 func.coalesce(func.sum(record.prompt_tokens), 0),
                 func.coalesce(func.sum(record.completion_tokens), 0),
                 func.coalesce(func.sum(case((record.status_code >= 400, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((record.cached, 1), else_=0)), 0),
             )
             .where(record.project_id == request.project_id)
             .group_by(record.day, record.api_key_id, record.deployment_id)
@@ -202,8 +205,9 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
                     prompt_tokens=int(p),
                     completion_tokens=int(c),
                     errors=int(e),
+                    cached_requests=int(h),
                 )
-                for day, key, dep, n, p, c, e in result
+                for day, key, dep, n, p, c, e, h in result
             ]
         )
 

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UsageRecord(_message.Message):
-    __slots__ = ("request_id", "project_id", "api_key_id", "deployment_id", "prompt_tokens", "completion_tokens", "latency_ms", "status_code", "time", "operation", "client_request_id")
+    __slots__ = ("request_id", "project_id", "api_key_id", "deployment_id", "prompt_tokens", "completion_tokens", "latency_ms", "status_code", "time", "operation", "client_request_id", "cached")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class UsageRecord(_message.Message):
     TIME_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     CLIENT_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     project_id: str
     api_key_id: str
@@ -34,7 +35,8 @@ class UsageRecord(_message.Message):
     time: _timestamp_pb2.Timestamp
     operation: str
     client_request_id: str
-    def __init__(self, request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., status_code: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[str] = ..., client_request_id: _Optional[str] = ...) -> None: ...
+    cached: bool
+    def __init__(self, request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., status_code: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[str] = ..., client_request_id: _Optional[str] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class RecordUsageRequest(_message.Message):
     __slots__ = ("records",)
@@ -79,7 +81,7 @@ class QueryUsageRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ...) -> None: ...
 
 class UsageBucket(_message.Message):
-    __slots__ = ("date", "api_key_id", "deployment_id", "requests", "prompt_tokens", "completion_tokens", "errors")
+    __slots__ = ("date", "api_key_id", "deployment_id", "requests", "prompt_tokens", "completion_tokens", "errors", "cached_requests")
     DATE_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +89,7 @@ class UsageBucket(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     date: str
     api_key_id: str
     deployment_id: str
@@ -94,7 +97,8 @@ class UsageBucket(_message.Message):
     prompt_tokens: int
     completion_tokens: int
     errors: int
-    def __init__(self, date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., errors: _Optional[int] = ...) -> None: ...
+    cached_requests: int
+    def __init__(self, date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., errors: _Optional[int] = ..., cached_requests: _Optional[int] = ...) -> None: ...
 
 class QueryUsageResponse(_message.Message):
     __slots__ = ("buckets",)
