@@ -39,8 +39,6 @@ from tests.gateway.conftest import http_server
 from tests.support.instant_engine import PROMPT_TOKENS, InstantEngine
 from tests.support.redis_server import redis_server
 
-pytestmark = pytest.mark.unit
-
 SECRET = "test-hash-secret"
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "hello"}]
