@@ -40,7 +40,7 @@ class Usage:
     def __init__(self) -> None:
         self.request_ids: list[str] = []
 
-    def record(self, request_id: str, *rest: Any) -> None:
+    def record(self, request_id: str, *rest: Any, **flags: Any) -> None:
         self.request_ids.append(request_id)
 
 
