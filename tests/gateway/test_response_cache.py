@@ -19,7 +19,8 @@ import pytest
 from auth import keys
 from bud.app.v1 import usage_pb2
 from bud.auth.v1 import routing_pb2
-from bud.openai.v1 import chat_pb2
+from bud.openai.v1 import chat_pb2, openai_service_pb2_grpc
+from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from gateway.engines import EnginePool
 from gateway.openai_service import OpenAiServicer
 from gateway.ratelimit import Limit, MemoryRateLimiter
@@ -32,7 +33,7 @@ from gateway.response_cache import (
     pack,
     unpack,
 )
-from gateway.server import build_transcoder
+from gateway.server import OPENAI_SERVICE, build_transcoder
 from gateway.tables import RoutingTables
 from gateway.usage import UsageRecorder
 from tests.gateway.conftest import http_server
@@ -483,3 +484,37 @@ async def test_an_unreachable_redis_serves_from_the_engine_without_a_header() ->
         assert gw.engine.calls == 2
     finally:
         await cache.close()
+
+
+# ---- the gRPC face -----------------------------------------------------------------------------
+@pytest.mark.parametrize("rpm", [0, 100], ids=["no-limits", "limits"])
+async def test_the_grpc_face_says_hit_or_miss_in_its_initial_metadata(rpm: int) -> None:
+    async with _gateway(rpm=rpm) as gw:
+        server = GrpcServer(
+            "127.0.0.1:0",
+            [
+                ServiceBinding(
+                    gw.servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE
+                )
+            ],
+        )
+        await server.start()
+        try:
+            async with service_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = openai_service_pb2_grpc.OpenAiServiceStub(channel)
+                request = chat_pb2.ChatCompletionRequest(model="chat", temperature=0)
+                request.messages.add(role="user", content_text="hello")
+                auth = (("authorization", f"Bearer {gw.k1.secret}"),)
+                seen = []
+                for _ in range(2):
+                    call = stub.CreateChatCompletion(request, metadata=auth)
+                    answer = await call
+                    seen.append(dict(await call.initial_metadata()).get("x-bud-cache"))
+                    stream = stub.StreamChatCompletion(request, metadata=auth)
+                    chunks = [c async for c in stream]
+                    seen.append(dict(await stream.initial_metadata()).get("x-bud-cache"))
+        finally:
+            await server.stop(0)
+    assert seen == ["miss", "miss", "hit", "hit"]
+    assert answer.choices[0].message.content == "ok" and len(chunks) == 5
+    assert gw.engine.calls == 2
