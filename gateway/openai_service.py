@@ -44,7 +44,16 @@ from budrt.interceptors import call_request_id
 from gateway import conversation, responses
 from gateway.engines import EngineConnection, EnginePool
 from gateway.ratelimit import Decision, Limit, RateLimiter
-from gateway.response_cache import ANSWERS, Lookup, ResponseCache, cache_key, pack, restamp, unpack
+from gateway.response_cache import (
+    ANSWERS,
+    Lookup,
+    ResponseCache,
+    cache_key,
+    deterministic,
+    pack,
+    restamp,
+    unpack,
+)
 from gateway.response_store import ResponseStore
 from gateway.settings import DEFAULT_MAX_CHOICES, DEFAULT_MAX_TOTAL_TOKENS
 from gateway.tables import DeploymentEntry, KeyEntry, RoutingTables
@@ -358,8 +367,13 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         otherwise, or when the cache cannot be read: the engine answers, as if uncached)."""
         if self.response_cache is None or not deployment.caching or self.response_cache.max_bytes <= 0:
             return None
+        if operation not in ANSWERS or not deterministic(operation, request):
+            return None  # not cacheable: no header
         names = [e.served_model_name for e in deployment.endpoints]
-        entry = cache_key(operation, key.project_id, deployment.id, names, request)
+        args = (operation, key.project_id, deployment.id, names, request)
+        # Hashing a large request (8 MiB: ~25 ms) is done on a thread, off the event loop.
+        large = request.ByteSize() > LARGE_REQUEST_BYTES
+        entry = await asyncio.to_thread(cache_key, *args) if large else cache_key(*args)
         if entry is None:
             return None
         try:
@@ -392,7 +406,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         client_model = request.model
         if charge.cache is not None and charge.cache.hit:
             try:
-                (answer,) = self._cached_answers(charge, client_model)
+                if len(charge.cache.value or b"") > LARGE_REQUEST_BYTES:  # an embeddings batch: off the loop
+                    (answer,) = await asyncio.to_thread(self._cached_answers, charge, client_model)
+                else:
+                    (answer,) = self._cached_answers(charge, client_model)
             finally:
                 await self._finish(charge, None)
             return answer
@@ -429,7 +446,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             await self._finish(charge, conn)
         response.model = client_model
         if charge.cache is not None:
-            await self._cache_store(charge, response.SerializeToString())
+            large = response.ByteSize() > LARGE_REQUEST_BYTES
+            value = (
+                await asyncio.to_thread(response.SerializeToString) if large else response.SerializeToString()
+            )
+            await self._cache_store(charge, value)
         return response
 
     async def _stream(

@@ -22,7 +22,7 @@ from bud.auth.v1 import routing_pb2
 from bud.openai.v1 import chat_pb2, openai_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from gateway.engines import EnginePool
-from gateway.openai_service import OpenAiServicer
+from gateway.openai_service import LARGE_REQUEST_BYTES, OpenAiServicer
 from gateway.ratelimit import Limit, MemoryRateLimiter
 from gateway.response_cache import (
     ENTRY_OVERHEAD,
@@ -246,6 +246,30 @@ async def test_responses_are_cached_through_their_chat_request() -> None:
     assert gw.engine.calls == 1
     assert second.json()["output"][0]["content"] == first.json()["output"][0]["content"]
     assert second.json()["id"] != first.json()["id"]  # a new response, ids and all
+
+
+async def test_a_large_request_is_keyed_off_the_event_loop_and_cached() -> None:
+    body = {**DETERMINISTIC, "messages": [{"role": "user", "content": "x" * 200_000}]}
+    async with _gateway() as gw, gw.client() as http:
+        first = await http.post(CHAT, json=body)
+        second = await http.post(CHAT, json=body)
+        other = await http.post(
+            CHAT, json={**body, "messages": [{"role": "user", "content": "x" * 199_999 + "y"}]}
+        )
+    assert [r.headers["x-bud-cache"] for r in (first, second, other)] == ["miss", "hit", "miss"]
+    assert gw.engine.calls == 2
+
+
+async def test_a_large_answer_is_stored_and_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tests.support.instant_engine.EMBEDDING_DIMENSIONS", 64)
+    body = {"model": "chat", "input": [f"text {i}" for i in range(300)]}  # ~80 KB of floats
+    async with _gateway() as gw, gw.client() as http:
+        first = await http.post("/v1/embeddings", json=body)
+        second = await http.post("/v1/embeddings", json=body)
+    assert [r.headers["x-bud-cache"] for r in (first, second)] == ["miss", "hit"]
+    assert second.json()["data"] == first.json()["data"] and len(second.json()["data"][0]["embedding"]) == 64
+    assert gw.engine.calls == 1
+    assert gw.cache.bytes > LARGE_REQUEST_BYTES  # type: ignore[attr-defined]  # the off-the-loop path
 
 
 # ---- isolation and the switch ------------------------------------------------------------------
