@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from auth import keys
 from bud.app.v1 import usage_pb2
@@ -33,7 +34,8 @@ from gateway.response_cache import (
     pack,
     unpack,
 )
-from gateway.server import OPENAI_SERVICE, build_transcoder
+from gateway.server import OPENAI_SERVICE, build_transcoder, response_cache
+from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables
 from gateway.usage import UsageRecorder
 from tests.gateway.conftest import http_server
@@ -542,3 +544,17 @@ async def test_the_grpc_face_says_hit_or_miss_in_its_initial_metadata(rpm: int) 
     assert seen == ["miss", "miss", "hit", "hit"]
     assert answer.choices[0].message.content == "ok" and len(chunks) == 5
     assert gw.engine.calls == 2
+
+
+# ---- settings ----------------------------------------------------------------------------------
+async def test_the_settings_choose_the_store_and_its_bounds(tmp_path: Any) -> None:
+    memory = response_cache(
+        GatewaySettings(data_dir=tmp_path, response_cache_ttl_s=5, response_cache_max_bytes=1000)
+    )
+    assert isinstance(memory, MemoryResponseCache) and (memory.ttl_s, memory.max_bytes) == (5, 1000)
+    shared = response_cache(GatewaySettings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1"))
+    assert isinstance(shared, RedisResponseCache) and shared.max_bytes == 256 << 20 and shared.ttl_s == 300
+    await shared.close()
+    for bad in ({"response_cache_ttl_s": 0}, {"response_cache_max_bytes": -1}):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            GatewaySettings(data_dir=tmp_path, **bad)
