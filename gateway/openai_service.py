@@ -100,6 +100,9 @@ class _Charge:
     usage_seen: bool = False
     cache: Lookup | None = None  # a cacheable request's entry (the response cache; None: not cacheable)
     cached: bool = False  # answered from the response cache
+    # A stream admitted before its generator runs (`_stream(begun=...)`): set once it runs, so
+    # that a stream given up before that is still settled.
+    opened: bool = False
 
 
 @dataclass(frozen=True)
@@ -454,9 +457,19 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         return response
 
     async def _stream(
-        self, operation: str, request: Any, context: Any, checked: Message | None = None
+        self,
+        operation: str,
+        request: Any,
+        context: Any,
+        checked: Message | None = None,
+        begun: tuple[_Charge, DeploymentEntry] | None = None,
     ) -> AsyncIterator[Any]:
-        charge, deployment = await self._begin(context, operation, request, checked)
+        """`begun`: the request already admitted by `_begin` (whose charge this stream then
+        finishes)."""
+        if begun is None:
+            begun = await self._begin(context, operation, request, checked)
+        charge, deployment = begun
+        charge.opened = True
         client_model = request.model
         # The gateway always asks for usage (its own accounting); the client gets it only if asked.
         wants_usage = request.stream_options.include_usage
@@ -586,11 +599,13 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             request, own_items, key = await self._with_conversation(request, context)
         chat = await _to_chat_request(request)
         chat.stream_options.include_usage = True  # the completed event carries usage
-        # The events begin before the engine is called: a request refused by the key, the model
-        # or the generation caps is refused here, as a plain error, as chat streams are.
-        self._target(context, chat, checked=request)
+        # The events begin before the engine is called: a request refused by the key, the model,
+        # the generation caps or the rate limits is refused here, as a plain error, as chat
+        # streams are; and the limits' and the response cache's headers (initial metadata) go out
+        # before the first event, which sends the metadata on the gRPC face.
+        begun = await self._begin(context, "StreamChatCompletion", chat, request)
         response_id, created = responses.new_ids()
-        chunks = self._stream("StreamChatCompletion", chat, context, checked=request)
+        chunks = self._stream("StreamChatCompletion", chat, context, checked=request, begun=begun)
         try:
             async for event in responses.to_events(request, chunks, response_id, created):
                 if key is not None and event.HasField("response"):
@@ -599,6 +614,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 yield event
         finally:
             await chunks.aclose()
+            charge = begun[0]
+            if not charge.opened:  # given up before the engine was called: settled, charged nothing
+                charge.code = grpc.StatusCode.CANCELLED
+                await self._finish(charge, None)
 
     # ---- stored responses -----------------------------------------------------------------
     def _stores(self, request: response_pb2.ResponseRequest) -> bool:

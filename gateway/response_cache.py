@@ -21,7 +21,9 @@ differ only in a way JSON does not distinguish (e.g. `stop: "x"` and `stop: ["x"
 entries — a miss, never a wrong answer.
 
 Only a complete answer is stored: a unary call that succeeded, a stream that ran to its end (the
-engine's usage chunk seen). A failed, cancelled or cut call is never stored. A hit is answered
+engine's usage chunk seen). A failed, cancelled or cut call is never stored. An answer that stopped
+at the request's own `max_tokens` (finish_reason `length`; a Responses `incomplete`) is complete
+for that request — the same request gets the same answer — and is stored. A hit is answered
 with a new id and `created` (each chunk of a replayed stream shares them), `model` as the client
 named it, and the stored `usage` (what producing the answer took; the usage record of a hit has
 zero tokens and `cached` set).

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from auth import keys
 from bud.app.v1 import usage_pb2
 from bud.auth.v1 import routing_pb2
-from bud.openai.v1 import chat_pb2, openai_service_pb2_grpc
+from bud.openai.v1 import chat_pb2, openai_service_pb2_grpc, response_pb2
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from gateway.engines import EnginePool
 from gateway.openai_service import LARGE_REQUEST_BYTES, OpenAiServicer
@@ -272,6 +272,20 @@ async def test_a_large_answer_is_stored_and_replayed(monkeypatch: pytest.MonkeyP
     assert second.json()["data"] == first.json()["data"] and len(second.json()["data"][0]["embedding"]) == 64
     assert gw.engine.calls == 1
     assert gw.cache.bytes > LARGE_REQUEST_BYTES  # type: ignore[attr-defined]  # the off-the-loop path
+
+
+async def test_streamed_responses_are_cached_and_say_so_before_their_first_event() -> None:
+    body = {"model": "chat", "input": "hello", "temperature": 0, "store": False, "stream": True}
+    async with _gateway() as gw, gw.client() as http:
+        first = await http.post("/v1/responses", json=body)
+        second = await http.post("/v1/responses", json=body)
+    assert (first.headers["x-bud-cache"], second.headers["x-bud-cache"]) == ("miss", "hit")
+    assert gw.engine.calls == 1
+    assert (
+        second.text.count("response.output_text.delta")
+        == first.text.count("response.output_text.delta")
+        == 8  # event + type lines
+    )
 
 
 # ---- isolation and the switch ------------------------------------------------------------------
@@ -544,6 +558,37 @@ async def test_the_grpc_face_says_hit_or_miss_in_its_initial_metadata(rpm: int) 
     assert seen == ["miss", "miss", "hit", "hit"]
     assert answer.choices[0].message.content == "ok" and len(chunks) == 5
     assert gw.engine.calls == 2
+
+
+async def test_the_grpc_face_streams_cached_responses() -> None:
+    """A streamed Responses call sends its first event before the chat stream under it runs: the
+    limits and the cache are looked at first, so that the metadata goes out before it."""
+    async with _gateway() as gw:
+        server = GrpcServer(
+            "127.0.0.1:0",
+            [
+                ServiceBinding(
+                    gw.servicer, openai_service_pb2_grpc.add_OpenAiServiceServicer_to_server, OPENAI_SERVICE
+                )
+            ],
+        )
+        await server.start()
+        try:
+            async with service_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = openai_service_pb2_grpc.OpenAiServiceStub(channel)
+                request = response_pb2.ResponseRequest(
+                    model="chat", temperature=0, store=False, input_text="hello"
+                )
+                auth = (("authorization", f"Bearer {gw.k1.secret}"),)
+                seen, kinds = [], []
+                for _ in range(2):
+                    stream = stub.StreamResponse(request, metadata=auth)
+                    kinds.append([e.type async for e in stream])
+                    seen.append(dict(await stream.initial_metadata()).get("x-bud-cache"))
+        finally:
+            await server.stop(0)
+    assert seen == ["miss", "hit"] and kinds[0] == kinds[1] and kinds[0][-1] == "response.incomplete"
+    assert gw.engine.calls == 1
 
 
 # ---- settings ----------------------------------------------------------------------------------
