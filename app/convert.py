@@ -171,6 +171,7 @@ def route_deployment(row: models.Deployment) -> routing_pb2.RouteDeployment:
         prompt_version=row.prompt_version or 0,
         max_concurrency=row.max_concurrency or 0,
         prompt_label=row.prompt_label or "",
+        caching=bool(row.caching),
     )
 
 

@@ -46,6 +46,16 @@ from gateway import conversation, responses
 from gateway.concurrency import RETRY_AFTER_S, ConcurrencyLimiter, MemoryConcurrencyLimiter, Slot
 from gateway.engines import EngineConnection, EnginePool
 from gateway.ratelimit import Decision, Limit, RateLimiter
+from gateway.response_cache import (
+    ANSWERS,
+    Lookup,
+    ResponseCache,
+    cache_key,
+    deterministic,
+    pack,
+    restamp,
+    unpack,
+)
 from gateway.response_store import ResponseStore
 from gateway.settings import (
     DEFAULT_KEY_REQUESTS_PER_MINUTE,
@@ -98,6 +108,8 @@ class _Charge:
     slot: Slot | None = None  # the deployment's concurrency slot, held until the call ends
     # A model call of a prompt run (the executor's signed claim): the prompt, version, deployment.
     prompt_run: PromptRun | None = None
+    cache: Lookup | None = None  # a cacheable request's entry (the response cache; None: not cacheable)
+    cached: bool = False  # answered from the response cache
     # A stream admitted before its generator runs (`_stream(begun=...)`): set once it runs, so
     # that a stream given up before that is still settled.
     opened: bool = False
@@ -155,8 +167,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         concurrency: ConcurrencyLimiter | None = None,
         default_key_requests_per_minute: int = DEFAULT_KEY_REQUESTS_PER_MINUTE,
         default_key_tokens_per_minute: int = DEFAULT_KEY_TOKENS_PER_MINUTE,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         self.tables = tables
+        # Deployments with `caching` on: deterministic requests' answers (gateway/response_cache.py).
+        self.response_cache = response_cache
         # Stored responses (`store`, `previous_response_id`); None: nothing is stored.
         self.response_store = response_store
         # The prompt executor (PromptExecutionService) as a stub, looked up per call: a
@@ -250,10 +265,13 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         deployment: DeploymentEntry,
         request: Any,
         prompt_deployment: DeploymentEntry | None = None,
+        cache: Lookup | None = None,
     ) -> Decision | None:
         """Checks the key's (or the defaults for keys without their own) and the deployment's
         limits (and, for a prompt run's model call, its prompt deployment's); None when none has
-        any."""
+        any. A response cache hit counts as a request and reserves no tokens; its `x-bud-cache`
+        header (a hit or a miss) goes out with the limits' headers."""
+        extra = [cache.header] if cache is not None else []
         limits: list[Limit] = []
         default_rpm, default_tpm = self.default_key_limits
         owners = [(f"dep:{deployment.id}", deployment.requests_per_minute, deployment.tokens_per_minute)]
@@ -274,8 +292,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             if tpm:
                 limits.append(Limit(f"{owner}:tok", tpm, "tokens"))
         if not limits or self.limiter is None:
+            if extra:
+                await context.send_initial_metadata(extra)
             return None
-        decision = await self.limiter.admit(limits, _reserved_tokens(request))
+        reserved = 0 if cache is not None and cache.hit else _reserved_tokens(request)
+        decision = await self.limiter.admit(limits, reserved)
         if not decision.allowed:
             context.set_trailing_metadata(decision.headers)
             error = resource_exhausted(
@@ -284,7 +305,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             )
             error.retry_after = decision.retry_after  # RetryInfo over gRPC
             raise error
-        await context.send_initial_metadata(decision.headers)
+        await context.send_initial_metadata([*decision.headers, *extra])
         return decision
 
     async def _settle(self, decision: Decision | None, tokens: int) -> None:
@@ -307,6 +328,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             charge.started,
             http_status(charge.code),
             prompt=charge.prompt_run,
+            cached=charge.cached,
         )
 
     async def _finish(self, charge: _Charge, conn: EngineConnection | None) -> None:
@@ -377,8 +399,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         started = time.perf_counter()
         key, deployment = self._target(context, request, checked)
         run, prompt_deployment = self._prompt_run(context, key)
-        decision = await self._admit(context, key, deployment, request, prompt_deployment)
-        slot = await self._occupy(context, deployment, decision, request.model)
+        cache = await self._cache_lookup(operation, key, deployment, request)
+        decision = await self._admit(context, key, deployment, request, prompt_deployment, cache)
+        # A cache hit runs nothing on the engines: it takes no concurrency slot.
+        hit = cache is not None and cache.hit
+        slot = None if hit else await self._occupy(context, deployment, decision, request.model)
         charge = _Charge(
             call_request_id(context),
             key,
@@ -390,6 +415,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             request,
             slot=slot,
             prompt_run=run,
+            cache=cache,
         )
         return charge, deployment
 
@@ -417,9 +443,60 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             raise error
         return slot
 
+    # ---- the response cache (gateway/response_cache.py) -------------------------------------
+    async def _cache_lookup(
+        self, operation: str, key: KeyEntry, deployment: DeploymentEntry, request: Any
+    ) -> Lookup | None:
+        """The request's cache entry when its deployment caches and it is cacheable (None
+        otherwise, or when the cache cannot be read: the engine answers, as if uncached)."""
+        if self.response_cache is None or not deployment.caching or self.response_cache.max_bytes <= 0:
+            return None
+        if operation not in ANSWERS or not deterministic(operation, request):
+            return None  # not cacheable: no header
+        names = [e.served_model_name for e in deployment.endpoints]
+        args = (operation, key.project_id, deployment.id, names, request)
+        # Hashing a large request (8 MiB: ~25 ms) is done on a thread, off the event loop.
+        large = request.ByteSize() > LARGE_REQUEST_BYTES
+        entry = await asyncio.to_thread(cache_key, *args) if large else cache_key(*args)
+        if entry is None:
+            return None
+        try:
+            return Lookup(entry, await self.response_cache.get(entry))
+        except Exception as err:
+            log.warning("the response cache cannot be read; the engine answers", extra={"error": repr(err)})
+            return None
+
+    async def _cache_store(self, charge: _Charge, value: bytes) -> None:
+        """Stores a complete answer (never fails the request that made it)."""
+        if charge.cache is None or self.response_cache is None:
+            return
+        try:
+            await self.response_cache.put(charge.cache.key, value)
+        except Exception as err:
+            log.warning("the response cache cannot be written", extra={"error": repr(err)})
+
+    def _cached_answers(self, charge: _Charge, model: str) -> list[Any]:
+        """The stored answer of a hit (a stream's chunks), re-stamped for this call."""
+        assert charge.cache is not None and charge.cache.value is not None
+        answer = ANSWERS[charge.operation]
+        values = unpack(charge.cache.value) if charge.operation.startswith("Stream") else [charge.cache.value]
+        messages = [answer.FromString(v) for v in values]
+        restamp(messages, model)
+        charge.cached = True
+        return messages
+
     async def _unary(self, operation: str, request: Any, context: Any, checked: Message | None = None) -> Any:
         charge, deployment = await self._begin(context, operation, request, checked)
         client_model = request.model
+        if charge.cache is not None and charge.cache.hit:
+            try:
+                if len(charge.cache.value or b"") > LARGE_REQUEST_BYTES:  # an embeddings batch: off the loop
+                    (answer,) = await asyncio.to_thread(self._cached_answers, charge, client_model)
+                else:
+                    (answer,) = self._cached_answers(charge, client_model)
+            finally:
+                await self._finish(charge, None)
+            return answer
         response = None
         conn: EngineConnection | None = None
         try:
@@ -452,6 +529,12 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 charge.usage_seen = True
             await self._finish(charge, conn)
         response.model = client_model
+        if charge.cache is not None:
+            large = response.ByteSize() > LARGE_REQUEST_BYTES
+            value = (
+                await asyncio.to_thread(response.SerializeToString) if large else response.SerializeToString()
+            )
+            await self._cache_store(charge, value)
         return response
 
     async def _stream(
@@ -472,16 +555,25 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         # The gateway always asks for usage (its own accounting); the client gets it only if asked.
         wants_usage = request.stream_options.include_usage
         request.stream_options.include_usage = True
+        if charge.cache is not None and charge.cache.hit:
+            async for chunk in self._replay(charge, client_model, wants_usage):
+                yield chunk
+            return
+        # A cacheable stream's chunks as the engine sent them, stored once it completes.
+        kept: list[bytes] | None = None
         candidates = self.engines.candidates(deployment.endpoints)
         conn: EngineConnection | None = None
         try:
             for attempt, (endpoint, conn) in enumerate(candidates, start=1):
                 request.model = endpoint.served_model_name
                 sent = False
+                kept = [] if charge.cache is not None else None
                 with self.engines.lease(conn):
                     call = getattr(conn.stub, operation)(request, metadata=_forward(context, charge.usage_id))
                     try:
                         async for chunk in call:
+                            if kept is not None:
+                                kept.append(chunk.SerializeToString())
                             if chunk.HasField("usage"):
                                 charge.prompt_tokens = chunk.usage.prompt_tokens
                                 charge.completion_tokens = chunk.usage.completion_tokens
@@ -495,6 +587,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                             chunk.model = client_model
                             sent = True
                             yield chunk
+                        if kept is not None and charge.usage_seen:  # complete: the engine's last chunk came
+                            await self._cache_store(charge, pack(kept))
                         return
                     except grpc.aio.AioRpcError as err:
                         if (
@@ -514,6 +608,21 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             raise
         finally:
             await self._finish(charge, conn)
+
+    async def _replay(self, charge: _Charge, client_model: str, wants_usage: bool) -> AsyncIterator[Any]:
+        """A cache hit's stored chunks as a stream (the usage chunk only when asked for)."""
+        try:
+            for chunk in self._cached_answers(charge, client_model):
+                if chunk.HasField("usage") and not wants_usage:
+                    if not chunk.choices:
+                        continue
+                    chunk.ClearField("usage")
+                yield chunk
+        except BaseException:
+            charge.code = grpc.StatusCode.CANCELLED  # the client left during the replay
+            raise
+        finally:
+            await self._finish(charge, None)
 
     # ---- RPCs -----------------------------------------------------------------------------
     async def CreateChatCompletion(
@@ -573,8 +682,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         chat.stream_options.include_usage = True  # the completed event carries usage
         # The events begin before the engine is called: a request refused by the key, the model,
         # the generation caps or the rate limits is refused here, as a plain error, as chat
-        # streams are; and the limits' headers (initial metadata) go out before the first event,
-        # which sends the metadata on the gRPC face.
+        # streams are; and the limits' and the response cache's headers (initial metadata) go out
+        # before the first event, which sends the metadata on the gRPC face.
         begun = await self._begin(context, "StreamChatCompletion", chat, request)
         response_id, created = responses.new_ids()
         chunks = self._stream("StreamChatCompletion", chat, context, checked=request, begun=begun)

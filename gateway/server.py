@@ -26,6 +26,7 @@ from gateway.openai_service import GenerationCaps, OpenAiServicer
 from gateway.openapi import DocumentedService, OpenApiDocument
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.request_limits import RequestLimits, RequestLimitsInterceptor
+from gateway.response_cache import MemoryResponseCache, RedisResponseCache, ResponseCache
 from gateway.response_store import ResponseStore
 from gateway.settings import GatewaySettings
 from gateway.tables import RoutingTables, RoutingWatcher
@@ -122,6 +123,15 @@ def concurrency_limiter(settings: GatewaySettings) -> ConcurrencyLimiter:
     return MemoryConcurrencyLimiter(**queue)
 
 
+def response_cache(settings: GatewaySettings) -> ResponseCache:
+    """The response cache: in Redis when the gateways share one (`redis_url`, like the rate
+    limits), else in this process."""
+    ttl, size = settings.response_cache_ttl_s, settings.response_cache_max_bytes
+    if settings.redis_url:
+        return RedisResponseCache(settings.redis_url, ttl, size)
+    return MemoryResponseCache(ttl, size)
+
+
 def http_config(app: Transcoder, settings: GatewaySettings) -> uvicorn.Config:
     """uvicorn's configuration of the HTTP face: httptools with the header-read timeout, the
     connection limit and keep-alive timeout of `settings` (the body limits are the app's)."""
@@ -161,6 +171,7 @@ async def serve(
     usage = UsageRecorder(settings.app_address, spool=UsageSpool(settings.data_dir / "usage-spool"))
     limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
     concurrency = concurrency_limiter(settings)
+    cache = response_cache(settings)
     caps = GenerationCaps(max_choices=settings.max_choices, max_total_tokens=settings.max_total_tokens)
     # Stored responses: written in batches like usage, spooled beside it (gateway/response_store.py).
     stored = ResponseStore(
@@ -180,6 +191,7 @@ async def serve(
         concurrency=concurrency,
         default_key_requests_per_minute=settings.default_key_requests_per_minute,
         default_key_tokens_per_minute=settings.default_key_tokens_per_minute,
+        response_cache=cache,
     )
     if offer is not None:
         offer(servicer)
@@ -226,3 +238,5 @@ async def serve(
         await limiter.close()
     if isinstance(concurrency, RedisConcurrencyLimiter):
         await concurrency.close()
+    if isinstance(cache, RedisResponseCache):
+        await cache.close()

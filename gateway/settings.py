@@ -16,6 +16,9 @@ DEFAULT_MAX_TOTAL_TOKENS = 65536
 # Rate limits of a key that has none of its own (0: none); OpenAiServicer's defaults too.
 DEFAULT_KEY_REQUESTS_PER_MINUTE = 100
 DEFAULT_KEY_TOKENS_PER_MINUTE = 0
+# The response cache's defaults (below): five minutes, 256 MiB.
+DEFAULT_RESPONSE_CACHE_TTL_S = 300.0
+DEFAULT_RESPONSE_CACHE_MAX_BYTES = 256 << 20
 _LIMITS = RequestLimits()  # the defaults of the request caps (below)
 
 
@@ -39,6 +42,12 @@ class GatewaySettings(RuntimeSettings):
     concurrency_queue_timeout: float = Field(default=30.0, ge=0)
     concurrency_queue_length: int = Field(default=100, ge=0)
     concurrency_lease_ttl: float = Field(default=15.0, gt=0)
+    # The response cache of deployments with `caching` on (gateway/response_cache.py): an entry
+    # lives `response_cache_ttl_s` seconds; the entries' bytes stay under
+    # `response_cache_max_bytes` (least recently used out first; 0: no response cache). In this
+    # gateway's memory, or in Redis at `redis_url` (shared by the gateways, the bound theirs).
+    response_cache_ttl_s: float = Field(default=DEFAULT_RESPONSE_CACHE_TTL_S, gt=0)
+    response_cache_max_bytes: int = Field(default=DEFAULT_RESPONSE_CACHE_MAX_BYTES, ge=0)
     # Caps on what one generation request may ask the engine for, checked before rate limits
     # and the engine (INVALID_ARGUMENT): `n` (and `best_of`) choices at most, and n × the
     # request's max_tokens / max_completion_tokens / max_output_tokens at most.

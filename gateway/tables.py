@@ -52,6 +52,7 @@ class DeploymentEntry:
     prompt_id: str = ""
     prompt_version: int = 0
     prompt_label: str = ""
+    caching: bool = False  # the response cache answers its deterministic requests
 
 
 @dataclass
@@ -116,6 +117,7 @@ class RoutingTables:
                 prompt_id=d.prompt_id,
                 prompt_version=d.prompt_version,
                 prompt_label=d.prompt_label,
+                caching=d.caching,
             )
             self.deployments[d.id] = entry
             self.by_name[(d.project_id, d.name)] = entry

@@ -82,8 +82,10 @@ class UsageRecorder:
         started: float,
         status_code: int,
         prompt: PromptRun | None = None,
+        cached: bool = False,
     ) -> None:
-        """Queues one request's usage under a new key (never blocks, never raises)."""
+        """Queues one request's usage under a new key (never blocks, never raises). `cached`: it
+        was answered from the response cache (its tokens are zero)."""
         now = time.time()
         rec = usage_pb2.UsageRecord(
             request_id=uuid.uuid4().hex,
@@ -96,6 +98,7 @@ class UsageRecorder:
             latency_ms=(time.perf_counter() - started) * 1000.0,
             status_code=status_code,
             operation=operation,
+            cached=cached,
         )
         if prompt is not None:  # a model call of a prompt run
             rec.prompt_id = prompt.prompt_id

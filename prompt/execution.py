@@ -517,11 +517,13 @@ async def _call(awaitable: Any) -> Any:
 
 # Response metadata of a model call passed on to the prompt's caller: its rate-limit headers.
 _LIMIT_HEADER_PREFIX = "x-ratelimit-"
+_CACHE_HEADER = "x-bud-cache"  # the response cache's hit/miss (gateway/response_cache.py)
 
 
 async def _pass_limit_headers(call: Any, context: Any) -> None:
-    """Sends the caller the rate-limit headers a model call answered with (the key's, the
-    model's and the prompt deployment's limits, the tightest of each kind), as its own."""
+    """Sends the caller the rate-limit headers a model call answered with (the key's, the model's
+    and the prompt deployment's limits, the tightest of each kind) and the response cache's
+    `x-bud-cache`, as its own."""
     getter = getattr(call, "initial_metadata", None)
     if getter is None:
         return
@@ -529,7 +531,9 @@ async def _pass_limit_headers(call: Any, context: Any) -> None:
         metadata = await getter()
     except grpc.aio.AioRpcError:
         return
-    headers = tuple((k, v) for k, v in metadata or () if k.startswith(_LIMIT_HEADER_PREFIX))
+    headers = tuple(
+        (k, v) for k, v in metadata or () if k.startswith(_LIMIT_HEADER_PREFIX) or k == _CACHE_HEADER
+    )
     if headers:
         await context.send_initial_metadata(headers)
 

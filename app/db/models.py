@@ -266,6 +266,8 @@ class UsageRecord(Base):
     prompt_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
     prompt_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     prompt_deployment_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Answered from the gateways' response cache (no engine ran: zero tokens).
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class RoutingState(Base):

@@ -9,7 +9,8 @@ to quarantine — one bad record must not stop the usage of every project. It al
 `last_used_time` forward. That is bookkeeping, not routing state, so it does not bump the routing
 revision. QueryUsage groups by UTC day, key and deployment, and for the model calls of prompt
 runs by prompt, version and prompt deployment too (each model call of a run, repairs included, is
-a record of its own).
+a record of its own); the requests the gateways' response cache answered (`cached`, zero tokens)
+are counted in `requests` and in `cached_requests`.
 
 RecordUsage is internal — gateways call it on the internal network — and takes no user token;
 QueryUsage needs the viewer role in the project (see `app.authz`).
@@ -96,6 +97,7 @@ def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dic
         "prompt_id": record.prompt_id,
         "prompt_version": record.prompt_version,
         "prompt_deployment_id": record.prompt_deployment_id,
+        "cached": record.cached,
     }
 
 
@@ -202,6 +204,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
                 record.prompt_id,
                 record.prompt_version,
                 record.prompt_deployment_id,
+                func.coalesce(func.sum(case((record.cached, 1), else_=0)), 0),
             )
             .where(record.project_id == request.project_id)
             .group_by(*_GROUPS)
@@ -234,8 +237,9 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
                     prompt_id=prompt,
                     prompt_version=int(version),
                     prompt_deployment_id=via,
+                    cached_requests=int(h),
                 )
-                for day, key, dep, n, p, c, e, prompt, version, via in result
+                for day, key, dep, n, p, c, e, prompt, version, via, h in result
             ]
         )
 

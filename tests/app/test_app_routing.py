@@ -86,7 +86,7 @@ async def test_snapshot_then_changes(
             deployment_pb2.CreateDeploymentRequest(
                 project_id=project_id,
                 deployment=helpers.model_deployment(
-                    "fresh", rate_limits=deployment_pb2.RateLimits(requests_per_minute=7)
+                    "fresh", rate_limits=deployment_pb2.RateLimits(requests_per_minute=7), caching=True
                 ),
             )
         )
@@ -94,6 +94,7 @@ async def test_snapshot_then_changes(
     message = await _next_matching(call, lambda m: any(d.id == deployment.id for d in m.upsert_deployments))
     (route,) = [d for d in message.upsert_deployments if d.id == deployment.id]
     assert route.name == "fresh" and route.requests_per_minute == 7 and route.project_id == project_id
+    assert route.caching  # the gateways' response cache follows the deployment's switch
     if not route.ready:
         message = await _next_matching(
             call, lambda m: any(d.id == deployment.id and d.ready for d in m.upsert_deployments)

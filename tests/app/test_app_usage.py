@@ -143,6 +143,54 @@ async def test_same_client_request_id_is_one_record_per_request(stubs: Any, app:
     assert sorted(rows) == [(f"gw{i}", "same-id-every-time") for i in range(5)]
 
 
+async def test_cached_records_are_kept_and_counted_apart(stubs: Any, app: RunningApp) -> None:
+    """A response-cache hit's record (zero tokens, `cached`) is stored with its flag, and the day's
+    bucket counts it in `requests` and in `cached_requests`."""
+    project_id = app.bootstrapped.project_id
+    now = datetime.now(UTC)
+    batch = [
+        _record("miss", project_id, "key_c", now, deployment_id="dep_c"),
+        _record(
+            "hit1",
+            project_id,
+            "key_c",
+            now,
+            deployment_id="dep_c",
+            prompt_tokens=0,
+            completion_tokens=0,
+            cached=True,
+        ),
+        _record(
+            "hit2",
+            project_id,
+            "key_c",
+            now,
+            deployment_id="dep_c",
+            prompt_tokens=0,
+            completion_tokens=0,
+            cached=True,
+        ),
+    ]
+    assert (await stubs.usage.RecordUsage(usage_pb2.RecordUsageRequest(records=batch))).stored == 3
+    async with app.db.snapshot() as session:
+        rows = (
+            await session.execute(
+                select(models.UsageRecord.request_id, models.UsageRecord.cached).where(
+                    models.UsageRecord.api_key_id == "key_c"
+                )
+            )
+        ).all()
+    assert sorted(rows) == [("hit1", True), ("hit2", True), ("miss", False)]
+    query = usage_pb2.QueryUsageRequest(project_id=project_id, api_key_id="key_c")
+    (bucket,) = (await stubs.usage.QueryUsage(query)).buckets
+    assert (bucket.requests, bucket.cached_requests, bucket.prompt_tokens, bucket.completion_tokens) == (
+        3,
+        2,
+        10,
+        5,
+    )
+
+
 async def test_invalid_records_are_refused_alone(stubs: Any, app: RunningApp) -> None:
     """A 129-character id (key or client id) or a negative count refuses that record, reported
     by index, key, reason and field; the rest of the batch is stored (it used to fail whole)."""

@@ -58,7 +58,7 @@ class RouteKey(_message.Message):
     def __init__(self, id: _Optional[str] = ..., prefix: _Optional[str] = ..., key_hash: _Optional[bytes] = ..., project_id: _Optional[str] = ..., deployment_ids: _Optional[_Iterable[str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ...) -> None: ...
 
 class RouteDeployment(_message.Message):
-    __slots__ = ("id", "project_id", "name", "endpoints", "requests_per_minute", "tokens_per_minute", "ready", "create_time", "prompt_id", "prompt_version", "max_concurrency", "prompt_label")
+    __slots__ = ("id", "project_id", "name", "endpoints", "requests_per_minute", "tokens_per_minute", "ready", "create_time", "prompt_id", "prompt_version", "max_concurrency", "prompt_label", "caching")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class RouteDeployment(_message.Message):
     PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PROMPT_LABEL_FIELD_NUMBER: _ClassVar[int]
+    CACHING_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     name: str
@@ -83,7 +84,8 @@ class RouteDeployment(_message.Message):
     prompt_version: int
     max_concurrency: int
     prompt_label: str
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[RouteEndpoint, _Mapping]]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., ready: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., prompt_label: _Optional[str] = ...) -> None: ...
+    caching: bool
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[RouteEndpoint, _Mapping]]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., ready: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., prompt_label: _Optional[str] = ..., caching: _Optional[bool] = ...) -> None: ...
 
 class RouteEndpoint(_message.Message):
     __slots__ = ("address", "served_model_name")
