@@ -22,6 +22,7 @@ from bud.app.v1 import usage_pb2
 from bud.auth.v1 import routing_pb2
 from bud.openai.v1 import chat_pb2, openai_service_pb2_grpc, response_pb2
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
+from gateway.concurrency import MemoryConcurrencyLimiter
 from gateway.engines import EnginePool
 from gateway.openai_service import LARGE_REQUEST_BYTES, OpenAiServicer
 from gateway.ratelimit import Limit, MemoryRateLimiter
@@ -603,3 +604,27 @@ async def test_the_settings_choose_the_store_and_its_bounds(tmp_path: Any) -> No
     for bad in ({"response_cache_ttl_s": 0}, {"response_cache_max_bytes": -1}):
         with pytest.raises(ValidationError, match=next(iter(bad))):
             GatewaySettings(data_dir=tmp_path, **bad)
+
+
+async def test_a_hit_takes_no_concurrency_slot() -> None:
+    """A deployment at its max_concurrency still answers its cache hits at once: a hit runs
+    nothing on the engines, so it neither waits for a slot nor is refused for want of one."""
+    engine = InstantEngine(["m1"], chunks=40, chunk_delay=0.5)  # a long stream holds the one slot
+    async with _gateway(engine=engine) as gw, gw.client() as http:
+        gw.servicer.concurrency = MemoryConcurrencyLimiter(queue_timeout=0.2, queue_length=1)
+        assert (await http.post(CHAT, json=DETERMINISTIC)).headers["x-bud-cache"] == "miss"
+        limited = routing_pb2.WatchRoutingResponse(revision=2)
+        _deployment(limited, "d1", "p1", "chat")
+        limited.upsert_deployments[0].max_concurrency = 1
+        gw.tables.apply(limited)
+        async with http.stream(
+            "POST", CHAT, json={**DETERMINISTIC, "temperature": 1, "stream": True}
+        ) as held:
+            assert held.status_code == 200
+            lines = held.aiter_lines()  # kept: a dropped iterator would close the stream
+            await lines.__anext__()  # the stream is running: the slot is taken
+            assert gw.servicer.concurrency.in_flight("dep:d1") == 1, gw.tables.deployments["d1"]
+            hit = await http.post(CHAT, json=DETERMINISTIC)
+            assert hit.status_code == 200 and hit.headers["x-bud-cache"] == "hit"
+            missed = await http.post(CHAT, json={**DETERMINISTIC, "temperature": 1})
+            assert missed.status_code == 429  # an engine call still waits for the slot, then is refused
