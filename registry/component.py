@@ -40,6 +40,8 @@ def make_servicer(
         callers,
         settings.model_roots(),
         settings.registry_hf_cache_dir,
+        settings.scan_settings(),
+        settings.registry_scan_on_register,
     )
 
 
@@ -54,8 +56,8 @@ def bindings(
     settings: RegistrySettings | None = None,
     app_address: Callable[[], str] | None = None,
 ) -> list[ServiceBinding]:
-    """RegistryService in its host's (the app's) server: the catalogue, licences and imports;
-    ScanModel, benchmarks and the leaderboard answer UNIMPLEMENTED (not built)."""
+    """RegistryService in its host's (the app's) server: the catalogue, licences, imports and
+    scans; benchmarks and the leaderboard answer UNIMPLEMENTED (not built here)."""
     if settings is None:
         settings = host.settings(RegistrySettings) if host is not None else load(RegistrySettings)
     if app_address is None:

@@ -2,8 +2,10 @@
 
 Every logged-in user reads (GetModel, ListModels, GetModelLicense, ListLicenses,
 GetImportOperation); platform admins write (CreateModel, UpdateModel, DeleteModel, ImportModel).
-The caller check is `registry.callers`. ScanModel and the benchmarks and leaderboard RPCs are not
-built: they answer UNIMPLEMENTED (the generated base class).
+The caller check is `registry.callers`. ScanModel (platform admins) and the scans started after a
+registration or an import are `registry.scans`; ResolveModelForDeployment is the app's (its
+service identity only: auth/service_identity.py), asked when a deployment names a registry model.
+The benchmarks and leaderboard RPCs are not built here: they answer UNIMPLEMENTED.
 
 The registry's schema is migrated on the first call after start (its own alembic environment,
 `registry.db.migrate`), once per process.
@@ -27,12 +29,14 @@ from bud.registry.v1 import registry_pb2, registry_pb2_grpc
 from budrt.errors import Reason, echo, failed_precondition, invalid_argument, not_found
 from registry import importer, licenses
 from registry.callers import Callers
-from registry.convert import MODEL, license_of, model_to_proto, new_id, operation_to_proto
+from registry.convert import MODEL, license_of, model_to_proto, new_id, operation_to_proto, scan_report
 from registry.db import models
 from registry.db.migrate import upgrade_database
 from registry.db.models import now_ms
 from registry.db.session import RegistryDatabase
 from registry.operations import ImportRunner
+from registry.scanning import ScanSettings
+from registry.scans import ScanRunner
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -118,12 +122,21 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     """The catalogue, its licences and imports."""
 
     def __init__(
-        self, db: RegistryDatabase, callers: Callers, roots: tuple[Path, ...], hf_cache_dir: str = ""
+        self,
+        db: RegistryDatabase,
+        callers: Callers,
+        roots: tuple[Path, ...],
+        hf_cache_dir: str = "",
+        scan_settings: ScanSettings | None = None,
+        scan_on_register: bool = True,
     ) -> None:
         self._db = db
         self._callers = callers
         self._roots = roots
-        self.imports = ImportRunner(db, roots, hf_cache_dir)
+        settings = scan_settings or ScanSettings.from_env()
+        self.scans = ScanRunner(db, lambda: settings)
+        self._scan_on_register = scan_on_register
+        self.imports = ImportRunner(db, roots, hf_cache_dir, after_import=self._scan_registered)
         self._migrated = False
         self._migrating = asyncio.Lock()
 
@@ -132,8 +145,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         await self._callers.app.close()
 
     async def dispose(self) -> None:
-        """Stops the imports and closes the database (tests; a process just exits)."""
+        """Stops the imports and scans and closes the database (tests; a process just exits)."""
         await self.imports.stop()
+        await self.scans.stop()
         await self._db.dispose()
 
     async def ready(self) -> None:
@@ -300,7 +314,39 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         await self.ready()
         async with self._db.transaction() as session:
             session.add(row)
+        if row.local_path:
+            await self._scan_registered(row.id)
         return registry_pb2.CreateModelResponse(model=model_to_proto(row))
+
+    async def _scan_registered(self, model_id: str) -> None:
+        """Starts the scan of a model just registered or imported (unless turned off)."""
+        if self._scan_on_register:
+            await self.scans.start(model_id)
+
+    async def ScanModel(
+        self, request: registry_pb2.ScanModelRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.ScanModelResponse:
+        """Starts scanning a model's files (ClamAV, pickles, headers) in the background: answers
+        the last report and the operation to poll (GetImportOperation); GetModel shows the new
+        report when it ends. The model is PENDING meanwhile. Platform admins."""
+        await self._callers.admin(context, "scan models")
+        check_model_id(request.model_id)
+        await self.ready()
+        async with self._db.transaction() as session:
+            previous = scan_report((await self._get(session, request.model_id)).scan_report)
+        op = await self.scans.start(request.model_id)
+        return registry_pb2.ScanModelResponse(report=previous, operation=operation_to_proto(op))
+
+    async def ResolveModelForDeployment(
+        self, request: registry_pb2.ResolveModelForDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.ResolveModelForDeploymentResponse:
+        """The files a deployment of the model loads and their scanned hashes; FAILED_PRECONDITION
+        unless the model's scan is CLEAN and its files unchanged since. Called by the app (its
+        service identity is the caller check: auth/service_identity.py), which has checked the
+        user who asks for the deployment."""
+        check_model_id(request.model_id)
+        await self.ready()
+        return await self.scans.resolve(request.model_id)
 
     async def UpdateModel(
         self, request: registry_pb2.UpdateModelRequest, context: grpc.aio.ServicerContext

@@ -15,13 +15,15 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from budrt.settings import RuntimeSettings
+from registry.scanning.settings import ScanSettings
 
 # The folder of the data dir that is always a model root (the engine's `MODELS_FOLDER`).
 MODELS_FOLDER = "models"
 
 
-class RegistrySettings(RuntimeSettings):
-    """The runtime's settings plus the registry's knobs (`BUD_<FIELD>`, or the BUD_CONFIG file)."""
+class RegistrySettings(RuntimeSettings, ScanSettings):
+    """The runtime's settings plus the registry's knobs (`BUD_<FIELD>`, or the BUD_CONFIG file),
+    the scanner's (`clamav_*`, `scan_*`: `registry.scanning.ScanSettings`) among them."""
 
     # The registry's own database; empty: the app's (`database_url`, default SQLite in data_dir),
     # where its tables sit beside the app's under their own alembic version table.
@@ -50,6 +52,13 @@ class RegistrySettings(RuntimeSettings):
         if relative:
             raise ValueError(f"model roots must be absolute paths: {', '.join(relative)}")
         return roots
+
+    # Scan a model in the background as soon as it is registered or imported (ScanModel rescans).
+    registry_scan_on_register: bool = True
+
+    def scan_settings(self) -> ScanSettings:
+        """The scanner's part of these settings."""
+        return ScanSettings.model_validate({k: getattr(self, k) for k in ScanSettings.model_fields})
 
     def model_roots(self) -> tuple[Path, ...]:
         """Where local models may come from: `<data_dir>/models` and the `registry_model_roots`."""

@@ -30,10 +30,9 @@ violate these as well: unknown models and projects, missing fields. The fuzzer c
 itself only.
 
 Operations left out, with their reasons (printed with the report):
-- the RPCs still answering UNIMPLEMENTED (the registry's ScanModel, benchmarks and leaderboard:
-  its catalogue, licences and imports are fuzzed; `test_unbuilt_services_still_answer_501` fails
-  as soon as one is built, so it joins the run), and the field that needs them:
-  `model.registry_model_id` of a deployment, answered 501 by design and probed by the same test. Prompt references (`prompt` of POST /v1/responses) are fuzzed: the
+- the RPCs still answering UNIMPLEMENTED (the registry's benchmarks and leaderboard: its
+  catalogue, licences, imports and scans are fuzzed, and deployments of registry models;
+  `test_unbuilt_services_still_answer_501` fails as soon as one is built, so it joins the run). Prompt references (`prompt` of POST /v1/responses) are fuzzed: the
   in-process stack co-hosts the prompt executor with the gateway, as `budrt up` does (on the
   mesh too);
 - on the mesh only, CreateDeployment and UpdateDeployment in the test's project: a deployment the
@@ -69,6 +68,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from app.component import component as app_component
+from app.registry_models import RegistryModels
 from app.server import start_app
 from app.settings import AppSettings
 from gateway.backends import LocalBackend
@@ -85,16 +85,15 @@ from tests.app.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, FAST_RECONCILER, 
 from tests.gateway.conftest import http_server
 from tests.support.instant_engine import InstantEngine, serve_instant_engine
 from tests.support.mesh import Mesh, free_port
+from tests.support.tls import identity_material
 
 # Services whose every RPC answers UNIMPLEMENTED (their component binds the generated base class).
 UNBUILT_SERVICES: tuple[str, ...] = ()
 # RPCs of built services that still answer UNIMPLEMENTED (the registry's scans, benchmarks and
 # leaderboard), left out of the run; `test_unbuilt_services_still_answer_501` probes them.
-UNBUILT_RPCS = ("ScanModel", "CreateBenchmarkResult", "ListBenchmarkResults", "GetLeaderboard")
+UNBUILT_RPCS = ("CreateBenchmarkResult", "ListBenchmarkResults", "GetLeaderboard")
 # Request fields that need an unbuilt service (answered 501 by design), left out of the run.
-UNBUILT_FIELDS = (
-    ("bud.app.v1.ModelSource", "registry_model_id"),  # deploying a registry model: RegistryService
-)
+UNBUILT_FIELDS: tuple[tuple[str, str], ...] = ()
 # What positive generation requests carry (OpenAI's own document requires them too).
 # A token cap too: the real engine generates up to the context's end without one.
 _REQUIRED = {
@@ -435,6 +434,8 @@ async def _serve_stack(tmp: Path, started: Future[tuple[str, str]], stopping: th
         app_settings,
         registry_bindings(settings=registry_settings, app_address=lambda: running[0].address),
         reconciler_options=FAST_RECONCILER,
+        # The app's own identity, which the registry's ResolveModelForDeployment admits.
+        registry_models=RegistryModels(lambda: running[0].address, tls=identity_material("app")),
     )
     running.append(app)
     port = free_port()
@@ -556,7 +557,6 @@ def test_unbuilt_services_still_answer_501(tmp_path: Path) -> None:
             "GetLeaderboard": ("GET", "/v1/registry/leaderboard"),
             "ListBenchmarkResults": ("GET", "/v1/registry/models/m/benchmarks"),
             "CreateBenchmarkResult": ("POST", "/v1/registry/models/m/benchmarks"),
-            "ScanModel": ("POST", "/v1/registry/models/m:scan"),
         }
         assert set(probes) == set(UNBUILT_RPCS)
         for rpc, (method, path) in probes.items():
@@ -570,7 +570,7 @@ def test_unbuilt_services_still_answer_501(tmp_path: Path) -> None:
             headers=auth,
             timeout=30,
         )
-        assert r.status_code == 501, f"registry models deploy now: fuzz them (UNBUILT_FIELDS; {r.text})"
+        assert r.status_code == 400, r.text  # registry models deploy now (an id of the wrong shape)
 
 
 @pytest.mark.mesh

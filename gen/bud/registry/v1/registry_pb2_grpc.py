@@ -100,6 +100,11 @@ class RegistryServiceStub:
                 request_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardRequest.SerializeToString,
                 response_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardResponse.FromString,
                 _registered_method=True)
+        self.ResolveModelForDeployment = channel.unary_unary(
+                '/bud.registry.v1.RegistryService/ResolveModelForDeployment',
+                request_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentRequest.SerializeToString,
+                response_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -198,6 +203,15 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveModelForDeployment(self, request, context):
+        """Internal (the app, when a deployment names a registry model; no REST face): the model's
+        files as recorded by its last scan, refused (FAILED_PRECONDITION naming the findings) unless
+        that scan is CLEAN and the files still have the scanned hashes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +279,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetLeaderboard,
                     request_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardRequest.FromString,
                     response_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardResponse.SerializeToString,
+            ),
+            'ResolveModelForDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveModelForDeployment,
+                    request_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentRequest.FromString,
+                    response_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -619,6 +638,33 @@ class RegistryService:
             '/bud.registry.v1.RegistryService/GetLeaderboard',
             bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardRequest.SerializeToString,
             bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveModelForDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.registry.v1.RegistryService/ResolveModelForDeployment',
+            bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentRequest.SerializeToString,
+            bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,
