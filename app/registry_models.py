@@ -23,7 +23,7 @@ import orjson
 
 from bud.engine.v1 import engine_service_pb2
 from bud.registry.v1 import registry_pb2, registry_pb2_grpc
-from budrt.errors import ServiceError, failed_precondition, unavailable
+from budrt.errors import ServiceError, failed_precondition, internal, unavailable
 from budrt.grpc_server import PROCESS_TLS, service_channel
 
 KIND = "registry_model_id"
@@ -101,6 +101,10 @@ class RegistryModels:
                 ) from None
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise unavailable(f"the model registry cannot be reached: {err.details()}") from None
+            if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+                # The registry refused the app's own identity: the platform's misconfiguration,
+                # not the user's fault (their own rights were checked by the app).
+                raise internal(f"the model registry refused the app: {err.details()}") from None
             error = ServiceError.from_rpc_error(err)
             error.param = param
             raise error from None

@@ -42,6 +42,7 @@ def make_servicer(
         settings.registry_hf_cache_dir,
         settings.scan_settings(),
         settings.registry_scan_on_register,
+        settings.data_dir if settings.registry_register_builtin_models else None,
     )
 
 

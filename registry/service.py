@@ -28,6 +28,7 @@ from sqlalchemy import Select, delete, select
 from bud.registry.v1 import registry_pb2, registry_pb2_grpc
 from budrt.errors import Reason, echo, failed_precondition, invalid_argument, not_found
 from registry import importer, licenses
+from registry.builtins import BuiltinCatalogue
 from registry.callers import Callers
 from registry.convert import MODEL, license_of, model_to_proto, new_id, operation_to_proto, scan_report
 from registry.db import models
@@ -129,6 +130,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         hf_cache_dir: str = "",
         scan_settings: ScanSettings | None = None,
         scan_on_register: bool = True,
+        builtins_dir: Path | None = None,
     ) -> None:
         self._db = db
         self._callers = callers
@@ -137,6 +139,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self.scans = ScanRunner(db, lambda: settings)
         self._scan_on_register = scan_on_register
         self.imports = ImportRunner(db, roots, hf_cache_dir, after_import=self._scan_registered)
+        # The default deployments' built-in models, catalogued from this data dir (None: not).
+        self._builtins = (
+            BuiltinCatalogue(db, builtins_dir, self._scan_registered) if builtins_dir is not None else None
+        )
         self._migrated = False
         self._migrating = asyncio.Lock()
 
@@ -151,13 +157,15 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         await self._db.dispose()
 
     async def ready(self) -> None:
-        """Migrates the registry's schema once per process (the first call waits for it)."""
-        if self._migrated:
-            return
-        async with self._migrating:
-            if not self._migrated:
-                await upgrade_database(self._db)
-                self._migrated = True
+        """Migrates the registry's schema once per process (the first call waits for it), and
+        catalogues the built-in models until it has (`registry.builtins`)."""
+        if not self._migrated:
+            async with self._migrating:
+                if not self._migrated:
+                    await upgrade_database(self._db)
+                    self._migrated = True
+        if self._builtins is not None:
+            await self._builtins.ensure()
 
     async def _get(self, session: Any, model_id: str) -> models.RegistryModel:
         row = await session.get(models.RegistryModel, model_id)

@@ -55,6 +55,9 @@ class RegistrySettings(RuntimeSettings, ScanSettings):
 
     # Scan a model in the background as soon as it is registered or imported (ScanModel rescans).
     registry_scan_on_register: bool = True
+    # Catalogue the built-in models of the default deployments (`registry.builtins`): entries
+    # for information (the defaults deploy their builtin sources, with or without clamd).
+    registry_register_builtin_models: bool = True
 
     def scan_settings(self) -> ScanSettings:
         """The scanner's part of these settings."""

@@ -428,6 +428,7 @@ async def _serve_stack(tmp: Path, started: Future[tuple[str, str]], stopping: th
         jwt_secret=JWT_SECRET,
         registry_model_roots=[tmp / "models"],
         registry_hf_cache_dir=str(tmp / "hf"),
+        registry_register_builtin_models=False,  # an empty catalogue to start from
     )
     running: list[Any] = []
     app = await start_app(

@@ -115,6 +115,7 @@ async def running_registry(
         "registry_model_roots": [models_root],
         "registry_hf_cache_dir": str(hf),
         "registry_scan_on_register": False,
+        "registry_register_builtin_models": False,
         **overrides,
     }
     settings = RegistrySettings(**values)

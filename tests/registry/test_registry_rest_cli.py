@@ -67,6 +67,19 @@ def test_rest_routes(tmp_path: Path) -> None:
             f"{url}/v1/registry/models:import", json={"source": str(model_dir)}, headers=auth, timeout=30
         )
         assert op.status_code == 200 and op.json()["operation"]["state"] == "IMPORT_STATE_RUNNING", op.text
+        for path in (f"{model_id}/scan", f"{model_id}:scan"):  # both bindings; no clamd here
+            scan = requests.post(f"{url}/v1/registry/models/{path}", json={}, headers=auth, timeout=30)
+            assert scan.status_code == 200 and scan.json()["operation"]["stage"] in ("scan", "done"), (
+                scan.text
+            )
+        refused = requests.post(
+            f"{url}/v1/projects/{target.project_id}/deployments",
+            json={"name": "from-registry", "model": {"registry_model_id": model_id}},
+            headers=auth,
+            timeout=30,
+        )
+        assert refused.status_code == 400, refused.text  # PENDING while scanning, then ERROR
+        assert refused.json()["details"][0]["reason"] == "MODEL_SCAN_NOT_CLEAN", refused.text
         assert (
             requests.delete(f"{url}/v1/registry/models/{model_id}", headers=auth, timeout=30).status_code
             == 200

@@ -218,3 +218,47 @@ async def test_clamd_down_is_error_never_clean(
         assert "unreachable" in model.scan.reason and model.scan.verdict == R.SCAN_VERDICT_ERROR
         err = await expect(deployer.create(model.id), grpc.StatusCode.FAILED_PRECONDITION)
         assert "ERROR" in err.message and "unreachable" in err.message
+
+
+async def test_builtin_models_are_catalogued_and_the_defaults_work_without_clamd(
+    app_settings: Any, tmp_path: Path, process_tls: LocalCa, tiny_model_dir: Path
+) -> None:
+    """`budrt up` on a machine without clamd: the built-in models are catalogued (scan ERROR,
+    clamd unreachable), and the default deployments, built-in sources, are served all the same."""
+    (app_settings.data_dir / "models").mkdir(parents=True)
+    (app_settings.data_dir / "models" / "tiny-llama").symlink_to(tiny_model_dir)  # as the engine built it
+    settings = {
+        "clamav_port": free_port(),  # no clamd
+        "registry_scan_on_register": True,
+        "registry_register_builtin_models": True,
+    }
+    async with running_registry(app_settings, tmp_path, process_tls, **settings) as stack:
+        registry, _ = await stack.client()
+        listed = (await registry.ListModels(R.ListModelsRequest())).models
+        assert {m.name for m in listed} == {"tiny-llama", "all-minilm-l6-v2"}
+        assert all(list(m.tags) == ["builtin"] for m in listed)
+        await stack.servicer.scans.wait()
+        for model in (await registry.ListModels(R.ListModelsRequest())).models:
+            assert model.scan_status == R.SCAN_STATUS_ERROR and "unreachable" in model.scan.reason
+        again = (await registry.ListModels(R.ListModelsRequest())).models
+        assert len(again) == 2  # catalogued once
+
+        chan = stack._channels[-1]
+        projects = project_pb2_grpc.ProjectServiceStub(chan)
+        deployments = deployment_pb2_grpc.DeploymentServiceStub(chan)
+        default = next(
+            p
+            for p in (await projects.ListProjects(project_pb2.ListProjectsRequest())).projects
+            if p.name == "default"
+        )
+        for _ in range(200):
+            served = (
+                await deployments.ListDeployments(
+                    deployment_pb2.ListDeploymentsRequest(project_id=default.id)
+                )
+            ).deployments
+            if served and all(d.status == deployment_pb2.DEPLOYMENT_STATUS_READY for d in served):
+                break
+            await asyncio.sleep(0.05)
+        assert served and all(d.model.WhichOneof("source") == "builtin" for d in served)
+        assert all(d.status == deployment_pb2.DEPLOYMENT_STATUS_READY for d in served), served

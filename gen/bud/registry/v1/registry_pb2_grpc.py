@@ -169,7 +169,8 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ScanModel(self, request, context):
-        """Scans a model's files (ClamAV and pickle scan).
+        """Scans a model's files (ClamAV, pickles, model-format headers) in the background: the
+        previous report and the operation to poll. Platform admins.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
