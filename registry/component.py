@@ -80,13 +80,14 @@ def _add_commands(commands: Any) -> None:
     imp.add_argument("--revision", default="", help="Hugging Face branch, tag or commit")
     imp.add_argument("--name", default="", help="display name (default: the source)")
     imp.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    imp.add_argument("--no-scan", action="store_true", help="do not scan it now (it stays PENDING)")
     imp.set_defaults(run=_import_command)
 
 
 def _import_command(args: argparse.Namespace) -> int:
     from registry.cli import import_command
 
-    return asyncio.run(import_command(args.source, args.revision, args.name, args.tag))
+    return asyncio.run(import_command(args.source, args.revision, args.name, args.tag, not args.no_scan))
 
 
 component = Component(

@@ -199,11 +199,24 @@ class ScanRunner:
             if self._running.get(model_id) == op_id:
                 del self._running[model_id]
 
-    async def _record(self, op_id: str, model_id: str, report: ScanReport) -> None:
-        """The model's status, report and scanned files; the operation SUCCEEDED (whatever the
-        verdict: the scan ran)."""
+    async def scan_now(self, model_id: str, progress: Callable[[ScanProgress], None] | None = None) -> str:
+        """Scans in the foreground (the CLI, after its import): the status recorded."""
         async with self._db.transaction() as session:
             row = await session.get(models.RegistryModel, model_id)
+            if row is None or not row.local_path:
+                raise not_found(f"model {echo(model_id)} not found", param="model_id")
+            root = Path(row.local_path)
+        report = await scan_model(root, None, self._settings(), progress)
+        await self._record(None, model_id, report)
+        return status_name(report.status)
+
+    async def _record(self, op_id: str | None, model_id: str, report: ScanReport) -> None:
+        """The model's status, report and scanned files; the operation (if any) SUCCEEDED
+        (whatever the verdict: the scan ran)."""
+        async with self._db.transaction() as session:
+            row = await session.get(models.RegistryModel, model_id)
+            if row is None and op_id is None:
+                return
             if row is None:
                 await session.execute(
                     update(models.ImportOperation)
@@ -222,6 +235,8 @@ class ScanRunner:
             row.scan_status = status_name(report.status)
             row.scan_report = stored_report(report)
             row.update_time_ms = now_ms()
+            if op_id is None:
+                return
             await session.execute(
                 update(models.ImportOperation)
                 .where(models.ImportOperation.id == op_id)

@@ -52,7 +52,7 @@ from app.validation import check_model_source as check_deployment_source
 from auth.roles import EDITOR, VIEWER
 from auth.tokens import Authenticator
 from bud.app.v1 import deployment_pb2, deployment_pb2_grpc
-from budrt.errors import already_exists, failed_precondition, invalid_argument
+from budrt.errors import ServiceError, already_exists, failed_precondition, invalid_argument
 from budrt.grpc_server import ServiceBinding
 
 PENDING = status_name(deployment_pb2.DEPLOYMENT_STATUS_PENDING)
@@ -261,7 +261,16 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
             request.update_mask, deployment_pb2.Deployment.DESCRIPTOR, WRITABLE_FIELDS, nested=True
         )
         removed: list[EngineModel] = []
-        pin = await self._registry_pin(patch) if any(p.split(".")[0] == "model" for p in paths) else None
+        # Resolved before the transaction; a refusal counts only when the model is not the one
+        # the deployment already has (that one keeps its pin: an update of other fields, or an
+        # empty mask repeating the model, is not refused because the model was rescanned).
+        pin: str | None = None
+        pin_error: ServiceError | None = None
+        if any(p.split(".")[0] == "model" for p in paths):
+            try:
+                pin = await self._registry_pin(patch)
+            except ServiceError as err:
+                pin_error = err
         with conflicts_as(lambda err: _conflict(err, patch.name)):
             async with self._access.project(
                 caller, patch.project_id, EDITOR, kind="mutation", param="deployment.project_id"
@@ -287,6 +296,8 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                         source = (REGISTRY_KIND, row.model_source or "")  # the same model: pinned as it was
                     elif pin is not None and pinned_id(pin) == source[1]:
                         source = (REGISTRY_KIND, pin)
+                    elif pin_error is not None:
+                        raise pin_error
                     else:
                         raise failed_precondition(
                             "the registry model was not resolved", param="deployment.model.registry_model_id"

@@ -15,6 +15,7 @@ import requests
 from tests.app.conftest import ADMIN_PASSWORD
 from tests.gateway.test_fuzz_openapi import in_process_stack, prepare
 from tests.registry.models_on_disk import COMMIT, TINY_PARAMETERS, hf_cache, small_llama
+from tests.support.mesh import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,6 +100,7 @@ def test_budrt_models_import_prints_the_entry(tmp_path: Path, tiny_model_dir: Pa
         "BUD_REGISTRY_HF_CACHE_DIR": str(cache),
         "BUD_REGISTRY_MODEL_ROOTS": str(tmp_path / "models"),
         "HF_HUB_OFFLINE": "1",
+        "BUD_CLAMAV_PORT": str(free_port()),
     }
     run = subprocess.run(
         [sys.executable, "-m", "budrt", "models", "import", "bud-test/tiny-llama", "--tag", "cli"],
@@ -112,7 +114,9 @@ def test_budrt_models_import_prints_the_entry(tmp_path: Path, tiny_model_dir: Pa
     entry = json.loads(run.stdout)
     assert entry["hugging_face_id"] == "bud-test/tiny-llama" and entry["revision"] == COMMIT
     assert int(entry["parameter_count"]) == TINY_PARAMETERS and entry["tags"] == ["cli"]
-    assert "hashing" in run.stderr  # the progress bar
+    assert "hashing" in run.stderr and "scanning" in run.stderr  # the progress bars
+    assert entry["scan_status"] == "SCAN_STATUS_ERROR"  # no clamd at BUD_CLAMAV_PORT: never CLEAN
+    assert "unreachable" in entry["scan"]["reason"]
 
     small_llama(tmp_path / "models" / "m")
     local = subprocess.run(

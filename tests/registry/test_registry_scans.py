@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 import tests.support.clamd
 from bud.app.v1 import deployment_pb2, deployment_pb2_grpc, project_pb2, project_pb2_grpc
@@ -115,6 +116,23 @@ async def test_clean_model_is_scanned_after_registration_and_deployed(
     source = loads[-1].source.registry
     assert source.model_id == model.id and source.local_path == str(directory)
     assert dict(source.sha256) == {f.path: f.sha256 for f in model.files}
+
+    # The files change: new deployments are refused, the existing one keeps its pin (an update
+    # repeating its model is not refused; its engine would refuse changed files on a reload).
+    (directory / "README.md").write_text("# edited\n")
+    await expect(deployer.create(model.id, "d2"), grpc.StatusCode.FAILED_PRECONDITION)
+    updated = await deployer.deployments.UpdateDeployment(
+        deployment_pb2.UpdateDeploymentRequest(
+            deployment=deployment_pb2.Deployment(
+                id=deployment.id,
+                project_id=deployer.project.id,
+                name="renamed",
+                model=deployment_pb2.ModelSource(registry_model_id=model.id),
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["name", "model"]),
+        )
+    )
+    assert updated.deployment.name == "renamed" and updated.deployment.model.registry_model_id == model.id
 
 
 async def test_eicar_model_is_infected_and_its_deployment_refused(scanning: RegistryStack) -> None:
