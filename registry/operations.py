@@ -152,7 +152,10 @@ class ImportRunner:
                 )
             log.info("model imported", extra={"operation": op_id, "model_id": row.id})
             if self._after_import is not None:
-                await self._after_import(row.id)
+                try:
+                    await self._after_import(row.id)
+                except Exception:  # the import stands; the model stays PENDING
+                    log.exception("starting the scan of an imported model failed", extra={"model_id": row.id})
         except asyncio.CancelledError:
             await asyncio.shield(
                 self._write(op_id, state=FAILED, error="the registry stopped during the import")
