@@ -133,6 +133,11 @@ async def test_clean_model_is_scanned_after_registration_and_deployed(
         )
     )
     assert updated.deployment.name == "renamed" and updated.deployment.model.registry_model_id == model.id
+    in_use = await expect(
+        deployer.registry.DeleteModel(R.DeleteModelRequest(model_id=model.id)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert in_use.reason == "MODEL_IN_USE" and "p1/renamed" in in_use.message
 
 
 async def test_eicar_model_is_infected_and_its_deployment_refused(scanning: RegistryStack) -> None:
