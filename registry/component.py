@@ -40,9 +40,9 @@ def make_servicer(
         callers,
         settings.model_roots(),
         settings.registry_hf_cache_dir,
-        settings.scan_settings(),
-        settings.registry_scan_on_register,
-        settings.data_dir if settings.registry_register_builtin_models else None,
+        scan_settings=settings.scan_settings(),
+        scan_on_register=settings.registry_scan_on_register,
+        builtins_dir=settings.data_dir if settings.registry_register_builtin_models else None,
     )
 
 
