@@ -285,3 +285,19 @@ async def test_builtin_models_are_catalogued_and_the_defaults_work_without_clamd
             await asyncio.sleep(0.05)
         assert served and all(d.model.WhichOneof("source") == "builtin" for d in served)
         assert all(d.status == deployment_pb2.DEPLOYMENT_STATUS_READY for d in served), served
+
+
+async def test_an_import_is_scanned_when_it_succeeds(scanning: RegistryStack) -> None:
+    registry, _ = await scanning.client()
+    directory = small_llama(scanning.models_root / "imported")
+    started = await registry.ImportModel(R.ImportModelRequest(source=str(directory)))
+    await scanning.servicer.imports.wait()
+    op = (
+        await registry.GetImportOperation(R.GetImportOperationRequest(operation_id=started.operation.id))
+    ).operation
+    assert op.state == R.IMPORT_STATE_SUCCEEDED, op.error
+    model = await scanned(scanning, registry, op.model_id)
+    assert model.scan_status == R.SCAN_STATUS_CLEAN, model.scan.summary
+    assert model.scan.summary == "CLEAN (3 files)"
+    clean = (await registry.ListModels(R.ListModelsRequest(scan_status=R.SCAN_STATUS_CLEAN))).models
+    assert [m.id for m in clean] == [model.id]
