@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 from google.protobuf import json_format, timestamp_pb2
 
 from app.db import models
+from app.registry_models import KIND as REGISTRY_KIND
+from app.registry_models import pinned_id
 from bud.app.v1 import deployment_pb2, project_pb2
 from bud.auth.v1 import auth_pb2, routing_pb2, user_pb2
 from bud.engine.v1 import engine_service_pb2
@@ -65,7 +67,7 @@ def project_to_proto(row: models.Project) -> project_pb2.Project:
 def model_source_to_proto(kind: str, value: str) -> deployment_pb2.ModelSource:
     """The ModelSource with oneof field `kind` set to `value`."""
     source = deployment_pb2.ModelSource()
-    setattr(source, kind, value)
+    setattr(source, kind, pinned_id(value) if kind == REGISTRY_KIND else value)
     return source
 
 

@@ -17,6 +17,7 @@ from app.control import Reconciler, prompt_status
 from app.db.migrate import upgrade_database
 from app.db.session import Database, discard
 from app.prompts.cipher import KeyCipher
+from app.registry_models import RegistryModels
 from app.routing_feed import RoutingFeed
 from app.services import (
     api_keys,
@@ -56,6 +57,8 @@ class RunningApp:
     feed: RoutingFeed
     # Periodic tasks that end when `_closing` is set (the stored responses' purge).
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    # The client of the registry (a guest of this process) that resolves registry models.
+    registry_models: RegistryModels | None = None
 
     @property
     def port(self) -> int:
@@ -80,6 +83,8 @@ class RunningApp:
             await self._reconciler_task
             await asyncio.gather(*self._background, return_exceptions=True)
         finally:
+            if self.registry_models is not None:
+                await self.registry_models.close()
             await self.db.dispose()
         log.info("app stopped")
 
@@ -89,10 +94,13 @@ async def start_app(
     extra_bindings: Sequence[ServiceBinding] = (),
     *,
     reconciler_options: dict[str, Any] | None = None,
+    registry_models: RegistryModels | None = None,
 ) -> RunningApp:
     """Migrates the database, bootstraps it on first start (printing the new API key and the
     admin's generated password), starts the gRPC server at `settings.app_address` and the
-    reconciler. `reconciler_options` go to :class:`Reconciler` (intervals, timeouts)."""
+    reconciler. `reconciler_options` go to :class:`Reconciler` (intervals, timeouts).
+    `registry_models`: how a deployment's registry model is resolved (default: the registry
+    hosted here, dialled at this server's own address)."""
     db = Database(settings.resolved_database_url())
     feed: RoutingFeed | None = None
     try:
@@ -112,11 +120,15 @@ async def start_app(
         feed = RoutingFeed(db)
         await feed.start()
         reconciler = Reconciler(db, **(reconciler_options or {}))
+        listening: list[GrpcServer] = []
+        if registry_models is None:
+            host = settings.app_address.rsplit(":", 1)[0]
+            registry_models = RegistryModels(lambda: f"{host}:{listening[0].port}")
         server = GrpcServer(
             settings.app_address,
             [
                 projects.binding(db, reconciler, auth),
-                deployments.binding(db, reconciler, auth),
+                deployments.binding(db, reconciler, auth, registry_models),
                 engines.binding(db, auth),
                 api_keys.binding(db, hash_secret, auth),
                 usage.binding(db, auth),
@@ -135,6 +147,7 @@ async def start_app(
             authorization=ServiceIdentityPolicy(),
         )
         await server.start()
+        listening.append(server)
     except BaseException:
         if feed is not None:
             await feed.stop()
@@ -148,7 +161,9 @@ async def start_app(
     log.info(
         "app serving", extra={"address": settings.app_address, "port": server.port, "database": db.dialect}
     )
-    return RunningApp(settings, db, server, reconciler, created, admin, closing, task, feed, background)
+    return RunningApp(
+        settings, db, server, reconciler, created, admin, closing, task, feed, background, registry_models
+    )
 
 
 async def serve(

@@ -14,7 +14,7 @@ from google.protobuf import descriptor, field_mask_pb2
 from bud.app.v1 import deployment_pb2, engine_registry_pb2
 from bud.engine.v1 import engine_service_pb2
 from budrt.builtin_models import BUILTIN_MODELS, builtin_names
-from budrt.errors import echo, invalid_argument, permission_denied, unimplemented
+from budrt.errors import echo, invalid_argument, permission_denied
 
 # Name lengths (the patterns below say the same; checked first, so an over-long name is refused
 # without being matched or quoted).
@@ -28,6 +28,8 @@ USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,99}$")
 DEPLOYMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 ENGINE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 ENGINE_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+# A registry model id ("rm_" and 24 hex digits; the registry answers whether it exists).
+ID_SHAPE_RE = re.compile(r"^[a-z]{1,8}_[0-9a-f]{24}$")
 HUGGING_FACE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9_.-]{1,96})?$")
 HOST_PORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):(\d{1,5})$")
 DTYPES = frozenset({"auto", "float32", "bfloat16", "float16"})
@@ -178,10 +180,8 @@ def check_model_source(source: deployment_pb2.ModelSource, param: str) -> tuple[
         )
     if kind == "local_path":
         check_engine_path(value, field)
-    if kind == "registry_model_id":
-        raise unimplemented(
-            "registry models cannot be deployed yet (the registry service is not built)", param=field
-        )
+    if kind == "registry_model_id" and not ID_SHAPE_RE.match(value):
+        raise invalid_argument(f"invalid registry model id {echo(value)}", param=field)
     return kind, value
 
 

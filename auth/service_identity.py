@@ -17,7 +17,9 @@ authorisation interceptor a component gives its `GrpcServer` (`authorization=`):
 - the management RPCs (projects, deployments, keys, users, usage queries, prompts, registry):
   gateways (their REST face) and the operator's tools (grpcurl with the operator certificate);
   the user's JWT is still checked by each RPC on top; the app too for GetUser, ListProjects and
-  ListDeployments, which the registry (hosted in its process) calls with its caller's token.
+  ListDeployments, which the registry (hosted in its process) calls with its caller's token;
+- the registry's ResolveModelForDeployment (the files and scanned hashes of a registry model a
+  deployment names): the app only.
 
 A method the table does not name is refused to everyone (a new service must be given its
 callers here). In-process calls (`budrt.inprocess.LocalContext`) carry the host process's own
@@ -75,6 +77,9 @@ POLICY: Mapping[str, frozenset[str]] = {
     "bud.prompt.v1.PromptService/WatchPrompts": frozenset({GATEWAY, PROMPT, APP}),
     "bud.prompt.v1.PromptService/FetchPromptVersion": frozenset({GATEWAY, PROMPT, APP}),
     "bud.registry.v1.RegistryService": _MANAGEMENT,
+    # A deployment's registry model: the files and scanned hashes, for the app only (it checked
+    # the user who deploys; the registry refuses a model whose scan is not CLEAN).
+    "bud.registry.v1.RegistryService/ResolveModelForDeployment": frozenset({APP}),
     # The registry (a guest of the app's process: the app's identity) asks the app, with its
     # caller's own token, whether that token is still current and which deployments use a model.
     "bud.auth.v1.UserService/GetUser": _MANAGEMENT | {APP},

@@ -104,6 +104,9 @@ class Reason(StrEnum):
     UNSUPPORTED_OPERATION = "UNSUPPORTED_OPERATION"
     # The model registry: a model a deployment uses is not deleted unless forced.
     MODEL_IN_USE = "MODEL_IN_USE"
+    # A registry model whose last scan is not CLEAN (or whose files changed since) is not deployed.
+    MODEL_SCAN_NOT_CLEAN = "MODEL_SCAN_NOT_CLEAN"
+    MODEL_FILES_CHANGED = "MODEL_FILES_CHANGED"
     # Service-to-service calls: a service identity the RPC's policy does not allow.
     SERVICE_NOT_ALLOWED = "SERVICE_NOT_ALLOWED"
     # The HTTP face.

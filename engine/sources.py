@@ -27,6 +27,7 @@ from google.protobuf import text_format
 from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.errors import Reason, echo, invalid_argument, unimplemented
 from engine import builtin_models
+from engine.registry_files import check_files
 from engine.settings import MODELS_FOLDER
 
 # Longer paths are refused before they are resolved (Linux's PATH_MAX).
@@ -63,6 +64,14 @@ def check_source(source: pb.ModelSource) -> None:
         raise invalid_argument("source is required", param="source")
     if kind == "hugging_face" and not source.hugging_face.id:
         raise invalid_argument("source.hugging_face.id is required", param="source.hugging_face.id")
+    if kind == "registry":
+        if not source.registry.local_path:
+            raise invalid_argument(
+                "source.registry.local_path is required", param="source.registry.local_path"
+            )
+        if not source.registry.sha256:
+            raise invalid_argument("source.registry.sha256 is required", param="source.registry.sha256")
+        return
     if kind != "hugging_face" and not getattr(source, kind):
         raise invalid_argument(f"source.{kind} is required", param=f"source.{kind}")
 
@@ -74,6 +83,8 @@ def check_load(source: pb.ModelSource, args: pb.EngineArgs, roots: Sequence[Path
     kind = source.WhichOneof("kind")
     if kind == "local_path":
         allowed_path(source.local_path, roots, "source.local_path")
+    elif kind == "registry":
+        allowed_path(source.registry.local_path, roots, "source.registry.local_path")
     elif kind == "hugging_face":
         hugging_face_id(source.hugging_face.id, roots, "source.hugging_face.id")
     if args.HasField("tokenizer"):
@@ -177,8 +188,13 @@ def resolve_source(
     if kind == "hugging_face":
         model = hugging_face_id(source.hugging_face.id, roots, "source.hugging_face.id")
         return ResolvedSource(model, source.hugging_face.revision)
+    if kind == "registry":
+        path = allowed_path(source.registry.local_path, roots, "source.registry.local_path")
+        check_files(path, source.registry.sha256, source.registry.model_id)
+        return ResolvedSource(str(path))
     raise unimplemented(
-        "registry models cannot be loaded yet (the registry service is not built)",
+        "a registry model is loaded by its files and hashes (source.registry, as the app sends it), "
+        "not by its id alone",
         reason=Reason.UNIMPLEMENTED,
         param="source.registry_model_id",
     )

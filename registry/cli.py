@@ -1,5 +1,6 @@
 """`budrt models import SOURCE`: imports a model into the registry from this machine, with
-progress bars (download, hashing), and prints the resulting entry as JSON.
+progress bars (download, hashing, scanning), scans it (unless `--no-scan`; clamd down: the scan
+is ERROR, the import stands) and prints the resulting entry as JSON.
 
 It runs the import itself, against the registry's database (`registry_database_url`, else the
 app's `database_url`), as an operator on the app's machine does with its migrations; no login is
@@ -19,19 +20,26 @@ from budrt.errors import ServiceError
 from budrt.settings import load
 from registry import operations
 from registry.convert import model_to_proto
+from registry.db import models
 from registry.db.migrate import upgrade_database
 from registry.db.session import RegistryDatabase
+from registry.scanning import ScanProgress
+from registry.scans import ScanRunner
 from registry.settings import RegistrySettings
 
 
 class _Bars:
-    """A tqdm bar for the hashing, in bytes (huggingface_hub draws the download's own bars)."""
+    """tqdm bars for the hashing and the scan, in bytes (huggingface_hub draws the download's)."""
 
     def __init__(self) -> None:
         self._bars: dict[str, tqdm] = {}
 
+    def scanning(self, progress: ScanProgress) -> None:
+        """The scanner's progress (bytes read, hashed and sent to clamd)."""
+        self("scanning", progress.bytes_done, progress.bytes_total)
+
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage != "hashing":
+        if stage not in ("hashing", "scanning"):
             return
         bar = self._bars.get(stage)
         if bar is None:
@@ -47,8 +55,9 @@ class _Bars:
             bar.close()
 
 
-async def import_command(source: str, revision: str, name: str, tags: list[str]) -> int:
-    """Imports `source`; prints the entry (stdout) or the refusal (stderr, exit status 1)."""
+async def import_command(source: str, revision: str, name: str, tags: list[str], scan: bool = True) -> int:
+    """Imports `source` (and scans it); prints the entry (stdout) or the refusal (stderr, exit
+    status 1)."""
     from registry.component import host_settings
 
     settings = load(RegistrySettings)
@@ -59,6 +68,13 @@ async def import_command(source: str, revision: str, name: str, tags: list[str])
         row = await operations.run_import(
             db, source, revision, name, tags, settings.model_roots(), settings.registry_hf_cache_dir, bars
         )
+        if scan:
+            await ScanRunner(db, settings.scan_settings).scan_now(row.id, bars.scanning)
+            async with db.transaction() as session:
+                row = await session.get(models.RegistryModel, row.id) or row
+                entry = MessageToDict(model_to_proto(row), preserving_proto_field_name=True)
+        else:
+            entry = MessageToDict(model_to_proto(row), preserving_proto_field_name=True)
     except ServiceError as err:
         bars.close()
         print(f"budrt models import: {err.message}", file=sys.stderr)
@@ -66,6 +82,5 @@ async def import_command(source: str, revision: str, name: str, tags: list[str])
     finally:
         await db.dispose()
     bars.close()
-    entry = MessageToDict(model_to_proto(row), preserving_proto_field_name=True)
     print(orjson.dumps(entry, option=orjson.OPT_INDENT_2).decode())
     return 0

@@ -43,6 +43,9 @@ def make_servicer(
         settings.model_roots(),
         settings.registry_hf_cache_dir,
         Schedule(settings.leaderboard_update_interval),
+        scan_settings=settings.scan_settings(),
+        scan_on_register=settings.registry_scan_on_register,
+        builtins_dir=settings.data_dir if settings.registry_register_builtin_models else None,
     )
 
 
@@ -73,9 +76,9 @@ def bindings(
     settings: RegistrySettings | None = None,
     app_address: Callable[[], str] | None = None,
 ) -> list[ServiceBinding]:
-    """RegistryService in its host's (the app's) server: the catalogue, licences, imports,
+    """RegistryService in its host's (the app's) server: the catalogue, licences, imports, scans,
     benchmarks and the leaderboard (its scheduled refresh runs on the host's loop until the host
-    stops); ScanModel answers UNIMPLEMENTED (not built here)."""
+    stops)."""
     if settings is None:
         settings = host.settings(RegistrySettings) if host is not None else load(RegistrySettings)
     if app_address is None:
@@ -100,6 +103,7 @@ def _add_commands(commands: Any) -> None:
     imp.add_argument("--revision", default="", help="Hugging Face branch, tag or commit")
     imp.add_argument("--name", default="", help="display name (default: the source)")
     imp.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    imp.add_argument("--no-scan", action="store_true", help="do not scan it now (it stays PENDING)")
     imp.set_defaults(run=_import_command)
 
     bench = commands.add_parser(
@@ -136,7 +140,7 @@ def _add_commands(commands: Any) -> None:
 def _import_command(args: argparse.Namespace) -> int:
     from registry.cli import import_command
 
-    return asyncio.run(import_command(args.source, args.revision, args.name, args.tag))
+    return asyncio.run(import_command(args.source, args.revision, args.name, args.tag, not args.no_scan))
 
 
 def _bench_command(args: argparse.Namespace) -> int:

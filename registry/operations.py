@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import update
@@ -89,8 +89,16 @@ async def run_import(
 class ImportRunner:
     """Starts imports in the background and keeps their tasks until they end."""
 
-    def __init__(self, db: RegistryDatabase, roots: Sequence[Path], cache_dir: str) -> None:
+    def __init__(
+        self,
+        db: RegistryDatabase,
+        roots: Sequence[Path],
+        cache_dir: str,
+        after_import: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._db = db
+        # Called with the new model's id once an import succeeded (the servicer starts its scan).
+        self._after_import = after_import
         self._roots = tuple(roots)
         self._cache_dir = cache_dir
         self._tasks: set[asyncio.Task[None]] = set()
@@ -143,6 +151,11 @@ class ImportRunner:
                     .values(state=SUCCEEDED, stage="done", model_id=row.id, update_time_ms=now_ms())
                 )
             log.info("model imported", extra={"operation": op_id, "model_id": row.id})
+            if self._after_import is not None:
+                try:
+                    await self._after_import(row.id)
+                except Exception:  # the import stands; the model stays PENDING
+                    log.exception("starting the scan of an imported model failed", extra={"model_id": row.id})
         except asyncio.CancelledError:
             await asyncio.shield(
                 self._write(op_id, state=FAILED, error="the registry stopped during the import")

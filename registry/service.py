@@ -3,8 +3,9 @@
 Every logged-in user reads (GetModel, ListModels, GetModelLicense, ListLicenses,
 GetImportOperation, ListBenchmarkResults, GetLeaderboard); platform admins write (CreateModel,
 UpdateModel, DeleteModel, ImportModel, CreateBenchmarkResult, GetLeaderboard's `refresh`). The
-caller check is `registry.callers`. ScanModel is not built here: it answers UNIMPLEMENTED (the
-generated base class) until the scanner's change.
+caller check is `registry.callers`. ScanModel (platform admins) and the scans started after a
+registration or an import are `registry.scans`; ResolveModelForDeployment is the app's (its
+service identity only: auth/service_identity.py), asked when a deployment names a registry model.
 
 The registry's schema is migrated on the first call after start (its own alembic environment,
 `registry.db.migrate`), once per process.
@@ -27,13 +28,24 @@ from sqlalchemy import Select, delete, select
 from bud.registry.v1 import registry_pb2, registry_pb2_grpc
 from budrt.errors import Reason, echo, failed_precondition, invalid_argument, not_found
 from registry import benchmarks, importer, leaderboard, licenses
+from registry.builtins import BuiltinCatalogue
 from registry.callers import Callers
-from registry.convert import MODEL, license_of, model_to_proto, new_id, operation_to_proto, timestamp
+from registry.convert import (
+    MODEL,
+    license_of,
+    model_to_proto,
+    new_id,
+    operation_to_proto,
+    scan_report,
+    timestamp,
+)
 from registry.db import models
 from registry.db.migrate import upgrade_database
 from registry.db.models import now_ms
 from registry.db.session import RegistryDatabase
 from registry.operations import ImportRunner
+from registry.scanning import ScanSettings
+from registry.scans import ScanRunner
 from registry.settings import DEFAULT_LEADERBOARD_INTERVAL
 
 DEFAULT_PAGE_SIZE = 50
@@ -126,12 +138,22 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         roots: tuple[Path, ...],
         hf_cache_dir: str = "",
         schedule: leaderboard.Schedule | None = None,
+        scan_settings: ScanSettings | None = None,
+        scan_on_register: bool = True,
+        builtins_dir: Path | None = None,
     ) -> None:
         self._db = db
         self.schedule = schedule or leaderboard.Schedule(DEFAULT_LEADERBOARD_INTERVAL)
         self._callers = callers
         self._roots = roots
-        self.imports = ImportRunner(db, roots, hf_cache_dir)
+        settings = scan_settings or ScanSettings.from_env()
+        self.scans = ScanRunner(db, lambda: settings)
+        self._scan_on_register = scan_on_register
+        self.imports = ImportRunner(db, roots, hf_cache_dir, after_import=self._scan_registered)
+        # The default deployments' built-in models, catalogued from this data dir (None: not).
+        self._builtins = (
+            BuiltinCatalogue(db, builtins_dir, self._scan_registered) if builtins_dir is not None else None
+        )
         self._migrated = False
         self._migrating = asyncio.Lock()
 
@@ -140,18 +162,21 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         await self._callers.app.close()
 
     async def dispose(self) -> None:
-        """Stops the imports and closes the database (tests; a process just exits)."""
+        """Stops the imports and scans and closes the database (tests; a process just exits)."""
         await self.imports.stop()
+        await self.scans.stop()
         await self._db.dispose()
 
     async def ready(self) -> None:
-        """Migrates the registry's schema once per process (the first call waits for it)."""
-        if self._migrated:
-            return
-        async with self._migrating:
-            if not self._migrated:
-                await upgrade_database(self._db)
-                self._migrated = True
+        """Migrates the registry's schema once per process (the first call waits for it), and
+        catalogues the built-in models until it has (`registry.builtins`)."""
+        if not self._migrated:
+            async with self._migrating:
+                if not self._migrated:
+                    await upgrade_database(self._db)
+                    self._migrated = True
+        if self._builtins is not None:
+            await self._builtins.ensure()
 
     async def _get(self, session: Any, model_id: str) -> models.RegistryModel:
         row = await session.get(models.RegistryModel, model_id)
@@ -308,7 +333,39 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         await self.ready()
         async with self._db.transaction() as session:
             session.add(row)
+        if row.local_path:
+            await self._scan_registered(row.id)
         return registry_pb2.CreateModelResponse(model=model_to_proto(row))
+
+    async def _scan_registered(self, model_id: str) -> None:
+        """Starts the scan of a model just registered or imported (unless turned off)."""
+        if self._scan_on_register:
+            await self.scans.start(model_id)
+
+    async def ScanModel(
+        self, request: registry_pb2.ScanModelRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.ScanModelResponse:
+        """Starts scanning a model's files (ClamAV, pickles, headers) in the background: answers
+        the last report and the operation to poll (GetImportOperation); GetModel shows the new
+        report when it ends. The model is PENDING meanwhile. Platform admins."""
+        await self._callers.admin(context, "scan models")
+        check_model_id(request.model_id)
+        await self.ready()
+        async with self._db.transaction() as session:
+            previous = scan_report((await self._get(session, request.model_id)).scan_report)
+        op = await self.scans.start(request.model_id)
+        return registry_pb2.ScanModelResponse(report=previous, operation=operation_to_proto(op))
+
+    async def ResolveModelForDeployment(
+        self, request: registry_pb2.ResolveModelForDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> registry_pb2.ResolveModelForDeploymentResponse:
+        """The files a deployment of the model loads and their scanned hashes; FAILED_PRECONDITION
+        unless the model's scan is CLEAN and its files unchanged since. Called by the app (its
+        service identity is the caller check: auth/service_identity.py), which has checked the
+        user who asks for the deployment."""
+        check_model_id(request.model_id)
+        await self.ready()
+        return await self.scans.resolve(request.model_id)
 
     async def UpdateModel(
         self, request: registry_pb2.UpdateModelRequest, context: grpc.aio.ServicerContext

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from budrt.settings import RuntimeSettings
+from registry.scanning.settings import ScanSettings
 
 # The leaderboard's default refresh schedule: every six hours, on the hour.
 DEFAULT_LEADERBOARD_INTERVAL = "0 */6 * * *"
@@ -26,8 +27,9 @@ LEADERBOARD_ENV = "LEADERBOARD_UPDATE_INTERVAL"
 MODELS_FOLDER = "models"
 
 
-class RegistrySettings(RuntimeSettings):
-    """The runtime's settings plus the registry's knobs (`BUD_<FIELD>`, or the BUD_CONFIG file)."""
+class RegistrySettings(RuntimeSettings, ScanSettings):
+    """The runtime's settings plus the registry's knobs (`BUD_<FIELD>`, or the BUD_CONFIG file),
+    the scanner's (`clamav_*`, `scan_*`: `registry.scanning.ScanSettings`) among them."""
 
     # The registry's own database; empty: the app's (`database_url`, default SQLite in data_dir),
     # where its tables sit beside the app's under their own alembic version table.
@@ -81,6 +83,16 @@ class RegistrySettings(RuntimeSettings):
         if relative:
             raise ValueError(f"model roots must be absolute paths: {', '.join(relative)}")
         return roots
+
+    # Scan a model in the background as soon as it is registered or imported (ScanModel rescans).
+    registry_scan_on_register: bool = True
+    # Catalogue the built-in models of the default deployments (`registry.builtins`): entries
+    # for information (the defaults deploy their builtin sources, with or without clamd).
+    registry_register_builtin_models: bool = True
+
+    def scan_settings(self) -> ScanSettings:
+        """The scanner's part of these settings."""
+        return ScanSettings.model_validate({k: getattr(self, k) for k in ScanSettings.model_fields})
 
     def model_roots(self) -> tuple[Path, ...]:
         """Where local models may come from: `<data_dir>/models` and the `registry_model_roots`."""

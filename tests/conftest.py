@@ -20,6 +20,7 @@ import pytest
 
 from budrt import tls
 from budrt.tls import LocalCa
+from tests.support import tls as tls_support
 from tests.support.mesh import Mesh, start_mesh
 from tests.support.procs import descendants, still_running
 
@@ -51,6 +52,7 @@ def process_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCa]:
     certificate (the mesh's processes use the CA `budrt up` generates in the mesh's data dir)."""
     ca = LocalCa(tmp_path_factory.mktemp("tls"))
     tls.configure(ca.material(TEST_PROCESS_IDENTITY))
+    tls_support.SESSION_CA = ca
     yield ca
     tls.reset()
 

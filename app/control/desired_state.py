@@ -11,6 +11,8 @@ from app.control.engines import EngineModel, engine_models, model_owner
 from app.convert import engine_args_from_json, runner_value
 from app.db import models
 from app.db.session import Database
+from app.registry_models import KIND as REGISTRY_KIND
+from app.registry_models import engine_source as registry_engine_source
 from bud.engine.v1 import engine_service_pb2
 
 
@@ -20,7 +22,9 @@ def engine_source(kind: str, value: str) -> engine_service_pb2.ModelSource:
     source = engine_service_pb2.ModelSource()
     if kind == "hugging_face_id":
         source.hugging_face.id = value
-    elif kind in ("builtin", "local_path", "registry_model_id"):
+    elif kind == REGISTRY_KIND:
+        return registry_engine_source(value)
+    elif kind in ("builtin", "local_path"):
         setattr(source, kind, value)
     else:
         raise ValueError(f"unknown model source kind {kind!r}")

@@ -38,13 +38,21 @@ from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
 from app.prompts import deployments as prompt_deployments
+from app.registry_models import KIND as REGISTRY_KIND
+from app.registry_models import RegistryModels, pinned_id
 from app.services.common import conflicts_as, get_deployment, get_project
 from app.services.pagination import fetch_project_page
-from app.validation import check_deployment, check_endpoints, check_path_arguments, check_update_mask
+from app.validation import (
+    check_deployment,
+    check_endpoints,
+    check_path_arguments,
+    check_update_mask,
+)
+from app.validation import check_model_source as check_deployment_source
 from auth.roles import EDITOR, VIEWER
 from auth.tokens import Authenticator
 from bud.app.v1 import deployment_pb2, deployment_pb2_grpc
-from budrt.errors import already_exists, invalid_argument
+from budrt.errors import ServiceError, already_exists, failed_precondition, invalid_argument
 from budrt.grpc_server import ServiceBinding
 
 PENDING = status_name(deployment_pb2.DEPLOYMENT_STATUS_PENDING)
@@ -107,14 +115,26 @@ def _apply(row: models.Deployment, deployment: deployment_pb2.Deployment, source
 
 
 async def insert_deployment(
-    session: AsyncSession, project_id: str, deployment: deployment_pb2.Deployment
+    session: AsyncSession,
+    project_id: str,
+    deployment: deployment_pb2.Deployment,
+    registry_pin: str | None = None,
 ) -> models.Deployment:
     """Validates and inserts a deployment (status PENDING); returns it with its endpoints.
+    `registry_pin`: the resolved source of a registry model (`app.registry_models`), asked of
+    the registry before the transaction began.
 
     Raises ServiceError: INVALID_ARGUMENT, NOT_FOUND (project), ALREADY_EXISTS (name),
-    FAILED_PRECONDITION (no engine with room).
+    FAILED_PRECONDITION (no engine with room; a registry model not resolved).
     """
     source = check_deployment(deployment)
+    if source[0] == REGISTRY_KIND:
+        if registry_pin is None or pinned_id(registry_pin) != source[1]:
+            raise failed_precondition(
+                "a registry model is deployed through DeploymentService (its scan is checked)",
+                param="deployment.model.registry_model_id",
+            )
+        source = (REGISTRY_KIND, registry_pin)
     engine_ids = check_endpoints(list(deployment.endpoints), "deployment.endpoints")
     await get_project(session, project_id)
     if await _name_taken(session, project_id, deployment.name):
@@ -156,9 +176,29 @@ def _name_conflict(name: str) -> Exception:
 class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
     """Implements bud.app.v1.DeploymentService."""
 
-    def __init__(self, db: Database, reconciler: Reconciler, auth: Authenticator) -> None:
+    def __init__(
+        self,
+        db: Database,
+        reconciler: Reconciler,
+        auth: Authenticator,
+        registry: RegistryModels | None = None,
+    ) -> None:
         self._reconciler = reconciler
         self._access = Access(db, auth)
+        self._registry = registry
+
+    async def _registry_pin(self, deployment: deployment_pb2.Deployment) -> str | None:
+        """The resolved source when the deployment names a registry model (asked before any
+        transaction: the registry re-hashes the files, and shares the database)."""
+        if not deployment.HasField("model") or deployment.model.WhichOneof("source") != REGISTRY_KIND:
+            return None
+        param = "deployment.model.registry_model_id"
+        check_deployment_source(deployment.model, "deployment.model")
+        if self._registry is None:
+            raise failed_precondition(
+                "registry models cannot be deployed here: the registry does not run in this app", param=param
+            )
+        return await self._registry.pin(deployment.model.registry_model_id, param)
 
     async def CreateDeployment(
         self, request: deployment_pb2.CreateDeploymentRequest, context: grpc.aio.ServicerContext
@@ -170,13 +210,14 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
             raise invalid_argument(
                 "deployment.project_id differs from project_id", param="deployment.project_id"
             )
+        pin = await self._registry_pin(deployment)
         with conflicts_as(lambda err: _conflict(err, deployment.name)):
             async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 if deployment.HasField("prompt"):  # a prompt deployment: app/prompts/deployments.py
                     row = await prompt_deployments.insert(session, caller, request.project_id, deployment)
                 else:
                     check_path_arguments(deployment, caller.admin)
-                    row = await insert_deployment(session, request.project_id, deployment)
+                    row = await insert_deployment(session, request.project_id, deployment, pin)
                 reply = deployment_pb2.CreateDeploymentResponse(
                     deployment=deployment_to_proto(row, engine_addresses=caller.admin)
                 )
@@ -220,6 +261,16 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
             request.update_mask, deployment_pb2.Deployment.DESCRIPTOR, WRITABLE_FIELDS, nested=True
         )
         removed: list[EngineModel] = []
+        # Resolved before the transaction; a refusal counts only when the model is not the one
+        # the deployment already has (that one keeps its pin: an update of other fields, or an
+        # empty mask repeating the model, is not refused because the model was rescanned).
+        pin: str | None = None
+        pin_error: ServiceError | None = None
+        if any(p.split(".")[0] == "model" for p in paths):
+            try:
+                pin = await self._registry_pin(patch)
+            except ServiceError as err:
+                pin_error = err
         with conflicts_as(lambda err: _conflict(err, patch.name)):
             async with self._access.project(
                 caller, patch.project_id, EDITOR, kind="mutation", param="deployment.project_id"
@@ -237,6 +288,20 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                         deployment=deployment_to_proto(row, engine_addresses=caller.admin)
                     )
                 source = check_deployment(merged)
+                if source[0] == REGISTRY_KIND:
+                    if (
+                        row.model_source_kind == REGISTRY_KIND
+                        and pinned_id(row.model_source or "") == source[1]
+                    ):
+                        source = (REGISTRY_KIND, row.model_source or "")  # the same model: pinned as it was
+                    elif pin is not None and pinned_id(pin) == source[1]:
+                        source = (REGISTRY_KIND, pin)
+                    elif pin_error is not None:
+                        raise pin_error
+                    else:
+                        raise failed_precondition(
+                            "the registry model was not resolved", param="deployment.model.registry_model_id"
+                        )
                 check_path_arguments(merged, caller.admin, before=current)
                 engine_ids = check_endpoints(
                     list(merged.endpoints), "deployment.endpoints", assigned=list(current.endpoints)
@@ -319,10 +384,12 @@ def _field_value(message: deployment_pb2.Deployment, name: str) -> object:
     return value
 
 
-def binding(db: Database, reconciler: Reconciler, auth: Authenticator) -> ServiceBinding:
-    """DeploymentService, ready for `GrpcServer`."""
+def binding(
+    db: Database, reconciler: Reconciler, auth: Authenticator, registry: RegistryModels | None = None
+) -> ServiceBinding:
+    """DeploymentService, ready for `GrpcServer`; `registry`: how registry models are resolved."""
     return ServiceBinding(
-        servicer=DeploymentServicer(db, reconciler, auth),
+        servicer=DeploymentServicer(db, reconciler, auth, registry),
         add_to_server=deployment_pb2_grpc.add_DeploymentServiceServicer_to_server,
         descriptor=deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
     )

@@ -146,3 +146,24 @@ async def _loaded(engine_host: Any, count: int) -> bool:
     return len(engine_host.engine.models) == count and all(
         m.state == engine_pb.MODEL_STATE_READY for m in engine_host.engine.models.values()
     )
+
+
+def test_a_registry_pin_becomes_the_engines_registry_source() -> None:
+    """A deployment of a registry model stores its files and scanned hashes (app/registry_models.py);
+    the engine is asked to load that directory with those hashes, and the API shows the id only."""
+    from app.convert import model_source_to_proto
+    from app.registry_models import encode_pin
+    from bud.registry.v1 import registry_pb2
+
+    pin = encode_pin(
+        registry_pb2.ResolveModelForDeploymentResponse(
+            model_id="rm_1",
+            local_path="/models/m",
+            files=[registry_pb2.ModelFile(path="config.json", sha256="ab" * 32)],
+        )
+    )
+    source = engine_source("registry_model_id", pin)
+    assert source.WhichOneof("kind") == "registry"
+    assert (source.registry.model_id, source.registry.local_path) == ("rm_1", "/models/m")
+    assert dict(source.registry.sha256) == {"config.json": "ab" * 32}
+    assert model_source_to_proto("registry_model_id", pin).registry_model_id == "rm_1"

@@ -287,8 +287,8 @@ async def test_concurrent_creates_one_wins(stubs: Any, engine_host: Any, helpers
             "deployment.model.hugging_face_id",
         ),
         (
-            lambda d: d.model.CopyFrom(D.ModelSource(registry_model_id="m1")),
-            grpc.StatusCode.UNIMPLEMENTED,
+            lambda d: d.model.CopyFrom(D.ModelSource(registry_model_id="m1")),  # not an id's shape
+            grpc.StatusCode.INVALID_ARGUMENT,
             "deployment.model.registry_model_id",
         ),
         (

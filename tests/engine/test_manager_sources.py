@@ -97,3 +97,76 @@ def test_load_requests_no_longer_carry_a_source_string() -> None:
     assert descriptor.fields_by_name["source"].message_type is pb.ModelSource.DESCRIPTOR
     assert 2 not in descriptor.fields_by_number
     assert pb.ServedModel.DESCRIPTOR.fields_by_name["source"].message_type is pb.ModelSource.DESCRIPTOR
+
+
+def registry_source(root: Path, **overrides: str) -> pb.ModelSource:
+    """A registry model's directory with the hashes of its files as they are now (`overrides`:
+    other hashes for some)."""
+    import hashlib
+
+    hashes = {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+    hashes.update(overrides)
+    return pb.ModelSource(
+        registry=pb.RegistryModelFiles(model_id="rm_1", local_path=str(root), sha256=hashes)
+    )
+
+
+def model_dir(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "config.json").write_text("{}")
+    (root / "model.safetensors").write_bytes(b"weights")
+    return root
+
+
+@pytest.fixture
+def registry_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> manager.ModelManager:
+    RecordingModel.started = []
+    monkeypatch.setattr(manager, "VllmModel", RecordingModel)
+    monkeypatch.setattr(manager, "_freeze_heap", lambda: None)
+    return manager.ModelManager(EngineSettings(data_dir=tmp_path, allowed_model_roots=[tmp_path / "mnt"]))
+
+
+async def test_a_registry_model_loads_when_its_files_have_the_scanned_hashes(
+    registry_models: manager.ModelManager, tmp_path: Path
+) -> None:
+    root = model_dir(tmp_path / "mnt" / "m")
+    served = await registry_models.load("m", registry_source(root), 0, pb.EngineArgs())
+    assert served.state == pb.MODEL_STATE_READY, served.error
+    assert [path for path, _, _ in RecordingModel.started] == [str(root)]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("edit", "changed: model.safetensors"),
+        ("remove", "missing: model.safetensors"),
+        ("add", "added: evil.py"),
+    ],
+)
+async def test_a_registry_model_whose_files_changed_is_not_loaded(
+    registry_models: manager.ModelManager, tmp_path: Path, change: str, expected: str
+) -> None:
+    root = model_dir(tmp_path / "mnt" / "m")
+    source = registry_source(root)
+    if change == "edit":
+        (root / "model.safetensors").write_bytes(b"swapped")
+    elif change == "remove":
+        (root / "model.safetensors").unlink()
+    else:
+        (root / "evil.py").write_text("import os\n")
+    served = await registry_models.load("m", source, 0, pb.EngineArgs())
+    assert served.state == pb.MODEL_STATE_FAILED and expected in served.error, served.error
+    assert "differ from the scanned ones" in served.error and RecordingModel.started == []
+
+
+async def test_a_registry_model_outside_the_roots_is_refused(
+    registry_models: manager.ModelManager, tmp_path: Path
+) -> None:
+    root = model_dir(tmp_path / "elsewhere")
+    with pytest.raises(ServiceError) as caught:
+        await registry_models.load("m", registry_source(root), 0, pb.EngineArgs())
+    assert caught.value.param == "source.registry.local_path"

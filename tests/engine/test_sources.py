@@ -88,7 +88,8 @@ def test_an_empty_source_is_refused(tmp_path: Path, source: pb.ModelSource, para
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and caught.value.param == param
 
 
-def test_registry_models_cannot_be_loaded_yet(tmp_path: Path) -> None:
+def test_a_registry_model_id_alone_is_not_loadable(tmp_path: Path) -> None:
+    """The app sends a registry model's files and hashes (source.registry), never a bare id."""
     code, message = _code(pb.ModelSource(registry_model_id="mdl_1"), tmp_path)
     assert code == grpc.StatusCode.UNIMPLEMENTED and "registry" in message
 

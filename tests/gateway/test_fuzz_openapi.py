@@ -30,10 +30,9 @@ violate these as well: unknown models and projects, missing fields. The fuzzer c
 itself only.
 
 Operations left out, with their reasons (printed with the report):
-- the RPCs still answering UNIMPLEMENTED (the registry's ScanModel: its catalogue, licences,
-  imports, benchmarks and leaderboard are fuzzed; `test_unbuilt_services_still_answer_501` fails
-  as soon as one is built, so it joins the run), and the field that needs them:
-  `model.registry_model_id` of a deployment, answered 501 by design and probed by the same test. Prompt references (`prompt` of POST /v1/responses) are fuzzed: the
+- the RPCs still answering UNIMPLEMENTED (none now: the registry's catalogue, licences, imports,
+  scans, benchmarks and leaderboard are fuzzed, and deployments of registry models;
+  `test_unbuilt_services_still_answer_501` fails as soon as one is built, so it joins the run). Prompt references (`prompt` of POST /v1/responses) are fuzzed: the
   in-process stack co-hosts the prompt executor with the gateway, as `budrt up` does (on the
   mesh too);
 - on the mesh only, CreateDeployment and UpdateDeployment in the test's project: a deployment the
@@ -69,6 +68,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from app.component import component as app_component
+from app.registry_models import RegistryModels
 from app.server import start_app
 from app.settings import AppSettings
 from gateway.backends import LocalBackend
@@ -85,16 +85,15 @@ from tests.app.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, FAST_RECONCILER, 
 from tests.gateway.conftest import http_server
 from tests.support.instant_engine import InstantEngine, serve_instant_engine
 from tests.support.mesh import Mesh, free_port
+from tests.support.tls import identity_material
 
 # Services whose every RPC answers UNIMPLEMENTED (their component binds the generated base class).
 UNBUILT_SERVICES: tuple[str, ...] = ()
-# RPCs of built services that still answer UNIMPLEMENTED (the registry's scans), left out of the
-# run; `test_unbuilt_services_still_answer_501` probes them.
-UNBUILT_RPCS = ("ScanModel",)
+# RPCs of built services that still answer UNIMPLEMENTED, left out of the run;
+# `test_unbuilt_services_still_answer_501` probes them. None now.
+UNBUILT_RPCS: tuple[str, ...] = ()
 # Request fields that need an unbuilt service (answered 501 by design), left out of the run.
-UNBUILT_FIELDS = (
-    ("bud.app.v1.ModelSource", "registry_model_id"),  # deploying a registry model: RegistryService
-)
+UNBUILT_FIELDS: tuple[tuple[str, str], ...] = ()
 # What positive generation requests carry (OpenAI's own document requires them too).
 # A token cap too: the real engine generates up to the context's end without one.
 _REQUIRED = {
@@ -429,12 +428,15 @@ async def _serve_stack(tmp: Path, started: Future[tuple[str, str]], stopping: th
         jwt_secret=JWT_SECRET,
         registry_model_roots=[tmp / "models"],
         registry_hf_cache_dir=str(tmp / "hf"),
+        registry_register_builtin_models=False,  # an empty catalogue to start from
     )
     running: list[Any] = []
     app = await start_app(
         app_settings,
         registry_bindings(settings=registry_settings, app_address=lambda: running[0].address),
         reconciler_options=FAST_RECONCILER,
+        # The app's own identity, which the registry's ResolveModelForDeployment admits.
+        registry_models=RegistryModels(lambda: running[0].address, tls=identity_material("app")),
     )
     running.append(app)
     port = free_port()
@@ -552,9 +554,7 @@ def test_unbuilt_services_still_answer_501(tmp_path: Path) -> None:
     with in_process_stack(tmp_path) as (url, api_key):
         target = prepare(url, api_key, ADMIN_PASSWORD)
         auth = {"authorization": f"Bearer {target.token}"}
-        probes = {
-            "ScanModel": ("POST", "/v1/registry/models/m:scan"),
-        }
+        probes: dict[str, tuple[str, str]] = {}  # an unbuilt RPC's (method, path), when there is one
         assert set(probes) == set(UNBUILT_RPCS)
         for rpc, (method, path) in probes.items():
             r = requests.request(method, f"{url}{path}", json={}, headers=auth, timeout=30)
@@ -567,7 +567,7 @@ def test_unbuilt_services_still_answer_501(tmp_path: Path) -> None:
             headers=auth,
             timeout=30,
         )
-        assert r.status_code == 501, f"registry models deploy now: fuzz them (UNBUILT_FIELDS; {r.text})"
+        assert r.status_code == 400, r.text  # registry models deploy now (an id of the wrong shape)
 
 
 @pytest.mark.mesh

@@ -35,15 +35,18 @@ def hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ---- an app hosting the registry, on SQLite and PostgreSQL --------------------------------------
 from collections.abc import AsyncIterator  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 import grpc  # noqa: E402
 
+from app.registry_models import RegistryModels  # noqa: E402
 from app.server import RunningApp, start_app  # noqa: E402
 from bud.auth.v1 import user_pb2, user_pb2_grpc  # noqa: E402
 from bud.registry.v1 import registry_pb2_grpc  # noqa: E402
 from budrt.grpc_server import service_channel  # noqa: E402
+from budrt.tls import LocalCa  # noqa: E402
 from registry.component import binding, make_servicer  # noqa: E402
 from registry.service import RegistryServicer  # noqa: E402
 from registry.settings import RegistrySettings  # noqa: E402
@@ -92,27 +95,56 @@ class RegistryStack:
             await channel.close()
 
 
-@pytest.fixture
-async def registry_stack(app_settings: Any, tmp_path: Path) -> AsyncIterator[RegistryStack]:  # noqa: F811
-    """The app (bootstrapped) with the registry in its process, on the test's database."""
+@asynccontextmanager
+async def running_registry(
+    app_settings: Any,  # noqa: F811
+    tmp_path: Path,
+    ca: LocalCa,
+    **overrides: Any,
+) -> AsyncIterator[RegistryStack]:
+    """The app (bootstrapped) with the registry in its process, on the test's database;
+    `overrides`: registry settings (scanning). The app resolves registry models with the app's
+    own service identity (the test process holds a gateway's)."""
     models_root = tmp_path / "models"
-    models_root.mkdir()
+    models_root.mkdir(exist_ok=True)
     hf = tmp_path / "hf"
-    settings = RegistrySettings(
-        data_dir=app_settings.data_dir,
-        registry_database_url=app_settings.database_url,
-        jwt_secret=app_settings.jwt_secret,
-        registry_model_roots=[models_root],
-        registry_hf_cache_dir=str(hf),
-    )
+    values: dict[str, Any] = {
+        "data_dir": app_settings.data_dir,
+        "registry_database_url": app_settings.database_url,
+        "jwt_secret": app_settings.jwt_secret,
+        "registry_model_roots": [models_root],
+        "registry_hf_cache_dir": str(hf),
+        "registry_scan_on_register": False,
+        "registry_register_builtin_models": False,
+        **overrides,
+    }
+    settings = RegistrySettings(**values)
     holder: list[RunningApp] = []
     servicer = make_servicer(settings, lambda: holder[0].address)
-    app = await start_app(app_settings, [binding(servicer)], reconciler_options=FAST_RECONCILER)
+    resolver = RegistryModels(lambda: holder[0].address, tls=ca.material("app"))
+    app = await start_app(
+        app_settings, [binding(servicer)], reconciler_options=FAST_RECONCILER, registry_models=resolver
+    )
     holder.append(app)
     stack = RegistryStack(app, servicer, models_root, hf)
-    yield stack
-    await servicer.imports.stop()
-    await stack.close()
-    await servicer.callers_close()
-    await app.stop(grace=0)
-    await servicer.dispose()
+    try:
+        yield stack
+    finally:
+        await servicer.imports.stop()
+        await servicer.scans.stop()
+        await stack.close()
+        await servicer.callers_close()
+        await app.stop(grace=0)
+        await servicer.dispose()
+
+
+@pytest.fixture
+async def registry_stack(
+    app_settings: Any,  # noqa: F811
+    tmp_path: Path,
+    process_tls: LocalCa,
+) -> AsyncIterator[RegistryStack]:
+    """The app (bootstrapped) with the registry in its process, on the test's database (no
+    scan after registration: the catalogue's tests see PENDING)."""
+    async with running_registry(app_settings, tmp_path, process_tls) as stack:
+        yield stack

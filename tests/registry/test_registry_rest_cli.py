@@ -15,6 +15,7 @@ import requests
 from tests.app.conftest import ADMIN_PASSWORD
 from tests.gateway.test_fuzz_openapi import in_process_stack, prepare
 from tests.registry.models_on_disk import COMMIT, TINY_PARAMETERS, hf_cache, small_llama
+from tests.support.mesh import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +68,19 @@ def test_rest_routes(tmp_path: Path) -> None:
             f"{url}/v1/registry/models:import", json={"source": str(model_dir)}, headers=auth, timeout=30
         )
         assert op.status_code == 200 and op.json()["operation"]["state"] == "IMPORT_STATE_RUNNING", op.text
+        for path in (f"{model_id}/scan", f"{model_id}:scan"):  # both bindings; no clamd here
+            scan = requests.post(f"{url}/v1/registry/models/{path}", json={}, headers=auth, timeout=30)
+            assert scan.status_code == 200 and scan.json()["operation"]["stage"] in ("scan", "done"), (
+                scan.text
+            )
+        refused = requests.post(
+            f"{url}/v1/projects/{target.project_id}/deployments",
+            json={"name": "from-registry", "model": {"registry_model_id": model_id}},
+            headers=auth,
+            timeout=30,
+        )
+        assert refused.status_code == 400, refused.text  # PENDING while scanning, then ERROR
+        assert refused.json()["details"][0]["reason"] == "MODEL_SCAN_NOT_CLEAN", refused.text
         assert (
             requests.delete(f"{url}/v1/registry/models/{model_id}", headers=auth, timeout=30).status_code
             == 200
@@ -86,6 +100,7 @@ def test_budrt_models_import_prints_the_entry(tmp_path: Path, tiny_model_dir: Pa
         "BUD_REGISTRY_HF_CACHE_DIR": str(cache),
         "BUD_REGISTRY_MODEL_ROOTS": str(tmp_path / "models"),
         "HF_HUB_OFFLINE": "1",
+        "BUD_CLAMAV_PORT": str(free_port()),
     }
     run = subprocess.run(
         [sys.executable, "-m", "budrt", "models", "import", "bud-test/tiny-llama", "--tag", "cli"],
@@ -99,7 +114,9 @@ def test_budrt_models_import_prints_the_entry(tmp_path: Path, tiny_model_dir: Pa
     entry = json.loads(run.stdout)
     assert entry["hugging_face_id"] == "bud-test/tiny-llama" and entry["revision"] == COMMIT
     assert int(entry["parameter_count"]) == TINY_PARAMETERS and entry["tags"] == ["cli"]
-    assert "hashing" in run.stderr  # the progress bar
+    assert "hashing" in run.stderr and "scanning" in run.stderr  # the progress bars
+    assert entry["scan_status"] == "SCAN_STATUS_ERROR"  # no clamd at BUD_CLAMAV_PORT: never CLEAN
+    assert "unreachable" in entry["scan"]["reason"]
 
     small_llama(tmp_path / "models" / "m")
     local = subprocess.run(

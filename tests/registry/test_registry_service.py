@@ -54,7 +54,7 @@ async def test_register_read_update_delete(registry_stack: RegistryStack) -> Non
     assert model.provider == R.MODEL_PROVIDER_CUSTOM and model.architecture == "LlamaForCausalLM"
     assert model.parameter_count == 6464 and model.context_length == 4096 and model.dtype == "bfloat16"
     assert model.license_id == "llama3.1" and model.license.user_threshold == 700_000_000
-    assert model.scan_status == R.SCAN_STATUS_PENDING  # no scanner yet
+    assert model.scan_status == R.SCAN_STATUS_PENDING  # scanned later (off in these tests)
     assert model.requirements.kv_cache_bytes_per_1k_tokens == 2 * 3 * 16 * 2 * 1024
     assert {f.path for f in model.files} == {"README.md", "config.json", "model.safetensors"}
     assert all(len(f.sha256) == 64 for f in model.files)
@@ -305,6 +305,6 @@ async def test_forced_delete(registry_stack: RegistryStack) -> None:
     await expect(registry.DeleteModel(R.DeleteModelRequest(model_id=model.id)), grpc.StatusCode.NOT_FOUND)
 
 
-async def test_unbuilt_rpcs_answer_unimplemented(registry_stack: RegistryStack) -> None:
+async def test_unbuilt_rpcs_answer_unimplemented_and_scan_is_built(registry_stack: RegistryStack) -> None:
     registry, _ = await registry_stack.client()
-    await expect(registry.ScanModel(R.ScanModelRequest(model_id="rm_x")), grpc.StatusCode.UNIMPLEMENTED)
+    await expect(registry.ScanModel(R.ScanModelRequest(model_id="rm_x")), grpc.StatusCode.NOT_FOUND)

@@ -16,7 +16,19 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from budrt.grpc_server import ServiceBinding
 from budrt.settings import private_dir
-from budrt.tls import LocalCa
+from budrt.tls import LocalCa, TlsMaterial
+
+# The session's CA (tests/conftest.py `process_tls` sets it): certificates of other identities.
+SESSION_CA: LocalCa | None = None
+
+
+def identity_material(identity: str) -> TlsMaterial:
+    """TLS material of `identity` from the session's CA (an app's own channel to the registry
+    it hosts presents the app's identity, where the test process holds a gateway's)."""
+    if SESSION_CA is None:
+        raise RuntimeError("the session's CA is not set up (tests/conftest.py process_tls)")
+    return SESSION_CA.material(identity)
+
 
 GEN = Path(__file__).resolve().parents[2] / "gen"
 # The public face: served in plaintext by the gateway (edge), authenticated by API keys.

@@ -63,16 +63,35 @@ class EngineArgs(_message.Message):
     def __init__(self, max_model_len: _Optional[int] = ..., dtype: _Optional[str] = ..., kv_cache_space_gib: _Optional[float] = ..., gpu_memory_utilization: _Optional[float] = ..., tensor_parallel_size: _Optional[int] = ..., max_num_seqs: _Optional[int] = ..., tool_call_parser: _Optional[str] = ..., reasoning_parser: _Optional[str] = ..., chat_template: _Optional[str] = ..., enforce_eager: _Optional[bool] = ..., enable_prefix_caching: _Optional[bool] = ..., seed: _Optional[int] = ..., tokenizer: _Optional[str] = ...) -> None: ...
 
 class ModelSource(_message.Message):
-    __slots__ = ("builtin", "local_path", "hugging_face", "registry_model_id")
+    __slots__ = ("builtin", "local_path", "hugging_face", "registry_model_id", "registry")
     BUILTIN_FIELD_NUMBER: _ClassVar[int]
     LOCAL_PATH_FIELD_NUMBER: _ClassVar[int]
     HUGGING_FACE_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_FIELD_NUMBER: _ClassVar[int]
     builtin: str
     local_path: str
     hugging_face: HuggingFaceModel
     registry_model_id: str
-    def __init__(self, builtin: _Optional[str] = ..., local_path: _Optional[str] = ..., hugging_face: _Optional[_Union[HuggingFaceModel, _Mapping]] = ..., registry_model_id: _Optional[str] = ...) -> None: ...
+    registry: RegistryModelFiles
+    def __init__(self, builtin: _Optional[str] = ..., local_path: _Optional[str] = ..., hugging_face: _Optional[_Union[HuggingFaceModel, _Mapping]] = ..., registry_model_id: _Optional[str] = ..., registry: _Optional[_Union[RegistryModelFiles, _Mapping]] = ...) -> None: ...
+
+class RegistryModelFiles(_message.Message):
+    __slots__ = ("model_id", "local_path", "sha256")
+    class Sha256Entry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    local_path: str
+    sha256: _containers.ScalarMap[str, str]
+    def __init__(self, model_id: _Optional[str] = ..., local_path: _Optional[str] = ..., sha256: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class HuggingFaceModel(_message.Message):
     __slots__ = ("id", "revision")

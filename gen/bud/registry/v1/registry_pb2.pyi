@@ -129,26 +129,56 @@ class RegistryModel(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., hugging_face_id: _Optional[str] = ..., local_path: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., context_length: _Optional[int] = ..., license_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., scan: _Optional[_Union[ScanReport, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider: _Optional[_Union[ModelProvider, str]] = ..., model_type: _Optional[str] = ..., dtype: _Optional[str] = ..., license: _Optional[_Union[License, _Mapping]] = ..., requirements: _Optional[_Union[ModelRequirements, _Mapping]] = ..., revision: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ModelFile, _Mapping]]] = ..., scan_status: _Optional[_Union[ScanStatus, str]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., total_size_bytes: _Optional[int] = ...) -> None: ...
 
 class ScanReport(_message.Message):
-    __slots__ = ("verdict", "findings", "files_scanned", "scan_time")
+    __slots__ = ("verdict", "findings", "files_scanned", "scan_time", "status", "reason", "summary", "files", "clamav_version")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
     FILES_SCANNED_FIELD_NUMBER: _ClassVar[int]
     SCAN_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    CLAMAV_VERSION_FIELD_NUMBER: _ClassVar[int]
     verdict: ScanVerdict
     findings: _containers.RepeatedCompositeFieldContainer[ScanFinding]
     files_scanned: int
     scan_time: _timestamp_pb2.Timestamp
-    def __init__(self, verdict: _Optional[_Union[ScanVerdict, str]] = ..., findings: _Optional[_Iterable[_Union[ScanFinding, _Mapping]]] = ..., files_scanned: _Optional[int] = ..., scan_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    status: ScanStatus
+    reason: str
+    summary: str
+    files: _containers.RepeatedCompositeFieldContainer[ScannedFile]
+    clamav_version: str
+    def __init__(self, verdict: _Optional[_Union[ScanVerdict, str]] = ..., findings: _Optional[_Iterable[_Union[ScanFinding, _Mapping]]] = ..., files_scanned: _Optional[int] = ..., scan_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[ScanStatus, str]] = ..., reason: _Optional[str] = ..., summary: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ScannedFile, _Mapping]]] = ..., clamav_version: _Optional[str] = ...) -> None: ...
+
+class ScannedFile(_message.Message):
+    __slots__ = ("path", "sha256", "size_bytes", "status", "findings", "error")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    size_bytes: int
+    status: ScanStatus
+    findings: _containers.RepeatedCompositeFieldContainer[ScanFinding]
+    error: str
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., status: _Optional[_Union[ScanStatus, str]] = ..., findings: _Optional[_Iterable[_Union[ScanFinding, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ScanFinding(_message.Message):
-    __slots__ = ("path", "scanner", "detail")
+    __slots__ = ("path", "scanner", "detail", "severity", "message")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SCANNER_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     path: str
     scanner: str
     detail: str
-    def __init__(self, path: _Optional[str] = ..., scanner: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    severity: str
+    message: str
+    def __init__(self, path: _Optional[str] = ..., scanner: _Optional[str] = ..., detail: _Optional[str] = ..., severity: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class License(_message.Message):
     __slots__ = ("id", "name", "url", "commercial_use", "known", "attribution_required", "share_alike", "use_restrictions", "user_threshold", "acceptable_use_policy_url", "family", "text", "source", "card_license_name", "card_license_link", "notes")
@@ -430,10 +460,34 @@ class ScanModelRequest(_message.Message):
     def __init__(self, model_id: _Optional[str] = ...) -> None: ...
 
 class ScanModelResponse(_message.Message):
-    __slots__ = ("report",)
+    __slots__ = ("report", "operation")
     REPORT_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
     report: ScanReport
-    def __init__(self, report: _Optional[_Union[ScanReport, _Mapping]] = ...) -> None: ...
+    operation: ImportOperation
+    def __init__(self, report: _Optional[_Union[ScanReport, _Mapping]] = ..., operation: _Optional[_Union[ImportOperation, _Mapping]] = ...) -> None: ...
+
+class ResolveModelForDeploymentRequest(_message.Message):
+    __slots__ = ("model_id",)
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class ResolveModelForDeploymentResponse(_message.Message):
+    __slots__ = ("model_id", "local_path", "hugging_face_id", "revision", "files", "scan_status")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_PATH_FIELD_NUMBER: _ClassVar[int]
+    HUGGING_FACE_ID_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    SCAN_STATUS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    local_path: str
+    hugging_face_id: str
+    revision: str
+    files: _containers.RepeatedCompositeFieldContainer[ModelFile]
+    scan_status: ScanStatus
+    def __init__(self, model_id: _Optional[str] = ..., local_path: _Optional[str] = ..., hugging_face_id: _Optional[str] = ..., revision: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ModelFile, _Mapping]]] = ..., scan_status: _Optional[_Union[ScanStatus, str]] = ...) -> None: ...
 
 class ListLicensesRequest(_message.Message):
     __slots__ = ()

@@ -100,6 +100,11 @@ class RegistryServiceStub:
                 request_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardRequest.SerializeToString,
                 response_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardResponse.FromString,
                 _registered_method=True)
+        self.ResolveModelForDeployment = channel.unary_unary(
+                '/bud.registry.v1.RegistryService/ResolveModelForDeployment',
+                request_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentRequest.SerializeToString,
+                response_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -164,7 +169,8 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ScanModel(self, request, context):
-        """Scans a model's files (ClamAV and pickle scan).
+        """Scans a model's files (ClamAV, pickles, model-format headers) in the background: the
+        previous report and the operation to poll. Platform admins.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,6 +202,15 @@ class RegistryServiceServicer:
         """Models ranked per metric (and per hardware profile and concurrency for serving benchmarks):
         the evaluation results of the catalogue's model cards and the recorded benchmarks, as of the
         last refresh (the leaderboard_update_interval cron schedule, or `refresh`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveModelForDeployment(self, request, context):
+        """Internal (the app, when a deployment names a registry model; no REST face): the model's
+        files as recorded by its last scan, refused (FAILED_PRECONDITION naming the findings) unless
+        that scan is CLEAN and the files still have the scanned hashes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -268,6 +283,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetLeaderboard,
                     request_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardRequest.FromString,
                     response_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardResponse.SerializeToString,
+            ),
+            'ResolveModelForDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveModelForDeployment,
+                    request_deserializer=bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentRequest.FromString,
+                    response_serializer=bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -622,6 +642,33 @@ class RegistryService:
             '/bud.registry.v1.RegistryService/GetLeaderboard',
             bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardRequest.SerializeToString,
             bud_dot_registry_dot_v1_dot_registry__pb2.GetLeaderboardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveModelForDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.registry.v1.RegistryService/ResolveModelForDeployment',
+            bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentRequest.SerializeToString,
+            bud_dot_registry_dot_v1_dot_registry__pb2.ResolveModelForDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,
