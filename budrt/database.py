@@ -13,10 +13,13 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from budrt.settings import private_dir
 
@@ -111,3 +114,32 @@ def upgrade_schema(
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(lock_key)})")
     command.upgrade(alembic_config(script_location, connection), revision)
+
+
+# How long a SQLite writer waits for another one (another service or call on the same file).
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def install_sqlite_hooks(engine: AsyncEngine, writer_option: str | None = None) -> None:
+    """SQLite as the services use it: WAL (readers beside a writer), foreign keys, the busy
+    timeout, and transactions begun by us rather than the sqlite3 driver (which would not BEGIN
+    for SELECTs or DDL). A transaction begins ``BEGIN IMMEDIATE`` (a writer queues on the busy
+    timeout instead of failing when it upgrades a read lock) when its connection carries the
+    execution option `writer_option`, or always when `writer_option` is None."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = writer_option is None or conn.get_execution_options().get(writer_option)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

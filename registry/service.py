@@ -14,19 +14,17 @@ The registry's schema is migrated on the first call after start (its own alembic
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 import grpc
-import orjson
 from sqlalchemy import Select, delete, select
 
 from bud.registry.v1 import registry_pb2, registry_pb2_grpc
 from budrt.errors import Reason, echo, failed_precondition, invalid_argument, not_found
+from budrt.page_tokens import decode_page_token, encode_page_token
 from registry import benchmarks, importer, leaderboard, licenses
 from registry.builtins import BuiltinCatalogue
 from registry.callers import Callers
@@ -74,22 +72,6 @@ def _scope(request: registry_pb2.ListModelsRequest) -> str:
         request.max_parameters,
     )
     return "registry/models/" + hashlib.sha256(repr(filters).encode()).hexdigest()[:16]
-
-
-def _encode_token(scope: str, last_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"s": scope, "a": last_id})).decode().rstrip("=")
-
-
-def _decode_token(token: str, scope: str) -> str | None:
-    if not token:
-        return None
-    try:
-        data: Any = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
-        data = None
-    if not isinstance(data, dict) or data.get("s") != scope or not isinstance(data.get("a"), str):
-        raise invalid_argument("invalid page_token (not from this listing)", param="page_token")
-    return str(data["a"])
 
 
 def check_name(name: str, param: str) -> None:
@@ -208,7 +190,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         if request.max_parameters < 0:
             raise invalid_argument("max_parameters must not be negative", param="max_parameters")
         scope = _scope(request)
-        after = _decode_token(request.page_token, scope)
+        after = decode_page_token(request.page_token, scope)
         table = models.RegistryModel
         stmt: Select[tuple[models.RegistryModel]] = select(table)
         if request.provider:
@@ -229,7 +211,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         await self.ready()
         async with self._db.transaction() as session:
             rows = (await session.scalars(stmt.order_by(table.id).limit(size + 1))).all()
-            token = _encode_token(scope, rows[size - 1].id) if len(rows) > size else ""
+            token = encode_page_token(scope, rows[size - 1].id) if len(rows) > size else ""
             return registry_pb2.ListModelsResponse(
                 models=[model_to_proto(r) for r in rows[:size]], next_page_token=token
             )
@@ -499,12 +481,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         await self._callers.caller(context)
         size = _page_size(request.page_size)
         scope = benchmarks.list_scope(request)
-        before = _decode_token(request.page_token, scope)
+        before = decode_page_token(request.page_token, scope)
         await self.ready()
         async with self._db.transaction() as session:
             stmt = benchmarks.list_query(request, before).limit(size + 1)
             rows = (await session.scalars(stmt)).all()
-            token = _encode_token(scope, rows[size - 1].id) if len(rows) > size else ""
+            token = encode_page_token(scope, rows[size - 1].id) if len(rows) > size else ""
             return registry_pb2.ListBenchmarkResultsResponse(
                 results=[benchmarks.to_proto(r) for r in rows[:size]], next_page_token=token
             )

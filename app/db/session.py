@@ -23,17 +23,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, func, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.db.models import SINGLETON_ID, RoutingState
-from budrt.database import async_database_url, private_sqlite_file, sqlite_file
+from budrt.database import (
+    SQLITE_BUSY_TIMEOUT_S,
+    async_database_url,
+    install_sqlite_hooks,
+    private_sqlite_file,
+    sqlite_file,
+)
 
 log = logging.getLogger(__name__)
-
-# How long a SQLite writer waits for another one before giving up ("database is locked").
-SQLITE_BUSY_TIMEOUT_S = 30.0
 
 # PostgreSQL channel every mutation notifies, in its own transaction (delivered on commit only):
 # the routing feed (`app.routing_feed`) of every app replica listens on it.
@@ -81,7 +83,7 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
-            _install_sqlite_hooks(self.engine)
+            install_sqlite_hooks(self.engine, _WRITE_OPTION)
             snapshot_engine = self.engine
         else:
             snapshot_engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
@@ -149,24 +151,3 @@ async def current_revision(session: AsyncSession) -> int:
     if revision is None:
         raise RuntimeError("routing_state is empty: run the migrations first")
     return int(revision)
-
-
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 driver (it would not BEGIN for SELECTs
-        # or DDL); the "begin" hook below emits BEGIN instead.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        writer = conn.get_execution_options().get(_WRITE_OPTION)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")

@@ -7,17 +7,15 @@ added or removed and is refused by any other listing.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
-import orjson
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from budrt.errors import invalid_argument
+from budrt.page_tokens import decode_page_token, encode_page_token
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -40,24 +38,6 @@ def page_size(requested: int) -> int:
     if requested < 0:
         raise invalid_argument("page_size must not be negative", param="page_size")
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def encode_page_token(scope: str, last_id: str) -> str:
-    """An opaque token resuming listing `scope` after `last_id`."""
-    return base64.urlsafe_b64encode(orjson.dumps({"s": scope, "a": last_id})).decode().rstrip("=")
-
-
-def decode_page_token(token: str, scope: str) -> str | None:
-    """The id to resume after (None for the first page); refuses tokens of other listings."""
-    if not token:
-        return None
-    try:
-        data: Any = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
-        data = None
-    if not isinstance(data, dict) or data.get("s") != scope or not isinstance(data.get("a"), str):
-        raise invalid_argument("invalid page_token (not from this listing)", param="page_token")
-    return str(data["a"])
 
 
 async def fetch_page(

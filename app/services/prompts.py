@@ -34,7 +34,7 @@ from app.prompts import body, store
 from app.prompts.cipher import KeyCipher
 from app.prompts.watch import PromptState, fetch_version, load_state
 from app.services.common import conflicts_as
-from app.services.pagination import decode_page_token, encode_page_token, fetch_page, page_size
+from app.services.pagination import fetch_page, page_size
 from app.validation import check_description, check_update_mask
 from auth.roles import EDITOR, OWNER, VIEWER
 from auth.service_identity import GATEWAY, PROMPT, caller_identity
@@ -50,6 +50,7 @@ from budrt.errors import (
 )
 from budrt.grpc_server import ServiceBinding, service_channel
 from budrt.interceptors import call_request_id
+from budrt.page_tokens import decode_page_token, encode_page_token
 
 P = prompt_pb2
 Context = grpc.aio.ServicerContext

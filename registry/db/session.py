@@ -12,14 +12,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from budrt.database import async_database_url, private_sqlite_file, sqlite_file
-
-# How long a SQLite writer waits for another one (the app's, or another registry call).
-SQLITE_BUSY_TIMEOUT_S = 30.0
+from budrt.database import (
+    SQLITE_BUSY_TIMEOUT_S,
+    async_database_url,
+    install_sqlite_hooks,
+    private_sqlite_file,
+    sqlite_file,
+)
 
 
 class RegistryDatabase:
@@ -49,7 +50,7 @@ class RegistryDatabase:
             kwargs["pool_pre_ping"] = True
         engine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
-            _install_sqlite_hooks(engine)
+            install_sqlite_hooks(engine)
         return engine
 
     @asynccontextmanager
@@ -64,21 +65,3 @@ class RegistryDatabase:
         """Closes every pooled connection."""
         if self._engine is not None:
             await self._engine.dispose()
-
-
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Transaction control taken from the sqlite3 driver: the "begin" hook emits BEGIN.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
