@@ -21,16 +21,37 @@ import stat
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+
+def _path_list(value: Any) -> Any:
+    """A string (an environment variable) is a PATH-like list; empty parts are dropped."""
+    if isinstance(value, str):
+        return [part for part in value.split(os.pathsep) if part.strip()]
+    return value
+
+
+def _absolute_paths(paths: list[Path]) -> list[Path]:
+    paths = [path.expanduser() for path in paths]
+    relative = [str(path) for path in paths if not path.is_absolute()]
+    if relative:
+        raise ValueError(f"model roots must be absolute paths: {', '.join(relative)}")
+    return paths
+
+
+# Directories a setting names, absolute: a YAML list, or in the environment separated like PATH
+# (`/models:/srv/weights`). The engine's `allowed_model_roots`, the registry's model roots.
+ModelRoots = Annotated[list[Path], NoDecode, BeforeValidator(_path_list), AfterValidator(_absolute_paths)]
 
 log = logging.getLogger(__name__)
 

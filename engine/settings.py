@@ -3,14 +3,9 @@ arguments of each model arrive with LoadModel)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Any
 
-from pydantic import field_validator
-from pydantic_settings import NoDecode
-
-from budrt.settings import RuntimeSettings
+from budrt.settings import ModelRoots, RuntimeSettings
 
 # The folder of the data dir that is always a model root: where the builtin models are built.
 MODELS_FOLDER = "models"
@@ -27,24 +22,7 @@ class EngineSettings(RuntimeSettings):
     # path-valued `tokenizer` may lie (after following symlinks): anything else on the engine's
     # machine is refused. Absolute paths; a YAML list, or `BUD_ALLOWED_MODEL_ROOTS=/models:/srv/m`
     # (separated like PATH). Only operators should be able to write into them.
-    allowed_model_roots: Annotated[list[Path], NoDecode] = []
-
-    @field_validator("allowed_model_roots", mode="before")
-    @classmethod
-    def _split_roots(cls, value: Any) -> Any:
-        """A string (the environment variable) is a PATH-like list; empty parts are dropped."""
-        if isinstance(value, str):
-            return [part for part in value.split(os.pathsep) if part.strip()]
-        return value
-
-    @field_validator("allowed_model_roots")
-    @classmethod
-    def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
-        roots = [root.expanduser() for root in roots]
-        relative = [str(root) for root in roots if not root.is_absolute()]
-        if relative:
-            raise ValueError(f"model roots must be absolute paths: {', '.join(relative)}")
-        return roots
+    allowed_model_roots: ModelRoots = []
 
     def model_roots(self) -> tuple[Path, ...]:
         """Where local models and tokenizers may come from: `<data_dir>/models` (the builtin

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import NoDecode
 
-from budrt.settings import RuntimeSettings
+from budrt.settings import ModelRoots, RuntimeSettings
 from registry.scanning.settings import ScanSettings
 
 # The leaderboard's default refresh schedule: every six hours, on the hour.
@@ -37,7 +36,7 @@ class RegistrySettings(RuntimeSettings, ScanSettings):
     # Directories, besides `<data_dir>/models`, under which a model registered or imported from a
     # local directory may lie (on the registry's machine; give it the engines' allowed_model_roots
     # when they share the files). Absolute paths; a YAML list, or PATH-like in the environment.
-    registry_model_roots: Annotated[list[Path], NoDecode] = []
+    registry_model_roots: ModelRoots = []
     # Where Hugging Face imports are downloaded (empty: huggingface_hub's cache, HF_HUB_CACHE).
     # HF_TOKEN and HF_HUB_OFFLINE are read by huggingface_hub itself.
     registry_hf_cache_dir: str = ""
@@ -66,23 +65,6 @@ class RegistrySettings(RuntimeSettings, ScanSettings):
                 "(minute hour day-of-month month day-of-week), e.g. '0 */6 * * *'"
             )
         return value
-
-    @field_validator("registry_model_roots", mode="before")
-    @classmethod
-    def _split_roots(cls, value: Any) -> Any:
-        """A string (the environment variable) is a PATH-like list; empty parts are dropped."""
-        if isinstance(value, str):
-            return [part for part in value.split(os.pathsep) if part.strip()]
-        return value
-
-    @field_validator("registry_model_roots")
-    @classmethod
-    def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
-        roots = [root.expanduser() for root in roots]
-        relative = [str(root) for root in roots if not root.is_absolute()]
-        if relative:
-            raise ValueError(f"model roots must be absolute paths: {', '.join(relative)}")
-        return roots
 
     # Scan a model in the background as soon as it is registered or imported (ScanModel rescans).
     registry_scan_on_register: bool = True
