@@ -29,6 +29,7 @@ from bud.openai.v1 import (
     response_pb2,
 )
 from bud.prompt.v1 import prompt_pb2
+from budrt.call_headers import pass_answer_headers
 from budrt.errors import (
     Reason,
     ServiceError,
@@ -806,7 +807,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             answer = await call
         except grpc.aio.AioRpcError as err:
             raise ServiceError.from_rpc_error(err) from None
-        await _pass_limit_headers(call, context)
+        await pass_answer_headers(call, context)
         out = answer.response
         if self.response_store is not None:
             self._keep(request, out, conversation.input_items(answer.model_request), key)
@@ -827,7 +828,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             async for item in call:
                 if own_items is None:
                     own_items = conversation.input_items(item.model_request)
-                    await _pass_limit_headers(call, context)
+                    await pass_answer_headers(call, context)
                 event = item.event
                 if self.response_store is not None and event.HasField("response"):
                     # Kept before the last event goes out: a GET right after it finds it.
@@ -930,21 +931,6 @@ def _streamed_tokens(chunk: Any) -> int:
         else:
             count += bool(delta.content or delta.reasoning_content or delta.tool_calls)
     return count
-
-
-async def _pass_limit_headers(call: Any, context: Any) -> None:
-    """Sends the caller the rate-limit headers the prompt executor answered with (its model
-    call's), once, before the answer."""
-    getter = getattr(call, "initial_metadata", None)
-    if getter is None:
-        return
-    try:
-        metadata = await getter()
-    except grpc.aio.AioRpcError:
-        return
-    headers = [(k, v) for k, v in metadata or () if k.startswith("x-ratelimit-")]
-    if headers:
-        await context.send_initial_metadata(headers)
 
 
 def _forward_caller(context: Any) -> tuple[tuple[str, str], ...]:

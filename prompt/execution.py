@@ -42,6 +42,7 @@ import orjson
 from auth.prompt_run import PROMPT_RUN_KEY, PromptRun, sign
 from bud.openai.v1 import response_pb2
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
+from budrt.call_headers import pass_answer_headers
 from budrt.errors import Reason, ServiceError, echo, invalid_argument, not_found, unavailable
 from prompt import studio
 from prompt.inputs import validate
@@ -207,7 +208,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
                 if first:  # the gateway admitted the call before its first event
                     first = False
                     item.model_request.CopyFrom(asked)
-                    await _pass_limit_headers(call, context)
+                    await pass_answer_headers(call, context)
                 yield item
         finally:
             cancel = getattr(call, "cancel", None)
@@ -297,7 +298,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
             raise invalid_output(failures)
         response.usage.CopyFrom(usage)
         if context is not None:
-            await _pass_limit_headers(last_call, context)  # the last model call's: the freshest counts
+            await pass_answer_headers(last_call, context)  # the last model call's: the freshest counts
         out = P.ExecutePromptResponse(
             text=output_text(response), model_calls=calls, response=response, model_request=asked
         )
@@ -516,26 +517,6 @@ async def _call(awaitable: Any) -> Any:
 
 
 # Response metadata of a model call passed on to the prompt's caller: its rate-limit headers.
-_LIMIT_HEADER_PREFIX = "x-ratelimit-"
-_CACHE_HEADER = "x-bud-cache"  # the response cache's hit/miss (gateway/response_cache.py)
-
-
-async def _pass_limit_headers(call: Any, context: Any) -> None:
-    """Sends the caller the rate-limit headers a model call answered with (the key's, the model's
-    and the prompt deployment's limits, the tightest of each kind) and the response cache's
-    `x-bud-cache`, as its own."""
-    getter = getattr(call, "initial_metadata", None)
-    if getter is None:
-        return
-    try:
-        metadata = await getter()
-    except grpc.aio.AioRpcError:
-        return
-    headers = tuple(
-        (k, v) for k, v in metadata or () if k.startswith(_LIMIT_HEADER_PREFIX) or k == _CACHE_HEADER
-    )
-    if headers:
-        await context.send_initial_metadata(headers)
 
 
 def _add_usage(total: R.ResponseUsage, usage: R.ResponseUsage) -> None:

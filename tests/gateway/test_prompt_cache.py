@@ -72,3 +72,17 @@ def test_a_prompt_run_is_cached_on_its_rendered_request(stack: PromptStack) -> N
     assert second.output_text == first.output_text and second.id != first.id
     run("Grace")  # another rendered request: a miss
     assert stack.engine.calls == before + 2
+
+
+def test_a_prompt_runs_caller_is_told_hit_or_miss(stack: PromptStack) -> None:
+    """The model call's `x-bud-cache` travels back with its rate-limit headers: executor →
+    gateway → the client of `/v1/responses`, unary and streamed."""
+    prompt_id = stack.create_prompt("told-greeting", GREETING)["id"]
+    key = {"authorization": f"Bearer {stack.api_key}"}
+    body = {"prompt": {"id": prompt_id, "variables": {"name": "Lin"}}, "store": False}
+    seen = []
+    for extra in ({}, {}, {"stream": True}):
+        reply = requests.post(f"{stack.url}/v1/responses", json={**body, **extra}, headers=key, timeout=30)
+        assert reply.status_code == 200, reply.text
+        seen.append(reply.headers.get("x-bud-cache"))
+    assert seen == ["miss", "hit", "miss"]  # a stream is its own entry: a miss, then stored
