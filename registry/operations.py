@@ -49,6 +49,16 @@ class _Progress:
             return self.value
 
 
+async def write_operation(db: RegistryDatabase, op_id: str, **values: object) -> None:
+    """Updates an operation row (an import's or a scan's): its progress or its end."""
+    async with db.transaction() as session:
+        await session.execute(
+            update(models.ImportOperation)
+            .where(models.ImportOperation.id == op_id)
+            .values(update_time_ms=now_ms(), **values)
+        )
+
+
 def import_blocking(
     source: str,
     revision: str,
@@ -120,12 +130,7 @@ class ImportRunner:
         return op
 
     async def _write(self, op_id: str, **values: object) -> None:
-        async with self._db.transaction() as session:
-            await session.execute(
-                update(models.ImportOperation)
-                .where(models.ImportOperation.id == op_id)
-                .values(update_time_ms=now_ms(), **values)
-            )
+        await write_operation(self._db, op_id, **values)
 
     async def _run(self, op_id: str, source: str, revision: str, name: str, tags: list[str]) -> None:
         progress = _Progress()

@@ -31,6 +31,7 @@ from registry.convert import OPERATION, new_id, timestamp
 from registry.db import models
 from registry.db.models import now_ms
 from registry.db.session import RegistryDatabase
+from registry.operations import write_operation
 from registry.scanning import ScanProgress, ScanReport, ScanSettings, Verdict, scan_model, verify_hashes
 
 log = logging.getLogger(__name__)
@@ -166,12 +167,7 @@ class ScanRunner:
         return op
 
     async def _write(self, op_id: str, **values: object) -> None:
-        async with self._db.transaction() as session:
-            await session.execute(
-                update(models.ImportOperation)
-                .where(models.ImportOperation.id == op_id)
-                .values(update_time_ms=now_ms(), **values)
-            )
+        await write_operation(self._db, op_id, **values)
 
     async def _run(self, op_id: str, model_id: str, root: Path) -> None:
         latest = _Latest()
