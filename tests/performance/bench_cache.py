@@ -122,10 +122,13 @@ def _timed(port: int, secret: str, bodies: list[dict[str, Any]], expect: str) ->
     return out
 
 
-def _row(name: str, samples: list[float]) -> str:
+def _row(name: str, samples: list[float], peer: list[float] | None = None) -> str:
+    """A table row; with `peer` (the misses of the same run), the p50 ratio peer / this."""
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"| {name} | {statistics.median(ordered):.2f} | {p99:.2f} | {statistics.mean(ordered):.2f} |"
+    p50 = statistics.median(ordered)
+    ratio = f"{statistics.median(peer) / p50:.1f}x" if peer else "1.0x"
+    return f"| {name} | {p50:.2f} | {p99:.2f} | {statistics.mean(ordered):.2f} | {ratio} |"
 
 
 def _body(i: int, stream: bool, model: str = "chat") -> dict[str, Any]:
@@ -161,7 +164,7 @@ def _rows(label: str, port: int, secret: str, model: str, requests: int) -> list
         )  # warm-up
         misses = _timed(port, secret, [_body(i, stream, model) for i in range(requests)], "miss")
         hits = _timed(port, secret, [_body(0, stream, model)] * requests, "hit")
-        rows += [_row(f"{label}, {kind}, miss", misses), _row(f"{label}, {kind}, hit", hits)]
+        rows += [_row(f"{label}, {kind}, miss", misses), _row(f"{label}, {kind}, hit", hits, misses)]
     return rows
 
 
@@ -233,8 +236,8 @@ def main() -> None:
     print(
         f"{args.requests} requests a row, engine {args.engine_ms} ms a call, streams of {args.chunks} chunks"
     )
-    print("| cache, call, outcome | p50 ms | p99 ms | mean ms |")
-    print("|---|---|---|---|")
+    print("| cache, call, outcome | p50 ms | p99 ms | mean ms | miss p50 / this p50 |")
+    print("|---|---|---|---|---|")
     print("\n".join(rows))
 
 
