@@ -330,6 +330,9 @@ def test_model_not_ready_is_503(stack: PromptStack, client: openai.OpenAI, greet
         assert err.value.status_code == 503
     finally:
         served.state = state
+        # The control plane may have seen the LOADING state and marked the deployment not ready
+        # meanwhile: the tests after this one need it back in the gateway's tables.
+        stack.wait_routed(stack.model)
 
 
 def test_sdk_parse_gives_the_structured_output(stack: PromptStack, client: openai.OpenAI) -> None:
