@@ -54,6 +54,10 @@ POLICY: Mapping[str, frozenset[str]] = {
     # What a cancelled call cost is the gateways' business (they charge it), not the app's.
     "bud.engine.v1.EngineService/GetRequestUsage": frozenset({GATEWAY}),
     "bud.auth.v1.RoutingService/WatchRouting": frozenset({GATEWAY}),
+    # The gateways' load (autoscaling, idleness, draining) and their wake-ups of a deployment
+    # scaled to zero.
+    "bud.auth.v1.RoutingService/ReportLoad": frozenset({GATEWAY}),
+    "bud.auth.v1.RoutingService/WakeDeployment": frozenset({GATEWAY}),
     "bud.app.v1.UsageService/RecordUsage": frozenset({GATEWAY}),
     "bud.app.v1.UsageService/QueryUsage": _MANAGEMENT,
     "bud.prompt.v1.PromptExecutionService": frozenset({GATEWAY}),

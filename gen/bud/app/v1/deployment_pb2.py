@@ -28,7 +28,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62ud/app/v1/deployment.proto\x12\nbud.app.v1\x1a\"bud/engine/v1/engine_service.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\x0bModelSource\x12\x1b\n\x11registry_model_id\x18\x01 \x01(\tH\x00\x12\x19\n\x0fhugging_face_id\x18\x02 \x01(\tH\x00\x12\x14\n\nlocal_path\x18\x03 \x01(\tH\x00\x12\x11\n\x07\x62uiltin\x18\x04 \x01(\tH\x00\x42\x08\n\x06source\"O\n\x0e\x45ngineEndpoint\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x19\n\x11served_model_name\x18\x02 \x01(\t\x12\x11\n\tengine_id\x18\x03 \x01(\t\"U\n\x0cPromptTarget\x12\x11\n\tprompt_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\"V\n\x0fScalingSettings\x12\x17\n\x0fmin_concurrency\x18\x01 \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x02 \x01(\x05\x12\x11\n\tautoscale\x18\x03 \x01(\x08\"D\n\nRateLimits\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x02 \x01(\x05\"\xb4\x04\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x05model\x18\x04 \x01(\x0b\x32\x17.bud.app.v1.ModelSourceH\x00\x12*\n\x06prompt\x18\x05 \x01(\x0b\x32\x18.bud.app.v1.PromptTargetH\x00\x12-\n\tendpoints\x18\x06 \x03(\x0b\x32\x1a.bud.app.v1.EngineEndpoint\x12.\n\x0b\x65ngine_args\x18\x07 \x01(\x0b\x32\x19.bud.engine.v1.EngineArgs\x12%\n\x06runner\x18\x08 \x01(\x0e\x32\x15.bud.engine.v1.Runner\x12,\n\x07scaling\x18\t \x01(\x0b\x32\x1b.bud.app.v1.ScalingSettings\x12\x0f\n\x07\x63\x61\x63hing\x18\n \x01(\x08\x12+\n\x0brate_limits\x18\x0b \x01(\x0b\x32\x16.bud.app.v1.RateLimits\x12,\n\x06status\x18\x0c \x01(\x0e\x32\x1c.bud.app.v1.DeploymentStatus\x12\x16\n\x0estatus_message\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06target\"Y\n\x17\x43reateDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12*\n\ndeployment\x18\x02 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"F\n\x18\x43reateDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"A\n\x14GetDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\"C\n\x15GetDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"S\n\x16ListDeploymentsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x17ListDeploymentsResponse\x12+\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x16.bud.app.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x17UpdateDeploymentRequest\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x18UpdateDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"D\n\x17\x44\x65leteDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteDeploymentResponse*\xae\x01\n\x10\x44\x65ploymentStatus\x12!\n\x1d\x44\x45PLOYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45PLOYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_STATUS_LOADING\x10\x02\x12\x1b\n\x17\x44\x45PLOYMENT_STATUS_READY\x10\x03\x12\x1c\n\x18\x44\x45PLOYMENT_STATUS_FAILED\x10\x04\x32\xa5\x06\n\x11\x44\x65ploymentService\x12\x98\x01\n\x10\x43reateDeployment\x12#.bud.app.v1.CreateDeploymentRequest\x1a$.bud.app.v1.CreateDeploymentResponse\"9\x82\xd3\xe4\x93\x02\x33\"%/v1/projects/{project_id}/deployments:\ndeployment\x12\x93\x01\n\rGetDeployment\x12 .bud.app.v1.GetDeploymentRequest\x1a!.bud.app.v1.GetDeploymentResponse\"=\x82\xd3\xe4\x93\x02\x37\x12\x35/v1/projects/{project_id}/deployments/{deployment_id}\x12\x89\x01\n\x0fListDeployments\x12\".bud.app.v1.ListDeploymentsRequest\x1a#.bud.app.v1.ListDeploymentsResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/projects/{project_id}/deployments\x12\xb3\x01\n\x10UpdateDeployment\x12#.bud.app.v1.UpdateDeploymentRequest\x1a$.bud.app.v1.UpdateDeploymentResponse\"T\x82\xd3\xe4\x93\x02N2@/v1/projects/{deployment.project_id}/deployments/{deployment.id}:\ndeployment\x12\x9c\x01\n\x10\x44\x65leteDeployment\x12#.bud.app.v1.DeleteDeploymentRequest\x1a$.bud.app.v1.DeleteDeploymentResponse\"=\x82\xd3\xe4\x93\x02\x37*5/v1/projects/{project_id}/deployments/{deployment_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62ud/app/v1/deployment.proto\x12\nbud.app.v1\x1a\"bud/engine/v1/engine_service.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\x0bModelSource\x12\x1b\n\x11registry_model_id\x18\x01 \x01(\tH\x00\x12\x19\n\x0fhugging_face_id\x18\x02 \x01(\tH\x00\x12\x14\n\nlocal_path\x18\x03 \x01(\tH\x00\x12\x11\n\x07\x62uiltin\x18\x04 \x01(\tH\x00\x42\x08\n\x06source\"O\n\x0e\x45ngineEndpoint\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x19\n\x11served_model_name\x18\x02 \x01(\t\x12\x11\n\tengine_id\x18\x03 \x01(\t\"U\n\x0cPromptTarget\x12\x11\n\tprompt_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\"\xea\x01\n\x0fScalingSettings\x12\x17\n\x0fmin_concurrency\x18\x01 \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x02 \x01(\x05\x12\x11\n\tautoscale\x18\x03 \x01(\x08\x12\x19\n\x0cmin_replicas\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cmax_replicas\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12!\n\x14idle_timeout_seconds\x18\x06 \x01(\x05H\x02\x88\x01\x01\x42\x0f\n\r_min_replicasB\x0f\n\r_max_replicasB\x17\n\x15_idle_timeout_seconds\"D\n\nRateLimits\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x02 \x01(\x05\"\xe6\x04\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x05model\x18\x04 \x01(\x0b\x32\x17.bud.app.v1.ModelSourceH\x00\x12*\n\x06prompt\x18\x05 \x01(\x0b\x32\x18.bud.app.v1.PromptTargetH\x00\x12-\n\tendpoints\x18\x06 \x03(\x0b\x32\x1a.bud.app.v1.EngineEndpoint\x12.\n\x0b\x65ngine_args\x18\x07 \x01(\x0b\x32\x19.bud.engine.v1.EngineArgs\x12%\n\x06runner\x18\x08 \x01(\x0e\x32\x15.bud.engine.v1.Runner\x12,\n\x07scaling\x18\t \x01(\x0b\x32\x1b.bud.app.v1.ScalingSettings\x12\x0f\n\x07\x63\x61\x63hing\x18\n \x01(\x08\x12+\n\x0brate_limits\x18\x0b \x01(\x0b\x32\x16.bud.app.v1.RateLimits\x12,\n\x06status\x18\x0c \x01(\x0e\x32\x1c.bud.app.v1.DeploymentStatus\x12\x16\n\x0estatus_message\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eready_replicas\x18\x10 \x01(\x05\x12\x18\n\x10\x64\x65sired_replicas\x18\x11 \x01(\x05\x42\x08\n\x06target\"Y\n\x17\x43reateDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12*\n\ndeployment\x18\x02 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"F\n\x18\x43reateDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"A\n\x14GetDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\"C\n\x15GetDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"S\n\x16ListDeploymentsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x17ListDeploymentsResponse\x12+\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x16.bud.app.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x17UpdateDeploymentRequest\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x18UpdateDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"D\n\x17\x44\x65leteDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteDeploymentResponse\"\xdc\x01\n\x0cScalingEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12)\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x19.bud.app.v1.ScalingAction\x12\x15\n\rfrom_replicas\x18\x04 \x01(\x05\x12\x13\n\x0bto_replicas\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\tengine_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x18ListScalingEventsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"^\n\x19ListScalingEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.bud.app.v1.ScalingEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xd4\x01\n\x10\x44\x65ploymentStatus\x12!\n\x1d\x44\x45PLOYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45PLOYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_STATUS_LOADING\x10\x02\x12\x1b\n\x17\x44\x45PLOYMENT_STATUS_READY\x10\x03\x12\x1c\n\x18\x44\x45PLOYMENT_STATUS_FAILED\x10\x04\x12$\n DEPLOYMENT_STATUS_SCALED_TO_ZERO\x10\x05*\xa6\x01\n\rScalingAction\x12\x1e\n\x1aSCALING_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17SCALING_ACTION_SCALE_UP\x10\x01\x12\x1d\n\x19SCALING_ACTION_SCALE_DOWN\x10\x02\x12 \n\x1cSCALING_ACTION_SCALE_TO_ZERO\x10\x03\x12\x17\n\x13SCALING_ACTION_WAKE\x10\x04\x32\xd6\x07\n\x11\x44\x65ploymentService\x12\x98\x01\n\x10\x43reateDeployment\x12#.bud.app.v1.CreateDeploymentRequest\x1a$.bud.app.v1.CreateDeploymentResponse\"9\x82\xd3\xe4\x93\x02\x33\"%/v1/projects/{project_id}/deployments:\ndeployment\x12\x93\x01\n\rGetDeployment\x12 .bud.app.v1.GetDeploymentRequest\x1a!.bud.app.v1.GetDeploymentResponse\"=\x82\xd3\xe4\x93\x02\x37\x12\x35/v1/projects/{project_id}/deployments/{deployment_id}\x12\x89\x01\n\x0fListDeployments\x12\".bud.app.v1.ListDeploymentsRequest\x1a#.bud.app.v1.ListDeploymentsResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/projects/{project_id}/deployments\x12\xb3\x01\n\x10UpdateDeployment\x12#.bud.app.v1.UpdateDeploymentRequest\x1a$.bud.app.v1.UpdateDeploymentResponse\"T\x82\xd3\xe4\x93\x02N2@/v1/projects/{deployment.project_id}/deployments/{deployment.id}:\ndeployment\x12\x9c\x01\n\x10\x44\x65leteDeployment\x12#.bud.app.v1.DeleteDeploymentRequest\x1a$.bud.app.v1.DeleteDeploymentResponse\"=\x82\xd3\xe4\x93\x02\x37*5/v1/projects/{project_id}/deployments/{deployment_id}\x12\xae\x01\n\x11ListScalingEvents\x12$.bud.app.v1.ListScalingEventsRequest\x1a%.bud.app.v1.ListScalingEventsResponse\"L\x82\xd3\xe4\x93\x02\x46\x12\x44/v1/projects/{project_id}/deployments/{deployment_id}/scaling_eventsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,40 +45,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['UpdateDeployment']._serialized_options = b'\202\323\344\223\002N2@/v1/projects/{deployment.project_id}/deployments/{deployment.id}:\ndeployment'
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['DeleteDeployment']._loaded_options = None
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['DeleteDeployment']._serialized_options = b'\202\323\344\223\0027*5/v1/projects/{project_id}/deployments/{deployment_id}'
-  _globals['_DEPLOYMENTSTATUS']._serialized_start=1963
-  _globals['_DEPLOYMENTSTATUS']._serialized_end=2137
+  _globals['_DEPLOYMENTSERVICE'].methods_by_name['ListScalingEvents']._loaded_options = None
+  _globals['_DEPLOYMENTSERVICE'].methods_by_name['ListScalingEvents']._serialized_options = b'\202\323\344\223\002F\022D/v1/projects/{project_id}/deployments/{deployment_id}/scaling_events'
+  _globals['_DEPLOYMENTSTATUS']._serialized_start=2591
+  _globals['_DEPLOYMENTSTATUS']._serialized_end=2803
+  _globals['_SCALINGACTION']._serialized_start=2806
+  _globals['_SCALINGACTION']._serialized_end=2972
   _globals['_MODELSOURCE']._serialized_start=176
   _globals['_MODELSOURCE']._serialized_end=296
   _globals['_ENGINEENDPOINT']._serialized_start=298
   _globals['_ENGINEENDPOINT']._serialized_end=377
   _globals['_PROMPTTARGET']._serialized_start=379
   _globals['_PROMPTTARGET']._serialized_end=464
-  _globals['_SCALINGSETTINGS']._serialized_start=466
-  _globals['_SCALINGSETTINGS']._serialized_end=552
-  _globals['_RATELIMITS']._serialized_start=554
-  _globals['_RATELIMITS']._serialized_end=622
-  _globals['_DEPLOYMENT']._serialized_start=625
-  _globals['_DEPLOYMENT']._serialized_end=1189
-  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_start=1191
-  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_end=1280
-  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_start=1282
-  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_end=1352
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1354
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1419
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=1421
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=1488
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=1490
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=1573
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=1575
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1670
-  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_start=1672
-  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_end=1790
-  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_start=1792
-  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_end=1862
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=1864
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=1932
-  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_start=1934
-  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_end=1960
-  _globals['_DEPLOYMENTSERVICE']._serialized_start=2140
-  _globals['_DEPLOYMENTSERVICE']._serialized_end=2945
+  _globals['_SCALINGSETTINGS']._serialized_start=467
+  _globals['_SCALINGSETTINGS']._serialized_end=701
+  _globals['_RATELIMITS']._serialized_start=703
+  _globals['_RATELIMITS']._serialized_end=771
+  _globals['_DEPLOYMENT']._serialized_start=774
+  _globals['_DEPLOYMENT']._serialized_end=1388
+  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_start=1390
+  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_end=1479
+  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_start=1481
+  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_end=1551
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1553
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1618
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=1620
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=1687
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=1689
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=1772
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=1774
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1869
+  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_start=1871
+  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_end=1989
+  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_start=1991
+  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_end=2061
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=2063
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=2131
+  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_start=2133
+  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_end=2159
+  _globals['_SCALINGEVENT']._serialized_start=2162
+  _globals['_SCALINGEVENT']._serialized_end=2382
+  _globals['_LISTSCALINGEVENTSREQUEST']._serialized_start=2384
+  _globals['_LISTSCALINGEVENTSREQUEST']._serialized_end=2492
+  _globals['_LISTSCALINGEVENTSRESPONSE']._serialized_start=2494
+  _globals['_LISTSCALINGEVENTSRESPONSE']._serialized_end=2588
+  _globals['_DEPLOYMENTSERVICE']._serialized_start=2975
+  _globals['_DEPLOYMENTSERVICE']._serialized_end=3957
 # @@protoc_insertion_point(module_scope)

@@ -20,11 +20,26 @@ class DeploymentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEPLOYMENT_STATUS_LOADING: _ClassVar[DeploymentStatus]
     DEPLOYMENT_STATUS_READY: _ClassVar[DeploymentStatus]
     DEPLOYMENT_STATUS_FAILED: _ClassVar[DeploymentStatus]
+    DEPLOYMENT_STATUS_SCALED_TO_ZERO: _ClassVar[DeploymentStatus]
+
+class ScalingAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCALING_ACTION_UNSPECIFIED: _ClassVar[ScalingAction]
+    SCALING_ACTION_SCALE_UP: _ClassVar[ScalingAction]
+    SCALING_ACTION_SCALE_DOWN: _ClassVar[ScalingAction]
+    SCALING_ACTION_SCALE_TO_ZERO: _ClassVar[ScalingAction]
+    SCALING_ACTION_WAKE: _ClassVar[ScalingAction]
 DEPLOYMENT_STATUS_UNSPECIFIED: DeploymentStatus
 DEPLOYMENT_STATUS_PENDING: DeploymentStatus
 DEPLOYMENT_STATUS_LOADING: DeploymentStatus
 DEPLOYMENT_STATUS_READY: DeploymentStatus
 DEPLOYMENT_STATUS_FAILED: DeploymentStatus
+DEPLOYMENT_STATUS_SCALED_TO_ZERO: DeploymentStatus
+SCALING_ACTION_UNSPECIFIED: ScalingAction
+SCALING_ACTION_SCALE_UP: ScalingAction
+SCALING_ACTION_SCALE_DOWN: ScalingAction
+SCALING_ACTION_SCALE_TO_ZERO: ScalingAction
+SCALING_ACTION_WAKE: ScalingAction
 
 class ModelSource(_message.Message):
     __slots__ = ("registry_model_id", "hugging_face_id", "local_path", "builtin")
@@ -61,14 +76,20 @@ class PromptTarget(_message.Message):
     def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
 
 class ScalingSettings(_message.Message):
-    __slots__ = ("min_concurrency", "max_concurrency", "autoscale")
+    __slots__ = ("min_concurrency", "max_concurrency", "autoscale", "min_replicas", "max_replicas", "idle_timeout_seconds")
     MIN_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     AUTOSCALE_FIELD_NUMBER: _ClassVar[int]
+    MIN_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     min_concurrency: int
     max_concurrency: int
     autoscale: bool
-    def __init__(self, min_concurrency: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., autoscale: _Optional[bool] = ...) -> None: ...
+    min_replicas: int
+    max_replicas: int
+    idle_timeout_seconds: int
+    def __init__(self, min_concurrency: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., autoscale: _Optional[bool] = ..., min_replicas: _Optional[int] = ..., max_replicas: _Optional[int] = ..., idle_timeout_seconds: _Optional[int] = ...) -> None: ...
 
 class RateLimits(_message.Message):
     __slots__ = ("requests_per_minute", "tokens_per_minute")
@@ -79,7 +100,7 @@ class RateLimits(_message.Message):
     def __init__(self, requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "project_id", "name", "model", "prompt", "endpoints", "engine_args", "runner", "scaling", "caching", "rate_limits", "status", "status_message", "create_time", "update_time")
+    __slots__ = ("id", "project_id", "name", "model", "prompt", "endpoints", "engine_args", "runner", "scaling", "caching", "rate_limits", "status", "status_message", "create_time", "update_time", "ready_replicas", "desired_replicas")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +116,8 @@ class Deployment(_message.Message):
     STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    READY_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     name: str
@@ -110,7 +133,9 @@ class Deployment(_message.Message):
     status_message: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., prompt: _Optional[_Union[PromptTarget, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[EngineEndpoint, _Mapping]]] = ..., engine_args: _Optional[_Union[_engine_service_pb2.EngineArgs, _Mapping]] = ..., runner: _Optional[_Union[_engine_service_pb2.Runner, str]] = ..., scaling: _Optional[_Union[ScalingSettings, _Mapping]] = ..., caching: _Optional[bool] = ..., rate_limits: _Optional[_Union[RateLimits, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, str]] = ..., status_message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    ready_replicas: int
+    desired_replicas: int
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., prompt: _Optional[_Union[PromptTarget, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[EngineEndpoint, _Mapping]]] = ..., engine_args: _Optional[_Union[_engine_service_pb2.EngineArgs, _Mapping]] = ..., runner: _Optional[_Union[_engine_service_pb2.Runner, str]] = ..., scaling: _Optional[_Union[ScalingSettings, _Mapping]] = ..., caching: _Optional[bool] = ..., rate_limits: _Optional[_Union[RateLimits, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, str]] = ..., status_message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ...) -> None: ...
 
 class CreateDeploymentRequest(_message.Message):
     __slots__ = ("project_id", "deployment")
@@ -183,3 +208,43 @@ class DeleteDeploymentRequest(_message.Message):
 class DeleteDeploymentResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ScalingEvent(_message.Message):
+    __slots__ = ("id", "deployment_id", "action", "from_replicas", "to_replicas", "reason", "engine_id", "create_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    FROM_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    TO_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    deployment_id: str
+    action: ScalingAction
+    from_replicas: int
+    to_replicas: int
+    reason: str
+    engine_id: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., action: _Optional[_Union[ScalingAction, str]] = ..., from_replicas: _Optional[int] = ..., to_replicas: _Optional[int] = ..., reason: _Optional[str] = ..., engine_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListScalingEventsRequest(_message.Message):
+    __slots__ = ("project_id", "deployment_id", "page_size", "page_token")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    deployment_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, project_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListScalingEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[ScalingEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[ScalingEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

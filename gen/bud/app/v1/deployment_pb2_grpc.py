@@ -60,6 +60,11 @@ class DeploymentServiceStub:
                 request_serializer=bud_dot_app_dot_v1_dot_deployment__pb2.DeleteDeploymentRequest.SerializeToString,
                 response_deserializer=bud_dot_app_dot_v1_dot_deployment__pb2.DeleteDeploymentResponse.FromString,
                 _registered_method=True)
+        self.ListScalingEvents = channel.unary_unary(
+                '/bud.app.v1.DeploymentService/ListScalingEvents',
+                request_serializer=bud_dot_app_dot_v1_dot_deployment__pb2.ListScalingEventsRequest.SerializeToString,
+                response_deserializer=bud_dot_app_dot_v1_dot_deployment__pb2.ListScalingEventsResponse.FromString,
+                _registered_method=True)
 
 
 class DeploymentServiceServicer:
@@ -101,6 +106,14 @@ class DeploymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListScalingEvents(self, request, context):
+        """The control plane's scaling decisions for a deployment (replicas added or removed, scaled to
+        zero, woken by a request), newest first, paginated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeploymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +141,11 @@ def add_DeploymentServiceServicer_to_server(servicer, server):
                     servicer.DeleteDeployment,
                     request_deserializer=bud_dot_app_dot_v1_dot_deployment__pb2.DeleteDeploymentRequest.FromString,
                     response_serializer=bud_dot_app_dot_v1_dot_deployment__pb2.DeleteDeploymentResponse.SerializeToString,
+            ),
+            'ListScalingEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScalingEvents,
+                    request_deserializer=bud_dot_app_dot_v1_dot_deployment__pb2.ListScalingEventsRequest.FromString,
+                    response_serializer=bud_dot_app_dot_v1_dot_deployment__pb2.ListScalingEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +284,33 @@ class DeploymentService:
             '/bud.app.v1.DeploymentService/DeleteDeployment',
             bud_dot_app_dot_v1_dot_deployment__pb2.DeleteDeploymentRequest.SerializeToString,
             bud_dot_app_dot_v1_dot_deployment__pb2.DeleteDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScalingEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.app.v1.DeploymentService/ListScalingEvents',
+            bud_dot_app_dot_v1_dot_deployment__pb2.ListScalingEventsRequest.SerializeToString,
+            bud_dot_app_dot_v1_dot_deployment__pb2.ListScalingEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

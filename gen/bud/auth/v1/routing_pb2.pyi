@@ -58,7 +58,7 @@ class RouteKey(_message.Message):
     def __init__(self, id: _Optional[str] = ..., prefix: _Optional[str] = ..., key_hash: _Optional[bytes] = ..., project_id: _Optional[str] = ..., deployment_ids: _Optional[_Iterable[str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ...) -> None: ...
 
 class RouteDeployment(_message.Message):
-    __slots__ = ("id", "project_id", "name", "endpoints", "requests_per_minute", "tokens_per_minute", "ready", "create_time", "prompt_id", "prompt_version", "max_concurrency", "prompt_label", "caching")
+    __slots__ = ("id", "project_id", "name", "endpoints", "requests_per_minute", "tokens_per_minute", "ready", "create_time", "prompt_id", "prompt_version", "max_concurrency", "prompt_label", "caching", "cold_start")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class RouteDeployment(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PROMPT_LABEL_FIELD_NUMBER: _ClassVar[int]
     CACHING_FIELD_NUMBER: _ClassVar[int]
+    COLD_START_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     name: str
@@ -85,7 +86,8 @@ class RouteDeployment(_message.Message):
     max_concurrency: int
     prompt_label: str
     caching: bool
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[RouteEndpoint, _Mapping]]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., ready: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., prompt_label: _Optional[str] = ..., caching: _Optional[bool] = ...) -> None: ...
+    cold_start: bool
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[RouteEndpoint, _Mapping]]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., ready: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., prompt_label: _Optional[str] = ..., caching: _Optional[bool] = ..., cold_start: _Optional[bool] = ...) -> None: ...
 
 class RouteEndpoint(_message.Message):
     __slots__ = ("address", "served_model_name")
@@ -102,3 +104,55 @@ class RouteProject(_message.Message):
     id: str
     name: str
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ReportLoadRequest(_message.Message):
+    __slots__ = ("gateway_id", "deployments")
+    GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    gateway_id: str
+    deployments: _containers.RepeatedCompositeFieldContainer[DeploymentLoad]
+    def __init__(self, gateway_id: _Optional[str] = ..., deployments: _Optional[_Iterable[_Union[DeploymentLoad, _Mapping]]] = ...) -> None: ...
+
+class DeploymentLoad(_message.Message):
+    __slots__ = ("deployment_id", "in_flight", "queued", "requests_total", "last_request_time", "endpoints")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LAST_REQUEST_TIME_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    in_flight: int
+    queued: int
+    requests_total: int
+    last_request_time: _timestamp_pb2.Timestamp
+    endpoints: _containers.RepeatedCompositeFieldContainer[EndpointLoad]
+    def __init__(self, deployment_id: _Optional[str] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., requests_total: _Optional[int] = ..., last_request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointLoad, _Mapping]]] = ...) -> None: ...
+
+class EndpointLoad(_message.Message):
+    __slots__ = ("address", "served_model_name", "in_flight")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SERVED_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    served_model_name: str
+    in_flight: int
+    def __init__(self, address: _Optional[str] = ..., served_model_name: _Optional[str] = ..., in_flight: _Optional[int] = ...) -> None: ...
+
+class ReportLoadResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WakeDeploymentRequest(_message.Message):
+    __slots__ = ("deployment_id", "gateway_id")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    gateway_id: str
+    def __init__(self, deployment_id: _Optional[str] = ..., gateway_id: _Optional[str] = ...) -> None: ...
+
+class WakeDeploymentResponse(_message.Message):
+    __slots__ = ("woke",)
+    WOKE_FIELD_NUMBER: _ClassVar[int]
+    woke: bool
+    def __init__(self, woke: _Optional[bool] = ...) -> None: ...

@@ -42,6 +42,16 @@ class RoutingServiceStub:
                 request_serializer=bud_dot_auth_dot_v1_dot_routing__pb2.WatchRoutingRequest.SerializeToString,
                 response_deserializer=bud_dot_auth_dot_v1_dot_routing__pb2.WatchRoutingResponse.FromString,
                 _registered_method=True)
+        self.ReportLoad = channel.unary_unary(
+                '/bud.auth.v1.RoutingService/ReportLoad',
+                request_serializer=bud_dot_auth_dot_v1_dot_routing__pb2.ReportLoadRequest.SerializeToString,
+                response_deserializer=bud_dot_auth_dot_v1_dot_routing__pb2.ReportLoadResponse.FromString,
+                _registered_method=True)
+        self.WakeDeployment = channel.unary_unary(
+                '/bud.auth.v1.RoutingService/WakeDeployment',
+                request_serializer=bud_dot_auth_dot_v1_dot_routing__pb2.WakeDeploymentRequest.SerializeToString,
+                response_deserializer=bud_dot_auth_dot_v1_dot_routing__pb2.WakeDeploymentResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -57,6 +67,22 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportLoad(self, request, context):
+        """A gateway's load, every few seconds: the control plane's signals for autoscaling, idleness
+        (scale to zero) and draining a replica before it is removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WakeDeployment(self, request, context):
+        """Asks the control plane to load a deployment scaled to zero (a request is waiting for it).
+        Idempotent: a deployment already waking, loading or ready is left as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -64,6 +90,16 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.WatchRouting,
                     request_deserializer=bud_dot_auth_dot_v1_dot_routing__pb2.WatchRoutingRequest.FromString,
                     response_serializer=bud_dot_auth_dot_v1_dot_routing__pb2.WatchRoutingResponse.SerializeToString,
+            ),
+            'ReportLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportLoad,
+                    request_deserializer=bud_dot_auth_dot_v1_dot_routing__pb2.ReportLoadRequest.FromString,
+                    response_serializer=bud_dot_auth_dot_v1_dot_routing__pb2.ReportLoadResponse.SerializeToString,
+            ),
+            'WakeDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.WakeDeployment,
+                    request_deserializer=bud_dot_auth_dot_v1_dot_routing__pb2.WakeDeploymentRequest.FromString,
+                    response_serializer=bud_dot_auth_dot_v1_dot_routing__pb2.WakeDeploymentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -96,6 +132,60 @@ class RoutingService:
             '/bud.auth.v1.RoutingService/WatchRouting',
             bud_dot_auth_dot_v1_dot_routing__pb2.WatchRoutingRequest.SerializeToString,
             bud_dot_auth_dot_v1_dot_routing__pb2.WatchRoutingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.auth.v1.RoutingService/ReportLoad',
+            bud_dot_auth_dot_v1_dot_routing__pb2.ReportLoadRequest.SerializeToString,
+            bud_dot_auth_dot_v1_dot_routing__pb2.ReportLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WakeDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.auth.v1.RoutingService/WakeDeployment',
+            bud_dot_auth_dot_v1_dot_routing__pb2.WakeDeploymentRequest.SerializeToString,
+            bud_dot_auth_dot_v1_dot_routing__pb2.WakeDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,
