@@ -84,6 +84,12 @@ class Reason(StrEnum):
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
     # A deployment's max_concurrency was reached and its queue was full or timed out.
     CONCURRENCY_LIMIT_EXCEEDED = "CONCURRENCY_LIMIT_EXCEEDED"
+    # A deployment scaled to zero did not come up for a waiting request (503 with Retry-After):
+    # the wait passed the gateway's cold-start timeout, the deployment's cold-start queue was
+    # full, or the deployment failed (or was stopped) while the request waited.
+    COLD_START_TIMEOUT = "COLD_START_TIMEOUT"
+    COLD_START_QUEUE_FULL = "COLD_START_QUEUE_FULL"
+    COLD_START_FAILED = "COLD_START_FAILED"
     # Management state.
     LAST_OWNER = "LAST_OWNER"
     LAST_ADMIN = "LAST_ADMIN"

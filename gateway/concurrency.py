@@ -61,6 +61,10 @@ class ConcurrencyLimiter(Protocol):
         """The slots this gateway holds for `name` (for tests and metrics)."""
         ...
 
+    def queued(self, name: str) -> int:
+        """The requests of `name` waiting for a slot in this gateway (the load reports)."""
+        ...
+
 
 class MemoryConcurrencyLimiter:
     """Slots counted in this process (one gateway). A slot given back goes straight to the first
@@ -75,6 +79,9 @@ class MemoryConcurrencyLimiter:
 
     def in_flight(self, name: str) -> int:
         return self._held.get(name, 0)
+
+    def queued(self, name: str) -> int:
+        return sum(1 for waiter in self._waiters.get(name, ()) if not waiter.done())
 
     def _hand_off(self, name: str) -> None:
         """Gives the free slots of `name` to its waiters, first come first."""
@@ -181,6 +188,9 @@ class RedisConcurrencyLimiter:
 
     def in_flight(self, name: str) -> int:
         return sum(1 for slot in self._held.values() if slot.name == name)
+
+    def queued(self, name: str) -> int:
+        return len(self._waiters.get(name, ()))
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}{name}"

@@ -47,6 +47,9 @@ class EnginePool:
         self, check_interval: float = 1.0, check_timeout: float = 1.0, local: dict[str, Any] | None = None
     ) -> None:
         self._connections: dict[str, EngineConnection] = {}
+        # Requests in flight by (deployment id, endpoint): the one count of engine calls, read by
+        # the load reports (gateway/load.py); an entry goes when its count is back to zero.
+        self.in_flight: dict[tuple[str, Endpoint], int] = {}
         self._local = dict(local or {})
         self.check_interval = check_interval
         self.check_timeout = check_timeout
@@ -78,13 +81,25 @@ class EnginePool:
         return endpoint.served_model_name not in self.connection(endpoint.address).unhealthy
 
     @contextlib.contextmanager
-    def lease(self, conn: EngineConnection) -> Iterator[EngineConnection]:
-        """Counts a request in flight on `conn` while the block runs."""
+    def lease(
+        self, conn: EngineConnection, endpoint: Endpoint | None = None, deployment_id: str = ""
+    ) -> Iterator[EngineConnection]:
+        """Counts a request in flight on `conn` while the block runs (a stream: until its last
+        byte or its client leaving), and on `endpoint` for `deployment_id` when named."""
+        key = (deployment_id, endpoint) if endpoint is not None else None
         conn.outstanding += 1
+        if key is not None:
+            self.in_flight[key] = self.in_flight.get(key, 0) + 1
         try:
             yield conn
         finally:
             conn.outstanding -= 1
+            if key is not None:
+                left = self.in_flight.get(key, 1) - 1
+                if left > 0:
+                    self.in_flight[key] = left
+                else:
+                    self.in_flight.pop(key, None)
 
     def mark_unhealthy(self, endpoint: Endpoint) -> None:
         """Takes an endpoint out of rotation until its next successful check."""

@@ -5,6 +5,7 @@ gateway process, called in-process by the transcoder (REST) and by the gateway's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -44,8 +45,10 @@ from budrt.errors import (
 )
 from budrt.interceptors import call_request_id
 from gateway import conversation, responses
+from gateway.cold_start import ColdStarts
 from gateway.concurrency import RETRY_AFTER_S, ConcurrencyLimiter, MemoryConcurrencyLimiter, Slot
 from gateway.engines import EngineConnection, EnginePool
+from gateway.load import LoadTracker
 from gateway.ratelimit import Decision, Limit, RateLimiter
 from gateway.response_cache import (
     ANSWERS,
@@ -169,6 +172,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         default_key_requests_per_minute: int = DEFAULT_KEY_REQUESTS_PER_MINUTE,
         default_key_tokens_per_minute: int = DEFAULT_KEY_TOKENS_PER_MINUTE,
         response_cache: ResponseCache | None = None,
+        cold_starts: ColdStarts | None = None,
     ) -> None:
         self.tables = tables
         # Deployments with `caching` on: deterministic requests' answers (gateway/response_cache.py).
@@ -187,6 +191,12 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         self.concurrency = concurrency if concurrency is not None else MemoryConcurrencyLimiter()
         # The limits of a key without its own (0: none).
         self.default_key_limits = (default_key_requests_per_minute, default_key_tokens_per_minute)
+        # Requests for deployments scaled to zero wait here for them (gateway/cold_start.py); with
+        # none given they wait for the tables without asking the control plane to wake them.
+        self.cold_starts = cold_starts if cold_starts is not None else ColdStarts(tables)
+        # The load reported to the control plane (gateway/load.py): admissions and prompt runs
+        # here, engine calls from the pool's leases, waiters from the two queues.
+        self.load = LoadTracker(engines, queued=self._queued)
         # The charges of cancelled or failed calls under way (held until they are recorded).
         self._charges: set[asyncio.Task[None]] = set()
 
@@ -230,7 +240,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 f'"prompt": {{"id": "{model}"}}.',
                 param="model",
             )
-        if not deployment.ready or not deployment.endpoints:
+        if not deployment.serving and not deployment.cold_start:
             raise unavailable(
                 f"The model `{model}` is not ready to serve yet.",
                 reason=Reason.MODEL_NOT_READY,
@@ -400,10 +410,19 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         started = time.perf_counter()
         key, deployment = self._target(context, request, checked)
         run, prompt_deployment = self._prompt_run(context, key)
-        cache = await self._cache_lookup(operation, key, deployment, request)
+        cache = await self._cache_lookup(operation, key, deployment, request, prompt_deployment)
         decision = await self._admit(context, key, deployment, request, prompt_deployment, cache)
-        # A cache hit runs nothing on the engines: it takes no concurrency slot.
+        self.load.note(deployment.id)
+        # A cache hit runs nothing on the engines: it takes no concurrency slot and wakes nothing.
         hit = cache is not None and cache.hit
+        if not hit and not deployment.serving:
+            # Scaled to zero: wait for the wake (gateway/cold_start.py), refunding the reserved
+            # tokens of a request refused or gone meanwhile (it ran nothing).
+            try:
+                deployment = await self.cold_starts.wait(deployment, request.model, context)
+            except BaseException:
+                await self._settle(decision, 0)
+                raise
         slot = None if hit else await self._occupy(context, deployment, decision, request.model)
         charge = _Charge(
             call_request_id(context),
@@ -444,17 +463,31 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             raise error
         return slot
 
+    def _queued(self, deployment_id: str) -> int:
+        """The requests waiting for the deployment here: for a concurrency slot or a cold start."""
+        return self.concurrency.queued(f"dep:{deployment_id}") + self.cold_starts.queued(deployment_id)
+
     # ---- the response cache (gateway/response_cache.py) -------------------------------------
     async def _cache_lookup(
-        self, operation: str, key: KeyEntry, deployment: DeploymentEntry, request: Any
+        self,
+        operation: str,
+        key: KeyEntry,
+        deployment: DeploymentEntry,
+        request: Any,
+        prompt_deployment: DeploymentEntry | None = None,
     ) -> Lookup | None:
-        """The request's cache entry when its deployment caches and it is cacheable (None
-        otherwise, or when the cache cannot be read: the engine answers, as if uncached)."""
-        if self.response_cache is None or not deployment.caching or self.response_cache.max_bytes <= 0:
+        """The request's cache entry when its deployment caches — or, for a prompt run's model
+        call, its prompt deployment does: a prompt deployment caches on the rendered request —
+        and it is cacheable (None otherwise, or when the cache cannot be read: the engine
+        answers, as if uncached)."""
+        caching = deployment.caching or (prompt_deployment is not None and prompt_deployment.caching)
+        if self.response_cache is None or not caching or self.response_cache.max_bytes <= 0:
             return None
         if operation not in ANSWERS or not deterministic(operation, request):
             return None  # not cacheable: no header
-        names = [e.served_model_name for e in deployment.endpoints]
+        # The replicas' served names; a deployment scaled to zero keeps its last ones, so that a
+        # hit answers without waking it.
+        names = [e.served_model_name for e in deployment.endpoints] or list(deployment.served_names)
         args = (operation, key.project_id, deployment.id, names, request)
         # Hashing a large request (8 MiB: ~25 ms) is done on a thread, off the event loop.
         large = request.ByteSize() > LARGE_REQUEST_BYTES
@@ -505,7 +538,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             for attempt, (endpoint, conn) in enumerate(candidates, start=1):
                 request.model = endpoint.served_model_name
                 try:
-                    with self.engines.lease(conn):
+                    with self.engines.lease(conn, endpoint, deployment.id):
                         response = await getattr(conn.stub, operation)(
                             request, metadata=_forward(context, charge.usage_id)
                         )
@@ -569,7 +602,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 request.model = endpoint.served_model_name
                 sent = False
                 kept = [] if charge.cache is not None else None
-                with self.engines.lease(conn):
+                with self.engines.lease(conn, endpoint, deployment.id):
                     call = getattr(conn.stub, operation)(request, metadata=_forward(context, charge.usage_id))
                     try:
                         async for chunk in call:
@@ -799,12 +832,12 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         model call's rate-limit headers are the caller's."""
         key = self._authenticate(context)
         executor = self._prompt_executor()
-        run = prompt_pb2.ExecutePromptRequest(
-            project_id=key.project_id, request=request, deployment=self._prompt_deployment(key, request)
-        )
+        target = self._prompt_deployment(key, request)
+        run = prompt_pb2.ExecutePromptRequest(project_id=key.project_id, request=request, deployment=target)
         call = executor.ExecutePrompt(run, metadata=_forward_caller(context))
         try:
-            answer = await call
+            with self._running(target):
+                answer = await call
         except grpc.aio.AioRpcError as err:
             raise ServiceError.from_rpc_error(err) from None
         await pass_answer_headers(call, context)
@@ -819,25 +852,33 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         """A streamed prompt run: the executor's Responses events, in order."""
         key = self._authenticate(context)
         executor = self._prompt_executor()
+        target = self._prompt_deployment(key, request)
         run = prompt_pb2.StreamExecutePromptRequest(
-            project_id=key.project_id, request=request, deployment=self._prompt_deployment(key, request)
+            project_id=key.project_id, request=request, deployment=target
         )
         call = executor.StreamExecutePrompt(run, metadata=_forward_caller(context))
         own_items: list[response_pb2.ResponseInputItem] | None = None
         try:
-            async for item in call:
-                if own_items is None:
-                    own_items = conversation.input_items(item.model_request)
-                    await pass_answer_headers(call, context)
-                event = item.event
-                if self.response_store is not None and event.HasField("response"):
-                    # Kept before the last event goes out: a GET right after it finds it.
-                    self._keep(request, event.response, own_items, key, final=event.type in _FINAL_EVENTS)
-                yield event
+            with self._running(target):
+                async for item in call:
+                    if own_items is None:
+                        own_items = conversation.input_items(item.model_request)
+                        await pass_answer_headers(call, context)
+                    event = item.event
+                    if self.response_store is not None and event.HasField("response"):
+                        # Kept before the last event goes out: a GET right after it finds it.
+                        self._keep(request, event.response, own_items, key, final=event.type in _FINAL_EVENTS)
+                    yield event
         except grpc.aio.AioRpcError as err:
             raise ServiceError.from_rpc_error(err) from None
         finally:
             call.cancel()  # a client that went away ends the run and its generation
+
+    def _running(
+        self, target: prompt_pb2.PromptDeploymentRef | None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Counts a prompt deployment's run (admitted, in flight) for the load reports."""
+        return self.load.run(target.deployment_id) if target is not None else contextlib.nullcontext()
 
     async def GetResponse(
         self, request: response_pb2.GetResponseRequest, context: Any

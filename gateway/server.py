@@ -19,9 +19,12 @@ from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from budrt.interceptors import DEFAULT_INTERCEPTORS
 from gateway.backends import Backend, LocalBackend, RemoteBackend
+from gateway.cold_start import ColdStarts
 from gateway.concurrency import ConcurrencyLimiter, MemoryConcurrencyLimiter, RedisConcurrencyLimiter
+from gateway.control import ControlPlane
 from gateway.engines import EnginePool
 from gateway.http_protocol import header_timeout_protocol
+from gateway.load import report_load
 from gateway.openai_service import GenerationCaps, OpenAiServicer
 from gateway.openapi import DocumentedService, OpenApiDocument
 from gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -179,6 +182,16 @@ async def serve(
         flush_interval=settings.response_flush_interval,
         spool=UsageSpool(settings.data_dir / "response-spool", StoredResponse),
     )
+    # Load reports and wakes go to the app's RoutingService, as this gateway (like the watch).
+    gateway_id = socket.gethostname()
+    control = ControlPlane(settings.app_address, gateway_id)
+    cold_starts = ColdStarts(
+        tables,
+        wake=control.wake,
+        timeout=settings.cold_start_timeout,
+        queue_length=settings.cold_start_queue_length,
+        unimplemented=lambda: "WakeDeployment" in control.unimplemented,
+    )
     servicer = OpenAiServicer(
         tables,
         engines,
@@ -192,7 +205,9 @@ async def serve(
         default_key_requests_per_minute=settings.default_key_requests_per_minute,
         default_key_tokens_per_minute=settings.default_key_tokens_per_minute,
         response_cache=cache,
+        cold_starts=cold_starts,
     )
+    servicer.load.idle_after = settings.load_report_interval
     if offer is not None:
         offer(servicer)
     limits = RequestLimits.from_settings(settings)
@@ -211,7 +226,8 @@ async def serve(
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
     await grpc_server.start()
     warm_conversion_processes()
-    watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, socket.gethostname()).run())
+    watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, gateway_id).run())
+    reporter = asyncio.create_task(report_load(servicer.load, control, settings.load_report_interval))
     flusher = asyncio.create_task(usage.run())
     storer = asyncio.create_task(stored.run())
     checker = asyncio.create_task(
@@ -228,9 +244,11 @@ async def serve(
     with contextlib.suppress(Exception):
         await http_task
     await grpc_server.stop(5)
-    for task in (watcher, flusher, storer, checker):
+    for task in (watcher, reporter, flusher, storer, checker):
         task.cancel()
-    await asyncio.gather(watcher, flusher, storer, checker, return_exceptions=True)
+    await asyncio.gather(watcher, reporter, flusher, storer, checker, return_exceptions=True)
+    await cold_starts.close()
+    await control.close()
     await engines.close()
     for channel in channels.values():
         await channel.close()

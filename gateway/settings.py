@@ -7,6 +7,8 @@ from pydantic import Field
 
 from budrt.json_face import MAX_RAW_JSON_DEPTH
 from budrt.settings import RuntimeSettings
+from gateway.cold_start import DEFAULT_COLD_START_QUEUE_LENGTH, DEFAULT_COLD_START_TIMEOUT_S
+from gateway.load import DEFAULT_LOAD_REPORT_INTERVAL_S
 from gateway.request_limits import RequestLimits
 from gateway.transcoder import BODY_TIMEOUT_S, MAX_BODY_BYTES
 
@@ -42,6 +44,17 @@ class GatewaySettings(RuntimeSettings):
     concurrency_queue_timeout: float = Field(default=30.0, ge=0)
     concurrency_queue_length: int = Field(default=100, ge=0)
     concurrency_lease_ttl: float = Field(default=15.0, gt=0)
+    # Cold starts (gateway/cold_start.py): a request for a deployment scaled to zero asks the
+    # control plane to wake it and waits at most `cold_start_timeout` seconds (a model loading on
+    # CPU takes minutes), behind at most `cold_start_queue_length` others of the deployment in
+    # this gateway, then gets 503 with Retry-After.
+    cold_start_timeout: float = Field(default=DEFAULT_COLD_START_TIMEOUT_S, ge=0)
+    cold_start_queue_length: int = Field(default=DEFAULT_COLD_START_QUEUE_LENGTH, ge=0)
+    # This gateway's load (gateway/load.py: in flight, queued, requests per deployment and
+    # replica) goes to the control plane every `load_report_interval` seconds, and at once on a
+    # deployment's first request after idleness: its autoscaling and scale-to-zero signals
+    # (0: no reports).
+    load_report_interval: float = Field(default=DEFAULT_LOAD_REPORT_INTERVAL_S, ge=0)
     # The response cache of deployments with `caching` on (gateway/response_cache.py): an entry
     # lives `response_cache_ttl_s` seconds; the entries' bytes stay under
     # `response_cache_max_bytes` (least recently used out first; 0: no response cache). In this

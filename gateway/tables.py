@@ -53,6 +53,17 @@ class DeploymentEntry:
     prompt_version: int = 0
     prompt_label: str = ""
     caching: bool = False  # the response cache answers its deterministic requests
+    # Scaled to zero, or loading after a wake: a request waits for it (gateway/cold_start.py)
+    # instead of failing as not ready.
+    cold_start: bool = False
+    # The served names of its replicas, or of its last replicas while it has none (scaled to
+    # zero): the response cache keys on them, so a hit answers without waking the deployment.
+    served_names: tuple[str, ...] = ()
+
+    @property
+    def serving(self) -> bool:
+        """Ready, with replicas to call."""
+        return self.ready and bool(self.endpoints)
 
 
 @dataclass
@@ -66,9 +77,12 @@ class RoutingTables:
     deployments: dict[str, DeploymentEntry] = field(default_factory=dict)
     by_name: dict[tuple[str, str], DeploymentEntry] = field(default_factory=dict)
     projects: dict[str, str] = field(default_factory=dict)
+    # Set (and replaced by a new one) by each applied update: what a waiter for a change awaits.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def apply(self, update: routing_pb2.WatchRoutingResponse) -> None:
         """Applies a snapshot (reset) or a batch of changes."""
+        before = dict(self.deployments) if update.reset else self.deployments
         if update.reset:
             self.keys_by_prefix.clear()
             self.key_prefix_by_id.clear()
@@ -104,6 +118,10 @@ class RoutingTables:
             old = self.deployments.get(d.id)
             if old is not None:
                 self.by_name.pop((old.project_id, old.name), None)
+            names = tuple(e.served_model_name for e in d.endpoints)
+            known = before.get(d.id)
+            if not names and d.cold_start and known is not None:
+                names = known.served_names  # scaled to zero: its cache entries stay reachable
             entry = DeploymentEntry(
                 id=d.id,
                 project_id=d.project_id,
@@ -118,6 +136,8 @@ class RoutingTables:
                 prompt_version=d.prompt_version,
                 prompt_label=d.prompt_label,
                 caching=d.caching,
+                cold_start=d.cold_start,
+                served_names=names,
             )
             self.deployments[d.id] = entry
             self.by_name[(d.project_id, d.name)] = entry
@@ -127,6 +147,8 @@ class RoutingTables:
             self.projects[p.id] = p.name
         self.revision = update.revision
         self.loaded.set()
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
 
     def authenticate(self, key: str, hash_secret: str) -> KeyEntry | None:
         """The active key matching `key`, compared by keyed hash in constant time."""
