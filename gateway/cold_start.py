@@ -93,7 +93,7 @@ class ColdStarts:
                     if entry is None or not entry.cold_start:
                         raise _refused(
                             context,
-                            f"The model `{model}` failed to start; retry after {COLD_START_RETRY_AFTER_S}s.",
+                            f"The model `{model}` failed to start or was stopped; retry after {COLD_START_RETRY_AFTER_S}s.",
                             Reason.COLD_START_FAILED,
                         )
                     await changed.wait()

@@ -1,7 +1,7 @@
 """The gateway's calls to the control plane's RoutingService besides the routing watch:
 `ReportLoad` (gateway/load.py sends the load every few seconds) and `WakeDeployment`
 (gateway/cold_start.py asks for a deployment scaled to zero). One channel to the app, with the
-gateway's own service identity, like the watch and the usage flusher.
+gateway's own service identity, shared with the routing watch (`channel`).
 
 Neither call is on a request's failure path: an app that cannot be reached, or one that does not
 implement them yet (UNIMPLEMENTED), is logged — UNIMPLEMENTED once per RPC — and the gateway
@@ -35,10 +35,16 @@ class ControlPlane:
         self.unimplemented: set[str] = set()
         self._failing: set[str] = set()  # the RPCs whose last call failed (logged once a streak)
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel to the app (the routing watch shares it)."""
+        if self._channel is None:
+            self._channel = service_channel(self.app_address)
+        return self._channel
+
     def _routing(self) -> routing_pb2_grpc.RoutingServiceStub:
         if self._stub is None:
-            self._channel = service_channel(self.app_address)
-            self._stub = routing_pb2_grpc.RoutingServiceStub(self._channel)
+            self._stub = routing_pb2_grpc.RoutingServiceStub(self.channel)
         return self._stub
 
     async def report_load(self, request: routing_pb2.ReportLoadRequest) -> bool:

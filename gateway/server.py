@@ -226,7 +226,9 @@ async def serve(
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
     await grpc_server.start()
     warm_conversion_processes()
-    watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, gateway_id).run())
+    watcher = asyncio.create_task(
+        RoutingWatcher(settings.app_address, tables, gateway_id, channel=control.channel).run()
+    )
     reporter = asyncio.create_task(report_load(servicer.load, control, settings.load_report_interval))
     flusher = asyncio.create_task(usage.run())
     storer = asyncio.create_task(stored.run())

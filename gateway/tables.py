@@ -183,15 +183,24 @@ class RoutingWatcher:
     """Keeps RoutingTables in step with the app: watch, apply, and on failure reconnect with
     backoff, resuming from the last applied revision."""
 
-    def __init__(self, app_address: str, tables: RoutingTables, gateway_id: str) -> None:
+    def __init__(
+        self,
+        app_address: str,
+        tables: RoutingTables,
+        gateway_id: str,
+        channel: grpc.aio.Channel | None = None,
+    ) -> None:
+        """`channel`: one to the app shared with the gateway's other calls to it (its owner
+        closes it); by default the watch opens its own."""
         self.app_address = app_address
         self.tables = tables
         self.gateway_id = gateway_id
+        self.channel = channel
 
     async def run(self) -> None:
         """Runs until cancelled."""
         backoff = 0.1
-        channel = service_channel(self.app_address)
+        channel = self.channel or service_channel(self.app_address)
         stub = routing_pb2_grpc.RoutingServiceStub(channel)
         try:
             while True:
@@ -212,4 +221,5 @@ class RoutingWatcher:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
         finally:
-            await channel.close()
+            if channel is not self.channel:
+                await channel.close()

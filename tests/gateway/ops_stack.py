@@ -96,7 +96,9 @@ async def ops_stack(
         servicer = OpenAiServicer(tables, pool, SECRET, cold_starts=cold_starts, **servicer_args)
         servicer.load.idle_after = load_report_interval
         tasks = [
-            asyncio.create_task(RoutingWatcher(app_address, tables, GATEWAY_ID).run()),
+            asyncio.create_task(
+                RoutingWatcher(app_address, tables, GATEWAY_ID, channel=control.channel).run()
+            ),
             asyncio.create_task(report_load(servicer.load, control, load_report_interval)),
         ]
         grpc_server = grpc_face(servicer, "127.0.0.1:0", RequestLimits(), transcoder.MAX_BODY_BYTES)

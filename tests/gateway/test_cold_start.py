@@ -22,6 +22,7 @@ from bud.auth.v1 import routing_pb2
 from bud.openai.v1 import chat_pb2
 from gateway.cold_start import COLD_START_RETRY_AFTER_S
 from gateway.response_cache import MemoryResponseCache
+from gateway.tables import RoutingTables
 from tests.gateway.ops_stack import SECRET, ops_stack, snapshot, wait_for
 from tests.support.instant_engine import InstantEngine, start_instant_engine
 from tests.support.mesh import free_port
@@ -227,3 +228,24 @@ async def test_a_stream_over_grpc_streams_once_the_model_is_up(engine: tuple[str
         gw.double.ready_after = 0.2
         chunks = [c async for c in gw.grpc.StreamChatCompletion(_grpc_chat(), metadata=gw.metadata)]
         assert len(chunks) >= 4 and len(gw.double.wakes) == 1
+
+
+def test_a_deployment_scaled_to_zero_keeps_its_last_served_names() -> None:
+    """The response cache keys on the replicas' served names: a deployment that has none while
+    scaled to zero keeps its last ones (through a resumed change or a new snapshot alike), so its
+    entries answer without a wake; a deployment that is merely not ready does not."""
+    key = keys.mint_key(SECRET)
+    tables = RoutingTables()
+    tables.apply(snapshot(key, cold=False, address="127.0.0.1:1"))
+    assert tables.deployments["d1"].served_names == ("m1",)
+    for reset in (False, True):
+        update = snapshot(key, cold=True)
+        update.reset, update.revision = reset, tables.revision + 1
+        tables.apply(update)
+        entry = tables.deployments["d1"]
+        assert (entry.serving, entry.cold_start, entry.served_names) == (False, True, ("m1",))
+    failed = snapshot(key, cold=True)
+    failed.upsert_deployments[0].cold_start = False
+    failed.revision = tables.revision + 1
+    tables.apply(failed)
+    assert tables.deployments["d1"].served_names == ()
