@@ -303,7 +303,7 @@ def test_generated_secrets_are_random_and_given_ones_win() -> None:
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_probes_ask_the_health_endpoints(name: str) -> None:
-    for workload, container, components in bud_containers(RENDERED[name]):
+    for _workload, container, components in bud_containers(RENDERED[name]):
         ready = container["readinessProbe"]
         if components[0] == "gateway":
             assert (
