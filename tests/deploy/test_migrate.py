@@ -189,3 +189,26 @@ def test_budrt_migrate_as_the_job_runs_it(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("at the head revision") == 2
+
+
+@pytest.mark.integration
+def test_budrt_serve_app_refuses_a_behind_schema_with_one_clear_line(tmp_path: Path) -> None:
+    """A replica started before the Job ran: exit status 2 and the reason, no traceback."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BUD_")},
+        "BUD_DATA_DIR": str(tmp_path / "data"),
+        "BUD_MIGRATE_ON_START": "false",
+        "BUD_APP_ADDRESS": "127.0.0.1:0",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'gen'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "budrt", "serve", "app"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "budrt: the app database schema is at revision none (an empty database)" in done.stderr
+    assert "run `budrt migrate`" in done.stderr and "Traceback" not in done.stderr
