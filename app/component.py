@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from app.db.migrate import upgrade_database
+from app.db.session import Database
 from app.server import serve
 from app.settings import AppSettings
 from bud.app.v1 import deployment_pb2, engine_registry_pb2, project_pb2, usage_pb2
@@ -17,6 +19,15 @@ from budrt.components import Component, Host
 def _start(host: Host) -> Callable[[], Awaitable[None]]:
     settings = host.settings(AppSettings)
     return lambda: serve(settings, host.stop, extra_bindings=host.guest_bindings("app"))
+
+
+async def _migrate(settings: AppSettings) -> None:
+    """`budrt migrate`: the app's tables to the code's head."""
+    db = Database(settings.resolved_database_url())
+    try:
+        await upgrade_database(db)
+    finally:
+        await db.dispose()
 
 
 def _default_deployments(settings: AppSettings) -> int:
@@ -53,4 +64,5 @@ component = Component(
     start=_start,
     default_deployments=_default_deployments,
     announce=_announce,
+    migrate=_migrate,
 )

@@ -15,6 +15,12 @@ class AppSettings(RuntimeSettings):
     # SQLAlchemy URL; default SQLite in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db
     database_url: str = Field(default="", repr=False, json_schema_extra={"secret": True})
 
+    # Bring the database schema (the app's and the hosted registry's) to this version's head at
+    # start (true: the one-machine mesh). false: only check it is current and refuse to start
+    # otherwise; a cluster runs `budrt migrate` once per release instead (the Helm chart's Job),
+    # never every replica at once.
+    migrate_on_start: bool = True
+
     # Platform admin created on first start; the password is generated and printed when unset.
     admin_username: str = "admin"
     admin_password: str = Field(default="", repr=False, json_schema_extra={"secret": True})

@@ -41,6 +41,8 @@ MAX_PASSWORD = 1024
 MAX_DISPLAY_NAME = 200
 # A path on an engine's machine (Linux's PATH_MAX); a path with a NUL character is refused.
 MAX_PATH_CHARS = 4096
+# vLLM's executors a deployment may ask for: processes on the engine's machine, or its Ray cluster.
+EXECUTOR_BACKENDS = frozenset({"mp", "ray"})
 # An inline chat template (`engine_args.chat_template`), in bytes of UTF-8: real models' templates
 # are a few KiB, the longest about 20 KiB.
 MAX_CHAT_TEMPLATE_BYTES = 64 * 1024
@@ -192,8 +194,20 @@ def check_engine_args(args: engine_service_pb2.EngineArgs, param: str) -> None:
         if args.HasField(field) and getattr(args, field) <= 0:
             raise invalid_argument(f"{param}.{field} must be positive", param=f"{param}.{field}")
 
-    for field in ("max_model_len", "tensor_parallel_size", "max_num_seqs", "kv_cache_space_gib"):
+    for field in (
+        "max_model_len",
+        "tensor_parallel_size",
+        "pipeline_parallel_size",
+        "max_num_seqs",
+        "kv_cache_space_gib",
+    ):
         positive(field)
+    backend = args.distributed_executor_backend
+    if args.HasField("distributed_executor_backend") and backend not in EXECUTOR_BACKENDS:
+        raise invalid_argument(
+            f"{param}.distributed_executor_backend must be one of {', '.join(sorted(EXECUTOR_BACKENDS))}",
+            param=f"{param}.distributed_executor_backend",
+        )
     if args.HasField("kv_cache_space_gib") and not math.isfinite(args.kv_cache_space_gib):
         raise invalid_argument(
             f"{param}.kv_cache_space_gib must be finite", param=f"{param}.kv_cache_space_gib"

@@ -67,6 +67,10 @@ class Component:
     # subcommands (argparse's `add_subparsers()` result); each sets `run=` (a function of the
     # parsed arguments returning the exit status) with `set_defaults`.
     commands: Callable[[Any], None] | None = None
+    # `budrt migrate`: brings the component's database schema to this version's head, given its
+    # settings, then returns (the app's tables, the registry's). Run once per release by a Job
+    # before the rollout, so replicas started with `migrate_on_start` off never race to migrate.
+    migrate: Callable[[Any], Awaitable[None]] | None = None
 
 
 class ComponentError(RuntimeError):

@@ -17,6 +17,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -114,6 +116,31 @@ def upgrade_schema(
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(lock_key)})")
     command.upgrade(alembic_config(script_location, connection), revision)
+
+
+class SchemaBehindError(RuntimeError):
+    """The database's schema is not the code's (a service told not to migrate at start found it
+    behind, or ahead after a rollback): `budrt migrate` brings it to the code's head."""
+
+
+def check_schema_current(
+    connection: Connection, script_location: Path, component: str, version_table: str = "alembic_version"
+) -> None:
+    """Raises SchemaBehindError unless the schema recorded in `version_table` is the head of the
+    migrations in `script_location`: what a service that does not migrate at start
+    (`migrate_on_start` false: a Job ran `budrt migrate` before the rollout) checks instead, so a
+    replica never serves a schema its code does not know."""
+    heads = set(ScriptDirectory.from_config(alembic_config(script_location)).get_heads())
+    current = set(
+        MigrationContext.configure(connection, opts={"version_table": version_table}).get_current_heads()
+    )
+    if current != heads:
+        found = ", ".join(sorted(current)) or "none (an empty database)"
+        raise SchemaBehindError(
+            f"the {component} database schema is at revision {found}, this version needs "
+            f"{', '.join(sorted(heads))}: run `budrt migrate` (the Helm chart's migration Job, "
+            "compose's `migrate` service) before starting it, or set migrate_on_start=true"
+        )
 
 
 # How long a SQLite writer waits for another one (another service or call on the same file).

@@ -58,6 +58,10 @@ def vllm_cli_args(
         argv.append(f"--gpu-memory-utilization={args.gpu_memory_utilization}")
     if args.HasField("tensor_parallel_size"):
         argv.append(f"--tensor-parallel-size={args.tensor_parallel_size}")
+    if args.HasField("pipeline_parallel_size"):
+        argv.append(f"--pipeline-parallel-size={args.pipeline_parallel_size}")
+    if args.HasField("distributed_executor_backend"):
+        argv.append(f"--distributed-executor-backend={args.distributed_executor_backend}")
     if args.HasField("max_num_seqs"):
         argv.append(f"--max-num-seqs={args.max_num_seqs}")
     if args.HasField("tool_call_parser"):

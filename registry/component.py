@@ -31,11 +31,17 @@ def host_settings(components: dict[str, Component] | None = None) -> Any:
 
 
 def make_servicer(
-    settings: RegistrySettings, app_address: Callable[[], str], database_url: str = ""
+    settings: RegistrySettings,
+    app_address: Callable[[], str],
+    database_url: str = "",
+    migrate: bool | None = None,
 ) -> RegistryServicer:
     """The servicer on the registry's database (`database_url`, else the settings' own URL, else
     the default SQLite file); `app_address` answers where the app's gRPC server listens (asked at
-    the first call: a guest is bound before its host listens)."""
+    the first call: a guest is bound before its host listens). `migrate`: whether it migrates
+    its schema at first use or only checks it (default: its host's `migrate_on_start`)."""
+    if migrate is None:
+        migrate = bool(getattr(host_settings(), "migrate_on_start", True))
     callers = Callers(lambda: settings.secret("jwt_secret"), AppClient(app_address))
     return RegistryServicer(
         RegistryDatabase(database_url or settings.resolved_database_url()),
@@ -46,6 +52,7 @@ def make_servicer(
         scan_settings=settings.scan_settings(),
         scan_on_register=settings.registry_scan_on_register,
         builtins_dir=settings.data_dir if settings.registry_register_builtin_models else None,
+        migrate=migrate,
     )
 
 
@@ -137,6 +144,18 @@ def _add_commands(commands: Any) -> None:
     bench.set_defaults(run=_bench_command)
 
 
+async def _migrate(settings: RegistrySettings) -> None:
+    """`budrt migrate`: the registry's tables (in its own database, else the app's) to the code's
+    head."""
+    from registry.db.migrate import upgrade_database
+
+    db = RegistryDatabase(settings.resolved_database_url(host_settings()))
+    try:
+        await upgrade_database(db)
+    finally:
+        await db.dispose()
+
+
 def _import_command(args: argparse.Namespace) -> int:
     from registry.cli import import_command
 
@@ -163,4 +182,5 @@ component = Component(
     bindings=bindings,
     rest_services=(REGISTRY_SERVICE,),
     commands=_add_commands,
+    migrate=_migrate,
 )

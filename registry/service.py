@@ -38,7 +38,7 @@ from registry.convert import (
     timestamp,
 )
 from registry.db import models
-from registry.db.migrate import upgrade_database
+from registry.db.migrate import check_database_current, upgrade_database
 from registry.db.models import now_ms
 from registry.db.session import RegistryDatabase
 from registry.operations import ImportRunner
@@ -123,8 +123,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         scan_settings: ScanSettings | None = None,
         scan_on_register: bool = True,
         builtins_dir: Path | None = None,
+        migrate: bool = True,
     ) -> None:
         self._db = db
+        self._migrate = migrate
         self.schedule = schedule or leaderboard.Schedule(DEFAULT_LEADERBOARD_INTERVAL)
         self._callers = callers
         self._roots = roots
@@ -150,12 +152,16 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         await self._db.dispose()
 
     async def ready(self) -> None:
-        """Migrates the registry's schema once per process (the first call waits for it), and
+        """Migrates the registry's schema once per process (the first call waits for it; with
+        `migrate` off it only checks the schema is current: `budrt migrate` ran before), and
         catalogues the built-in models until it has (`registry.builtins`)."""
         if not self._migrated:
             async with self._migrating:
                 if not self._migrated:
-                    await upgrade_database(self._db)
+                    if self._migrate:
+                        await upgrade_database(self._db)
+                    else:
+                        await check_database_current(self._db)
                     self._migrated = True
         if self._builtins is not None:
             await self._builtins.ensure()

@@ -1,8 +1,11 @@
 """Schema migrations (alembic, run programmatically; the revisions live in `app/migrations/`).
 
-The app calls :func:`upgrade_database` at start, before serving. Several app processes starting
-together on one PostgreSQL database queue on an advisory lock (SQLite: on the write lock), so the
-schema is upgraded once.
+The app calls :func:`upgrade_database` at start, before serving, when `migrate_on_start` is on
+(the default: the one-machine mesh). Several app processes starting together on one PostgreSQL
+database queue on an advisory lock (SQLite: on the write lock), so the schema is upgraded once.
+In a cluster the migrations run once per release, before the rollout (`budrt migrate`: the Helm
+chart's Job, compose's one-shot service), and the replicas, started with `migrate_on_start`
+off, only check that the schema is the code's (:func:`check_database_current`).
 
 Developers add a revision with ``python -m app.db.migrate revision -m "what changed"`` (compared
 against the models, on the database named by the settings), then review the generated file.
@@ -20,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from app.db.session import Database
 from budrt.database import alembic_config as shared_alembic_config
-from budrt.database import upgrade_schema
+from budrt.database import check_schema_current, upgrade_schema
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -37,6 +40,12 @@ async def upgrade_database(db: Database, revision: str = "head") -> None:
     """Brings the schema to `revision` (default: the newest), in one transaction."""
     async with db.write_engine.begin() as conn:
         await conn.run_sync(_upgrade, revision)
+
+
+async def check_database_current(db: Database) -> None:
+    """Raises `budrt.database.SchemaBehindError` unless the app's schema is at the code's head."""
+    async with db.engine.connect() as conn:
+        await conn.run_sync(lambda c: check_schema_current(c, MIGRATIONS_DIR, "app"))
 
 
 def _upgrade(connection: Connection, revision: str) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy.engine import Connection
 
-from budrt.database import alembic_config, upgrade_schema
+from budrt.database import alembic_config, check_schema_current, upgrade_schema
+from registry.db.models import VERSION_TABLE
 from registry.db.session import RegistryDatabase
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -29,6 +30,13 @@ async def upgrade_database(db: RegistryDatabase, revision: str = "head") -> None
     """Brings the registry's schema to `revision` (default: the newest), in one transaction."""
     async with db.engine.begin() as conn:
         await conn.run_sync(lambda c: upgrade_schema(c, MIGRATIONS_DIR, _PG_MIGRATION_LOCK, revision))
+
+
+async def check_database_current(db: RegistryDatabase) -> None:
+    """Raises `budrt.database.SchemaBehindError` unless the registry's schema is at the code's
+    head (its service with `migrate_on_start` off: `budrt migrate` ran before the rollout)."""
+    async with db.engine.connect() as conn:
+        await conn.run_sync(lambda c: check_schema_current(c, MIGRATIONS_DIR, "registry", VERSION_TABLE))
 
 
 def main(argv: list[str] | None = None) -> int:

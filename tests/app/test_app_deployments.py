@@ -343,6 +343,16 @@ async def test_concurrent_creates_one_wins(stubs: Any, engine_host: Any, helpers
             "deployment.engine_args.gpu_memory_utilization",
         ),
         (
+            lambda d: d.engine_args.__setattr__("pipeline_parallel_size", 0),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.engine_args.pipeline_parallel_size",
+        ),
+        (
+            lambda d: d.engine_args.__setattr__("distributed_executor_backend", "--config=/etc/x"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "deployment.engine_args.distributed_executor_backend",
+        ),
+        (
             lambda d: d.rate_limits.__setattr__("requests_per_minute", -1),
             grpc.StatusCode.INVALID_ARGUMENT,
             "deployment.rate_limits.requests_per_minute",

@@ -33,6 +33,8 @@ def test_every_engine_argument_reaches_vllm() -> None:
         enable_prefix_caching=False,
         seed=3,
         tokenizer="/tokenizers/t",
+        pipeline_parallel_size=2,
+        distributed_executor_backend="ray",
     )
     # Every field of EngineArgs is set above: a new one must be mapped (and added here).
     assert {f.name for f in pb.EngineArgs.DESCRIPTOR.fields} == {f.name for f, _ in args.ListFields()}
@@ -46,6 +48,7 @@ def test_every_engine_argument_reaches_vllm() -> None:
     assert (parsed.gpu_memory_utilization, parsed.tensor_parallel_size, parsed.max_num_seqs) == (0.7, 2, 8)
     assert (parsed.enforce_eager, parsed.enable_prefix_caching, parsed.seed) == (True, False, 3)
     assert (parsed.tokenizer, parsed.reasoning_parser) == ("/tokenizers/t", "deepseek_r1")
+    assert (parsed.pipeline_parallel_size, parsed.distributed_executor_backend) == (2, "ray")
     assert parsed.disable_log_stats is True  # stats go to the engine's own collector
     assert (namespace.enable_auto_tool_choice, namespace.tool_call_parser) == (True, "hermes")
     assert namespace.chat_template.endswith("chat_template.jinja")  # the engine's own file

@@ -33,7 +33,7 @@ MODEL_STATE_FAILED: ModelState
 MODEL_STATE_UNLOADING: ModelState
 
 class EngineArgs(_message.Message):
-    __slots__ = ("max_model_len", "dtype", "kv_cache_space_gib", "gpu_memory_utilization", "tensor_parallel_size", "max_num_seqs", "tool_call_parser", "reasoning_parser", "chat_template", "enforce_eager", "enable_prefix_caching", "seed", "tokenizer")
+    __slots__ = ("max_model_len", "dtype", "kv_cache_space_gib", "gpu_memory_utilization", "tensor_parallel_size", "max_num_seqs", "tool_call_parser", "reasoning_parser", "chat_template", "enforce_eager", "enable_prefix_caching", "seed", "tokenizer", "pipeline_parallel_size", "distributed_executor_backend")
     MAX_MODEL_LEN_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     KV_CACHE_SPACE_GIB_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,8 @@ class EngineArgs(_message.Message):
     ENABLE_PREFIX_CACHING_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_PARALLEL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_EXECUTOR_BACKEND_FIELD_NUMBER: _ClassVar[int]
     max_model_len: int
     dtype: str
     kv_cache_space_gib: float
@@ -60,7 +62,9 @@ class EngineArgs(_message.Message):
     enable_prefix_caching: bool
     seed: int
     tokenizer: str
-    def __init__(self, max_model_len: _Optional[int] = ..., dtype: _Optional[str] = ..., kv_cache_space_gib: _Optional[float] = ..., gpu_memory_utilization: _Optional[float] = ..., tensor_parallel_size: _Optional[int] = ..., max_num_seqs: _Optional[int] = ..., tool_call_parser: _Optional[str] = ..., reasoning_parser: _Optional[str] = ..., chat_template: _Optional[str] = ..., enforce_eager: _Optional[bool] = ..., enable_prefix_caching: _Optional[bool] = ..., seed: _Optional[int] = ..., tokenizer: _Optional[str] = ...) -> None: ...
+    pipeline_parallel_size: int
+    distributed_executor_backend: str
+    def __init__(self, max_model_len: _Optional[int] = ..., dtype: _Optional[str] = ..., kv_cache_space_gib: _Optional[float] = ..., gpu_memory_utilization: _Optional[float] = ..., tensor_parallel_size: _Optional[int] = ..., max_num_seqs: _Optional[int] = ..., tool_call_parser: _Optional[str] = ..., reasoning_parser: _Optional[str] = ..., chat_template: _Optional[str] = ..., enforce_eager: _Optional[bool] = ..., enable_prefix_caching: _Optional[bool] = ..., seed: _Optional[int] = ..., tokenizer: _Optional[str] = ..., pipeline_parallel_size: _Optional[int] = ..., distributed_executor_backend: _Optional[str] = ...) -> None: ...
 
 class ModelSource(_message.Message):
     __slots__ = ("builtin", "local_path", "hugging_face", "registry_model_id", "registry")
