@@ -1,0 +1,152 @@
+// A prompt being edited (one compare window's) and its conversion to and from the API's
+// PromptVersion JSON.
+
+export const ROLES = ["user", "assistant", "developer", "tool"] as const;
+export const TYPES = ["string", "integer", "number", "boolean", "enum"] as const;
+export type VarType = (typeof TYPES)[number];
+
+export interface Variable {
+  name: string;
+  type: VarType;
+  description: string;
+  /** enum: the options, comma-separated as typed. */
+  options: string;
+  /** The default as typed; empty: required. */
+  default: string;
+}
+
+export interface Message {
+  role: string;
+  template: string;
+}
+
+export interface Parameters {
+  temperature: string;
+  max_tokens: string;
+  top_p: string;
+  frequency_penalty: string;
+  presence_penalty: string;
+  /** One stop sequence a line. */
+  stop: string;
+  seed: string;
+}
+
+export interface Draft {
+  model: string;
+  parameters: Parameters;
+  systemPrompt: string;
+  messages: Message[];
+  structured: boolean;
+  variables: Variable[];
+  allowMultipleCalls: boolean;
+}
+
+export const emptyDraft = (model: string): Draft => ({
+  model,
+  parameters: { temperature: "", max_tokens: "", top_p: "", frequency_penalty: "", presence_penalty: "", stop: "", seed: "" },
+  systemPrompt: "",
+  messages: [{ role: "user", template: "{{ input }}" }],
+  structured: false,
+  variables: [],
+  allowMultipleCalls: false,
+});
+
+export const copyDraft = (draft: Draft): Draft => JSON.parse(JSON.stringify(draft)) as Draft;
+
+const enumName = (type: VarType) => `VARIABLE_TYPE_${type.toUpperCase()}`;
+
+export const optionsOf = (v: Variable): string[] =>
+  v.options
+    .split(",")
+    .map((o) => o.trim())
+    .filter(Boolean);
+
+/** A typed value from the text a user typed for a variable of `type` (undefined: not valid). */
+export function typedValue(v: Variable, text: string): unknown {
+  switch (v.type) {
+    case "integer":
+      return /^-?\d+$/.test(text.trim()) ? Number.parseInt(text, 10) : undefined;
+    case "number":
+      return text.trim() !== "" && Number.isFinite(Number(text)) ? Number(text) : undefined;
+    case "boolean":
+      return text === "true" ? true : text === "false" ? false : undefined;
+    default:
+      return text;
+  }
+}
+
+const numberOrUndefined = (text: string) => (text.trim() === "" ? undefined : Number(text));
+
+/** The PromptVersion JSON a save or a run sends. */
+export function toVersion(draft: Draft, note = ""): Record<string, unknown> {
+  const p = draft.parameters;
+  const parameters: Record<string, unknown> = {
+    temperature: numberOrUndefined(p.temperature),
+    max_tokens: numberOrUndefined(p.max_tokens),
+    top_p: numberOrUndefined(p.top_p),
+    frequency_penalty: numberOrUndefined(p.frequency_penalty),
+    presence_penalty: numberOrUndefined(p.presence_penalty),
+    seed: p.seed.trim() === "" ? undefined : p.seed.trim(),
+    stop: p.stop.split("\n").filter((s) => s !== ""),
+  };
+  const variables = draft.variables.map((v) => {
+    const out: Record<string, unknown> = { name: v.name, type: enumName(v.type), description: v.description };
+    if (v.type === "enum") out.options = optionsOf(v);
+    if (v.default !== "") {
+      const value = typedValue(v, v.default);
+      // An untypable default is sent as typed: the API names the field and why.
+      out.default = value === undefined ? v.default : value;
+    }
+    return out;
+  });
+  return {
+    model: draft.model,
+    system_prompt: draft.systemPrompt,
+    messages: draft.messages.map((m) => ({ role: m.role, template: m.template })),
+    parameters,
+    input: draft.structured ? { mode: "IO_MODE_STRUCTURED", variables } : { mode: "IO_MODE_UNSTRUCTURED" },
+    allow_multiple_calls: draft.allowMultipleCalls,
+    note,
+  };
+}
+
+const text = (value: unknown) => (value === undefined || value === null ? "" : String(value));
+
+/** A draft from a saved PromptVersion's JSON. */
+export function fromVersion(version: Record<string, any>): Draft {
+  const p = version.parameters ?? {};
+  const input = version.input ?? {};
+  return {
+    model: text(version.model),
+    parameters: {
+      temperature: text(p.temperature),
+      max_tokens: text(p.max_tokens),
+      top_p: text(p.top_p),
+      frequency_penalty: text(p.frequency_penalty),
+      presence_penalty: text(p.presence_penalty),
+      stop: (p.stop ?? []).join("\n"),
+      seed: text(p.seed),
+    },
+    systemPrompt: text(version.system_prompt),
+    messages: (version.messages ?? []).map((m: any) => ({ role: text(m.role) || "user", template: text(m.template) })),
+    structured: input.mode === "IO_MODE_STRUCTURED",
+    variables: (input.variables ?? []).map((v: any) => {
+      const type = text(v.type).replace("VARIABLE_TYPE_", "").toLowerCase();
+      return {
+        name: text(v.name),
+        type: (TYPES as readonly string[]).includes(type) ? (type as VarType) : "string",
+        description: text(v.description),
+        options: (v.options ?? []).join(", "),
+        default: v.default === undefined ? "" : typeof v.default === "string" ? v.default : JSON.stringify(v.default),
+      };
+    }),
+    allowMultipleCalls: Boolean(version.allow_multiple_calls),
+  };
+}
+
+/** The inputs a run asks for: the declared variables, or the one `input` of an unstructured
+ * prompt. */
+export function runInputs(draft: Draft): Variable[] {
+  if (draft.structured) return draft.variables;
+  return [{ name: "input", type: "string", description: "The input", options: "", default: "" }];
+}

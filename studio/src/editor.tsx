@@ -1,0 +1,688 @@
+// The prompt editor (flow 1): compare windows side by side, each a draft with its deployment,
+// parameters, system prompt and messages (Jinja), input variables; saved as a new version, run
+// with the step-by-step form. Errors the API names by field are shown where that field is.
+import { Fragment } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import {
+  ApiError,
+  call,
+  chatDeployments,
+  type Deployment,
+  type FieldViolation,
+  type Prompt,
+  seg,
+} from "./api";
+import {
+  copyDraft,
+  type Draft,
+  emptyDraft,
+  fromVersion,
+  type Message,
+  type Parameters,
+  ROLES,
+  runInputs,
+  toVersion,
+  TYPES,
+  type Variable,
+  type VarType,
+} from "./draft";
+import { href } from "./router";
+import { RunForm } from "./runform";
+import { describe, ErrorBox, Link, useLoad } from "./ui";
+
+interface VersionInfo {
+  version: number;
+  note?: string;
+  labels?: string[];
+}
+
+interface RunResult {
+  text?: string;
+  output?: unknown;
+  model_calls?: number;
+  usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number };
+}
+
+interface Window {
+  key: number;
+  draft: Draft;
+  /** The saved version this draft started from (null: unsaved). */
+  version: number | null;
+  violations: FieldViolation[];
+  error: string;
+  notice: string;
+  running: boolean;
+  result: RunResult | null;
+  runError: string;
+  latencyMs: number | null;
+}
+
+let nextKey = 1;
+const newWindow = (draft: Draft, version: number | null = null): Window => ({
+  key: nextKey++,
+  draft,
+  version,
+  violations: [],
+  error: "",
+  notice: "",
+  running: false,
+  result: null,
+  runError: "",
+  latencyMs: null,
+});
+
+/** The violations at `path` (a field of the version: `messages[1].template`) or under it. */
+function at(violations: FieldViolation[], path: string): string[] {
+  return violations
+    .filter((v) => v.field === path || v.field.startsWith(`${path}.`) || v.field.startsWith(`${path}[`))
+    .map((v) => v.description);
+}
+
+/** The violations no part of the window shows itself. */
+const SHOWN = [/^messages\[\d+\]/, /^system_prompt/, /^input\.variables\[\d+\]/, /^parameters/, /^model$/, /^deployment_id$/];
+const unplaced = (violations: FieldViolation[]) => violations.filter((v) => !SHOWN.some((re) => re.test(v.field)));
+
+function FieldErrors(props: { messages: string[]; id?: string }) {
+  if (props.messages.length === 0) return null;
+  return (
+    <ul class="field-errors" role="alert" id={props.id}>
+      {props.messages.map((m) => (
+        <li key={m}>{m}</li>
+      ))}
+    </ul>
+  );
+}
+
+export function Editor(props: { projectId: string; promptId: string | null }) {
+  const { projectId } = props;
+  const base = `/v1/projects/${seg(projectId)}`;
+  const [promptId, setPromptId] = useState(props.promptId);
+  const [name, setName] = useState("");
+  const [pageError, setPageError] = useState<unknown>(null);
+  const [versions, setVersions] = useState<VersionInfo[]>([]);
+  const [prompt, setPrompt] = useState<Prompt | null>(null);
+  const [windows, setWindows] = useState<Window[]>([]);
+  const [runAll, setRunAll] = useState(false);
+  const deployments = useLoad(
+    () => call<{ deployments?: Deployment[] }>("GET", `${base}/deployments`).then((a) => chatDeployments(a.deployments ?? [])),
+    [base],
+  );
+
+  async function loadVersions(id: string) {
+    const answer = await call<{ versions?: VersionInfo[] }>("GET", `${base}/prompts/${seg(id)}/versions?page_size=1000`);
+    setVersions((answer.versions ?? []).sort((a, b) => b.version - a.version));
+    const p = await call<{ prompt: Prompt }>("GET", `${base}/prompts/${seg(id)}`);
+    setPrompt(p.prompt);
+  }
+
+  // A saved prompt opens at its default label's version; a new one with an empty draft.
+  useEffect(() => {
+    if (props.promptId) {
+      (async () => {
+        try {
+          const answer = await call<{ version: Record<string, any> }>(
+            "GET",
+            `${base}/prompts/${seg(props.promptId!)}/versions/0`,
+          );
+          setWindows([newWindow(fromVersion(answer.version), answer.version.version)]);
+          await loadVersions(props.promptId!);
+        } catch (err) {
+          setPageError(err);
+        }
+      })();
+    }
+  }, [props.promptId]);
+  useEffect(() => {
+    if (!props.promptId && deployments.value && windows.length === 0) {
+      setWindows([newWindow(emptyDraft(deployments.value[0]?.name ?? ""))]);
+    }
+  }, [deployments.value]);
+
+  const update = (key: number, change: Partial<Window>) =>
+    setWindows((all) => all.map((w) => (w.key === key ? { ...w, ...change } : w)));
+
+  function addWindow(from: Window) {
+    setWindows((all) => [...all, newWindow(copyDraft(from.draft), from.version)]);
+  }
+
+  async function save(w: Window, note: string, labels: string[]) {
+    update(w.key, { violations: [], error: "", notice: "" });
+    try {
+      let saved: Record<string, any>;
+      let warnings: { field: string; message: string }[] = [];
+      if (!promptId) {
+        const answer = await call<{ prompt: Prompt; version: Record<string, any>; warnings?: typeof warnings }>(
+          "POST",
+          `${base}/prompts`,
+          { name, version: toVersion(w.draft, note), labels },
+        );
+        saved = answer.version;
+        warnings = answer.warnings ?? [];
+        setPromptId(answer.prompt.id);
+        // The address names the prompt now, without reloading the page's windows.
+        history.replaceState(null, "", href("projects", projectId, "prompts", answer.prompt.id));
+        await loadVersions(answer.prompt.id);
+      } else {
+        const query = labels.map((l) => `labels=${encodeURIComponent(l)}`).join("&");
+        const answer = await call<{ version: Record<string, any>; warnings?: typeof warnings }>(
+          "POST",
+          `${base}/prompts/${seg(promptId)}/versions${query ? `?${query}` : ""}`,
+          toVersion(w.draft, note),
+        );
+        saved = answer.version;
+        warnings = answer.warnings ?? [];
+        await loadVersions(promptId);
+      }
+      const notes = warnings.map((x) => `${x.field}: ${x.message}`).join("; ");
+      update(w.key, { version: saved.version, notice: `Saved version ${saved.version}.${notes ? ` Warnings: ${notes}` : ""}` });
+    } catch (err) {
+      reportError(w, err);
+    }
+  }
+
+  function reportError(w: Window, err: unknown) {
+    if (err instanceof ApiError && err.violations.length > 0) {
+      // Field paths relative to the version; a description that repeats its path loses it.
+      const violations = err.violations.map((v) => ({
+        field: v.field.replace(/^version\./, ""),
+        description: v.description.startsWith(`${v.field}: `) ? v.description.slice(v.field.length + 2) : v.description,
+      }));
+      const rest = unplaced(violations);
+      update(w.key, {
+        violations,
+        error: rest.length ? rest.map((v) => v.description).join(" ") : "The prompt has errors: see the fields marked.",
+      });
+    } else {
+      update(w.key, { error: describe(err) });
+    }
+  }
+
+  async function loadVersion(w: Window, number: number) {
+    try {
+      const answer = await call<{ version: Record<string, any> }>(
+        "GET",
+        `${base}/prompts/${seg(promptId!)}/versions/${number}`,
+      );
+      update(w.key, { draft: fromVersion(answer.version), version: number, violations: [], error: "", notice: "" });
+    } catch (err) {
+      update(w.key, { error: describe(err) });
+    }
+  }
+
+  async function moveLabel(w: Window, label: string) {
+    if (!promptId || w.version === null) return;
+    try {
+      await call("PUT", `${base}/prompts/${seg(promptId)}/labels/${seg(label)}`, { version: w.version });
+      update(w.key, { notice: `Label "${label}" now points at version ${w.version}.`, error: "" });
+      await loadVersions(promptId);
+    } catch (err) {
+      update(w.key, { error: describe(err) });
+    }
+  }
+
+  async function run(w: Window, variables: Record<string, unknown>) {
+    update(w.key, { running: true, result: null, runError: "", latencyMs: null, violations: [], error: "" });
+    const started = performance.now();
+    try {
+      const answer = await call<{ run: RunResult }>("POST", `${base}/prompts:run`, {
+        version: toVersion(w.draft),
+        variables,
+      });
+      update(w.key, { running: false, result: answer.run, latencyMs: Math.round(performance.now() - started) });
+    } catch (err) {
+      update(w.key, { running: false, runError: describe(err) });
+      if (err instanceof ApiError && err.violations.some((v) => v.field.startsWith("version."))) reportError(w, err);
+    }
+  }
+
+  // The inputs of every window, each name once (the first window's declaration wins).
+  const allInputs: Variable[] = [];
+  for (const w of windows) {
+    for (const v of runInputs(w.draft)) if (!allInputs.some((x) => x.name === v.name)) allInputs.push(v);
+  }
+  const pick = (values: Record<string, unknown>, w: Window) =>
+    Object.fromEntries(runInputs(w.draft).map((v) => [v.name, values[v.name]]));
+
+  return (
+    <main class="editor">
+      <p class="crumbs">
+        <Link href={href()}>Projects</Link> / <Link href={href("projects", projectId, "prompts")}>Prompts</Link> /{" "}
+        {prompt?.name ?? "New prompt"}
+      </p>
+      <div class="row">
+        {promptId ? (
+          <h1>{prompt?.name ?? "Prompt"}</h1>
+        ) : (
+          <label class="prompt-name">
+            Prompt name
+            <input required value={name} onInput={(e) => setName(e.currentTarget.value)} placeholder="support-reply" />
+          </label>
+        )}
+        {prompt && (
+          <p class="muted labels" aria-label="Labels">
+            {(prompt.labels ?? []).map((l) => (
+              <span key={l.name} class="label">
+                {l.name} → v{l.version}
+              </span>
+            ))}
+          </p>
+        )}
+        <button type="button" class="primary" onClick={() => setRunAll(true)} disabled={windows.length === 0}>
+          Run all windows
+        </button>
+      </div>
+      <ErrorBox error={pageError || deployments.error} />
+      {runAll && (
+        <div class="run-all">
+          <RunForm
+            inputs={allInputs}
+            onCancel={() => setRunAll(false)}
+            onSubmit={(values) => {
+              setRunAll(false);
+              for (const w of windows) run(w, pick(values, w));
+            }}
+          />
+        </div>
+      )}
+      <div class="windows" aria-label="Compare windows">
+        {windows.map((w, index) => (
+          <PromptWindow
+            key={w.key}
+            index={index}
+            window={w}
+            deployments={deployments.value ?? []}
+            versions={versions}
+            saved={promptId !== null}
+            onChange={(draft) => update(w.key, { draft })}
+            onSave={(note, labels) => save(w, note, labels)}
+            onLoadVersion={(n) => loadVersion(w, n)}
+            onMoveLabel={(label) => moveLabel(w, label)}
+            onRun={(values) => run(w, values)}
+            onClose={windows.length > 1 ? () => setWindows((all) => all.filter((x) => x.key !== w.key)) : undefined}
+          />
+        ))}
+        <button
+          type="button"
+          class="add-window"
+          aria-label="Add a compare window"
+          title="Add a compare window (a copy of the last one)"
+          onClick={() => windows.length && addWindow(windows[windows.length - 1])}
+        >
+          +
+        </button>
+      </div>
+    </main>
+  );
+}
+
+function PromptWindow(props: {
+  index: number;
+  window: Window;
+  deployments: Deployment[];
+  versions: VersionInfo[];
+  saved: boolean;
+  onChange: (draft: Draft) => void;
+  onSave: (note: string, labels: string[]) => void;
+  onLoadVersion: (version: number) => void;
+  onMoveLabel: (label: string) => void;
+  onRun: (values: Record<string, unknown>) => void;
+  onClose?: () => void;
+}) {
+  const w = props.window;
+  const d = w.draft;
+  const n = props.index + 1;
+  const id = (part: string) => `w${w.key}-${part}`;
+  const [note, setNote] = useState("");
+  const [label, setLabel] = useState("production");
+  const [running, setRunning] = useState(false);
+  const set = (change: Partial<Draft>) => props.onChange({ ...d, ...change });
+  const setParam = (key: keyof Parameters, value: string) => set({ parameters: { ...d.parameters, [key]: value } });
+  const setMessage = (i: number, change: Partial<Message>) =>
+    set({ messages: d.messages.map((m, j) => (j === i ? { ...m, ...change } : m)) });
+  const setVariable = (i: number, change: Partial<Variable>) =>
+    set({ variables: d.variables.map((v, j) => (j === i ? { ...v, ...change } : v)) });
+
+  return (
+    <section class="window" aria-label={`Window ${n}`} data-testid={`window-${n}`}>
+      <header class="row">
+        <h2>Window {n}</h2>
+        <span class="muted">{w.version ? `from version ${w.version}` : "unsaved"}</span>
+        {props.onClose && (
+          <button type="button" aria-label={`Close window ${n}`} onClick={props.onClose}>
+            ×
+          </button>
+        )}
+      </header>
+
+      {props.saved && props.versions.length > 0 && (
+        <label>
+          Version
+          <select
+            aria-label="Version"
+            value={w.version ?? ""}
+            onChange={(e) => e.currentTarget.value && props.onLoadVersion(Number(e.currentTarget.value))}
+          >
+            {w.version === null && <option value="">(unsaved)</option>}
+            {props.versions.map((v) => (
+              <option key={v.version} value={v.version}>
+                v{v.version}
+                {v.labels?.length ? ` [${v.labels.join(", ")}]` : ""}
+                {v.note ? ` — ${v.note}` : ""}
+              </option>
+            ))}
+          </select>
+        </label>
+      )}
+
+      <label>
+        Deployment
+        <select value={d.model} onChange={(e) => set({ model: e.currentTarget.value })}>
+          {!props.deployments.some((x) => x.name === d.model) && <option value={d.model}>{d.model || "(none)"}</option>}
+          {props.deployments.map((x) => (
+            <option key={x.id} value={x.name}>
+              {x.name}
+            </option>
+          ))}
+        </select>
+      </label>
+      <FieldErrors messages={[...at(w.violations, "model"), ...at(w.violations, "deployment_id")]} />
+
+      <details class="parameters">
+        <summary>Model parameters</summary>
+        <div class="grid">
+          {(
+            [
+              ["temperature", "Temperature", "0.01", "0", "2"],
+              ["max_tokens", "Max tokens", "1", "1", undefined],
+              ["top_p", "Top p", "0.01", "0", "1"],
+              ["frequency_penalty", "Frequency penalty", "0.1", "-2", "2"],
+              ["presence_penalty", "Presence penalty", "0.1", "-2", "2"],
+              ["seed", "Seed", "1", undefined, undefined],
+            ] as [keyof Parameters, string, string, string | undefined, string | undefined][]
+          ).map(([key, text, step, min, max]) => (
+            <label key={key}>
+              {text}
+              <input type="number" step={step} min={min} max={max} value={d.parameters[key]} onInput={(e) => setParam(key, e.currentTarget.value)} />
+            </label>
+          ))}
+          <label class="wide">
+            Stop sequences (one a line)
+            <textarea rows={2} value={d.parameters.stop} onInput={(e) => setParam("stop", e.currentTarget.value)} />
+          </label>
+        </div>
+        <FieldErrors messages={at(w.violations, "parameters")} />
+      </details>
+
+      <label>
+        System prompt
+        <textarea
+          rows={4}
+          class="template"
+          value={d.systemPrompt}
+          onInput={(e) => set({ systemPrompt: e.currentTarget.value })}
+          aria-invalid={at(w.violations, "system_prompt").length > 0}
+        />
+      </label>
+      <FieldErrors messages={at(w.violations, "system_prompt")} />
+
+      <fieldset>
+        <legend>Messages</legend>
+        {d.messages.map((m, i) => {
+          const errors = at(w.violations, `messages[${i}]`);
+          return (
+            <div class="message" key={i} data-testid={`message-${i}`}>
+              <div class="row">
+                <label>
+                  Role of message {i + 1}
+                  <select value={m.role} onChange={(e) => setMessage(i, { role: e.currentTarget.value })}>
+                    {ROLES.map((r) => (
+                      <option key={r} value={r}>
+                        {r}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+                <button
+                  type="button"
+                  aria-label={`Remove message ${i + 1}`}
+                  onClick={() => set({ messages: d.messages.filter((_, j) => j !== i) })}
+                >
+                  Remove
+                </button>
+              </div>
+              <label>
+                Template of message {i + 1}
+                <textarea
+                  rows={3}
+                  class="template"
+                  value={m.template}
+                  aria-invalid={errors.length > 0}
+                  aria-describedby={errors.length ? id(`m${i}-errors`) : undefined}
+                  onInput={(e) => setMessage(i, { template: e.currentTarget.value })}
+                />
+              </label>
+              <FieldErrors messages={errors} id={id(`m${i}-errors`)} />
+            </div>
+          );
+        })}
+        <button type="button" onClick={() => set({ messages: [...d.messages, { role: "user", template: "" }] })}>
+          Add message
+        </button>
+      </fieldset>
+
+      <fieldset>
+        <legend>Input</legend>
+        <div class="row" role="radiogroup" aria-label="Input kind">
+          <label class="choice">
+            <input type="radio" name={id("mode")} checked={!d.structured} onChange={() => set({ structured: false })} />
+            Unstructured (the variable <code>input</code>)
+          </label>
+          <label class="choice">
+            <input type="radio" name={id("mode")} checked={d.structured} onChange={() => set({ structured: true })} />
+            Structured
+          </label>
+        </div>
+        {d.structured && (
+          <VariablesTable
+            variables={d.variables}
+            violations={w.violations}
+            onChange={(variables) => set({ variables })}
+            onSet={setVariable}
+          />
+        )}
+      </fieldset>
+
+      <label class="choice">
+        <input type="checkbox" role="switch" checked={d.allowMultipleCalls} onChange={(e) => set({ allowMultipleCalls: e.currentTarget.checked })} />
+        Allow multiple calls
+      </label>
+
+      <div class="actions">
+        <label>
+          Version note
+          <input value={note} maxLength={2000} onInput={(e) => setNote(e.currentTarget.value)} />
+        </label>
+        <div class="row">
+          <button type="button" class="primary" onClick={() => props.onSave(note, [])}>
+            Save
+          </button>
+          <button type="button" onClick={() => setRunning(true)}>
+            Run
+          </button>
+        </div>
+        {props.saved && w.version !== null && (
+          <div class="row">
+            <label>
+              Label
+              <input value={label} onInput={(e) => setLabel(e.currentTarget.value)} />
+            </label>
+            <button type="button" onClick={() => props.onMoveLabel(label)}>
+              Point label at v{w.version}
+            </button>
+          </div>
+        )}
+      </div>
+      {w.notice && (
+        <p class="notice" role="status">
+          {w.notice}
+        </p>
+      )}
+      {w.error && (
+        <p class="error" role="alert">
+          {w.error}
+        </p>
+      )}
+
+      {running && (
+        <RunForm
+          inputs={runInputs(d)}
+          onCancel={() => setRunning(false)}
+          onSubmit={(values) => {
+            setRunning(false);
+            props.onRun(values);
+          }}
+        />
+      )}
+      <RunOutput window={w} />
+    </section>
+  );
+}
+
+function VariablesTable(props: {
+  variables: Variable[];
+  violations: FieldViolation[];
+  onChange: (variables: Variable[]) => void;
+  onSet: (i: number, change: Partial<Variable>) => void;
+}) {
+  const { variables } = props;
+  const move = (i: number, by: number) => {
+    const copy = [...variables];
+    const [item] = copy.splice(i, 1);
+    copy.splice(i + by, 0, item);
+    props.onChange(copy);
+  };
+  return (
+    <div class="variables">
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">Name</th>
+            <th scope="col">Type</th>
+            <th scope="col">Options (enum)</th>
+            <th scope="col">Default</th>
+            <th scope="col">Description</th>
+            <th scope="col">
+              <span class="sr-only">Actions</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {variables.map((v, i) => {
+            const errors = at(props.violations, `input.variables[${i}]`);
+            return (
+              <Fragment key={i}>
+                <tr data-testid={`variable-${i}`}>
+                  <td>
+                    <input aria-label={`Name of variable ${i + 1}`} value={v.name} onInput={(e) => props.onSet(i, { name: e.currentTarget.value })} />
+                  </td>
+                  <td>
+                    <select
+                      aria-label={`Type of variable ${i + 1}`}
+                      value={v.type}
+                      onChange={(e) => props.onSet(i, { type: e.currentTarget.value as VarType })}
+                    >
+                      {TYPES.map((t) => (
+                        <option key={t} value={t}>
+                          {t}
+                        </option>
+                      ))}
+                    </select>
+                  </td>
+                  <td>
+                    <input
+                      aria-label={`Options of variable ${i + 1}`}
+                      disabled={v.type !== "enum"}
+                      placeholder={v.type === "enum" ? "a, b, c" : ""}
+                      value={v.options}
+                      onInput={(e) => props.onSet(i, { options: e.currentTarget.value })}
+                    />
+                  </td>
+                  <td>
+                    <input aria-label={`Default of variable ${i + 1}`} value={v.default} onInput={(e) => props.onSet(i, { default: e.currentTarget.value })} />
+                  </td>
+                  <td>
+                    <input
+                      aria-label={`Description of variable ${i + 1}`}
+                      value={v.description}
+                      onInput={(e) => props.onSet(i, { description: e.currentTarget.value })}
+                    />
+                  </td>
+                  <td class="nowrap">
+                    <button type="button" aria-label={`Move variable ${i + 1} up`} disabled={i === 0} onClick={() => move(i, -1)}>
+                      ↑
+                    </button>
+                    <button
+                      type="button"
+                      aria-label={`Move variable ${i + 1} down`}
+                      disabled={i === variables.length - 1}
+                      onClick={() => move(i, 1)}
+                    >
+                      ↓
+                    </button>
+                    <button type="button" aria-label={`Remove variable ${i + 1}`} onClick={() => props.onChange(variables.filter((_, j) => j !== i))}>
+                      ×
+                    </button>
+                  </td>
+                </tr>
+                {errors.length > 0 && (
+                  <tr>
+                    <td colSpan={6}>
+                      <FieldErrors messages={errors} />
+                    </td>
+                  </tr>
+                )}
+              </Fragment>
+            );
+          })}
+        </tbody>
+      </table>
+      <button
+        type="button"
+        onClick={() =>
+          props.onChange([...variables, { name: `var${variables.length + 1}`, type: "string", description: "", options: "", default: "" }])
+        }
+      >
+        Add variable
+      </button>
+    </div>
+  );
+}
+
+function RunOutput(props: { window: Window }) {
+  const w = props.window;
+  if (w.running) return <p class="muted" role="status">Running…</p>;
+  if (w.runError)
+    return (
+      <div class="output" role="alert" data-testid="run-error">
+        <p class="error">{w.runError}</p>
+      </div>
+    );
+  if (!w.result) return null;
+  const r = w.result;
+  return (
+    <div class="output" aria-label="Output" data-testid="run-output">
+      <h3>Output</h3>
+      <pre class="text">{r.text}</pre>
+      {r.output !== undefined && r.output !== null && (
+        <>
+          <h4>Parsed</h4>
+          <pre>{JSON.stringify(r.output, null, 2)}</pre>
+        </>
+      )}
+      <p class="muted">
+        {r.usage?.prompt_tokens ?? 0} prompt + {r.usage?.completion_tokens ?? 0} completion tokens · {r.model_calls ?? 1} model
+        call{(r.model_calls ?? 1) === 1 ? "" : "s"} · {w.latencyMs} ms
+      </p>
+    </div>
+  );
+}

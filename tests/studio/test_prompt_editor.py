@@ -1,0 +1,180 @@
+"""Flow 1 of the studio in a real browser: a structured prompt written in the editor (system
+prompt, a Jinja message, a string, a boolean and an enum input), saved, run through the
+step-by-step form with the keyboard, saved again as version 2 with a label moved to it, version 1
+loaded back; a broken template's error shown at its message; two compare windows with different
+templates run side by side."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import requests
+from playwright.sync_api import Locator, Page, expect
+
+from tests.gateway.prompt_stack import PromptStack
+from tests.studio.conftest import log_in, shot
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _keep_requests(stack: PromptStack) -> None:
+    stack.engine.keep_requests = True
+    stack.engine.chat_requests.clear()
+    stack.engine.replies.clear()
+
+
+def rendered(request: Any) -> list[tuple[str, str]]:
+    """The (role, text) of a chat request's messages, as the engine received them."""
+    return [(m.role, m.content_text) for m in request.messages]
+
+
+def add_variable(window: Locator, index: int, name: str, kind: str, options: str = "") -> None:
+    window.get_by_role("button", name="Add variable").click()
+    window.get_by_label(f"Name of variable {index}").fill(name)
+    window.get_by_label(f"Type of variable {index}").select_option(kind)
+    if options:
+        window.get_by_label(f"Options of variable {index}").fill(options)
+
+
+def new_structured_prompt(page: Page, stack: PromptStack, name: str) -> Locator:
+    log_in(page, stack, f"/studio/projects/{stack.project_id}/prompts/new")
+    page.get_by_label("Prompt name").fill(name)
+    window = page.get_by_test_id("window-1")
+    expect(window.get_by_label("Deployment")).to_have_value(stack.model)
+    window.get_by_label("System prompt").fill("You greet {{ name }}.")
+    window.get_by_label("Template of message 1").fill("Formal: {{ formal }}; tone: {{ tone }}")
+    window.get_by_label("Structured", exact=True).check()
+    add_variable(window, 1, "name", "string")
+    add_variable(window, 2, "formal", "boolean")
+    add_variable(window, 3, "tone", "enum", "warm, cold")
+    return window
+
+
+def test_flow_1_write_save_run_version_2_label_and_load_version_1(stack: PromptStack, page: Page) -> None:
+    window = new_structured_prompt(page, stack, "greeter")
+    window.get_by_text("Model parameters").click()
+    window.get_by_label("Temperature").fill("0.5")
+    window.get_by_label("Version note").fill("first")
+    shot(page, "05-editor")
+    window.get_by_role("button", name="Save").click()
+    expect(window.get_by_role("status")).to_contain_text("Saved version 1.")
+    expect(page).to_have_url(re.compile(r"/studio/projects/[^/]+/prompts/pmpt_"))
+
+    # Run: one input per step, in declared order, with the keyboard only.
+    stack.engine.replies = ["Hello Ada, coldly."]
+    window.get_by_role("button", name="Run", exact=True).click()
+    form = window.get_by_role("form", name="Run inputs")
+    expect(form).to_contain_text("Step 1 of 3")
+    expect(form.get_by_label("name")).to_be_focused()
+    page.keyboard.type("Ada")
+    page.keyboard.press("Enter")
+    expect(form).to_contain_text("Step 2 of 3")
+    switch = form.get_by_role("switch")
+    expect(switch).to_be_focused()
+    page.keyboard.press("Space")
+    expect(switch).to_be_checked()
+    shot(page, "06-run-form")
+    page.keyboard.press("Enter")
+    expect(form).to_contain_text("Step 3 of 3")
+    # Back keeps what was entered.
+    form.get_by_role("button", name="Back").click()
+    expect(form.get_by_role("switch")).to_be_checked()
+    expect(form.get_by_role("switch")).to_be_focused()
+    page.keyboard.press("Enter")
+    form.get_by_label("tone").select_option("cold")
+    expect(form.get_by_role("button", name="Submit")).to_be_visible()
+    page.keyboard.press("Enter")
+    output = window.get_by_test_id("run-output")
+    expect(output).to_contain_text("Hello Ada, coldly.")
+    expect(output).to_contain_text("model call")
+    assert rendered(stack.engine.chat_requests[-1]) == [
+        ("system", "You greet Ada."),
+        ("user", "Formal: True; tone: cold"),
+    ]
+    assert stack.engine.chat_requests[-1].temperature == 0.5
+    shot(page, "07-run-output")
+
+    # Version 2 with a note; the label `production` moved to it from the page.
+    window.get_by_label("System prompt").fill("You welcome {{ name }}.")
+    window.get_by_label("Version note").fill("warmer")
+    window.get_by_role("button", name="Save").click()
+    expect(window.get_by_role("status")).to_contain_text("Saved version 2.")
+    window.get_by_label("Label", exact=True).fill("production")
+    window.get_by_role("button", name="Point label at v2").click()
+    expect(window.get_by_role("status")).to_contain_text('Label "production" now points at version 2.')
+    expect(page.get_by_label("Labels")).to_contain_text("production → v2")
+    prompt_id = page.url.rsplit("/", 1)[1]
+    label = requests.get(
+        f"{stack.url}/v1/projects/{stack.project_id}/prompts/{prompt_id}/labels/production",
+        headers=stack.headers(),
+        timeout=10,
+    ).json()
+    assert label["label"]["version"] == 2
+
+    # The version picker loads version 1 back into the window.
+    window.get_by_label("Version", exact=True).select_option("1")
+    expect(window.get_by_label("System prompt")).to_have_value("You greet {{ name }}.")
+    expect(window.get_by_label("Temperature")).to_have_value("0.5")
+    expect(window.get_by_label("Type of variable 2")).to_have_value("boolean")
+    expect(window.get_by_label("Options of variable 3")).to_have_value("warm, cold")
+
+
+def test_an_invalid_template_s_error_is_shown_at_its_message(stack: PromptStack, page: Page) -> None:
+    log_in(page, stack, f"/studio/projects/{stack.project_id}/prompts/new")
+    page.get_by_label("Prompt name").fill("broken")
+    window = page.get_by_test_id("window-1")
+    window.get_by_role("button", name="Add message").click()
+    window.get_by_label("Template of message 2").fill("Fine line\n{% if input %}never closed")
+    window.get_by_role("button", name="Save").click()
+    errors = window.get_by_test_id("message-1").locator(".field-errors")
+    expect(errors).to_contain_text(re.compile("line 2", re.I))
+    expect(window.get_by_label("Template of message 2")).to_have_attribute("aria-invalid", "true")
+    expect(window.get_by_test_id("message-0").locator(".field-errors")).to_have_count(0)
+    shot(page, "08-template-error")
+    # Nothing was saved.
+    prompts = requests.get(f"{stack.url}/v1/prompts", headers=stack.headers(), timeout=10).json()
+    assert "broken" not in {p["name"] for p in prompts.get("prompts", [])}
+
+
+def test_two_compare_windows_with_different_templates_run_side_by_side(
+    stack: PromptStack, page: Page
+) -> None:
+    log_in(page, stack, f"/studio/projects/{stack.project_id}/prompts/new")
+    page.get_by_label("Prompt name").fill("compare")
+    first = page.get_by_test_id("window-1")
+    first.get_by_label("Template of message 1").fill("Left: {{ input }}")
+    page.get_by_role("button", name="Add a compare window").click()
+    second = page.get_by_test_id("window-2")
+    # A copy of the first, then edited on its own.
+    expect(second.get_by_label("Template of message 1")).to_have_value("Left: {{ input }}")
+    second.get_by_label("Template of message 1").fill("Right: {{ input }}")
+    expect(first.get_by_label("Template of message 1")).to_have_value("Left: {{ input }}")
+
+    # Each window runs on its own: its own template, its own output.
+    for window, reply in ((first, "from the left"), (second, "from the right")):
+        stack.engine.replies = [reply]
+        window.get_by_role("button", name="Run", exact=True).click()
+        field = window.get_by_role("form", name="Run inputs").get_by_label("input")
+        field.fill("hi")
+        field.press("Enter")
+        expect(window.get_by_test_id("run-output")).to_contain_text(reply)
+    assert [rendered(r)[-1][1] for r in stack.engine.chat_requests] == ["Left: hi", "Right: hi"]
+
+    # Run all windows: one form, every window runs, side by side.
+    stack.engine.chat_requests.clear()
+    page.get_by_role("button", name="Run all windows").click()
+    field = page.locator(".run-all").get_by_role("form", name="Run inputs").get_by_label("input")
+    field.fill("both")
+    field.press("Enter")
+    expect(first.get_by_test_id("run-output")).to_contain_text("ok")
+    expect(second.get_by_test_id("run-output")).to_contain_text("ok")
+    assert sorted(rendered(r)[-1][1] for r in stack.engine.chat_requests) == ["Left: both", "Right: both"]
+    # Each window saves on its own: the first creates the prompt, the second adds version 2.
+    first.get_by_role("button", name="Save").click()
+    expect(first.get_by_role("status")).to_contain_text("Saved version 1.")
+    second.get_by_role("button", name="Save").click()
+    expect(second.get_by_role("status")).to_contain_text("Saved version 2.")
+    shot(page, "09-compare-windows")
