@@ -26,6 +26,7 @@ import {
   type Variable,
   type VarType,
 } from "./draft";
+import { DeployPanel } from "./deploy";
 import { href } from "./router";
 import { RunForm } from "./runform";
 import { describe, ErrorBox, Link, useLoad } from "./ui";
@@ -311,6 +312,15 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
           +
         </button>
       </div>
+      {promptId && prompt && windows.length > 0 && (
+        <DeployPanel
+          target={{ projectId, promptId }}
+          defaultName={prompt.name}
+          versions={versions.map((v) => v.version)}
+          labels={[...new Set(["latest", ...(prompt.labels ?? []).map((l) => l.name)])]}
+          inputs={runInputs(windows[0].draft)}
+        />
+      )}
     </main>
   );
 }

@@ -2,6 +2,7 @@
 import { render } from "preact";
 import { useState } from "preact/hooks";
 import { signedIn, signOut } from "./api";
+import { DeployPrompt } from "./flow2";
 import { Editor } from "./editor";
 import { Login } from "./login";
 import { ProjectPage } from "./project";
@@ -25,6 +26,7 @@ function App() {
         </Link>
         <nav aria-label="Main">
           <Link href={href()}>Projects</Link>
+          <Link href={href("deploy")}>Deploy a prompt</Link>
         </nav>
         <button
           type="button"
@@ -39,6 +41,7 @@ function App() {
       </header>
       <div id="content">
         {route.page === "projects" && <Projects />}
+        {route.page === "deploy" && <DeployPrompt />}
         {route.page === "project" && <ProjectPage projectId={route.projectId} tab={route.tab} />}
         {route.page === "editor" && (
           <Editor key={`${route.projectId}/${route.promptId}`} projectId={route.projectId} promptId={route.promptId} />

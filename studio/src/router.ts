@@ -8,12 +8,14 @@ export type Route =
   | { page: "projects" }
   | { page: "project"; projectId: string; tab: "deployments" | "keys" | "prompts" }
   | { page: "editor"; projectId: string; promptId: string | null }
+  | { page: "deploy" }
   | { page: "missing" };
 
 export function parse(pathname: string): Route {
   const rest = pathname.startsWith(BASE) ? pathname.slice(BASE.length) : pathname;
   const parts = rest.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { page: "projects" };
+  if (parts.length === 1 && parts[0] === "deploy") return { page: "deploy" };
   if (parts[0] !== "projects" || parts.length < 2) return { page: "missing" };
   const projectId = parts[1];
   if (parts.length === 2) return { page: "project", projectId, tab: "deployments" };
