@@ -1,15 +1,17 @@
-// A project: its deployments, API keys (create — the secret shown once —, rotate, revoke) and
-// prompts.
+// A project: its deployments, API keys (create — the secret shown once —, rotate, revoke),
+// prompts and usage.
 import { useState } from "preact/hooks";
 import { type ApiKey, call, type Deployment, type Project, type Prompt, seg } from "./api";
 import { href } from "./router";
 import { ErrorBox, Link, useLoad } from "./ui";
+import { Usage } from "./usage";
 
-type Tab = "deployments" | "keys" | "prompts";
+type Tab = "deployments" | "keys" | "prompts" | "usage";
 const TABS: [Tab, string][] = [
   ["deployments", "Deployments"],
   ["keys", "API keys"],
   ["prompts", "Prompts"],
+  ["usage", "Usage"],
 ];
 
 export function ProjectPage(props: { projectId: string; tab: Tab }) {
@@ -32,6 +34,7 @@ export function ProjectPage(props: { projectId: string; tab: Tab }) {
       {tab === "deployments" && <Deployments projectId={projectId} />}
       {tab === "keys" && <ApiKeys projectId={projectId} />}
       {tab === "prompts" && <Prompts projectId={projectId} />}
+      {tab === "usage" && <Usage projectId={projectId} />}
     </main>
   );
 }

@@ -6,7 +6,7 @@ export const BASE = "/studio";
 
 export type Route =
   | { page: "projects" }
-  | { page: "project"; projectId: string; tab: "deployments" | "keys" | "prompts" }
+  | { page: "project"; projectId: string; tab: "deployments" | "keys" | "prompts" | "usage" }
   | { page: "editor"; projectId: string; promptId: string | null }
   | { page: "deploy" }
   | { page: "missing" };
@@ -19,7 +19,7 @@ export function parse(pathname: string): Route {
   if (parts[0] !== "projects" || parts.length < 2) return { page: "missing" };
   const projectId = parts[1];
   if (parts.length === 2) return { page: "project", projectId, tab: "deployments" };
-  if (parts.length === 3 && (parts[2] === "keys" || parts[2] === "deployments" || parts[2] === "prompts")) {
+  if (parts.length === 3 && (parts[2] === "keys" || parts[2] === "deployments" || parts[2] === "prompts" || parts[2] === "usage")) {
     return { page: "project", projectId, tab: parts[2] };
   }
   if (parts.length === 4 && parts[2] === "prompts") {
