@@ -38,6 +38,9 @@ export interface Draft {
   messages: Message[];
   structured: boolean;
   variables: Variable[];
+  /** Output: structured (the fields below, a JSON object) or text. */
+  outputStructured: boolean;
+  outputVariables: Variable[];
   allowMultipleCalls: boolean;
 }
 
@@ -48,6 +51,8 @@ export const emptyDraft = (model: string): Draft => ({
   messages: [{ role: "user", template: "{{ input }}" }],
   structured: false,
   variables: [],
+  outputStructured: false,
+  outputVariables: [],
   allowMultipleCalls: false,
 });
 
@@ -77,6 +82,18 @@ export function typedValue(v: Variable, text: string): unknown {
 
 const numberOrUndefined = (text: string) => (text.trim() === "" ? undefined : Number(text));
 
+/** A variable as the API's `Variable` JSON. */
+function variableJson(v: Variable): Record<string, unknown> {
+  const out: Record<string, unknown> = { name: v.name, type: enumName(v.type), description: v.description };
+  if (v.type === "enum") out.options = optionsOf(v);
+  if (v.default !== "") {
+    const value = typedValue(v, v.default);
+    // An untypable default is sent as typed: the API names the field and why.
+    out.default = value === undefined ? v.default : value;
+  }
+  return out;
+}
+
 /** The PromptVersion JSON a save or a run sends. */
 export function toVersion(draft: Draft, note = ""): Record<string, unknown> {
   const p = draft.parameters;
@@ -89,22 +106,15 @@ export function toVersion(draft: Draft, note = ""): Record<string, unknown> {
     seed: p.seed.trim() === "" ? undefined : p.seed.trim(),
     stop: p.stop.split("\n").filter((s) => s !== ""),
   };
-  const variables = draft.variables.map((v) => {
-    const out: Record<string, unknown> = { name: v.name, type: enumName(v.type), description: v.description };
-    if (v.type === "enum") out.options = optionsOf(v);
-    if (v.default !== "") {
-      const value = typedValue(v, v.default);
-      // An untypable default is sent as typed: the API names the field and why.
-      out.default = value === undefined ? v.default : value;
-    }
-    return out;
-  });
+  const variables = draft.variables.map(variableJson);
+  const outputs = draft.outputVariables.map(variableJson);
   return {
     model: draft.model,
     system_prompt: draft.systemPrompt,
     messages: draft.messages.map((m) => ({ role: m.role, template: m.template })),
     parameters,
     input: draft.structured ? { mode: "IO_MODE_STRUCTURED", variables } : { mode: "IO_MODE_UNSTRUCTURED" },
+    output: draft.outputStructured ? { mode: "IO_MODE_STRUCTURED", variables: outputs } : { mode: "IO_MODE_UNSTRUCTURED" },
     allow_multiple_calls: draft.allowMultipleCalls,
     note,
   };
@@ -112,10 +122,23 @@ export function toVersion(draft: Draft, note = ""): Record<string, unknown> {
 
 const text = (value: unknown) => (value === undefined || value === null ? "" : String(value));
 
+/** A variable from the API's `Variable` JSON. */
+function variableOf(v: any): Variable {
+  const type = text(v.type).replace("VARIABLE_TYPE_", "").toLowerCase();
+  return {
+    name: text(v.name),
+    type: (TYPES as readonly string[]).includes(type) ? (type as VarType) : "string",
+    description: text(v.description),
+    options: (v.options ?? []).join(", "),
+    default: v.default === undefined ? "" : typeof v.default === "string" ? v.default : JSON.stringify(v.default),
+  };
+}
+
 /** A draft from a saved PromptVersion's JSON. */
 export function fromVersion(version: Record<string, any>): Draft {
   const p = version.parameters ?? {};
   const input = version.input ?? {};
+  const output = version.output ?? {};
   return {
     model: text(version.model),
     parameters: {
@@ -130,16 +153,9 @@ export function fromVersion(version: Record<string, any>): Draft {
     systemPrompt: text(version.system_prompt),
     messages: (version.messages ?? []).map((m: any) => ({ role: text(m.role) || "user", template: text(m.template) })),
     structured: input.mode === "IO_MODE_STRUCTURED",
-    variables: (input.variables ?? []).map((v: any) => {
-      const type = text(v.type).replace("VARIABLE_TYPE_", "").toLowerCase();
-      return {
-        name: text(v.name),
-        type: (TYPES as readonly string[]).includes(type) ? (type as VarType) : "string",
-        description: text(v.description),
-        options: (v.options ?? []).join(", "),
-        default: v.default === undefined ? "" : typeof v.default === "string" ? v.default : JSON.stringify(v.default),
-      };
-    }),
+    variables: (input.variables ?? []).map(variableOf),
+    outputStructured: output.mode === "IO_MODE_STRUCTURED",
+    outputVariables: (output.variables ?? []).map(variableOf),
     allowMultipleCalls: Boolean(version.allow_multiple_calls),
   };
 }

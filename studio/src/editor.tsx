@@ -80,7 +80,7 @@ function at(violations: FieldViolation[], path: string): string[] {
 }
 
 /** The violations no part of the window shows itself. */
-const SHOWN = [/^messages\[\d+\]/, /^system_prompt/, /^input\.variables\[\d+\]/, /^parameters/, /^model$/, /^deployment_id$/];
+const SHOWN = [/^messages\[\d+\]/, /^system_prompt/, /^(input|output)\.variables\[\d+\]/, /^parameters/, /^model$/, /^deployment_id$/];
 const unplaced = (violations: FieldViolation[]) => violations.filter((v) => !SHOWN.some((re) => re.test(v.field)));
 
 function FieldErrors(props: { messages: string[]; id?: string }) {
@@ -349,8 +349,6 @@ function PromptWindow(props: {
   const setParam = (key: keyof Parameters, value: string) => set({ parameters: { ...d.parameters, [key]: value } });
   const setMessage = (i: number, change: Partial<Message>) =>
     set({ messages: d.messages.map((m, j) => (j === i ? { ...m, ...change } : m)) });
-  const setVariable = (i: number, change: Partial<Variable>) =>
-    set({ variables: d.variables.map((v, j) => (j === i ? { ...v, ...change } : v)) });
 
   return (
     <section class="window" aria-label={`Window ${n}`} data-testid={`window-${n}`}>
@@ -494,10 +492,32 @@ function PromptWindow(props: {
         </div>
         {d.structured && (
           <VariablesTable
+            path="input"
             variables={d.variables}
             violations={w.violations}
             onChange={(variables) => set({ variables })}
-            onSet={setVariable}
+          />
+        )}
+      </fieldset>
+
+      <fieldset>
+        <legend>Output</legend>
+        <div class="row" role="radiogroup" aria-label="Output kind">
+          <label class="choice">
+            <input type="radio" name={id("out")} checked={!d.outputStructured} onChange={() => set({ outputStructured: false })} />
+            Text
+          </label>
+          <label class="choice">
+            <input type="radio" name={id("out")} checked={d.outputStructured} onChange={() => set({ outputStructured: true })} />
+            Structured (JSON fields)
+          </label>
+        </div>
+        {d.outputStructured && (
+          <VariablesTable
+            path="output"
+            variables={d.outputVariables}
+            violations={w.violations}
+            onChange={(outputVariables) => set({ outputVariables })}
           />
         )}
       </fieldset>
@@ -559,12 +579,17 @@ function PromptWindow(props: {
 }
 
 function VariablesTable(props: {
+  /** "input" or "output": where the API's field paths put these variables. */
+  path: "input" | "output";
   variables: Variable[];
   violations: FieldViolation[];
   onChange: (variables: Variable[]) => void;
-  onSet: (i: number, change: Partial<Variable>) => void;
 }) {
-  const { variables } = props;
+  const { variables, path } = props;
+  // Labels name the side for outputs ("output field 1"), so both tables can be told apart.
+  const noun = path === "input" ? "variable" : "output field";
+  const onSet = (i: number, change: Partial<Variable>) =>
+    props.onChange(variables.map((v, j) => (j === i ? { ...v, ...change } : v)));
   const move = (i: number, by: number) => {
     const copy = [...variables];
     const [item] = copy.splice(i, 1);
@@ -588,18 +613,18 @@ function VariablesTable(props: {
         </thead>
         <tbody>
           {variables.map((v, i) => {
-            const errors = at(props.violations, `input.variables[${i}]`);
+            const errors = at(props.violations, `${path}.variables[${i}]`);
             return (
               <Fragment key={i}>
                 <tr data-testid={`variable-${i}`}>
                   <td>
-                    <input aria-label={`Name of variable ${i + 1}`} value={v.name} onInput={(e) => props.onSet(i, { name: e.currentTarget.value })} />
+                    <input aria-label={`Name of ${noun} ${i + 1}`} value={v.name} onInput={(e) => onSet(i, { name: e.currentTarget.value })} />
                   </td>
                   <td>
                     <select
-                      aria-label={`Type of variable ${i + 1}`}
+                      aria-label={`Type of ${noun} ${i + 1}`}
                       value={v.type}
-                      onChange={(e) => props.onSet(i, { type: e.currentTarget.value as VarType })}
+                      onChange={(e) => onSet(i, { type: e.currentTarget.value as VarType })}
                     >
                       {TYPES.map((t) => (
                         <option key={t} value={t}>
@@ -610,36 +635,36 @@ function VariablesTable(props: {
                   </td>
                   <td>
                     <input
-                      aria-label={`Options of variable ${i + 1}`}
+                      aria-label={`Options of ${noun} ${i + 1}`}
                       disabled={v.type !== "enum"}
                       placeholder={v.type === "enum" ? "a, b, c" : ""}
                       value={v.options}
-                      onInput={(e) => props.onSet(i, { options: e.currentTarget.value })}
+                      onInput={(e) => onSet(i, { options: e.currentTarget.value })}
                     />
                   </td>
                   <td>
-                    <input aria-label={`Default of variable ${i + 1}`} value={v.default} onInput={(e) => props.onSet(i, { default: e.currentTarget.value })} />
+                    <input aria-label={`Default of ${noun} ${i + 1}`} value={v.default} onInput={(e) => onSet(i, { default: e.currentTarget.value })} />
                   </td>
                   <td>
                     <input
-                      aria-label={`Description of variable ${i + 1}`}
+                      aria-label={`Description of ${noun} ${i + 1}`}
                       value={v.description}
-                      onInput={(e) => props.onSet(i, { description: e.currentTarget.value })}
+                      onInput={(e) => onSet(i, { description: e.currentTarget.value })}
                     />
                   </td>
                   <td class="nowrap">
-                    <button type="button" aria-label={`Move variable ${i + 1} up`} disabled={i === 0} onClick={() => move(i, -1)}>
+                    <button type="button" aria-label={`Move ${noun} ${i + 1} up`} disabled={i === 0} onClick={() => move(i, -1)}>
                       ↑
                     </button>
                     <button
                       type="button"
-                      aria-label={`Move variable ${i + 1} down`}
+                      aria-label={`Move ${noun} ${i + 1} down`}
                       disabled={i === variables.length - 1}
                       onClick={() => move(i, 1)}
                     >
                       ↓
                     </button>
-                    <button type="button" aria-label={`Remove variable ${i + 1}`} onClick={() => props.onChange(variables.filter((_, j) => j !== i))}>
+                    <button type="button" aria-label={`Remove ${noun} ${i + 1}`} onClick={() => props.onChange(variables.filter((_, j) => j !== i))}>
                       ×
                     </button>
                   </td>
@@ -659,10 +684,10 @@ function VariablesTable(props: {
       <button
         type="button"
         onClick={() =>
-          props.onChange([...variables, { name: `var${variables.length + 1}`, type: "string", description: "", options: "", default: "" }])
+          props.onChange([...variables, { name: `${path === "input" ? "var" : "field"}${variables.length + 1}`, type: "string", description: "", options: "", default: "" }])
         }
       >
-        Add variable
+        {path === "input" ? "Add variable" : "Add output field"}
       </button>
     </div>
   );
@@ -688,6 +713,11 @@ function RunOutput(props: { window: Window }) {
           <h4>Parsed</h4>
           <pre>{JSON.stringify(r.output, null, 2)}</pre>
         </>
+      )}
+      {(r.model_calls ?? 1) > 1 && (
+        <p class="notice" data-testid="attempts">
+          The output was checked and asked again: {r.model_calls} model calls, the last one valid.
+        </p>
       )}
       <p class="muted">
         {r.usage?.prompt_tokens ?? 0} prompt + {r.usage?.completion_tokens ?? 0} completion tokens · {r.model_calls ?? 1} model

@@ -178,3 +178,33 @@ def test_two_compare_windows_with_different_templates_run_side_by_side(
     second.get_by_role("button", name="Save").click()
     expect(second.get_by_role("status")).to_contain_text("Saved version 2.")
     shot(page, "09-compare-windows")
+
+
+def test_a_structured_output_is_shown_parsed_with_its_repair_attempts(stack: PromptStack, page: Page) -> None:
+    log_in(page, stack, f"/studio/projects/{stack.project_id}/prompts/new")
+    page.get_by_label("Prompt name").fill("structured-out")
+    window = page.get_by_test_id("window-1")
+    window.get_by_label("Structured (JSON fields)").check()
+    window.get_by_role("button", name="Add output field").click()
+    window.get_by_label("Name of output field 1").fill("greeting")
+    window.get_by_role("button", name="Add output field").click()
+    window.get_by_label("Name of output field 2").fill("polite")
+    window.get_by_label("Type of output field 2").select_option("boolean")
+    window.get_by_role("switch", name="Allow multiple calls").check()
+    window.get_by_role("button", name="Save").click()
+    expect(window.get_by_role("status")).to_contain_text("Saved version 1.")
+
+    # The first answer is not the declared object: the run asks again and shows the valid one.
+    stack.engine.replies = ["not json", '{"greeting": "Hi Ada", "polite": true}']
+    window.get_by_role("button", name="Run", exact=True).click()
+    field = window.get_by_role("form", name="Run inputs").get_by_label("input")
+    field.fill("Ada")
+    field.press("Enter")
+    output = window.get_by_test_id("run-output")
+    expect(output.locator("pre").nth(1)).to_contain_text('"greeting": "Hi Ada"')
+    expect(output.locator("pre").nth(1)).to_contain_text('"polite": true')
+    expect(window.get_by_test_id("attempts")).to_contain_text("2 model calls")
+    shot(page, "13-structured-output")
+    # The version saved the output's fields: reloading it brings them back.
+    window.get_by_label("Version", exact=True).select_option("1")
+    expect(window.get_by_label("Type of output field 2")).to_have_value("boolean")
