@@ -133,10 +133,18 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
       })();
     }
   }, [props.promptId]);
+  // A new prompt starts empty, or from a copy of an existing prompt's content (`?from=<id>`).
   useEffect(() => {
-    if (!props.promptId && deployments.value && windows.length === 0) {
+    if (props.promptId || !deployments.value || windows.length > 0) return;
+    const from = new URLSearchParams(location.search).get("from");
+    if (!from) {
       setWindows([newWindow(emptyDraft(deployments.value[0]?.name ?? ""))]);
+      return;
     }
+    call<{ version: Record<string, any> }>("GET", `${base}/prompts/${seg(from)}/versions/0`).then(
+      (answer) => setWindows([newWindow(fromVersion(answer.version))]),
+      (err) => setPageError(err),
+    );
   }, [deployments.value]);
 
   const update = (key: number, change: Partial<Window>) =>

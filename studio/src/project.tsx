@@ -41,15 +41,107 @@ export function ProjectPage(props: { projectId: string; tab: Tab }) {
 
 const STATUS = (s?: string) => (s ?? "DEPLOYMENT_STATUS_UNSPECIFIED").replace("DEPLOYMENT_STATUS_", "").toLowerCase();
 
+/** Flow 1's start: *Create deployment* → a model (its source) or a prompt (a new one, or a new
+ * one starting from an existing prompt's content). */
+function CreateDeployment(props: { projectId: string; onCreated: () => void }) {
+  const [kind, setKind] = useState<"model" | "prompt">("model");
+  const [name, setName] = useState("");
+  const [source, setSource] = useState("hugging_face_id");
+  const [value, setValue] = useState("");
+  const [from, setFrom] = useState("");
+  const [error, setError] = useState<unknown>(null);
+  const prompts = useLoad(
+    () => call<{ prompts?: Prompt[] }>("GET", `/v1/projects/${seg(props.projectId)}/prompts`),
+    [props.projectId],
+  );
+
+  async function create(event: Event) {
+    event.preventDefault();
+    setError(null);
+    try {
+      await call("POST", `/v1/projects/${seg(props.projectId)}/deployments`, { name, model: { [source]: value } });
+      setName("");
+      setValue("");
+      props.onCreated();
+    } catch (err) {
+      setError(err);
+    }
+  }
+
+  const promptHref = href("projects", props.projectId, "prompts", "new") + (from ? `?from=${encodeURIComponent(from)}` : "");
+  return (
+    <div class="create-deployment">
+      <div class="row" role="radiogroup" aria-label="What to deploy">
+        <label class="choice">
+          <input type="radio" name="create-kind" checked={kind === "model"} onChange={() => setKind("model")} />
+          A model
+        </label>
+        <label class="choice">
+          <input type="radio" name="create-kind" checked={kind === "prompt"} onChange={() => setKind("prompt")} />
+          A prompt
+        </label>
+      </div>
+      {kind === "model" ? (
+        <form class="inline" onSubmit={create} aria-label="Create a model deployment">
+          <label>
+            Deployment name
+            <input required maxLength={128} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+          </label>
+          <label>
+            Source
+            <select aria-label="Source" value={source} onChange={(e) => setSource(e.currentTarget.value)}>
+              <option value="hugging_face_id">Hugging Face id</option>
+              <option value="registry_model_id">Registry model id</option>
+              <option value="builtin">Built-in model</option>
+            </select>
+          </label>
+          <label>
+            Model
+            <input required value={value} onInput={(e) => setValue(e.currentTarget.value)} placeholder="Qwen/Qwen2.5-0.5B-Instruct" />
+          </label>
+          <button type="submit" class="primary">
+            Create
+          </button>
+        </form>
+      ) : (
+        <div class="row">
+          <label>
+            Start from
+            <select aria-label="Start from" value={from} onChange={(e) => setFrom(e.currentTarget.value)}>
+              <option value="">a new, empty prompt</option>
+              {(prompts.value?.prompts ?? []).map((p) => (
+                <option key={p.id} value={p.id}>
+                  a copy of {p.name}
+                </option>
+              ))}
+            </select>
+          </label>
+          <Link href={promptHref} class="button">
+            Write the prompt
+          </Link>
+        </div>
+      )}
+      <ErrorBox error={error || prompts.error} />
+    </div>
+  );
+}
+
 function Deployments(props: { projectId: string }) {
-  const { value, error } = useLoad(
+  const { value, error, reload } = useLoad(
     () => call<{ deployments?: Deployment[] }>("GET", `/v1/projects/${seg(props.projectId)}/deployments`),
     [props.projectId],
   );
+  const [creating, setCreating] = useState(false);
   const rows = value?.deployments ?? [];
   return (
     <section aria-labelledby="deployments-title">
-      <h2 id="deployments-title">Deployments</h2>
+      <div class="row">
+        <h2 id="deployments-title">Deployments</h2>
+        <button type="button" aria-expanded={creating} onClick={() => setCreating(!creating)}>
+          Create deployment
+        </button>
+      </div>
+      {creating && <CreateDeployment projectId={props.projectId} onCreated={reload} />}
       <ErrorBox error={error} />
       {value && rows.length === 0 && <p>No deployments yet.</p>}
       {rows.length > 0 && (

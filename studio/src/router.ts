@@ -33,7 +33,7 @@ export function href(...parts: string[]): string {
 }
 
 export function navigate(to: string): void {
-  if (to !== location.pathname) history.pushState(null, "", to);
+  if (to !== location.pathname + location.search) history.pushState(null, "", to);
   dispatchEvent(new PopStateEvent("popstate"));
 }
 
@@ -54,5 +54,5 @@ export function follow(event: MouseEvent): void {
   const anchor = event.currentTarget as HTMLAnchorElement;
   if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
   event.preventDefault();
-  navigate(anchor.pathname);
+  navigate(anchor.pathname + anchor.search);
 }

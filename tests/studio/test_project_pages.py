@@ -75,3 +75,25 @@ def test_create_an_api_key_see_its_secret_once_and_revoke_it(stack: PromptStack,
         f"{stack.url}/v1/models", headers={"authorization": f"Bearer {secret}"}, timeout=10
     )
     assert refused.status_code == 401
+
+
+def test_create_deployment_a_model_or_a_prompt_from_an_existing_one(stack: PromptStack, page: Page) -> None:
+    source = stack.create_prompt("template-source", {"system_prompt": "You are terse.", "messages": []})
+    log_in(page, stack, f"/studio/projects/{stack.project_id}")
+    page.get_by_role("button", name="Create deployment").click()
+    # A model: its name and source.
+    form = page.get_by_role("form", name="Create a model deployment")
+    form.get_by_label("Deployment name").fill("second-llama")
+    form.get_by_label("Source").select_option("builtin")
+    form.get_by_label("Model").fill(stack.model)
+    form.get_by_role("button", name="Create").click()
+    expect(page.get_by_role("table")).to_contain_text("second-llama")
+    shot(page, "14-create-deployment")
+    # A prompt, starting from a copy of an existing one's content.
+    page.get_by_label("A prompt").check()
+    page.get_by_label("Start from").select_option(label="a copy of template-source")
+    page.get_by_role("link", name="Write the prompt").click()
+    expect(page).to_have_url(re.compile(rf"/prompts/new\?from={source['id']}$"))
+    window = page.get_by_test_id("window-1")
+    expect(window.get_by_label("System prompt")).to_have_value("You are terse.")
+    expect(window).to_contain_text("unsaved")
