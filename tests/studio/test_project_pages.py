@@ -8,7 +8,7 @@ import re
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.gateway.prompt_stack import PromptStack
 from tests.studio.conftest import log_in, shot
@@ -97,3 +97,30 @@ def test_create_deployment_a_model_or_a_prompt_from_an_existing_one(stack: Promp
     window = page.get_by_test_id("window-1")
     expect(window.get_by_label("System prompt")).to_have_value("You are terse.")
     expect(window).to_contain_text("unsaved")
+
+
+def test_usable_on_a_tablet_and_by_keyboard(stack: PromptStack, browser: Browser) -> None:
+    context = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True)
+    page = context.new_page()
+    try:
+        log_in(page, stack, f"/studio/projects/{stack.project_id}/keys")
+        # Nothing wider than the screen but the compare windows' own sideways scroll.
+        for path in ("keys", "deployments", "usage", "prompts/new"):
+            if path != "keys":  # a new page load: the token was in the old page's memory
+                log_in(page, stack, f"/studio/projects/{stack.project_id}/{path}")
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{path} is {overflow}px wider than a tablet"
+        shot(page, "15-tablet-editor")
+        # Keyboard: Tab from the top reaches the skip link first, then the navigation, in order.
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Bud Studio")).to_be_focused()
+        page.keyboard.press("Tab")
+        expect(
+            page.get_by_role("navigation", name="Main").get_by_role("link", name="Projects")
+        ).to_be_focused()
+    finally:
+        context.close()
