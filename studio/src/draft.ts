@@ -31,6 +31,32 @@ export interface Parameters {
   seed: string;
 }
 
+/** An integration of the catalogue (the API's `IntegrationTool`): its switch and access keys
+ * (read back masked, `****` plus the last 4 characters; sent back as they are to keep them). */
+export interface Integration {
+  integration: string;
+  active: boolean;
+  /** Keys typed here (new or replacing a saved one). */
+  keys: Record<string, string>;
+  /** Keys saved before, as the API reads them back (masked). */
+  saved: Record<string, string>;
+}
+
+/** A function tool: its name, description and the JSON schema of its arguments (as typed). */
+export interface FunctionTool {
+  name: string;
+  description: string;
+  parameters: string;
+}
+
+/** The catalogue the app accepts (app/prompts/body.py INTEGRATIONS): name, label, its keys. */
+export const CATALOGUE: { integration: string; label: string; keys: string[] }[] = [
+  { integration: "slack", label: "Slack", keys: ["bot_token"] },
+  { integration: "notion", label: "Notion", keys: ["api_key"] },
+];
+
+export const isMasked = (value: string) => value.startsWith("****");
+
 export interface Draft {
   model: string;
   parameters: Parameters;
@@ -41,6 +67,8 @@ export interface Draft {
   /** Output: structured (the fields below, a JSON object) or text. */
   outputStructured: boolean;
   outputVariables: Variable[];
+  integrations: Integration[];
+  functions: FunctionTool[];
   allowMultipleCalls: boolean;
 }
 
@@ -53,6 +81,8 @@ export const emptyDraft = (model: string): Draft => ({
   variables: [],
   outputStructured: false,
   outputVariables: [],
+  integrations: [],
+  functions: [],
   allowMultipleCalls: false,
 });
 
@@ -108,6 +138,15 @@ export function toVersion(draft: Draft, note = ""): Record<string, unknown> {
   };
   const variables = draft.variables.map(variableJson);
   const outputs = draft.outputVariables.map(variableJson);
+  const tools = draft.functions.map((f, i) => {
+    let parameters: unknown;
+    try {
+      parameters = f.parameters.trim() === "" ? { type: "object", properties: {} } : JSON.parse(f.parameters);
+    } catch {
+      throw new Error(`Function tool ${i + 1} (${f.name || "unnamed"}): its parameters are not valid JSON.`);
+    }
+    return { type: "function", function: { name: f.name, description: f.description, parameters } };
+  });
   return {
     model: draft.model,
     system_prompt: draft.systemPrompt,
@@ -115,6 +154,13 @@ export function toVersion(draft: Draft, note = ""): Record<string, unknown> {
     parameters,
     input: draft.structured ? { mode: "IO_MODE_STRUCTURED", variables } : { mode: "IO_MODE_UNSTRUCTURED" },
     output: draft.outputStructured ? { mode: "IO_MODE_STRUCTURED", variables: outputs } : { mode: "IO_MODE_UNSTRUCTURED" },
+    // A saved key is sent back masked (the API keeps it) unless a new one was typed.
+    integration_tools: draft.integrations.map((t) => ({
+      integration: t.integration,
+      active: t.active,
+      access_keys: { ...t.saved, ...Object.fromEntries(Object.entries(t.keys).filter(([, v]) => v !== "")) },
+    })),
+    tools,
     allow_multiple_calls: draft.allowMultipleCalls,
     note,
   };
@@ -156,6 +202,17 @@ export function fromVersion(version: Record<string, any>): Draft {
     variables: (input.variables ?? []).map(variableOf),
     outputStructured: output.mode === "IO_MODE_STRUCTURED",
     outputVariables: (output.variables ?? []).map(variableOf),
+    integrations: (version.integration_tools ?? []).map((t: any) => ({
+      integration: text(t.integration),
+      active: Boolean(t.active),
+      keys: {},
+      saved: { ...(t.access_keys ?? {}) },
+    })),
+    functions: (version.tools ?? []).map((t: any) => ({
+      name: text(t.function?.name),
+      description: text(t.function?.description),
+      parameters: t.function?.parameters === undefined ? "" : JSON.stringify(t.function.parameters, null, 2),
+    })),
     allowMultipleCalls: Boolean(version.allow_multiple_calls),
   };
 }

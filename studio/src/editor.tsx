@@ -27,6 +27,7 @@ import {
   type VarType,
 } from "./draft";
 import { DeployPanel } from "./deploy";
+import { Tools } from "./tools";
 import { href } from "./router";
 import { RunForm } from "./runform";
 import { describe, ErrorBox, Link, useLoad } from "./ui";
@@ -80,7 +81,7 @@ function at(violations: FieldViolation[], path: string): string[] {
 }
 
 /** The violations no part of the window shows itself. */
-const SHOWN = [/^messages\[\d+\]/, /^system_prompt/, /^(input|output)\.variables\[\d+\]/, /^parameters/, /^model$/, /^deployment_id$/];
+const SHOWN = [/^messages\[\d+\]/, /^system_prompt/, /^(input|output)\.variables\[\d+\]/, /^parameters/, /^model$/, /^deployment_id$/, /^integration_tools\[\d+\]/, /^tools\[\d+\]/];
 const unplaced = (violations: FieldViolation[]) => violations.filter((v) => !SHOWN.some((re) => re.test(v.field)));
 
 function FieldErrors(props: { messages: string[]; id?: string }) {
@@ -529,6 +530,8 @@ function PromptWindow(props: {
           />
         )}
       </fieldset>
+
+      <Tools draft={d} idPrefix={id("tools")} errorsAt={(path) => at(w.violations, path)} onChange={set} />
 
       <label class="choice">
         <input type="checkbox" role="switch" checked={d.allowMultipleCalls} onChange={(e) => set({ allowMultipleCalls: e.currentTarget.checked })} />

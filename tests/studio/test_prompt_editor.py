@@ -208,3 +208,43 @@ def test_a_structured_output_is_shown_parsed_with_its_repair_attempts(stack: Pro
     # The version saved the output's fields: reloading it brings them back.
     window.get_by_label("Version", exact=True).select_option("1")
     expect(window.get_by_label("Type of output field 2")).to_have_value("boolean")
+
+
+def test_tools_keys_are_masked_once_saved_and_kept_when_not_retyped(stack: PromptStack, page: Page) -> None:
+    secret = "xoxb-studio-secret-9876"
+    log_in(page, stack, f"/studio/projects/{stack.project_id}/prompts/new")
+    page.get_by_label("Prompt name").fill("with-tools")
+    window = page.get_by_test_id("window-1")
+    window.get_by_role("switch", name="Slack").check()
+    window.get_by_label("Slack bot token").fill(secret)
+    window.get_by_role("button", name="Add function tool").click()
+    window.get_by_label("Name of function 1").fill("lookup_order")
+    window.get_by_label("Parameters of function 1 (JSON schema)").fill("{not json")
+    expect(window.get_by_test_id("function-0")).to_contain_text("Not a JSON object.")
+    window.get_by_label("Parameters of function 1 (JSON schema)").fill(
+        '{"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}'
+    )
+    window.get_by_role("button", name="Save").click()
+    expect(window.get_by_role("status")).to_contain_text("Saved version 1.")
+    prompt_id = page.url.rsplit("/", 1)[1]
+
+    # Read back: the key masked (never the secret in the page), the function's schema.
+    page.reload()
+    log_in(page, stack, f"/studio/projects/{stack.project_id}/prompts/{prompt_id}")
+    window = page.get_by_test_id("window-1")
+    expect(window.get_by_role("switch", name="Slack")).to_be_checked()
+    expect(window.get_by_label("Slack bot token")).to_have_attribute("placeholder", re.compile("…9876"))
+    expect(window.get_by_label("Parameters of function 1 (JSON schema)")).to_have_value(
+        re.compile('"order_id"')
+    )
+    assert secret not in page.content()
+    shot(page, "16-tools")
+
+    # Saved again without retyping it: the stored key is kept (the executor holds it).
+    window.get_by_label("Version note").fill("same key")
+    window.get_by_role("button", name="Save").click()
+    expect(window.get_by_role("status")).to_contain_text("Saved version 2.")
+    stack.wait_for(prompt_id, 2)
+    version = next(v for v in stack.executor.store.prompts[prompt_id].snapshot.versions if v.version == 2)
+    assert version.integration_tools[0].access_keys["bot_token"] == secret
+    assert version.tools[0].function.name == "lookup_order"
