@@ -67,6 +67,10 @@ export interface Draft {
   /** Output: structured (the fields below, a JSON object) or text. */
   outputStructured: boolean;
   outputVariables: Variable[];
+  /** The output's custom validation: the rule in words, and the constraint document (JSON
+   * text) generated from it or written by hand. */
+  outputRule: string;
+  outputValidation: string;
   integrations: Integration[];
   functions: FunctionTool[];
   allowMultipleCalls: boolean;
@@ -81,6 +85,8 @@ export const emptyDraft = (model: string): Draft => ({
   variables: [],
   outputStructured: false,
   outputVariables: [],
+  outputRule: "",
+  outputValidation: "",
   integrations: [],
   functions: [],
   allowMultipleCalls: false,
@@ -124,6 +130,14 @@ function variableJson(v: Variable): Record<string, unknown> {
   return out;
 }
 
+function parseDocument(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error("The output's constraint document is not valid JSON.");
+  }
+}
+
 /** The PromptVersion JSON a save or a run sends. */
 export function toVersion(draft: Draft, note = ""): Record<string, unknown> {
   const p = draft.parameters;
@@ -153,7 +167,11 @@ export function toVersion(draft: Draft, note = ""): Record<string, unknown> {
     messages: draft.messages.map((m) => ({ role: m.role, template: m.template })),
     parameters,
     input: draft.structured ? { mode: "IO_MODE_STRUCTURED", variables } : { mode: "IO_MODE_UNSTRUCTURED" },
-    output: draft.outputStructured ? { mode: "IO_MODE_STRUCTURED", variables: outputs } : { mode: "IO_MODE_UNSTRUCTURED" },
+    output: {
+      ...(draft.outputStructured ? { mode: "IO_MODE_STRUCTURED", variables: outputs } : { mode: "IO_MODE_UNSTRUCTURED" }),
+      rule: draft.outputRule,
+      ...(draft.outputValidation.trim() ? { validation: parseDocument(draft.outputValidation) } : {}),
+    },
     // A saved key is sent back masked (the API keeps it) unless a new one was typed.
     integration_tools: draft.integrations.map((t) => ({
       integration: t.integration,
@@ -202,6 +220,8 @@ export function fromVersion(version: Record<string, any>): Draft {
     variables: (input.variables ?? []).map(variableOf),
     outputStructured: output.mode === "IO_MODE_STRUCTURED",
     outputVariables: (output.variables ?? []).map(variableOf),
+    outputRule: text(output.rule),
+    outputValidation: output.validation === undefined ? "" : JSON.stringify(output.validation, null, 2),
     integrations: (version.integration_tools ?? []).map((t: any) => ({
       integration: text(t.integration),
       active: Boolean(t.active),

@@ -81,7 +81,7 @@ function at(violations: FieldViolation[], path: string): string[] {
 }
 
 /** The violations no part of the window shows itself. */
-const SHOWN = [/^messages\[\d+\]/, /^system_prompt/, /^(input|output)\.variables\[\d+\]/, /^parameters/, /^model$/, /^deployment_id$/, /^integration_tools\[\d+\]/, /^tools\[\d+\]/];
+const SHOWN = [/^messages\[\d+\]/, /^system_prompt/, /^output\.validation/, /^(input|output)\.variables\[\d+\]/, /^parameters/, /^model$/, /^deployment_id$/, /^integration_tools\[\d+\]/, /^tools\[\d+\]/];
 const unplaced = (violations: FieldViolation[]) => violations.filter((v) => !SHOWN.some((re) => re.test(v.field)));
 
 function FieldErrors(props: { messages: string[]; id?: string }) {
@@ -245,6 +245,16 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
     }
   }
 
+  /** Asks the window's deployment to turn a rule into a constraint document (not stored). */
+  async function generate(w: Window, rule: string): Promise<unknown> {
+    const answer = await call<{ validation: unknown }>("POST", `${base}/prompts/${seg(promptId!)}:generateValidation`, {
+      rule,
+      model: w.draft.model,
+      version: String(w.version ?? ""),
+    });
+    return answer.validation;
+  }
+
   // The inputs of every window, each name once (the first window's declaration wins).
   const allInputs: Variable[] = [];
   for (const w of windows) {
@@ -308,6 +318,7 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
             onLoadVersion={(n) => loadVersion(w, n)}
             onMoveLabel={(label) => moveLabel(w, label)}
             onRun={(values) => run(w, values)}
+            onGenerate={(rule) => generate(w, rule)}
             onClose={windows.length > 1 ? () => setWindows((all) => all.filter((x) => x.key !== w.key)) : undefined}
           />
         ))}
@@ -345,6 +356,7 @@ function PromptWindow(props: {
   onLoadVersion: (version: number) => void;
   onMoveLabel: (label: string) => void;
   onRun: (values: Record<string, unknown>) => void;
+  onGenerate: (rule: string) => Promise<unknown>;
   onClose?: () => void;
 }) {
   const w = props.window;
@@ -529,6 +541,13 @@ function PromptWindow(props: {
             onChange={(outputVariables) => set({ outputVariables })}
           />
         )}
+        <CustomValidation
+          draft={d}
+          canGenerate={props.saved && w.version !== null}
+          generate={(rule) => props.onGenerate(rule)}
+          errors={at(w.violations, "output.validation")}
+          onChange={set}
+        />
       </fieldset>
 
       <Tools draft={d} idPrefix={id("tools")} errorsAt={(path) => at(w.violations, path)} onChange={set} />
@@ -586,6 +605,90 @@ function PromptWindow(props: {
       )}
       <RunOutput window={w} />
     </section>
+  );
+}
+
+/** The output's custom validation: a rule in words, *Generate* (the generate-validation API
+ * writes a constraint document for the user to accept), and the document itself. */
+function CustomValidation(props: {
+  draft: Draft;
+  canGenerate: boolean;
+  generate: (rule: string) => Promise<unknown>;
+  errors: string[];
+  onChange: (change: Partial<Draft>) => void;
+}) {
+  const d = props.draft;
+  const [proposed, setProposed] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState("");
+  async function generate() {
+    setBusy(true);
+    setError("");
+    setProposed(null);
+    try {
+      setProposed(await props.generate(d.outputRule));
+    } catch (err) {
+      setError(describe(err));
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <details class="validation" open={Boolean(d.outputRule || d.outputValidation)}>
+      <summary>Custom validation</summary>
+      <label>
+        Rule in words
+        <textarea rows={2} maxLength={2000} value={d.outputRule} onInput={(e) => props.onChange({ outputRule: e.currentTarget.value })} />
+      </label>
+      <div class="row">
+        <button type="button" onClick={generate} disabled={!props.canGenerate || !d.outputRule.trim() || busy}>
+          Generate
+        </button>
+        {!props.canGenerate && <span class="muted">Save the prompt first: the rule is about a saved version.</span>}
+        {busy && (
+          <span class="muted" role="status">
+            Generating…
+          </span>
+        )}
+      </div>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      {proposed !== null && (
+        <div class="proposed" data-testid="proposed-validation">
+          <p>Generated constraints: accept them to save with the next version.</p>
+          <pre>{JSON.stringify(proposed, null, 2)}</pre>
+          <div class="row">
+            <button
+              type="button"
+              class="primary"
+              onClick={() => {
+                props.onChange({ outputValidation: JSON.stringify(proposed, null, 2) });
+                setProposed(null);
+              }}
+            >
+              Accept
+            </button>
+            <button type="button" onClick={() => setProposed(null)}>
+              Discard
+            </button>
+          </div>
+        </div>
+      )}
+      <label>
+        Constraint document (JSON)
+        <textarea
+          rows={4}
+          class="template"
+          value={d.outputValidation}
+          aria-invalid={props.errors.length > 0}
+          onInput={(e) => props.onChange({ outputValidation: e.currentTarget.value })}
+        />
+      </label>
+      <FieldErrors messages={props.errors} />
+    </details>
   );
 }
 

@@ -6,6 +6,7 @@ templates run side by side."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -248,3 +249,67 @@ def test_tools_keys_are_masked_once_saved_and_kept_when_not_retyped(stack: Promp
     version = next(v for v in stack.executor.store.prompts[prompt_id].snapshot.versions if v.version == 2)
     assert version.integration_tools[0].access_keys["bot_token"] == secret
     assert version.tools[0].function.name == "lookup_order"
+
+
+GENERATED = {
+    "constraints": [
+        {
+            "field": "",
+            "minLength": None,
+            "maxLength": 200,
+            "pattern": None,
+            "minimum": None,
+            "maximum": None,
+            "minItems": None,
+            "maxItems": None,
+        }
+    ],
+    "checks": [{"check": "contains_variable", "field": "", "variable": "customer", "n": None, "regex": None}],
+}
+
+
+def test_custom_validation_generated_from_a_rule_accepted_saved_and_applied(
+    stack: PromptStack, page: Page
+) -> None:
+    log_in(page, stack, f"/studio/projects/{stack.project_id}/prompts/new")
+    page.get_by_label("Prompt name").fill("validated")
+    window = page.get_by_test_id("window-1")
+    window.get_by_label("Template of message 1").fill("Write to {{ customer }}")
+    window.get_by_label("Structured", exact=True).check()
+    add_variable(window, 1, "customer", "string")
+    window.get_by_text("Custom validation").click()
+    expect(
+        window.get_by_role("button", name="Generate")
+    ).to_be_disabled()  # the rule is about a saved version
+    window.get_by_role("button", name="Save").click()
+    expect(window.get_by_role("status")).to_contain_text("Saved version 1.")
+
+    window.get_by_label("Rule in words").fill("the answer must name the customer")
+    stack.engine.replies = [json.dumps(GENERATED)]
+    window.get_by_role("button", name="Generate").click()
+    proposed = window.get_by_test_id("proposed-validation")
+    expect(proposed).to_contain_text('"variable": "customer"')
+    shot(page, "17-generated-validation")
+    proposed.get_by_role("button", name="Accept").click()
+    expect(window.get_by_label("Constraint document (JSON)")).to_have_value(re.compile('"contains_variable"'))
+    window.get_by_role("button", name="Save").click()
+    expect(window.get_by_role("status")).to_contain_text("Saved version 2.")
+    prompt_id = page.url.rsplit("/", 1)[1]
+    saved = requests.get(
+        f"{stack.url}/v1/projects/{stack.project_id}/prompts/{prompt_id}/versions/2",
+        headers=stack.headers(),
+        timeout=10,
+    ).json()["version"]["output"]
+    assert saved["rule"] == "the answer must name the customer"
+    assert saved["validation"] == {
+        "schema": {"maxLength": 200},
+        "checks": [{"check": "contains_variable", "variable": "customer"}],
+    }
+
+    # Applied: an answer that does not name the customer fails the run, in words.
+    stack.engine.replies = ["Hello there."]
+    window.get_by_role("button", name="Run", exact=True).click()
+    field = window.get_by_role("form", name="Run inputs").get_by_label("customer")
+    field.fill("Ada")
+    field.press("Enter")
+    expect(window.get_by_test_id("run-error")).to_contain_text(re.compile("customer|valid", re.I))
