@@ -13,7 +13,35 @@ export interface Variable {
   options: string;
   /** The default as typed; empty: required. */
   default: string;
+  /** Basic validation: the pydantic constraints that fit the type, as typed (empty: unset). */
+  basic: boolean;
+  constraints: Record<string, string>;
 }
+
+/** The constraints each type takes (the API's `Constraints` fields) and their labels. */
+export const CONSTRAINTS: Record<VarType, [string, string][]> = {
+  string: [
+    ["min_length", "Min length"],
+    ["max_length", "Max length"],
+    ["pattern", "Pattern (regex)"],
+  ],
+  integer: [
+    ["ge", "≥"],
+    ["le", "≤"],
+    ["gt", ">"],
+    ["lt", "<"],
+    ["multiple_of", "Multiple of"],
+  ],
+  number: [
+    ["ge", "≥"],
+    ["le", "≤"],
+    ["gt", ">"],
+    ["lt", "<"],
+    ["multiple_of", "Multiple of"],
+  ],
+  boolean: [],
+  enum: [],
+};
 
 export interface Message {
   role: string;
@@ -127,6 +155,17 @@ function variableJson(v: Variable): Record<string, unknown> {
     // An untypable default is sent as typed: the API names the field and why.
     out.default = value === undefined ? v.default : value;
   }
+  if (v.basic) {
+    out.validation = "VALIDATION_MODE_BASIC";
+    const constraints: Record<string, unknown> = {};
+    for (const [key] of CONSTRAINTS[v.type]) {
+      const typed = (v.constraints[key] ?? "").trim();
+      if (typed === "") continue;
+      // Numbers as numbers (a typo is sent as typed: the API names it).
+      constraints[key] = key === "pattern" || !Number.isFinite(Number(typed)) ? typed : Number(typed);
+    }
+    out.constraints = constraints;
+  }
   return out;
 }
 
@@ -195,6 +234,8 @@ function variableOf(v: any): Variable {
     description: text(v.description),
     options: (v.options ?? []).join(", "),
     default: v.default === undefined ? "" : typeof v.default === "string" ? v.default : JSON.stringify(v.default),
+    basic: v.validation === "VALIDATION_MODE_BASIC",
+    constraints: Object.fromEntries(Object.entries(v.constraints ?? {}).map(([k, c]) => [k, String(c)])),
   };
 }
 
@@ -241,5 +282,5 @@ export function fromVersion(version: Record<string, any>): Draft {
  * prompt. */
 export function runInputs(draft: Draft): Variable[] {
   if (draft.structured) return draft.variables;
-  return [{ name: "input", type: "string", description: "The input", options: "", default: "" }];
+  return [{ name: "input", type: "string", description: "The input", options: "", default: "", basic: false, constraints: {} }];
 }

@@ -13,6 +13,7 @@ import {
   seg,
 } from "./api";
 import {
+  CONSTRAINTS,
   copyDraft,
   type Draft,
   emptyDraft,
@@ -720,6 +721,7 @@ function VariablesTable(props: {
             <th scope="col">Options (enum)</th>
             <th scope="col">Default</th>
             <th scope="col">Description</th>
+            <th scope="col">Validation</th>
             <th scope="col">
               <span class="sr-only">Actions</span>
             </th>
@@ -766,6 +768,17 @@ function VariablesTable(props: {
                       onInput={(e) => onSet(i, { description: e.currentTarget.value })}
                     />
                   </td>
+                  <td>
+                    <select
+                      aria-label={`Validation of ${noun} ${i + 1}`}
+                      value={v.basic ? "basic" : "none"}
+                      disabled={CONSTRAINTS[v.type].length === 0}
+                      onChange={(e) => onSet(i, { basic: e.currentTarget.value === "basic" })}
+                    >
+                      <option value="none">none</option>
+                      <option value="basic">basic</option>
+                    </select>
+                  </td>
                   <td class="nowrap">
                     <button type="button" aria-label={`Move ${noun} ${i + 1} up`} disabled={i === 0} onClick={() => move(i, -1)}>
                       ↑
@@ -783,9 +796,29 @@ function VariablesTable(props: {
                     </button>
                   </td>
                 </tr>
+                {v.basic && CONSTRAINTS[v.type].length > 0 && (
+                  <tr class="constraints">
+                    <td colSpan={7}>
+                      <div class="row">
+                        {CONSTRAINTS[v.type].map(([key, text]) => (
+                          <label key={key}>
+                            {text}
+                            <input
+                              aria-label={`${text} of ${noun} ${i + 1}`}
+                              type={key === "pattern" ? "text" : "number"}
+                              step="any"
+                              value={v.constraints[key] ?? ""}
+                              onInput={(e) => onSet(i, { constraints: { ...v.constraints, [key]: e.currentTarget.value } })}
+                            />
+                          </label>
+                        ))}
+                      </div>
+                    </td>
+                  </tr>
+                )}
                 {errors.length > 0 && (
                   <tr>
-                    <td colSpan={6}>
+                    <td colSpan={7}>
                       <FieldErrors messages={errors} />
                     </td>
                   </tr>
@@ -798,7 +831,15 @@ function VariablesTable(props: {
       <button
         type="button"
         onClick={() =>
-          props.onChange([...variables, { name: `${path === "input" ? "var" : "field"}${variables.length + 1}`, type: "string", description: "", options: "", default: "" }])
+          props.onChange([...variables, {
+              name: `${path === "input" ? "var" : "field"}${variables.length + 1}`,
+              type: "string",
+              description: "",
+              options: "",
+              default: "",
+              basic: false,
+              constraints: {},
+            }])
         }
       >
         {path === "input" ? "Add variable" : "Add output field"}

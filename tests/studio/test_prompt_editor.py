@@ -313,3 +313,36 @@ def test_custom_validation_generated_from_a_rule_accepted_saved_and_applied(
     field.fill("Ada")
     field.press("Enter")
     expect(window.get_by_test_id("run-error")).to_contain_text(re.compile("customer|valid", re.I))
+
+
+def test_basic_validation_of_an_input_variable(stack: PromptStack, page: Page) -> None:
+    log_in(page, stack, f"/studio/projects/{stack.project_id}/prompts/new")
+    page.get_by_label("Prompt name").fill("constrained")
+    window = page.get_by_test_id("window-1")
+    window.get_by_label("Template of message 1").fill("Code {{ code }}")
+    window.get_by_label("Structured", exact=True).check()
+    add_variable(window, 1, "code", "string")
+    window.get_by_label("Validation of variable 1").select_option("basic")
+    window.get_by_label("Min length of variable 1").fill("5")
+    window.get_by_label("Max length of variable 1").fill("3")
+    window.get_by_role("button", name="Save").click()
+    # min above max: refused, named at the variable's row.
+    expect(window.locator(".variables .field-errors")).to_contain_text(
+        re.compile("min_length|max_length", re.I)
+    )
+    window.get_by_label("Min length of variable 1").fill("1")
+    window.get_by_role("button", name="Save").click()
+    expect(window.get_by_role("status")).to_contain_text("Saved version 1.")
+
+    def run(value: str) -> None:
+        window.get_by_role("button", name="Run", exact=True).click()
+        field = window.get_by_role("form", name="Run inputs").get_by_label("code")
+        field.fill(value)
+        field.press("Enter")
+
+    run("ABCDE")
+    expect(window.get_by_test_id("run-error")).to_contain_text("code")
+    shot(page, "18-input-validation")
+    stack.engine.replies = ["fine"]
+    run("AB")
+    expect(window.get_by_test_id("run-output")).to_contain_text("fine")
