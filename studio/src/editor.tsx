@@ -41,6 +41,7 @@ interface VersionInfo {
 
 interface RunResult {
   text?: string;
+  response?: { output?: { type?: string; name?: string; arguments?: string; call_id?: string }[] };
   output?: unknown;
   model_calls?: number;
   usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number };
@@ -859,6 +860,7 @@ function RunOutput(props: { window: Window }) {
     );
   if (!w.result) return null;
   const r = w.result;
+  const calls = (r.response?.output ?? []).filter((item) => item.type === "function_call");
   return (
     <div class="output" aria-label="Output" data-testid="run-output">
       <h3>Output</h3>
@@ -867,6 +869,18 @@ function RunOutput(props: { window: Window }) {
         <>
           <h4>Parsed</h4>
           <pre>{JSON.stringify(r.output, null, 2)}</pre>
+        </>
+      )}
+      {calls.length > 0 && (
+        <>
+          <h4>Tool calls</h4>
+          <ul class="tool-calls" data-testid="tool-calls">
+            {calls.map((c) => (
+              <li key={c.call_id}>
+                <code>{c.name}</code>(<code>{c.arguments}</code>)
+              </li>
+            ))}
+          </ul>
         </>
       )}
       {(r.model_calls ?? 1) > 1 && (

@@ -346,3 +346,19 @@ def test_basic_validation_of_an_input_variable(stack: PromptStack, page: Page) -
     stack.engine.replies = ["fine"]
     run("AB")
     expect(window.get_by_test_id("run-output")).to_contain_text("fine")
+
+
+def test_a_run_shows_the_function_tool_calls_the_model_made(stack: PromptStack, page: Page) -> None:
+    log_in(page, stack, f"/studio/projects/{stack.project_id}/prompts/new")
+    page.get_by_label("Prompt name").fill("calls-tools")
+    window = page.get_by_test_id("window-1")
+    window.get_by_role("button", name="Add function tool").click()
+    window.get_by_label("Name of function 1").fill("lookup_order")
+    stack.engine.replies = [[("lookup_order", '{"order_id": "A-17"}')]]
+    window.get_by_role("button", name="Run", exact=True).click()
+    field = window.get_by_role("form", name="Run inputs").get_by_label("input")
+    field.fill("where is my order?")
+    field.press("Enter")
+    calls = window.get_by_test_id("tool-calls")
+    expect(calls).to_contain_text("lookup_order")
+    expect(calls).to_contain_text('{"order_id": "A-17"}')
