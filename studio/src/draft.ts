@@ -2,8 +2,10 @@
 // PromptVersion JSON.
 
 export const ROLES = ["user", "assistant", "developer", "tool"] as const;
-export const TYPES = ["string", "integer", "number", "boolean", "enum"] as const;
+export const TYPES = ["string", "integer", "number", "boolean", "enum", "array", "object"] as const;
 export type VarType = (typeof TYPES)[number];
+/** The types an array's items or an object's fields take in the editor (one level of nesting). */
+export const SCALARS = ["string", "integer", "number", "boolean"] as const;
 
 export interface Variable {
   name: string;
@@ -16,6 +18,10 @@ export interface Variable {
   /** Basic validation: the pydantic constraints that fit the type, as typed (empty: unset). */
   basic: boolean;
   constraints: Record<string, string>;
+  /** array: the type of its items. */
+  items?: VarType;
+  /** object: its fields. */
+  fields?: Variable[];
 }
 
 /** The constraints each type takes (the API's `Constraints` fields) and their labels. */
@@ -41,7 +47,22 @@ export const CONSTRAINTS: Record<VarType, [string, string][]> = {
   ],
   boolean: [],
   enum: [],
+  array: [
+    ["min_items", "Min items"],
+    ["max_items", "Max items"],
+  ],
+  object: [],
 };
+
+export const newVariable = (name: string, type: VarType = "string"): Variable => ({
+  name,
+  type,
+  description: "",
+  options: "",
+  default: "",
+  basic: false,
+  constraints: {},
+});
 
 export interface Message {
   role: string;
@@ -139,6 +160,15 @@ export function typedValue(v: Variable, text: string): unknown {
       return text.trim() !== "" && Number.isFinite(Number(text)) ? Number(text) : undefined;
     case "boolean":
       return text === "true" ? true : text === "false" ? false : undefined;
+    case "array":
+    case "object":
+      try {
+        const value = JSON.parse(text);
+        const fits = v.type === "array" ? Array.isArray(value) : value !== null && typeof value === "object" && !Array.isArray(value);
+        return fits ? value : undefined;
+      } catch {
+        return undefined;
+      }
     default:
       return text;
   }
@@ -150,6 +180,8 @@ const numberOrUndefined = (text: string) => (text.trim() === "" ? undefined : Nu
 function variableJson(v: Variable): Record<string, unknown> {
   const out: Record<string, unknown> = { name: v.name, type: enumName(v.type), description: v.description };
   if (v.type === "enum") out.options = optionsOf(v);
+  if (v.type === "array") out.items = { name: "item", type: enumName(v.items ?? "string") };
+  if (v.type === "object") out.fields = (v.fields ?? []).map(variableJson);
   if (v.default !== "") {
     const value = typedValue(v, v.default);
     // An untypable default is sent as typed: the API names the field and why.
@@ -236,6 +268,8 @@ function variableOf(v: any): Variable {
     default: v.default === undefined ? "" : typeof v.default === "string" ? v.default : JSON.stringify(v.default),
     basic: v.validation === "VALIDATION_MODE_BASIC",
     constraints: Object.fromEntries(Object.entries(v.constraints ?? {}).map(([k, c]) => [k, String(c)])),
+    ...(type === "array" ? { items: variableOf(v.items ?? {}).type } : {}),
+    ...(type === "object" ? { fields: (v.fields ?? []).map(variableOf) } : {}),
   };
 }
 
@@ -282,5 +316,5 @@ export function fromVersion(version: Record<string, any>): Draft {
  * prompt. */
 export function runInputs(draft: Draft): Variable[] {
   if (draft.structured) return draft.variables;
-  return [{ name: "input", type: "string", description: "The input", options: "", default: "", basic: false, constraints: {} }];
+  return [{ ...newVariable("input"), description: "The input" }];
 }

@@ -15,6 +15,8 @@ import {
 import {
   CONSTRAINTS,
   copyDraft,
+  newVariable,
+  SCALARS,
   type Draft,
   emptyDraft,
   fromVersion,
@@ -515,7 +517,9 @@ function PromptWindow(props: {
         </div>
         {d.structured && (
           <VariablesTable
-            path="input"
+            base="input.variables"
+            noun="variable"
+            addLabel="Add variable"
             variables={d.variables}
             violations={w.violations}
             onChange={(variables) => set({ variables })}
@@ -537,7 +541,9 @@ function PromptWindow(props: {
         </div>
         {d.outputStructured && (
           <VariablesTable
-            path="output"
+            base="output.variables"
+            noun="output field"
+            addLabel="Add output field"
             variables={d.outputVariables}
             violations={w.violations}
             onChange={(outputVariables) => set({ outputVariables })}
@@ -695,15 +701,20 @@ function CustomValidation(props: {
 }
 
 function VariablesTable(props: {
-  /** "input" or "output": where the API's field paths put these variables. */
-  path: "input" | "output";
+  /** Where the API's field paths put these variables: `input.variables`, `output.variables`,
+   * or an object's `….fields`. */
+  base: string;
+  /** What the labels call one ("variable", "output field", "field 2 of variable 1"). */
+  noun: string;
+  addLabel: string;
+  /** An object's fields: scalar and enum types only (one level of nesting in the editor). */
+  nested?: boolean;
   variables: Variable[];
   violations: FieldViolation[];
   onChange: (variables: Variable[]) => void;
 }) {
-  const { variables, path } = props;
-  // Labels name the side for outputs ("output field 1"), so both tables can be told apart.
-  const noun = path === "input" ? "variable" : "output field";
+  const { variables, base, noun } = props;
+  const types: readonly VarType[] = props.nested ? [...SCALARS, "enum"] : TYPES;
   const onSet = (i: number, change: Partial<Variable>) =>
     props.onChange(variables.map((v, j) => (j === i ? { ...v, ...change } : v)));
   const move = (i: number, by: number) => {
@@ -719,7 +730,7 @@ function VariablesTable(props: {
           <tr>
             <th scope="col">Name</th>
             <th scope="col">Type</th>
-            <th scope="col">Options (enum)</th>
+            <th scope="col">Options (enum) / items (array)</th>
             <th scope="col">Default</th>
             <th scope="col">Description</th>
             <th scope="col">Validation</th>
@@ -730,7 +741,9 @@ function VariablesTable(props: {
         </thead>
         <tbody>
           {variables.map((v, i) => {
-            const errors = at(props.violations, `${path}.variables[${i}]`);
+            const errors = at(props.violations, `${base}[${i}]`).filter(
+              (m) => !at(props.violations, `${base}[${i}].fields`).includes(m),
+            );
             return (
               <Fragment key={i}>
                 <tr data-testid={`variable-${i}`}>
@@ -743,7 +756,7 @@ function VariablesTable(props: {
                       value={v.type}
                       onChange={(e) => onSet(i, { type: e.currentTarget.value as VarType })}
                     >
-                      {TYPES.map((t) => (
+                      {types.map((t) => (
                         <option key={t} value={t}>
                           {t}
                         </option>
@@ -751,13 +764,27 @@ function VariablesTable(props: {
                     </select>
                   </td>
                   <td>
-                    <input
-                      aria-label={`Options of ${noun} ${i + 1}`}
-                      disabled={v.type !== "enum"}
-                      placeholder={v.type === "enum" ? "a, b, c" : ""}
-                      value={v.options}
-                      onInput={(e) => onSet(i, { options: e.currentTarget.value })}
-                    />
+                    {v.type === "array" ? (
+                      <select
+                        aria-label={`Item type of ${noun} ${i + 1}`}
+                        value={v.items ?? "string"}
+                        onChange={(e) => onSet(i, { items: e.currentTarget.value as VarType })}
+                      >
+                        {SCALARS.map((t) => (
+                          <option key={t} value={t}>
+                            {t}
+                          </option>
+                        ))}
+                      </select>
+                    ) : (
+                      <input
+                        aria-label={`Options of ${noun} ${i + 1}`}
+                        disabled={v.type !== "enum"}
+                        placeholder={v.type === "enum" ? "a, b, c" : ""}
+                        value={v.options}
+                        onInput={(e) => onSet(i, { options: e.currentTarget.value })}
+                      />
+                    )}
                   </td>
                   <td>
                     <input aria-label={`Default of ${noun} ${i + 1}`} value={v.default} onInput={(e) => onSet(i, { default: e.currentTarget.value })} />
@@ -817,6 +844,21 @@ function VariablesTable(props: {
                     </td>
                   </tr>
                 )}
+                {v.type === "object" && (
+                  <tr class="fields">
+                    <td colSpan={7}>
+                      <VariablesTable
+                        nested
+                        base={`${base}[${i}].fields`}
+                        noun={`field of ${noun} ${i + 1}`}
+                        addLabel={`Add a field to ${noun} ${i + 1}`}
+                        variables={v.fields ?? []}
+                        violations={props.violations}
+                        onChange={(fields) => onSet(i, { fields })}
+                      />
+                    </td>
+                  </tr>
+                )}
                 {errors.length > 0 && (
                   <tr>
                     <td colSpan={7}>
@@ -831,19 +873,9 @@ function VariablesTable(props: {
       </table>
       <button
         type="button"
-        onClick={() =>
-          props.onChange([...variables, {
-              name: `${path === "input" ? "var" : "field"}${variables.length + 1}`,
-              type: "string",
-              description: "",
-              options: "",
-              default: "",
-              basic: false,
-              constraints: {},
-            }])
-        }
+        onClick={() => props.onChange([...variables, newVariable(`${props.nested ? "field" : noun === "variable" ? "var" : "field"}${variables.length + 1}`)])}
       >
-        {path === "input" ? "Add variable" : "Add output field"}
+        {props.addLabel}
       </button>
     </div>
   );

@@ -362,3 +362,45 @@ def test_a_run_shows_the_function_tool_calls_the_model_made(stack: PromptStack, 
     calls = window.get_by_test_id("tool-calls")
     expect(calls).to_contain_text("lookup_order")
     expect(calls).to_contain_text('{"order_id": "A-17"}')
+
+
+def test_array_and_object_inputs_declared_and_walked_through_the_step_form(
+    stack: PromptStack, page: Page
+) -> None:
+    log_in(page, stack, f"/studio/projects/{stack.project_id}/prompts/new")
+    page.get_by_label("Prompt name").fill("nested-inputs")
+    window = page.get_by_test_id("window-1")
+    window.get_by_label("Template of message 1").fill(
+        "{{ customer.name }} {{ customer.vip }} {{ tags | join(',') }}"
+    )
+    window.get_by_label("Structured", exact=True).check()
+    add_variable(window, 1, "tags", "array")
+    window.get_by_label("Item type of variable 1").select_option("string")
+    add_variable(window, 2, "customer", "object")
+    window.get_by_role("button", name="Add a field to variable 2").click()
+    window.get_by_label("Name of field of variable 2 1").fill("name")
+    window.get_by_role("button", name="Add a field to variable 2").click()
+    window.get_by_label("Name of field of variable 2 2").fill("vip")
+    window.get_by_label("Type of field of variable 2 2").select_option("boolean")
+    window.get_by_role("button", name="Save").click()
+    expect(window.get_by_role("status")).to_contain_text("Saved version 1.")
+
+    stack.engine.replies = ["nested ok"]
+    window.get_by_role("button", name="Run", exact=True).click()
+    form = window.get_by_role("form", name="Run inputs")
+    expect(form.get_by_role("button", name="Add item")).to_be_focused()
+    form.get_by_role("button", name="Add item").click()
+    form.get_by_role("textbox", name="tags item 1").fill("a")
+    form.get_by_role("button", name="Add item").click()
+    form.get_by_role("textbox", name="tags item 2").fill("b")
+    form.get_by_role("button", name="Next").click()
+    form.get_by_role("textbox", name="name").fill("Ada")
+    form.get_by_role("switch", name="vip").check()
+    shot(page, "19-object-input")
+    form.get_by_role("button", name="Submit").click()
+    expect(window.get_by_test_id("run-output")).to_contain_text("nested ok")
+    assert rendered(stack.engine.chat_requests[-1])[-1] == ("user", "Ada True a,b")
+    # Saved and read back with their item type and fields.
+    window.get_by_label("Version", exact=True).select_option("1")
+    expect(window.get_by_label("Item type of variable 1")).to_have_value("string")
+    expect(window.get_by_label("Type of field of variable 2 2")).to_have_value("boolean")
