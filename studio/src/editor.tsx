@@ -141,12 +141,19 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
   // A new prompt starts empty, or from a copy of an existing prompt's content (`?from=<id>`).
   useEffect(() => {
     if (props.promptId || !deployments.value || windows.length > 0) return;
-    const from = new URLSearchParams(location.search).get("from");
+    const query = new URLSearchParams(location.search);
+    const from = query.get("from");
     if (!from) {
       setWindows([newWindow(emptyDraft(deployments.value[0]?.name ?? ""))]);
       return;
     }
-    call<{ version: Record<string, any> }>("GET", `${base}/prompts/${seg(from)}/versions/0`).then(
+    // `from_project`: a prompt of another project (flow 2), copied into this one.
+    const source = query.get("from_project") || projectId;
+    const version = query.get("version") || "0";
+    call<{ version: Record<string, any> }>(
+      "GET",
+      `/v1/projects/${seg(source)}/prompts/${seg(from)}/versions/${seg(version)}`,
+    ).then(
       (answer) => setWindows([newWindow(fromVersion(answer.version))]),
       (err) => setPageError(err),
     );

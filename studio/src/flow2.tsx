@@ -1,11 +1,13 @@
-// Flow 2, "Deploy a prompt": any prompt the user can see, into a project they edit, pinned to a
-// version (a prompt of another project always is), with the same deployment settings and
-// snippets as flow 1.
+// Flow 2, "Deploy a prompt": any prompt the user can see, into a project they edit — as it is,
+// pinned to a version (a prompt of another project always is), with the same deployment settings
+// and snippets as flow 1; or first copied into that project's editor, to edit, run, save and
+// deploy there (the same steps as flow 1).
 import { useEffect, useState } from "preact/hooks";
 import { call, type Project, type Prompt, seg } from "./api";
 import { DeployPanel } from "./deploy";
 import { fromVersion, runInputs, type Variable } from "./draft";
-import { ErrorBox, useLoad } from "./ui";
+import { href } from "./router";
+import { ErrorBox, Link, useLoad } from "./ui";
 
 export function DeployPrompt() {
   const data = useLoad(
@@ -80,6 +82,21 @@ export function DeployPrompt() {
           </select>
         </label>
       </div>
+      {chosen && targetId && version > 0 && (
+        <p>
+          <Link
+            class="button"
+            href={`${href("projects", targetId, "prompts", "new")}?${new URLSearchParams({
+              from: chosen.id,
+              from_project: chosen.project_id,
+              version: String(version),
+            })}`}
+          >
+            Edit and run it in {projectName(targetId)} first
+          </Link>{" "}
+          <span class="muted">(a copy saved as that project's own prompt), or deploy it as it is:</span>
+        </p>
+      )}
       {chosen && targetId && version > 0 && (
         <DeployPanel
           key={`${chosen.id}/${targetId}/${version}`}

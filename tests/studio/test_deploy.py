@@ -6,6 +6,7 @@ bar: a prompt of one project deployed into another, pinned, and called with that
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -122,3 +123,51 @@ def test_flow_2_deploy_a_prompt_of_one_project_into_another(stack: PromptStack, 
     client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key)
     client.responses.create(prompt={"id": "borrowed-greeting", "variables": {"input": "there"}})
     assert [m.content_text for m in stack.engine.chat_requests[-1].messages] == ["Hi there"]
+
+
+def test_flow_2_edit_and_run_a_copy_in_the_target_project_then_deploy_it(
+    stack: PromptStack, page: Page
+) -> None:
+    source = stack.create_prompt("to-copy", {"messages": [{"role": "user", "template": "Copy {{ input }}"}]})
+    other = requests.post(
+        f"{stack.url}/v1/projects", json={"name": "copy-team"}, headers=stack.headers(), timeout=10
+    ).json()["project"]
+    model = requests.post(
+        f"{stack.url}/v1/projects/{other['id']}/deployments",
+        json={"name": stack.model, "model": {"builtin": stack.model}},
+        headers=stack.headers(),
+        timeout=10,
+    ).json()["deployment"]
+    deadline = time.monotonic() + 30
+    while (
+        stack.gateway_tables().deployments.get(model["id"]) is None
+        or not stack.gateway_tables().deployments[model["id"]].ready
+    ):
+        assert time.monotonic() < deadline, "the target project's model never became ready"
+        time.sleep(0.05)
+
+    log_in(page, stack, "/studio/deploy")
+    page.get_by_label("Prompt", exact=True).select_option(label="default / to-copy")
+    page.get_by_label("Target project").select_option(label="copy-team")
+    page.get_by_role("link", name="Edit and run it in copy-team first").click()
+    expect(page).to_have_url(re.compile(rf"/studio/projects/{other['id']}/prompts/new\?"))
+    window = page.get_by_test_id("window-1")
+    expect(window.get_by_label("Template of message 1")).to_have_value("Copy {{ input }}")
+    window.get_by_label("Template of message 1").fill("Copied: {{ input }}")
+    stack.engine.keep_requests = True
+    stack.engine.replies = ["copied run"]
+    window.get_by_role("button", name="Run", exact=True).click()
+    field = window.get_by_role("form", name="Run inputs").get_by_label("input")
+    field.fill("x")
+    field.press("Enter")
+    expect(window.get_by_test_id("run-output")).to_contain_text("copied run")
+    page.get_by_label("Prompt name").fill("to-copy")
+    window.get_by_role("button", name="Save").click()
+    expect(window.get_by_role("status")).to_contain_text("Saved version 1.")
+    copies = requests.get(
+        f"{stack.url}/v1/projects/{other['id']}/prompts", headers=stack.headers(), timeout=10
+    ).json()["prompts"]
+    assert [p["name"] for p in copies] == ["to-copy"] and copies[0]["id"] != source["id"]
+    panel = page.get_by_role("form", name="Deploy the prompt")
+    panel.get_by_role("button", name="Deploy").click()
+    expect(page.get_by_test_id("deployed")).to_contain_text("Deployed as to-copy")
