@@ -241,6 +241,17 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
     }
   }
 
+  async function deleteLabel(label: string) {
+    if (!promptId || !confirm(`Delete the label "${label}"?`)) return;
+    try {
+      await call("DELETE", `${base}/prompts/${seg(promptId)}/labels/${seg(label)}`);
+      setPageError(null);
+      await loadVersions(promptId);
+    } catch (err) {
+      setPageError(err);
+    }
+  }
+
   async function run(w: Window, variables: Record<string, unknown>) {
     update(w.key, { running: true, result: null, runError: "", latencyMs: null, violations: [], error: "" });
     const started = performance.now();
@@ -294,6 +305,11 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
             {(prompt.labels ?? []).map((l) => (
               <span key={l.name} class="label">
                 {l.name} → v{l.version}
+                {l.name !== "latest" && (
+                  <button type="button" class="link" aria-label={`Delete label ${l.name}`} onClick={() => deleteLabel(l.name)}>
+                    ×
+                  </button>
+                )}
               </span>
             ))}
           </p>

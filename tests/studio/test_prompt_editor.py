@@ -115,6 +115,12 @@ def test_flow_1_write_save_run_version_2_label_and_load_version_1(stack: PromptS
     ).json()
     assert label["label"]["version"] == 2
 
+    # A label is deleted from the page too (the prompt's default label, `latest`, cannot be).
+    expect(page.get_by_role("button", name="Delete label latest")).to_have_count(0)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete label production").click()
+    expect(page.get_by_label("Labels")).not_to_contain_text("production")
+
     # The version picker loads version 1 back into the window.
     window.get_by_label("Version", exact=True).select_option("1")
     expect(window.get_by_label("System prompt")).to_have_value("You greet {{ name }}.")
