@@ -1,6 +1,7 @@
-"""Increment 1 of the studio in a real browser: log in, the projects, a project's deployments and
-API keys (a created key's secret shown once and working; a rotated key's old secret and a revoked key refused), and the headers
-the gateway serves the app with."""
+"""Increment 1 of the studio in a real browser: log in, the projects, a project's deployments
+(*Create deployment*: a model, or a prompt starting from a copy of another) and API keys (a
+created key's secret shown once and working; a rotated key's old secret and a revoked key
+refused), the headers the gateway serves the app with, and the app on a tablet and by keyboard."""
 
 from __future__ import annotations
 
