@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 EXTRA ?= cpu
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: setup up test test-fast test-deps gen check-gen lint
+.PHONY: setup up test test-fast test-deps gen check-gen lint studio
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +20,32 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The prompt studio's web app (studio/: TypeScript, built with esbuild from the npm registry),
+# served by the gateway at /studio/. Without npm, `make up` still starts the mesh: the gateway then
+# answers /studio/ with a page saying how to build it.
+STUDIO_DIST := studio/dist/index.html
+STUDIO_SOURCES := studio/package.json studio/package-lock.json studio/build.mjs studio/tsconfig.json $(wildcard studio/src/*)
+
+$(STUDIO_DIST): $(STUDIO_SOURCES)
+	@if command -v npm >/dev/null; then \
+	  cd studio && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check && npm run --silent build; \
+	else echo "make studio: npm not found, the studio (/studio/) is not built: install Node.js and npm, then run make studio"; fi
+
+studio: $(STUDIO_DIST)
+
+# A studio that fails to build does not stop the mesh (the gateway's /studio/ says how to build
+# it); `make test` and `make studio` do fail on it.
 up: setup
+	@$(MAKE) --no-print-directory studio || echo "make up: the studio was not built (see above); the mesh starts without it"
 	$(VENV)/bin/budrt up
 
-# Real servers the tests start on loopback (Debian packages).
+# Real servers the tests start on loopback (Debian packages);
+# chromium and npm: the studio's browser tests (tests/studio/) and its build.
 test-deps:
-	@test -x /usr/lib/postgresql/15/bin/initdb && command -v redis-server >/dev/null && command -v jq >/dev/null && test -x /usr/sbin/clamd || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server jq clamav-daemon >/dev/null; }
+	@test -x /usr/lib/postgresql/15/bin/initdb && command -v redis-server >/dev/null && command -v jq >/dev/null && test -x /usr/sbin/clamd && test -x /usr/bin/chromium && command -v npm >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server jq clamav-daemon chromium npm >/dev/null; }
 
-test: setup test-deps lint
+test: setup test-deps studio lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Unit tests only (in-process, no servers started): under a minute.

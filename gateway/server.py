@@ -32,6 +32,7 @@ from gateway.request_limits import RequestLimits, RequestLimitsInterceptor
 from gateway.response_cache import MemoryResponseCache, RedisResponseCache, ResponseCache
 from gateway.response_store import ResponseStore
 from gateway.settings import GatewaySettings
+from gateway.studio import ASGIApp, StudioRoute
 from gateway.tables import RoutingTables, RoutingWatcher
 from gateway.transcoder import (
     BODY_TIMEOUT_S,
@@ -135,7 +136,7 @@ def response_cache(settings: GatewaySettings) -> ResponseCache:
     return MemoryResponseCache(ttl, size)
 
 
-def http_config(app: Transcoder, settings: GatewaySettings) -> uvicorn.Config:
+def http_config(app: ASGIApp, settings: GatewaySettings) -> uvicorn.Config:
     """uvicorn's configuration of the HTTP face: httptools with the header-read timeout, the
     connection limit and keep-alive timeout of `settings` (the body limits are the app's)."""
     return uvicorn.Config(
@@ -222,7 +223,8 @@ async def serve(
         body_timeout=settings.http_body_timeout,
         limits=limits,
     )
-    http_server = uvicorn.Server(http_config(app, settings))
+    # The prompt studio's web app at /studio/ (static files) in front of the API routes.
+    http_server = uvicorn.Server(http_config(StudioRoute(app, settings.studio_dir), settings))
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
     await grpc_server.start()
     warm_conversion_processes()

@@ -3,6 +3,8 @@ the addresses it dials and the key-hash secret, come from `budrt.settings.Runtim
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from budrt.json_face import MAX_RAW_JSON_DEPTH
@@ -29,6 +31,9 @@ class GatewaySettings(RuntimeSettings):
 
     gateway_http_host: str = "127.0.0.1"
     gateway_http_port: int = 8000
+    # The prompt studio's built web app, served at /studio/ (gateway/studio.py); unset: the
+    # checkout's studio/dist (`make studio`).
+    studio_dir: Path | None = None
     # Shared rate-limit state; empty = in memory (one gateway). May carry a password.
     redis_url: str = Field(default="", repr=False, json_schema_extra={"secret": True})
     # Rate limits of every API key without its own (requests, tokens per minute; 0: none),

@@ -1,0 +1,138 @@
+// The public REST API, called with the user's session token. The token lives in this module's
+// memory only: never in storage, a cookie or a URL (a reload asks for the password again).
+
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+/** An API error in words: the message, the HTTP status and the fields at fault. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly violations: FieldViolation[] = [],
+  ) {
+    super(message);
+  }
+}
+
+let token: string | null = null;
+
+export function signedIn(): boolean {
+  return token !== null;
+}
+
+export function signOut(): void {
+  token = null;
+}
+
+/** The error a failed call answers: google.rpc.Status JSON (management routes) or OpenAI's
+ * error JSON; anything else is named by its status. */
+function errorOf(status: number, body: unknown): ApiError {
+  const text = (value: unknown) => (typeof value === "string" && value ? value : "");
+  if (body && typeof body === "object") {
+    const record = body as Record<string, unknown>;
+    if (record.error && typeof record.error === "object") {
+      const err = record.error as Record<string, unknown>;
+      const param = text(err.param);
+      const violations = param ? [{ field: param, description: text(err.message) }] : [];
+      return new ApiError(text(err.message) || `HTTP ${status}`, status, violations);
+    }
+    const violations: FieldViolation[] = [];
+    for (const detail of (record.details as Record<string, unknown>[] | undefined) ?? []) {
+      for (const v of (detail.fieldViolations as FieldViolation[] | undefined) ?? []) {
+        violations.push({ field: v.field, description: v.description });
+      }
+    }
+    if (text(record.message)) return new ApiError(text(record.message), status, violations);
+  }
+  if (status === 0) return new ApiError("The platform cannot be reached.", status);
+  return new ApiError(`The request failed (HTTP ${status}).`, status);
+}
+
+/** One call: JSON in, JSON out; throws ApiError. A 401 signs the user out. */
+export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { accept: "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+    });
+  } catch {
+    throw errorOf(0, null);
+  }
+  const raw = await response.text();
+  let parsed: unknown = null;
+  try {
+    parsed = raw ? JSON.parse(raw) : {};
+  } catch {
+    parsed = null;
+  }
+  if (!response.ok) {
+    const err = errorOf(response.status, parsed);
+    if (response.status === 401 && token) signOut();
+    throw err;
+  }
+  return parsed as T;
+}
+
+export async function logIn(username: string, password: string): Promise<void> {
+  const answer = await call<{ access_token: string }>("POST", "/v1/auth/login", { username, password });
+  token = answer.access_token;
+}
+
+/** A path segment, escaped. */
+export const seg = (value: string | number): string => encodeURIComponent(String(value));
+
+// ---- the shapes the pages read (the proto JSON, snake_case field names) -------------------------
+
+export interface Project {
+  id: string;
+  name: string;
+  description?: string;
+}
+
+export interface Deployment {
+  id: string;
+  name: string;
+  project_id: string;
+  model?: Record<string, string>;
+  prompt?: { prompt_id: string; version?: number; label?: string; project_id?: string };
+  runner?: string;
+  status?: string;
+  status_message?: string;
+  caching?: boolean;
+  scaling?: { min_concurrency?: number; max_concurrency?: number; autoscale?: boolean };
+  rate_limits?: { requests_per_minute?: number; tokens_per_minute?: number };
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  state?: string;
+  create_time?: string;
+  revoke_time?: string;
+}
+
+export interface Prompt {
+  id: string;
+  project_id: string;
+  name: string;
+  description?: string;
+  latest_version?: number;
+  default_label?: string;
+  labels?: { name: string; version: number }[];
+}
+
+/** The chat deployments of a project: model deployments that generate text. */
+export function chatDeployments(deployments: Deployment[]): Deployment[] {
+  return deployments.filter((d) => d.model && d.runner !== "RUNNER_POOLING");
+}
