@@ -37,6 +37,9 @@ ADMIN_PASSWORD = "test-admin-password"
 # The RPCs that take no user token: gateways call the first two on the internal network.
 NO_TOKEN = {
     "bud.auth.v1.RoutingService/WatchRouting",
+    # The gateways' load reports and wake-ups (gateways only, by service identity).
+    "bud.auth.v1.RoutingService/ReportLoad",
+    "bud.auth.v1.RoutingService/WakeDeployment",
     "bud.prompt.v1.PromptService/WatchPrompts",
     "bud.prompt.v1.PromptService/FetchPromptVersion",
     "bud.app.v1.UsageService/RecordUsage",
