@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from app.control.autoscaler import Autoscaler
 from app.control.desired_state import DesiredModel, engine_source
 from app.control.engines import EngineModel, served_model_name
-from app.control.autoscaler import Autoscaler
-from app.control.scaler import EngineLoad, StaticScaler
+from app.control.scaler import EngineLoad
 from app.control.status import ENGINE_UNAVAILABLE, FAILED, LOADING, PENDING, READY, Outcome, aggregate
 from app.server import RunningApp
 from bud.engine.v1 import engine_service_pb2 as engine_pb
