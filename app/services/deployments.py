@@ -13,6 +13,11 @@ The model's name on its engines is ``<deployment id>-g<generation>``; `generatio
 what is loaded changes (source, runner, engine args, caching), so a new generation is a new
 model on the engines, and the old one is unloaded by its own owner. Only platform admins name
 paths on an engine's machine (`app.validation.check_path_arguments`).
+
+Scaling settings (`scaling`: replica bounds, idle timeout, autoscale, concurrency) are checked
+against the platform's defaults (`app.control.replicas.check_replica_settings`) and act on a live
+deployment without a reload: a change kicks the reconciler, whose scaler adds or drains replicas
+(`app.control.autoscaler`). `ListScalingEvents` lists its decisions (viewer).
 """
 
 from __future__ import annotations
