@@ -19,7 +19,7 @@ Each pass, per model deployment (`replicas.Bounds` fills unset settings with the
   nothing in flight on it, or after `drain_timeout_seconds`.
 - **Scale to zero**: a deployment that may (min_replicas 0, min_concurrency 0), READY, with nothing
   in flight or queued and no request for `idle_timeout_seconds` (the gateways' last request time;
-  the app's start or the last wake when nobody reported one) drains every replica and is
+  never from before the deployment was READY) drains every replica and is
   SCALED_TO_ZERO, `cold_start` set; the tenant's replica rows stay, for the wake.
 - **Wake** (`wake`, RoutingService.WakeDeployment): SCALED_TO_ZERO → PENDING with the floor's
   replicas, `cold_start` kept until READY (or FAILED); a deployment whose settings no longer
@@ -201,7 +201,9 @@ class Autoscaler:
                     memory.active_since = now
             return
         signals = self._signals(model, loads)
-        if signals.outstanding > 0:
+        if signals.outstanding > 0 or model.status != READY:
+            # Idleness counts from the last request, and never from before the deployment was
+            # ready (a cold start longer than the idle timeout must not end in an unload).
             memory.active_since = now
         if b.may_scale_to_zero and model.status == READY and signals.outstanding == 0:
             idle_for = self._idle_for(memory, signals, now)
@@ -418,7 +420,7 @@ class Autoscaler:
             )
             for e in tenant:
                 self._drains.pop((row.id, e.address, e.served_model_name), None)
-            row.desired_replicas = len(tenant)
+            row.desired_replicas = b.floor  # the next pass places any beyond the tenant's
             row.cold_start = True
             row.status, row.status_message = PENDING, ""
             row.spec_version += 1
