@@ -8,14 +8,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import httpx
 import pytest
 from google.protobuf import field_mask_pb2, timestamp_pb2
+from sqlalchemy import select
+from sqlalchemy import text as sa_text
 
 from app.control.load import LoadBoard
+from app.db import models
+from app.db.migrate import upgrade_database
+from app.db.session import Database
 from bud.app.v1 import deployment_pb2 as D
 from bud.app.v1 import engine_registry_pb2, project_pb2
 from bud.auth.v1 import routing_pb2
@@ -390,8 +396,6 @@ async def test_report_and_wake_check_their_input(two_engines: Any, helpers: Any)
 def test_the_load_board_sums_live_gateways_and_forgets_silent_ones() -> None:
     clock = [100.0]
     board = LoadBoard(ttl=5.0, clock=lambda: clock[0])
-    from datetime import UTC, datetime
-
     now = datetime.now(UTC)
     load = routing_pb2.DeploymentLoad(
         deployment_id="d",
@@ -443,3 +447,63 @@ async def test_bad_scaling_settings_answer_400_over_rest(rest: httpx.AsyncClient
     deployments = (await rest.get(f"/v1/projects/{project_id}/deployments")).json()["deployments"]
     r = await rest.get(f"/v1/projects/{project_id}/deployments/{deployments[0]['id']}/scaling_events")
     assert r.status_code == 200 and r.json().get("events", []) == [], r.text
+
+
+async def test_min_concurrency_keeps_enough_replicas_warm(two_engines: Any, helpers: Any) -> None:
+    s = two_engines
+    created = await _create(s, helpers, "warm", D.ScalingSettings(min_concurrency=9, max_replicas=2))
+    await _until(s, helpers, created.id, lambda d: d.ready_replicas == 2, "two replicas for 9 requests of 8")
+    deployment = await _get(s, created.id)
+    assert deployment.desired_replicas == 2 and len(deployment.endpoints) == 1  # the tenant's only
+    events = (await _events(s, created.id)).events
+    assert events[0].reason == "min_concurrency 9 needs 2 replicas" and events[0].engine_id == s.second_id
+
+
+async def test_upgrade_to_0010_keeps_serving_replicas_ready(database_url: str) -> None:
+    """A READY deployment from before replicas: its endpoints are ready replicas, its desired
+    count is its endpoints', its bounds unset (the defaults apply)."""
+    db = Database(database_url)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        await upgrade_database(db, "0009_cached_usage")
+        async with db.write_engine.begin() as conn:
+            await conn.execute(
+                sa_text("INSERT INTO projects VALUES ('prj_old', 'old', '', :now, :now)"), {"now": now}
+            )
+            await conn.execute(
+                sa_text(
+                    "INSERT INTO engines (id, name, address, max_models, create_time) VALUES ('e1', 'e1', 'h:1', 0, :now)"
+                ),
+                {"now": now},
+            )
+            for i, status in enumerate(("DEPLOYMENT_STATUS_READY", "DEPLOYMENT_STATUS_PENDING")):
+                await conn.execute(
+                    sa_text(
+                        "INSERT INTO deployments (id, project_id, name, model_source_kind, model_source, runner, "
+                        "engine_args, min_concurrency, max_concurrency, autoscale, caching, requests_per_minute, "
+                        "tokens_per_minute, status, status_message, spec_version, generation, create_time, "
+                        "update_time) VALUES (:id, 'prj_old', :id, 'builtin', 'tiny-llama', 'RUNNER_GENERATE', "
+                        "'{}', 0, 0, false, false, 0, 0, :status, '', 1, 1, :now, :now)"
+                    ),
+                    {"id": f"dep_{i}", "status": status, "now": now},
+                )
+                await conn.execute(
+                    sa_text(
+                        "INSERT INTO deployment_endpoints (deployment_id, position, engine_id, address, "
+                        "served_model_name) VALUES (:id, 0, 'e1', 'h:1', :name)"
+                    ),
+                    {"id": f"dep_{i}", "name": f"dep_{i}-g1"},
+                )
+        await upgrade_database(db)
+        async with db.snapshot() as session:
+            rows = {r.id: r for r in (await session.scalars(select(models.Deployment))).all()}
+            assert {i: (r.desired_replicas, r.min_replicas, r.cold_start) for i, r in rows.items()} == {
+                "dep_0": (1, None, False),
+                "dep_1": (1, None, False),
+            }
+            assert [(e.placed_by, e.ready, e.draining_since) for e in rows["dep_0"].endpoints] == [
+                ("tenant", True, None)
+            ]
+            assert [e.ready for e in rows["dep_1"].endpoints] == [False]
+    finally:
+        await db.dispose()
