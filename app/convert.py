@@ -51,8 +51,10 @@ status_name, status_value = deployment_pb2.DeploymentStatus.Name, deployment_pb2
 role_name, role_value = user_pb2.ProjectRole.Name, user_pb2.ProjectRole.Value
 
 READY = status_name(deployment_pb2.DEPLOYMENT_STATUS_READY)
-# Who placed a replica (`deployment_endpoints.placed_by`): the deployment's own endpoints.
+# Who placed a replica (`deployment_endpoints.placed_by`): the deployment's own endpoints, or
+# the control plane (min_replicas, min_concurrency, load).
 TENANT = "tenant"
+SCALER = "scaler"
 
 
 def project_to_proto(row: models.Project) -> project_pb2.Project:
@@ -83,7 +85,7 @@ def _endpoints(row: models.Deployment, message: Callable[..., _Endpoint]) -> lis
     return [
         message(address=e.address, served_model_name=e.served_model_name)
         for e in row.endpoints
-        if e.draining_since is None and (e.placed_by == TENANT or e.ready)
+        if e.draining_since is None and (e.placed_by != SCALER or e.ready)
     ]
 
 
@@ -104,7 +106,7 @@ def deployment_to_proto(
                 served_model_name=e.served_model_name,
             )
             for e in row.endpoints
-            if e.placed_by == TENANT
+            if e.placed_by != SCALER
         ],
         engine_args=engine_args_from_json(row.engine_args),
         runner=runner_value(row.runner),
@@ -125,7 +127,7 @@ def deployment_to_proto(
         create_time=to_timestamp(row.create_time),
         update_time=to_timestamp(row.update_time),
         ready_replicas=sum(1 for e in row.endpoints if e.ready and e.draining_since is None),
-        desired_replicas=row.desired_replicas if row.model_source_kind is not None else 0,
+        desired_replicas=(row.desired_replicas or 0) if row.model_source_kind is not None else 0,
     )
     if row.model_source_kind is not None:
         message.model.CopyFrom(model_source_to_proto(row.model_source_kind, row.model_source or ""))

@@ -14,15 +14,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from app.convert import TENANT
+from app.convert import SCALER, TENANT
 from app.settings import AppSettings
 from bud.app.v1 import deployment_pb2
 from budrt.errors import invalid_argument
 
 __all__ = ["SCALER", "TENANT", "Bounds", "ReplicaPolicy", "bounds", "check_replica_settings"]
-
-# Replicas the control plane placed (for min_replicas, min_concurrency or load).
-SCALER = "scaler"
 
 
 @dataclass(frozen=True)

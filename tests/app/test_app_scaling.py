@@ -118,12 +118,16 @@ def _load(
 
 @contextlib.asynccontextmanager
 async def _reporting(s: Any, loads: list[Any]) -> AsyncIterator[None]:
-    """Reports `loads[0]` (a DeploymentLoad, replaceable while running) every 0.1 s, as a gateway."""
+    """Reports `loads[0]` (a DeploymentLoad, replaceable while running) every 0.1 s, as a gateway
+    whose last request has just arrived."""
 
     async def run() -> None:
         while True:
+            load = routing_pb2.DeploymentLoad()
+            load.CopyFrom(loads[0])
+            load.last_request_time.GetCurrentTime()  # requests keep arriving
             await s.stubs.routing.ReportLoad(
-                routing_pb2.ReportLoadRequest(gateway_id="gw-test", deployments=[loads[0]])
+                routing_pb2.ReportLoadRequest(gateway_id="gw-test", deployments=[load])
             )
             await asyncio.sleep(0.1)
 
@@ -230,18 +234,16 @@ async def test_scale_to_zero_after_idle_and_wake(two_engines: Any, helpers: Any)
 async def test_requests_keep_a_deployment_awake(two_engines: Any, helpers: Any) -> None:
     s = two_engines
     busy = await _create(s, helpers, "busy", D.ScalingSettings(min_replicas=0, idle_timeout_seconds=1))
-    warm = await _create(
-        s, helpers, "warm", D.ScalingSettings(min_replicas=0, idle_timeout_seconds=1, min_concurrency=1)
-    )
-    for d in (busy, warm):
-        await _until(s, helpers, d.id, lambda x: x.status == D.DEPLOYMENT_STATUS_READY, "ready")
-    loads = [_load(busy, 0, {})]  # a fresh last_request_time on every report
+    loads = [_load(busy, 0, {})]
     async with _reporting(s, loads):
-        for _ in range(12):
-            loads[0] = _load(busy, 0, {})
-            await asyncio.sleep(0.2)
-    for d in (busy, warm):  # min_concurrency > 0 never scales to zero
-        assert (await _get(s, d.id)).status == D.DEPLOYMENT_STATUS_READY, d.name
+        warm = await _create(
+            s, helpers, "warm", D.ScalingSettings(min_replicas=0, idle_timeout_seconds=1, min_concurrency=1)
+        )
+        for d in (busy, warm):
+            await _until(s, helpers, d.id, lambda x: x.status == D.DEPLOYMENT_STATUS_READY, "ready")
+        await asyncio.sleep(2.4)  # twice the idle timeout, with requests arriving
+        for d in (busy, warm):  # min_concurrency > 0 never scales to zero
+            assert (await _get(s, d.id)).status == D.DEPLOYMENT_STATUS_READY, d.name
     await _until(
         s, helpers, busy.id, lambda x: x.status == D.DEPLOYMENT_STATUS_SCALED_TO_ZERO, "idle at last"
     )
