@@ -51,6 +51,10 @@ status_name, status_value = deployment_pb2.DeploymentStatus.Name, deployment_pb2
 role_name, role_value = user_pb2.ProjectRole.Name, user_pb2.ProjectRole.Value
 
 READY = status_name(deployment_pb2.DEPLOYMENT_STATUS_READY)
+# Who placed a replica (`deployment_endpoints.placed_by`): the deployment's own endpoints, or
+# the control plane (min_replicas, min_concurrency, load).
+TENANT = "tenant"
+SCALER = "scaler"
 
 
 def project_to_proto(row: models.Project) -> project_pb2.Project:
@@ -72,8 +76,17 @@ def model_source_to_proto(kind: str, value: str) -> deployment_pb2.ModelSource:
 
 
 def _endpoints(row: models.Deployment, message: Callable[..., _Endpoint]) -> list[_Endpoint]:
-    """A deployment's endpoints (loaded), in order, as `message`s (EngineEndpoint, RouteEndpoint)."""
-    return [message(address=e.address, served_model_name=e.served_model_name) for e in row.endpoints]
+    """The replicas gateways may send a deployment's requests to, in order, as `message`s
+    (RouteEndpoint): none while it is scaled to zero; never one being drained; the control
+    plane's own replicas once ready (the tenant's are the deployment's status: READY means all
+    of them are)."""
+    if row.desired_replicas == 0:
+        return []
+    return [
+        message(address=e.address, served_model_name=e.served_model_name)
+        for e in row.endpoints
+        if e.draining_since is None and (e.placed_by != SCALER or e.ready)
+    ]
 
 
 def deployment_to_proto(
@@ -93,11 +106,17 @@ def deployment_to_proto(
                 served_model_name=e.served_model_name,
             )
             for e in row.endpoints
+            if e.placed_by != SCALER
         ],
         engine_args=engine_args_from_json(row.engine_args),
         runner=runner_value(row.runner),
         scaling=deployment_pb2.ScalingSettings(
-            min_concurrency=row.min_concurrency, max_concurrency=row.max_concurrency, autoscale=row.autoscale
+            min_concurrency=row.min_concurrency,
+            max_concurrency=row.max_concurrency,
+            autoscale=row.autoscale,
+            min_replicas=row.min_replicas,
+            max_replicas=row.max_replicas,
+            idle_timeout_seconds=row.idle_timeout_seconds,
         ),
         caching=row.caching,
         rate_limits=deployment_pb2.RateLimits(
@@ -107,6 +126,8 @@ def deployment_to_proto(
         status_message=row.status_message,
         create_time=to_timestamp(row.create_time),
         update_time=to_timestamp(row.update_time),
+        ready_replicas=sum(1 for e in row.endpoints if e.ready and e.draining_since is None),
+        desired_replicas=(row.desired_replicas or 0) if row.model_source_kind is not None else 0,
     )
     if row.model_source_kind is not None:
         message.model.CopyFrom(model_source_to_proto(row.model_source_kind, row.model_source or ""))
@@ -174,6 +195,7 @@ def route_deployment(row: models.Deployment) -> routing_pb2.RouteDeployment:
         max_concurrency=row.max_concurrency or 0,
         prompt_label=row.prompt_label or "",
         caching=bool(row.caching),
+        cold_start=bool(row.cold_start),
     )
 
 
@@ -207,6 +229,10 @@ def apply_deployment_settings(row: models.Deployment, deployment: deployment_pb2
     row.min_concurrency = deployment.scaling.min_concurrency
     row.max_concurrency = deployment.scaling.max_concurrency
     row.autoscale = deployment.scaling.autoscale
+    for field in ("min_replicas", "max_replicas", "idle_timeout_seconds"):
+        setattr(
+            row, field, getattr(deployment.scaling, field) if deployment.scaling.HasField(field) else None
+        )
     row.caching = deployment.caching
     row.requests_per_minute = deployment.rate_limits.requests_per_minute
     row.tokens_per_minute = deployment.rate_limits.tokens_per_minute

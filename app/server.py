@@ -14,6 +14,8 @@ from typing import Any
 
 from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce_key, bootstrap
 from app.control import Reconciler, prompt_status
+from app.control.autoscaler import Autoscaler
+from app.control.replicas import ReplicaPolicy
 from app.db.migrate import check_database_current, upgrade_database
 from app.db.session import Database, discard
 from app.prompts.cipher import KeyCipher
@@ -122,7 +124,8 @@ async def start_app(
         closing = asyncio.Event()
         feed = RoutingFeed(db)
         await feed.start()
-        reconciler = Reconciler(db, **(reconciler_options or {}))
+        autoscaler = Autoscaler.of(db, settings)
+        reconciler = Reconciler(db, **{"scaler": autoscaler, **(reconciler_options or {})})
         listening: list[GrpcServer] = []
         if registry_models is None:
             host = settings.app_address.rsplit(":", 1)[0]
@@ -131,11 +134,11 @@ async def start_app(
             settings.app_address,
             [
                 projects.binding(db, reconciler, auth),
-                deployments.binding(db, reconciler, auth, registry_models),
+                deployments.binding(db, reconciler, auth, registry_models, ReplicaPolicy.of(settings)),
                 engines.binding(db, auth),
                 api_keys.binding(db, hash_secret, auth),
                 usage.binding(db, auth),
-                routing.binding(feed),
+                routing.binding(feed, autoscaler),
                 users.binding(db, auth),
                 responses_store.binding(db, settings.response_retention_days),
                 prompts.binding(

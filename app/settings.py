@@ -50,6 +50,38 @@ class AppSettings(RuntimeSettings):
     kv_cache_space_gib: float = 1.0
     max_model_len: int = 2048
 
+    # Replicas and scale to zero (a deployment's unset `scaling` bounds take these). The platform
+    # rule is "scale to zero when idle": `default_min_replicas` 0 makes every deployment that does
+    # not set min_replicas unload after its idle timeout. The default is 1 because first-start
+    # defaults would otherwise be unloaded a minute after `budrt up`, and an engine on CPU loads a
+    # model in tens of seconds to minutes: a cold start a first user should not meet.
+    default_min_replicas: int = Field(default=1, ge=0)
+    default_max_replicas: int = Field(default=4, ge=1)
+    default_idle_timeout_seconds: int = Field(default=60, ge=1)
+    # The shortest idle timeout a deployment may set (INVALID_ARGUMENT below it).
+    min_idle_timeout_seconds: int = Field(default=10, ge=1)
+    # Concurrent requests one replica is counted on for `min_concurrency` (replicas kept warm =
+    # ceil(min_concurrency / this)).
+    replica_concurrency: int = Field(default=8, ge=1)
+    # Autoscaling (deployments with `scaling.autoscale`): scale up when outstanding requests
+    # (gateways' in flight + queued) per ready replica exceed `scale_up_outstanding`, or a
+    # replica's engine has more than `scale_up_waiting` requests waiting, or its KV cache is fuller
+    # than `scale_up_kv_cache`, for `scale_up_window_seconds`; scale down (after draining) when
+    # outstanding per replica stays under `scale_down_outstanding` with nothing waiting for
+    # `scale_down_window_seconds` (longer: hysteresis).
+    scale_up_outstanding: float = Field(default=8.0, gt=0)
+    scale_up_waiting: int = Field(default=4, ge=0)
+    scale_up_kv_cache: float = Field(default=0.9, gt=0, le=1)
+    scale_up_window_seconds: float = Field(default=30.0, ge=0)
+    scale_down_outstanding: float = Field(default=2.0, ge=0)
+    scale_down_window_seconds: float = Field(default=300.0, ge=0)
+    # A replica being removed is unloaded once every gateway reports nothing in flight on it, or
+    # after this long.
+    drain_timeout_seconds: float = Field(default=60.0, ge=0)
+    # A gateway's load report counts this long (gateways report every few seconds; one that stops
+    # reporting is forgotten).
+    load_report_ttl_seconds: float = Field(default=15.0, gt=0)
+
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside data_dir."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'bud.db').resolve()}"

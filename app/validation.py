@@ -361,6 +361,24 @@ def check_scaling_and_limits(deployment: deployment_pb2.Deployment, param: str =
             raise invalid_argument(
                 f"{param}.scaling.{field} must not be negative", param=f"{param}.scaling.{field}"
             )
+    for field in ("min_replicas", "max_replicas", "idle_timeout_seconds"):
+        if scaling.HasField(field) and getattr(scaling, field) < 0:
+            raise invalid_argument(
+                f"{param}.scaling.{field} must not be negative", param=f"{param}.scaling.{field}"
+            )
+    if scaling.HasField("max_replicas") and scaling.max_replicas == 0:
+        raise invalid_argument(
+            f"{param}.scaling.max_replicas must be at least 1 (min_replicas 0 scales to zero)",
+            param=f"{param}.scaling.max_replicas",
+        )
+    if (
+        scaling.HasField("min_replicas")
+        and scaling.HasField("max_replicas")
+        and scaling.min_replicas > scaling.max_replicas
+    ):
+        raise invalid_argument(
+            f"{param}.scaling.min_replicas is above max_replicas", param=f"{param}.scaling.min_replicas"
+        )
     if scaling.max_concurrency and scaling.max_concurrency < scaling.min_concurrency:
         raise invalid_argument(
             f"{param}.scaling.max_concurrency is below min_concurrency",

@@ -25,12 +25,16 @@ engines a deployment left) are unloaded best effort, as their owner; one left be
 stopped in between is not cleaned up.
 
 Each pass ends by handing the desired models (and, when it asks for them, the engines' GetStats)
-to the scaler hook; the default scales nothing.
+to the scaler hook: the app's is `autoscaler.Autoscaler` (replicas between a deployment's bounds,
+autoscaling from the gateways' load reports and the engines' stats, draining, scale to zero and
+wake; see its docstring). Replicas being drained are not loaded, and a deployment scaled to zero
+(no replica desired) is left alone.
 
 Modules: `engines` (names, owners, placement on registered engines), `desired_state` (what the
 deployments ask for), `engine_client` (channels and the engine calls), `status` (deployment status
 from the endpoints' outcomes, and writing it), `loop` (the `Reconciler`: passes, tasks, retry
-schedules), `scaler` (the hook).
+schedules), `scaler` (the hook), `autoscaler`, `replicas` (bounds), `load` (the gateways'
+reports), `events` (scaling events).
 """
 
 from app.control.loop import Reconciler

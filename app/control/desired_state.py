@@ -53,6 +53,14 @@ class DesiredModel:
     runner: int
     args: engine_service_pb2.EngineArgs
     endpoints: tuple[EngineModel, ...]
+    # Scaling settings (None: unset, the platform's default) and the control plane's state.
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    idle_timeout_seconds: int | None = None
+    min_concurrency: int = 0
+    autoscale: bool = False
+    desired_replicas: int = 1
+    cold_start: bool = False
 
     @property
     def owner(self) -> engine_service_pb2.ModelOwner:
@@ -81,6 +89,13 @@ class DesiredModel:
             runner=runner_value(row.runner),
             args=load_args(row),
             endpoints=tuple(engine_models(row)),
+            min_replicas=row.min_replicas,
+            max_replicas=row.max_replicas,
+            idle_timeout_seconds=row.idle_timeout_seconds,
+            min_concurrency=row.min_concurrency,
+            autoscale=row.autoscale,
+            desired_replicas=row.desired_replicas,
+            cold_start=row.cold_start,
         )
 
 

@@ -44,6 +44,10 @@ class EngineModel:
     served_model_name: str
     deployment_id: str
     generation: int
+    # Who placed it ("tenant" or "scaler"), whether it is serving, whether it is being removed.
+    placed_by: str = "tenant"
+    ready: bool = False
+    draining: bool = False
 
     @property
     def owner(self) -> engine_service_pb2.ModelOwner:
@@ -53,7 +57,16 @@ class EngineModel:
 def engine_models(row: models.Deployment) -> list[EngineModel]:
     """A deployment's replicas (its endpoints loaded), in order."""
     return [
-        EngineModel(e.engine_id, e.address, e.served_model_name, row.id, row.generation)
+        EngineModel(
+            e.engine_id,
+            e.address,
+            e.served_model_name,
+            row.id,
+            row.generation,
+            e.placed_by,
+            e.ready,
+            e.draining_since is not None,
+        )
         for e in row.endpoints
     ]
 
@@ -138,6 +151,30 @@ async def place(
         return (0 if engine.max_models == 0 else 1, load - engine.max_models if engine.max_models else load)
 
     return [min(candidates, key=room)]
+
+
+async def place_another(session: AsyncSession, deployment_id: str) -> models.Engine | None:
+    """The registered engine another replica of the deployment goes on: one it is not on yet,
+    with room, the one with the most room (as `place`); None when no engine has room. Counts
+    every replica (this deployment's too); rows are locked as in `place`."""
+    engines = list(await session.scalars(select(models.Engine).order_by(models.Engine.id).with_for_update()))
+    endpoint = models.DeploymentEndpoint
+    rows = await session.execute(select(endpoint.engine_id, func.count()).group_by(endpoint.engine_id))
+    loads = {engine_id: count for engine_id, count in rows.all()}
+    used = set(
+        (
+            await session.scalars(select(endpoint.engine_id).where(endpoint.deployment_id == deployment_id))
+        ).all()
+    )
+    candidates = [e for e in engines if e.id not in used and _has_room(e, loads.get(e.id, 0))]
+    if not candidates:
+        return None
+
+    def room(engine: models.Engine) -> tuple[int, int]:
+        load = loads.get(engine.id, 0)
+        return (0 if engine.max_models == 0 else 1, load - engine.max_models if engine.max_models else load)
+
+    return min(candidates, key=room)
 
 
 async def ensure_engine(session: AsyncSession, address: str) -> models.Engine | None:

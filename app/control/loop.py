@@ -24,6 +24,7 @@ from app.control.status import (
     deployment_exists,
     write_status,
 )
+from app.convert import TENANT
 from app.db.session import Database
 from bud.engine.v1 import engine_service_pb2
 from budrt.grpc_server import service_channel
@@ -90,6 +91,9 @@ class Reconciler:
             channel_factory=channel_factory,
         )
         self.scaler: Scaler = scaler if scaler is not None else StaticScaler()
+        attach = getattr(self.scaler, "attach", None)
+        if attach is not None:  # a scaler that unloads replicas and asks for passes
+            attach(self)
         self._memory = _Memory()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -190,7 +194,10 @@ class Reconciler:
         """Hands the pass to the scaler, with the engines' stats when it asks for them."""
         loads: Mapping[str, EngineLoad] = {}
         if self.scaler.needs_stats:
-            addresses = sorted({e.address for d in desired for e in d.endpoints})
+            # A scaler may narrow the engines it wants stats of (the autoscaler: those of
+            # deployments with autoscale on).
+            wants = getattr(self.scaler, "wants_stats", None)
+            addresses = sorted({e.address for d in desired if wants is None or wants(d) for e in d.endpoints})
             replies = await asyncio.gather(*(self._stats(a) for a in addresses))
             loads = {load.address: load for load in replies}
         try:
@@ -242,26 +249,53 @@ class Reconciler:
     # ---- one deployment -------------------------------------------------------------------
 
     async def _reconcile(self, model: DesiredModel, listings: dict[str, Listing]) -> None:
+        """Loads the deployment's replicas. Scaled to zero (no replica desired): nothing to do.
+        Replicas being drained are left as they are (the scaler unloads them). The status follows
+        the tenant's replicas; the control plane's own replicas only gain or lose `ready` (one
+        still loading never makes a serving deployment LOADING)."""
+        if model.desired_replicas == 0:
+            return
         written = [model.status, model.status_message]
+        ready_written = {(e.address, e.served_model_name): e.ready for e in model.endpoints}
         stale = False
 
-        async def set_status(status: str, message: str) -> None:
+        async def set_status(status: str, message: str, ready: dict[tuple[str, str], bool]) -> None:
             nonlocal stale
-            if stale or written == [status, message]:
+            changed = {k: v for k, v in ready.items() if ready_written.get(k) != v}
+            if stale or (written == [status, message] and not changed):
                 return
-            if await write_status(self._db, model, status, message):
+            if await write_status(self._db, model, status, message, changed):
                 written[:] = [status, message]
+                ready_written.update(changed)
             else:
                 stale = True
 
         async def mark_loading(engine_id: str) -> None:
             if written[0] != LOADING:
-                await set_status(LOADING, f"engine {engine_id}: loading")
+                await set_status(LOADING, f"engine {engine_id}: loading", {})
 
+        async def no_status(engine_id: str) -> None:
+            return None
+
+        serving = [e for e in model.endpoints if not e.draining]
         outcomes = await asyncio.gather(
-            *(self._ensure(model, e, listings[e.address], mark_loading) for e in model.endpoints)
+            *(
+                self._ensure(
+                    model, e, listings[e.address], mark_loading if e.placed_by == TENANT else no_status
+                )
+                for e in serving
+            )
         )
-        await set_status(*aggregate(model.endpoints, outcomes))
+        ready = {
+            (e.address, e.served_model_name): o.state == "ready"
+            for e, o in zip(serving, outcomes, strict=True)
+        }
+        tenant = [(e, o) for e, o in zip(serving, outcomes, strict=True) if e.placed_by == TENANT]
+        if tenant:
+            status, message = aggregate([e for e, _ in tenant], [o for _, o in tenant])
+        else:  # cannot happen while serving (the tenant's replicas are never drained alone)
+            status, message = written[0], written[1]
+        await set_status(status, message, ready)
         if stale:
             await self._after_stale_write(model)
 

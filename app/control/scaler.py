@@ -4,7 +4,9 @@ The loop hands a scaler the pass's desired models and, when the scaler asks for 
 (`needs_stats`), each engine's GetStats answer. The default, `StaticScaler`, keeps the endpoints
 as the deployments list them and asks for no stats, so the engines see no GetStats calls.
 Autoscaling and scale-to-zero (the operations work) go in a `Scaler` of their own, passed to
-`Reconciler(scaler=...)`.
+`Reconciler(scaler=...)`: the app passes `app.control.autoscaler.Autoscaler`. A scaler may also
+have `wants_stats(model)` (which deployments' engines to ask GetStats of) and `attach(reconciler)`
+(called once, to unload replicas and ask for passes).
 """
 
 from __future__ import annotations

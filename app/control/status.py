@@ -4,7 +4,7 @@ follows from its endpoints, and writing it for the spec version the pass acted o
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +23,7 @@ PENDING = status_name(deployment_pb2.DEPLOYMENT_STATUS_PENDING)
 LOADING = status_name(deployment_pb2.DEPLOYMENT_STATUS_LOADING)
 READY = status_name(deployment_pb2.DEPLOYMENT_STATUS_READY)
 FAILED = status_name(deployment_pb2.DEPLOYMENT_STATUS_FAILED)
+SCALED_TO_ZERO = status_name(deployment_pb2.DEPLOYMENT_STATUS_SCALED_TO_ZERO)
 
 # What a tenant reads when an engine cannot be reached: the connection's own error ("connection
 # refused", "HTTP/1 server", ...) goes to the app's log only, so status messages cannot map the
@@ -59,9 +60,19 @@ def aggregate(endpoints: Sequence[EngineModel], outcomes: Sequence[Outcome]) -> 
     return PENDING, "; ".join(notes)
 
 
-async def write_status(db: Database, model: DesiredModel, status: str, message: str) -> bool:
-    """Writes the status for the spec version acted on; False if the deployment has since
-    changed or gone."""
+async def write_status(
+    db: Database,
+    model: DesiredModel,
+    status: str,
+    message: str,
+    ready: Mapping[tuple[str, str], bool] | None = None,
+) -> bool:
+    """Writes the status for the spec version acted on, and which replicas (address, model name)
+    are `ready`; False if the deployment has since changed or gone. READY or FAILED ends a cold
+    start (the gateways stop queueing behind a wake)."""
+    values: dict[str, object] = {"status": status, "status_message": message}
+    if status in (READY, FAILED):
+        values["cold_start"] = False
     async with db.mutation() as session:
         result = await session.execute(
             update(models.Deployment)
@@ -69,11 +80,22 @@ async def write_status(db: Database, model: DesiredModel, status: str, message: 
                 models.Deployment.id == model.deployment_id,
                 models.Deployment.spec_version == model.spec_version,
             )
-            .values(status=status, status_message=message)
+            .values(**values)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             discard(session)
             return False
+        endpoint = models.DeploymentEndpoint
+        for (address, name), is_ready in (ready or {}).items():
+            await session.execute(
+                update(endpoint)
+                .where(
+                    endpoint.deployment_id == model.deployment_id,
+                    endpoint.address == address,
+                    endpoint.served_model_name == name,
+                )
+                .values(ready=is_ready)
+            )
     log.info(
         "deployment status",
         extra={"deployment": model.deployment_id, "status": status, "status_message": message},

@@ -139,6 +139,14 @@ class Deployment(Base):
     generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
+    # Scaling bounds (revision 0010); NULL: unset, the platform's defaults apply (app settings).
+    min_replicas: Mapped[int | None] = mapped_column(Integer)
+    max_replicas: Mapped[int | None] = mapped_column(Integer)
+    idle_timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Replicas the control plane wants now (0: scaled to zero).
+    desired_replicas: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Scaled to zero, or loading after a wake: gateways queue requests behind a wake.
+    cold_start: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     # Read side only: endpoints are written with explicit statements (replacing a list through
     # the ORM would insert the new rows before deleting the old and trip the unique constraint).
@@ -180,6 +188,31 @@ class DeploymentEndpoint(Base):
     engine_id: Mapped[str] = mapped_column(ForeignKey("engines.id"), index=True)
     address: Mapped[str] = mapped_column(String(255))
     served_model_name: Mapped[str] = mapped_column(String(255))
+    # Who placed it: "tenant" (named by the deployment, or its first placement) or "scaler" (the
+    # control plane, for min_replicas, min_concurrency or load); revision 0010.
+    placed_by: Mapped[str] = mapped_column(String(16), default="tenant", server_default="tenant")
+    # Loaded and serving (written by the reconciler with the deployment's status).
+    ready: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Set when the replica is being removed: out of routing, unloaded once the gateways report
+    # nothing in flight on it (or the drain timeout passes).
+    draining_since: Mapped[datetime | None]
+
+
+class ScalingEvent(Base):
+    """One scaling decision of the control plane (replica added or removed, scaled to zero, woken),
+    with its reason; listed by DeploymentService.ListScalingEvents, newest first."""
+
+    __tablename__ = "scaling_events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    # ScalingAction by protobuf name.
+    action: Mapped[str] = mapped_column(String(32))
+    from_replicas: Mapped[int] = mapped_column(Integer)
+    to_replicas: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    engine_id: Mapped[str] = mapped_column(String(64), default="")
+    create_time: Mapped[datetime]
 
 
 class ApiKey(Base):

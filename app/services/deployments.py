@@ -13,6 +13,11 @@ The model's name on its engines is ``<deployment id>-g<generation>``; `generatio
 what is loaded changes (source, runner, engine args, caching), so a new generation is a new
 model on the engines, and the old one is unloaded by its own owner. Only platform admins name
 paths on an engine's machine (`app.validation.check_path_arguments`).
+
+Scaling settings (`scaling`: replica bounds, idle timeout, autoscale, concurrency) are checked
+against the platform's defaults (`app.control.replicas.check_replica_settings`) and act on a live
+deployment without a reload: a change kicks the reconciler, whose scaler adds or drains replicas
+(`app.control.autoscaler`). `ListScalingEvents` lists its decisions (viewer).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from app import ids
 from app.authz import Access
 from app.control import Reconciler
 from app.control.engines import EngineModel, engine_models, place, served_model_name
+from app.control.events import event_to_proto
+from app.control.replicas import ReplicaPolicy, check_replica_settings
 from app.convert import (
     apply_deployment_settings,
     deployment_to_proto,
@@ -41,11 +48,12 @@ from app.prompts import deployments as prompt_deployments
 from app.registry_models import KIND as REGISTRY_KIND
 from app.registry_models import RegistryModels, pinned_id
 from app.services.common import conflicts_as, get_deployment, get_project
-from app.services.pagination import fetch_project_page
+from app.services.pagination import fetch_page, fetch_project_page
 from app.validation import (
     check_deployment,
     check_endpoints,
     check_path_arguments,
+    check_scaling_and_limits,
     check_update_mask,
 )
 from app.validation import check_model_source as check_deployment_source
@@ -149,6 +157,7 @@ async def insert_deployment(
         status_message="",
         spec_version=1,
         generation=1,
+        desired_replicas=len(engines),
         create_time=now,
         update_time=now,
     )
@@ -182,10 +191,12 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         reconciler: Reconciler,
         auth: Authenticator,
         registry: RegistryModels | None = None,
+        policy: ReplicaPolicy | None = None,
     ) -> None:
         self._reconciler = reconciler
         self._access = Access(db, auth)
         self._registry = registry
+        self._policy = policy or ReplicaPolicy()
 
     async def _registry_pin(self, deployment: deployment_pb2.Deployment) -> str | None:
         """The resolved source when the deployment names a registry model (asked before any
@@ -210,6 +221,8 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
             raise invalid_argument(
                 "deployment.project_id differs from project_id", param="deployment.project_id"
             )
+        check_scaling_and_limits(deployment)
+        check_replica_settings(self._policy, deployment, named_endpoints=len(deployment.endpoints))
         pin = await self._registry_pin(deployment)
         with conflicts_as(lambda err: _conflict(err, deployment.name)):
             async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
@@ -282,7 +295,11 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 field_mask_pb2.FieldMask(paths=paths).MergeMessage(
                     patch, merged, replace_message_field=True, replace_repeated_field=True
                 )
+                check_scaling_and_limits(merged)
+                check_replica_settings(self._policy, merged, named_endpoints=len(merged.endpoints))
+                scaling_changed = merged.scaling != current.scaling
                 if merged.HasField("prompt") or row.prompt_id is not None:
+                    scaling_changed = False  # a prompt deployment has no replicas
                     row = await prompt_deployments.update(session, caller, row, merged)
                     return deployment_pb2.UpdateDeploymentResponse(
                         deployment=deployment_to_proto(row, engine_addresses=caller.admin)
@@ -339,6 +356,10 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                     if new_generation:
                         row.generation += 1
                     await _write_endpoints(session, row.id, row.generation, engines)
+                    # What is loaded changed: the new spec starts serving (a deployment scaled
+                    # to zero too); the scaler adds its replicas again from the floor.
+                    row.desired_replicas = len(engines)
+                    row.cold_start = False
                     # Engines the deployment leaves; on those it keeps, the reconciler unloads an
                     # older generation itself, before loading the new one.
                     kept = {e.id for e in engines}
@@ -352,6 +373,8 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 )
         if spec_changed:
             self._reconciler.unload(removed)
+        if spec_changed or scaling_changed:
+            # Scaling settings act on a live deployment at the next pass: now.
             self._reconciler.kick()
         return reply
 
@@ -371,6 +394,26 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         self._reconciler.unload(replicas)
         return deployment_pb2.DeleteDeploymentResponse()
 
+    async def ListScalingEvents(
+        self, request: deployment_pb2.ListScalingEventsRequest, context: grpc.aio.ServicerContext
+    ) -> deployment_pb2.ListScalingEventsResponse:
+        """A deployment's scaling events, newest first, paginated (viewer)."""
+        caller = await self._access.caller(context, request, "project_id", "deployment_id")
+        async with self._access.project(caller, request.project_id, VIEWER) as session:
+            row = await get_deployment(session, request.project_id, request.deployment_id)
+            event = models.ScalingEvent
+            rows, token = await fetch_page(
+                session,
+                select(event).where(event.deployment_id == row.id),
+                event.id,
+                f"scaling_events/{row.id}",
+                request,
+                newest_first=True,
+            )
+            return deployment_pb2.ListScalingEventsResponse(
+                events=[event_to_proto(r) for r in rows], next_page_token=token
+            )
+
 
 def _field_value(message: deployment_pb2.Deployment, name: str) -> object:
     """A field's value, comparable across messages (oneof members unset compare equal)."""
@@ -385,11 +428,16 @@ def _field_value(message: deployment_pb2.Deployment, name: str) -> object:
 
 
 def binding(
-    db: Database, reconciler: Reconciler, auth: Authenticator, registry: RegistryModels | None = None
+    db: Database,
+    reconciler: Reconciler,
+    auth: Authenticator,
+    registry: RegistryModels | None = None,
+    policy: ReplicaPolicy | None = None,
 ) -> ServiceBinding:
-    """DeploymentService, ready for `GrpcServer`; `registry`: how registry models are resolved."""
+    """DeploymentService, ready for `GrpcServer`; `registry`: how registry models are resolved;
+    `policy`: the platform's scaling defaults and limits."""
     return ServiceBinding(
-        servicer=DeploymentServicer(db, reconciler, auth, registry),
+        servicer=DeploymentServicer(db, reconciler, auth, registry, policy),
         add_to_server=deployment_pb2_grpc.add_DeploymentServiceServicer_to_server,
         descriptor=deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
     )

@@ -46,14 +46,17 @@ async def fetch_page(
     id_column: InstrumentedAttribute[str],
     scope: str,
     request: PageRequest,
+    *,
+    newest_first: bool = False,
 ) -> tuple[Sequence[T], str]:
     """Runs `stmt` for the page `request` asks for; returns the rows and the next page's token
-    ("" at the end)."""
+    ("" at the end). `newest_first`: in descending id order (events)."""
     size = page_size(request.page_size)
     after = decode_page_token(request.page_token, scope)
     if after is not None:
-        stmt = stmt.where(id_column > after)
-    rows = (await session.scalars(stmt.order_by(id_column).limit(size + 1))).all()
+        stmt = stmt.where(id_column < after if newest_first else id_column > after)
+    order = id_column.desc() if newest_first else id_column
+    rows = (await session.scalars(stmt.order_by(order).limit(size + 1))).all()
     if len(rows) <= size:
         return rows, ""
     rows = rows[:size]

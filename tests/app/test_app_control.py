@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from app.control.autoscaler import Autoscaler
 from app.control.desired_state import DesiredModel, engine_source
 from app.control.engines import EngineModel, served_model_name
-from app.control.scaler import EngineLoad, StaticScaler
+from app.control.scaler import EngineLoad
 from app.control.status import ENGINE_UNAVAILABLE, FAILED, LOADING, PENDING, READY, Outcome, aggregate
 from app.server import RunningApp
 from bud.engine.v1 import engine_service_pb2 as engine_pb
@@ -99,10 +100,11 @@ class RecordingScaler:
         self.passes.append(([d.deployment_id for d in desired], dict(loads)))
 
 
-async def test_the_default_scaler_asks_the_engines_nothing(
+async def test_the_apps_scaler_asks_no_stats_without_autoscale(
     app: RunningApp, engine_host: Any, helpers: Any
 ) -> None:
-    assert isinstance(app.reconciler.scaler, StaticScaler)
+    # The app's scaler is the autoscaler; no deployment autoscales, so no engine sees GetStats.
+    assert isinstance(app.reconciler.scaler, Autoscaler)
     await helpers.eventually(lambda: _loaded(engine_host, 2), what="default deployments loaded")
     await asyncio.sleep(0.6)  # several passes
     assert engine_host.engine.stats_calls == 0

@@ -37,6 +37,9 @@ ADMIN_PASSWORD = "test-admin-password"
 # The RPCs that take no user token: gateways call the first two on the internal network.
 NO_TOKEN = {
     "bud.auth.v1.RoutingService/WatchRouting",
+    # The gateways' load reports and wake-ups (gateways only, by service identity).
+    "bud.auth.v1.RoutingService/ReportLoad",
+    "bud.auth.v1.RoutingService/WakeDeployment",
     "bud.prompt.v1.PromptService/WatchPrompts",
     "bud.prompt.v1.PromptService/FetchPromptVersion",
     "bud.app.v1.UsageService/RecordUsage",
@@ -193,8 +196,8 @@ async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any,
         await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         checked.append(path)
     assert (
-        len(checked) == 5 + 5 + 6 + 1 + 9 + 4 + 18
-    )  # projects, deployments, keys, QueryUsage, users, engines, prompts
+        len(checked) == 5 + 6 + 6 + 1 + 9 + 4 + 18
+    )  # projects, deployments (ListScalingEvents too), keys, QueryUsage, users, engines, prompts
 
     # The internal RPCs answer without a token.
     anonymous = clients(app)
@@ -521,7 +524,7 @@ async def test_a_revoked_token_is_refused_by_every_management_rpc(
         err = await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         assert err.reason == "INVALID_TOKEN", path
         checked += 1
-    assert checked == 30 + 18  # and PromptService
+    assert checked == 31 + 18  # and PromptService (ListScalingEvents: 31)
 
 
 async def test_disable_update_and_delete_users(
