@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from app.server import serve
 from app.settings import AppSettings
-from bud.app.v1 import deployment_pb2, engine_registry_pb2, project_pb2, usage_pb2
+from bud.app.v1 import budget_pb2, deployment_pb2, engine_registry_pb2, project_pb2, usage_pb2
 from bud.auth.v1 import auth_pb2, user_pb2
 from bud.prompt.v1 import prompt_pb2
 from budrt.components import Component, Host
@@ -46,6 +46,7 @@ component = Component(
         deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
         engine_registry_pb2.DESCRIPTOR.services_by_name["EngineRegistryService"],
         usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
+        budget_pb2.DESCRIPTOR.services_by_name["BudgetService"],
         auth_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
         user_pb2.DESCRIPTOR.services_by_name["UserService"],
         prompt_pb2.DESCRIPTOR.services_by_name["PromptService"],

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from google.protobuf import json_format, timestamp_pb2
 
 from app.db import models
+from app.pricing import pricing_message, route_pricing, row_price
 from app.registry_models import KIND as REGISTRY_KIND
 from app.registry_models import pinned_id
 from bud.app.v1 import deployment_pb2, project_pb2
@@ -107,6 +108,7 @@ def deployment_to_proto(
         status_message=row.status_message,
         create_time=to_timestamp(row.create_time),
         update_time=to_timestamp(row.update_time),
+        pricing=pricing_message(row_price(row)),
     )
     if row.model_source_kind is not None:
         message.model.CopyFrom(model_source_to_proto(row.model_source_kind, row.model_source or ""))
@@ -174,6 +176,7 @@ def route_deployment(row: models.Deployment) -> routing_pb2.RouteDeployment:
         max_concurrency=row.max_concurrency or 0,
         prompt_label=row.prompt_label or "",
         caching=bool(row.caching),
+        pricing=route_pricing(row),
     )
 
 

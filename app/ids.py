@@ -16,6 +16,7 @@ API_KEY = "key"
 USER = "usr"
 ENGINE = "eng"
 PROMPT = "pmpt"
+BUDGET = "bgt"
 
 
 def new_id(kind: str) -> str:

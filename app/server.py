@@ -16,11 +16,13 @@ from app.bootstrap import AdminResult, BootstrapResult, announce_admin, announce
 from app.control import Reconciler, prompt_status
 from app.db.migrate import upgrade_database
 from app.db.session import Database, discard
+from app.pricing import default_pricing
 from app.prompts.cipher import KeyCipher
 from app.registry_models import RegistryModels
 from app.routing_feed import RoutingFeed
 from app.services import (
     api_keys,
+    budgets,
     deployments,
     engines,
     projects,
@@ -128,7 +130,8 @@ async def start_app(
             settings.app_address,
             [
                 projects.binding(db, reconciler, auth),
-                deployments.binding(db, reconciler, auth, registry_models),
+                deployments.binding(db, reconciler, auth, registry_models, default_pricing(settings)),
+                budgets.binding(db, auth),
                 engines.binding(db, auth),
                 api_keys.binding(db, hash_secret, auth),
                 usage.binding(db, auth),

@@ -84,6 +84,8 @@ class Reason(StrEnum):
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
     # A deployment's max_concurrency was reached and its queue was full or timed out.
     CONCURRENCY_LIMIT_EXCEEDED = "CONCURRENCY_LIMIT_EXCEEDED"
+    # A project's (or key's) spending budget with a hard stop is spent for its period.
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
     # Management state.
     LAST_OWNER = "LAST_OWNER"
     LAST_ADMIN = "LAST_ADMIN"

@@ -42,6 +42,8 @@ class GatewaySettings(RuntimeSettings):
     concurrency_queue_timeout: float = Field(default=30.0, ge=0)
     concurrency_queue_length: int = Field(default=100, ge=0)
     concurrency_lease_ttl: float = Field(default=15.0, gt=0)
+    # Projects' budgets (gateway/budgets.py): seconds one alert's webhook POST may take.
+    budget_webhook_timeout_s: float = Field(default=5.0, gt=0)
     # The response cache of deployments with `caching` on (gateway/response_cache.py): an entry
     # lives `response_cache_ttl_s` seconds; the entries' bytes stay under
     # `response_cache_max_bytes` (least recently used out first; 0: no response cache). In this

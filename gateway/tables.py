@@ -16,6 +16,8 @@ from auth import keys
 from bud.auth.v1 import routing_pb2, routing_pb2_grpc
 from budrt.endpoints import Endpoint
 from budrt.grpc_server import service_channel
+from budrt.money import Price
+from gateway.budgets import BudgetEntry
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class DeploymentEntry:
     prompt_version: int = 0
     prompt_label: str = ""
     caching: bool = False  # the response cache answers its deterministic requests
+    price: Price = Price()  # what its calls cost (budgets, usage records' cost)
 
 
 @dataclass
@@ -66,6 +69,8 @@ class RoutingTables:
     deployments: dict[str, DeploymentEntry] = field(default_factory=dict)
     by_name: dict[tuple[str, str], DeploymentEntry] = field(default_factory=dict)
     projects: dict[str, str] = field(default_factory=dict)
+    # Projects' budgets (theirs and their keys'), by project id; projects without any absent.
+    budgets: dict[str, tuple[BudgetEntry, ...]] = field(default_factory=dict)
 
     def apply(self, update: routing_pb2.WatchRoutingResponse) -> None:
         """Applies a snapshot (reset) or a batch of changes."""
@@ -75,6 +80,7 @@ class RoutingTables:
             self.deployments.clear()
             self.by_name.clear()
             self.projects.clear()
+            self.budgets.clear()
         for key_id in update.delete_key_ids:
             prefix = self.key_prefix_by_id.pop(key_id, None)
             if prefix is not None:
@@ -118,13 +124,34 @@ class RoutingTables:
                 prompt_version=d.prompt_version,
                 prompt_label=d.prompt_label,
                 caching=d.caching,
+                price=Price(
+                    d.pricing.input_micros_per_million,
+                    d.pricing.output_micros_per_million,
+                    d.pricing.request_micros,
+                ),
             )
             self.deployments[d.id] = entry
             self.by_name[(d.project_id, d.name)] = entry
         for project_id in update.delete_project_ids:
             self.projects.pop(project_id, None)
+            self.budgets.pop(project_id, None)
         for p in update.upsert_projects:
             self.projects[p.id] = p.name
+            if p.budgets:
+                self.budgets[p.id] = tuple(
+                    BudgetEntry(
+                        b.id,
+                        b.api_key_id,
+                        b.period,
+                        b.limit_micros,
+                        tuple(b.alert_thresholds),
+                        b.hard_stop,
+                        b.webhook_url,
+                    )
+                    for b in p.budgets
+                )
+            else:
+                self.budgets.pop(p.id, None)
         self.revision = update.revision
         self.loaded.set()
 
