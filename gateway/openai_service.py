@@ -425,7 +425,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         cache = await self._cache_lookup(operation, key, deployment, request)
         # A cache hit runs nothing on the engines: it takes no concurrency slot, costs nothing.
         hit = cache is not None and cache.hit
-        hold = None if hit else await self._reserve_budget(key, deployment, request)
+        hold = None if hit else await self._reserve_budget(context, key, deployment, request)
         try:
             decision = await self._admit(context, key, deployment, request, prompt_deployment, cache)
             slot = None if hit else await self._occupy(context, deployment, decision, request.model)
@@ -448,7 +448,9 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         )
         return charge, deployment
 
-    async def _reserve_budget(self, key: KeyEntry, deployment: DeploymentEntry, request: Any) -> Hold | None:
+    async def _reserve_budget(
+        self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any
+    ) -> Hold | None:
         """Reserves the request's worst-case cost (its prompt estimate and most output tokens at
         the deployment's price) against its project's and key's budgets; None when none applies.
         429 `budget_exceeded` when a hard-stop budget is spent."""
@@ -457,7 +459,12 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             return None
         prompt = _prompt_estimate(request)
         worst = deployment.price.cost_nanos(prompt, _reserved_tokens(request) - prompt)
-        return await self.budgets.reserve(key.project_id, key.id, budgets, worst, request.model)
+        try:
+            return await self.budgets.reserve(key.project_id, key.id, budgets, worst, request.model)
+        except ServiceError as err:
+            # Retry-After over REST (the period's end); RetryInfo over gRPC from err.retry_after.
+            context.set_trailing_metadata((("retry-after", str(err.retry_after)),))
+            raise
 
     async def _occupy(
         self, context: Any, deployment: DeploymentEntry, decision: Decision | None, model: str
