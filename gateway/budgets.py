@@ -27,12 +27,15 @@ alert and each refusal; they must not block.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -235,6 +238,10 @@ class BudgetEnforcer:
 
     ledger: BudgetLedger = field(default_factory=MemoryBudgetLedger)
     webhook_timeout_s: float = WEBHOOK_TIMEOUT_S
+    # Webhook URLs are set by project owners: unless allowed, one whose host resolves to a
+    # loopback, private, link-local or otherwise non-public address is not called (the gateway
+    # sits inside the platform's network).
+    allow_private_webhooks: bool = False
     # Metrics hooks (obs-telemetry): called with each Alert, and with each refused Hold.
     on_alert: list[Callable[[Alert], None]] = field(default_factory=list)
     on_reject: list[Callable[[Hold], None]] = field(default_factory=list)
@@ -325,13 +332,19 @@ class BudgetEnforcer:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.webhook_timeout_s, follow_redirects=False)
         try:
+            if not self.allow_private_webhooks and not await _public(alert.budget.webhook_url):
+                log.warning(
+                    "budget webhook not called: its host is not a public address",
+                    extra={"budget_id": alert.budget.id},
+                )
+                return
             response = await self._client.post(alert.budget.webhook_url, json=alert.payload())
             if response.status_code >= 400:
                 log.warning(
                     "budget webhook answered an error",
                     extra={"budget_id": alert.budget.id, "status": response.status_code},
                 )
-        except httpx.HTTPError as err:
+        except (httpx.HTTPError, OSError) as err:
             log.warning(
                 "budget webhook failed", extra={"budget_id": alert.budget.id, "error": type(err).__name__}
             )
@@ -349,6 +362,17 @@ class BudgetEnforcer:
         close = getattr(self.ledger, "close", None)
         if close is not None:
             await close()
+
+
+async def _public(url: str) -> bool:
+    """Whether every address the URL's host resolves to is a public (global) one."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
+    return bool(addresses) and all(a.is_global for a in addresses)
 
 
 def _call(hook: Callable[[Any], None], value: Any) -> None:

@@ -175,6 +175,7 @@ async def serve(
     budgets = BudgetEnforcer(
         RedisBudgetLedger(settings.redis_url) if settings.redis_url else MemoryBudgetLedger(),
         webhook_timeout_s=settings.budget_webhook_timeout_s,
+        allow_private_webhooks=settings.budget_webhook_allow_private,
     )
     cache = response_cache(settings)
     caps = GenerationCaps(max_choices=settings.max_choices, max_total_tokens=settings.max_total_tokens)

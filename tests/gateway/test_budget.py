@@ -344,7 +344,10 @@ async def test_alerts_call_the_webhook_once_per_threshold_across_gateways(
             limit_micros=100_000, webhook_url=f"{hook_url}/alerts", alert_thresholds=[30, 60, 90]
         )
         snapshot = _snapshot(key, address, [budget])
-        enforcers = [BudgetEnforcer(RedisBudgetLedger(redis_url, prefix="t-alert:")) for _ in range(2)]
+        enforcers = [
+            BudgetEnforcer(RedisBudgetLedger(redis_url, prefix="t-alert:"), allow_private_webhooks=True)
+            for _ in range(2)
+        ]
         for enforcer in enforcers:
             enforcer.on_alert.append(alerts.append)
         async with (
@@ -362,6 +365,26 @@ async def test_alerts_call_the_webhook_once_per_threshold_across_gateways(
     assert first["event"] == "budget_alert" and first["budget_id"] == "b1" and first["project_id"] == "p1"
     assert first["limit_usd"] == "0.1" and first["spent_usd"] == "0.030000000" and first["hard_stop"] is True
     assert sorted(a.threshold for a in alerts) == [30, 60, 90]
+
+
+async def test_a_webhook_at_a_private_address_is_not_called_unless_allowed(
+    engine: tuple[str, InstantEngine],
+) -> None:
+    """Project owners set webhook URLs: by default the gateway does not POST into its own network
+    (here: a loopback server that would have received the alert)."""
+    address, _ = engine
+    key = keys.mint_key(SECRET)
+    app, received = await _webhook_server()
+    async with http_server(app) as hook_url:
+        budget = _budget(limit_micros=10_000, webhook_url=f"{hook_url}/alerts", alert_thresholds=[50])
+        enforcer = BudgetEnforcer()
+        alerts: list[Any] = []
+        enforcer.on_alert.append(alerts.append)
+        async with _gateway(_snapshot(key, address, [budget]), key, enforcer) as gw:
+            assert (await _stream(gw))[0] == 200
+            await enforcer.drain()
+    assert [a.threshold for a in alerts] == [50]  # the alert was raised (and logged)...
+    assert received == []  # ...but nothing was sent to the private address
 
 
 async def test_the_usage_record_carries_the_cost(engine: tuple[str, InstantEngine]) -> None:
