@@ -54,8 +54,11 @@ def format_micros(micros: int) -> str:
 
 
 def format_nanos(nanos: int) -> str:
-    """Nano-dollars as a decimal string with 9 places (123450 -> "0.000123450")."""
-    return format(Decimal(nanos).scaleb(-9), "f") if nanos else "0.000000000"
+    """Nano-dollars as a decimal string with 9 places (123450 -> "0.000123450"); integer
+    arithmetic only (it runs once per request on the gateway)."""
+    sign = "-" if nanos < 0 else ""
+    whole, fraction = divmod(abs(nanos), NANOS_PER_USD)
+    return f"{sign}{whole}.{fraction:09d}"
 
 
 def parse_nanos(text: str) -> int:

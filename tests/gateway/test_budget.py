@@ -298,7 +298,9 @@ async def test_a_key_budget_stops_that_key_only_and_soft_budgets_never_stop(
         assert [(await _stream(gw, other_key))[0] for _ in range(3)] == [200] * 3
 
 
-async def test_a_refused_or_cached_request_reserves_nothing(engine: tuple[str, InstantEngine]) -> None:
+async def test_a_request_refused_after_its_reservation_gives_it_back(
+    engine: tuple[str, InstantEngine],
+) -> None:
     """A request refused after its budget reservation (here: its rate limit) gives it back."""
     address, _ = engine
     key = keys.mint_key(SECRET)
