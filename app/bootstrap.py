@@ -32,6 +32,7 @@ from app.control.engines import ensure_engine
 from app.db import models
 from app.db.models import SINGLETON_ID, utcnow
 from app.db.session import Database, discard
+from app.pricing import default_pricing
 from app.services.api_keys import create_api_key
 from app.services.deployments import insert_deployment
 from app.services.projects import create_project
@@ -146,6 +147,7 @@ async def bootstrap(
             ) or await create_project(session, settings.default_project, "Created on first start")
             deployment_ids = []
             for deployment in default_deployments(settings):
+                deployment.pricing.CopyFrom(default_pricing(settings))
                 row = await session.scalar(
                     select(models.Deployment).where(
                         models.Deployment.project_id == project.id, models.Deployment.name == deployment.name

@@ -4,13 +4,17 @@ authoring (PromptService: data the app owns) included."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from app.db.migrate import upgrade_database
 from app.db.session import Database
 from app.server import serve
 from app.settings import AppSettings
-from bud.app.v1 import deployment_pb2, engine_registry_pb2, project_pb2, usage_pb2
+from bud.app.v1 import budget_pb2, deployment_pb2, engine_registry_pb2, project_pb2, usage_pb2
 from bud.auth.v1 import auth_pb2, user_pb2
 from bud.prompt.v1 import prompt_pb2
 from budrt.components import Component, Host
@@ -48,6 +52,38 @@ def _announce(settings: AppSettings) -> list[str]:
     ]
 
 
+def _add_commands(commands: Any) -> None:
+    """`budrt cost`: spend per day, deployment and project, and the projection (app/cost_report.py)."""
+    cost = commands.add_parser(
+        "cost", help="spend per day, per deployment and per project, cost per 1M tokens, projection vs budget"
+    )
+    cost.add_argument(
+        "--days", type=int, choices=(1, 7, 30), default=7, help="the window, ending today (UTC)"
+    )
+    cost.add_argument("--project", default="", help="one project (id or name); default: all")
+    cost.add_argument(
+        "--budget", default="", help="US dollars a month to project against (default: the budgets)"
+    )
+    cost.add_argument("--detailed", action="store_true", help="also a row per day, deployment and API key")
+    cost.add_argument("--json", action="store_true", help="JSON instead of tables")
+    cost.add_argument("--url", default="", help="the gateway's URL (default: this machine's)")
+    cost.add_argument("--token", default="", help="a platform admin's token (default: BUDRT_ADMIN_TOKEN)")
+    cost.add_argument(
+        "--username", default="admin", help="without a token: log in as this admin with BUD_ADMIN_PASSWORD"
+    )
+    cost.set_defaults(run=_cost_command)
+
+
+def _cost_command(args: argparse.Namespace) -> int:
+    from app.cost_report import CostError, run
+
+    try:
+        return asyncio.run(run(args))
+    except CostError as err:
+        print(f"budrt cost: {err}", file=sys.stderr)
+        return 1
+
+
 component = Component(
     name="app",
     settings=AppSettings,
@@ -57,6 +93,7 @@ component = Component(
         deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
         engine_registry_pb2.DESCRIPTOR.services_by_name["EngineRegistryService"],
         usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
+        budget_pb2.DESCRIPTOR.services_by_name["BudgetService"],
         auth_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
         user_pb2.DESCRIPTOR.services_by_name["UserService"],
         prompt_pb2.DESCRIPTOR.services_by_name["PromptService"],
@@ -65,4 +102,5 @@ component = Component(
     default_deployments=_default_deployments,
     announce=_announce,
     migrate=_migrate,
+    commands=_add_commands,
 )

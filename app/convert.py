@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from google.protobuf import json_format, timestamp_pb2
 
 from app.db import models
+from app.pricing import pricing_message, route_pricing, row_price
 from app.registry_models import KIND as REGISTRY_KIND
 from app.registry_models import pinned_id
 from bud.app.v1 import deployment_pb2, project_pb2
@@ -128,6 +129,7 @@ def deployment_to_proto(
         update_time=to_timestamp(row.update_time),
         ready_replicas=sum(1 for e in row.endpoints if e.ready and e.draining_since is None),
         desired_replicas=(row.desired_replicas or 0) if row.model_source_kind is not None else 0,
+        pricing=pricing_message(row_price(row)),
     )
     if row.model_source_kind is not None:
         message.model.CopyFrom(model_source_to_proto(row.model_source_kind, row.model_source or ""))
@@ -196,6 +198,7 @@ def route_deployment(row: models.Deployment) -> routing_pb2.RouteDeployment:
         prompt_label=row.prompt_label or "",
         caching=bool(row.caching),
         cold_start=bool(row.cold_start),
+        pricing=route_pricing(row),
     )
 
 

@@ -17,6 +17,7 @@ USER = "usr"
 ENGINE = "eng"
 PROMPT = "pmpt"
 SCALING_EVENT = "sev"
+BUDGET = "bgt"
 
 
 def new_id(kind: str) -> str:

@@ -33,6 +33,7 @@ from typing import Any, Final, cast
 
 from sqlalchemy import or_, select
 
+from app.budgets import route_budget
 from app.convert import route_deployment, route_key, route_project
 from app.db import models
 from app.db.models import utcnow
@@ -126,6 +127,10 @@ async def load_tables(db: Database, previous: RoutingTables | None = None) -> Ro
             tables.deployments[deployment.id] = route_deployment(deployment)
         for project in await session.scalars(select(models.Project)):
             tables.projects[project.id] = route_project(project)
+        budgets = select(models.Budget).order_by(models.Budget.create_time, models.Budget.id)
+        for budget in await session.scalars(budgets):
+            if budget.project_id in tables.projects:
+                tables.projects[budget.project_id].budgets.append(route_budget(budget))
     return tables
 
 

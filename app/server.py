@@ -18,11 +18,13 @@ from app.control.autoscaler import Autoscaler
 from app.control.replicas import ReplicaPolicy
 from app.db.migrate import check_database_current, upgrade_database
 from app.db.session import Database, discard
+from app.pricing import default_pricing
 from app.prompts.cipher import KeyCipher
 from app.registry_models import RegistryModels
 from app.routing_feed import RoutingFeed
 from app.services import (
     api_keys,
+    budgets,
     deployments,
     engines,
     projects,
@@ -134,7 +136,15 @@ async def start_app(
             settings.app_address,
             [
                 projects.binding(db, reconciler, auth),
-                deployments.binding(db, reconciler, auth, registry_models, ReplicaPolicy.of(settings)),
+                deployments.binding(
+                    db,
+                    reconciler,
+                    auth,
+                    registry_models,
+                    ReplicaPolicy.of(settings),
+                    default_pricing(settings),
+                ),
+                budgets.binding(db, auth),
                 engines.binding(db, auth),
                 api_keys.binding(db, hash_secret, auth),
                 usage.binding(db, auth),

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_LLAMA
+from budrt.money import parse_micros
 from budrt.settings import RuntimeSettings
 
 
@@ -49,6 +50,17 @@ class AppSettings(RuntimeSettings):
     # it creates, which the engine receives with LoadModel.
     kv_cache_space_gib: float = 1.0
     max_model_len: int = 2048
+    # The prices a deployment created without its own gets, in US dollars as decimal strings
+    # (`budrt.money`: at most 6 decimal places): per million input and output tokens, per request.
+    default_input_usd_per_million: str = "0"
+    default_output_usd_per_million: str = "0"
+    default_request_usd: str = "0"
+
+    @field_validator("default_input_usd_per_million", "default_output_usd_per_million", "default_request_usd")
+    @classmethod
+    def _price(cls, value: str) -> str:
+        parse_micros(value)  # MoneyError (a ValueError): refused at start, naming the setting
+        return value
 
     # Replicas and scale to zero (a deployment's unset `scaling` bounds take these). The platform
     # rule is "scale to zero when idle": `default_min_replicas` 0 makes every deployment that does

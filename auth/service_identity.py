@@ -72,6 +72,7 @@ POLICY: Mapping[str, frozenset[str]] = {
     "bud.app.v1.ResponseStoreService": frozenset({GATEWAY}),
     "bud.app.v1.ProjectService": _MANAGEMENT,
     "bud.app.v1.DeploymentService": _MANAGEMENT,
+    "bud.app.v1.BudgetService": _MANAGEMENT,
     "bud.app.v1.EngineRegistryService": _MANAGEMENT,
     "bud.auth.v1.ApiKeyService": _MANAGEMENT,
     "bud.auth.v1.UserService": _MANAGEMENT,

@@ -90,6 +90,8 @@ class Reason(StrEnum):
     COLD_START_TIMEOUT = "COLD_START_TIMEOUT"
     COLD_START_QUEUE_FULL = "COLD_START_QUEUE_FULL"
     COLD_START_FAILED = "COLD_START_FAILED"
+    # A project's (or key's) spending budget with a hard stop is spent for its period.
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
     # Management state.
     LAST_OWNER = "LAST_OWNER"
     LAST_ADMIN = "LAST_ADMIN"

@@ -44,7 +44,9 @@ from budrt.errors import (
     unimplemented,
 )
 from budrt.interceptors import call_request_id
+from budrt.money import format_nanos
 from gateway import conversation, responses
+from gateway.budgets import BudgetEnforcer, Hold
 from gateway.cold_start import ColdStarts
 from gateway.concurrency import RETRY_AFTER_S, ConcurrencyLimiter, MemoryConcurrencyLimiter, Slot
 from gateway.engines import EngineConnection, EnginePool
@@ -117,6 +119,10 @@ class _Charge:
     # A stream admitted before its generator runs (`_stream(begun=...)`): set once it runs, so
     # that a stream given up before that is still settled.
     opened: bool = False
+    budget: Hold | None = None  # its reservation against the project's (and key's) budgets
+    # What it cost in nano-dollars (its deployment's price; set when it is accounted): the usage
+    # record's `cost_usd` and the budgets' settlement.
+    cost_nanos: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,8 +179,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         default_key_tokens_per_minute: int = DEFAULT_KEY_TOKENS_PER_MINUTE,
         response_cache: ResponseCache | None = None,
         cold_starts: ColdStarts | None = None,
+        budgets: BudgetEnforcer | None = None,
     ) -> None:
         self.tables = tables
+        # Projects' spending budgets (gateway/budgets.py); in this process when not given.
+        self.budgets = budgets if budgets is not None else BudgetEnforcer()
         # Deployments with `caching` on: deterministic requests' answers (gateway/response_cache.py).
         self.response_cache = response_cache
         # Stored responses (`store`, `previous_response_id`); None: nothing is stored.
@@ -324,6 +333,16 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             await self.limiter.settle(decision, tokens)
 
     def _account(self, charge: _Charge) -> None:
+        # The cost at the deployment's price: tokens, plus the per-request price of a served
+        # call; a cache hit ran nothing and costs nothing.
+        status = http_status(charge.code)
+        charge.cost_nanos = (
+            0
+            if charge.cached
+            else charge.deployment.price.cost_nanos(
+                charge.prompt_tokens, charge.completion_tokens, per_request=status < 400
+            )
+        )
         if self.usage is None:
             return
         # The record's key is the recorder's own; the client's id (accepted at the edge, or the
@@ -337,9 +356,10 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             charge.prompt_tokens,
             charge.completion_tokens,
             charge.started,
-            http_status(charge.code),
+            status,
             prompt=charge.prompt_run,
             cached=charge.cached,
+            cost_usd=format_nanos(charge.cost_nanos),
         )
 
     async def _finish(self, charge: _Charge, conn: EngineConnection | None) -> None:
@@ -351,6 +371,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         if charge.code == grpc.StatusCode.OK or conn is None:
             self._account(charge)
             await self._settle(charge.decision, charge.prompt_tokens + charge.completion_tokens)
+            await self.budgets.settle(charge.budget, charge.cost_nanos)
             return
         task = asyncio.get_running_loop().create_task(self._charge_unfinished(charge, conn))
         self._charges.add(task)
@@ -395,6 +416,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 charge.prompt_tokens = max(charge.prompt_tokens, _prompt_estimate(charge.request))
             self._account(charge)
             await self._settle(charge.decision, charge.prompt_tokens + charge.completion_tokens)
+            await self.budgets.settle(charge.budget, charge.cost_nanos)
 
     async def drain(self) -> None:
         """Waits for the charges of unfinished calls still being made (bounded by their timeout)."""
@@ -411,19 +433,25 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         key, deployment = self._target(context, request, checked)
         run, prompt_deployment = self._prompt_run(context, key)
         cache = await self._cache_lookup(operation, key, deployment, request, prompt_deployment)
-        decision = await self._admit(context, key, deployment, request, prompt_deployment, cache)
-        self.load.note(deployment.id)
-        # A cache hit runs nothing on the engines: it takes no concurrency slot and wakes nothing.
+        # A cache hit runs nothing on the engines: it takes no concurrency slot, wakes nothing and
+        # costs nothing.
         hit = cache is not None and cache.hit
-        if not hit and not deployment.serving:
-            # Scaled to zero: wait for the wake (gateway/cold_start.py), refunding the reserved
-            # tokens of a request refused or gone meanwhile (it ran nothing).
-            try:
-                deployment = await self.cold_starts.wait(deployment, request.model, context)
-            except BaseException:
-                await self._settle(decision, 0)
-                raise
-        slot = None if hit else await self._occupy(context, deployment, decision, request.model)
+        hold = None if hit else await self._reserve_budget(context, key, deployment, request)
+        try:
+            decision = await self._admit(context, key, deployment, request, prompt_deployment, cache)
+            self.load.note(deployment.id)
+            if not hit and not deployment.serving:
+                # Scaled to zero: wait for the wake (gateway/cold_start.py), refunding the reserved
+                # tokens of a request refused or gone meanwhile (it ran nothing).
+                try:
+                    deployment = await self.cold_starts.wait(deployment, request.model, context)
+                except BaseException:
+                    await self._settle(decision, 0)
+                    raise
+            slot = None if hit else await self._occupy(context, deployment, decision, request.model)
+        except BaseException:
+            await self.budgets.release(hold)  # refused or gone before it ran: nothing spent
+            raise
         charge = _Charge(
             call_request_id(context),
             key,
@@ -436,8 +464,27 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             slot=slot,
             prompt_run=run,
             cache=cache,
+            budget=hold,
         )
         return charge, deployment
+
+    async def _reserve_budget(
+        self, context: Any, key: KeyEntry, deployment: DeploymentEntry, request: Any
+    ) -> Hold | None:
+        """Reserves the request's worst-case cost (its prompt estimate and most output tokens at
+        the deployment's price) against its project's and key's budgets; None when none applies.
+        429 `budget_exceeded` when a hard-stop budget is spent."""
+        budgets = self.tables.budgets.get(key.project_id)
+        if not budgets:
+            return None
+        prompt = _prompt_estimate(request)
+        worst = deployment.price.cost_nanos(prompt, _reserved_tokens(request) - prompt)
+        try:
+            return await self.budgets.reserve(key.project_id, key.id, budgets, worst, request.model)
+        except ServiceError as err:
+            # Retry-After over REST (the period's end); RetryInfo over gRPC from err.retry_after.
+            context.set_trailing_metadata((("retry-after", str(err.retry_after)),))
+            raise
 
     async def _occupy(
         self, context: Any, deployment: DeploymentEntry, decision: Decision | None, model: str

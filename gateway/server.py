@@ -19,6 +19,7 @@ from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from budrt.interceptors import DEFAULT_INTERCEPTORS
 from gateway.backends import Backend, LocalBackend, RemoteBackend
+from gateway.budgets import BudgetEnforcer, MemoryBudgetLedger, RedisBudgetLedger
 from gateway.cold_start import ColdStarts
 from gateway.concurrency import ConcurrencyLimiter, MemoryConcurrencyLimiter, RedisConcurrencyLimiter
 from gateway.control import ControlPlane
@@ -175,6 +176,11 @@ async def serve(
     usage = UsageRecorder(settings.app_address, spool=UsageSpool(settings.data_dir / "usage-spool"))
     limiter: RateLimiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else MemoryRateLimiter()
     concurrency = concurrency_limiter(settings)
+    budgets = BudgetEnforcer(
+        RedisBudgetLedger(settings.redis_url) if settings.redis_url else MemoryBudgetLedger(),
+        webhook_timeout_s=settings.budget_webhook_timeout_s,
+        allow_private_webhooks=settings.budget_webhook_allow_private,
+    )
     cache = response_cache(settings)
     caps = GenerationCaps(max_choices=settings.max_choices, max_total_tokens=settings.max_total_tokens)
     # Stored responses: written in batches like usage, spooled beside it (gateway/response_store.py).
@@ -207,6 +213,7 @@ async def serve(
         default_key_tokens_per_minute=settings.default_key_tokens_per_minute,
         response_cache=cache,
         cold_starts=cold_starts,
+        budgets=budgets,
     )
     servicer.load.idle_after = settings.load_report_interval
     if offer is not None:
@@ -256,6 +263,7 @@ async def serve(
     await engines.close()
     for channel in channels.values():
         await channel.close()
+    await budgets.close()
     if isinstance(limiter, RedisRateLimiter):
         await limiter.close()
     if isinstance(concurrency, RedisConcurrencyLimiter):

@@ -60,6 +60,11 @@ class GatewaySettings(RuntimeSettings):
     # deployment's first request after idleness: its autoscaling and scale-to-zero signals
     # (0: no reports).
     load_report_interval: float = Field(default=DEFAULT_LOAD_REPORT_INTERVAL_S, ge=0)
+    # Projects' budgets (gateway/budgets.py): seconds one alert's webhook POST may take.
+    budget_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    # Whether a budget's webhook may be called at a loopback, private or link-local address (the
+    # URLs are set by project owners; off: only public addresses).
+    budget_webhook_allow_private: bool = False
     # The response cache of deployments with `caching` on (gateway/response_cache.py): an entry
     # lives `response_cache_ttl_s` seconds; the entries' bytes stay under
     # `response_cache_max_bytes` (least recently used out first; 0: no response cache). In this

@@ -16,6 +16,8 @@ from auth import keys
 from bud.auth.v1 import routing_pb2, routing_pb2_grpc
 from budrt.endpoints import Endpoint
 from budrt.grpc_server import service_channel
+from budrt.money import Price
+from gateway.budgets import BudgetEntry
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class DeploymentEntry:
     prompt_version: int = 0
     prompt_label: str = ""
     caching: bool = False  # the response cache answers its deterministic requests
+    price: Price = Price()  # what its calls cost (budgets, usage records' cost)
     # Scaled to zero, or loading after a wake: a request waits for it (gateway/cold_start.py)
     # instead of failing as not ready.
     cold_start: bool = False
@@ -79,6 +82,8 @@ class RoutingTables:
     projects: dict[str, str] = field(default_factory=dict)
     # Set (and replaced by a new one) by each applied update: what a waiter for a change awaits.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Projects' budgets (theirs and their keys'), by project id; projects without any absent.
+    budgets: dict[str, tuple[BudgetEntry, ...]] = field(default_factory=dict)
 
     def apply(self, update: routing_pb2.WatchRoutingResponse) -> None:
         """Applies a snapshot (reset) or a batch of changes."""
@@ -89,6 +94,7 @@ class RoutingTables:
             self.deployments.clear()
             self.by_name.clear()
             self.projects.clear()
+            self.budgets.clear()
         for key_id in update.delete_key_ids:
             prefix = self.key_prefix_by_id.pop(key_id, None)
             if prefix is not None:
@@ -138,13 +144,34 @@ class RoutingTables:
                 caching=d.caching,
                 cold_start=d.cold_start,
                 served_names=names,
+                price=Price(
+                    d.pricing.input_micros_per_million,
+                    d.pricing.output_micros_per_million,
+                    d.pricing.request_micros,
+                ),
             )
             self.deployments[d.id] = entry
             self.by_name[(d.project_id, d.name)] = entry
         for project_id in update.delete_project_ids:
             self.projects.pop(project_id, None)
+            self.budgets.pop(project_id, None)
         for p in update.upsert_projects:
             self.projects[p.id] = p.name
+            if p.budgets:
+                self.budgets[p.id] = tuple(
+                    BudgetEntry(
+                        b.id,
+                        b.api_key_id,
+                        b.period,
+                        b.limit_micros,
+                        tuple(b.alert_thresholds),
+                        b.hard_stop,
+                        b.webhook_url,
+                    )
+                    for b in p.budgets
+                )
+            else:
+                self.budgets.pop(p.id, None)
         self.revision = update.revision
         self.loaded.set()
         changed, self.changed = self.changed, asyncio.Event()

@@ -83,9 +83,11 @@ class UsageRecorder:
         status_code: int,
         prompt: PromptRun | None = None,
         cached: bool = False,
+        cost_usd: str = "",
     ) -> None:
         """Queues one request's usage under a new key (never blocks, never raises). `cached`: it
-        was answered from the response cache (its tokens are zero)."""
+        was answered from the response cache (its tokens are zero); `cost_usd`: what it cost at
+        the deployment's price (a decimal string, `budrt.money.format_nanos`)."""
         now = time.time()
         rec = usage_pb2.UsageRecord(
             request_id=uuid.uuid4().hex,
@@ -99,6 +101,7 @@ class UsageRecorder:
             status_code=status_code,
             operation=operation,
             cached=cached,
+            cost_usd=cost_usd,
         )
         if prompt is not None:  # a model call of a prompt run
             rec.prompt_id = prompt.prompt_id

@@ -133,6 +133,10 @@ class Deployment(Base):
     caching: Mapped[bool] = mapped_column(Boolean, default=False)
     requests_per_minute: Mapped[int] = mapped_column(Integer, default=0)
     tokens_per_minute: Mapped[int] = mapped_column(Integer, default=0)
+    # Its current prices in micro-dollars (revision 0011; history: DeploymentPrice).
+    input_micros_per_million: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    output_micros_per_million: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    request_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(32))
     status_message: Mapped[str] = mapped_column(Text, default="")
     spec_version: Mapped[int] = mapped_column(Integer, default=1)
@@ -301,6 +305,45 @@ class UsageRecord(Base):
     prompt_deployment_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
     # Answered from the gateways' response cache (no engine ran: zero tokens).
     cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # What it cost in nano-dollars, at the price in force at `time` (revision 0011).
+    cost_nanos: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class DeploymentPrice(Base):
+    """A deployment's price from `effective_time` on: one row per change (the last is the
+    deployment's current price). Usage is costed with the row in force at its time. Kept after
+    its deployment is deleted, like the usage that names it (no foreign key)."""
+
+    __tablename__ = "deployment_prices"
+    __table_args__ = (
+        Index("ix_deployment_prices_deployment_id_effective_time", "deployment_id", "effective_time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(String(64))
+    effective_time: Mapped[datetime]
+    input_micros_per_million: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_micros_per_million: Mapped[int] = mapped_column(BigInteger, default=0)
+    request_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Budget(Base):
+    """A spending budget of a project, or of one of its keys (`api_key_id`), per UTC day or month;
+    the gateways enforce it (routing feed: RouteProject.budgets)."""
+
+    __tablename__ = "budgets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    api_key_id: Mapped[str] = mapped_column(String(64), default="")
+    period: Mapped[str] = mapped_column(String(16))  # "day" or "month"
+    limit_micros: Mapped[int] = mapped_column(BigInteger)
+    # Percentages of the limit at which alerts are raised, ascending.
+    alert_thresholds: Mapped[list[int]] = mapped_column(JSON)
+    hard_stop: Mapped[bool] = mapped_column(Boolean, default=False)
+    webhook_url: Mapped[str] = mapped_column(Text, default="")
+    create_time: Mapped[datetime]
+    update_time: Mapped[datetime]
 
 
 class RoutingState(Base):

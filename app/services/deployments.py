@@ -44,6 +44,7 @@ from app.convert import (
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
+from app.pricing import apply_pricing, price_history, record_price
 from app.prompts import deployments as prompt_deployments
 from app.registry_models import KIND as REGISTRY_KIND
 from app.registry_models import RegistryModels, pinned_id
@@ -74,6 +75,7 @@ WRITABLE_FIELDS = (
     "scaling",
     "caching",
     "rate_limits",
+    "pricing",
 )
 # Fields whose change means the engines must load something else.
 SPEC_FIELDS = ("model", "prompt", "endpoints", "engine_args", "runner", "caching")
@@ -120,6 +122,7 @@ def _apply(row: models.Deployment, deployment: deployment_pb2.Deployment, source
     row.runner = runner_name(deployment.runner)
     row.engine_args = engine_args_to_json(deployment.engine_args)
     apply_deployment_settings(row, deployment)
+    apply_pricing(row, deployment.pricing, "deployment.pricing")
 
 
 async def insert_deployment(
@@ -165,6 +168,7 @@ async def insert_deployment(
     session.add(row)
     await session.flush()
     await _write_endpoints(session, deployment_id, row.generation, engines)
+    await record_price(session, row, now)
     await session.refresh(row, ["endpoints"])
     return row
 
@@ -192,7 +196,10 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         auth: Authenticator,
         registry: RegistryModels | None = None,
         policy: ReplicaPolicy | None = None,
+        default_pricing: deployment_pb2.Pricing | None = None,
     ) -> None:
+        # What a deployment created without `pricing` costs (AppSettings' defaults).
+        self._default_pricing = default_pricing or deployment_pb2.Pricing()
         self._reconciler = reconciler
         self._access = Access(db, auth)
         self._registry = registry
@@ -224,6 +231,8 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         check_scaling_and_limits(deployment)
         check_replica_settings(self._policy, deployment, named_endpoints=len(deployment.endpoints))
         pin = await self._registry_pin(deployment)
+        if not deployment.HasField("pricing"):
+            deployment.pricing.CopyFrom(self._default_pricing)
         with conflicts_as(lambda err: _conflict(err, deployment.name)):
             async with self._access.project(caller, request.project_id, EDITOR, kind="mutation") as session:
                 if deployment.HasField("prompt"):  # a prompt deployment: app/prompts/deployments.py
@@ -244,9 +253,9 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         caller = await self._access.caller(context, request, "project_id", "deployment_id")
         async with self._access.project(caller, request.project_id, VIEWER) as session:
             row = await get_deployment(session, request.project_id, request.deployment_id)
-            return deployment_pb2.GetDeploymentResponse(
-                deployment=deployment_to_proto(row, engine_addresses=caller.admin)
-            )
+            message = deployment_to_proto(row, engine_addresses=caller.admin)
+            message.pricing_history.extend(await price_history(session, row.id))
+            return deployment_pb2.GetDeploymentResponse(deployment=message)
 
     async def ListDeployments(
         self, request: deployment_pb2.ListDeploymentsRequest, context: grpc.aio.ServicerContext
@@ -345,6 +354,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 old_replicas = engine_models(row)
                 _apply(row, merged, source)
                 row.update_time = utcnow()
+                await record_price(session, row, row.update_time)
                 if spec_changed:
                     engines = await place(
                         session,
@@ -433,11 +443,13 @@ def binding(
     auth: Authenticator,
     registry: RegistryModels | None = None,
     policy: ReplicaPolicy | None = None,
+    default_pricing: deployment_pb2.Pricing | None = None,
 ) -> ServiceBinding:
     """DeploymentService, ready for `GrpcServer`; `registry`: how registry models are resolved;
-    `policy`: the platform's scaling defaults and limits."""
+    `policy`: the platform's scaling defaults and limits; `default_pricing`: the price of a
+    deployment created without one."""
     return ServiceBinding(
-        servicer=DeploymentServicer(db, reconciler, auth, registry, policy),
+        servicer=DeploymentServicer(db, reconciler, auth, registry, policy, default_pricing),
         add_to_server=deployment_pb2_grpc.add_DeploymentServiceServicer_to_server,
         descriptor=deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
     )

@@ -12,6 +12,11 @@ runs by prompt, version and prompt deployment too (each model call of a run, rep
 a record of its own); the requests the gateways' response cache answered (`cached`, zero tokens)
 are counted in `requests` and in `cached_requests`.
 
+Each record is costed when it is stored: its tokens at its deployment's price in force at its
+`time` (`app.pricing`: the price history), plus the per-request price for a successful call; a
+cached answer costs nothing; a deployment never priced here keeps the cost the gateway reported.
+Costs are integers (nano-dollars) summed exactly, answered as decimal strings (`cost_usd`).
+
 RecordUsage is internal — gateways call it on the internal network — and takes no user token;
 QueryUsage needs the viewer role in the project (see `app.authz`).
 """
@@ -33,12 +38,14 @@ from app.convert import from_timestamp
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
+from app.pricing import PriceBook, cost_usage_rows
 from app.validation import require
 from auth.roles import VIEWER
 from auth.tokens import Authenticator
 from bud.app.v1 import usage_pb2, usage_pb2_grpc
 from budrt.errors import ServiceError, invalid_argument
 from budrt.grpc_server import ServiceBinding
+from budrt.money import format_nanos
 
 # Rows per INSERT statement: keeps the bound parameters under SQLite's limit.
 _CHUNK = 200
@@ -98,6 +105,7 @@ def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dic
         "prompt_version": record.prompt_version,
         "prompt_deployment_id": record.prompt_deployment_id,
         "cached": record.cached,
+        "reported_cost": record.cost_usd,  # the gateway's; replaced by `cost_nanos` before storing
     }
 
 
@@ -177,7 +185,10 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         stored = 0
         if rows:
             async with self._db.transaction() as session:
-                stored = await store_usage(session, list(rows.values()))
+                batch = list(rows.values())
+                book = await PriceBook.load(session, (r["deployment_id"] for r in batch))
+                cost_usage_rows(book, batch, [r.pop("reported_cost") for r in batch])
+                stored = await store_usage(session, batch)
         return usage_pb2.RecordUsageResponse(stored=stored, refused=refused)
 
     async def QueryUsage(
@@ -205,6 +216,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
                 record.prompt_version,
                 record.prompt_deployment_id,
                 func.coalesce(func.sum(case((record.cached, 1), else_=0)), 0),
+                func.coalesce(func.sum(record.cost_nanos), 0),
             )
             .where(record.project_id == request.project_id)
             .group_by(*_GROUPS)
@@ -224,7 +236,9 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
             stmt = stmt.where(record.prompt_deployment_id == request.prompt_deployment_id)
         async with self._access.project(caller, request.project_id, VIEWER) as session:
             result = (await session.execute(stmt)).all()
+        total = sum(int(row[-1]) for row in result)
         return usage_pb2.QueryUsageResponse(
+            total_cost_usd=format_nanos(total),
             buckets=[
                 usage_pb2.UsageBucket(
                     date=day,
@@ -238,9 +252,10 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
                     prompt_version=int(version),
                     prompt_deployment_id=via,
                     cached_requests=int(h),
+                    cost_usd=format_nanos(int(cost)),
                 )
-                for day, key, dep, n, p, c, e, prompt, version, via, h in result
-            ]
+                for day, key, dep, n, p, c, e, prompt, version, via, h, cost in result
+            ],
         )
 
 

@@ -196,8 +196,8 @@ async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any,
         await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         checked.append(path)
     assert (
-        len(checked) == 5 + 6 + 6 + 1 + 9 + 4 + 18
-    )  # projects, deployments (ListScalingEvents too), keys, QueryUsage, users, engines, prompts
+        len(checked) == 5 + 6 + 6 + 1 + 5 + 9 + 4 + 18
+    )  # projects, deployments (ListScalingEvents too), keys, QueryUsage, budgets, users, engines, prompts
 
     # The internal RPCs answer without a token.
     anonymous = clients(app)
@@ -524,7 +524,7 @@ async def test_a_revoked_token_is_refused_by_every_management_rpc(
         err = await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         assert err.reason == "INVALID_TOKEN", path
         checked += 1
-    assert checked == 31 + 18  # and PromptService (ListScalingEvents: 31)
+    assert checked == 36 + 18  # ListScalingEvents (31), budgets (5), and PromptService
 
 
 async def test_disable_update_and_delete_users(

@@ -91,6 +91,7 @@ def test_the_gateway_fronts_what_the_components_ask_for_at_their_addresses(
         ("bud.app.v1.DeploymentService", "10.0.0.1:1"),
         ("bud.app.v1.EngineRegistryService", "10.0.0.1:1"),
         ("bud.app.v1.UsageService", "10.0.0.1:1"),
+        ("bud.app.v1.BudgetService", "10.0.0.1:1"),
         ("bud.auth.v1.ApiKeyService", "10.0.0.1:1"),
         ("bud.auth.v1.UserService", "10.0.0.1:1"),
         ("bud.prompt.v1.PromptService", "10.0.0.1:1"),  # prompt authoring: the app's own

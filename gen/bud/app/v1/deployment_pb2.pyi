@@ -100,7 +100,7 @@ class RateLimits(_message.Message):
     def __init__(self, requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "project_id", "name", "model", "prompt", "endpoints", "engine_args", "runner", "scaling", "caching", "rate_limits", "status", "status_message", "create_time", "update_time", "ready_replicas", "desired_replicas")
+    __slots__ = ("id", "project_id", "name", "model", "prompt", "endpoints", "engine_args", "runner", "scaling", "caching", "rate_limits", "status", "status_message", "create_time", "update_time", "ready_replicas", "desired_replicas", "pricing", "pricing_history")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,8 @@ class Deployment(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     READY_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     DESIRED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    PRICING_FIELD_NUMBER: _ClassVar[int]
+    PRICING_HISTORY_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     name: str
@@ -135,7 +137,21 @@ class Deployment(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     ready_replicas: int
     desired_replicas: int
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., prompt: _Optional[_Union[PromptTarget, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[EngineEndpoint, _Mapping]]] = ..., engine_args: _Optional[_Union[_engine_service_pb2.EngineArgs, _Mapping]] = ..., runner: _Optional[_Union[_engine_service_pb2.Runner, str]] = ..., scaling: _Optional[_Union[ScalingSettings, _Mapping]] = ..., caching: _Optional[bool] = ..., rate_limits: _Optional[_Union[RateLimits, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, str]] = ..., status_message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ...) -> None: ...
+    pricing: Pricing
+    pricing_history: _containers.RepeatedCompositeFieldContainer[Pricing]
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., prompt: _Optional[_Union[PromptTarget, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[EngineEndpoint, _Mapping]]] = ..., engine_args: _Optional[_Union[_engine_service_pb2.EngineArgs, _Mapping]] = ..., runner: _Optional[_Union[_engine_service_pb2.Runner, str]] = ..., scaling: _Optional[_Union[ScalingSettings, _Mapping]] = ..., caching: _Optional[bool] = ..., rate_limits: _Optional[_Union[RateLimits, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, str]] = ..., status_message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ..., pricing: _Optional[_Union[Pricing, _Mapping]] = ..., pricing_history: _Optional[_Iterable[_Union[Pricing, _Mapping]]] = ...) -> None: ...
+
+class Pricing(_message.Message):
+    __slots__ = ("input_per_million_usd", "output_per_million_usd", "per_request_usd", "effective_time")
+    INPUT_PER_MILLION_USD_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PER_MILLION_USD_FIELD_NUMBER: _ClassVar[int]
+    PER_REQUEST_USD_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    input_per_million_usd: str
+    output_per_million_usd: str
+    per_request_usd: str
+    effective_time: _timestamp_pb2.Timestamp
+    def __init__(self, input_per_million_usd: _Optional[str] = ..., output_per_million_usd: _Optional[str] = ..., per_request_usd: _Optional[str] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateDeploymentRequest(_message.Message):
     __slots__ = ("project_id", "deployment")

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UsageRecord(_message.Message):
-    __slots__ = ("request_id", "project_id", "api_key_id", "deployment_id", "prompt_tokens", "completion_tokens", "latency_ms", "status_code", "time", "operation", "client_request_id", "prompt_id", "prompt_version", "prompt_deployment_id", "cached")
+    __slots__ = ("request_id", "project_id", "api_key_id", "deployment_id", "prompt_tokens", "completion_tokens", "latency_ms", "status_code", "time", "operation", "client_request_id", "prompt_id", "prompt_version", "prompt_deployment_id", "cached", "cost_usd")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class UsageRecord(_message.Message):
     PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROMPT_DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     project_id: str
     api_key_id: str
@@ -42,7 +43,8 @@ class UsageRecord(_message.Message):
     prompt_version: int
     prompt_deployment_id: str
     cached: bool
-    def __init__(self, request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., status_code: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[str] = ..., client_request_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., prompt_deployment_id: _Optional[str] = ..., cached: _Optional[bool] = ...) -> None: ...
+    cost_usd: str
+    def __init__(self, request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., status_code: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[str] = ..., client_request_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., prompt_deployment_id: _Optional[str] = ..., cached: _Optional[bool] = ..., cost_usd: _Optional[str] = ...) -> None: ...
 
 class RecordUsageRequest(_message.Message):
     __slots__ = ("records",)
@@ -91,7 +93,7 @@ class QueryUsageRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., prompt_deployment_id: _Optional[str] = ...) -> None: ...
 
 class UsageBucket(_message.Message):
-    __slots__ = ("date", "api_key_id", "deployment_id", "requests", "prompt_tokens", "completion_tokens", "errors", "prompt_id", "prompt_version", "prompt_deployment_id", "cached_requests")
+    __slots__ = ("date", "api_key_id", "deployment_id", "requests", "prompt_tokens", "completion_tokens", "errors", "prompt_id", "prompt_version", "prompt_deployment_id", "cached_requests", "cost_usd")
     DATE_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +105,7 @@ class UsageBucket(_message.Message):
     PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROMPT_DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CACHED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     date: str
     api_key_id: str
     deployment_id: str
@@ -114,10 +117,13 @@ class UsageBucket(_message.Message):
     prompt_version: int
     prompt_deployment_id: str
     cached_requests: int
-    def __init__(self, date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., prompt_deployment_id: _Optional[str] = ..., cached_requests: _Optional[int] = ...) -> None: ...
+    cost_usd: str
+    def __init__(self, date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., prompt_deployment_id: _Optional[str] = ..., cached_requests: _Optional[int] = ..., cost_usd: _Optional[str] = ...) -> None: ...
 
 class QueryUsageResponse(_message.Message):
-    __slots__ = ("buckets",)
+    __slots__ = ("buckets", "total_cost_usd")
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COST_USD_FIELD_NUMBER: _ClassVar[int]
     buckets: _containers.RepeatedCompositeFieldContainer[UsageBucket]
-    def __init__(self, buckets: _Optional[_Iterable[_Union[UsageBucket, _Mapping]]] = ...) -> None: ...
+    total_cost_usd: str
+    def __init__(self, buckets: _Optional[_Iterable[_Union[UsageBucket, _Mapping]]] = ..., total_cost_usd: _Optional[str] = ...) -> None: ...

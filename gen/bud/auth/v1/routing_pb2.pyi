@@ -58,7 +58,7 @@ class RouteKey(_message.Message):
     def __init__(self, id: _Optional[str] = ..., prefix: _Optional[str] = ..., key_hash: _Optional[bytes] = ..., project_id: _Optional[str] = ..., deployment_ids: _Optional[_Iterable[str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ...) -> None: ...
 
 class RouteDeployment(_message.Message):
-    __slots__ = ("id", "project_id", "name", "endpoints", "requests_per_minute", "tokens_per_minute", "ready", "create_time", "prompt_id", "prompt_version", "max_concurrency", "prompt_label", "caching", "cold_start")
+    __slots__ = ("id", "project_id", "name", "endpoints", "requests_per_minute", "tokens_per_minute", "ready", "create_time", "prompt_id", "prompt_version", "max_concurrency", "prompt_label", "caching", "cold_start", "pricing")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class RouteDeployment(_message.Message):
     PROMPT_LABEL_FIELD_NUMBER: _ClassVar[int]
     CACHING_FIELD_NUMBER: _ClassVar[int]
     COLD_START_FIELD_NUMBER: _ClassVar[int]
+    PRICING_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     name: str
@@ -87,7 +88,36 @@ class RouteDeployment(_message.Message):
     prompt_label: str
     caching: bool
     cold_start: bool
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[RouteEndpoint, _Mapping]]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., ready: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., prompt_label: _Optional[str] = ..., caching: _Optional[bool] = ..., cold_start: _Optional[bool] = ...) -> None: ...
+    pricing: RoutePricing
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[RouteEndpoint, _Mapping]]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., ready: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., prompt_label: _Optional[str] = ..., caching: _Optional[bool] = ..., cold_start: _Optional[bool] = ..., pricing: _Optional[_Union[RoutePricing, _Mapping]] = ...) -> None: ...
+
+class RoutePricing(_message.Message):
+    __slots__ = ("input_micros_per_million", "output_micros_per_million", "request_micros")
+    INPUT_MICROS_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_MICROS_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    input_micros_per_million: int
+    output_micros_per_million: int
+    request_micros: int
+    def __init__(self, input_micros_per_million: _Optional[int] = ..., output_micros_per_million: _Optional[int] = ..., request_micros: _Optional[int] = ...) -> None: ...
+
+class RouteBudget(_message.Message):
+    __slots__ = ("id", "api_key_id", "period", "limit_micros", "alert_thresholds", "hard_stop", "webhook_url")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ALERT_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    HARD_STOP_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    api_key_id: str
+    period: str
+    limit_micros: int
+    alert_thresholds: _containers.RepeatedScalarFieldContainer[int]
+    hard_stop: bool
+    webhook_url: str
+    def __init__(self, id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., period: _Optional[str] = ..., limit_micros: _Optional[int] = ..., alert_thresholds: _Optional[_Iterable[int]] = ..., hard_stop: _Optional[bool] = ..., webhook_url: _Optional[str] = ...) -> None: ...
 
 class RouteEndpoint(_message.Message):
     __slots__ = ("address", "served_model_name")
@@ -98,12 +128,14 @@ class RouteEndpoint(_message.Message):
     def __init__(self, address: _Optional[str] = ..., served_model_name: _Optional[str] = ...) -> None: ...
 
 class RouteProject(_message.Message):
-    __slots__ = ("id", "name")
+    __slots__ = ("id", "name", "budgets")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    budgets: _containers.RepeatedCompositeFieldContainer[RouteBudget]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., budgets: _Optional[_Iterable[_Union[RouteBudget, _Mapping]]] = ...) -> None: ...
 
 class ReportLoadRequest(_message.Message):
     __slots__ = ("gateway_id", "deployments")
