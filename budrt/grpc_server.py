@@ -18,6 +18,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from budrt import tracing
 from budrt.interceptors import DEFAULT_INTERCEPTORS, CallInterceptor, InterceptorChain
 from budrt.tls import TlsMaterial, check_plaintext_listen, process_tls
 
@@ -158,9 +159,12 @@ def service_channel(
 ) -> grpc.aio.Channel:
     """A client channel to another service with the platform's message-size and keepalive
     options: mutual TLS with the process's certificate (`tls`: another's, or None for
-    plaintext) when TLS is on, plaintext when it is off."""
+    plaintext) when TLS is on, plaintext when it is off; with tracing on, its calls carry the
+    caller's W3C `traceparent` (`budrt.tracing.client_interceptors`)."""
     if tls is PROCESS_TLS:
         tls = process_tls()
+    # Tracing on: every call carries the current span's traceparent (none off: nothing added).
+    interceptors = [*(interceptors or ()), *tracing.client_interceptors()] or None
     if tls is None:
         return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
     return grpc.aio.secure_channel(

@@ -16,6 +16,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from bud.app.v1.response_store_pb2 import StoredResponse
 from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
+from budrt import metrics
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from budrt.interceptors import DEFAULT_INTERCEPTORS
 from gateway.backends import Backend, LocalBackend, RemoteBackend
@@ -209,6 +210,17 @@ async def serve(
     )
     http_server = uvicorn.Server(http_config(app, settings))
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
+    # The routing tables' replicas per model deployment, read when /metrics is scraped.
+    metrics.CALLBACKS.add(
+        "gateway.replicas",
+        metrics.replicas(
+            lambda: [
+                (d.name, tables.projects.get(d.project_id, d.project_id), len(d.endpoints), d.ready)
+                for d in tables.deployments.values()
+                if not d.prompt_id
+            ]
+        ),
+    )
     await grpc_server.start()
     warm_conversion_processes()
     watcher = asyncio.create_task(RoutingWatcher(settings.app_address, tables, socket.gethostname()).run())
