@@ -25,8 +25,8 @@ up: setup
 
 # Real servers the tests start on loopback (Debian packages).
 test-deps:
-	@test -x /usr/lib/postgresql/15/bin/initdb && command -v redis-server >/dev/null && command -v jq >/dev/null && test -x /usr/sbin/clamd || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server jq clamav-daemon >/dev/null; }
+	@test -x /usr/lib/postgresql/15/bin/initdb && command -v redis-server >/dev/null && command -v jq >/dev/null && test -x /usr/sbin/clamd && command -v prometheus >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server jq clamav-daemon prometheus >/dev/null; }
 
 test: setup test-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
