@@ -47,11 +47,12 @@ def route(operation: str) -> str:
 
 
 def step(name: str, attributes: dict[str, Any] | None = None) -> Any:
-    """A span around one step of a request (authentication, routing, admission...); tracing
-    off, a shared do-nothing context."""
+    """A span around one step of a request (authentication, routing, admission...), inside the
+    request's span when it records; tracing off (or the trace not sampled), a shared do-nothing
+    context."""
     if not tracing.enabled():
         return _NULL
-    return tracing.span(name, attributes)
+    return tracing.child_span(name, attributes)
 
 
 def annotate(**attributes: Any) -> None:
