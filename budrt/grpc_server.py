@@ -160,16 +160,17 @@ def service_channel(
     """A client channel to another service with the platform's message-size and keepalive
     options: mutual TLS with the process's certificate (`tls`: another's, or None for
     plaintext) when TLS is on, plaintext when it is off; with tracing on, its calls carry the
-    caller's W3C `traceparent` (`budrt.tracing.client_interceptors`)."""
+    caller's W3C `traceparent` (`budrt.tracing.traced_channel`)."""
     if tls is PROCESS_TLS:
         tls = process_tls()
-    # Tracing on: every call carries the current span's traceparent (none off: nothing added).
-    interceptors = [*(interceptors or ()), *tracing.client_interceptors()] or None
     if tls is None:
-        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
-    return grpc.aio.secure_channel(
-        address,
-        tls.channel_credentials(),
-        options=[*CHANNEL_OPTIONS, *tls.channel_options()],
-        interceptors=interceptors,
-    )
+        channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    else:
+        channel = grpc.aio.secure_channel(
+            address,
+            tls.channel_credentials(),
+            options=[*CHANNEL_OPTIONS, *tls.channel_options()],
+            interceptors=interceptors,
+        )
+    # Tracing on: every call carries the current span's traceparent (off: the channel as is).
+    return tracing.traced_channel(channel)
