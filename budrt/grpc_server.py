@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from budrt import tracing
-from budrt.interceptors import DEFAULT_INTERCEPTORS, CallInterceptor, InterceptorChain
+from budrt.interceptors import DEFAULT_INTERCEPTORS, CallInterceptor, InterceptorChain, with_metrics
 from budrt.tls import TlsMaterial, check_plaintext_listen, process_tls
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class GrpcServer:
             check_plaintext_listen(address)
         self.tls = tls
         self.edge = edge
+        interceptors = with_metrics(interceptors)  # calls over the wire are counted
         if tls is not None and authorization is not None:
             interceptors = (*interceptors, authorization)
         chain = InterceptorChain(interceptors, services=[b.descriptor.full_name for b in self.bindings])

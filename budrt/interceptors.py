@@ -221,7 +221,7 @@ def _outcome(err: BaseException) -> str:
 
 
 class CallMetrics(CallInterceptor):
-    """Counts every call by method and status code and times it (`budrt.metrics`:
+    """Counts every call served over gRPC by method and status code and times it (`budrt.metrics`:
     bud_grpc_server_handled_total, bud_grpc_server_handling_seconds). Inside ErrorMapping, so a
     ServiceError is counted with its code. The label children are looked up once per method."""
 
@@ -365,15 +365,28 @@ def _end_failed(span: Any, err: BaseException) -> None:
 
 
 # Outermost first: the request id is bound before anything logs; errors are mapped outside the
-# metrics and the span, so a ServiceError reaches them with its code, and the hooks outside see
-# the call end as the caller will (an abort).
+# span, so a ServiceError reaches it with its code, and the hooks outside see the call end as the
+# caller will (an abort). `GrpcServer` adds `CallMetrics` after ErrorMapping (`with_metrics`):
+# calls over the wire are counted, in-process calls (already counted by what makes them: the
+# gateway's requests) are not, which keeps ~20 µs of histogram work off the co-hosted path.
 DEFAULT_INTERCEPTORS: tuple[CallInterceptor, ...] = (
     RequestIds(),
     CallLog(),
     ErrorMapping(),
-    CallMetrics(),
     Tracing(),
 )
+_CALL_METRICS = CallMetrics()
+
+
+def with_metrics(interceptors: Sequence[CallInterceptor]) -> tuple[CallInterceptor, ...]:
+    """`interceptors` with `CallMetrics` just inside the first ErrorMapping (so a ServiceError is
+    counted with its code), or innermost when there is none."""
+    chain = list(interceptors)
+    if any(isinstance(i, CallMetrics) for i in chain):
+        return tuple(chain)
+    at = next((n + 1 for n, i in enumerate(chain) if isinstance(i, ErrorMapping)), len(chain))
+    chain.insert(at, _CALL_METRICS)
+    return tuple(chain)
 
 
 def is_generated_default(behavior: Behavior) -> bool:

@@ -114,7 +114,7 @@ COST = Counter(
 # ---- every gRPC server ---------------------------------------------------------------------
 GRPC_HANDLED = Counter(
     "bud_grpc_server_handled",
-    "RPCs completed by this process's servers (and in-process calls), by method and status code.",
+    "RPCs completed by this process's gRPC servers, by method and status code.",
     ["method", "code"],
     registry=REGISTRY,
 )

@@ -71,7 +71,7 @@ def key_prefix(token: str) -> str:
 
 
 def authenticated(prefix: str) -> None:
-    metrics.AUTH_ATTEMPTS.labels("success").inc()
+    _child(metrics.AUTH_ATTEMPTS, "success").inc()
     if auth_log.isEnabledFor(logging.DEBUG):
         auth_log.debug(
             "authentication", extra={"event": "authentication", "outcome": "success", "key_prefix": prefix}
@@ -92,11 +92,11 @@ def cache_lookup(deployment: Any, hit: bool) -> None:
 
 
 def admitted(deployment: Any) -> None:
-    metrics.IN_FLIGHT.labels(deployment.name).inc()
+    _child(metrics.IN_FLIGHT, deployment.name).inc()
 
 
 def released(deployment: Any) -> None:
-    metrics.IN_FLIGHT.labels(deployment.name).dec()
+    _child(metrics.IN_FLIGHT, deployment.name).dec()
 
 
 @contextlib.contextmanager
@@ -119,6 +119,19 @@ def refused(operation: str, deployment: Any, project: str, reason: str, status: 
         metrics.REJECTIONS.labels(kind, name).inc()
 
 
+# Label children by their label values: `labels()` validates and locks on every call, a dict
+# lookup does not (the values are bounded, so are these).
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (metric, *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
 def finished(charge: Any, project: str) -> None:
     """One request's end: its series and its log line. `charge`: the servicer's `_Charge`
     (identity, outcome, tokens, times; `cost_usd` when the request was priced)."""
@@ -127,17 +140,17 @@ def finished(charge: Any, project: str) -> None:
     op_route = route(charge.operation)
     ended = charge.ended or time.perf_counter()
     duration = ended - charge.started
-    metrics.REQUESTS.labels(op_route, deployment, project, str(status)).inc()
-    metrics.REQUEST_DURATION.labels(op_route, deployment).observe(duration)
+    _child(metrics.REQUESTS, op_route, deployment, project, str(status)).inc()
+    _child(metrics.REQUEST_DURATION, op_route, deployment).observe(duration)
     if charge.prompt_tokens:
-        metrics.INPUT_TOKENS.labels(deployment, project).inc(charge.prompt_tokens)
+        _child(metrics.INPUT_TOKENS, deployment, project).inc(charge.prompt_tokens)
     if charge.completion_tokens:
-        metrics.OUTPUT_TOKENS.labels(deployment, project).inc(charge.completion_tokens)
+        _child(metrics.OUTPUT_TOKENS, deployment, project).inc(charge.completion_tokens)
     if charge.first_token:
-        metrics.TIME_TO_FIRST_TOKEN.labels(deployment).observe(charge.first_token - charge.started)
+        _child(metrics.TIME_TO_FIRST_TOKEN, deployment).observe(charge.first_token - charge.started)
         if charge.completion_tokens > 1:
             per_token = (ended - charge.first_token) / (charge.completion_tokens - 1)
-            metrics.TIME_PER_OUTPUT_TOKEN.labels(deployment).observe(per_token)
+            _child(metrics.TIME_PER_OUTPUT_TOKEN, deployment).observe(per_token)
     cost = getattr(charge, "cost_usd", None)
     if cost:
         metrics.COST.labels(deployment, project).inc(cost)
