@@ -338,20 +338,25 @@ class Tracing(CallInterceptor):
 
 def _server_span(method: str, operation: str | None, request: Any, context: Any) -> tuple[Any, Any]:
     """The call's span and the context it is current in: under the current span when the call is
-    made in process, else under the metadata's `traceparent` (None: a new trace)."""
+    made in process, else under the metadata's `traceparent` (None: a new trace). Its attributes
+    are read only when it records (a trace not sampled costs the span's creation alone)."""
     parent = None
     if not trace.get_current_span().get_span_context().is_valid:
         parent = tracing.extract(context.invocation_metadata())
-    attributes: dict[str, Any] = {"rpc.system": "grpc", "rpc.method": method}
     name = method
     if operation is not None:
-        attributes.update(tracing.request_attributes(operation, request))
-        model = attributes.get("gen_ai.request.model")
+        model = getattr(request, "model", "")
         name = f"{operation} {model}" if model else operation
-    current = request_id.get()
-    if current:
-        attributes["bud.request_id"] = current
-    return tracing.start_span(name, parent, SpanKind.SERVER, attributes)
+    span, ctx = tracing.start_span(name, parent, SpanKind.SERVER)
+    if span.is_recording():
+        attributes: dict[str, Any] = {"rpc.system": "grpc", "rpc.method": method}
+        if operation is not None:
+            attributes.update(tracing.request_attributes(operation, request))
+        current = request_id.get()
+        if current:
+            attributes["bud.request_id"] = current
+        span.set_attributes(attributes)
+    return span, ctx
 
 
 def _end_failed(span: Any, err: BaseException) -> None:

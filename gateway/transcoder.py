@@ -185,12 +185,16 @@ class Transcoder:
         """`_serve_route` inside the request's SERVER span (named by the route's template, never
         the raw path), a child of the client's `traceparent` header when it sent one."""
         parent = tracing.extract(scope.get("headers"))
-        attributes = {
-            "http.request.method": route.http_method,
-            "http.route": route.template,
-            "bud.request_id": request_id,
-        }
-        span, ctx = tracing.start_span(f"{route.http_method} {route.template}", parent, attributes=attributes)
+        span, ctx = tracing.start_span(f"{route.http_method} {route.template}", parent)
+        recording = span.is_recording()
+        if recording:
+            span.set_attributes(
+                {
+                    "http.request.method": route.http_method,
+                    "http.route": route.template,
+                    "bud.request_id": request_id,
+                }
+            )
         status = 0
 
         async def observed(message: dict[str, Any]) -> None:
@@ -204,9 +208,10 @@ class Transcoder:
             await self._serve_route(route, path_values, scope, receive, observed, request_id)
         finally:
             tracing.otel_context.detach(token)
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                tracing.set_error(span, f"HTTP {status}")
+            if recording:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    tracing.set_error(span, f"HTTP {status}")
             span.end()
 
     async def _serve_route(
