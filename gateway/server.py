@@ -240,6 +240,7 @@ async def serve(
     with contextlib.suppress(Exception):
         await http_task
     await grpc_server.stop(5)
+    metrics.CALLBACKS.remove("gateway.replicas")
     for task in (watcher, flusher, storer, checker):
         task.cancel()
     await asyncio.gather(watcher, flusher, storer, checker, return_exceptions=True)
