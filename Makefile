@@ -42,8 +42,8 @@ up: setup
 # Real servers the tests start on loopback (Debian packages);
 # chromium and npm: the studio's browser tests (tests/studio/) and its build.
 test-deps:
-	@test -x /usr/lib/postgresql/15/bin/initdb && command -v redis-server >/dev/null && command -v jq >/dev/null && test -x /usr/sbin/clamd && test -x /usr/bin/chromium && command -v npm >/dev/null || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server jq clamav-daemon chromium npm >/dev/null; }
+	@test -x /usr/lib/postgresql/15/bin/initdb && command -v redis-server >/dev/null && command -v jq >/dev/null && test -x /usr/sbin/clamd && test -x /usr/bin/chromium && command -v npm >/dev/null && command -v prometheus >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server jq clamav-daemon chromium npm prometheus >/dev/null; }
 
 test: setup test-deps studio lint
 	$(PY) -m pytest $(PYTEST_ARGS)

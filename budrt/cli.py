@@ -24,10 +24,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from budrt import tracing
 from budrt.components import Component, Host, discover, settings_of, standalone, up_groups
 from budrt.database import SchemaBehindError
 from budrt.grpc_server import install_stop_signals
 from budrt.logs import setup_logging
+from budrt.metrics import start_process_metrics
 from budrt.settings import RuntimeSettings, SettingsError, check_known, redacted, settings
 from budrt.tls import (
     OPERATOR,
@@ -53,12 +55,17 @@ async def _run_services(components: dict[str, Component], names: list[str]) -> N
     offers in process (the engine its servicer) the others find."""
     stop = asyncio.Event()
     install_stop_signals(stop)
+    # The process's /metrics, at its first component's (the host's) metrics address.
+    exporter = await start_process_metrics(settings_of(components[names[0]]), names[0])
     host = Host(components, names, stop)
     runs = [components[name].start(host) for name in names]  # type: ignore[misc]
     tasks = [asyncio.create_task(run()) for run in runs]
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     stop.set()  # one service ended (or failed): the others stop with it
     await asyncio.gather(*tasks, return_exceptions=True)
+    if exporter is not None:
+        await exporter.stop()
+    tracing.shutdown()  # the spans still queued are exported
     for task in done:
         task.result()  # a failure surfaces as this process's failure
 
@@ -67,6 +74,7 @@ def serve_command(components: dict[str, Component], names: list[str]) -> int:
     """Runs one component (or several co-hosted) in this process until SIGTERM/SIGINT."""
     conf = settings()
     setup_logging(conf.log_level, service="+".join(names))
+    tracing.configure_from(conf, "+".join(names))  # nothing at all without an OTLP endpoint
     conf.ensure_data_dir()  # after the logging setup: tightening an old one is logged
     warn_if_insecure(conf)
     # The process's service identity is its first component's (the host's): `gateway` for

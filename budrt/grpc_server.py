@@ -18,7 +18,8 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from budrt.interceptors import DEFAULT_INTERCEPTORS, CallInterceptor, InterceptorChain
+from budrt import tracing
+from budrt.interceptors import DEFAULT_INTERCEPTORS, CallInterceptor, InterceptorChain, with_metrics
 from budrt.tls import TlsMaterial, check_plaintext_listen, process_tls
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class GrpcServer:
             check_plaintext_listen(address)
         self.tls = tls
         self.edge = edge
+        interceptors = with_metrics(interceptors)  # calls over the wire are counted
         if tls is not None and authorization is not None:
             interceptors = (*interceptors, authorization)
         chain = InterceptorChain(interceptors, services=[b.descriptor.full_name for b in self.bindings])
@@ -158,14 +160,18 @@ def service_channel(
 ) -> grpc.aio.Channel:
     """A client channel to another service with the platform's message-size and keepalive
     options: mutual TLS with the process's certificate (`tls`: another's, or None for
-    plaintext) when TLS is on, plaintext when it is off."""
+    plaintext) when TLS is on, plaintext when it is off; with tracing on, its calls carry the
+    caller's W3C `traceparent` (`budrt.tracing.traced_channel`)."""
     if tls is PROCESS_TLS:
         tls = process_tls()
     if tls is None:
-        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
-    return grpc.aio.secure_channel(
-        address,
-        tls.channel_credentials(),
-        options=[*CHANNEL_OPTIONS, *tls.channel_options()],
-        interceptors=interceptors,
-    )
+        channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    else:
+        channel = grpc.aio.secure_channel(
+            address,
+            tls.channel_credentials(),
+            options=[*CHANNEL_OPTIONS, *tls.channel_options()],
+            interceptors=interceptors,
+        )
+    # Tracing on: every call carries the current span's traceparent (off: the channel as is).
+    return tracing.traced_channel(channel)

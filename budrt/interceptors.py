@@ -1,5 +1,5 @@
-"""The hooks every RPC passes through: error mapping, request ids, logging (metrics, tracing and
-auth hook in here next).
+"""The hooks every RPC passes through: request ids, logging, metrics, tracing, error mapping
+(authorisation is a component's interceptor, appended by `GrpcServer`).
 
 A :class:`CallInterceptor` wraps one method's behaviour (the servicer's coroutine or async
 generator) once, when the method is first called; the wrapped behaviour then runs per call. The
@@ -11,6 +11,7 @@ directly, so a call behaves the same over the wire and in process.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import re
@@ -21,7 +22,11 @@ from contextvars import ContextVar
 from typing import Any
 
 import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from budrt import metrics, tracing
 from budrt.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -204,9 +209,189 @@ class ErrorMapping(CallInterceptor):
         return mapped
 
 
-# Outermost first: the request id is bound before anything logs; errors are mapped innermost, so
-# the hooks outside see the call end as the caller will (an abort).
-DEFAULT_INTERCEPTORS: tuple[CallInterceptor, ...] = (RequestIds(), CallLog(), ErrorMapping())
+def _outcome(err: BaseException) -> str:
+    """The status code name a call ending with `err` answers (raised inside ErrorMapping)."""
+    if isinstance(err, ServiceError):
+        return err.code.name
+    if isinstance(err, (GeneratorExit, asyncio.CancelledError)):
+        return "CANCELLED"
+    if isinstance(err, grpc.aio.AbortError):
+        return "ABORTED_BY_SERVICER"
+    return "INTERNAL"
+
+
+class CallMetrics(CallInterceptor):
+    """Counts every call served over gRPC by method and status code and times it (`budrt.metrics`:
+    bud_grpc_server_handled_total, bud_grpc_server_handling_seconds). Inside ErrorMapping, so a
+    ServiceError is counted with its code. The label children are looked up once per method."""
+
+    def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
+        duration = metrics.GRPC_DURATION.labels(method)
+        ok = metrics.GRPC_HANDLED.labels(method, "OK")
+
+        async def measured(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                response = await behavior(request, context)
+            except BaseException as err:
+                metrics.GRPC_HANDLED.labels(method, _outcome(err)).inc()
+                raise
+            finally:
+                duration.observe(time.perf_counter() - started)
+            ok.inc()
+            return response
+
+        return measured
+
+    def wrap_stream(self, behavior: Behavior, method: str) -> Behavior:
+        if method.rsplit("/", 1)[-1].startswith("Watch"):
+            return behavior  # watch streams last as long as their peer: no duration to speak of
+        duration = metrics.GRPC_DURATION.labels(method)
+        ok = metrics.GRPC_HANDLED.labels(method, "OK")
+
+        async def measured(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            items = behavior(request, context)
+            try:
+                async for item in items:
+                    yield item
+            except BaseException as err:
+                metrics.GRPC_HANDLED.labels(method, _outcome(err)).inc()
+                raise
+            else:
+                ok.inc()
+            finally:
+                duration.observe(time.perf_counter() - started)
+                await items.aclose()
+
+        return measured
+
+
+class Tracing(CallInterceptor):
+    """A SERVER span per call (`budrt.tracing`), child of the caller's: the current span for an
+    in-process call, else the `traceparent` of the call's metadata, else a new trace. Model calls
+    (`genai_operation`) carry GenAI attributes (model, sampling settings, usage, finish reasons)
+    and, streamed, the events `first_token` and `last_token`. With tracing off when the method is
+    first called, the behaviour is left unwrapped: it costs nothing. Watch streams (as long-lived
+    as their peer) are not traced."""
+
+    def wrap_unary(self, behavior: Behavior, method: str) -> Behavior:
+        if not tracing.enabled():
+            return behavior
+        operation = tracing.genai_operation(method)
+
+        async def traced(request: Any, context: Any) -> Any:
+            span, ctx = _server_span(method, operation, request, context)
+            token = otel_context.attach(ctx)
+            try:
+                response = await behavior(request, context)
+            except BaseException as err:
+                _end_failed(span, err)
+                raise
+            finally:
+                otel_context.detach(token)
+            if operation is not None and span.is_recording():
+                tracing.answer_attributes(span, response)
+            span.end()
+            return response
+
+        return traced
+
+    def wrap_stream(self, behavior: Behavior, method: str) -> Behavior:
+        if not tracing.enabled() or method.rsplit("/", 1)[-1].startswith("Watch"):
+            return behavior
+        operation = tracing.genai_operation(method)
+
+        async def traced(request: Any, context: Any) -> Any:
+            span, ctx = _server_span(method, operation, request, context)
+            items = behavior(request, context)
+            recording = span.is_recording()
+            first = True
+            try:
+                while True:
+                    # Current only while the servicer runs: an async generator's steps run in
+                    # its consumer's context, which must get its own span back after each one.
+                    token = otel_context.attach(ctx)
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        otel_context.detach(token)
+                    if recording and operation is not None:
+                        if first:
+                            span.add_event("first_token")
+                            first = False
+                        tracing.answer_attributes(span, item)
+                    yield item
+                if recording and operation is not None:
+                    span.add_event("last_token")
+            except BaseException as err:
+                _end_failed(span, err)
+                raise
+            finally:
+                await items.aclose()
+            span.end()
+
+        return traced
+
+
+def _server_span(method: str, operation: str | None, request: Any, context: Any) -> tuple[Any, Any]:
+    """The call's span and the context it is current in: under the current span when the call is
+    made in process, else under the metadata's `traceparent` (None: a new trace). Its attributes
+    are read only when it records (a trace not sampled costs the span's creation alone)."""
+    parent = None
+    if not trace.get_current_span().get_span_context().is_valid:
+        parent = tracing.extract(context.invocation_metadata())
+    name = method
+    if operation is not None:
+        model = getattr(request, "model", "")
+        name = f"{operation} {model}" if model else operation
+    span, ctx = tracing.start_span(name, parent, SpanKind.SERVER)
+    if span.is_recording():
+        attributes: dict[str, Any] = {"rpc.system": "grpc", "rpc.method": method}
+        if operation is not None:
+            attributes.update(tracing.request_attributes(operation, request))
+        current = request_id.get()
+        if current:
+            attributes["bud.request_id"] = current
+        span.set_attributes(attributes)
+    return span, ctx
+
+
+def _end_failed(span: Any, err: BaseException) -> None:
+    if span.is_recording():
+        code = _outcome(err)
+        span.set_attribute("rpc.grpc.status_code", code)
+        if code != "CANCELLED":
+            message = err.message if isinstance(err, ServiceError) else type(err).__name__
+            span.set_status(Status(StatusCode.ERROR, f"{code}: {message}"[:256]))
+    span.end()
+
+
+# Outermost first: the request id is bound before anything logs; errors are mapped outside the
+# span, so a ServiceError reaches it with its code, and the hooks outside see the call end as the
+# caller will (an abort). `GrpcServer` adds `CallMetrics` after ErrorMapping (`with_metrics`):
+# calls over the wire are counted, in-process calls (already counted by what makes them: the
+# gateway's requests) are not, which keeps ~20 µs of histogram work off the co-hosted path.
+DEFAULT_INTERCEPTORS: tuple[CallInterceptor, ...] = (
+    RequestIds(),
+    CallLog(),
+    ErrorMapping(),
+    Tracing(),
+)
+_CALL_METRICS = CallMetrics()
+
+
+def with_metrics(interceptors: Sequence[CallInterceptor]) -> tuple[CallInterceptor, ...]:
+    """`interceptors` with `CallMetrics` just inside the first ErrorMapping (so a ServiceError is
+    counted with its code), or innermost when there is none."""
+    chain = list(interceptors)
+    if any(isinstance(i, CallMetrics) for i in chain):
+        return tuple(chain)
+    at = next((n + 1 for n, i in enumerate(chain) if isinstance(i, ErrorMapping)), len(chain))
+    chain.insert(at, _CALL_METRICS)
+    return tuple(chain)
 
 
 def is_generated_default(behavior: Behavior) -> bool:

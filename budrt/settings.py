@@ -113,6 +113,21 @@ class RuntimeSettings(BaseSettings):
     # on every start. Without it such a server refuses to start.
     insecure: bool = False
 
+    # Tracing (budrt/tracing.py): an OTLP/gRPC collector (`http://host:4317`: plaintext,
+    # `https://`: TLS); empty: no tracer provider at all. The share of new traces kept; whether
+    # message content may be recorded in spans (off: never prompts, answers or tool arguments).
+    otlp_endpoint: str = ""
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    trace_capture_content: bool = False
+    # Prometheus `/metrics` (budrt/metrics.py), one port per process, at its first component's
+    # address (`budrt serve gateway engine`: the gateway's); empty: none. Loopback by default;
+    # another address needs `metrics_token` (a bearer token the scraper sends) or `insecure`.
+    gateway_metrics_address: str = "127.0.0.1:9464"
+    engine_metrics_address: str = "127.0.0.1:9465"
+    app_metrics_address: str = "127.0.0.1:9466"
+    prompt_metrics_address: str = "127.0.0.1:9467"
+    metrics_token: str = Field(default="", repr=False, json_schema_extra={"secret": True})
+
     @classmethod
     def settings_customise_sources(
         cls,

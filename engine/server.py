@@ -6,6 +6,7 @@ import asyncio
 
 from auth.service_identity import ServiceIdentityPolicy
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
+from budrt import metrics
 from budrt.grpc_server import GrpcServer, ServiceBinding
 from engine.manager import ModelManager
 from engine.service import EngineServicer
@@ -35,11 +36,17 @@ async def serve(
         authorization=ServiceIdentityPolicy(),  # engine RPCs: gateways and the app only
     )
     servicer.manager.health = server.health
+    # Its models' running/waiting requests, KV-cache use and token counts, read when scraped.
+    manager = servicer.manager
+    metrics.CALLBACKS.add(
+        "engine", metrics.engine_stats(lambda: [(slot.name, slot.model) for slot in manager.slots.values()])
+    )
     await server.start()
     watchdog = asyncio.create_task(servicer.manager.watch())
     try:
         await stop.wait()
     finally:
         watchdog.cancel()
+        metrics.CALLBACKS.remove("engine")
         await server.stop(5)
         await servicer.manager.close()

@@ -45,7 +45,7 @@ from budrt.errors import (
 )
 from budrt.interceptors import call_request_id
 from budrt.money import format_nanos
-from gateway import conversation, responses
+from gateway import conversation, observe, responses
 from gateway.budgets import BudgetEnforcer, Hold
 from gateway.cold_start import ColdStarts
 from gateway.concurrency import RETRY_AFTER_S, ConcurrencyLimiter, MemoryConcurrencyLimiter, Slot
@@ -123,6 +123,8 @@ class _Charge:
     # What it cost in nano-dollars (its deployment's price; set when it is accounted): the usage
     # record's `cost_usd` and the budgets' settlement.
     cost_nanos: int = 0
+    first_token: float = 0.0  # perf_counter of a stream's first generated token (TTFT)
+    ended: float = 0.0  # perf_counter when the engine call ended (the request's duration)
 
 
 @dataclass(frozen=True)
@@ -222,13 +224,16 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             # The first of several authorization entries counts, as the gateway has always done.
             token = bearer_credential(context.invocation_metadata(), first_of_many=True)
         except BearerError:
+            observe.auth_failed("missing_key")
             raise unauthenticated(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
                 reason=Reason.INVALID_API_KEY,
             ) from None
         key = self.tables.authenticate(token, self.key_hash_secret)
         if key is None:
+            observe.auth_failed("invalid_key", token)
             raise unauthenticated("Incorrect API key provided.", reason=Reason.INVALID_API_KEY)
+        observe.authenticated(key.prefix)
         return key
 
     def _route(self, key: KeyEntry, model: str) -> DeploymentEntry:
@@ -262,8 +267,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
     ) -> tuple[KeyEntry, DeploymentEntry]:
         """Authenticates, routes, and checks the generation caps on `checked` (the client's own
         request, when `request` was converted from it; else `request`)."""
-        key = self._authenticate(context)
-        deployment = self._route(key, request.model)  # type: ignore[attr-defined]
+        with observe.step("bud.authenticate"):
+            key = self._authenticate(context)
+        with observe.step("bud.route", {"gen_ai.request.model": request.model}):  # type: ignore[attr-defined]
+            deployment = self._route(key, request.model)  # type: ignore[attr-defined]
+            observe.annotate(deployment=deployment.name, project=key.project_id)
         self.caps.check(request if checked is None else checked)
         return key, deployment
 
@@ -343,6 +351,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 charge.prompt_tokens, charge.completion_tokens, per_request=status < 400
             )
         )
+        # The request's series and its log line (gateway/observe.py), usage or not.
+        observe.finished(charge, self.tables.projects.get(charge.key.project_id, charge.key.project_id))
         if self.usage is None:
             return
         # The record's key is the recorder's own; the client's id (accepted at the edge, or the
@@ -366,6 +376,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         """Records the request's usage and settles its rate limits. A request that ended
         normally has the engine's usage; one that was cancelled or failed is charged off the
         client's path (`_charge_unfinished`) with what the engine processed."""
+        charge.ended = time.perf_counter()
+        observe.released(charge.deployment)
         if charge.slot is not None:
             self.concurrency.release(charge.slot)  # the engine call is over (or never began)
         if charge.code == grpc.StatusCode.OK or conn is None:
@@ -430,28 +442,37 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         """Authenticates, routes, checks the caps and the limits: the request's charge (with a
         new usage id for the engine call) and its deployment."""
         started = time.perf_counter()
-        key, deployment = self._target(context, request, checked)
-        run, prompt_deployment = self._prompt_run(context, key)
-        cache = await self._cache_lookup(operation, key, deployment, request, prompt_deployment)
-        # A cache hit runs nothing on the engines: it takes no concurrency slot, wakes nothing and
-        # costs nothing.
-        hit = cache is not None and cache.hit
-        hold = None if hit else await self._reserve_budget(context, key, deployment, request)
+        key: KeyEntry | None = None
+        deployment: DeploymentEntry | None = None
         try:
-            decision = await self._admit(context, key, deployment, request, prompt_deployment, cache)
-            self.load.note(deployment.id)
-            if not hit and not deployment.serving:
-                # Scaled to zero: wait for the wake (gateway/cold_start.py), refunding the reserved
-                # tokens of a request refused or gone meanwhile (it ran nothing).
-                try:
-                    deployment = await self.cold_starts.wait(deployment, request.model, context)
-                except BaseException:
-                    await self._settle(decision, 0)
-                    raise
-            slot = None if hit else await self._occupy(context, deployment, decision, request.model)
-        except BaseException:
-            await self.budgets.release(hold)  # refused or gone before it ran: nothing spent
+            key, deployment = self._target(context, request, checked)
+            run, prompt_deployment = self._prompt_run(context, key)
+            cache = await self._cache_lookup(operation, key, deployment, request, prompt_deployment)
+            # A cache hit runs nothing on the engines: it takes no concurrency slot, wakes nothing
+            # and costs nothing.
+            hit = cache is not None and cache.hit
+            hold = None if hit else await self._reserve_budget(context, key, deployment, request)
+            try:
+                with observe.step("bud.rate_limit"):
+                    decision = await self._admit(context, key, deployment, request, prompt_deployment, cache)
+                self.load.note(deployment.id)
+                if not hit and not deployment.serving:
+                    # Scaled to zero: wait for the wake (gateway/cold_start.py), refunding the
+                    # reserved tokens of a request refused or gone meanwhile (it ran nothing).
+                    try:
+                        deployment = await self.cold_starts.wait(deployment, request.model, context)
+                    except BaseException:
+                        await self._settle(decision, 0)
+                        raise
+                slot = None if hit else await self._occupy(context, deployment, decision, request.model)
+            except BaseException:
+                await self.budgets.release(hold)  # refused or gone before it ran: nothing spent
+                raise
+        except ServiceError as err:
+            project = self.tables.projects.get(key.project_id, key.project_id) if key is not None else ""
+            observe.refused(operation, deployment, project, err.reason or "", http_status(err.code))
             raise
+        observe.admitted(deployment)
         charge = _Charge(
             call_request_id(context),
             key,
@@ -495,7 +516,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         if deployment.max_concurrency <= 0:
             return None
         try:
-            slot = await self.concurrency.acquire(f"dep:{deployment.id}", deployment.max_concurrency)
+            with observe.step("bud.concurrency"), observe.queued(deployment):
+                slot = await self.concurrency.acquire(f"dep:{deployment.id}", deployment.max_concurrency)
         except BaseException:
             await self._settle(decision, 0)
             raise
@@ -542,7 +564,9 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         if entry is None:
             return None
         try:
-            return Lookup(entry, await self.response_cache.get(entry))
+            found = Lookup(entry, await self.response_cache.get(entry))
+            observe.cache_lookup(deployment, found.hit)
+            return found
         except Exception as err:
             log.warning("the response cache cannot be read; the engine answers", extra={"error": repr(err)})
             return None
@@ -584,6 +608,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             candidates = self.engines.candidates(deployment.endpoints)
             for attempt, (endpoint, conn) in enumerate(candidates, start=1):
                 request.model = endpoint.served_model_name
+                observe.annotate(replica=endpoint.address, attempt=attempt)
                 try:
                     with self.engines.lease(conn, endpoint, deployment.id):
                         response = await getattr(conn.stub, operation)(
@@ -647,6 +672,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         try:
             for attempt, (endpoint, conn) in enumerate(candidates, start=1):
                 request.model = endpoint.served_model_name
+                observe.annotate(replica=endpoint.address, attempt=attempt)
                 sent = False
                 kept = [] if charge.cache is not None else None
                 with self.engines.lease(conn, endpoint, deployment.id):
@@ -665,6 +691,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                                     chunk.ClearField("usage")
                             elif not charge.usage_seen:
                                 charge.completion_tokens += _streamed_tokens(chunk)
+                            if not charge.first_token and chunk.choices:
+                                charge.first_token = time.perf_counter()
                             chunk.model = client_model
                             sent = True
                             yield chunk

@@ -16,6 +16,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from bud.app.v1.response_store_pb2 import StoredResponse
 from bud.openai.v1 import openai_service_pb2, openai_service_pb2_grpc
+from budrt import metrics
 from budrt.grpc_server import GrpcServer, ServiceBinding, service_channel
 from budrt.interceptors import DEFAULT_INTERCEPTORS
 from gateway.backends import Backend, LocalBackend, RemoteBackend
@@ -233,6 +234,17 @@ async def serve(
     # The prompt studio's web app at /studio/ (static files) in front of the API routes.
     http_server = uvicorn.Server(http_config(StudioRoute(app, settings.studio_dir), settings))
     http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
+    # The routing tables' replicas per model deployment, read when /metrics is scraped.
+    metrics.CALLBACKS.add(
+        "gateway.replicas",
+        metrics.replicas(
+            lambda: [
+                (d.name, tables.projects.get(d.project_id, d.project_id), len(d.endpoints), d.ready)
+                for d in tables.deployments.values()
+                if not d.prompt_id
+            ]
+        ),
+    )
     await grpc_server.start()
     warm_conversion_processes()
     watcher = asyncio.create_task(
@@ -255,6 +267,7 @@ async def serve(
     with contextlib.suppress(Exception):
         await http_task
     await grpc_server.stop(5)
+    metrics.CALLBACKS.remove("gateway.replicas")
     for task in (watcher, reporter, flusher, storer, checker):
         task.cancel()
     await asyncio.gather(watcher, reporter, flusher, storer, checker, return_exceptions=True)

@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 
 from auth.client_address import FORWARDED_FOR
 from bud.api.v1 import json_pb2
+from budrt import tracing
 from budrt.errors import (
     Reason,
     ServiceError,
@@ -167,6 +168,61 @@ class Transcoder:
                 await _respond(send, 404, OPENAI_ERRORS.body(err), request_id)
             return
         route, path_values = found
+        if tracing.enabled():
+            await self._serve_traced(route, path_values, scope, receive, send, request_id)
+        else:
+            await self._serve_route(route, path_values, scope, receive, send, request_id)
+
+    async def _serve_traced(
+        self,
+        route: Route,
+        path_values: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+    ) -> None:
+        """`_serve_route` inside the request's SERVER span (named by the route's template, never
+        the raw path), a child of the client's `traceparent` header when it sent one."""
+        parent = tracing.extract(scope.get("headers"))
+        span, ctx = tracing.start_span(f"{route.http_method} {route.template}", parent)
+        recording = span.is_recording()
+        if recording:
+            span.set_attributes(
+                {
+                    "http.request.method": route.http_method,
+                    "http.route": route.template,
+                    "bud.request_id": request_id,
+                }
+            )
+        status = 0
+
+        async def observed(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        token = tracing.otel_context.attach(ctx)
+        try:
+            await self._serve_route(route, path_values, scope, receive, observed, request_id)
+        finally:
+            tracing.otel_context.detach(token)
+            if recording:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    tracing.set_error(span, f"HTTP {status}")
+            span.end()
+
+    async def _serve_route(
+        self,
+        route: Route,
+        path_values: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+    ) -> None:
         errors = self._backends[route.service.full_name].errors
         try:
             body = await self._read_body(scope, receive)

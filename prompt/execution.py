@@ -42,6 +42,7 @@ import orjson
 from auth.prompt_run import PROMPT_RUN_KEY, PromptRun, sign
 from bud.openai.v1 import response_pb2
 from bud.prompt.v1 import prompt_pb2, prompt_pb2_grpc
+from budrt import tracing
 from budrt.call_headers import pass_answer_headers
 from budrt.errors import Reason, ServiceError, echo, invalid_argument, not_found, unavailable
 from prompt import studio
@@ -118,7 +119,8 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
         settings; `name`: the prompt as errors name it)."""
         values = validate(compiled.inputs, variables_json)
         try:
-            rendered = render_all([(t, values) for _, t in compiled.templates], self.limits)
+            with tracing.span("bud.prompt.render", {"bud.prompt.id": name}):
+                rendered = render_all([(t, values) for _, t in compiled.templates], self.limits)
         except RenderLimitExceeded as err:
             raise invalid_argument(
                 f"rendering prompt {name} stopped: {err}", reason=Reason.RENDER_LIMIT, param="prompt"
@@ -287,7 +289,9 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
             if not compiled.checked:
                 break
             raw = output_text(response)
-            checked = check_answer(spec, compiled.validation, raw, values)
+            with tracing.span("bud.prompt.validate", {"bud.prompt.attempt": len(failures) + 1}) as span:
+                checked = check_answer(spec, compiled.validation, raw, values)
+                span.set_attribute("bud.prompt.valid", not checked.problems)
             if not checked.problems:
                 parsed = checked.parsed
                 break

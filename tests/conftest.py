@@ -25,7 +25,9 @@ from tests.support.mesh import Mesh, start_mesh
 from tests.support.procs import descendants, still_running
 
 # Fixtures that start a real server process: a test using one is an integration test.
-PROCESS_FIXTURES = frozenset({"mesh", "postgres_cluster", "redis_server", "redis_url", "clamd_server"})
+PROCESS_FIXTURES = frozenset(
+    {"mesh", "postgres_cluster", "redis_server", "redis_url", "clamd_server", "prometheus"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

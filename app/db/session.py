@@ -9,6 +9,10 @@ in-process notification that the routing revision moved.
   PostgreSQL it also notifies :data:`ROUTING_CHANNEL` (delivered to other processes on commit).
 - :meth:`Database.transaction` writes without touching the revision (usage bookkeeping).
 
+Each is a span (`db.snapshot`, `db.mutation`, `db.transaction`) inside a traced call (tracing
+on; a background task's reads start no trace of their own): the OpenTelemetry SQLAlchemy
+instrumentation is not installed, so the transactions are traced here.
+
 SQLite specifics: the driver's own transaction handling is switched off and SQLAlchemy emits
 BEGIN itself — ``BEGIN IMMEDIATE`` for writers, so two writers queue on the busy timeout instead
 of one failing at once when both upgrade from a read lock — and WAL lets readers (watch streams)
@@ -27,6 +31,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.db.models import SINGLETON_ID, RoutingState
+from budrt import tracing
 from budrt.database import (
     SQLITE_BUSY_TIMEOUT_S,
     async_database_url,
@@ -95,14 +100,16 @@ class Database:
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:
         """A read transaction whose statements all see the same committed state."""
-        async with self._snapshot() as session, session.begin():
-            yield session
+        with tracing.child_span("db.snapshot", {"db.system.name": self.dialect}):
+            async with self._snapshot() as session, session.begin():
+                yield session
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction that leaves the routing revision alone; committed on success."""
-        async with self._write() as session, session.begin():
-            yield session
+        with tracing.child_span("db.transaction", {"db.system.name": self.dialect}):
+            async with self._write() as session, session.begin():
+                yield session
 
     @asynccontextmanager
     async def mutation(self) -> AsyncIterator[AsyncSession]:
@@ -110,24 +117,25 @@ class Database:
         PostgreSQL, notifies :data:`ROUTING_CHANNEL`, which is delivered at commit), commits on
         success and then wakes this process's routing feed. Call :func:`discard` on the session
         to roll back instead (nothing changed)."""
-        async with self._write() as session:
-            await session.begin()
-            try:
-                await session.execute(
-                    update(RoutingState)
-                    .where(RoutingState.id == SINGLETON_ID)
-                    .values(revision=RoutingState.revision + 1)
-                )
-                if self.dialect == "postgresql":
-                    await session.execute(select(func.pg_notify(ROUTING_CHANNEL, "")))
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
-            if session.info.get(_ROLLBACK_INFO):
-                await session.rollback()
-                return
-            await session.commit()
+        with tracing.child_span("db.mutation", {"db.system.name": self.dialect}):
+            async with self._write() as session:
+                await session.begin()
+                try:
+                    await session.execute(
+                        update(RoutingState)
+                        .where(RoutingState.id == SINGLETON_ID)
+                        .values(revision=RoutingState.revision + 1)
+                    )
+                    if self.dialect == "postgresql":
+                        await session.execute(select(func.pg_notify(ROUTING_CHANNEL, "")))
+                    yield session
+                except BaseException:
+                    await session.rollback()
+                    raise
+                if session.info.get(_ROLLBACK_INFO):
+                    await session.rollback()
+                    return
+                await session.commit()
         self.changes.notify()
 
     async def revision(self) -> int:

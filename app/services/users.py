@@ -16,6 +16,8 @@ the routing revision alone.
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,6 +61,8 @@ ME = "me"
 # left at their defaults in a partial body).
 SELF_WRITABLE = ("display_name",)
 ADMIN_WRITABLE = ("display_name", "disabled", "platform_admin")
+
+log = logging.getLogger(__name__)
 
 
 async def create_user(
@@ -194,8 +198,15 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             user = await session.scalar(select(models.User).where(models.User.username == request.username))
         verified = await verify_password(user.password_hash if user else None, request.password)
         if not verified or user is None or user.disabled:
+            # The outcome and the user's id only: never the password, nor a username nobody has
+            # (a password typed in the wrong field).
+            log.info(
+                "login failed",
+                extra={"event": "authentication", "outcome": "failed", "user_id": user.id if user else ""},
+            )
             raise unauthenticated("wrong username or password", reason=Reason.INVALID_CREDENTIALS)
         attempt.succeeded()
+        log.info("login", extra={"event": "authentication", "outcome": "success", "user_id": user.id})
         if needs_rehash(user.password_hash):
             new_hash = await hash_password(request.password)
             async with self._db.transaction() as session:

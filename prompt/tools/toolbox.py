@@ -16,6 +16,7 @@ import orjson
 
 from bud.openai.v1 import response_pb2
 from bud.prompt.v1 import prompt_pb2
+from budrt import tracing
 from prompt.tools import notion, slack
 from prompt.tools.base import ConnectorConfig, ConnectorError, ToolSpec
 
@@ -95,8 +96,11 @@ class Toolbox:
                 raise ConnectorError("the arguments must be a JSON object")
             try:
                 # The whole call within the timeout (httpx's bounds each read, not the total).
-                async with asyncio.timeout(config.timeout_s):
-                    result: Any = await bound.connector.call(http, config, bound.token, name, args)
+                # Its span names the tool only: never the arguments, the result or the key.
+                attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+                with tracing.span(f"execute_tool {name}", attributes):
+                    async with asyncio.timeout(config.timeout_s):
+                        result: Any = await bound.connector.call(http, config, bound.token, name, args)
             except TimeoutError:
                 raise ConnectorError(f"{bound.connector.SERVICE}: no answer within the timeout") from None
             output, failed = orjson.dumps(result).decode(), False

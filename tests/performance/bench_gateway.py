@@ -13,6 +13,11 @@ Targets, each a separate process on loopback (plus this one, the load generator)
            uvloop + httptools, access log off, as `gateway/server.py` configures it; routing
            tables with one key and one deployment; usage accounting on, flushed to a sink) in
            front of the instant engine (`tests/support/instant_engine.py`) over gRPC.
+- bud-obs: the same gateway with everything an operator turns on: tracing exported over OTLP to
+           a local receiver (a process of its own, `--role otlp`), its JSON logs at INFO (the
+           per-request line) into its log file, and `/metrics` served (scraped once a second
+           by the load generator's process). `bud` has tracing off (nothing installed) and logs
+           at WARNING; both count the Prometheus series, which are always on.
 - litellm: LiteLLM's proxy (`--num_workers 1`, its own venv under .bench/litellm-venv, installed
            on first run) with model "chat" → `openai/instant` at the instant upstream.
 
@@ -90,6 +95,18 @@ async def _serve_gateway(port: int, engine_address: str, usage_address: str) -> 
     from gateway.usage import UsageRecorder
 
     hash_secret = os.environ["BENCH_HASH_SECRET"]
+    metrics_server = None
+    if os.environ.get("BENCH_OTLP"):  # the bud-obs target: tracing, INFO logs and /metrics on
+        from budrt import tracing
+        from budrt.logs import setup_logging
+        from budrt.metrics import MetricsServer
+
+        setup_logging("INFO", service="gateway")
+        tracing.configure(
+            os.environ["BENCH_OTLP"], "gateway", sample_ratio=float(os.environ.get("BENCH_TRACE_RATIO", "1"))
+        )
+        metrics_server = MetricsServer(f"127.0.0.1:{os.environ['BENCH_METRICS_PORT']}")
+        await metrics_server.start()
     tables = RoutingTables()
     tables.apply(_routing_snapshot(os.environ["BENCH_API_KEY"], hash_secret, engine_address))
     engines = EnginePool()
@@ -125,6 +142,35 @@ async def _serve_gateway(port: int, engine_address: str, usage_address: str) -> 
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await engines.close()
+        if metrics_server is not None:
+            await metrics_server.stop()
+
+
+def _serve_otlp(port: int) -> None:
+    """An OTLP/gRPC trace sink (what a collector's receiver does, minus the pipeline): accepts
+    every export and counts the spans, so the gateway's exporter does its real work."""
+    import threading
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    class Sink(trace_service_pb2_grpc.TraceServiceServicer):
+        spans = 0
+
+        def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+            Sink.spans += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Sink(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    done.wait()
+    print(f"spans received: {Sink.spans}", flush=True)
+    server.stop(0)
 
 
 async def _serve_engine(port: int) -> None:
@@ -506,7 +552,7 @@ def report(runs: list[Run], rates: list[float], labels: dict[str, str]) -> list[
             f"{'target':<28}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
             f"{'errors':>8}{'err %':>7}{'front CPU s':>12}{'µs/ok':>8}{'back CPU s':>11}{'tool lag p99':>13}"
         )
-        for key in ("direct", "hop", "bud", "litellm"):
+        for key in ("direct", "hop", "bud", "bud-obs", "litellm"):
             r = by.get((key, rate))
             if r is None:
                 continue
@@ -523,6 +569,15 @@ def report(runs: list[Run], rates: list[float], labels: dict[str, str]) -> list[
             lines.append(
                 f"Bud overhead over direct: p50 {bud.p50_ms - direct.p50_ms:+.2f} ms, "
                 f"p99 {bud.p99_ms - direct.p99_ms:+.2f} ms"
+            )
+        observed = by.get(("bud-obs", rate))
+        if observed and bud and bud.completed and observed.completed:
+            cpu_off = bud.server_cpu_s / bud.completed
+            cpu_on = observed.server_cpu_s / observed.completed
+            lines.append(
+                f"Tracing + INFO logs + /metrics on: gateway CPU per request {1e6 * cpu_on:.0f} µs vs "
+                f"{1e6 * cpu_off:.0f} µs off ({100 * (cpu_on / cpu_off - 1):+.1f} %, target ≤ +5 %); "
+                f"p50 {observed.p50_ms - bud.p50_ms:+.2f} ms, p99 {observed.p99_ms - bud.p99_ms:+.2f} ms"
             )
         hop = by.get(("hop", rate))
         if hop and bud:
@@ -571,6 +626,32 @@ def report(runs: list[Run], rates: list[float], labels: dict[str, str]) -> list[
     return lines
 
 
+class _Scraper:
+    """Scrapes a `/metrics` URL once a second on a thread (what Prometheus does, more often)."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url = url
+        self.done = threading.Event()
+        self.scrapes = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(1.0):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as response:
+                    response.read()
+                self.scrapes += 1
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+
+
 # ==== main ==========================================================================================
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -586,8 +667,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--targets",
         default="direct,hop,bud,litellm",
-        help="any of direct,hop,bud,litellm (hop: a bare grpc.aio call to the instant engine, "
-        "the floor under any Python gateway's p99)",
+        help="any of direct,hop,bud,bud-obs,litellm (hop: a bare grpc.aio call to the instant engine, "
+        "the floor under any Python gateway's p99; bud-obs: the gateway with tracing, INFO logs "
+        "and /metrics on)",
     )
     parser.add_argument(
         "--timeout", type=float, default=5.0, help="seconds after its scheduled instant a request fails"
@@ -608,8 +690,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=["python", "native"],
         help="then profile the Bud gateway under py-spy at the top rate (native: with C frames)",
     )
+    parser.add_argument(
+        "--trace-ratio", type=float, default=1.0, help="bud-obs: the share of traces sampled (default 1)"
+    )
     parser.add_argument("--json", type=Path, help="also write the runs as JSON here")
-    parser.add_argument("--role", choices=["gateway", "engine"], help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["gateway", "engine", "otlp"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="", help=argparse.SUPPRESS)
     parser.add_argument("--usage", default="", help=argparse.SUPPRESS)
@@ -618,7 +703,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.role:
         import uvloop
 
-        if args.role == "gateway":
+        if args.role == "otlp":
+            _serve_otlp(args.port)
+        elif args.role == "gateway":
             uvloop.run(_serve_gateway(args.port, args.engine, args.usage))
         else:
             uvloop.run(_serve_engine(args.port))
@@ -631,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     duration, warmup = (3.0, 1.0) if args.quick else (args.duration, args.warmup)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(targets) - {"direct", "hop", "bud", "litellm"}
+    unknown = set(targets) - {"direct", "hop", "bud", "bud-obs", "litellm"}
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     litellm_bin = ensure_litellm() if "litellm" in targets else None
@@ -646,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         "direct": "direct upstream (baseline)",
         "hop": "gRPC hop alone (no HTTP)",
         "bud": "Bud gateway → instant engine",
+        "bud-obs": "  + tracing, logs, /metrics",
         "litellm": "LiteLLM proxy → upstream",
     }
     runs: list[Run] = []
@@ -659,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         all_targets: dict[str, Target] = {
             "direct": Target("direct", labels["direct"], upstream_port, {}, upstream, None)
         }
-        if "bud" in targets or "hop" in targets:
+        if {"bud", "bud-obs", "hop"} & set(targets):
             engine_port = free_port()
             engine = start(
                 "engine",
@@ -667,11 +755,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             procs.append(engine)
             all_targets["hop"] = Target("hop", labels["hop"], engine_port, {}, engine, None)
-        if "bud" in targets:
+
+        def start_gateway(name: str, env: dict[str, str]) -> Target:
             gateway_port = free_port()
             usage = "" if args.no_usage else f"127.0.0.1:{engine_port}"
             gateway = start(
-                "gateway",
+                name,
                 [
                     py,
                     "-m",
@@ -685,12 +774,33 @@ def main(argv: list[str] | None = None) -> int:
                     "--usage",
                     usage,
                 ],
-                env={"BENCH_API_KEY": api_key, "BENCH_HASH_SECRET": hash_secret},
+                env={"BENCH_API_KEY": api_key, "BENCH_HASH_SECRET": hash_secret, **env},
             )
             procs.append(gateway)
             headers = {"Authorization": f"Bearer {api_key}"}
             wait_ready(gateway, gateway_port, headers, 60)
-            all_targets["bud"] = Target("bud", labels["bud"], gateway_port, headers, gateway, engine)
+            return Target(name, labels[name], gateway_port, headers, gateway, engine)
+
+        scraper: Any = None
+        if "bud" in targets:
+            all_targets["bud"] = start_gateway("bud", {})
+        if "bud-obs" in targets:
+            otlp_port, metrics_port = free_port(), free_port()
+            procs.append(
+                start(
+                    "otlp",
+                    [py, "-m", "tests.performance.bench_gateway", "--role", "otlp", "--port", str(otlp_port)],
+                )
+            )
+            all_targets["bud-obs"] = start_gateway(
+                "bud-obs",
+                {
+                    "BENCH_OTLP": f"http://127.0.0.1:{otlp_port}",
+                    "BENCH_METRICS_PORT": str(metrics_port),
+                    "BENCH_TRACE_RATIO": str(args.trace_ratio),
+                },
+            )
+            scraper = _Scraper(f"http://127.0.0.1:{metrics_port}/metrics")
         print(
             f"load: open loop, {duration:g} s per rate and target after {warmup:g} s warm-up at "
             f"{WARMUP_RATE:g} rps, timeout {args.timeout:g} s; {os.cpu_count()} CPUs shared by the load generator "
@@ -707,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         for rate in rates:
-            for key in ("direct", "hop", "bud"):
+            for key in ("direct", "hop", "bud", "bud-obs"):
                 if key in all_targets and key in targets:
                     record(
                         measure(
@@ -748,6 +858,8 @@ def main(argv: list[str] | None = None) -> int:
                 procs.remove(proxy)
                 proxy.popen.kill()
                 proxy.popen.wait()
+        if scraper is not None:
+            scraper.stop()
         lines = report(runs, rates, labels)
         if args.json:
             args.json.write_text(json.dumps({"runs": [r.__dict__ for r in runs], "report": lines}, indent=1))
