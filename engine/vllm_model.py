@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import shutil
@@ -145,6 +146,7 @@ class VllmModel:
     async def start(self, model_path: str, revision: str = "") -> None:
         """Starts the vLLM engine on `model_path` (a directory or a Hugging Face id, at `revision`
         when given): minutes for big models; seconds for the tiny one."""
+        await asyncio.to_thread(import_vllm)  # before this frame imports any of it: see there
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.usage.usage_lib import UsageContext
@@ -236,6 +238,42 @@ class VllmModel:
                 pass
 
         return StatsCollector(vllm_config, engine_index)
+
+
+# The vLLM modules a load imports, `start`'s own and those `init_app_state` imports inside it.
+VLLM_MODULES = (
+    "vllm.engine.arg_utils",
+    "vllm.entrypoints.launchers.api_server.app_state",
+    "vllm.entrypoints.launchers.cli_args",
+    "vllm.usage.usage_lib",
+    "vllm.utils.argparse_utils",
+    "vllm.v1.engine.async_llm",
+    "vllm.v1.metrics.loggers",
+    "vllm.parser.metrics",
+    "vllm.entrypoints.generate.api_router",
+    "vllm.entrypoints.generate.structured_decisions.api_router",
+    "vllm.entrypoints.pooling.factories",
+    "vllm.entrypoints.scale_out.factories",
+    "vllm.entrypoints.speech_to_text.factories",
+)
+_vllm_imported = False
+
+
+def import_vllm() -> None:
+    """Imports `VLLM_MODULES` (once; run in a worker thread, where nothing of a model is on the
+    stack). Some of vLLM's modules keep the exception of an optional import they tried
+    (`vllm.multimodal.media.audio._torchcodec_import_exc`), whose traceback keeps every frame
+    that was on the stack while the module was first imported — and each frame its locals. First
+    imported from `VllmModel.start`, that pinned the first loaded model (its engine, serving
+    objects, tokenizer) in the process for good, unloaded or not. Imported here, the frames kept
+    are this function's and the worker thread's, which hold no model."""
+    global _vllm_imported
+    if _vllm_imported:
+        return
+    for name in VLLM_MODULES:
+        with contextlib.suppress(ImportError):  # optional parts of vLLM (speech-to-text, ...)
+            importlib.import_module(name)
+    _vllm_imported = True
 
 
 def engine_processes(engine: Any) -> list[BaseProcess]:
