@@ -264,8 +264,8 @@ def _release_heap() -> None:
     The heap frozen after its load (`_freeze_heap`) holds the model's objects out of every
     collection, and vLLM's engine, its serving objects and our hooks on them reference each
     other (cycles, which only a collection frees): without this an unloaded model's front half
-    (tokenizer, renderer, serving objects, the AsyncLLM) stayed in the process for good, one
-    more copy per load. So: unfreeze, collect once (one full pass, at unload only), freeze what
+    (tokenizer, renderer, serving objects, the AsyncLLM) stayed in the process after its unload.
+    So: unfreeze, collect once (one full pass, at unload only), freeze what
     is left again if it was frozen (the other models' objects: the reason for freezing holds),
     and hand glibc's free heap pages back (`malloc_trim`), which a collection alone does not."""
     frozen = gc.get_freeze_count() > 0
