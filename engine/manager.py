@@ -10,6 +10,9 @@ unowned request matches."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import logging
 from dataclasses import dataclass, field
 
@@ -159,9 +162,15 @@ class ModelManager:
         await self._set_health(name, False)
         if slot.loading is not None and not slot.loading.done():
             await asyncio.shield(slot.loading)
-        if slot.model is not None:
-            await slot.model.stop()
-        self.slots.pop(name, None)
+        model, slot.model = slot.model, None
+        try:
+            if model is not None:
+                await model.stop()
+        finally:
+            self.slots.pop(name, None)
+            if model is not None:
+                del model  # unreachable now: the collection below frees it
+                _release_heap()
 
     def ready(self, name: str) -> VllmModel:
         """The READY model `name`, or the error a caller should get."""
@@ -206,6 +215,8 @@ class ModelManager:
                         await model.stop()
                     except Exception:
                         log.exception("cleaning up the dead engine of %s failed", slot.name)
+                    del model
+                    _release_heap()
 
     async def close(self) -> None:
         """Unloads everything."""
@@ -245,3 +256,33 @@ def _freeze_heap() -> None:
     from vllm.utils.gc_utils import freeze_gc_heap
 
     freeze_gc_heap()
+
+
+def _release_heap() -> None:
+    """Frees what an unloaded model left in this process and gives the memory back to the OS.
+
+    The heap frozen after its load (`_freeze_heap`) holds the model's objects out of every
+    collection, and vLLM's engine, its serving objects and our hooks on them reference each
+    other (cycles, which only a collection frees): without this an unloaded model's front half
+    (tokenizer, renderer, serving objects, the AsyncLLM) stayed in the process after its unload.
+    So: unfreeze, collect once (one full pass, at unload only), freeze what
+    is left again if it was frozen (the other models' objects: the reason for freezing holds),
+    and hand glibc's free heap pages back (`malloc_trim`), which a collection alone does not."""
+    frozen = gc.get_freeze_count() > 0
+    gc.unfreeze()
+    gc.collect()
+    if frozen:
+        gc.freeze()
+    _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    """glibc's `malloc_trim(0)`: returns the free memory at the top of the heap and in free
+    pages of its arenas to the OS; nothing where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)

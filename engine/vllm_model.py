@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,6 +26,8 @@ from engine import call_usage, fast_stream
 
 log = logging.getLogger(__name__)
 GiB = 1024**3
+# How long an unload waits for vLLM's engine processes to exit after vLLM's own shutdown.
+REAP_TIMEOUT_S = 10.0
 
 
 def vllm_cli_args(
@@ -146,6 +150,7 @@ class VllmModel:
     async def start(self, model_path: str, revision: str = "") -> None:
         """Starts the vLLM engine on `model_path` (a directory or a Hugging Face id, at `revision`
         when given): minutes for big models; seconds for the tiny one."""
+        await asyncio.to_thread(import_vllm)  # before this frame imports any of it: see there
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.usage.usage_lib import UsageContext
@@ -170,7 +175,7 @@ class VllmModel:
             # Starting the engine core blocks for tens of seconds; off the event loop, the other
             # models keep serving meanwhile (AsyncLLM starts its output handler on first use).
             self.engine = await asyncio.to_thread(construct)
-            self._stack.callback(self.engine.shutdown)
+            self._stack.push_async_callback(shutdown_engine, self.engine)
             call_usage.instrument(self.engine)  # the tokens of each call, for GetRequestUsage
             supported = await self.engine.get_supported_tasks()
             await init_app_state(self.engine, self.state, namespace, supported)
@@ -188,8 +193,14 @@ class VllmModel:
             )
 
     async def stop(self) -> None:
-        """Shuts the engine down (its worker processes included)."""
-        await self._stack.aclose()
+        """Shuts the engine down (its worker processes included: gone, and reaped, when this
+        returns) and lets go of the engine and its serving objects, so that whatever still
+        holds this model (a finished stream's frame, a traceback) no longer holds them."""
+        try:
+            await self._stack.aclose()
+        finally:
+            self.engine = None
+            self.state = State()
 
     def handler(self, attribute: str) -> Any:
         """A vLLM serving object (openai_serving_chat, openai_serving_completion, serving_embedding)."""
@@ -231,6 +242,94 @@ class VllmModel:
                 pass
 
         return StatsCollector(vllm_config, engine_index)
+
+
+# The vLLM modules a load imports, `start`'s own and those `init_app_state` imports inside it.
+VLLM_MODULES = (
+    "vllm.engine.arg_utils",
+    "vllm.entrypoints.launchers.api_server.app_state",
+    "vllm.entrypoints.launchers.cli_args",
+    "vllm.usage.usage_lib",
+    "vllm.utils.argparse_utils",
+    "vllm.v1.engine.async_llm",
+    "vllm.v1.metrics.loggers",
+    "vllm.parser.metrics",
+    "vllm.entrypoints.generate.api_router",
+    "vllm.entrypoints.generate.structured_decisions.api_router",
+    "vllm.entrypoints.pooling.factories",
+    "vllm.entrypoints.scale_out.factories",
+    "vllm.entrypoints.speech_to_text.factories",
+)
+_vllm_imported = False
+
+
+def import_vllm() -> None:
+    """Imports `VLLM_MODULES` (once; run in a worker thread, where nothing of a model is on the
+    stack). Some of vLLM's modules keep the exception of an optional import they tried
+    (`vllm.multimodal.media.audio._torchcodec_import_exc`), whose traceback keeps every frame
+    that was on the stack while the module was first imported — and each frame its locals. First
+    imported from `VllmModel.start`, that pinned the first loaded model (its engine, serving
+    objects, tokenizer) in the process for good, unloaded or not. Imported here, the frames kept
+    are this function's and the worker thread's, which hold no model."""
+    global _vllm_imported
+    if _vllm_imported:
+        return
+    for name in VLLM_MODULES:
+        with contextlib.suppress(ImportError):  # optional parts of vLLM (speech-to-text, ...)
+            importlib.import_module(name)
+    _vllm_imported = True
+
+
+def engine_processes(engine: Any) -> list[BaseProcess]:
+    """The processes vLLM started for `engine` (an `AsyncLLM`): its engine core process(es),
+    which start the workers. Read from vLLM's internals (its core client's engine manager);
+    empty when they are not there (an in-process core, another vLLM)."""
+    core = getattr(engine, "engine_core", None)
+    manager = getattr(getattr(core, "resources", None), "engine_manager", None)
+    processes = getattr(manager, "processes", None)
+    return [p for p in processes or () if isinstance(p, BaseProcess)]
+
+
+def engine_tasks(engine: Any) -> list[asyncio.Task[Any]]:
+    """The asyncio tasks vLLM runs for `engine` on the event loop (its output handler, its core
+    client's output-queue and stats tasks), from vLLM's internals; those not there are skipped."""
+    resources = getattr(getattr(engine, "engine_core", None), "resources", None)
+    found = [
+        getattr(engine, "output_handler", None),
+        getattr(resources, "output_queue_task", None),
+        getattr(resources, "stats_update_task", None),
+    ]
+    return [task for task in found if isinstance(task, asyncio.Task)]
+
+
+async def shutdown_engine(engine: Any) -> None:
+    """Stops `engine` and waits until its processes are gone and reaped.
+
+    Off the event loop: vLLM's `shutdown` is synchronous and waits for the engine core to exit
+    (VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS, 5 s, then it kills the process tree); run on the loop
+    it stalled every other model's streams, and a co-hosted gateway, for those seconds at each
+    unload. vLLM kills a core that outlives the grace period but never waits for it, which left
+    the process a zombie of the engine until the next load; joining it here reaps it."""
+    processes = engine_processes(engine)
+    try:
+        await asyncio.to_thread(engine.shutdown)
+    finally:
+        await asyncio.to_thread(_reap, processes)
+        # vLLM cancels its tasks on this loop (the output handler, the core client's output
+        # queue) from the shutdown; until they have ended, their frames hold the engine.
+        tasks = engine_tasks(engine)
+        if tasks:
+            await asyncio.wait(tasks, timeout=REAP_TIMEOUT_S)
+
+
+def _reap(processes: list[BaseProcess], timeout: float = REAP_TIMEOUT_S) -> None:
+    """Waits for each of `processes` to exit (SIGKILL after `timeout`) and reaps it."""
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
+            log.warning("engine process %s outlived its shutdown; killing it", process.pid)
+            process.kill()
+            process.join(timeout)
 
 
 def sse_payloads(text: str) -> list[str]:
