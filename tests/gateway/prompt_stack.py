@@ -138,7 +138,13 @@ STACK_POLICY = {
 }
 
 
-async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Event, remote: bool) -> None:
+async def _serve(
+    tmp: Path,
+    started: Future[PromptStack],
+    stopping: threading.Event,
+    remote: bool,
+    overrides: dict[str, dict[str, Any]],
+) -> None:
     engine = InstantEngine()
     engine_server = await serve_instant_engine("127.0.0.1:0", engine)
     prompt_address = f"127.0.0.1:{free_port()}"
@@ -152,6 +158,7 @@ async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Ev
         jwt_secret=JWT_SECRET,
         admin_username=ADMIN_USERNAME,
         admin_password=ADMIN_PASSWORD,
+        **overrides.get("app", {}),
     )
     app = await start_app(app_settings, [*registry_bindings()], reconciler_options=FAST_RECONCILER)
     port = free_port()
@@ -164,6 +171,7 @@ async def _serve(tmp: Path, started: Future[PromptStack], stopping: threading.Ev
         key_hash_secret=HASH_SECRET,
         # The tests and bench_prompt send bursts with one key: no default 100 requests a minute.
         default_key_requests_per_minute=0,
+        **overrides.get("gateway", {}),
     )
     openai: list[Any] = []
     store = PromptStore()
@@ -257,12 +265,24 @@ def _prepare(stack: PromptStack) -> None:
 
 
 @contextlib.contextmanager
-def prompt_stack(tmp: Path, *, remote: bool = False) -> Iterator[PromptStack]:
+def prompt_stack(
+    tmp: Path,
+    *,
+    remote: bool = False,
+    app: dict[str, Any] | None = None,
+    gateway: dict[str, Any] | None = None,
+) -> Iterator[PromptStack]:
     """The stack, ready (see the module's docstring); `remote`: the executor as its own server
-    (`budrt serve prompt`), each side calling the other over gRPC."""
+    (`budrt serve prompt`), each side calling the other over gRPC; `app`, `gateway`: settings of
+    theirs to change."""
     started: Future[PromptStack] = Future()
     stopping = threading.Event()
-    thread = threading.Thread(target=lambda: asyncio.run(_serve(tmp, started, stopping, remote)), daemon=True)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(
+            _serve(tmp, started, stopping, remote, {"app": app or {}, "gateway": gateway or {}})
+        ),
+        daemon=True,
+    )
     thread.start()
     try:
         stack = started.result(timeout=60)
