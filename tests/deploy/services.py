@@ -30,20 +30,6 @@ FOREIGN_ENV = frozenset(
     }
 )
 
-# Settings of the observability work (issue 16) that a value set enabling metrics names before
-# they exist in this tree; accepted only while no component knows them (the merge makes them
-# real, and then they are checked like every other setting).
-PENDING_SETTINGS = frozenset(
-    {
-        "gateway_metrics_address",
-        "engine_metrics_address",
-        "app_metrics_address",
-        "prompt_metrics_address",
-        "metrics_token",
-    }
-)
-
-
 def known_settings() -> set[str]:
     return {name for model in MODELS for name in model.model_fields}
 
@@ -66,8 +52,6 @@ def service_settings(names: list[str], env: Mapping[str, str]) -> dict[str, Any]
     """The settings each of `names` (and the guests they host) reads from `env`, as at start;
     raises what a start would raise on an unknown or invalid setting."""
     bud = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
-    pending = {k for k in bud if k[len(ENV_PREFIX) :].lower() in PENDING_SETTINGS - known_settings()}
-    bud = {k: v for k, v in bud.items() if k not in pending}
     foreign = {k for k in env if not k.startswith(ENV_PREFIX)} - FOREIGN_ENV - {"CLAMAV_HOST", "CLAMAV_PORT"}
     assert not foreign, f"variables that are neither settings nor known to a library: {sorted(foreign)}"
     check_known(MODELS, bud)
