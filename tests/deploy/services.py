@@ -30,6 +30,7 @@ FOREIGN_ENV = frozenset(
     }
 )
 
+
 def known_settings() -> set[str]:
     return {name for model in MODELS for name in model.model_fields}
 

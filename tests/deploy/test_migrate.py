@@ -6,6 +6,7 @@ behind its code instead of migrating it — on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -39,6 +40,17 @@ def _head(script_location: Path) -> str:
 
 APP_HEAD = _head(app_migrate.MIGRATIONS_DIR)
 REGISTRY_HEAD = _head(registry_migrate.MIGRATIONS_DIR)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging() -> Iterator[None]:
+    """`budrt migrate` run in process sets the root logger up as the CLI does (a handler on this
+    test's captured stderr, closed after it): give the next tests the root logger back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -28,10 +28,10 @@ class ObservedStack:
     receiver: OtlpReceiver
     logs: io.StringIO
     metrics_url: str
+    handler: logging.Handler
 
     def log_lines(self) -> str:
-        for handler in logging.getLogger().handlers:
-            handler.flush()
+        self.handler.flush()
         return self.logs.getvalue()
 
 
@@ -52,7 +52,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObservedStack
                 server = MetricsServer("127.0.0.1:0")
                 asyncio.run_coroutine_threadsafe(server.start(), stack.loop).result(10)
                 try:
-                    yield ObservedStack(stack, receiver, logs, f"http://127.0.0.1:{server.port}/metrics")
+                    yield ObservedStack(
+                        stack, receiver, logs, f"http://127.0.0.1:{server.port}/metrics", handler
+                    )
                 finally:
                     asyncio.run_coroutine_threadsafe(server.stop(), stack.loop).result(10)
         finally:
