@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import orjson
 
+from budrt.admin_api import AdminApi, AdminApiError, NoCredentials
 from budrt.money import MoneyError, parse_micros
 
-_PAGE = 1000
 _MILLION = Decimal(1_000_000)
 _MICRO = Decimal("0.000001")
 
@@ -305,57 +305,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-class Api:
-    """The management REST API as a platform admin."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
-
-    async def login(self, token: str, username: str, password: str) -> None:
-        """Uses `token`, else logs in."""
-        if not token:
-            if not password:
-                raise CostError(
-                    "an admin token is needed: --token (or BUDRT_ADMIN_TOKEN), or BUD_ADMIN_PASSWORD for --username"
-                )
-            answer = await self._client.post(
-                "/v1/auth/login", json={"username": username, "password": password}
-            )
-            if answer.status_code != 200:
-                raise CostError(f"login as {username!r} refused: {_message(answer)}")
-            token = answer.json()["access_token"]
-        self._client.headers["authorization"] = f"Bearer {token}"
-
-    async def get(self, path: str, **params: Any) -> Any:
-        """One GET's JSON; CostError on an error answer."""
-        answer = await self._client.get(path, params=params)
-        if answer.status_code != 200:
-            raise CostError(f"GET {path}: {_message(answer)}")
-        return answer.json()
-
-    async def pages(self, path: str, key: str) -> list[dict[str, Any]]:
-        """Every item of a paginated list."""
-        items: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            page = await self.get(path, page_size=_PAGE, page_token=token)
-            items += page.get(key, [])
-            token = page.get("next_page_token", "")
-            if not token:
-                return items
-
-
-def _message(answer: httpx.Response) -> str:
-    try:
-        body = answer.json()
-    except ValueError:
-        return f"HTTP {answer.status_code}"
-    error = body.get("error", body) if isinstance(body, dict) else {}
-    return str(error.get("message") or f"HTTP {answer.status_code}")
-
-
 async def gather(
-    api: Api, days: int, today: date, project: str = ""
+    api: AdminApi, days: int, today: date, project: str = ""
 ) -> tuple[
     list[dict[str, Any]], dict[str, str], dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]
 ]:
@@ -391,13 +342,20 @@ async def run(args: Any, out: Any = sys.stdout, client: httpx.AsyncClient | None
     own = client is None
     client = client or httpx.AsyncClient(base_url=args.url or _default_url(), timeout=60)
     try:
-        api = Api(client)
-        await api.login(
+        api = await AdminApi.login(
+            client,
             args.token or os.environ.get("BUDRT_ADMIN_TOKEN", ""),
             args.username,
             os.environ.get("BUD_ADMIN_PASSWORD", ""),
         )
         data = await gather(api, args.days, today, args.project)
+    except NoCredentials:
+        raise CostError(
+            "an admin token is needed: --token (or BUDRT_ADMIN_TOKEN), or BUD_ADMIN_PASSWORD for --username"
+        ) from None
+    except AdminApiError as err:
+        # Its own text ("GET /v1/projects: <the answer's message>") is this command's wording.
+        raise CostError(str(err)) from None
     except httpx.HTTPError as err:
         raise CostError(f"the gateway is unreachable: {err}") from None
     finally:

@@ -27,13 +27,13 @@ import httpx
 from google.protobuf.json_format import MessageToDict
 
 from bud.registry.v1 import registry_pb2
+from budrt.admin_api import AdminApi, AdminApiError, NoCredentials
 from registry import hardware
 from registry.benchmarks import SERVING
 from registry.loadgen import ChatLoad, Level
 
 DEFAULT_CONCURRENCY = (1, 4, 16)
 SOURCE = "budrt-bench"
-_PAGE = 1000
 
 
 class BenchError(Exception):
@@ -73,43 +73,29 @@ def parse_concurrency(value: str) -> tuple[int, ...]:
 
 
 class Platform:
-    """The gateway's management REST face, as a platform admin."""
+    """The gateway's management REST face, as a platform admin: the deployment, its registry
+    entry, and recording the result (`budrt.admin_api.AdminApi` underneath)."""
 
-    def __init__(self, client: httpx.AsyncClient, token: str) -> None:
-        self._client = client
-        self._auth = {"authorization": f"Bearer {token}"}
+    def __init__(self, api: AdminApi) -> None:
+        self._api = api
 
     @classmethod
     async def login(cls, client: httpx.AsyncClient, options: Options) -> Platform:
-        if options.token:
-            return cls(client, options.token)
-        if not options.password:
+        try:
+            return cls(await AdminApi.login(client, options.token, options.username, options.password))
+        except NoCredentials:
             raise BenchError(
                 "an admin token is needed to find the deployment and record the result: "
                 "--token (or BUDRT_ADMIN_TOKEN), or BUD_ADMIN_PASSWORD for --username"
-            )
-        answer = await client.post(
-            "/v1/auth/login", json={"username": options.username, "password": options.password}
-        )
-        if answer.status_code != 200:
-            raise BenchError(f"login as {options.username!r} refused: {_message(answer)}")
-        return cls(client, answer.json()["access_token"])
-
-    async def get(self, path: str, **params: Any) -> Any:
-        answer = await self._client.get(path, params=params, headers=self._auth)
-        if answer.status_code != 200:
-            raise BenchError(f"GET {path}: {_message(answer)}")
-        return answer.json()
+            ) from None
+        except AdminApiError as err:
+            raise BenchError(_describe(err)) from None
 
     async def pages(self, path: str, key: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            page = await self.get(path, page_size=_PAGE, page_token=token)
-            items += page.get(key, [])
-            token = page.get("next_page_token", "")
-            if not token:
-                return items
+        try:
+            return await self._api.pages(path, key)
+        except AdminApiError as err:
+            raise BenchError(_describe(err)) from None
 
     async def deployment(self, name: str, project: str) -> dict[str, Any]:
         """The deployment called `name` (in `project`, else in any project the admin sees)."""
@@ -143,19 +129,16 @@ class Platform:
 
     async def record(self, result: registry_pb2.BenchmarkResult) -> dict[str, Any]:
         body = MessageToDict(result, preserving_proto_field_name=True)
-        answer = await self._client.post("/v1/registry/benchmarks", json=body, headers=self._auth)
-        if answer.status_code != 200:
-            raise BenchError(f"recording the result was refused: {_message(answer)}")
-        return answer.json()["result"]
+        try:
+            return (await self._api.post("/v1/registry/benchmarks", body))["result"]
+        except AdminApiError as err:
+            refused = AdminApiError("recording the result was refused", err.status_code, err.message)
+            raise BenchError(_describe(refused)) from None
 
 
-def _message(answer: httpx.Response) -> str:
-    try:
-        data = answer.json()
-    except ValueError:
-        return f"HTTP {answer.status_code}"
-    error = data.get("error") if isinstance(data.get("error"), dict) else data
-    return f"HTTP {answer.status_code}: {error.get('message', answer.text[:200])}"
+def _describe(err: AdminApiError) -> str:
+    """This command's wording of an error answer: the action, the HTTP status, the message."""
+    return f"{err.action}: HTTP {err.status_code}" + (f": {err.message}" if err.message else "")
 
 
 def engine_config(deployment: dict[str, Any]) -> dict[str, str]:
