@@ -40,7 +40,8 @@ up: setup
 	$(VENV)/bin/budrt up
 
 # Real servers the tests start on loopback (Debian packages);
-# chromium and npm: the studio's browser tests (tests/studio/) and its build.
+# chromium and npm: the studio's browser tests (tests/studio/) and its build; prometheus: the
+# metrics test (tests/observability/).
 test-deps:
 	@test -x /usr/lib/postgresql/15/bin/initdb && command -v redis-server >/dev/null && command -v jq >/dev/null && test -x /usr/sbin/clamd && test -x /usr/bin/chromium && command -v npm >/dev/null && command -v prometheus >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server jq clamav-daemon chromium npm prometheus >/dev/null; }
