@@ -318,21 +318,18 @@ def test_engine_error_mid_stream_is_a_final_error_event(
 
 
 def test_model_not_ready_is_503(stack: PromptStack, client: openai.OpenAI, greeting: str) -> None:
-    from bud.engine.v1 import engine_service_pb2
-
+    """The engine refusing the model call as not ready is a 503. Only the calls are refused: a
+    model listed LOADING would make the control plane mark the deployment not ready, and the
+    tests after this one would meet that instead of their model."""
     client.responses.create(prompt={"id": greeting, "variables": {"name": "A", "age": "1"}})
-    served = stack.engine.models[stack.engine.chat_requests[-1].model]  # the engine's name for it
-    state = served.state
-    served.state = engine_service_pb2.MODEL_STATE_LOADING
+    served = stack.engine.chat_requests[-1].model  # the engine's name for it
+    stack.engine.calls_not_ready.add(served)
     try:
         with pytest.raises(openai.InternalServerError) as err:
             client.responses.create(prompt={"id": greeting, "variables": {"name": "A", "age": "1"}})
         assert err.value.status_code == 503
     finally:
-        served.state = state
-        # The control plane may have seen the LOADING state and marked the deployment not ready
-        # meanwhile: the tests after this one need it back in the gateway's tables.
-        stack.wait_routed(stack.model)
+        stack.engine.calls_not_ready.discard(served)
 
 
 def test_sdk_parse_gives_the_structured_output(stack: PromptStack, client: openai.OpenAI) -> None:

@@ -104,6 +104,10 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         self.unary_delay = 0.0
         self.unary_tokens = 1
         self.fail_after: int | None = None
+        # Models whose inference calls are refused as not ready while ListModels still reports
+        # them READY: what a call meets when it reaches a model the control plane has not seen
+        # leave READY (a test of that answer that does not make the reconciler react).
+        self.calls_not_ready: set[str] = set()
         self.keeps_usage = True
         self.processed: dict[str, list[int]] = {}
         self._ended: dict[str, asyncio.Event] = {}
@@ -156,9 +160,10 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
             raise not_found(
                 f"The model `{model}` does not exist.", reason=Reason.MODEL_NOT_FOUND, param="model"
             )
-        if served.state != pb.MODEL_STATE_READY:
+        if served.state != pb.MODEL_STATE_READY or model in self.calls_not_ready:
+            state = pb.MODEL_STATE_LOADING if model in self.calls_not_ready else served.state
             raise unavailable(
-                f"The model `{model}` is not ready ({pb.ModelState.Name(served.state)}).",
+                f"The model `{model}` is not ready ({pb.ModelState.Name(state)}).",
                 reason=Reason.MODEL_NOT_READY,
                 param="model",
             )
