@@ -213,8 +213,8 @@ async def test_scale_to_zero_after_idle_and_wake(two_engines: Any, helpers: Any)
     assert (deployment.desired_replicas, deployment.ready_replicas) == (0, 0)
     assert "no request" in deployment.status_message
     await helpers.eventually(lambda: _true(served not in s.first.engine.models), what="unloaded")
-    route = await _route(s, created.id)
-    assert route.cold_start and not route.ready and not route.endpoints
+    # The routing feed follows the database a moment later (on PostgreSQL, by LISTEN/NOTIFY).
+    await _route_until(s, created.id, lambda r: r.cold_start and not r.ready and not r.endpoints)
     # Still listed: a request wakes it.
     woke = await s.stubs.routing.WakeDeployment(
         routing_pb2.WakeDeploymentRequest(deployment_id=created.id, gateway_id="gw-test")
@@ -223,8 +223,7 @@ async def test_scale_to_zero_after_idle_and_wake(two_engines: Any, helpers: Any)
     assert woke.woke and not again.woke  # idempotent
     await _until(s, helpers, created.id, lambda d: d.status == D.DEPLOYMENT_STATUS_READY, "ready again")
     assert served in s.first.engine.models
-    route = await _route(s, created.id)
-    assert route.ready and not route.cold_start and len(route.endpoints) == 1
+    await _route_until(s, created.id, lambda r: r.ready and not r.cold_start and len(r.endpoints) == 1)
     events = (await _events(s, created.id)).events
     assert [e.action for e in events[:2]] == [D.SCALING_ACTION_WAKE, D.SCALING_ACTION_SCALE_TO_ZERO]
     assert "gw-test" in events[0].reason and (events[0].from_replicas, events[0].to_replicas) == (0, 1)
@@ -426,6 +425,17 @@ async def _route(s: Any, deployment_id: str) -> routing_pb2.RouteDeployment:
     finally:
         call.cancel()
     return next(d for d in first.upsert_deployments if d.id == deployment_id)
+
+
+async def _route_until(s: Any, deployment_id: str, check: Any, timeout: float = 15.0) -> None:
+    """Waits until the routing feed's snapshot of the deployment passes `check`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        route = await _route(s, deployment_id)
+        if check(route):
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"the routing feed never showed it: {route}"
+        await asyncio.sleep(0.1)
 
 
 async def _true(value: bool) -> bool:
