@@ -91,7 +91,7 @@ from tests.support.tls import identity_material
 UNBUILT_SERVICES: tuple[str, ...] = ()
 # RPCs of built services that still answer UNIMPLEMENTED, left out of the run;
 # `test_unbuilt_services_still_answer_501` probes them.
-UNBUILT_RPCS: tuple[str, ...] = ()
+UNBUILT_RPCS: tuple[str, ...] = ("CreateImage", "ListImages", "GetImage", "GetImageContent", "DeleteImage")
 # Request fields that need an unbuilt service (answered 501 by design), left out of the run.
 UNBUILT_FIELDS: tuple[tuple[str, str], ...] = ()
 # What positive generation requests carry (OpenAI's own document requires them too).
@@ -554,11 +554,24 @@ def test_unbuilt_services_still_answer_501(tmp_path: Path) -> None:
     with in_process_stack(tmp_path) as (url, api_key):
         target = prepare(url, api_key, ADMIN_PASSWORD)
         auth = {"authorization": f"Bearer {target.token}"}
-        probes: dict[str, tuple[str, str]] = {}  # an unbuilt RPC's (method, path), when there is one
+        key = {"authorization": f"Bearer {api_key}"}
+        # An unbuilt RPC's (method, path, headers), when there is one: OpenAI routes take a key
+        # and answer OpenAI error JSON, management routes a token and google.rpc.Status JSON.
+        probes: dict[str, tuple[str, str, dict[str, str]]] = {
+            "CreateImage": ("POST", "/v1/images/generations", key),
+            "ListImages": ("GET", "/v1/images", key),
+            "GetImage": ("GET", "/v1/images/img_1", key),
+            "GetImageContent": ("GET", "/v1/images/img_1/content", key),
+            "DeleteImage": ("DELETE", "/v1/images/img_1", key),
+        }
         assert set(probes) == set(UNBUILT_RPCS)
-        for rpc, (method, path) in probes.items():
-            r = requests.request(method, f"{url}{path}", json={}, headers=auth, timeout=30)
-            assert r.status_code == 501 and r.json()["code"] == 12, f"{rpc} is built now: fuzz it ({r.text})"
+        for rpc, (method, path, headers) in probes.items():
+            r = requests.request(method, f"{url}{path}", json={}, headers=headers, timeout=30)
+            body = r.json()
+            unimplemented = (
+                body.get("code") == 12 or body.get("error", {}).get("type") == "not_implemented_error"
+            )
+            assert r.status_code == 501 and unimplemented, f"{rpc} is built now: fuzz it ({r.text})"
         r = requests.get(f"{url}/v1/registry/models", headers=auth, timeout=30)
         assert r.status_code == 200, r.text
         r = requests.post(

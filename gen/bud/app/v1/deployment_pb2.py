@@ -28,7 +28,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62ud/app/v1/deployment.proto\x12\nbud.app.v1\x1a\"bud/engine/v1/engine_service.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\x0bModelSource\x12\x1b\n\x11registry_model_id\x18\x01 \x01(\tH\x00\x12\x19\n\x0fhugging_face_id\x18\x02 \x01(\tH\x00\x12\x14\n\nlocal_path\x18\x03 \x01(\tH\x00\x12\x11\n\x07\x62uiltin\x18\x04 \x01(\tH\x00\x42\x08\n\x06source\"O\n\x0e\x45ngineEndpoint\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x19\n\x11served_model_name\x18\x02 \x01(\t\x12\x11\n\tengine_id\x18\x03 \x01(\t\"U\n\x0cPromptTarget\x12\x11\n\tprompt_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\"\xea\x01\n\x0fScalingSettings\x12\x17\n\x0fmin_concurrency\x18\x01 \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x02 \x01(\x05\x12\x11\n\tautoscale\x18\x03 \x01(\x08\x12\x19\n\x0cmin_replicas\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cmax_replicas\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12!\n\x14idle_timeout_seconds\x18\x06 \x01(\x05H\x02\x88\x01\x01\x42\x0f\n\r_min_replicasB\x0f\n\r_max_replicasB\x17\n\x15_idle_timeout_seconds\"D\n\nRateLimits\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x02 \x01(\x05\"\xba\x05\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x05model\x18\x04 \x01(\x0b\x32\x17.bud.app.v1.ModelSourceH\x00\x12*\n\x06prompt\x18\x05 \x01(\x0b\x32\x18.bud.app.v1.PromptTargetH\x00\x12-\n\tendpoints\x18\x06 \x03(\x0b\x32\x1a.bud.app.v1.EngineEndpoint\x12.\n\x0b\x65ngine_args\x18\x07 \x01(\x0b\x32\x19.bud.engine.v1.EngineArgs\x12%\n\x06runner\x18\x08 \x01(\x0e\x32\x15.bud.engine.v1.Runner\x12,\n\x07scaling\x18\t \x01(\x0b\x32\x1b.bud.app.v1.ScalingSettings\x12\x0f\n\x07\x63\x61\x63hing\x18\n \x01(\x08\x12+\n\x0brate_limits\x18\x0b \x01(\x0b\x32\x16.bud.app.v1.RateLimits\x12,\n\x06status\x18\x0c \x01(\x0e\x32\x1c.bud.app.v1.DeploymentStatus\x12\x16\n\x0estatus_message\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eready_replicas\x18\x10 \x01(\x05\x12\x18\n\x10\x64\x65sired_replicas\x18\x11 \x01(\x05\x12$\n\x07pricing\x18\x14 \x01(\x0b\x32\x13.bud.app.v1.Pricing\x12,\n\x0fpricing_history\x18\x15 \x03(\x0b\x32\x13.bud.app.v1.PricingB\x08\n\x06target\"\x95\x01\n\x07Pricing\x12\x1d\n\x15input_per_million_usd\x18\x01 \x01(\t\x12\x1e\n\x16output_per_million_usd\x18\x02 \x01(\t\x12\x17\n\x0fper_request_usd\x18\x03 \x01(\t\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x17\x43reateDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12*\n\ndeployment\x18\x02 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"F\n\x18\x43reateDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"A\n\x14GetDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\"C\n\x15GetDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"S\n\x16ListDeploymentsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x17ListDeploymentsResponse\x12+\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x16.bud.app.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x17UpdateDeploymentRequest\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x18UpdateDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"D\n\x17\x44\x65leteDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteDeploymentResponse\"\xdc\x01\n\x0cScalingEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12)\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x19.bud.app.v1.ScalingAction\x12\x15\n\rfrom_replicas\x18\x04 \x01(\x05\x12\x13\n\x0bto_replicas\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\tengine_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x18ListScalingEventsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"^\n\x19ListScalingEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.bud.app.v1.ScalingEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xd4\x01\n\x10\x44\x65ploymentStatus\x12!\n\x1d\x44\x45PLOYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45PLOYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_STATUS_LOADING\x10\x02\x12\x1b\n\x17\x44\x45PLOYMENT_STATUS_READY\x10\x03\x12\x1c\n\x18\x44\x45PLOYMENT_STATUS_FAILED\x10\x04\x12$\n DEPLOYMENT_STATUS_SCALED_TO_ZERO\x10\x05*\xa6\x01\n\rScalingAction\x12\x1e\n\x1aSCALING_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17SCALING_ACTION_SCALE_UP\x10\x01\x12\x1d\n\x19SCALING_ACTION_SCALE_DOWN\x10\x02\x12 \n\x1cSCALING_ACTION_SCALE_TO_ZERO\x10\x03\x12\x17\n\x13SCALING_ACTION_WAKE\x10\x04\x32\xd6\x07\n\x11\x44\x65ploymentService\x12\x98\x01\n\x10\x43reateDeployment\x12#.bud.app.v1.CreateDeploymentRequest\x1a$.bud.app.v1.CreateDeploymentResponse\"9\x82\xd3\xe4\x93\x02\x33\"%/v1/projects/{project_id}/deployments:\ndeployment\x12\x93\x01\n\rGetDeployment\x12 .bud.app.v1.GetDeploymentRequest\x1a!.bud.app.v1.GetDeploymentResponse\"=\x82\xd3\xe4\x93\x02\x37\x12\x35/v1/projects/{project_id}/deployments/{deployment_id}\x12\x89\x01\n\x0fListDeployments\x12\".bud.app.v1.ListDeploymentsRequest\x1a#.bud.app.v1.ListDeploymentsResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/projects/{project_id}/deployments\x12\xb3\x01\n\x10UpdateDeployment\x12#.bud.app.v1.UpdateDeploymentRequest\x1a$.bud.app.v1.UpdateDeploymentResponse\"T\x82\xd3\xe4\x93\x02N2@/v1/projects/{deployment.project_id}/deployments/{deployment.id}:\ndeployment\x12\x9c\x01\n\x10\x44\x65leteDeployment\x12#.bud.app.v1.DeleteDeploymentRequest\x1a$.bud.app.v1.DeleteDeploymentResponse\"=\x82\xd3\xe4\x93\x02\x37*5/v1/projects/{project_id}/deployments/{deployment_id}\x12\xae\x01\n\x11ListScalingEvents\x12$.bud.app.v1.ListScalingEventsRequest\x1a%.bud.app.v1.ListScalingEventsResponse\"L\x82\xd3\xe4\x93\x02\x46\x12\x44/v1/projects/{project_id}/deployments/{deployment_id}/scaling_eventsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62ud/app/v1/deployment.proto\x12\nbud.app.v1\x1a\"bud/engine/v1/engine_service.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\x0bModelSource\x12\x1b\n\x11registry_model_id\x18\x01 \x01(\tH\x00\x12\x19\n\x0fhugging_face_id\x18\x02 \x01(\tH\x00\x12\x14\n\nlocal_path\x18\x03 \x01(\tH\x00\x12\x11\n\x07\x62uiltin\x18\x04 \x01(\tH\x00\x42\x08\n\x06source\"O\n\x0e\x45ngineEndpoint\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x19\n\x11served_model_name\x18\x02 \x01(\t\x12\x11\n\tengine_id\x18\x03 \x01(\t\"U\n\x0cPromptTarget\x12\x11\n\tprompt_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\"\xea\x01\n\x0fScalingSettings\x12\x17\n\x0fmin_concurrency\x18\x01 \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x02 \x01(\x05\x12\x11\n\tautoscale\x18\x03 \x01(\x08\x12\x19\n\x0cmin_replicas\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cmax_replicas\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12!\n\x14idle_timeout_seconds\x18\x06 \x01(\x05H\x02\x88\x01\x01\x42\x0f\n\r_min_replicasB\x0f\n\r_max_replicasB\x17\n\x15_idle_timeout_seconds\"_\n\nRateLimits\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x02 \x01(\x05\x12\x19\n\x11images_per_minute\x18\x03 \x01(\x05\"\xe4\x05\n\nDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x05model\x18\x04 \x01(\x0b\x32\x17.bud.app.v1.ModelSourceH\x00\x12*\n\x06prompt\x18\x05 \x01(\x0b\x32\x18.bud.app.v1.PromptTargetH\x00\x12-\n\tendpoints\x18\x06 \x03(\x0b\x32\x1a.bud.app.v1.EngineEndpoint\x12.\n\x0b\x65ngine_args\x18\x07 \x01(\x0b\x32\x19.bud.engine.v1.EngineArgs\x12%\n\x06runner\x18\x08 \x01(\x0e\x32\x15.bud.engine.v1.Runner\x12,\n\x07scaling\x18\t \x01(\x0b\x32\x1b.bud.app.v1.ScalingSettings\x12\x0f\n\x07\x63\x61\x63hing\x18\n \x01(\x08\x12+\n\x0brate_limits\x18\x0b \x01(\x0b\x32\x16.bud.app.v1.RateLimits\x12,\n\x06status\x18\x0c \x01(\x0e\x32\x1c.bud.app.v1.DeploymentStatus\x12\x16\n\x0estatus_message\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eready_replicas\x18\x10 \x01(\x05\x12\x18\n\x10\x64\x65sired_replicas\x18\x11 \x01(\x05\x12$\n\x07pricing\x18\x14 \x01(\x0b\x32\x13.bud.app.v1.Pricing\x12,\n\x0fpricing_history\x18\x15 \x03(\x0b\x32\x13.bud.app.v1.Pricing\x12(\n\x05image\x18\x16 \x01(\x0b\x32\x19.bud.app.v1.ImageSettingsB\x08\n\x06target\"r\n\rImageSettings\x12\x12\n\nmax_images\x18\x01 \x01(\x05\x12\r\n\x05sizes\x18\x02 \x03(\t\x12\x14\n\x0c\x64\x65\x66\x61ult_size\x18\x03 \x01(\t\x12\x15\n\rdefault_steps\x18\x04 \x01(\x05\x12\x11\n\tmax_steps\x18\x05 \x01(\x05\"\xac\x01\n\x07Pricing\x12\x1d\n\x15input_per_million_usd\x18\x01 \x01(\t\x12\x1e\n\x16output_per_million_usd\x18\x02 \x01(\t\x12\x17\n\x0fper_request_usd\x18\x03 \x01(\t\x12\x15\n\rper_image_usd\x18\x05 \x01(\t\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x17\x43reateDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12*\n\ndeployment\x18\x02 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"F\n\x18\x43reateDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"A\n\x14GetDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\"C\n\x15GetDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"S\n\x16ListDeploymentsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x17ListDeploymentsResponse\x12+\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x16.bud.app.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x17UpdateDeploymentRequest\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x18UpdateDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.bud.app.v1.Deployment\"D\n\x17\x44\x65leteDeploymentRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteDeploymentResponse\"\xdc\x01\n\x0cScalingEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12)\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x19.bud.app.v1.ScalingAction\x12\x15\n\rfrom_replicas\x18\x04 \x01(\x05\x12\x13\n\x0bto_replicas\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\tengine_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x18ListScalingEventsRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"^\n\x19ListScalingEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.bud.app.v1.ScalingEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xd4\x01\n\x10\x44\x65ploymentStatus\x12!\n\x1d\x44\x45PLOYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45PLOYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_STATUS_LOADING\x10\x02\x12\x1b\n\x17\x44\x45PLOYMENT_STATUS_READY\x10\x03\x12\x1c\n\x18\x44\x45PLOYMENT_STATUS_FAILED\x10\x04\x12$\n DEPLOYMENT_STATUS_SCALED_TO_ZERO\x10\x05*\xa6\x01\n\rScalingAction\x12\x1e\n\x1aSCALING_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17SCALING_ACTION_SCALE_UP\x10\x01\x12\x1d\n\x19SCALING_ACTION_SCALE_DOWN\x10\x02\x12 \n\x1cSCALING_ACTION_SCALE_TO_ZERO\x10\x03\x12\x17\n\x13SCALING_ACTION_WAKE\x10\x04\x32\xd6\x07\n\x11\x44\x65ploymentService\x12\x98\x01\n\x10\x43reateDeployment\x12#.bud.app.v1.CreateDeploymentRequest\x1a$.bud.app.v1.CreateDeploymentResponse\"9\x82\xd3\xe4\x93\x02\x33\"%/v1/projects/{project_id}/deployments:\ndeployment\x12\x93\x01\n\rGetDeployment\x12 .bud.app.v1.GetDeploymentRequest\x1a!.bud.app.v1.GetDeploymentResponse\"=\x82\xd3\xe4\x93\x02\x37\x12\x35/v1/projects/{project_id}/deployments/{deployment_id}\x12\x89\x01\n\x0fListDeployments\x12\".bud.app.v1.ListDeploymentsRequest\x1a#.bud.app.v1.ListDeploymentsResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/projects/{project_id}/deployments\x12\xb3\x01\n\x10UpdateDeployment\x12#.bud.app.v1.UpdateDeploymentRequest\x1a$.bud.app.v1.UpdateDeploymentResponse\"T\x82\xd3\xe4\x93\x02N2@/v1/projects/{deployment.project_id}/deployments/{deployment.id}:\ndeployment\x12\x9c\x01\n\x10\x44\x65leteDeployment\x12#.bud.app.v1.DeleteDeploymentRequest\x1a$.bud.app.v1.DeleteDeploymentResponse\"=\x82\xd3\xe4\x93\x02\x37*5/v1/projects/{project_id}/deployments/{deployment_id}\x12\xae\x01\n\x11ListScalingEvents\x12$.bud.app.v1.ListScalingEventsRequest\x1a%.bud.app.v1.ListScalingEventsResponse\"L\x82\xd3\xe4\x93\x02\x46\x12\x44/v1/projects/{project_id}/deployments/{deployment_id}/scaling_eventsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,10 +47,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['DeleteDeployment']._serialized_options = b'\202\323\344\223\0027*5/v1/projects/{project_id}/deployments/{deployment_id}'
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['ListScalingEvents']._loaded_options = None
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['ListScalingEvents']._serialized_options = b'\202\323\344\223\002F\022D/v1/projects/{project_id}/deployments/{deployment_id}/scaling_events'
-  _globals['_DEPLOYMENTSTATUS']._serialized_start=2827
-  _globals['_DEPLOYMENTSTATUS']._serialized_end=3039
-  _globals['_SCALINGACTION']._serialized_start=3042
-  _globals['_SCALINGACTION']._serialized_end=3208
+  _globals['_DEPLOYMENTSTATUS']._serialized_start=3035
+  _globals['_DEPLOYMENTSTATUS']._serialized_end=3247
+  _globals['_SCALINGACTION']._serialized_start=3250
+  _globals['_SCALINGACTION']._serialized_end=3416
   _globals['_MODELSOURCE']._serialized_start=176
   _globals['_MODELSOURCE']._serialized_end=296
   _globals['_ENGINEENDPOINT']._serialized_start=298
@@ -60,37 +60,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCALINGSETTINGS']._serialized_start=467
   _globals['_SCALINGSETTINGS']._serialized_end=701
   _globals['_RATELIMITS']._serialized_start=703
-  _globals['_RATELIMITS']._serialized_end=771
-  _globals['_DEPLOYMENT']._serialized_start=774
-  _globals['_DEPLOYMENT']._serialized_end=1472
-  _globals['_PRICING']._serialized_start=1475
-  _globals['_PRICING']._serialized_end=1624
-  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_start=1626
-  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_end=1715
-  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_start=1717
-  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_end=1787
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1789
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=1854
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=1856
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=1923
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=1925
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=2008
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=2010
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=2105
-  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_start=2107
-  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_end=2225
-  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_start=2227
-  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_end=2297
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=2299
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=2367
-  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_start=2369
-  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_end=2395
-  _globals['_SCALINGEVENT']._serialized_start=2398
-  _globals['_SCALINGEVENT']._serialized_end=2618
-  _globals['_LISTSCALINGEVENTSREQUEST']._serialized_start=2620
-  _globals['_LISTSCALINGEVENTSREQUEST']._serialized_end=2728
-  _globals['_LISTSCALINGEVENTSRESPONSE']._serialized_start=2730
-  _globals['_LISTSCALINGEVENTSRESPONSE']._serialized_end=2824
-  _globals['_DEPLOYMENTSERVICE']._serialized_start=3211
-  _globals['_DEPLOYMENTSERVICE']._serialized_end=4193
+  _globals['_RATELIMITS']._serialized_end=798
+  _globals['_DEPLOYMENT']._serialized_start=801
+  _globals['_DEPLOYMENT']._serialized_end=1541
+  _globals['_IMAGESETTINGS']._serialized_start=1543
+  _globals['_IMAGESETTINGS']._serialized_end=1657
+  _globals['_PRICING']._serialized_start=1660
+  _globals['_PRICING']._serialized_end=1832
+  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_start=1834
+  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_end=1923
+  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_start=1925
+  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_end=1995
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=1997
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=2062
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=2064
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=2131
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=2133
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=2216
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=2218
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=2313
+  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_start=2315
+  _globals['_UPDATEDEPLOYMENTREQUEST']._serialized_end=2433
+  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_start=2435
+  _globals['_UPDATEDEPLOYMENTRESPONSE']._serialized_end=2505
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=2507
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=2575
+  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_start=2577
+  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_end=2603
+  _globals['_SCALINGEVENT']._serialized_start=2606
+  _globals['_SCALINGEVENT']._serialized_end=2826
+  _globals['_LISTSCALINGEVENTSREQUEST']._serialized_start=2828
+  _globals['_LISTSCALINGEVENTSREQUEST']._serialized_end=2936
+  _globals['_LISTSCALINGEVENTSRESPONSE']._serialized_start=2938
+  _globals['_LISTSCALINGEVENTSRESPONSE']._serialized_end=3032
+  _globals['_DEPLOYMENTSERVICE']._serialized_start=3419
+  _globals['_DEPLOYMENTSERVICE']._serialized_end=4401
 # @@protoc_insertion_point(module_scope)

@@ -92,15 +92,17 @@ class ScalingSettings(_message.Message):
     def __init__(self, min_concurrency: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., autoscale: _Optional[bool] = ..., min_replicas: _Optional[int] = ..., max_replicas: _Optional[int] = ..., idle_timeout_seconds: _Optional[int] = ...) -> None: ...
 
 class RateLimits(_message.Message):
-    __slots__ = ("requests_per_minute", "tokens_per_minute")
+    __slots__ = ("requests_per_minute", "tokens_per_minute", "images_per_minute")
     REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     requests_per_minute: int
     tokens_per_minute: int
-    def __init__(self, requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ...) -> None: ...
+    images_per_minute: int
+    def __init__(self, requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., images_per_minute: _Optional[int] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "project_id", "name", "model", "prompt", "endpoints", "engine_args", "runner", "scaling", "caching", "rate_limits", "status", "status_message", "create_time", "update_time", "ready_replicas", "desired_replicas", "pricing", "pricing_history")
+    __slots__ = ("id", "project_id", "name", "model", "prompt", "endpoints", "engine_args", "runner", "scaling", "caching", "rate_limits", "status", "status_message", "create_time", "update_time", "ready_replicas", "desired_replicas", "pricing", "pricing_history", "image")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +122,7 @@ class Deployment(_message.Message):
     DESIRED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     PRICING_FIELD_NUMBER: _ClassVar[int]
     PRICING_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     name: str
@@ -139,19 +142,36 @@ class Deployment(_message.Message):
     desired_replicas: int
     pricing: Pricing
     pricing_history: _containers.RepeatedCompositeFieldContainer[Pricing]
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., prompt: _Optional[_Union[PromptTarget, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[EngineEndpoint, _Mapping]]] = ..., engine_args: _Optional[_Union[_engine_service_pb2.EngineArgs, _Mapping]] = ..., runner: _Optional[_Union[_engine_service_pb2.Runner, str]] = ..., scaling: _Optional[_Union[ScalingSettings, _Mapping]] = ..., caching: _Optional[bool] = ..., rate_limits: _Optional[_Union[RateLimits, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, str]] = ..., status_message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ..., pricing: _Optional[_Union[Pricing, _Mapping]] = ..., pricing_history: _Optional[_Iterable[_Union[Pricing, _Mapping]]] = ...) -> None: ...
+    image: ImageSettings
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., prompt: _Optional[_Union[PromptTarget, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[EngineEndpoint, _Mapping]]] = ..., engine_args: _Optional[_Union[_engine_service_pb2.EngineArgs, _Mapping]] = ..., runner: _Optional[_Union[_engine_service_pb2.Runner, str]] = ..., scaling: _Optional[_Union[ScalingSettings, _Mapping]] = ..., caching: _Optional[bool] = ..., rate_limits: _Optional[_Union[RateLimits, _Mapping]] = ..., status: _Optional[_Union[DeploymentStatus, str]] = ..., status_message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ..., pricing: _Optional[_Union[Pricing, _Mapping]] = ..., pricing_history: _Optional[_Iterable[_Union[Pricing, _Mapping]]] = ..., image: _Optional[_Union[ImageSettings, _Mapping]] = ...) -> None: ...
+
+class ImageSettings(_message.Message):
+    __slots__ = ("max_images", "sizes", "default_size", "default_steps", "max_steps")
+    MAX_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    max_images: int
+    sizes: _containers.RepeatedScalarFieldContainer[str]
+    default_size: str
+    default_steps: int
+    max_steps: int
+    def __init__(self, max_images: _Optional[int] = ..., sizes: _Optional[_Iterable[str]] = ..., default_size: _Optional[str] = ..., default_steps: _Optional[int] = ..., max_steps: _Optional[int] = ...) -> None: ...
 
 class Pricing(_message.Message):
-    __slots__ = ("input_per_million_usd", "output_per_million_usd", "per_request_usd", "effective_time")
+    __slots__ = ("input_per_million_usd", "output_per_million_usd", "per_request_usd", "per_image_usd", "effective_time")
     INPUT_PER_MILLION_USD_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PER_MILLION_USD_FIELD_NUMBER: _ClassVar[int]
     PER_REQUEST_USD_FIELD_NUMBER: _ClassVar[int]
+    PER_IMAGE_USD_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_TIME_FIELD_NUMBER: _ClassVar[int]
     input_per_million_usd: str
     output_per_million_usd: str
     per_request_usd: str
+    per_image_usd: str
     effective_time: _timestamp_pb2.Timestamp
-    def __init__(self, input_per_million_usd: _Optional[str] = ..., output_per_million_usd: _Optional[str] = ..., per_request_usd: _Optional[str] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, input_per_million_usd: _Optional[str] = ..., output_per_million_usd: _Optional[str] = ..., per_request_usd: _Optional[str] = ..., per_image_usd: _Optional[str] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateDeploymentRequest(_message.Message):
     __slots__ = ("project_id", "deployment")

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ud/app/v1/usage.proto\x12\nbud.app.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x02\n\x0bUsageRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x12\n\napi_key_id\x18\x03 \x01(\t\x12\x15\n\rdeployment_id\x18\x04 \x01(\t\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x05\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x13\n\x0bstatus_code\x18\x08 \x01(\x05\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\toperation\x18\n \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x0b \x01(\t\x12\x11\n\tprompt_id\x18\x0c \x01(\t\x12\x16\n\x0eprompt_version\x18\r \x01(\x05\x12\x1c\n\x14prompt_deployment_id\x18\x0e \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x0f \x01(\x08\x12\x10\n\x08\x63ost_usd\x18\x10 \x01(\t\">\n\x12RecordUsageRequest\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.bud.app.v1.UsageRecord\"V\n\x13RecordUsageResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x05\x12/\n\x07refused\x18\x02 \x03(\x0b\x32\x1e.bud.app.v1.RefusedUsageRecord\"g\n\x12RefusedUsageRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\xa9\x01\n\x11QueryUsageRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\x12\x12\n\napi_key_id\x18\x04 \x01(\t\x12\x15\n\rdeployment_id\x18\x05 \x01(\t\x12\x11\n\tprompt_id\x18\x06 \x01(\t\x12\x1c\n\x14prompt_deployment_id\x18\x07 \x01(\t\"\x8e\x02\n\x0bUsageBucket\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\x12\x15\n\rdeployment_id\x18\x03 \x01(\t\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x03\x12\x11\n\tprompt_id\x18\x08 \x01(\t\x12\x16\n\x0eprompt_version\x18\t \x01(\x05\x12\x1c\n\x14prompt_deployment_id\x18\n \x01(\t\x12\x17\n\x0f\x63\x61\x63hed_requests\x18\x0b \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x0c \x01(\t\"V\n\x12QueryUsageResponse\x12(\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x17.bud.app.v1.UsageBucket\x12\x16\n\x0etotal_cost_usd\x18\x02 \x01(\t2\xd4\x01\n\x0cUsageService\x12N\n\x0bRecordUsage\x12\x1e.bud.app.v1.RecordUsageRequest\x1a\x1f.bud.app.v1.RecordUsageResponse\x12t\n\nQueryUsage\x12\x1d.bud.app.v1.QueryUsageRequest\x1a\x1e.bud.app.v1.QueryUsageResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/projects/{project_id}/usageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62ud/app/v1/usage.proto\x12\nbud.app.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x03\n\x0bUsageRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x12\n\napi_key_id\x18\x03 \x01(\t\x12\x15\n\rdeployment_id\x18\x04 \x01(\t\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x05\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x13\n\x0bstatus_code\x18\x08 \x01(\x05\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\toperation\x18\n \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x0b \x01(\t\x12\x11\n\tprompt_id\x18\x0c \x01(\t\x12\x16\n\x0eprompt_version\x18\r \x01(\x05\x12\x1c\n\x14prompt_deployment_id\x18\x0e \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x0f \x01(\x08\x12\x10\n\x08\x63ost_usd\x18\x10 \x01(\t\x12\x0e\n\x06images\x18\x11 \x01(\x05\x12\x12\n\nimage_size\x18\x12 \x01(\t\x12\x13\n\x0bimage_steps\x18\x13 \x01(\x05\">\n\x12RecordUsageRequest\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.bud.app.v1.UsageRecord\"V\n\x13RecordUsageResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x05\x12/\n\x07refused\x18\x02 \x03(\x0b\x32\x1e.bud.app.v1.RefusedUsageRecord\"g\n\x12RefusedUsageRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\xa9\x01\n\x11QueryUsageRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\x12\x12\n\napi_key_id\x18\x04 \x01(\t\x12\x15\n\rdeployment_id\x18\x05 \x01(\t\x12\x11\n\tprompt_id\x18\x06 \x01(\t\x12\x1c\n\x14prompt_deployment_id\x18\x07 \x01(\t\"\x8e\x02\n\x0bUsageBucket\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\x12\x15\n\rdeployment_id\x18\x03 \x01(\t\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x03\x12\x11\n\tprompt_id\x18\x08 \x01(\t\x12\x16\n\x0eprompt_version\x18\t \x01(\x05\x12\x1c\n\x14prompt_deployment_id\x18\n \x01(\t\x12\x17\n\x0f\x63\x61\x63hed_requests\x18\x0b \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x0c \x01(\t\"V\n\x12QueryUsageResponse\x12(\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x17.bud.app.v1.UsageBucket\x12\x16\n\x0etotal_cost_usd\x18\x02 \x01(\t2\xd4\x01\n\x0cUsageService\x12N\n\x0bRecordUsage\x12\x1e.bud.app.v1.RecordUsageRequest\x1a\x1f.bud.app.v1.RecordUsageResponse\x12t\n\nQueryUsage\x12\x1d.bud.app.v1.QueryUsageRequest\x1a\x1e.bud.app.v1.QueryUsageResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/projects/{project_id}/usageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,19 +36,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGESERVICE'].methods_by_name['QueryUsage']._loaded_options = None
   _globals['_USAGESERVICE'].methods_by_name['QueryUsage']._serialized_options = b'\202\323\344\223\002!\022\037/v1/projects/{project_id}/usage'
   _globals['_USAGERECORD']._serialized_start=102
-  _globals['_USAGERECORD']._serialized_end=484
-  _globals['_RECORDUSAGEREQUEST']._serialized_start=486
-  _globals['_RECORDUSAGEREQUEST']._serialized_end=548
-  _globals['_RECORDUSAGERESPONSE']._serialized_start=550
-  _globals['_RECORDUSAGERESPONSE']._serialized_end=636
-  _globals['_REFUSEDUSAGERECORD']._serialized_start=638
-  _globals['_REFUSEDUSAGERECORD']._serialized_end=741
-  _globals['_QUERYUSAGEREQUEST']._serialized_start=744
-  _globals['_QUERYUSAGEREQUEST']._serialized_end=913
-  _globals['_USAGEBUCKET']._serialized_start=916
-  _globals['_USAGEBUCKET']._serialized_end=1186
-  _globals['_QUERYUSAGERESPONSE']._serialized_start=1188
-  _globals['_QUERYUSAGERESPONSE']._serialized_end=1274
-  _globals['_USAGESERVICE']._serialized_start=1277
-  _globals['_USAGESERVICE']._serialized_end=1489
+  _globals['_USAGERECORD']._serialized_end=541
+  _globals['_RECORDUSAGEREQUEST']._serialized_start=543
+  _globals['_RECORDUSAGEREQUEST']._serialized_end=605
+  _globals['_RECORDUSAGERESPONSE']._serialized_start=607
+  _globals['_RECORDUSAGERESPONSE']._serialized_end=693
+  _globals['_REFUSEDUSAGERECORD']._serialized_start=695
+  _globals['_REFUSEDUSAGERECORD']._serialized_end=798
+  _globals['_QUERYUSAGEREQUEST']._serialized_start=801
+  _globals['_QUERYUSAGEREQUEST']._serialized_end=970
+  _globals['_USAGEBUCKET']._serialized_start=973
+  _globals['_USAGEBUCKET']._serialized_end=1243
+  _globals['_QUERYUSAGERESPONSE']._serialized_start=1245
+  _globals['_QUERYUSAGERESPONSE']._serialized_end=1331
+  _globals['_USAGESERVICE']._serialized_start=1334
+  _globals['_USAGESERVICE']._serialized_end=1546
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UsageRecord(_message.Message):
-    __slots__ = ("request_id", "project_id", "api_key_id", "deployment_id", "prompt_tokens", "completion_tokens", "latency_ms", "status_code", "time", "operation", "client_request_id", "prompt_id", "prompt_version", "prompt_deployment_id", "cached", "cost_usd")
+    __slots__ = ("request_id", "project_id", "api_key_id", "deployment_id", "prompt_tokens", "completion_tokens", "latency_ms", "status_code", "time", "operation", "client_request_id", "prompt_id", "prompt_version", "prompt_deployment_id", "cached", "cost_usd", "images", "image_size", "image_steps")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,9 @@ class UsageRecord(_message.Message):
     PROMPT_DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_STEPS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     project_id: str
     api_key_id: str
@@ -44,7 +47,10 @@ class UsageRecord(_message.Message):
     prompt_deployment_id: str
     cached: bool
     cost_usd: str
-    def __init__(self, request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., status_code: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[str] = ..., client_request_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., prompt_deployment_id: _Optional[str] = ..., cached: _Optional[bool] = ..., cost_usd: _Optional[str] = ...) -> None: ...
+    images: int
+    image_size: str
+    image_steps: int
+    def __init__(self, request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., status_code: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[str] = ..., client_request_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., prompt_deployment_id: _Optional[str] = ..., cached: _Optional[bool] = ..., cost_usd: _Optional[str] = ..., images: _Optional[int] = ..., image_size: _Optional[str] = ..., image_steps: _Optional[int] = ...) -> None: ...
 
 class RecordUsageRequest(_message.Message):
     __slots__ = ("records",)

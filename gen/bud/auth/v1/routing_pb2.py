@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62ud/auth/v1/routing.proto\x12\x0b\x62ud.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"A\n\x13WatchRoutingRequest\x12\x16\n\x0esince_revision\x18\x01 \x01(\x03\x12\x12\n\ngateway_id\x18\x02 \x01(\t\"\xa4\x02\n\x14WatchRoutingResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\r\n\x05reset\x18\x02 \x01(\x08\x12*\n\x0bupsert_keys\x18\x03 \x03(\x0b\x32\x15.bud.auth.v1.RouteKey\x12\x16\n\x0e\x64\x65lete_key_ids\x18\x04 \x03(\t\x12\x38\n\x12upsert_deployments\x18\x05 \x03(\x0b\x32\x1c.bud.auth.v1.RouteDeployment\x12\x1d\n\x15\x64\x65lete_deployment_ids\x18\x06 \x03(\t\x12\x32\n\x0fupsert_projects\x18\x07 \x03(\x0b\x32\x19.bud.auth.v1.RouteProject\x12\x1a\n\x12\x64\x65lete_project_ids\x18\x08 \x03(\t\"\xcd\x01\n\x08RouteKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x10\n\x08key_hash\x18\x03 \x01(\x0c\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x16\n\x0e\x64\x65ployment_ids\x18\x05 \x03(\t\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13requests_per_minute\x18\x07 \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x08 \x01(\x05\"\x91\x03\n\x0fRouteDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12-\n\tendpoints\x18\x04 \x03(\x0b\x32\x1a.bud.auth.v1.RouteEndpoint\x12\x1b\n\x13requests_per_minute\x18\x05 \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x06 \x01(\x05\x12\r\n\x05ready\x18\x07 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprompt_id\x18\t \x01(\t\x12\x16\n\x0eprompt_version\x18\n \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x0b \x01(\x05\x12\x14\n\x0cprompt_label\x18\x0c \x01(\t\x12\x0f\n\x07\x63\x61\x63hing\x18\r \x01(\x08\x12\x12\n\ncold_start\x18\x0e \x01(\x08\x12*\n\x07pricing\x18\x14 \x01(\x0b\x32\x19.bud.auth.v1.RoutePricing\"k\n\x0cRoutePricing\x12 \n\x18input_micros_per_million\x18\x01 \x01(\x03\x12!\n\x19output_micros_per_million\x18\x02 \x01(\x03\x12\x16\n\x0erequest_micros\x18\x03 \x01(\x03\"\x95\x01\n\x0bRouteBudget\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\x12\x0e\n\x06period\x18\x03 \x01(\t\x12\x14\n\x0climit_micros\x18\x04 \x01(\x03\x12\x18\n\x10\x61lert_thresholds\x18\x05 \x03(\x05\x12\x11\n\thard_stop\x18\x06 \x01(\x08\x12\x13\n\x0bwebhook_url\x18\x07 \x01(\t\";\n\rRouteEndpoint\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x19\n\x11served_model_name\x18\x02 \x01(\t\"S\n\x0cRouteProject\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12)\n\x07\x62udgets\x18\x03 \x03(\x0b\x32\x18.bud.auth.v1.RouteBudget\"Y\n\x11ReportLoadRequest\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x30\n\x0b\x64\x65ployments\x18\x02 \x03(\x0b\x32\x1b.bud.auth.v1.DeploymentLoad\"\xc7\x01\n\x0e\x44\x65ploymentLoad\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x11\n\tin_flight\x18\x02 \x01(\x05\x12\x0e\n\x06queued\x18\x03 \x01(\x05\x12\x16\n\x0erequests_total\x18\x04 \x01(\x03\x12\x35\n\x11last_request_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tendpoints\x18\x06 \x03(\x0b\x32\x19.bud.auth.v1.EndpointLoad\"M\n\x0c\x45ndpointLoad\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x19\n\x11served_model_name\x18\x02 \x01(\t\x12\x11\n\tin_flight\x18\x03 \x01(\x05\"\x14\n\x12ReportLoadResponse\"B\n\x15WakeDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\"&\n\x16WakeDeploymentResponse\x12\x0c\n\x04woke\x18\x01 \x01(\x08\x32\x91\x02\n\x0eRoutingService\x12U\n\x0cWatchRouting\x12 .bud.auth.v1.WatchRoutingRequest\x1a!.bud.auth.v1.WatchRoutingResponse0\x01\x12M\n\nReportLoad\x12\x1e.bud.auth.v1.ReportLoadRequest\x1a\x1f.bud.auth.v1.ReportLoadResponse\x12Y\n\x0eWakeDeployment\x12\".bud.auth.v1.WakeDeploymentRequest\x1a#.bud.auth.v1.WakeDeploymentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62ud/auth/v1/routing.proto\x12\x0b\x62ud.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"A\n\x13WatchRoutingRequest\x12\x16\n\x0esince_revision\x18\x01 \x01(\x03\x12\x12\n\ngateway_id\x18\x02 \x01(\t\"\xa4\x02\n\x14WatchRoutingResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\r\n\x05reset\x18\x02 \x01(\x08\x12*\n\x0bupsert_keys\x18\x03 \x03(\x0b\x32\x15.bud.auth.v1.RouteKey\x12\x16\n\x0e\x64\x65lete_key_ids\x18\x04 \x03(\t\x12\x38\n\x12upsert_deployments\x18\x05 \x03(\x0b\x32\x1c.bud.auth.v1.RouteDeployment\x12\x1d\n\x15\x64\x65lete_deployment_ids\x18\x06 \x03(\t\x12\x32\n\x0fupsert_projects\x18\x07 \x03(\x0b\x32\x19.bud.auth.v1.RouteProject\x12\x1a\n\x12\x64\x65lete_project_ids\x18\x08 \x03(\t\"\xcd\x01\n\x08RouteKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x10\n\x08key_hash\x18\x03 \x01(\x0c\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x16\n\x0e\x64\x65ployment_ids\x18\x05 \x03(\t\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13requests_per_minute\x18\x07 \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x08 \x01(\x05\"\xc1\x03\n\x0fRouteDeployment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12-\n\tendpoints\x18\x04 \x03(\x0b\x32\x1a.bud.auth.v1.RouteEndpoint\x12\x1b\n\x13requests_per_minute\x18\x05 \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x06 \x01(\x05\x12\r\n\x05ready\x18\x07 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprompt_id\x18\t \x01(\t\x12\x16\n\x0eprompt_version\x18\n \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x0b \x01(\x05\x12\x14\n\x0cprompt_label\x18\x0c \x01(\t\x12\x0f\n\x07\x63\x61\x63hing\x18\r \x01(\x08\x12\x12\n\ncold_start\x18\x0e \x01(\x08\x12*\n\x07pricing\x18\x14 \x01(\x0b\x32\x19.bud.auth.v1.RoutePricing\x12.\n\x05image\x18\x15 \x01(\x0b\x32\x1f.bud.auth.v1.RouteImageSettings\"\x92\x01\n\x12RouteImageSettings\x12\x12\n\nmax_images\x18\x01 \x01(\x05\x12\r\n\x05sizes\x18\x02 \x03(\t\x12\x14\n\x0c\x64\x65\x66\x61ult_size\x18\x03 \x01(\t\x12\x15\n\rdefault_steps\x18\x04 \x01(\x05\x12\x11\n\tmax_steps\x18\x05 \x01(\x05\x12\x19\n\x11images_per_minute\x18\x06 \x01(\x05\"\x81\x01\n\x0cRoutePricing\x12 \n\x18input_micros_per_million\x18\x01 \x01(\x03\x12!\n\x19output_micros_per_million\x18\x02 \x01(\x03\x12\x16\n\x0erequest_micros\x18\x03 \x01(\x03\x12\x14\n\x0cimage_micros\x18\x04 \x01(\x03\"\x95\x01\n\x0bRouteBudget\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\x12\x0e\n\x06period\x18\x03 \x01(\t\x12\x14\n\x0climit_micros\x18\x04 \x01(\x03\x12\x18\n\x10\x61lert_thresholds\x18\x05 \x03(\x05\x12\x11\n\thard_stop\x18\x06 \x01(\x08\x12\x13\n\x0bwebhook_url\x18\x07 \x01(\t\";\n\rRouteEndpoint\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x19\n\x11served_model_name\x18\x02 \x01(\t\"S\n\x0cRouteProject\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12)\n\x07\x62udgets\x18\x03 \x03(\x0b\x32\x18.bud.auth.v1.RouteBudget\"Y\n\x11ReportLoadRequest\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x30\n\x0b\x64\x65ployments\x18\x02 \x03(\x0b\x32\x1b.bud.auth.v1.DeploymentLoad\"\xc7\x01\n\x0e\x44\x65ploymentLoad\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x11\n\tin_flight\x18\x02 \x01(\x05\x12\x0e\n\x06queued\x18\x03 \x01(\x05\x12\x16\n\x0erequests_total\x18\x04 \x01(\x03\x12\x35\n\x11last_request_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tendpoints\x18\x06 \x03(\x0b\x32\x19.bud.auth.v1.EndpointLoad\"M\n\x0c\x45ndpointLoad\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x19\n\x11served_model_name\x18\x02 \x01(\t\x12\x11\n\tin_flight\x18\x03 \x01(\x05\"\x14\n\x12ReportLoadResponse\"B\n\x15WakeDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\"&\n\x16WakeDeploymentResponse\x12\x0c\n\x04woke\x18\x01 \x01(\x08\x32\x91\x02\n\x0eRoutingService\x12U\n\x0cWatchRouting\x12 .bud.auth.v1.WatchRoutingRequest\x1a!.bud.auth.v1.WatchRoutingResponse0\x01\x12M\n\nReportLoad\x12\x1e.bud.auth.v1.ReportLoadRequest\x1a\x1f.bud.auth.v1.ReportLoadResponse\x12Y\n\x0eWakeDeployment\x12\".bud.auth.v1.WakeDeploymentRequest\x1a#.bud.auth.v1.WakeDeploymentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,27 +39,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTEKEY']._serialized_start=438
   _globals['_ROUTEKEY']._serialized_end=643
   _globals['_ROUTEDEPLOYMENT']._serialized_start=646
-  _globals['_ROUTEDEPLOYMENT']._serialized_end=1047
-  _globals['_ROUTEPRICING']._serialized_start=1049
-  _globals['_ROUTEPRICING']._serialized_end=1156
-  _globals['_ROUTEBUDGET']._serialized_start=1159
-  _globals['_ROUTEBUDGET']._serialized_end=1308
-  _globals['_ROUTEENDPOINT']._serialized_start=1310
-  _globals['_ROUTEENDPOINT']._serialized_end=1369
-  _globals['_ROUTEPROJECT']._serialized_start=1371
-  _globals['_ROUTEPROJECT']._serialized_end=1454
-  _globals['_REPORTLOADREQUEST']._serialized_start=1456
-  _globals['_REPORTLOADREQUEST']._serialized_end=1545
-  _globals['_DEPLOYMENTLOAD']._serialized_start=1548
-  _globals['_DEPLOYMENTLOAD']._serialized_end=1747
-  _globals['_ENDPOINTLOAD']._serialized_start=1749
-  _globals['_ENDPOINTLOAD']._serialized_end=1826
-  _globals['_REPORTLOADRESPONSE']._serialized_start=1828
-  _globals['_REPORTLOADRESPONSE']._serialized_end=1848
-  _globals['_WAKEDEPLOYMENTREQUEST']._serialized_start=1850
-  _globals['_WAKEDEPLOYMENTREQUEST']._serialized_end=1916
-  _globals['_WAKEDEPLOYMENTRESPONSE']._serialized_start=1918
-  _globals['_WAKEDEPLOYMENTRESPONSE']._serialized_end=1956
-  _globals['_ROUTINGSERVICE']._serialized_start=1959
-  _globals['_ROUTINGSERVICE']._serialized_end=2232
+  _globals['_ROUTEDEPLOYMENT']._serialized_end=1095
+  _globals['_ROUTEIMAGESETTINGS']._serialized_start=1098
+  _globals['_ROUTEIMAGESETTINGS']._serialized_end=1244
+  _globals['_ROUTEPRICING']._serialized_start=1247
+  _globals['_ROUTEPRICING']._serialized_end=1376
+  _globals['_ROUTEBUDGET']._serialized_start=1379
+  _globals['_ROUTEBUDGET']._serialized_end=1528
+  _globals['_ROUTEENDPOINT']._serialized_start=1530
+  _globals['_ROUTEENDPOINT']._serialized_end=1589
+  _globals['_ROUTEPROJECT']._serialized_start=1591
+  _globals['_ROUTEPROJECT']._serialized_end=1674
+  _globals['_REPORTLOADREQUEST']._serialized_start=1676
+  _globals['_REPORTLOADREQUEST']._serialized_end=1765
+  _globals['_DEPLOYMENTLOAD']._serialized_start=1768
+  _globals['_DEPLOYMENTLOAD']._serialized_end=1967
+  _globals['_ENDPOINTLOAD']._serialized_start=1969
+  _globals['_ENDPOINTLOAD']._serialized_end=2046
+  _globals['_REPORTLOADRESPONSE']._serialized_start=2048
+  _globals['_REPORTLOADRESPONSE']._serialized_end=2068
+  _globals['_WAKEDEPLOYMENTREQUEST']._serialized_start=2070
+  _globals['_WAKEDEPLOYMENTREQUEST']._serialized_end=2136
+  _globals['_WAKEDEPLOYMENTRESPONSE']._serialized_start=2138
+  _globals['_WAKEDEPLOYMENTRESPONSE']._serialized_end=2176
+  _globals['_ROUTINGSERVICE']._serialized_start=2179
+  _globals['_ROUTINGSERVICE']._serialized_end=2452
 # @@protoc_insertion_point(module_scope)

@@ -58,7 +58,7 @@ class RouteKey(_message.Message):
     def __init__(self, id: _Optional[str] = ..., prefix: _Optional[str] = ..., key_hash: _Optional[bytes] = ..., project_id: _Optional[str] = ..., deployment_ids: _Optional[_Iterable[str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ...) -> None: ...
 
 class RouteDeployment(_message.Message):
-    __slots__ = ("id", "project_id", "name", "endpoints", "requests_per_minute", "tokens_per_minute", "ready", "create_time", "prompt_id", "prompt_version", "max_concurrency", "prompt_label", "caching", "cold_start", "pricing")
+    __slots__ = ("id", "project_id", "name", "endpoints", "requests_per_minute", "tokens_per_minute", "ready", "create_time", "prompt_id", "prompt_version", "max_concurrency", "prompt_label", "caching", "cold_start", "pricing", "image")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class RouteDeployment(_message.Message):
     CACHING_FIELD_NUMBER: _ClassVar[int]
     COLD_START_FIELD_NUMBER: _ClassVar[int]
     PRICING_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
     id: str
     project_id: str
     name: str
@@ -89,17 +90,36 @@ class RouteDeployment(_message.Message):
     caching: bool
     cold_start: bool
     pricing: RoutePricing
-    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[RouteEndpoint, _Mapping]]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., ready: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., prompt_label: _Optional[str] = ..., caching: _Optional[bool] = ..., cold_start: _Optional[bool] = ..., pricing: _Optional[_Union[RoutePricing, _Mapping]] = ...) -> None: ...
+    image: RouteImageSettings
+    def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[RouteEndpoint, _Mapping]]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., ready: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., prompt_label: _Optional[str] = ..., caching: _Optional[bool] = ..., cold_start: _Optional[bool] = ..., pricing: _Optional[_Union[RoutePricing, _Mapping]] = ..., image: _Optional[_Union[RouteImageSettings, _Mapping]] = ...) -> None: ...
+
+class RouteImageSettings(_message.Message):
+    __slots__ = ("max_images", "sizes", "default_size", "default_steps", "max_steps", "images_per_minute")
+    MAX_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    max_images: int
+    sizes: _containers.RepeatedScalarFieldContainer[str]
+    default_size: str
+    default_steps: int
+    max_steps: int
+    images_per_minute: int
+    def __init__(self, max_images: _Optional[int] = ..., sizes: _Optional[_Iterable[str]] = ..., default_size: _Optional[str] = ..., default_steps: _Optional[int] = ..., max_steps: _Optional[int] = ..., images_per_minute: _Optional[int] = ...) -> None: ...
 
 class RoutePricing(_message.Message):
-    __slots__ = ("input_micros_per_million", "output_micros_per_million", "request_micros")
+    __slots__ = ("input_micros_per_million", "output_micros_per_million", "request_micros", "image_micros")
     INPUT_MICROS_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_MICROS_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_MICROS_FIELD_NUMBER: _ClassVar[int]
     input_micros_per_million: int
     output_micros_per_million: int
     request_micros: int
-    def __init__(self, input_micros_per_million: _Optional[int] = ..., output_micros_per_million: _Optional[int] = ..., request_micros: _Optional[int] = ...) -> None: ...
+    image_micros: int
+    def __init__(self, input_micros_per_million: _Optional[int] = ..., output_micros_per_million: _Optional[int] = ..., request_micros: _Optional[int] = ..., image_micros: _Optional[int] = ...) -> None: ...
 
 class RouteBudget(_message.Message):
     __slots__ = ("id", "api_key_id", "period", "limit_micros", "alert_thresholds", "hard_stop", "webhook_url")

@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from bud.openai.v1 import chat_pb2 as bud_dot_openai_dot_v1_dot_chat__pb2
 from bud.openai.v1 import completion_pb2 as bud_dot_openai_dot_v1_dot_completion__pb2
 from bud.openai.v1 import embedding_pb2 as bud_dot_openai_dot_v1_dot_embedding__pb2
+from bud.openai.v1 import image_pb2 as bud_dot_openai_dot_v1_dot_image__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"bud/engine/v1/engine_service.proto\x12\rbud.engine.v1\x1a\x18\x62ud/openai/v1/chat.proto\x1a\x1e\x62ud/openai/v1/completion.proto\x1a\x1d\x62ud/openai/v1/embedding.proto\"\x88\x06\n\nEngineArgs\x12\x1a\n\rmax_model_len\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\x05\x64type\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1f\n\x12kv_cache_space_gib\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12#\n\x16gpu_memory_utilization\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12!\n\x14tensor_parallel_size\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12\x19\n\x0cmax_num_seqs\x18\x06 \x01(\x05H\x05\x88\x01\x01\x12\x1d\n\x10tool_call_parser\x18\x07 \x01(\tH\x06\x88\x01\x01\x12\x1d\n\x10reasoning_parser\x18\x08 \x01(\tH\x07\x88\x01\x01\x12\x1a\n\rchat_template\x18\t \x01(\tH\x08\x88\x01\x01\x12\x1a\n\renforce_eager\x18\n \x01(\x08H\t\x88\x01\x01\x12\"\n\x15\x65nable_prefix_caching\x18\x0b \x01(\x08H\n\x88\x01\x01\x12\x11\n\x04seed\x18\x0c \x01(\x03H\x0b\x88\x01\x01\x12\x16\n\ttokenizer\x18\r \x01(\tH\x0c\x88\x01\x01\x12#\n\x16pipeline_parallel_size\x18\x0e \x01(\x05H\r\x88\x01\x01\x12)\n\x1c\x64istributed_executor_backend\x18\x0f \x01(\tH\x0e\x88\x01\x01\x42\x10\n\x0e_max_model_lenB\x08\n\x06_dtypeB\x15\n\x13_kv_cache_space_gibB\x19\n\x17_gpu_memory_utilizationB\x17\n\x15_tensor_parallel_sizeB\x0f\n\r_max_num_seqsB\x13\n\x11_tool_call_parserB\x13\n\x11_reasoning_parserB\x10\n\x0e_chat_templateB\x10\n\x0e_enforce_eagerB\x18\n\x16_enable_prefix_cachingB\x07\n\x05_seedB\x0c\n\n_tokenizerB\x19\n\x17_pipeline_parallel_sizeB\x1f\n\x1d_distributed_executor_backend\"\xcb\x01\n\x0bModelSource\x12\x11\n\x07\x62uiltin\x18\x01 \x01(\tH\x00\x12\x14\n\nlocal_path\x18\x02 \x01(\tH\x00\x12\x37\n\x0chugging_face\x18\x03 \x01(\x0b\x32\x1f.bud.engine.v1.HuggingFaceModelH\x00\x12\x1b\n\x11registry_model_id\x18\x04 \x01(\tH\x00\x12\x35\n\x08registry\x18\x05 \x01(\x0b\x32!.bud.engine.v1.RegistryModelFilesH\x00\x42\x06\n\x04kind\"\xa8\x01\n\x12RegistryModelFiles\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nlocal_path\x18\x02 \x01(\t\x12=\n\x06sha256\x18\x03 \x03(\x0b\x32-.bud.engine.v1.RegistryModelFiles.Sha256Entry\x1a-\n\x0bSha256Entry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x10HuggingFaceModel\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\"\x97\x02\n\x0bServedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x06source\x18\x08 \x01(\x0b\x32\x1a.bud.engine.v1.ModelSource\x12%\n\x06runner\x18\x03 \x01(\x0e\x32\x15.bud.engine.v1.Runner\x12\'\n\x04\x61rgs\x18\x04 \x01(\x0b\x32\x19.bud.engine.v1.EngineArgs\x12(\n\x05state\x18\x05 \x01(\x0e\x32\x19.bud.engine.v1.ModelState\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x15\n\rmax_model_len\x18\x07 \x01(\x05\x12(\n\x05owner\x18\t \x01(\x0b\x32\x19.bud.engine.v1.ModelOwnerJ\x04\x08\x02\x10\x03\"7\n\nModelOwner\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x03\"\xcc\x01\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x06source\x18\x05 \x01(\x0b\x32\x1a.bud.engine.v1.ModelSource\x12%\n\x06runner\x18\x03 \x01(\x0e\x32\x15.bud.engine.v1.Runner\x12\'\n\x04\x61rgs\x18\x04 \x01(\x0b\x32\x19.bud.engine.v1.EngineArgs\x12(\n\x05owner\x18\x06 \x01(\x0b\x32\x19.bud.engine.v1.ModelOwnerJ\x04\x08\x02\x10\x03\">\n\x11LoadModelResponse\x12)\n\x05model\x18\x01 \x01(\x0b\x32\x1a.bud.engine.v1.ServedModel\"L\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x05owner\x18\x02 \x01(\x0b\x32\x19.bud.engine.v1.ModelOwner\"\x15\n\x13UnloadModelResponse\"\x13\n\x11ListModelsRequest\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.bud.engine.v1.ServedModel\"\x11\n\x0fGetStatsRequest\"=\n\x10GetStatsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.bud.engine.v1.ModelStats\"\xbf\x01\n\nModelStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10running_requests\x18\x02 \x01(\x05\x12\x18\n\x10waiting_requests\x18\x03 \x01(\x05\x12\x16\n\x0ekv_cache_usage\x18\x04 \x01(\x01\x12\x1b\n\x13prompt_tokens_total\x18\x05 \x01(\x03\x12\x1f\n\x17generation_tokens_total\x18\x06 \x01(\x03\x12\x19\n\x11inflight_requests\x18\x07 \x01(\x05\"*\n\x16GetRequestUsageRequest\x12\x10\n\x08usage_id\x18\x01 \x01(\t\"Z\n\x17GetRequestUsageResponse\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\r\n\x05\x65nded\x18\x03 \x01(\x08*I\n\x06Runner\x12\x16\n\x12RUNNER_UNSPECIFIED\x10\x00\x12\x13\n\x0fRUNNER_GENERATE\x10\x01\x12\x12\n\x0eRUNNER_POOLING\x10\x02*\x8c\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x19\n\x15MODEL_STATE_UNLOADING\x10\x04\x32\xee\x06\n\rEngineService\x12[\n\x14\x43reateChatCompletion\x12$.bud.openai.v1.ChatCompletionRequest\x1a\x1d.bud.openai.v1.ChatCompletion\x12\x62\n\x14StreamChatCompletion\x12$.bud.openai.v1.ChatCompletionRequest\x1a\".bud.openai.v1.ChatCompletionChunk0\x01\x12O\n\x10\x43reateCompletion\x12 .bud.openai.v1.CompletionRequest\x1a\x19.bud.openai.v1.Completion\x12Q\n\x10StreamCompletion\x12 .bud.openai.v1.CompletionRequest\x1a\x19.bud.openai.v1.Completion0\x01\x12P\n\x0f\x43reateEmbedding\x12\x1f.bud.openai.v1.EmbeddingRequest\x1a\x1c.bud.openai.v1.EmbeddingList\x12N\n\tLoadModel\x12\x1f.bud.engine.v1.LoadModelRequest\x1a .bud.engine.v1.LoadModelResponse\x12T\n\x0bUnloadModel\x12!.bud.engine.v1.UnloadModelRequest\x1a\".bud.engine.v1.UnloadModelResponse\x12Q\n\nListModels\x12 .bud.engine.v1.ListModelsRequest\x1a!.bud.engine.v1.ListModelsResponse\x12K\n\x08GetStats\x12\x1e.bud.engine.v1.GetStatsRequest\x1a\x1f.bud.engine.v1.GetStatsResponse\x12`\n\x0fGetRequestUsage\x12%.bud.engine.v1.GetRequestUsageRequest\x1a&.bud.engine.v1.GetRequestUsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"bud/engine/v1/engine_service.proto\x12\rbud.engine.v1\x1a\x18\x62ud/openai/v1/chat.proto\x1a\x1e\x62ud/openai/v1/completion.proto\x1a\x1d\x62ud/openai/v1/embedding.proto\x1a\x19\x62ud/openai/v1/image.proto\"\x88\x06\n\nEngineArgs\x12\x1a\n\rmax_model_len\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\x05\x64type\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1f\n\x12kv_cache_space_gib\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12#\n\x16gpu_memory_utilization\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12!\n\x14tensor_parallel_size\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12\x19\n\x0cmax_num_seqs\x18\x06 \x01(\x05H\x05\x88\x01\x01\x12\x1d\n\x10tool_call_parser\x18\x07 \x01(\tH\x06\x88\x01\x01\x12\x1d\n\x10reasoning_parser\x18\x08 \x01(\tH\x07\x88\x01\x01\x12\x1a\n\rchat_template\x18\t \x01(\tH\x08\x88\x01\x01\x12\x1a\n\renforce_eager\x18\n \x01(\x08H\t\x88\x01\x01\x12\"\n\x15\x65nable_prefix_caching\x18\x0b \x01(\x08H\n\x88\x01\x01\x12\x11\n\x04seed\x18\x0c \x01(\x03H\x0b\x88\x01\x01\x12\x16\n\ttokenizer\x18\r \x01(\tH\x0c\x88\x01\x01\x12#\n\x16pipeline_parallel_size\x18\x0e \x01(\x05H\r\x88\x01\x01\x12)\n\x1c\x64istributed_executor_backend\x18\x0f \x01(\tH\x0e\x88\x01\x01\x42\x10\n\x0e_max_model_lenB\x08\n\x06_dtypeB\x15\n\x13_kv_cache_space_gibB\x19\n\x17_gpu_memory_utilizationB\x17\n\x15_tensor_parallel_sizeB\x0f\n\r_max_num_seqsB\x13\n\x11_tool_call_parserB\x13\n\x11_reasoning_parserB\x10\n\x0e_chat_templateB\x10\n\x0e_enforce_eagerB\x18\n\x16_enable_prefix_cachingB\x07\n\x05_seedB\x0c\n\n_tokenizerB\x19\n\x17_pipeline_parallel_sizeB\x1f\n\x1d_distributed_executor_backend\"\xcb\x01\n\x0bModelSource\x12\x11\n\x07\x62uiltin\x18\x01 \x01(\tH\x00\x12\x14\n\nlocal_path\x18\x02 \x01(\tH\x00\x12\x37\n\x0chugging_face\x18\x03 \x01(\x0b\x32\x1f.bud.engine.v1.HuggingFaceModelH\x00\x12\x1b\n\x11registry_model_id\x18\x04 \x01(\tH\x00\x12\x35\n\x08registry\x18\x05 \x01(\x0b\x32!.bud.engine.v1.RegistryModelFilesH\x00\x42\x06\n\x04kind\"\xa8\x01\n\x12RegistryModelFiles\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nlocal_path\x18\x02 \x01(\t\x12=\n\x06sha256\x18\x03 \x03(\x0b\x32-.bud.engine.v1.RegistryModelFiles.Sha256Entry\x1a-\n\x0bSha256Entry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x10HuggingFaceModel\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\"\x97\x02\n\x0bServedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x06source\x18\x08 \x01(\x0b\x32\x1a.bud.engine.v1.ModelSource\x12%\n\x06runner\x18\x03 \x01(\x0e\x32\x15.bud.engine.v1.Runner\x12\'\n\x04\x61rgs\x18\x04 \x01(\x0b\x32\x19.bud.engine.v1.EngineArgs\x12(\n\x05state\x18\x05 \x01(\x0e\x32\x19.bud.engine.v1.ModelState\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x15\n\rmax_model_len\x18\x07 \x01(\x05\x12(\n\x05owner\x18\t \x01(\x0b\x32\x19.bud.engine.v1.ModelOwnerJ\x04\x08\x02\x10\x03\"7\n\nModelOwner\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x03\"\xcc\x01\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x06source\x18\x05 \x01(\x0b\x32\x1a.bud.engine.v1.ModelSource\x12%\n\x06runner\x18\x03 \x01(\x0e\x32\x15.bud.engine.v1.Runner\x12\'\n\x04\x61rgs\x18\x04 \x01(\x0b\x32\x19.bud.engine.v1.EngineArgs\x12(\n\x05owner\x18\x06 \x01(\x0b\x32\x19.bud.engine.v1.ModelOwnerJ\x04\x08\x02\x10\x03\">\n\x11LoadModelResponse\x12)\n\x05model\x18\x01 \x01(\x0b\x32\x1a.bud.engine.v1.ServedModel\"L\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x05owner\x18\x02 \x01(\x0b\x32\x19.bud.engine.v1.ModelOwner\"\x15\n\x13UnloadModelResponse\"\x13\n\x11ListModelsRequest\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.bud.engine.v1.ServedModel\"\x11\n\x0fGetStatsRequest\"=\n\x10GetStatsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.bud.engine.v1.ModelStats\"\xbf\x01\n\nModelStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10running_requests\x18\x02 \x01(\x05\x12\x18\n\x10waiting_requests\x18\x03 \x01(\x05\x12\x16\n\x0ekv_cache_usage\x18\x04 \x01(\x01\x12\x1b\n\x13prompt_tokens_total\x18\x05 \x01(\x03\x12\x1f\n\x17generation_tokens_total\x18\x06 \x01(\x03\x12\x19\n\x11inflight_requests\x18\x07 \x01(\x05\"*\n\x16GetRequestUsageRequest\x12\x10\n\x08usage_id\x18\x01 \x01(\t\"Z\n\x17GetRequestUsageResponse\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\r\n\x05\x65nded\x18\x03 \x01(\x08\"\x91\x01\n\x0fGeneratedImages\x12-\n\x06images\x18\x01 \x03(\x0b\x32\x1d.bud.engine.v1.GeneratedImage\x12(\n\x05usage\x18\x02 \x01(\x0b\x32\x19.bud.openai.v1.ImageUsage\x12\x16\n\x0erevised_prompt\x18\x03 \x01(\t\x12\r\n\x05steps\x18\x04 \x01(\x05\"q\n\x0eGeneratedImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x15\n\routput_format\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\r\n\x05index\x18\x06 \x01(\x05\"\xca\x01\n\rImageProgress\x12\x13\n\x0bimage_index\x18\x01 \x01(\x05\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x03 \x01(\x05\x12\x34\n\rpartial_image\x18\x04 \x01(\x0b\x32\x1d.bud.engine.v1.GeneratedImage\x12\x1b\n\x13partial_image_index\x18\x05 \x01(\x05\x12.\n\x06result\x18\x06 \x01(\x0b\x32\x1e.bud.engine.v1.GeneratedImages*_\n\x06Runner\x12\x16\n\x12RUNNER_UNSPECIFIED\x10\x00\x12\x13\n\x0fRUNNER_GENERATE\x10\x01\x12\x12\n\x0eRUNNER_POOLING\x10\x02\x12\x14\n\x10RUNNER_DIFFUSION\x10\x03*\x8c\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x19\n\x15MODEL_STATE_UNLOADING\x10\x04\x32\x9e\x08\n\rEngineService\x12[\n\x14\x43reateChatCompletion\x12$.bud.openai.v1.ChatCompletionRequest\x1a\x1d.bud.openai.v1.ChatCompletion\x12\x62\n\x14StreamChatCompletion\x12$.bud.openai.v1.ChatCompletionRequest\x1a\".bud.openai.v1.ChatCompletionChunk0\x01\x12O\n\x10\x43reateCompletion\x12 .bud.openai.v1.CompletionRequest\x1a\x19.bud.openai.v1.Completion\x12Q\n\x10StreamCompletion\x12 .bud.openai.v1.CompletionRequest\x1a\x19.bud.openai.v1.Completion0\x01\x12P\n\x0f\x43reateEmbedding\x12\x1f.bud.openai.v1.EmbeddingRequest\x1a\x1c.bud.openai.v1.EmbeddingList\x12N\n\tLoadModel\x12\x1f.bud.engine.v1.LoadModelRequest\x1a .bud.engine.v1.LoadModelResponse\x12T\n\x0bUnloadModel\x12!.bud.engine.v1.UnloadModelRequest\x1a\".bud.engine.v1.UnloadModelResponse\x12Q\n\nListModels\x12 .bud.engine.v1.ListModelsRequest\x1a!.bud.engine.v1.ListModelsResponse\x12K\n\x08GetStats\x12\x1e.bud.engine.v1.GetStatsRequest\x1a\x1f.bud.engine.v1.GetStatsResponse\x12`\n\x0fGetRequestUsage\x12%.bud.engine.v1.GetRequestUsageRequest\x1a&.bud.engine.v1.GetRequestUsageResponse\x12W\n\x0eGenerateImages\x12%.bud.openai.v1.ImageGenerationRequest\x1a\x1e.bud.engine.v1.GeneratedImages\x12U\n\x0cStreamImages\x12%.bud.openai.v1.ImageGenerationRequest\x1a\x1c.bud.engine.v1.ImageProgress0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,46 +37,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTRYMODELFILES_SHA256ENTRY']._loaded_options = None
   _globals['_REGISTRYMODELFILES_SHA256ENTRY']._serialized_options = b'8\001'
-  _globals['_RUNNER']._serialized_start=2558
-  _globals['_RUNNER']._serialized_end=2631
-  _globals['_MODELSTATE']._serialized_start=2634
-  _globals['_MODELSTATE']._serialized_end=2774
-  _globals['_ENGINEARGS']._serialized_start=143
-  _globals['_ENGINEARGS']._serialized_end=919
-  _globals['_MODELSOURCE']._serialized_start=922
-  _globals['_MODELSOURCE']._serialized_end=1125
-  _globals['_REGISTRYMODELFILES']._serialized_start=1128
-  _globals['_REGISTRYMODELFILES']._serialized_end=1296
-  _globals['_REGISTRYMODELFILES_SHA256ENTRY']._serialized_start=1251
-  _globals['_REGISTRYMODELFILES_SHA256ENTRY']._serialized_end=1296
-  _globals['_HUGGINGFACEMODEL']._serialized_start=1298
-  _globals['_HUGGINGFACEMODEL']._serialized_end=1346
-  _globals['_SERVEDMODEL']._serialized_start=1349
-  _globals['_SERVEDMODEL']._serialized_end=1628
-  _globals['_MODELOWNER']._serialized_start=1630
-  _globals['_MODELOWNER']._serialized_end=1685
-  _globals['_LOADMODELREQUEST']._serialized_start=1688
-  _globals['_LOADMODELREQUEST']._serialized_end=1892
-  _globals['_LOADMODELRESPONSE']._serialized_start=1894
-  _globals['_LOADMODELRESPONSE']._serialized_end=1956
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1958
-  _globals['_UNLOADMODELREQUEST']._serialized_end=2034
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=2036
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=2057
-  _globals['_LISTMODELSREQUEST']._serialized_start=2059
-  _globals['_LISTMODELSREQUEST']._serialized_end=2078
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2080
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2144
-  _globals['_GETSTATSREQUEST']._serialized_start=2146
-  _globals['_GETSTATSREQUEST']._serialized_end=2163
-  _globals['_GETSTATSRESPONSE']._serialized_start=2165
-  _globals['_GETSTATSRESPONSE']._serialized_end=2226
-  _globals['_MODELSTATS']._serialized_start=2229
-  _globals['_MODELSTATS']._serialized_end=2420
-  _globals['_GETREQUESTUSAGEREQUEST']._serialized_start=2422
-  _globals['_GETREQUESTUSAGEREQUEST']._serialized_end=2464
-  _globals['_GETREQUESTUSAGERESPONSE']._serialized_start=2466
-  _globals['_GETREQUESTUSAGERESPONSE']._serialized_end=2556
-  _globals['_ENGINESERVICE']._serialized_start=2777
-  _globals['_ENGINESERVICE']._serialized_end=3655
+  _globals['_RUNNER']._serialized_start=3053
+  _globals['_RUNNER']._serialized_end=3148
+  _globals['_MODELSTATE']._serialized_start=3151
+  _globals['_MODELSTATE']._serialized_end=3291
+  _globals['_ENGINEARGS']._serialized_start=170
+  _globals['_ENGINEARGS']._serialized_end=946
+  _globals['_MODELSOURCE']._serialized_start=949
+  _globals['_MODELSOURCE']._serialized_end=1152
+  _globals['_REGISTRYMODELFILES']._serialized_start=1155
+  _globals['_REGISTRYMODELFILES']._serialized_end=1323
+  _globals['_REGISTRYMODELFILES_SHA256ENTRY']._serialized_start=1278
+  _globals['_REGISTRYMODELFILES_SHA256ENTRY']._serialized_end=1323
+  _globals['_HUGGINGFACEMODEL']._serialized_start=1325
+  _globals['_HUGGINGFACEMODEL']._serialized_end=1373
+  _globals['_SERVEDMODEL']._serialized_start=1376
+  _globals['_SERVEDMODEL']._serialized_end=1655
+  _globals['_MODELOWNER']._serialized_start=1657
+  _globals['_MODELOWNER']._serialized_end=1712
+  _globals['_LOADMODELREQUEST']._serialized_start=1715
+  _globals['_LOADMODELREQUEST']._serialized_end=1919
+  _globals['_LOADMODELRESPONSE']._serialized_start=1921
+  _globals['_LOADMODELRESPONSE']._serialized_end=1983
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1985
+  _globals['_UNLOADMODELREQUEST']._serialized_end=2061
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=2063
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=2084
+  _globals['_LISTMODELSREQUEST']._serialized_start=2086
+  _globals['_LISTMODELSREQUEST']._serialized_end=2105
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2107
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2171
+  _globals['_GETSTATSREQUEST']._serialized_start=2173
+  _globals['_GETSTATSREQUEST']._serialized_end=2190
+  _globals['_GETSTATSRESPONSE']._serialized_start=2192
+  _globals['_GETSTATSRESPONSE']._serialized_end=2253
+  _globals['_MODELSTATS']._serialized_start=2256
+  _globals['_MODELSTATS']._serialized_end=2447
+  _globals['_GETREQUESTUSAGEREQUEST']._serialized_start=2449
+  _globals['_GETREQUESTUSAGEREQUEST']._serialized_end=2491
+  _globals['_GETREQUESTUSAGERESPONSE']._serialized_start=2493
+  _globals['_GETREQUESTUSAGERESPONSE']._serialized_end=2583
+  _globals['_GENERATEDIMAGES']._serialized_start=2586
+  _globals['_GENERATEDIMAGES']._serialized_end=2731
+  _globals['_GENERATEDIMAGE']._serialized_start=2733
+  _globals['_GENERATEDIMAGE']._serialized_end=2846
+  _globals['_IMAGEPROGRESS']._serialized_start=2849
+  _globals['_IMAGEPROGRESS']._serialized_end=3051
+  _globals['_ENGINESERVICE']._serialized_start=3294
+  _globals['_ENGINESERVICE']._serialized_end=4348
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 from bud.openai.v1 import chat_pb2 as _chat_pb2
 from bud.openai.v1 import completion_pb2 as _completion_pb2
 from bud.openai.v1 import embedding_pb2 as _embedding_pb2
+from bud.openai.v1 import image_pb2 as _image_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -15,6 +16,7 @@ class Runner(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUNNER_UNSPECIFIED: _ClassVar[Runner]
     RUNNER_GENERATE: _ClassVar[Runner]
     RUNNER_POOLING: _ClassVar[Runner]
+    RUNNER_DIFFUSION: _ClassVar[Runner]
 
 class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -26,6 +28,7 @@ class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 RUNNER_UNSPECIFIED: Runner
 RUNNER_GENERATE: Runner
 RUNNER_POOLING: Runner
+RUNNER_DIFFUSION: Runner
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_LOADING: ModelState
 MODEL_STATE_READY: ModelState
@@ -218,3 +221,47 @@ class GetRequestUsageResponse(_message.Message):
     completion_tokens: int
     ended: bool
     def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., ended: _Optional[bool] = ...) -> None: ...
+
+class GeneratedImages(_message.Message):
+    __slots__ = ("images", "usage", "revised_prompt", "steps")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    REVISED_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[GeneratedImage]
+    usage: _image_pb2.ImageUsage
+    revised_prompt: str
+    steps: int
+    def __init__(self, images: _Optional[_Iterable[_Union[GeneratedImage, _Mapping]]] = ..., usage: _Optional[_Union[_image_pb2.ImageUsage, _Mapping]] = ..., revised_prompt: _Optional[str] = ..., steps: _Optional[int] = ...) -> None: ...
+
+class GeneratedImage(_message.Message):
+    __slots__ = ("data", "output_format", "width", "height", "seed", "index")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    output_format: str
+    width: int
+    height: int
+    seed: int
+    index: int
+    def __init__(self, data: _Optional[bytes] = ..., output_format: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
+
+class ImageProgress(_message.Message):
+    __slots__ = ("image_index", "step", "total_steps", "partial_image", "partial_image_index", "result")
+    IMAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_IMAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    image_index: int
+    step: int
+    total_steps: int
+    partial_image: GeneratedImage
+    partial_image_index: int
+    result: GeneratedImages
+    def __init__(self, image_index: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., partial_image: _Optional[_Union[GeneratedImage, _Mapping]] = ..., partial_image_index: _Optional[int] = ..., result: _Optional[_Union[GeneratedImages, _Mapping]] = ...) -> None: ...

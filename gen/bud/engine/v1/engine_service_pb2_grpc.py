@@ -7,6 +7,7 @@ from bud.engine.v1 import engine_service_pb2 as bud_dot_engine_dot_v1_dot_engine
 from bud.openai.v1 import chat_pb2 as bud_dot_openai_dot_v1_dot_chat__pb2
 from bud.openai.v1 import completion_pb2 as bud_dot_openai_dot_v1_dot_completion__pb2
 from bud.openai.v1 import embedding_pb2 as bud_dot_openai_dot_v1_dot_embedding__pb2
+from bud.openai.v1 import image_pb2 as bud_dot_openai_dot_v1_dot_image__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -91,6 +92,16 @@ class EngineServiceStub:
                 '/bud.engine.v1.EngineService/GetRequestUsage',
                 request_serializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageRequest.SerializeToString,
                 response_deserializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageResponse.FromString,
+                _registered_method=True)
+        self.GenerateImages = channel.unary_unary(
+                '/bud.engine.v1.EngineService/GenerateImages',
+                request_serializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.SerializeToString,
+                response_deserializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GeneratedImages.FromString,
+                _registered_method=True)
+        self.StreamImages = channel.unary_stream(
+                '/bud.engine.v1.EngineService/StreamImages',
+                request_serializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.SerializeToString,
+                response_deserializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.ImageProgress.FromString,
                 _registered_method=True)
 
 
@@ -177,6 +188,23 @@ class EngineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateImages(self, request, context):
+        """Images from a diffusion model (RUNNER_DIFFUSION), encoded as the request's output_format.
+        The engine validates size, steps and prompt length against the model; the gateway stores
+        the bytes and answers URLs or base64. Cancelling the call stops denoising between steps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamImages(self, request, context):
+        """The same, streamed: progress per denoising step, partial images where the pipeline gives
+        them (`partial_images`), then the result as the last event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -229,6 +257,16 @@ def add_EngineServiceServicer_to_server(servicer, server):
                     servicer.GetRequestUsage,
                     request_deserializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageRequest.FromString,
                     response_serializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageResponse.SerializeToString,
+            ),
+            'GenerateImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateImages,
+                    request_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.FromString,
+                    response_serializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.GeneratedImages.SerializeToString,
+            ),
+            'StreamImages': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamImages,
+                    request_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.FromString,
+                    response_serializer=bud_dot_engine_dot_v1_dot_engine__service__pb2.ImageProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -506,6 +544,60 @@ class EngineService:
             '/bud.engine.v1.EngineService/GetRequestUsage',
             bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageRequest.SerializeToString,
             bud_dot_engine_dot_v1_dot_engine__service__pb2.GetRequestUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.engine.v1.EngineService/GenerateImages',
+            bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.SerializeToString,
+            bud_dot_engine_dot_v1_dot_engine__service__pb2.GeneratedImages.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bud.engine.v1.EngineService/StreamImages',
+            bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.SerializeToString,
+            bud_dot_engine_dot_v1_dot_engine__service__pb2.ImageProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,8 +6,10 @@ import warnings
 from bud.openai.v1 import chat_pb2 as bud_dot_openai_dot_v1_dot_chat__pb2
 from bud.openai.v1 import completion_pb2 as bud_dot_openai_dot_v1_dot_completion__pb2
 from bud.openai.v1 import embedding_pb2 as bud_dot_openai_dot_v1_dot_embedding__pb2
+from bud.openai.v1 import image_pb2 as bud_dot_openai_dot_v1_dot_image__pb2
 from bud.openai.v1 import model_pb2 as bud_dot_openai_dot_v1_dot_model__pb2
 from bud.openai.v1 import response_pb2 as bud_dot_openai_dot_v1_dot_response__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -101,6 +103,36 @@ class OpenAiServiceStub:
                 request_serializer=bud_dot_openai_dot_v1_dot_response__pb2.ListInputItemsRequest.SerializeToString,
                 response_deserializer=bud_dot_openai_dot_v1_dot_response__pb2.InputItemList.FromString,
                 _registered_method=True)
+        self.CreateImage = channel.unary_unary(
+                '/bud.openai.v1.OpenAiService/CreateImage',
+                request_serializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.SerializeToString,
+                response_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.ImagesResponse.FromString,
+                _registered_method=True)
+        self.StreamImage = channel.unary_stream(
+                '/bud.openai.v1.OpenAiService/StreamImage',
+                request_serializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.SerializeToString,
+                response_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationEvent.FromString,
+                _registered_method=True)
+        self.ListImages = channel.unary_unary(
+                '/bud.openai.v1.OpenAiService/ListImages',
+                request_serializer=bud_dot_openai_dot_v1_dot_image__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageList.FromString,
+                _registered_method=True)
+        self.GetImage = channel.unary_unary(
+                '/bud.openai.v1.OpenAiService/GetImage',
+                request_serializer=bud_dot_openai_dot_v1_dot_image__pb2.GetImageRequest.SerializeToString,
+                response_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageObject.FromString,
+                _registered_method=True)
+        self.GetImageContent = channel.unary_unary(
+                '/bud.openai.v1.OpenAiService/GetImageContent',
+                request_serializer=bud_dot_openai_dot_v1_dot_image__pb2.GetImageContentRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.DeleteImage = channel.unary_unary(
+                '/bud.openai.v1.OpenAiService/DeleteImage',
+                request_serializer=bud_dot_openai_dot_v1_dot_image__pb2.DeleteImageRequest.SerializeToString,
+                response_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.DeleteImageResponse.FromString,
+                _registered_method=True)
 
 
 class OpenAiServiceServicer:
@@ -193,6 +225,52 @@ class OpenAiServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateImage(self, request, context):
+        """Image generation (text to image); the REST route streams named SSE events when the body
+        says `"stream": true`. Images answered as `url` are stored for the project (see ListImages).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamImage(self, request, context):
+        """Streamed image generation: progress (on request), partial images, then one completed event
+        per image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListImages(self, request, context):
+        """The caller's project's stored images, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetImage(self, request, context):
+        """One stored image of the caller's project, with a fresh signed link.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetImageContent(self, request, context):
+        """A stored image's bytes (its media type as the content type): allowed with the signed token
+        of its URL until it expires, or with an API key of its project; 403 for an expired or
+        tampered token, 404 for another project's image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteImage(self, request, context):
+        """Deletes a stored image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OpenAiServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -255,6 +333,36 @@ def add_OpenAiServiceServicer_to_server(servicer, server):
                     servicer.ListInputItems,
                     request_deserializer=bud_dot_openai_dot_v1_dot_response__pb2.ListInputItemsRequest.FromString,
                     response_serializer=bud_dot_openai_dot_v1_dot_response__pb2.InputItemList.SerializeToString,
+            ),
+            'CreateImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateImage,
+                    request_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.FromString,
+                    response_serializer=bud_dot_openai_dot_v1_dot_image__pb2.ImagesResponse.SerializeToString,
+            ),
+            'StreamImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamImage,
+                    request_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.FromString,
+                    response_serializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationEvent.SerializeToString,
+            ),
+            'ListImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImages,
+                    request_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.ListImagesRequest.FromString,
+                    response_serializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageList.SerializeToString,
+            ),
+            'GetImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImage,
+                    request_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.GetImageRequest.FromString,
+                    response_serializer=bud_dot_openai_dot_v1_dot_image__pb2.ImageObject.SerializeToString,
+            ),
+            'GetImageContent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImageContent,
+                    request_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.GetImageContentRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'DeleteImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteImage,
+                    request_deserializer=bud_dot_openai_dot_v1_dot_image__pb2.DeleteImageRequest.FromString,
+                    response_serializer=bud_dot_openai_dot_v1_dot_image__pb2.DeleteImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -584,6 +692,168 @@ class OpenAiService:
             '/bud.openai.v1.OpenAiService/ListInputItems',
             bud_dot_openai_dot_v1_dot_response__pb2.ListInputItemsRequest.SerializeToString,
             bud_dot_openai_dot_v1_dot_response__pb2.InputItemList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.openai.v1.OpenAiService/CreateImage',
+            bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.SerializeToString,
+            bud_dot_openai_dot_v1_dot_image__pb2.ImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bud.openai.v1.OpenAiService/StreamImage',
+            bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationRequest.SerializeToString,
+            bud_dot_openai_dot_v1_dot_image__pb2.ImageGenerationEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.openai.v1.OpenAiService/ListImages',
+            bud_dot_openai_dot_v1_dot_image__pb2.ListImagesRequest.SerializeToString,
+            bud_dot_openai_dot_v1_dot_image__pb2.ImageList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.openai.v1.OpenAiService/GetImage',
+            bud_dot_openai_dot_v1_dot_image__pb2.GetImageRequest.SerializeToString,
+            bud_dot_openai_dot_v1_dot_image__pb2.ImageObject.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetImageContent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.openai.v1.OpenAiService/GetImageContent',
+            bud_dot_openai_dot_v1_dot_image__pb2.GetImageContentRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.openai.v1.OpenAiService/DeleteImage',
+            bud_dot_openai_dot_v1_dot_image__pb2.DeleteImageRequest.SerializeToString,
+            bud_dot_openai_dot_v1_dot_image__pb2.DeleteImageResponse.FromString,
             options,
             channel_credentials,
             insecure,
