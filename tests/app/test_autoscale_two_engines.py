@@ -297,7 +297,7 @@ def test_load_adds_a_replica_on_the_second_engine_and_idleness_removes_it_withou
             "model": {"builtin": "tiny-llama"},
             "runner": "RUNNER_GENERATE",
             "endpoints": [{"engine_id": first["id"]}],
-            "engine_args": {"max_model_len": 512, "kv_cache_space_gib": 0.25},
+            "engine_args": {"max_model_len": 512, "kv_cache_space_gib": 0.25, "enforce_eager": True},
             "scaling": {"autoscale": True, "min_replicas": 1, "max_replicas": 2},
         },
     )
