@@ -13,7 +13,9 @@ Each pass, per model deployment (`replicas.Bounds` fills unset settings with the
   `scale_up_waiting` requests waiting, or KV-cache usage over `scale_up_kv_cache` (GetStats) —
   and only while every replica is ready (one step at a time); one fewer when outstanding per
   replica stays under `scale_down_outstanding` with nothing waiting for the longer
-  `scale_down_window_seconds` (hysteresis). Never above max_replicas, never below the floor.
+  `scale_down_window_seconds` (hysteresis), also only while every replica is ready (a replica
+  still loading is never removed for a quiet spell) and while some gateway reports (no report is
+  no signal, not a quiet one). Never above max_replicas, never below the floor.
 - **Drain**: a replica removed leaves routing first (`draining_since`, a routing revision); it is
   unloaded (UnloadModel as its owner) once every live gateway has reported since then with
   nothing in flight on it, or after `drain_timeout_seconds`.
@@ -109,6 +111,7 @@ class Signals:
     max_waiting: int
     max_kv: float
     last_request: datetime | None
+    reports: int = 1  # live gateway reports counted (0: no load signal at all)
 
     @property
     def per_replica(self) -> float:
@@ -184,7 +187,7 @@ class Autoscaler:
                 if stats.name == endpoint.served_model_name:
                     waiting = max(waiting, stats.waiting_requests)
                     kv = max(kv, stats.kv_cache_usage)
-        return Signals(load.outstanding, len(ready), waiting, kv, load.last_request)
+        return Signals(load.outstanding, len(ready), waiting, kv, load.last_request, load.reports)
 
     async def _decide(
         self, model: DesiredModel, memory: _Memory, loads: Mapping[str, EngineLoad], now: float
@@ -241,18 +244,24 @@ class Autoscaler:
             return current, ""
         t = self.tuning
         up = self._up_reason(signals)
+        # One step at a time, both ways: no decision while a replica is still loading. A
+        # scale-down then would remove the replica the last scale-up added before it ever served
+        # (a real engine loads for a minute or more, longer than the window), and the load it
+        # was added for, still there, would add it again: the deployment would never settle.
+        serving = [e for e in model.endpoints if not e.draining]
+        settled = all(e.ready for e in serving) and len(serving) == current
         if up:
             memory.down_since = None
             memory.up_since = memory.up_since if memory.up_since is not None else now
-            serving = [e for e in model.endpoints if not e.draining]
-            all_ready = all(e.ready for e in serving) and len(serving) == current
-            if now - memory.up_since >= t.up_window and current < ceiling and all_ready:
+            if now - memory.up_since >= t.up_window and current < ceiling and settled:
                 memory.up_since = None
                 return current + 1, f"{up} for {t.up_window:g} s"
             return current, ""
         memory.up_since = None
-        quiet = signals.per_replica < t.down_outstanding and signals.max_waiting == 0
-        if not quiet or current <= floor:
+        # Quiet is a signal, not its absence: with no live gateway report (gateways too busy to
+        # report within the TTL, or gone) the load is unknown, and a replica stays.
+        quiet = signals.reports > 0 and signals.per_replica < t.down_outstanding and signals.max_waiting == 0
+        if not quiet or current <= floor or not settled:
             memory.down_since = None
             return current, ""
         memory.down_since = memory.down_since if memory.down_since is not None else now

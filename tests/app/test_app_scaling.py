@@ -201,6 +201,50 @@ async def test_engine_stats_drive_scale_up(two_engines: Any, helpers: Any) -> No
     assert events[0].action == D.SCALING_ACTION_SCALE_UP and "KV-cache usage 0.97 > 0.9" in events[0].reason
 
 
+async def test_no_scale_down_while_the_added_replica_is_still_loading(two_engines: Any, helpers: Any) -> None:
+    """A real engine loads for a minute or more, longer than the scale-down window: the replica a
+    scale-up added must not be removed before it ever served (it would be added again, and so on,
+    never serving: seen with two vLLM engines, tests/app/test_autoscale_two_engines.py)."""
+    s = two_engines
+    s.second.engine.load_delay = 3.0
+    created = await _create(
+        s, helpers, "slow", D.ScalingSettings(autoscale=True, min_replicas=1, max_replicas=2)
+    )
+    await _until(s, helpers, created.id, lambda d: d.status == D.DEPLOYMENT_STATUS_READY, "ready")
+    served = f"{created.id}-g1"
+    loads = [_load(created, 20, {s.first.address: 20})]
+    async with _reporting(s, loads):
+        await _until(s, helpers, created.id, lambda d: d.desired_replicas == 2, "a scale-up decision")
+        loads[0] = _load(created, 0, {})  # the load is gone while the added replica loads
+        await asyncio.sleep(2.0)  # more than three scale-down windows (0.6 s)
+        deployment = await _get(s, created.id)
+        assert (deployment.desired_replicas, deployment.ready_replicas) == (2, 1)
+        assert served in s.second.engine.models and not s.second.engine.unload_calls
+        # Loaded, and still quiet: now it goes.
+        await _until(s, helpers, created.id, lambda d: d.desired_replicas == 1, "the scale-down", timeout=20)
+        await helpers.eventually(lambda: _true(served not in s.second.engine.models), what="unloaded")
+    actions = [e.action for e in (await _events(s, created.id)).events]
+    assert actions == [D.SCALING_ACTION_SCALE_DOWN, D.SCALING_ACTION_SCALE_UP], actions
+    assert len(s.second.engine.load_calls) == 1
+
+
+async def test_no_report_is_no_signal_to_scale_down(two_engines: Any, helpers: Any) -> None:
+    """A gateway too busy to report within the reports' TTL (or gone) is forgotten: the load is
+    then unknown, not zero, and a replica added for it stays."""
+    s = two_engines
+    created = await _create(
+        s, helpers, "blind", D.ScalingSettings(autoscale=True, min_replicas=1, max_replicas=2)
+    )
+    await _until(s, helpers, created.id, lambda d: d.status == D.DEPLOYMENT_STATUS_READY, "ready")
+    async with _reporting(s, [_load(created, 20, {s.first.address: 20})]):
+        await _until(s, helpers, created.id, lambda d: d.ready_replicas == 2, "two replicas")
+    await asyncio.sleep(3.0 + 2.0)  # the reports' TTL (3 s), then more than three scale-down windows
+    deployment = await _get(s, created.id)
+    assert (deployment.desired_replicas, deployment.ready_replicas) == (2, 2)
+    async with _reporting(s, [_load(created, 0, {})]):  # reports again, quiet: now it goes
+        await _until(s, helpers, created.id, lambda d: d.desired_replicas == 1, "the scale-down")
+
+
 async def test_scale_to_zero_after_idle_and_wake(two_engines: Any, helpers: Any) -> None:
     s = two_engines
     created = await _create(s, helpers, "sleepy", D.ScalingSettings(min_replicas=0, idle_timeout_seconds=1))

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import grpc
 
+from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from budrt.grpc_server import CHANNEL_OPTIONS
 from budrt.tls import LocalCa
+from tests.support.tls import share_ca
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,3 +135,83 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None, timeout:
         time.sleep(0.5)
     process.kill()
     raise RuntimeError(f"mesh not up after {timeout}s:\n{log_path.read_text(errors='replace')[-8000:]}")
+
+
+def spawn_service(services: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`budrt serve SERVICE...` as a process of its own (a session leader: its vLLM engine cores
+    are in its session), writing to `log_path`."""
+    log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "budrt", "serve", *services],
+        cwd=REPO,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class ExtraEngine:
+    """An engine process of its own beside the mesh's (`start_engine`)."""
+
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    address: str
+    log_path: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_engine(mesh: Mesh, data_dir: Path, timeout: float = 300.0) -> ExtraEngine:
+    """Starts `budrt serve engine` on a free loopback port with its own data dir (the builtin
+    models are built there on first load) and the mesh's CA, so the mesh's services and any
+    started with `share_ca` call it and are called by it; waits until it answers ListModels.
+    It serves nothing until asked: register it with an app (EngineRegistryService) to use it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    share_ca(LocalCa(mesh.data_dir / "tls"), data_dir)
+    address = f"127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "BUD_DATA_DIR": str(data_dir),
+        "BUD_ENGINE_ADDRESS": address,
+        "BUD_ENGINE_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",  # not the mesh's engine's
+        "PYTHONUNBUFFERED": "1",
+    }
+    engine = ExtraEngine(
+        spawn_service(["engine"], env, data_dir / "engine.log"), data_dir, address, data_dir / "engine.log"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        if engine.process.poll() is not None:
+            raise RuntimeError(
+                f"the engine exited with {engine.process.returncode}:\n{engine.log_text()[-8000:]}"
+            )
+        try:
+            with mesh.channel(address) as channel:
+                engine_service_pb2_grpc.EngineServiceStub(channel).ListModels(
+                    engine_service_pb2.ListModelsRequest(), timeout=5
+                )
+            return engine
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                engine.stop()
+                raise RuntimeError(
+                    f"the engine did not answer in {timeout}s:\n{engine.log_text()[-8000:]}"
+                ) from None
+            time.sleep(0.5)
