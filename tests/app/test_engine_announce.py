@@ -20,7 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import select
 
+from app.db import models
 from app.server import RunningApp
 from app.services.engine_announce import derived_name, host_in_certificate
 from bud.app.v1 import deployment_pb2, engine_registry_pb2, engine_registry_pb2_grpc, project_pb2
@@ -393,3 +395,70 @@ async def test_the_announcer_retries_until_the_app_is_up(
         stop.set()
         await asyncio.wait_for(task, 5)
     assert announcer._channel is None  # closed on the way out
+
+
+async def test_the_control_planes_replica_on_a_lost_engine_is_placed_again(
+    start: Any, clients: Any, engine_host: Any, engine_factory: Any, helpers: Any
+) -> None:
+    """A replica the scaler added (min_replicas 2) on an engine whose lease ends is removed and
+    placed again on a live engine; the tenant's replica stays where it is."""
+    app, stubs = await _fresh_app(start, clients, engine_host, engine_lease_seconds=1.0)
+    hosts = {name: engine_factory() for name in ("lost", "tenant", "spare")}
+    for host in hosts.values():
+        await host.start()
+    ids = {}
+    for name in ("lost", "tenant"):  # "lost" first: the oldest, where the scaler adds a replica
+        ids[name] = (await _announce(app, hosts[name].address, name=name)).engine.id
+
+    async def keep_live(names: Sequence[str]) -> None:
+        while True:
+            for name in names:
+                await _announce(app, hosts[name].address, name=name)
+            await asyncio.sleep(0.2)
+
+    keeper = asyncio.create_task(keep_live(["lost", "tenant"]))
+    try:
+        project_id = await _project(stubs, "floor")
+        created = (
+            await stubs.deployments.CreateDeployment(
+                D.CreateDeploymentRequest(
+                    project_id=project_id,
+                    deployment=helpers.model_deployment(
+                        "m", ids["tenant"], scaling=D.ScalingSettings(min_replicas=2, max_replicas=2)
+                    ),
+                )
+            )
+        ).deployment
+
+        async def replicas_on(expected: set[str]) -> bool:
+            got = await _deployment(stubs, project_id, created.id)
+            return got.ready_replicas == 2 and await _replica_engines(app, created.id) == expected
+
+        await helpers.eventually(
+            lambda: replicas_on({ids["lost"], ids["tenant"]}), what="two replicas, one on 'lost'"
+        )
+        ids["spare"] = (await _announce(app, hosts["spare"].address, name="spare")).engine.id
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+        keeper = asyncio.create_task(keep_live(["tenant", "spare"]))
+        await helpers.eventually(
+            lambda: replicas_on({ids["tenant"], ids["spare"]}), timeout=15, what="the replica placed again"
+        )
+        got = await _deployment(stubs, project_id, created.id)
+        assert [e.engine_id for e in got.endpoints] == [ids["tenant"]]  # the tenant's, unmoved
+        assert hosts["spare"].engine.loaded_names() == [f"{created.id}-g1"]
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+
+
+async def _replica_engines(app: RunningApp, deployment_id: str) -> set[str]:
+    """The engines of every replica of a deployment (the tenant's and the control plane's)."""
+    endpoint = models.DeploymentEndpoint
+    async with app.db.snapshot() as session:
+        rows = await session.scalars(
+            select(endpoint.engine_id).where(
+                endpoint.deployment_id == deployment_id, endpoint.draining_since.is_(None)
+            )
+        )
+        return set(rows)
