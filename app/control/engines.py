@@ -119,12 +119,13 @@ async def place(
 ) -> list[models.Engine]:
     """The registered engines a deployment's replicas go on: those `engine_ids` names (each must
     exist, hold a live lease or none, and have room, unless the deployment is on it already:
-    `current`), or, when it names none, the one live engine with the most room left (engines without a limit first, then the least
-    loaded; the oldest on a tie).
+    `current`), or, when it names none, the one live engine with the most room left (engines
+    without a limit first, then the least loaded; the oldest on a tie).
 
     The engines' rows are locked (PostgreSQL), so concurrent placements cannot overfill one.
     Raises INVALID_ARGUMENT (unknown engine, ``<param>[i].engine_id``) and FAILED_PRECONDITION
-    (NO_ENGINE_CAPACITY) when there is no room.
+    (NO_ENGINE_CAPACITY when there is no room, ENGINE_LEASE_EXPIRED for a named engine whose
+    lease ended).
     """
     engines = {
         e.id: e
@@ -170,8 +171,8 @@ async def place(
 async def place_another(session: AsyncSession, deployment_id: str) -> models.Engine | None:
     """The registered engine another replica of the deployment goes on: one it is not on yet,
     with room and a live lease (or none), the one with the most room (as `place`); None when no
-    engine has room. Counts
-    every replica (this deployment's too); rows are locked as in `place`."""
+    engine has room. Counts every replica (this deployment's too); rows are locked as in
+    `place`."""
     engines = list(await session.scalars(select(models.Engine).order_by(models.Engine.id).with_for_update()))
     endpoint = models.DeploymentEndpoint
     rows = await session.execute(select(endpoint.engine_id, func.count()).group_by(endpoint.engine_id))

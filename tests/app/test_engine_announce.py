@@ -28,6 +28,7 @@ from app.services.engine_announce import derived_name, host_in_certificate
 from bud.app.v1 import deployment_pb2, engine_registry_pb2, engine_registry_pb2_grpc, project_pb2
 from budrt.grpc_server import service_channel
 from budrt.tls import OPERATOR, TlsMaterial, identity_uri
+from engine import server as engine_server
 from engine.announcer import Announcer
 from engine.settings import EngineSettings
 from tests.support import tls as tls_support
@@ -462,3 +463,41 @@ async def _replica_engines(app: RunningApp, deployment_id: str) -> set[str]:
             )
         )
         return set(rows)
+
+
+async def test_a_started_engine_announces_itself_and_stops_with_it(
+    app: RunningApp, stubs: Any, helpers: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`engine.server.serve` with `announce_address` runs the announcer (here with the engine's
+    certificate: the test process holds a gateway's) until the engine stops."""
+    runs: list[Announcer] = []
+
+    class EngineCertificateAnnouncer(Announcer):
+        def __init__(self, settings: EngineSettings) -> None:
+            super().__init__(
+                settings, channel_factory=lambda a: service_channel(a, tls=identity_material("engine"))
+            )
+            runs.append(self)
+
+    monkeypatch.setattr(engine_server, "Announcer", EngineCertificateAnnouncer)
+    settings = EngineSettings(
+        data_dir=tmp_path / "engine",
+        engine_address="127.0.0.1:0",
+        app_address=app.address,
+        announce_address="localhost:50999",
+        announce_interval_seconds=0.2,
+    )
+    stop = asyncio.Event()
+    serving = asyncio.create_task(engine_server.serve(settings, stop))
+    try:
+
+        async def announced() -> bool:
+            engines = (await stubs.engines.ListEngines(E.ListEnginesRequest())).engines
+            return any(e.address == "localhost:50999" and e.name == "localhost" for e in engines)
+
+        await helpers.eventually(announced, what="the engine's announcement")
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 30)
+    (announcer,) = runs
+    assert announcer.last is not None and announcer._channel is None
