@@ -27,7 +27,8 @@ class EngineSettings(RuntimeSettings):
     allowed_model_roots: ModelRoots = []
 
     # Self-registration (`engine.announcer`): the host:port the app and gateways should dial to
-    # reach this engine (its host must be one of the names or IPs of the engine's certificate).
+    # reach this engine (its host must be one of the names or IPs of the engine's certificate:
+    # announcing needs mutual TLS, `tls` on, and the `engine` identity).
     # Set: the engine announces itself to the app (`app_address`) at start and every
     # `announce_interval_seconds` (sooner when the app's lease is shorter), so the control plane
     # places replicas on it and moves them away when it stops. Empty (the default): no
