@@ -9,7 +9,7 @@ lost:
   another on a live engine at once if the deployment still wants it;
 - a tenant's replica moves to a live engine with room that the deployment is not on yet
   (`engines.place_another`), not ready, so the reconciler loads it there (the deployment goes
-  LOADING, then READY); with no such engine it stays where it is, unreachable, until an engine
+  PENDING with the reason, then LOADING, then READY: it is not routed as ready meanwhile); with no such engine it stays where it is, unreachable, until an engine
   is back or has room (the next pass tries again).
 
 Each move is one `mutation` transaction (the gateways' routing follows) that bumps the
@@ -31,6 +31,7 @@ from sqlalchemy import delete, select
 
 from app.control.engines import place_another
 from app.control.replicas import SCALER
+from app.control.status import PENDING, SCALED_TO_ZERO
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
@@ -97,6 +98,10 @@ async def _move_deployment(db: Database, deployment_id: str, lost: set[str]) -> 
                 moved.append(Moved(deployment_id, replica.engine_id, ""))
                 continue
             moved.append(Moved(deployment_id, replica.engine_id, target.id))
+            if row.status != SCALED_TO_ZERO:
+                # Not serving until loaded there (the reconciler goes on with LOADING, READY).
+                row.status = PENDING
+                row.status_message = f"engine {replica.engine_id} stopped; moving to engine {target.id}"
             replica.engine_id, replica.address, replica.ready = target.id, target.address, False
             await session.flush()
         if not any(m.removed or m.to_engine for m in moved):

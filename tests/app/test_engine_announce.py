@@ -26,6 +26,7 @@ from app.db import models
 from app.server import RunningApp
 from app.services.engine_announce import derived_name, host_in_certificate
 from bud.app.v1 import deployment_pb2, engine_registry_pb2, engine_registry_pb2_grpc, project_pb2
+from bud.engine.v1 import engine_service_pb2
 from budrt.grpc_server import service_channel
 from budrt.tls import OPERATOR, TlsMaterial, identity_uri
 from engine import server as engine_server
@@ -36,6 +37,7 @@ from tests.support.tls import identity_material
 
 D = deployment_pb2
 E = engine_registry_pb2
+READY = engine_service_pb2.MODEL_STATE_READY
 
 
 def _announcer_stub(app: RunningApp | str, identity: str = "engine", tls: TlsMaterial | None = None) -> Any:
@@ -287,6 +289,15 @@ async def test_an_engine_whose_lease_ends_loses_its_replicas(
     app, stubs = await _fresh_app(start, clients, engine_host, engine_lease_seconds=1.0)
     lost_host, live_host = engine_factory(), engine_factory()
     await lost_host.start()
+    # The live engine answers ListModels slowly: a window in which the moved replica is not
+    # loaded yet, and the deployment must not say READY.
+    list_models = live_host.engine.ListModels
+
+    async def slow_list(request: Any, context: Any) -> Any:
+        await asyncio.sleep(0.5)
+        return await list_models(request, context)
+
+    live_host.engine.ListModels = slow_list  # type: ignore[method-assign]
     await live_host.start()
     lost = (await _announce(app, lost_host.address, name="lost")).engine
     live = (await _announce(app, live_host.address, name="live")).engine
@@ -314,9 +325,21 @@ async def test_an_engine_whose_lease_ends_loses_its_replicas(
             ] and got.status == D.DEPLOYMENT_STATUS_READY
 
         await helpers.eventually(lambda: on(lost.id), what="READY on the first engine")
-        # "lost" stops announcing: within its lease plus a pass, the replica is on "live".
-        await helpers.eventually(lambda: on(live.id), timeout=15, what="the replica moved to the live engine")
-        assert live_host.engine.loaded_names() == [f"{created.id}-g1"]
+
+        # "lost" stops announcing: within its lease plus a pass, the replica is on "live", and
+        # the deployment is not READY again before the model is loaded there.
+
+        async def moved() -> bool:
+            got = await _deployment(stubs, project_id, created.id)
+            moved_ = [e.engine_id for e in got.endpoints] == [live.id]
+            model = live_host.engine.models.get(f"{created.id}-g1")
+            loaded = model is not None and model.state == READY
+            assert not (moved_ and got.status == D.DEPLOYMENT_STATUS_READY and not loaded), (
+                "READY before loaded"
+            )
+            return moved_ and loaded and got.status == D.DEPLOYMENT_STATUS_READY
+
+        await helpers.eventually(moved, timeout=15, what="the replica moved to the live engine")
         got = (await stubs.engines.GetEngine(E.GetEngineRequest(engine_id=lost.id))).engine
         assert got.lease_expired and got.model_count == 0
         assert not (await stubs.engines.GetEngine(E.GetEngineRequest(engine_id=live.id))).engine.lease_expired
@@ -492,12 +515,13 @@ async def test_a_started_engine_announces_itself_and_stops_with_it(
     try:
 
         async def announced() -> bool:
-            engines = (await stubs.engines.ListEngines(E.ListEnginesRequest())).engines
-            return any(e.address == "localhost:50999" and e.name == "localhost" for e in engines)
+            return bool(runs) and runs[0].last is not None
 
         await helpers.eventually(announced, what="the engine's announcement")
+        engines = (await stubs.engines.ListEngines(E.ListEnginesRequest())).engines
+        assert any(e.address == "localhost:50999" and e.name == "localhost" for e in engines)
     finally:
         stop.set()
         await asyncio.wait_for(serving, 30)
     (announcer,) = runs
-    assert announcer.last is not None and announcer._channel is None
+    assert announcer._channel is None
