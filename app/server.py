@@ -145,7 +145,7 @@ async def start_app(
                     default_pricing(settings),
                 ),
                 budgets.binding(db, auth),
-                engines.binding(db, auth),
+                engines.binding(db, auth, settings.engine_lease_seconds),
                 api_keys.binding(db, hash_secret, auth),
                 usage.binding(db, auth),
                 routing.binding(feed, autoscaler),

@@ -90,6 +90,10 @@ class AppSettings(RuntimeSettings):
     # A replica being removed is unloaded once every gateway reports nothing in flight on it, or
     # after this long.
     drain_timeout_seconds: float = Field(default=60.0, ge=0)
+    # An engine that announces itself (AnnounceEngine) holds a lease this long: without a new
+    # announcement it gets no new replicas, and the control plane moves the replicas it had to
+    # other engines. Engines announce every third of it at least.
+    engine_lease_seconds: float = Field(default=90.0, gt=0)
     # A gateway's load report counts this long (gateways report every few seconds; one that stops
     # reporting is forgotten).
     load_report_ttl_seconds: float = Field(default=15.0, gt=0)

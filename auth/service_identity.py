@@ -18,6 +18,7 @@ authorisation interceptor a component gives its `GrpcServer` (`authorization=`):
   gateways (their REST face) and the operator's tools (grpcurl with the operator certificate);
   the user's JWT is still checked by each RPC on top; the app too for GetUser, ListProjects and
   ListDeployments, which the registry (hosted in its process) calls with its caller's token;
+- an engine's announcement of itself (EngineRegistryService.AnnounceEngine): engines only;
 - the registry's ResolveModelForDeployment (the files and scanned hashes of a registry model a
   deployment names): the app only.
 
@@ -74,6 +75,9 @@ POLICY: Mapping[str, frozenset[str]] = {
     "bud.app.v1.DeploymentService": _MANAGEMENT,
     "bud.app.v1.BudgetService": _MANAGEMENT,
     "bud.app.v1.EngineRegistryService": _MANAGEMENT,
+    # An engine registers itself and renews its lease (the address it announces must be in its
+    # own certificate: app.services.engines checks that).
+    "bud.app.v1.EngineRegistryService/AnnounceEngine": frozenset({ENGINE}),
     "bud.auth.v1.ApiKeyService": _MANAGEMENT,
     "bud.auth.v1.UserService": _MANAGEMENT,
     "bud.prompt.v1.PromptService": _MANAGEMENT,

@@ -109,6 +109,8 @@ class Reason(StrEnum):
     MODEL_OWNER_MISMATCH = "MODEL_OWNER_MISMATCH"
     NO_ENGINE_CAPACITY = "NO_ENGINE_CAPACITY"
     ENGINE_IN_USE = "ENGINE_IN_USE"
+    # A named engine announced itself once and stopped (its lease ended).
+    ENGINE_LEASE_EXPIRED = "ENGINE_LEASE_EXPIRED"
     UNSUPPORTED_OPERATION = "UNSUPPORTED_OPERATION"
     # The model registry: a model a deployment uses is not deleted unless forced.
     MODEL_IN_USE = "MODEL_IN_USE"

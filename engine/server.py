@@ -8,6 +8,7 @@ from auth.service_identity import ServiceIdentityPolicy
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from budrt import metrics
 from budrt.grpc_server import GrpcServer, ServiceBinding
+from engine.announcer import Announcer
 from engine.manager import ModelManager
 from engine.service import EngineServicer
 from engine.settings import EngineSettings
@@ -24,7 +25,8 @@ def build_servicer(settings: EngineSettings) -> EngineServicer:
 async def serve(
     settings: EngineSettings, stop: asyncio.Event, servicer: EngineServicer | None = None
 ) -> None:
-    """Runs the engine (`servicer`, or a new one) until `stop` is set, then unloads every model."""
+    """Runs the engine (`servicer`, or a new one) until `stop` is set, then unloads every model.
+    With `announce_address` set it announces itself to the app meanwhile (`engine.announcer`)."""
     servicer = servicer or build_servicer(settings)
     server = GrpcServer(
         settings.engine_address,
@@ -43,10 +45,18 @@ async def serve(
     )
     await server.start()
     watchdog = asyncio.create_task(servicer.manager.watch())
+    announcing = (
+        asyncio.create_task(Announcer(settings).run(stop), name="announce engine")
+        if settings.announce_address
+        else None
+    )
     try:
         await stop.wait()
     finally:
         watchdog.cancel()
+        if announcing is not None:
+            announcing.cancel()
+            await asyncio.gather(announcing, return_exceptions=True)
         metrics.CALLBACKS.remove("engine")
         await server.stop(5)
         await servicer.manager.close()

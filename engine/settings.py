@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from budrt.settings import ModelRoots, RuntimeSettings
 
 # The folder of the data dir that is always a model root: where the builtin models are built.
@@ -23,6 +25,23 @@ class EngineSettings(RuntimeSettings):
     # machine is refused. Absolute paths; a YAML list, or `BUD_ALLOWED_MODEL_ROOTS=/models:/srv/m`
     # (separated like PATH). Only operators should be able to write into them.
     allowed_model_roots: ModelRoots = []
+
+    # Self-registration (`engine.announcer`): the host:port the app and gateways should dial to
+    # reach this engine (its host must be one of the names or IPs of the engine's certificate:
+    # announcing needs mutual TLS, `tls` on, and the `engine` identity).
+    # Set: the engine announces itself to the app (`app_address`) at start and every
+    # `announce_interval_seconds` (sooner when the app's lease is shorter), so the control plane
+    # places replicas on it and moves them away when it stops. Empty (the default): no
+    # announcing; a platform admin registers the engine (the one-machine mesh registers its
+    # configured engine by itself).
+    announce_address: str = ""
+    # The engine's name in the registry (empty: the first DNS label of announce_address's host,
+    # e.g. the pod's name, or the address itself for an IP); an engine already registered at the
+    # address keeps its name.
+    announce_name: str = ""
+    # How many deployment replicas the control plane may place on it; 0 for no limit.
+    announce_max_models: int = Field(default=0, ge=0)
+    announce_interval_seconds: float = Field(default=30.0, gt=0)
 
     def model_roots(self) -> tuple[Path, ...]:
         """Where local models and tokenizers may come from: `<data_dir>/models` (the builtin

@@ -12,6 +12,10 @@ deployment goes (back) to PENDING with "engine unavailable; retrying" (the conne
 logged, never shown to tenants), and the engine is retried with exponential backoff — which is
 also how an engine restart is healed.
 
+Each pass starts with the engines whose lease ended (engines that announced themselves and
+stopped, `leases`): their replicas are lost and move to live engines (the control plane's own
+replicas are removed and placed again by the scaler's floor).
+
 Passes run at start, when a servicer calls :meth:`Reconciler.kick` (create/update), and every
 `interval` seconds. Loads run in tasks of their own, one per deployment at a time, so a long load
 never delays anything else; RPCs never wait for them.
@@ -34,7 +38,7 @@ Modules: `engines` (names, owners, placement on registered engines), `desired_st
 deployments ask for), `engine_client` (channels and the engine calls), `status` (deployment status
 from the endpoints' outcomes, and writing it), `loop` (the `Reconciler`: passes, tasks, retry
 schedules), `scaler` (the hook), `autoscaler`, `replicas` (bounds), `load` (the gateways'
-reports), `events` (scaling events).
+reports), `events` (scaling events), `leases` (engines whose lease ended).
 """
 
 from app.control.loop import Reconciler

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -99,6 +100,12 @@ async def _loads(session: AsyncSession, except_deployment: str) -> dict[str, int
     return {engine_id: count for engine_id, count in rows.all()}
 
 
+def lease_active(engine: models.Engine, now: datetime) -> bool:
+    """Whether the control plane may place replicas on the engine: it holds no lease (registered
+    by an admin, or the configured engine) or its lease has not ended."""
+    return engine.lease_expire_time is None or engine.lease_expire_time > now
+
+
 def _has_room(engine: models.Engine, load: int) -> bool:
     return engine.max_models == 0 or load < engine.max_models
 
@@ -111,25 +118,33 @@ async def place(
     current: Collection[str] = (),
 ) -> list[models.Engine]:
     """The registered engines a deployment's replicas go on: those `engine_ids` names (each must
-    exist and have room, unless the deployment is on it already: `current`), or, when it names
-    none, the one engine with the most room left (engines without a limit first, then the least
-    loaded; the oldest on a tie).
+    exist, hold a live lease or none, and have room, unless the deployment is on it already:
+    `current`), or, when it names none, the one live engine with the most room left (engines
+    without a limit first, then the least loaded; the oldest on a tie).
 
     The engines' rows are locked (PostgreSQL), so concurrent placements cannot overfill one.
     Raises INVALID_ARGUMENT (unknown engine, ``<param>[i].engine_id``) and FAILED_PRECONDITION
-    (NO_ENGINE_CAPACITY) when there is no room.
+    (NO_ENGINE_CAPACITY when there is no room, ENGINE_LEASE_EXPIRED for a named engine whose
+    lease ended).
     """
     engines = {
         e.id: e
         for e in (await session.scalars(select(models.Engine).order_by(models.Engine.id).with_for_update()))
     }
     loads = await _loads(session, deployment_id)
+    now = utcnow()
     if engine_ids:
         chosen = []
         for i, engine_id in enumerate(engine_ids):
             engine = engines.get(engine_id)
             if engine is None:
                 raise invalid_argument(f"unknown engine {engine_id!r}", param=f"{param}[{i}].engine_id")
+            if engine_id not in current and not lease_active(engine, now):
+                raise failed_precondition(
+                    f"engine {engine_id!r} stopped announcing itself (its lease ended)",
+                    reason=Reason.ENGINE_LEASE_EXPIRED,
+                    param=f"{param}[{i}].engine_id",
+                )
             if engine_id not in current and not _has_room(engine, loads.get(engine_id, 0)):
                 raise failed_precondition(
                     f"engine {engine_id!r} has no room for another model",
@@ -138,7 +153,7 @@ async def place(
                 )
             chosen.append(engine)
         return chosen
-    candidates = [e for e in engines.values() if _has_room(e, loads.get(e.id, 0))]
+    candidates = [e for e in engines.values() if lease_active(e, now) and _has_room(e, loads.get(e.id, 0))]
     if not candidates:
         raise failed_precondition(
             "no registered engine has room for another model; ask a platform admin",
@@ -155,8 +170,9 @@ async def place(
 
 async def place_another(session: AsyncSession, deployment_id: str) -> models.Engine | None:
     """The registered engine another replica of the deployment goes on: one it is not on yet,
-    with room, the one with the most room (as `place`); None when no engine has room. Counts
-    every replica (this deployment's too); rows are locked as in `place`."""
+    with room and a live lease (or none), the one with the most room (as `place`); None when no
+    engine has room. Counts every replica (this deployment's too); rows are locked as in
+    `place`."""
     engines = list(await session.scalars(select(models.Engine).order_by(models.Engine.id).with_for_update()))
     endpoint = models.DeploymentEndpoint
     rows = await session.execute(select(endpoint.engine_id, func.count()).group_by(endpoint.engine_id))
@@ -166,7 +182,10 @@ async def place_another(session: AsyncSession, deployment_id: str) -> models.Eng
             await session.scalars(select(endpoint.engine_id).where(endpoint.deployment_id == deployment_id))
         ).all()
     )
-    candidates = [e for e in engines if e.id not in used and _has_room(e, loads.get(e.id, 0))]
+    now = utcnow()
+    candidates = [
+        e for e in engines if e.id not in used and lease_active(e, now) and _has_room(e, loads.get(e.id, 0))
+    ]
     if not candidates:
         return None
 

@@ -15,6 +15,7 @@ import grpc
 from app.control.desired_state import DesiredModel, read_desired
 from app.control.engine_client import EngineClient
 from app.control.engines import EngineModel
+from app.control.leases import LeaseKeeper
 from app.control.scaler import EngineLoad, Scaler, StaticScaler
 from app.control.status import (
     ENGINE_UNAVAILABLE,
@@ -94,6 +95,7 @@ class Reconciler:
         attach = getattr(self.scaler, "attach", None)
         if attach is not None:  # a scaler that unloads replicas and asks for passes
             attach(self)
+        self.leases = LeaseKeeper(db)
         self._memory = _Memory()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -131,8 +133,12 @@ class Reconciler:
             await self.close()
 
     async def reconcile_once(self, wait: bool = False) -> None:
-        """One pass: starts a task for every deployment without one, then calls the scaler;
-        `wait` awaits the tasks."""
+        """One pass: moves the replicas of engines whose lease ended (`leases`), starts a task
+        for every deployment without one, then calls the scaler; `wait` awaits the tasks."""
+        try:
+            await self.leases.sweep()
+        except Exception:  # a database hiccup must not stop the pass
+            log.exception("engine lease sweep failed")
         desired = await read_desired(self._db)
         self._forget_unused(desired)
         idle = [d for d in desired if d.deployment_id not in self._tasks]

@@ -171,6 +171,9 @@ class Engine(Base):
     # Deployment replicas the control plane may place on it; 0 for no limit.
     max_models: Mapped[int] = mapped_column(Integer, default=0)
     create_time: Mapped[datetime]
+    # Its last AnnounceEngine and the end of its lease (NULL: registered by an admin, no lease).
+    last_seen: Mapped[datetime | None]
+    lease_expire_time: Mapped[datetime | None]
 
 
 class DeploymentEndpoint(Base):

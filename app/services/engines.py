@@ -4,11 +4,16 @@ Engines are platform resources: a platform admin registers each one (name, addre
 and deployments then name engines by id or are placed on one by the control plane
 (`app.control.engines`). Every other caller gets PERMISSION_DENIED, whatever their project roles:
 a tenant never reads an engine's address here. The embedded mesh registers its configured engine
-at start (`app.bootstrap`). An engine is removed only once no deployment runs on it
+at start (`app.bootstrap`). An engine may also register itself and renew its lease with its own
+certificate (`AnnounceEngine`, `app.services.engine_announce`); the control plane places nothing
+on an engine whose lease ended and moves its replicas away (`app.control.leases`). An engine is removed only once no deployment runs on it
 (FAILED_PRECONDITION, ENGINE_IN_USE, otherwise).
 """
 
 from __future__ import annotations
+
+import logging
+from datetime import timedelta
 
 import grpc
 from sqlalchemy import func, select
@@ -17,19 +22,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import ids
 from app.authz import Access
+from app.control.engines import lease_active
 from app.convert import to_timestamp
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
 from app.services.common import conflicts_as
+from app.services.engine_announce import announce, check_announcer
 from app.services.pagination import fetch_page
-from app.validation import check_engine, require
+from app.validation import check_address, check_engine, require
 from auth.roles import require_admin
 from auth.tokens import Authenticator
 from bud.app.v1 import engine_registry_pb2 as pb
 from bud.app.v1 import engine_registry_pb2_grpc
 from budrt.errors import Reason, already_exists, failed_precondition, not_found
 from budrt.grpc_server import ServiceBinding
+
+log = logging.getLogger(__name__)
 
 WHAT = "managing engines"
 
@@ -45,8 +54,8 @@ async def _model_counts(session: AsyncSession, engine_ids: list[str]) -> dict[st
 
 
 def engine_to_proto(row: models.Engine, model_count: int) -> pb.Engine:
-    """The Engine message of a row."""
-    return pb.Engine(
+    """The Engine message of a row (its lease, when it announced itself)."""
+    engine = pb.Engine(
         id=row.id,
         name=row.name,
         address=row.address,
@@ -54,6 +63,12 @@ def engine_to_proto(row: models.Engine, model_count: int) -> pb.Engine:
         model_count=model_count,
         create_time=to_timestamp(row.create_time),
     )
+    if row.last_seen is not None:
+        engine.last_seen.CopyFrom(to_timestamp(row.last_seen))
+    if row.lease_expire_time is not None:
+        engine.lease_expire_time.CopyFrom(to_timestamp(row.lease_expire_time))
+        engine.lease_expired = not lease_active(row, utcnow())
+    return engine
 
 
 async def _get(session: AsyncSession, engine_id: str) -> models.Engine:
@@ -71,9 +86,10 @@ def _conflict(err: IntegrityError) -> Exception:
 class EngineRegistryServicer(engine_registry_pb2_grpc.EngineRegistryServiceServicer):
     """Implements bud.app.v1.EngineRegistryService (platform admins only)."""
 
-    def __init__(self, db: Database, auth: Authenticator) -> None:
+    def __init__(self, db: Database, auth: Authenticator, lease_seconds: float = 90.0) -> None:
         self._db = db
         self._access = Access(db, auth)
+        self._lease_seconds = lease_seconds
 
     async def _admin(self, context: grpc.aio.ServicerContext) -> None:
         caller = await self._access.caller(context)
@@ -155,11 +171,30 @@ class EngineRegistryServicer(engine_registry_pb2_grpc.EngineRegistryServiceServi
             await session.delete(row)
         return pb.DeleteEngineResponse()
 
+    async def AnnounceEngine(
+        self, request: pb.AnnounceEngineRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AnnounceEngineResponse:
+        """An engine registers itself or renews its lease (engines only, by service identity; no
+        user token). PERMISSION_DENIED when its certificate does not name the announced host."""
+        check_address(request.engine.address, "engine.address")
+        check_announcer(request.engine.address, context.auth_context())
+        row, created = await announce(
+            self._db, request.engine, timedelta(seconds=self._lease_seconds), utcnow()
+        )
+        if created:
+            log.info("an engine registered itself", extra={"engine": row.id, "address": row.address})
+        async with self._db.snapshot() as session:
+            count = (await _model_counts(session, [row.id])).get(row.id, 0)
+        return pb.AnnounceEngineResponse(
+            engine=engine_to_proto(row, count), lease_seconds=max(1, int(self._lease_seconds))
+        )
 
-def binding(db: Database, auth: Authenticator) -> ServiceBinding:
-    """EngineRegistryService, ready for `GrpcServer`."""
+
+def binding(db: Database, auth: Authenticator, lease_seconds: float = 90.0) -> ServiceBinding:
+    """EngineRegistryService, ready for `GrpcServer` (`lease_seconds`: the lease of an engine
+    that announces itself)."""
     return ServiceBinding(
-        servicer=EngineRegistryServicer(db, auth),
+        servicer=EngineRegistryServicer(db, auth, lease_seconds),
         add_to_server=engine_registry_pb2_grpc.add_EngineRegistryServiceServicer_to_server,
         descriptor=pb.DESCRIPTOR.services_by_name["EngineRegistryService"],
     )

@@ -44,6 +44,8 @@ NO_TOKEN = {
     "bud.prompt.v1.PromptService/FetchPromptVersion",
     "bud.app.v1.UsageService/RecordUsage",
     "bud.auth.v1.UserService/Login",
+    # An engine's announcement of itself: by its service identity and certificate, no user.
+    "bud.app.v1.EngineRegistryService/AnnounceEngine",
     # Stored responses: internal (gateways, by service identity), the project named by the gateway.
     "bud.app.v1.ResponseStoreService/StoreResponses",
     "bud.app.v1.ResponseStoreService/GetStoredResponse",

@@ -27,6 +27,8 @@ FOREIGN_ENV = frozenset(
         "RAY_ADDRESS",
         "VLLM_HOST_IP",
         "REDIS_PASSWORD",
+        # An engine pod's name (the downward API), expanded into BUD_ANNOUNCE_ADDRESS.
+        "POD_NAME",
     }
 )
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from app.services.engine_announce import host_in_certificate
 from tests.deploy.crd_schemas import SCHEMAS
 from tests.deploy.services import COMPONENTS, address_setting, host, known_settings, port, service_settings
 
@@ -109,21 +112,38 @@ def _config_file(docs: list[dict[str, Any]]) -> str:
     return str(path)
 
 
+def _pod_name(container: dict[str, Any], docs: list[dict[str, Any]]) -> str:
+    """The name of a pod running `container`: a StatefulSet's ordinal 1 (not 0: the one the app
+    is configured with), a Deployment's with a stand-in suffix."""
+    for workload, candidate in containers(docs):
+        if candidate is container:
+            suffix = "1" if workload["kind"] == "StatefulSet" else "7c9d-x2x"
+            return f"{workload['metadata']['name']}-{suffix}"
+    raise AssertionError("a container of no workload")
+
+
 def env_of(container: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, str]:
-    """The container's environment, secret references resolved from the rendered Secret and the
-    settings file (BUD_CONFIG) from the rendered ConfigMap."""
+    """The container's environment as its process sees it: secret references resolved from the
+    rendered Secret, the settings file (BUD_CONFIG) from the rendered ConfigMap, the downward
+    API's pod name, and `$(VAR)` references expanded as the kubelet does."""
     secrets = secret_values(docs)
     env: dict[str, str] = {}
     for item in container.get("env", []):
         if item["name"] == "BUD_CONFIG":
             assert item["value"] == "/etc/bud/config/bud.yaml"
             env["BUD_CONFIG"] = _config_file(docs)
+        elif "valueFrom" in item and "fieldRef" in item["valueFrom"]:
+            assert item["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+            env[item["name"]] = _pod_name(container, docs)
         elif "valueFrom" in item:
             key = item["valueFrom"]["secretKeyRef"]["key"]
             assert key in secrets, f"{container['name']}: {item['name']} reads the missing key {key}"
             env[item["name"]] = secrets[key]
         else:
-            env[item["name"]] = str(item["value"])
+            # Only variables defined above are expanded (the kubelet leaves others as written).
+            env[item["name"]] = re.sub(
+                r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), str(item["value"])
+            )
     return env
 
 
@@ -387,6 +407,77 @@ def test_each_process_holds_its_identitys_certificate(name: str) -> None:
             cert = certificates[secret]["spec"]
             assert cert["uris"] == [f"spiffe://bud/{components[0]}"]
             assert env["BUD_TLS_SERVER_NAME"] in cert["dnsNames"] and "127.0.0.1" in cert["ipAddresses"]
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_engine_pods_announce_their_own_name_which_their_certificate_covers(name: str) -> None:
+    """Each engine pod announces <pod>.<headless service>:<port> (the app accepts it only when
+    the engine certificate names that host), an address that reaches that very pod; the app
+    admits the engines on its port; the notes no longer ask for registration by hand."""
+    docs = RENDERED[name]
+    certificates = {c["spec"]["secretName"]: c["spec"] for c in kinds(docs, "Certificate")}
+    listeners = _listeners(docs)
+    sets = _engine_sets(docs)
+    assert sets
+    for sts in sets:
+        pod = sts["spec"]["template"]["spec"]
+        engine = next(c for c in pod["containers"] if c["name"] == "engine")
+        settings = service_settings(["engine"], env_of(engine, docs))["engine"]
+        announced = settings.announce_address
+        pod_name = f"{sts['metadata']['name']}-1"
+        assert announced == f"{pod_name}.{sts['spec']['serviceName']}:{port(settings.engine_address)}"
+        assert _service_reaches(docs, announced, listeners["engine"])
+        assert settings.announce_interval_seconds * 3 <= float(
+            env_of(_app_container(docs), docs)["BUD_ENGINE_LEASE_SECONDS"]
+        )
+        (tls,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+        cert = certificates.get(tls["secret"]["secretName"])
+        if cert is None:  # existing Secrets: documented (values.yaml engineAnnounce)
+            continue
+        ips = [ipaddress.ip_address(i) for i in cert.get("ipAddresses", [])]
+        fqdn = f"{pod_name}.{sts['spec']['serviceName']}.{NAMESPACE}.svc.cluster.local"
+        assert host_in_certificate(host(announced), cert["dnsNames"], ips)
+        assert host_in_certificate(fqdn, cert["dnsNames"], ips)
+        # Not a name outside the engines' Services (the app's, another release's).
+        assert not host_in_certificate(f"{RELEASE}-app.{NAMESPACE}.svc", cert["dnsNames"], ips)
+    app_labels = kinds(docs, "Deployment")
+    app_pod = next(d for d in app_labels if d["metadata"]["name"].endswith("-app"))["spec"]["template"]
+    rules = [
+        r
+        for p in _policies(docs)
+        if _selects(p, app_pod["metadata"]["labels"])
+        for r in p["spec"].get("ingress", [])
+    ]
+    engine_peers = [
+        peer
+        for rule in rules
+        for peer in rule.get("from", [])
+        if peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "engine"
+    ]
+    if kinds(docs, "NetworkPolicy"):
+        assert engine_peers, "the engines cannot reach the app to announce themselves"
+    notes = _notes(_values(name))
+    assert "POST $URL/v1/engines" not in notes and "registers itself" in notes
+
+
+def test_without_announcing_the_notes_say_how_to_register() -> None:
+    values = {"engineAnnounce": {"enabled": False, "intervalSeconds": 30, "leaseSeconds": 90}}
+    docs = render(values)
+    for sts in _engine_sets(docs):
+        engine = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "engine")
+        assert not service_settings(["engine"], env_of(engine, docs))["engine"].announce_address
+    assert "POST $URL/v1/engines" in _notes(values)
+
+
+def _app_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(c for w, c, components in bud_containers(docs) if components[0] == "app")
+
+
+def _notes(values: dict[str, Any]) -> str:
+    chart = helm_python.Chart.load(CHART_DIR)
+    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True, is_upgrade=False)
+    (notes,) = [text for path, text in out.items() if path.endswith("NOTES.txt")]
+    return str(notes)
 
 
 def _policies(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

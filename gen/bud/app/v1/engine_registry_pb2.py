@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n bud/app/v1/engine_registry.proto\x12\nbud.app.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x06\x45ngine\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x12\n\nmax_models\x18\x04 \x01(\x05\x12\x13\n\x0bmodel_count\x18\x05 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x15RegisterEngineRequest\x12\"\n\x06\x65ngine\x18\x01 \x01(\x0b\x32\x12.bud.app.v1.Engine\"<\n\x16RegisterEngineResponse\x12\"\n\x06\x65ngine\x18\x01 \x01(\x0b\x32\x12.bud.app.v1.Engine\"%\n\x10GetEngineRequest\x12\x11\n\tengine_id\x18\x01 \x01(\t\"7\n\x11GetEngineResponse\x12\"\n\x06\x65ngine\x18\x01 \x01(\x0b\x32\x12.bud.app.v1.Engine\";\n\x12ListEnginesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x13ListEnginesResponse\x12#\n\x07\x65ngines\x18\x01 \x03(\x0b\x32\x12.bud.app.v1.Engine\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x13\x44\x65leteEngineRequest\x12\x11\n\tengine_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteEngineResponse2\xd1\x03\n\x15\x45ngineRegistryService\x12t\n\x0eRegisterEngine\x12!.bud.app.v1.RegisterEngineRequest\x1a\".bud.app.v1.RegisterEngineResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x0b/v1/engines:\x06\x65ngine\x12i\n\tGetEngine\x12\x1c.bud.app.v1.GetEngineRequest\x1a\x1d.bud.app.v1.GetEngineResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/engines/{engine_id}\x12\x63\n\x0bListEngines\x12\x1e.bud.app.v1.ListEnginesRequest\x1a\x1f.bud.app.v1.ListEnginesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/engines\x12r\n\x0c\x44\x65leteEngine\x12\x1f.bud.app.v1.DeleteEngineRequest\x1a .bud.app.v1.DeleteEngineResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/v1/engines/{engine_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n bud/app/v1/engine_registry.proto\x12\nbud.app.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x02\n\x06\x45ngine\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x12\n\nmax_models\x18\x04 \x01(\x05\x12\x13\n\x0bmodel_count\x18\x05 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11lease_expire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlease_expired\x18\t \x01(\x08\";\n\x15RegisterEngineRequest\x12\"\n\x06\x65ngine\x18\x01 \x01(\x0b\x32\x12.bud.app.v1.Engine\"<\n\x16RegisterEngineResponse\x12\"\n\x06\x65ngine\x18\x01 \x01(\x0b\x32\x12.bud.app.v1.Engine\"%\n\x10GetEngineRequest\x12\x11\n\tengine_id\x18\x01 \x01(\t\"7\n\x11GetEngineResponse\x12\"\n\x06\x65ngine\x18\x01 \x01(\x0b\x32\x12.bud.app.v1.Engine\";\n\x12ListEnginesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x13ListEnginesResponse\x12#\n\x07\x65ngines\x18\x01 \x03(\x0b\x32\x12.bud.app.v1.Engine\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x13\x44\x65leteEngineRequest\x12\x11\n\tengine_id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteEngineResponse\";\n\x15\x41nnounceEngineRequest\x12\"\n\x06\x65ngine\x18\x01 \x01(\x0b\x32\x12.bud.app.v1.Engine\"S\n\x16\x41nnounceEngineResponse\x12\"\n\x06\x65ngine\x18\x01 \x01(\x0b\x32\x12.bud.app.v1.Engine\x12\x15\n\rlease_seconds\x18\x02 \x01(\x05\x32\xaa\x04\n\x15\x45ngineRegistryService\x12t\n\x0eRegisterEngine\x12!.bud.app.v1.RegisterEngineRequest\x1a\".bud.app.v1.RegisterEngineResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x0b/v1/engines:\x06\x65ngine\x12i\n\tGetEngine\x12\x1c.bud.app.v1.GetEngineRequest\x1a\x1d.bud.app.v1.GetEngineResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/engines/{engine_id}\x12\x63\n\x0bListEngines\x12\x1e.bud.app.v1.ListEnginesRequest\x1a\x1f.bud.app.v1.ListEnginesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/engines\x12r\n\x0c\x44\x65leteEngine\x12\x1f.bud.app.v1.DeleteEngineRequest\x1a .bud.app.v1.DeleteEngineResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/v1/engines/{engine_id}\x12W\n\x0e\x41nnounceEngine\x12!.bud.app.v1.AnnounceEngineRequest\x1a\".bud.app.v1.AnnounceEngineResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,23 +42,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENGINEREGISTRYSERVICE'].methods_by_name['DeleteEngine']._loaded_options = None
   _globals['_ENGINEREGISTRYSERVICE'].methods_by_name['DeleteEngine']._serialized_options = b'\202\323\344\223\002\031*\027/v1/engines/{engine_id}'
   _globals['_ENGINE']._serialized_start=112
-  _globals['_ENGINE']._serialized_end=253
-  _globals['_REGISTERENGINEREQUEST']._serialized_start=255
-  _globals['_REGISTERENGINEREQUEST']._serialized_end=314
-  _globals['_REGISTERENGINERESPONSE']._serialized_start=316
-  _globals['_REGISTERENGINERESPONSE']._serialized_end=376
-  _globals['_GETENGINEREQUEST']._serialized_start=378
-  _globals['_GETENGINEREQUEST']._serialized_end=415
-  _globals['_GETENGINERESPONSE']._serialized_start=417
-  _globals['_GETENGINERESPONSE']._serialized_end=472
-  _globals['_LISTENGINESREQUEST']._serialized_start=474
-  _globals['_LISTENGINESREQUEST']._serialized_end=533
-  _globals['_LISTENGINESRESPONSE']._serialized_start=535
-  _globals['_LISTENGINESRESPONSE']._serialized_end=618
-  _globals['_DELETEENGINEREQUEST']._serialized_start=620
-  _globals['_DELETEENGINEREQUEST']._serialized_end=660
-  _globals['_DELETEENGINERESPONSE']._serialized_start=662
-  _globals['_DELETEENGINERESPONSE']._serialized_end=684
-  _globals['_ENGINEREGISTRYSERVICE']._serialized_start=687
-  _globals['_ENGINEREGISTRYSERVICE']._serialized_end=1152
+  _globals['_ENGINE']._serialized_end=378
+  _globals['_REGISTERENGINEREQUEST']._serialized_start=380
+  _globals['_REGISTERENGINEREQUEST']._serialized_end=439
+  _globals['_REGISTERENGINERESPONSE']._serialized_start=441
+  _globals['_REGISTERENGINERESPONSE']._serialized_end=501
+  _globals['_GETENGINEREQUEST']._serialized_start=503
+  _globals['_GETENGINEREQUEST']._serialized_end=540
+  _globals['_GETENGINERESPONSE']._serialized_start=542
+  _globals['_GETENGINERESPONSE']._serialized_end=597
+  _globals['_LISTENGINESREQUEST']._serialized_start=599
+  _globals['_LISTENGINESREQUEST']._serialized_end=658
+  _globals['_LISTENGINESRESPONSE']._serialized_start=660
+  _globals['_LISTENGINESRESPONSE']._serialized_end=743
+  _globals['_DELETEENGINEREQUEST']._serialized_start=745
+  _globals['_DELETEENGINEREQUEST']._serialized_end=785
+  _globals['_DELETEENGINERESPONSE']._serialized_start=787
+  _globals['_DELETEENGINERESPONSE']._serialized_end=809
+  _globals['_ANNOUNCEENGINEREQUEST']._serialized_start=811
+  _globals['_ANNOUNCEENGINEREQUEST']._serialized_end=870
+  _globals['_ANNOUNCEENGINERESPONSE']._serialized_start=872
+  _globals['_ANNOUNCEENGINERESPONSE']._serialized_end=955
+  _globals['_ENGINEREGISTRYSERVICE']._serialized_start=958
+  _globals['_ENGINEREGISTRYSERVICE']._serialized_end=1512
 # @@protoc_insertion_point(module_scope)

@@ -26,9 +26,10 @@ if _version_not_supported:
 
 
 class EngineRegistryServiceStub:
-    """The engines of the platform. Engines are platform resources: only platform admins register,
-    read and remove them (every other caller gets PERMISSION_DENIED); deployments name them by id or
-    are placed on them by the control plane, and never give an engine address of their own.
+    """The engines of the platform. Engines are platform resources: platform admins register, read
+    and remove them (every other caller gets PERMISSION_DENIED), or an engine announces itself with
+    its own service certificate (AnnounceEngine); deployments name them by id or are placed on them
+    by the control plane, and never give an engine address of their own.
     """
 
     def __init__(self, channel):
@@ -57,12 +58,18 @@ class EngineRegistryServiceStub:
                 request_serializer=bud_dot_app_dot_v1_dot_engine__registry__pb2.DeleteEngineRequest.SerializeToString,
                 response_deserializer=bud_dot_app_dot_v1_dot_engine__registry__pb2.DeleteEngineResponse.FromString,
                 _registered_method=True)
+        self.AnnounceEngine = channel.unary_unary(
+                '/bud.app.v1.EngineRegistryService/AnnounceEngine',
+                request_serializer=bud_dot_app_dot_v1_dot_engine__registry__pb2.AnnounceEngineRequest.SerializeToString,
+                response_deserializer=bud_dot_app_dot_v1_dot_engine__registry__pb2.AnnounceEngineResponse.FromString,
+                _registered_method=True)
 
 
 class EngineRegistryServiceServicer:
-    """The engines of the platform. Engines are platform resources: only platform admins register,
-    read and remove them (every other caller gets PERMISSION_DENIED); deployments name them by id or
-    are placed on them by the control plane, and never give an engine address of their own.
+    """The engines of the platform. Engines are platform resources: platform admins register, read
+    and remove them (every other caller gets PERMISSION_DENIED), or an engine announces itself with
+    its own service certificate (AnnounceEngine); deployments name them by id or are placed on them
+    by the control plane, and never give an engine address of their own.
     """
 
     def RegisterEngine(self, request, context):
@@ -93,6 +100,18 @@ class EngineRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnnounceEngine(self, request, context):
+        """An engine registers itself, or renews its lease (internal: the engine service identity only,
+        over mutual TLS; no user token and no REST route). The announced address's host must be one
+        of the names or IPs of the caller's certificate (PERMISSION_DENIED otherwise). Idempotent by
+        address: a restarted engine announcing the same address is the same engine. The engine
+        announces again before its lease ends; an engine whose lease ended gets no new replicas, and
+        the control plane moves the replicas it had to other engines.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +135,11 @@ def add_EngineRegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=bud_dot_app_dot_v1_dot_engine__registry__pb2.DeleteEngineRequest.FromString,
                     response_serializer=bud_dot_app_dot_v1_dot_engine__registry__pb2.DeleteEngineResponse.SerializeToString,
             ),
+            'AnnounceEngine': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnnounceEngine,
+                    request_deserializer=bud_dot_app_dot_v1_dot_engine__registry__pb2.AnnounceEngineRequest.FromString,
+                    response_serializer=bud_dot_app_dot_v1_dot_engine__registry__pb2.AnnounceEngineResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'bud.app.v1.EngineRegistryService', rpc_method_handlers)
@@ -125,9 +149,10 @@ def add_EngineRegistryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EngineRegistryService:
-    """The engines of the platform. Engines are platform resources: only platform admins register,
-    read and remove them (every other caller gets PERMISSION_DENIED); deployments name them by id or
-    are placed on them by the control plane, and never give an engine address of their own.
+    """The engines of the platform. Engines are platform resources: platform admins register, read
+    and remove them (every other caller gets PERMISSION_DENIED), or an engine announces itself with
+    its own service certificate (AnnounceEngine); deployments name them by id or are placed on them
+    by the control plane, and never give an engine address of their own.
     """
 
     @staticmethod
@@ -228,6 +253,33 @@ class EngineRegistryService:
             '/bud.app.v1.EngineRegistryService/DeleteEngine',
             bud_dot_app_dot_v1_dot_engine__registry__pb2.DeleteEngineRequest.SerializeToString,
             bud_dot_app_dot_v1_dot_engine__registry__pb2.DeleteEngineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnnounceEngine(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.app.v1.EngineRegistryService/AnnounceEngine',
+            bud_dot_app_dot_v1_dot_engine__registry__pb2.AnnounceEngineRequest.SerializeToString,
+            bud_dot_app_dot_v1_dot_engine__registry__pb2.AnnounceEngineResponse.FromString,
             options,
             channel_credentials,
             insecure,
