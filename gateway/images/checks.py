@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from bud.openai.v1 import image_pb2
-from budrt.errors import invalid_argument
+from budrt.errors import echo, invalid_argument
 
 IMAGE_OPERATIONS = frozenset({"CreateImage", "StreamImage"})
 RESPONSE_FORMATS = ("url", "b64_json")
@@ -53,12 +53,14 @@ def check_image_request(request: image_pb2.ImageGenerationRequest, settings: Any
             request.ClearField("size")  # the engine's default
     elif settings.sizes and size not in settings.sizes:
         raise invalid_argument(
-            f"Invalid 'size': {size!r} is not supported; supported values are "
+            f"Invalid 'size': {echo(size)} is not supported; supported values are "
             f"{', '.join(['auto', *settings.sizes])}.",
             param="size",
         )
     elif _parse_size(size) is None:
-        raise invalid_argument(f"Invalid 'size': {size!r}; expected 'WIDTHxHEIGHT' or 'auto'.", param="size")
+        raise invalid_argument(
+            f"Invalid 'size': {echo(size)}; expected 'WIDTHxHEIGHT' or 'auto'.", param="size"
+        )
     if request.HasField("num_inference_steps"):
         steps = request.num_inference_steps
         top = settings.max_steps
@@ -72,12 +74,12 @@ def check_image_request(request: image_pb2.ImageGenerationRequest, settings: Any
         request.num_inference_steps = settings.default_steps
     if request.HasField("response_format") and request.response_format not in RESPONSE_FORMATS:
         raise invalid_argument(
-            f"Invalid 'response_format': {request.response_format!r}; expected 'url' or 'b64_json'.",
+            f"Invalid 'response_format': {echo(request.response_format)}; expected 'url' or 'b64_json'.",
             param="response_format",
         )
     if request.HasField("output_format") and request.output_format not in OUTPUT_FORMATS:
         raise invalid_argument(
-            f"Invalid 'output_format': {request.output_format!r}; expected 'png', 'jpeg' or 'webp'.",
+            f"Invalid 'output_format': {echo(request.output_format)}; expected 'png', 'jpeg' or 'webp'.",
             param="output_format",
         )
     if request.HasField("output_compression") and not 0 <= request.output_compression <= 100:

@@ -26,7 +26,7 @@ from google.api import httpbody_pb2
 
 from bud.engine.v1 import engine_service_pb2
 from bud.openai.v1 import image_pb2
-from budrt.errors import Reason, ServiceError, not_found, permission_denied
+from budrt.errors import Reason, ServiceError, echo, not_found, permission_denied
 from gateway.images.links import LinkSigner, link_secret
 from gateway.images.store import ImageStore, LocalImageStore, StoredImage, valid_image_id
 from gateway.transcoder import ORIGIN_KEY  # the request's origin: links' base without a public URL
@@ -342,7 +342,7 @@ class ImageOps:
 
 
 def _no_image(image_id: str) -> ServiceError:
-    return not_found(f"No image found with id '{image_id[:64]}'.", reason=Reason.NOT_FOUND, param="image_id")
+    return not_found(f"No image found with id {echo(image_id)}.", reason=Reason.NOT_FOUND, param="image_id")
 
 
 def _forward(context: Any, charge: Any) -> tuple[tuple[str, str], ...]:

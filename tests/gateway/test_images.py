@@ -267,6 +267,9 @@ async def test_bad_requests_are_openai_400s(engine: Any, tmp_path: Path) -> None
             with pytest.raises(openai.BadRequestError) as caught:
                 await client.images.generate(**arguments)
             assert caught.value.param == param, (arguments, caught.value.body)
+        with pytest.raises(openai.BadRequestError) as caught:  # a stream is refused before its first event
+            await client.images.generate(model="draw", prompt="x", n=9, stream=True)
+        assert caught.value.param == "n"
         with pytest.raises(openai.BadRequestError) as caught:
             await client.chat.completions.create(model="draw", messages=[{"role": "user", "content": "x"}])
         assert caught.value.param == "model" and "image model" in caught.value.message

@@ -136,3 +136,28 @@ def test_the_document_says_http_body_answers_are_raw_and_links_need_no_key() -> 
     }
     assert content["security"] == [{"apiKey": []}, {}]  # the link's token, or the key
     assert document["paths"]["/v1/images"]["get"]["security"] == [{"apiKey": []}]
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    from tests.support.redis_server import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
+async def test_images_per_minute_count_each_image_in_memory_and_redis(redis_url: str) -> None:
+    """A counted kind adds its amount (the images of the call), in both limiters alike."""
+    from gateway.ratelimit import Limit, MemoryRateLimiter, RedisRateLimiter
+
+    redis = RedisRateLimiter(redis_url, prefix=f"img{time.time_ns()}:")
+    try:
+        for limiter in (MemoryRateLimiter(), redis):
+            requests = Limit("dep:d:req", 10, "requests")
+            first = await limiter.admit([requests, Limit("dep:d:img", 5, "images", amount=3)], 0)
+            assert first.allowed and ("x-ratelimit-remaining-images", "2") in first.headers
+            refused = await limiter.admit([requests, Limit("dep:d:img", 5, "images", amount=3)], 0)
+            assert not refused.allowed
+            assert (await limiter.admit([requests, Limit("dep:d:img", 5, "images", amount=2)], 0)).allowed
+    finally:
+        await redis.close()
