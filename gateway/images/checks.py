@@ -14,6 +14,9 @@ IMAGE_OPERATIONS = frozenset({"CreateImage", "StreamImage"})
 RESPONSE_FORMATS = ("url", "b64_json")
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
 MAX_PARTIAL_IMAGES = 3
+# Steps of a deployment whose settings give no maximum: a bound all the same (a request for two
+# billion steps would hold a runner for ever).
+DEFAULT_MAX_STEPS = 500
 
 
 def check_kind(operation: str, deployment: Any, model: str) -> None:
@@ -63,11 +66,10 @@ def check_image_request(request: image_pb2.ImageGenerationRequest, settings: Any
         )
     if request.HasField("num_inference_steps"):
         steps = request.num_inference_steps
-        top = settings.max_steps
-        if steps < 1 or (top and steps > top):
-            bound = f"between 1 and {top}" if top else "at least 1"
+        top = settings.max_steps or DEFAULT_MAX_STEPS
+        if not 1 <= steps <= top:
             raise invalid_argument(
-                f"Invalid 'num_inference_steps': expected a value {bound}, but got {steps} instead.",
+                f"Invalid 'num_inference_steps': expected a value between 1 and {top}, but got {steps} instead.",
                 param="num_inference_steps",
             )
     elif settings.default_steps and not request.HasField("quality"):

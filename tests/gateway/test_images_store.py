@@ -161,3 +161,31 @@ async def test_images_per_minute_count_each_image_in_memory_and_redis(redis_url:
             assert (await limiter.admit([requests, Limit("dep:d:img", 5, "images", amount=2)], 0)).allowed
     finally:
         await redis.close()
+
+
+def test_checks_bound_steps_and_sizes_without_deployment_limits() -> None:
+    """A deployment whose settings list no sizes and no step maximum still bounds the steps; a
+    size is `WIDTHxHEIGHT`; "auto" leaves the size to the engine when there is no default."""
+    from bud.auth.v1 import routing_pb2
+    from bud.openai.v1 import image_pb2
+    from budrt.errors import ServiceError
+    from gateway.images.checks import DEFAULT_MAX_STEPS, check_image_request
+
+    open_settings = routing_pb2.RouteImageSettings()
+    for fields, param in (
+        ({"num_inference_steps": DEFAULT_MAX_STEPS + 1}, "num_inference_steps"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"size": "big"}, "size"),
+        ({"n": 2}, "n"),  # max_images 0: one image
+        ({"output_compression": 101}, "output_compression"),
+        ({"partial_images": 4}, "partial_images"),
+    ):
+        request = image_pb2.ImageGenerationRequest(model="m", prompt="x", **fields)
+        with pytest.raises(ServiceError) as caught:
+            check_image_request(request, open_settings)
+        assert caught.value.param == param
+    request = image_pb2.ImageGenerationRequest(
+        model="m", prompt="x", size="auto", num_inference_steps=DEFAULT_MAX_STEPS
+    )
+    check_image_request(request, open_settings)
+    assert not request.HasField("size")

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
-from budrt.errors import Reason, failed_precondition, internal, not_found, unavailable
+from budrt.errors import Reason, failed_precondition, internal, invalid_argument, not_found, unavailable
 from budrt.grpc_server import GrpcServer, ServiceBinding
 
 ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
@@ -389,6 +389,13 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         """The request's images: real encoded images (Pillow) of its size and format, a colour
         drawn from the seed (the same seed, the same bytes; a different one, others)."""
         width, height = _size(request.size if request.HasField("size") else "")
+        if not (
+            8 <= width <= MAX_IMAGE_SIDE and 8 <= height <= MAX_IMAGE_SIDE and width % 8 == height % 8 == 0
+        ):
+            # As the real engine refuses what its model cannot make.
+            raise invalid_argument(
+                f"Invalid 'size': sides must be multiples of 8 from 8 to {MAX_IMAGE_SIDE}.", param="size"
+            )
         fmt = request.output_format if request.HasField("output_format") else "png"
         steps = request.num_inference_steps if request.HasField("num_inference_steps") else IMAGE_STEPS
         seed = request.seed if request.HasField("seed") else 0
@@ -513,6 +520,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
 
 IMAGE_STEPS = 4  # the steps of an image request that sets none
 DEFAULT_IMAGE_SIZE = (64, 64)
+MAX_IMAGE_SIDE = 1024
 
 
 def _size(text: str) -> tuple[int, int]:
