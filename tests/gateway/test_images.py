@@ -144,7 +144,7 @@ async def test_b64_json_images_of_the_requested_size(engine: Any, tmp_path: Path
 async def test_url_links_expire_refuse_tampering_and_other_projects(engine: Any, tmp_path: Path) -> None:
     address, _ = engine
     mine, theirs = keys.mint_key(SECRET), keys.mint_key(SECRET)
-    servicer, _ = _servicer(_tables([mine, theirs], address), tmp_path, url_ttl_s=2)
+    servicer, _ = _servicer(_tables([mine, theirs], address), tmp_path, url_ttl_s=4)
     async with http_server(build_transcoder(servicer, servicer.tables)) as url:
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=mine.secret, max_retries=0)
         reply = await client.images.generate(model="draw", prompt="a fox", n=2)
@@ -180,9 +180,10 @@ async def test_url_links_expire_refuse_tampering_and_other_projects(engine: Any,
             assert listed["data"][0]["model"] == "draw" and listed["data"][0]["size"] == "64x64"
             # Deleted by its owner: gone.
             assert (await http.delete(f"{url}/v1/images/{second_id}", headers=owner)).json()["deleted"]
-            assert (await http.get(links[1])).status_code == 404
-            # The link expires (url_ttl_s 2): 403.
-            await asyncio.sleep(2.1)
+            assert (await http.get(f"{url}/v1/images/{second_id}/content", headers=owner)).status_code == 404
+            # The link expires (url_ttl_s): 403.
+            link_expiry = int(links[0].split("token=")[1].split(".")[0])
+            await asyncio.sleep(max(0.0, link_expiry - time.time()) + 0.05)
             expired = await http.get(links[0])
             assert expired.status_code == 403 and "expired" in expired.json()["error"]["message"]
 
@@ -197,13 +198,15 @@ async def test_expired_images_are_gone_and_swept(engine: Any, tmp_path: Path) ->
         image_id = reply.data[0].url.split("/")[-2]
         owner = {"authorization": f"Bearer {key.secret}"}
         async with httpx.AsyncClient() as http:
-            assert (await http.get(f"{url}/v1/images/{image_id}", headers=owner)).status_code == 200
+            listed = await http.get(f"{url}/v1/images/{image_id}", headers=owner)
+            assert listed.status_code == 200
             files = list(tmp_path.rglob("*"))
             assert any(f.suffix == ".img" for f in files)
             assert all((f.stat().st_mode & 0o077) == 0 for f in files)  # private files and dirs
-            await asyncio.sleep(2.1)
-            # Expired: 404 before the sweep, by key and by link alike.
+            await asyncio.sleep(max(0.0, int(listed.json()["expires_at"]) - time.time()) + 0.05)
+            # Expired: 404 before the sweep by key; its link (which expires with it) 403.
             assert (await http.get(f"{url}/v1/images/{image_id}", headers=owner)).status_code == 404
+            assert (await http.get(reply.data[0].url)).status_code == 403
         assert await servicer.images.store.sweep() == 1
         assert not [f for f in tmp_path.rglob("*") if f.is_file()]
 
