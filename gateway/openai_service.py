@@ -44,12 +44,14 @@ from budrt.errors import (
     unimplemented,
 )
 from budrt.interceptors import call_request_id
-from budrt.money import format_nanos
+from budrt.money import NANOS_PER_MICRO, format_nanos
 from gateway import conversation, observe, responses
 from gateway.budgets import BudgetEnforcer, Hold
 from gateway.cold_start import ColdStarts
 from gateway.concurrency import RETRY_AFTER_S, ConcurrencyLimiter, MemoryConcurrencyLimiter, Slot
 from gateway.engines import EngineConnection, EnginePool
+from gateway.images.checks import IMAGE_OPERATIONS, check_image_request, check_kind, image_count
+from gateway.images.service import ImageConfig, ImageOps
 from gateway.load import LoadTracker
 from gateway.ratelimit import Decision, Limit, RateLimiter
 from gateway.response_cache import (
@@ -125,6 +127,10 @@ class _Charge:
     cost_nanos: int = 0
     first_token: float = 0.0  # perf_counter of a stream's first generated token (TTFT)
     ended: float = 0.0  # perf_counter when the engine call ended (the request's duration)
+    # An image call's images, their size ("WxH") and denoising steps (usage and cost).
+    images: int = 0
+    image_size: str = ""
+    image_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,7 @@ class GenerationCaps:
                     )
 
 
-class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
+class OpenAiServicer(ImageOps, openai_service_pb2_grpc.OpenAiServiceServicer):
     """OpenAI operations over the engine contract."""
 
     def __init__(
@@ -182,8 +188,11 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         response_cache: ResponseCache | None = None,
         cold_starts: ColdStarts | None = None,
         budgets: BudgetEnforcer | None = None,
+        images: ImageConfig | None = None,
     ) -> None:
         self.tables = tables
+        # The image store and links (gateway/images/); a temporary local store when not given.
+        self.image_config = images
         # Projects' spending budgets (gateway/budgets.py); in this process when not given.
         self.budgets = budgets if budgets is not None else BudgetEnforcer()
         # Deployments with `caching` on: deterministic requests' answers (gateway/response_cache.py).
@@ -263,15 +272,20 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         return deployment
 
     def _target(
-        self, context: Any, request: Message, checked: Message | None = None
+        self, context: Any, request: Message, checked: Message | None = None, operation: str = ""
     ) -> tuple[KeyEntry, DeploymentEntry]:
         """Authenticates, routes, and checks the generation caps on `checked` (the client's own
-        request, when `request` was converted from it; else `request`)."""
+        request, when `request` was converted from it; else `request`); the deployment is of the
+        operation's kind (image or text) and an image request fits its image settings."""
         with observe.step("bud.authenticate"):
             key = self._authenticate(context)
         with observe.step("bud.route", {"gen_ai.request.model": request.model}):  # type: ignore[attr-defined]
             deployment = self._route(key, request.model)  # type: ignore[attr-defined]
             observe.annotate(deployment=deployment.name, project=key.project_id)
+        check_kind(operation, deployment, request.model)  # type: ignore[attr-defined]
+        if operation in IMAGE_OPERATIONS:
+            check_image_request(request, deployment.image)  # type: ignore[arg-type]
+            return key, deployment  # `n` is bounded by the deployment's max_images
         self.caps.check(request if checked is None else checked)
         return key, deployment
 
@@ -319,6 +333,16 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
                 limits.append(Limit(f"{owner}:req", rpm, "requests"))
             if tpm:
                 limits.append(Limit(f"{owner}:tok", tpm, "tokens"))
+        if deployment.image is not None and deployment.image.images_per_minute:
+            # Each image counts against the deployment's images per minute (the call is one request).
+            limits.append(
+                Limit(
+                    f"dep:{deployment.id}:img",
+                    deployment.image.images_per_minute,
+                    "images",
+                    amount=image_count(request),
+                )
+            )
         if not limits or self.limiter is None:
             if extra:
                 await context.send_initial_metadata(extra)
@@ -350,6 +374,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             else charge.deployment.price.cost_nanos(
                 charge.prompt_tokens, charge.completion_tokens, per_request=status < 400
             )
+            + charge.images * charge.deployment.image_micros * NANOS_PER_MICRO
         )
         # The request's series and its log line (gateway/observe.py), usage or not.
         observe.finished(charge, self.tables.projects.get(charge.key.project_id, charge.key.project_id))
@@ -370,6 +395,9 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             prompt=charge.prompt_run,
             cached=charge.cached,
             cost_usd=format_nanos(charge.cost_nanos),
+            images=charge.images,
+            image_size=charge.image_size,
+            image_steps=charge.image_steps,
         )
 
     async def _finish(self, charge: _Charge, conn: EngineConnection | None) -> None:
@@ -445,7 +473,7 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
         key: KeyEntry | None = None
         deployment: DeploymentEntry | None = None
         try:
-            key, deployment = self._target(context, request, checked)
+            key, deployment = self._target(context, request, checked, operation)
             run, prompt_deployment = self._prompt_run(context, key)
             cache = await self._cache_lookup(operation, key, deployment, request, prompt_deployment)
             # A cache hit runs nothing on the engines: it takes no concurrency slot, wakes nothing
@@ -500,6 +528,8 @@ class OpenAiServicer(openai_service_pb2_grpc.OpenAiServiceServicer):
             return None
         prompt = _prompt_estimate(request)
         worst = deployment.price.cost_nanos(prompt, _reserved_tokens(request) - prompt)
+        if deployment.image is not None:
+            worst += image_count(request) * deployment.image_micros * NANOS_PER_MICRO
         try:
             return await self.budgets.reserve(key.project_id, key.id, budgets, worst, request.model)
         except ServiceError as err:
@@ -1031,7 +1061,7 @@ def _reserved_tokens(request: Any) -> int:
     for name in ("max_completion_tokens", "max_tokens"):
         if name in request.DESCRIPTOR.fields_by_name and request.HasField(name):
             return prompt + getattr(request, name) * max(1, getattr(request, "n", 1) or 1)
-    if request.DESCRIPTOR.name == "EmbeddingRequest":
+    if request.DESCRIPTOR.name in ("EmbeddingRequest", "ImageGenerationRequest"):
         return prompt
     return prompt + DEFAULT_RESERVED_OUTPUT_TOKENS
 

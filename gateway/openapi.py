@@ -35,6 +35,11 @@ OPENAPI_VERSION = "3.1.0"
 _VARIABLE = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 # RPCs a caller reaches without credentials (every other route needs a bearer token).
 PUBLIC_METHODS = frozenset({"bud.auth.v1.UserService.Login"})
+# Methods a credential of their own in the request (a signed link's `token`) lets in without the
+# API key: the key is optional.
+KEY_OPTIONAL_METHODS = frozenset({"bud.openai.v1.OpenAiService.GetImageContent"})
+# Answers of this type are raw bytes of their own media type (the transcoder's HttpBody).
+HTTP_BODY = "google.api.HttpBody"
 OPENAI_ERROR_SCHEMA = "OpenAIError"
 STATUS_ERROR_SCHEMA = "google.rpc.Status"
 OPENAI_STREAM_ERROR_SCHEMA = "OpenAIStreamError"
@@ -372,7 +377,9 @@ def _operation(
     else:
         answer = schemas.message(response, strict)
     content: dict[str, Any] = {}
-    if not route.server_streaming:
+    if response.full_name == HTTP_BODY:
+        content["*/*"] = {"schema": {"type": "string", "format": "binary"}}
+    elif not route.server_streaming:
         content["application/json"] = {"schema": answer}
     stream_method = route.method if route.server_streaming else (route.sse.method if route.sse else None)
     if stream_method is not None:
@@ -387,6 +394,8 @@ def _operation(
     }
     if route.method.full_name in PUBLIC_METHODS:
         op["security"] = []
+    elif route.method.full_name in KEY_OPTIONAL_METHODS:
+        op["security"] = [{"apiKey": []}, {}]
     elif service.openai_dialect:
         op["security"] = [{"apiKey": []}]
     else:

@@ -27,7 +27,14 @@ class Limit:
 
     name: str
     limit: int
-    kind: str  # "requests" or "tokens"
+    kind: str  # "requests", "tokens", or a counted kind ("images") with its `amount`
+    amount: int = 1  # what one request adds to a counted kind
+
+    def added(self, tokens: int) -> int:
+        """What the request adds to this counter: 1 request, its tokens, or its amount."""
+        if self.kind == "requests":
+            return 1
+        return tokens if self.kind == "tokens" else self.amount
 
 
 @dataclass
@@ -92,7 +99,7 @@ class MemoryRateLimiter:
         if window != self._window:  # drop old windows
             self._counts = {k: v for k, v in self._counts.items() if k[1] >= window - 1}
             self._window = window
-        amounts = [1 if limit.kind == "requests" else tokens for limit in limits]
+        amounts = [limit.added(tokens) for limit in limits]
         current = [self._counts.get((limit.name, window), 0) for limit in limits]
         over = [lim for lim, c, a in zip(limits, current, amounts, strict=True) if c + a > lim.limit]
         if over:
@@ -160,7 +167,7 @@ class RedisRateLimiter:
         keys = [f"{self._prefix}{limit.name}:{window}" for limit in limits]
         args: list[int] = []
         for limit in limits:
-            args += [1 if limit.kind == "requests" else tokens, limit.limit]
+            args += [limit.added(tokens), limit.limit]
         args.append(WINDOW_SECONDS * 2)
         result = await self._admit(keys=keys, args=args)
         allowed, counts = bool(result[0]), [int(c) for c in result[1:]]

@@ -26,6 +26,9 @@ from gateway.concurrency import ConcurrencyLimiter, MemoryConcurrencyLimiter, Re
 from gateway.control import ControlPlane
 from gateway.engines import EnginePool
 from gateway.http_protocol import header_timeout_protocol
+from gateway.images.links import LinkSigner, link_secret
+from gateway.images.service import ImageConfig
+from gateway.images.store import ImageStore, LocalImageStore, S3ImageStore, run_sweeper
 from gateway.load import report_load
 from gateway.openai_service import GenerationCaps, OpenAiServicer
 from gateway.openapi import DocumentedService, OpenApiDocument
@@ -138,6 +141,28 @@ def response_cache(settings: GatewaySettings) -> ResponseCache:
     return MemoryResponseCache(ttl, size)
 
 
+def image_config(settings: GatewaySettings) -> ImageConfig:
+    """The image store (files under the data dir, or an S3 bucket) and the links' signer (its
+    key derived from the key-hash secret every gateway shares)."""
+    store: ImageStore
+    if settings.image_store == "s3":
+        if not settings.image_s3_bucket:
+            raise ValueError("image_store is 's3' but image_s3_bucket is not set")
+        store = S3ImageStore(
+            settings.image_s3_bucket, settings.image_s3_prefix, settings.image_s3_endpoint_url
+        )
+    else:
+        store = LocalImageStore(settings.image_dir or settings.data_dir / "images")
+    return ImageConfig(
+        store,
+        LinkSigner(link_secret(settings.secret("key_hash_secret"))),
+        retention_s=settings.image_retention_hours * 3600,
+        url_ttl_s=settings.image_url_ttl_s,
+        public_base_url=settings.image_public_base_url,
+        fallback_base=f"http://{settings.gateway_http_host}:{settings.gateway_http_port}",
+    )
+
+
 def http_config(app: ASGIApp, settings: GatewaySettings) -> uvicorn.Config:
     """uvicorn's configuration of the HTTP face: httptools with the header-read timeout, the
     connection limit and keep-alive timeout of `settings` (the body limits are the app's)."""
@@ -215,6 +240,7 @@ async def serve(
         response_cache=cache,
         cold_starts=cold_starts,
         budgets=budgets,
+        images=image_config(settings),
     )
     servicer.load.idle_after = settings.load_report_interval
     if offer is not None:
@@ -256,6 +282,7 @@ async def serve(
     checker = asyncio.create_task(
         engines.run_checks(lambda: [e for d in tables.deployments.values() for e in d.endpoints])
     )
+    sweeper = asyncio.create_task(run_sweeper(servicer.images.store, settings.image_sweep_interval_s))
     http_task = asyncio.create_task(http_server.serve())
     log.info(
         "gateway HTTP listening",
@@ -268,9 +295,9 @@ async def serve(
         await http_task
     await grpc_server.stop(5)
     metrics.CALLBACKS.remove("gateway.replicas")
-    for task in (watcher, reporter, flusher, storer, checker):
+    for task in (watcher, reporter, flusher, storer, checker, sweeper):
         task.cancel()
-    await asyncio.gather(watcher, reporter, flusher, storer, checker, return_exceptions=True)
+    await asyncio.gather(watcher, reporter, flusher, storer, checker, sweeper, return_exceptions=True)
     await cold_starts.close()
     await control.close()
     await engines.close()

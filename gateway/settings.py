@@ -4,6 +4,7 @@ the addresses it dials and the key-hash secret, come from `budrt.settings.Runtim
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -108,3 +109,20 @@ class GatewaySettings(RuntimeSettings):
     max_stop_sequences: int = Field(default=_LIMITS.max_stop_sequences, ge=1)
     max_logit_bias: int = Field(default=_LIMITS.max_logit_bias, ge=1)
     max_metadata_entries: int = Field(default=_LIMITS.max_metadata_entries, ge=1)
+    # Generated images (gateway/images/): kept `image_retention_hours`, then deleted (an expired
+    # image is 404 at once; the sweeper deletes it every `image_sweep_interval_s` seconds). In
+    # files under `image_dir` (default <data_dir>/images) or, with `image_store` "s3", in the
+    # bucket `image_s3_bucket` under `image_s3_prefix` (`image_s3_endpoint_url` for a non-AWS
+    # server; credentials from the environment, boto3's chain). `url` answers are links to the
+    # gateway's `/v1/images/{id}/content?token=...`, signed (HMAC-SHA256, a key derived from
+    # `key_hash_secret`) and valid `image_url_ttl_s` seconds (at most until the image expires),
+    # under `image_public_base_url` (default: the request's own scheme and host).
+    image_store: Literal["local", "s3"] = "local"
+    image_dir: Path | None = None
+    image_s3_bucket: str = ""
+    image_s3_prefix: str = "images/"
+    image_s3_endpoint_url: str = ""
+    image_retention_hours: float = Field(default=24.0, gt=0)
+    image_url_ttl_s: float = Field(default=3600.0, gt=0)
+    image_sweep_interval_s: float = Field(default=300.0, gt=0)
+    image_public_base_url: str = ""

@@ -62,6 +62,10 @@ class DeploymentEntry:
     # The served names of its replicas, or of its last replicas while it has none (scaled to
     # zero): the response cache keys on them, so a hit answers without waking the deployment.
     served_names: tuple[str, ...] = ()
+    # An image deployment's settings (RouteImageSettings; None: a text deployment) and its price
+    # per generated image in micro-dollars.
+    image: routing_pb2.RouteImageSettings | None = None
+    image_micros: int = 0
 
     @property
     def serving(self) -> bool:
@@ -149,6 +153,8 @@ class RoutingTables:
                     d.pricing.output_micros_per_million,
                     d.pricing.request_micros,
                 ),
+                image=d.image if d.HasField("image") else None,
+                image_micros=d.pricing.image_micros,
             )
             self.deployments[d.id] = entry
             self.by_name[(d.project_id, d.name)] = entry

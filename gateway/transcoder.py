@@ -73,6 +73,13 @@ CONVERSION_WORKERS = 2  # processes, and threads: the loop keeps its share howev
 FORWARDED_HEADERS = ("authorization", "x-request-id", "openai-organization", "openai-project")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# Answers of this type are raw HTTP bodies (content type and bytes), not JSON.
+HTTP_BODY = "google.api.HttpBody"
+# Response metadata passed on as HTTP headers besides x-*.
+_PASSED_HEADERS = frozenset({"retry-after", "cache-control"})
+# The metadata naming the HTTP request's origin, `scheme://host` (links a service makes to
+# itself, e.g. the image links); HTTP clients cannot set it (not a forwarded header).
+ORIGIN_KEY = "x-bud-origin"
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -381,9 +388,14 @@ class Transcoder:
         # cancellation reaches the engine call (an in-process one is the same task; a grpc.aio
         # call cancels its RPC when the task awaiting it is cancelled), so the engine aborts.
         watcher = asyncio.create_task(_cancel_on_disconnect(receive, asyncio.current_task()))
+        content_type = b""
         try:
             response = await service.backend.unary(route.method, request, metadata, response_metadata)
-            if response.ByteSize() > self.offload_bytes:  # a large answer (embeddings): off the loop
+            if response.DESCRIPTOR.full_name == HTTP_BODY:
+                # google.api.HttpBody, as grpc-gateway answers it: its bytes are the body.
+                content_type = response.content_type.encode("latin-1") or b"application/octet-stream"
+                payload = response.data
+            elif response.ByteSize() > self.offload_bytes:  # a large answer (embeddings): off the loop
                 payload = await self._encode_off_loop(response, route.response_body)
             else:
                 payload = _encode(response, route.response_body)
@@ -399,6 +411,9 @@ class Transcoder:
             raise
         finally:
             watcher.cancel()
+        if content_type and status == 200:
+            await _respond_raw(send, payload, content_type, request_id, _extra_headers(response_metadata))
+            return
         await _respond(send, status, payload, request_id, _extra_headers(response_metadata))
 
     # ---- streaming ------------------------------------------------------------------------
@@ -658,6 +673,9 @@ def _metadata(scope: Scope, request_id: str) -> list[tuple[str, str]]:
                 raise unauthenticated(
                     "The Authorization header is not valid: send 'Bearer <token>' in printable ASCII."
                 )
+    host = _header(scope, b"host")
+    if host and host.isascii() and host.isprintable():
+        metadata.append((ORIGIN_KEY, f"{scope.get('scheme', 'http')}://{host}"))
     if scope.get("client"):
         # The HTTP client's address, for the app's per-address login throttle (a client's own
         # x-forwarded-for header is not in FORWARDED_HEADERS: dropped). See auth.client_address.
@@ -666,8 +684,23 @@ def _metadata(scope: Scope, request_id: str) -> list[tuple[str, str]]:
 
 
 def _extra_headers(metadata: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    # Servicers speak to HTTP clients through metadata: x-* and retry-after become headers.
-    return [(k.encode(), v.encode()) for k, v in metadata if k.startswith("x-") or k == "retry-after"]
+    # Servicers speak to HTTP clients through metadata: x-*, retry-after and cache-control
+    # become headers.
+    return [(k.encode(), v.encode()) for k, v in metadata if k.startswith("x-") or k in _PASSED_HEADERS]
+
+
+async def _respond_raw(
+    send: Send, body: bytes, content_type: bytes, request_id: str, extra: list[tuple[bytes, bytes]]
+) -> None:
+    """An HttpBody answer: its bytes with its content type (never sniffed as something else)."""
+    headers = [
+        (b"content-type", content_type),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-request-id", request_id.encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _respond(

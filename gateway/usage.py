@@ -84,6 +84,9 @@ class UsageRecorder:
         prompt: PromptRun | None = None,
         cached: bool = False,
         cost_usd: str = "",
+        images: int = 0,
+        image_size: str = "",
+        image_steps: int = 0,
     ) -> None:
         """Queues one request's usage under a new key (never blocks, never raises). `cached`: it
         was answered from the response cache (its tokens are zero); `cost_usd`: what it cost at
@@ -102,6 +105,9 @@ class UsageRecorder:
             operation=operation,
             cached=cached,
             cost_usd=cost_usd,
+            images=images,
+            image_size=image_size,
+            image_steps=image_steps,
         )
         if prompt is not None:  # a model call of a prompt run
             rec.prompt_id = prompt.prompt_id

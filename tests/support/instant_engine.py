@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from bud.openai.v1 import chat_pb2, common_pb2, completion_pb2, embedding_pb2
-from budrt.errors import Reason, failed_precondition, internal, not_found, unavailable
+from budrt.errors import Reason, failed_precondition, internal, invalid_argument, not_found, unavailable
 from budrt.grpc_server import GrpcServer, ServiceBinding
 
 ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
@@ -126,6 +126,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         self.tool_calls_made = 0
         self.keep_requests = False
         self.chat_requests: list[chat_pb2.ChatCompletionRequest] = []
+        self.image_requests: list[Any] = []  # every image request, as the engine got it
 
     # ---- helpers of tests ---------------------------------------------------------------------
     def _call_id(self) -> str:
@@ -383,6 +384,73 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         return reply
 
     # ---- accounting ---------------------------------------------------------------------------
+    # ---- images ------------------------------------------------------------------------------
+    def _images(self, request: Any) -> pb.GeneratedImages:
+        """The request's images: real encoded images (Pillow) of its size and format, a colour
+        drawn from the seed (the same seed, the same bytes; a different one, others)."""
+        width, height = _size(request.size if request.HasField("size") else "")
+        if not (
+            8 <= width <= MAX_IMAGE_SIDE and 8 <= height <= MAX_IMAGE_SIDE and width % 8 == height % 8 == 0
+        ):
+            # As the real engine refuses what its model cannot make.
+            raise invalid_argument(
+                f"Invalid 'size': sides must be multiples of 8 from 8 to {MAX_IMAGE_SIDE}.", param="size"
+            )
+        fmt = request.output_format if request.HasField("output_format") else "png"
+        steps = request.num_inference_steps if request.HasField("num_inference_steps") else IMAGE_STEPS
+        seed = request.seed if request.HasField("seed") else 0
+        out = pb.GeneratedImages(revised_prompt=request.prompt, steps=steps)
+        for index in range(request.n if request.HasField("n") else 1):
+            data = encode_image(width, height, fmt, seed + index)
+            out.images.add(
+                data=data, output_format=fmt, width=width, height=height, seed=seed + index, index=index
+            )
+        n = len(out.images)
+        out.usage.input_tokens = out.usage.total_tokens = out.usage.input_tokens_details.text_tokens = (
+            PROMPT_TOKENS
+        )
+        out.usage.images, out.usage.steps = n, steps
+        return out
+
+    async def GenerateImages(self, request: Any, context: Any) -> pb.GeneratedImages:
+        self.calls += 1
+        self.image_requests.append(request)
+        usage_id, counts = self._admit(context, request.model)
+        self.open_unary += 1
+        try:
+            if self.unary_delay:
+                await asyncio.sleep(self.unary_delay)
+            return self._images(request)
+        finally:
+            self.open_unary -= 1
+            self._end(usage_id)
+
+    async def StreamImages(self, request: Any, context: Any) -> AsyncIterator[pb.ImageProgress]:
+        """One progress event per step of each image (`chunk_delay` apart), a partial image at the
+        last `partial_images` steps of each, then the result."""
+        self.calls += 1
+        self.image_requests.append(request)
+        usage_id, counts = self._admit(context, request.model)
+        self.open_streams += 1
+        try:
+            result = self._images(request)
+            partials = request.partial_images if request.HasField("partial_images") else 0
+            for image in result.images:
+                for step in range(1, result.steps + 1):
+                    await self._pace()
+                    event = pb.ImageProgress(image_index=image.index, step=step, total_steps=result.steps)
+                    due = step - (result.steps - partials)
+                    if due > 0:
+                        event.partial_image.CopyFrom(image)
+                        event.partial_image_index = due - 1
+                    yield event
+            yield pb.ImageProgress(
+                image_index=len(result.images) - 1, step=result.steps, total_steps=result.steps, result=result
+            )
+        finally:
+            self.open_streams -= 1
+            self._end(usage_id)
+
     async def GetRequestUsage(
         self, request: pb.GetRequestUsageRequest, context: Any
     ) -> pb.GetRequestUsageResponse:
@@ -448,6 +516,34 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.GetStatsResponse:
         self.stats_calls += 1
         return pb.GetStatsResponse(models=[pb.ModelStats(name=name) for name in self.models])
+
+
+IMAGE_STEPS = 4  # the steps of an image request that sets none
+DEFAULT_IMAGE_SIZE = (64, 64)
+MAX_IMAGE_SIDE = 1024
+
+
+def _size(text: str) -> tuple[int, int]:
+    """ "WxH" as (width, height); the default size for "", "auto" or anything else."""
+    width, _, height = text.partition("x")
+    if width.isdigit() and height.isdigit():
+        return int(width), int(height)
+    return DEFAULT_IMAGE_SIZE
+
+
+def encode_image(width: int, height: int, fmt: str, seed: int) -> bytes:
+    """A `width`×`height` image of one colour drawn from `seed`, encoded as `fmt`."""
+    import io
+    import random
+
+    from PIL import Image
+
+    colour = tuple(random.Random(seed).randrange(256) for _ in range(3))
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(
+        buffer, format={"jpeg": "JPEG", "webp": "WEBP"}.get(fmt, "PNG")
+    )
+    return buffer.getvalue()
 
 
 def engine_binding(engine: InstantEngine) -> ServiceBinding:
