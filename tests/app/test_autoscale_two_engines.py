@@ -13,6 +13,11 @@ there, no new process), the second a `budrt serve engine` process of its own
 (`tests.support.mesh.start_engine`), registered through EngineRegistryService by the platform
 admin. Everything shares the mesh's CA. Nothing of it outlives the test: the deployment is deleted
 (its model unloaded from the mesh's engine) and the three processes stopped.
+
+Its time is vLLM starting on the second engine (the engine process imports vLLM at its first load,
+then the engine core and its worker start): minutes on two CPU cores, up to a quarter of an hour
+when other runs share them (18 minutes measured with the machine's load average near 27).
+`enforce_eager` spares each load torch.compile's warm-up.
 """
 
 from __future__ import annotations
