@@ -6,8 +6,9 @@ queue that batches requests into pipeline calls.
   setting), so the engine's other models, and a co-hosted gateway, keep answering.
 - **Batching.** Requests with the same size, steps, guidance (and negative prompt or none) that
   wait together run as one pipeline call (prompt lists, one `torch.Generator` per image seeded
-  `seed + index`), up to `image_max_batch` images; an idle worker waits `image_batch_window_ms`
-  for companions of the first request.
+  `seed + index`), up to `image_max_batch` images; an idle worker waits at most
+  `image_batch_window_ms` for as many images as its last batch made (no wait while requests come
+  one at a time).
 - **Cancellation.** A caller that goes away marks its job cancelled: its images are dropped,
   and when no job of the running batch is live the pipeline's step callback raises, so
   denoising stops at the end of the current step and the worker takes the next batch.
@@ -130,6 +131,7 @@ class DiffusionModel:
         self._executor: ThreadPoolExecutor | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._batch: list[ImageJob] = []
+        self._last_batch_images = 0
 
     @property
     def waiting(self) -> int:
@@ -241,8 +243,7 @@ class DiffusionModel:
             if not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                if self.batch_window_s > 0:
-                    await asyncio.sleep(self.batch_window_s)  # let companions arrive
+                await self._gather_companions()
             batch = self._take_batch()
             if not batch:
                 continue
@@ -259,11 +260,26 @@ class DiffusionModel:
                     if not job.future.done():
                         job.future.set_exception(failure)
             finally:
+                self._last_batch_images = sum(job.work.n for job in batch)
                 self._batch = []
                 self.running = 0
             for job in batch:  # interrupted or cancelled: nobody waits for them
                 if not job.future.done():
                     job.future.cancel()
+
+    async def _gather_companions(self) -> None:
+        """Waits, at most `batch_window_s`, until as many images wait as the last batch made
+        (callers that came together tend to come back together): no wait while requests come
+        one at a time, and a batch as large as the last one when they come in a crowd."""
+        deadline = time.monotonic() + self.batch_window_s
+        target = min(self._last_batch_images, self.max_batch)
+        while sum(job.work.n for job in self._queue if not job.cancelled) < target:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), left)
 
     def _take_batch(self) -> list[ImageJob]:
         """The first live job and every later one with its batch key, up to `max_batch` images."""
