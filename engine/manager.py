@@ -28,6 +28,7 @@ from budrt.errors import (
     not_found,
     unavailable,
 )
+from engine.images.runner import DiffusionModel, is_diffusers_model
 from engine.settings import EngineSettings
 from engine.sources import check_load, default_dtype, describe, resolve_args, resolve_source
 from engine.vllm_model import VllmModel
@@ -46,7 +47,7 @@ class ModelSlot:
     owner: pb.ModelOwner = field(default_factory=pb.ModelOwner)
     state: int = pb.MODEL_STATE_LOADING
     error: str = ""
-    model: VllmModel | None = None
+    model: VllmModel | DiffusionModel | None = None
     loading: asyncio.Task[None] | None = None
 
     def describe(self) -> pb.ServedModel:
@@ -125,10 +126,12 @@ class ModelManager:
             dtype = default_dtype(slot.source)
             if dtype and not args.HasField("dtype"):
                 args.dtype = dtype
-            model = VllmModel(slot.name, slot.source, slot.runner, args)
+            model: VllmModel | DiffusionModel = VllmModel(slot.name, slot.source, slot.runner, args)
             try:
                 roots = self.settings.model_roots()
                 resolved = await asyncio.to_thread(resolve_source, slot.source, self.settings.data_dir, roots)
+                if await asyncio.to_thread(self._diffusion, slot.runner, resolved.model, resolved.revision):
+                    model = self._diffusion_model(slot, args)
                 model.args = resolve_args(args, roots)
                 log.info("loading model", extra={"model": slot.name, "source": describe(slot.source)})
                 await model.start(resolved.model, revision=resolved.revision)
@@ -144,6 +147,24 @@ class ModelManager:
                 log.info("model ready", extra={"model": slot.name, "max_model_len": model.max_model_len})
                 _freeze_heap()
         await self._set_health(slot.name, slot.state == pb.MODEL_STATE_READY)
+
+    @staticmethod
+    def _diffusion(runner: int, model: str, revision: str) -> bool:
+        """Whether a load is a diffusers pipeline: RUNNER_DIFFUSION, or no runner named and the
+        source's `model_index.json` names a pipeline (engine.images)."""
+        if runner == pb.RUNNER_DIFFUSION:
+            return True
+        return runner == pb.RUNNER_UNSPECIFIED and is_diffusers_model(model, revision)
+
+    def _diffusion_model(self, slot: ModelSlot, args: pb.EngineArgs) -> DiffusionModel:
+        return DiffusionModel(
+            slot.name,
+            slot.source,
+            args,
+            batch_window_s=self.settings.image_batch_window_ms / 1000,
+            max_batch=self.settings.image_max_batch,
+            threads=self.settings.diffusion_threads,
+        )
 
     @staticmethod
     def _loaded(slot: ModelSlot, state: int, error: str) -> None:
@@ -172,7 +193,7 @@ class ModelManager:
                 del model  # unreachable now: the collection below frees it
                 _release_heap()
 
-    def ready(self, name: str) -> VllmModel:
+    def ready(self, name: str) -> VllmModel | DiffusionModel:
         """The READY model `name`, or the error a caller should get."""
         slot = self.slots.get(name)
         if slot is None:
@@ -253,8 +274,12 @@ def _freeze_heap() -> None:
     otherwise each full collection walks that heap and stalls every stream of the process
     (the gateway's too, when co-hosted). Objects of a model unloaded later stay frozen; those
     not in reference cycles are still freed by reference counting."""
-    from vllm.utils.gc_utils import freeze_gc_heap
-
+    try:
+        from vllm.utils.gc_utils import freeze_gc_heap
+    except ImportError:  # an engine serving diffusion models only: the same, by hand
+        gc.collect()
+        gc.freeze()
+        return
     freeze_gc_heap()
 
 

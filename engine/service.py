@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 
 from bud.engine.v1 import engine_service_pb2 as pb
 from bud.engine.v1 import engine_service_pb2_grpc
-from bud.openai.v1 import chat_pb2, completion_pb2, embedding_pb2
+from bud.openai.v1 import chat_pb2, completion_pb2, embedding_pb2, image_pb2
 from budrt.errors import (
     Reason,
     ServiceError,
@@ -31,6 +31,7 @@ from budrt.interceptors import accepted_request_id
 from budrt.json_face import JsonFaceError, from_json, from_python, to_json
 from engine import call_usage
 from engine.call_usage import CallLedger, Tally
+from engine.images import serve as images
 from engine.manager import ModelManager
 from engine.request_checks import check_completion, check_response_format
 from engine.vllm_model import VllmModel, sse_payloads
@@ -304,6 +305,24 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
         if getattr(result, "status_code", 200) != 200:
             raise _vllm_error(orjson.loads(body).get("error", {}))
         return from_json(body, embedding_pb2.EmbeddingList(), lenient=True)
+
+    # ---- images (engine.images) -----------------------------------------------------------------
+    async def GenerateImages(
+        self, request: image_pb2.ImageGenerationRequest, context: Any
+    ) -> pb.GeneratedImages:
+        model = images.diffusion_model(self.manager.ready(request.model), request.model)
+        return await images.generate(model, request)
+
+    async def StreamImages(
+        self, request: image_pb2.ImageGenerationRequest, context: Any
+    ) -> AsyncIterator[pb.ImageProgress]:
+        model = images.diffusion_model(self.manager.ready(request.model), request.model)
+        stream = images.stream(model, request)
+        try:
+            async for event in stream:
+                yield event
+        finally:
+            await stream.aclose()  # the job is cancelled now when the caller left
 
     # ---- accounting ---------------------------------------------------------------------------
     async def GetRequestUsage(

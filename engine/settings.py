@@ -42,6 +42,12 @@ class EngineSettings(RuntimeSettings):
     # How many deployment replicas the control plane may place on it; 0 for no limit.
     announce_max_models: int = Field(default=0, ge=0)
     announce_interval_seconds: float = Field(default=30.0, gt=0)
+    # Diffusion models (engine.images): how long an idle model's worker waits for requests to
+    # batch with the first one (milliseconds; 0: run it at once), the most images one pipeline
+    # call makes, and torch's intra-op threads of each model's worker thread (0: torch's default).
+    image_batch_window_ms: float = Field(default=5.0, ge=0, le=1000)
+    image_max_batch: int = Field(default=8, ge=1, le=64)
+    diffusion_threads: int = Field(default=0, ge=0, le=256)
 
     def model_roots(self) -> tuple[Path, ...]:
         """Where local models and tokenizers may come from: `<data_dir>/models` (the builtin

@@ -179,9 +179,10 @@ def resolve_source(
         return ResolvedSource(str(builtin_models.builder(source.builtin).locate(data_dir)))
     if kind == "local_path":
         path = allowed_path(source.local_path, roots, "source.local_path")
-        if not (path / "config.json").exists():
+        if not ((path / "config.json").exists() or (path / "model_index.json").exists()):
             raise invalid_argument(
-                f"{echo(source.local_path)} is not a model directory (no config.json)",
+                f"{echo(source.local_path)} is not a model directory "
+                "(no config.json, nor a diffusers pipeline's model_index.json)",
                 param="source.local_path",
             )
         return ResolvedSource(str(path))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_LLAMA, builtin_names
+from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_DIFFUSION, TINY_LLAMA, builtin_names
 from budrt.errors import invalid_argument
 
 
@@ -32,6 +32,12 @@ def _tiny_llama(data_dir: Path) -> Path:
     return build_tiny_model(data_dir.resolve() / "models" / TINY_LLAMA.name)
 
 
+def _tiny_diffusion(data_dir: Path) -> Path:
+    from engine.builtin_models.tiny_diffusion import build_tiny_diffusion  # torch, diffusers: lazily
+
+    return build_tiny_diffusion(data_dir.resolve() / "models" / TINY_DIFFUSION.name)
+
+
 def _minilm(data_dir: Path) -> Path:
     from engine.builtin_models.minilm import minilm_dir
 
@@ -43,6 +49,7 @@ BUILDERS: dict[str, Builder] = {
     # emulates (slow, and greedy tokens then differ from transformers').
     TINY_LLAMA.name: Builder(_tiny_llama, dtype="float32"),
     ALL_MINILM_L6_V2.name: Builder(_minilm),
+    TINY_DIFFUSION.name: Builder(_tiny_diffusion, dtype="float32"),
 }
 
 
