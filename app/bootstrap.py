@@ -1,5 +1,6 @@
-"""First-start bootstrap: a default project, a chat and an embedding deployment, one API key,
-and the platform admin; and, on every start, the configured engine in the engine registry.
+"""First-start bootstrap: a default project, a chat, an embedding and an image deployment, one
+API key, and the platform admin; and, on every start, the configured engine in the engine
+registry.
 
 Runs once per database, in one transaction: the `installation` row records that it ran, so
 later starts create nothing and print nothing (even if the defaults were deleted since). The new
@@ -42,7 +43,7 @@ from app.validation import check_address, check_password, check_project_name, ch
 from auth.passwords import hash_password
 from bud.app.v1 import deployment_pb2
 from bud.engine.v1 import engine_service_pb2
-from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_LLAMA
+from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_DIFFUSION, TINY_LLAMA
 from budrt.errors import ServiceError
 
 DEFAULT_KEY_NAME = "default"
@@ -87,7 +88,8 @@ def model_source(setting: str, builtin: str) -> deployment_pb2.ModelSource:
 
 
 def default_deployments(settings: AppSettings) -> list[deployment_pb2.Deployment]:
-    """The chat and embedding deployments the settings ask for (an empty name: none of that kind)."""
+    """The chat, embedding and image deployments the settings ask for (an empty name: none of
+    that kind)."""
     chat = deployment_pb2.Deployment(
         name=settings.default_model_name,
         model=model_source(settings.default_model_source, TINY_LLAMA.name),
@@ -103,7 +105,14 @@ def default_deployments(settings: AppSettings) -> list[deployment_pb2.Deployment
         runner=engine_service_pb2.RUNNER_POOLING,
         engine_args=engine_service_pb2.EngineArgs(kv_cache_space_gib=settings.kv_cache_space_gib),
     )
-    return [d for d in (chat, embedding) if d.name]
+    # A diffusers pipeline, not vLLM: no engine args; its image settings are the platform's
+    # defaults (`default_image_*`).
+    image = deployment_pb2.Deployment(
+        name=settings.default_image_model_name,
+        model=model_source(settings.default_image_model_source, TINY_DIFFUSION.name),
+        runner=engine_service_pb2.RUNNER_DIFFUSION,
+    )
+    return [d for d in (chat, embedding, image) if d.name]
 
 
 async def _create_admin(session: AsyncSession, settings: AppSettings) -> AdminResult:

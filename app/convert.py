@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from google.protobuf import json_format, timestamp_pb2
 
 from app.db import models
+from app.images import ImageDefaults, image_settings_from_json, route_image
 from app.pricing import pricing_message, route_pricing, row_price
 from app.registry_models import KIND as REGISTRY_KIND
 from app.registry_models import pinned_id
@@ -121,7 +122,9 @@ def deployment_to_proto(
         ),
         caching=row.caching,
         rate_limits=deployment_pb2.RateLimits(
-            requests_per_minute=row.requests_per_minute, tokens_per_minute=row.tokens_per_minute
+            requests_per_minute=row.requests_per_minute,
+            tokens_per_minute=row.tokens_per_minute,
+            images_per_minute=row.images_per_minute or 0,
         ),
         status=status_value(row.status),
         status_message=row.status_message,
@@ -130,6 +133,7 @@ def deployment_to_proto(
         ready_replicas=sum(1 for e in row.endpoints if e.ready and e.draining_since is None),
         desired_replicas=(row.desired_replicas or 0) if row.model_source_kind is not None else 0,
         pricing=pricing_message(row_price(row)),
+        image=image_settings_from_json(row.image_settings),
     )
     if row.model_source_kind is not None:
         message.model.CopyFrom(model_source_to_proto(row.model_source_kind, row.model_source or ""))
@@ -181,8 +185,11 @@ def route_key(row: models.ApiKey) -> routing_pb2.RouteKey:
     return routing_pb2.RouteKey(**_key_fields(row), key_hash=row.key_hash)
 
 
-def route_deployment(row: models.Deployment) -> routing_pb2.RouteDeployment:
-    """What a gateway needs of a deployment (its endpoints loaded)."""
+def route_deployment(
+    row: models.Deployment, image_defaults: ImageDefaults | None = None
+) -> routing_pb2.RouteDeployment:
+    """What a gateway needs of a deployment (its endpoints loaded); an image deployment's
+    `image` with `image_defaults` (the platform's) filled in."""
     return routing_pb2.RouteDeployment(
         id=row.id,
         project_id=row.project_id,
@@ -199,6 +206,14 @@ def route_deployment(row: models.Deployment) -> routing_pb2.RouteDeployment:
         caching=bool(row.caching),
         cold_start=bool(row.cold_start),
         pricing=route_pricing(row),
+        image=route_image(
+            row.model_source_kind,
+            row.model_source,
+            row.runner,
+            row.image_settings,
+            row.images_per_minute or 0,
+            image_defaults or ImageDefaults(),
+        ),
     )
 
 
@@ -228,7 +243,7 @@ def member_to_proto(row: models.ProjectMember, username: str) -> user_pb2.Projec
 
 def apply_deployment_settings(row: models.Deployment, deployment: deployment_pb2.Deployment) -> None:
     """Writes the settings every deployment has, model or prompt (scaling, caching, rate limits),
-    into its row."""
+    into its row (a model deployment's image settings: `app.services.deployments`)."""
     row.min_concurrency = deployment.scaling.min_concurrency
     row.max_concurrency = deployment.scaling.max_concurrency
     row.autoscale = deployment.scaling.autoscale
@@ -239,3 +254,4 @@ def apply_deployment_settings(row: models.Deployment, deployment: deployment_pb2
     row.caching = deployment.caching
     row.requests_per_minute = deployment.rate_limits.requests_per_minute
     row.tokens_per_minute = deployment.rate_limits.tokens_per_minute
+    row.images_per_minute = deployment.rate_limits.images_per_minute

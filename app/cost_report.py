@@ -1,5 +1,6 @@
-"""`budrt cost`: spend per day, per deployment and per project, cost per million tokens, and the
-projection against a budget, as a table or JSON.
+"""`budrt cost`: spend per day, per deployment and per project, cost per million tokens (and, for
+image deployments, images generated and cost per image), and the projection against a budget, as
+a table or JSON.
 
 It reads the platform over its management REST API as a platform admin, as `budrt bench` does (a
 token: `--token` or BUDRT_ADMIN_TOKEN, else a login as `--username` with BUD_ADMIN_PASSWORD):
@@ -39,19 +40,28 @@ class CostError(Exception):
 
 @dataclass
 class Totals:
-    """Requests, tokens and cost of a group of usage buckets."""
+    """Requests, tokens, images and cost of a group of usage buckets."""
 
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    images: int = 0
     cost: Decimal = field(default_factory=Decimal)
 
     def add(self, bucket: dict[str, Any]) -> None:
-        """Adds one QueryUsage bucket (REST JSON: int64 as strings)."""
+        """Adds one QueryUsage bucket (REST JSON: int64 as strings; `images` only where the
+        bucket counts image calls)."""
         self.requests += int(bucket.get("requests", 0))
         self.prompt_tokens += int(bucket.get("prompt_tokens", 0))
         self.completion_tokens += int(bucket.get("completion_tokens", 0))
+        self.images += int(bucket.get("images", 0))
         self.cost += Decimal(bucket.get("cost_usd") or "0")
+
+    @property
+    def per_image(self) -> Decimal | None:
+        """Cost per generated image (None without images). A group that mixes image and token
+        calls divides all of its cost: per deployment, it is the image deployment's price."""
+        return (self.cost / self.images).quantize(_MICRO) if self.images else None
 
     @property
     def per_million(self) -> Decimal | None:
@@ -61,13 +71,15 @@ class Totals:
 
     def as_json(self) -> dict[str, Any]:
         """The totals as JSON (money as decimal strings)."""
-        per_million = self.per_million
+        per_million, per_image = self.per_million, self.per_image
         return {
             "requests": self.requests,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "images": self.images,
             "cost_usd": str(self.cost),
             "cost_per_million_tokens_usd": None if per_million is None else str(per_million),
+            "cost_per_image_usd": None if per_image is None else str(per_image),
         }
 
 
@@ -210,12 +222,13 @@ def render(report: dict[str, Any]) -> str:
     out.append("")
     out.append(
         _table(
-            ["date", "requests", "tokens", "cost", "per 1M tokens"],
+            ["date", "requests", "tokens", "images", "cost", "per 1M tokens"],
             [
                 [
                     d["date"],
                     str(d["requests"]),
                     str(d["prompt_tokens"] + d["completion_tokens"]),
+                    str(d["images"]),
                     _usd(d["cost_usd"]),
                     _usd(d["cost_per_million_tokens_usd"]),
                 ]
@@ -226,7 +239,17 @@ def render(report: dict[str, Any]) -> str:
     out.append("")
     out.append(
         _table(
-            ["project", "deployment", "requests", "input tok", "output tok", "cost", "per 1M tokens"],
+            [
+                "project",
+                "deployment",
+                "requests",
+                "input tok",
+                "output tok",
+                "images",
+                "cost",
+                "per 1M tokens",
+                "per image",
+            ],
             [
                 [
                     d["project"],
@@ -234,8 +257,10 @@ def render(report: dict[str, Any]) -> str:
                     str(d["requests"]),
                     str(d["prompt_tokens"]),
                     str(d["completion_tokens"]),
+                    str(d["images"]),
                     _usd(d["cost_usd"]),
                     _usd(d["cost_per_million_tokens_usd"]),
+                    _usd(d["cost_per_image_usd"]),
                 ]
                 for d in report["by_deployment"]
             ],

@@ -1,15 +1,17 @@
 """Deployments' prices and their history, and the cost of usage records.
 
 A deployment's current price sits on its row (micro-dollars per million input and output tokens,
-per request: `budrt.money`); each change also adds a `deployment_prices` row stamped with when it
-took effect, so usage is costed with the price in force when it was served, whatever changed
-since. Usage records are costed when they are stored (RecordUsage), in nano-dollars.
+per request: `budrt.money`; per generated image: :class:`Tariff`); each change also adds a
+`deployment_prices` row stamped with when it took effect, so usage is costed with the price in
+force when it was served, whatever changed since. Usage records are costed when they are stored
+(RecordUsage), in nano-dollars.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,14 +23,32 @@ from app.db import models
 from bud.app.v1 import deployment_pb2
 from bud.auth.v1 import routing_pb2
 from budrt.errors import invalid_argument
-from budrt.money import MoneyError, Price, format_micros, parse_micros, parse_nanos
+from budrt.money import NANOS_PER_MICRO, MoneyError, Price, format_micros, parse_micros, parse_nanos
 
 # Pricing fields and the row columns they are stored in.
 _FIELDS = (
     ("input_per_million_usd", "input_micros_per_million"),
     ("output_per_million_usd", "output_micros_per_million"),
     ("per_request_usd", "request_micros"),
+    ("per_image_usd", "image_micros"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    """A deployment's whole price: the token and request prices (`budrt.money.Price`, which the
+    gateways share) and the price per generated image, in micro-dollars."""
+
+    price: Price = Price()
+    image_micros: int = 0
+
+    def cost_nanos(
+        self, prompt_tokens: int, completion_tokens: int, *, per_request: bool = True, images: int = 0
+    ) -> int:
+        """The cost in nano-dollars of one request: `Price.cost_nanos`, plus each image of a
+        successful call (`per_request`) at the per-image price."""
+        cost = self.price.cost_nanos(prompt_tokens, completion_tokens, per_request=per_request)
+        return cost + (images * self.image_micros * NANOS_PER_MICRO if per_request else 0)
 
 
 def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -40,7 +60,7 @@ def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def parse_pricing(pricing: deployment_pb2.Pricing, param: str) -> Price:
+def parse_pricing(pricing: deployment_pb2.Pricing, param: str) -> Tariff:
     """The exact price of a Pricing message; INVALID_ARGUMENT naming the field otherwise."""
     values: dict[str, int] = {}
     for field, column in _FIELDS:
@@ -48,33 +68,38 @@ def parse_pricing(pricing: deployment_pb2.Pricing, param: str) -> Price:
             values[column] = parse_micros(getattr(pricing, field))
         except MoneyError as err:
             raise invalid_argument(f"{param}.{field}: {err}", param=f"{param}.{field}") from None
-    return Price(**values)
+    image_micros = values.pop("image_micros")
+    return Tariff(Price(**values), image_micros)
 
 
-def pricing_message(price: Price, effective: datetime | None = None) -> deployment_pb2.Pricing:
+def pricing_message(tariff: Tariff, effective: datetime | None = None) -> deployment_pb2.Pricing:
     """The Pricing message of a price."""
+    price = tariff.price
     return deployment_pb2.Pricing(
         input_per_million_usd=format_micros(price.input_micros_per_million),
         output_per_million_usd=format_micros(price.output_micros_per_million),
         per_request_usd=format_micros(price.request_micros),
+        per_image_usd=format_micros(tariff.image_micros),
         effective_time=_timestamp(effective),
     )
 
 
-def row_price(row: models.Deployment | models.DeploymentPrice) -> Price:
+def row_price(row: models.Deployment | models.DeploymentPrice) -> Tariff:
     """The price stored on a deployment or price-history row."""
-    return Price(
-        row.input_micros_per_million or 0, row.output_micros_per_million or 0, row.request_micros or 0
+    return Tariff(
+        Price(row.input_micros_per_million or 0, row.output_micros_per_million or 0, row.request_micros or 0),
+        row.image_micros or 0,
     )
 
 
 def route_pricing(row: models.Deployment) -> routing_pb2.RoutePricing:
-    """What the gateways need of a deployment's price."""
-    price = row_price(row)
+    """What the gateways need of a deployment's price (micro-dollars, as stored)."""
+    tariff = row_price(row)
     return routing_pb2.RoutePricing(
-        input_micros_per_million=price.input_micros_per_million,
-        output_micros_per_million=price.output_micros_per_million,
-        request_micros=price.request_micros,
+        input_micros_per_million=tariff.price.input_micros_per_million,
+        output_micros_per_million=tariff.price.output_micros_per_million,
+        request_micros=tariff.price.request_micros,
+        image_micros=tariff.image_micros,
     )
 
 
@@ -84,15 +109,17 @@ def default_pricing(settings: Any) -> deployment_pb2.Pricing:
         input_per_million_usd=settings.default_input_usd_per_million,
         output_per_million_usd=settings.default_output_usd_per_million,
         per_request_usd=settings.default_request_usd,
+        per_image_usd=settings.default_image_usd,
     )
 
 
 def apply_pricing(row: models.Deployment, pricing: deployment_pb2.Pricing, param: str) -> None:
     """Writes a validated Pricing onto a deployment row (its history: `record_price`)."""
-    price = parse_pricing(pricing, param)
-    row.input_micros_per_million = price.input_micros_per_million
-    row.output_micros_per_million = price.output_micros_per_million
-    row.request_micros = price.request_micros
+    tariff = parse_pricing(pricing, param)
+    row.input_micros_per_million = tariff.price.input_micros_per_million
+    row.output_micros_per_million = tariff.price.output_micros_per_million
+    row.request_micros = tariff.price.request_micros
+    row.image_micros = tariff.image_micros
 
 
 async def record_price(session: AsyncSession, row: models.Deployment, now: datetime) -> None:
@@ -104,16 +131,17 @@ async def record_price(session: AsyncSession, row: models.Deployment, now: datet
         .order_by(models.DeploymentPrice.effective_time.desc(), models.DeploymentPrice.id.desc())
         .limit(1)
     )
-    price = row_price(row)
-    if last is not None and row_price(last) == price:
+    tariff = row_price(row)
+    if last is not None and row_price(last) == tariff:
         return
     session.add(
         models.DeploymentPrice(
             deployment_id=row.id,
             effective_time=now,
-            input_micros_per_million=price.input_micros_per_million,
-            output_micros_per_million=price.output_micros_per_million,
-            request_micros=price.request_micros,
+            input_micros_per_million=tariff.price.input_micros_per_million,
+            output_micros_per_million=tariff.price.output_micros_per_million,
+            request_micros=tariff.price.request_micros,
+            image_micros=tariff.image_micros,
         )
     )
 
@@ -133,7 +161,7 @@ class PriceBook:
 
     def __init__(self, rows: Iterable[models.DeploymentPrice]) -> None:
         self._times: dict[str, list[datetime]] = {}
-        self._prices: dict[str, list[Price]] = {}
+        self._prices: dict[str, list[Tariff]] = {}
         for r in rows:  # ordered by time
             self._times.setdefault(r.deployment_id, []).append(r.effective_time)
             self._prices.setdefault(r.deployment_id, []).append(row_price(r))
@@ -151,7 +179,7 @@ class PriceBook:
         )
         return cls(rows)
 
-    def price_at(self, deployment_id: str, when: datetime) -> Price | None:
+    def price_at(self, deployment_id: str, when: datetime) -> Tariff | None:
         """The price in force at `when` (before the first one: the first); None: never priced."""
         times = self._times.get(deployment_id)
         if not times:
@@ -162,8 +190,9 @@ class PriceBook:
 
 def cost_usage_rows(book: PriceBook, rows: Sequence[dict[str, Any]], reported: Sequence[str]) -> None:
     """Sets each usage row's `cost_nanos`: its tokens at the price in force at its time (the
-    per-request price for a successful, uncached call); for a deployment never priced here, the
-    cost the gateway reported (`reported`, decimal strings, same order)."""
+    per-request price, and the per-image price for each of its images, for a successful, uncached
+    call); for a deployment never priced here, the cost the gateway reported (`reported`, decimal
+    strings, same order)."""
     for row, gateway_cost in zip(rows, reported, strict=True):
         price = book.price_at(row["deployment_id"], row["time"])
         if row.get("cached"):
@@ -175,5 +204,8 @@ def cost_usage_rows(book: PriceBook, rows: Sequence[dict[str, Any]], reported: S
                 row["cost_nanos"] = 0
         else:
             row["cost_nanos"] = price.cost_nanos(
-                row["prompt_tokens"], row["completion_tokens"], per_request=row["status_code"] < 400
+                row["prompt_tokens"],
+                row["completion_tokens"],
+                per_request=row["status_code"] < 400,
+                images=row.get("images", 0),
             )

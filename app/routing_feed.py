@@ -38,6 +38,7 @@ from app.convert import route_deployment, route_key, route_project
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import ROUTING_CHANNEL, Database, current_revision
+from app.images import ImageDefaults
 from bud.auth.v1 import routing_pb2
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,11 @@ _KEY_COLUMNS = (
 )
 
 
-async def load_tables(db: Database, previous: RoutingTables | None = None) -> RoutingTables:
-    """The tables and their revision, read in one consistent snapshot.
+async def load_tables(
+    db: Database, previous: RoutingTables | None = None, image_defaults: ImageDefaults | None = None
+) -> RoutingTables:
+    """The tables and their revision, read in one consistent snapshot (image deployments'
+    settings with `image_defaults`, the platform's, filled in).
 
     Keys are read as plain rows, not ORM objects, and a key whose row is the same as in
     `previous` keeps its RouteKey: with thousands of keys, building ORM instances and messages
@@ -124,7 +128,7 @@ async def load_tables(db: Database, previous: RoutingTables | None = None) -> Ro
                 tables.keys[row.id] = route_key(cast(models.ApiKey, row))
             tables.key_rows[row.id] = values
         for deployment in await session.scalars(select(models.Deployment)):
-            tables.deployments[deployment.id] = route_deployment(deployment)
+            tables.deployments[deployment.id] = route_deployment(deployment, image_defaults)
         for project in await session.scalars(select(models.Project)):
             tables.projects[project.id] = route_project(project)
         budgets = select(models.Budget).order_by(models.Budget.create_time, models.Budget.id)
@@ -217,9 +221,16 @@ class RoutingFeed:
     """
 
     def __init__(
-        self, db: Database, *, poll_interval: float | None = None, queue_size: int = QUEUE_SIZE
+        self,
+        db: Database,
+        *,
+        poll_interval: float | None = None,
+        queue_size: int = QUEUE_SIZE,
+        image_defaults: ImageDefaults | None = None,
     ) -> None:
         self.db = db
+        # The platform's image settings, filled into image deployments' routes.
+        self._image_defaults = image_defaults or ImageDefaults()
         self._poll_interval = poll_interval or (
             POSTGRES_POLL_INTERVAL_S if db.dialect == "postgresql" else SQLITE_POLL_INTERVAL_S
         )
@@ -333,7 +344,7 @@ class RoutingFeed:
 
     async def _load(self) -> RoutingTables:
         self.loads += 1
-        return await load_tables(self.db, self._tables)
+        return await load_tables(self.db, self._tables, self._image_defaults)
 
     async def _run(self) -> None:
         """The loader: waits for a reason to look, then refreshes; never dies of a database

@@ -18,6 +18,7 @@ from app.control.autoscaler import Autoscaler
 from app.control.replicas import ReplicaPolicy
 from app.db.migrate import check_database_current, upgrade_database
 from app.db.session import Database, discard
+from app.images import ImageDefaults
 from app.pricing import default_pricing
 from app.prompts.cipher import KeyCipher
 from app.registry_models import RegistryModels
@@ -124,7 +125,8 @@ async def start_app(
             log.info("platform admin created", extra={"username": admin.username, "user_id": admin.user_id})
         auth = Authenticator(settings.secret("jwt_secret"))
         closing = asyncio.Event()
-        feed = RoutingFeed(db)
+        image_defaults = ImageDefaults.of(settings)
+        feed = RoutingFeed(db, image_defaults=image_defaults)
         await feed.start()
         autoscaler = Autoscaler.of(db, settings)
         reconciler = Reconciler(db, **{"scaler": autoscaler, **(reconciler_options or {})})
@@ -143,6 +145,7 @@ async def start_app(
                     registry_models,
                     ReplicaPolicy.of(settings),
                     default_pricing(settings),
+                    image_defaults,
                 ),
                 budgets.binding(db, auth),
                 engines.binding(db, auth, settings.engine_lease_seconds),

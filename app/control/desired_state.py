@@ -11,6 +11,7 @@ from app.control.engines import EngineModel, engine_models, model_owner
 from app.convert import engine_args_from_json, runner_value
 from app.db import models
 from app.db.session import Database
+from app.images import DIFFUSION, effective_runner
 from app.registry_models import KIND as REGISTRY_KIND
 from app.registry_models import engine_source as registry_engine_source
 from bud.engine.v1 import engine_service_pb2
@@ -29,6 +30,15 @@ def engine_source(kind: str, value: str) -> engine_service_pb2.ModelSource:
     else:
         raise ValueError(f"unknown model source kind {kind!r}")
     return source
+
+
+def load_runner(row: models.Deployment) -> int:
+    """The runner to load with: the deployment's; a builtin diffusion pipeline (tiny-diffusion)
+    left unspecified is loaded as RUNNER_DIFFUSION, which the engine needs to pick its diffusers
+    runner (language models left unspecified stay so: vLLM picks from the architecture)."""
+    runner = runner_value(row.runner)
+    effective = effective_runner(row.model_source_kind or "", row.model_source or "", runner)
+    return effective if effective == DIFFUSION else runner
 
 
 def load_args(row: models.Deployment) -> engine_service_pb2.EngineArgs:
@@ -86,7 +96,7 @@ class DesiredModel:
             status=row.status,
             status_message=row.status_message,
             source=engine_source(row.model_source_kind or "", row.model_source or ""),
-            runner=runner_value(row.runner),
+            runner=load_runner(row),
             args=load_args(row),
             endpoints=tuple(engine_models(row)),
             min_replicas=row.min_replicas,

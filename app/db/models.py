@@ -137,6 +137,12 @@ class Deployment(Base):
     input_micros_per_million: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     output_micros_per_million: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     request_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Image deployments (revision 0012): the price per generated image in micro-dollars, the
+    # images-per-minute limit (0: none) and the ImageSettings as protobuf JSON (NULL: unset, the
+    # platform's defaults apply).
+    image_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    images_per_minute: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    image_settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(32))
     status_message: Mapped[str] = mapped_column(Text, default="")
     spec_version: Mapped[int] = mapped_column(Integer, default=1)
@@ -310,6 +316,10 @@ class UsageRecord(Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # What it cost in nano-dollars, at the price in force at `time` (revision 0011).
     cost_nanos: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Image calls (revision 0012): images generated, their size ("WIDTHxHEIGHT") and steps.
+    images: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    image_size: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    image_steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class DeploymentPrice(Base):
@@ -328,6 +338,8 @@ class DeploymentPrice(Base):
     input_micros_per_million: Mapped[int] = mapped_column(BigInteger, default=0)
     output_micros_per_million: Mapped[int] = mapped_column(BigInteger, default=0)
     request_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Per generated image (revision 0012).
+    image_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Budget(Base):

@@ -22,6 +22,7 @@ from app.control import prompt_status
 from app.convert import runner_name, to_timestamp
 from app.db import models
 from app.db.models import utcnow
+from app.images import is_image_row
 from app.prompts import body
 from app.prompts.cipher import KeyCipher, is_masked, mask
 from bud.engine.v1 import engine_service_pb2
@@ -165,7 +166,11 @@ async def resolve_deployment(session: AsyncSession, project_id: str, version: P.
     row = await session.scalar(stmt)
     if row is None:
         raise invalid_argument(f"{param}: no deployment of this project has this id or name", param=param)
-    if row.model_source_kind is None or row.runner == POOLING:
+    if (
+        row.model_source_kind is None
+        or row.runner == POOLING
+        or is_image_row(row.model_source_kind, row.model_source, row.runner)
+    ):
         raise invalid_argument(
             f"{param}: deployment {row.name!r} is not a chat model deployment", param=param
         )

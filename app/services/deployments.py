@@ -18,6 +18,11 @@ Scaling settings (`scaling`: replica bounds, idle timeout, autoscale, concurrenc
 against the platform's defaults (`app.control.replicas.check_replica_settings`) and act on a live
 deployment without a reload: a change kicks the reconciler, whose scaler adds or drains replicas
 (`app.control.autoscaler`). `ListScalingEvents` lists its decisions (viewer).
+
+Image deployments (a model running RUNNER_DIFFUSION, `app.images`) take `image` settings,
+checked against the platform's defaults; like rate limits and prices they act on a live
+deployment through the routing feed, without a reload. `image` on any other deployment is
+INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from app.convert import (
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database, discard
+from app.images import ImageDefaults, check_image, image_settings_to_json
 from app.pricing import apply_pricing, price_history, record_price
 from app.prompts import deployments as prompt_deployments
 from app.registry_models import KIND as REGISTRY_KIND
@@ -76,6 +82,7 @@ WRITABLE_FIELDS = (
     "caching",
     "rate_limits",
     "pricing",
+    "image",
 )
 # Fields whose change means the engines must load something else.
 SPEC_FIELDS = ("model", "prompt", "endpoints", "engine_args", "runner", "caching")
@@ -123,6 +130,7 @@ def _apply(row: models.Deployment, deployment: deployment_pb2.Deployment, source
     row.engine_args = engine_args_to_json(deployment.engine_args)
     apply_deployment_settings(row, deployment)
     apply_pricing(row, deployment.pricing, "deployment.pricing")
+    row.image_settings = image_settings_to_json(deployment)
 
 
 async def insert_deployment(
@@ -130,15 +138,16 @@ async def insert_deployment(
     project_id: str,
     deployment: deployment_pb2.Deployment,
     registry_pin: str | None = None,
+    image_defaults: ImageDefaults | None = None,
 ) -> models.Deployment:
     """Validates and inserts a deployment (status PENDING); returns it with its endpoints.
     `registry_pin`: the resolved source of a registry model (`app.registry_models`), asked of
-    the registry before the transaction began.
+    the registry before the transaction began; `image_defaults`: the platform's image settings.
 
     Raises ServiceError: INVALID_ARGUMENT, NOT_FOUND (project), ALREADY_EXISTS (name),
     FAILED_PRECONDITION (no engine with room; a registry model not resolved).
     """
-    source = check_deployment(deployment)
+    source = check_deployment(deployment, image_defaults=image_defaults)
     if source[0] == REGISTRY_KIND:
         if registry_pin is None or pinned_id(registry_pin) != source[1]:
             raise failed_precondition(
@@ -197,9 +206,12 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
         registry: RegistryModels | None = None,
         policy: ReplicaPolicy | None = None,
         default_pricing: deployment_pb2.Pricing | None = None,
+        image_defaults: ImageDefaults | None = None,
     ) -> None:
         # What a deployment created without `pricing` costs (AppSettings' defaults).
         self._default_pricing = default_pricing or deployment_pb2.Pricing()
+        # What an image deployment's unset `image` fields take (AppSettings' defaults).
+        self._image_defaults = image_defaults or ImageDefaults()
         self._reconciler = reconciler
         self._access = Access(db, auth)
         self._registry = registry
@@ -229,6 +241,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                 "deployment.project_id differs from project_id", param="deployment.project_id"
             )
         check_scaling_and_limits(deployment)
+        check_image(deployment, self._image_defaults)
         check_replica_settings(self._policy, deployment, named_endpoints=len(deployment.endpoints))
         pin = await self._registry_pin(deployment)
         if not deployment.HasField("pricing"):
@@ -239,7 +252,9 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                     row = await prompt_deployments.insert(session, caller, request.project_id, deployment)
                 else:
                     check_path_arguments(deployment, caller.admin)
-                    row = await insert_deployment(session, request.project_id, deployment, pin)
+                    row = await insert_deployment(
+                        session, request.project_id, deployment, pin, self._image_defaults
+                    )
                 reply = deployment_pb2.CreateDeploymentResponse(
                     deployment=deployment_to_proto(row, engine_addresses=caller.admin)
                 )
@@ -305,6 +320,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                     patch, merged, replace_message_field=True, replace_repeated_field=True
                 )
                 check_scaling_and_limits(merged)
+                check_image(merged, self._image_defaults)
                 check_replica_settings(self._policy, merged, named_endpoints=len(merged.endpoints))
                 scaling_changed = merged.scaling != current.scaling
                 if merged.HasField("prompt") or row.prompt_id is not None:
@@ -313,7 +329,7 @@ class DeploymentServicer(deployment_pb2_grpc.DeploymentServiceServicer):
                     return deployment_pb2.UpdateDeploymentResponse(
                         deployment=deployment_to_proto(row, engine_addresses=caller.admin)
                     )
-                source = check_deployment(merged)
+                source = check_deployment(merged, image_defaults=self._image_defaults)
                 if source[0] == REGISTRY_KIND:
                     if (
                         row.model_source_kind == REGISTRY_KIND
@@ -444,12 +460,13 @@ def binding(
     registry: RegistryModels | None = None,
     policy: ReplicaPolicy | None = None,
     default_pricing: deployment_pb2.Pricing | None = None,
+    image_defaults: ImageDefaults | None = None,
 ) -> ServiceBinding:
     """DeploymentService, ready for `GrpcServer`; `registry`: how registry models are resolved;
     `policy`: the platform's scaling defaults and limits; `default_pricing`: the price of a
-    deployment created without one."""
+    deployment created without one; `image_defaults`: the platform's image settings."""
     return ServiceBinding(
-        servicer=DeploymentServicer(db, reconciler, auth, registry, policy, default_pricing),
+        servicer=DeploymentServicer(db, reconciler, auth, registry, policy, default_pricing, image_defaults),
         add_to_server=deployment_pb2_grpc.add_DeploymentServiceServicer_to_server,
         descriptor=deployment_pb2.DESCRIPTOR.services_by_name["DeploymentService"],
     )

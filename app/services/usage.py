@@ -13,8 +13,8 @@ a record of its own); the requests the gateways' response cache answered (`cache
 are counted in `requests` and in `cached_requests`.
 
 Each record is costed when it is stored: its tokens at its deployment's price in force at its
-`time` (`app.pricing`: the price history), plus the per-request price for a successful call; a
-cached answer costs nothing; a deployment never priced here keeps the cost the gateway reported.
+`time` (`app.pricing`: the price history), plus the per-request price and, for an image call, the
+per-image price of each of its `images` for a successful call; a cached answer costs nothing; a deployment never priced here keeps the cost the gateway reported.
 Costs are integers (nano-dollars) summed exactly, answered as decimal strings (`cost_usd`).
 
 RecordUsage is internal — gateways call it on the internal network — and takes no user token;
@@ -52,6 +52,7 @@ _CHUNK = 200
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAX_ID = 64
 _MAX_REQUEST_ID = 128
+_MAX_IMAGE_SIZE = 32  # "WIDTHxHEIGHT"
 # What QueryUsage groups (and orders) by.
 _GROUPS = (
     models.UsageRecord.day,
@@ -84,9 +85,13 @@ def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dic
             raise invalid_argument(
                 f"{param}.{field} is longer than {_MAX_ID} characters", param=f"{param}.{field}"
             )
-    for field in ("prompt_tokens", "completion_tokens", "prompt_version"):
+    for field in ("prompt_tokens", "completion_tokens", "prompt_version", "images", "image_steps"):
         if getattr(record, field) < 0:
             raise invalid_argument(f"{param}.{field} must not be negative", param=f"{param}.{field}")
+    if len(record.image_size) > _MAX_IMAGE_SIZE:
+        raise invalid_argument(
+            f"{param}.image_size is longer than {_MAX_IMAGE_SIZE} characters", param=f"{param}.image_size"
+        )
     when = from_timestamp(record.time) if record.HasField("time") else now
     return {
         "request_id": record.request_id,
@@ -105,6 +110,9 @@ def _record_row(record: usage_pb2.UsageRecord, index: int, now: datetime) -> dic
         "prompt_version": record.prompt_version,
         "prompt_deployment_id": record.prompt_deployment_id,
         "cached": record.cached,
+        "images": record.images,
+        "image_size": record.image_size,
+        "image_steps": record.image_steps,
         "reported_cost": record.cost_usd,  # the gateway's; replaced by `cost_nanos` before storing
     }
 

@@ -128,6 +128,9 @@ def app_settings(database_url: str, tmp_path: Path, engine_host: EngineHost) -> 
         jwt_secret=JWT_SECRET,
         admin_username=ADMIN_USERNAME,
         admin_password=ADMIN_PASSWORD,
+        # The chat and embedding defaults only: tests count them (tests/app/test_images_*.py
+        # start apps with the image default too).
+        default_image_model_name="",
     )
 
 

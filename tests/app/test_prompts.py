@@ -415,9 +415,16 @@ async def test_the_deployment_must_be_a_chat_deployment_of_the_project(
             ),
         )
     )
+    image = await stubs.deployments.CreateDeployment(
+        D.CreateDeploymentRequest(
+            project_id=project_id,
+            deployment=D.Deployment(name="painter", model=D.ModelSource(builtin="tiny-diffusion")),
+        )
+    )
     api = prompts(stubs)
     for version, param in (
         (body(pooling.deployment.id), "version.deployment_id"),
+        (body(image.deployment.id), "version.deployment_id"),  # an image model: no chat either
         (body("dep_missing"), "version.deployment_id"),
         (body("", model="embed"), "version.model"),
         (body(deployment_id, model="embed"), "version.model"),
