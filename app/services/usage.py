@@ -224,6 +224,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
                 record.prompt_version,
                 record.prompt_deployment_id,
                 func.coalesce(func.sum(case((record.cached, 1), else_=0)), 0),
+                func.coalesce(func.sum(record.images), 0),
                 func.coalesce(func.sum(record.cost_nanos), 0),
             )
             .where(record.project_id == request.project_id)
@@ -260,9 +261,10 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
                     prompt_version=int(version),
                     prompt_deployment_id=via,
                     cached_requests=int(h),
+                    images=int(images),
                     cost_usd=format_nanos(int(cost)),
                 )
-                for day, key, dep, n, p, c, e, prompt, version, via, h, cost in result
+                for day, key, dep, n, p, c, e, prompt, version, via, h, images, cost in result
             ],
         )
 

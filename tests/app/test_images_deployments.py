@@ -268,7 +268,7 @@ async def test_image_usage_is_stored_and_costed_per_image(app: RunningApp, stubs
         usage_pb2.QueryUsageRequest(project_id=project_id, start_date=now.date().isoformat())
     )
     assert usage.total_cost_usd == "0.121000000"
-    assert [(b.requests, b.errors) for b in usage.buckets] == [(2, 1)]
+    assert [(b.requests, b.errors, b.images) for b in usage.buckets] == [(2, 1, 3)]
 
 
 async def test_first_start_deploys_tiny_diffusion(

@@ -99,7 +99,7 @@ class QueryUsageRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., prompt_deployment_id: _Optional[str] = ...) -> None: ...
 
 class UsageBucket(_message.Message):
-    __slots__ = ("date", "api_key_id", "deployment_id", "requests", "prompt_tokens", "completion_tokens", "errors", "prompt_id", "prompt_version", "prompt_deployment_id", "cached_requests", "cost_usd")
+    __slots__ = ("date", "api_key_id", "deployment_id", "requests", "prompt_tokens", "completion_tokens", "errors", "prompt_id", "prompt_version", "prompt_deployment_id", "cached_requests", "cost_usd", "images")
     DATE_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,7 @@ class UsageBucket(_message.Message):
     PROMPT_DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CACHED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
     date: str
     api_key_id: str
     deployment_id: str
@@ -124,7 +125,8 @@ class UsageBucket(_message.Message):
     prompt_deployment_id: str
     cached_requests: int
     cost_usd: str
-    def __init__(self, date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., prompt_deployment_id: _Optional[str] = ..., cached_requests: _Optional[int] = ..., cost_usd: _Optional[str] = ...) -> None: ...
+    images: int
+    def __init__(self, date: _Optional[str] = ..., api_key_id: _Optional[str] = ..., deployment_id: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_id: _Optional[str] = ..., prompt_version: _Optional[int] = ..., prompt_deployment_id: _Optional[str] = ..., cached_requests: _Optional[int] = ..., cost_usd: _Optional[str] = ..., images: _Optional[int] = ...) -> None: ...
 
 class QueryUsageResponse(_message.Message):
     __slots__ = ("buckets", "total_cost_usd")
