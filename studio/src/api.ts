@@ -83,6 +83,83 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
   return parsed as T;
 }
 
+/** One server-sent event: its name (`event:`) and its data, parsed. */
+export interface StreamEvent {
+  event: string;
+  data: unknown;
+}
+
+/** A streamed call (a route's `"stream": true`): POSTs `body` and hands each server-sent event to
+ * `onEvent` as it arrives. An error answered before the stream (a refused body) throws ApiError as
+ * `call` does; an error event inside the stream throws it too. Aborting `signal` closes the
+ * connection, which cancels the run on the server (the gateway cancels the call it made). */
+export async function stream(
+  path: string,
+  body: unknown,
+  onEvent: (event: StreamEvent) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const headers: Record<string, string> = { accept: "text/event-stream", "content-type": "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+      signal,
+    });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw errorOf(0, null);
+  }
+  if (!response.ok || !response.body) {
+    const raw = await response.text();
+    let parsed: unknown = null;
+    try {
+      parsed = raw ? JSON.parse(raw) : {};
+    } catch {
+      parsed = null;
+    }
+    const err = errorOf(response.status, parsed);
+    if (response.status === 401 && token) signOut();
+    throw err;
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end: number;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const frame = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "";
+      const data: string[] = [];
+      for (const line of frame.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      if (data.length === 0) continue;
+      let parsed: unknown = null;
+      try {
+        parsed = JSON.parse(data.join("\n"));
+      } catch {
+        continue; // a sentinel, not JSON
+      }
+      if (event === "error") {
+        // A failure after the stream began: `{"error": <google.rpc.Status>}`.
+        const status = parsed && typeof parsed === "object" ? (parsed as Record<string, unknown>).error : null;
+        throw errorOf(500, status);
+      }
+      onEvent({ event, data: parsed });
+    }
+  }
+}
+
 export async function logIn(username: string, password: string): Promise<void> {
   const answer = await call<{ access_token: string }>("POST", "/v1/auth/login", { username, password });
   token = answer.access_token;

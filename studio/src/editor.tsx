@@ -7,6 +7,7 @@ import {
   ApiError,
   call,
   chatDeployments,
+  stream,
   type Deployment,
   type FieldViolation,
   type Prompt,
@@ -33,7 +34,7 @@ import { DeployPanel } from "./deploy";
 import { Tools } from "./tools";
 import { href } from "./router";
 import { RunForm } from "./runform";
-import { describe, ErrorBox, Link, useLoad } from "./ui";
+import { describe, ErrorBox, Link, usd, useLoad } from "./ui";
 
 interface VersionInfo {
   version: number;
@@ -47,6 +48,8 @@ interface RunResult {
   output?: unknown;
   model_calls?: number;
   usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number };
+  /** What the run cost at its deployment's price (US dollars, a decimal string). */
+  cost_usd?: string;
 }
 
 interface Window {
@@ -61,7 +64,17 @@ interface Window {
   result: RunResult | null;
   runError: string;
   latencyMs: number | null;
+  /** The output so far of a streamed run (the deltas received). */
+  partial: string;
+  /** Milliseconds from Run to the first output text. */
+  firstTextMs: number | null;
+  /** The run was stopped by the user before it finished. */
+  stopped: boolean;
 }
+
+// The streamed run of each window (by key), to stop it: aborting closes the connection, which
+// cancels the run on the server (the model call with it).
+const runs = new Map<number, AbortController>();
 
 let nextKey = 1;
 const newWindow = (draft: Draft, version: number | null = null): Window => ({
@@ -75,6 +88,9 @@ const newWindow = (draft: Draft, version: number | null = null): Window => ({
   result: null,
   runError: "",
   latencyMs: null,
+  partial: "",
+  firstTextMs: null,
+  stopped: false,
 });
 
 /** The violations at `path` (a field of the version: `messages[1].template`) or under it. */
@@ -252,18 +268,51 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
     }
   }
 
+  /** Runs the window's draft, streamed: the text shows as it is written, then the run's result. */
   async function run(w: Window, variables: Record<string, unknown>) {
-    update(w.key, { running: true, result: null, runError: "", latencyMs: null, violations: [], error: "" });
+    runs.get(w.key)?.abort();
+    const controller = new AbortController();
+    runs.set(w.key, controller);
+    update(w.key, {
+      running: true,
+      result: null,
+      runError: "",
+      latencyMs: null,
+      partial: "",
+      firstTextMs: null,
+      stopped: false,
+      violations: [],
+      error: "",
+    });
     const started = performance.now();
+    const elapsed = () => Math.round(performance.now() - started);
+    let text = "";
     try {
-      const answer = await call<{ run: RunResult }>("POST", `${base}/prompts:run`, {
-        version: toVersion(w.draft),
-        variables,
-      });
-      update(w.key, { running: false, result: answer.run, latencyMs: Math.round(performance.now() - started) });
+      await stream(
+        `${base}/prompts:run`,
+        { version: toVersion(w.draft), variables, stream: true },
+        (event) => {
+          const data = event.data as { delta?: string; run?: RunResult };
+          if (event.event === "run.delta") {
+            if (!text) update(w.key, { firstTextMs: elapsed() });
+            text += data.delta ?? "";
+            update(w.key, { partial: text });
+          } else if (event.event === "run.completed" && data.run) {
+            update(w.key, { running: false, result: data.run, latencyMs: elapsed() });
+          }
+        },
+        controller.signal,
+      );
+      update(w.key, { running: false });
     } catch (err) {
+      if (controller.signal.aborted) {
+        update(w.key, { running: false, stopped: true });
+        return;
+      }
       update(w.key, { running: false, runError: describe(err) });
       if (err instanceof ApiError && err.violations.some((v) => v.field.startsWith("version."))) reportError(w, err);
+    } finally {
+      if (runs.get(w.key) === controller) runs.delete(w.key);
     }
   }
 
@@ -634,7 +683,7 @@ function PromptWindow(props: {
           }}
         />
       )}
-      <RunOutput window={w} />
+      <RunOutput window={w} onStop={() => runs.get(w.key)?.abort()} />
     </section>
   );
 }
@@ -904,9 +953,33 @@ function VariablesTable(props: {
   );
 }
 
-function RunOutput(props: { window: Window }) {
+function RunOutput(props: { window: Window; onStop: () => void }) {
   const w = props.window;
-  if (w.running) return <p class="muted" role="status">Running…</p>;
+  if (w.running)
+    return (
+      <div class="output" aria-label="Output" aria-busy="true" data-testid="run-streaming">
+        <div class="row">
+          <p class="muted" role="status">
+            Running…
+          </p>
+          <button type="button" onClick={props.onStop}>
+            Stop
+          </button>
+        </div>
+        <pre class="text" data-testid="run-partial">
+          {w.partial}
+        </pre>
+      </div>
+    );
+  if (w.stopped)
+    return (
+      <div class="output" aria-label="Output" data-testid="run-stopped">
+        <p class="notice" role="status">
+          Stopped: the run was cancelled.
+        </p>
+        <pre class="text">{w.partial}</pre>
+      </div>
+    );
   if (w.runError)
     return (
       <div class="output" role="alert" data-testid="run-error">
@@ -946,6 +1019,13 @@ function RunOutput(props: { window: Window }) {
       <p class="muted">
         {r.usage?.prompt_tokens ?? 0} prompt + {r.usage?.completion_tokens ?? 0} completion tokens · {r.model_calls ?? 1} model
         call{(r.model_calls ?? 1) === 1 ? "" : "s"} · {w.latencyMs} ms
+        {w.firstTextMs !== null && <> (first text after {w.firstTextMs} ms)</>}
+        {r.cost_usd && (
+          <>
+            {" "}
+            · <span data-testid="run-cost">{usd(r.cost_usd)}</span>
+          </>
+        )}
       </p>
     </div>
   );

@@ -66,6 +66,8 @@ def page(browser: Browser) -> Iterator[Page]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromptStack]:
     build_studio()
     with prompt_stack(Path(tmp_path_factory.mktemp("studio-stack"))) as running:
+        # The studio's runs stream: a scripted reply is the stream's words.
+        running.engine.stream_replies = True
         yield running
 
 
