@@ -31,7 +31,7 @@ from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
 from app.pricing import row_price
-from app.prompts import body, store
+from app.prompts import body, integrations, store
 from app.prompts.cipher import KeyCipher
 from app.prompts.watch import PromptState, fetch_version, load_state
 from app.services.common import conflicts_as
@@ -311,6 +311,14 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
                 versions=[store.version_to_proto(r, self._cipher, labels[r.version]) for r in rows],
                 next_page_token=token,
             )
+
+    async def ListPromptIntegrations(
+        self, request: P.ListPromptIntegrationsRequest, context: Context
+    ) -> P.ListPromptIntegrationsResponse:
+        """The integration catalogue (any logged-in user): what each integration does, the
+        access keys it needs, the functions it offers the model."""
+        await self._access.caller(context, request)
+        return P.ListPromptIntegrationsResponse(integrations=[i.to_proto() for i in integrations.CATALOGUE])
 
     async def SetPromptLabel(
         self, request: P.SetPromptLabelRequest, context: Context

@@ -213,3 +213,26 @@ export interface Prompt {
 export function chatDeployments(deployments: Deployment[]): Deployment[] {
   return deployments.filter((d) => d.model && d.runner !== "RUNNER_POOLING");
 }
+
+/** An integration of the catalogue (`GET /v1/prompt-integrations`). */
+export interface IntegrationInfo {
+  name: string;
+  display_name: string;
+  description?: string;
+  credentials?: { name: string; display_name: string; description?: string }[];
+  functions?: { name: string; description?: string }[];
+}
+
+let catalogue: Promise<IntegrationInfo[]> | null = null;
+
+/** The integration catalogue, asked once per page load (it changes with a release, not per user). */
+export function integrationCatalogue(): Promise<IntegrationInfo[]> {
+  catalogue ??= call<{ integrations?: IntegrationInfo[] }>("GET", "/v1/prompt-integrations").then(
+    (a) => a.integrations ?? [],
+    (err) => {
+      catalogue = null; // asked again next time
+      throw err;
+    },
+  );
+  return catalogue;
+}

@@ -99,10 +99,6 @@ export interface FunctionTool {
 }
 
 /** The catalogue the app accepts (app/prompts/body.py INTEGRATIONS): name, label, its keys. */
-export const CATALOGUE: { integration: string; label: string; keys: string[] }[] = [
-  { integration: "slack", label: "Slack", keys: ["bot_token"] },
-  { integration: "notion", label: "Notion", keys: ["api_key"] },
-];
 
 export const isMasked = (value: string) => value.startsWith("****");
 

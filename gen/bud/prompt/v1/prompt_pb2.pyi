@@ -847,3 +847,45 @@ class GenerateValidationDocumentResponse(_message.Message):
     model_calls: int
     usage: _common_pb2.Usage
     def __init__(self, validation: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+
+class ListPromptIntegrationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPromptIntegrationsResponse(_message.Message):
+    __slots__ = ("integrations",)
+    INTEGRATIONS_FIELD_NUMBER: _ClassVar[int]
+    integrations: _containers.RepeatedCompositeFieldContainer[PromptIntegration]
+    def __init__(self, integrations: _Optional[_Iterable[_Union[PromptIntegration, _Mapping]]] = ...) -> None: ...
+
+class PromptIntegration(_message.Message):
+    __slots__ = ("name", "display_name", "description", "credentials", "functions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    description: str
+    credentials: _containers.RepeatedCompositeFieldContainer[PromptIntegrationCredential]
+    functions: _containers.RepeatedCompositeFieldContainer[PromptIntegrationFunction]
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., credentials: _Optional[_Iterable[_Union[PromptIntegrationCredential, _Mapping]]] = ..., functions: _Optional[_Iterable[_Union[PromptIntegrationFunction, _Mapping]]] = ...) -> None: ...
+
+class PromptIntegrationCredential(_message.Message):
+    __slots__ = ("name", "display_name", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class PromptIntegrationFunction(_message.Message):
+    __slots__ = ("name", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...

@@ -80,6 +80,11 @@ class PromptServiceStub:
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsRequest.SerializeToString,
                 response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsResponse.FromString,
                 _registered_method=True)
+        self.ListPromptIntegrations = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/ListPromptIntegrations',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsResponse.FromString,
+                _registered_method=True)
         self.SetPromptLabel = channel.unary_unary(
                 '/bud.prompt.v1.PromptService/SetPromptLabel',
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.SetPromptLabelRequest.SerializeToString,
@@ -204,6 +209,15 @@ class PromptServiceServicer:
 
     def ListAllPrompts(self, request, context):
         """Every prompt the caller can read, across their projects (to deploy one into another project).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPromptIntegrations(self, request, context):
+        """The catalogue of integration tools a prompt version may switch on (`integration_tools`):
+        each with its name, what it does, the access keys it needs and the functions it gives the
+        model. Any logged-in user.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -348,6 +362,11 @@ def add_PromptServiceServicer_to_server(servicer, server):
                     servicer.ListAllPrompts,
                     request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsRequest.FromString,
                     response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsResponse.SerializeToString,
+            ),
+            'ListPromptIntegrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPromptIntegrations,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsResponse.SerializeToString,
             ),
             'SetPromptLabel': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPromptLabel,
@@ -654,6 +673,33 @@ class PromptService:
             '/bud.prompt.v1.PromptService/ListAllPrompts',
             bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsRequest.SerializeToString,
             bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPromptIntegrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/ListPromptIntegrations',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
