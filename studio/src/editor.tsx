@@ -31,6 +31,7 @@ import {
   type VarType,
 } from "./draft";
 import { DeployPanel } from "./deploy";
+import { History } from "./history";
 import { Tools } from "./tools";
 import { href } from "./router";
 import { RunForm } from "./runform";
@@ -368,6 +369,14 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
         </button>
       </div>
       <ErrorBox error={pageError || deployments.error} />
+      {promptId && prompt && versions.length > 0 && (
+        <History
+          base={base}
+          promptId={promptId}
+          versions={versions.map((v) => v.version)}
+          revision={`${(prompt.labels ?? []).map((l) => `${l.name}:${l.version}`).join(",")}|${versions.length}`}
+        />
+      )}
       {runAll && (
         <div class="run-all">
           <RunForm
