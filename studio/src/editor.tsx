@@ -17,7 +17,6 @@ import {
   CONSTRAINTS,
   copyDraft,
   newVariable,
-  SCALARS,
   type Draft,
   emptyDraft,
   fromVersion,
@@ -25,8 +24,9 @@ import {
   type Parameters,
   ROLES,
   runInputs,
+  checkDraft,
   toVersion,
-  TYPES,
+  typesAt,
   type Variable,
   type VarType,
 } from "./draft";
@@ -183,7 +183,17 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
     setWindows((all) => [...all, newWindow(copyDraft(from.draft), from.version)]);
   }
 
+  /** The draft's variables checked here first (every problem at once, at every level); false
+   * when there are problems, shown at their fields. */
+  function checked(w: Window): boolean {
+    const problems = checkDraft(w.draft);
+    if (problems.length === 0) return true;
+    update(w.key, { violations: problems, error: "The variables have errors: see the fields marked.", notice: "" });
+    return false;
+  }
+
   async function save(w: Window, note: string, labels: string[]) {
+    if (!checked(w)) return;
     update(w.key, { violations: [], error: "", notice: "" });
     try {
       let saved: Record<string, any>;
@@ -271,6 +281,7 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
 
   /** Runs the window's draft, streamed: the text shows as it is written, then the run's result. */
   async function run(w: Window, variables: Record<string, unknown>) {
+    if (!checked(w)) return;
     runs.get(w.key)?.abort();
     const controller = new AbortController();
     runs.set(w.key, controller);
@@ -788,14 +799,16 @@ function VariablesTable(props: {
   /** What the labels call one ("variable", "output field", "field 2 of variable 1"). */
   noun: string;
   addLabel: string;
-  /** An object's fields: scalar and enum types only (one level of nesting in the editor). */
-  nested?: boolean;
+  /** How deep these variables sit (1: declared; an object's fields or an array's items: one
+   * more); containers stop at MAX_DEPTH, as the API does. */
+  depth?: number;
   variables: Variable[];
   violations: FieldViolation[];
   onChange: (variables: Variable[]) => void;
 }) {
   const { variables, base, noun } = props;
-  const types: readonly VarType[] = props.nested ? [...SCALARS, "enum"] : TYPES;
+  const depth = props.depth ?? 1;
+  const types = typesAt(depth);
   const onSet = (i: number, change: Partial<Variable>) =>
     props.onChange(variables.map((v, j) => (j === i ? { ...v, ...change } : v)));
   const move = (i: number, by: number) => {
@@ -822,9 +835,9 @@ function VariablesTable(props: {
         </thead>
         <tbody>
           {variables.map((v, i) => {
-            const errors = at(props.violations, `${base}[${i}]`).filter(
-              (m) => !at(props.violations, `${base}[${i}].fields`).includes(m),
-            );
+            const item = v.item ?? newVariable("item");
+            // Errors of the row itself; those of its fields' rows or its items' editor are shown there.
+            const errors = own(props.violations, `${base}[${i}]`, v.type === "array" && NESTING.includes(item.type));
             return (
               <Fragment key={i}>
                 <tr data-testid={`variable-${i}`}>
@@ -848,10 +861,10 @@ function VariablesTable(props: {
                     {v.type === "array" ? (
                       <select
                         aria-label={`Item type of ${noun} ${i + 1}`}
-                        value={v.items ?? "string"}
-                        onChange={(e) => onSet(i, { items: e.currentTarget.value as VarType })}
+                        value={item.type}
+                        onChange={(e) => onSet(i, { item: { ...item, type: e.currentTarget.value as VarType } })}
                       >
-                        {SCALARS.map((t) => (
+                        {typesAt(depth + 1).map((t) => (
                           <option key={t} value={t}>
                             {t}
                           </option>
@@ -925,11 +938,25 @@ function VariablesTable(props: {
                     </td>
                   </tr>
                 )}
+                {v.type === "array" && NESTING.includes(item.type) && (
+                  <tr class="fields">
+                    <td colSpan={7}>
+                      <ItemEditor
+                        base={`${base}[${i}].items`}
+                        noun={`the items of ${noun} ${i + 1}`}
+                        depth={depth + 1}
+                        item={item}
+                        violations={props.violations}
+                        onChange={(next) => onSet(i, { item: next })}
+                      />
+                    </td>
+                  </tr>
+                )}
                 {v.type === "object" && (
                   <tr class="fields">
                     <td colSpan={7}>
                       <VariablesTable
-                        nested
+                        depth={depth + 1}
                         base={`${base}[${i}].fields`}
                         noun={`field of ${noun} ${i + 1}`}
                         addLabel={`Add a field to ${noun} ${i + 1}`}
@@ -954,7 +981,7 @@ function VariablesTable(props: {
       </table>
       <button
         type="button"
-        onClick={() => props.onChange([...variables, newVariable(`${props.nested ? "field" : noun === "variable" ? "var" : "field"}${variables.length + 1}`)])}
+        onClick={() => props.onChange([...variables, newVariable(`${depth > 1 ? "field" : noun === "variable" ? "var" : "field"}${variables.length + 1}`)])}
       >
         {props.addLabel}
       </button>
@@ -1036,6 +1063,82 @@ function RunOutput(props: { window: Window; onStop: () => void }) {
           </>
         )}
       </p>
+    </div>
+  );
+}
+
+/** The item types an array's items editor is shown for (a scalar item is its type alone). */
+const NESTING: VarType[] = ["object", "array", "enum"];
+
+/** The messages of the violations at `path` that its own row shows: not those of its fields'
+ * rows (`path.fields[i]…`), nor those of its items' editor (`path.items…`) when `itemsShown`. */
+function own(violations: FieldViolation[], path: string, itemsShown: boolean): string[] {
+  return violations
+    .filter((v) => v.field === path || v.field.startsWith(`${path}.`))
+    .filter((v) => !v.field.startsWith(`${path}.fields[`) && !(itemsShown && v.field.startsWith(`${path}.items`)))
+    .map((v) => v.description);
+}
+
+/** An array's items when they hold more than a scalar: an object's fields, an enum's options, or
+ * an array's own items (nested in turn). */
+function ItemEditor(props: {
+  base: string;
+  noun: string;
+  depth: number;
+  item: Variable;
+  violations: FieldViolation[];
+  onChange: (item: Variable) => void;
+}) {
+  const { item, base, noun, depth } = props;
+  const inner = item.item ?? newVariable("item");
+  const mine = own(props.violations, base, item.type === "array" && NESTING.includes(inner.type));
+  return (
+    <div class="item-editor" role="group" aria-label={`Items of ${noun.replace(/^the items of /, "")}`}>
+      {item.type === "enum" && (
+        <label>
+          Options of {noun}
+          <input placeholder="a, b, c" value={item.options} onInput={(e) => props.onChange({ ...item, options: e.currentTarget.value })} />
+        </label>
+      )}
+      {item.type === "object" && (
+        <>
+          <p class="muted">Fields of {noun}</p>
+          <VariablesTable
+            depth={depth + 1}
+            base={`${base}.fields`}
+            noun={`field of ${noun}`}
+            addLabel={`Add a field to ${noun}`}
+            variables={item.fields ?? []}
+            violations={props.violations}
+            onChange={(fields) => props.onChange({ ...item, fields })}
+          />
+        </>
+      )}
+      {item.type === "array" && (
+        <>
+          <label>
+            Item type of {noun}
+            <select value={inner.type} onChange={(e) => props.onChange({ ...item, item: { ...inner, type: e.currentTarget.value as VarType } })}>
+              {typesAt(depth + 1).map((t) => (
+                <option key={t} value={t}>
+                  {t}
+                </option>
+              ))}
+            </select>
+          </label>
+          {NESTING.includes(inner.type) && (
+            <ItemEditor
+              base={`${base}.items`}
+              noun={`the items of ${noun}`}
+              depth={depth + 1}
+              item={inner}
+              violations={props.violations}
+              onChange={(next) => props.onChange({ ...item, item: next })}
+            />
+          )}
+        </>
+      )}
+      <FieldErrors messages={mine} />
     </div>
   );
 }
