@@ -1,5 +1,10 @@
 // The public REST API, called with the user's session token. The token lives in this module's
 // memory only: never in storage, a cookie or a URL (a reload asks for the password again).
+//
+// An expired session (a call answered 401 although it carried the token) does not unmount the
+// page: the session is marked expired, the page shows the login form over what the user was
+// doing (nothing of it is lost, nothing navigates), and every call refused meanwhile waits; once
+// the same user logs in again, each is sent again with the new token and the page carries on.
 
 export interface FieldViolation {
   field: string;
@@ -17,14 +22,52 @@ export class ApiError extends Error {
   }
 }
 
+const LOGIN = "/v1/auth/login";
 let token: string | null = null;
+let username = "";
+let expired = false;
+// The calls waiting for the user to log in again, and who is told the session changed.
+let waiting: (() => void)[] = [];
+const listeners = new Set<() => void>();
 
 export function signedIn(): boolean {
   return token !== null;
 }
 
+/** The session's token was refused (expired): the login form is shown over the page. */
+export function sessionExpired(): boolean {
+  return expired;
+}
+
+/** Who was logged in (the re-login form asks for the same user). */
+export function currentUsername(): string {
+  return username;
+}
+
+/** Calls `listener` when the session expires, resumes or ends; returns the unsubscribe. */
+export function onSessionChange(listener: () => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+const notify = () => listeners.forEach((listener) => listener());
+
 export function signOut(): void {
   token = null;
+  expired = false;
+  waiting = []; // calls waiting for a login are dropped with the page they belonged to
+  notify();
+}
+
+/** Marks the session expired (once) and waits until the user has logged in again. */
+function expire(): Promise<void> {
+  const resumed = new Promise<void>((resolve) => waiting.push(resolve));
+  if (!expired) {
+    expired = true;
+    token = null;
+    notify();
+  }
+  return resumed;
 }
 
 /** The error a failed call answers: google.rpc.Status JSON (management routes) or OpenAI's
@@ -51,10 +94,14 @@ function errorOf(status: number, body: unknown): ApiError {
   return new ApiError(`The request failed (HTTP ${status}).`, status);
 }
 
-/** One call: JSON in, JSON out; throws ApiError. A 401 signs the user out. */
+/** One call: JSON in, JSON out; throws ApiError. A 401 to a call that carried the session's
+ * token (it expired, or was revoked) waits for the user to log in again, then is sent again. */
 export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  // A call begun while the login form is up waits for it too (not the login's own).
+  if (expired && path !== LOGIN) await expire();
   const headers: Record<string, string> = { accept: "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
+  const sent = token;
+  if (sent) headers.authorization = `Bearer ${sent}`;
   if (body !== undefined) headers["content-type"] = "application/json";
   let response: Response;
   try {
@@ -76,9 +123,11 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
     parsed = null;
   }
   if (!response.ok) {
-    const err = errorOf(response.status, parsed);
-    if (response.status === 401 && token) signOut();
-    throw err;
+    if (response.status === 401 && sent) {
+      await expire();
+      return call<T>(method, path, body);
+    }
+    throw errorOf(response.status, parsed);
   }
   return parsed as T;
 }
@@ -99,8 +148,10 @@ export async function stream(
   onEvent: (event: StreamEvent) => void,
   signal: AbortSignal,
 ): Promise<void> {
+  if (expired) await expire();
   const headers: Record<string, string> = { accept: "text/event-stream", "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
+  const sent = token;
+  if (sent) headers.authorization = `Bearer ${sent}`;
   let response: Response;
   try {
     response = await fetch(path, {
@@ -123,9 +174,11 @@ export async function stream(
     } catch {
       parsed = null;
     }
-    const err = errorOf(response.status, parsed);
-    if (response.status === 401 && token) signOut();
-    throw err;
+    if (response.status === 401 && sent) {
+      await expire();
+      return stream(path, body, onEvent, signal);
+    }
+    throw errorOf(response.status, parsed);
   }
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -160,9 +213,18 @@ export async function stream(
   }
 }
 
-export async function logIn(username: string, password: string): Promise<void> {
-  const answer = await call<{ access_token: string }>("POST", "/v1/auth/login", { username, password });
+export async function logIn(name: string, password: string): Promise<void> {
+  const answer = await call<{ access_token: string }>("POST", LOGIN, { username: name, password });
   token = answer.access_token;
+  username = name;
+  if (expired) {
+    // The same user is back: the calls that waited are sent again with the new token.
+    expired = false;
+    const resume = waiting;
+    waiting = [];
+    resume.forEach((go) => go());
+  }
+  notify();
 }
 
 /** A path segment, escaped. */

@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 STUDIO = REPO / "studio"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("BUD_TEST_ARTIFACTS", REPO / "build" / "test-artifacts")) / "studio"
+# Assertions wait as long as actions (the context's 15 s): on a loaded 2-core machine a login
+# (password hashing) alone can pass Playwright's default 5 s.
+expect.set_options(timeout=15_000)
 
 
 def build_studio() -> None:
