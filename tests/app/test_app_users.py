@@ -176,9 +176,16 @@ def _management_calls(app: RunningApp, channel: grpc.aio.Channel) -> list[tuple[
             path = f"{binding.descriptor.full_name}/{method.name}"
             if path in NO_TOKEN:
                 continue
-            assert not method.server_streaming, path
             request_class = message_factory.GetMessageClass(method.input_type)
             response_class = message_factory.GetMessageClass(method.output_type)
+            if method.server_streaming:  # its first read answers the refusal
+                stream = channel.unary_stream(
+                    f"/{path}",
+                    request_serializer=request_class.SerializeToString,
+                    response_deserializer=response_class.FromString,
+                )
+                calls.append((path, lambda request, s=stream: s(request).read(), request_class))
+                continue
             call = channel.unary_unary(
                 f"/{path}",
                 request_serializer=request_class.SerializeToString,
@@ -196,8 +203,9 @@ async def test_every_management_rpc_needs_a_token(app: RunningApp, clients: Any,
         await helpers.expect_error(call(request_class()), grpc.StatusCode.UNAUTHENTICATED)
         checked.append(path)
     assert (
-        len(checked) == 5 + 6 + 6 + 1 + 5 + 9 + 4 + 18
-    )  # projects, deployments (ListScalingEvents too), keys, QueryUsage, budgets, users, engines, prompts
+        len(checked) == 5 + 6 + 6 + 1 + 5 + 9 + 4 + 20
+    )  # projects, deployments (ListScalingEvents too), keys, QueryUsage, budgets, users, engines,
+    # prompts (StreamRunPrompt, server-streaming, and ListPromptIntegrations too)
 
     # The internal RPCs answer without a token.
     anonymous = clients(app)
