@@ -10,7 +10,7 @@ authorisation interceptor a component gives its `GrpcServer` (`authorization=`):
   cost) gateways only;
 - `WatchRouting` (every key's hash, every project and engine) and `RecordUsage`: gateways only;
 - prompt execution and the stored responses (ResponseStoreService): gateways only; the prompt
-  studio's runs on the executor (`RunPromptBody`, `GenerateValidationDocument`): the app only
+  studio's runs on the executor (`RunPromptBody`, `StreamRunPromptBody`, `GenerateValidationDocument`): the app only
   (it has checked the user's token and role);
 - calling the gateway's OpenAI service for a project named in metadata instead of with an API key
   (:func:`acting_project`, the studio's model calls): the prompt executor only;
@@ -65,6 +65,7 @@ POLICY: Mapping[str, frozenset[str]] = {
     # The studio's runs: the app authorised the user (editor in the project) and names the
     # project; nobody else may have a model call charged to a project without its key.
     "bud.prompt.v1.PromptExecutionService/RunPromptBody": frozenset({APP}),
+    "bud.prompt.v1.PromptExecutionService/StreamRunPromptBody": frozenset({APP}),
     "bud.prompt.v1.PromptExecutionService/GenerateValidationDocument": frozenset({APP}),
     # Not an RPC: who may call the gateway's OpenAI service for the project in ACTING_PROJECT_HEADER
     # without an API key (the executor, running a studio run the app asked for).

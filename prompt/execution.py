@@ -223,6 +223,12 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
     async def RunPromptBody(self, request: P.RunPromptBodyRequest, context: Any) -> P.RunPromptBodyResponse:
         return await studio.run_body(self, request, context)
 
+    async def StreamRunPromptBody(
+        self, request: P.StreamRunPromptBodyRequest, context: Any
+    ) -> AsyncIterator[P.StreamRunPromptBodyResponse]:
+        async for event in studio.stream_body(self, request, context):
+            yield event
+
     async def GenerateValidationDocument(
         self, request: P.GenerateValidationDocumentRequest, context: Any
     ) -> P.GenerateValidationDocumentResponse:

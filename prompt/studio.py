@@ -16,6 +16,7 @@ Nothing here keeps state between calls: runs side by side are independent.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -28,7 +29,8 @@ from budrt.interceptors import call_request_id
 from budrt.prompt_checks import CHECKS, GENERATION_SCHEMA, DocumentError, from_generated, parse_document
 from prompt.inputs import UNSTRUCTURED_INPUT
 from prompt.outputs import MAX_RAW_ECHO, repair_messages
-from prompt.store import compile_version
+from prompt.store import CompiledVersion, compile_version
+from prompt.tools.toolbox import Toolbox
 
 if TYPE_CHECKING:
     from prompt.execution import PromptExecutor
@@ -38,6 +40,9 @@ R = response_pb2
 log = logging.getLogger(__name__)
 
 MAX_RULE_CHARS = 2000
+# The event types of a streamed run (StreamRunPromptBody, the app's StreamRunPrompt).
+RUN_DELTA = "run.delta"
+RUN_COMPLETED = "run.completed"
 # Tokens a generated document may take (a document is small; this bounds a runaway answer).
 GENERATION_MAX_TOKENS = 1024
 
@@ -83,10 +88,11 @@ def _gateway_in_process(executor: PromptExecutor) -> Any:
     return stub
 
 
-async def run_body(
-    executor: PromptExecutor, request: P.RunPromptBodyRequest, context: Any
-) -> P.RunPromptBodyResponse:
-    """Runs the body in the request for its project (see the module's docstring)."""
+def _prepare(
+    executor: PromptExecutor, request: P.RunPromptBodyRequest | P.StreamRunPromptBodyRequest
+) -> tuple[CompiledVersion, dict[str, Any], R.ResponseRequest]:
+    """The body compiled, its variables validated and its templates rendered: the model call's
+    request (nothing of it stored)."""
     _require_project(request.project_id)
     prompt = P.Prompt(id=request.prompt_id, project_id=request.project_id)
     try:
@@ -105,9 +111,13 @@ async def run_body(
         "studio run",
         extra={"project_id": request.project_id, "prompt_id": request.prompt_id, "user_id": request.user_id},
     )
-    answer = await executor.call_model(
-        compiled, model_request, values, _metadata(context, request.project_id)
-    )
+    return compiled, values, model_request
+
+
+def _run_of(
+    request: P.RunPromptBodyRequest | P.StreamRunPromptBodyRequest, answer: P.ExecutePromptResponse
+) -> P.PromptRun:
+    """The run's answer, the prompt named in its response."""
     if request.prompt_id:
         answer.response.prompt.id = request.prompt_id
         answer.response.prompt.version = str(request.version.version)
@@ -120,7 +130,61 @@ async def run_body(
     )
     if answer.HasField("output"):
         run.output = answer.output
-    return P.RunPromptBodyResponse(run=run)
+    return run
+
+
+async def run_body(
+    executor: PromptExecutor, request: P.RunPromptBodyRequest, context: Any
+) -> P.RunPromptBodyResponse:
+    """Runs the body in the request for its project (see the module's docstring)."""
+    compiled, values, model_request = _prepare(executor, request)
+    answer = await executor.call_model(
+        compiled, model_request, values, _metadata(context, request.project_id)
+    )
+    return P.RunPromptBodyResponse(run=_run_of(request, answer))
+
+
+async def stream_body(
+    executor: PromptExecutor, request: P.StreamRunPromptBodyRequest, context: Any
+) -> AsyncIterator[P.StreamRunPromptBodyResponse]:
+    """The run of `run_body`, streamed: "run.delta" events as the model writes a text output,
+    then "run.completed" with the run. A checked output (structured, or with a custom
+    validation) or a body with integration tools is finished (checked, repaired) first, then
+    released as one delta: what is shown is never an answer the checks would refuse. When the
+    caller leaves, the model call is cancelled (the engine stops generating)."""
+    from prompt.execution import _stream, output_text  # the executor's own helpers
+
+    compiled, values, model_request = _prepare(executor, request)
+    metadata = _metadata(context, request.project_id)
+    if compiled.checked or Toolbox(compiled.version):
+        answer = await executor.call_model(compiled, model_request, values, metadata)
+        run = _run_of(request, answer)
+        if run.text:
+            yield P.StreamRunPromptBodyResponse(type=RUN_DELTA, delta=run.text)
+        yield P.StreamRunPromptBodyResponse(type=RUN_COMPLETED, run=run)
+        return
+    call = _gateway_in_process(executor).StreamResponse(model_request, metadata=metadata)
+    final: R.Response | None = None
+    try:
+        async for event in _stream(call):
+            if event.type == "response.output_text.delta" and event.delta:
+                yield P.StreamRunPromptBodyResponse(type=RUN_DELTA, delta=event.delta)
+            elif event.type in ("response.completed", "response.incomplete"):
+                final = event.response
+    finally:
+        # A caller that left (the app's stream cancelled) cancels the model call with it.
+        cancel = getattr(call, "cancel", None)
+        if cancel is not None:
+            cancel()
+        elif hasattr(call, "aclose"):
+            await call.aclose()
+    if final is None:
+        raise unavailable("The model's stream ended without a response.", reason=Reason.NOT_READY)
+    answer = P.ExecutePromptResponse(text=output_text(final), model_calls=1, response=final)
+    answer.usage.prompt_tokens = final.usage.input_tokens
+    answer.usage.completion_tokens = final.usage.output_tokens
+    answer.usage.total_tokens = final.usage.total_tokens
+    yield P.StreamRunPromptBodyResponse(type=RUN_COMPLETED, run=_run_of(request, answer))
 
 
 def _names(version: P.PromptVersion) -> tuple[frozenset[str], frozenset[str]]:

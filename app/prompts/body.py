@@ -25,6 +25,7 @@ from jinja2 import TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import TypeAdapter, ValidationError
 
+from app.prompts import integrations
 from app.validation import check_description
 from bud.prompt.v1 import prompt_pb2
 from budrt.errors import echo, invalid_argument
@@ -57,8 +58,8 @@ PROMPT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LATEST = "latest"
 
-# The integration catalogue: name → the access keys it needs.
-INTEGRATIONS: dict[str, tuple[str, ...]] = {"slack": ("bot_token",), "notion": ("api_key",)}
+# The integration catalogue (`integrations.py`): name → the access keys it needs.
+INTEGRATIONS: dict[str, tuple[str, ...]] = integrations.required_keys()
 
 # Which constraints apply to which variable type.
 _STRING_CONSTRAINTS = {"min_length", "max_length", "pattern", "enum_values"}

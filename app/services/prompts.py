@@ -30,7 +30,8 @@ from app.convert import to_timestamp
 from app.db import models
 from app.db.models import utcnow
 from app.db.session import Database
-from app.prompts import body, store
+from app.pricing import row_price
+from app.prompts import body, integrations, store
 from app.prompts.cipher import KeyCipher
 from app.prompts.watch import PromptState, fetch_version, load_state
 from app.services.common import conflicts_as
@@ -50,6 +51,7 @@ from budrt.errors import (
 )
 from budrt.grpc_server import ServiceBinding, service_channel
 from budrt.interceptors import call_request_id
+from budrt.money import NANOS_PER_MICRO, Price, format_nanos
 from budrt.page_tokens import decode_page_token, encode_page_token
 
 P = prompt_pb2
@@ -68,6 +70,23 @@ KEY_READERS = frozenset({GATEWAY, PROMPT})
 
 def _name_conflict(name: str) -> Exception:
     return already_exists(f"a prompt named {name!r} already exists in the project", param="name")
+
+
+async def _price_of(session: AsyncSession, deployment_id: str) -> Price | None:
+    """The current price of a run's deployment (None: it has gone)."""
+    row = await session.get(models.Deployment, deployment_id) if deployment_id else None
+    return row_price(row) if row is not None else None
+
+
+def _set_cost(run: P.PromptRun, price: Price | None) -> None:
+    """A studio run's cost at its deployment's price: its tokens, and the per-request price once
+    per model call (a repair is a call). The usage records the gateway wrote for the calls are
+    costed the same way, at the price of their time."""
+    if price is None:
+        return
+    nanos = price.cost_nanos(run.usage.prompt_tokens, run.usage.completion_tokens, per_request=False)
+    nanos += max(run.model_calls, 1) * price.request_micros * NANOS_PER_MICRO
+    run.cost_usd = format_nanos(nanos)
 
 
 def _check_labels(labels: list[str], param: str = "labels") -> None:
@@ -293,6 +312,14 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
                 next_page_token=token,
             )
 
+    async def ListPromptIntegrations(
+        self, request: P.ListPromptIntegrationsRequest, context: Context
+    ) -> P.ListPromptIntegrationsResponse:
+        """The integration catalogue (any logged-in user): what each integration does, the
+        access keys it needs, the functions it offers the model."""
+        await self._access.caller(context, request)
+        return P.ListPromptIntegrationsResponse(integrations=[i.to_proto() for i in integrations.CATALOGUE])
+
     async def SetPromptLabel(
         self, request: P.SetPromptLabelRequest, context: Context
     ) -> P.SetPromptLabelResponse:
@@ -414,21 +441,53 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
         except grpc.aio.AioRpcError as err:
             raise ServiceError.from_rpc_error(err) from None
 
-    async def RunPrompt(self, request: P.RunPromptRequest, context: Context) -> P.RunPromptResponse:
-        """Runs an unsaved body with inputs (editor): checked as a save would be, then run by the
-        executor for the project; nothing stored."""
+    async def _draft_run(
+        self, request: P.RunPromptRequest | P.StreamRunPromptRequest, context: Context
+    ) -> P.RunPromptBodyRequest:
+        """The executor's request for an unsaved body (editor): checked as a save would be, its
+        deployment resolved."""
         caller = await self._access.caller(context, request, "project_id")
         version = P.PromptVersion()
         version.CopyFrom(request.version)
         body.check_version(version)
         async with self._access.project(caller, request.project_id, EDITOR) as session:
             await store.resolve_deployment(session, request.project_id, version)
+            price = await _price_of(session, version.deployment_id)
         version.version = 0
         run = P.RunPromptBodyRequest(project_id=request.project_id, version=version, user_id=caller.user_id)
         if request.HasField("variables"):
             run.variables = request.variables
+        return run, price
+
+    async def RunPrompt(self, request: P.RunPromptRequest, context: Context) -> P.RunPromptResponse:
+        """Runs an unsaved body with inputs (editor): checked as a save would be, then run by the
+        executor for the project; nothing stored."""
+        run, price = await self._draft_run(request, context)
         answer = await self._execute("RunPromptBody", run, context)
+        _set_cost(answer.run, price)
         return P.RunPromptResponse(run=answer.run)
+
+    async def StreamRunPrompt(
+        self, request: P.StreamRunPromptRequest, context: Context
+    ) -> AsyncIterator[P.StreamRunPromptResponse]:
+        """RunPrompt streamed: the executor's events passed on as they come. A caller that
+        leaves cancels this stream, and with it the executor's and the model call."""
+        run, price = await self._draft_run(request, context)
+        streamed = P.StreamRunPromptBodyRequest()
+        streamed.ParseFromString(run.SerializeToString())  # the same fields, the same numbers
+        metadata = (("x-request-id", call_request_id(context)),)
+        call = self._stub().StreamRunPromptBody(streamed, metadata=metadata)
+        try:
+            async for event in call:
+                out = P.StreamRunPromptResponse(type=event.type, delta=event.delta)
+                if event.HasField("run"):
+                    out.run.CopyFrom(event.run)
+                    _set_cost(out.run, price)
+                yield out
+        except grpc.aio.AioRpcError as err:
+            raise ServiceError.from_rpc_error(err) from None
+        finally:
+            call.cancel()
 
     async def _saved_version(
         self, session: AsyncSession, project_id: str, prompt_id: str, version: str
@@ -453,6 +512,7 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
             version = await self._saved_version(
                 session, request.project_id, request.prompt_id, request.version
             )
+            price = await _price_of(session, version.deployment_id)
         run = P.RunPromptBodyRequest(
             project_id=request.project_id,
             version=version,
@@ -462,6 +522,7 @@ class PromptServicer(prompt_pb2_grpc.PromptServiceServicer):
         if request.HasField("variables"):
             run.variables = request.variables
         answer = await self._execute("RunPromptBody", run, context)
+        _set_cost(answer.run, price)
         return P.RunPromptVersionResponse(run=answer.run)
 
     async def GenerateValidation(

@@ -1,5 +1,10 @@
 // The public REST API, called with the user's session token. The token lives in this module's
 // memory only: never in storage, a cookie or a URL (a reload asks for the password again).
+//
+// An expired session (a call answered 401 although it carried the token) does not unmount the
+// page: the session is marked expired, the page shows the login form over what the user was
+// doing (nothing of it is lost, nothing navigates), and every call refused meanwhile waits; once
+// the same user logs in again, each is sent again with the new token and the page carries on.
 
 export interface FieldViolation {
   field: string;
@@ -17,14 +22,52 @@ export class ApiError extends Error {
   }
 }
 
+const LOGIN = "/v1/auth/login";
 let token: string | null = null;
+let username = "";
+let expired = false;
+// The calls waiting for the user to log in again, and who is told the session changed.
+let waiting: (() => void)[] = [];
+const listeners = new Set<() => void>();
 
 export function signedIn(): boolean {
   return token !== null;
 }
 
+/** The session's token was refused (expired): the login form is shown over the page. */
+export function sessionExpired(): boolean {
+  return expired;
+}
+
+/** Who was logged in (the re-login form asks for the same user). */
+export function currentUsername(): string {
+  return username;
+}
+
+/** Calls `listener` when the session expires, resumes or ends; returns the unsubscribe. */
+export function onSessionChange(listener: () => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+const notify = () => listeners.forEach((listener) => listener());
+
 export function signOut(): void {
   token = null;
+  expired = false;
+  waiting = []; // calls waiting for a login are dropped with the page they belonged to
+  notify();
+}
+
+/** Marks the session expired (once) and waits until the user has logged in again. */
+function expire(): Promise<void> {
+  const resumed = new Promise<void>((resolve) => waiting.push(resolve));
+  if (!expired) {
+    expired = true;
+    token = null;
+    notify();
+  }
+  return resumed;
 }
 
 /** The error a failed call answers: google.rpc.Status JSON (management routes) or OpenAI's
@@ -51,10 +94,14 @@ function errorOf(status: number, body: unknown): ApiError {
   return new ApiError(`The request failed (HTTP ${status}).`, status);
 }
 
-/** One call: JSON in, JSON out; throws ApiError. A 401 signs the user out. */
+/** One call: JSON in, JSON out; throws ApiError. A 401 to a call that carried the session's
+ * token (it expired, or was revoked) waits for the user to log in again, then is sent again. */
 export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  // A call begun while the login form is up waits for it too (not the login's own).
+  if (expired && path !== LOGIN) await expire();
   const headers: Record<string, string> = { accept: "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
+  const sent = token;
+  if (sent) headers.authorization = `Bearer ${sent}`;
   if (body !== undefined) headers["content-type"] = "application/json";
   let response: Response;
   try {
@@ -76,16 +123,108 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
     parsed = null;
   }
   if (!response.ok) {
-    const err = errorOf(response.status, parsed);
-    if (response.status === 401 && token) signOut();
-    throw err;
+    if (response.status === 401 && sent) {
+      await expire();
+      return call<T>(method, path, body);
+    }
+    throw errorOf(response.status, parsed);
   }
   return parsed as T;
 }
 
-export async function logIn(username: string, password: string): Promise<void> {
-  const answer = await call<{ access_token: string }>("POST", "/v1/auth/login", { username, password });
+/** One server-sent event: its name (`event:`) and its data, parsed. */
+export interface StreamEvent {
+  event: string;
+  data: unknown;
+}
+
+/** A streamed call (a route's `"stream": true`): POSTs `body` and hands each server-sent event to
+ * `onEvent` as it arrives. An error answered before the stream (a refused body) throws ApiError as
+ * `call` does; an error event inside the stream throws it too. Aborting `signal` closes the
+ * connection, which cancels the run on the server (the gateway cancels the call it made). */
+export async function stream(
+  path: string,
+  body: unknown,
+  onEvent: (event: StreamEvent) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  if (expired) await expire();
+  const headers: Record<string, string> = { accept: "text/event-stream", "content-type": "application/json" };
+  const sent = token;
+  if (sent) headers.authorization = `Bearer ${sent}`;
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+      signal,
+    });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw errorOf(0, null);
+  }
+  if (!response.ok || !response.body) {
+    const raw = await response.text();
+    let parsed: unknown = null;
+    try {
+      parsed = raw ? JSON.parse(raw) : {};
+    } catch {
+      parsed = null;
+    }
+    if (response.status === 401 && sent) {
+      await expire();
+      return stream(path, body, onEvent, signal);
+    }
+    throw errorOf(response.status, parsed);
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end: number;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const frame = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "";
+      const data: string[] = [];
+      for (const line of frame.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      if (data.length === 0) continue;
+      let parsed: unknown = null;
+      try {
+        parsed = JSON.parse(data.join("\n"));
+      } catch {
+        continue; // a sentinel, not JSON
+      }
+      if (event === "error") {
+        // A failure after the stream began: `{"error": <google.rpc.Status>}`.
+        const status = parsed && typeof parsed === "object" ? (parsed as Record<string, unknown>).error : null;
+        throw errorOf(500, status);
+      }
+      onEvent({ event, data: parsed });
+    }
+  }
+}
+
+export async function logIn(name: string, password: string): Promise<void> {
+  const answer = await call<{ access_token: string }>("POST", LOGIN, { username: name, password });
   token = answer.access_token;
+  username = name;
+  if (expired) {
+    // The same user is back: the calls that waited are sent again with the new token.
+    expired = false;
+    const resume = waiting;
+    waiting = [];
+    resume.forEach((go) => go());
+  }
+  notify();
 }
 
 /** A path segment, escaped. */
@@ -135,4 +274,27 @@ export interface Prompt {
 /** The chat deployments of a project: model deployments that generate text. */
 export function chatDeployments(deployments: Deployment[]): Deployment[] {
   return deployments.filter((d) => d.model && d.runner !== "RUNNER_POOLING");
+}
+
+/** An integration of the catalogue (`GET /v1/prompt-integrations`). */
+export interface IntegrationInfo {
+  name: string;
+  display_name: string;
+  description?: string;
+  credentials?: { name: string; display_name: string; description?: string }[];
+  functions?: { name: string; description?: string }[];
+}
+
+let catalogue: Promise<IntegrationInfo[]> | null = null;
+
+/** The integration catalogue, asked once per page load (it changes with a release, not per user). */
+export function integrationCatalogue(): Promise<IntegrationInfo[]> {
+  catalogue ??= call<{ integrations?: IntegrationInfo[] }>("GET", "/v1/prompt-integrations").then(
+    (a) => a.integrations ?? [],
+    (err) => {
+      catalogue = null; // asked again next time
+      throw err;
+    },
+  );
+  return catalogue;
 }

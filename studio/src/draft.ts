@@ -1,11 +1,17 @@
 // A prompt being edited (one compare window's) and its conversion to and from the API's
 // PromptVersion JSON.
+import type { FieldViolation } from "./api";
 
 export const ROLES = ["user", "assistant", "developer", "tool"] as const;
 export const TYPES = ["string", "integer", "number", "boolean", "enum", "array", "object"] as const;
 export type VarType = (typeof TYPES)[number];
-/** The types an array's items or an object's fields take in the editor (one level of nesting). */
+/** The types that hold no other variable. */
 export const SCALARS = ["string", "integer", "number", "boolean"] as const;
+/** How deep arrays and objects nest (the API's MAX_VARIABLE_DEPTH): a container may sit at
+ * depth 1 (a declared variable) to MAX_DEPTH; below that, scalars and enums only. */
+export const MAX_DEPTH = 5;
+/** The types a variable at `depth` (1: declared) may take. */
+export const typesAt = (depth: number): readonly VarType[] => (depth <= MAX_DEPTH ? TYPES : [...SCALARS, "enum"]);
 
 export interface Variable {
   name: string;
@@ -18,8 +24,8 @@ export interface Variable {
   /** Basic validation: the pydantic constraints that fit the type, as typed (empty: unset). */
   basic: boolean;
   constraints: Record<string, string>;
-  /** array: the type of its items. */
-  items?: VarType;
+  /** array: its items (a variable without a name: any type, nested in turn). */
+  item?: Variable;
   /** object: its fields. */
   fields?: Variable[];
 }
@@ -99,10 +105,6 @@ export interface FunctionTool {
 }
 
 /** The catalogue the app accepts (app/prompts/body.py INTEGRATIONS): name, label, its keys. */
-export const CATALOGUE: { integration: string; label: string; keys: string[] }[] = [
-  { integration: "slack", label: "Slack", keys: ["bot_token"] },
-  { integration: "notion", label: "Notion", keys: ["api_key"] },
-];
 
 export const isMasked = (value: string) => value.startsWith("****");
 
@@ -180,7 +182,7 @@ const numberOrUndefined = (text: string) => (text.trim() === "" ? undefined : Nu
 function variableJson(v: Variable): Record<string, unknown> {
   const out: Record<string, unknown> = { name: v.name, type: enumName(v.type), description: v.description };
   if (v.type === "enum") out.options = optionsOf(v);
-  if (v.type === "array") out.items = { name: "item", type: enumName(v.items ?? "string") };
+  if (v.type === "array") out.items = variableJson({ ...(v.item ?? newVariable("item")), name: "item" });
   if (v.type === "object") out.fields = (v.fields ?? []).map(variableJson);
   if (v.default !== "") {
     const value = typedValue(v, v.default);
@@ -268,7 +270,7 @@ function variableOf(v: any): Variable {
     default: v.default === undefined ? "" : typeof v.default === "string" ? v.default : JSON.stringify(v.default),
     basic: v.validation === "VALIDATION_MODE_BASIC",
     constraints: Object.fromEntries(Object.entries(v.constraints ?? {}).map(([k, c]) => [k, String(c)])),
-    ...(type === "array" ? { items: variableOf(v.items ?? {}).type } : {}),
+    ...(type === "array" ? { item: variableOf(v.items ?? { type: "VARIABLE_TYPE_STRING" }) } : {}),
     ...(type === "object" ? { fields: (v.fields ?? []).map(variableOf) } : {}),
   };
 }
@@ -317,4 +319,79 @@ export function fromVersion(version: Record<string, any>): Draft {
 export function runInputs(draft: Draft): Variable[] {
   if (draft.structured) return draft.variables;
   return [{ ...newVariable("input"), description: "The input" }];
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// Python's keywords: the API refuses them as names (a field must be an attribute in Jinja).
+const KEYWORDS = new Set(
+  "False None True and as assert async await break class continue def del elif else except finally for from global if import in is lambda nonlocal not or pass raise return try while with yield".split(" "),
+);
+
+/** What is wrong with declared variables (all of it, at every level, named by the API's field
+ * paths: `input.variables[0].fields[1].name`, `…items.fields[0]`), before anything is sent. */
+export function checkVariables(variables: Variable[], base: string, depth = 1): FieldViolation[] {
+  const out: FieldViolation[] = [];
+  const seen = new Set<string>();
+  variables.forEach((v, i) => {
+    const at = `${base}[${i}]`;
+    if (!IDENTIFIER.test(v.name) || KEYWORDS.has(v.name)) {
+      out.push({ field: `${at}.name`, description: v.name ? `"${v.name}" is not a name: letters, digits and _, not starting with a digit.` : "Give it a name." });
+    } else if (seen.has(v.name)) {
+      out.push({ field: `${at}.name`, description: `"${v.name}" is declared twice at this level.` });
+    }
+    seen.add(v.name);
+    out.push(...checkVariable(v, at, depth));
+  });
+  return out;
+}
+
+function checkVariable(v: Variable, at: string, depth: number): FieldViolation[] {
+  const out: FieldViolation[] = [];
+  if ((v.type === "array" || v.type === "object") && depth > MAX_DEPTH) {
+    out.push({ field: at, description: `Nested deeper than ${MAX_DEPTH} levels.` });
+  }
+  if (v.type === "enum" && optionsOf(v).length === 0) {
+    out.push({ field: `${at}.options`, description: "An enum needs its options." });
+  }
+  if (v.type === "object") {
+    if ((v.fields ?? []).length === 0) out.push({ field: `${at}.fields`, description: "An object needs at least one field." });
+    else out.push(...checkVariables(v.fields ?? [], `${at}.fields`, depth + 1));
+  }
+  if (v.type === "array") out.push(...checkVariable(v.item ?? newVariable("item"), `${at}.items`, depth + 1));
+  if (v.default !== "" && typedValue(v, v.default) === undefined) {
+    out.push({ field: `${at}.default`, description: `The default is not ${v.type === "integer" ? "an" : "a"} ${v.type}${v.type === "array" || v.type === "object" ? " (JSON)" : ""}.` });
+  }
+  return out;
+}
+
+/** What is wrong with a draft's variables (inputs and a structured output's fields). */
+export function checkDraft(draft: Draft): FieldViolation[] {
+  return [
+    ...(draft.structured ? checkVariables(draft.variables, "input.variables") : []),
+    ...(draft.outputStructured ? checkVariables(draft.outputVariables, "output.variables") : []),
+  ];
+}
+
+/** An empty value of a variable's type (its default when it has one): what the run form starts
+ * from, at every level. */
+export function emptyValue(v: Variable): unknown {
+  if (v.default !== "") {
+    const typed = typedValue(v, v.default);
+    if (typed !== undefined) return typed;
+  }
+  switch (v.type) {
+    case "boolean":
+      return false;
+    case "enum":
+      return optionsOf(v)[0] ?? "";
+    case "array":
+      return [];
+    case "object":
+      return Object.fromEntries((v.fields ?? []).map((f) => [f.name, emptyValue(f)]));
+    case "integer":
+    case "number":
+      return 0;
+    default:
+      return "";
+  }
 }

@@ -7,6 +7,7 @@ import {
   ApiError,
   call,
   chatDeployments,
+  stream,
   type Deployment,
   type FieldViolation,
   type Prompt,
@@ -16,7 +17,6 @@ import {
   CONSTRAINTS,
   copyDraft,
   newVariable,
-  SCALARS,
   type Draft,
   emptyDraft,
   fromVersion,
@@ -24,16 +24,18 @@ import {
   type Parameters,
   ROLES,
   runInputs,
+  checkDraft,
   toVersion,
-  TYPES,
+  typesAt,
   type Variable,
   type VarType,
 } from "./draft";
 import { DeployPanel } from "./deploy";
+import { History } from "./history";
 import { Tools } from "./tools";
 import { href } from "./router";
 import { RunForm } from "./runform";
-import { describe, ErrorBox, Link, useLoad } from "./ui";
+import { describe, ErrorBox, Link, usd, useLoad } from "./ui";
 
 interface VersionInfo {
   version: number;
@@ -47,6 +49,8 @@ interface RunResult {
   output?: unknown;
   model_calls?: number;
   usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number };
+  /** What the run cost at its deployment's price (US dollars, a decimal string). */
+  cost_usd?: string;
 }
 
 interface Window {
@@ -61,7 +65,17 @@ interface Window {
   result: RunResult | null;
   runError: string;
   latencyMs: number | null;
+  /** The output so far of a streamed run (the deltas received). */
+  partial: string;
+  /** Milliseconds from Run to the first output text. */
+  firstTextMs: number | null;
+  /** The run was stopped by the user before it finished. */
+  stopped: boolean;
 }
+
+// The streamed run of each window (by key), to stop it: aborting closes the connection, which
+// cancels the run on the server (the model call with it).
+const runs = new Map<number, AbortController>();
 
 let nextKey = 1;
 const newWindow = (draft: Draft, version: number | null = null): Window => ({
@@ -75,6 +89,9 @@ const newWindow = (draft: Draft, version: number | null = null): Window => ({
   result: null,
   runError: "",
   latencyMs: null,
+  partial: "",
+  firstTextMs: null,
+  stopped: false,
 });
 
 /** The violations at `path` (a field of the version: `messages[1].template`) or under it. */
@@ -166,7 +183,17 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
     setWindows((all) => [...all, newWindow(copyDraft(from.draft), from.version)]);
   }
 
+  /** The draft's variables checked here first (every problem at once, at every level); false
+   * when there are problems, shown at their fields. */
+  function checked(w: Window): boolean {
+    const problems = checkDraft(w.draft);
+    if (problems.length === 0) return true;
+    update(w.key, { violations: problems, error: "The variables have errors: see the fields marked.", notice: "" });
+    return false;
+  }
+
   async function save(w: Window, note: string, labels: string[]) {
+    if (!checked(w)) return;
     update(w.key, { violations: [], error: "", notice: "" });
     try {
       let saved: Record<string, any>;
@@ -252,18 +279,52 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
     }
   }
 
+  /** Runs the window's draft, streamed: the text shows as it is written, then the run's result. */
   async function run(w: Window, variables: Record<string, unknown>) {
-    update(w.key, { running: true, result: null, runError: "", latencyMs: null, violations: [], error: "" });
+    if (!checked(w)) return;
+    runs.get(w.key)?.abort();
+    const controller = new AbortController();
+    runs.set(w.key, controller);
+    update(w.key, {
+      running: true,
+      result: null,
+      runError: "",
+      latencyMs: null,
+      partial: "",
+      firstTextMs: null,
+      stopped: false,
+      violations: [],
+      error: "",
+    });
     const started = performance.now();
+    const elapsed = () => Math.round(performance.now() - started);
+    let text = "";
     try {
-      const answer = await call<{ run: RunResult }>("POST", `${base}/prompts:run`, {
-        version: toVersion(w.draft),
-        variables,
-      });
-      update(w.key, { running: false, result: answer.run, latencyMs: Math.round(performance.now() - started) });
+      await stream(
+        `${base}/prompts:run`,
+        { version: toVersion(w.draft), variables, stream: true },
+        (event) => {
+          const data = event.data as { delta?: string; run?: RunResult };
+          if (event.event === "run.delta") {
+            if (!text) update(w.key, { firstTextMs: elapsed() });
+            text += data.delta ?? "";
+            update(w.key, { partial: text });
+          } else if (event.event === "run.completed" && data.run) {
+            update(w.key, { running: false, result: data.run, latencyMs: elapsed() });
+          }
+        },
+        controller.signal,
+      );
+      update(w.key, { running: false });
     } catch (err) {
+      if (controller.signal.aborted) {
+        update(w.key, { running: false, stopped: true });
+        return;
+      }
       update(w.key, { running: false, runError: describe(err) });
       if (err instanceof ApiError && err.violations.some((v) => v.field.startsWith("version."))) reportError(w, err);
+    } finally {
+      if (runs.get(w.key) === controller) runs.delete(w.key);
     }
   }
 
@@ -319,6 +380,14 @@ export function Editor(props: { projectId: string; promptId: string | null }) {
         </button>
       </div>
       <ErrorBox error={pageError || deployments.error} />
+      {promptId && prompt && versions.length > 0 && (
+        <History
+          base={base}
+          promptId={promptId}
+          versions={versions.map((v) => v.version)}
+          revision={`${(prompt.labels ?? []).map((l) => `${l.name}:${l.version}`).join(",")}|${versions.length}`}
+        />
+      )}
       {runAll && (
         <div class="run-all">
           <RunForm
@@ -634,7 +703,7 @@ function PromptWindow(props: {
           }}
         />
       )}
-      <RunOutput window={w} />
+      <RunOutput window={w} onStop={() => runs.get(w.key)?.abort()} />
     </section>
   );
 }
@@ -730,14 +799,16 @@ function VariablesTable(props: {
   /** What the labels call one ("variable", "output field", "field 2 of variable 1"). */
   noun: string;
   addLabel: string;
-  /** An object's fields: scalar and enum types only (one level of nesting in the editor). */
-  nested?: boolean;
+  /** How deep these variables sit (1: declared; an object's fields or an array's items: one
+   * more); containers stop at MAX_DEPTH, as the API does. */
+  depth?: number;
   variables: Variable[];
   violations: FieldViolation[];
   onChange: (variables: Variable[]) => void;
 }) {
   const { variables, base, noun } = props;
-  const types: readonly VarType[] = props.nested ? [...SCALARS, "enum"] : TYPES;
+  const depth = props.depth ?? 1;
+  const types = typesAt(depth);
   const onSet = (i: number, change: Partial<Variable>) =>
     props.onChange(variables.map((v, j) => (j === i ? { ...v, ...change } : v)));
   const move = (i: number, by: number) => {
@@ -764,9 +835,9 @@ function VariablesTable(props: {
         </thead>
         <tbody>
           {variables.map((v, i) => {
-            const errors = at(props.violations, `${base}[${i}]`).filter(
-              (m) => !at(props.violations, `${base}[${i}].fields`).includes(m),
-            );
+            const item = v.item ?? newVariable("item");
+            // Errors of the row itself; those of its fields' rows or its items' editor are shown there.
+            const errors = own(props.violations, `${base}[${i}]`, v.type === "array" && NESTING.includes(item.type));
             return (
               <Fragment key={i}>
                 <tr data-testid={`variable-${i}`}>
@@ -790,10 +861,10 @@ function VariablesTable(props: {
                     {v.type === "array" ? (
                       <select
                         aria-label={`Item type of ${noun} ${i + 1}`}
-                        value={v.items ?? "string"}
-                        onChange={(e) => onSet(i, { items: e.currentTarget.value as VarType })}
+                        value={item.type}
+                        onChange={(e) => onSet(i, { item: { ...item, type: e.currentTarget.value as VarType } })}
                       >
-                        {SCALARS.map((t) => (
+                        {typesAt(depth + 1).map((t) => (
                           <option key={t} value={t}>
                             {t}
                           </option>
@@ -867,11 +938,25 @@ function VariablesTable(props: {
                     </td>
                   </tr>
                 )}
+                {v.type === "array" && NESTING.includes(item.type) && (
+                  <tr class="fields">
+                    <td colSpan={7}>
+                      <ItemEditor
+                        base={`${base}[${i}].items`}
+                        noun={`the items of ${noun} ${i + 1}`}
+                        depth={depth + 1}
+                        item={item}
+                        violations={props.violations}
+                        onChange={(next) => onSet(i, { item: next })}
+                      />
+                    </td>
+                  </tr>
+                )}
                 {v.type === "object" && (
                   <tr class="fields">
                     <td colSpan={7}>
                       <VariablesTable
-                        nested
+                        depth={depth + 1}
                         base={`${base}[${i}].fields`}
                         noun={`field of ${noun} ${i + 1}`}
                         addLabel={`Add a field to ${noun} ${i + 1}`}
@@ -896,7 +981,7 @@ function VariablesTable(props: {
       </table>
       <button
         type="button"
-        onClick={() => props.onChange([...variables, newVariable(`${props.nested ? "field" : noun === "variable" ? "var" : "field"}${variables.length + 1}`)])}
+        onClick={() => props.onChange([...variables, newVariable(`${depth > 1 ? "field" : noun === "variable" ? "var" : "field"}${variables.length + 1}`)])}
       >
         {props.addLabel}
       </button>
@@ -904,9 +989,33 @@ function VariablesTable(props: {
   );
 }
 
-function RunOutput(props: { window: Window }) {
+function RunOutput(props: { window: Window; onStop: () => void }) {
   const w = props.window;
-  if (w.running) return <p class="muted" role="status">Running…</p>;
+  if (w.running)
+    return (
+      <div class="output" aria-label="Output" aria-busy="true" data-testid="run-streaming">
+        <div class="row">
+          <p class="muted" role="status">
+            Running…
+          </p>
+          <button type="button" onClick={props.onStop}>
+            Stop
+          </button>
+        </div>
+        <pre class="text" data-testid="run-partial">
+          {w.partial}
+        </pre>
+      </div>
+    );
+  if (w.stopped)
+    return (
+      <div class="output" aria-label="Output" data-testid="run-stopped">
+        <p class="notice" role="status">
+          Stopped: the run was cancelled.
+        </p>
+        <pre class="text">{w.partial}</pre>
+      </div>
+    );
   if (w.runError)
     return (
       <div class="output" role="alert" data-testid="run-error">
@@ -946,7 +1055,90 @@ function RunOutput(props: { window: Window }) {
       <p class="muted">
         {r.usage?.prompt_tokens ?? 0} prompt + {r.usage?.completion_tokens ?? 0} completion tokens · {r.model_calls ?? 1} model
         call{(r.model_calls ?? 1) === 1 ? "" : "s"} · {w.latencyMs} ms
+        {w.firstTextMs !== null && <> (first text after {w.firstTextMs} ms)</>}
+        {r.cost_usd && (
+          <>
+            {" "}
+            · <span data-testid="run-cost">{usd(r.cost_usd)}</span>
+          </>
+        )}
       </p>
+    </div>
+  );
+}
+
+/** The item types an array's items editor is shown for (a scalar item is its type alone). */
+const NESTING: VarType[] = ["object", "array", "enum"];
+
+/** The messages of the violations at `path` that its own row shows: not those of its fields'
+ * rows (`path.fields[i]…`), nor those of its items' editor (`path.items…`) when `itemsShown`. */
+function own(violations: FieldViolation[], path: string, itemsShown: boolean): string[] {
+  return violations
+    .filter((v) => v.field === path || v.field.startsWith(`${path}.`))
+    .filter((v) => !v.field.startsWith(`${path}.fields[`) && !(itemsShown && v.field.startsWith(`${path}.items`)))
+    .map((v) => v.description);
+}
+
+/** An array's items when they hold more than a scalar: an object's fields, an enum's options, or
+ * an array's own items (nested in turn). */
+function ItemEditor(props: {
+  base: string;
+  noun: string;
+  depth: number;
+  item: Variable;
+  violations: FieldViolation[];
+  onChange: (item: Variable) => void;
+}) {
+  const { item, base, noun, depth } = props;
+  const inner = item.item ?? newVariable("item");
+  const mine = own(props.violations, base, item.type === "array" && NESTING.includes(inner.type));
+  return (
+    <div class="item-editor" role="group" aria-label={`Items of ${noun.replace(/^the items of /, "")}`}>
+      {item.type === "enum" && (
+        <label>
+          Options of {noun}
+          <input placeholder="a, b, c" value={item.options} onInput={(e) => props.onChange({ ...item, options: e.currentTarget.value })} />
+        </label>
+      )}
+      {item.type === "object" && (
+        <>
+          <p class="muted">Fields of {noun}</p>
+          <VariablesTable
+            depth={depth + 1}
+            base={`${base}.fields`}
+            noun={`field of ${noun}`}
+            addLabel={`Add a field to ${noun}`}
+            variables={item.fields ?? []}
+            violations={props.violations}
+            onChange={(fields) => props.onChange({ ...item, fields })}
+          />
+        </>
+      )}
+      {item.type === "array" && (
+        <>
+          <label>
+            Item type of {noun}
+            <select value={inner.type} onChange={(e) => props.onChange({ ...item, item: { ...inner, type: e.currentTarget.value as VarType } })}>
+              {typesAt(depth + 1).map((t) => (
+                <option key={t} value={t}>
+                  {t}
+                </option>
+              ))}
+            </select>
+          </label>
+          {NESTING.includes(inner.type) && (
+            <ItemEditor
+              base={`${base}.items`}
+              noun={`the items of ${noun}`}
+              depth={depth + 1}
+              item={inner}
+              violations={props.violations}
+              onChange={(next) => props.onChange({ ...item, item: next })}
+            />
+          )}
+        </>
+      )}
+      <FieldErrors messages={mine} />
     </div>
   );
 }

@@ -1,7 +1,7 @@
 // The studio's entry: login first (the token stays in memory), then the routed pages.
 import { render } from "preact";
-import { useState } from "preact/hooks";
-import { signedIn, signOut } from "./api";
+import { useEffect, useState } from "preact/hooks";
+import { currentUsername, onSessionChange, sessionExpired, signedIn, signOut } from "./api";
 import { DeployPrompt } from "./flow2";
 import { Editor } from "./editor";
 import { Login } from "./login";
@@ -14,9 +14,19 @@ import { Link } from "./ui";
 function App() {
   const route = useRoute();
   const [, setSession] = useState(0);
-  if (!signedIn()) return <Login onDone={() => setSession((n) => n + 1)} />;
+  useEffect(() => onSessionChange(() => setSession((n) => n + 1)), []);
+  const expired = sessionExpired();
+  if (!signedIn() && !expired) return <Login onDone={() => setSession((n) => n + 1)} />;
+  const logOut = () => {
+    signOut();
+    navigate(href());
+    setSession((n) => n + 1);
+  };
   return (
     <>
+      {expired && <Login again={{ username: currentUsername(), onLogOut: logOut }} onDone={() => setSession((n) => n + 1)} />}
+      {/* The page stays mounted (and its unsaved state with it) under the re-login dialog. */}
+      <div class="page" inert={expired} aria-hidden={expired}>
       <a class="skip" href="#content">
         Skip to content
       </a>
@@ -28,14 +38,7 @@ function App() {
           <Link href={href()}>Projects</Link>
           <Link href={href("deploy")}>Deploy a prompt</Link>
         </nav>
-        <button
-          type="button"
-          onClick={() => {
-            signOut();
-            navigate(href());
-            setSession((n) => n + 1);
-          }}
-        >
+        <button type="button" onClick={logOut}>
           Log out
         </button>
       </header>
@@ -54,6 +57,7 @@ function App() {
             </p>
           </main>
         )}
+      </div>
       </div>
     </>
   );

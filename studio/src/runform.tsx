@@ -1,16 +1,12 @@
 // The step-by-step run form: one declared input per step, in declared order, with the widget its
 // type calls for; Next (or Enter) and Back, Submit at the last step.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { optionsOf, typedValue, type Variable, type VarType } from "./draft";
+import { emptyValue, newVariable, optionsOf, typedValue, type Variable, type VarType } from "./draft";
 
 function initial(v: Variable): string {
   if (v.default !== "") return v.default;
-  if (v.type === "array") return "[]";
-  if (v.type === "object") {
-    // Each field starts at its default, or the empty value of its type.
-    const fields = (v.fields ?? []).map((f) => [f.name, typedValue(f, initial(f)) ?? ""]);
-    return JSON.stringify(Object.fromEntries(fields));
-  }
+  // Containers start at the empty value of their type, each field at its default, at every level.
+  if (v.type === "array" || v.type === "object") return JSON.stringify(emptyValue(v));
   if (v.type === "boolean") return "false";
   if (v.type === "enum") return optionsOf(v)[0] ?? "";
   return "";
@@ -42,6 +38,69 @@ function Scalar(props: { type: VarType; label: string; value: unknown; onChange:
       />
     </label>
   );
+}
+
+/** The editor of one value of any type, nested as deep as the declaration: a list editor for an
+ * array (its items each edited in turn), an object's fields each with its own widget, a dropdown
+ * for an enum, a switch for a boolean, a text or number field. `label` names it for assistive
+ * technology and tests: a declared object's fields by their names (`customer`), deeper ones by
+ * their path (`customer.name`, `lines item 1`, `lines item 1.qty`). `nested`: not a step's own
+ * value. */
+function Value(props: { variable: Variable; label: string; value: unknown; nested?: boolean; onChange: (value: unknown) => void }) {
+  const { variable: v, label, value } = props;
+  if (v.type === "array") {
+    const items = Array.isArray(value) ? value : [];
+    const item = v.item ?? newVariable("item");
+    const put = (next: unknown[]) => props.onChange(next);
+    return (
+      <div class="list-editor" role="group" aria-label={`Items of ${label}`}>
+        {items.map((x, i) => (
+          <div class="row" key={i}>
+            <Value nested variable={item} label={`${label} item ${i + 1}`} value={x} onChange={(next) => put(items.map((y, j) => (j === i ? next : y)))} />
+            <button type="button" aria-label={`Remove ${label} item ${i + 1}`} onClick={() => put(items.filter((_, j) => j !== i))}>
+              ×
+            </button>
+          </div>
+        ))}
+        <button type="button" aria-label={`Add item to ${label}`} onClick={() => put([...items, emptyValue(item)])}>
+          Add item
+        </button>
+      </div>
+    );
+  }
+  if (v.type === "object") {
+    const record = value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+    return (
+      <fieldset class="object-editor" role="group" aria-label={`Fields of ${label}`}>
+        <legend>{label}</legend>
+        {(v.fields ?? []).map((f) => (
+          <Value
+            nested
+            key={f.name}
+            variable={f}
+            label={props.nested ? `${label}.${f.name}` : f.name}
+            value={record[f.name]}
+            onChange={(next) => props.onChange({ ...record, [f.name]: next })}
+          />
+        ))}
+      </fieldset>
+    );
+  }
+  if (v.type === "enum") {
+    return (
+      <label>
+        {label}
+        <select value={String(value ?? "")} onChange={(e) => props.onChange(e.currentTarget.value)}>
+          {optionsOf(v).map((o) => (
+            <option key={o} value={o}>
+              {o}
+            </option>
+          ))}
+        </select>
+      </label>
+    );
+  }
+  return <Scalar type={v.type} label={label} value={value} onChange={props.onChange} />;
 }
 
 export function RunForm(props: {
@@ -118,55 +177,11 @@ export function RunForm(props: {
         ))}
       </select>
     );
-  } else if (v.type === "array") {
-    const items = (typedValue(v, texts[step]) as unknown[] | undefined) ?? [];
-    const put = (next: unknown[]) => set(JSON.stringify(next));
+  } else if (v.type === "array" || v.type === "object") {
+    const value = typedValue(v, texts[step]) ?? emptyValue(v);
     widget = (
-      <div ref={box} class="list-editor" id={id} role="group" aria-label={`Items of ${v.name}`}>
-        {items.map((item, i) => (
-          <div class="row" key={i}>
-            <Scalar
-              type={v.items ?? "string"}
-              label={`${v.name} item ${i + 1}`}
-              value={item}
-              onChange={(value) => put(items.map((x, j) => (j === i ? value : x)))}
-            />
-            <button type="button" aria-label={`Remove ${v.name} item ${i + 1}`} onClick={() => put(items.filter((_, j) => j !== i))}>
-              ×
-            </button>
-          </div>
-        ))}
-        <button type="button" onClick={() => put([...items, v.items === "boolean" ? false : v.items === "string" || !v.items ? "" : 0])}>
-          Add item
-        </button>
-      </div>
-    );
-  } else if (v.type === "object") {
-    const value = (typedValue(v, texts[step]) as Record<string, unknown> | undefined) ?? {};
-    widget = (
-      <div ref={box} class="object-editor" id={id} role="group" aria-label={`Fields of ${v.name}`}>
-        {(v.fields ?? []).map((f) =>
-          f.type === "enum" ? (
-            <label key={f.name}>
-              {f.name}
-              <select value={String(value[f.name] ?? "")} onChange={(e) => set(JSON.stringify({ ...value, [f.name]: e.currentTarget.value }))}>
-                {optionsOf(f).map((o) => (
-                  <option key={o} value={o}>
-                    {o}
-                  </option>
-                ))}
-              </select>
-            </label>
-          ) : (
-            <Scalar
-              key={f.name}
-              type={f.type}
-              label={f.name}
-              value={value[f.name]}
-              onChange={(next) => set(JSON.stringify({ ...value, [f.name]: next }))}
-            />
-          ),
-        )}
+      <div ref={box} id={id}>
+        <Value variable={v} label={v.name} value={value} onChange={(next) => set(JSON.stringify(next))} />
       </div>
     );
   } else {

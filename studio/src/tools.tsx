@@ -1,6 +1,8 @@
 // A window's tools: the integration catalogue (a switch per integration and a form for its access
 // keys, masked once saved) and function tools with the JSON schema of their arguments.
-import { CATALOGUE, type Draft, type FunctionTool, type Integration, isMasked } from "./draft";
+import { integrationCatalogue } from "./api";
+import { type Draft, type FunctionTool, type Integration, isMasked } from "./draft";
+import { ErrorBox, useLoad } from "./ui";
 
 function parses(text: string): boolean {
   if (text.trim() === "") return true;
@@ -14,6 +16,7 @@ function parses(text: string): boolean {
 
 export function Tools(props: { draft: Draft; idPrefix: string; errorsAt: (path: string) => string[]; onChange: (change: Partial<Draft>) => void }) {
   const { draft } = props;
+  const catalogue = useLoad(integrationCatalogue, []);
   const entry = (name: string): Integration =>
     draft.integrations.find((t) => t.integration === name) ?? { integration: name, active: false, keys: {}, saved: {} };
   const setEntry = (next: Integration) =>
@@ -26,26 +29,34 @@ export function Tools(props: { draft: Draft; idPrefix: string; errorsAt: (path: 
   return (
     <fieldset>
       <legend>Tools</legend>
-      {CATALOGUE.map((item) => {
-        const current = entry(item.integration);
-        const index = draft.integrations.findIndex((t) => t.integration === item.integration);
+      <ErrorBox error={catalogue.error} />
+      {(catalogue.value ?? []).map((item) => {
+        const current = entry(item.name);
+        const index = draft.integrations.findIndex((t) => t.integration === item.name);
+        const describedBy = `${props.idPrefix}-integration-${item.name}`;
         return (
-          <div class="integration" key={item.integration} data-testid={`integration-${item.integration}`}>
+          <div class="integration" key={item.name} data-testid={`integration-${item.name}`}>
             <label class="choice">
               <input
                 type="checkbox"
                 role="switch"
                 checked={current.active}
                 onChange={(e) => setEntry({ ...current, active: e.currentTarget.checked })}
+                aria-describedby={describedBy}
               />
-              {item.label}
+              {item.display_name}
             </label>
+            <p class="muted hint" id={describedBy}>
+              {item.description}
+              {(item.functions ?? []).length > 0 && <> Functions: {(item.functions ?? []).map((f) => f.name).join(", ")}.</>}
+            </p>
             {(current.active || Object.keys(current.saved).length > 0) &&
-              item.keys.map((key) => {
+              (item.credentials ?? []).map((credential) => {
+                const key = credential.name;
                 const saved = current.saved[key] ?? "";
                 return (
-                  <label key={key}>
-                    {item.label} {key.replace("_", " ")}
+                  <label key={key} title={credential.description}>
+                    {item.display_name} {credential.display_name.toLowerCase()}
                     <input
                       type="password"
                       autocomplete="off"

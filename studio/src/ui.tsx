@@ -48,3 +48,12 @@ export function useLoad<T>(fetcher: () => Promise<T>, deps: unknown[]) {
   const reload = useCallback(() => setTick((t) => t + 1), []);
   return { value, error, reload };
 }
+
+/** A cost in US dollars (the API's decimal string) as people read it: cents for amounts of a
+ * cent or more, else up to 6 significant decimals ($0.000123). */
+export function usd(value: string | number | undefined): string {
+  const amount = Number(value ?? 0);
+  if (!Number.isFinite(amount) || amount === 0) return "$0";
+  if (Math.abs(amount) >= 0.01) return `$${amount.toFixed(2)}`;
+  return `$${amount.toFixed(9).replace(/0+$/, "")}`;
+}

@@ -3,7 +3,7 @@
 // same numbers as a table for screen readers and for reading.
 import { useState } from "preact/hooks";
 import { call, type Deployment, seg } from "./api";
-import { ErrorBox, useLoad } from "./ui";
+import { ErrorBox, usd, useLoad } from "./ui";
 
 interface Bucket {
   date: string;
@@ -12,6 +12,7 @@ interface Bucket {
   prompt_tokens?: string | number;
   completion_tokens?: string | number;
   errors?: string | number;
+  cost_usd?: string;
 }
 
 const COLORS = ["#2456d6", "#e07b00", "#1e7a34", "#b3261e", "#7b3fc4", "#00838f", "#8d6e63", "#5c6475"];
@@ -29,8 +30,9 @@ function days(count: number): string[] {
 
 type Series = { name: string; values: number[] };
 
-function BarChart(props: { title: string; dates: string[]; series: Series[] }) {
+function BarChart(props: { title: string; dates: string[]; series: Series[]; format?: (v: number) => string }) {
   const { dates, series } = props;
+  const format = props.format ?? ((v: number) => String(v));
   const width = 720;
   const height = 220;
   const pad = { left: 48, right: 8, top: 10, bottom: 28 };
@@ -45,12 +47,12 @@ function BarChart(props: { title: string; dates: string[]; series: Series[] }) {
       <svg
         viewBox={`0 0 ${width} ${height}`}
         role="img"
-        aria-label={`${props.title}: ${total} in ${dates.length} days`}
+        aria-label={`${props.title}: ${format(total)} in ${dates.length} days`}
         data-testid={`chart-${props.title}`}
       >
         <line x1={pad.left} x2={width - pad.right} y1={height - pad.bottom} y2={height - pad.bottom} stroke="#d5d9e2" />
         <text x={pad.left - 6} y={pad.top + 8} text-anchor="end" font-size="11" fill="#5c6475">
-          {max}
+          {format(max)}
         </text>
         <text x={pad.left - 6} y={height - pad.bottom} text-anchor="end" font-size="11" fill="#5c6475">
           0
@@ -66,7 +68,7 @@ function BarChart(props: { title: string; dates: string[]; series: Series[] }) {
                 return h > 0 ? (
                   <rect key={s.name} x={x} y={y} width={band * 0.7} height={h} fill={COLORS[k % COLORS.length]}>
                     <title>
-                      {date} {s.name}: {s.values[i]}
+                      {date} {s.name}: {format(s.values[i])}
                     </title>
                   </rect>
                 ) : null;
@@ -101,7 +103,7 @@ export function Usage(props: { projectId: string }) {
   const { value, error } = useLoad(
     () =>
       Promise.all([
-        call<{ buckets?: Bucket[] }>("GET", `${base}/usage?start_date=${dates[0]}&end_date=${dates[dates.length - 1]}`),
+        call<{ buckets?: Bucket[]; total_cost_usd?: string }>("GET", `${base}/usage?start_date=${dates[0]}&end_date=${dates[dates.length - 1]}`),
         call<{ deployments?: Deployment[] }>("GET", `${base}/deployments`),
       ]),
     [base, span],
@@ -116,6 +118,11 @@ export function Usage(props: { projectId: string }) {
     }));
   const requests = seriesOf((b) => n(b.requests));
   const tokens = seriesOf((b) => n(b.prompt_tokens) + n(b.completion_tokens));
+  // Dollars summed in nano-dollars (the API's 9 decimals), so that the sums do not drift.
+  const cost = seriesOf((b) => Math.round(Number(b.cost_usd ?? 0) * 1e9)).map((s) => ({
+    ...s,
+    values: s.values.map((v) => v / 1e9),
+  }));
   return (
     <section aria-labelledby="usage-title">
       <h2 id="usage-title">Usage</h2>
@@ -134,7 +141,12 @@ export function Usage(props: { projectId: string }) {
           <div class="charts">
             <BarChart title="Requests" dates={dates} series={requests} />
             <BarChart title="Tokens" dates={dates} series={tokens} />
+            <BarChart title="Cost" dates={dates} series={cost} format={usd} />
           </div>
+          <p data-testid="usage-total-cost">
+            Cost in this period: <strong>{usd(value?.[0].total_cost_usd)}</strong> (each request at the price of its deployment
+            when it was served)
+          </p>
           <details>
             <summary>As a table</summary>
             <table data-testid="usage-table">
@@ -145,6 +157,7 @@ export function Usage(props: { projectId: string }) {
                   <th scope="col">Prompt tokens</th>
                   <th scope="col">Completion tokens</th>
                   <th scope="col">Errors</th>
+                  <th scope="col">Cost</th>
                 </tr>
               </thead>
               <tbody>
@@ -158,6 +171,7 @@ export function Usage(props: { projectId: string }) {
                       <td>{sum((b) => n(b.prompt_tokens))}</td>
                       <td>{sum((b) => n(b.completion_tokens))}</td>
                       <td>{sum((b) => n(b.errors))}</td>
+                      <td>{usd(sum((b) => Math.round(Number(b.cost_usd ?? 0) * 1e9)) / 1e9)}</td>
                     </tr>
                   );
                 })}

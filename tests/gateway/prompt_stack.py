@@ -56,6 +56,25 @@ class PromptStack:
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"}
 
+    def price_model(self, input_usd: str, output_usd: str, request_usd: str) -> None:
+        """Sets the price of the project's chat deployment (per million input and output tokens,
+        per request)."""
+        base = f"{self.url}/v1/projects/{self.project_id}/deployments"
+        deployments = requests.get(base, headers=self.headers(), timeout=10).json()["deployments"]
+        chat = next(d for d in deployments if d["name"] == self.model)
+        pricing = {
+            "input_per_million_usd": input_usd,
+            "output_per_million_usd": output_usd,
+            "per_request_usd": request_usd,
+        }
+        reply = requests.patch(
+            f"{base}/{chat['id']}?update_mask=pricing",
+            json={"pricing": pricing},
+            headers=self.headers(),
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+
     def create_prompt(self, name: str, version: dict[str, Any], **fields: Any) -> dict[str, Any]:
         """Saves a prompt (version 1) in the key's project; waits until the executor holds it."""
         body = {"name": name, "version": {"model": self.model, **version}, **fields}
@@ -134,6 +153,7 @@ class PromptStack:
 STACK_POLICY = {
     **POLICY,
     "bud.prompt.v1.PromptExecutionService/RunPromptBody": frozenset({APP, GATEWAY}),
+    "bud.prompt.v1.PromptExecutionService/StreamRunPromptBody": frozenset({APP, GATEWAY}),
     "bud.prompt.v1.PromptExecutionService/GenerateValidationDocument": frozenset({APP, GATEWAY}),
 }
 

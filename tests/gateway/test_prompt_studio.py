@@ -342,3 +342,19 @@ def test_a_deployed_prompt_is_checked_by_its_saved_document(stack: PromptStack) 
         timeout=30,
     )
     assert reply.status_code == 200, reply.text
+
+
+def test_the_integration_catalogue_is_listed_to_logged_in_users(stack: PromptStack) -> None:
+    reply = requests.get(f"{stack.url}/v1/prompt-integrations", headers=stack.headers(), timeout=10)
+    assert reply.status_code == 200, reply.text
+    listed = {i["name"]: i for i in reply.json()["integrations"]}
+    assert set(listed) == {"slack", "notion"}
+    slack = listed["slack"]
+    assert slack["display_name"] == "Slack" and "Slack" in slack["description"]
+    assert [c["name"] for c in slack["credentials"]] == ["bot_token"]
+    assert {f["name"] for f in slack["functions"]} == {"slack_post_message", "slack_list_channels"}
+    assert [c["name"] for c in listed["notion"]["credentials"]] == ["api_key"]
+    # An API key is no user login; nobody is no one.
+    for headers in ({}, {"authorization": f"Bearer {stack.api_key}"}):
+        refused = requests.get(f"{stack.url}/v1/prompt-integrations", headers=headers, timeout=10)
+        assert refused.status_code == 401, refused.text

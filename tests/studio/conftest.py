@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 STUDIO = REPO / "studio"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("BUD_TEST_ARTIFACTS", REPO / "build" / "test-artifacts")) / "studio"
+# Assertions wait as long as actions (the context's 15 s): on a loaded 2-core machine a login
+# (password hashing) alone can pass Playwright's default 5 s.
+expect.set_options(timeout=15_000)
 
 
 def build_studio() -> None:
@@ -66,6 +69,8 @@ def page(browser: Browser) -> Iterator[Page]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromptStack]:
     build_studio()
     with prompt_stack(Path(tmp_path_factory.mktemp("studio-stack"))) as running:
+        # The studio's runs stream: a scripted reply is the stream's words.
+        running.engine.stream_replies = True
         yield running
 
 

@@ -11,6 +11,7 @@ fake needs no change when the shape of a model source does.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -83,7 +84,9 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
     answer calling those tools (finish_reason "tool_calls", call ids `call_<n>`), and such a
     reply at the head of `replies` also scripts the next chat stream (the calls, their
     arguments in two deltas each); `chat_requests` keeps every chat request when
-    `keep_requests` is true.
+    `keep_requests` is true. With `stream_replies` true, a text reply at the head of `replies`
+    scripts the next chat stream too (its words, each a chunk, `chunk_delay` seconds apart; "ok"
+    when there is none, as a unary answer).
 
     Model management: records LoadModel (`load_calls`) and UnloadModel (`unload_calls`) calls and
     enforces model owners as the real engine does (a LoadModel of a name served for another
@@ -125,6 +128,7 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
         self.replies: list[str | list[tuple[str, str]]] = []
         self.tool_calls_made = 0
         self.keep_requests = False
+        self.stream_replies = False
         self.chat_requests: list[chat_pb2.ChatCompletionRequest] = []
         self.image_requests: list[Any] = []  # every image request, as the engine got it
 
@@ -280,6 +284,11 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
 
         self.open_streams += 1
         calls = self.replies.pop(0) if self.replies and isinstance(self.replies[0], list) else None
+        words: list[str] | None = None
+        if self.stream_replies and calls is None:
+            text = self.replies.pop(0) if self.replies and isinstance(self.replies[0], str) else "ok"
+            assert isinstance(text, str)
+            words = re.findall(r"\S+\s*", text) or [""]
         try:
             yield chunk(
                 choices=[
@@ -303,17 +312,18 @@ class InstantEngine(engine_service_pb2_grpc.EngineServiceServicer):
                 if request.stream_options.include_usage:
                     yield chunk(usage=_usage(len(calls)))
                 return
-            for i in range(self.chunks):
+            pieces = words if words is not None else [f"w{i} " for i in range(self.chunks)]
+            for i, piece in enumerate(pieces):
                 await self._pace()
                 self._token(counts, i)
                 choice = chat_pb2.ChatCompletionChunkChoice(
-                    index=0, delta=chat_pb2.ChatCompletionDelta(content=f"w{i} ")
+                    index=0, delta=chat_pb2.ChatCompletionDelta(content=piece)
                 )
-                if i == self.chunks - 1:
-                    choice.finish_reason = "length"
+                if i == len(pieces) - 1:
+                    choice.finish_reason = "length" if words is None else "stop"
                 yield chunk(choices=[choice])
             if request.stream_options.include_usage:
-                yield chunk(usage=_usage(self.chunks))
+                yield chunk(usage=_usage(len(pieces)))
         finally:
             self.open_streams -= 1
             self._end(usage_id)

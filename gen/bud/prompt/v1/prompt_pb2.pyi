@@ -681,14 +681,16 @@ class FetchPromptVersionResponse(_message.Message):
     def __init__(self, version: _Optional[_Union[PromptVersion, _Mapping]] = ...) -> None: ...
 
 class RunPromptRequest(_message.Message):
-    __slots__ = ("project_id", "version", "variables")
+    __slots__ = ("project_id", "version", "variables", "stream")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     version: PromptVersion
     variables: str
-    def __init__(self, project_id: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ..., variables: _Optional[str] = ...) -> None: ...
+    stream: bool
+    def __init__(self, project_id: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ..., variables: _Optional[str] = ..., stream: _Optional[bool] = ...) -> None: ...
 
 class RunPromptVersionRequest(_message.Message):
     __slots__ = ("project_id", "prompt_id", "version", "variables")
@@ -703,20 +705,68 @@ class RunPromptVersionRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., version: _Optional[str] = ..., variables: _Optional[str] = ...) -> None: ...
 
 class PromptRun(_message.Message):
-    __slots__ = ("text", "output", "model_calls", "usage", "response", "version")
+    __slots__ = ("text", "output", "model_calls", "usage", "response", "version", "cost_usd")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     text: str
     output: str
     model_calls: int
     usage: _common_pb2.Usage
     response: _response_pb2.Response
     version: int
-    def __init__(self, text: _Optional[str] = ..., output: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., response: _Optional[_Union[_response_pb2.Response, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    cost_usd: str
+    def __init__(self, text: _Optional[str] = ..., output: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., response: _Optional[_Union[_response_pb2.Response, _Mapping]] = ..., version: _Optional[int] = ..., cost_usd: _Optional[str] = ...) -> None: ...
+
+class StreamRunPromptRequest(_message.Message):
+    __slots__ = ("project_id", "version", "variables", "stream")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    version: PromptVersion
+    variables: str
+    stream: bool
+    def __init__(self, project_id: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ..., variables: _Optional[str] = ..., stream: _Optional[bool] = ...) -> None: ...
+
+class StreamRunPromptBodyRequest(_message.Message):
+    __slots__ = ("project_id", "version", "variables", "user_id", "prompt_id")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    version: PromptVersion
+    variables: str
+    user_id: str
+    prompt_id: str
+    def __init__(self, project_id: _Optional[str] = ..., version: _Optional[_Union[PromptVersion, _Mapping]] = ..., variables: _Optional[str] = ..., user_id: _Optional[str] = ..., prompt_id: _Optional[str] = ...) -> None: ...
+
+class StreamRunPromptBodyResponse(_message.Message):
+    __slots__ = ("type", "delta", "run")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    delta: str
+    run: PromptRun
+    def __init__(self, type: _Optional[str] = ..., delta: _Optional[str] = ..., run: _Optional[_Union[PromptRun, _Mapping]] = ...) -> None: ...
+
+class StreamRunPromptResponse(_message.Message):
+    __slots__ = ("type", "delta", "run")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    delta: str
+    run: PromptRun
+    def __init__(self, type: _Optional[str] = ..., delta: _Optional[str] = ..., run: _Optional[_Union[PromptRun, _Mapping]] = ...) -> None: ...
 
 class RunPromptResponse(_message.Message):
     __slots__ = ("run",)
@@ -797,3 +847,45 @@ class GenerateValidationDocumentResponse(_message.Message):
     model_calls: int
     usage: _common_pb2.Usage
     def __init__(self, validation: _Optional[str] = ..., model_calls: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+
+class ListPromptIntegrationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPromptIntegrationsResponse(_message.Message):
+    __slots__ = ("integrations",)
+    INTEGRATIONS_FIELD_NUMBER: _ClassVar[int]
+    integrations: _containers.RepeatedCompositeFieldContainer[PromptIntegration]
+    def __init__(self, integrations: _Optional[_Iterable[_Union[PromptIntegration, _Mapping]]] = ...) -> None: ...
+
+class PromptIntegration(_message.Message):
+    __slots__ = ("name", "display_name", "description", "credentials", "functions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    description: str
+    credentials: _containers.RepeatedCompositeFieldContainer[PromptIntegrationCredential]
+    functions: _containers.RepeatedCompositeFieldContainer[PromptIntegrationFunction]
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., credentials: _Optional[_Iterable[_Union[PromptIntegrationCredential, _Mapping]]] = ..., functions: _Optional[_Iterable[_Union[PromptIntegrationFunction, _Mapping]]] = ...) -> None: ...
+
+class PromptIntegrationCredential(_message.Message):
+    __slots__ = ("name", "display_name", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class PromptIntegrationFunction(_message.Message):
+    __slots__ = ("name", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...

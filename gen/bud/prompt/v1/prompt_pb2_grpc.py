@@ -80,6 +80,11 @@ class PromptServiceStub:
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsRequest.SerializeToString,
                 response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsResponse.FromString,
                 _registered_method=True)
+        self.ListPromptIntegrations = channel.unary_unary(
+                '/bud.prompt.v1.PromptService/ListPromptIntegrations',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsResponse.FromString,
+                _registered_method=True)
         self.SetPromptLabel = channel.unary_unary(
                 '/bud.prompt.v1.PromptService/SetPromptLabel',
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.SetPromptLabelRequest.SerializeToString,
@@ -114,6 +119,11 @@ class PromptServiceStub:
                 '/bud.prompt.v1.PromptService/RunPrompt',
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptRequest.SerializeToString,
                 response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptResponse.FromString,
+                _registered_method=True)
+        self.StreamRunPrompt = channel.unary_stream(
+                '/bud.prompt.v1.PromptService/StreamRunPrompt',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptResponse.FromString,
                 _registered_method=True)
         self.RunPromptVersion = channel.unary_unary(
                 '/bud.prompt.v1.PromptService/RunPromptVersion',
@@ -204,6 +214,15 @@ class PromptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPromptIntegrations(self, request, context):
+        """The catalogue of integration tools a prompt version may switch on (`integration_tools`):
+        each with its name, what it does, the access keys it needs and the functions it gives the
+        model. Any logged-in user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetPromptLabel(self, request, context):
         """Points a label at a version (creating or moving it, atomically).
         """
@@ -250,6 +269,14 @@ class PromptServiceServicer:
         """Runs an unsaved prompt body with inputs, for the prompt studio (editor): the same rendering,
         input and output validation and model call as a deployed prompt, usage recorded against the
         project, nothing stored. Several runs side by side are the studio's compare windows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamRunPrompt(self, request, context):
+        """RunPrompt streamed (`"stream": true` on its route): the output text as the model writes it,
+        then the finished run; a client that leaves cancels the model call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -336,6 +363,11 @@ def add_PromptServiceServicer_to_server(servicer, server):
                     request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsRequest.FromString,
                     response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListAllPromptsResponse.SerializeToString,
             ),
+            'ListPromptIntegrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPromptIntegrations,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsResponse.SerializeToString,
+            ),
             'SetPromptLabel': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPromptLabel,
                     request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.SetPromptLabelRequest.FromString,
@@ -370,6 +402,11 @@ def add_PromptServiceServicer_to_server(servicer, server):
                     servicer.RunPrompt,
                     request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptRequest.FromString,
                     response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptResponse.SerializeToString,
+            ),
+            'StreamRunPrompt': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamRunPrompt,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptResponse.SerializeToString,
             ),
             'RunPromptVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.RunPromptVersion,
@@ -647,6 +684,33 @@ class PromptService:
             _registered_method=True)
 
     @staticmethod
+    def ListPromptIntegrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/ListPromptIntegrations',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.ListPromptIntegrationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def SetPromptLabel(request,
             target,
             options=(),
@@ -836,6 +900,33 @@ class PromptService:
             _registered_method=True)
 
     @staticmethod
+    def StreamRunPrompt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bud.prompt.v1.PromptService/StreamRunPrompt',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RunPromptVersion(request,
             target,
             options=(),
@@ -970,6 +1061,11 @@ class PromptExecutionServiceStub:
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyRequest.SerializeToString,
                 response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyResponse.FromString,
                 _registered_method=True)
+        self.StreamRunPromptBody = channel.unary_stream(
+                '/bud.prompt.v1.PromptExecutionService/StreamRunPromptBody',
+                request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptBodyRequest.SerializeToString,
+                response_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptBodyResponse.FromString,
+                _registered_method=True)
         self.GenerateValidationDocument = channel.unary_unary(
                 '/bud.prompt.v1.PromptExecutionService/GenerateValidationDocument',
                 request_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.GenerateValidationDocumentRequest.SerializeToString,
@@ -1004,6 +1100,14 @@ class PromptExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamRunPromptBody(self, request, context):
+        """RunPromptBody streamed: text deltas as the model writes them (a checked output, or one with
+        integration tools, is finished first), then the run (internal: the app only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GenerateValidationDocument(self, request, context):
         """Asks a chat deployment of a project the app has authorised a user for to turn a rule into a
         constraint document (internal: the app only, no REST face).
@@ -1029,6 +1133,11 @@ def add_PromptExecutionServiceServicer_to_server(servicer, server):
                     servicer.RunPromptBody,
                     request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyRequest.FromString,
                     response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyResponse.SerializeToString,
+            ),
+            'StreamRunPromptBody': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamRunPromptBody,
+                    request_deserializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptBodyRequest.FromString,
+                    response_serializer=bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptBodyResponse.SerializeToString,
             ),
             'GenerateValidationDocument': grpc.unary_unary_rpc_method_handler(
                     servicer.GenerateValidationDocument,
@@ -1119,6 +1228,33 @@ class PromptExecutionService:
             '/bud.prompt.v1.PromptExecutionService/RunPromptBody',
             bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyRequest.SerializeToString,
             bud_dot_prompt_dot_v1_dot_prompt__pb2.RunPromptBodyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRunPromptBody(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bud.prompt.v1.PromptExecutionService/StreamRunPromptBody',
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptBodyRequest.SerializeToString,
+            bud_dot_prompt_dot_v1_dot_prompt__pb2.StreamRunPromptBodyResponse.FromString,
             options,
             channel_credentials,
             insecure,
