@@ -110,7 +110,9 @@ def test_a_created_image_deployment_its_settings_usage_and_cost(
     assert sum(float(b["cost_usd"]) for b in ok) == pytest.approx(5 * 0.04)
 
 
-def test_image_and_chat_deployments_refuse_each_others_calls(stack: PromptStack, client: openai.OpenAI) -> None:
+def test_image_and_chat_deployments_refuse_each_others_calls(
+    stack: PromptStack, client: openai.OpenAI
+) -> None:
     with pytest.raises(openai.BadRequestError) as chat_on_images:
         client.images.generate(model=stack.model, prompt="a cat")
     assert chat_on_images.value.body["param"] == "model"  # type: ignore[index]
