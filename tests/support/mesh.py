@@ -96,6 +96,9 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None, timeout:
         "BUD_APP_ADDRESS": f"127.0.0.1:{ports['app']}",
         "BUD_ENGINE_ADDRESS": f"127.0.0.1:{ports['engine']}",
         "BUD_KV_CACHE_SPACE_GIB": "0.5",
+        # One torch thread per diffusion model: the tiny pipeline is fastest so on two shared
+        # cores, and it leaves the other to vLLM.
+        "BUD_DIFFUSION_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
