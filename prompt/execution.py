@@ -46,6 +46,7 @@ from budrt import tracing
 from budrt.call_headers import pass_answer_headers
 from budrt.errors import Reason, ServiceError, echo, invalid_argument, not_found, unavailable
 from prompt import studio
+from prompt.calls import end_call
 from prompt.inputs import validate
 from prompt.outputs import check_answer, invalid_output, repair_messages
 from prompt.render import Limits, RenderLimitExceeded, TemplateRuntimeFailure, render_all
@@ -213,11 +214,7 @@ class PromptExecutor(prompt_pb2_grpc.PromptExecutionServiceServicer):
                     await pass_answer_headers(call, context)
                 yield item
         finally:
-            cancel = getattr(call, "cancel", None)
-            if cancel is not None:
-                cancel()
-            elif hasattr(call, "aclose"):
-                await call.aclose()
+            await end_call(call)
 
     # ---- the prompt studio's runs (the app calls them; prompt/studio.py) ----------------------
     async def RunPromptBody(self, request: P.RunPromptBodyRequest, context: Any) -> P.RunPromptBodyResponse:

@@ -27,6 +27,7 @@ from bud.prompt.v1 import prompt_pb2
 from budrt.errors import Reason, bounded, invalid_argument, unavailable
 from budrt.interceptors import call_request_id
 from budrt.prompt_checks import CHECKS, GENERATION_SCHEMA, DocumentError, from_generated, parse_document
+from prompt.calls import end_call
 from prompt.inputs import UNSTRUCTURED_INPUT
 from prompt.outputs import MAX_RAW_ECHO, repair_messages
 from prompt.store import CompiledVersion, compile_version
@@ -173,11 +174,7 @@ async def stream_body(
                 final = event.response
     finally:
         # A caller that left (the app's stream cancelled) cancels the model call with it.
-        cancel = getattr(call, "cancel", None)
-        if cancel is not None:
-            cancel()
-        elif hasattr(call, "aclose"):
-            await call.aclose()
+        await end_call(call)
     if final is None:
         raise unavailable("The model's stream ended without a response.", reason=Reason.NOT_READY)
     answer = P.ExecutePromptResponse(text=output_text(final), model_calls=1, response=final)
