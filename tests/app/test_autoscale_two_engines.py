@@ -43,7 +43,18 @@ from tests.support.mesh import ExtraEngine, Mesh, free_port, spawn_service, star
 from tests.support.procs import descendants, still_running
 from tests.support.tls import share_ca
 
-pytestmark = pytest.mark.mesh
+# Opt-in (BUD_TEST_TWO_ENGINES=1): in a clean-clone CI run the second engine's vLLM engine core
+# once hung after binding its OpenMP threads, before starting its worker (no worker process, no
+# log line for 15 minutes) while the mesh's engine served this test's load on the same cores; the
+# test then waits out its 20-minute limit. It passed when run on its own (18 minutes under a load
+# average near 27). Until that hang is understood it stays out of `make test`.
+pytestmark = [
+    pytest.mark.mesh,
+    pytest.mark.skipif(
+        os.environ.get("BUD_TEST_TWO_ENGINES") != "1",
+        reason="opt-in: BUD_TEST_TWO_ENGINES=1 (a second vLLM engine can hang starting beside the mesh's)",
+    ),
+]
 
 NAME = "auto-llama"
 # Short windows so that each decision shows within the test (the defaults are tens of seconds to

@@ -4,6 +4,7 @@ behind a gateway's POST /v1/images/generations).
 
     python -m tests.performance.bench_images [--quick] [--concurrency 1 4] [--steps 4]
     python -m tests.performance.bench_images --mesh http://127.0.0.1:8000 --key sk-... [--model tiny-diffusion]
+    python -m tests.performance.bench_images --start-mesh [--quick]   # starts `budrt up` itself
 
 (a) direct: `AutoPipelineForText2Image.from_pretrained` on the builtin tiny-diffusion directory;
     at concurrency c, one pipeline call of c prompts (one generator per image), each image then
@@ -11,11 +12,12 @@ behind a gateway's POST /v1/images/generations).
 (b) engine: a real engine gRPC server in this process (plaintext loopback) with the pipeline
     loaded as builtin tiny-diffusion, c clients each sending GenerateImages (n=1, PNG) one after
     another (the engine batches what waits together);
-(c) --mesh: c clients posting to the gateway (response_format b64_json), nothing else measured.
+(c) --mesh (or --start-mesh): c clients posting to the gateway (response_format b64_json, each
+    image decoded), alternated with (a) as (b) is.
 
 Both (a) and (b) use one torch thread (`diffusion_threads=1`: on a shared 2-core machine more
 threads oversubscribe the cores) and the same steps and size. Prints images/s per target and
-level, and the ratio engine/direct (target: at least 0.9). It measures; it asserts nothing.
+level, and the ratio engine/direct or mesh/direct (target: at least 0.9). It measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -138,44 +140,58 @@ async def mesh(url: str, key: str, model: str, concurrency: int, rounds: int, st
         return rounds * concurrency / (time.perf_counter() - started)
 
 
+def _measure(target: str, model_dir: Path, data_dir: Path, c: int, rounds: int, args: Any) -> float:
+    if target == "direct":
+        return direct(model_dir, c, rounds, args.steps)
+    if target == "engine":
+        return asyncio.run(engine(data_dir, c, rounds, args.steps))
+    return asyncio.run(mesh(args.mesh, args.key or "", args.model, c, rounds, args.steps))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images per level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3, help="alternating direct/engine runs per level")
-    parser.add_argument("--mesh", help="a gateway's base URL: measure POST /v1/images/generations only")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating direct/other runs per level")
+    parser.add_argument(
+        "--mesh", help="a gateway's base URL: measure POST /v1/images/generations against direct"
+    )
     parser.add_argument("--key", help="an API key of the mesh (with --mesh)")
     parser.add_argument("--model", default=MODEL, help="the image deployment's name (with --mesh)")
+    parser.add_argument(
+        "--start-mesh", action="store_true", help="start a mesh (`budrt up`, a fresh data dir) and measure it"
+    )
     args = parser.parse_args(argv)
     images = 8 if args.quick else 40
-    if args.mesh:
-        for c in args.concurrency:
-            rate = asyncio.run(
-                mesh(args.mesh, args.key or "", args.model, c, max(1, images // c), args.steps)
-            )
-            print(f"mesh c={c}: {rate:.2f} images/s")
-        return
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        model_dir = build(data_dir)
-        for c in args.concurrency:
-            rounds = max(1, images // c)
-            rates: dict[str, list[float]] = {"direct": [], "engine": []}
-            for r in range(args.repeats):  # alternate, so a shared machine's drift hits both
-                order: list[Any] = ["direct", "engine"] if r % 2 == 0 else ["engine", "direct"]
-                for target in order:
-                    if target == "direct":
-                        rates["direct"].append(direct(model_dir, c, rounds, args.steps))
-                    else:
-                        rates["engine"].append(asyncio.run(engine(data_dir, c, rounds, args.steps)))
-            d, e = statistics.median(rates["direct"]), statistics.median(rates["engine"])
-            print(
-                f"c={c}: direct {d:.2f} images/s, engine gRPC {e:.2f} images/s, "
-                f"ratio {e / d:.2f} (target >= 0.9); runs direct={[round(x, 2) for x in rates['direct']]} "
-                f"engine={[round(x, 2) for x in rates['engine']]}",
-                flush=True,
-            )
+        started_mesh = None
+        if args.start_mesh:
+            from tests.support.mesh import start_mesh
+
+            started_mesh = start_mesh(data_dir / "mesh", {"BUD_DEFAULT_KEY_REQUESTS_PER_MINUTE": "0"})
+            args.mesh, args.key = started_mesh.http_url, started_mesh.api_key
+        other = "mesh" if args.mesh else "engine"
+        try:
+            model_dir = build(data_dir)
+            for c in args.concurrency:
+                rounds = max(1, images // c)
+                rates: dict[str, list[float]] = {"direct": [], other: []}
+                for r in range(args.repeats):  # alternate, so a shared machine's drift hits both
+                    for target in ("direct", other) if r % 2 == 0 else (other, "direct"):
+                        rates[target].append(_measure(target, model_dir, data_dir, c, rounds, args))
+                d, o = statistics.median(rates["direct"]), statistics.median(rates[other])
+                label = "mesh (gateway REST)" if other == "mesh" else "engine gRPC"
+                print(
+                    f"c={c}: direct {d:.2f} images/s, {label} {o:.2f} images/s, "
+                    f"ratio {o / d:.2f} (target >= 0.9); runs direct={[round(x, 2) for x in rates['direct']]} "
+                    f"{other}={[round(x, 2) for x in rates[other]]}",
+                    flush=True,
+                )
+        finally:
+            if started_mesh is not None:
+                started_mesh.stop()
 
 
 if __name__ == "__main__":
