@@ -165,7 +165,7 @@ async def test_the_configured_engine_is_registered_once(start: Any, clients: Any
 async def test_placement_by_capacity(
     start: Any, clients: Any, helpers: Any, engine_host: Any, engine_factory: Any
 ) -> None:
-    app = await start(default_model_name="", default_embedding_model_name="")
+    app = await start(default_model_name="", default_embedding_model_name="", default_image_model_name="")
     stubs = await clients(app).login()
     default_id = await _default_engine_id(stubs, engine_host.address)
     await stubs.engines.DeleteEngine(E.DeleteEngineRequest(engine_id=default_id))

@@ -97,6 +97,7 @@ def pair(mesh: Mesh, tmp_path: Path) -> Iterator[Pair]:
         "BUD_GATEWAY_HTTP_PORT": str(free_port()),
         "BUD_GATEWAY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
         "BUD_DEFAULT_EMBEDDING_MODEL_NAME": "",  # the chat model alone
+        "BUD_DEFAULT_IMAGE_MODEL_NAME": "",
         "BUD_KV_CACHE_SPACE_GIB": "0.25",
         "BUD_MAX_MODEL_LEN": "512",
         "PYTHONUNBUFFERED": "1",

@@ -31,6 +31,7 @@ from tests.app.test_edge_rest import rest  # noqa: F401  (fixture)
 FAST_SCALING: dict[str, Any] = {
     "default_model_name": "",  # no first-start deployments: only the test's
     "default_embedding_model_name": "",
+    "default_image_model_name": "",
     "min_idle_timeout_seconds": 1,
     "scale_up_window_seconds": 0.3,
     "scale_down_window_seconds": 0.6,

@@ -155,6 +155,7 @@ def platform(mesh: Mesh, tmp_path: Path) -> Iterator[Platform]:
         "BUD_GATEWAY_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
         "BUD_DEFAULT_MODEL_NAME": "",  # no first-start deployments: the test makes its own
         "BUD_DEFAULT_EMBEDDING_MODEL_NAME": "",
+        "BUD_DEFAULT_IMAGE_MODEL_NAME": "",
         "BUD_DEFAULT_KEY_REQUESTS_PER_MINUTE": "0",
         # Not the session mesh's /metrics ports.
         "BUD_APP_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",

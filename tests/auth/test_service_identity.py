@@ -196,6 +196,7 @@ async def test_the_app_refuses_its_internal_rpcs_to_an_operator(tmp_path: Path, 
             admin_password="an-admin-password",
             default_model_name="",
             default_embedding_model_name="",
+            default_image_model_name="",
         )
     )
     try:

@@ -152,6 +152,7 @@ def test_budrt_serve_refuses_plaintext_on_a_reachable_address_and_warns(tmp_path
         "BUD_APP_ADDRESS": f"0.0.0.0:{free_port()}",
         "BUD_DEFAULT_MODEL_NAME": "",
         "BUD_DEFAULT_EMBEDDING_MODEL_NAME": "",
+        "BUD_DEFAULT_IMAGE_MODEL_NAME": "",
     }
     result = subprocess.run(
         [sys.executable, "-m", "budrt", "serve", "app"],

@@ -115,6 +115,7 @@ async def rig(database_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
         admin_password="test-admin-password",
         default_model_name="",
         default_embedding_model_name="",
+        default_image_model_name="",
     )
     app = await start_app(settings)
     engine = RecordingEngine(["m1"])

@@ -264,6 +264,7 @@ def mesh_server(opts: argparse.Namespace, workdir: Path, split: bool = False) ->
         "BUD_KV_CACHE_SPACE_GIB": str(opts.kv_cache_gib),
         "BUD_MAX_MODEL_LEN": str(opts.max_model_len),
         "BUD_DEFAULT_EMBEDDING_MODEL_NAME": "",
+        "BUD_DEFAULT_IMAGE_MODEL_NAME": "",
         "BUD_ENGINE_IN_GATEWAY": str(not split).lower(),
         "BUD_DEFAULT_KEY_REQUESTS_PER_MINUTE": "0",  # the load is one key's: no default rate limit
     }

@@ -141,6 +141,7 @@ async def _serve_app(database_url: str, design: str, port_file: Path, data_dir: 
         admin_password=ADMIN_PASSWORD,
         default_model_name="",
         default_embedding_model_name="",
+        default_image_model_name="",
     )
     app = await start_app(settings)
     port_file.write_text(str(app.port))
