@@ -103,7 +103,9 @@ def _engine_certificate(tmp_path: Path, dns: Sequence[str], ips: Sequence[str]) 
 async def _fresh_app(start: Any, clients: Any, engine_host: Any, **settings: Any) -> tuple[RunningApp, Any]:
     """An app with no default deployments and no engine registered (the configured one removed),
     and an admin's stubs."""
-    app = await start(default_model_name="", default_embedding_model_name="", default_image_model_name="", **settings)
+    app = await start(
+        default_model_name="", default_embedding_model_name="", default_image_model_name="", **settings
+    )
     stubs = await clients(app).login()
     (default,) = (await stubs.engines.ListEngines(E.ListEnginesRequest())).engines
     await stubs.engines.DeleteEngine(E.DeleteEngineRequest(engine_id=default.id))

@@ -175,7 +175,9 @@ def _measure_mesh(args: argparse.Namespace) -> list[str]:
     from tests.support.mesh import start_mesh
 
     with tempfile.TemporaryDirectory() as tmp:
-        mesh = start_mesh(Path(tmp), {"BUD_DEFAULT_EMBEDDING_MODEL_NAME": "", "BUD_DEFAULT_IMAGE_MODEL_NAME": ""})
+        mesh = start_mesh(
+            Path(tmp), {"BUD_DEFAULT_EMBEDDING_MODEL_NAME": "", "BUD_DEFAULT_IMAGE_MODEL_NAME": ""}
+        )
         try:
             url = mesh.http_url
             login = rq.post(
