@@ -94,26 +94,8 @@ export function History(props: { base: string; promptId: string; versions: numbe
       )}
       <h3 class="subhead">Compare versions</h3>
       <div class="row">
-        <label>
-          From version
-          <select value={from} onChange={(e) => setFrom(Number(e.currentTarget.value))}>
-            {props.versions.map((v) => (
-              <option key={v} value={v}>
-                v{v}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          To version
-          <select value={to} onChange={(e) => setTo(Number(e.currentTarget.value))}>
-            {props.versions.map((v) => (
-              <option key={v} value={v}>
-                v{v}
-              </option>
-            ))}
-          </select>
-        </label>
+        <VersionSelect label="From version" versions={props.versions} value={from} onChange={setFrom} />
+        <VersionSelect label="To version" versions={props.versions} value={to} onChange={setTo} />
         <button type="button" onClick={compare}>
           Show diff
         </button>
@@ -171,5 +153,26 @@ export function History(props: { base: string; promptId: string; versions: numbe
         </div>
       )}
     </details>
+  );
+}
+
+/** A labelled choice of one of a prompt's versions. */
+function VersionSelect(props: {
+  label: string;
+  versions: number[];
+  value: number;
+  onChange: (version: number) => void;
+}) {
+  return (
+    <label>
+      {props.label}
+      <select value={props.value} onChange={(e) => props.onChange(Number(e.currentTarget.value))}>
+        {props.versions.map((v) => (
+          <option key={v} value={v}>
+            v{v}
+          </option>
+        ))}
+      </select>
+    </label>
   );
 }
