@@ -134,7 +134,15 @@ class ModelManager:
                     model = self._diffusion_model(slot, args)
                 model.args = resolve_args(args, roots)
                 log.info("loading model", extra={"model": slot.name, "source": describe(slot.source)})
-                await model.start(resolved.model, revision=resolved.revision)
+                if isinstance(model, VllmModel):
+                    # A diffusers pipeline loads in a thread of this process: nothing to kill.
+                    await model.start(
+                        resolved.model,
+                        revision=resolved.revision,
+                        timeout=self.settings.model_start_timeout_seconds,
+                    )
+                else:
+                    await model.start(resolved.model, revision=resolved.revision)
             except ServiceError as err:
                 self._loaded(slot, pb.MODEL_STATE_FAILED, err.message)
             except Exception as err:  # vLLM raises many kinds; the reason goes back to the caller

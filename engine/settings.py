@@ -42,6 +42,12 @@ class EngineSettings(RuntimeSettings):
     # How many deployment replicas the control plane may place on it; 0 for no limit.
     announce_max_models: int = Field(default=0, ge=0)
     announce_interval_seconds: float = Field(default=30.0, gt=0)
+    # How long a vLLM model's start may take (its engine core and workers up, its serving objects
+    # made; a download before it is not counted), in seconds. Past it the load fails (FAILED, with
+    # the reason: the control plane retries it after its failed-load backoff) and the processes
+    # vLLM started are killed: vLLM itself waits for them without a limit, so a core or worker
+    # stuck while starting would hold the load, and every load after it, for good.
+    model_start_timeout_seconds: float = Field(default=1800.0, gt=0)
     # Diffusion models (engine.images): how long an idle model's worker waits for requests to
     # batch with the first one (milliseconds; 0: run it at once), the most images one pipeline
     # call makes, and torch's intra-op threads of each model's worker thread (0: torch's default).

@@ -9,11 +9,12 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,6 +27,15 @@ from engine import call_usage, fast_stream
 
 log = logging.getLogger(__name__)
 GiB = 1024**3
+# vLLM's CPU backend binds each model's worker threads to cores of its choosing (VLLM_CPU_OMP_THREADS_BIND
+# "auto": the cores of one NUMA node but those it reserves for the engine core), the same cores
+# for every model an engine serves and for every engine on the machine. A worker starting there
+# beside a busy one got almost no CPU: measured on 2 cores, 0.16 s of CPU in 150 s while it
+# imported torch (vLLM waits for it without a limit), and 10 % at once when let off the core.
+# Unbound, the kernel places the threads where there is room. An operator's own value (auto, or
+# explicit core lists for a host given to one model) is kept.
+CPU_THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
+CPU_THREADS_BIND_DEFAULT = "nobind"
 # How long an unload waits for vLLM's engine processes to exit after vLLM's own shutdown.
 REAP_TIMEOUT_S = 10.0
 
@@ -147,20 +157,31 @@ class VllmModel:
         self.generation_tokens_total = 0
         self._stack = contextlib.AsyncExitStack()
 
-    async def start(self, model_path: str, revision: str = "") -> None:
+    async def start(self, model_path: str, revision: str = "", timeout: float | None = None) -> None:
         """Starts the vLLM engine on `model_path` (a directory or a Hugging Face id, at `revision`
-        when given): minutes for big models; seconds for the tiny one."""
+        when given): minutes for big models; seconds for the tiny one.
+
+        `timeout` (seconds, None for none) bounds the start from the engine core's launch until
+        the serving objects are made. Past it the processes vLLM started are killed and
+        TimeoutError is raised: vLLM itself waits for its engine core and workers without a limit,
+        so a core or worker stuck while starting would otherwise hold the load (and the engine's
+        load lock) for good."""
         await asyncio.to_thread(import_vllm)  # before this frame imports any of it: see there
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         try:
             template = self._stack.enter_context(chat_template_file(self.args))
             argv = vllm_cli_args(self.name, model_path, self.runner, self.args, revision, template)
             namespace = parse_vllm_args(argv)
             engine_args = AsyncEngineArgs.from_cli_args(namespace)
+
+            # Read by the engine core process vLLM spawns: its environment is this one.
+            os.environ.setdefault(CPU_THREADS_BIND, CPU_THREADS_BIND_DEFAULT)
 
             def construct() -> Any:
                 vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
@@ -174,14 +195,24 @@ class VllmModel:
 
             # Starting the engine core blocks for tens of seconds; off the event loop, the other
             # models keep serving meanwhile (AsyncLLM starts its output handler on first use).
-            self.engine = await asyncio.to_thread(construct)
+            self.engine = await construct_within(
+                construct, None if deadline is None else deadline - loop.time()
+            )
             self._stack.push_async_callback(shutdown_engine, self.engine)
             call_usage.instrument(self.engine)  # the tokens of each call, for GetRequestUsage
-            supported = await self.engine.get_supported_tasks()
-            await init_app_state(self.engine, self.state, namespace, supported)
+            async with asyncio.timeout_at(deadline):  # what is left of it: the engine stops on expiry
+                supported = await self.engine.get_supported_tasks()
+                await init_app_state(self.engine, self.state, namespace, supported)
             chat = getattr(self.state, "openai_serving_chat", None)
             if chat is not None:
                 fast_stream.install(chat)
+        except TimeoutError as err:
+            await self._stack.aclose()
+            if deadline is None or loop.time() < deadline:
+                raise  # vLLM's own, not this deadline's
+            raise TimeoutError(
+                f"vLLM did not start within {timeout:g} s; its processes were stopped"
+            ) from err
         except BaseException:
             await self._stack.aclose()
             raise
@@ -320,6 +351,76 @@ async def shutdown_engine(engine: Any) -> None:
         tasks = engine_tasks(engine)
         if tasks:
             await asyncio.wait(tasks, timeout=REAP_TIMEOUT_S)
+
+
+async def construct_within(construct: Callable[[], Any], timeout: float | None) -> Any:
+    """Runs `construct` (AsyncLLM's construction: it launches vLLM's engine core process, which
+    starts the workers, and waits until they are up) in a worker thread, for at most `timeout`
+    seconds (None: no limit).
+
+    Past the limit, the processes started meanwhile (this process's new multiprocessing children,
+    with everything below them) are killed: vLLM watches its engine core processes while it waits,
+    so their end ends the wait with an error, and the thread returns. An engine made in the
+    moment between is shut down. Then TimeoutError. Loads run one at a time (the manager's load
+    lock), so every new child is this construction's."""
+    before = {child.pid for child in multiprocessing.active_children()}
+    future = asyncio.get_running_loop().run_in_executor(None, construct)
+    done, _ = await asyncio.wait({future}, timeout=timeout)
+    if done:
+        return future.result()
+    started = [child for child in multiprocessing.active_children() if child.pid not in before]
+    log.error(
+        "vLLM did not start within %g s; stopping the processes it started: %s",
+        timeout,
+        "; ".join(describe_tree(child.pid) for child in started) or "none",
+    )
+    await asyncio.to_thread(kill_trees, started)
+    done, _ = await asyncio.wait({future}, timeout=REAP_TIMEOUT_S)
+    if not done:
+        # Still in vLLM's construction with nothing of it left to wait for: let it end (or not)
+        # on its own; whatever it returns is stopped then.
+        future.add_done_callback(_shut_down_late)
+    elif not future.cancelled() and future.exception() is None:
+        await shutdown_engine(future.result())
+    raise TimeoutError(f"vLLM did not start within {timeout:g} s")
+
+
+def _shut_down_late(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        asyncio.ensure_future(shutdown_engine(future.result()))
+
+
+def describe_tree(pid: int) -> str:
+    """`pid` and its descendants as `pid name (status)`, for the log: where a stuck start stood."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return f"{pid} (gone)"
+    parts = []
+    for process in tree:
+        with contextlib.suppress(psutil.Error):
+            parts.append(f"{process.pid} {process.name()} ({process.status()})")
+    return ", ".join(parts)
+
+
+def kill_trees(processes: list[BaseProcess]) -> None:
+    """Kills each of `processes` and everything below it (SIGKILL: a stuck start answers nothing
+    else), then reaps them; their children, orphaned, are reaped by init."""
+    import psutil
+
+    for process in processes:
+        below: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            below = psutil.Process(process.pid).children(recursive=True)
+        for victim in below:
+            with contextlib.suppress(psutil.Error):
+                victim.kill()
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    _reap(processes)
 
 
 def _reap(processes: list[BaseProcess], timeout: float = REAP_TIMEOUT_S) -> None:

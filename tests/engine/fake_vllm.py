@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -36,6 +40,12 @@ class FakeVllm:
     step_delay: float = 0.0  # seconds between the outputs of a request
     start_delay: float = 0.0  # seconds an engine takes to start (in its thread)
     start_error: BaseException | None = None  # raised by the next engine start
+    # The next engine start launches a real "engine core" process that never gets ready (it
+    # sleeps) and waits on it, as vLLM does: without a limit, failing only once the process ends.
+    start_hangs: bool = False
+    hung_cores: list[Any] = field(default_factory=list)  # the processes those starts launched
+    # VLLM_CPU_OMP_THREADS_BIND as each start saw it: what vLLM's engine core would inherit.
+    threads_bind_seen: list[str | None] = field(default_factory=list)
     tasks: tuple[str, ...] = ("generate",)  # what the next engine supports ("embed": a pooling model)
     error_response: Any = None  # a vLLM ErrorResponse the serving objects return instead of serving
     handler_error: BaseException | None = None  # raised by the serving objects instead of serving
@@ -43,6 +53,18 @@ class FakeVllm:
     engines: list[FakeAsyncLLM] = field(default_factory=list)
     starting: int = 0  # engines starting now
     max_starting: int = 0  # the most that ever started at once
+
+
+def hang_like_a_stuck_engine_core(fake: FakeVllm) -> None:
+    """What vLLM's start does when its engine core never reports ready: it launches the core (a
+    spawned process; this one sleeps for an hour) and waits, with no limit, for its handshake or
+    its end (`vllm.v1.engine.utils.wait_for_engine_startup` polls the core's sentinel); its end
+    is an error."""
+    core = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(3600,), daemon=True)
+    core.start()
+    fake.hung_cores.append(core)
+    multiprocessing.connection.wait([core.sentinel])
+    raise RuntimeError(f"Engine core initialization failed. Failed core proc(s): {{'core': {core.exitcode}}}")
 
 
 class FakeAsyncLLM:
@@ -77,12 +99,14 @@ class FakeAsyncLLM:
         if fake.start_error is not None:
             error, fake.start_error = fake.start_error, None
             raise error
+        fake.threads_bind_seen.append(os.environ.get("VLLM_CPU_OMP_THREADS_BIND"))
+        if fake.start_hangs:
+            fake.start_hangs = False
+            hang_like_a_stuck_engine_core(fake)
         fake.starting += 1
         fake.max_starting = max(fake.max_starting, fake.starting)
         try:
             if fake.start_delay:
-                import time
-
                 time.sleep(fake.start_delay)  # a thread: AsyncLLM's construction blocks
         finally:
             fake.starting -= 1

@@ -4,15 +4,20 @@ time, health per model, the errors callers get, and the dead-engine-core watchdo
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 from grpc_health.v1 import health, health_pb2
 
 from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.errors import ServiceError
 from engine.manager import ModelManager
+from engine.settings import EngineSettings
+from engine.vllm_model import CPU_THREADS_BIND
 from tests.engine.fake_vllm import FakeVllm
 from tests.engine.loading import load
 
@@ -157,6 +162,50 @@ async def test_an_engine_that_fails_to_start_fails_the_load_and_may_be_retried(
     # A failed name may be loaded again, even with other arguments.
     served = await load(manager, "m", model_dir, max_model_len=32)
     assert (served.state, served.max_model_len) == (pb.MODEL_STATE_READY, 32)
+
+
+async def test_a_start_past_its_deadline_fails_the_load_kills_what_it_started_and_may_be_retried(
+    fake: FakeVllm, frozen: list[int], tmp_path: Path, model_dir: Path
+) -> None:
+    # vLLM waits for its engine core without a limit: a core stuck while starting held the load,
+    # and the engine's load lock, for good. The engine's own deadline ends it.
+    settings = EngineSettings(
+        data_dir=tmp_path / "data", allowed_model_roots=[tmp_path], model_start_timeout_seconds=3.0
+    )
+    manager = ModelManager(settings)
+    try:
+        fake.start_hangs = True
+        started = time.monotonic()
+        served = await load(manager, "m", model_dir)
+        assert time.monotonic() - started < 3.0 + 15  # the deadline, then the kill and the reap
+        assert served.state == pb.MODEL_STATE_FAILED
+        assert served.error == "TimeoutError: vLLM did not start within 3 s; its processes were stopped"
+        [core] = fake.hung_cores
+        assert core.exitcode == -signal.SIGKILL  # killed and reaped (no zombie left)
+        assert not psutil.pid_exists(core.pid)
+        with pytest.raises(ServiceError) as info:
+            manager.ready("m")
+        assert (
+            info.value.code == grpc.StatusCode.UNAVAILABLE
+            and "did not start within 3 s" in info.value.message
+        )
+        # The lock is free and the name may be loaded again.
+        served = await load(manager, "m", model_dir)
+        assert served.state == pb.MODEL_STATE_READY
+    finally:
+        await manager.close()
+
+
+async def test_vllm_cpu_threads_are_left_unbound_unless_the_operator_binds_them(
+    manager: ModelManager, fake: FakeVllm, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vLLM's "auto" binding pins every model's worker to the same cores, where a starting one
+    # starved beside a busy one; an operator's own binding is theirs to choose.
+    monkeypatch.delenv(CPU_THREADS_BIND, raising=False)
+    assert (await load(manager, "a", model_dir)).state == pb.MODEL_STATE_READY
+    monkeypatch.setenv(CPU_THREADS_BIND, "0-3|4-7")
+    assert (await load(manager, "b", model_dir)).state == pb.MODEL_STATE_READY
+    assert fake.threads_bind_seen == ["nobind", "0-3|4-7"]
 
 
 async def test_unload_stops_the_engine_and_forgets_the_model(
