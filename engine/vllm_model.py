@@ -28,14 +28,16 @@ from engine import call_usage, fast_stream
 log = logging.getLogger(__name__)
 GiB = 1024**3
 # vLLM's CPU backend binds each model's worker threads to cores of its choosing (VLLM_CPU_OMP_THREADS_BIND
-# "auto": the cores of one NUMA node but those it reserves for the engine core), the same cores
-# for every model an engine serves and for every engine on the machine. A worker starting there
-# beside a busy one got almost no CPU: measured on 2 cores, 0.16 s of CPU in 150 s while it
-# imported torch (vLLM waits for it without a limit), and 10 % at once when let off the core.
-# Unbound, the kernel places the threads where there is room. An operator's own value (auto, or
-# explicit core lists for a host given to one model) is kept.
+# "auto": the cores of one NUMA node but one it reserves for the engine core), the same cores for
+# every model an engine serves and for every engine on the machine. A worker starting there beside
+# a busy one got almost no CPU: measured on 2 cores, 0.16 s of CPU in 150 s while it imported torch
+# (vLLM waits for it without a limit), and 10 % at once when let off the core. So, unless the
+# operator chose (either variable set), the worker threads are left unbound — the kernel places
+# them where there is room — and as many as auto binding would have made: with torch's default
+# instead (a thread per core) the tiny model's throughput fell to 0.4 of bound, with auto's count
+# it matched it (tests/performance/README.md, "CPU thread binding").
 CPU_THREADS_BIND = "VLLM_CPU_OMP_THREADS_BIND"
-CPU_THREADS_BIND_DEFAULT = "nobind"
+OMP_THREADS = "OMP_NUM_THREADS"
 # How long an unload waits for vLLM's engine processes to exit after vLLM's own shutdown.
 REAP_TIMEOUT_S = 10.0
 
@@ -180,8 +182,7 @@ class VllmModel:
             namespace = parse_vllm_args(argv)
             engine_args = AsyncEngineArgs.from_cli_args(namespace)
 
-            # Read by the engine core process vLLM spawns: its environment is this one.
-            os.environ.setdefault(CPU_THREADS_BIND, CPU_THREADS_BIND_DEFAULT)
+            unbind_cpu_threads()  # read by the engine core and worker vLLM spawns: they inherit it
 
             def construct() -> Any:
                 vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
@@ -351,6 +352,34 @@ async def shutdown_engine(engine: Any) -> None:
         tasks = engine_tasks(engine)
         if tasks:
             await asyncio.wait(tasks, timeout=REAP_TIMEOUT_S)
+
+
+def unbind_cpu_threads() -> None:
+    """On vLLM's CPU platform, unless the operator set VLLM_CPU_OMP_THREADS_BIND or OMP_NUM_THREADS:
+    vLLM's worker threads unbound ("nobind"), and as many as its auto binding would make
+    (:func:`auto_binding_threads`). Set in this process's environment, which the processes vLLM
+    starts inherit."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu() or CPU_THREADS_BIND in os.environ or OMP_THREADS in os.environ:
+        return
+    os.environ[OMP_THREADS] = str(auto_binding_threads())
+    os.environ[CPU_THREADS_BIND] = "nobind"
+
+
+def auto_binding_threads() -> int:
+    """How many threads vLLM's auto binding gives a model's worker: one per physical core of the
+    first NUMA node this process may use, less the core it reserves for the engine core; at least
+    one. (vLLM's own CPU topology helpers; this process's CPUs where they are missing.)"""
+    try:
+        from vllm.utils import cpu_resource_utils
+
+        cpus = cpu_resource_utils.get_allowed_cpu_list()
+        nodes = cpu_resource_utils.get_visible_memory_node()
+        cores = {cpu.physical_core for cpu in cpus if not nodes or cpu.numa_node == nodes[0]}
+    except (ImportError, AttributeError, OSError):
+        cores = set(os.sched_getaffinity(0))
+    return max(1, len(cores) - 1)
 
 
 async def construct_within(construct: Callable[[], Any], timeout: float | None) -> Any:

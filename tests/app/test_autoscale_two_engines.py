@@ -21,8 +21,9 @@ when other runs share them (18 minutes measured with the machine's load average 
 
 In a CI run this test once waited out its limit: the second engine's vLLM worker, pinned by vLLM's
 CPU binding to the core where the first engine's worker served the test's load, got 0.16 s of CPU
-in 150 s while importing torch. The engine now leaves vLLM's threads unbound and bounds each start
-(`model_start_timeout_seconds`; engine/README.md, "Starting a model").
+in 150 s while importing torch. The engine now leaves vLLM's threads unbound (as many as vLLM's
+binding would use) and bounds each start (`model_start_timeout_seconds`; engine/README.md,
+"Starting a model"): the test took under 4 minutes then.
 """
 
 from __future__ import annotations

@@ -44,8 +44,9 @@ class FakeVllm:
     # sleeps) and waits on it, as vLLM does: without a limit, failing only once the process ends.
     start_hangs: bool = False
     hung_cores: list[Any] = field(default_factory=list)  # the processes those starts launched
-    # VLLM_CPU_OMP_THREADS_BIND as each start saw it: what vLLM's engine core would inherit.
-    threads_bind_seen: list[str | None] = field(default_factory=list)
+    # (VLLM_CPU_OMP_THREADS_BIND, OMP_NUM_THREADS) as each start saw them: what vLLM's engine core
+    # and worker would inherit.
+    threads_seen: list[tuple[str | None, str | None]] = field(default_factory=list)
     tasks: tuple[str, ...] = ("generate",)  # what the next engine supports ("embed": a pooling model)
     error_response: Any = None  # a vLLM ErrorResponse the serving objects return instead of serving
     handler_error: BaseException | None = None  # raised by the serving objects instead of serving
@@ -99,7 +100,9 @@ class FakeAsyncLLM:
         if fake.start_error is not None:
             error, fake.start_error = fake.start_error, None
             raise error
-        fake.threads_bind_seen.append(os.environ.get("VLLM_CPU_OMP_THREADS_BIND"))
+        fake.threads_seen.append(
+            (os.environ.get("VLLM_CPU_OMP_THREADS_BIND"), os.environ.get("OMP_NUM_THREADS"))
+        )
         if fake.start_hangs:
             fake.start_hangs = False
             hang_like_a_stuck_engine_core(fake)
@@ -433,7 +436,8 @@ def _fake_engine_config(self: Any, usage_context: Any = None, **kwargs: Any) -> 
 
 
 def install(monkeypatch: pytest.MonkeyPatch, fake: FakeVllm | None = None) -> FakeVllm:
-    """Swaps vLLM's engine, engine config and app state for the fakes (undone after the test)."""
+    """Swaps vLLM's engine, engine config and app state for the fakes (undone after the test, as
+    is what a load sets in the environment)."""
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.entrypoints.launchers.api_server import app_state
     from vllm.v1.engine import async_llm
@@ -443,4 +447,10 @@ def install(monkeypatch: pytest.MonkeyPatch, fake: FakeVllm | None = None) -> Fa
     monkeypatch.setattr(async_llm, "AsyncLLM", engine_class)
     monkeypatch.setattr(app_state, "init_app_state", fake_init_app_state)
     monkeypatch.setattr(AsyncEngineArgs, "create_engine_config", _fake_engine_config)
+    # A load sets vLLM's CPU thread variables in this process's environment
+    # (`engine.vllm_model.unbind_cpu_threads`): as they were after the test.
+    for name in ("VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+        if not os.environ[name]:
+            monkeypatch.delenv(name)
     return fake

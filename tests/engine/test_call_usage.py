@@ -313,7 +313,7 @@ async def test_a_call_without_a_usage_id_is_not_counted(
 
 
 def test_gateway_engine_and_instant_engine_name_the_same_metadata() -> None:
-    from gateway.openai_service import USAGE_ID_KEY as GATEWAY_KEY
+    from gateway.engines import USAGE_ID_KEY as GATEWAY_KEY
     from tests.support.instant_engine import USAGE_ID_KEY as INSTANT_KEY
 
     assert GATEWAY_KEY == USAGE_ID_KEY == INSTANT_KEY

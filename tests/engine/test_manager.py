@@ -4,6 +4,7 @@ time, health per model, the errors callers get, and the dead-engine-core watchdo
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from bud.engine.v1 import engine_service_pb2 as pb
 from budrt.errors import ServiceError
 from engine.manager import ModelManager
 from engine.settings import EngineSettings
-from engine.vllm_model import CPU_THREADS_BIND
+from engine.vllm_model import CPU_THREADS_BIND, OMP_THREADS, auto_binding_threads
 from tests.engine.fake_vllm import FakeVllm
 from tests.engine.loading import load
 
@@ -196,16 +197,33 @@ async def test_a_start_past_its_deadline_fails_the_load_kills_what_it_started_an
         await manager.close()
 
 
-async def test_vllm_cpu_threads_are_left_unbound_unless_the_operator_binds_them(
+async def test_vllm_cpu_threads_are_left_unbound_unless_the_operator_chose(
     manager: ModelManager, fake: FakeVllm, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # vLLM's "auto" binding pins every model's worker to the same cores, where a starting one
-    # starved beside a busy one; an operator's own binding is theirs to choose.
+    # vLLM's auto binding pins every model's worker to the same cores, where a starting one
+    # starved beside a busy one: unbound, with as many threads as auto binding would make.
     monkeypatch.delenv(CPU_THREADS_BIND, raising=False)
+    monkeypatch.delenv(OMP_THREADS, raising=False)
     assert (await load(manager, "a", model_dir)).state == pb.MODEL_STATE_READY
+    threads = str(auto_binding_threads())
+    # An operator's own choice stands: a binding, or a thread count (then unbound).
     monkeypatch.setenv(CPU_THREADS_BIND, "0-3|4-7")
+    monkeypatch.delenv(OMP_THREADS, raising=False)
     assert (await load(manager, "b", model_dir)).state == pb.MODEL_STATE_READY
-    assert fake.threads_bind_seen == ["nobind", "0-3|4-7"]
+    monkeypatch.delenv(CPU_THREADS_BIND, raising=False)
+    monkeypatch.setenv(OMP_THREADS, "3")
+    assert (await load(manager, "c", model_dir)).state == pb.MODEL_STATE_READY
+    assert fake.threads_seen == [("nobind", threads), ("0-3|4-7", None), (None, "3")]
+
+
+def test_auto_binding_threads_are_one_per_core_of_the_first_node_less_the_reserved_one() -> None:
+    from vllm.utils import cpu_resource_utils
+
+    cpus = cpu_resource_utils.get_allowed_cpu_list()
+    first_node = cpu_resource_utils.get_visible_memory_node()[0]
+    cores = {cpu.physical_core for cpu in cpus if cpu.numa_node == first_node}
+    assert auto_binding_threads() == max(1, len(cores) - 1) >= 1
+    assert auto_binding_threads() <= len(os.sched_getaffinity(0))
 
 
 async def test_unload_stops_the_engine_and_forgets_the_model(

@@ -25,7 +25,7 @@ class RecordingModel:
         self.max_model_len = 64
         self.dead = False
 
-    async def start(self, model_path: str, revision: str = "") -> None:
+    async def start(self, model_path: str, revision: str = "", timeout: float | None = None) -> None:
         RecordingModel.started.append((model_path, revision, self.args))
 
     async def stop(self) -> None:
