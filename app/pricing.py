@@ -1,7 +1,7 @@
 """Deployments' prices and their history, and the cost of usage records.
 
 A deployment's current price sits on its row (micro-dollars per million input and output tokens,
-per request: `budrt.money`; per generated image: :class:`Tariff`); each change also adds a
+per request and per generated image: `budrt.money.Price`); each change also adds a
 `deployment_prices` row stamped with when it took effect, so usage is costed with the price in
 force when it was served, whatever changed since. Usage records are costed when they are stored
 (RecordUsage), in nano-dollars.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +22,7 @@ from app.db import models
 from bud.app.v1 import deployment_pb2
 from bud.auth.v1 import routing_pb2
 from budrt.errors import invalid_argument
-from budrt.money import NANOS_PER_MICRO, MoneyError, Price, format_micros, parse_micros, parse_nanos
+from budrt.money import MoneyError, Price, format_micros, parse_micros, parse_nanos
 
 # Pricing fields and the row columns they are stored in.
 _FIELDS = (
@@ -32,23 +31,6 @@ _FIELDS = (
     ("per_request_usd", "request_micros"),
     ("per_image_usd", "image_micros"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Tariff:
-    """A deployment's whole price: the token and request prices (`budrt.money.Price`, which the
-    gateways share) and the price per generated image, in micro-dollars."""
-
-    price: Price = Price()
-    image_micros: int = 0
-
-    def cost_nanos(
-        self, prompt_tokens: int, completion_tokens: int, *, per_request: bool = True, images: int = 0
-    ) -> int:
-        """The cost in nano-dollars of one request: `Price.cost_nanos`, plus each image of a
-        successful call (`per_request`) at the per-image price."""
-        cost = self.price.cost_nanos(prompt_tokens, completion_tokens, per_request=per_request)
-        return cost + (images * self.image_micros * NANOS_PER_MICRO if per_request else 0)
 
 
 def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -60,7 +42,7 @@ def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def parse_pricing(pricing: deployment_pb2.Pricing, param: str) -> Tariff:
+def parse_pricing(pricing: deployment_pb2.Pricing, param: str) -> Price:
     """The exact price of a Pricing message; INVALID_ARGUMENT naming the field otherwise."""
     values: dict[str, int] = {}
     for field, column in _FIELDS:
@@ -68,38 +50,38 @@ def parse_pricing(pricing: deployment_pb2.Pricing, param: str) -> Tariff:
             values[column] = parse_micros(getattr(pricing, field))
         except MoneyError as err:
             raise invalid_argument(f"{param}.{field}: {err}", param=f"{param}.{field}") from None
-    image_micros = values.pop("image_micros")
-    return Tariff(Price(**values), image_micros)
+    return Price(**values)
 
 
-def pricing_message(tariff: Tariff, effective: datetime | None = None) -> deployment_pb2.Pricing:
+def pricing_message(price: Price, effective: datetime | None = None) -> deployment_pb2.Pricing:
     """The Pricing message of a price."""
-    price = tariff.price
     return deployment_pb2.Pricing(
         input_per_million_usd=format_micros(price.input_micros_per_million),
         output_per_million_usd=format_micros(price.output_micros_per_million),
         per_request_usd=format_micros(price.request_micros),
-        per_image_usd=format_micros(tariff.image_micros),
+        per_image_usd=format_micros(price.image_micros),
         effective_time=_timestamp(effective),
     )
 
 
-def row_price(row: models.Deployment | models.DeploymentPrice) -> Tariff:
+def row_price(row: models.Deployment | models.DeploymentPrice) -> Price:
     """The price stored on a deployment or price-history row."""
-    return Tariff(
-        Price(row.input_micros_per_million or 0, row.output_micros_per_million or 0, row.request_micros or 0),
+    return Price(
+        row.input_micros_per_million or 0,
+        row.output_micros_per_million or 0,
+        row.request_micros or 0,
         row.image_micros or 0,
     )
 
 
 def route_pricing(row: models.Deployment) -> routing_pb2.RoutePricing:
     """What the gateways need of a deployment's price (micro-dollars, as stored)."""
-    tariff = row_price(row)
+    price = row_price(row)
     return routing_pb2.RoutePricing(
-        input_micros_per_million=tariff.price.input_micros_per_million,
-        output_micros_per_million=tariff.price.output_micros_per_million,
-        request_micros=tariff.price.request_micros,
-        image_micros=tariff.image_micros,
+        input_micros_per_million=price.input_micros_per_million,
+        output_micros_per_million=price.output_micros_per_million,
+        request_micros=price.request_micros,
+        image_micros=price.image_micros,
     )
 
 
@@ -115,11 +97,11 @@ def default_pricing(settings: Any) -> deployment_pb2.Pricing:
 
 def apply_pricing(row: models.Deployment, pricing: deployment_pb2.Pricing, param: str) -> None:
     """Writes a validated Pricing onto a deployment row (its history: `record_price`)."""
-    tariff = parse_pricing(pricing, param)
-    row.input_micros_per_million = tariff.price.input_micros_per_million
-    row.output_micros_per_million = tariff.price.output_micros_per_million
-    row.request_micros = tariff.price.request_micros
-    row.image_micros = tariff.image_micros
+    price = parse_pricing(pricing, param)
+    row.input_micros_per_million = price.input_micros_per_million
+    row.output_micros_per_million = price.output_micros_per_million
+    row.request_micros = price.request_micros
+    row.image_micros = price.image_micros
 
 
 async def record_price(session: AsyncSession, row: models.Deployment, now: datetime) -> None:
@@ -131,17 +113,17 @@ async def record_price(session: AsyncSession, row: models.Deployment, now: datet
         .order_by(models.DeploymentPrice.effective_time.desc(), models.DeploymentPrice.id.desc())
         .limit(1)
     )
-    tariff = row_price(row)
-    if last is not None and row_price(last) == tariff:
+    price = row_price(row)
+    if last is not None and row_price(last) == price:
         return
     session.add(
         models.DeploymentPrice(
             deployment_id=row.id,
             effective_time=now,
-            input_micros_per_million=tariff.price.input_micros_per_million,
-            output_micros_per_million=tariff.price.output_micros_per_million,
-            request_micros=tariff.price.request_micros,
-            image_micros=tariff.image_micros,
+            input_micros_per_million=price.input_micros_per_million,
+            output_micros_per_million=price.output_micros_per_million,
+            request_micros=price.request_micros,
+            image_micros=price.image_micros,
         )
     )
 
@@ -161,7 +143,7 @@ class PriceBook:
 
     def __init__(self, rows: Iterable[models.DeploymentPrice]) -> None:
         self._times: dict[str, list[datetime]] = {}
-        self._prices: dict[str, list[Tariff]] = {}
+        self._prices: dict[str, list[Price]] = {}
         for r in rows:  # ordered by time
             self._times.setdefault(r.deployment_id, []).append(r.effective_time)
             self._prices.setdefault(r.deployment_id, []).append(row_price(r))
@@ -179,7 +161,7 @@ class PriceBook:
         )
         return cls(rows)
 
-    def price_at(self, deployment_id: str, when: datetime) -> Tariff | None:
+    def price_at(self, deployment_id: str, when: datetime) -> Price | None:
         """The price in force at `when` (before the first one: the first); None: never priced."""
         times = self._times.get(deployment_id)
         if not times:

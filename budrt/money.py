@@ -77,24 +77,35 @@ def parse_nanos(text: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """A deployment's prices in micro-dollars: per million input and output tokens, per request."""
+    """A deployment's prices in micro-dollars: per million input and output tokens, per request,
+    per generated image."""
 
     input_micros_per_million: int = 0
     output_micros_per_million: int = 0
     request_micros: int = 0
+    image_micros: int = 0
 
     @property
     def free(self) -> bool:
         """Whether nothing is charged at all."""
-        return not (self.input_micros_per_million or self.output_micros_per_million or self.request_micros)
+        return not (
+            self.input_micros_per_million
+            or self.output_micros_per_million
+            or self.request_micros
+            or self.image_micros
+        )
 
-    def cost_nanos(self, prompt_tokens: int, completion_tokens: int, *, per_request: bool = True) -> int:
+    def cost_nanos(
+        self, prompt_tokens: int, completion_tokens: int, *, per_request: bool = True, images: int = 0
+    ) -> int:
         """The cost in nano-dollars of one request: its tokens at the per-million prices
-        (rounded half up to a nano-dollar), plus the per-request price when `per_request`
-        (a successful call)."""
+        (rounded half up to a nano-dollar), plus, when `per_request` (a successful call), the
+        per-request price and its `images` at the per-image price."""
         # micros per million tokens * tokens = micro-dollars * 1e6 = nano-dollars * 1e3
         scaled = (
             prompt_tokens * self.input_micros_per_million + completion_tokens * self.output_micros_per_million
         )
         tokens = (scaled + 500) // 1000
-        return tokens + (self.request_micros * NANOS_PER_MICRO if per_request else 0)
+        return tokens + (
+            (self.request_micros + images * self.image_micros) * NANOS_PER_MICRO if per_request else 0
+        )

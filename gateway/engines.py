@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -15,10 +15,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from budrt.endpoints import Endpoint
+from budrt.errors import Reason, ServiceError
 from budrt.grpc_server import service_channel
+from budrt.interceptors import call_request_id
 from gateway.backends import LocalBackend
 
 log = logging.getLogger(__name__)
+
+# The metadata naming an engine call's processed-token counts, one new id per request, so that
+# the engine can answer GetRequestUsage for it (the engine's `engine.call_usage.USAGE_ID_KEY`;
+# a test checks they agree).
+USAGE_ID_KEY = "x-bud-usage-id"
 
 ENGINE_SERVICE = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"]
 
@@ -146,3 +153,23 @@ class EnginePool:
         for conn in self._connections.values():
             await conn.channel.close()
         self._connections.clear()
+
+
+def engine_metadata(context: Any, usage_id: str) -> tuple[tuple[str, str], ...]:
+    """The metadata of an engine call made for the request of `context`: its request id, and
+    `usage_id` naming the call's token counts for GetRequestUsage."""
+    return (("x-request-id", call_request_id(context)), (USAGE_ID_KEY, usage_id))
+
+
+def engine_error(err: grpc.aio.AioRpcError, model: str, served_name: str) -> ServiceError:
+    """The engine's error as the client should read it: about the model it named, not the engine's
+    internal name for it."""
+    error = ServiceError.from_rpc_error(err)
+    message, reason = error.message, error.reason
+    if served_name and served_name != model:
+        message = message.replace(served_name, model)
+    if error.code == grpc.StatusCode.UNAVAILABLE:
+        message = f"The model `{model}` is unavailable: {message}"
+        reason = reason or Reason.MODEL_UNAVAILABLE
+    # A new error, so that the rewritten message is bounded like any other.
+    return replace(error, message=message, reason=reason)

@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -44,12 +44,12 @@ from budrt.errors import (
     unimplemented,
 )
 from budrt.interceptors import call_request_id
-from budrt.money import NANOS_PER_MICRO, format_nanos
+from budrt.money import format_nanos
 from gateway import conversation, observe, responses
 from gateway.budgets import BudgetEnforcer, Hold
 from gateway.cold_start import ColdStarts
 from gateway.concurrency import RETRY_AFTER_S, ConcurrencyLimiter, MemoryConcurrencyLimiter, Slot
-from gateway.engines import EngineConnection, EnginePool
+from gateway.engines import EngineConnection, EnginePool, engine_error, engine_metadata
 from gateway.images.checks import IMAGE_OPERATIONS, check_image_request, check_kind, image_count
 from gateway.images.service import ImageConfig, ImageOps
 from gateway.load import LoadTracker
@@ -86,10 +86,6 @@ _MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 # The fields multiplying it: choices returned (n) and candidates generated (completions' best_of).
 _CHOICE_FIELDS = ("n", "best_of")
 
-# The metadata naming an engine call's processed-token counts, one new id per request, so that
-# the engine can answer GetRequestUsage for it (the engine's `engine.call_usage.USAGE_ID_KEY`;
-# a test checks they agree).
-USAGE_ID_KEY = "x-bud-usage-id"
 # How long a charge waits for the engine's counts of a cancelled or failed call (off the
 # client's path) before it charges what the gateway saw itself.
 CHARGE_TIMEOUT_S = 2.0
@@ -365,16 +361,16 @@ class OpenAiServicer(ImageOps, openai_service_pb2_grpc.OpenAiServiceServicer):
             await self.limiter.settle(decision, tokens)
 
     def _account(self, charge: _Charge) -> None:
-        # The cost at the deployment's price: tokens, plus the per-request price of a served
-        # call; a cache hit ran nothing and costs nothing.
+        # The cost at the deployment's price: tokens, plus the per-request and per-image prices
+        # of a served call (as the app costs the usage record); a cache hit ran nothing and costs
+        # nothing.
         status = http_status(charge.code)
         charge.cost_nanos = (
             0
             if charge.cached
             else charge.deployment.price.cost_nanos(
-                charge.prompt_tokens, charge.completion_tokens, per_request=status < 400
+                charge.prompt_tokens, charge.completion_tokens, per_request=status < 400, images=charge.images
             )
-            + charge.images * charge.deployment.image_micros * NANOS_PER_MICRO
         )
         # The request's series and its log line (gateway/observe.py), usage or not.
         observe.finished(charge, self.tables.projects.get(charge.key.project_id, charge.key.project_id))
@@ -527,9 +523,8 @@ class OpenAiServicer(ImageOps, openai_service_pb2_grpc.OpenAiServiceServicer):
         if not budgets:
             return None
         prompt = _prompt_estimate(request)
-        worst = deployment.price.cost_nanos(prompt, _reserved_tokens(request) - prompt)
-        if deployment.image is not None:
-            worst += image_count(request) * deployment.image_micros * NANOS_PER_MICRO
+        images = image_count(request) if deployment.image is not None else 0
+        worst = deployment.price.cost_nanos(prompt, _reserved_tokens(request) - prompt, images=images)
         try:
             return await self.budgets.reserve(key.project_id, key.id, budgets, worst, request.model)
         except ServiceError as err:
@@ -642,7 +637,7 @@ class OpenAiServicer(ImageOps, openai_service_pb2_grpc.OpenAiServiceServicer):
                 try:
                     with self.engines.lease(conn, endpoint, deployment.id):
                         response = await getattr(conn.stub, operation)(
-                            request, metadata=_forward(context, charge.usage_id)
+                            request, metadata=engine_metadata(context, charge.usage_id)
                         )
                     break
                 except grpc.aio.AioRpcError as err:
@@ -650,7 +645,7 @@ class OpenAiServicer(ImageOps, openai_service_pb2_grpc.OpenAiServiceServicer):
                         self.engines.mark_unhealthy(endpoint)  # fail over: nothing reached the client yet
                         continue
                     charge.code = err.code()
-                    raise _engine_error(err, client_model, endpoint.served_model_name) from None
+                    raise engine_error(err, client_model, endpoint.served_model_name) from None
         except BaseException:
             if charge.code == grpc.StatusCode.OK:
                 # The client left (the transcoder cancels the call on disconnect), or the call
@@ -706,7 +701,9 @@ class OpenAiServicer(ImageOps, openai_service_pb2_grpc.OpenAiServiceServicer):
                 sent = False
                 kept = [] if charge.cache is not None else None
                 with self.engines.lease(conn, endpoint, deployment.id):
-                    call = getattr(conn.stub, operation)(request, metadata=_forward(context, charge.usage_id))
+                    call = getattr(conn.stub, operation)(
+                        request, metadata=engine_metadata(context, charge.usage_id)
+                    )
                     try:
                         async for chunk in call:
                             if kept is not None:
@@ -738,7 +735,7 @@ class OpenAiServicer(ImageOps, openai_service_pb2_grpc.OpenAiServiceServicer):
                             self.engines.mark_unhealthy(endpoint)  # fail over before the first byte
                             continue
                         charge.code = err.code()
-                        raise _engine_error(err, client_model, endpoint.served_model_name) from None
+                        raise engine_error(err, client_model, endpoint.served_model_name) from None
                     finally:
                         call.cancel()  # a client that went away aborts the generation
         except BaseException as err:
@@ -1083,21 +1080,3 @@ def _forward_caller(context: Any) -> tuple[tuple[str, str], ...]:
     """The caller's credentials and request id, for a call made on its behalf."""
     metadata = [(k, v) for k, v in context.invocation_metadata() if k == "authorization"]
     return (*metadata, ("x-request-id", call_request_id(context)))
-
-
-def _forward(context: Any, usage_id: str) -> tuple[tuple[str, str], ...]:
-    return (("x-request-id", call_request_id(context)), (USAGE_ID_KEY, usage_id))
-
-
-def _engine_error(err: grpc.aio.AioRpcError, model: str, served_name: str) -> ServiceError:
-    """The engine's error as the client should read it: about the model it named, not the engine's
-    internal name for it."""
-    error = ServiceError.from_rpc_error(err)
-    message, reason = error.message, error.reason
-    if served_name and served_name != model:
-        message = message.replace(served_name, model)
-    if error.code == grpc.StatusCode.UNAVAILABLE:
-        message = f"The model `{model}` is unavailable: {message}"
-        reason = reason or Reason.MODEL_UNAVAILABLE
-    # A new error, so that the rewritten message is bounded like any other.
-    return replace(error, message=message, reason=reason)

@@ -62,10 +62,8 @@ class DeploymentEntry:
     # The served names of its replicas, or of its last replicas while it has none (scaled to
     # zero): the response cache keys on them, so a hit answers without waking the deployment.
     served_names: tuple[str, ...] = ()
-    # An image deployment's settings (RouteImageSettings; None: a text deployment) and its price
-    # per generated image in micro-dollars.
+    # An image deployment's settings (RouteImageSettings; None: a text deployment).
     image: routing_pb2.RouteImageSettings | None = None
-    image_micros: int = 0
 
     @property
     def serving(self) -> bool:
@@ -152,9 +150,9 @@ class RoutingTables:
                     d.pricing.input_micros_per_million,
                     d.pricing.output_micros_per_million,
                     d.pricing.request_micros,
+                    d.pricing.image_micros,
                 ),
                 image=d.image if d.HasField("image") else None,
-                image_micros=d.pricing.image_micros,
             )
             self.deployments[d.id] = entry
             self.by_name[(d.project_id, d.name)] = entry

@@ -27,6 +27,7 @@ from google.api import httpbody_pb2
 from bud.engine.v1 import engine_service_pb2
 from bud.openai.v1 import image_pb2
 from budrt.errors import Reason, ServiceError, echo, not_found, permission_denied
+from gateway.engines import engine_error, engine_metadata
 from gateway.images.links import LinkSigner, link_secret
 from gateway.images.store import ImageStore, LocalImageStore, StoredImage, valid_image_id
 from gateway.transcoder import ORIGIN_KEY  # the request's origin: links' base without a public URL
@@ -129,14 +130,16 @@ class ImageOps:
                 request.model = endpoint.served_model_name
                 try:
                     with self.engines.lease(conn, endpoint, deployment.id):
-                        result = await conn.stub.GenerateImages(request, metadata=_forward(context, charge))
+                        result = await conn.stub.GenerateImages(
+                            request, metadata=engine_metadata(context, charge.usage_id)
+                        )
                     break
                 except grpc.aio.AioRpcError as err:
                     if err.code() == grpc.StatusCode.UNAVAILABLE and attempt < len(candidates):
                         self.engines.mark_unhealthy(endpoint)
                         continue
                     charge.code = err.code()
-                    raise _engine_error(err, client_model, endpoint.served_model_name) from None
+                    raise engine_error(err, client_model, endpoint.served_model_name) from None
         except BaseException:
             if charge.code == grpc.StatusCode.OK:
                 charge.code = grpc.StatusCode.CANCELLED  # the client left: the engine call is cancelled
@@ -180,7 +183,7 @@ class ImageOps:
                 request.model = endpoint.served_model_name
                 sent = False
                 with self.engines.lease(conn, endpoint, deployment.id):
-                    call = conn.stub.StreamImages(request, metadata=_forward(context, charge))
+                    call = conn.stub.StreamImages(request, metadata=engine_metadata(context, charge.usage_id))
                     try:
                         async for progress in call:
                             for event in await self._events(
@@ -198,7 +201,7 @@ class ImageOps:
                             self.engines.mark_unhealthy(endpoint)
                             continue
                         charge.code = err.code()
-                        raise _engine_error(err, client_model, endpoint.served_model_name) from None
+                        raise engine_error(err, client_model, endpoint.served_model_name) from None
                     finally:
                         call.cancel()  # a client that went away stops the denoising
         except BaseException as err:
@@ -343,15 +346,3 @@ class ImageOps:
 
 def _no_image(image_id: str) -> ServiceError:
     return not_found(f"No image found with id {echo(image_id)}.", reason=Reason.NOT_FOUND, param="image_id")
-
-
-def _forward(context: Any, charge: Any) -> tuple[tuple[str, str], ...]:
-    from gateway.openai_service import _forward as forward
-
-    return forward(context, charge.usage_id)
-
-
-def _engine_error(err: grpc.aio.AioRpcError, model: str, served_name: str) -> ServiceError:
-    from gateway.openai_service import _engine_error as translate
-
-    return translate(err, model, served_name)

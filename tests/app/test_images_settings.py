@@ -18,7 +18,7 @@ from app.images import (
     is_image_deployment,
     route_image,
 )
-from app.pricing import Tariff, parse_pricing
+from app.pricing import parse_pricing
 from app.settings import AppSettings
 from bud.app.v1 import deployment_pb2 as D
 from bud.engine.v1 import engine_service_pb2 as E
@@ -137,11 +137,11 @@ def test_image_settings_of_the_platform(tmp_path: Any) -> None:
 
 
 def test_per_image_price() -> None:
-    tariff = parse_pricing(D.Pricing(per_request_usd="0.001", per_image_usd="0.04"), "deployment.pricing")
-    assert tariff == Tariff(Price(request_micros=1000), 40_000)
+    price = parse_pricing(D.Pricing(per_request_usd="0.001", per_image_usd="0.04"), "deployment.pricing")
+    assert price == Price(request_micros=1000, image_micros=40_000)
     # Two images of a successful call: the request price and two images, in nano-dollars.
-    assert tariff.cost_nanos(0, 0, images=2) == 1_000_000 + 80_000_000
-    assert tariff.cost_nanos(0, 0, per_request=False, images=2) == 0  # a failed call
+    assert price.cost_nanos(0, 0, images=2) == 1_000_000 + 80_000_000
+    assert price.cost_nanos(0, 0, per_request=False, images=2) == 0  # a failed call
     for bad in ("-0.01", "0.0000001", "x"):
         with pytest.raises(ServiceError) as info:
             parse_pricing(D.Pricing(per_image_usd=bad), "deployment.pricing")
