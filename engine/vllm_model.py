@@ -414,9 +414,14 @@ async def construct_within(construct: Callable[[], Any], timeout: float | None) 
     raise TimeoutError(f"vLLM did not start within {timeout:g} s")
 
 
+_late_shutdowns: set[asyncio.Task[None]] = set()  # held until done: the loop keeps tasks weakly
+
+
 def _shut_down_late(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is None:
-        asyncio.ensure_future(shutdown_engine(future.result()))
+        task = asyncio.ensure_future(shutdown_engine(future.result()))
+        _late_shutdowns.add(task)
+        task.add_done_callback(_late_shutdowns.discard)
 
 
 def describe_tree(pid: int) -> str:
