@@ -76,7 +76,7 @@ async def _price_of(session: AsyncSession, deployment_id: str) -> Price | None:
     """The current token and request price of a run's deployment (None: it has gone); a
     prompt's model is a chat model, so the per-image price never applies."""
     row = await session.get(models.Deployment, deployment_id) if deployment_id else None
-    return row_price(row).price if row is not None else None
+    return row_price(row) if row is not None else None
 
 
 def _set_cost(run: P.PromptRun, price: Price | None) -> None:
