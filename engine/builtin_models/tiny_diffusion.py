@@ -19,13 +19,10 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from engine.builtin_models.tiny_llama import _build_lock
+from engine.builtin_models.tiny_llama import build_atomically
 
 __all__ = ["BUILD_VERSION", "MARKER_FILE", "SAMPLE_SIZE", "build_tiny_diffusion", "is_complete_build"]
 
@@ -187,25 +184,9 @@ def is_complete_build(model_dir: Path) -> bool:
 def build_tiny_diffusion(target_dir: Path) -> Path:
     """Builds the pipeline into `target_dir` unless a complete build of this version is there;
     returns the directory. Built in a temporary sibling and renamed into place under an inter-
-    process lock (like tiny-llama), so concurrent callers never see a half-written pipeline."""
-    target = Path(target_dir)
-    if is_complete_build(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(target):
-        if is_complete_build(target):
-            return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            build = tmp / "out"
-            build.mkdir()
-            _build_into(build)
-            if target.exists():
-                shutil.rmtree(target)
-            os.rename(build, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    process lock (`tiny_llama.build_atomically`), so concurrent callers never see a half-written
+    pipeline."""
+    return build_atomically(Path(target_dir), is_complete_build, _build_into)
 
 
 def _main(argv: list[str]) -> int:

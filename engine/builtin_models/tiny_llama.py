@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -468,27 +468,48 @@ def build_tiny_model(target_dir: Path) -> Path:
         The absolute path of the model directory.
     """
     target = Path(target_dir).expanduser().resolve()
-    if is_complete_build(target):
+    return build_atomically(target, is_complete_build, _build_into, _refuse_foreign)
+
+
+def _refuse_foreign(target: Path) -> None:
+    """Refuses to replace anything but a tiny-model build or an empty directory."""
+    is_ours = (target / MARKER_FILE).exists()
+    if target.is_dir() and not is_ours and any(target.iterdir()):
+        raise FileExistsError(f"{target} exists, is not empty and is not a tiny-model build")
+    if not target.is_dir():
+        raise FileExistsError(f"{target} exists and is not a directory")
+
+
+def build_atomically(
+    target: Path,
+    is_complete: Callable[[Path], bool],
+    build_into: Callable[[Path], None],
+    check_target: Callable[[Path], None] | None = None,
+) -> Path:
+    """Builds a builtin model into `target` unless `is_complete(target)`, and returns `target`.
+
+    Under the inter-process lock (`_build_lock`), re-checked there: another process may have
+    finished while this one waited. `build_into` writes into a temporary sibling directory,
+    renamed into place, so concurrent callers and interrupted builds never expose a half-written
+    model; leftovers of interrupted builds are removed first. `check_target` may refuse an
+    existing target (raising) before anything of it is replaced."""
+    if is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(target):
         # Another process may have finished while we waited for the lock.
-        if is_complete_build(target):
+        if is_complete(target):
             return target
         # Leftovers of interrupted builds.  Every builder holds the lock, so
         # nothing else can be writing into them now.
         for stale in target.parent.glob(f".{target.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        if target.exists():
-            is_ours = (target / MARKER_FILE).exists()
-            if target.is_dir() and not is_ours and any(target.iterdir()):
-                raise FileExistsError(f"{target} exists, is not empty and is not a tiny-model build")
-            if not target.is_dir():
-                raise FileExistsError(f"{target} exists and is not a directory")
+        if target.exists() and check_target is not None:
+            check_target(target)
 
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
-            _build_into(tmp)
+            build_into(tmp)
             if target.exists():
                 # rename() cannot replace a non-empty dir: move the stale one
                 # aside first, then swap the new one in.
