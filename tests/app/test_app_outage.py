@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 
 from budrt.tls import LocalCa
 from tests.support.mesh import REPO, Mesh, free_port
+from tests.support.procs import wait_until
 from tests.support.tls import share_ca
 
 pytestmark = pytest.mark.mesh
@@ -76,17 +76,6 @@ def _ready(pair: Pair) -> dict[str, Any] | None:
     return r.json() if r.status_code == 200 else None
 
 
-def _wait(what: str, check: Any, timeout: float = START_TIMEOUT_S, logs: Any = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout:.0f}s\n{logs() if logs else ''}")
-        time.sleep(0.5)
-
-
 @pytest.fixture()
 def pair(mesh: Mesh, tmp_path: Path) -> Iterator[Pair]:
     env = {
@@ -124,16 +113,18 @@ def _chat(client: openai.OpenAI) -> None:
 def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing(pair: Pair) -> None:
     pair.app = pair.spawn("app")
     pair.gateway = pair.spawn("gateway")
-    first_log = _wait(
+    first_log = wait_until(
         "the app's bootstrap output",
         lambda: "BUD_ADMIN_PASSWORD=" in pair.log("app") and pair.log("app"),
+        START_TIMEOUT_S,
         logs=lambda: pair.log("app"),
     )
     bootstrap_key = re.search(r"^OPENAI_API_KEY=(bud-\S+)$", first_log, re.MULTILINE).group(1)  # type: ignore[union-attr]
     password = re.search(r"^BUD_ADMIN_PASSWORD=(\S+)$", first_log, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    _wait(
+    wait_until(
         "the deployment ready at the gateway",
         lambda: (state := _ready(pair)) and state["deployments"] == 1 and state["deployments_ready"] == 1,
+        START_TIMEOUT_S,
         logs=lambda: pair.log("app") + pair.log("gateway"),
     )
 
@@ -151,7 +142,7 @@ def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing
         openai.OpenAI(base_url=f"{pair.http_url}/v1", api_key=key, max_retries=0, timeout=60)
         for key in (bootstrap_key, minted.json()["secret"])
     ]
-    _wait("the new key at the gateway", lambda: _models_ok(clients[1]), timeout=10)
+    wait_until("the new key at the gateway", lambda: _models_ok(clients[1]), timeout=10)
     for client in clients:
         _chat(client)
     revision = _ready(pair)["revision"]  # type: ignore[index]
@@ -173,7 +164,7 @@ def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing
     # model the engine serves is adopted (not reloaded), and the usage of every call — those of
     # the outage included, kept by the gateway — arrives.
     pair.app = pair.spawn("app")
-    _wait(
+    wait_until(
         "the restarted app answering",
         lambda: admin.get(f"/v1/projects/{project_id}").status_code == 200,
         timeout=120,
@@ -192,7 +183,7 @@ def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing
         buckets = admin.get(f"/v1/projects/{project_id}/usage").json().get("buckets", [])
         return sum(int(b.get("requests", 0)) for b in buckets) >= calls
 
-    _wait(
+    wait_until(
         "the outage's usage at the app",
         usage_complete,
         timeout=30,
@@ -203,7 +194,7 @@ def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing
 
     # The gateway resumed its watch: a key minted now works, a key revoked now stops.
     late = admin.post(f"/v1/projects/{project_id}/api_keys", json={"name": "after-outage"}).json()
-    _wait(
+    wait_until(
         "the late key at the gateway",
         lambda: _models_ok(
             openai.OpenAI(base_url=f"{pair.http_url}/v1", api_key=late["secret"], max_retries=0)
@@ -211,7 +202,7 @@ def test_gateway_serves_while_the_app_is_down_and_the_restarted_app_lost_nothing
         timeout=10,
     )
     admin.post(f"/v1/projects/{project_id}/api_keys/{minted.json()['api_key']['id']}:revoke", json={})
-    _wait("the revocation at the gateway", lambda: not _models_ok(clients[1]), timeout=5)
+    wait_until("the revocation at the gateway", lambda: not _models_ok(clients[1]), timeout=5)
 
     # Leave the shared engine as it was: deleting the deployment unloads its model there.
     assert admin.delete(f"/v1/projects/{project_id}/deployments/{deployments[0]['id']}").status_code == 200

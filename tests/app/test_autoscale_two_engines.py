@@ -34,7 +34,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ import pytest
 from bud.engine.v1 import engine_service_pb2, engine_service_pb2_grpc
 from budrt.tls import LocalCa
 from tests.support.mesh import ExtraEngine, Mesh, free_port, spawn_service, start_engine, stop_process
-from tests.support.procs import descendants, still_running
+from tests.support.procs import descendants, still_running, wait_until
 from tests.support.tls import share_ca
 
 pytestmark = pytest.mark.mesh
@@ -113,17 +113,6 @@ class Platform:
         return reply.json().get("events", [])
 
 
-def _wait(what: str, check: Callable[[], Any], timeout: float, logs: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout:.0f}s\n{logs() if logs else ''}")
-        time.sleep(0.5)
-
-
 def _served(mesh: Mesh, address: str) -> dict[str, int]:
     """An engine's served models and their states (ListModels)."""
     with mesh.channel(address) as channel:
@@ -164,7 +153,7 @@ def platform(mesh: Mesh, tmp_path: Path) -> Iterator[Platform]:
     try:
         for service in ("app", "gateway"):
             running.processes[service] = spawn_service([service], env, data_dir / f"{service}.log")
-        first_log = _wait(
+        first_log = wait_until(
             "the app's bootstrap output",
             lambda: "BUD_ADMIN_PASSWORD=" in running.log("app") and running.log("app"),
             START_TIMEOUT_S,
@@ -184,7 +173,7 @@ def platform(mesh: Mesh, tmp_path: Path) -> Iterator[Platform]:
                 return ""
             return reply.json()["access_token"] if reply.status_code == 200 else ""
 
-        token = _wait("the gateway answering", login, START_TIMEOUT_S, running.logs)
+        token = wait_until("the gateway answering", login, START_TIMEOUT_S, running.logs)
         running.admin = httpx.Client(
             base_url=running.http_url, headers={"authorization": f"Bearer {token}"}, timeout=30
         )
@@ -223,7 +212,7 @@ def _delete_deployments(platform: Platform) -> None:
     for deployment in listed:
         reply = platform.admin.delete(f"{platform.deployments()}/{deployment['id']}")
         assert reply.status_code == 200, reply.text
-    _wait(
+    wait_until(
         "the test's models unloaded from the mesh's engine",
         lambda: (
             not [
@@ -331,7 +320,7 @@ def test_load_adds_a_replica_on_the_second_engine_and_idleness_removes_it_withou
             return False
         return True
 
-    _wait("the deployment serving on the mesh's engine", serves, LOAD_TIMEOUT_S, platform.logs)
+    wait_until("the deployment serving on the mesh's engine", serves, LOAD_TIMEOUT_S, platform.logs)
     assert platform.get(deployment_id)["ready_replicas"] == 1
     served_name = f"{deployment_id}-g1"
     assert served_name not in _served(platform.mesh, platform.engine.address)
@@ -342,7 +331,7 @@ def test_load_adds_a_replica_on_the_second_engine_and_idleness_removes_it_withou
     # take minutes), is not removed while it loads, joins routing once ready, and serves.
     load = Clients(client, LOAD_CLIENTS).start()
     try:
-        up = _wait(
+        up = wait_until(
             "a scale-up event",
             lambda: load.failures or _actions(platform, deployment_id, "SCALING_ACTION_SCALE_UP"),
             120,
@@ -358,7 +347,7 @@ def test_load_adds_a_replica_on_the_second_engine_and_idleness_removes_it_withou
 
     background = Clients(client, BACKGROUND_CLIENTS).start()
     try:
-        _wait(
+        wait_until(
             "a second ready replica",
             lambda: background.failures or platform.get(deployment_id)["ready_replicas"] == 2,
             LOAD_TIMEOUT_S,
@@ -373,7 +362,7 @@ def test_load_adds_a_replica_on_the_second_engine_and_idleness_removes_it_withou
 
         # Quiet for the scale-down window: the added replica is drained (out of routing first)
         # and unloaded, and no request fails meanwhile.
-        down = _wait(
+        down = wait_until(
             "a scale-down event",
             lambda: background.failures or _actions(platform, deployment_id, "SCALING_ACTION_SCALE_DOWN"),
             120,
@@ -381,7 +370,7 @@ def test_load_adds_a_replica_on_the_second_engine_and_idleness_removes_it_withou
         )
         assert not background.failures, background.failures[:5]
         decided = time.monotonic()
-        _wait(
+        wait_until(
             "the added replica unloaded from the second engine",
             lambda: background.failures or served_name not in _served(platform.mesh, platform.engine.address),
             90,
@@ -389,9 +378,9 @@ def test_load_adds_a_replica_on_the_second_engine_and_idleness_removes_it_withou
         )
         # Drained by the gateway's reports (nothing in flight), long before the drain timeout.
         assert time.monotonic() - decided < 60
-        _wait("one ready replica", lambda: platform.get(deployment_id)["ready_replicas"] == 1, 30)
+        wait_until("one ready replica", lambda: platform.get(deployment_id)["ready_replicas"] == 1, 30)
         served_before = background.ok
-        _wait("requests served after the unload", lambda: background.ok >= served_before + 4, 60)
+        wait_until("requests served after the unload", lambda: background.ok >= served_before + 4, 60)
     finally:
         background.finish()
     assert not background.failures, background.failures[:5]

@@ -1,7 +1,11 @@
 """Process trees of the services tests and benchmarks start (psutil): what a service spawned,
-whether it is gone, how much CPU it used."""
+whether it is gone, how much CPU it used; and waiting until one got somewhere."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 
@@ -68,3 +72,19 @@ def service_pid(launcher_pid: int, service: str) -> int:
         if service in label.split("+"):
             return pid
     raise LookupError(f"no process of launcher {launcher_pid} hosts {service!r}")
+
+
+def wait_until(
+    what: str, check: Callable[[], Any], timeout: float, logs: Callable[[], str] | None = None
+) -> Any:
+    """Polls `check` every half second until it returns something true, and returns that;
+    AssertionError naming `what` (and the tail `logs` gives, for a service that never got there)
+    after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {timeout:.0f}s\n{logs() if logs else ''}")
+        time.sleep(0.5)
